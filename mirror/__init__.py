@@ -1,0 +1,1 @@
+"""tfmirror core and the PyPI side: config, store, upstream, resolve, devpi, sync, CLI."""

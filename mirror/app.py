@@ -1,0 +1,28 @@
+"""Flask app factory: one blueprint per package, nothing started at import time."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from mirror.config import Config
+from mirror.storage import BlobStore, open_store
+
+
+def create_app(config: Config, store: BlobStore | None = None) -> Flask:
+    from mirror.simple_pages import blueprint as pypi_pages
+
+    app = Flask("tfmirror")
+    app.extensions["tfmirror.config"] = config
+    app.extensions["tfmirror.store"] = store if store is not None else open_store(config.storage)
+    app.register_blueprint(pypi_pages)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(ok=True)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+
+    return app

@@ -1,0 +1,239 @@
+"""The `tfmirror` command. Exit codes: 0 ok, 1 a job failed, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from mirror.config import Config, ConfigError, host_target, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("tfmirror")
+
+
+class UsageError(Exception):
+    """Bad arguments for a subcommand: one line, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfmirror", description="Verified PyPI and TF Hub mirror for air-gapped fleets."
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML config (default: $TFMIRROR_CONFIG, ./tfmirror.toml, built-in)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = sub.add_parser("sync", help="mirror from upstream now")
+    sync.add_argument("side", choices=["pypi", "all"], help="what to sync")
+    sync.add_argument("--no-devpi", action="store_true",
+                      help="store and commit only; leave devpi as it is")  # fmt: skip
+
+    sub.add_parser("devpi", help="run the configured devpi-server in the foreground")
+    sub.add_parser("serve", help="run the web front (simple pages for devpi) in the foreground")
+    sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
+
+    lock = sub.add_parser("lock", help="print a hash-pinned requirements file for a target")
+    lock.add_argument("--target", metavar="ID", help="target id (see `tfmirror targets`)")
+    lock.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    sub.add_parser("targets", help="list the configured targets and what each has mirrored")
+    sub.add_parser("up", help="devpi, the web front and a first sync; keeps serving")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+        handler = _COMMANDS[args.command]
+        return handler(config, args)
+    except (ConfigError, UsageError) as exc:
+        kind = "config error" if isinstance(exc, ConfigError) else "error"
+        print(f"tfmirror: {kind}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_sync(config: Config, args: argparse.Namespace) -> int:
+    from mirror.devpi import DevpiError
+    from mirror.devpi_server import DevpiStartError
+    from mirror.progress import TerminalProgress
+    from mirror.pypi_sync import PypiSync
+    from mirror.services import services_for_sync
+    from mirror.storage import open_store
+
+    store = open_store(config.storage)
+    progress = TerminalProgress()
+    if args.no_devpi:
+        report = PypiSync(config, store, None, progress).run()
+    else:
+        try:
+            with services_for_sync(config, store) as devpi:
+                report = PypiSync(config, store, devpi, progress).run()
+        except (DevpiError, DevpiStartError) as exc:
+            print(f"tfmirror: devpi: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    for failure in report.failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
+    from mirror.devpi import DevpiClient, DevpiError
+    from mirror.devpi_server import command, initialise, wait_ready
+
+    if config.devpi.serverdir is None:
+        raise UsageError(f"[devpi] serverdir is not set: devpi at {config.devpi.url} is external")
+    creds = initialise(config.devpi.serverdir)
+    proc = subprocess.Popen(command(config.devpi))
+    _forward_signals(proc.terminate)
+    try:
+        wait_ready(config.devpi.url, proc)
+        DevpiClient(config.devpi, creds.user_password).bootstrap(config.devpi_mirror_url)
+        print(f"devpi serving {config.devpi.index_url}", flush=True)
+    except DevpiError as exc:
+        print(f"tfmirror: devpi: {exc}", file=sys.stderr)
+    code = proc.wait()
+    return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGINT) else EXIT_FAILED
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from mirror.app import create_app
+    from mirror.web_server import serve_forever
+
+    app = create_app(config)
+    print(f"tfmirror web front on {config.web.base_url}/ (simple pages at /simple/)", flush=True)
+    serve_forever(app, config.web.host, config.web.port)
+    return EXIT_OK
+
+
+def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
+    from mirror.lockfile import render_pip_conf
+
+    print(render_pip_conf(config.devpi.index_url), end="")
+    return EXIT_OK
+
+
+def _pick_target(config: Config, wanted: str | None) -> str:
+    ids = [t.id for t in config.pypi.targets]
+    if wanted:
+        if wanted not in ids:
+            raise UsageError(f"--target {wanted}: not configured; use one of {', '.join(ids)}")
+        return wanted
+    if len(ids) == 1:
+        return ids[0]
+    host = host_target().id
+    if host in ids:
+        return host
+    raise UsageError(f"several targets are configured: pass --target, one of {', '.join(ids)}")
+
+
+def cmd_lock(config: Config, args: argparse.Namespace) -> int:
+    from mirror.lockfile import render_lock
+    from mirror.manifest import load_manifest
+    from mirror.storage import open_store
+
+    target_id = _pick_target(config, args.target)
+    manifest = load_manifest(open_store(config.storage), target_id)
+    if manifest is None:
+        print(f"tfmirror: {target_id} has nothing mirrored yet: run `tfmirror sync pypi`",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    text = render_lock(manifest, config.devpi.index_url)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_targets(config: Config, args: argparse.Namespace) -> int:
+    from mirror.manifest import load_manifest
+    from mirror.storage import open_store
+
+    store = open_store(config.storage)
+    for target in config.pypi.targets:
+        manifest = load_manifest(store, target.id)
+        if manifest is None:
+            print(f"{target.id}\tnot synced yet")
+        else:
+            size = sum(w.size or 0 for w in manifest.files) / 1e6
+            print(f"{target.id}\t{len(manifest.files)} files\t{size:.0f} MB\t"
+                  f"synced {manifest.synced_at}")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_up(config: Config, args: argparse.Namespace) -> int:
+    from mirror.app import create_app
+    from mirror.devpi_server import DevpiProcess
+    from mirror.lockfile import render_pip_conf
+    from mirror.progress import TerminalProgress
+    from mirror.pypi_sync import PypiSync
+    from mirror.services import services_for_sync
+    from mirror.storage import open_store
+    from mirror.web_server import WebServer
+
+    store = open_store(config.storage)
+    stop = threading.Event()
+    _forward_signals(stop.set)
+    devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
+    code = EXIT_OK
+    with WebServer(create_app(config, store), config.web.host, config.web.port):
+        if devpi_proc is not None:
+            devpi_proc.start()
+        try:
+            with services_for_sync(config, store) as devpi:
+                report = PypiSync(config, store, devpi, TerminalProgress()).run(trigger="startup")
+            for failure in report.failures:
+                print(f"FAILED {failure}", file=sys.stderr)
+            print(report.summary())
+            code = EXIT_OK if report.ok else EXIT_FAILED
+            print("\npip.conf for the fleet:\n" + render_pip_conf(config.devpi.index_url))
+            print(f"web front: {config.web.base_url}/   (Ctrl-C stops)", flush=True)
+            stop.wait()
+        finally:
+            if devpi_proc is not None:
+                devpi_proc.stop()
+    return code
+
+
+def _forward_signals(action: Callable[[], None]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        action()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+_COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "sync": cmd_sync,
+    "devpi": cmd_devpi,
+    "serve": cmd_serve,
+    "pip-conf": cmd_pip_conf,
+    "lock": cmd_lock,
+    "targets": cmd_targets,
+    "up": cmd_up,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

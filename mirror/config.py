@@ -1,0 +1,343 @@
+"""TOML config -> typed, validated Config.
+
+Validated once, at start: every mistake becomes one ConfigError whose message names
+the key and says how to fix it, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import sys_tags
+
+DEFAULT_UPSTREAM = "https://pypi.org/simple/"
+DEFAULT_REQUIREMENTS = ("tensorflow", "tensorflow-hub")
+ENV_CONFIG = "TFMIRROR_CONFIG"
+LOCAL_CONFIG = "tfmirror.toml"
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config value that cannot be used; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str = "local"
+    path: Path = Path("data")
+    bucket: str = ""
+    prefix: str = ""
+    endpoint_url: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DevpiConfig:
+    url: str = "http://127.0.0.1:3141"
+    index: str = "tfmirror/pypi"
+    # Set: tfmirror runs devpi-server itself with this serverdir. Empty: devpi is external.
+    serverdir: Path | None = None
+    # Where devpi reaches tfmirror's simple pages; empty means [web]'s address.
+    mirror_url: str = ""
+
+    @property
+    def user(self) -> str:
+        return self.index.split("/")[0]
+
+    @property
+    def index_url(self) -> str:
+        return f"{self.url.rstrip('/')}/{self.index}/+simple/"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+@dataclass(frozen=True)
+class Target:
+    """One (python version, wheel platform tag) the fleet runs."""
+
+    python: str
+    platform: str
+
+    @property
+    def id(self) -> str:
+        return f"py{self.python}-{self.platform}"
+
+    @property
+    def python_tuple(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")
+        return int(major), int(minor)
+
+
+@dataclass(frozen=True)
+class PypiConfig:
+    upstream: str = DEFAULT_UPSTREAM
+    requirements: tuple[str, ...] = DEFAULT_REQUIREMENTS
+    targets: tuple[Target, ...] = ()
+    workers: int = 8
+    timeout: float = 60.0
+    retries: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    devpi: DevpiConfig = field(default_factory=DevpiConfig)
+    pypi: PypiConfig = field(default_factory=PypiConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    source: Path | None = None  # the file it came from; None for the embedded default
+
+    @property
+    def devpi_mirror_url(self) -> str:
+        return self.devpi.mirror_url or f"{self.web.base_url}/simple/"
+
+
+_PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
+_PLATFORM_RE = re.compile(
+    r"^(manylinux_\d+_\d+_(x86_64|aarch64)|manylinux(2014|2010|1)_(x86_64|aarch64)"
+    r"|musllinux_\d+_\d+_(x86_64|aarch64)|win_amd64|win_arm64|win32"
+    r"|macosx_\d+_\d+_(arm64|x86_64|universal2))$"
+)
+_INDEX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def host_target() -> Target:
+    """The host's own Python and its most specific wheel platform tag."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for tag in sys_tags():
+        if _PLATFORM_RE.match(tag.platform):
+            return Target(python, tag.platform)
+    raise ConfigError(
+        "[[pypi.targets]]: cannot derive a wheel platform for this host; "
+        'add a target, e.g. platform = "manylinux_2_28_x86_64"'
+    )
+
+
+class _Section:
+    """Reads one TOML table, remembering which keys were used so leftovers are errors."""
+
+    def __init__(self, name: str, data: Any) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"[{name}] must be a table, e.g. [{name}] on its own line")
+        self.name = name
+        self.data = dict(data)
+
+    def get(self, key: str, kind: type[T], default: T, hint: str) -> T:
+        if key not in self.data:
+            return default
+        value = self.data.pop(key)
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(
+                f"[{self.name}] {key} = {value!r}: must be {kind.__name__}, e.g. {key} = {hint}"
+            )
+        return value  # type: ignore[no-any-return]
+
+    def check(self, key: str, ok: bool, value: Any, fix: str) -> None:
+        if not ok:
+            raise ConfigError(f"[{self.name}] {key} = {value!r}: {fix}")
+
+    def done(self) -> None:
+        if self.data:
+            key = sorted(self.data)[0]
+            raise ConfigError(f"[{self.name}] {key}: unknown key; remove it or check its spelling")
+
+
+def _resolve_path(base: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (base / path)
+
+
+def _storage(raw: Any, base: Path) -> StorageConfig:
+    s = _Section("storage", raw)
+    backend = s.get("backend", str, "local", '"local"')
+    s.check("backend", backend in ("local", "s3"), backend, 'use "local" or "s3"')
+    path = s.get("path", str, "data", '"data"')
+    bucket = s.get("bucket", str, "", '"tfmirror"')
+    prefix = s.get("prefix", str, "", '"mirror/"')
+    endpoint_url = s.get("endpoint_url", str, "", '"http://minio:9000"')
+    region = s.get("region", str, "", '"us-east-1"')
+    s.check("bucket", backend != "s3" or bool(bucket), bucket, 'backend "s3" needs a bucket')
+    s.check(
+        "endpoint_url",
+        not endpoint_url or endpoint_url.startswith(("http://", "https://")),
+        endpoint_url,
+        'must be an http(s) URL, e.g. "http://127.0.0.1:9000"',
+    )
+    s.done()
+    return StorageConfig(
+        backend=backend,
+        path=_resolve_path(base, path),
+        bucket=bucket,
+        prefix=prefix.strip("/"),
+        endpoint_url=endpoint_url,
+        region=region,
+    )
+
+
+def _devpi(raw: Any, base: Path, storage: StorageConfig) -> DevpiConfig:
+    s = _Section("devpi", raw)
+    url = s.get("url", str, DevpiConfig.url, '"http://127.0.0.1:3141"')
+    s.check("url", url.startswith(("http://", "https://")), url, "must be an http(s) URL")
+    index = s.get("index", str, DevpiConfig.index, '"tfmirror/pypi"')
+    s.check("index", bool(_INDEX_RE.match(index)), index, 'must be "user/index"')
+    default_serverdir = str(storage.path / "devpi") if storage.backend == "local" else ""
+    serverdir = s.get("serverdir", str, default_serverdir, '"data/devpi"')
+    mirror_url = s.get("mirror_url", str, "", '"http://tfmirror-web:8080/simple/"')
+    s.check(
+        "mirror_url",
+        not mirror_url or mirror_url.startswith(("http://", "https://")),
+        mirror_url,
+        "must be an http(s) URL that devpi can reach",
+    )
+    s.done()
+    return DevpiConfig(
+        url=url.rstrip("/"),
+        index=index,
+        serverdir=_resolve_path(base, serverdir) if serverdir else None,
+        mirror_url=mirror_url,
+    )
+
+
+def _requirement(i: int, value: Any) -> str:
+    hint = 'a PEP 508 string such as "tensorflow>=2.16"'
+    if not isinstance(value, str):
+        raise ConfigError(f"[pypi] requirements[{i}] = {value!r}: must be {hint}")
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"[pypi] requirements[{i}] = {value!r}: not {hint} ({first})") from None
+    return value
+
+
+def _target(i: int, raw: Any) -> Target:
+    s = _Section(f"pypi.targets[{i}]", raw)
+    python = s.get("python", str, "", '"3.11"')
+    s.check("python", bool(_PYTHON_RE.match(python)), python, 'must look like "3.11"')
+    platform = s.get("platform", str, "", '"manylinux_2_28_x86_64"')
+    s.check(
+        "platform",
+        bool(_PLATFORM_RE.match(platform)),
+        platform,
+        'must be a wheel platform tag such as "manylinux_2_28_x86_64", "win_amd64" '
+        'or "macosx_12_0_arm64"',
+    )
+    s.done()
+    return Target(python, platform)
+
+
+def _pypi(raw: Any) -> PypiConfig:
+    s = _Section("pypi", raw)
+    upstream = s.get("upstream", str, DEFAULT_UPSTREAM, '"https://pypi.org/simple/"')
+    s.check(
+        "upstream",
+        upstream.startswith(("http://", "https://")),
+        upstream,
+        "must be the http(s) URL of a PEP 691 simple index",
+    )
+    reqs_raw = s.get("requirements", list, list(DEFAULT_REQUIREMENTS), '["tensorflow"]')
+    s.check("requirements", bool(reqs_raw), reqs_raw, 'list at least one, e.g. ["tensorflow"]')
+    requirements = tuple(_requirement(i, r) for i, r in enumerate(reqs_raw))
+    targets_raw = s.get("targets", list, [], '[{python = "3.11", platform = "win_amd64"}]')
+    targets = tuple(_target(i, t) for i, t in enumerate(targets_raw)) or (host_target(),)
+    ids = [t.id for t in targets]
+    dup = next((t for t in ids if ids.count(t) > 1), None)
+    s.check("targets", dup is None, dup, "each python/platform pair may appear once")
+    workers = s.get("workers", int, 8, "8")
+    s.check("workers", 1 <= workers <= 64, workers, "use 1 to 64")
+    timeout = s.get("timeout", float, 60.0, "60")
+    s.check("timeout", timeout > 0, timeout, "must be positive seconds")
+    retries = s.get("retries", int, 4, "4")
+    s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
+    s.done()
+    return PypiConfig(
+        upstream=upstream if upstream.endswith("/") else upstream + "/",
+        requirements=requirements,
+        targets=targets,
+        workers=workers,
+        timeout=timeout,
+        retries=retries,
+    )
+
+
+def _web(raw: Any) -> WebConfig:
+    s = _Section("web", raw)
+    host = s.get("host", str, "127.0.0.1", '"0.0.0.0"')
+    port = s.get("port", int, 8080, "8080")
+    s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
+    s.done()
+    return WebConfig(host=host, port=port)
+
+
+def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document; relative paths resolve against `base`."""
+    known = ("storage", "devpi", "pypi", "web")
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"[{key}]: unknown section; use one of {', '.join(known)} or check its spelling"
+            )
+    storage = _storage(data.get("storage", {}), base)
+    return Config(
+        storage=storage,
+        devpi=_devpi(data.get("devpi", {}), base, storage),
+        pypi=_pypi(data.get("pypi", {})),
+        web=_web(data.get("web", {})),
+        source=source,
+    )
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """--config, else $TFMIRROR_CONFIG, else ./tfmirror.toml, else None (embedded default)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    local = Path(LOCAL_CONFIG)
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    path = config_path(explicit)
+    if path is None:
+        return parse_config({}, Path.cwd())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(data, path.resolve().parent, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,166 @@
+"""devpi-server client: bootstrap the user and mirror index, refresh it, warm it, read it back.
+
+The index is a devpi *mirror* index whose mirror_url is tfmirror's own simple pages over
+the verified store. Measured here, devpi pulls a 545 MB wheel that way in 5.7 s, where
+its upload endpoint needs 17 s (its multipart parser runs at ~32 MB/s). Warming streams
+each file back out of devpi and hashes it, which proves what devpi actually serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import requests
+
+from mirror.config import DevpiConfig
+
+PEP691_JSON = "application/vnd.pypi.simple.v1+json"
+# devpi re-reads the simple pages after this; syncs also refresh explicitly.
+MIRROR_CACHE_EXPIRY = 1800
+
+
+class DevpiError(Exception):
+    """devpi refused or failed; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class DevpiFile:
+    filename: str
+    url: str
+    sha256: str
+
+
+class DevpiClient:
+    def __init__(self, config: DevpiConfig, password: str, timeout: float = 60.0) -> None:
+        self.base = config.url.rstrip("/")
+        self.user = config.user
+        self.index = config.index
+        self._auth = (self.user, password)
+        self._timeout = timeout
+        self._http = requests.Session()
+
+    def _request(self, method: str, path: str, **kw: object) -> requests.Response:
+        url = f"{self.base}/{path.lstrip('/')}"
+        try:
+            return self._http.request(method, url, timeout=self._timeout, **kw)  # type: ignore[arg-type]
+        except requests.RequestException as exc:
+            raise DevpiError(f"devpi at {self.base} is unreachable: {exc}") from None
+
+    def alive(self) -> bool:
+        try:
+            return self._http.get(f"{self.base}/+api", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def server_uuid(self) -> str:
+        answer = self._request("GET", "/+api", headers={"Accept": "application/json"})
+        return answer.headers.get("X-DEVPI-UUID", "")
+
+    def serial(self) -> int:
+        """devpi's commit serial: every write transaction (e.g. caching one file) adds one."""
+        answer = self._request("GET", "/+api", headers={"Accept": "application/json"})
+        return int(answer.headers.get("X-DEVPI-SERIAL", "-1"))
+
+    def wait_committed(self, serial: int, timeout: float = 120.0) -> None:
+        """Wait until devpi's serial reaches `serial` and holds still.
+
+        devpi streams a mirrored file to the client before it commits it to its database;
+        a devpi stopped in that window forgets the file, so a sync waits for the commits.
+        """
+        deadline = time.monotonic() + timeout
+        last, still_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.serial()
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif now >= serial and time.monotonic() - still_since >= 0.3:
+                return
+            time.sleep(0.05)
+        raise DevpiError(f"devpi did not commit the files it served (serial {last} < {serial})")
+
+    def bootstrap(self, mirror_url: str) -> None:
+        """Create the user and the mirror index, or bring an existing one in line. Idempotent."""
+        json_accept = {"Accept": "application/json"}
+        user = self._request("GET", f"/{self.user}", headers=json_accept)
+        if user.status_code == 404:
+            made = self._request("PUT", f"/{self.user}", json={"password": self._auth[1]})
+            if made.status_code not in (201, 409):
+                raise DevpiError(f"cannot create devpi user {self.user!r}: {_why(made)}")
+        index = self._request("GET", f"/{self.index}", headers=json_accept)
+        wanted = {
+            "type": "mirror",
+            "mirror_url": mirror_url,
+            "mirror_cache_expiry": MIRROR_CACHE_EXPIRY,
+            # Ask our pages per project: a stale project list would hide new projects.
+            "mirror_no_project_list": True,
+            "volatile": False,
+            "title": "tfmirror: verified mirror",
+        }
+        if index.status_code == 404:
+            made = self._request("PUT", f"/{self.index}", json=wanted, auth=self._auth)
+            if made.status_code not in (200, 201):
+                raise DevpiError(f"cannot create devpi index {self.index!r}: {_why(made)}")
+            return
+        if index.status_code != 200:
+            raise DevpiError(f"cannot read devpi index {self.index!r}: {_why(index)}")
+        current = index.json()["result"]
+        if current.get("type") != "mirror":
+            raise DevpiError(
+                f"devpi index {self.index!r} exists as type {current.get('type')!r}; "
+                "tfmirror needs a mirror index: pick another [devpi] index name"
+            )
+        changes = [f"{k}={v}" for k, v in wanted.items() if str(current.get(k)) != str(v)]
+        if changes:
+            patched = self._request("PATCH", f"/{self.index}", json=changes, auth=self._auth)
+            if patched.status_code != 200:
+                raise DevpiError(f"cannot update devpi index {self.index!r}: {_why(patched)}")
+
+    def refresh(self, project: str) -> None:
+        """Make devpi re-read our page for `project` now instead of after its cache expiry."""
+        answer = self._request(
+            "POST", f"/{self.index}/+simple/{project}/refresh", allow_redirects=False
+        )
+        if answer.status_code not in (200, 302):
+            raise DevpiError(f"devpi refresh of {project} failed: {_why(answer)}")
+
+    def files(self, project: str) -> list[DevpiFile]:
+        """What devpi offers for `project`, with the sha256 it records."""
+        page = f"{self.base}/{self.index}/+simple/{project}/"
+        answer = self._request(
+            "GET", f"/{self.index}/+simple/{project}/", headers={"Accept": PEP691_JSON}
+        )
+        if answer.status_code == 404:
+            return []
+        if answer.status_code != 200:
+            raise DevpiError(f"devpi page for {project}: {_why(answer)}")
+        out = []
+        for entry in answer.json().get("files", []):
+            url = urljoin(page, entry["url"]).split("#", 1)[0]
+            out.append(DevpiFile(entry["filename"], url, entry.get("hashes", {}).get("sha256", "")))
+        return out
+
+    def fetch_sha256(self, url: str) -> tuple[str, int]:
+        """Stream a file out of devpi (it caches it on the way) and hash what it served."""
+        digest = hashlib.sha256()
+        count = 0
+        try:
+            with self._http.get(url, stream=True, timeout=self._timeout) as answer:
+                if answer.status_code != 200:
+                    raise DevpiError(f"devpi served {url} with {_why(answer)}")
+                for chunk in answer.iter_content(1024 * 1024):
+                    digest.update(chunk)
+                    count += len(chunk)
+        except requests.RequestException as exc:
+            raise DevpiError(f"devpi failed serving {url}: {exc}") from None
+        return digest.hexdigest(), count
+
+
+def _why(answer: requests.Response) -> str:
+    try:
+        message = answer.json().get("message", "")
+    except ValueError:
+        message = answer.text[:200]
+    return f"HTTP {answer.status_code} {message}".strip()

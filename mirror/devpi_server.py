@@ -1,0 +1,151 @@
+"""Running devpi-server ourselves: initialise the serverdir once, keep credentials, start, stop.
+
+A fixed secret file keeps login tokens valid across restarts; the generated passwords live
+in the serverdir (mode 0600) and are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from mirror.config import DevpiConfig
+
+CREDENTIALS = "tfmirror-credentials.json"
+SECRET = "tfmirror-secret"
+ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
+
+
+class DevpiStartError(Exception):
+    pass
+
+
+def _tool(name: str) -> str:
+    """The devpi script next to this interpreter, so a venv's devpi is used even off PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    root_password: str
+    user_password: str
+
+
+def initialise(serverdir: Path) -> Credentials:
+    """devpi-init on first use (no root/pypi: this index must never reach the internet)."""
+    serverdir.mkdir(parents=True, exist_ok=True)
+    creds_path = serverdir / CREDENTIALS
+    if creds_path.exists():
+        doc = json.loads(creds_path.read_text())
+        creds = Credentials(doc["root_password"], doc["user_password"])
+    else:
+        creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+    if not (serverdir / ".nodeinfo").exists():
+        proc = subprocess.run(
+            [_tool("devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi",
+             "--root-passwd", creds.root_password],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+            raise DevpiStartError(f"devpi-init in {serverdir} failed: {' '.join(tail)}")
+    if not creds_path.exists():
+        _write_private(creds_path, json.dumps(creds.__dict__))
+    secret = serverdir / SECRET
+    if not secret.exists():
+        _write_private(secret, secrets.token_urlsafe(48))
+    return creds
+
+
+def user_password(config: DevpiConfig) -> str:
+    """TFMIRROR_DEVPI_PASSWORD, else the password tfmirror generated for its own devpi."""
+    env = os.environ.get(ENV_PASSWORD)
+    if env:
+        return env
+    if config.serverdir is not None:
+        return initialise(config.serverdir).user_password
+    raise DevpiStartError(
+        f"[devpi] url {config.url} is an external devpi: set {ENV_PASSWORD} "
+        f"to the password of user {config.user!r}"
+    )
+
+
+def command(config: DevpiConfig) -> list[str]:
+    assert config.serverdir is not None
+    host, port = config.host_port
+    return [
+        _tool("devpi-server"),
+        "--serverdir", str(config.serverdir),
+        "--host", host, "--port", str(port),
+        "--secretfile", str(config.serverdir / SECRET),
+    ]  # fmt: skip
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise DevpiStartError(f"devpi-server exited with code {proc.returncode} at start")
+        try:
+            if requests.get(f"{url}/+api", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise DevpiStartError(f"devpi-server did not answer at {url} within {timeout:.0f} s")
+
+
+class DevpiProcess:
+    """devpi-server as a child process; a context manager that stops it on exit."""
+
+    def __init__(self, config: DevpiConfig, log: Path | None = None) -> None:
+        if config.serverdir is None:
+            raise DevpiStartError("[devpi] serverdir is not set: this devpi is external")
+        self.config = config
+        self.log = log or config.serverdir.parent / "devpi-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DevpiProcess:
+        assert self.config.serverdir is not None
+        initialise(self.config.serverdir)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(command(self.config), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(self.config.url, self.proc)
+        except DevpiStartError as exc:
+            self.stop()
+            raise DevpiStartError(f"{exc}; see {self.log}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> DevpiProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,31 @@
+"""Hash-pinned requirement files for CI image builds (`pip install --require-hashes -r`)."""
+
+from __future__ import annotations
+
+from mirror.manifest import Manifest
+
+
+def render_lock(manifest: Manifest, index_url: str) -> str:
+    lines = [
+        f"# tfmirror lock for {manifest.target.id} (python {manifest.target.python}, "
+        f"{manifest.target.platform}), synced {manifest.synced_at}",
+        f"# requirements: {', '.join(manifest.requirements)}",
+        f"# pip install --require-hashes --index-url {index_url} -r <this file>",
+    ]
+    for wheel in sorted(manifest.files, key=lambda w: w.project):
+        lines.append(f"{wheel.project}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
+    return "\n".join(lines) + "\n"
+
+
+def render_pip_conf(index_url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(index_url)
+    lines = ["[global]", f"index-url = {index_url}"]
+    if parts.scheme == "http":
+        lines.append(f"trusted-host = {parts.hostname}")
+    lines += [
+        "",
+        "# uv reads the same index from: UV_DEFAULT_INDEX=" + index_url,
+    ]
+    return "\n".join(lines) + "\n"

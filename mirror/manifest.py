@@ -1,0 +1,89 @@
+"""PyPI manifests: what each target's closure contains. Written last, they are the commit point."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from packaging.utils import canonicalize_name
+
+from mirror.config import Target
+from mirror.resolve import Wheel
+from mirror.storage import BlobStore
+
+PYPI_MANIFESTS = "manifests/pypi"
+
+
+def manifest_key(target_id: str) -> str:
+    return f"{PYPI_MANIFESTS}/{target_id}.json"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Manifest:
+    target: Target
+    requirements: tuple[str, ...]
+    files: list[Wheel] = field(default_factory=list)
+    synced_at: str = ""
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "target": {"id": self.target.id, "python": self.target.python,
+                       "platform": self.target.platform},
+            "requirements": list(self.requirements),
+            "synced_at": self.synced_at,
+            "files": [w.as_json() for w in self.files],
+        }  # fmt: skip
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        doc = json.loads(data)
+        target = Target(doc["target"]["python"], doc["target"]["platform"])
+        files = [
+            Wheel(
+                project=f["project"],
+                version=f["version"],
+                filename=f["filename"],
+                url=f.get("url", ""),
+                sha256=f["sha256"],
+                size=f.get("size"),
+            )
+            for f in doc["files"]
+        ]
+        return cls(target, tuple(doc["requirements"]), files, doc.get("synced_at", ""))
+
+    def has(self, wheel: Wheel) -> bool:
+        return any(f.filename == wheel.filename and f.sha256 == wheel.sha256 for f in self.files)
+
+
+def load_manifest(store: BlobStore, target_id: str) -> Manifest | None:
+    data = store.get(manifest_key(target_id))
+    return None if data is None else Manifest.from_bytes(data)
+
+
+def save_manifest(store: BlobStore, manifest: Manifest) -> None:
+    store.put(manifest_key(manifest.target.id), manifest.to_bytes())
+
+
+def load_all(store: BlobStore) -> list[Manifest]:
+    out = []
+    for key in store.list(PYPI_MANIFESTS):
+        if key.endswith(".json"):
+            data = store.get(key)
+            if data is not None:
+                out.append(Manifest.from_bytes(data))
+    return out
+
+
+def published_files(store: BlobStore) -> dict[str, dict[str, Wheel]]:
+    """Every mirrored file, by canonical project then filename, across all targets."""
+    projects: dict[str, dict[str, Wheel]] = {}
+    for manifest in load_all(store):
+        for wheel in manifest.files:
+            projects.setdefault(canonicalize_name(wheel.project), {})[wheel.filename] = wheel
+    return projects

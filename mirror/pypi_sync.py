@@ -1,0 +1,261 @@
+"""The PyPI sync: resolve -> download+verify -> store -> commit manifests -> devpi.
+
+A target's manifest is committed only when every wheel of its closure is verified and
+stored: a target with a failed file keeps serving its previous closure. devpi is brought
+in line after the commit, from the store, so it can always be rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from mirror.config import Config, Target
+from mirror.devpi import DevpiClient, DevpiError
+from mirror.manifest import Manifest, load_all, load_manifest, save_manifest, utcnow
+from mirror.resolve import ResolveError, Wheel, resolve_target
+from mirror.runs import RunRecord
+from mirror.storage import BlobStore, StoreError
+from mirror.upstream import DownloadError, RetryPolicy, fetch_verified
+
+WARM_STATE = "state/devpi-warm.json"
+WARM_WORKERS = 4
+
+
+@dataclass
+class Failure:
+    name: str  # a filename, a target id, or "devpi"
+    url: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}" + (f" ({self.url})" if self.url else "")
+
+
+@dataclass
+class SyncReport:
+    new: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    committed: list[str] = field(default_factory=list)
+    devpi_warmed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        return (
+            f"pypi sync: {self.new} new, {self.skipped} skipped, {len(self.failures)} failed, "
+            f"{self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s"
+        )
+
+
+class Progress:
+    """Receives progress events; the CLI draws a bar, tests and the scheduler ignore them."""
+
+    def start(self, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Plan:
+    wheels: dict[str, list[Wheel]]  # per target id
+    targets: dict[str, Target]
+    to_fetch: dict[str, Wheel]  # by sha256
+
+
+class PypiSync:
+    def __init__(
+        self,
+        config: Config,
+        store: BlobStore,
+        devpi: DevpiClient | None,
+        progress: Progress | None = None,
+        resolver: Callable[[tuple[str, ...], Target, str], list[Wheel]] = resolve_target,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.devpi = devpi
+        self.progress = progress or Progress()
+        self.resolver = resolver
+        self.policy = RetryPolicy(timeout=config.pypi.timeout, retries=config.pypi.retries)
+
+    def run(self, trigger: str = "manual") -> SyncReport:
+        record = RunRecord.begin("pypi", trigger)
+        report = SyncReport()
+        began = time.monotonic()
+        plan = self._resolve(report)
+        self._download(plan, report)
+        self._commit(plan, report)
+        if self.devpi is not None:
+            self._push_devpi(report)
+        report.seconds = time.monotonic() - began
+        record.finish(
+            self.store,
+            ok=report.ok,
+            counts={"new": report.new, "skipped": report.skipped, "failed": len(report.failures)},
+            bytes_moved=report.bytes,
+            errors=[{"name": f.name, "url": f.url, "reason": f.reason} for f in report.failures],
+            extra={"timings": report.timings, "committed": report.committed},
+        )
+        return report
+
+    # -- 1. resolve ------------------------------------------------------------------
+    def _resolve(self, report: SyncReport) -> _Plan:
+        t0 = time.monotonic()
+        pypi = self.config.pypi
+        plan = _Plan({}, {}, {})
+        have = {(w.filename, w.sha256) for m in load_all(self.store) for w in m.files}
+        for target in pypi.targets:
+            try:
+                wheels = self.resolver(pypi.requirements, target, pypi.upstream)
+            except ResolveError as exc:
+                report.failures.append(Failure(target.id, "", str(exc)))
+                continue
+            plan.wheels[target.id] = wheels
+            plan.targets[target.id] = target
+            for wheel in wheels:
+                if wheel.sha256 in plan.to_fetch:
+                    continue
+                if (wheel.filename, wheel.sha256) in have or self.store.has_blob(wheel.sha256):
+                    report.skipped += 1
+                else:
+                    plan.to_fetch[wheel.sha256] = wheel
+        report.timings["resolve"] = time.monotonic() - t0
+        return plan
+
+    # -- 2. download and verify --------------------------------------------------------
+    def _download(self, plan: _Plan, report: SyncReport) -> None:
+        t0 = time.monotonic()
+        wheels = list(plan.to_fetch.values())
+        self.progress.start(len(wheels), sum(w.size or 0 for w in wheels))
+        # Largest first: the TensorFlow wheel sets the critical path.
+        wheels.sort(key=lambda w: -(w.size or 0))
+        workers = min(self.config.pypi.workers, max(1, len(wheels)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+            futures = {
+                pool.submit(
+                    fetch_verified, self.store, w.url, w.sha256, w.size, self.policy,
+                    self.progress.advance,
+                ): w
+                for w in wheels
+            }  # fmt: skip
+            for future in as_completed(futures):
+                wheel = futures[future]
+                try:
+                    report.bytes += future.result()
+                    report.new += 1
+                except (DownloadError, StoreError) as exc:
+                    report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))
+                self.progress.file_done()
+        self.progress.close()
+        report.timings["download_verify_store"] = time.monotonic() - t0
+
+    # -- 3. commit -------------------------------------------------------------------
+    def _commit(self, plan: _Plan, report: SyncReport) -> None:
+        failed = {f.name for f in report.failures}
+        for target_id, wheels in plan.wheels.items():
+            if any(w.filename in failed for w in wheels):
+                report.failures.append(
+                    Failure(target_id, "", "not committed: its closure has failed files; "
+                            "the previous closure stays published")
+                )  # fmt: skip
+                continue
+            old = load_manifest(self.store, target_id)
+            same = (
+                old is not None
+                and old.requirements == self.config.pypi.requirements
+                and {(w.filename, w.sha256) for w in old.files}
+                == {(w.filename, w.sha256) for w in wheels}
+            )
+            if same:
+                continue
+            manifest = Manifest(plan.targets[target_id], self.config.pypi.requirements,
+                                wheels, utcnow())  # fmt: skip
+            save_manifest(self.store, manifest)
+            report.committed.append(target_id)
+
+    # -- 4. devpi --------------------------------------------------------------------
+    def _push_devpi(self, report: SyncReport) -> None:
+        assert self.devpi is not None
+        t0 = time.monotonic()
+        try:
+            warmed = push_to_devpi(self.devpi, self.store, self.config.devpi_mirror_url,
+                                   force_refresh=bool(report.committed))  # fmt: skip
+            report.devpi_warmed = warmed.count
+            report.failures.extend(warmed.failures)
+        except (DevpiError, StoreError) as exc:
+            report.failures.append(Failure("devpi", self.devpi.base, str(exc)))
+        report.timings["devpi"] = time.monotonic() - t0
+
+
+@dataclass
+class WarmResult:
+    count: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+def push_to_devpi(
+    devpi: DevpiClient, store: BlobStore, mirror_url: str, force_refresh: bool = False
+) -> WarmResult:
+    """Make devpi offer and hold every manifest file, proving each by the sha256 it serves.
+
+    Files devpi already proved (same devpi uuid, index and sha256) are not moved again,
+    so a no-op sync moves no bytes.
+    """
+    result = WarmResult()
+    wanted = {w.sha256: w for m in load_all(store) for w in m.files}
+    state_raw = store.get(WARM_STATE)
+    state = json.loads(state_raw) if state_raw else {}
+    uuid = devpi.server_uuid()
+    key = f"{uuid} {devpi.base}/{devpi.index} {mirror_url}"
+    proven: dict[str, str] = state.get("proven", {}) if state.get("key") == key else {}
+    todo = {sha: w for sha, w in wanted.items() if proven.get(sha) != w.filename}
+    if not todo and not force_refresh:
+        return result
+    devpi.bootstrap(mirror_url)
+    projects = sorted({w.project for w in wanted.values()})
+    for project in projects:
+        devpi.refresh(project)
+    offered: dict[str, str] = {}  # sha256 -> devpi url
+    for project in sorted({w.project for w in todo.values()}):
+        for entry in devpi.files(project):
+            offered[entry.sha256] = entry.url
+    jobs = []
+    for sha, wheel in todo.items():
+        if sha not in offered:
+            result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
+        else:
+            jobs.append((wheel, offered[sha]))
+    serial = devpi.serial()
+    with ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi") as pool:
+        futures = {pool.submit(devpi.fetch_sha256, url): w for w, url in jobs}
+        for future in as_completed(futures):
+            wheel = futures[future]
+            try:
+                got, _ = future.result()
+            except DevpiError as exc:
+                result.failures.append(Failure(wheel.filename, "", str(exc)))
+                continue
+            if got != wheel.sha256:
+                result.failures.append(
+                    Failure(
+                        wheel.filename, "", f"devpi serves sha256 {got}, expected {wheel.sha256}"
+                    )
+                )
+                continue
+            proven[wheel.sha256] = wheel.filename
+            result.count += 1
+    devpi.wait_committed(serial + result.count)
+    proven = {sha: name for sha, name in proven.items() if sha in wanted}
+    store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
+    return result

@@ -1,0 +1,205 @@
+"""Dependency closure per target: uv resolves, packaging.tags picks the wheel.
+
+pip's --platform does not evaluate environment markers for the target (it uses the
+interpreter running pip); `uv pip compile --python-platform` does, and its pylock output
+lists every candidate wheel with url, size and sha256. We then choose, per package, the
+wheel the target's installer would prefer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from mirror.config import Target
+
+
+class ResolveError(Exception):
+    """The closure cannot be mirrored for a target; the message names project and target."""
+
+
+@dataclass(frozen=True)
+class Wheel:
+    project: str  # canonical name
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "project": self.project,
+            "version": self.version,
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "size": self.size,
+            "url": self.url,
+        }
+
+
+_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
+_LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
+_MUSL = re.compile(r"^musllinux_(\d+)_(\d+)_(\w+)$")
+_MAC = re.compile(r"^macosx_(\d+)_(\d+)_(\w+)$")
+_UV_GLIBC = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+
+
+def _glibc(platform: str) -> tuple[int, int, str] | None:
+    m = _MANYLINUX.match(platform)
+    if m:
+        return int(m.group(1)), int(m.group(2)), m.group(3)
+    for legacy, (major, minor) in _LEGACY_MANYLINUX.items():
+        if platform.startswith(legacy + "_"):
+            return major, minor, platform[len(legacy) + 1 :]
+    return None
+
+
+def platforms_for(platform: str) -> list[str]:
+    """Every platform tag an installer on `platform` accepts, most preferred first."""
+    glibc = _glibc(platform)
+    if glibc:
+        major, top, arch = glibc
+        out: list[str] = []
+        for minor in range(top, 4, -1):
+            out.append(f"manylinux_{major}_{minor}_{arch}")
+            for legacy, version in _LEGACY_MANYLINUX.items():
+                if version == (major, minor):
+                    out.append(f"{legacy}_{arch}")
+        return out
+    m = _MUSL.match(platform)
+    if m:
+        major, top, arch = int(m.group(1)), int(m.group(2)), m.group(3)
+        return [f"musllinux_{major}_{minor}_{arch}" for minor in range(top, -1, -1)]
+    m = _MAC.match(platform)
+    if m:
+        return list(mac_platforms((int(m.group(1)), int(m.group(2))), m.group(3)))
+    return [platform]
+
+
+def target_tags(target: Target) -> list[Tag]:
+    """The target's supported tags in preference order, as pip would compute them there."""
+    version = target.python_tuple
+    platforms = platforms_for(target.platform)
+    return [
+        *cpython_tags(version, platforms=platforms),
+        *compatible_tags(version, interpreter=f"cp{version[0]}{version[1]}", platforms=platforms),
+    ]
+
+
+def uv_platform(target: Target) -> tuple[str, dict[str, str]]:
+    """uv's --python-platform for a wheel platform tag, plus any env it needs."""
+    platform = target.platform
+    glibc = _glibc(platform)
+    if glibc:
+        _, minor, arch = glibc
+        fits = [v for v in _UV_GLIBC if v <= minor]
+        if not fits:
+            # Older than uv's oldest: resolve as manylinux2014; tags still pick what fits.
+            return f"{arch}-manylinux2014", {}
+        return f"{arch}-manylinux_2_{max(fits)}", {}
+    musl = _MUSL.match(platform)
+    if musl:
+        return f"{musl.group(3)}-unknown-linux-musl", {}
+    m = _MAC.match(platform)
+    if m:
+        arch = "aarch64" if m.group(3) == "arm64" else "x86_64"
+        return f"{arch}-apple-darwin", {"MACOSX_DEPLOYMENT_TARGET": f"{m.group(1)}.{m.group(2)}"}
+    windows = {"win_amd64": "x86_64", "win_arm64": "aarch64", "win32": "i686"}
+    return f"{windows[platform]}-pc-windows-msvc", {}
+
+
+def uv_binary() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -> str:
+    """Run `uv pip compile` for one target; return its pylock.toml text."""
+    platform, env = uv_platform(target)
+    with tempfile.TemporaryDirectory(prefix="tfmirror-resolve-") as tmp:
+        req_in = Path(tmp) / "requirements.in"
+        req_in.write_text("\n".join(requirements) + "\n")
+        out = Path(tmp) / "pylock.toml"
+        cmd = [
+            uv_binary(), "pip", "compile", "--quiet", "--no-config", "--no-header",
+            "--python-version", target.python,
+            "--python-platform", platform,
+            "--only-binary", ":all:",
+            "--format", "pylock.toml",
+            "--default-index", upstream,
+            "--index-strategy", "first-index",
+            str(req_in), "-o", str(out),
+        ]  # fmt: skip
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, "UV_NO_PROGRESS": "1"},
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ResolveError(f"target {target.id}: {_uv_reason(proc.stderr)}")
+        return out.read_text()
+
+
+def _uv_reason(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # uv decorates its report with box-drawing marks; keep the words.
+    text = " ".join(ln.lstrip("\u00d7\u2570\u2500\u25b6 ").strip() for ln in lines)
+    return text[:600] or "uv pip compile failed with no message"
+
+
+def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
+    """Choose, for each locked package, the wheel the target's pip would install."""
+    lock = tomllib.loads(lock_text)
+    rank = {tag: i for i, tag in enumerate(target_tags(target))}
+    chosen: list[Wheel] = []
+    for package in lock.get("packages", []):
+        name = canonicalize_name(package["name"])
+        best: tuple[int, dict[str, object]] | None = None
+        for wheel in package.get("wheels", []):
+            filename = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
+            try:
+                _, _, _, tags = parse_wheel_filename(filename)
+            except InvalidWheelFilename:
+                continue
+            score = min((rank[t] for t in tags if t in rank), default=None)
+            if score is not None and (best is None or score < best[0]):
+                best = (score, {**wheel, "filename": filename})
+        if best is None:
+            raise ResolveError(
+                f"{name} {package.get('version', '')}: no wheel for target {target.id} "
+                f"(python {target.python}, {target.platform}); pin a version that has one "
+                "or drop the target"
+            )
+        wheel = best[1]
+        hashes = wheel.get("hashes") or {}
+        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if not sha256:
+            raise ResolveError(f"{wheel['filename']}: the upstream index lists no sha256")
+        size = wheel.get("size")
+        chosen.append(
+            Wheel(
+                project=name,
+                version=str(package["version"]),
+                filename=str(wheel["filename"]),
+                url=str(wheel["url"]),
+                sha256=str(sha256),
+                size=int(size) if isinstance(size, int) else None,
+            )
+        )
+    return sorted(chosen, key=lambda w: w.project)
+
+
+def resolve_target(requirements: tuple[str, ...], target: Target, upstream: str) -> list[Wheel]:
+    return select_wheels(compile_lock(requirements, target, upstream), target)

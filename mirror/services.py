@@ -1,0 +1,36 @@
+"""What a sync needs running: devpi, and the simple pages devpi mirrors from.
+
+Whatever is already up is used as it is; what tfmirror manages and is down is started
+for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from mirror.app import create_app
+from mirror.config import Config
+from mirror.devpi import DevpiClient, DevpiError
+from mirror.devpi_server import DevpiProcess, user_password
+from mirror.storage import BlobStore
+from mirror.web_server import WebServer, answers
+
+
+@contextmanager
+def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiClient]:
+    with ExitStack() as stack:
+        client = DevpiClient(config.devpi, user_password(config.devpi), timeout=config.pypi.timeout)
+        if not client.alive():
+            if config.devpi.serverdir is None:
+                raise DevpiError(f"devpi at {config.devpi.url} is unreachable; start it first")
+            stack.enter_context(DevpiProcess(config.devpi))
+        if not answers(config.devpi_mirror_url):
+            if config.devpi.mirror_url:
+                raise DevpiError(
+                    f"[devpi] mirror_url {config.devpi.mirror_url} is unreachable; "
+                    "start `tfmirror serve` there first"
+                )
+            app = create_app(config, store)
+            stack.enter_context(WebServer(app, config.web.host, config.web.port))
+        yield client

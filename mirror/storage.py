@@ -1,0 +1,381 @@
+"""The blob store: content-addressed blobs plus small documents (manifests, run records).
+
+One contract, two backends chosen by config. Blobs are written to a temporary key and
+published under their sha256 only after the caller has verified them, so a reader never
+sees a partial or unverified blob. boto3 errors stop here and become StoreError.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from mirror.config import StorageConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+BLOB_PREFIX = "blobs/sha256"
+TMP_PREFIX = "tmp"
+
+
+class StoreError(Exception):
+    """The store failed (I/O, S3); the message says which key and why."""
+
+
+class BlobNotFound(StoreError):
+    pass
+
+
+def blob_key(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{BLOB_PREFIX}/{sha256[:2]}/{sha256}"
+
+
+class BlobWriter(Protocol):
+    """A blob being written; invisible to readers until publish()."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def publish(self, sha256: str) -> None:
+        """Make the bytes written so far readable as blob `sha256` (caller has verified)."""
+
+    def discard(self) -> None:
+        """Drop everything written; safe to call after publish (then a no-op)."""
+
+
+class BlobStore(Protocol):
+    def new_blob(self) -> BlobWriter: ...
+
+    def has_blob(self, sha256: str) -> bool: ...
+
+    def blob_size(self, sha256: str) -> int | None: ...
+
+    def open_blob(self, sha256: str) -> BinaryIO:
+        """A streaming reader; raises BlobNotFound."""
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A filesystem path for zero-copy serving, where the backend has one."""
+
+    def delete_blob(self, sha256: str) -> None: ...
+
+    def iter_blobs(self) -> Iterator[str]: ...
+
+    def get(self, key: str) -> bytes | None:
+        """A small document, or None when absent."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write a small document atomically (readers see old or new, never half)."""
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def describe(self) -> str: ...
+
+
+# --------------------------------------------------------------------------- local disk
+
+
+class _LocalBlobWriter:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        tmp_dir = root / TMP_PREFIX
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
+        self._path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "write after publish/discard"
+        self._file.write(chunk)
+
+    def publish(self, sha256: str) -> None:
+        assert self._file is not None, "publish twice"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        final = self._root / blob_key(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path, final)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._path.unlink(missing_ok=True)
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        return f"local:{self.root}"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StoreError(f"{key}: key escapes the store")
+        return path
+
+    def new_blob(self) -> BlobWriter:
+        return _LocalBlobWriter(self.root)
+
+    def has_blob(self, sha256: str) -> bool:
+        return self._path(blob_key(sha256)).is_file()
+
+    def blob_size(self, sha256: str) -> int | None:
+        try:
+            return self._path(blob_key(sha256)).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_blob(self, sha256: str) -> BinaryIO:
+        try:
+            return self._path(blob_key(sha256)).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in {self.describe()}") from None
+
+    def local_path(self, sha256: str) -> Path | None:
+        path = self._path(blob_key(sha256))
+        return path if path.is_file() else None
+
+    def delete_blob(self, sha256: str) -> None:
+        self._path(blob_key(sha256)).unlink(missing_ok=True)
+
+    def iter_blobs(self) -> Iterator[str]:
+        base = self.root / BLOB_PREFIX
+        if base.is_dir():
+            for path in base.glob("*/*"):
+                yield path.name
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+
+# --------------------------------------------------------------------------- S3
+
+# Parts must be >= 5 MiB (except the last); 16 MiB keeps memory per download small.
+PART_SIZE = 16 * 1024 * 1024
+
+
+class _S3BlobWriter:
+    """Streams into a multipart upload at a temporary key; publish copies server-side."""
+
+    def __init__(self, store: S3Store) -> None:
+        self._store = store
+        self._tmp_key = store.key(f"{TMP_PREFIX}/blob-{uuid.uuid4().hex}")
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+        self._done = False
+
+    def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if len(self._buffer) >= PART_SIZE:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        client, bucket = self._store.client, self._store.bucket
+        with self._store.errors(self._tmp_key):
+            if self._upload_id is None:
+                created = client.create_multipart_upload(Bucket=bucket, Key=self._tmp_key)
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket,
+                Key=self._tmp_key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=bytes(self._buffer),
+            )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def publish(self, sha256: str) -> None:
+        client, bucket = self._store.client, self._store.bucket
+        with self._store.errors(self._tmp_key):
+            if self._upload_id is None:
+                # Small blob: one PUT, straight to its final key (a PUT is atomic).
+                client.put_object(
+                    Bucket=bucket, Key=self._store.key(blob_key(sha256)), Body=bytes(self._buffer)
+                )
+                self._buffer.clear()
+                self._done = True
+                return
+            if self._buffer:
+                self._flush_part()
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=self._tmp_key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+            )
+            self._done = True
+            # Managed copy: server-side, multipart for objects over 5 GB.
+            client.copy(
+                {"Bucket": bucket, "Key": self._tmp_key},
+                bucket,
+                self._store.key(blob_key(sha256)),
+            )
+            client.delete_object(Bucket=bucket, Key=self._tmp_key)
+
+    def discard(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None and not self._done:
+            with self._store.errors(self._tmp_key):
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._tmp_key, UploadId=self._upload_id
+                )
+        self._done = True
+
+
+@contextmanager
+def _s3_errors(key: str) -> Iterator[None]:
+    """Turns botocore errors into StoreError (or BlobNotFound) at the storage boundary."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise BlobNotFound(f"{key}: not found") from None
+        raise StoreError(f"{key}: S3 error {code}: {exc}") from None
+    except BotoCoreError as exc:
+        raise StoreError(f"{key}: {exc}") from None
+
+
+class S3Store:
+    def __init__(self, config: StorageConfig, client: S3Client | None = None) -> None:
+        self.bucket = config.bucket
+        self.prefix = config.prefix
+        self._endpoint = config.endpoint_url
+        if client is None:
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            # Retries configured once, here: adaptive backoff on throttling and 5xx.
+            client = boto3.client(
+                "s3",
+                endpoint_url=config.endpoint_url or None,
+                region_name=config.region or None,
+                config=BotoConfig(
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    max_pool_connections=32,
+                ),
+            )
+        self.client = client
+
+    def describe(self) -> str:
+        where = f" at {self._endpoint}" if self._endpoint else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def errors(self, key: str) -> AbstractContextManager[None]:
+        return _s3_errors(key)
+
+    def new_blob(self) -> BlobWriter:
+        return _S3BlobWriter(self)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            with self.errors(key):
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(key))
+        except BlobNotFound:
+            return None
+        return dict(head)
+
+    def has_blob(self, sha256: str) -> bool:
+        return self._head(blob_key(sha256)) is not None
+
+    def blob_size(self, sha256: str) -> int | None:
+        head = self._head(blob_key(sha256))
+        return None if head is None else int(head["ContentLength"])
+
+    def open_blob(self, sha256: str) -> BinaryIO:
+        key = blob_key(sha256)
+        try:
+            with self.errors(key):
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+        except BlobNotFound:
+            raise BlobNotFound(f"blob {sha256} is not in {self.describe()}") from None
+        return answer["Body"]  # type: ignore[return-value]
+
+    def local_path(self, sha256: str) -> Path | None:
+        return None
+
+    def delete_blob(self, sha256: str) -> None:
+        self.delete(blob_key(sha256))
+
+    def iter_blobs(self) -> Iterator[str]:
+        for key in self.list(BLOB_PREFIX):
+            yield key.rsplit("/", 1)[-1]
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with self.errors(key):
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+                data: bytes = answer["Body"].read()
+        except BlobNotFound:
+            return None
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=data)
+
+    def delete(self, key: str) -> None:
+        with self.errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        strip = len(self.key("")) if self.prefix else 0
+        with self.errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(prefix.rstrip("/") + "/")
+            )
+            for page in pages:
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def open_store(config: StorageConfig) -> BlobStore:
+    if config.backend == "s3":
+        return S3Store(config)
+    return LocalStore(config.path)

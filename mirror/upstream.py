@@ -1,0 +1,120 @@
+"""Verified, streaming downloads from an upstream index.
+
+Bytes are hashed and counted while they are written to a temporary blob; nothing is
+published unless sha256 and size both match. Transient failures (5xx, resets, timeouts)
+are retried with exponential backoff; a wrong hash or size is not retried: the upstream
+answered and it lied, so asking again would only hide it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from mirror.storage import BlobStore
+
+CHUNK = 1024 * 1024
+USER_AGENT = "tfmirror/0.1 (+verified mirror)"
+
+
+class DownloadError(Exception):
+    """One file could not be fetched and verified; the message says why."""
+
+
+class _Transient(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 0.5  # first wait; doubles each attempt, with jitter
+
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """One requests.Session per thread: connection reuse without sharing a pool across threads."""
+    sess: requests.Session | None = getattr(_local, "session", None)
+    if sess is None:
+        sess = requests.Session()
+        sess.headers["User-Agent"] = USER_AGENT
+        _local.session = sess
+    return sess
+
+
+def fetch_verified(
+    store: BlobStore,
+    url: str,
+    sha256: str,
+    size: int | None,
+    policy: RetryPolicy,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Download `url` into the store as blob `sha256`; return the bytes moved."""
+    attempt = 0
+    moved = 0
+    while True:
+        try:
+            moved += _fetch_once(store, url, sha256, size, policy, progress)
+            return moved
+        except _Transient as exc:
+            attempt += 1
+            if attempt > policy.retries:
+                raise DownloadError(f"{exc} (gave up after {attempt} attempts)") from None
+            time.sleep(policy.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+
+
+def _fetch_once(
+    store: BlobStore,
+    url: str,
+    sha256: str,
+    size: int | None,
+    policy: RetryPolicy,
+    progress: Callable[[int], None] | None,
+) -> int:
+    writer = store.new_blob()
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        try:
+            with session().get(url, stream=True, timeout=policy.timeout) as answer:
+                if answer.status_code >= 500 or answer.status_code == 429:
+                    raise _Transient(f"HTTP {answer.status_code}")
+                if answer.status_code != 200:
+                    raise DownloadError(f"HTTP {answer.status_code}")
+                for chunk in answer.iter_content(CHUNK):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                    count += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+                    if size is not None and count > size:
+                        raise DownloadError(f"longer than the {size} bytes the index lists")
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"{type(exc).__name__}: {_short(exc)}") from None
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise _Transient(f"connection broken: {_short(exc)}") from None
+        if size is not None and count != size:
+            raise DownloadError(f"truncated: got {count} of {size} bytes")
+        got = digest.hexdigest()
+        if got != sha256:
+            raise DownloadError(f"sha256 mismatch: index lists {sha256}, bytes hash to {got}")
+        writer.publish(sha256)
+        return count
+    except BaseException:
+        writer.discard()
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,50 @@
+"""Serving the Flask app with waitress (already a devpi-server dependency): threaded,
+streams files with wsgi.file_wrapper, and can run in a background thread for a sync."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from waitress.server import create_server
+
+THREADS = 16
+
+
+class WebServer:
+    """The web front on host:port, in a daemon thread; a context manager that stops it."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self._server = create_server(app, host=host, port=port, threads=THREADS,
+                                     ident="tfmirror", channel_timeout=300)  # fmt: skip
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    def __enter__(self) -> WebServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # server.close() leaves keep-alive channels in the map, and the loop would run
+        # until they time out; closing the whole map ends it at once.
+        from waitress import wasyncore
+
+        self._server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._server._map)
+        self._thread.join(timeout=10)
+
+
+def serve_forever(app: Any, host: str, port: int) -> None:
+    create_server(app, host=host, port=port, threads=THREADS, ident="tfmirror",
+                  channel_timeout=300).run()  # fmt: skip
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=3).status_code < 500
+    except requests.RequestException:
+        return False

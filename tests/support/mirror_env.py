@@ -1,0 +1,44 @@
+"""Builds a tfmirror Config for a test: local upstream, its own store, devpi index and port."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mirror.config import Config, DevpiConfig, parse_config
+from tests.support.servers import free_port
+
+LINUX = {"python": "3.11", "platform": "manylinux_2_28_x86_64"}
+WINDOWS = {"python": "3.11", "platform": "win_amd64"}
+
+
+def make_config(
+    tmp: Path,
+    upstream_index: str,
+    devpi: DevpiConfig,
+    requirements: list[str],
+    targets: list[dict[str, str]] | None = None,
+    storage: dict[str, Any] | None = None,
+    managed_devpi: bool = False,
+) -> Config:
+    index = f"u{uuid.uuid4().hex[:8]}/mirror"
+    devpi_section: dict[str, Any] = {"url": devpi.url, "index": index}
+    if not managed_devpi:
+        devpi_section["serverdir"] = ""
+    return parse_config(
+        {
+            "storage": storage or {"backend": "local", "path": "store"},
+            "devpi": devpi_section,
+            "pypi": {
+                "upstream": upstream_index,
+                "requirements": requirements,
+                "targets": targets or [LINUX],
+                "workers": 4,
+                "timeout": 2,
+                "retries": 1,
+            },
+            "web": {"host": "127.0.0.1", "port": free_port()},
+        },
+        base=tmp,
+    )

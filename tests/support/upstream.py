@@ -1,0 +1,153 @@
+"""A local PEP 691 index that behaves like PyPI, and can misbehave on purpose.
+
+Each file has a behaviour: "ok"; "corrupt" (the index lists the true sha256 but other
+bytes are served); "flaky" (first answer 500, then the file); "cut" (a full
+Content-Length, then the connection closes half way); "slow" (stalls past any timeout).
+PEP 658 metadata is served so resolvers never need the wheel itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from packaging.utils import canonicalize_name
+
+from tests.support.wheels import WheelSpec, build_wheel
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+@dataclass
+class Hosted:
+    spec: WheelSpec
+    data: bytes
+    behaviour: str = "ok"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def metadata_sha256(self) -> str:
+        return hashlib.sha256(self.spec.metadata()).hexdigest()
+
+
+class Upstream:
+    """Start with `with Upstream() as up:`; add wheels with `up.add(...)` at any time."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Hosted] = {}
+        self.hits: Counter[str] = Counter()  # file GETs by filename
+        self.bytes_served = 0
+        self._lock = threading.Lock()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                upstream._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.index_url = f"{self.url}/simple/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, spec: WheelSpec, behaviour: str = "ok") -> Hosted:
+        hosted = Hosted(spec, build_wheel(spec), behaviour)
+        self.files[spec.filename] = hosted
+        return hosted
+
+    def file_hits(self) -> int:
+        return sum(self.hits.values())
+
+    # ------------------------------------------------------------------ serving
+    def _project_doc(self, project: str) -> dict[str, object] | None:
+        files = [h for h in self.files.values() if canonicalize_name(h.spec.name) == project]
+        if not files:
+            return None
+        return {
+            "meta": {"api-version": "1.1"},
+            "name": project,
+            "files": [
+                {
+                    "filename": h.spec.filename,
+                    "url": f"{self.url}/files/{h.spec.filename}",
+                    "hashes": {"sha256": h.sha256},
+                    "size": len(h.data),
+                    "core-metadata": {"sha256": h.metadata_sha256},
+                }
+                for h in files
+            ],
+        }
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        path = req.path.split("?", 1)[0]
+        if path.startswith("/simple/") and path.count("/") == 3:
+            doc = self._project_doc(canonicalize_name(path.split("/")[2]))
+            if doc is None:
+                return _send(req, 404, b"not found", "text/plain")
+            return _send(req, 200, json.dumps(doc).encode(), PEP691)
+        if path.startswith("/files/") and path.endswith(".metadata"):
+            hosted = self.files.get(path[len("/files/") : -len(".metadata")])
+            if hosted is None:
+                return _send(req, 404, b"no such file", "text/plain")
+            return _send(req, 200, hosted.spec.metadata(), "text/plain")
+        if path.startswith("/files/"):
+            return self._serve_file(req, path[len("/files/") :])
+        return _send(req, 404, b"not found", "text/plain")
+
+    def _serve_file(self, req: BaseHTTPRequestHandler, name: str) -> None:
+        hosted = self.files.get(name)
+        if hosted is None:
+            return _send(req, 404, b"no such file", "text/plain")
+        with self._lock:
+            self.hits[name] += 1
+            attempt = self.hits[name]
+        data = hosted.data
+        if hosted.behaviour == "corrupt":
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        elif hosted.behaviour == "flaky" and attempt == 1:
+            return _send(req, 500, b"upstream hiccup", "text/plain")
+        elif hosted.behaviour == "slow":
+            time.sleep(5)
+        if hosted.behaviour == "cut":
+            req.send_response(200)
+            req.send_header("Content-Length", str(len(data)))
+            req.send_header("Connection", "close")
+            req.end_headers()
+            req.wfile.write(data[: len(data) // 2])
+            req.wfile.flush()
+            req.close_connection = True
+            return None
+        self.bytes_served += len(data)
+        return _send(req, 200, data, "application/octet-stream")
+
+
+def _send(req: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> None:
+    req.send_response(status)
+    req.send_header("Content-Type", kind)
+    req.send_header("Content-Length", str(len(body)))
+    req.end_headers()
+    try:
+        req.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
