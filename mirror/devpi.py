@@ -76,7 +76,7 @@ class DevpiClient:
             now = self.serial()
             if now != last:
                 last, still_since = now, time.monotonic()
-            elif now >= serial and time.monotonic() - still_since >= 0.3:
+            elif now >= serial and time.monotonic() - still_since >= 0.15:
                 return
             time.sleep(0.05)
         raise DevpiError(f"devpi did not commit the files it served (serial {last} < {serial})")

@@ -44,8 +44,9 @@ class MotoServer:
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [tool("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         wait_http(self.url, self.proc)
 
     def client(self):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ PEP 658 metadata is served so resolvers never need the wheel itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -147,7 +148,5 @@ def _send(req: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> N
     req.send_header("Content-Type", kind)
     req.send_header("Content-Length", str(len(body)))
     req.end_headers()
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         req.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
-        pass

@@ -43,7 +43,9 @@ def build_wheel(spec: WheelSpec) -> bytes:
     files = {
         f"{spec.module}/__init__.py": (
             f'NAME = "{spec.name}"\nVERSION = "{spec.version}"\n'.encode()
-            + b"# " + b"x" * spec.padding + b"\n"
+            + b"# "
+            + b"x" * spec.padding
+            + b"\n"
         ),
         f"{dist_info}/METADATA": spec.metadata(),
         f"{dist_info}/WHEEL": (

@@ -15,8 +15,9 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def test_embedded_default_is_local_disk_own_devpi_and_the_host(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_default_is_local_disk_own_devpi_and_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = load_config()
     assert config.source is None
@@ -29,8 +30,9 @@ def test_embedded_default_is_local_disk_own_devpi_and_the_host(tmp_path: Path,
     assert config.devpi_mirror_url == "http://127.0.0.1:8080/simple/"
 
 
-def test_lookup_order_flag_then_env_then_local_file(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookup_order_flag_then_env_then_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, '[pypi]\nrequirements = ["local"]\n')
     assert load_config().pypi.requirements == ("local",)
@@ -55,10 +57,16 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 
 def test_targets_parse_and_get_ids(tmp_path: Path) -> None:
     config = parse_config(
-        {"pypi": {"targets": [{"python": "3.11", "platform": "manylinux_2_28_x86_64"},
-                              {"python": "3.12", "platform": "win_amd64"}]}},
+        {
+            "pypi": {
+                "targets": [
+                    {"python": "3.11", "platform": "manylinux_2_28_x86_64"},
+                    {"python": "3.12", "platform": "win_amd64"},
+                ]
+            }
+        },
         tmp_path,
-    )  # fmt: skip
+    )
     assert [t.id for t in config.pypi.targets] == [
         "py3.11-manylinux_2_28_x86_64",
         "py3.12-win_amd64",
@@ -73,21 +81,31 @@ def test_targets_parse_and_get_ids(tmp_path: Path) -> None:
         ({"storage": {"backend": "s3"}}, "needs a bucket"),
         ({"pypi": {"requirements": ["tensor flow>="]}}, "[pypi] requirements[0]"),
         ({"pypi": {"requirements": []}}, "list at least one"),
-        ({"pypi": {"targets": [{"python": "3", "platform": "win_amd64"}]}},
-         '[pypi.targets[0]] python = \'3\': must look like "3.11"'),
-        ({"pypi": {"targets": [{"python": "3.11", "platform": "linux"}]}},
-         "must be a wheel platform tag"),
-        ({"pypi": {"targets": [{"python": "3.11", "platform": "win_amd64", "abi": "x"}]}},
-         "[pypi.targets[0]] abi: unknown key"),
+        (
+            {"pypi": {"targets": [{"python": "3", "platform": "win_amd64"}]}},
+            "[pypi.targets[0]] python = '3': must look like \"3.11\"",
+        ),
+        (
+            {"pypi": {"targets": [{"python": "3.11", "platform": "linux"}]}},
+            "must be a wheel platform tag",
+        ),
+        (
+            {"pypi": {"targets": [{"python": "3.11", "platform": "win_amd64", "abi": "x"}]}},
+            "[pypi.targets[0]] abi: unknown key",
+        ),
         ({"pypi": {"workers": True}}, "[pypi] workers = True: must be int"),
-        ({"pypi": {"upstrem": "x"}}, "[pypi] upstrem: unknown key; remove it or check its spelling"),
+        (
+            {"pypi": {"upstrem": "x"}},
+            "[pypi] upstrem: unknown key; remove it or check its spelling",
+        ),
         ({"devpi": {"index": "noslash"}}, 'must be "user/index"'),
         ({"web": {"port": 70000}}, "use a TCP port"),
         ({"webb": {}}, "[webb]: unknown section"),
     ],
-)  # fmt: skip
-def test_bad_values_name_the_key_and_the_fix(tmp_path: Path, doc: dict[str, object],
-                                              expected: str) -> None:
+)
+def test_bad_values_name_the_key_and_the_fix(
+    tmp_path: Path, doc: dict[str, object], expected: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(doc, tmp_path)
     assert expected in str(info.value)
@@ -113,8 +131,10 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, text: str) -
     path = write(tmp_path, text)
     proc = subprocess.run(
         [sys.executable, "-m", "mirror.cli", "--config", path, "sync", "pypi"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -31,15 +31,19 @@ def test_manylinux_target_accepts_older_glibc_and_legacy_aliases() -> None:
 
 def test_picks_the_wheel_the_target_would_install() -> None:
     text = lock(
-        ("numpy", "2.0", [
-            "numpy-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-            "numpy-2.0-cp311-cp311-manylinux_2_31_x86_64.whl",  # too new for 2.28
-            "numpy-2.0-cp311-cp311-win_amd64.whl",
-            "numpy-2.0-cp312-cp312-manylinux_2_17_x86_64.whl",
-        ]),
+        (
+            "numpy",
+            "2.0",
+            [
+                "numpy-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                "numpy-2.0-cp311-cp311-manylinux_2_31_x86_64.whl",  # too new for 2.28
+                "numpy-2.0-cp311-cp311-win_amd64.whl",
+                "numpy-2.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+            ],
+        ),
         ("six", "1.0", ["six-1.0-py2.py3-none-any.whl"]),
         ("mixed", "1.0", ["mixed-1.0-py3-none-any.whl", "mixed-1.0-cp311-abi3-win_amd64.whl"]),
-    )  # fmt: skip
+    )
     linux = {w.project: w.filename for w in select_wheels(text, LINUX)}
     assert linux == {
         "numpy": "numpy-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",

@@ -1,0 +1,156 @@
+"""Bench: mirror the TensorFlow closure for one target from live PyPI, against its peers.
+
+In one run, on the same network and disk:
+  1. raw parallel download of the same URLs with curl (a warm-up, not counted, then counted);
+  2. tfmirror cold sync into an empty store and a fresh devpi (running, as beside
+     `tfmirror up`), until every file is committed in devpi and installable from it;
+  3. tfmirror no-op resync;
+  4. `pip download` of the same requirements for the same target (it only downloads).
+Prints wall times, ratios, bytes, tfmirror's time split and its peak RSS.
+
+    python bench/pypi_sync.py [--python 3.11] [--platform manylinux_2_28_x86_64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mirror.config import host_target
+from mirror.devpi_server import DevpiProcess
+from mirror.manifest import load_all
+from mirror.resolve import platforms_for
+from mirror.storage import LocalStore
+from tests.support.servers import clean_pip_env, free_port
+
+SYNC = """
+import resource, sys
+from mirror.cli import main
+code = main(sys.argv[1:])
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def write_config(work: Path, args: argparse.Namespace) -> Path:
+    reqs = ", ".join(json.dumps(r) for r in args.requirements)
+    path = work / "tfmirror.toml"
+    path.write_text(f"""
+[storage]
+path = "data"
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+[web]
+port = {free_port()}
+[pypi]
+upstream = "{args.upstream}"
+requirements = [{reqs}]
+[[pypi.targets]]
+python = "{args.python}"
+platform = "{args.platform}"
+""")
+    return path
+
+
+def timed_sync(config: Path) -> tuple[float, int, str]:
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", SYNC, "--config", str(config), "sync", "pypi"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - began
+    if proc.returncode != 0:
+        sys.exit(f"tfmirror sync failed:\n{proc.stdout}\n{proc.stderr}")
+    rss = int(proc.stdout.split("PEAK_RSS_KB")[1].split()[0])
+    summary = next(ln for ln in proc.stdout.splitlines() if ln.startswith("pypi sync:"))
+    return wall, rss, summary
+
+
+def curl_parallel(urls: list[str], dest: Path) -> float:
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = ["curl", "--silent", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", "8"]
+    for i, url in enumerate(urls):
+        cmd += ["-o", str(dest / f"{i}.whl"), url]
+    began = time.monotonic()
+    subprocess.run(cmd, check=True)
+    wall = time.monotonic() - began
+    shutil.rmtree(dest)
+    return wall
+
+
+def pip_download(args: argparse.Namespace, dest: Path) -> float:
+    platforms = [f"--platform={p}" for p in platforms_for(args.platform)]
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-cache-dir",
+        "--only-binary=:all:", f"--python-version={args.python}", *platforms,
+        f"--index-url={args.upstream}", "-d", str(dest), *args.requirements,
+    ]  # fmt: skip
+    began = time.monotonic()
+    subprocess.run(cmd, check=True, env=clean_pip_env())
+    wall = time.monotonic() - began
+    shutil.rmtree(dest)
+    return wall
+
+
+def main() -> None:
+    host = host_target()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=host.python)
+    parser.add_argument("--platform", default=host.platform)
+    parser.add_argument("--upstream", default="https://pypi.org/simple/")
+    parser.add_argument("requirements", nargs="*", default=["tensorflow", "tensorflow-hub"])
+    args = parser.parse_args()
+    os.environ.setdefault("UV_CACHE_DIR", tempfile.mkdtemp(prefix="bench-uv-"))
+
+    with tempfile.TemporaryDirectory(prefix="tfmirror-bench-") as tmp:
+        work = Path(tmp)
+        config_path = write_config(work, args)
+        from mirror.config import load_config
+
+        config = load_config(str(config_path))
+        t0 = time.monotonic()
+        with DevpiProcess(config.devpi):
+            devpi_start = time.monotonic() - t0
+            cold, cold_rss, cold_summary = timed_sync(config_path)
+            noop, noop_rss, noop_summary = timed_sync(config_path)
+            store = LocalStore(config.storage.path)
+            files = [w for m in load_all(store) for w in m.files]
+            urls = [w.url for w in files]
+            total = sum(w.size or 0 for w in files)
+            runs = sorted(store.list("runs/pypi"))
+            cold_run = json.loads(store.get(runs[0]) or b"{}")
+            noop_run = json.loads(store.get(runs[-1]) or b"{}")
+        curl_parallel(urls, work / "warmup")  # not counted: same cache state for the peers
+        pip_wall = pip_download(args, work / "pip")
+        curl_wall = curl_parallel(urls, work / "curl")
+
+    split = cold_run.get("timings", {})
+    print(f"target            py{args.python}-{args.platform}: {len(files)} wheels, "
+          f"{total / 1e6:.0f} MB")  # fmt: skip
+    print(f"devpi start       {devpi_start:6.2f} s  (before the clock; `up` keeps it)")
+    print(f"tfmirror cold     {cold:6.2f} s  {cold_summary}")
+    print(f"  split           resolve {split.get('resolve', 0):.2f} s, download+verify+store "
+          f"{split.get('download_verify_store', 0):.2f} s, devpi push "
+          f"{split.get('devpi', 0):.2f} s (run record)")  # fmt: skip
+    print(f"tfmirror no-op    {noop:6.2f} s  {noop_summary}; wheel bytes downloaded "
+          f"{noop_run.get('bytes', -1)}")  # fmt: skip
+    print(f"pip download      {pip_wall:6.2f} s")
+    print(f"curl --parallel 8 {curl_wall:6.2f} s")
+    print(f"ratio cold / pip download   {cold / pip_wall:.2f}x  (target <= 1.0)")
+    print(f"ratio cold / raw curl       {cold / curl_wall:.2f}x")
+    print(f"no-op resync                {noop:.2f} s  (target <= 3 s, 0 bytes)")
+    print(f"tfmirror peak RSS           cold {cold_rss / 1024:.0f} MB, no-op "
+          f"{noop_rss / 1024:.0f} MB  (target <= 250 MB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The `tfmirror` command as an operator runs it: its own devpi, real processes, exit codes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import clean_pip_env, free_port, make_venv
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+
+
+def tfmirror(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mirror.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def own_devpi_config(tmp_path: Path, upstream: Upstream) -> Path:
+    """A config like an operator's: tfmirror starts and owns its devpi-server."""
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    path = tmp_path / "tfmirror.toml"
+    path.write_text(f"""
+[storage]
+path = "data"
+
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+index = "fleet/pypi"
+
+[web]
+port = {free_port()}
+
+[pypi]
+upstream = "{upstream.index_url}"
+requirements = ["alpha"]
+timeout = 2
+retries = 1
+
+[[pypi.targets]]
+python = "3.11"
+platform = "manylinux_2_28_x86_64"
+""")
+    return path
+
+
+def test_sync_lock_pip_conf_and_failure_exit_codes(
+    own_devpi_config: Path, upstream: Upstream, tmp_path: Path
+) -> None:
+    proc = tfmirror(own_devpi_config, "sync", "pypi")
+    assert proc.returncode == 0, proc.stderr
+    assert "pypi sync: 2 new, 0 skipped, 0 failed" in proc.stdout
+    data = tmp_path / "data"
+    assert (data / "manifests/pypi/py3.11-manylinux_2_28_x86_64.json").is_file()
+    creds = data / "devpi" / "tfmirror-credentials.json"
+    assert creds.stat().st_mode & 0o077 == 0
+
+    lock = tfmirror(own_devpi_config, "lock")
+    assert lock.returncode == 0
+    assert "alpha==1.0 \\\n    --hash=sha256:" in lock.stdout
+    conf = tfmirror(own_devpi_config, "pip-conf")
+    assert "/fleet/pypi/+simple/" in conf.stdout
+    targets = tfmirror(own_devpi_config, "targets")
+    assert "py3.11-manylinux_2_28_x86_64\t2 files" in targets.stdout
+    bad_target = tfmirror(own_devpi_config, "lock", "--target", "py3.9-win32")
+    assert bad_target.returncode == 2 and "not configured" in bad_target.stderr
+
+    upstream.add(WheelSpec("alpha", "2.0"), "corrupt")
+    failed = tfmirror(own_devpi_config, "sync", "pypi")
+    assert failed.returncode == 1
+    assert "FAILED alpha-2.0-py3-none-any.whl: sha256 mismatch" in failed.stderr
+    assert "0 new, 0 skipped, 2 failed" in failed.stdout
+    # Still the previous, verified closure.
+    assert "alpha==1.0" in tfmirror(own_devpi_config, "lock").stdout
+
+
+def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_path: Path) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            lines.append(line)
+            if line.startswith("web front:") or not line:
+                break
+        text = "".join(lines)
+        assert "pypi sync: 2 new" in text, text
+        index_url = next(ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("index-url"))
+        venv = make_venv(tmp_path / "venv")
+        pip = subprocess.run(
+            [str(venv), "-m", "pip", "install", "--index-url", index_url, "alpha"],
+            capture_output=True,
+            text=True,
+            env=clean_pip_env(),
+            timeout=300,
+        )
+        assert pip.returncode == 0, pip.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=60)
+    assert code == 0
+    # Ctrl-C also stopped the devpi-server that `up` started.
+    ps = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "data" / "devpi")], capture_output=True, text=True
+    )
+    assert ps.stdout.strip() == ""

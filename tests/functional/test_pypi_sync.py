@@ -1,0 +1,295 @@
+"""The PyPI sync end to end: a local upstream, a real devpi-server, the real pip.
+
+Each test gets its own devpi index and store; pip runs in a fresh venv with the
+machine's pip config off, so "installs" means "installs from the mirror alone".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from mirror.app import create_app
+from mirror.config import Config, DevpiConfig
+from mirror.devpi import DevpiClient
+from mirror.lockfile import render_lock
+from mirror.manifest import load_manifest
+from mirror.pypi_sync import PypiSync, SyncReport
+from mirror.services import services_for_sync
+from mirror.storage import BlobStore, open_store
+from mirror.web_server import WebServer
+from tests.conftest import DEVPI_TEST_PASSWORD
+from tests.support.mirror_env import LINUX, WINDOWS, make_config
+from tests.support.servers import clean_pip_env, make_venv
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+
+LINUX_ID = "py3.11-manylinux_2_28_x86_64"
+WINDOWS_ID = "py3.11-win_amd64"
+
+
+def sync(config: Config) -> tuple[SyncReport, BlobStore]:
+    store = open_store(config.storage)
+    with services_for_sync(config, store) as devpi:
+        return PypiSync(config, store, devpi).run(), store
+
+
+def pip_install(venv_python: Path, config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv_python), "-m", "pip", "install", "--index-url", config.devpi.index_url, *args],
+        capture_output=True,
+        text=True,
+        env=clean_pip_env(),
+        timeout=300,
+    )
+
+
+def offered(config: Config, *projects: str) -> dict[str, str]:
+    """filename -> sha256 of what devpi offers for `projects`, with the web front up
+    (as beside `tfmirror up`), so that devpi hears our answer for unknown projects."""
+    client = DevpiClient(config.devpi, DEVPI_TEST_PASSWORD)
+    out = {}
+    with WebServer(create_app(config), config.web.host, config.web.port):
+        for project in projects:
+            out.update({f.filename: f.sha256 for f in client.files(project)})
+    return out
+
+
+def publish_family(up: Upstream) -> None:
+    up.add(
+        WheelSpec(
+            "alpha",
+            "1.0",
+            requires=[
+                "beta>=1.5",
+                'gamma; sys_platform == "win32"',
+                'delta; sys_platform == "linux"',
+            ],
+        )
+    )
+    up.add(WheelSpec("beta", "1.0"))
+    up.add(WheelSpec("beta", "2.0"))
+    up.add(WheelSpec("gamma", "1.0"))
+    up.add(WheelSpec("delta", "1.0"))
+
+
+def test_closure_per_target_installs_from_devpi_alone(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"], [LINUX, WINDOWS])
+
+    report, store = sync(config)
+
+    assert report.ok, report.failures
+    assert report.new == 4 and report.skipped == 0
+    linux = load_manifest(store, LINUX_ID)
+    windows = load_manifest(store, WINDOWS_ID)
+    assert linux is not None and windows is not None
+    # Markers are evaluated for each target, not for the machine running the sync.
+    assert {(w.project, w.version) for w in linux.files} == {
+        ("alpha", "1.0"),
+        ("beta", "2.0"),
+        ("delta", "1.0"),
+    }
+    assert {(w.project, w.version) for w in windows.files} == {
+        ("alpha", "1.0"),
+        ("beta", "2.0"),
+        ("gamma", "1.0"),
+    }
+    # Every stored byte is what upstream published.
+    for wheel in linux.files + windows.files:
+        data = store.open_blob(wheel.sha256).read()
+        assert data == upstream.files[wheel.filename].data
+
+    # The sync has stopped its web front: devpi now serves from what it holds.
+    venv = make_venv(tmp_path / "venv")
+    proc = pip_install(venv, config, "alpha")
+    assert proc.returncode == 0, proc.stderr
+    check = subprocess.run(
+        [str(venv), "-c", "import alpha, beta, delta; print(beta.VERSION)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert check.stdout.strip() == "2.0"
+
+
+def test_lock_file_installs_with_require_hashes(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    report, store = sync(config)
+    assert report.ok
+    manifest = load_manifest(store, LINUX_ID)
+    assert manifest is not None
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(render_lock(manifest, config.devpi.index_url))
+    assert "--hash=sha256:" in lock.read_text()
+
+    venv = make_venv(tmp_path / "venv")
+    proc = pip_install(venv, config, "--require-hashes", "-r", str(lock))
+    assert proc.returncode == 0, proc.stderr
+
+    # The same lock with one hash changed must be refused by pip.
+    beta = next(w for w in manifest.files if w.project == "beta")
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(lock.read_text().replace(beta.sha256, "0" * 64))
+    venv2 = make_venv(tmp_path / "venv2")
+    proc = pip_install(venv2, config, "--require-hashes", "-r", str(tampered))
+    assert proc.returncode != 0
+    assert "HASHES" in proc.stderr.upper()
+
+
+def test_bad_files_are_rejected_the_rest_goes_on_and_old_closure_keeps_serving(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(
+        tmp_path,
+        upstream.index_url,
+        devpi,
+        ["alpha", "flakypkg", "badpkg", "cutpkg"],
+        [LINUX, WINDOWS],
+    )
+    # First the good closure, for Linux only (bad files arrive for Windows later).
+    first = make_config(tmp_path, upstream.index_url, devpi, ["alpha"], [LINUX, WINDOWS])
+    first = Config(first.storage, config.devpi, first.pypi, config.web)
+    upstream.add(WheelSpec("flakypkg", "1.0"), "flaky")
+    corrupt = upstream.add(WheelSpec("badpkg", "1.0"), "corrupt")
+    cut = upstream.add(WheelSpec("cutpkg", "1.0", padding=400_000), "cut")
+    report, store = sync(first)
+    assert report.ok
+    old_windows = load_manifest(store, WINDOWS_ID)
+    assert old_windows is not None
+
+    report, store = sync(config)
+
+    assert not report.ok
+    reasons = {f.name: f.reason for f in report.failures}
+    assert "sha256 mismatch" in reasons[corrupt.spec.filename]
+    assert "connection broken" in reasons[cut.spec.filename]
+    assert "not committed" in reasons[LINUX_ID]
+    # The flaky file (500, then 200) made it; the rest of the run went on.
+    assert upstream.hits["flakypkg-1.0-py3-none-any.whl"] == 2
+    assert report.new == 1
+    # Nothing bad is stored, listed or offered; the previous closure stays published.
+    assert not store.has_blob(corrupt.sha256) and not store.has_blob(cut.sha256)
+    assert load_manifest(store, WINDOWS_ID) == old_windows
+    files = offered(config, "alpha", "badpkg", "cutpkg")
+    assert corrupt.spec.filename not in files and cut.spec.filename not in files
+    assert "alpha-1.0-py3-none-any.whl" in files
+    # The run record names each failed file with its URL and reason.
+    run = sorted(store.list("runs/pypi"))[-1]
+    record = store.get(run)
+    assert record is not None and b"sha256 mismatch" in record and b"badpkg" in record
+
+
+def test_a_target_with_a_bad_file_does_not_hold_back_the_others(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0", requires=['badpkg; sys_platform == "win32"']))
+    corrupt = upstream.add(WheelSpec("badpkg", "1.0"), "corrupt")
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"], [LINUX, WINDOWS])
+
+    report, store = sync(config)
+
+    assert [f.name for f in report.failures] == [corrupt.spec.filename, WINDOWS_ID]
+    assert load_manifest(store, WINDOWS_ID) is None
+    linux = load_manifest(store, LINUX_ID)
+    assert linux is not None and [w.project for w in linux.files] == ["alpha"]
+    venv = make_venv(tmp_path / "venv")
+    assert pip_install(venv, config, "alpha").returncode == 0
+
+
+def test_noop_resync_moves_no_wheel_bytes(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    first, store = sync(config)
+    assert first.ok and first.new == 3 and first.devpi_warmed == 3
+    hits = upstream.file_hits()
+    manifest_before = store.get(f"manifests/pypi/{LINUX_ID}.json")
+
+    again, _ = sync(config)
+
+    assert again.ok
+    assert (again.new, again.skipped, again.bytes, again.devpi_warmed) == (0, 3, 0, 0)
+    assert upstream.file_hits() == hits
+    assert store.get(f"manifests/pypi/{LINUX_ID}.json") == manifest_before
+
+
+def test_new_upstream_version_is_picked_up(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert sync(config)[0].ok
+    upstream.add(WheelSpec("alpha", "1.1"))
+
+    report, store = sync(config)
+
+    assert report.ok and report.new == 1 and report.devpi_warmed == 1
+    manifest = load_manifest(store, LINUX_ID)
+    assert manifest is not None and [w.version for w in manifest.files] == ["1.1"]
+    venv = make_venv(tmp_path / "venv")
+    assert pip_install(venv, config, "alpha==1.1").returncode == 0
+
+
+def test_no_wheel_for_a_target_is_a_clear_error(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("linuxonly", "1.0", tag="py3-none-manylinux_2_17_x86_64"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["linuxonly"], [LINUX, WINDOWS])
+
+    report, store = sync(config)
+
+    assert [f.name for f in report.failures] == [WINDOWS_ID]
+    assert "linuxonly" in report.failures[0].reason
+    assert load_manifest(store, LINUX_ID) is not None
+
+
+def test_sync_on_s3_serves_devpi_from_the_bucket(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, moto: object, s3_bucket: str
+) -> None:
+    publish_family(upstream)
+    storage = {"backend": "s3", "bucket": s3_bucket, "endpoint_url": moto.url}  # type: ignore[attr-defined]
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"], storage=storage)
+
+    report, store = sync(config)
+
+    assert report.ok and report.new == 3
+    assert not (tmp_path / "store").exists()
+    manifest = load_manifest(store, LINUX_ID)
+    assert manifest is not None
+    devpi_files = offered(config, "alpha", "beta", "delta")
+    for wheel in manifest.files:
+        assert devpi_files[wheel.filename] == wheel.sha256
+        served = requests.get(
+            f"{config.devpi.url}/{config.devpi.index}/+simple/{wheel.project}/", timeout=10
+        )
+        assert wheel.filename in served.text
+    venv = make_venv(tmp_path / "venv")
+    assert pip_install(venv, config, "alpha").returncode == 0
+
+
+@pytest.mark.live
+def test_live_pypi_small_closure(devpi: DevpiConfig, tmp_path: Path) -> None:
+    config = make_config(tmp_path, "https://pypi.org/simple/", devpi, ["six"])
+
+    report, store = sync(config)
+
+    assert report.ok, report.failures
+    manifest = load_manifest(store, LINUX_ID)
+    assert manifest is not None and [w.project for w in manifest.files] == ["six"]
+    wheel = manifest.files[0]
+    blob = store.open_blob(wheel.sha256).read()
+    assert hashlib.sha256(blob).hexdigest() == wheel.sha256
+    venv = make_venv(tmp_path / "venv")
+    assert pip_install(venv, config, "six").returncode == 0

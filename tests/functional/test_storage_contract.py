@@ -1,0 +1,118 @@
+"""One contract, every backend: LocalStore on disk and S3Store against a real moto_server."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirror.config import StorageConfig
+from mirror.storage import BlobNotFound, BlobStore, LocalStore, S3Store, StoreError, blob_key
+from tests.support.servers import MotoServer
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "local":
+        yield LocalStore(tmp_path / "store")
+    else:
+        moto: MotoServer = request.getfixturevalue("moto")
+        bucket = request.getfixturevalue("s3_bucket")
+        yield S3Store(
+            StorageConfig(
+                backend="s3", bucket=bucket, prefix="pfx", endpoint_url=moto.url, region="us-east-1"
+            )
+        )
+
+
+def put_blob(store: BlobStore, data: bytes, chunk: int = 1 << 20) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    writer = store.new_blob()
+    for i in range(0, len(data), chunk):
+        writer.write(data[i : i + chunk])
+    writer.publish(sha)
+    return sha
+
+
+def test_published_blob_reads_back_byte_identical(store: BlobStore) -> None:
+    sha = put_blob(store, b"hello wheel")
+    assert store.has_blob(sha)
+    assert store.blob_size(sha) == 11
+    with store.open_blob(sha) as reader:
+        assert reader.read() == b"hello wheel"
+    assert list(store.iter_blobs()) == [sha]
+
+
+def test_large_blob_streams_in_parts(store: BlobStore) -> None:
+    # 40 MiB: several multipart parts on S3, many chunks on disk.
+    data = hashlib.sha256(b"seed").digest() * (40 * 1024 * 1024 // 32)
+    sha = put_blob(store, data)
+    digest = hashlib.sha256()
+    with store.open_blob(sha) as reader:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == sha
+    assert store.blob_size(sha) == len(data)
+
+
+def test_unpublished_blob_is_invisible_and_discard_leaves_nothing(store: BlobStore) -> None:
+    data = b"x" * (20 * 1024 * 1024)
+    sha = hashlib.sha256(data).hexdigest()
+    writer = store.new_blob()
+    writer.write(data)
+    assert not store.has_blob(sha)
+    writer.discard()
+    assert not store.has_blob(sha)
+    assert list(store.iter_blobs()) == []
+    assert store.list("tmp") == []
+    if isinstance(store, S3Store):
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket)
+        assert uploads.get("Uploads", []) == []
+
+
+def test_missing_blob_raises_blob_not_found(store: BlobStore) -> None:
+    sha = "0" * 64
+    assert not store.has_blob(sha)
+    assert store.blob_size(sha) is None
+    with pytest.raises(BlobNotFound):
+        store.open_blob(sha)
+
+
+def test_documents_put_get_list_delete(store: BlobStore) -> None:
+    assert store.get("manifests/pypi/a.json") is None
+    store.put("manifests/pypi/a.json", b"{}")
+    store.put("manifests/pypi/b.json", b"[]")
+    store.put("manifests/hub/c.json", b"1")
+    store.put("manifests/pypi/a.json", b'{"v": 2}')
+    assert store.get("manifests/pypi/a.json") == b'{"v": 2}'
+    assert store.list("manifests/pypi") == ["manifests/pypi/a.json", "manifests/pypi/b.json"]
+    store.delete("manifests/pypi/a.json")
+    assert store.list("manifests/pypi") == ["manifests/pypi/b.json"]
+    assert store.list("nothing/here") == []
+
+
+def test_delete_blob(store: BlobStore) -> None:
+    sha = put_blob(store, b"short-lived")
+    store.delete_blob(sha)
+    assert not store.has_blob(sha)
+
+
+def test_blob_keys_are_content_addresses() -> None:
+    sha = hashlib.sha256(b"").hexdigest()
+    assert blob_key(sha) == f"blobs/sha256/{sha[:2]}/{sha}"
+    with pytest.raises(ValueError):
+        blob_key("../../etc/passwd")
+
+
+def test_s3_errors_become_store_errors(moto: MotoServer) -> None:
+    store = S3Store(StorageConfig(backend="s3", bucket="no-such-bucket", endpoint_url=moto.url))
+    with pytest.raises(StoreError, match=r"NoSuchBucket"):
+        store.put("manifests/x.json", b"{}")
+
+
+def test_local_keys_cannot_escape_the_store(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(StoreError, match="escapes"):
+        store.put("../outside.json", b"{}")

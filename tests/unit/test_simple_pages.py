@@ -1,0 +1,78 @@
+"""The simple pages devpi mirrors from, through Flask's test client."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from mirror.app import create_app
+from mirror.config import Target, parse_config
+from mirror.manifest import Manifest, save_manifest
+from mirror.resolve import Wheel
+from mirror.storage import LocalStore
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+DATA = b"wheel bytes"
+SHA = hashlib.sha256(DATA).hexdigest()
+FILENAME = "My_Pkg-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> FlaskClient:
+    store = LocalStore(tmp_path / "store")
+    writer = store.new_blob()
+    writer.write(DATA)
+    writer.publish(SHA)
+    wheel = Wheel("my-pkg", "1.0", FILENAME, "https://up/x.whl", SHA, len(DATA))
+    save_manifest(store, Manifest(Target("3.11", "win_amd64"), ("my-pkg",), [wheel], "t"))
+    # A blob that is stored but listed by no manifest must never be offered.
+    stray = store.new_blob()
+    stray.write(b"stray")
+    stray.publish(hashlib.sha256(b"stray").hexdigest())
+    return create_app(parse_config({}, tmp_path), store).test_client()
+
+
+def test_project_list_json_and_html(client: FlaskClient) -> None:
+    doc = client.get("/simple/", headers={"Accept": PEP691}).get_json()
+    assert doc["projects"] == [{"name": "my-pkg"}]
+    html = client.get("/simple/").get_data(as_text=True)
+    assert 'href="my-pkg/"' in html
+
+
+def test_project_page_lists_files_with_sha256(client: FlaskClient) -> None:
+    answer = client.get("/simple/My.Pkg/", headers={"Accept": PEP691})
+    assert answer.status_code == 200
+    assert answer.content_type == PEP691
+    (entry,) = answer.get_json()["files"]
+    assert entry["filename"] == FILENAME
+    assert entry["hashes"] == {"sha256": SHA}
+    html = client.get("/simple/my-pkg/").get_data(as_text=True)
+    assert f"#sha256={SHA}" in html
+
+
+def test_conditional_get_answers_304(client: FlaskClient) -> None:
+    first = client.get("/simple/my-pkg/", headers={"Accept": PEP691})
+    again = client.get(
+        "/simple/my-pkg/", headers={"Accept": PEP691, "If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304
+
+
+def test_file_is_served_byte_identical_with_range(client: FlaskClient) -> None:
+    answer = client.get(f"/files/{SHA}/{FILENAME}")
+    assert answer.status_code == 200 and answer.data == DATA
+    part = client.get(f"/files/{SHA}/{FILENAME}", headers={"Range": "bytes=0-4"})
+    assert part.status_code == 206 and part.data == DATA[:5]
+
+
+def test_unknown_project_and_unlisted_blob_are_404(client: FlaskClient) -> None:
+    answer = client.get("/simple/nope/")
+    assert answer.status_code == 404
+    assert "nope is not mirrored here" in answer.get_json()["message"]
+    stray = hashlib.sha256(b"stray").hexdigest()
+    assert client.get(f"/files/{stray}/stray-1.0-py3-none-any.whl").status_code == 404
+    assert client.get(f"/files/{SHA}/other-1.0-py3-none-any.whl").status_code == 404
+    assert client.get("/files/../../etc/passwd").status_code == 404
