@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from mirror.config import Config, ConfigError, host_target, load_config
+from mirror.storage import StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("tfmirror")
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # Library chatter (credential lookups, connection pools) is for -v only.
+        for noisy in ("botocore", "boto3", "urllib3", "waitress"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         handler = _COMMANDS[args.command]
@@ -65,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "config error" if isinstance(exc, ConfigError) else "error"
         print(f"tfmirror: {kind}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:
+        print(f"tfmirror: store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -97,7 +97,7 @@ class PypiSync:
         self._download(plan, report)
         self._commit(plan, report)
         if self.devpi is not None:
-            self._push_devpi(report)
+            self._push_devpi(report, began)
         report.seconds = time.monotonic() - began
         record.finish(
             self.store,
@@ -185,7 +185,7 @@ class PypiSync:
             report.committed.append(target_id)
 
     # -- 4. devpi --------------------------------------------------------------------
-    def _push_devpi(self, report: SyncReport) -> None:
+    def _push_devpi(self, report: SyncReport, run_began: float) -> None:
         assert self.devpi is not None
         t0 = time.monotonic()
         try:
@@ -193,6 +193,7 @@ class PypiSync:
                                    force_refresh=bool(report.committed))  # fmt: skip
             report.devpi_warmed = warmed.count
             report.failures.extend(warmed.failures)
+            report.timings["devpi_offers_at"] = t0 - run_began + warmed.offered_after
         except (DevpiError, StoreError) as exc:
             report.failures.append(Failure("devpi", self.devpi.base, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0
@@ -202,6 +203,9 @@ class PypiSync:
 class WarmResult:
     count: int = 0
     failures: list[Failure] = field(default_factory=list)
+    # When devpi offered every file (seconds into the push): from then on pip installs
+    # through devpi while the web front is up; devpi pulls on demand what it lacks.
+    offered_after: float = 0.0
 
 
 def push_to_devpi(
@@ -212,6 +216,7 @@ def push_to_devpi(
     Files devpi already proved (same devpi uuid, index and sha256) are not moved again,
     so a no-op sync moves no bytes.
     """
+    began = time.monotonic()
     result = WarmResult()
     wanted = {w.sha256: w for m in load_all(store) for w in m.files}
     state_raw = store.get(WARM_STATE)
@@ -235,6 +240,7 @@ def push_to_devpi(
     # Phase B: pull each new file through devpi, largest first (devpi's pull of the
     # TensorFlow wheel is the critical path), and hash what devpi serves. From here on
     # devpi's serial moves only by one commit per file it caches.
+    result.offered_after = time.monotonic() - began
     serial = devpi.serial()
     jobs = []
     for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):

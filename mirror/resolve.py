@@ -148,7 +148,7 @@ def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -
             check=False,
         )
         if proc.returncode != 0:
-            raise ResolveError(f"target {target.id}: {_uv_reason(proc.stderr)}")
+            raise ResolveError(_uv_reason(proc.stderr))
         return out.read_text()
 
 
@@ -156,6 +156,7 @@ def _uv_reason(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     # uv decorates its report with box-drawing marks; keep the words.
     text = " ".join(ln.lstrip("\u00d7\u2570\u2500\u25b6 ").strip() for ln in lines)
+    text = text.removeprefix("error: ")
     return text[:600] or "uv pip compile failed with no message"
 
 

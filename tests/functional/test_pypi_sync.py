@@ -240,6 +240,9 @@ def test_new_upstream_version_is_picked_up(
     assert manifest is not None and [w.version for w in manifest.files] == ["1.1"]
     venv = make_venv(tmp_path / "venv")
     assert pip_install(venv, config, "alpha==1.1").returncode == 0
+    # 1.0 left the manifest, so devpi no longer offers it.
+    assert "alpha-1.0-py3-none-any.whl" not in offered(config, "alpha")
+    assert pip_install(venv, config, "--force-reinstall", "alpha==1.0").returncode != 0
 
 
 def test_no_wheel_for_a_target_is_a_clear_error(
@@ -252,6 +255,7 @@ def test_no_wheel_for_a_target_is_a_clear_error(
 
     assert [f.name for f in report.failures] == [WINDOWS_ID]
     assert "linuxonly" in report.failures[0].reason
+    assert "wheels with a matching platform" in report.failures[0].reason
     assert load_manifest(store, LINUX_ID) is not None
 
 
