@@ -1,1 +1,1 @@
-"""Placeholder package; see DESIGN.md for its role."""
+"""TF Hub models: fetch, validate archives, serve to tensorflow_hub, prefetch, import."""

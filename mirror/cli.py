@@ -9,10 +9,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
-from mirror.config import Config, ConfigError, host_target, load_config
-from mirror.storage import StoreError
+from mirror.config import Config, ConfigError, handle_path, host_target, load_config
+from mirror.storage import BlobStore, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("tfmirror")
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = sub.add_parser("sync", help="mirror from upstream now")
-    sync.add_argument("side", choices=["pypi", "all"], help="what to sync")
+    sync.add_argument("side", choices=["pypi", "hub", "all"], help="what to sync")
     sync.add_argument("--no-devpi", action="store_true",
                       help="store and commit only; leave devpi as it is")  # fmt: skip
 
@@ -48,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
     sub.add_parser("targets", help="list the configured targets and what each has mirrored")
+
+    hub = sub.add_parser("hub", help="TF Hub models: prefetch a cache, import a model")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
+    prefetch = hub_sub.add_parser("prefetch", help="fill a TFHUB_CACHE_DIR from the mirror")
+    prefetch.add_argument("handles", nargs="+", metavar="HANDLE")
+    prefetch.add_argument("--cache-dir", required=True, metavar="DIR")
+    prefetch.add_argument("--mirror", metavar="URL", help="the mirror's web front (default: [web])")
+    imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
+    imp.add_argument("path", metavar="PATH")
+    imp.add_argument("--handle", required=True, metavar="HANDLE")
     sub.add_parser("up", help="devpi, the web front and a first sync; keeps serving")
     return parser
 
@@ -81,16 +92,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_sync(config: Config, args: argparse.Namespace) -> int:
+    from mirror.storage import open_store
+
+    store = open_store(config.storage)
+    codes = []
+    if args.side in ("pypi", "all"):
+        codes.append(_sync_pypi(config, store, args.no_devpi))
+    if args.side in ("hub", "all"):
+        codes.append(_sync_hub(config, store))
+    return max(codes)
+
+
+def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
     from mirror.devpi import DevpiError
     from mirror.devpi_server import DevpiStartError
     from mirror.progress import TerminalProgress
     from mirror.pypi_sync import PypiSync
     from mirror.services import services_for_sync
-    from mirror.storage import open_store
 
-    store = open_store(config.storage)
     progress = TerminalProgress()
-    if args.no_devpi:
+    if no_devpi:
         report = PypiSync(config, store, None, progress).run()
     else:
         try:
@@ -103,6 +124,49 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
         print(f"FAILED {failure}", file=sys.stderr)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _sync_hub(config: Config, store: BlobStore) -> int:
+    from hub_cache.hub_sync import HubSync
+
+    report = HubSync(config, store).run()
+    for outcome in report.outcomes:
+        if outcome.status == "failed":
+            print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_hub(config: Config, args: argparse.Namespace) -> int:
+    from hub_cache.hub_sync import caps
+    from hub_cache.importer import import_model
+    from hub_cache.prefetch import PrefetchError, prefetch
+    from mirror.storage import open_store
+
+    if args.hub_command == "import":
+        try:
+            handle_path(args.handle)
+        except ValueError as exc:
+            raise UsageError(f"--handle: {exc}") from None
+        source = Path(args.path)
+        if not source.exists():
+            raise UsageError(f"{source}: no such file or folder")
+        outcome = import_model(open_store(config.storage), source, args.handle, config.hub)
+        if outcome.status == "failed":
+            print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{outcome.handle}: {outcome.status} ({outcome.bytes / 1e6:.1f} MB)")
+        return EXIT_OK
+    mirror = args.mirror or config.web.base_url
+    code = EXIT_OK
+    for handle in args.handles:
+        try:
+            done = prefetch(handle, Path(args.cache_dir), mirror, caps(config.hub))
+            print(f"{handle}: {done.status} -> {done.folder}")
+        except (PrefetchError, ValueError) as exc:
+            print(f"FAILED {exc}", file=sys.stderr)
+            code = EXIT_FAILED
+    return code
 
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
@@ -195,9 +259,6 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
     from mirror.devpi_server import DevpiProcess
     from mirror.lockfile import render_pip_conf
-    from mirror.progress import TerminalProgress
-    from mirror.pypi_sync import PypiSync
-    from mirror.services import services_for_sync
     from mirror.storage import open_store
     from mirror.web_server import WebServer
 
@@ -210,13 +271,11 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         if devpi_proc is not None:
             devpi_proc.start()
         try:
-            with services_for_sync(config, store) as devpi:
-                report = PypiSync(config, store, devpi, TerminalProgress()).run(trigger="startup")
-            for failure in report.failures:
-                print(f"FAILED {failure}", file=sys.stderr)
-            print(report.summary())
-            code = EXIT_OK if report.ok else EXIT_FAILED
+            code = _sync_pypi(config, store, no_devpi=False)
+            if config.hub.models:
+                code = max(code, _sync_hub(config, store))
             print("\npip.conf for the fleet:\n" + render_pip_conf(config.devpi.index_url))
+            print(f"TF Hub models: {config.web.base_url}/hub/")
             print(f"web front: {config.web.base_url}/   (Ctrl-C stops)", flush=True)
             stop.wait()
         finally:
@@ -240,6 +299,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "pip-conf": cmd_pip_conf,
     "lock": cmd_lock,
     "targets": cmd_targets,
+    "hub": cmd_hub,
     "up": cmd_up,
 }
 

@@ -44,6 +44,8 @@ class StorageConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    # S3 store: send model downloads to presigned S3 URLs instead of streaming them.
+    presign_s3: bool = False
 
     @property
     def base_url(self) -> str:
@@ -104,16 +106,58 @@ class PypiConfig:
 
 
 @dataclass(frozen=True)
+class HubModel:
+    """A TF Hub handle to mirror, and where to fetch it from when not from the handle."""
+
+    handle: str
+    source: str = ""  # another URL, or a local tarball path (DMZ set-ups)
+
+    @property
+    def path(self) -> str:
+        """The mirrored path: the handle's URL path, e.g. google/imagenet/.../5."""
+        return handle_path(self.handle)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    models: tuple[HubModel, ...] = ()
+    max_uncompressed_mb: int = 16384
+    max_ratio: float = 100.0  # uncompressed / compressed: above it, an archive bomb
+    timeout: float = 60.0
+    retries: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     devpi: DevpiConfig = field(default_factory=DevpiConfig)
     pypi: PypiConfig = field(default_factory=PypiConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
     def devpi_mirror_url(self) -> str:
         return self.devpi.mirror_url or f"{self.web.base_url}/simple/"
+
+
+_HANDLE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def handle_path(handle: str) -> str:
+    """The path part of a handle URL, checked so that it can never name a file outside
+    the store: segments of letters, digits, dot, dash and underscore, no '..'."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(handle)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{handle!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{handle!r} has a query or fragment; give the plain handle")
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments or not all(_HANDLE_SEGMENT.match(s) and s != ".." for s in segments):
+        raise ValueError(f"{handle!r} has no usable path (e.g. /google/model/1)")
+    return "/".join(segments)
 
 
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
@@ -292,13 +336,61 @@ def _web(raw: Any) -> WebConfig:
     host = s.get("host", str, "127.0.0.1", '"0.0.0.0"')
     port = s.get("port", int, 8080, "8080")
     s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
+    presign = s.get("presign_s3", bool, False, "true")
     s.done()
-    return WebConfig(host=host, port=port)
+    return WebConfig(host=host, port=port, presign_s3=presign)
+
+
+def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
+    example = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
+    if isinstance(raw, str):
+        handle, source = raw, ""
+    elif isinstance(raw, Mapping):
+        s = _Section(f"hub.models[{i}]", raw)
+        handle = s.get("handle", str, "", example)
+        source = s.get("source", str, "", '"http://dmz/models/x.tar.gz" or "models/x.tar.gz"')
+        s.done()
+    else:
+        raise ConfigError(f"[hub] models[{i}] = {raw!r}: must be a handle URL, e.g. {example}")
+    try:
+        handle_path(handle)
+    except ValueError as exc:
+        raise ConfigError(f"[hub] models[{i}]: {exc}; e.g. {example}") from None
+    if source and not source.startswith(("http://", "https://")):
+        source = str(_resolve_path(base, source))
+    return HubModel(handle=handle, source=source)
+
+
+def _hub(raw: Any, base: Path) -> HubConfig:
+    s = _Section("hub", raw)
+    models_raw = s.get("models", list, [], '["https://tfhub.dev/google/.../5"]')
+    models = tuple(_hub_model(i, m, base) for i, m in enumerate(models_raw))
+    seen: dict[str, str] = {}
+    for model in models:
+        other = seen.setdefault(model.path, model.handle)
+        s.check(
+            "models",
+            other == model.handle,
+            model.handle,
+            f"its path {model.path!r} is the same as {other!r}'s; mirror only one of them",
+        )
+    dup = next((m.handle for m in models if [n.handle for n in models].count(m.handle) > 1), None)
+    s.check("models", dup is None, dup, "each handle may appear once")
+    max_mb = s.get("max_uncompressed_mb", int, 16384, "16384")
+    s.check("max_uncompressed_mb", max_mb > 0, max_mb, "must be a positive number of MB")
+    max_ratio = s.get("max_ratio", float, 100.0, "100")
+    s.check("max_ratio", max_ratio >= 1, max_ratio, "must be at least 1")
+    timeout = s.get("timeout", float, 60.0, "60")
+    s.check("timeout", timeout > 0, timeout, "must be positive seconds")
+    retries = s.get("retries", int, 4, "4")
+    s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
+    s.done()
+    return HubConfig(models, max_mb, max_ratio, timeout, retries)
 
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths resolve against `base`."""
-    known = ("storage", "devpi", "pypi", "web")
+    known = ("storage", "devpi", "pypi", "web", "hub")
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -310,6 +402,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         devpi=_devpi(data.get("devpi", {}), base, storage),
         pypi=_pypi(data.get("pypi", {})),
         web=_web(data.get("web", {})),
+        hub=_hub(data.get("hub", {}), base),
         source=source,
     )
 

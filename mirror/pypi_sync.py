@@ -152,7 +152,7 @@ class PypiSync:
             for future in as_completed(futures):
                 wheel = futures[future]
                 try:
-                    report.bytes += future.result()
+                    report.bytes += future.result().size
                     report.new += 1
                 except (DownloadError, StoreError) as exc:
                     report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))

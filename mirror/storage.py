@@ -339,6 +339,18 @@ class S3Store:
     def local_path(self, sha256: str) -> Path | None:
         return None
 
+    def presigned_url(self, sha256: str, seconds: int = 3600) -> str:
+        """A time-limited GET URL for a blob, for clients that can reach S3 directly."""
+        key = blob_key(sha256)
+        with self.errors(key):
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.bucket, "Key": self.key(key)},
+                    ExpiresIn=seconds,
+                )
+            )
+
     def delete_blob(self, sha256: str) -> None:
         self.delete(blob_key(sha256))
 

@@ -51,21 +51,31 @@ def session() -> requests.Session:
     return sess
 
 
+@dataclass(frozen=True)
+class Fetched:
+    sha256: str
+    size: int
+    url: str  # where the bytes finally came from, after redirects
+
+
 def fetch_verified(
     store: BlobStore,
     url: str,
-    sha256: str,
+    sha256: str | None,
     size: int | None,
     policy: RetryPolicy,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Download `url` into the store as blob `sha256`; return the bytes moved."""
+) -> Fetched:
+    """Download `url` into the store, published under its sha256.
+
+    With `sha256` (and `size`) given, anything else is rejected; without, the blob is
+    published under the hash of what arrived (TF Hub lists no hashes), and the caller
+    validates it before any manifest refers to it.
+    """
     attempt = 0
-    moved = 0
     while True:
         try:
-            moved += _fetch_once(store, url, sha256, size, policy, progress)
-            return moved
+            return _fetch_once(store, url, sha256, size, policy, progress)
         except _Transient as exc:
             attempt += 1
             if attempt > policy.retries:
@@ -76,17 +86,18 @@ def fetch_verified(
 def _fetch_once(
     store: BlobStore,
     url: str,
-    sha256: str,
+    sha256: str | None,
     size: int | None,
     policy: RetryPolicy,
     progress: Callable[[int], None] | None,
-) -> int:
+) -> Fetched:
     writer = store.new_blob()
     digest = hashlib.sha256()
     count = 0
     try:
         try:
             with session().get(url, stream=True, timeout=policy.timeout) as answer:
+                final_url = answer.url
                 if answer.status_code >= 500 or answer.status_code == 429:
                     raise _Transient(f"HTTP {answer.status_code}")
                 if answer.status_code != 200:
@@ -106,10 +117,10 @@ def _fetch_once(
         if size is not None and count != size:
             raise DownloadError(f"truncated: got {count} of {size} bytes")
         got = digest.hexdigest()
-        if got != sha256:
+        if sha256 is not None and got != sha256:
             raise DownloadError(f"sha256 mismatch: index lists {sha256}, bytes hash to {got}")
-        writer.publish(sha256)
-        return count
+        writer.publish(got)
+        return Fetched(got, count, final_url)
     except BaseException:
         writer.discard()
         raise

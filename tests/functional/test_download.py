@@ -26,8 +26,8 @@ def url(up: Upstream, spec: WheelSpec) -> str:
 def test_good_file_is_published(upstream: Upstream, tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     hosted = upstream.add(WheelSpec("alpha", "1.0"))
-    moved = fetch_verified(store, url(upstream, hosted.spec), hosted.sha256, len(hosted.data), FAST)
-    assert moved == len(hosted.data)
+    got = fetch_verified(store, url(upstream, hosted.spec), hosted.sha256, len(hosted.data), FAST)
+    assert (got.sha256, got.size) == (hosted.sha256, len(hosted.data))
     assert store.open_blob(hosted.sha256).read() == hosted.data
 
 

@@ -149,3 +149,36 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_target_python_tuple() -> None:
     assert Target("3.12", "win_amd64").python_tuple == (3, 12)
+
+
+def test_hub_models_parse_with_optional_source(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "hub": {
+                "models": [
+                    "https://tfhub.dev/google/a/1",
+                    {"handle": "https://tfhub.dev/google/b/2", "source": "b.tar.gz"},
+                ]
+            }
+        },
+        tmp_path,
+    )
+    assert [m.path for m in config.hub.models] == ["google/a/1", "google/b/2"]
+    assert config.hub.models[1].source == str(tmp_path / "b.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        (["https://tfhub.dev/google/a/1", "https://kaggle.com/google/a/1"], "is the same as"),
+        (["https://tfhub.dev/google/a/1", "https://tfhub.dev/google/a/1"], "may appear once"),
+        (["tfhub.dev/google/a/1"], "not an http(s) URL"),
+        (["https://tfhub.dev/google/../a"], "no usable path"),
+        (["https://tfhub.dev/google/a/1?tf-hub-format=compressed"], "query or fragment"),
+        ([{"handle": "https://tfhub.dev/x/1", "url": "y"}], "[hub.models[0]] url: unknown key"),
+    ],
+)
+def test_bad_hub_models_are_refused(tmp_path: Path, models: list[object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"hub": {"models": models}}, tmp_path)
+    assert expected in str(info.value)

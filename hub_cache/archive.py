@@ -1,0 +1,214 @@
+"""Model archive validation (and safe extraction), in one streaming pass.
+
+tensorflow_hub reads `<handle>?tf-hub-format=compressed` with `tarfile.open("r|*")`. It
+refuses `..`, links and files whose directory entry has not come yet, and it caches
+whatever prefix of a model it was given: a response cut at a tar member boundary looks
+complete to it. So the mirror checks everything before a model is published or
+prefetched: member paths and types, entry order, a SavedModel at the root, sizes
+against caps (archive bombs), an intact compressed stream, and the tar end-of-archive
+marker that a cut archive lacks.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+BLOCK = 512
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
+# Below this many bytes unpacked, the ratio check is meaningless: a tar pads every
+# member to 512 bytes and the whole archive to 10 KiB, which gzip shrinks 50-fold.
+RATIO_FLOOR = 16 * 1024 * 1024
+
+
+class ArchiveRejected(Exception):
+    """Not a model archive the mirror will publish; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_uncompressed: int
+    max_ratio: float
+
+
+@dataclass(frozen=True)
+class ArchiveFacts:
+    compression: str
+    files: int
+    directories: int
+    uncompressed_size: int  # sum of member file sizes
+    root_file: str  # saved_model.pb, saved_model.pbtxt or tfhub_module.pb
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "compression": self.compression,
+            "files": self.files,
+            "directories": self.directories,
+            "uncompressed_size": self.uncompressed_size,
+            "root_file": self.root_file,
+        }
+
+
+class _Prefixed:
+    """A reader that first returns bytes already peeked from another reader."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0 or n >= len(self._head):
+                out, self._head = self._head, b""
+                return out + (self._rest.read(n - len(out)) if n >= 0 else self._rest.read())
+            out, self._head = self._head[:n], self._head[n:]
+            return out
+        return self._rest.read(n)
+
+
+class _Metered:
+    """Counts decompressed bytes, enforces the caps, and remembers where the last
+    non-zero byte was, to tell a real end-of-archive marker from a cut."""
+
+    def __init__(self, raw: BinaryIO, compressed_size: int, caps: Caps) -> None:
+        self._raw = raw
+        self._limit = caps.max_uncompressed
+        self._ratio_limit = caps.max_ratio * max(compressed_size, 1)
+        self._caps = caps
+        self.total = 0
+        self.last_nonzero_end = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            stripped = len(data.rstrip(b"\0"))
+            if stripped:
+                self.last_nonzero_end = self.total + stripped
+            self.total += len(data)
+            if self.total > self._limit:
+                raise ArchiveRejected(
+                    f"archive bomb: unpacks to more than {self._limit // 2**20} MiB "
+                    "([hub] max_uncompressed_mb)"
+                )
+            if self.total > max(self._ratio_limit, RATIO_FLOOR):
+                raise ArchiveRejected(
+                    f"archive bomb: unpacks to more than {self._caps.max_ratio:g}x its "
+                    "compressed size ([hub] max_ratio)"
+                )
+        return data
+
+
+def _decompressor(reader: BinaryIO) -> tuple[str, BinaryIO]:
+    head = reader.read(6)
+    prefixed: BinaryIO = _Prefixed(head, reader)  # type: ignore[assignment]
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip", gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[return-value]
+    if head.startswith(b"BZh"):
+        return "bzip2", bz2.BZ2File(prefixed)  # type: ignore[return-value]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz", lzma.LZMAFile(prefixed)  # type: ignore[return-value]
+    return "none", prefixed
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    name = member.name
+    if name.startswith("/") or name.startswith("\\"):
+        raise ArchiveRejected(f"absolute member path: {name!r}")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveRejected(f"member path escapes the model folder: {name!r}")
+    return "/".join(parts)
+
+
+def _kind_problem(member: tarfile.TarInfo) -> str | None:
+    if member.issym():
+        return f"symlink: {member.name!r} -> {member.linkname!r}"
+    if member.islnk():
+        return f"hard link: {member.name!r} -> {member.linkname!r}"
+    if member.ischr() or member.isblk():
+        return f"device file: {member.name!r}"
+    if member.isfifo():
+        return f"fifo: {member.name!r}"
+    if not (member.isfile() or member.isdir()):
+        return f"unsupported member type {member.type!r}: {member.name!r}"
+    return None
+
+
+def inspect_archive(
+    reader: BinaryIO, compressed_size: int, caps: Caps, extract_to: Path | None = None
+) -> ArchiveFacts:
+    """Validate a model archive read from `reader`; extract it into `extract_to` if given.
+
+    Raises ArchiveRejected with the reason. On rejection, a partial extraction may be
+    left in `extract_to`: callers extract into a temporary folder and rename on success.
+    """
+    try:
+        compression, unpacked = _decompressor(reader)
+        metered = _Metered(unpacked, compressed_size, caps)
+        return _walk(metered, compression, extract_to)
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
+        # the bytes are not an intact archive.
+        raise ArchiveRejected(f"corrupt or truncated archive: {exc}") from None
+
+
+def _walk(metered: _Metered, compression: str, extract_to: Path | None) -> ArchiveFacts:
+    directories: set[str] = {""}
+    files = 0
+    size = 0
+    root_files: set[str] = set()
+    with tarfile.open(fileobj=metered, mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            problem = _kind_problem(member)
+            if problem:
+                raise ArchiveRejected(problem)
+            name = _member_name(member)
+            parent = name.rpartition("/")[0]
+            if parent not in directories:
+                raise ArchiveRejected(
+                    f"{name!r} comes before its directory entry {parent + '/'!r} "
+                    "(tensorflow_hub cannot extract that order)"
+                )
+            if member.isdir():
+                directories.add(name)
+                if extract_to is not None:
+                    (extract_to / name).mkdir(parents=True, exist_ok=True)
+                continue
+            files += 1
+            size += member.size
+            if "/" not in name:
+                root_files.add(name)
+            if extract_to is not None:
+                _extract(tar, member, extract_to / name)
+        end_of_members = tar.offset
+    while metered.read(CHUNK):  # drain: gzip checks its CRC and length at the very end
+        pass
+    if metered.total - end_of_members < BLOCK or metered.last_nonzero_end > end_of_members:
+        raise ArchiveRejected(
+            "truncated: no end-of-archive marker after the last member "
+            "(the archive was cut at a member boundary)"
+        )
+    root_file = next((f for f in SAVED_MODEL_FILES if f in root_files), "")
+    if not root_file:
+        raise ArchiveRejected(
+            "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb at the archive root"
+        )
+    return ArchiveFacts(compression, files, len(directories) - 1, size, root_file)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    source = tar.extractfile(member)
+    if source is None:  # pragma: no cover - isfile() members always have data
+        raise ArchiveRejected(f"no data for {member.name!r}")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out, source:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)

@@ -1,0 +1,69 @@
+"""`tfmirror hub import`: a model from a local SavedModel folder or tarball, for networks
+that nothing reaches. It goes through the same validation as a synced model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+
+from hub_cache.hub_sync import ModelOutcome, copy_local, publish_model
+from mirror.config import HubConfig, handle_path
+from mirror.storage import BlobStore, BlobWriter
+from mirror.upstream import Fetched
+
+
+class _HashingSink:
+    """A write-only file object that hashes, counts and forwards to a BlobWriter."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self.writer = writer
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.writer.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def pack_folder(store: BlobStore, folder: Path) -> Fetched:
+    """Stream a SavedModel folder into the store as tar.gz, laid out the way
+    tensorflow_hub extracts it: './' first, every folder before what it holds."""
+    writer = store.new_blob()
+    sink = _HashingSink(writer)
+    try:
+        with tarfile.open(fileobj=sink, mode="w|gz") as tar:  # type: ignore[call-overload]
+            tar.add(folder, arcname=".", recursive=False)
+            for root, dirs, files in os.walk(folder):
+                dirs.sort()
+                base = Path(root)
+                for name in dirs:
+                    tar.add(base / name, arcname=_arcname(folder, base / name), recursive=False)
+                for name in sorted(files):
+                    tar.add(base / name, arcname=_arcname(folder, base / name), recursive=False)
+        sha = sink.digest.hexdigest()
+        writer.publish(sha)
+    except BaseException:
+        writer.discard()
+        raise
+    return Fetched(sha, sink.size, f"import:{folder}")
+
+
+def _arcname(folder: Path, path: Path) -> str:
+    return "./" + str(path.relative_to(folder))
+
+
+def import_model(store: BlobStore, source: Path, handle: str, hub: HubConfig) -> ModelOutcome:
+    path = handle_path(handle)
+    if source.is_dir():
+        fetched = pack_folder(store, source)
+    else:
+        local = copy_local(store, source)
+        fetched = Fetched(local.sha256, local.size, f"import:{source}")
+    return publish_model(store, handle, path, fetched, hub)

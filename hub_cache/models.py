@@ -1,0 +1,60 @@
+"""Hub manifests: one per mirrored model, under manifests/hub/<handle path>.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mirror.config import handle_path
+from mirror.storage import BlobStore
+
+HUB_MANIFESTS = "manifests/hub"
+
+
+def model_key(path: str) -> str:
+    # handle_path() already refused anything but plain segments; check again here,
+    # at the one place a request path turns into a store key.
+    handle_path(f"https://x/{path}")
+    return f"{HUB_MANIFESTS}/{path}.json"
+
+
+@dataclass
+class ModelManifest:
+    handle: str
+    path: str
+    sha256: str
+    size: int
+    synced_at: str
+    source: str  # where the bytes came from (after redirects), or "import:<path>"
+    archive: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelManifest:
+        doc = json.loads(data)
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
+def load_model(store: BlobStore, path: str) -> ModelManifest | None:
+    try:
+        key = model_key(path)
+    except ValueError:
+        return None
+    data = store.get(key)
+    return None if data is None else ModelManifest.from_bytes(data)
+
+
+def save_model(store: BlobStore, manifest: ModelManifest) -> None:
+    store.put(model_key(manifest.path), manifest.to_bytes())
+
+
+def load_models(store: BlobStore) -> list[ModelManifest]:
+    out = []
+    for key in store.list(HUB_MANIFESTS):
+        data = store.get(key) if key.endswith(".json") else None
+        if data is not None:
+            out.append(ModelManifest.from_bytes(data))
+    return sorted(out, key=lambda m: m.path)

@@ -1,0 +1,145 @@
+"""`tfmirror hub prefetch`: fill a TFHUB_CACHE_DIR from the mirror, so that the unchanged
+handles (https://tfhub.dev/...) load with no network at all.
+
+tensorflow_hub caches a compressed model in `<cache>/<sha1(handle as typed)>/` and treats
+a non-empty folder there as downloaded. We download from the mirror, check the sha256
+against the mirror's manifest, validate and extract into a temporary folder, and rename
+it into place, so tensorflow_hub never sees half a model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from mirror.config import handle_path
+
+CHUNK = 1024 * 1024
+
+
+class PrefetchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    handle: str
+    folder: Path
+    status: str  # fetched | unchanged
+
+
+def cache_folder(cache_dir: Path, handle: str) -> Path:
+    return cache_dir / hashlib.sha1(handle.encode("utf8")).hexdigest()
+
+
+def mirror_path(handle: str, mirror: str) -> str:
+    """The model's path on the mirror, for an original handle or a mirror handle."""
+    own = mirror.rstrip("/") + "/hub/"
+    if handle.startswith(own):
+        return handle_path("https://x/" + handle[len(own) :])
+    return handle_path(handle)
+
+
+def _descriptor(folder: Path) -> Path:
+    return Path(f"{folder}.descriptor.txt")
+
+
+def _recorded_sha(folder: Path) -> str:
+    try:
+        text = _descriptor(folder).read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith("Sha256: "):
+            return line.split(": ", 1)[1].strip()
+    return ""
+
+
+def prefetch(
+    handle: str, cache_dir: Path, mirror: str, caps: Caps, timeout: float = 60
+) -> Prefetched:
+    mirror = mirror.rstrip("/")
+    path = mirror_path(handle, mirror)
+    info_url = f"{mirror}/hub/{path}"
+    try:
+        info = requests.get(info_url, headers={"Accept": "application/json"}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise PrefetchError(f"{handle}: mirror {mirror} unreachable: {exc}") from None
+    if info.status_code == 404:
+        raise PrefetchError(f"{handle}: the mirror has no model at /hub/{path}")
+    if info.status_code != 200:
+        raise PrefetchError(f"{handle}: mirror answered HTTP {info.status_code} for {info_url}")
+    sha256, size = info.json()["sha256"], int(info.json()["size"])
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    folder = cache_folder(cache_dir, handle)
+    if folder.is_dir() and any(folder.iterdir()) and _recorded_sha(folder) == sha256:
+        return Prefetched(handle, folder, "unchanged")
+
+    with tempfile.TemporaryFile(dir=cache_dir, prefix=".tfmirror-") as spool:
+        _download(f"{info_url}?tf-hub-format=compressed", spool, sha256, size, timeout)
+        staging = cache_dir / f"{folder.name}.{uuid.uuid4().hex}.tmp"
+        staging.mkdir()
+        try:
+            spool.seek(0)
+            inspect_archive(spool, size, caps, extract_to=staging)
+            _swap_in(staging, folder)
+        except ArchiveRejected as exc:
+            raise PrefetchError(f"{handle}: archive rejected: {exc}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _write_descriptor(folder, handle, mirror, sha256)
+    return Prefetched(handle, folder, "fetched")
+
+
+def _download(url: str, spool: object, sha256: str, size: int, timeout: float) -> None:
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as answer:
+            if answer.status_code != 200:
+                raise PrefetchError(f"{url}: HTTP {answer.status_code}")
+            for chunk in answer.iter_content(CHUNK):
+                digest.update(chunk)
+                spool.write(chunk)  # type: ignore[attr-defined]
+                count += len(chunk)
+    except requests.RequestException as exc:
+        raise PrefetchError(f"{url}: {exc}") from None
+    if count != size or digest.hexdigest() != sha256:
+        raise PrefetchError(
+            f"{url}: got {count} bytes with sha256 {digest.hexdigest()}, "
+            f"the mirror's manifest says {size} bytes with sha256 {sha256}"
+        )
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Rename the extracted model into place; an older copy is moved aside first."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_descriptor(folder: Path, handle: str, mirror: str, sha256: str) -> None:
+    # The same first lines tensorflow_hub writes (it never reads them back), plus ours.
+    text = (
+        f"Module: {handle}\nDownload Time: {datetime.datetime.today()}\n"
+        f"Downloader Hostname: {socket.gethostname()} (PID:{os.getpid()})\n"
+        f"Mirror: {mirror}\nSha256: {sha256}\n"
+    )
+    tmp = _descriptor(folder).with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, _descriptor(folder))

@@ -1,0 +1,52 @@
+"""Archive validation: every malicious or broken kind is refused with its reason."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from tests.support.archives import FAKE_MODEL, MALICIOUS_KINDS, malicious, tar_bytes
+
+CAPS = Caps(max_uncompressed=1 << 30, max_ratio=100)
+
+
+def inspect(data: bytes, caps: Caps = CAPS, extract_to: Path | None = None):  # type: ignore[no-untyped-def]
+    return inspect_archive(io.BytesIO(data), len(data), caps, extract_to)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_good_archive_facts(compress: bool) -> None:
+    facts = inspect(tar_bytes(FAKE_MODEL, compress=compress))
+    assert facts.files == 3 and facts.directories == 1
+    assert facts.uncompressed_size == sum(len(v) for v in FAKE_MODEL.values())
+    assert facts.root_file == "saved_model.pb"
+    assert facts.compression == ("gzip" if compress else "none")
+
+
+@pytest.mark.parametrize("kind", sorted(MALICIOUS_KINDS))
+def test_malicious_and_broken_archives_are_rejected(kind: str) -> None:
+    with pytest.raises(ArchiveRejected) as info:
+        inspect(malicious(kind))
+    assert MALICIOUS_KINDS[kind] in str(info.value)
+
+
+def test_size_cap_is_enforced_while_streaming() -> None:
+    data = tar_bytes({"saved_model.pb": b"g", "variables/v": b"\1" * (3 << 20)})
+    with pytest.raises(ArchiveRejected, match="max_uncompressed_mb"):
+        inspect(data, Caps(max_uncompressed=1 << 20, max_ratio=1000))
+
+
+def test_extraction_writes_the_model_and_nothing_outside(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    inspect(tar_bytes(FAKE_MODEL), extract_to=target)
+    got = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert got == FAKE_MODEL
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    with pytest.raises(ArchiveRejected):
+        inspect(malicious("dotdot"), extract_to=evil)
+    assert not (tmp_path / "evil.sh").exists() and not (tmp_path.parent / "evil.sh").exists()

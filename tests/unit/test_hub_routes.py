@@ -1,0 +1,77 @@
+"""The hub front through Flask's test client: the HTTP a tensorflow_hub client relies on."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from hub_cache.importer import import_model
+from mirror.app import create_app
+from mirror.config import parse_config
+from mirror.storage import LocalStore
+from tests.support.archives import FAKE_MODEL, tar_bytes
+
+HANDLE = "https://tfhub.dev/google/imagenet/mobilenet/5"
+ARCHIVE = tar_bytes(FAKE_MODEL)
+SHA = hashlib.sha256(ARCHIVE).hexdigest()
+URL = "/hub/google/imagenet/mobilenet/5?tf-hub-format=compressed"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> FlaskClient:
+    config = parse_config({}, tmp_path)
+    store = LocalStore(tmp_path / "store")
+    tarball = tmp_path / "model.tar.gz"
+    tarball.write_bytes(ARCHIVE)
+    assert import_model(store, tarball, HANDLE, config.hub).status == "new"
+    return create_app(config, store).test_client()
+
+
+def test_archive_with_length_etag_range_and_head(client: FlaskClient) -> None:
+    full = client.get(URL)
+    assert full.status_code == 200 and full.data == ARCHIVE
+    assert full.headers["Content-Length"] == str(len(ARCHIVE))
+    assert full.headers["ETag"] == f'"{SHA}"'
+    part = client.get(URL, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.data == ARCHIVE[10:20]
+    head = client.head(URL)
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == str(len(ARCHIVE))
+    assert client.get(URL, headers={"If-None-Match": f'"{SHA}"'}).status_code == 304
+
+
+def test_model_page_html_and_json(client: FlaskClient) -> None:
+    page = client.get("/hub/google/imagenet/mobilenet/5").get_data(as_text=True)
+    assert 'hub.load("http://localhost/hub/google/imagenet/mobilenet/5")' in page
+    assert f"tfmirror hub prefetch {HANDLE} --cache-dir DIR" in page
+    assert SHA in page
+    info = client.get(
+        "/hub/google/imagenet/mobilenet/5", headers={"Accept": "application/json"}
+    ).get_json()
+    assert info["sha256"] == SHA and info["size"] == len(ARCHIVE)
+    assert info["archive"]["files"] == 3 and info["synced_at"]
+
+
+def test_list_of_models(client: FlaskClient) -> None:
+    listing = client.get("/hub/", headers={"Accept": "application/json"}).get_json()
+    assert [m["handle"] for m in listing["models"]] == [HANDLE]
+    assert HANDLE in client.get("/hub/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/hub/google/unknown/1",
+        "/hub/google/unknown/1?tf-hub-format=compressed",
+        "/hub/../../etc/passwd",
+        "/hub/%2e%2e/%2e%2e/etc/passwd?tf-hub-format=compressed",
+        "/hub/google/imagenet/mobilenet/5/../../../../manifests/pypi/x",
+    ],
+)
+def test_unknown_or_crafted_paths_are_404(client: FlaskClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert "/hub/" in answer.get_json()["message"]
