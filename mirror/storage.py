@@ -89,6 +89,7 @@ class _LocalBlobWriter:
         tmp_dir = root / TMP_PREFIX
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; blobs are public content (nginx, devpi)
         self._path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from waitress.server import create_server
 
-THREADS = 16
+THREADS = 32
 
 
 class WebServer:
