@@ -12,16 +12,14 @@ from mirror.storage import BlobStore, open_store
 def create_app(config: Config, store: BlobStore | None = None) -> Flask:
     from hub_cache.routes import blueprint as hub_pages
     from mirror.simple_pages import blueprint as pypi_pages
+    from sync_jobs.routes import blueprint as ops_pages
 
     app = Flask("tfmirror")
     app.extensions["tfmirror.config"] = config
     app.extensions["tfmirror.store"] = store if store is not None else open_store(config.storage)
     app.register_blueprint(pypi_pages)
     app.register_blueprint(hub_pages)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify(ok=True)
+    app.register_blueprint(ops_pages)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
-    sub.add_parser("up", help="devpi, the web front and a first sync; keeps serving")
+    sub.add_parser("up", help="devpi, the web front and the scheduler, in one command")
+    sub.add_parser("scheduler", help="run the scheduled syncs until SIGTERM")
+    status = sub.add_parser("status", help="what the status page shows")
+    status.add_argument("--json", action="store_true", help="the /api/status document")
     return parser
 
 
@@ -261,27 +264,80 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.lockfile import render_pip_conf
     from mirror.storage import open_store
     from mirror.web_server import WebServer
+    from sync_jobs import scheduler
+    from sync_jobs.runner import JobRunner
 
     store = open_store(config.storage)
     stop = threading.Event()
     _forward_signals(stop.set)
     devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
-    code = EXIT_OK
-    with WebServer(create_app(config, store), config.web.host, config.web.port):
+    runner = JobRunner(config, store)
+    outcomes: dict[str, str] = {}
+    app = create_app(config, store)
+    app.extensions["tfmirror.runner"] = runner
+    with WebServer(app, config.web.host, config.web.port):
         if devpi_proc is not None:
             devpi_proc.start()
         try:
-            code = _sync_pypi(config, store, no_devpi=False)
-            if config.hub.models:
-                code = max(code, _sync_hub(config, store))
+            outcomes = scheduler.catch_up(config, store, runner)
+            for job, outcome in outcomes.items():
+                print(f"{job} sync at start: {outcome}", flush=True)
+            sched = scheduler.build(config, runner)
+            sched.start()
             print("\npip.conf for the fleet:\n" + render_pip_conf(config.devpi.index_url))
             print(f"TF Hub models: {config.web.base_url}/hub/")
+            print(f"status page:   {config.web.base_url}/")
             print(f"web front: {config.web.base_url}/   (Ctrl-C stops)", flush=True)
             stop.wait()
+            sched.shutdown(wait=True)
         finally:
             if devpi_proc is not None:
                 devpi_proc.stop()
-    return code
+    return EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
+
+
+def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
+    from mirror.storage import open_store
+    from sync_jobs.scheduler import run_forever
+
+    return run_forever(config, open_store(config.storage))
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from mirror.storage import open_store
+    from sync_jobs.status import collect_status
+
+    status = collect_status(config, open_store(config.storage))
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return EXIT_OK
+    print("tfmirror: " + ("all jobs ok" if status["healthy"] else
+                          "FAILING: " + ", ".join(status["failing_jobs"])))  # fmt: skip
+    for job in status["jobs"]:
+        last = job["last_run"]
+        line = f"  {job['job']:5} {job['schedule']:16} "
+        line += (
+            f"last {last['outcome']} at {last['start']} ({last['seconds']:.1f} s)"
+            if last
+            else "never run"
+        )
+        line += f", next {job['next_run']}" if job["next_run"] else ""
+        print(line)
+        if job["last_error"]:
+            error = job["last_error"]
+            print(f"        error: {error['name']}: {error['reason']}")
+    for target in status["inventory"]["targets"]:
+        print(f"  target {target['target']}: {target['files']} files, "
+              f"{target['bytes'] / 1e6:.0f} MB, synced {target['synced_at']}")  # fmt: skip
+    for model in status["inventory"]["models"]:
+        print(f"  model {model['handle']}: {model['size'] / 1e6:.1f} MB {model['sha256'][:12]}")
+    for row in status["lag"]:
+        state = "behind" if row["behind"] else "up to date"
+        print(f"  lag {row['requirement']}: mirrored {', '.join(row['mirrored']) or '-'}, "
+              f"upstream {row['newest_upstream'] or '?'} ({state})")  # fmt: skip
+    return EXIT_OK if status["healthy"] else EXIT_FAILED
 
 
 def _forward_signals(action: Callable[[], None]) -> None:
@@ -300,6 +356,8 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "lock": cmd_lock,
     "targets": cmd_targets,
     "hub": cmd_hub,
+    "scheduler": cmd_scheduler,
+    "status": cmd_status,
     "up": cmd_up,
 }
 

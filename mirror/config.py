@@ -128,12 +128,29 @@ class HubConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """Cron expressions per job (empty: not scheduled) and how runs behave."""
+
+    jobs: tuple[tuple[str, str], ...] = (("pypi", "0 */6 * * *"), ("hub", "30 */6 * * *"))
+    jitter: int = 120  # seconds of random delay, so replicas and mirrors do not stampede
+    misfire_grace: int = 3600
+    retries: int = 2
+    retry_backoff: float = 60.0  # first wait; doubles each retry
+    lease_seconds: int = 300
+    keep_runs: int = 1000  # run records kept per job
+
+    def cron(self, job: str) -> str:
+        return dict(self.jobs).get(job, "")
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     devpi: DevpiConfig = field(default_factory=DevpiConfig)
     pypi: PypiConfig = field(default_factory=PypiConfig)
     web: WebConfig = field(default_factory=WebConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
@@ -388,9 +405,49 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     return HubConfig(models, max_mb, max_ratio, timeout, retries)
 
 
+SCHEDULED_JOBS = ("pypi", "hub")
+
+
+def _cron(key: str, value: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f'[schedule] {key} = {value!r}: not a cron expression ({exc}); e.g. "0 */6 * * *", '
+            'or "" to not schedule it'
+        ) from None
+
+
+def _schedule(raw: Any) -> ScheduleConfig:
+    s = _Section("schedule", raw)
+    defaults = dict(ScheduleConfig.jobs)
+    jobs = []
+    for job in SCHEDULED_JOBS:
+        value = s.get(job, str, defaults[job], '"0 */6 * * *"')
+        if value:
+            _cron(job, value)
+        jobs.append((job, value))
+    jitter = s.get("jitter", int, 120, "120")
+    s.check("jitter", jitter >= 0, jitter, "must be 0 or more seconds")
+    grace = s.get("misfire_grace", int, 3600, "3600")
+    s.check("misfire_grace", grace >= 1, grace, "must be at least 1 second")
+    retries = s.get("retries", int, 2, "2")
+    s.check("retries", 0 <= retries <= 10, retries, "use 0 to 10")
+    backoff = s.get("retry_backoff", float, 60.0, "60")
+    s.check("retry_backoff", backoff >= 0, backoff, "must be 0 or more seconds")
+    lease = s.get("lease_seconds", int, 300, "300")
+    s.check("lease_seconds", lease >= 5, lease, "must be at least 5 seconds")
+    keep = s.get("keep_runs", int, 1000, "1000")
+    s.check("keep_runs", keep >= 1, keep, "keep at least 1 run record per job")
+    s.done()
+    return ScheduleConfig(tuple(jobs), jitter, grace, retries, backoff, lease, keep)
+
+
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths resolve against `base`."""
-    known = ("storage", "devpi", "pypi", "web", "hub")
+    known = ("storage", "devpi", "pypi", "web", "hub", "schedule")
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -403,6 +460,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         pypi=_pypi(data.get("pypi", {})),
         web=_web(data.get("web", {})),
         hub=_hub(data.get("hub", {}), base),
+        schedule=_schedule(data.get("schedule", {})),
         source=source,
     )
 

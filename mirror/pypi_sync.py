@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mirror.config import Config, Target
 from mirror.devpi import DevpiClient, DevpiError
+from mirror.lag import record_lag
 from mirror.manifest import Manifest, load_all, load_manifest, save_manifest, utcnow
 from mirror.resolve import ResolveError, Wheel, resolve_target
 from mirror.runs import RunRecord
@@ -96,8 +97,16 @@ class PypiSync:
         plan = self._resolve(report)
         self._download(plan, report)
         self._commit(plan, report)
-        if self.devpi is not None:
-            self._push_devpi(report, began)
+        pypi = self.config.pypi
+        with ThreadPoolExecutor(1, thread_name_prefix="lag") as side:
+            # Upstream's newest versions, for the status page; off the critical path.
+            lag = side.submit(record_lag, self.store, pypi.upstream, pypi.requirements)
+            if self.devpi is not None:
+                self._push_devpi(report, began)
+            try:
+                lag.result()
+            except StoreError as exc:
+                report.failures.append(Failure("lag", pypi.upstream, str(exc)))
         report.seconds = time.monotonic() - began
         record.finish(
             self.store,

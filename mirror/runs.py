@@ -1,4 +1,9 @@
-"""Run records: one JSON document per job run, under runs/<job>/, newest last by name."""
+"""Run records: one JSON document per job run, under runs/<job>/, plus a small index.
+
+Reading 10,000 records to draw a status page is too slow, so each finished run also
+rewrites `latest.json`, `last-success.json` and `totals.json` beside them; the page and
+/metrics read only those. Old records beyond the retention count are pruned.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,11 @@ from typing import Any
 from mirror.storage import BlobStore
 
 RUNS = "runs"
+INDEX_FILES = ("latest.json", "last-success.json", "totals.json")
+
+
+def _index_key(job: str, name: str) -> str:
+    return f"{RUNS}/{job}/{name}"
 
 
 @dataclass
@@ -51,14 +61,42 @@ class RunRecord:
             "errors": errors,
             **(extra or {}),
         }
-        store.put(self.key, json.dumps(doc, indent=1).encode())
+        data = json.dumps(doc, indent=1).encode()
+        store.put(self.key, data)
+        store.put(_index_key(self.job, "latest.json"), data)
+        if ok:
+            store.put(_index_key(self.job, "last-success.json"), data)
+        totals = read_index(store, self.job, "totals.json") or {"runs": 0, "failed": 0, "bytes": 0}
+        totals["runs"] += 1
+        totals["failed"] += 0 if ok else 1
+        totals["bytes"] += bytes_moved
+        store.put(_index_key(self.job, "totals.json"), json.dumps(totals).encode())
         return doc
+
+
+def read_index(store: BlobStore, job: str, name: str) -> dict[str, Any] | None:
+    data = store.get(_index_key(job, name))
+    return None if data is None else dict(json.loads(data))
+
+
+def record_keys(store: BlobStore, job: str) -> list[str]:
+    """Every run record of a job, oldest first (record keys start with their start time)."""
+    return [k for k in store.list(f"{RUNS}/{job}") if k.rsplit("/", 1)[-1] not in INDEX_FILES]
 
 
 def latest_runs(store: BlobStore, job: str, limit: int = 20) -> list[dict[str, Any]]:
     out = []
-    for key in reversed(store.list(f"{RUNS}/{job}")[-limit:]):
+    for key in reversed(record_keys(store, job)[-limit:]):
         data = store.get(key)
         if data is not None:
             out.append(json.loads(data))
     return out
+
+
+def prune_runs(store: BlobStore, job: str, keep: int) -> int:
+    """Delete all but the newest `keep` records of a job; return how many went."""
+    keys = record_keys(store, job)
+    doomed = keys[: max(0, len(keys) - keep)]
+    for key in doomed:
+        store.delete(key)
+    return len(doomed)

@@ -1,1 +1,1 @@
-"""Placeholder package; see DESIGN.md for its role."""
+"""Scheduled syncs: APScheduler wiring, the leader lock, run records, the ops pages."""

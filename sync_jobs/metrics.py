@@ -1,0 +1,74 @@
+"""Prometheus text for /metrics, from the status document (prometheus-client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+
+def _ts(text: str | None) -> float | None:
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+class _StatusCollector:
+    def __init__(self, status: dict[str, Any]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        def job_gauge(name: str, text: str, *labels: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"tfmirror_job_{name}", text, labels=["job", *labels])
+
+        success = job_gauge("last_success_timestamp_seconds", "End of the last successful run")
+        started = job_gauge("last_run_timestamp_seconds", "Start of the last run")
+        duration = job_gauge("last_run_duration_seconds", "Duration of the last run")
+        ok = job_gauge("last_run_ok", "1 if the last run succeeded, else 0")
+        moved = job_gauge("last_run_bytes", "Bytes the last run moved")
+        files = job_gauge("last_run_files", "Files by outcome in the last run", "outcome")
+        runs = CounterMetricFamily("tfmirror_job_runs", "Runs recorded", labels=["job"])
+        failures = CounterMetricFamily("tfmirror_job_failures", "Failed runs", labels=["job"])
+        for job in self.status["jobs"]:
+            name = job["job"]
+            if (when := _ts(job["last_success"])) is not None:
+                success.add_metric([name], when)
+            last = job["last_run"]
+            if last:
+                started.add_metric([name], _ts(last["start"]) or 0)
+                duration.add_metric([name], last["seconds"])
+                ok.add_metric([name], 1.0 if last["outcome"] == "ok" else 0.0)
+                moved.add_metric([name], last["bytes"])
+                for outcome, count in sorted(last["counts"].items()):
+                    files.add_metric([name, outcome], count)
+            runs.add_metric([name], job["totals"]["runs"])
+            failures.add_metric([name], job["totals"]["failed"])
+        yield from (success, started, duration, ok, moved, files, runs, failures)
+
+        inventory = self.status["inventory"]
+        store = GaugeMetricFamily("tfmirror_store_bytes", "Bytes the manifests reference",
+                                  labels=["kind"])  # fmt: skip
+        store.add_metric(["pypi"], inventory["pypi_bytes"])
+        store.add_metric(["hub"], inventory["hub_bytes"])
+        yield store
+        target_files = GaugeMetricFamily("tfmirror_target_files", "Wheels mirrored per target",
+                                         labels=["target"])  # fmt: skip
+        for target in inventory["targets"]:
+            target_files.add_metric([target["target"]], target["files"])
+        yield target_files
+        models = GaugeMetricFamily("tfmirror_models", "TF Hub models mirrored")
+        models.add_metric([], len(inventory["models"]))
+        yield models
+        behind = GaugeMetricFamily("tfmirror_requirement_behind_upstream",
+                                   "1 if upstream has a newer version than the mirror",
+                                   labels=["project"])  # fmt: skip
+        for row in self.status["lag"]:
+            behind.add_metric([row["project"]], 1.0 if row["behind"] else 0.0)
+        yield behind
+
+
+def render_metrics(status: dict[str, Any]) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_StatusCollector(status))
+    return generate_latest(registry)

@@ -1,0 +1,132 @@
+"""The operators' status page: plain HTML that reloads itself; one small script for the
+"Sync now" buttons (they need the admin token in a header, which a form cannot send)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+REFRESH_SECONDS = 30
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border-bottom:1px solid #ddd;padding:.35em .8em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+.ok{color:#11691f;font-weight:600}.failed{color:#b00020;font-weight:600}
+tr.failed td{background:#fdecee}
+.badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
+.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}
+code{font-size:.9em}.muted{color:#777}
+"""
+
+SCRIPT = """
+async function syncNow(job) {
+  let token = sessionStorage.getItem("tfmirror-admin-token");
+  if (!token) token = prompt("Admin token (TFMIRROR_ADMIN_TOKEN)");
+  if (!token) return;
+  const answer = await fetch("/api/jobs/" + job + "/run",
+    {method: "POST", headers: {"Authorization": "Bearer " + token}});
+  const body = await answer.json();
+  const refused = answer.status === 401 || answer.status === 403;
+  if (refused) sessionStorage.removeItem("tfmirror-admin-token");
+  else sessionStorage.setItem("tfmirror-admin-token", token);
+  document.getElementById("message").textContent = job + ": " + body.message;
+}
+"""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def _when(text: str | None) -> str:
+    return escape(text.replace("+00:00", "Z")) if text else '<span class="muted">never</span>'
+
+
+def _job_row(job: dict[str, Any]) -> str:
+    last = job["last_run"]
+    outcome = last["outcome"] if last else "never"
+    took = f"{last['seconds']:.1f} s" if last else ""
+    error = job["last_error"]
+    error_html = ""
+    if error:
+        more = f" (+{job['error_count'] - 1} more)" if job["error_count"] > 1 else ""
+        error_html = f"<b>{escape(error['name'])}</b>: {escape(error['reason'])}{more}" + (
+            f'<br><code class="muted">{escape(error["url"])}</code>' if error["url"] else ""
+        )
+    return (
+        f'<tr class="{outcome}" data-job="{escape(job["job"])}">'
+        f"<td><b>{escape(job['job'])}</b></td><td><code>{escape(job['schedule'])}</code></td>"
+        f"<td>{_when(last['start'] if last else None)}"
+        f"{' (' + escape(last['trigger']) + ')' if last else ''}</td>"
+        f'<td class="{outcome}">{outcome}</td>'
+        f"<td>{took}</td>"
+        f"<td>{_when(job['next_run'])}</td><td>{error_html}</td>"
+        f"<td><button onclick=\"syncNow('{escape(job['job'])}')\">Sync now</button></td></tr>"
+    )
+
+
+def render_page(status: dict[str, Any]) -> str:
+    failing = escape(", ".join(status["failing_jobs"]))
+    badge = (
+        '<span class="badge ok">all jobs ok</span>'
+        if status["healthy"]
+        else f'<span class="badge failed">failing: {failing}</span>'
+    )
+    jobs = "".join(_job_row(j) for j in status["jobs"])
+    inventory = status["inventory"]
+    targets = (
+        "".join(
+            f"<tr><td><code>{escape(t['target'])}</code></td><td>{t['projects']}</td>"
+            f"<td>{t['files']}</td><td>{_size(t['bytes'])}</td><td>{_when(t['synced_at'])}</td></tr>"
+            for t in inventory["targets"]
+        )
+        or '<tr><td colspan="5" class="muted">nothing mirrored yet</td></tr>'
+    )
+    models = (
+        "".join(
+            f'<tr><td><a href="/hub/{escape(m["path"])}">{escape(m["handle"])}</a></td>'
+            f"<td>{_size(m['size'])}</td><td><code>{m['sha256'][:16]}…</code></td>"
+            f"<td>{_when(m['synced_at'])}</td></tr>"
+            for m in inventory["models"]
+        )
+        or '<tr><td colspan="4" class="muted">no models</td></tr>'
+    )
+    lag = "".join(
+        f"<tr><td><code>{escape(r['requirement'])}</code></td>"
+        f"<td>{escape(', '.join(r['mirrored']) or '-')}</td>"
+        f"<td>{escape(r['newest_upstream'] or 'unknown')}</td>"
+        f'<td class="{"failed" if r["behind"] else "ok"}">'
+        f"{'behind' if r['behind'] else 'up to date'}</td></tr>"
+        for r in status["lag"]
+    )
+    verification = status["verification"]
+    verify = (
+        f"last run {_when(verification.get('end'))}: {escape(str(verification.get('outcome')))}"
+        if verification
+        else '<span class="muted">never run</span>'
+    )
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>tfmirror status</title>
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<style>{STYLE}</style><script>{SCRIPT}</script></head><body>
+<h1>tfmirror {badge}</h1>
+<p id="message" class="muted"></p>
+<h2>Jobs</h2>
+<table id="jobs"><tr><th>job</th><th>schedule</th><th>last run</th><th>outcome</th>
+<th>duration</th><th>next run</th><th>last error</th><th></th></tr>{jobs}</table>
+<h2>PyPI targets</h2>
+<table><tr><th>target</th><th>projects</th><th>files</th><th>size</th><th>synced</th></tr>
+{targets}</table>
+<h2>Lag</h2>
+<table><tr><th>requirement</th><th>mirrored</th><th>newest upstream</th><th></th></tr>{lag}</table>
+<h2>TF Hub models</h2>
+<table><tr><th>handle</th><th>size</th><th>sha256</th><th>synced</th></tr>{models}</table>
+<h2>Verification</h2><p>{verify}</p>
+<p class="muted">pip index: <code>{escape(status["devpi_index"])}</code> &middot;
+store: <code>{escape(status["store"])}</code> &middot; generated {_when(status["generated_at"])},
+reloads every {REFRESH_SECONDS} s &middot; <a href="/api/status">JSON</a> &middot;
+<a href="/metrics">metrics</a></p>
+</body></html>
+"""

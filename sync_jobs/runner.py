@@ -1,0 +1,79 @@
+"""Running one job: under the leader lock, with its lease renewed, retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from mirror.config import Config
+from mirror.runs import prune_runs
+from mirror.storage import BlobStore
+from sync_jobs.lock import LeaderLock, Lease, lock_for
+
+log = logging.getLogger("tfmirror.jobs")
+
+JobFn = Callable[[Config, BlobStore, str], bool]
+
+
+def default_jobs() -> dict[str, JobFn]:
+    """Each package registers its own jobs."""
+    import hub_cache.jobs
+    import mirror.jobs
+
+    jobs: dict[str, object] = {}
+    mirror.jobs.register(jobs)
+    hub_cache.jobs.register(jobs)
+    return jobs  # type: ignore[return-value]
+
+
+class JobRunner:
+    def __init__(
+        self,
+        config: Config,
+        store: BlobStore,
+        jobs: dict[str, JobFn] | None = None,
+        lock: LeaderLock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.jobs = jobs if jobs is not None else default_jobs()
+        self.lock = lock or lock_for(store, config.schedule.lease_seconds)
+        self.sleep = sleep
+
+    def run(self, job: str, trigger: str = "schedule") -> str:
+        """Run `job` if no one else is; returns "ok", "failed" or "busy"."""
+        lease = self.lock.acquire(job)
+        if lease is None:
+            log.info("%s: another scheduler holds the lock; skipping this run", job)
+            return "busy"
+        return self.run_leased(lease, trigger)
+
+    def run_leased(self, lease: Lease, trigger: str) -> str:
+        job = lease.job
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True)
+        renewer.start()
+        try:
+            schedule = self.config.schedule
+            for attempt in range(schedule.retries + 1):
+                if attempt:
+                    wait = schedule.retry_backoff * 2 ** (attempt - 1)
+                    log.warning("%s failed; retry %d in %.0f s", job, attempt, wait)
+                    self.sleep(wait)
+                if self.jobs[job](self.config, self.store, trigger if not attempt else "retry"):
+                    return "ok"
+            return "failed"
+        finally:
+            stop.set()
+            renewer.join()
+            lease.release()
+            prune_runs(self.store, job, self.config.schedule.keep_runs)
+
+    def _renew(self, lease: Lease, stop: threading.Event) -> None:
+        while not stop.wait(self.config.schedule.lease_seconds / 3):
+            if not lease.renew():
+                log.error("%s: lost the leader lease while running", lease.job)
+                return

@@ -1,0 +1,105 @@
+"""APScheduler 3 wiring: cron jobs from [schedule], jitter, coalescing, misfire grace,
+and a catch-up at start for any job whose last success is older than its period."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from mirror.config import Config
+from mirror.runs import read_index
+from mirror.storage import BlobStore
+from sync_jobs.runner import JobRunner
+
+log = logging.getLogger("tfmirror.scheduler")
+
+
+def trigger(cron: str, jitter: int = 0) -> CronTrigger:
+    cron_trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    cron_trigger.jitter = jitter or None  # from_crontab takes no jitter; the field is public
+    return cron_trigger
+
+
+def next_run(cron: str, now: datetime | None = None) -> datetime | None:
+    now = now or datetime.now(UTC)
+    fire: datetime | None = CronTrigger.from_crontab(cron, timezone=UTC).get_next_fire_time(
+        None, now
+    )
+    return fire
+
+
+def period(cron: str, now: datetime | None = None) -> timedelta:
+    """The gap between two consecutive fire times after `now`."""
+    first = next_run(cron, now)
+    if first is None:
+        return timedelta.max
+    second = next_run(cron, first + timedelta(seconds=1))
+    return (second - first) if second else timedelta.max
+
+
+def overdue(config: Config, store: BlobStore, job: str, now: datetime | None = None) -> bool:
+    cron = config.schedule.cron(job)
+    if not cron:
+        return False
+    last = read_index(store, job, "last-success.json")
+    if last is None:
+        return True
+    now = now or datetime.now(UTC)
+    return now - datetime.fromisoformat(last["end"]) > period(cron, now)
+
+
+def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
+    return [(job, cron) for job, cron in config.schedule.jobs if cron]
+
+
+def build(config: Config, runner: JobRunner) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=UTC)
+    schedule = config.schedule
+    for job, cron in scheduled_jobs(config):
+        scheduler.add_job(
+            runner.run,
+            trigger(cron, schedule.jitter),
+            args=[job, "schedule"],
+            id=job,
+            name=job,
+            coalesce=True,  # a backlog of missed runs is one run
+            max_instances=1,
+            misfire_grace_time=schedule.misfire_grace,
+        )
+    return scheduler
+
+
+def catch_up(config: Config, store: BlobStore, runner: JobRunner) -> dict[str, str]:
+    """Run now, in order, every scheduled job whose last success is older than its period."""
+    return {
+        job: runner.run(job, "startup")
+        for job, _ in scheduled_jobs(config)
+        if overdue(config, store, job)
+    }
+
+
+def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = None) -> int:
+    """`tfmirror scheduler`: catch up, then run on schedule until SIGTERM/SIGINT; exit 0."""
+    runner = runner or JobRunner(config, store)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler = build(config, runner)
+    scheduler.start()
+    for job in (job for job, _ in scheduled_jobs(config) if overdue(config, store, job)):
+        scheduler.add_job(runner.run, args=[job, "startup"], id=f"{job}-startup", name=job)
+    log.info("scheduler running: %s", ", ".join(f"{j} '{c}'" for j, c in scheduled_jobs(config)))
+    stop.wait()
+    log.info("stopping: waiting for running jobs to finish and release their locks")
+    scheduler.shutdown(wait=True)
+    return 0

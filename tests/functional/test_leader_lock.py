@@ -1,0 +1,118 @@
+"""The leader lock across processes: on S3 (moto_server) and on local disk."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mirror.config import StorageConfig
+from mirror.storage import LocalStore, S3Store
+from sync_jobs.lock import FileLock, S3Lock
+from tests.support.servers import MotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker(moto: MotoServer, bucket: str, log: Path, seconds: float, job: float, ttl: float):  # type: ignore[no-untyped-def]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.lock_worker",
+            moto.url,
+            bucket,
+            str(log),
+            str(seconds),
+            str(job),
+            str(ttl),
+        ],
+        cwd=ROOT,
+    )
+
+
+def intervals(log: Path) -> dict[str, list[tuple[float, float]]]:
+    runs: dict[str, list[tuple[float, float]]] = {}
+    starts: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        pid, what, when = line.split()
+        if what == "start":
+            starts[pid] = float(when)
+        elif what == "end":
+            runs.setdefault(pid, []).append((starts.pop(pid), float(when)))
+    return runs
+
+
+def test_two_schedulers_on_one_s3_never_run_a_job_at_once(
+    moto: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    procs = [worker(moto, s3_bucket, log, 6, 0.4, 10) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+
+    runs = intervals(log)
+    everything = sorted(span for spans in runs.values() for span in spans)
+    assert len(everything) >= 8
+    for (_, end), (next_start, _) in itertools.pairwise(everything):
+        assert next_start >= end, "two runs of the same job overlapped"
+    assert len(runs) == 2, "both schedulers should have won the lock at some point"
+    assert " busy " in log.read_text()
+
+
+def test_lease_of_a_killed_holder_is_taken_over_after_it_expires(
+    moto: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    ttl = 3.0
+    holder = worker(moto, s3_bucket, log, 60, 60, ttl)  # one very long run
+    deadline = time.time() + 30
+    while " start " not in (log.read_text() if log.exists() else ""):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(1.5)  # let it renew at least once (every ttl/3)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    killed_at = time.time()
+
+    store = S3Store(StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url))
+    lock = S3Lock(store, ttl)
+    assert lock.acquire("demo") is None, "the dead holder's lease is still valid"
+    lease = None
+    while lease is None:
+        assert time.time() - killed_at < ttl + 10
+        time.sleep(0.1)
+        lease = lock.acquire("demo")
+    waited = time.time() - killed_at
+    assert 0 < waited <= ttl + 1.5
+    # And the new holder's lease now excludes everyone else.
+    assert S3Lock(store, ttl).acquire("demo") is None
+    lease.release()
+    assert S3Lock(store, ttl).acquire("demo") is not None
+
+
+def test_file_lock_excludes_and_dies_with_its_holder(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from sync_jobs.lock import FileLock\n"
+        f"lease = FileLock(Path({str(store.root)!r})).acquire('pypi')\n"
+        "print('held' if lease else 'busy', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    assert FileLock(store.root).acquire("pypi") is None
+    assert FileLock(store.root).acquire("hub") is not None  # one lock per job
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    lease = FileLock(store.root).acquire("pypi")
+    assert lease is not None
+    lease.release()

@@ -1,0 +1,109 @@
+"""Status page, /api/status, /metrics, health and admin endpoints, via Flask's test client."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from mirror.app import create_app
+from mirror.config import parse_config
+from mirror.runs import RunRecord
+from mirror.storage import LocalStore
+from sync_jobs.runner import JobRunner
+
+HUB_ERROR = {
+    "name": "https://tfhub.dev/google/evil/1",
+    "url": "https://tfhub.dev/google/evil/1?tf-hub-format=compressed",
+    "reason": "rejected: symlink: './evil' -> '/etc/passwd'",
+}
+TOKEN = "s3cret-admin-token"
+
+
+@pytest.fixture
+def app_parts(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = parse_config({"devpi": {"url": "http://127.0.0.1:9"}}, tmp_path)
+    store = LocalStore(tmp_path / "store")
+    RunRecord.begin("pypi", "schedule").finish(
+        store, True, {"new": 3, "skipped": 31, "failed": 0}, 1234, []
+    )
+    RunRecord.begin("hub", "schedule").finish(store, False, {"new": 0, "failed": 1}, 0, [HUB_ERROR])
+    app = create_app(config, store)
+    ran = threading.Event()
+    app.extensions["tfmirror.runner"] = JobRunner(
+        config, store, {"pypi": lambda c, s, t: ran.set() or True}
+    )
+    return app, ran
+
+
+@pytest.fixture
+def client(app_parts) -> FlaskClient:  # type: ignore[no-untyped-def]
+    return app_parts[0].test_client()
+
+
+def test_page_shows_jobs_and_a_failed_sync_with_its_reason(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-job="pypi"' in page and 'data-job="hub"' in page
+    assert '<tr class="failed" data-job="hub">' in page
+    assert "symlink: &#x27;./evil&#x27; -&gt; &#x27;/etc/passwd&#x27;" in page
+    assert "failing: hub" in page
+    assert 'http-equiv="refresh"' in page
+
+
+def test_api_status_has_the_same_facts(client: FlaskClient) -> None:
+    status = client.get("/api/status").get_json()
+    jobs = {j["job"]: j for j in status["jobs"]}
+    assert jobs["pypi"]["last_run"]["outcome"] == "ok"
+    assert jobs["hub"]["last_error"]["reason"] == HUB_ERROR["reason"]
+    assert jobs["pypi"]["next_run"] and status["healthy"] is False
+
+
+def test_metrics_parse_with_the_prometheus_parser(client: FlaskClient) -> None:
+    answer = client.get("/metrics")
+    assert answer.content_type.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.get_data(as_text=True))
+        for s in family.samples
+    }
+    assert samples[("tfmirror_job_last_run_ok", (("job", "hub"),))] == 0
+    assert samples[("tfmirror_job_last_run_ok", (("job", "pypi"),))] == 1
+    assert samples[("tfmirror_job_last_run_bytes", (("job", "pypi"),))] == 1234
+    assert samples[("tfmirror_job_failures_total", (("job", "hub"),))] == 1
+    assert ("tfmirror_job_last_success_timestamp_seconds", (("job", "pypi"),)) in samples
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"ok": True}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "unreachable" in ready.get_json()["problems"]["devpi"]
+
+
+def test_admin_endpoint_is_off_without_a_configured_token(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TFMIRROR_ADMIN_TOKEN", raising=False)
+    answer = client.post("/api/jobs/pypi/run", headers={"Authorization": "Bearer anything"})
+    assert answer.status_code == 403
+
+
+def test_admin_endpoint_rejects_missing_or_wrong_token_and_runs_with_the_right_one(
+    app_parts,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    app, ran = app_parts
+    client = app.test_client()
+    monkeypatch.setenv("TFMIRROR_ADMIN_TOKEN", TOKEN)
+    assert client.post("/api/jobs/pypi/run").status_code == 401
+    wrong = client.post("/api/jobs/pypi/run", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and not ran.is_set()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/api/jobs/nojob/run", headers=auth).status_code == 404
+    assert client.post("/api/jobs/pypi/run", headers=auth).status_code == 202
+    assert ran.wait(10)
+    for path in ("/", "/api/status", "/metrics"):
+        assert TOKEN not in client.get(path).get_data(as_text=True)

@@ -1,0 +1,86 @@
+"""Job runs: retries with backoff, records, retention; catch-up of overdue jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mirror.config import Config, parse_config
+from mirror.runs import RunRecord, read_index, record_keys
+from mirror.storage import BlobStore, LocalStore
+from sync_jobs.runner import JobRunner
+from sync_jobs.scheduler import catch_up, next_run, overdue, period
+
+
+def setup(tmp_path: Path, **schedule: object) -> tuple[Config, LocalStore]:
+    config = parse_config({"schedule": {"retry_backoff": 10, **schedule}}, tmp_path)
+    return config, LocalStore(tmp_path / "store")
+
+
+def recorded_job(outcomes: list[bool]):  # type: ignore[no-untyped-def]
+    """A job that leaves a run record per call, succeeding or failing as told."""
+
+    def job(config: Config, store: BlobStore, trigger: str) -> bool:
+        ok = outcomes.pop(0)
+        RunRecord.begin("pypi", trigger).finish(store, ok, {"new": 1}, 10, [])
+        return ok
+
+    return job
+
+
+def test_failed_run_is_retried_with_exponential_backoff(tmp_path: Path) -> None:
+    config, store = setup(tmp_path, retries=2)
+    waits: list[float] = []
+    runner = JobRunner(
+        config, store, {"pypi": recorded_job([False, False, True])}, sleep=waits.append
+    )
+    assert runner.run("pypi", "manual") == "ok"
+    assert waits == [10, 20]
+    triggers = [read_index(store, "pypi", "latest.json")["trigger"]]  # type: ignore[index]
+    assert triggers == ["retry"]
+    assert read_index(store, "pypi", "totals.json") == {"runs": 3, "failed": 2, "bytes": 30}
+
+
+def test_retries_are_bounded(tmp_path: Path) -> None:
+    config, store = setup(tmp_path, retries=1)
+    runner = JobRunner(
+        config, store, {"pypi": recorded_job([False, False, True])}, sleep=lambda s: None
+    )
+    assert runner.run("pypi") == "failed"
+
+
+def test_a_held_lock_means_busy_and_no_run(tmp_path: Path) -> None:
+    config, store = setup(tmp_path)
+    calls: list[str] = []
+    runner = JobRunner(config, store, {"pypi": lambda c, s, t: calls.append(t) or True})
+    lease = runner.lock.acquire("pypi")
+    assert runner.run("pypi") == "busy" and calls == []
+    assert lease is not None
+    lease.release()
+    assert runner.run("pypi") == "ok" and calls == ["schedule"]
+
+
+def test_old_records_are_pruned_to_the_retention(tmp_path: Path) -> None:
+    config, store = setup(tmp_path, keep_runs=3)
+    runner = JobRunner(config, store, {"pypi": recorded_job([True] * 5)})
+    for _ in range(5):
+        runner.run("pypi")
+    assert len(record_keys(store, "pypi")) == 3
+    assert read_index(store, "pypi", "totals.json")["runs"] == 5  # type: ignore[index]
+
+
+def test_catch_up_runs_only_overdue_jobs(tmp_path: Path) -> None:
+    config, store = setup(tmp_path, pypi="0 */6 * * *", hub="")
+    assert overdue(config, store, "pypi")  # never succeeded
+    assert not overdue(config, store, "hub")  # not scheduled
+    runner = JobRunner(config, store, {"pypi": recorded_job([True]), "hub": recorded_job([])})
+    assert catch_up(config, store, runner) == {"pypi": "ok"}
+    assert not overdue(config, store, "pypi")
+    later = datetime.now(UTC) + timedelta(hours=7)
+    assert overdue(config, store, "pypi", now=later)
+
+
+def test_cron_period_and_next_run() -> None:
+    now = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    assert period("0 */6 * * *", now) == timedelta(hours=6)
+    assert next_run("0 */6 * * *", now) == datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
