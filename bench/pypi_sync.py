@@ -27,6 +27,7 @@ from mirror.config import host_target
 from mirror.devpi_server import DevpiProcess
 from mirror.manifest import load_all
 from mirror.resolve import platforms_for
+from mirror.runs import record_keys
 from mirror.storage import LocalStore
 from tests.support.servers import clean_pip_env, free_port
 
@@ -150,7 +151,7 @@ def main() -> None:
             files = [w for m in load_all(store) for w in m.files]
             urls = [w.url for w in files]
             total = sum(w.size or 0 for w in files)
-            runs = sorted(store.list("runs/pypi"))
+            runs = record_keys(store, "pypi")
             cold_run = json.loads(store.get(runs[0]) or b"{}")
             noop_run = json.loads(store.get(runs[-1]) or b"{}")
             installed = install_check(args, config.devpi.index_url, work) if args.install else None

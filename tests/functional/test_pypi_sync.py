@@ -185,8 +185,7 @@ def test_bad_files_are_rejected_the_rest_goes_on_and_old_closure_keeps_serving(
     assert corrupt.spec.filename not in files and cut.spec.filename not in files
     assert "alpha-1.0-py3-none-any.whl" in files
     # The run record names each failed file with its URL and reason.
-    run = sorted(store.list("runs/pypi"))[-1]
-    record = store.get(run)
+    record = store.get("runs/pypi/latest.json")
     assert record is not None and b"sha256 mismatch" in record and b"badpkg" in record
 
 
