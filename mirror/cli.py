@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -40,8 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--no-devpi", action="store_true",
                       help="store and commit only; leave devpi as it is")  # fmt: skip
 
-    sub.add_parser("devpi", help="run the configured devpi-server in the foreground")
-    sub.add_parser("serve", help="run the web front (simple pages for devpi) in the foreground")
+    devpi = sub.add_parser("devpi", help="run the configured devpi-server in the foreground")
+    devpi.add_argument("--serverdir", metavar="DIR", help="override [devpi] serverdir")
+    devpi.add_argument("--host", metavar="ADDR", help="listen address (default: [devpi] url's)")
+    serve = sub.add_parser("serve", help="run the web front in the foreground")
+    serve.add_argument("--host", metavar="ADDR", help="override [web] host")
+    serve.add_argument("--port", type=int, metavar="N", help="override [web] port")
+    serve.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="run under gunicorn with N worker processes (production)")  # fmt: skip
     sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
 
     lock = sub.add_parser("lock", help="print a hash-pinned requirements file for a target")
@@ -174,17 +181,23 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
     from mirror.devpi import DevpiClient, DevpiError
-    from mirror.devpi_server import command, initialise, wait_ready
+    from mirror.devpi_server import command, initialise, user_password, wait_ready
 
-    if config.devpi.serverdir is None:
-        raise UsageError(f"[devpi] serverdir is not set: devpi at {config.devpi.url} is external")
-    creds = initialise(config.devpi.serverdir)
-    proc = subprocess.Popen(command(config.devpi))
+    devpi = config.devpi
+    if args.serverdir:
+        devpi = replace(devpi, serverdir=Path(args.serverdir).resolve())
+    if devpi.serverdir is None:
+        raise UsageError(
+            f"[devpi] serverdir is not set (devpi at {devpi.url} is external); "
+            "set it, or pass --serverdir"
+        )
+    initialise(devpi.serverdir)
+    proc = subprocess.Popen(command(devpi, listen=args.host))
     _forward_signals(proc.terminate)
     try:
-        wait_ready(config.devpi.url, proc)
-        DevpiClient(config.devpi, creds.user_password).bootstrap(config.devpi_mirror_url)
-        print(f"devpi serving {config.devpi.index_url}", flush=True)
+        wait_ready(devpi.url, proc)
+        DevpiClient(devpi, user_password(devpi)).bootstrap(config.devpi_mirror_url)
+        print(f"devpi serving {devpi.index_url}", flush=True)
     except DevpiError as exc:
         print(f"tfmirror: devpi: {exc}", file=sys.stderr)
     code = proc.wait()
@@ -193,11 +206,15 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
-    from mirror.web_server import serve_forever
+    from mirror.web_server import serve_forever, serve_gunicorn
 
-    app = create_app(config)
-    print(f"tfmirror web front on {config.web.base_url}/ (simple pages at /simple/)", flush=True)
-    serve_forever(app, config.web.host, config.web.port)
+    web = replace(config.web, host=args.host or config.web.host, port=args.port or config.web.port)
+    config = replace(config, web=web)
+    print(f"tfmirror web front on {web.base_url}/ (status page, /simple/, /hub/)", flush=True)
+    if args.workers > 0:
+        serve_gunicorn(config, args.workers)
+    else:
+        serve_forever(create_app(config), web.host, web.port)
     return EXIT_OK
 
 

@@ -86,9 +86,12 @@ def user_password(config: DevpiConfig) -> str:
     )
 
 
-def command(config: DevpiConfig) -> list[str]:
+def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
+    """devpi-server's command line; `listen` overrides the address it binds (e.g. 0.0.0.0
+    in a container whose [devpi] url names the service)."""
     assert config.serverdir is not None
     host, port = config.host_port
+    host = listen or host
     return [
         _tool("devpi-server"),
         "--serverdir", str(config.serverdir),

@@ -48,3 +48,29 @@ def answers(url: str) -> bool:
         return requests.get(url, timeout=3).status_code < 500
     except requests.RequestException:
         return False
+
+
+def serve_gunicorn(config: Any, workers: int) -> None:
+    """Production serving: gunicorn's pre-fork workers (threaded), each building the app
+    from the same validated config; files go out with sendfile()."""
+    from gunicorn.app.base import BaseApplication
+
+    from mirror.app import create_app
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{config.web.host}:{config.web.port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": 8,
+                "timeout": 300,
+                "accesslog": "-",
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(config)
+
+    Application().run()

@@ -43,12 +43,21 @@ class JobRunner:
         self.lock = lock or lock_for(store, config.schedule.lease_seconds)
         self.sleep = sleep
 
-    def run(self, job: str, trigger: str = "schedule") -> str:
-        """Run `job` if no one else is; returns "ok", "failed" or "busy"."""
+    def run(
+        self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
+    ) -> str:
+        """Run `job` if no one else is; returns "ok", "failed", "busy" or "skipped".
+
+        `only_if` is checked again once the lock is held: another scheduler may have run
+        the job between our decision to run it and our turn.
+        """
         lease = self.lock.acquire(job)
         if lease is None:
             log.info("%s: another scheduler holds the lock; skipping this run", job)
             return "busy"
+        if only_if is not None and not only_if():
+            lease.release()
+            return "skipped"
         return self.run_leased(lease, trigger)
 
     def run_leased(self, lease: Lease, trigger: str) -> str:

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -78,7 +79,7 @@ def build(config: Config, runner: JobRunner) -> BackgroundScheduler:
 def catch_up(config: Config, store: BlobStore, runner: JobRunner) -> dict[str, str]:
     """Run now, in order, every scheduled job whose last success is older than its period."""
     return {
-        job: runner.run(job, "startup")
+        job: runner.run(job, "startup", only_if=partial(overdue, config, store, job))
         for job, _ in scheduled_jobs(config)
         if overdue(config, store, job)
     }
@@ -97,7 +98,13 @@ def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = Non
     scheduler = build(config, runner)
     scheduler.start()
     for job in (job for job, _ in scheduled_jobs(config) if overdue(config, store, job)):
-        scheduler.add_job(runner.run, args=[job, "startup"], id=f"{job}-startup", name=job)
+        scheduler.add_job(
+            runner.run,
+            args=[job, "startup"],
+            kwargs={"only_if": partial(overdue, config, store, job)},
+            id=f"{job}-startup",
+            name=job,
+        )
     log.info("scheduler running: %s", ", ".join(f"{j} '{c}'" for j, c in scheduled_jobs(config)))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish and release their locks")

@@ -1,0 +1,14 @@
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY mirror ./mirror
+COPY hub_cache ./hub_cache
+COPY sync_jobs ./sync_jobs
+COPY verify ./verify
+RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 tfmirror \
+    && mkdir -p /var/lib/devpi && chown tfmirror /var/lib/devpi
+USER tfmirror
+EXPOSE 8080 3141
+CMD ["tfmirror", "--help"]
