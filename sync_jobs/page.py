@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -14,7 +15,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border-bottom:1px solid #ddd;padding:.35em .8em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
 .ok{color:#11691f;font-weight:600}.failed{color:#b00020;font-weight:600}
-tr.failed td{background:#fdecee}
+tr.row-failed td{background:#fdecee}
 .badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
 .badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}
 code{font-size:.9em}.muted{color:#777}
@@ -41,7 +42,13 @@ def _size(n: int) -> str:
 
 
 def _when(text: str | None) -> str:
-    return escape(text.replace("+00:00", "Z")) if text else '<span class="muted">never</span>'
+    if not text:
+        return '<span class="muted">never</span>'
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return escape(text)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _job_row(job: dict[str, Any]) -> str:
@@ -56,7 +63,7 @@ def _job_row(job: dict[str, Any]) -> str:
             f'<br><code class="muted">{escape(error["url"])}</code>' if error["url"] else ""
         )
     return (
-        f'<tr class="{outcome}" data-job="{escape(job["job"])}">'
+        f'<tr class="row-{outcome}" data-job="{escape(job["job"])}">'
         f"<td><b>{escape(job['job'])}</b></td><td><code>{escape(job['schedule'])}</code></td>"
         f"<td>{_when(last['start'] if last else None)}"
         f"{' (' + escape(last['trigger']) + ')' if last else ''}</td>"
@@ -65,6 +72,14 @@ def _job_row(job: dict[str, Any]) -> str:
         f"<td>{_when(job['next_run'])}</td><td>{error_html}</td>"
         f"<td><button onclick=\"syncNow('{escape(job['job'])}')\">Sync now</button></td></tr>"
     )
+
+
+def _lag_state(row: dict[str, Any]) -> str:
+    if row["behind"]:
+        return '<span class="failed">behind</span>'
+    if not row["newest_upstream"] or not row["mirrored"]:
+        return '<span class="muted">not known yet</span>'
+    return '<span class="ok">up to date</span>'
 
 
 def render_page(status: dict[str, Any]) -> str:
@@ -96,9 +111,7 @@ def render_page(status: dict[str, Any]) -> str:
     lag = "".join(
         f"<tr><td><code>{escape(r['requirement'])}</code></td>"
         f"<td>{escape(', '.join(r['mirrored']) or '-')}</td>"
-        f"<td>{escape(r['newest_upstream'] or 'unknown')}</td>"
-        f'<td class="{"failed" if r["behind"] else "ok"}">'
-        f"{'behind' if r['behind'] else 'up to date'}</td></tr>"
+        f"<td>{escape(r['newest_upstream'] or 'unknown')}</td><td>{_lag_state(r)}</td></tr>"
         for r in status["lag"]
     )
     verification = status["verification"]

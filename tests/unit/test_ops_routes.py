@@ -47,7 +47,7 @@ def client(app_parts) -> FlaskClient:  # type: ignore[no-untyped-def]
 def test_page_shows_jobs_and_a_failed_sync_with_its_reason(client: FlaskClient) -> None:
     page = client.get("/").get_data(as_text=True)
     assert 'data-job="pypi"' in page and 'data-job="hub"' in page
-    assert '<tr class="failed" data-job="hub">' in page
+    assert '<tr class="row-failed" data-job="hub">' in page
     assert "symlink: &#x27;./evil&#x27; -&gt; &#x27;/etc/passwd&#x27;" in page
     assert "failing: hub" in page
     assert 'http-equiv="refresh"' in page
