@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import threading
+import time
+from collections.abc import Callable
 
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -32,23 +35,69 @@ def _store() -> BlobStore:
     return store
 
 
-def _status() -> dict[str, object]:
+class StatusCache:
+    """The status document, rebuilt at most once per `ttl` seconds.
+
+    Many readers poll it (operators' tabs, Prometheus, health checks) while it changes
+    only when a job finishes; one second of staleness is invisible on a page that
+    reloads every 30 s, and it keeps the front's CPU for downloads.
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: dict[str, object] | None = None
+        self._rendered: dict[str, bytes | str] = {}
+        self._at = 0.0
+
+    def get(self, build: Callable[[], dict[str, object]]) -> dict[str, object]:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > self.ttl:
+                self._value = build()
+                self._rendered = {}
+                self._at = time.monotonic()
+            return self._value
+
+    def rendered(self, kind: str, build: Callable[[], dict[str, object]],
+                 render: Callable[[dict[str, object]], bytes | str]) -> bytes | str:  # fmt: skip
+        status = self.get(build)
+        with self._lock:
+            if kind not in self._rendered:
+                self._rendered[kind] = render(status)
+            return self._rendered[kind]
+
+
+def _build() -> dict[str, object]:
     return collect_status(_config(), _store())
+
+
+def _cache() -> StatusCache:
+    cache: StatusCache | None = current_app.extensions.get("tfmirror.status_cache")
+    if cache is None:
+        cache = current_app.extensions.setdefault("tfmirror.status_cache", StatusCache())
+    return cache
+
+
+def _status() -> dict[str, object]:
+    return _cache().get(_build)
 
 
 @blueprint.get("/")
 def page() -> Response:
-    return Response(render_page(_status()), content_type="text/html; charset=utf-8")
+    body = _cache().rendered("page", _build, render_page)
+    return Response(body, content_type="text/html; charset=utf-8")
 
 
 @blueprint.get("/api/status")
 def api_status() -> Response:
-    return jsonify(_status())
+    body = _cache().rendered("json", _build, json.dumps)
+    return Response(body, content_type="application/json")
 
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    return Response(render_metrics(_status()), content_type=CONTENT_TYPE_LATEST)
+    body = _cache().rendered("metrics", _build, render_metrics)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 @blueprint.get("/healthz")
