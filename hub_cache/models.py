@@ -28,6 +28,8 @@ class ModelManifest:
     synced_at: str
     source: str  # where the bytes came from (after redirects), or "import:<path>"
     archive: dict[str, Any] = field(default_factory=dict)
+    # Filled by `tfmirror verify --deep`: name -> inputs/outputs with dtype and shape.
+    signatures: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()

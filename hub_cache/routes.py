@@ -92,6 +92,7 @@ def model(path: str) -> Response:
 <dt>sha256</dt><dd><code>{manifest.sha256}</code></dd>
 <dt>synced at</dt><dd>{html.escape(manifest.synced_at)}</dd>
 </dl>
+{_signatures(manifest.signatures)}
 <h2>Use it</h2>
 <p>Load it through the mirror:</p>
 <pre>import tensorflow_hub as hub
@@ -101,6 +102,20 @@ model = hub.load("{html.escape(info["mirror_handle"])}")</pre>
 TFHUB_CACHE_DIR=DIR python -c 'import tensorflow_hub as hub; {html.escape(offline_load)}'</pre>
 """
     return _page(manifest.handle, body)
+
+
+def _signatures(signatures: dict[str, Any]) -> str:
+    if not signatures:
+        return "<p>Signatures: not checked yet (<code>tfmirror verify --deep</code>).</p>"
+    rows = []
+    for name, sig in sorted(signatures.items()):
+        for side in ("inputs", "outputs"):
+            for key, spec in sig[side].items():
+                rows.append(f"<tr><td>{html.escape(name)}</td><td>{side[:-1]}</td>"
+                            f"<td>{html.escape(key)}</td><td>{html.escape(str(spec['dtype']))}</td>"
+                            f"<td>{html.escape(str(spec['shape']))}</td></tr>")  # fmt: skip
+    return ("<h2>Signatures</h2><table><tr><th>signature</th><th></th><th>name</th>"
+            f"<th>dtype</th><th>shape</th></tr>{''.join(rows)}</table>")  # fmt: skip
 
 
 def _archive(manifest: ModelManifest) -> Response:

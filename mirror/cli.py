@@ -68,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--handle", required=True, metavar="HANDLE")
     sub.add_parser("up", help="devpi, the web front and the scheduler, in one command")
     sub.add_parser("scheduler", help="run the scheduled syncs until SIGTERM")
+    ver = sub.add_parser("verify", help="re-hash the store, check devpi, prove installs")
+    ver.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-fetch bad blobs (quarantining corrupt ones), re-push to devpi",
+    )
+    ver.add_argument("--deep", action="store_true", help="also load every model with TensorFlow")
+    ver.add_argument(
+        "--no-install",
+        action="store_true",
+        help="resolve only; skip the real install into a throwaway venv",
+    )
+    gc = sub.add_parser("gc", help="remove blobs no manifest references")
+    gc.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    gc.add_argument("--grace-hours", type=float, metavar="H",
+                    help="override [schedule] gc_grace_hours")  # fmt: skip
     status = sub.add_parser("status", help="what the status page shows")
     status.add_argument("--json", action="store_true", help="the /api/status document")
     return parser
@@ -313,6 +329,46 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
 
 
+def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    from mirror.storage import open_store
+    from verify.run import run_verify
+
+    report = run_verify(config, open_store(config.storage), fix=args.repair, deep=args.deep,
+                        install=not args.no_install)  # fmt: skip
+    scrub = report.scrub
+    print(f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in {scrub.seconds:.1f} s "
+          f"({scrub.bytes / max(scrub.seconds, 1e-9) / 1e6:.0f} MB/s)")  # fmt: skip
+    for problem in scrub.problems:
+        state = "repaired" if problem.repaired else "NOT repaired"
+        print(f"  {problem.kind} {problem.sha256[:12]} {', '.join(problem.names)}: "
+              f"{problem.detail}" + (f" [{state}]" if args.repair else ""))  # fmt: skip
+    devpi = report.devpi
+    print("devpi: " + ("offers exactly the manifests' files" if devpi.clean else "PROBLEMS"))
+    for name in devpi.repaired:
+        print(f"  re-pushed {name}")
+    for target in report.targets:
+        print(f"target {target.target}: {'ok' if target.ok else 'FAILED'} ({target.how}) "
+              f"{target.detail}")  # fmt: skip
+    for model in report.models:
+        print(f"model {model.handle}: {'ok' if model.ok else 'FLAGGED'}: {model.detail}")
+    for line in report.problems:
+        print(f"PROBLEM {line}", file=sys.stderr)
+    print("verify: clean" if report.ok else f"verify: {len(report.problems)} problems remain")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_gc(config: Config, args: argparse.Namespace) -> int:
+    from mirror.storage import open_store
+    from verify.gc import collect
+
+    hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
+    report = collect(open_store(config.storage), hours * 3600, dry_run=args.dry_run)
+    for sha in report.removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
+    print(report.summary())
+    return EXIT_OK
+
+
 def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     from mirror.storage import open_store
     from sync_jobs.scheduler import run_forever
@@ -374,6 +430,8 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "targets": cmd_targets,
     "hub": cmd_hub,
     "scheduler": cmd_scheduler,
+    "verify": cmd_verify,
+    "gc": cmd_gc,
     "status": cmd_status,
     "up": cmd_up,
 }

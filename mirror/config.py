@@ -131,13 +131,20 @@ class HubConfig:
 class ScheduleConfig:
     """Cron expressions per job (empty: not scheduled) and how runs behave."""
 
-    jobs: tuple[tuple[str, str], ...] = (("pypi", "0 */6 * * *"), ("hub", "30 */6 * * *"))
+    jobs: tuple[tuple[str, str], ...] = (
+        ("pypi", "0 */6 * * *"),
+        ("hub", "30 */6 * * *"),
+        ("verify", "0 3 * * *"),
+        ("gc", "0 4 * * 0"),
+    )
     jitter: int = 120  # seconds of random delay, so replicas and mirrors do not stampede
     misfire_grace: int = 3600
     retries: int = 2
     retry_backoff: float = 60.0  # first wait; doubles each retry
     lease_seconds: int = 300
     keep_runs: int = 1000  # run records kept per job
+    gc_grace_hours: float = 24.0  # unreferenced blobs younger than this are left alone
+    verify_deep: bool = False  # the scheduled verify also loads every model
 
     def cron(self, job: str) -> str:
         return dict(self.jobs).get(job, "")
@@ -405,7 +412,7 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     return HubConfig(models, max_mb, max_ratio, timeout, retries)
 
 
-SCHEDULED_JOBS = ("pypi", "hub")
+SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc")
 
 
 def _cron(key: str, value: str) -> None:
@@ -441,8 +448,11 @@ def _schedule(raw: Any) -> ScheduleConfig:
     s.check("lease_seconds", lease >= 5, lease, "must be at least 5 seconds")
     keep = s.get("keep_runs", int, 1000, "1000")
     s.check("keep_runs", keep >= 1, keep, "keep at least 1 run record per job")
+    gc_grace = s.get("gc_grace_hours", float, 24.0, "24")
+    s.check("gc_grace_hours", gc_grace >= 0, gc_grace, "must be 0 or more hours")
+    deep = s.get("verify_deep", bool, False, "true")
     s.done()
-    return ScheduleConfig(tuple(jobs), jitter, grace, retries, backoff, lease, keep)
+    return ScheduleConfig(tuple(jobs), jitter, grace, retries, backoff, lease, keep, gc_grace, deep)
 
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:

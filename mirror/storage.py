@@ -65,6 +65,12 @@ class BlobStore(Protocol):
 
     def delete_blob(self, sha256: str) -> None: ...
 
+    def blob_mtime(self, sha256: str) -> float | None:
+        """When the blob was written (epoch seconds), for gc's grace period."""
+
+    def move_blob(self, sha256: str, key: str) -> None:
+        """Move a blob out of the content-addressed space (quarantine), server-side."""
+
     def iter_blobs(self) -> Iterator[str]: ...
 
     def get(self, key: str) -> bytes | None:
@@ -152,6 +158,20 @@ class LocalStore:
 
     def delete_blob(self, sha256: str) -> None:
         self._path(blob_key(sha256)).unlink(missing_ok=True)
+
+    def blob_mtime(self, sha256: str) -> float | None:
+        try:
+            return self._path(blob_key(sha256)).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def move_blob(self, sha256: str, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self._path(blob_key(sha256)), target)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in {self.describe()}") from None
 
     def iter_blobs(self) -> Iterator[str]:
         base = self.root / BLOB_PREFIX
@@ -354,6 +374,17 @@ class S3Store:
 
     def delete_blob(self, sha256: str) -> None:
         self.delete(blob_key(sha256))
+
+    def blob_mtime(self, sha256: str) -> float | None:
+        head = self._head(blob_key(sha256))
+        return None if head is None else float(head["LastModified"].timestamp())
+
+    def move_blob(self, sha256: str, key: str) -> None:
+        source = blob_key(sha256)
+        with self.errors(source):
+            self.client.copy({"Bucket": self.bucket, "Key": self.key(source)}, self.bucket,
+                             self.key(key))  # fmt: skip
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(source))
 
     def iter_blobs(self) -> Iterator[str]:
         for key in self.list(BLOB_PREFIX):

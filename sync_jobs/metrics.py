@@ -66,6 +66,17 @@ class _StatusCollector:
         for row in self.status["lag"]:
             behind.add_metric([row["project"]], 1.0 if row["behind"] else 0.0)
         yield behind
+        verification = self.status.get("verification")
+        if verification:
+            ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")
+            ok.add_metric([], 1.0 if verification["outcome"] == "ok" else 0.0)
+            problems = GaugeMetricFamily("tfmirror_verify_problems",
+                                         "Problems the last verify left")  # fmt: skip
+            problems.add_metric([], len(verification.get("problems", [])))
+            checked = GaugeMetricFamily("tfmirror_verify_bytes_checked",
+                                        "Bytes the last verify re-hashed")  # fmt: skip
+            checked.add_metric([], verification.get("bytes_checked", 0))
+            yield from (ok, problems, checked)
 
 
 def render_metrics(status: dict[str, Any]) -> bytes:

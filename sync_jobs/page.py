@@ -74,6 +74,29 @@ def _job_row(job: dict[str, Any]) -> str:
     )
 
 
+def _verification(doc: dict[str, Any] | None) -> str:
+    if not doc:
+        return '<p class="muted">never run: <code>tfmirror verify</code></p>'
+    state = "ok" if doc["outcome"] == "ok" else "failed"
+    lines = [
+        f'<p id="verification">last run {_when(doc["end"])}: <span class="{state}">'
+        f"{escape(doc['outcome'])}</span>; {doc['blobs_checked']} blobs "
+        f"({_size(doc['bytes_checked'])}) re-hashed</p><ul>"
+    ]
+    for target in doc.get("targets", []):
+        mark = "ok" if target["ok"] else "failed"
+        lines.append(f'<li>target <code>{escape(target["target"])}</code>: '
+                     f'<span class="{mark}">{"ok" if target["ok"] else "FAILED"}</span> '
+                     f"({escape(target['how'])}) {escape(target['detail'])}</li>")  # fmt: skip
+    for model in doc.get("models", []):
+        mark = "ok" if model["ok"] else "failed"
+        lines.append(f'<li>model {escape(model["handle"])}: <span class="{mark}">'
+                     f"{'loads' if model['ok'] else 'FLAGGED'}</span> "
+                     f"{escape(model['detail'])}</li>")  # fmt: skip
+    lines += [f'<li class="failed">{escape(p)}</li>' for p in doc.get("problems", [])]
+    return "".join(lines) + "</ul>"
+
+
 def _lag_state(row: dict[str, Any]) -> str:
     if row["behind"]:
         return '<span class="failed">behind</span>'
@@ -114,12 +137,7 @@ def render_page(status: dict[str, Any]) -> str:
         f"<td>{escape(r['newest_upstream'] or 'unknown')}</td><td>{_lag_state(r)}</td></tr>"
         for r in status["lag"]
     )
-    verification = status["verification"]
-    verify = (
-        f"last run {_when(verification.get('end'))}: {escape(str(verification.get('outcome')))}"
-        if verification
-        else '<span class="muted">never run</span>'
-    )
+    verify = _verification(status["verification"])
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>tfmirror status</title>
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
@@ -136,7 +154,7 @@ def render_page(status: dict[str, Any]) -> str:
 <table><tr><th>requirement</th><th>mirrored</th><th>newest upstream</th><th></th></tr>{lag}</table>
 <h2>TF Hub models</h2>
 <table><tr><th>handle</th><th>size</th><th>sha256</th><th>synced</th></tr>{models}</table>
-<h2>Verification</h2><p>{verify}</p>
+<h2>Verification</h2>{verify}
 <p class="muted">pip index: <code>{escape(status["devpi_index"])}</code> &middot;
 store: <code>{escape(status["store"])}</code> &middot; generated {_when(status["generated_at"])},
 reloads every {REFRESH_SECONDS} s &middot; <a href="/api/status">JSON</a> &middot;

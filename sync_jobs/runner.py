@@ -21,10 +21,12 @@ def default_jobs() -> dict[str, JobFn]:
     """Each package registers its own jobs."""
     import hub_cache.jobs
     import mirror.jobs
+    import verify.jobs
 
     jobs: dict[str, object] = {}
     mirror.jobs.register(jobs)
     hub_cache.jobs.register(jobs)
+    verify.jobs.register(jobs)
     return jobs  # type: ignore[return-value]
 
 

@@ -1,1 +1,1 @@
-"""Placeholder package; see DESIGN.md for its role."""
+"""Proof: scrub and repair the store, check devpi, air-gap install proof, model load checks, gc."""

@@ -116,3 +116,17 @@ def test_local_keys_cannot_escape_the_store(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     with pytest.raises(StoreError, match="escapes"):
         store.put("../outside.json", b"{}")
+
+
+def test_blob_mtime_and_move_to_quarantine(store: BlobStore) -> None:
+    import time
+
+    sha = put_blob(store, b"rotten bytes")
+    mtime = store.blob_mtime(sha)
+    assert mtime is not None and abs(mtime - time.time()) < 120
+    store.move_blob(sha, f"quarantine/sha256/{sha}-1")
+    assert not store.has_blob(sha)
+    assert store.get(f"quarantine/sha256/{sha}-1") == b"rotten bytes"
+    assert store.blob_mtime(sha) is None
+    with pytest.raises(BlobNotFound):
+        store.move_blob(sha, "quarantine/again")

@@ -70,7 +70,7 @@ def test_old_records_are_pruned_to_the_retention(tmp_path: Path) -> None:
 
 
 def test_catch_up_runs_only_overdue_jobs(tmp_path: Path) -> None:
-    config, store = setup(tmp_path, pypi="0 */6 * * *", hub="")
+    config, store = setup(tmp_path, pypi="0 */6 * * *", hub="", verify="", gc="")
     assert overdue(config, store, "pypi")  # never succeeded
     assert not overdue(config, store, "hub")  # not scheduled
     runner = JobRunner(config, store, {"pypi": recorded_job([True]), "hub": recorded_job([])})

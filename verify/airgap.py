@@ -1,0 +1,138 @@
+"""The air-gap install proof, per target, against the devpi index alone.
+
+Every target: pip resolves the requirements for that target's Python and platform from
+devpi only (`install --dry-run --report`, machine pip config off). The target the host
+can run: a real install into a throwaway venv, then an import of each requirement's
+top-level modules. As root on Linux both run inside `unshare -n`, where the only
+reachable address is devpi (see verify/netns.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from packaging.requirements import Requirement
+
+from mirror.config import Config, Target, host_target
+from mirror.resolve import platforms_for
+from verify import netns
+
+TOP_LEVEL = """
+import importlib.metadata as md, json, sys
+out = {}
+for name in sys.argv[1:]:
+    dist = md.distribution(name)
+    text = dist.read_text("top_level.txt")
+    if text:
+        mods = [m for m in text.split() if m and not m.startswith("_")]
+    else:  # no top_level.txt (e.g. some wheels): infer from the installed files
+        mods = sorted({str(f).split("/")[0].removesuffix(".py") for f in dist.files or []
+                       if not str(f).split("/")[0].endswith((".dist-info", ".data"))
+                       and not str(f).startswith(("..", "_"))})
+    out[name] = mods
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class TargetProof:
+    target: str
+    ok: bool
+    how: str
+    detail: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def pip_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_NO_INPUT="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")  # fmt: skip
+    return env
+
+
+def host_runs(target: Target) -> bool:
+    host = host_target()
+    return target.python == host.python and target.platform in platforms_for(host.platform)
+
+
+def _why(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    return " ".join(errors[-2:] or lines[-2:])[:500] or "pip failed with no message"
+
+
+class AirGapProof:
+    def __init__(self, config: Config, isolate: bool | None = None) -> None:
+        self.config = config
+        self.index = config.devpi.index_url
+        self.isolate = netns.can_unshare() if isolate is None else isolate
+
+    def _run(self, command: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+        if self.isolate:
+            parts = urlsplit(self.config.devpi.url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 80
+            sock = Path(tempfile.gettempdir()) / f"tfmirror-bridge-{uuid.uuid4().hex[:8]}.sock"
+            bridge = netns.HostBridge(sock, host, port)
+            try:
+                return subprocess.run(netns.wrap(command, sock, port), capture_output=True,
+                                      text=True, env=pip_env(), timeout=3600, cwd=work)  # fmt: skip
+            finally:
+                bridge.close()
+        return subprocess.run(command, capture_output=True, text=True, env=pip_env(),
+                              timeout=3600, cwd=work)  # fmt: skip
+
+    @property
+    def where(self) -> str:
+        return "inside unshare -n (devpi only)" if self.isolate else "index-url only"
+
+    def prove(self, target: Target, install: bool = True) -> TargetProof:
+        with tempfile.TemporaryDirectory(prefix="tfmirror-airgap-") as tmp:
+            work = Path(tmp)
+            resolved = self._resolve(target, work)
+            if not resolved.ok or not install or not host_runs(target):
+                return resolved
+            return self._install(target, work)
+
+    def _resolve(self, target: Target, work: Path) -> TargetProof:
+        platforms = [f"--platform={p}" for p in platforms_for(target.platform)]
+        command = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--quiet", "--report", str(work / "report.json"), "--only-binary=:all:",
+            f"--python-version={target.python}", *platforms, "--target", str(work / "t"),
+            "--index-url", self.index, *self.config.pypi.requirements,
+        ]  # fmt: skip
+        proc = self._run(command, work)
+        how = f"pip resolve {self.where}"
+        if proc.returncode != 0:
+            return TargetProof(target.id, False, how, _why(proc.stderr))
+        report = json.loads((work / "report.json").read_text())
+        return TargetProof(target.id, True, how, f"{len(report.get('install', []))} wheels")
+
+    def _install(self, target: Target, work: Path) -> TargetProof:
+        how = f"install + import {self.where}"
+        subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+        python = str(work / "venv" / "bin" / "python")
+        proc = self._run([python, "-m", "pip", "install", "--quiet", "--index-url", self.index,
+                          *self.config.pypi.requirements], work)  # fmt: skip
+        if proc.returncode != 0:
+            return TargetProof(target.id, False, how, _why(proc.stderr))
+        names = [Requirement(r).name for r in self.config.pypi.requirements]
+        found = subprocess.run([python, "-c", TOP_LEVEL, *names], capture_output=True,
+                               text=True, check=False)  # fmt: skip
+        if found.returncode != 0:
+            return TargetProof(target.id, False, how, _why(found.stderr))
+        modules = sorted({m for mods in json.loads(found.stdout).values() for m in mods})
+        probe = self._run([python, "-c", "; ".join(f"import {m}" for m in modules)], work)
+        if probe.returncode != 0:
+            return TargetProof(target.id, False, how, f"import failed: {_why(probe.stderr)}")
+        return TargetProof(target.id, True, how, f"imported {', '.join(modules)}")

@@ -1,0 +1,59 @@
+"""Garbage collection: remove blobs no manifest references, once they are old enough.
+
+The grace period protects an in-flight sync: its blobs are stored before its manifest
+is committed, so for a while they are referenced by nothing. Quarantine is never
+collected; it is evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from hub_cache.models import load_models
+from mirror.manifest import load_all
+from mirror.storage import BlobStore
+
+
+@dataclass
+class GcReport:
+    removed: list[str] = field(default_factory=list)
+    kept_young: list[str] = field(default_factory=list)
+    referenced: int = 0
+    freed_bytes: int = 0
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"gc: {verb} {len(self.removed)} unreferenced blobs ({self.freed_bytes / 1e6:.1f} MB); "
+            f"{len(self.kept_young)} younger than the grace period kept; "
+            f"{self.referenced} referenced"
+        )
+
+
+def referenced_shas(store: BlobStore) -> set[str]:
+    shas = {w.sha256 for m in load_all(store) for w in m.files}
+    return shas | {m.sha256 for m in load_models(store)}
+
+
+def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> GcReport:
+    report = GcReport(dry_run=dry_run)
+    # Read the manifests first: a blob published after this point is young, so kept.
+    keep = referenced_shas(store)
+    now = time.time()
+    for sha in list(store.iter_blobs()):
+        if sha in keep:
+            report.referenced += 1
+            continue
+        mtime = store.blob_mtime(sha)
+        if mtime is None:
+            continue
+        if now - mtime < grace_seconds:
+            report.kept_young.append(sha)
+            continue
+        report.freed_bytes += store.blob_size(sha) or 0
+        report.removed.append(sha)
+        if not dry_run:
+            store.delete_blob(sha)
+    return report

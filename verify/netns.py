@@ -1,0 +1,110 @@
+"""Run a command in a network namespace whose only way out is devpi.
+
+`unshare -n` gives a process a fresh network namespace: a loopback interface (down) and
+nothing else. devpi listens in the host's namespace, which that process cannot reach.
+So we bridge through the filesystem, which both share: the host side accepts on a Unix
+socket and connects to devpi; inside the namespace, this module brings loopback up,
+listens on 127.0.0.1:<devpi's port> and forwards each connection to the Unix socket.
+pip inside then sees devpi at its usual address, and nothing else at all.
+
+    unshare -n python -m verify.netns UNIX_PATH PORT -- COMMAND...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(1 << 16):
+            dst.sendall(data)
+    for sock in (src, dst):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _splice(a: socket.socket, b: socket.socket) -> None:
+    threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+    threading.Thread(target=_pump, args=(b, a), daemon=True).start()
+
+
+class HostBridge:
+    """Host side: a Unix socket whose every connection is forwarded to (host, port)."""
+
+    def __init__(self, path: Path, host: str, port: int) -> None:
+        self.path, self.target = path, (host, port)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(64)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=30)
+            except OSError:
+                client.close()
+                continue
+            _splice(client, upstream)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def loopback_up() -> None:
+    """`ip link set lo up`, without needing iproute2."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ifreq = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
+
+
+def inside(unix_path: str, port: int, command: list[str]) -> int:
+    loopback_up()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+
+    def serve() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(unix_path)
+            _splice(client, upstream)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return subprocess.call(command)
+
+
+def wrap(command: list[str], unix_path: Path, port: int) -> list[str]:
+    """The command line that runs `command` inside a fresh namespace behind the bridge."""
+    return ["unshare", "-n", sys.executable, "-m", "verify.netns", str(unix_path), str(port),
+            "--", *command]  # fmt: skip
+
+
+def can_unshare() -> bool:
+    if os.geteuid() != 0:
+        return False
+    return subprocess.call(["unshare", "-n", "true"], stderr=subprocess.DEVNULL) == 0
+
+
+if __name__ == "__main__":
+    separator = sys.argv.index("--")
+    sys.exit(inside(sys.argv[1], int(sys.argv[2]), sys.argv[separator + 1 :]))

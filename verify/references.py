@@ -1,0 +1,40 @@
+"""Every blob a manifest refers to, with what it is and where it can be fetched again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hub_cache.hub_sync import compressed_url
+from hub_cache.models import load_models
+from mirror.config import Config
+from mirror.manifest import load_all
+from mirror.storage import BlobStore
+
+
+@dataclass
+class Reference:
+    sha256: str
+    size: int | None
+    names: list[str] = field(default_factory=list)  # wheel filenames, model handles
+    sources: list[str] = field(default_factory=list)  # upstream URLs or local paths
+
+
+def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
+    refs: dict[str, Reference] = {}
+
+    def add(sha: str, size: int | None, name: str, source: str) -> None:
+        ref = refs.setdefault(sha, Reference(sha, size))
+        ref.names.append(name)
+        if source and source not in ref.sources:
+            ref.sources.append(source)
+
+    for manifest in load_all(store):
+        for wheel in manifest.files:
+            add(wheel.sha256, wheel.size, wheel.filename, wheel.url)
+    configured = {m.handle: m for m in config.hub.models}
+    for model in load_models(store):
+        hub_model = configured.get(model.handle)
+        # A signed storage URL from the last sync has expired by now: ask the handle again.
+        source = compressed_url(hub_model) if hub_model else ""
+        add(model.sha256, model.size, model.handle, source)
+    return refs

@@ -1,0 +1,110 @@
+"""`tfmirror verify`: scrub, devpi, air-gap proof per target, optional deep model checks.
+
+The result goes to state/verify.json (the status page, /api/status and /metrics read it)
+and to a run record under runs/verify/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from mirror.config import Config
+from mirror.devpi import DevpiError
+from mirror.devpi_server import DevpiStartError
+from mirror.manifest import utcnow
+from mirror.runs import RunRecord
+from mirror.services import services_for_sync
+from mirror.storage import BlobStore
+from mirror.upstream import RetryPolicy
+from verify.airgap import AirGapProof, TargetProof
+from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
+from verify.models import ModelCheck, check_models
+from verify.references import referenced
+from verify.scrub import ScrubReport, repair, scrub
+
+VERIFY_STATE = "state/verify.json"
+
+
+@dataclass
+class VerifyReport:
+    scrub: ScrubReport
+    devpi: DevpiReport = field(default_factory=DevpiReport)
+    targets: list[TargetProof] = field(default_factory=list)
+    models: list[ModelCheck] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"{p.kind} blob {p.sha256[:12]} ({', '.join(p.names)}): {p.detail}"
+               + (f"; repair failed: {p.repair_error}" if p.repair_error else "")
+               for p in self.scrub.problems if not p.repaired]  # fmt: skip
+        out += [f"devpi lacks {name}" for name in self.devpi.missing]
+        out += [f"devpi offers {name}, which no manifest lists" for name in self.devpi.extra]
+        out += [f"devpi has other bytes for {name}" for name in self.devpi.mismatched]
+        out += [f"devpi: {error}" for error in self.devpi.errors]
+        out += [f"target {t.target}: {t.detail}" for t in self.targets if not t.ok]
+        out += [f"model {m.handle}: {m.detail}" for m in self.models if not m.ok]
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "end": utcnow(),
+            "outcome": "ok" if self.ok else "problems",
+            "seconds": round(self.seconds, 2),
+            "blobs_checked": self.scrub.checked,
+            "bytes_checked": self.scrub.bytes,
+            "hash_seconds": round(self.scrub.seconds, 2),
+            "blob_problems": [p.as_json() for p in self.scrub.problems],
+            "devpi": self.devpi.as_json(),
+            "targets": [t.as_json() for t in self.targets],
+            "models": [m.as_json() for m in self.models],
+            "problems": self.problems,
+        }
+
+
+def run_verify(
+    config: Config,
+    store: BlobStore,
+    fix: bool = False,
+    deep: bool = False,
+    install: bool = True,
+    trigger: str = "manual",
+) -> VerifyReport:
+    record = RunRecord.begin("verify", trigger)
+    began = time.monotonic()
+    refs = referenced(config, store)
+    report = VerifyReport(scrub(store, refs))
+    if fix:
+        policy = RetryPolicy(timeout=config.pypi.timeout, retries=config.pypi.retries)
+        for problem in report.scrub.problems:
+            repair(store, problem, refs[problem.sha256], policy)
+    try:
+        with services_for_sync(config, store) as devpi:
+            report.devpi = check_devpi(devpi, store)
+            if fix and not report.devpi.clean:
+                repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
+            proof = AirGapProof(config)
+            report.targets = [proof.prove(t, install=install) for t in config.pypi.targets]
+    except (DevpiError, DevpiStartError) as exc:
+        report.devpi.errors.append(str(exc))
+    if deep:
+        report.models = check_models(config, store)
+    report.seconds = time.monotonic() - began
+    doc = report.as_json()
+    store.put(VERIFY_STATE, json.dumps(doc, indent=1).encode())
+    record.finish(
+        store,
+        ok=report.ok,
+        counts={"blobs": report.scrub.checked, "problems": len(report.problems),
+                "repaired": sum(p.repaired for p in report.scrub.problems)
+                + len(report.devpi.repaired)},
+        bytes_moved=0,
+        errors=[{"name": "verify", "url": "", "reason": p} for p in report.problems],
+    )  # fmt: skip
+    return report
