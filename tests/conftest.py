@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +53,16 @@ def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevpiConfig]:
     )
     with DevpiProcess(config, log=base / "devpi.log"):
         yield config
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Real SavedModels made with TensorFlow (in a subprocess) and their expected outputs."""
+    out = tmp_path_factory.mktemp("models")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "tests.support.make_models", str(out)],
+                   check=True, cwd=root, capture_output=True)  # fmt: skip
+    return out, json.loads((out / "expected.json").read_text())
 
 
 @pytest.fixture

@@ -35,18 +35,6 @@ TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("models")
-    subprocess.run(
-        [sys.executable, "-m", "tests.support.make_models", str(out)],
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
-    return out, json.loads((out / "expected.json").read_text())
-
-
 @pytest.fixture
 def hub_up() -> Iterator[HubUpstream]:
     with HubUpstream() as up:

@@ -1,0 +1,249 @@
+"""Proof: a rotten blob is found and repaired, a file deleted from devpi is found and
+re-pushed, the air-gap proof fails clearly on a missing dependency, a model with cut
+variables is flagged, and gc spares what is referenced or young."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from hub_cache.importer import import_model
+from hub_cache.models import load_model
+from mirror.app import create_app
+from mirror.config import Config, DevpiConfig
+from mirror.devpi import DevpiClient
+from mirror.pypi_sync import PypiSync
+from mirror.services import services_for_sync
+from mirror.storage import LocalStore, blob_key, open_store
+from tests.conftest import DEVPI_TEST_PASSWORD
+from tests.support.archives import tar_of_dir
+from tests.support.mirror_env import make_config
+from tests.support.servers import clean_pip_env, make_venv
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+from verify.airgap import AirGapProof
+from verify.gc import collect
+from verify.netns import can_unshare
+from verify.run import run_verify
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def synced(upstream: Upstream, devpi: DevpiConfig, tmp_path: Path) -> tuple[Config, LocalStore]:
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0", padding=50_000))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    store = open_store(config.storage)
+    with services_for_sync(config, store) as client:
+        assert PypiSync(config, store, client).run().ok
+    assert isinstance(store, LocalStore)
+    return config, store
+
+
+def delete_from_devpi(config: Config, project: str) -> str:
+    client = DevpiClient(config.devpi, DEVPI_TEST_PASSWORD)
+    (entry,) = client.files(project)
+    answer = requests.delete(
+        f"{entry.url}?force", auth=(config.devpi.user, DEVPI_TEST_PASSWORD), timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return entry.filename
+
+
+def test_clean_mirror_verifies_and_proves_the_install(synced: tuple[Config, LocalStore]) -> None:
+    config, store = synced
+    report = run_verify(config, store)
+    assert report.ok, report.problems
+    assert report.scrub.checked == 2 and report.devpi.clean
+    (proof,) = report.targets
+    assert proof.ok and "imported alpha" in proof.detail
+    if can_unshare():
+        assert "inside unshare -n" in proof.how
+    assert b'"outcome": "ok"' in (store.get("state/verify.json") or b"")
+
+
+def test_flipped_byte_is_found_and_repair_fixes_it_keeping_the_evidence(
+    synced: tuple[Config, LocalStore], upstream: Upstream
+) -> None:
+    config, store = synced
+    beta = upstream.files["beta-1.0-py3-none-any.whl"]
+    path = store.root / blob_key(beta.sha256)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    found = run_verify(config, store, install=False)
+    assert not found.ok
+    (problem,) = found.scrub.problems
+    assert problem.kind == "corrupt" and problem.names == ["beta-1.0-py3-none-any.whl"]
+
+    fixed = run_verify(config, store, fix=True, install=False)
+    assert fixed.ok, fixed.problems
+    assert store.open_blob(beta.sha256).read() == beta.data
+    (evidence,) = store.list("quarantine")
+    assert store.get(evidence) == bytes(data)
+    assert run_verify(config, store, install=False).ok
+
+
+def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: Upstream) -> None:
+    config, store = synced
+    beta = upstream.files["beta-1.0-py3-none-any.whl"]
+    store.delete_blob(beta.sha256)
+    assert [p.kind for p in run_verify(config, store, install=False).scrub.problems] == ["missing"]
+    assert run_verify(config, store, fix=True, install=False).ok
+    assert store.has_blob(beta.sha256)
+
+
+def test_file_deleted_from_devpi_is_found_and_pushed_again(
+    synced: tuple[Config, LocalStore], tmp_path: Path
+) -> None:
+    config, store = synced
+    name = delete_from_devpi(config, "beta")
+
+    found = run_verify(config, store, install=False)
+    assert found.devpi.missing == [name]
+    assert "devpi lacks beta-1.0-py3-none-any.whl" in found.problems
+
+    fixed = run_verify(config, store, fix=True, install=False)
+    assert fixed.ok and fixed.devpi.repaired == [name]
+    # devpi holds it again: pip installs with the web front down.
+    venv = make_venv(tmp_path / "venv")
+    pip = subprocess.run(
+        [str(venv), "-m", "pip", "install", "--index-url", config.devpi.index_url, "alpha"],
+        capture_output=True,
+        text=True,
+        env=clean_pip_env(),
+        timeout=300,
+    )
+    assert pip.returncode == 0, pip.stderr
+
+
+def test_airgap_proof_fails_clearly_when_a_dependency_is_missing(
+    synced: tuple[Config, LocalStore],
+) -> None:
+    config, _ = synced
+    delete_from_devpi(config, "beta")
+    proof = AirGapProof(config).prove(config.pypi.targets[0])
+    assert not proof.ok
+    assert "beta" in proof.detail
+    assert "No matching distribution" in proof.detail or "not find a version" in proof.detail
+
+
+def test_cli_verify_exit_codes(synced: tuple[Config, LocalStore], tmp_path: Path) -> None:
+    config, store = synced
+    config_file = tmp_path / "tfmirror.toml"
+    config_file.write_text(
+        f'[storage]\npath = "{store.root}"\n[devpi]\nurl = "{config.devpi.url}"\n'
+        f'index = "{config.devpi.index}"\nserverdir = ""\n[web]\nport = {config.web.port}\n'
+        f'[pypi]\nupstream = "{config.pypi.upstream}"\nrequirements = ["alpha"]\n'
+        '[[pypi.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
+    env = {**os.environ, "TFMIRROR_DEVPI_PASSWORD": DEVPI_TEST_PASSWORD}
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mirror.cli",
+                "--config",
+                str(config_file),
+                "verify",
+                "--no-install",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+
+    assert verify().returncode == 0
+    delete_from_devpi(config, "alpha")
+    broken = verify()
+    assert broken.returncode == 1 and "PROBLEM devpi lacks alpha-1.0" in broken.stderr
+    repaired = verify("--repair")
+    assert repaired.returncode == 0 and "re-pushed alpha-1.0" in repaired.stdout
+    page = create_app(config, store).test_client().get("/").get_data(as_text=True)
+    assert 'id="verification"' in page
+
+
+def _cut_variables(folder: Path) -> bytes:
+    """The model's archive with its variables shard cut in half, otherwise well-formed."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tar_of_dir(folder)), mode="r:gz") as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        for member in src:
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and "variables.data" in member.name:
+                data = data[: len(data) // 2]
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def test_deep_check_records_signatures_and_flags_cut_variables(
+    saved_models: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    models, _ = saved_models
+    config = make_config(
+        tmp_path, "http://127.0.0.1:9/simple/", DevpiConfig(url="http://127.0.0.1:9"), ["alpha"]
+    )
+    store = open_store(config.storage)
+    good = "https://tfhub.dev/google/tfmirror-test/keras/1"
+    bad = "https://tfhub.dev/google/tfmirror-test/cut/1"
+    assert import_model(store, models / "keras", good, config.hub).status == "new"
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(_cut_variables(models / "keras"))
+    assert import_model(store, cut, bad, config.hub).status == "new"  # the archive is fine
+
+    from verify.models import check_models
+
+    checks = {c.handle: c for c in check_models(config, store)}
+
+    assert checks[good].ok and "serving_default" in checks[good].detail
+    assert not checks[bad].ok and "does not load" in checks[bad].detail
+    manifest = load_model(store, "google/tfmirror-test/keras/1")
+    assert manifest is not None
+    inputs = manifest.signatures["serving_default"]["inputs"]
+    assert next(iter(inputs.values()))["shape"] == [None, 4]
+    assert load_model(store, "google/tfmirror-test/cut/1") is not None  # flagged, not deleted
+    page = create_app(config, store).test_client().get("/hub/google/tfmirror-test/keras/1")
+    assert "serving_default" in page.get_data(as_text=True)
+
+
+def test_gc_spares_referenced_and_young_blobs(synced: tuple[Config, LocalStore]) -> None:
+    _, store = synced
+    referenced = sorted(store.iter_blobs())
+    young, old = store.new_blob(), store.new_blob()
+    young.write(b"in-flight sync")
+    old.write(b"left behind")
+    import hashlib
+
+    young_sha = hashlib.sha256(b"in-flight sync").hexdigest()
+    old_sha = hashlib.sha256(b"left behind").hexdigest()
+    young.publish(young_sha)
+    old.publish(old_sha)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(store.root / blob_key(old_sha), (two_days_ago, two_days_ago))
+
+    dry = collect(store, grace_seconds=86400, dry_run=True)
+    assert dry.removed == [old_sha] and store.has_blob(old_sha)
+
+    report = collect(store, grace_seconds=86400)
+
+    assert report.removed == [old_sha] and report.kept_young == [young_sha]
+    assert sorted(store.iter_blobs()) == sorted([*referenced, young_sha])
