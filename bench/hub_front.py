@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import drop_caches
 from hub_cache.importer import import_model
 from mirror.config import parse_config
 from mirror.storage import LocalStore
@@ -49,15 +50,6 @@ def make_archive(path: Path, size_mb: int) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-
-
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def dd_read(path: Path) -> float:

@@ -18,19 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import drop_caches
 from mirror.config import host_target, load_config
 from mirror.storage import LocalStore, blob_key
 from verify.references import referenced
 from verify.scrub import scrub
-
-
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def main() -> None:

@@ -11,17 +11,13 @@ import html
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, redirect, request, send_file
+from flask import Blueprint, Response, abort, jsonify, redirect, request, send_file
 
 from hub_cache.models import ModelManifest, load_model, load_models
-from mirror.storage import BlobNotFound, BlobStore
+from mirror.app import app_config, app_store
+from mirror.storage import BlobNotFound
 
 blueprint = Blueprint("hub", __name__)
-
-
-def _store() -> BlobStore:
-    store: BlobStore = current_app.extensions["tfmirror.store"]
-    return store
 
 
 def _wants_json() -> bool:
@@ -53,7 +49,7 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
 
 @blueprint.get("/hub/")
 def model_list() -> Response:
-    models = [model_json(m, _base()) for m in load_models(_store())]
+    models = [model_json(m, _base()) for m in load_models(app_store())]
     if _wants_json():
         return jsonify(models=models)
     rows = "".join(
@@ -73,7 +69,7 @@ def model_list() -> Response:
 
 @blueprint.get("/hub/<path:path>")
 def model(path: str) -> Response:
-    manifest = load_model(_store(), path.strip("/"))
+    manifest = load_model(app_store(), path.strip("/"))
     if manifest is None:
         abort(404, description=f"no model at /hub/{path} on this mirror; /hub/ lists them")
     if request.args.get("tf-hub-format") == "compressed":
@@ -119,7 +115,7 @@ def _signatures(signatures: dict[str, Any]) -> str:
 
 
 def _archive(manifest: ModelManifest) -> Response:
-    store = _store()
+    store = app_store()
     path = store.local_path(manifest.sha256)
     name = manifest.path.replace("/", "_") + ".tar.gz"
     if path is not None:
@@ -132,7 +128,7 @@ def _archive(manifest: ModelManifest) -> Response:
         )
     else:
         presign = getattr(store, "presigned_url", None)
-        config = current_app.extensions["tfmirror.config"]
+        config = app_config()
         if presign is not None and config.web.presign_s3:
             return redirect(presign(manifest.sha256), code=302)  # type: ignore[return-value]
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from mirror.config import Config
@@ -26,3 +26,15 @@ def create_app(config: Config, store: BlobStore | None = None) -> Flask:
         return jsonify(error=exc.name, message=exc.description), exc.code or 500
 
     return app
+
+
+def app_config() -> Config:
+    """The validated config of the app handling the current request."""
+    config: Config = current_app.extensions["tfmirror.config"]
+    return config
+
+
+def app_store() -> BlobStore:
+    """The store of the app handling the current request."""
+    store: BlobStore = current_app.extensions["tfmirror.store"]
+    return store

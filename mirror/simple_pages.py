@@ -11,22 +11,18 @@ import html
 import json
 from collections.abc import Iterator, Mapping
 
-from flask import Blueprint, Response, abort, current_app, request, send_file
+from flask import Blueprint, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
 
+from mirror.app import app_store
 from mirror.manifest import published_files
 from mirror.resolve import Wheel
-from mirror.storage import BlobNotFound, BlobStore
+from mirror.storage import BlobNotFound
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
 
 blueprint = Blueprint("pypi", __name__)
-
-
-def _store() -> BlobStore:
-    store: BlobStore = current_app.extensions["tfmirror.store"]
-    return store
 
 
 def _wants_json() -> bool:
@@ -89,7 +85,7 @@ def _file_url(wheel: Wheel) -> str:
 
 @blueprint.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
-    store = _store()
+    store = app_store()
     if not any(filename in files and files[filename].sha256 == sha256
                for files in _published().values()):  # fmt: skip
         abort(404, description=f"{filename} with sha256 {sha256} is not mirrored here")
@@ -121,4 +117,4 @@ def _chunks(reader: object) -> Iterator[bytes]:
 
 
 def _published() -> dict[str, dict[str, Wheel]]:
-    return published_files(_store())
+    return published_files(app_store())

@@ -13,8 +13,8 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mirror.config import Config
-from mirror.storage import BlobStore, StoreError
+from mirror.app import app_config, app_store
+from mirror.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
 from sync_jobs.runner import JobRunner
@@ -23,16 +23,6 @@ from sync_jobs.status import collect_status
 ENV_ADMIN_TOKEN = "TFMIRROR_ADMIN_TOKEN"
 
 blueprint = Blueprint("ops", __name__)
-
-
-def _config() -> Config:
-    config: Config = current_app.extensions["tfmirror.config"]
-    return config
-
-
-def _store() -> BlobStore:
-    store: BlobStore = current_app.extensions["tfmirror.store"]
-    return store
 
 
 class StatusCache:
@@ -68,7 +58,7 @@ class StatusCache:
 
 
 def _build() -> dict[str, object]:
-    return collect_status(_config(), _store())
+    return collect_status(app_config(), app_store())
 
 
 def _cache() -> StatusCache:
@@ -109,10 +99,10 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     problems = {}
     try:
-        _store().list("manifests/pypi")
+        app_store().list("manifests/pypi")
     except StoreError as exc:
         problems["store"] = str(exc)
-    devpi = _config().devpi.url
+    devpi = app_config().devpi.url
     try:
         if requests.get(f"{devpi}/+api", timeout=3).status_code != 200:
             problems["devpi"] = f"{devpi} answered, but not as devpi"
@@ -124,7 +114,7 @@ def readyz() -> tuple[Response, int]:
 def _runner() -> JobRunner:
     runner: JobRunner | None = current_app.extensions.get("tfmirror.runner")
     if runner is None:
-        runner = JobRunner(_config(), _store())
+        runner = JobRunner(app_config(), app_store())
         current_app.extensions["tfmirror.runner"] = runner
     return runner
 
