@@ -312,11 +312,14 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         if devpi_proc is not None:
             devpi_proc.start()
         try:
-            outcomes = scheduler.catch_up(config, store, runner)
+            # The syncs first, so the mirror serves before `up` says it does; verify and gc
+            # (if overdue) then run in the background.
+            outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
             for job, outcome in outcomes.items():
                 print(f"{job} sync at start: {outcome}", flush=True)
             sched = scheduler.build(config, runner)
             sched.start()
+            scheduler.add_startup_jobs(sched, config, store, runner)
             print("\npip.conf for the fleet:\n" + render_pip_conf(config.devpi.index_url))
             print(f"TF Hub models: {config.web.base_url}/hub/")
             print(f"status page:   {config.web.base_url}/")

@@ -76,13 +76,30 @@ def build(config: Config, runner: JobRunner) -> BackgroundScheduler:
     return scheduler
 
 
-def catch_up(config: Config, store: BlobStore, runner: JobRunner) -> dict[str, str]:
-    """Run now, in order, every scheduled job whose last success is older than its period."""
+def catch_up(
+    config: Config, store: BlobStore, runner: JobRunner, only: tuple[str, ...] | None = None
+) -> dict[str, str]:
+    """Run now, in order, every scheduled job (of `only`) whose last success is older
+    than its period."""
     return {
         job: runner.run(job, "startup", only_if=partial(overdue, config, store, job))
         for job, _ in scheduled_jobs(config)
-        if overdue(config, store, job)
+        if (only is None or job in only) and overdue(config, store, job)
     }
+
+
+def add_startup_jobs(
+    scheduler: BackgroundScheduler, config: Config, store: BlobStore, runner: JobRunner
+) -> None:
+    """Queue, on the running scheduler, a one-off run of every overdue job."""
+    for job in (job for job, _ in scheduled_jobs(config) if overdue(config, store, job)):
+        scheduler.add_job(
+            runner.run,
+            args=[job, "startup"],
+            kwargs={"only_if": partial(overdue, config, store, job)},
+            id=f"{job}-startup",
+            name=job,
+        )
 
 
 def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = None) -> int:
@@ -97,14 +114,7 @@ def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = Non
     signal.signal(signal.SIGINT, on_signal)
     scheduler = build(config, runner)
     scheduler.start()
-    for job in (job for job, _ in scheduled_jobs(config) if overdue(config, store, job)):
-        scheduler.add_job(
-            runner.run,
-            args=[job, "startup"],
-            kwargs={"only_if": partial(overdue, config, store, job)},
-            id=f"{job}-startup",
-            name=job,
-        )
+    add_startup_jobs(scheduler, config, store, runner)
     log.info("scheduler running: %s", ", ".join(f"{j} '{c}'" for j, c in scheduled_jobs(config)))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish and release their locks")
