@@ -338,22 +338,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
     report = run_verify(config, open_store(config.storage), fix=args.repair, deep=args.deep,
                         install=not args.no_install)  # fmt: skip
-    scrub = report.scrub
-    print(f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in {scrub.seconds:.1f} s "
-          f"({scrub.bytes / max(scrub.seconds, 1e-9) / 1e6:.0f} MB/s)")  # fmt: skip
-    for problem in scrub.problems:
-        state = "repaired" if problem.repaired else "NOT repaired"
-        print(f"  {problem.kind} {problem.sha256[:12]} {', '.join(problem.names)}: "
-              f"{problem.detail}" + (f" [{state}]" if args.repair else ""))  # fmt: skip
-    devpi = report.devpi
-    print("devpi: " + ("offers exactly the manifests' files" if devpi.clean else "PROBLEMS"))
-    for name in devpi.repaired:
-        print(f"  re-pushed {name}")
-    for target in report.targets:
-        print(f"target {target.target}: {'ok' if target.ok else 'FAILED'} ({target.how}) "
-              f"{target.detail}")  # fmt: skip
-    for model in report.models:
-        print(f"model {model.handle}: {'ok' if model.ok else 'FLAGGED'}: {model.detail}")
+    print(report.render(args.repair), end="")
     for line in report.problems:
         print(f"PROBLEM {line}", file=sys.stderr)
     print("verify: clean" if report.ok else f"verify: {len(report.problems)} problems remain")
@@ -383,36 +368,14 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     import json
 
     from mirror.storage import open_store
+    from sync_jobs.page import render_text
     from sync_jobs.status import collect_status
 
     status = collect_status(config, open_store(config.storage))
     if args.json:
         print(json.dumps(status, indent=1))
         return EXIT_OK
-    print("tfmirror: " + ("all jobs ok" if status["healthy"] else
-                          "FAILING: " + ", ".join(status["failing_jobs"])))  # fmt: skip
-    for job in status["jobs"]:
-        last = job["last_run"]
-        line = f"  {job['job']:5} {job['schedule']:16} "
-        line += (
-            f"last {last['outcome']} at {last['start']} ({last['seconds']:.1f} s)"
-            if last
-            else "never run"
-        )
-        line += f", next {job['next_run']}" if job["next_run"] else ""
-        print(line)
-        if job["last_error"]:
-            error = job["last_error"]
-            print(f"        error: {error['name']}: {error['reason']}")
-    for target in status["inventory"]["targets"]:
-        print(f"  target {target['target']}: {target['files']} files, "
-              f"{target['bytes'] / 1e6:.0f} MB, synced {target['synced_at']}")  # fmt: skip
-    for model in status["inventory"]["models"]:
-        print(f"  model {model['handle']}: {model['size'] / 1e6:.1f} MB {model['sha256'][:12]}")
-    for row in status["lag"]:
-        state = "behind" if row["behind"] else "up to date"
-        print(f"  lag {row['requirement']}: mirrored {', '.join(row['mirrored']) or '-'}, "
-              f"upstream {row['newest_upstream'] or '?'} ({state})")  # fmt: skip
+    print(render_text(status), end="")
     return EXIT_OK if status["healthy"] else EXIT_FAILED
 
 

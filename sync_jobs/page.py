@@ -161,3 +161,35 @@ reloads every {REFRESH_SECONDS} s &middot; <a href="/api/status">JSON</a> &middo
 <a href="/metrics">metrics</a></p>
 </body></html>
 """
+
+
+def render_text(status: dict[str, Any]) -> str:
+    """`tfmirror status`: the page's facts as plain text."""
+    failing = ", ".join(status["failing_jobs"])
+    lines = ["tfmirror: " + ("all jobs ok" if status["healthy"] else f"FAILING: {failing}")]
+    for job in status["jobs"]:
+        last = job["last_run"]
+        line = f"  {job['job']:6} {job['schedule']:16} "
+        line += (f"last {last['outcome']} at {_plain(last['start'])} ({last['seconds']:.1f} s)"
+                 if last else "never run")  # fmt: skip
+        lines.append(line + (f", next {_plain(job['next_run'])}" if job["next_run"] else ""))
+        if job["last_error"]:
+            lines.append(f"         error: {job['last_error']['name']}: "
+                         f"{job['last_error']['reason']}")  # fmt: skip
+    for target in status["inventory"]["targets"]:
+        lines.append(f"  target {target['target']}: {target['files']} files, "
+                     f"{_size(target['bytes'])}, synced {target['synced_at']}")  # fmt: skip
+    for model in status["inventory"]["models"]:
+        lines.append(f"  model {model['handle']}: {_size(model['size'])} {model['sha256'][:12]}")
+    for row in status["lag"]:
+        state = "behind" if row["behind"] else "up to date"
+        lines.append(f"  lag {row['requirement']}: mirrored {', '.join(row['mirrored']) or '-'}, "
+                     f"upstream {row['newest_upstream'] or '?'} ({state})")  # fmt: skip
+    verification = status["verification"]
+    lines.append(f"  verify: {verification['outcome']} at {verification['end']}" if verification
+                 else "  verify: never run")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _plain(text: str) -> str:
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

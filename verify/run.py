@@ -52,6 +52,24 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def render(self, repairing: bool) -> str:
+        """`tfmirror verify`'s report."""
+        scrub = self.scrub
+        rate = scrub.bytes / max(scrub.seconds, 1e-9) / 1e6
+        lines = [f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in "
+                 f"{scrub.seconds:.1f} s ({rate:.0f} MB/s)"]  # fmt: skip
+        for p in scrub.problems:
+            state = f" [{'repaired' if p.repaired else 'NOT repaired'}]" if repairing else ""
+            lines.append(f"  {p.kind} {p.sha256[:12]} {', '.join(p.names)}: {p.detail}{state}")
+        lines.append("devpi: " + ("offers exactly the manifests' files" if self.devpi.clean
+                                  else "PROBLEMS"))  # fmt: skip
+        lines += [f"  re-pushed {name}" for name in self.devpi.repaired]
+        lines += [f"target {t.target}: {'ok' if t.ok else 'FAILED'} ({t.how}) {t.detail}"
+                  for t in self.targets]  # fmt: skip
+        lines += [f"model {m.handle}: {'ok' if m.ok else 'FLAGGED'}: {m.detail}"
+                  for m in self.models]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
     def as_json(self) -> dict[str, object]:
         return {
             "end": utcnow(),
