@@ -88,6 +88,24 @@ def curl_parallel(urls: list[str], dest: Path) -> float:
     return wall
 
 
+def warm_up(args: argparse.Namespace, work: Path) -> None:
+    """Fetch every wheel once before anything is timed, so that tfmirror, pip and curl all
+    meet the same (warm) state of any cache between here and PyPI. uv's own cache for
+    this resolve is a separate one, so tfmirror's resolve still starts cold."""
+    from mirror.config import Target
+    from mirror.resolve import resolve_target
+
+    saved = os.environ.get("UV_CACHE_DIR")
+    os.environ["UV_CACHE_DIR"] = str(work / "uv-warm-up")
+    try:
+        target = Target(args.python, args.platform)
+        wheels = resolve_target(tuple(args.requirements), target, args.upstream)
+    finally:
+        if saved is not None:
+            os.environ["UV_CACHE_DIR"] = saved
+    curl_parallel([w.url for w in wheels], work / "warm-up")
+
+
 def pip_download(args: argparse.Namespace, dest: Path) -> float:
     platforms = [f"--platform={p}" for p in platforms_for(args.platform)]
     cmd = [
@@ -142,6 +160,7 @@ def main() -> None:
         from mirror.config import load_config
 
         config = load_config(str(config_path))
+        warm_up(args, work)
         t0 = time.monotonic()
         with DevpiProcess(config.devpi):
             devpi_start = time.monotonic() - t0
@@ -155,7 +174,6 @@ def main() -> None:
             cold_run = json.loads(store.get(runs[0]) or b"{}")
             noop_run = json.loads(store.get(runs[-1]) or b"{}")
             installed = install_check(args, config.devpi.index_url, work) if args.install else None
-        curl_parallel(urls, work / "warmup")  # not counted: same cache state for the peers
         pip_wall = pip_download(args, work / "pip")
         curl_wall = curl_parallel(urls, work / "curl")
 
