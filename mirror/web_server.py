@@ -16,8 +16,12 @@ class WebServer:
     """The web front on host:port, in a daemon thread; a context manager that stops it."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
+        # A short loop timeout: stopping closes the sockets from another thread, which
+        # does not wake the loop's poll(); with waitress's default of 1 s every sync that
+        # started its own front paid up to a second to stop it.
         self._server = create_server(app, host=host, port=port, threads=THREADS,
-                                     ident="tfmirror", channel_timeout=300)  # fmt: skip
+                                     ident="tfmirror", channel_timeout=300,
+                                     asyncore_loop_timeout=0.05)  # fmt: skip
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
 
     @property
