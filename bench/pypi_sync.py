@@ -76,15 +76,18 @@ def timed_sync(config: Path) -> tuple[float, int, str]:
     return wall, rss, summary
 
 
-def curl_parallel(urls: list[str], dest: Path) -> float:
-    dest.mkdir(parents=True, exist_ok=True)
+def curl_parallel(urls: list[str], dest: Path | None) -> float:
+    """Fetch the URLs 8 at a time into dest (None: discard the bytes)."""
+    if dest is not None:
+        dest.mkdir(parents=True, exist_ok=True)
     cmd = ["curl", "--silent", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", "8"]
     for i, url in enumerate(urls):
-        cmd += ["-o", str(dest / f"{i}.whl"), url]
+        cmd += ["-o", str(dest / f"{i}.whl") if dest is not None else os.devnull, url]
     began = time.monotonic()
     subprocess.run(cmd, check=True)
     wall = time.monotonic() - began
-    shutil.rmtree(dest)
+    if dest is not None:
+        shutil.rmtree(dest)
     return wall
 
 
@@ -103,7 +106,9 @@ def warm_up(args: argparse.Namespace, work: Path) -> None:
     finally:
         if saved is not None:
             os.environ["UV_CACHE_DIR"] = saved
-    curl_parallel([w.url for w in wheels], work / "warm-up")
+    # To /dev/null: deleting 600 MB of files on a disk mounted with `discard` slows the
+    # writes that follow (measured: the next sync's download took 4.1 s instead of 2.5 s).
+    curl_parallel([w.url for w in wheels], None)
 
 
 def pip_download(args: argparse.Namespace, dest: Path) -> float:

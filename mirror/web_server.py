@@ -33,12 +33,14 @@ class WebServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # server.close() leaves keep-alive channels in the map, and the loop would run
-        # until they time out; closing the whole map ends it at once.
         from waitress import wasyncore
 
-        self._server.task_dispatcher.shutdown()
-        wasyncore.close_all(self._server._map)
+        server = self._server
+        server.task_dispatcher.shutdown()
+        # Close every channel (keep-alive ones too, or the loop would wait for their
+        # timeout) from inside the loop's own thread: the trigger wakes its poll() at
+        # once, where closing sockets from here would leave it asleep for up to 1 s.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         self._thread.join(timeout=10)
 
 
