@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import clean_pip_env, free_port, make_venv
+from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -104,13 +104,7 @@ def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_p
         assert "pypi sync at start: ok" in text, text
         index_url = next(ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("index-url"))
         venv = make_venv(tmp_path / "venv")
-        pip = subprocess.run(
-            [str(venv), "-m", "pip", "install", "--index-url", index_url, "alpha"],
-            capture_output=True,
-            text=True,
-            env=clean_pip_env(),
-            timeout=300,
-        )
+        pip = pip_install(venv, index_url, "alpha")
         assert pip.returncode == 0, pip.stderr
     finally:
         up.send_signal(signal.SIGINT)

@@ -19,7 +19,7 @@ import yaml
 
 from mirror.cli import _parser
 from mirror.config import load_config
-from tests.support.servers import MotoServer, clean_pip_env, free_port, make_venv
+from tests.support.servers import MotoServer, free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -104,13 +104,7 @@ def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
 
         venv = make_venv(tmp_path / "venv")
         index = f"http://127.0.0.1:{devpi_port}/tfmirror/pypi/+simple/"
-        pip = subprocess.run(
-            [str(venv), "-m", "pip", "install", "--index-url", index, "alpha"],
-            capture_output=True,
-            text=True,
-            env=clean_pip_env(),
-            timeout=300,
-        )
+        pip = pip_install(venv, index, "alpha")
         assert pip.returncode == 0, pip.stderr
 
         for name in ("scheduler-1", "scheduler-2"):

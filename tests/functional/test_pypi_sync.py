@@ -24,7 +24,8 @@ from mirror.storage import BlobStore, open_store
 from mirror.web_server import WebServer
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.mirror_env import LINUX, WINDOWS, make_config
-from tests.support.servers import clean_pip_env, make_venv
+from tests.support.servers import make_venv
+from tests.support.servers import pip_install as install_from
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -39,13 +40,7 @@ def sync(config: Config) -> tuple[SyncReport, BlobStore]:
 
 
 def pip_install(venv_python: Path, config: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(venv_python), "-m", "pip", "install", "--index-url", config.devpi.index_url, *args],
-        capture_output=True,
-        text=True,
-        env=clean_pip_env(),
-        timeout=300,
-    )
+    return install_from(venv_python, config.devpi.index_url, *args)
 
 
 def offered(config: Config, *projects: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from mirror.storage import LocalStore, blob_key, open_store
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
 from tests.support.mirror_env import make_config
-from tests.support.servers import clean_pip_env, make_venv
+from tests.support.servers import make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from verify.airgap import AirGapProof
@@ -118,13 +118,7 @@ def test_file_deleted_from_devpi_is_found_and_pushed_again(
     assert fixed.ok and fixed.devpi.repaired == [name]
     # devpi holds it again: pip installs with the web front down.
     venv = make_venv(tmp_path / "venv")
-    pip = subprocess.run(
-        [str(venv), "-m", "pip", "install", "--index-url", config.devpi.index_url, "alpha"],
-        capture_output=True,
-        text=True,
-        env=clean_pip_env(),
-        timeout=300,
-    )
+    pip = pip_install(venv, config.devpi.index_url, "alpha")
     assert pip.returncode == 0, pip.stderr
 
 

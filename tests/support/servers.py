@@ -85,3 +85,14 @@ def clean_pip_env(**extra: str) -> dict[str, str]:
 def make_venv(path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     return path / "bin" / "python"
+
+
+def pip_install(venv_python: Path, index_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real pip in a venv, with the index we name as its only source."""
+    return subprocess.run(
+        [str(venv_python), "-m", "pip", "install", "--index-url", index_url, *args],
+        capture_output=True,
+        text=True,
+        env=clean_pip_env(),
+        timeout=300,
+    )
