@@ -21,7 +21,7 @@ from mirror.manifest import load_all
 from mirror.runs import read_index
 from mirror.storage import BlobStore
 from sync_jobs.scheduler import next_run
-from verify.run import VERIFY_STATE
+from verify import VERIFY_STATE
 
 
 def _job(config: Config, store: BlobStore, job: str, cron: str) -> dict[str, Any]:

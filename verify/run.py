@@ -18,13 +18,12 @@ from mirror.runs import RunRecord
 from mirror.services import services_for_sync
 from mirror.storage import BlobStore
 from mirror.upstream import RetryPolicy
+from verify import VERIFY_STATE
 from verify.airgap import AirGapProof, TargetProof
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
 from verify.references import referenced
 from verify.scrub import ScrubReport, repair, scrub
-
-VERIFY_STATE = "state/verify.json"
 
 
 @dataclass
