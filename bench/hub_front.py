@@ -2,7 +2,8 @@
 
 In one run:
   1. throughput of one download through the front (curl) vs reading the same blob file
-     (dd), both from disk (page cache dropped first; needs root) and both from cache;
+     (dd), both from disk (page cache dropped first; needs root) and both from cache,
+     for `tfmirror serve` (waitress) and `tfmirror serve --workers 2` (gunicorn);
   2. 32 concurrent downloads through the front: errors, p50 and p99 latency (curl);
   3. the front's peak RSS while serving a 20 MB and a 200 MB archive, to show it does
      not grow with the archive's size.
@@ -119,21 +120,22 @@ class Served:
         self.proc.wait()
 
 
-def serve(work: Path, size_mb: int) -> Served:
-    """Imports a model of `size_mb` into a fresh store and starts `tfmirror serve` on it."""
+def serve(work: Path, size_mb: int, *serve_args: str) -> Served:
+    """Imports a model of `size_mb` into a store (once) and starts `tfmirror serve` on it."""
     store_dir = work / f"store-{size_mb}"
     port = free_port()
     config_path = work / f"tfmirror-{size_mb}.toml"
     config_path.write_text(f'[storage]\npath = "{store_dir}"\n[web]\nport = {port}\n')
     archive = work / f"model-{size_mb}.tar.gz"
-    make_archive(archive, size_mb)
-    config = parse_config({"storage": {"path": str(store_dir)}}, work)
-    store = LocalStore(store_dir)
-    outcome = import_model(store, archive, f"https://tfhub.dev/bench/model-{size_mb}/1", config.hub)
-    assert outcome.status == "new", outcome.reason
+    if not archive.exists():
+        make_archive(archive, size_mb)
+        config = parse_config({"storage": {"path": str(store_dir)}}, work)
+        handle = f"https://tfhub.dev/bench/model-{size_mb}/1"
+        outcome = import_model(LocalStore(store_dir), archive, handle, config.hub)
+        assert outcome.status == "new", outcome.reason
     blob = next(store_dir.glob("blobs/sha256/*/*"))
-    proc = subprocess.Popen([sys.executable, "-m", "mirror.cli", "--config", str(config_path),
-                             "serve"], stdout=subprocess.DEVNULL)  # fmt: skip
+    cli = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "serve", *serve_args]
+    proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/hub/bench/model-{size_mb}/1?tf-hub-format=compressed"
     deadline = time.monotonic() + 30
     while subprocess.run(["curl", "-sf", "-o", "/dev/null", "-I", url]).returncode != 0:
@@ -171,7 +173,7 @@ class SendfileServer:
         self.sock.close()
 
 
-def throughput(served: Served) -> list[str]:
+def throughput(served: Served, name: str) -> list[str]:
     size = served.blob.stat().st_size
     rows = []
     out = []
@@ -187,8 +189,8 @@ def throughput(served: Served) -> list[str]:
     rows.append(("from page cache", disk, min(curl_get(served.url) for _ in range(3))))
     for label, disk, front in rows:
         out.append(
-            f"{label:26} dd {size / disk / 1e6:6.0f} MB/s, front {size / front / 1e6:6.0f} MB/s, "
-            f"ratio {disk / front:.2f}x  (target >= 0.7)"
+            f"{name}: {label:26} dd {size / disk / 1e6:5.0f} MB/s, front "
+            f"{size / front / 1e6:5.0f} MB/s, ratio {disk / front:.2f}x  (target >= 0.7)"
         )
     peer = SendfileServer(served.blob)
     try:
@@ -197,8 +199,8 @@ def throughput(served: Served) -> list[str]:
     finally:
         peer.close()
     out.append(
-        f"{'socket path (cache)':26} bare sendfile {size / raw / 1e6:6.0f} MB/s, front "
-        f"{size / front / 1e6:6.0f} MB/s, ratio {raw / front:.2f}x (loopback TCP + curl ceiling)"
+        f"{name}: {'socket path (cache)':26} bare sendfile {size / raw / 1e6:5.0f} MB/s, front "
+        f"{size / front / 1e6:5.0f} MB/s, ratio {raw / front:.2f}x (loopback + curl ceiling)"
     )
     return out
 
@@ -228,11 +230,18 @@ def main() -> None:
             served = serve(Path(tmp), size_mb)
             try:
                 if size_mb == args.size_mb:
-                    lines += throughput(served)
+                    lines += throughput(served, "serve")
                 line, peaks[size_mb] = concurrent(served)
                 lines.append(line)
             finally:
                 served.stop()
+        # The production setting (docker-compose): gunicorn workers, files via sendfile().
+        served = serve(Path(tmp), args.size_mb, "--workers", "2")
+        try:
+            lines += throughput(served, "serve --workers 2")
+            lines.append("serve --workers 2: " + concurrent(served)[0])
+        finally:
+            served.stop()
     lines.append(
         "front peak RSS while serving: "
         + ", ".join(f"{peaks[mb] / 1024:.0f} MB for a {mb} MB model" for mb in peaks)
