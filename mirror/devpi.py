@@ -142,20 +142,24 @@ class DevpiClient:
             out.append(DevpiFile(entry["filename"], url, entry.get("hashes", {}).get("sha256", "")))
         return out
 
-    def fetch_sha256(self, url: str) -> tuple[str, int]:
-        """Stream a file out of devpi (it caches it on the way) and hash what it served."""
+    def fetch_sha256(self, url: str) -> tuple[str, bool]:
+        """Stream a file out of devpi and hash what it served.
+
+        Also says whether devpi pulled it from upstream on the way (and so will commit
+        it) or served it from its own store: only a pull carries the `X-Accel-Buffering`
+        header devpi sets on streamed-through responses.
+        """
         digest = hashlib.sha256()
-        count = 0
         try:
             with self._http.get(url, stream=True, timeout=self._timeout) as answer:
                 if answer.status_code != 200:
                     raise DevpiError(f"devpi served {url} with {_why(answer)}")
+                pulled = "X-Accel-Buffering" in answer.headers
                 for chunk in answer.iter_content(1024 * 1024):
                     digest.update(chunk)
-                    count += len(chunk)
         except requests.RequestException as exc:
             raise DevpiError(f"devpi failed serving {url}: {exc}") from None
-        return digest.hexdigest(), count
+        return digest.hexdigest(), pulled
 
 
 def _why(answer: requests.Response) -> str:

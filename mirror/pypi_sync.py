@@ -248,9 +248,11 @@ def push_to_devpi(
         offered.update((f.sha256, f.url) for f in devpi.files(project))
     # Phase B: pull each new file through devpi, largest first (devpi's pull of the
     # TensorFlow wheel is the critical path), and hash what devpi serves. From here on
-    # devpi's serial moves only by one commit per file it caches.
+    # devpi's serial moves only by one commit per file it pulls (one it already held,
+    # say after our proof state was lost, is served from its store: no commit).
     result.offered_after = time.monotonic() - began
     serial = devpi.serial()
+    pulls = 0  # files devpi fetched from us now, each of which it commits once
     jobs = []
     for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
         if wheel.sha256 not in offered:
@@ -262,7 +264,7 @@ def push_to_devpi(
         for future in as_completed(futures):
             wheel = futures[future]
             try:
-                got, _ = future.result()
+                got, pulled = future.result()
             except DevpiError as exc:
                 result.failures.append(Failure(wheel.filename, "", str(exc)))
                 continue
@@ -272,7 +274,8 @@ def push_to_devpi(
                 continue
             proven[wheel.sha256] = wheel.filename
             result.count += 1
-    devpi.wait_committed(serial + result.count)
+            pulls += pulled
+    devpi.wait_committed(serial + pulls)
     proven = {sha: name for sha, name in proven.items() if sha in wanted}
     store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
     return result

@@ -18,7 +18,7 @@ from mirror.config import Config, DevpiConfig
 from mirror.devpi import DevpiClient
 from mirror.lockfile import render_lock
 from mirror.manifest import load_manifest
-from mirror.pypi_sync import PypiSync, SyncReport
+from mirror.pypi_sync import WARM_STATE, PypiSync, SyncReport
 from mirror.services import services_for_sync
 from mirror.storage import BlobStore, open_store
 from mirror.web_server import WebServer
@@ -291,3 +291,20 @@ def test_live_pypi_small_closure(devpi: DevpiConfig, tmp_path: Path) -> None:
     assert hashlib.sha256(blob).hexdigest() == wheel.sha256
     venv = make_venv(tmp_path / "venv")
     assert pip_install(venv, config, "six").returncode == 0
+
+
+def test_files_devpi_already_holds_are_proven_again_without_waiting_for_commits(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    first, store = sync(config)
+    assert first.ok and first.devpi_warmed == 3
+    store.delete(WARM_STATE)  # proof state lost (say, a restored store): devpi still holds all
+    # And something new, so devpi is pushed to; beta and delta stay as they were.
+    upstream.add(WheelSpec("alpha", "1.1", requires=["beta", 'delta; sys_platform == "linux"']))
+
+    again, _ = sync(config)
+
+    assert again.ok, again.failures
+    assert again.new == 1 and again.devpi_warmed == 3  # alpha 1.1, beta, delta proven
