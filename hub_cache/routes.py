@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, request, send_f
 
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.app import app_config, app_store
-from mirror.storage import BlobNotFound
+from mirror.storage import BlobNotFound, BlobStore
 
 blueprint = Blueprint("hub", __name__)
 
@@ -131,14 +131,30 @@ def _archive(manifest: ModelManifest) -> Response:
         config = app_config()
         if presign is not None and config.web.presign_s3:
             return redirect(presign(manifest.sha256), code=302)  # type: ignore[return-value]
+        resp = _stream_from_store(store, manifest)
+    resp.headers["Cache-Control"] = "public, max-age=3600"
+    return resp
+
+
+def _stream_from_store(store: BlobStore, manifest: ModelManifest) -> Response:
+    """Stream an archive out of a store with no local file (S3), Range included."""
+    wanted = request.range.range_for_length(manifest.size) if request.range else None
+    start, end = wanted if wanted else (0, manifest.size)
+    body: Iterator[bytes] = iter(())
+    if request.method != "HEAD":
         try:
-            reader = store.open_blob(manifest.sha256)
+            if wanted:
+                body = _chunks(store.open_range(manifest.sha256, start, end - start))
+            else:
+                body = _chunks(store.open_blob(manifest.sha256))
         except BlobNotFound:
             abort(503, description=f"{manifest.path}: its archive is missing from the store")
-        resp = Response(_chunks(reader), mimetype="application/octet-stream")
-        resp.headers["Content-Length"] = str(manifest.size)
-        resp.set_etag(manifest.sha256)
-    resp.headers["Cache-Control"] = "public, max-age=3600"
+    resp = Response(body, status=206 if wanted else 200, mimetype="application/octet-stream")
+    resp.headers["Content-Length"] = str(end - start)
+    resp.headers["Accept-Ranges"] = "bytes"
+    if wanted:
+        resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
+    resp.set_etag(manifest.sha256)
     return resp
 
 

@@ -60,6 +60,9 @@ class BlobStore(Protocol):
     def open_blob(self, sha256: str) -> BinaryIO:
         """A streaming reader; raises BlobNotFound."""
 
+    def open_range(self, sha256: str, start: int, length: int) -> BinaryIO:
+        """A streaming reader of `length` bytes from `start` (HTTP Range requests)."""
+
     def local_path(self, sha256: str) -> Path | None:
         """A filesystem path for zero-copy serving, where the backend has one."""
 
@@ -152,6 +155,11 @@ class LocalStore:
         except FileNotFoundError:
             raise BlobNotFound(f"blob {sha256} is not in {self.describe()}") from None
 
+    def open_range(self, sha256: str, start: int, length: int) -> BinaryIO:
+        reader = self.open_blob(sha256)
+        reader.seek(start)
+        return _Window(reader, length)  # type: ignore[return-value]
+
     def local_path(self, sha256: str) -> Path | None:
         path = self._path(blob_key(sha256))
         return path if path.is_file() else None
@@ -204,6 +212,29 @@ class LocalStore:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+
+class _Window:
+    """At most `length` bytes of a reader."""
+
+    def __init__(self, reader: BinaryIO, length: int) -> None:
+        self._reader = reader
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._reader.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> _Window:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- S3
@@ -355,6 +386,14 @@ class S3Store:
                 answer = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
         except BlobNotFound:
             raise BlobNotFound(f"blob {sha256} is not in {self.describe()}") from None
+        return answer["Body"]  # type: ignore[return-value]
+
+    def open_range(self, sha256: str, start: int, length: int) -> BinaryIO:
+        key = blob_key(sha256)
+        with self.errors(key):
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=self.key(key), Range=f"bytes={start}-{start + length - 1}"
+            )
         return answer["Body"]  # type: ignore[return-value]
 
     def local_path(self, sha256: str) -> Path | None:

@@ -220,8 +220,13 @@ def test_hub_on_s3_streams_byte_identical(
     with WebServer(create_app(config, store), "127.0.0.1", config.web.port):
         url = f"{config.web.base_url}/hub/google/s3model/2?tf-hub-format=compressed"
         answer = requests.get(url, timeout=30)
+        part = requests.get(url, headers={"Range": "bytes=100-1123"}, timeout=30)
+        head = requests.head(url, timeout=30)
     assert answer.status_code == 200 and answer.content == data
     assert answer.headers["Content-Length"] == str(len(data))
+    assert part.status_code == 206 and part.content == data[100:1124]
+    assert part.headers["Content-Range"] == f"bytes 100-1123/{len(data)}"
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data))
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")

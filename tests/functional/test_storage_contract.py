@@ -130,3 +130,13 @@ def test_blob_mtime_and_move_to_quarantine(store: BlobStore) -> None:
     assert store.blob_mtime(sha) is None
     with pytest.raises(BlobNotFound):
         store.move_blob(sha, "quarantine/again")
+
+
+def test_open_range_reads_exactly_the_window(store: BlobStore) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    sha = put_blob(store, data)
+    with store.open_range(sha, 1000, 5000) as reader:
+        got = b""
+        while chunk := reader.read(777):
+            got += chunk
+    assert got == data[1000:6000]
