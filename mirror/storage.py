@@ -7,6 +7,7 @@ sees a partial or unverified blob. boto3 errors stop here and become StoreError.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -75,6 +76,11 @@ class BlobStore(Protocol):
         """Move a blob out of the content-addressed space (quarantine), server-side."""
 
     def iter_blobs(self) -> Iterator[str]: ...
+
+    def iter_temporaries(self) -> Iterator[tuple[str, float]]:
+        """Unpublished blob writes (id, start time): crashed writers leave these behind."""
+
+    def drop_temporary(self, ident: str) -> None: ...
 
     def get(self, key: str) -> bytes | None:
         """A small document, or None when absent."""
@@ -186,6 +192,16 @@ class LocalStore:
         if base.is_dir():
             for path in base.glob("*/*"):
                 yield path.name
+
+    def iter_temporaries(self) -> Iterator[tuple[str, float]]:
+        base = self.root / TMP_PREFIX
+        if base.is_dir():
+            for path in base.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    yield path.name, path.stat().st_mtime
+
+    def drop_temporary(self, ident: str) -> None:
+        self._path(f"{TMP_PREFIX}/{ident}").unlink(missing_ok=True)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -428,6 +444,32 @@ class S3Store:
     def iter_blobs(self) -> Iterator[str]:
         for key in self.list(BLOB_PREFIX):
             yield key.rsplit("/", 1)[-1]
+
+    def iter_temporaries(self) -> Iterator[tuple[str, float]]:
+        tmp = self.key(f"{TMP_PREFIX}/")
+        with self.errors(tmp):
+            uploads = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=tmp
+            )
+            for page in uploads:
+                for upload in page.get("Uploads", []):
+                    ident = f"upload:{upload['Key']}:{upload['UploadId']}"
+                    yield ident, upload["Initiated"].timestamp()
+            objects = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=tmp
+            )
+            for listing in objects:
+                for obj in listing.get("Contents", []):
+                    yield f"object:{obj['Key']}", obj["LastModified"].timestamp()
+
+    def drop_temporary(self, ident: str) -> None:
+        kind, _, rest = ident.partition(":")
+        with self.errors(rest):
+            if kind == "upload":
+                key, _, upload_id = rest.rpartition(":")
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            else:
+                self.client.delete_object(Bucket=self.bucket, Key=rest)
 
     def get(self, key: str) -> bytes | None:
         try:

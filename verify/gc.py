@@ -1,8 +1,9 @@
 """Garbage collection: remove blobs no manifest references, once they are old enough.
 
 The grace period protects an in-flight sync: its blobs are stored before its manifest
-is committed, so for a while they are referenced by nothing. Quarantine is never
-collected; it is evidence.
+is committed, so for a while they are referenced by nothing. The same grace applies to
+abandoned writes (temp files, S3 multipart uploads). Quarantine is never collected; it
+is evidence.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class GcReport:
     kept_young: list[str] = field(default_factory=list)
     referenced: int = 0
     freed_bytes: int = 0
+    temporaries: list[str] = field(default_factory=list)  # abandoned writes dropped
     dry_run: bool = False
 
     def summary(self) -> str:
@@ -28,7 +30,7 @@ class GcReport:
         return (
             f"gc: {verb} {len(self.removed)} unreferenced blobs ({self.freed_bytes / 1e6:.1f} MB); "
             f"{len(self.kept_young)} younger than the grace period kept; "
-            f"{self.referenced} referenced"
+            f"{self.referenced} referenced; {len(self.temporaries)} abandoned writes"
         )
 
 
@@ -56,4 +58,11 @@ def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> Gc
         report.removed.append(sha)
         if not dry_run:
             store.delete_blob(sha)
+    # Writes a crashed sync never published or discarded (a temp file, an S3 multipart
+    # upload): past the grace period, no live writer can still own them.
+    for ident, started in list(store.iter_temporaries()):
+        if now - started >= grace_seconds:
+            report.temporaries.append(ident)
+            if not dry_run:
+                store.drop_temporary(ident)
     return report

@@ -140,3 +140,17 @@ def test_open_range_reads_exactly_the_window(store: BlobStore) -> None:
         while chunk := reader.read(777):
             got += chunk
     assert got == data[1000:6000]
+
+
+def test_abandoned_writes_are_listed_and_can_be_dropped(store: BlobStore) -> None:
+    import time
+
+    crashed = store.new_blob()
+    crashed.write(b"x" * (20 * 1024 * 1024))  # on S3: a multipart upload in flight
+    temporaries = list(store.iter_temporaries())
+    assert len(temporaries) == 1
+    ident, started = temporaries[0]
+    if isinstance(store, LocalStore):  # moto reports a fixed 2010 date for every upload
+        assert abs(started - time.time()) < 120
+    store.drop_temporary(ident)
+    assert list(store.iter_temporaries()) == []

@@ -234,10 +234,20 @@ def test_gc_spares_referenced_and_young_blobs(synced: tuple[Config, LocalStore])
     two_days_ago = time.time() - 2 * 86400
     os.utime(store.root / blob_key(old_sha), (two_days_ago, two_days_ago))
 
+    abandoned = store.new_blob()  # a crashed sync's unpublished write, two days old
+    abandoned.write(b"half a wheel")
+    (tmp_name,) = [name for name, _ in store.iter_temporaries()]
+    os.utime(store.root / "tmp" / tmp_name, (two_days_ago, two_days_ago))
+    in_flight = store.new_blob()  # and one being written right now
+    in_flight.write(b"streaming")
+
     dry = collect(store, grace_seconds=86400, dry_run=True)
     assert dry.removed == [old_sha] and store.has_blob(old_sha)
+    assert dry.temporaries == [tmp_name] and len(list(store.iter_temporaries())) == 2
 
     report = collect(store, grace_seconds=86400)
 
     assert report.removed == [old_sha] and report.kept_young == [young_sha]
     assert sorted(store.iter_blobs()) == sorted([*referenced, young_sha])
+    assert report.temporaries == [tmp_name] and len(list(store.iter_temporaries())) == 1
+    in_flight.discard()
