@@ -84,15 +84,6 @@ def record_keys(store: BlobStore, job: str) -> list[str]:
     return [k for k in store.list(f"{RUNS}/{job}") if k.rsplit("/", 1)[-1] not in INDEX_FILES]
 
 
-def latest_runs(store: BlobStore, job: str, limit: int = 20) -> list[dict[str, Any]]:
-    out = []
-    for key in reversed(record_keys(store, job)[-limit:]):
-        data = store.get(key)
-        if data is not None:
-            out.append(json.loads(data))
-    return out
-
-
 def prune_runs(store: BlobStore, job: str, keep: int) -> int:
     """Delete all but the newest `keep` records of a job; return how many went."""
     keys = record_keys(store, job)
