@@ -7,7 +7,6 @@ reason, and the model keeps serving what it served before.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from hub_cache.models import ModelManifest, load_model, load_models, save_model
 from mirror.config import Config, HubConfig, HubModel
 from mirror.manifest import utcnow
 from mirror.runs import RunRecord
-from mirror.storage import BlobStore, StoreError
+from mirror.storage import BlobStore, HashingWriter, StoreError
 from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
 
 COMPRESSED_QUERY = "tf-hub-format=compressed"
@@ -65,20 +64,16 @@ def compressed_url(model: HubModel) -> str:
 
 def copy_local(store: BlobStore, path: Path) -> Fetched:
     """A local tarball into the store, hashed on the way (DMZ sources and imports)."""
-    writer = store.new_blob()
-    digest = hashlib.sha256()
-    size = 0
+    sink = HashingWriter(store.new_blob())
     try:
         with path.open("rb") as source:
             while chunk := source.read(1024 * 1024):
-                digest.update(chunk)
-                writer.write(chunk)
-                size += len(chunk)
-        writer.publish(digest.hexdigest())
+                sink.write(chunk)
+        sha = sink.publish()
     except BaseException:
-        writer.discard()
+        sink.discard()
         raise
-    return Fetched(digest.hexdigest(), size, f"file:{path}")
+    return Fetched(sha, sink.size, f"file:{path}")
 
 
 def publish_model(

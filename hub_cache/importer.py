@@ -3,40 +3,20 @@ that nothing reaches. It goes through the same validation as a synced model."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 from pathlib import Path
 
 from hub_cache.hub_sync import ModelOutcome, copy_local, publish_model
 from mirror.config import HubConfig, handle_path
-from mirror.storage import BlobStore, BlobWriter
+from mirror.storage import BlobStore, HashingWriter
 from mirror.upstream import Fetched
-
-
-class _HashingSink:
-    """A write-only file object that hashes, counts and forwards to a BlobWriter."""
-
-    def __init__(self, writer: BlobWriter) -> None:
-        self.writer = writer
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.writer.write(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:
     """Stream a SavedModel folder into the store as tar.gz, laid out the way
     tensorflow_hub extracts it: './' first, every folder before what it holds."""
-    writer = store.new_blob()
-    sink = _HashingSink(writer)
+    sink = HashingWriter(store.new_blob())
     try:
         with tarfile.open(fileobj=sink, mode="w|gz") as tar:  # type: ignore[call-overload]
             tar.add(folder, arcname=".", recursive=False)
@@ -47,10 +27,9 @@ def pack_folder(store: BlobStore, folder: Path) -> Fetched:
                     tar.add(base / name, arcname=_arcname(folder, base / name), recursive=False)
                 for name in sorted(files):
                     tar.add(base / name, arcname=_arcname(folder, base / name), recursive=False)
-        sha = sink.digest.hexdigest()
-        writer.publish(sha)
+        sha = sink.publish()
     except BaseException:
-        writer.discard()
+        sink.discard()
         raise
     return Fetched(sha, sink.size, f"import:{folder}")
 

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, request, send_f
 
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.app import app_config, app_store
-from mirror.storage import BlobNotFound, BlobStore
+from mirror.storage import BlobNotFound, BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__)
 
@@ -144,9 +144,9 @@ def _stream_from_store(store: BlobStore, manifest: ModelManifest) -> Response:
     if request.method != "HEAD":
         try:
             if wanted:
-                body = _chunks(store.open_range(manifest.sha256, start, end - start))
+                body = iter_chunks(store.open_range(manifest.sha256, start, end - start))
             else:
-                body = _chunks(store.open_blob(manifest.sha256))
+                body = iter_chunks(store.open_blob(manifest.sha256))
         except BlobNotFound:
             abort(503, description=f"{manifest.path}: its archive is missing from the store")
     resp = Response(body, status=206 if wanted else 200, mimetype="application/octet-stream")
@@ -156,14 +156,6 @@ def _stream_from_store(store: BlobStore, manifest: ModelManifest) -> Response:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
     resp.set_etag(manifest.sha256)
     return resp
-
-
-def _chunks(reader: Any) -> Iterator[bytes]:
-    try:
-        while chunk := reader.read(1024 * 1024):
-            yield chunk
-    finally:
-        reader.close()
 
 
 def _page(title: str, body: str) -> Response:

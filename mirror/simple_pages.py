@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from mirror.app import app_store
 from mirror.manifest import published_files
 from mirror.resolve import Wheel
-from mirror.storage import BlobNotFound
+from mirror.storage import BlobNotFound, iter_chunks
 
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
@@ -98,22 +98,13 @@ def file(sha256: str, filename: str) -> Response:
             reader = store.open_blob(sha256)
         except BlobNotFound:
             abort(404, description=f"{filename} is listed but its blob is missing")
-        resp = Response(_chunks(reader), mimetype="application/octet-stream")
+        resp = Response(iter_chunks(reader), mimetype="application/octet-stream")
         size = store.blob_size(sha256)
         if size is not None:
             resp.headers["Content-Length"] = str(size)
         resp.set_etag(sha256)
     resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     return resp
-
-
-def _chunks(reader: object) -> Iterator[bytes]:
-    read = reader.read  # type: ignore[attr-defined]
-    try:
-        while chunk := read(1024 * 1024):
-            yield chunk
-    finally:
-        reader.close()  # type: ignore[attr-defined]
 
 
 def _published() -> dict[str, dict[str, Wheel]]:

@@ -8,6 +8,7 @@ sees a partial or unverified blob. boto3 errors stop here and become StoreError.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import uuid
@@ -93,6 +94,38 @@ class BlobStore(Protocol):
     def list(self, prefix: str) -> list[str]: ...
 
     def describe(self) -> str: ...
+
+
+class HashingWriter:
+    """A BlobWriter that hashes and counts what passes through, so the blob can be
+    published under its own sha256; also a write-only file object (for tarfile)."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self._writer = writer
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self._writer.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def publish(self) -> str:
+        """Publish under the hash of everything written; returns that hash."""
+        sha = self.sha256
+        self._writer.publish(sha)
+        return sha
+
+    def discard(self) -> None:
+        self._writer.discard()
 
 
 # --------------------------------------------------------------------------- local disk
@@ -498,6 +531,15 @@ class S3Store:
             for page in pages:
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+
+def iter_chunks(reader: BinaryIO, size: int = 1024 * 1024) -> Iterator[bytes]:
+    """A store reader as a stream of chunks (a response body), closed when done."""
+    try:
+        while chunk := reader.read(size):
+            yield chunk
+    finally:
+        reader.close()
 
 
 def open_store(config: StorageConfig) -> BlobStore:

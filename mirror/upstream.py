@@ -8,7 +8,6 @@ answered and it lied, so asking again would only hide it.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import random
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import requests
 
-from mirror.storage import BlobStore, BlobWriter
+from mirror.storage import BlobStore, BlobWriter, HashingWriter
 
 CHUNK = 1024 * 1024
 USER_AGENT = "tfmirror/0.1 (+verified mirror)"
@@ -136,8 +135,7 @@ class _Sink:
     """
 
     def __init__(self, writer: BlobWriter) -> None:
-        self._writer = writer
-        self._digest = hashlib.sha256()
+        self._writer = HashingWriter(writer)
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="sink", daemon=True)
@@ -148,7 +146,6 @@ class _Sink:
             if self._error is not None:
                 continue  # keep draining so put() never blocks on a dead consumer
             try:
-                self._digest.update(chunk)
                 self._writer.write(chunk)
             except BaseException as exc:  # handed to the download's thread
                 self._error = exc
@@ -164,7 +161,7 @@ class _Sink:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._digest.hexdigest()
+        return self._writer.sha256
 
     def abort(self) -> None:
         if self._thread.is_alive():

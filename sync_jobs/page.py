@@ -45,10 +45,9 @@ def _when(text: str | None) -> str:
     if not text:
         return '<span class="muted">never</span>'
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return _plain(text)
     except ValueError:
         return escape(text)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _job_row(job: dict[str, Any]) -> str:
@@ -192,4 +191,5 @@ def render_text(status: dict[str, Any]) -> str:
 
 
 def _plain(text: str) -> str:
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

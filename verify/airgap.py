@@ -54,6 +54,7 @@ class TargetProof:
 
 
 def pip_env() -> dict[str, str]:
+    """pip and uv with no machine config, cache, prompts or extra indexes from the env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_NO_INPUT="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")  # fmt: skip

@@ -69,17 +69,12 @@ def aws_test_credentials() -> None:
     os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
-def clean_pip_env(**extra: str) -> dict[str, str]:
-    """The environment for a pip that sees only the index we name: machine config off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_NO_CACHE_DIR="1",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_INPUT="1",
-    )
-    env.update(extra)
-    return env
+def clean_pip_env() -> dict[str, str]:
+    """The environment for a pip that sees only the index we name: machine config off
+    (the same one the air-gap proof uses)."""
+    from verify.airgap import pip_env
+
+    return pip_env()
 
 
 def make_venv(path: Path) -> Path:
