@@ -58,8 +58,10 @@ def initialise(serverdir: Path) -> Credentials:
         creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
     if not (serverdir / ".nodeinfo").exists():
         proc = subprocess.run(
+            # `=` form: a generated password may begin with "-", which argparse would
+            # otherwise take for an option (devpi-init then fails, 1 start in 64).
             [_tool("devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi",
-             "--root-passwd", creds.root_password],
+             f"--root-passwd={creds.root_password}"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if proc.returncode != 0:

@@ -1,0 +1,37 @@
+"""tfmirror's own devpi-server: first start and the credentials it keeps."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import requests
+
+from mirror import devpi_server
+from mirror.config import DevpiConfig
+from mirror.devpi_server import CREDENTIALS, DevpiProcess
+from tests.support.servers import free_port
+
+
+def test_first_start_with_a_generated_password_that_looks_like_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # token_urlsafe() starts with "-" once in 64 draws; devpi-init must still take it.
+    password = "-looks-like-an-option-" + "x" * 40  # long enough for the secret file too
+    monkeypatch.setattr(devpi_server.secrets, "token_urlsafe", lambda n: password)
+    config = DevpiConfig(url=f"http://127.0.0.1:{free_port()}", serverdir=tmp_path / "devpi")
+
+    with DevpiProcess(config, log=tmp_path / "devpi.log"):
+        login = requests.post(
+            f"{config.url}/+login",
+            json={"user": "root", "password": password},
+            headers={"Accept": "application/json"},
+            timeout=10,
+        )
+
+    assert login.status_code == 200, login.text
+    creds = tmp_path / "devpi" / CREDENTIALS
+    assert json.loads(creds.read_text())["root_password"] == password
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
