@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mirror.config import load_config
+from mirror.devpi_server import DevpiProcess
 from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
@@ -82,6 +84,22 @@ def test_sync_lock_pip_conf_and_failure_exit_codes(
     assert "0 new, 0 skipped, 2 failed" in failed.stdout
     # Still the previous, verified closure.
     assert "alpha==1.0" in tfmirror(own_devpi_config, "lock").stdout
+
+
+def test_a_sync_stops_its_own_devpi_only_after_devpi_kept_every_file(
+    own_devpi_config: Path, upstream: Upstream, tmp_path: Path
+) -> None:
+    # devpi streams a pulled file before it copies it into place and commits it; a big
+    # wheel makes that window wide enough that stopping devpi early would lose it.
+    upstream.add(WheelSpec("beta", "2.0", noise=150_000_000))
+    assert tfmirror(own_devpi_config, "sync", "pypi").returncode == 0
+
+    # devpi alone, the web front down: only what devpi itself holds can be installed.
+    devpi = load_config(str(own_devpi_config)).devpi
+    with DevpiProcess(devpi):
+        venv = make_venv(tmp_path / "venv")
+        pip = pip_install(venv, devpi.index_url, "alpha")
+    assert pip.returncode == 0, pip.stderr
 
 
 def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_path: Path) -> None:

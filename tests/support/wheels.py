@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import random
 import zipfile
 from dataclasses import dataclass, field
 
@@ -17,7 +18,8 @@ class WheelSpec:
     version: str
     requires: list[str] = field(default_factory=list)
     tag: str = "py3-none-any"
-    padding: int = 0  # extra bytes of payload, to make a wheel bigger
+    padding: int = 0  # extra bytes of payload, to make a wheel bigger (they compress away)
+    noise: int = 0  # incompressible bytes, for a wheel that is big on the wire too
 
     @property
     def module(self) -> str:
@@ -46,6 +48,11 @@ def build_wheel(spec: WheelSpec) -> bytes:
             + b"# "
             + b"x" * spec.padding
             + b"\n"
+        ),
+        **(
+            {f"{spec.module}/noise.bin": random.Random(spec.filename).randbytes(spec.noise)}
+            if spec.noise
+            else {}
         ),
         f"{dist_info}/METADATA": spec.metadata(),
         f"{dist_info}/WHEEL": (
