@@ -1,14 +1,16 @@
 """Bench: mirror the TensorFlow closure for one target from live PyPI, against its peers.
 
 In one run, on the same network and disk:
-  1. raw parallel download of the same URLs with curl (a warm-up, not counted, then counted);
-  2. tfmirror cold sync into an empty store and a fresh devpi (running, as beside
-     `tfmirror up`), until every file is committed in devpi and installable from it;
-  3. tfmirror no-op resync;
-  4. `pip download` of the same requirements for the same target (it only downloads).
-Prints wall times, ratios, bytes, tfmirror's time split and its peak RSS.
+  1. a warm-up: every wheel once with curl (not counted), so all peers meet the same caches;
+  2. per round (--rounds, default 3): tfmirror cold sync into an empty store and a fresh
+     devpi (running, as beside `tfmirror up`) until devpi has committed every file, then
+     `pip download` of the same requirements for the same target (it only downloads);
+  3. in the first round also: the no-op resync, peak RSS, a raw `curl --parallel` of the
+     same URLs, and with --install the pip install from devpi alone.
+Prints wall times, tfmirror's time split, each round's ratio and the median ratio: this
+machine's network and disk vary by tens of percent between minutes.
 
-    python bench/pypi_sync.py [--python 3.11] [--platform manylinux_2_28_x86_64]
+    python -m bench.pypi_sync [--rounds 3] [--install] [--python 3.11] [--platform ...]
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from mirror.config import host_target
+from mirror.config import host_target, load_config
 from mirror.devpi_server import DevpiProcess
 from mirror.manifest import load_all
 from mirror.resolve import platforms_for
@@ -146,6 +150,55 @@ def install_check(args: argparse.Namespace, index_url: str, work: Path) -> str:
     return f"{verdict} ({time.monotonic() - began:.0f} s, then import {', '.join(modules)})"
 
 
+@dataclass
+class Round:
+    cold: float
+    pip: float
+    split: dict[str, float]
+
+
+def cold_round(args: argparse.Namespace, work: Path, first: bool) -> tuple[Round, list[str]]:
+    """One cold sync into an empty store and a fresh devpi, then `pip download`; the first
+    round also does the no-op resync, the RSS and (--install) the install proof."""
+    os.environ["UV_CACHE_DIR"] = str(work / "uv-cache")  # tfmirror's resolve starts cold
+    config_path = write_config(work, args)
+    config = load_config(str(config_path))
+    if first:
+        warm_up(args, work)
+    lines = []
+    t0 = time.monotonic()
+    with DevpiProcess(config.devpi):
+        devpi_start = time.monotonic() - t0
+        cold, cold_rss, cold_summary = timed_sync(config_path)
+        store = LocalStore(config.storage.path)
+        cold_run = json.loads(store.get(record_keys(store, "pypi")[0]) or b"{}")
+        if first:
+            noop, noop_rss, noop_summary = timed_sync(config_path)
+            noop_run = json.loads(store.get(record_keys(store, "pypi")[-1]) or b"{}")
+            files = [w for m in load_all(store) for w in m.files]
+            total = sum(w.size or 0 for w in files)
+            installed = install_check(args, config.devpi.index_url, work) if args.install else None
+            lines += [
+                f"target            py{args.python}-{args.platform}: {len(files)} wheels, "
+                f"{total / 1e6:.0f} MB",
+                f"devpi start       {devpi_start:6.2f} s  (before the clock; `up` keeps it up)",
+                f"tfmirror cold     {cold:6.2f} s  {cold_summary}",
+                f"tfmirror no-op    {noop:6.2f} s  {noop_summary}; wheel bytes downloaded "
+                f"{noop_run.get('bytes', -1)}",
+                f"no-op resync                {noop:.2f} s  (target <= 3 s, 0 bytes)",
+                f"tfmirror peak RSS           cold {cold_rss / 1024:.0f} MB, no-op "
+                f"{noop_rss / 1024:.0f} MB  (target <= 250 MB)",
+            ]
+            if installed is not None:
+                lines.append(
+                    f"pip install {' '.join(args.requirements)} from devpi alone: {installed}"
+                )
+            curl_wall = curl_parallel([w.url for w in files], work / "curl")
+            lines.append(f"curl --parallel 8 {curl_wall:6.2f} s  (the same URLs, to files)")
+    pip_wall = pip_download(args, work / "pip")
+    return Round(cold, pip_wall, cold_run.get("timings", {})), lines
+
+
 def main() -> None:
     host = host_target()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,57 +206,35 @@ def main() -> None:
     parser.add_argument("--platform", default=host.platform)
     parser.add_argument("--upstream", default="https://pypi.org/simple/")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="cold sync + pip download pairs (median ratio)"
+    )
+    parser.add_argument(
         "--install", action="store_true", help="also pip install them from devpi in a fresh venv"
     )
     parser.add_argument("requirements", nargs="*", default=["tensorflow", "tensorflow-hub"])
     args = parser.parse_args()
-    os.environ.setdefault("UV_CACHE_DIR", tempfile.mkdtemp(prefix="bench-uv-"))
 
-    with tempfile.TemporaryDirectory(prefix="tfmirror-bench-") as tmp:
-        work = Path(tmp)
-        config_path = write_config(work, args)
-        from mirror.config import load_config
-
-        config = load_config(str(config_path))
-        warm_up(args, work)
-        t0 = time.monotonic()
-        with DevpiProcess(config.devpi):
-            devpi_start = time.monotonic() - t0
-            cold, cold_rss, cold_summary = timed_sync(config_path)
-            noop, noop_rss, noop_summary = timed_sync(config_path)
-            store = LocalStore(config.storage.path)
-            files = [w for m in load_all(store) for w in m.files]
-            urls = [w.url for w in files]
-            total = sum(w.size or 0 for w in files)
-            runs = record_keys(store, "pypi")
-            cold_run = json.loads(store.get(runs[0]) or b"{}")
-            noop_run = json.loads(store.get(runs[-1]) or b"{}")
-            installed = install_check(args, config.devpi.index_url, work) if args.install else None
-        pip_wall = pip_download(args, work / "pip")
-        curl_wall = curl_parallel(urls, work / "curl")
-
-    split = cold_run.get("timings", {})
-    lines = [
-        f"target            py{args.python}-{args.platform}: {len(files)} wheels, "
-        f"{total / 1e6:.0f} MB",
-        f"devpi start       {devpi_start:6.2f} s  (before the clock; `up` keeps it running)",
-        f"tfmirror cold     {cold:6.2f} s  {cold_summary}",
-        f"  split           resolve {split.get('resolve', 0):.2f} s, download+verify+store "
-        f"{split.get('download_verify_store', 0):.2f} s, devpi push {split.get('devpi', 0):.2f} s",
-        f"  devpi offered every file {split.get('devpi_offers_at', 0):.2f} s into the run "
-        "(installable while the web front is up)",
-        f"tfmirror no-op    {noop:6.2f} s  {noop_summary}; wheel bytes downloaded "
-        f"{noop_run.get('bytes', -1)}",
-        f"pip download      {pip_wall:6.2f} s",
-        f"curl --parallel 8 {curl_wall:6.2f} s",
-        f"ratio cold / pip download   {cold / pip_wall:.2f}x  (target <= 1.0)",
-        f"ratio cold / raw curl       {cold / curl_wall:.2f}x",
-        f"no-op resync                {noop:.2f} s  (target <= 3 s, 0 bytes)",
-        f"tfmirror peak RSS           cold {cold_rss / 1024:.0f} MB, no-op "
-        f"{noop_rss / 1024:.0f} MB  (target <= 250 MB)",
+    rounds, lines = [], []
+    for number in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="tfmirror-bench-") as tmp:
+            result, first_lines = cold_round(args, Path(tmp), first=number == 0)
+        rounds.append(result)
+        lines += first_lines
+    lines.append("round  tfmirror cold (devpi holds all)  devpi offers all  pip download  ratio")
+    for number, r in enumerate(rounds, 1):
+        s = r.split
+        lines.append(
+            f"{number:5}  {r.cold:6.2f} s  (resolve {s.get('resolve', 0):.2f}, download "
+            f"{s.get('download_verify_store', 0):.2f}, devpi {s.get('devpi', 0):.2f})  "
+            f"{s.get('devpi_offers_at', 0):6.2f} s  {r.pip:8.2f} s  {r.cold / r.pip:5.2f}x"
+        )
+    held = statistics.median(r.cold / r.pip for r in rounds)
+    offered = statistics.median(r.split.get("devpi_offers_at", 0) / r.pip for r in rounds)
+    lines += [
+        f"ratio cold / pip download, median of {len(rounds)}: {held:.2f}x  (target <= 1.0)",
+        f"  until devpi offers every file (pip installs through it while the web front is "
+        f"up): {offered:.2f}x",
     ]
-    if installed is not None:
-        lines.append(f"pip install {' '.join(args.requirements)} from devpi alone: {installed}")
     print("\n".join(lines))
 
 
