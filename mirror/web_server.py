@@ -7,9 +7,30 @@ import threading
 from typing import Any
 
 import requests
-from waitress.server import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
 
 THREADS = 32
+# waitress reads a file response in pieces as large as the socket's send buffer, which
+# the kernel reports as 4 MiB on loopback: with 32 downloads at once that held ~200 MB.
+SEND_PIECE = 256 * 1024
+
+
+class _Channel(HTTPChannel):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sendbuf_len: int = min(self.sendbuf_len, SEND_PIECE)
+
+
+def _server(app: Any, host: str, port: int, **kw: Any) -> Any:
+    server = create_server(app, host=host, port=port, threads=THREADS, ident="tfmirror",
+                           channel_timeout=300, **kw)  # fmt: skip
+    # One listener, or several (a host name with IPv4 and IPv6 addresses) in one map.
+    listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = _Channel
+    return server
 
 
 class WebServer:
@@ -19,9 +40,7 @@ class WebServer:
         # A short loop timeout: stopping closes the sockets from another thread, which
         # does not wake the loop's poll(); with waitress's default of 1 s every sync that
         # started its own front paid up to a second to stop it.
-        self._server = create_server(app, host=host, port=port, threads=THREADS,
-                                     ident="tfmirror", channel_timeout=300,
-                                     asyncore_loop_timeout=0.05)  # fmt: skip
+        self._server = _server(app, host, port, asyncore_loop_timeout=0.05)
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
 
     @property
@@ -45,8 +64,7 @@ class WebServer:
 
 
 def serve_forever(app: Any, host: str, port: int) -> None:
-    create_server(app, host=host, port=port, threads=THREADS, ident="tfmirror",
-                  channel_timeout=300).run()  # fmt: skip
+    _server(app, host, port).run()
 
 
 def answers(url: str) -> bool:
