@@ -164,15 +164,17 @@ class _LocalBlobWriter:
 
 class LocalStore:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # Resolved once: keys are listed relative to it, and a relative root (or one
+        # through a symlink) would not match the resolved paths of its own files.
         root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
 
     def describe(self) -> str:
         return f"local:{self.root}"
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self.root):
             raise StoreError(f"{key}: key escapes the store")
         return path
 

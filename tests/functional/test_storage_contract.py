@@ -118,6 +118,18 @@ def test_local_keys_cannot_escape_the_store(tmp_path: Path) -> None:
         store.put("../outside.json", b"{}")
 
 
+def test_a_local_store_under_a_relative_or_symlinked_root_lists_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    for root in (Path("store"), tmp_path / "link" / "store"):
+        store = LocalStore(root)
+        store.put("manifests/pypi/a.json", b"{}")
+        assert store.list("manifests/pypi/") == ["manifests/pypi/a.json"]
+
+
 def test_blob_mtime_and_move_to_quarantine(store: BlobStore) -> None:
     import time
 
