@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 
 from mirror.config import Config, Target
@@ -19,8 +19,9 @@ from mirror.lag import record_lag
 from mirror.manifest import Manifest, load_all, load_manifest, save_manifest, utcnow
 from mirror.resolve import ResolveError, Wheel, resolve_target
 from mirror.runs import RunRecord
+from mirror.speculate import HeadStart
 from mirror.storage import BlobStore, StoreError
-from mirror.upstream import DownloadError, RetryPolicy, fetch_verified
+from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
 
 WARM_STATE = "state/devpi-warm.json"
 WARM_WORKERS = 4
@@ -101,8 +102,14 @@ class PypiSync:
             devpi_ready = None
             if self.devpi is not None:
                 devpi_ready = side.submit(self.devpi.bootstrap, self.config.devpi_mirror_url)
-            plan = self._resolve(report)
-            self._download(plan, report)
+            head_start = HeadStart(self.store, pypi.requirements, pypi.targets, pypi.upstream,
+                                   self.policy)  # fmt: skip
+            plan = _Plan({}, {}, {})
+            try:
+                self._resolve(plan, report, head_start)
+                self._download(plan, report, head_start)
+            finally:
+                head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             self._commit(plan, report)
             # Upstream's newest versions, for the status page; off the critical path.
             lag = side.submit(record_lag, self.store, pypi.upstream, pypi.requirements)
@@ -124,10 +131,9 @@ class PypiSync:
         return report
 
     # -- 1. resolve ------------------------------------------------------------------
-    def _resolve(self, report: SyncReport) -> _Plan:
+    def _resolve(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
-        plan = _Plan({}, {}, {})
         have = {(w.filename, w.sha256) for m in load_all(self.store) for w in m.files}
         for target in pypi.targets:
             try:
@@ -140,15 +146,16 @@ class PypiSync:
             for wheel in wheels:
                 if wheel.sha256 in plan.to_fetch:
                     continue
-                if (wheel.filename, wheel.sha256) in have or self.store.has_blob(wheel.sha256):
+                if head_start.fetch_for(wheel.sha256) is not None:
+                    plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
+                elif (wheel.filename, wheel.sha256) in have or self.store.has_blob(wheel.sha256):
                     report.skipped += 1
                 else:
                     plan.to_fetch[wheel.sha256] = wheel
         report.timings["resolve"] = time.monotonic() - t0
-        return plan
 
     # -- 2. download and verify --------------------------------------------------------
-    def _download(self, plan: _Plan, report: SyncReport) -> None:
+    def _download(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
         t0 = time.monotonic()
         wheels = list(plan.to_fetch.values())
         self.progress.start(len(wheels), sum(w.size or 0 for w in wheels))
@@ -156,21 +163,32 @@ class PypiSync:
         wheels.sort(key=lambda w: -(w.size or 0))
         workers = min(self.config.pypi.workers, max(1, len(wheels)))
         with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
-            futures = {
-                pool.submit(
-                    fetch_verified, self.store, w.url, w.sha256, w.size, self.policy,
-                    self.progress.advance,
-                ): w
-                for w in wheels
-            }  # fmt: skip
-            for future in as_completed(futures):
-                wheel = futures[future]
-                try:
-                    report.bytes += future.result().size
-                    report.new += 1
-                except (DownloadError, StoreError) as exc:
-                    report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))
-                self.progress.file_done()
+
+            def fetch(wheel: Wheel) -> Future[Fetched]:
+                return pool.submit(fetch_verified, self.store, wheel.url, wheel.sha256,
+                                   wheel.size, self.policy, self.progress.advance)  # fmt: skip
+
+            pending: dict[Future[Fetched], tuple[Wheel, bool]] = {}
+            for wheel in wheels:
+                guessed = head_start.fetch_for(wheel.sha256)
+                pending[guessed or fetch(wheel)] = (wheel, guessed is not None)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    wheel, was_guess = pending.pop(future)
+                    try:
+                        fetched = future.result()
+                    except (DownloadError, StoreError) as exc:
+                        if was_guess:  # fetched again the usual way, which reports
+                            pending[fetch(wheel)] = (wheel, False)
+                            continue
+                        report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))
+                    else:
+                        report.bytes += fetched.size
+                        report.new += 1
+                        if was_guess:
+                            self.progress.advance(fetched.size)
+                    self.progress.file_done()
         self.progress.close()
         report.timings["download_verify_store"] = time.monotonic() - t0
 

@@ -308,3 +308,38 @@ def test_files_devpi_already_holds_are_proven_again_without_waiting_for_commits(
 
     assert again.ok, again.failures
     assert again.new == 1 and again.devpi_warmed == 3  # alpha 1.1, beta, delta proven
+
+
+def test_top_level_wheels_start_early_and_a_wrong_guess_leaves_nothing(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # While uv resolves, the sync starts on the newest wheel of each top-level requirement.
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta>=5"]))  # no such beta: uv takes 1.0
+    upstream.add(WheelSpec("beta", "1.0"))
+    upstream.add(WheelSpec("omega", "1.0"))
+    upstream.add(WheelSpec("omega", "2.0rc1"))  # a pre-release: neither uv nor the guess
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha", "omega"])
+
+    report, store = sync(config)
+
+    assert report.ok, report.failures
+    assert (report.new, report.skipped) == (3, 0)
+    manifest = load_manifest(store, LINUX_ID)
+    assert manifest is not None
+    assert {(w.project, w.version) for w in manifest.files} == {
+        ("alpha", "1.0"),
+        ("beta", "1.0"),
+        ("omega", "1.0"),
+    }
+    assert upstream.hits["omega-1.0-py3-none-any.whl"] == 1  # the right guess, fetched once
+    wrong = upstream.files["alpha-2.0-py3-none-any.whl"]
+    assert not store.has_blob(wrong.sha256)  # the wrong guess left nothing behind
+    assert report.bytes == sum(w.size or 0 for w in manifest.files)
+    assert upstream.hits["omega-2.0rc1-py3-none-any.whl"] == 0
+
+    # A wrong guess is not tried again: the resync fetches nothing at all.
+    hits = upstream.file_hits()
+    again, _ = sync(config)
+    assert again.ok and (again.new, again.bytes) == (0, 0)
+    assert upstream.file_hits() == hits

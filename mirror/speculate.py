@@ -1,0 +1,180 @@
+"""Guess, while uv resolves, which wheel each top-level requirement will lock to.
+
+For a cold sync the TensorFlow wheel (572 MB) is the critical path, and it cannot start
+until `uv pip compile` has resolved the whole closure (0.6-0.9 s here). Its choice for a
+top-level requirement is almost always the newest release the specifier allows that has
+a wheel for the target, which one PEP 691 page tells. The sync starts fetching that
+guess at once; the resolver's answer decides whether the bytes are used. Guesses are
+verified like any download (the page lists sha256 and size) and only ever become a blob:
+a wrong one is cancelled or deleted, and nothing reaches a manifest unless resolved.
+A wrong guess is remembered and not tried again, so later syncs (a no-op above all) do
+not fetch it once more.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from urllib.parse import urljoin
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from mirror.config import Target
+from mirror.resolve import Wheel, target_tags
+from mirror.storage import BlobStore
+from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified, session
+
+PEP691_JSON = "application/vnd.pypi.simple.v1+json"
+MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
+KEEP_MISSES = 200
+
+
+class HeadStart:
+    """Fetches the guessed wheels from the moment a sync starts, on threads of its own."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        requirements: tuple[str, ...],
+        targets: Iterable[Target],
+        upstream: str,
+        policy: RetryPolicy,
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._unwanted: set[str] = set()
+        self._lock = threading.Lock()
+        self._fetches: dict[str, Future[Fetched]] = {}
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="head-start")
+        self._started = self._pool.submit(self._start, requirements, tuple(targets), upstream)
+
+    def _start(
+        self, requirements: tuple[str, ...], targets: tuple[Target, ...], upstream: str
+    ) -> None:
+        try:
+            misses = set(self._misses())
+            for wheel in guess_top_wheels(requirements, targets, upstream, self._policy.timeout):
+                if wheel.sha256 in self._fetches or wheel.sha256 in misses:
+                    continue
+                if self._store.has_blob(wheel.sha256):
+                    continue
+                self._fetches[wheel.sha256] = self._pool.submit(
+                    fetch_verified, self._store, wheel.url, wheel.sha256, wheel.size,
+                    self._policy, partial(self._still_wanted, wheel.sha256),
+                )  # fmt: skip
+        except Exception:  # a guess is only ever a head start: the sync goes on without
+            return
+
+    def _misses(self) -> list[str]:
+        raw = self._store.get(MISSES)
+        return list(json.loads(raw)) if raw else []
+
+    def _still_wanted(self, sha256: str, _nbytes: int) -> None:
+        with self._lock:
+            if sha256 in self._unwanted:
+                raise DownloadError("not in the resolved closure")
+
+    def fetch_for(self, sha256: str) -> Future[Fetched] | None:
+        """The download a guess already started for this wheel, if any."""
+        self._started.result()
+        return self._fetches.get(sha256)
+
+    def close(self, wanted: set[str]) -> None:
+        """Stop the guesses the resolver did not confirm and drop what they stored."""
+        self._started.result()
+        unwanted = set(self._fetches) - wanted
+        with self._lock:
+            self._unwanted |= unwanted
+        for sha256 in unwanted:
+            try:
+                self._fetches[sha256].result()
+            except Exception:  # stopped or failed: nothing was stored
+                continue
+            self._store.delete_blob(sha256)  # it finished before it was stopped
+        self._pool.shutdown()
+        if unwanted:
+            misses = [*(m for m in self._misses() if m not in unwanted), *sorted(unwanted)]
+            self._store.put(MISSES, json.dumps(misses[-KEEP_MISSES:]).encode())
+
+
+def guess_top_wheels(
+    requirements: tuple[str, ...], targets: tuple[Target, ...], upstream: str, timeout: float
+) -> list[Wheel]:
+    """For each target, the wheel each plain top-level requirement most likely locks to
+    (best effort: a requirement with a marker or an unreadable page gets no guess)."""
+    guesses = []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None or req.url:
+            continue
+        files = _project_files(canonicalize_name(req.name), upstream, timeout)
+        for target in targets:
+            guess = _best_wheel(req, files, target)
+            if guess is not None:
+                guesses.append(guess)
+    return guesses
+
+
+def _project_files(project: str, upstream: str, timeout: float) -> list[dict[str, object]]:
+    page = f"{upstream.rstrip('/')}/{project}/"
+    try:
+        answer = session().get(page, headers={"Accept": PEP691_JSON}, timeout=timeout)
+        if answer.status_code != 200 or PEP691_JSON not in answer.headers.get("Content-Type", ""):
+            return []
+        files = answer.json().get("files", [])
+    except (OSError, ValueError):
+        return []
+    return [
+        {**entry, "project": project, "url": urljoin(page, str(entry.get("url", "")))}
+        for entry in files
+        if isinstance(entry, dict)
+    ]
+
+
+def _best_wheel(req: Requirement, files: list[dict[str, object]], target: Target) -> Wheel | None:
+    """The newest release the specifier allows with a wheel for the target, and of its
+    wheels the one the target's pip prefers."""
+    rank = {tag: i for i, tag in enumerate(target_tags(target))}
+    python = Version(target.python)
+    best: tuple[Version, int, dict[str, object]] | None = None
+    for entry in files:
+        hashes = entry.get("hashes")
+        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if entry.get("yanked") or not sha256:
+            continue
+        try:
+            _, version, _, tags = parse_wheel_filename(str(entry.get("filename", "")))
+            requires_python = SpecifierSet(str(entry.get("requires-python") or ""))
+        except (InvalidWheelFilename, InvalidSpecifier):
+            continue
+        score = min((rank[t] for t in tags if t in rank), default=None)
+        if (
+            score is None
+            # No pre-releases unless the specifier names one, as uv and pip do.
+            or not req.specifier.contains(version, prereleases=bool(req.specifier.prereleases))
+            or not requires_python.contains(python, prereleases=True)
+        ):
+            continue
+        if best is None or (version, -score) > (best[0], -best[1]):
+            best = (version, score, {**entry, "sha256": sha256})
+    if best is None:
+        return None
+    version, _, entry = best
+    size = entry.get("size")
+    return Wheel(
+        project=str(entry["project"]),
+        version=str(version),
+        filename=str(entry["filename"]),
+        url=str(entry["url"]),
+        sha256=str(entry["sha256"]),
+        size=size if isinstance(size, int) else None,
+    )
