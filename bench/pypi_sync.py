@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import settle
 from mirror.config import host_target, load_config
 from mirror.devpi_server import DevpiProcess
 from mirror.manifest import load_all
@@ -124,9 +125,9 @@ def pip_download(args: argparse.Namespace, dest: Path) -> float:
     ]  # fmt: skip
     began = time.monotonic()
     subprocess.run(cmd, check=True, env=clean_pip_env())
-    wall = time.monotonic() - began
-    shutil.rmtree(dest)
-    return wall
+    # Its files stay until the round's folder goes, as tfmirror's store does: freed
+    # memory and disk would speed up whichever runs next.
+    return time.monotonic() - began
 
 
 def install_check(args: argparse.Namespace, index_url: str, work: Path) -> str:
@@ -157,10 +158,16 @@ class Round:
     split: dict[str, float]
 
 
-def cold_round(args: argparse.Namespace, work: Path, first: bool) -> tuple[Round, list[str]]:
-    """One cold sync into an empty store and a fresh devpi, then `pip download`; the first
-    round also does the no-op resync, the RSS and (--install) the install proof."""
+def cold_round(
+    args: argparse.Namespace, work: Path, first: bool, pip_first: bool
+) -> tuple[Round, list[str]]:
+    """One cold sync into an empty store and a fresh devpi, and `pip download`, in the
+    order given (rounds alternate it), each after the disk has settled. The first round
+    also does the no-op resync, the RSS and (--install) the install proof."""
     os.environ["UV_CACHE_DIR"] = str(work / "uv-cache")  # tfmirror's resolve starts cold
+    if pip_first:
+        settle()
+    pip_wall = pip_download(args, work / "pip") if pip_first else 0.0
     config_path = write_config(work, args)
     config = load_config(str(config_path))
     if first:
@@ -169,6 +176,7 @@ def cold_round(args: argparse.Namespace, work: Path, first: bool) -> tuple[Round
     t0 = time.monotonic()
     with DevpiProcess(config.devpi):
         devpi_start = time.monotonic() - t0
+        settle()
         cold, cold_rss, cold_summary = timed_sync(config_path)
         store = LocalStore(config.storage.path)
         cold_run = json.loads(store.get(record_keys(store, "pypi")[0]) or b"{}")
@@ -195,7 +203,9 @@ def cold_round(args: argparse.Namespace, work: Path, first: bool) -> tuple[Round
                 )
             curl_wall = curl_parallel([w.url for w in files], work / "curl")
             lines.append(f"curl --parallel 8 {curl_wall:6.2f} s  (the same URLs, to files)")
-    pip_wall = pip_download(args, work / "pip")
+    if not pip_first:
+        settle()
+        pip_wall = pip_download(args, work / "pip")
     return Round(cold, pip_wall, cold_run.get("timings", {})), lines
 
 
@@ -217,10 +227,15 @@ def main() -> None:
     rounds, lines = [], []
     for number in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="tfmirror-bench-") as tmp:
-            result, first_lines = cold_round(args, Path(tmp), first=number == 0)
+            result, first_lines = cold_round(
+                args, Path(tmp), first=number == 0, pip_first=number % 2 == 1
+            )
         rounds.append(result)
         lines += first_lines
-    lines.append("round  tfmirror cold (devpi holds all)  devpi offers all  pip download  ratio")
+    lines.append(
+        "round  tfmirror cold (devpi holds all)  devpi offers all  pip download  ratio"
+        "  (even rounds: pip first)"
+    )
     for number, r in enumerate(rounds, 1):
         s = r.split
         lines.append(
