@@ -3,8 +3,9 @@
 In one run, on the same network and disk:
   1. a warm-up: every wheel once with curl (not counted), so all peers meet the same caches;
   2. per round (--rounds, default 3): tfmirror cold sync into an empty store and a fresh
-     devpi (running, as beside `tfmirror up`) until devpi has committed every file, then
+     devpi (running, as beside `tfmirror up`) until devpi has committed every file, and
      `pip download` of the same requirements for the same target (it only downloads);
+     rounds alternate which goes first, and each starts from an emptied page cache;
   3. in the first round also: the no-op resync, peak RSS, a raw `curl --parallel` of the
      same URLs, and with --install the pip install from devpi alone.
 Prints wall times, tfmirror's time split, each round's ratio and the median ratio: this
