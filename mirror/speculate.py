@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from urllib.parse import urljoin
 
@@ -33,10 +33,16 @@ from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified,
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
 KEEP_MISSES = 200
+STOP_WAIT = 2.0
 
 
 class HeadStart:
-    """Fetches the guessed wheels from the moment a sync starts, on threads of its own."""
+    """Fetches the guessed wheels from the moment a sync starts, on threads of its own.
+
+    A guess never holds the sync up for long: once the resolver has answered no new
+    guess starts, and one it did not confirm is stopped at its next chunk and waited
+    for at most STOP_WAIT seconds.
+    """
 
     def __init__(
         self,
@@ -48,11 +54,13 @@ class HeadStart:
     ) -> None:
         self._store = store
         self._policy = policy
-        self._unwanted: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the four below
         self._fetches: dict[str, Future[Fetched]] = {}
+        self._resolved = False  # the resolver answered: too late for new guesses
+        self._unwanted: set[str] = set()
+        self._stored: set[str] = set()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="head-start")
-        self._started = self._pool.submit(self._start, requirements, tuple(targets), upstream)
+        self._pool.submit(self._start, requirements, tuple(targets), upstream)
 
     def _start(
         self, requirements: tuple[str, ...], targets: tuple[Target, ...], upstream: str
@@ -60,16 +68,29 @@ class HeadStart:
         try:
             misses = set(self._misses())
             for wheel in guess_top_wheels(requirements, targets, upstream, self._policy.timeout):
-                if wheel.sha256 in self._fetches or wheel.sha256 in misses:
+                if wheel.sha256 in misses or self._store.has_blob(wheel.sha256):
                     continue
-                if self._store.has_blob(wheel.sha256):
-                    continue
-                self._fetches[wheel.sha256] = self._pool.submit(
-                    fetch_verified, self._store, wheel.url, wheel.sha256, wheel.size,
-                    self._policy, partial(self._still_wanted, wheel.sha256),
-                )  # fmt: skip
+                with self._lock:
+                    if self._resolved:
+                        return
+                    if wheel.sha256 not in self._fetches:
+                        self._fetches[wheel.sha256] = self._pool.submit(self._fetch, wheel)
         except Exception:  # a guess is only ever a head start: the sync goes on without
             return
+
+    def _fetch(self, wheel: Wheel) -> Fetched:
+        still_wanted = partial(self._still_wanted, wheel.sha256)
+        fetched = fetch_verified(
+            self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
+        )
+        with self._lock:
+            unwanted = wheel.sha256 in self._unwanted
+            if not unwanted:
+                self._stored.add(wheel.sha256)
+        if unwanted:
+            self._store.delete_blob(wheel.sha256)
+            raise DownloadError("not in the resolved closure")
+        return fetched
 
     def _misses(self) -> list[str]:
         raw = self._store.get(MISSES)
@@ -81,23 +102,26 @@ class HeadStart:
                 raise DownloadError("not in the resolved closure")
 
     def fetch_for(self, sha256: str) -> Future[Fetched] | None:
-        """The download a guess already started for this wheel, if any."""
-        self._started.result()
-        return self._fetches.get(sha256)
+        """The download a guess already started for this wheel, if any. Asked once the
+        resolver has answered; from then on no new guess starts."""
+        with self._lock:
+            self._resolved = True
+            return self._fetches.get(sha256)
 
     def close(self, wanted: set[str]) -> None:
-        """Stop the guesses the resolver did not confirm and drop what they stored."""
-        self._started.result()
-        unwanted = set(self._fetches) - wanted
+        """Let go of the guesses the resolver did not confirm; remember them as misses."""
         with self._lock:
+            self._resolved = True
+            unwanted = set(self._fetches) - wanted
             self._unwanted |= unwanted
-        for sha256 in unwanted:
-            try:
-                self._fetches[sha256].result()
-            except Exception:  # stopped or failed: nothing was stored
-                continue
-            self._store.delete_blob(sha256)  # it finished before it was stopped
-        self._pool.shutdown()
+        # A guess stops at its next chunk; one that stalls is not waited for past this
+        # (it deletes its own blob should it still finish).
+        wait([self._fetches[sha256] for sha256 in unwanted], timeout=STOP_WAIT)
+        with self._lock:
+            stored = unwanted & self._stored
+        for sha256 in stored:
+            self._store.delete_blob(sha256)  # it finished before it was let go
+        self._pool.shutdown(wait=False)
         if unwanted:
             misses = [*(m for m in self._misses() if m not in unwanted), *sorted(unwanted)]
             self._store.put(MISSES, json.dumps(misses[-KEEP_MISSES:]).encode())

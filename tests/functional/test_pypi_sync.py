@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -343,3 +345,25 @@ def test_top_level_wheels_start_early_and_a_wrong_guess_leaves_nothing(
     again, _ = sync(config)
     assert again.ok and (again.new, again.bytes) == (0, 0)
     assert upstream.file_hits() == hits
+
+
+def test_a_stalled_wrong_guess_does_not_hold_up_the_sync(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta>=5"]), "slow")  # answers after 5 s
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    config = replace(config, pypi=replace(config.pypi, timeout=30))  # the guess would wait
+
+    report, store = sync(config)
+
+    assert report.ok, report.failures
+    right = len(upstream.files["alpha-1.0-py3-none-any.whl"].data)
+    wrong = upstream.files["alpha-2.0-py3-none-any.whl"]
+    assert upstream.bytes_served == right  # the sync ended before the guess's answer came
+    # The let-go guess still ends: its bytes arrive after the sync, and are not kept.
+    deadline = time.monotonic() + 30
+    while upstream.bytes_served < right + len(wrong.data) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert not store.has_blob(wrong.sha256)
