@@ -18,6 +18,7 @@ import requests
 from mirror.app import create_app
 from mirror.config import Config, DevpiConfig
 from mirror.devpi import DevpiClient
+from mirror.lag import read_lag
 from mirror.lockfile import render_lock
 from mirror.manifest import load_manifest
 from mirror.pypi_sync import WARM_STATE, PypiSync, SyncReport
@@ -367,3 +368,21 @@ def test_a_stalled_wrong_guess_does_not_hold_up_the_sync(
         time.sleep(0.1)
     time.sleep(0.5)
     assert not store.has_blob(wrong.sha256)
+
+
+def test_each_sync_records_upstreams_newest_final_release_per_requirement(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    upstream.add(WheelSpec("alpha", "1.1"))
+    upstream.add(WheelSpec("alpha", "2.0rc1"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha<1.1", "omega"])
+    upstream.add(WheelSpec("omega", "1.0"))
+
+    report, store = sync(config)
+
+    assert report.ok, report.failures
+    lag = read_lag(store)
+    # What the status page shows as "behind": 1.1 exists, the mirror holds 1.0.
+    assert lag["newest"] == {"alpha": "1.1", "omega": "1.0"}
+    assert lag["upstream"] == upstream.index_url
