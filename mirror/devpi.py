@@ -16,8 +16,8 @@ from urllib.parse import urljoin
 import requests
 
 from mirror.config import DevpiConfig
+from mirror.upstream import PEP691_JSON
 
-PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 # devpi re-reads the simple pages after this; syncs also refresh explicitly.
 MIRROR_CACHE_EXPIRY = 1800
 
@@ -123,10 +123,10 @@ class DevpiClient:
     def fetch_sha256(self, url: str, timeout: float = 120.0) -> str:
         """Stream a file out of devpi, hash what it served, and return once devpi keeps it.
 
-        devpi streams a pulled file to the client before it
-        commits it (it copies its spool file into place first: ~1.7 s for the TensorFlow
-        wheel here); a devpi stopped in that window forgets the file, so a pull returns
-        only when devpi's record of the file carries the `last_modified` its commit sets.
+        devpi streams a pulled file to the client before it commits it (it copies its
+        spool file into place first: ~1.7 s for the TensorFlow wheel here); a devpi
+        stopped in that window forgets the file, so a pull returns only when devpi's
+        record of the file carries the `last_modified` its commit sets.
         """
         digest = hashlib.sha256()
         try:

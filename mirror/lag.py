@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-import requests
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from mirror.manifest import utcnow
 from mirror.storage import BlobStore
+from mirror.upstream import ProjectPages
 
 LAG_STATE = "state/lag.json"
-PEP691 = "application/vnd.pypi.simple.v1+json"
 _WHEEL_VERSION = re.compile(r"^[^-]+-([^-]+)-")
 
 
-def newest_version(upstream: str, project: str, timeout: float = 20) -> str:
-    """The newest final release the upstream index lists for `project` ("" if unknown)."""
-    answer = requests.get(f"{upstream}{project}/", headers={"Accept": PEP691}, timeout=timeout)
-    if answer.status_code != 200:
+def newest_version(doc: dict[str, Any] | None) -> str:
+    """The newest final release a project page lists ("" if unknown)."""
+    if doc is None:
         return ""
-    doc = answer.json()
     names = doc.get("versions") or [
         m.group(1) for f in doc.get("files", []) if (m := _WHEEL_VERSION.match(f["filename"]))
     ]
@@ -38,15 +36,12 @@ def newest_version(upstream: str, project: str, timeout: float = 20) -> str:
     return str(max(versions)) if versions else ""
 
 
-def record_lag(store: BlobStore, upstream: str, requirements: tuple[str, ...]) -> None:
+def record_lag(store: BlobStore, pages: ProjectPages, requirements: tuple[str, ...]) -> None:
     newest = {}
     for requirement in requirements:
         name = canonicalize_name(Requirement(requirement).name)
-        try:
-            newest[name] = newest_version(upstream, name)
-        except (requests.RequestException, ValueError):
-            newest[name] = ""
-    doc = {"checked_at": utcnow(), "upstream": upstream, "newest": newest}
+        newest[name] = newest_version(pages.get(name))
+    doc = {"checked_at": utcnow(), "upstream": pages.upstream, "newest": newest}
     store.put(LAG_STATE, json.dumps(doc, indent=1).encode())
 
 

@@ -21,7 +21,7 @@ from mirror.resolve import ResolveError, Wheel, resolve_target
 from mirror.runs import RunRecord
 from mirror.speculate import HeadStart
 from mirror.storage import BlobStore, StoreError
-from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
+from mirror.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
 
 WARM_STATE = "state/devpi-warm.json"
 WARM_WORKERS = 4
@@ -102,8 +102,8 @@ class PypiSync:
             devpi_ready = None
             if self.devpi is not None:
                 devpi_ready = side.submit(self.devpi.bootstrap, self.config.devpi_mirror_url)
-            head_start = HeadStart(self.store, pypi.requirements, pypi.targets, pypi.upstream,
-                                   self.policy)  # fmt: skip
+            pages = ProjectPages(pypi.upstream, pypi.timeout)
+            head_start = HeadStart(self.store, pypi.requirements, pypi.targets, pages, self.policy)
             plan = _Plan({}, {}, {})
             try:
                 self._resolve(plan, report, head_start)
@@ -112,7 +112,7 @@ class PypiSync:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             self._commit(plan, report)
             # Upstream's newest versions, for the status page; off the critical path.
-            lag = side.submit(record_lag, self.store, pypi.upstream, pypi.requirements)
+            lag = side.submit(record_lag, self.store, pages, pypi.requirements)
             if devpi_ready is not None:
                 self._push_devpi(report, began, devpi_ready)
             try:

@@ -18,8 +18,8 @@ from mirror.app import app_store
 from mirror.manifest import published_files
 from mirror.resolve import Wheel
 from mirror.storage import BlobNotFound, iter_chunks
+from mirror.upstream import PEP691_JSON
 
-PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
 
 blueprint = Blueprint("pypi", __name__)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
-from urllib.parse import urljoin
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -28,9 +28,8 @@ from packaging.version import Version
 from mirror.config import Target
 from mirror.resolve import Wheel, target_tags
 from mirror.storage import BlobStore
-from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified, session
+from mirror.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
 
-PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
@@ -49,7 +48,7 @@ class HeadStart:
         store: BlobStore,
         requirements: tuple[str, ...],
         targets: Iterable[Target],
-        upstream: str,
+        pages: ProjectPages,
         policy: RetryPolicy,
     ) -> None:
         self._store = store
@@ -60,14 +59,14 @@ class HeadStart:
         self._unwanted: set[str] = set()
         self._stored: set[str] = set()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="head-start")
-        self._pool.submit(self._start, requirements, tuple(targets), upstream)
+        self._pool.submit(self._start, requirements, tuple(targets), pages)
 
     def _start(
-        self, requirements: tuple[str, ...], targets: tuple[Target, ...], upstream: str
+        self, requirements: tuple[str, ...], targets: tuple[Target, ...], pages: ProjectPages
     ) -> None:
         try:
             misses = set(self._misses())
-            for wheel in guess_top_wheels(requirements, targets, upstream, self._policy.timeout):
+            for wheel in guess_top_wheels(requirements, targets, pages):
                 if wheel.sha256 in misses or self._store.has_blob(wheel.sha256):
                     continue
                 with self._lock:
@@ -128,7 +127,7 @@ class HeadStart:
 
 
 def guess_top_wheels(
-    requirements: tuple[str, ...], targets: tuple[Target, ...], upstream: str, timeout: float
+    requirements: tuple[str, ...], targets: tuple[Target, ...], pages: ProjectPages
 ) -> list[Wheel]:
     """For each target, the wheel each plain top-level requirement most likely locks to
     (best effort: a requirement with a marker or an unreadable page gets no guess)."""
@@ -140,36 +139,23 @@ def guess_top_wheels(
             continue
         if req.marker is not None or req.url:
             continue
-        files = _project_files(canonicalize_name(req.name), upstream, timeout)
+        project = canonicalize_name(req.name)
+        doc = pages.get(project)
         for target in targets:
-            guess = _best_wheel(req, files, target)
+            guess = _best_wheel(req, project, doc["files"] if doc else [], target)
             if guess is not None:
                 guesses.append(guess)
     return guesses
 
 
-def _project_files(project: str, upstream: str, timeout: float) -> list[dict[str, object]]:
-    page = f"{upstream.rstrip('/')}/{project}/"
-    try:
-        answer = session().get(page, headers={"Accept": PEP691_JSON}, timeout=timeout)
-        if answer.status_code != 200 or PEP691_JSON not in answer.headers.get("Content-Type", ""):
-            return []
-        files = answer.json().get("files", [])
-    except (OSError, ValueError):
-        return []
-    return [
-        {**entry, "project": project, "url": urljoin(page, str(entry.get("url", "")))}
-        for entry in files
-        if isinstance(entry, dict)
-    ]
-
-
-def _best_wheel(req: Requirement, files: list[dict[str, object]], target: Target) -> Wheel | None:
+def _best_wheel(
+    req: Requirement, project: str, files: list[dict[str, Any]], target: Target
+) -> Wheel | None:
     """The newest release the specifier allows with a wheel for the target, and of its
     wheels the one the target's pip prefers."""
     rank = {tag: i for i, tag in enumerate(target_tags(target))}
     python = Version(target.python)
-    best: tuple[Version, int, dict[str, object]] | None = None
+    best: tuple[Version, int, dict[str, Any]] | None = None
     for entry in files:
         hashes = entry.get("hashes")
         sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
@@ -195,7 +181,7 @@ def _best_wheel(req: Requirement, files: list[dict[str, object]], target: Target
     version, _, entry = best
     size = entry.get("size")
     return Wheel(
-        project=str(entry["project"]),
+        project=project,
         version=str(version),
         filename=str(entry["filename"]),
         url=str(entry["url"]),

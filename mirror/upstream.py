@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
 
 import requests
 
@@ -21,6 +23,7 @@ from mirror.storage import BlobStore, BlobWriter, HashingWriter
 
 CHUNK = 1024 * 1024
 USER_AGENT = "tfmirror/0.1 (+verified mirror)"
+PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 class DownloadError(Exception):
@@ -49,6 +52,44 @@ def session() -> requests.Session:
         sess.headers["User-Agent"] = USER_AGENT
         _local.session = sess
     return sess
+
+
+class ProjectPages:
+    """Upstream's PEP 691 project pages, each fetched at most once per sync: the head
+    start and the lag record both read the top-level requirements' pages (TensorFlow's
+    lists about 1,800 files)."""
+
+    def __init__(self, upstream: str, timeout: float) -> None:
+        self.upstream = upstream
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._docs: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, project: str) -> dict[str, Any] | None:
+        """The page's JSON with absolute file URLs; None if upstream gave none readable."""
+        with self._lock:
+            if project not in self._docs:
+                self._docs[project] = self._fetch(project)
+            return self._docs[project]
+
+    def _fetch(self, project: str) -> dict[str, Any] | None:
+        page = f"{self.upstream.rstrip('/')}/{project}/"
+        try:
+            answer = session().get(page, headers={"Accept": PEP691_JSON}, timeout=self._timeout)
+            # Any JSON answer will do (an index that ignores Accept answers with HTML).
+            if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
+                return None
+            doc = answer.json()
+        except (OSError, ValueError):  # requests' errors are OSErrors
+            return None
+        if not isinstance(doc, dict):
+            return None
+        doc["files"] = [
+            {**entry, "url": urljoin(page, str(entry.get("url", "")))}
+            for entry in doc.get("files", [])
+            if isinstance(entry, dict)
+        ]
+        return doc
 
 
 @dataclass(frozen=True)
