@@ -9,39 +9,18 @@ body cut at a tar member boundary with a Content-Length to match) is just other 
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.servers import LoopbackHttpServer
 
-class HubUpstream:
+
+class HubUpstream(LoopbackHttpServer):
     def __init__(self) -> None:
+        super().__init__()
         self.models: dict[str, tuple[bytes, str]] = {}
         self.hits: Counter[str] = Counter()
-        up = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                up._handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> HubUpstream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def add(self, path: str, data: bytes, behaviour: str = "ok") -> str:
         self.models[path] = (data, behaviour)

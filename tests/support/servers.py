@@ -1,4 +1,5 @@
-"""Real servers for functional tests: moto_server (S3 over HTTP) and devpi-server."""
+"""Real servers for functional tests: moto_server (S3 over HTTP), devpi-server, and the
+loopback HTTP server the fake upstreams are built on."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -16,6 +20,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class LoopbackHttpServer:
+    """A threaded HTTP/1.1 server on a free loopback port, quiet, whose GETs go to
+    `_handle`; `with` starts and stops it."""
+
+    def __init__(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def tool(name: str) -> str:

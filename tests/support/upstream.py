@@ -15,10 +15,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from packaging.utils import canonicalize_name
 
+from tests.support.servers import LoopbackHttpServer
 from tests.support.wheels import WheelSpec, build_wheel
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
@@ -39,38 +40,16 @@ class Hosted:
         return hashlib.sha256(self.spec.metadata()).hexdigest()
 
 
-class Upstream:
+class Upstream(LoopbackHttpServer):
     """Start with `with Upstream() as up:`; add wheels with `up.add(...)` at any time."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.files: dict[str, Hosted] = {}
         self.hits: Counter[str] = Counter()  # file GETs by filename
         self.bytes_served = 0
         self._lock = threading.Lock()
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                upstream._handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.index_url = f"{self.url}/simple/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Upstream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def add(self, spec: WheelSpec, behaviour: str = "ok") -> Hosted:
         hosted = Hosted(spec, build_wheel(spec), behaviour)
