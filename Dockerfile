@@ -1,5 +1,5 @@
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends curl \
+RUN apt-get update && apt-get install -y --no-install-recommends curl nginx \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -8,7 +8,8 @@ COPY hub_cache ./hub_cache
 COPY sync_jobs ./sync_jobs
 COPY verify ./verify
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 tfmirror \
-    && mkdir -p /var/lib/devpi && chown tfmirror /var/lib/devpi
+    && mkdir -p /var/lib/devpi /var/cache/tfmirror-proxy \
+    && chown tfmirror /var/lib/devpi /var/cache/tfmirror-proxy
 USER tfmirror
-EXPOSE 8080 3141
+EXPOSE 8000 8080 3141
 CMD ["tfmirror", "--help"]

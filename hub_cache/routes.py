@@ -114,11 +114,20 @@ def _signatures(signatures: dict[str, Any]) -> str:
             f"<th>dtype</th><th>shape</th></tr>{''.join(rows)}</table>")  # fmt: skip
 
 
+# Set by the tfmirror proxy (nginx) on every request it forwards when it can read the
+# store's blobs/sha256 folder itself, under this internal location. Only this exact value
+# counts, so a header from anyone else can never point nginx at another folder.
+ACCEL_HEADER = "X-Tfmirror-Accel-Blobs"
+ACCEL_PREFIX = "/_tfmirror/blobs/"
+
+
 def _archive(manifest: ModelManifest) -> Response:
     store = app_store()
     path = store.local_path(manifest.sha256)
     name = manifest.path.replace("/", "_") + ".tar.gz"
-    if path is not None:
+    if path is not None and request.headers.get(ACCEL_HEADER) == ACCEL_PREFIX:
+        resp = _accel_redirect(manifest, name)
+    elif path is not None:
         resp = send_file(
             path,
             mimetype="application/octet-stream",
@@ -133,6 +142,18 @@ def _archive(manifest: ModelManifest) -> Response:
             return redirect(presign(manifest.sha256), code=302)  # type: ignore[return-value]
         resp = _stream_from_store(store, manifest)
     resp.headers["Cache-Control"] = "public, max-age=3600"
+    return resp
+
+
+def _accel_redirect(manifest: ModelManifest, name: str) -> Response:
+    """Let nginx send the blob file (sendfile, Range, HEAD, thousands of slow clients);
+    the conditional requests are answered here, where the sha256 is known."""
+    resp = Response(status=200, mimetype="application/octet-stream")
+    resp.set_etag(manifest.sha256)
+    resp.headers["Content-Disposition"] = f"attachment; filename={name}"
+    resp.make_conditional(request)
+    if resp.status_code == 200:
+        resp.headers["X-Accel-Redirect"] = f"{ACCEL_PREFIX}{manifest.sha256[:2]}/{manifest.sha256}"
     return resp
 
 

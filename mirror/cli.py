@@ -9,12 +9,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mirror.config import Config, ConfigError, handle_path, host_target, load_config
 from mirror.storage import BlobStore, StoreError
+
+if TYPE_CHECKING:
+    from mirror.proxy import EntryPoint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("tfmirror")
@@ -50,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=0, metavar="N",
                        help="run under gunicorn with N worker processes (production)")  # fmt: skip
     sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
+    proxy = sub.add_parser("proxy", help="run nginx, the fleet's entry point, in the foreground")
+    proxy.add_argument("--host", metavar="ADDR", help="override [proxy] host")
+    proxy.add_argument("--port", type=int, metavar="N", help="override [proxy] port")
+    proxy.add_argument(
+        "--devpi-serverdir",
+        metavar="DIR",
+        help="devpi's serverdir, from which nginx sends devpi's files (default: [devpi])",
+    )
+    proxy.add_argument(
+        "--print-config", action="store_true", help="print the nginx config and exit"
+    )
 
     lock = sub.add_parser("lock", help="print a hash-pinned requirements file for a target")
     lock.add_argument("--target", metavar="ID", help="target id (see `tfmirror targets`)")
@@ -236,9 +252,37 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
     from mirror.lockfile import render_pip_conf
+    from mirror.proxy import entry_point
 
-    print(render_pip_conf(config.devpi.index_url), end="")
+    print(render_pip_conf(entry_point(config).index_url), end="")
     return EXIT_OK
+
+
+def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
+    from mirror.proxy import INSTALL_HINT, NginxProcess, ProxyError, find_nginx, plan_for, render
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: use a TCP port from 1 to 65535")
+    serverdir = Path(args.devpi_serverdir) if args.devpi_serverdir else None
+    if serverdir is not None and not serverdir.is_dir():
+        raise UsageError(f"--devpi-serverdir {serverdir}: no such folder")
+    plan = plan_for(config, args.host, args.port, serverdir)
+    if args.print_config:
+        sys.stdout.write(render(plan))
+        return EXIT_OK
+    nginx = find_nginx(replace(config, proxy=replace(config.proxy, enabled=True)))
+    if nginx is None:
+        raise UsageError(f"{config.proxy.nginx} not found: {INSTALL_HINT}")
+    proc = NginxProcess(nginx, plan)
+    try:
+        proc.start()
+    except ProxyError as exc:
+        print(f"tfmirror: proxy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _forward_signals(proc.quit)
+    print(f"fleet entry point on http://{plan.listen}/ (pip index, TF Hub, status)", flush=True)
+    code = proc.wait()
+    return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGQUIT) else EXIT_FAILED
 
 
 def _pick_target(config: Config, wanted: str | None) -> str:
@@ -295,6 +339,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
     from mirror.devpi_server import DevpiProcess
     from mirror.lockfile import render_pip_conf
+    from mirror.proxy import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
     from mirror.storage import open_store
     from mirror.web_server import WebServer
     from sync_jobs import scheduler
@@ -304,32 +349,41 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     stop = threading.Event()
     _forward_signals(stop.set)
     devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
+    nginx = find_nginx(config)
+    if config.proxy.enabled and nginx is None:
+        missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
+        print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
+    proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
     runner = JobRunner(config, store)
     outcomes: dict[str, str] = {}
     app = create_app(config, store)
     app.extensions["tfmirror.runner"] = runner
-    with WebServer(app, config.web.host, config.web.port):
+    with ExitStack() as running:
+        running.enter_context(WebServer(app, config.web.host, config.web.port))
         if devpi_proc is not None:
-            devpi_proc.start()
-        try:
-            # The syncs first, so the mirror serves before `up` says it does; verify and gc
-            # (if overdue) then run in the background.
-            outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
-            for job, outcome in outcomes.items():
-                print(f"{job} sync at start: {outcome}", flush=True)
-            sched = scheduler.build(config, runner)
-            sched.start()
-            scheduler.add_startup_jobs(sched, config, store, runner)
-            print("\npip.conf for the fleet:\n" + render_pip_conf(config.devpi.index_url))
-            print(f"TF Hub models: {config.web.base_url}/hub/")
-            print(f"status page:   {config.web.base_url}/")
-            print(f"web front: {config.web.base_url}/   (Ctrl-C stops)", flush=True)
-            stop.wait()
-            sched.shutdown(wait=True)
-        finally:
-            if devpi_proc is not None:
-                devpi_proc.stop()
+            running.enter_context(devpi_proc)
+        if proxy is not None:
+            running.enter_context(proxy)
+        # The syncs first, so the mirror serves before `up` says it does; verify and gc
+        # (if overdue) then run in the background.
+        outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
+        for job, outcome in outcomes.items():
+            print(f"{job} sync at start: {outcome}", flush=True)
+        sched = scheduler.build(config, runner)
+        sched.start()
+        scheduler.add_startup_jobs(sched, config, store, runner)
+        _banner(entry_point(config, proxied=proxy is not None), render_pip_conf)
+        stop.wait()
+        sched.shutdown(wait=True)
     return EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
+
+
+def _banner(entry: EntryPoint, render_pip_conf: Callable[[str], str]) -> None:
+    print("\npip.conf for the fleet:\n" + render_pip_conf(entry.index_url))
+    print(f"TF Hub models: {entry.hub_url}")
+    print(f"status page:   {entry.base_url}/")
+    how = "nginx in front of devpi and the web front" if entry.via_proxy else "web front"
+    print(f"entry point: {entry.base_url}/   ({how}; Ctrl-C stops)", flush=True)
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
@@ -392,6 +446,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "devpi": cmd_devpi,
     "serve": cmd_serve,
     "pip-conf": cmd_pip_conf,
+    "proxy": cmd_proxy,
     "lock": cmd_lock,
     "targets": cmd_targets,
     "hub": cmd_hub,

@@ -54,6 +54,25 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """nginx as the fleet's one entry point in front of devpi and the web front."""
+
+    enabled: bool = True  # run it whenever the nginx binary is found
+    nginx: str = "nginx"  # a name on PATH or a path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workdir: Path = Path("data/proxy")  # generated config, pid, logs, temp files, page cache
+    # The web fronts behind it (several: nginx balances and fails over); empty = [web]'s.
+    fronts: tuple[str, ...] = ()
+    page_cache_seconds: int = 10  # how long nginx keeps a simple page before asking devpi
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class DevpiConfig:
     url: str = "http://127.0.0.1:3141"
     index: str = "tfmirror/pypi"
@@ -158,11 +177,17 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
     def devpi_mirror_url(self) -> str:
         return self.devpi.mirror_url or f"{self.web.base_url}/simple/"
+
+    @property
+    def front_urls(self) -> tuple[str, ...]:
+        """The web fronts the proxy sends pages, the API and hub requests to."""
+        return self.proxy.fronts or (self.web.base_url,)
 
 
 _HANDLE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -365,6 +390,40 @@ def _web(raw: Any) -> WebConfig:
     return WebConfig(host=host, port=port, presign_s3=presign)
 
 
+def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
+    s = _Section("proxy", raw)
+    enabled = s.get("enabled", bool, True, "false")
+    nginx = s.get("nginx", str, "nginx", '"/usr/sbin/nginx"')
+    s.check("nginx", bool(nginx), nginx, 'name the nginx binary, e.g. "nginx"')
+    host = s.get("host", str, "127.0.0.1", '"0.0.0.0"')
+    port = s.get("port", int, 8000, "8000")
+    s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
+    workdir = s.get("workdir", str, str(storage.path / "proxy"), '"/var/cache/tfmirror-proxy"')
+    fronts_raw = s.get("fronts", list, [], '["http://web-1:8080", "http://web-2:8080"]')
+    fronts = []
+    for i, front in enumerate(fronts_raw):
+        ok = isinstance(front, str) and _is_host_port_url(front)
+        s.check(f"fronts[{i}]", ok, front, 'must be "http://host:port" of a web front')
+        fronts.append(front.rstrip("/"))
+    cache = s.get("page_cache_seconds", int, 10, "10")
+    s.check("page_cache_seconds", 0 <= cache <= 3600, cache, "use 0 to 3600 seconds")
+    s.done()
+    workdir_path = _resolve_path(base, workdir)
+    return ProxyConfig(enabled, nginx, host, port, workdir_path, tuple(fronts), cache)
+
+
+def _is_host_port_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    plain = parts.path in ("", "/") and not parts.username and not parts.query
+    return parts.scheme == "http" and bool(parts.hostname) and port is not None and plain
+
+
 def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
     example = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
     if isinstance(raw, str):
@@ -457,7 +516,7 @@ def _schedule(raw: Any) -> ScheduleConfig:
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths resolve against `base`."""
-    known = ("storage", "devpi", "pypi", "web", "hub", "schedule")
+    known = ("storage", "devpi", "pypi", "web", "hub", "schedule", "proxy")
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -471,6 +530,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         web=_web(data.get("web", {})),
         hub=_hub(data.get("hub", {}), base),
         schedule=_schedule(data.get("schedule", {})),
+        proxy=_proxy(data.get("proxy", {}), storage, base),
         source=source,
     )
 

@@ -21,6 +21,13 @@ import requests
 from mirror.config import DevpiConfig
 
 CREDENTIALS = "tfmirror-credentials.json"
+# devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client,
+# and its waitress stops accepting at 100 connections: its defaults (50 threads, 100
+# connections) let a few dozen nodes on a thin link lock everyone else out. These hold
+# 200 slow downloads beside idle connections (measured; see the fleet tests). nginx in
+# front is still the answer for a fleet: it holds a slow client for a few KB, not a thread.
+THREADS = 256
+CONNECTION_LIMIT = 2000
 SECRET = "tfmirror-secret"
 ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
 
@@ -99,6 +106,7 @@ def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
         "--serverdir", str(config.serverdir),
         "--host", host, "--port", str(port),
         "--secretfile", str(config.serverdir / SECRET),
+        "--threads", str(THREADS), "--connection-limit", str(CONNECTION_LIMIT),
     ]  # fmt: skip
 
 

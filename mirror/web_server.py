@@ -11,6 +11,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 
 THREADS = 32
+CONNECTION_LIMIT = 2000
 # waitress reads a file response in pieces as large as the socket's send buffer, which
 # the kernel reports as 4 MiB on loopback: with 32 downloads at once that held ~200 MB.
 SEND_PIECE = 256 * 1024
@@ -23,8 +24,18 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
 
 def _server(app: Any, host: str, port: int, **kw: Any) -> Any:
-    server = create_server(app, host=host, port=port, threads=THREADS, ident="tfmirror",
-                           channel_timeout=300, **kw)  # fmt: skip
+    # Archives leave through wsgi.file_wrapper, which frees the thread at once; only
+    # connections are bounded (waitress's default of 100 stops accepting beyond it).
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        connection_limit=CONNECTION_LIMIT,
+        ident="tfmirror",
+        channel_timeout=300,
+        **kw,
+    )
     # One listener, or several (a host name with IPv4 and IPv6 addresses) in one map.
     listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
     for listener in listeners:

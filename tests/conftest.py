@@ -14,6 +14,7 @@ import pytest
 
 from mirror.config import DevpiConfig
 from mirror.devpi_server import DevpiProcess
+from tests.support.debian import debian_tool
 from tests.support.servers import MotoServer, aws_test_credentials, free_port
 from tests.support.upstream import Upstream
 
@@ -63,6 +64,15 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     subprocess.run([sys.executable, "-m", "tests.support.make_models", str(out)],
                    check=True, cwd=root, capture_output=True)  # fmt: skip
     return out, json.loads((out / "expected.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def nginx() -> str:
+    """Debian's nginx, the engine behind the fleet entry point."""
+    found = debian_tool("nginx", "nginx-light")
+    if found is None:
+        pytest.skip("needs Debian's nginx (apt-get install nginx-light)")
+    return found
 
 
 @pytest.fixture

@@ -102,9 +102,12 @@ def test_a_sync_stops_its_own_devpi_only_after_devpi_kept_every_file(
     assert pip.returncode == 0, pip.stderr
 
 
-def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_path: Path) -> None:
+def run_up(config: Path, tmp_path: Path, nginx: str) -> tuple[str, str]:
+    """`tfmirror up` with [proxy] nginx = `nginx`: pip installs from the index its banner
+    names; Ctrl-C stops it and every child. Returns (banner, stderr)."""
+    config.write_text(config.read_text() + f'\n[proxy]\nnginx = "{nginx}"\nport = {free_port()}\n')
     up = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "up"],
+        [sys.executable, "-m", "mirror.cli", "--config", str(config), "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,7 +119,7 @@ def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_p
         while time.monotonic() < deadline:
             line = up.stdout.readline()
             lines.append(line)
-            if line.startswith("web front:") or not line:
+            if line.startswith("entry point:") or not line:
                 break
         text = "".join(lines)
         assert "pypi sync at start: ok" in text, text
@@ -127,9 +130,32 @@ def test_up_serves_pip_and_stops_cleanly_on_ctrl_c(own_devpi_config: Path, tmp_p
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
-    assert code == 0
-    # Ctrl-C also stopped the devpi-server that `up` started.
-    ps = subprocess.run(
-        ["pgrep", "-f", str(tmp_path / "data" / "devpi")], capture_output=True, text=True
-    )
-    assert ps.stdout.strip() == ""
+        assert up.stderr is not None
+        stderr = up.stderr.read()
+    assert code == 0, stderr
+    # Ctrl-C also stopped the devpi-server and the nginx that `up` started.
+    for child in (tmp_path / "data" / "devpi", tmp_path / "data" / "proxy"):
+        ps = subprocess.run(["pgrep", "-f", str(child)], capture_output=True, text=True)
+        assert ps.stdout.strip() == "", child
+    return text, stderr
+
+
+def test_up_serves_the_fleet_through_nginx_and_stops_cleanly_on_ctrl_c(
+    own_devpi_config: Path, tmp_path: Path, nginx: str
+) -> None:
+    banner, _ = run_up(own_devpi_config, tmp_path, nginx)
+    port = load_config(str(own_devpi_config)).proxy.port
+    entry = f"http://127.0.0.1:{port}"
+    assert f"index-url = {entry}/fleet/pypi/+simple/" in banner
+    assert f"TF Hub models: {entry}/hub/" in banner
+    assert f"entry point: {entry}/   (nginx in front of devpi and the web front" in banner
+
+
+def test_up_without_nginx_says_how_to_get_it_and_serves_directly(
+    own_devpi_config: Path, tmp_path: Path
+) -> None:
+    banner, stderr = run_up(own_devpi_config, tmp_path, str(tmp_path / "no" / "nginx"))
+    config = load_config(str(own_devpi_config))
+    assert f"index-url = {config.devpi.index_url}" in banner
+    hint = [ln for ln in stderr.splitlines() if "nginx" in ln]
+    assert len(hint) == 1 and "apt-get install nginx-light" in hint[0], stderr

@@ -25,7 +25,7 @@ from tests.support.wheels import WheelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-OURS = ("devpi", "web", "scheduler")
+OURS = ("devpi", "web", "scheduler", "proxy")
 
 
 def command(service: str) -> list[str]:
@@ -44,19 +44,24 @@ def test_compose_parses_and_each_command_is_a_valid_tfmirror_command() -> None:
         assert "./deploy/tfmirror.toml:/etc/tfmirror/tfmirror.toml:ro" in mounts
         assert services[name]["healthcheck"]["test"], name
     assert services["web"]["deploy"]["replicas"] == 2
+    # One published port: the proxy's. devpi and the fronts sit behind it.
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"proxy"}, published
+    assert "devpi-data:/var/lib/devpi:ro" in services["proxy"]["volumes"]
     assert services["scheduler"]["deploy"]["replicas"] == 2
     assert "healthcheck" in services["minio"]
     config = load_config(str(ROOT / "deploy" / "tfmirror.toml"))
     assert config.storage.backend == "s3" and config.devpi.serverdir is None
     assert config.devpi_mirror_url == "http://web:8080/simple/"
+    assert config.front_urls == ("http://web:8080",)
 
 
 def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
-    moto: MotoServer, s3_bucket: str, upstream: Upstream, tmp_path: Path
+    moto: MotoServer, s3_bucket: str, upstream: Upstream, tmp_path: Path, nginx: str
 ) -> None:
     upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
     upstream.add(WheelSpec("beta", "1.0"))
-    devpi_port, web_port = free_port(), free_port()
+    devpi_port, web_port, proxy_port = free_port(), free_port(), free_port()
     config = tmp_path / "tfmirror.toml"
     # deploy/tfmirror.toml with this machine's addresses in place of the compose names.
     text = (ROOT / "deploy" / "tfmirror.toml").read_text()
@@ -66,19 +71,22 @@ def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
         '"http://devpi:3141"': f'"http://127.0.0.1:{devpi_port}"',
         '"http://web:8080/simple/"': f'"http://127.0.0.1:{web_port}/simple/"',
         "port = 8080": f"port = {web_port}",
+        "port = 8000": f"port = {proxy_port}",
+        '["http://web:8080"]': f'["http://127.0.0.1:{web_port}"]',
+        '"/var/cache/tfmirror-proxy"': f'"{tmp_path / "proxy"}"',
         '["tensorflow", "tensorflow-hub"]': '["alpha"]',
     }.items():
         assert old in text
         text = text.replace(old, new)
     text = text.replace("[pypi]\n", f'[pypi]\nupstream = "{upstream.index_url}"\n')
+    text = text.replace("[proxy]", f'[proxy]\nnginx = "{nginx}"')
     config.write_text(text)
     env = {**os.environ, "TFMIRROR_ADMIN_TOKEN": "admin-token"}
 
     def start(service: str, name: str) -> subprocess.Popen[str]:
         cmd = [a.replace("/etc/tfmirror/tfmirror.toml", str(config)) for a in command(service)]
         cmd = ["127.0.0.1" if a == "0.0.0.0" else a for a in cmd]
-        if service == "devpi":
-            cmd = [str(tmp_path / "devpi") if a == "/var/lib/devpi" else a for a in cmd]
+        cmd = [str(tmp_path / "devpi") if a == "/var/lib/devpi" else a for a in cmd]
         log = (tmp_path / f"{name}.log").open("w")
         return subprocess.Popen(
             [sys.executable, "-m", "mirror.cli", *cmd[1:]],
@@ -95,6 +103,8 @@ def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
         procs["web"] = start("web", "web")
         wait_for(f"http://127.0.0.1:{devpi_port}/+api")
         wait_for(f"http://127.0.0.1:{web_port}/healthz")
+        procs["proxy"] = start("proxy", "proxy")
+        wait_for(f"http://127.0.0.1:{proxy_port}/healthz/proxy")
         procs["scheduler-1"] = start("scheduler", "scheduler-1")
         procs["scheduler-2"] = start("scheduler", "scheduler-2")
 
@@ -102,10 +112,13 @@ def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
         assert jobs(status)["pypi"]["last_run"]["outcome"] == "ok", logs(tmp_path)
         assert jobs(status)["pypi"]["totals"]["runs"] == 1, "both schedulers ran the sync"
 
+        # The fleet comes in through the one published port.
         venv = make_venv(tmp_path / "venv")
-        index = f"http://127.0.0.1:{devpi_port}/tfmirror/pypi/+simple/"
+        index = f"http://127.0.0.1:{proxy_port}/tfmirror/pypi/+simple/"
         pip = pip_install(venv, index, "alpha")
         assert pip.returncode == 0, pip.stderr
+        proxied = requests.get(f"http://127.0.0.1:{proxy_port}/api/status", timeout=10)
+        assert jobs(proxied.json())["pypi"]["last_run"]["outcome"] == "ok"
 
         for name in ("scheduler-1", "scheduler-2"):
             procs[name].send_signal(signal.SIGTERM)

@@ -3,8 +3,6 @@ with real run records: what an operator sees, and a screenshot kept as a test ar
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from mirror.runs import RunRecord
 from mirror.storage import LocalStore
 from mirror.web_server import WebServer
 from tests.support.archives import malicious
+from tests.support.debian import debian_tool
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port
 
@@ -36,18 +35,7 @@ FLAGS = [
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        # Debian's package, as the issue asks; a fresh CI machine does not have it yet.
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=False,
-            env=env,
-            capture_output=True,
-        )
-        found = shutil.which("chromium")
+    found = debian_tool("chromium", "chromium")
     if found is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     return found

@@ -101,6 +101,12 @@ def test_targets_parse_and_get_ids(tmp_path: Path) -> None:
         ({"devpi": {"index": "noslash"}}, 'must be "user/index"'),
         ({"web": {"port": 70000}}, "use a TCP port"),
         ({"webb": {}}, "[webb]: unknown section"),
+        ({"proxy": {"port": 0}}, "[proxy] port = 0: use a TCP port"),
+        ({"proxy": {"fronts": ["web:8080"]}}, "[proxy] fronts[0] = 'web:8080': must be \"http://"),
+        ({"proxy": {"fronts": ["http://u:p@web:8080"]}}, "[proxy] fronts[0]"),
+        ({"proxy": {"page_cache_seconds": -1}}, "use 0 to 3600 seconds"),
+        ({"proxy": {"nginx": ""}}, "name the nginx binary"),
+        ({"proxy": {"enable": True}}, "[proxy] enable: unknown key"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(

@@ -75,3 +75,19 @@ def test_unknown_or_crafted_paths_are_404(client: FlaskClient, path: str) -> Non
     answer = client.get(path)
     assert answer.status_code == 404
     assert "/hub/" in answer.get_json()["message"]
+
+
+def test_behind_the_proxy_nginx_sends_the_blob_and_the_front_answers_conditionals(
+    client: FlaskClient,
+) -> None:
+    accel = {"X-Tfmirror-Accel-Blobs": "/_tfmirror/blobs/"}
+    redirected = client.get(URL, headers=accel)
+    assert redirected.status_code == 200 and redirected.data == b""
+    assert redirected.headers["X-Accel-Redirect"] == f"/_tfmirror/blobs/{SHA[:2]}/{SHA}"
+    assert redirected.headers["ETag"] == f'"{SHA}"'
+    unchanged = client.get(URL, headers={**accel, "If-None-Match": f'"{SHA}"'})
+    assert unchanged.status_code == 304 and "X-Accel-Redirect" not in unchanged.headers
+    # A header nginx did not set (or a crafted one) never becomes a redirect.
+    for value in ("", "/etc/", "../x/"):
+        plain = client.get(URL, headers={"X-Tfmirror-Accel-Blobs": value})
+        assert plain.data == ARCHIVE and "X-Accel-Redirect" not in plain.headers

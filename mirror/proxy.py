@@ -1,0 +1,225 @@
+"""nginx as the fleet's one entry point, in front of devpi and the web fronts.
+
+devpi's waitress and the front's pin a thread (or a connection slot) per client; nginx
+holds thousands of slow clients for a few KB each and sends files with sendfile. So
+the entry point lets nginx send every large byte (devpi's files from its serverdir,
+model archives from the store's blob files) and asks the Python servers only for the
+small, changing answers (simple pages, briefly cached; the status page; which blob a
+model handle means). This module writes that nginx config and runs nginx with it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from mirror.config import Config
+from mirror.storage import BLOB_PREFIX
+
+INSTALL_HINT = "install Debian's nginx-light (apt-get install nginx-light) or set [proxy] nginx"
+# Where nginx finds mime.types; Debian's package puts it here.
+MIME_TYPES = ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types")
+# On stop, downloads in flight get this long before nginx closes them.
+SHUTDOWN_SECONDS = 5
+
+
+class ProxyError(Exception):
+    """nginx could not be found, configured or started; the message says why."""
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    """Everything the generated nginx config depends on."""
+
+    listen: str  # host:port
+    workdir: Path
+    devpi: str  # host:port of devpi-server
+    index: str  # user/index pip.conf points at
+    fronts: tuple[str, ...]  # host:port of each web front
+    devpi_serverdir: Path | None  # None: devpi's files are proxied, not sent from disk
+    blob_root: Path | None  # the local store's blobs/ (None on S3: fronts stream)
+    page_cache_seconds: int
+    run_as: str | None  # nginx's worker user when started as root
+    mime_types: str
+    open_files: int  # per worker: what this machine's hard limit allows, up to 65536
+    shutdown_seconds: int = SHUTDOWN_SECONDS
+
+    @property
+    def worker_connections(self) -> int:
+        # A proxied request holds two descriptors (client and upstream).
+        return max(512, self.open_files // 2)
+
+    @property
+    def describe(self) -> str:
+        return f"listen {self.listen}; devpi {self.devpi}; fronts {', '.join(self.fronts)}"
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def plan_for(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    devpi_serverdir: Path | None = None,
+) -> ProxyPlan:
+    proxy = config.proxy
+    serverdir = devpi_serverdir or config.devpi.serverdir
+    local = config.storage.backend == "local"
+    blob_root = config.storage.path / BLOB_PREFIX if local else None
+    run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+    mime = next((m for m in MIME_TYPES if Path(m).is_file()), "")
+    return ProxyPlan(
+        listen=f"{host or proxy.host}:{port or proxy.port}",
+        workdir=proxy.workdir.resolve(),
+        devpi=_host_port(config.devpi.url),
+        index=config.devpi.index,
+        fronts=tuple(_host_port(u) for u in config.front_urls),
+        devpi_serverdir=serverdir.resolve() if serverdir else None,
+        blob_root=blob_root.resolve() if blob_root else None,
+        page_cache_seconds=proxy.page_cache_seconds,
+        run_as=run_as,
+        mime_types=mime,
+        open_files=min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+    )
+
+
+def render(plan: ProxyPlan) -> str:
+    env = Environment(
+        loader=PackageLoader("mirror", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    # Without mime.types every file nginx sends is application/octet-stream: right for
+    # wheels and archives, which is all it sends itself.
+    return env.get_template("nginx.conf.j2").render(plan=plan)
+
+
+def find_nginx(config: Config) -> str | None:
+    """The nginx binary, if the proxy is enabled and one is installed."""
+    if not config.proxy.enabled:
+        return None
+    name = config.proxy.nginx
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """Where the fleet points: through nginx when the proxy runs, else the servers."""
+
+    index_url: str
+    base_url: str  # status page, /hub/, /api, /metrics
+    via_proxy: bool
+
+    @property
+    def hub_url(self) -> str:
+        return f"{self.base_url}/hub/"
+
+
+def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
+    if proxied is None:
+        proxied = find_nginx(config) is not None
+    if proxied:
+        base = config.proxy.base_url
+        return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, True)
+    return EntryPoint(config.devpi.index_url, config.web.base_url, False)
+
+
+def _die_with_parent() -> None:
+    # The proxy must not outlive `tfmirror up` or `tfmirror proxy` holding its port.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class NginxProcess:
+    """nginx with a generated config, in the foreground as our child; `with` stops it."""
+
+    def __init__(self, nginx: str, plan: ProxyPlan) -> None:
+        self.nginx = nginx
+        self.plan = plan
+        self.conf = plan.workdir / "nginx.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _args(self) -> list[str]:
+        # -e: nginx opens its default error log before it reads the config; point it
+        # at our folder so an unprivileged user can start it.
+        workdir = self.plan.workdir
+        return [self.nginx, "-p", str(workdir), "-c", str(self.conf), "-e", f"{workdir}/error.log"]
+
+    def write_config(self) -> None:
+        self.plan.workdir.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(render(self.plan))
+        check = subprocess.run([*self._args(), "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            lines = [ln for ln in check.stderr.splitlines() if "emerg" in ln or "crit" in ln]
+            reason = (lines or check.stderr.strip().splitlines() or ["nginx -t failed"])[-1]
+            raise ProxyError(f"the generated nginx config was refused: {reason}")
+
+    def start(self) -> NginxProcess:
+        self.write_config()
+        log = (self.plan.workdir / "nginx.out").open("ab")
+        with log:
+            self.proc = subprocess.Popen(
+                self._args(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        url = f"http://{self.plan.listen.replace('0.0.0.0', '127.0.0.1')}/healthz/proxy"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ProxyError(f"nginx exited at start; see {self.plan.workdir}/error.log")
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        self.stop()
+        raise ProxyError(f"nginx did not answer on {self.plan.listen} within 15 s")
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        return self.proc.wait()
+
+    def quit(self) -> None:
+        """Ask nginx to finish: transfers in flight get worker_shutdown_timeout, then go.
+        Safe from a signal handler (it does not wait)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.quit()
+        try:
+            self.proc.wait(timeout=SHUTDOWN_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> NginxProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

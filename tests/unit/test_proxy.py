@@ -1,0 +1,80 @@
+"""The generated nginx config and the entry point the fleet is told about."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hub_cache.routes import ACCEL_HEADER, ACCEL_PREFIX
+from mirror.config import parse_config
+from mirror.proxy import entry_point, find_nginx, plan_for, render
+
+
+def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_the_fronts(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(
+        {"proxy": {"fronts": ["http://web-1:8080", "http://web-2:8080"], "port": 9000}},
+        tmp_path,
+    )
+    text = render(plan_for(config))
+    serverdir = (tmp_path / "data" / "devpi").resolve()
+    assert f"root {serverdir};" in text
+    assert "try_files /+files$uri @devpi;" in text
+    assert "location ^~ /tfmirror/pypi/ {" in text
+    assert 'proxy_cache_key "$request_method $request_uri $http_accept";' in text
+    assert "proxy_cache_valid 200 10s;" in text
+    # The front answers a model archive with X-Accel-Redirect under this very location.
+    assert f"location {ACCEL_PREFIX} {{" in text
+    assert f'proxy_set_header {ACCEL_HEADER} "{ACCEL_PREFIX}";' in text
+    assert f"alias {(tmp_path / 'data' / 'blobs' / 'sha256').resolve()}/;" in text
+    assert "server web-1:8080 max_fails=1" in text and "server web-2:8080 max_fails=1" in text
+    assert "server 127.0.0.1:3141;" in text
+    assert "listen 127.0.0.1:9000 backlog=4096;" in text
+    # Every proxied location keeps the Host the node used (nginx drops inherited
+    # proxy_set_header lines where a location sets its own).
+    assert text.count("proxy_set_header Host $http_host;") == 3
+
+
+def test_on_s3_or_an_external_devpi_nothing_is_sent_from_a_folder_we_do_not_have(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(
+        {
+            "storage": {"backend": "s3", "bucket": "b"},
+            "devpi": {"url": "http://devpi:3141", "serverdir": ""},
+        },
+        tmp_path,
+    )
+    text = render(plan_for(config))
+    assert "try_files" not in text and "/_tfmirror/blobs/ {" not in text
+    assert 'proxy_set_header X-Tfmirror-Accel-Blobs "";' in text
+    assert "server devpi:3141;" in text
+
+
+def test_the_fleet_is_told_the_entry_point_only_when_nginx_will_run(tmp_path: Path) -> None:
+    on = parse_config({"proxy": {"nginx": "/bin/true", "port": 8000}}, tmp_path)
+    assert find_nginx(on) == "/bin/true"
+    assert entry_point(on).index_url == "http://127.0.0.1:8000/tfmirror/pypi/+simple/"
+    assert entry_point(on).hub_url == "http://127.0.0.1:8000/hub/"
+    for off in (
+        {"proxy": {"enabled": False, "nginx": "/bin/true"}},
+        {"proxy": {"nginx": str(tmp_path / "no-such-nginx")}},
+    ):
+        config = parse_config(off, tmp_path)
+        assert find_nginx(config) is None
+        assert entry_point(config).index_url == "http://127.0.0.1:3141/tfmirror/pypi/+simple/"
+
+
+def test_pip_conf_names_the_entry_point(tmp_path: Path) -> None:
+    path = tmp_path / "tfmirror.toml"
+    path.write_text('[proxy]\nnginx = "/bin/true"\nport = 8123\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "mirror.cli", "--config", str(path), "pip-conf"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "index-url = http://127.0.0.1:8123/tfmirror/pypi/+simple/" in proc.stdout
