@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from tests.support.servers import free_port
 
 
 def drop_caches() -> bool:
@@ -26,3 +30,21 @@ def settle() -> None:
     0.13-0.44 s into recycled pages, 1.1-1.45 s into fresh ones)."""
     drop_caches()
     time.sleep(3)
+
+
+def write_mirror_config(work: Path, requirements: Sequence[str], extra: str = "") -> Path:
+    """A fresh mirror's config under `work` (store in work/data, its own devpi and front
+    on free ports); `extra` is more TOML, tables after [pypi] ones."""
+    path = work / "tfmirror.toml"
+    reqs = ", ".join(json.dumps(r) for r in requirements)
+    path.write_text(f"""
+[storage]
+path = "data"
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+[web]
+port = {free_port()}
+[pypi]
+requirements = [{reqs}]
+{extra}""")
+    return path

@@ -28,14 +28,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import settle
+from bench.common import settle, write_mirror_config
 from mirror.config import host_target, load_config
 from mirror.devpi_server import DevpiProcess
 from mirror.manifest import load_all
 from mirror.resolve import platforms_for
 from mirror.runs import record_keys
 from mirror.storage import LocalStore
-from tests.support.servers import clean_pip_env, free_port
+from tests.support.servers import clean_pip_env
 
 SYNC = """
 import resource, sys
@@ -47,23 +47,12 @@ sys.exit(code)
 
 
 def write_config(work: Path, args: argparse.Namespace) -> Path:
-    reqs = ", ".join(json.dumps(r) for r in args.requirements)
-    path = work / "tfmirror.toml"
-    path.write_text(f"""
-[storage]
-path = "data"
-[devpi]
-url = "http://127.0.0.1:{free_port()}"
-[web]
-port = {free_port()}
-[pypi]
-upstream = "{args.upstream}"
-requirements = [{reqs}]
-[[pypi.targets]]
-python = "{args.python}"
-platform = "{args.platform}"
-""")
-    return path
+    return write_mirror_config(
+        work,
+        args.requirements,
+        f'upstream = "{args.upstream}"\n'
+        f'[[pypi.targets]]\npython = "{args.python}"\nplatform = "{args.platform}"\n',
+    )
 
 
 def timed_sync(config: Path) -> tuple[float, int, str]:

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mirror.config import Config, ConfigError, handle_path, host_target, load_config
+from mirror.proxy import ProxyError
 from mirror.storage import BlobStore, StoreError
 
 if TYPE_CHECKING:
@@ -125,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StoreError as exc:
         print(f"tfmirror: store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ProxyError as exc:
+        print(f"tfmirror: proxy: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -259,7 +263,7 @@ def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
-    from mirror.proxy import INSTALL_HINT, NginxProcess, ProxyError, find_nginx, plan_for, render
+    from mirror.proxy import INSTALL_HINT, NginxProcess, find_nginx, plan_for, render
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: use a TCP port from 1 to 65535")
@@ -273,12 +277,7 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
     nginx = find_nginx(replace(config, proxy=replace(config.proxy, enabled=True)))
     if nginx is None:
         raise UsageError(f"{config.proxy.nginx} not found: {INSTALL_HINT}")
-    proc = NginxProcess(nginx, plan)
-    try:
-        proc.start()
-    except ProxyError as exc:
-        print(f"tfmirror: proxy: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    proc = NginxProcess(nginx, plan).start()
     _forward_signals(proc.quit)
     print(f"fleet entry point on http://{plan.listen}/ (pip index, TF Hub, status)", flush=True)
     code = proc.wait()

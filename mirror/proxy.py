@@ -162,6 +162,7 @@ class NginxProcess:
         self.plan = plan
         self.conf = plan.workdir / "nginx.conf"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def _args(self) -> list[str]:
         # -e: nginx opens its default error log before it reads the config; point it
@@ -180,6 +181,8 @@ class NginxProcess:
 
     def start(self) -> NginxProcess:
         self.write_config()
+        error_log = self.plan.workdir / "error.log"
+        self._log_offset = error_log.stat().st_size if error_log.exists() else 0
         log = (self.plan.workdir / "nginx.out").open("ab")
         with log:
             self.proc = subprocess.Popen(
@@ -189,7 +192,7 @@ class NginxProcess:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ProxyError(f"nginx exited at start; see {self.plan.workdir}/error.log")
+                raise ProxyError(f"nginx exited at start: {self._start_error()}")
             try:
                 if requests.get(url, timeout=1).status_code == 200:
                     return self
@@ -197,6 +200,21 @@ class NginxProcess:
                 time.sleep(0.05)
         self.stop()
         raise ProxyError(f"nginx did not answer on {self.plan.listen} within 15 s")
+
+    def _start_error(self) -> str:
+        """nginx's own first reason since this start, e.g. "bind() to 127.0.0.1:8000
+        failed (98: Address already in use)" (its last is "still could not bind()")."""
+        log = self.plan.workdir / "error.log"
+        try:
+            with log.open("rb") as handle:
+                handle.seek(self._log_offset)
+                lines = handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        fatal = [ln for ln in lines if "[emerg]" in ln or "[crit]" in ln]
+        if not fatal:
+            return f"see {log}"
+        return fatal[0].split("] ", 1)[-1].split(": ", 1)[-1]
 
     def wait(self) -> int:
         assert self.proc is not None

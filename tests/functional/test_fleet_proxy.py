@@ -288,6 +288,19 @@ def test_print_config_is_a_config_nginx_accepts_and_no_nginx_is_exit_2(
     assert check.returncode == 0, check.stderr
     assert "listen 127.0.0.1:8123" in printed.stdout
 
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        config.write_text(f'[proxy]\nnginx = "{nginx}"\nworkdir = "px"\n')
+        busy = tfmirror(config, "proxy", "--port", port, timeout=60)
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines() == [
+        f"tfmirror: proxy: nginx exited at start: bind() to 127.0.0.1:{port} failed "
+        "(98: Address already in use)"
+    ]
+
+    config.write_text(f'[proxy]\nnginx = "{tmp_path / "none"}"\nworkdir = "px"\n')
     missing = tfmirror(config, "proxy")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
