@@ -136,10 +136,9 @@ def _archive(manifest: ModelManifest) -> Response:
             download_name=name,
         )
     else:
-        presign = getattr(store, "presigned_url", None)
-        config = app_config()
-        if presign is not None and config.web.presign_s3:
-            return redirect(presign(manifest.sha256), code=302)  # type: ignore[return-value]
+        presigned = store.presigned_url(manifest.sha256) if app_config().web.presign_s3 else None
+        if presigned is not None:
+            return redirect(presigned, code=302)  # type: ignore[return-value]
         resp = _stream_from_store(store, manifest)
     resp.headers["Cache-Control"] = "public, max-age=3600"
     return resp

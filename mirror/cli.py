@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from mirror.config import Config, ConfigError, handle_path, host_target, load_config
 from mirror.proxy import ProxyError
 from mirror.storage import BlobStore, StoreError
+from sync_jobs.runner import JobBusy, JobRunner
 
 if TYPE_CHECKING:
     from mirror.proxy import EntryPoint
@@ -44,8 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="mirror from upstream now")
     sync.add_argument("side", choices=["pypi", "hub", "all"], help="what to sync")
-    sync.add_argument("--no-devpi", action="store_true",
-                      help="store and commit only; leave devpi as it is")  # fmt: skip
+    sync.add_argument(
+        "--no-devpi", action="store_true", help="store and commit only; leave devpi as it is"
+    )
+    _wait_flag(sync)
 
     devpi = sub.add_parser("devpi", help="run the configured devpi-server in the foreground")
     devpi.add_argument("--serverdir", metavar="DIR", help="override [devpi] serverdir")
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
+    _wait_flag(imp)
     sub.add_parser("up", help="devpi, the web front and the scheduler, in one command")
     sub.add_parser("scheduler", help="run the scheduled syncs until SIGTERM")
     ver = sub.add_parser("verify", help="re-hash the store, check devpi, prove installs")
@@ -97,13 +101,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resolve only; skip the real install into a throwaway venv",
     )
+    _wait_flag(ver)
     gc = sub.add_parser("gc", help="remove blobs no manifest references")
     gc.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
-    gc.add_argument("--grace-hours", type=float, metavar="H",
-                    help="override [schedule] gc_grace_hours")  # fmt: skip
+    gc.add_argument(
+        "--grace-hours", type=float, metavar="H", help="override [schedule] gc_grace_hours"
+    )
+    _wait_flag(gc)
     status = sub.add_parser("status", help="what the status page shows")
     status.add_argument("--json", action="store_true", help="the /api/status document")
     return parser
+
+
+def _wait_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait", action="store_true", help="if the job runs elsewhere, wait for it, then run"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProxyError as exc:
         print(f"tfmirror: proxy: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except JobBusy as exc:
+        print(f"tfmirror: {exc}; pass --wait to run after it", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -141,11 +157,14 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
     from mirror.storage import open_store
 
     store = open_store(config.storage)
+    runner = JobRunner(config, store)
     codes = []
     if args.side in ("pypi", "all"):
-        codes.append(_sync_pypi(config, store, args.no_devpi))
+        with runner.hold("pypi", wait=args.wait):
+            codes.append(_sync_pypi(config, store, args.no_devpi))
     if args.side in ("hub", "all"):
-        codes.append(_sync_hub(config, store))
+        with runner.hold("hub", wait=args.wait):
+            codes.append(_sync_hub(config, store))
     return max(codes)
 
 
@@ -197,7 +216,9 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
         source = Path(args.path)
         if not source.exists():
             raise UsageError(f"{source}: no such file or folder")
-        outcome = import_model(open_store(config.storage), source, args.handle, config.hub)
+        store = open_store(config.storage)
+        with JobRunner(config, store).hold("hub", wait=args.wait):
+            outcome = import_model(store, source, args.handle, config.hub)
         if outcome.status == "failed":
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED
@@ -342,7 +363,6 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.storage import open_store
     from mirror.web_server import WebServer
     from sync_jobs import scheduler
-    from sync_jobs.runner import JobRunner
 
     store = open_store(config.storage)
     stop = threading.Event()
@@ -389,8 +409,11 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from mirror.storage import open_store
     from verify.run import run_verify
 
-    report = run_verify(config, open_store(config.storage), fix=args.repair, deep=args.deep,
-                        install=not args.no_install)  # fmt: skip
+    store = open_store(config.storage)
+    with JobRunner(config, store).hold("verify", wait=args.wait):
+        report = run_verify(
+            config, store, fix=args.repair, deep=args.deep, install=not args.no_install
+        )
     print(report.render(args.repair), end="")
     for line in report.problems:
         print(f"PROBLEM {line}", file=sys.stderr)
@@ -403,7 +426,9 @@ def cmd_gc(config: Config, args: argparse.Namespace) -> int:
     from verify.gc import collect
 
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
-    report = collect(open_store(config.storage), hours * 3600, dry_run=args.dry_run)
+    store = open_store(config.storage)
+    with JobRunner(config, store).hold("gc", wait=args.wait):
+        report = collect(store, hours * 3600, dry_run=args.dry_run)
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
     print(report.summary())

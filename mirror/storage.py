@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mirror.config import StorageConfig
+from mirror.lease import FileLock, LeaderLock, S3Lock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -94,6 +95,12 @@ class BlobStore(Protocol):
     def list(self, prefix: str) -> list[str]: ...
 
     def describe(self) -> str: ...
+
+    def leader_lock(self, ttl: float) -> LeaderLock:
+        """The lock that keeps each job to one runner across every process on this store."""
+
+    def presigned_url(self, sha256: str, seconds: int = 3600) -> str | None:
+        """A time-limited URL clients can GET the blob from directly, where there is one."""
 
 
 class HashingWriter:
@@ -204,6 +211,13 @@ class LocalStore:
     def local_path(self, sha256: str) -> Path | None:
         path = self._path(blob_key(sha256))
         return path if path.is_file() else None
+
+    def presigned_url(self, sha256: str, seconds: int = 3600) -> str | None:
+        return None
+
+    def leader_lock(self, ttl: float) -> LeaderLock:
+        # An flock does not expire: the kernel drops it when the holder dies.
+        return FileLock(self.root)
 
     def delete_blob(self, sha256: str) -> None:
         self._path(blob_key(sha256)).unlink(missing_ok=True)
@@ -450,7 +464,10 @@ class S3Store:
     def local_path(self, sha256: str) -> Path | None:
         return None
 
-    def presigned_url(self, sha256: str, seconds: int = 3600) -> str:
+    def leader_lock(self, ttl: float) -> LeaderLock:
+        return S3Lock(self.client, self.bucket, self.key, ttl)
+
+    def presigned_url(self, sha256: str, seconds: int = 3600) -> str | None:
         """A time-limited GET URL for a blob, for clients that can reach S3 directly."""
         key = blob_key(sha256)
         with self.errors(key):

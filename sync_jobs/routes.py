@@ -17,7 +17,7 @@ from mirror.app import app_config, app_store
 from mirror.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
-from sync_jobs.runner import JobRunner
+from sync_jobs.runner import JobBusy, JobRunner
 from sync_jobs.status import collect_status
 
 ENV_ADMIN_TOKEN = "TFMIRROR_ADMIN_TOKEN"
@@ -134,6 +134,6 @@ def run_job(job: str) -> tuple[Response, int]:
         return jsonify(message=f"no job {job!r}; jobs: {', '.join(sorted(runner.jobs))}"), 404
     lease = runner.lock.acquire(job)
     if lease is None:
-        return jsonify(message=f"{job} is running already"), 409
+        return jsonify(message=str(JobBusy(job, runner.lock.holder(job)))), 409
     threading.Thread(target=runner.run_leased, args=(lease, "manual"), daemon=True).start()
     return jsonify(message=f"{job} started", job=job), 202

@@ -1,20 +1,35 @@
-"""Running one job: under the leader lock, with its lease renewed, retried with backoff."""
+"""Running one job: under the leader lock, with its lease renewed, retried with backoff.
+
+Every way a job starts goes through here: the scheduler (`run`), the admin endpoint
+(`acquire` then `run_leased` on a thread), and the CLI (`hold`, around its own call).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from mirror.config import Config
+from mirror.lease import Holder, LeaderLock, Lease
 from mirror.runs import prune_runs
 from mirror.storage import BlobStore
-from sync_jobs.lock import LeaderLock, Lease, lock_for
 
 log = logging.getLogger("tfmirror.jobs")
 
 JobFn = Callable[[Config, BlobStore, str], bool]
+
+
+class JobBusy(Exception):
+    """Another holder runs the job now."""
+
+    def __init__(self, job: str, holder: Holder | None) -> None:
+        self.job = job
+        self.holder = holder
+        who = holder.describe() if holder else "held by another process"
+        super().__init__(f"{job} is running elsewhere ({who})")
 
 
 def default_jobs() -> dict[str, JobFn]:
@@ -42,7 +57,7 @@ class JobRunner:
         self.config = config
         self.store = store
         self.jobs = jobs if jobs is not None else default_jobs()
-        self.lock = lock or lock_for(store, config.schedule.lease_seconds)
+        self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
         self.sleep = sleep
 
     def run(
@@ -64,10 +79,7 @@ class JobRunner:
 
     def run_leased(self, lease: Lease, trigger: str) -> str:
         job = lease.job
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True)
-        renewer.start()
-        try:
+        with self._keep(lease):
             schedule = self.config.schedule
             for attempt in range(schedule.retries + 1):
                 if attempt:
@@ -77,11 +89,33 @@ class JobRunner:
                 if self.jobs[job](self.config, self.store, trigger if not attempt else "retry"):
                     return "ok"
             return "failed"
+
+    @contextmanager
+    def hold(self, job: str, wait: bool = False, poll: float = 1.0) -> Iterator[Lease]:
+        """Hold `job`'s lease around the caller's own run of it (the CLI); raises JobBusy
+        while another holder has it, or waits for it with `wait`."""
+        lease = self.lock.acquire(job)
+        while lease is None and wait:
+            self.sleep(poll)
+            lease = self.lock.acquire(job)
+        if lease is None:
+            raise JobBusy(job, self.lock.holder(job))
+        with self._keep(lease):
+            yield lease
+
+    @contextmanager
+    def _keep(self, lease: Lease) -> Iterator[None]:
+        """Renew the lease while the body runs; release it and prune run records after."""
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
         finally:
             stop.set()
             renewer.join()
             lease.release()
-            prune_runs(self.store, job, self.config.schedule.keep_runs)
+            prune_runs(self.store, lease.job, self.config.schedule.keep_runs)
 
     def _renew(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.config.schedule.lease_seconds / 3):

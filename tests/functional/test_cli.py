@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -159,3 +160,49 @@ def test_up_without_nginx_says_how_to_get_it_and_serves_directly(
     assert f"index-url = {config.devpi.index_url}" in banner
     hint = [ln for ln in stderr.splitlines() if "nginx" in ln]
     assert len(hint) == 1 and "apt-get install nginx-light" in hint[0], stderr
+
+
+def test_two_syncs_started_together_download_each_file_once(
+    own_devpi_config: Path, upstream: Upstream
+) -> None:
+    upstream.add(WheelSpec("gamma", "1.0", noise=2_000_000))
+    text = own_devpi_config.read_text().replace('["alpha"]', '["alpha", "gamma"]')
+    own_devpi_config.write_text(text)
+    cmd = [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config)]
+    syncs = [
+        subprocess.Popen([*cmd, "sync", "pypi", "--wait"], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [proc.communicate(timeout=300)[0] for proc in syncs]
+    assert [proc.returncode for proc in syncs] == [0, 0], outs
+    # One ran, the other waited for it and then found everything mirrored.
+    assert sorted(o.split("pypi sync: ")[1].split(",")[0] for o in outs) == ["0 new", "3 new"]
+    assert set(upstream.hits.values()) == {1}, upstream.hits
+
+
+def test_a_cli_job_while_another_holds_it_says_who_and_exits_1(
+    own_devpi_config: Path, tmp_path: Path
+) -> None:
+    from mirror.lease import FileLock
+
+    lease = FileLock((tmp_path / "data").resolve()).acquire("gc")
+    assert lease is not None
+    busy = tfmirror(own_devpi_config, "gc")
+    assert busy.returncode == 1
+    line = busy.stderr.strip()
+    assert line.startswith("tfmirror: gc is running elsewhere (held by "), line
+    assert (
+        f":{os.getpid()}:" in line
+        and " since 20" in line
+        and line.endswith("--wait to run after it")
+    )
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "gc", "--wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    assert waiting.poll() is None, "gc --wait did not wait"
+    lease.release()
+    out, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and out.startswith("gc: removed 0")

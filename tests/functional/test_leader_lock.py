@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from mirror.config import StorageConfig
+from mirror.lease import FileLock
 from mirror.storage import LocalStore, S3Store
-from sync_jobs.lock import FileLock, S3Lock
 from tests.support.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_lease_of_a_killed_holder_is_taken_over_after_it_expires(
     killed_at = time.time()
 
     store = S3Store(StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url))
-    lock = S3Lock(store, ttl)
+    lock = store.leader_lock(ttl)
     assert lock.acquire("demo") is None, "the dead holder's lease is still valid"
     lease = None
     while lease is None:
@@ -90,9 +90,9 @@ def test_lease_of_a_killed_holder_is_taken_over_after_it_expires(
     waited = time.time() - killed_at
     assert 0 < waited <= ttl + 1.5
     # And the new holder's lease now excludes everyone else.
-    assert S3Lock(store, ttl).acquire("demo") is None
+    assert store.leader_lock(ttl).acquire("demo") is None
     lease.release()
-    assert S3Lock(store, ttl).acquire("demo") is not None
+    assert store.leader_lock(ttl).acquire("demo") is not None
 
 
 def test_file_lock_excludes_and_dies_with_its_holder(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_file_lock_excludes_and_dies_with_its_holder(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from sync_jobs.lock import FileLock\n"
+        "from mirror.lease import FileLock\n"
         f"lease = FileLock(Path({str(store.root)!r})).acquire('pypi')\n"
         "print('held' if lease else 'busy', flush=True)\n"
         "time.sleep(60)\n"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from mirror.config import StorageConfig, parse_config
 from mirror.storage import S3Store
-from sync_jobs.lock import S3Lock
 from sync_jobs.runner import JobRunner
 
 
@@ -38,7 +37,7 @@ def main(
         note("end")
         return True
 
-    runner = JobRunner(config, store, jobs={"demo": demo}, lock=S3Lock(store, ttl))
+    runner = JobRunner(config, store, jobs={"demo": demo}, lock=store.leader_lock(ttl))
     deadline = time.time() + seconds
     while time.time() < deadline:
         if runner.run("demo", "schedule") == "busy":

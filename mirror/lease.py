@@ -1,4 +1,5 @@
-"""The leader lock: N schedulers on N machines run each job at most once at a time.
+"""The leader lock: each job runs at most once at a time, whoever starts it (a CLI
+command, a scheduler on any machine, the admin endpoint).
 
 S3: a lease object at locks/<job>, created with `If-None-Match: *` (only one creator
 wins), renewed and released with `If-Match: <our ETag>` (never overwriting someone
@@ -15,13 +16,28 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mirror.storage import BlobStore, LocalStore, S3Store
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 LOCKS = "locks"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a job's lease, for the message a refused caller prints."""
+
+    who: str  # host:pid:nonce
+    since: float  # epoch seconds
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"held by {self.who} since {when}"
 
 
 class Lease(Protocol):
@@ -37,9 +53,20 @@ class LeaderLock(Protocol):
     def acquire(self, job: str) -> Lease | None:
         """The lease for `job`, or None while another holder has it."""
 
+    def holder(self, job: str) -> Holder | None:
+        """Who holds `job` now, as far as can be read (None: nobody, or unknown)."""
+
 
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _holder(body: bytes) -> Holder | None:
+    try:
+        doc = json.loads(body)
+        return Holder(str(doc["holder"]), float(doc["since"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------- local disk
@@ -73,8 +100,15 @@ class FileLock:
             os.close(fd)
             return None
         os.ftruncate(fd, 0)
-        os.write(fd, holder_id().encode())
+        os.write(fd, json.dumps({"holder": holder_id(), "since": time.time()}).encode())
         return _FileLease(job, fd)
+
+    def holder(self, job: str) -> Holder | None:
+        try:
+            body = (self.dir / f"{job}.lock").read_bytes()
+        except FileNotFoundError:
+            return None
+        return _holder(body)
 
 
 # --------------------------------------------------------------------------- S3
@@ -90,9 +124,10 @@ class _S3Lease:
     lock: S3Lock
     job: str
     etag: str
+    since: float
 
     def renew(self) -> bool:
-        etag = self.lock.write(self.job, if_match=self.etag)
+        etag = self.lock.write(self.job, self.since, if_match=self.etag)
         if etag is None:
             return False
         self.etag = etag
@@ -111,21 +146,35 @@ class _S3Lease:
 
 
 class S3Lock:
-    def __init__(self, store: S3Store, ttl: float) -> None:
-        self.client = store.client
-        self.bucket = store.bucket
-        self.store = store
+    def __init__(
+        self, client: S3Client, bucket: str, key: Callable[[str], str], ttl: float
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self._key = key
         self.ttl = ttl
-        self.holder = holder_id()
+        self.holder_id = holder_id()
 
     def key(self, job: str) -> str:
-        return self.store.key(f"{LOCKS}/{job}")
+        return self._key(f"{LOCKS}/{job}")
 
-    def write(self, job: str, if_none_match: bool = False, if_match: str = "") -> str | None:
+    def holder(self, job: str) -> Holder | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(job))["Body"].read()
+        except ClientError:
+            return None
+        return _holder(body)
+
+    def write(
+        self, job: str, since: float, if_none_match: bool = False, if_match: str = ""
+    ) -> str | None:
         """Put our lease body under a condition; its ETag, or None if the condition failed."""
         from botocore.exceptions import ClientError
 
-        body = json.dumps({"holder": self.holder, "expires": time.time() + self.ttl})
+        expires = time.time() + self.ttl
+        body = json.dumps({"holder": self.holder_id, "since": since, "expires": expires})
         key = self.key(job)
         try:
             if if_none_match:
@@ -145,27 +194,20 @@ class S3Lock:
     def acquire(self, job: str) -> Lease | None:
         from botocore.exceptions import ClientError
 
-        etag = self.write(job, if_none_match=True)
+        since = time.time()
+        etag = self.write(job, since, if_none_match=True)
         if etag is not None:
-            return _S3Lease(self, job, etag)
+            return _S3Lease(self, job, etag, since)
         try:
             current = self.client.get_object(Bucket=self.bucket, Key=self.key(job))
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):  # released in between: try once more
-                etag = self.write(job, if_none_match=True)
-                return None if etag is None else _S3Lease(self, job, etag)
+                etag = self.write(job, since, if_none_match=True)
+                return None if etag is None else _S3Lease(self, job, etag, since)
             raise
         lease = json.loads(current["Body"].read())
         if float(lease.get("expires", 0)) > time.time():
             return None
         # Expired: take it over, unless another taker got there first.
-        etag = self.write(job, if_match=current["ETag"])
-        return None if etag is None else _S3Lease(self, job, etag)
-
-
-def lock_for(store: BlobStore, ttl: float) -> LeaderLock:
-    if isinstance(store, S3Store):
-        return S3Lock(store, ttl)
-    if isinstance(store, LocalStore):
-        return FileLock(store.root)
-    raise TypeError(f"no leader lock for {type(store).__name__}")
+        etag = self.write(job, since, if_match=current["ETag"])
+        return None if etag is None else _S3Lease(self, job, etag, since)
