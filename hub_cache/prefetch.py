@@ -9,12 +9,14 @@ it into place, so tensorflow_hub never sees half a model.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +81,32 @@ def prefetch(
         raise PrefetchError(f"{handle}: the mirror has no model at /hub/{path}")
     if info.status_code != 200:
         raise PrefetchError(f"{handle}: mirror answered HTTP {info.status_code} for {info_url}")
-    sha256, size = info.json()["sha256"], int(info.json()["size"])
+    try:
+        doc = info.json()
+        sha256, size = str(doc["sha256"]), int(doc["size"])
+    except (ValueError, KeyError, TypeError):
+        raise PrefetchError(
+            f"{handle}: {info_url} is not a tfmirror model page (no sha256 and "
+            "size in its JSON): is --mirror a tfmirror web front?"
+        ) from None
+    try:
+        return _fetch_into(handle, cache_dir, mirror, info_url, sha256, size, caps, timeout)
+    except OSError as exc:
+        raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
 
+
+def _fetch_into(
+    handle: str,
+    cache_dir: Path,
+    mirror: str,
+    info_url: str,
+    sha256: str,
+    size: int,
+    caps: Caps,
+    timeout: float,
+) -> Prefetched:
     cache_dir.mkdir(parents=True, exist_ok=True)
+    _drop_old_copies(cache_dir)
     folder = cache_folder(cache_dir, handle)
     if folder.is_dir() and any(folder.iterdir()) and _recorded_sha(folder) == sha256:
         return Prefetched(handle, folder, "unchanged")
@@ -123,14 +148,52 @@ def _download(url: str, spool: object, sha256: str, size: int, timeout: float) -
 
 
 def _swap_in(staging: Path, folder: Path) -> None:
-    """Rename the extracted model into place; an older copy is moved aside first."""
-    old = None
-    if folder.exists():
-        old = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
-        os.rename(folder, old)
+    """Put the extracted model in place. An older copy is exchanged with it in one
+    renameat2(RENAME_EXCHANGE), so a tensorflow_hub reading the cache meanwhile finds the
+    old model or the new one, never an empty place (which it would download into)."""
+    if not folder.exists():
+        os.rename(staging, folder)
+        return
+    if _exchange(staging, folder):
+        # `staging` now holds the old model. A reader may be listing it right now (it
+        # opened the folder before the exchange): it is set aside and removed by a
+        # later prefetch, not emptied under that reader.
+        aside = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
+        os.rename(staging, aside)
+        os.utime(aside)  # its age counts from now
+        return
+    old = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
+    os.rename(folder, old)  # no renameat2 here (not Linux, or an old kernel): a brief gap
     os.rename(staging, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+OLD_COPIES_KEPT = 600  # seconds an exchanged-out model stays for readers still in it
+
+
+def _drop_old_copies(cache_dir: Path) -> None:
+    now = time.time()
+    for old in cache_dir.glob("*.old"):
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > OLD_COPIES_KEPT:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the filesystem cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
 
 
 def _write_descriptor(folder: Path, handle: str, mirror: str, sha256: str) -> None:

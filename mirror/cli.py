@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mirror.proxy import EntryPoint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
 log = logging.getLogger("tfmirror")
 
 
@@ -393,8 +395,19 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         scheduler.add_startup_jobs(sched, config, store, runner)
         _banner(entry_point(config, proxied=proxy is not None), render_pip_conf)
         stop.wait()
-        sched.shutdown(wait=True)
-    return EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
+        still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
+    code = EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
+    if still:
+        # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
+        # verify or gc. What they wrote unpublished is gc's after its grace period.
+        print(
+            f"stopped while {', '.join(sorted(still))} ran; it published nothing half-done",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 def _banner(entry: EntryPoint, render_pip_conf: Callable[[str], str]) -> None:

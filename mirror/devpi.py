@@ -79,9 +79,13 @@ class DevpiClient:
         }
         if index.status_code == 404:
             made = self._request("PUT", f"/{self.index}", json=wanted, auth=self._auth)
-            if made.status_code not in (200, 201):
+            if made.status_code in (200, 201):
+                return
+            if made.status_code != 409:
                 raise DevpiError(f"cannot create devpi index {self.index!r}: {_why(made)}")
-            return
+            # Created meanwhile by another bootstrap (`tfmirror devpi` and a sync both do
+            # this as soon as devpi answers): check it as an existing one.
+            index = self._request("GET", f"/{self.index}", headers=json_accept)
         if index.status_code != 200:
             raise DevpiError(f"cannot read devpi index {self.index!r}: {_why(index)}")
         current = index.json()["result"]

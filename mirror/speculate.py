@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -33,6 +33,7 @@ from mirror.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, f
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
+T = TypeVar("T")
 
 
 class HeadStart:
@@ -58,8 +59,8 @@ class HeadStart:
         self._resolved = False  # the resolver answered: too late for new guesses
         self._unwanted: set[str] = set()
         self._stored: set[str] = set()
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="head-start")
-        self._pool.submit(self._start, requirements, tuple(targets), pages)
+        self._slots = threading.Semaphore(2)  # guesses fetched at once
+        _on_daemon(self._start, requirements, tuple(targets), pages)
 
     def _start(
         self, requirements: tuple[str, ...], targets: tuple[Target, ...], pages: ProjectPages
@@ -73,15 +74,17 @@ class HeadStart:
                     if self._resolved:
                         return
                     if wheel.sha256 not in self._fetches:
-                        self._fetches[wheel.sha256] = self._pool.submit(self._fetch, wheel)
+                        self._fetches[wheel.sha256] = _on_daemon(self._fetch, wheel)
         except Exception:  # a guess is only ever a head start: the sync goes on without
             return
 
     def _fetch(self, wheel: Wheel) -> Fetched:
         still_wanted = partial(self._still_wanted, wheel.sha256)
-        fetched = fetch_verified(
-            self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
-        )
+        with self._slots:
+            self._still_wanted(wheel.sha256, 0)
+            fetched = fetch_verified(
+                self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
+            )
         with self._lock:
             unwanted = wheel.sha256 in self._unwanted
             if not unwanted:
@@ -120,10 +123,27 @@ class HeadStart:
             stored = unwanted & self._stored
         for sha256 in stored:
             self._store.delete_blob(sha256)  # it finished before it was let go
-        self._pool.shutdown(wait=False)
         if unwanted:
             misses = [*(m for m in self._misses() if m not in unwanted), *sorted(unwanted)]
             self._store.put(MISSES, json.dumps(misses[-KEEP_MISSES:]).encode())
+
+
+def _on_daemon(fn: Callable[..., T], *args: object) -> Future[T]:
+    """Run fn on a daemon thread: a let-go guess stalled in a read (up to the timeout,
+    times the retries) must not keep the process alive after its sync has ended, which
+    a ThreadPoolExecutor's threads do (they are joined at exit)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="head-start", daemon=True).start()
+    return future
 
 
 def guess_top_wheels(

@@ -138,6 +138,17 @@ class HashingWriter:
 # --------------------------------------------------------------------------- local disk
 
 
+def _replace_durably(tmp: Path, final: Path) -> None:
+    """Rename `tmp` (already fsynced) over `final` and fsync the folder, so that the
+    rename itself survives a crash: a manifest is the commit point of a sync."""
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _LocalBlobWriter:
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -160,7 +171,7 @@ class _LocalBlobWriter:
         self._file = None
         final = self._root / blob_key(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._path, final)
+        _replace_durably(self._path, final)
 
     def discard(self) -> None:
         if self._file is not None:
@@ -262,8 +273,11 @@ class LocalStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with tmp.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        _replace_durably(tmp, path)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -59,6 +59,17 @@ class JobRunner:
         self.jobs = jobs if jobs is not None else default_jobs()
         self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
         self.sleep = sleep
+        self._running: set[str] = set()
+        self._changed = threading.Condition()
+
+    def running(self) -> set[str]:
+        with self._changed:
+            return set(self._running)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs here (at most `timeout` s); False if one still does."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._running, timeout)
 
     def run(
         self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
@@ -109,6 +120,8 @@ class JobRunner:
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True)
         renewer.start()
+        with self._changed:
+            self._running.add(lease.job)
         try:
             yield
         finally:
@@ -116,6 +129,9 @@ class JobRunner:
             renewer.join()
             lease.release()
             prune_runs(self.store, lease.job, self.config.schedule.keep_runs)
+            with self._changed:
+                self._running.discard(lease.job)
+                self._changed.notify_all()
 
     def _renew(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.config.schedule.lease_seconds / 3):

@@ -102,6 +102,15 @@ def add_startup_jobs(
         )
 
 
+def stop_promptly(scheduler: BackgroundScheduler, runner: JobRunner, grace: float) -> set[str]:
+    """Stop for an operator's Ctrl-C: queued runs are dropped, a running one gets `grace`
+    seconds; returns the jobs still running then (they publish nothing half-done: every
+    manifest commits last, and their lease lapses with the process)."""
+    scheduler.shutdown(wait=False)
+    runner.wait_idle(grace)
+    return runner.running()
+
+
 def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = None) -> int:
     """`tfmirror scheduler`: catch up, then run on schedule until SIGTERM/SIGINT; exit 0."""
     runner = runner or JobRunner(config, store)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,7 +91,42 @@ def test_a_new_version_replaces_the_old_folder_whole(mirror: FakeMirror, tmp_pat
     assert prefetch(HANDLE, tmp_path, mirror.url, CAPS).status == "fetched"
     folder = cache_folder(tmp_path, HANDLE)
     assert (folder / "saved_model.pb").read_bytes() == b"v2"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        folder.name,
-        f"{folder.name}.descriptor.txt",
-    ]
+    # The old copy is set aside for a reader that may still be in it, and removed by a
+    # later prefetch once it is old enough.
+    (old,) = tmp_path.glob("*.old")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [folder.name, f"{folder.name}.descriptor.txt", old.name]
+    )
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert prefetch(HANDLE, tmp_path, mirror.url, CAPS).status == "unchanged"
+    assert not old.exists()
+
+
+def test_a_page_that_is_not_a_model_or_a_cache_that_is_a_file_is_a_clear_error(
+    mirror: FakeMirror, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    with pytest.raises(PrefetchError, match=r"cache .*cache: File exists"):
+        prefetch(HANDLE, blocker, mirror.url, CAPS)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), NotAMirror)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        with pytest.raises(PrefetchError, match="is not a tfmirror model page"):
+            prefetch(HANDLE, tmp_path / "c2", url, CAPS)
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+class NotAMirror(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b'{"models": []}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

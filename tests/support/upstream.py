@@ -2,7 +2,8 @@
 
 Each file has a behaviour: "ok"; "corrupt" (the index lists the true sha256 but other
 bytes are served); "flaky" (first answer 500, then the file); "cut" (a full
-Content-Length, then the connection closes half way); "slow" (stalls past any timeout).
+Content-Length, then the connection closes half way); "slow" (answers after 5 s);
+"stall" (answers after 60 s).
 PEP 658 metadata is served so resolvers never need the wheel itself.
 """
 
@@ -109,6 +110,8 @@ class Upstream(LoopbackHttpServer):
             return _send(req, 500, b"upstream hiccup", "text/plain")
         elif hosted.behaviour == "slow":
             time.sleep(5)
+        elif hosted.behaviour == "stall":
+            time.sleep(60)
         if hosted.behaviour == "cut":
             req.send_response(200)
             req.send_header("Content-Length", str(len(data)))

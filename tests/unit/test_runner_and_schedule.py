@@ -84,3 +84,36 @@ def test_cron_period_and_next_run() -> None:
     now = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
     assert period("0 */6 * * *", now) == timedelta(hours=6)
     assert next_run("0 */6 * * *", now) == datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
+
+
+def test_a_prompt_stop_drops_queued_runs_and_does_not_wait_out_a_running_one(
+    tmp_path: Path,
+) -> None:
+    import threading
+    import time
+
+    from sync_jobs.scheduler import build, stop_promptly
+
+    config, store = setup(tmp_path, verify="0 3 * * *", gc="0 4 * * 0")
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow(config: Config, store: BlobStore, trigger: str) -> bool:
+        started.append(trigger)
+        release.wait(60)
+        return True
+
+    runner = JobRunner(config, store, {"verify": slow, "gc": slow})
+    sched = build(config, runner)
+    sched.start()
+    sched.add_job(runner.run, args=["verify", "startup"], id="verify-startup")
+    sched.add_job(runner.run, args=["gc", "startup"], id="gc-startup")
+    deadline = time.monotonic() + 10
+    while not runner.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    began = time.monotonic()
+    still = stop_promptly(sched, runner, grace=0.5)
+    took = time.monotonic() - began
+    release.set()
+    assert took < 2, took
+    assert len(still) >= 1 and runner.wait_idle(10)
