@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.config import handle_path
-from mirror.storage import BlobStore
+from mirror.storage import BlobStore, update_document
 
 HUB_MANIFESTS = "manifests/hub"
 
@@ -51,6 +52,20 @@ def load_model(store: BlobStore, path: str) -> ModelManifest | None:
 
 def save_model(store: BlobStore, manifest: ModelManifest) -> None:
     store.put(model_key(manifest.path), manifest.to_bytes())
+
+
+def update_model(store: BlobStore, path: str, change: Callable[[ModelManifest], bool]) -> bool:
+    """Change the model's manifest as it is now, conditionally: a writer that read it
+    before a long job (a TensorFlow load) never reverts what a sync published since.
+    `change` edits the manifest in place and says whether to write it."""
+
+    def apply(raw: bytes | None) -> bytes | None:
+        if raw is None:
+            return None
+        manifest = ModelManifest.from_bytes(raw)
+        return manifest.to_bytes() if change(manifest) else None
+
+    return update_document(store, model_key(path), apply)
 
 
 def load_models(store: BlobStore) -> list[ModelManifest]:

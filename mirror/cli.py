@@ -17,9 +17,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mirror.config import Config, ConfigError, handle_path, host_target, load_config
+from mirror.lease import JobBusy
 from mirror.proxy import ProxyError
 from mirror.storage import BlobStore, StoreError
-from sync_jobs.runner import JobBusy, JobRunner
+from sync_jobs.runner import JobRunner
 
 if TYPE_CHECKING:
     from mirror.proxy import EntryPoint

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 LOCKS = "locks"
+log = logging.getLogger("tfmirror.lease")
 
 
 @dataclass(frozen=True)
@@ -211,3 +215,54 @@ class S3Lock:
         # Expired: take it over, unless another taker got there first.
         etag = self.write(job, since, if_match=current["ETag"])
         return None if etag is None else _S3Lease(self, job, etag, since)
+
+
+class JobBusy(Exception):
+    """Another holder runs the job now."""
+
+    def __init__(self, job: str, holder: Holder | None) -> None:
+        self.job = job
+        self.holder = holder
+        who = holder.describe() if holder else "held by another process"
+        super().__init__(f"{job} is running elsewhere ({who})")
+
+
+@contextmanager
+def renewed(lease: Lease, ttl: float) -> Iterator[None]:
+    """Renew the lease every third of its ttl while the body runs; release it after."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            if not lease.renew():
+                log.error("%s: lost the leader lease while running", lease.job)
+                return
+
+    renewer = threading.Thread(target=renew, name=f"lease-{lease.job}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        lease.release()
+
+
+@contextmanager
+def holding(
+    lock: LeaderLock,
+    job: str,
+    ttl: float,
+    wait: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Lease]:
+    """Hold `job`'s lease around the body; JobBusy while another has it (or, with
+    `wait`, wait for it)."""
+    lease = lock.acquire(job)
+    while lease is None and wait:
+        sleep(1.0)
+        lease = lock.acquire(job)
+    if lease is None:
+        raise JobBusy(job, lock.holder(job))
+    with renewed(lease, ttl):
+        yield lease

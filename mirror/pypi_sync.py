@@ -148,7 +148,9 @@ class PypiSync:
                     continue
                 if head_start.fetch_for(wheel.sha256) is not None:
                     plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
-                elif (wheel.filename, wheel.sha256) in have or self.store.has_blob(wheel.sha256):
+                elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
+                    # A blob no manifest lists is re-stamped before it is reused: gc
+                    # spares blobs younger than its grace period until this commits.
                     report.skipped += 1
                 else:
                     plan.to_fetch[wheel.sha256] = wheel

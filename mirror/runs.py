@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mirror.storage import BlobStore
+from mirror.storage import BlobStore, update_document
 
 RUNS = "runs"
 INDEX_FILES = ("latest.json", "last-success.json", "totals.json")
@@ -66,11 +66,17 @@ class RunRecord:
         store.put(_index_key(self.job, "latest.json"), data)
         if ok:
             store.put(_index_key(self.job, "last-success.json"), data)
-        totals = read_index(store, self.job, "totals.json") or {"runs": 0, "failed": 0, "bytes": 0}
-        totals["runs"] += 1
-        totals["failed"] += 0 if ok else 1
-        totals["bytes"] += bytes_moved
-        store.put(_index_key(self.job, "totals.json"), json.dumps(totals).encode())
+
+        def count(raw: bytes | None) -> bytes:
+            totals = json.loads(raw) if raw else {"runs": 0, "failed": 0, "bytes": 0}
+            totals["runs"] += 1
+            totals["failed"] += 0 if ok else 1
+            totals["bytes"] += bytes_moved
+            return json.dumps(totals).encode()
+
+        # Runs of one job hold its lease, but the count does not depend on that: the
+        # totals are a read-modify-write, so it is a conditional one.
+        update_document(store, _index_key(self.job, "totals.json"), count)
         return doc
 
 

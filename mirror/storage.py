@@ -8,11 +8,12 @@ sees a partial or unverified blob. boto3 errors stop here and become StoreError.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -89,6 +90,16 @@ class BlobStore(Protocol):
 
     def put(self, key: str, data: bytes) -> None:
         """Write a small document atomically (readers see old or new, never half)."""
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """A small document and its version (an S3 ETag; on disk its sha256), or None."""
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Write only if the document is still at `version` (None: only if absent);
+        False if another writer got there first. The read-modify-write of shared state."""
+
+    def touch_blob(self, sha256: str) -> bool:
+        """Re-stamp a blob's time as now (gc's grace then spares it); False if absent."""
 
     def delete(self, key: str) -> None: ...
 
@@ -272,12 +283,48 @@ class LocalStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        with self._key_lock(path):
+            self._write(path, data)
+
+    def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         with tmp.open("wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
         _replace_durably(tmp, path)
+
+    @contextmanager
+    def _key_lock(self, path: Path) -> Iterator[None]:
+        """An flock per document, so a compare and its replace are one step for every
+        process on this disk (the kernel drops it if the holder dies)."""
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        data = self.get(key)
+        return None if data is None else (data, hashlib.sha256(data).hexdigest())
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._key_lock(path):
+            current = self.get_versioned(key)
+            if (current[1] if current else None) != version:
+                return False
+            self._write(path, data)
+            return True
+
+    def touch_blob(self, sha256: str) -> bool:
+        try:
+            os.utime(self._path(blob_key(sha256)))
+            return True
+        except FileNotFoundError:
+            return False
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -550,6 +597,52 @@ class S3Store:
         with self.errors(key):
             self.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=data)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with self.errors(key):
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+                return answer["Body"].read(), str(answer["ETag"])
+        except BlobNotFound:
+            return None
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self.errors(key):
+                try:
+                    if version is None:
+                        self.client.put_object(
+                            Bucket=self.bucket, Key=self.key(key), Body=data, IfNoneMatch="*"
+                        )
+                    else:
+                        self.client.put_object(
+                            Bucket=self.bucket, Key=self.key(key), Body=data, IfMatch=version
+                        )
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                        return False
+                    raise
+        except BlobNotFound:  # If-Match on a document deleted meanwhile
+            return False
+        return True
+
+    def touch_blob(self, sha256: str) -> bool:
+        key = self.key(blob_key(sha256))
+        try:
+            with self.errors(key):
+                # A copy onto itself with new metadata is S3's way to re-stamp LastModified.
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    MetadataDirective="REPLACE",
+                )
+        except BlobNotFound:
+            return False
+        return True
+
     def delete(self, key: str) -> None:
         with self.errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
@@ -564,6 +657,22 @@ class S3Store:
             for page in pages:
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+
+def update_document(
+    store: BlobStore, key: str, change: Callable[[bytes | None], bytes | None], tries: int = 20
+) -> bool:
+    """Read, change and conditionally write a shared document, again on a conflict, so
+    no writer's update is lost. `change` gets the current bytes (None: absent) and
+    returns the new ones, or None to write nothing; returns whether it wrote."""
+    for _ in range(tries):
+        current = store.get_versioned(key)
+        new = change(current[0] if current else None)
+        if new is None:
+            return False
+        if store.put_if(key, new, current[1] if current else None):
+            return True
+    raise StoreError(f"{key}: {tries} writers in a row changed it first; try again")
 
 
 def iter_chunks(reader: BinaryIO, size: int = 1024 * 1024) -> Iterator[bytes]:

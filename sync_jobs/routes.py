@@ -14,10 +14,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mirror.app import app_config, app_store
+from mirror.lease import JobBusy
 from mirror.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
-from sync_jobs.runner import JobBusy, JobRunner
+from sync_jobs.runner import JobRunner
 from sync_jobs.status import collect_status
 
 ENV_ADMIN_TOKEN = "TFMIRROR_ADMIN_TOKEN"

@@ -13,23 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from mirror.config import Config
-from mirror.lease import Holder, LeaderLock, Lease
+from mirror.lease import LeaderLock, Lease, holding, renewed
 from mirror.runs import prune_runs
 from mirror.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
 
 JobFn = Callable[[Config, BlobStore, str], bool]
-
-
-class JobBusy(Exception):
-    """Another holder runs the job now."""
-
-    def __init__(self, job: str, holder: Holder | None) -> None:
-        self.job = job
-        self.holder = holder
-        who = holder.describe() if holder else "held by another process"
-        super().__init__(f"{job} is running elsewhere ({who})")
 
 
 def default_jobs() -> dict[str, JobFn]:
@@ -102,39 +92,27 @@ class JobRunner:
             return "failed"
 
     @contextmanager
-    def hold(self, job: str, wait: bool = False, poll: float = 1.0) -> Iterator[Lease]:
+    def hold(self, job: str, wait: bool = False) -> Iterator[Lease]:
         """Hold `job`'s lease around the caller's own run of it (the CLI); raises JobBusy
         while another holder has it, or waits for it with `wait`."""
-        lease = self.lock.acquire(job)
-        while lease is None and wait:
-            self.sleep(poll)
-            lease = self.lock.acquire(job)
-        if lease is None:
-            raise JobBusy(job, self.lock.holder(job))
-        with self._keep(lease):
+        ttl = self.config.schedule.lease_seconds
+        with holding(self.lock, job, ttl, wait, self.sleep) as lease, self._tracked(job):
             yield lease
 
     @contextmanager
     def _keep(self, lease: Lease) -> Iterator[None]:
-        """Renew the lease while the body runs; release it and prune run records after."""
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True)
-        renewer.start()
+        with renewed(lease, self.config.schedule.lease_seconds), self._tracked(lease.job):
+            yield
+
+    @contextmanager
+    def _tracked(self, job: str) -> Iterator[None]:
+        """Count the job as running here; prune its run records after."""
         with self._changed:
-            self._running.add(lease.job)
+            self._running.add(job)
         try:
             yield
         finally:
-            stop.set()
-            renewer.join()
-            lease.release()
-            prune_runs(self.store, lease.job, self.config.schedule.keep_runs)
+            prune_runs(self.store, job, self.config.schedule.keep_runs)
             with self._changed:
-                self._running.discard(lease.job)
+                self._running.discard(job)
                 self._changed.notify_all()
-
-    def _renew(self, lease: Lease, stop: threading.Event) -> None:
-        while not stop.wait(self.config.schedule.lease_seconds / 3):
-            if not lease.renew():
-                log.error("%s: lost the leader lease while running", lease.job)
-                return

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,19 +79,35 @@ class AirGapProof:
         self.index = config.devpi.index_url
         self.isolate = netns.can_unshare() if isolate is None else isolate
 
+    def _devpi_address(self) -> tuple[str, str, int]:
+        parts = urlsplit(self.config.devpi.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.scheme, parts.hostname or "127.0.0.1", port
+
+    def _index_args(self) -> list[str]:
+        """pip's index: inside the namespace, the bridge on 127.0.0.1 at devpi's port (the
+        configured host name or address means nothing there)."""
+        if not self.isolate:
+            return ["--index-url", self.index]
+        scheme, _, port = self._devpi_address()
+        inside = self.index.replace(urlsplit(self.index).netloc, f"127.0.0.1:{port}", 1)
+        # TLS to devpi names its host; through the bridge pip reaches it as 127.0.0.1.
+        trust = ["--trusted-host", f"127.0.0.1:{port}"] if scheme == "https" else []
+        return ["--index-url", inside, *trust]
+
     def _run(self, command: list[str], work: Path) -> subprocess.CompletedProcess[str]:
-        if self.isolate:
-            parts = urlsplit(self.config.devpi.url)
-            host, port = parts.hostname or "127.0.0.1", parts.port or 80
-            sock = Path(tempfile.gettempdir()) / f"tfmirror-bridge-{uuid.uuid4().hex[:8]}.sock"
-            bridge = netns.HostBridge(sock, host, port)
-            try:
-                return subprocess.run(netns.wrap(command, sock, port), capture_output=True,
-                                      text=True, env=pip_env(), timeout=3600, cwd=work)  # fmt: skip
-            finally:
-                bridge.close()
-        return subprocess.run(command, capture_output=True, text=True, env=pip_env(),
-                              timeout=3600, cwd=work)  # fmt: skip
+        run = partial(
+            subprocess.run, capture_output=True, text=True, env=pip_env(), timeout=3600, cwd=work
+        )
+        if not self.isolate:
+            return run(command)
+        _, host, port = self._devpi_address()
+        sock = Path(tempfile.gettempdir()) / f"tfmirror-bridge-{uuid.uuid4().hex[:8]}.sock"
+        bridge = netns.HostBridge(sock, host, port)
+        try:
+            return run(netns.wrap(command, sock, port))
+        finally:
+            bridge.close()
 
     @property
     def where(self) -> str:
@@ -110,7 +127,7 @@ class AirGapProof:
             sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
             "--quiet", "--report", str(work / "report.json"), "--only-binary=:all:",
             f"--python-version={target.python}", *platforms, "--target", str(work / "t"),
-            "--index-url", self.index, *self.config.pypi.requirements,
+            *self._index_args(), *self.config.pypi.requirements,
         ]  # fmt: skip
         proc = self._run(command, work)
         how = f"pip resolve {self.where}"
@@ -123,8 +140,8 @@ class AirGapProof:
         how = f"install + import {self.where}"
         subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
         python = str(work / "venv" / "bin" / "python")
-        proc = self._run([python, "-m", "pip", "install", "--quiet", "--index-url", self.index,
-                          *self.config.pypi.requirements], work)  # fmt: skip
+        pip = [python, "-m", "pip", "install", "--quiet", *self._index_args()]
+        proc = self._run([*pip, *self.config.pypi.requirements], work)
         if proc.returncode != 0:
             return TargetProof(target.id, False, how, _why(proc.stderr))
         names = [Requirement(r).name for r in self.config.pypi.requirements]

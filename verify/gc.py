@@ -48,10 +48,12 @@ def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> Gc
         if sha in keep:
             report.referenced += 1
             continue
+        # Its time is read just before the delete: a sync that reuses an unreferenced
+        # blob re-stamps it before committing the manifest that will list it.
         mtime = store.blob_mtime(sha)
         if mtime is None:
             continue
-        if now - mtime < grace_seconds:
+        if time.time() - mtime < grace_seconds:
             report.kept_young.append(sha)
             continue
         report.freed_bytes += store.blob_size(sha) or 0

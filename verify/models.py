@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
-from hub_cache.models import ModelManifest, load_models, save_model
+from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.config import Config
 from mirror.storage import BlobNotFound, BlobStore
 
@@ -54,9 +54,16 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
     if proc.returncode != 0 or line is None:
         return ModelCheck(model.path, model.handle, False, f"does not load: {_tail(proc.stderr)}")
     signatures = json.loads(line[len("SIGNATURES ") :])
-    if model.signatures != signatures:
-        model.signatures = signatures
-        save_model(store, model)
+
+    def record(current: ModelManifest) -> bool:
+        # Only onto the archive that was loaded: a sync may have published another.
+        if current.sha256 != model.sha256 or current.signatures == signatures:
+            return False
+        current.signatures = signatures
+        return True
+
+    update_model(store, model.path, record)
+    model.signatures = signatures
     names = ", ".join(sorted(signatures)) or "no signatures"
     return ModelCheck(model.path, model.handle, True, f"loads; signatures: {names}")
 

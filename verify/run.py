@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from mirror.config import Config
 from mirror.devpi import DevpiError
 from mirror.devpi_server import DevpiStartError
+from mirror.lease import holding
 from mirror.manifest import utcnow
 from mirror.runs import RunRecord
 from mirror.services import services_for_sync
@@ -105,7 +106,14 @@ def run_verify(
         with services_for_sync(config, store) as devpi:
             report.devpi = check_devpi(devpi, store)
             if fix and not report.devpi.clean:
-                repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
+                # devpi's proof state is the PyPI sync's too: repair it under that lease,
+                # so a sync and this repair never write it over each other.
+                lock, ttl = (
+                    store.leader_lock(config.schedule.lease_seconds),
+                    config.schedule.lease_seconds,
+                )
+                with holding(lock, "pypi", ttl, wait=True):
+                    repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
             proof = AirGapProof(config)
             report.targets = [proof.prove(t, install=install) for t in config.pypi.targets]
     except (DevpiError, DevpiStartError) as exc:

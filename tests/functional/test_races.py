@@ -6,15 +6,36 @@ runs while another commits) and fails on the code before its fix.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from hub_cache.importer import import_model
+from hub_cache.models import load_model
 from hub_cache.prefetch import _swap_in
-from mirror.config import DevpiConfig
+from mirror.config import DevpiConfig, parse_config
 from mirror.devpi import DevpiClient, DevpiError
+from mirror.devpi_server import DevpiProcess
+from mirror.manifest import load_manifest, manifest_key
+from mirror.pypi_sync import PypiSync
+from mirror.services import services_for_sync
+from mirror.storage import LocalStore, blob_key, open_store
 from tests.conftest import DEVPI_TEST_PASSWORD
+from tests.support.archives import tar_of_dir
+from tests.support.mirror_env import make_config
+from tests.support.servers import free_port
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+from verify.airgap import AirGapProof
+from verify.gc import collect, referenced_shas
+from verify.models import check_model
+from verify.netns import can_unshare
 
 
 def test_devpi_bootstrapped_from_two_places_at_once_never_fails(devpi: DevpiConfig) -> None:
@@ -70,3 +91,97 @@ def test_a_model_swapped_in_by_prefetch_is_never_missing_for_a_reader(tmp_path: 
         watcher.join()
     assert empty_seen == 0
     assert (folder / "saved_model.pb").read_bytes() == b"v300"
+
+
+def test_a_deep_verify_never_reverts_a_model_a_sync_published_meanwhile(
+    saved_models: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    models, _ = saved_models
+    config = parse_config({"storage": {"path": "store"}}, tmp_path)
+    store = open_store(config.storage)
+    handle = "https://tfhub.dev/google/tfmirror-test/race/1"
+    path = "google/tfmirror-test/race/1"
+    assert import_model(store, models / "keras", handle, config.hub).status == "new"
+    newer = tmp_path / "newer.tar.gz"
+    newer.write_bytes(tar_of_dir(models / "lookup"))
+    before = load_model(store, path)
+    assert before is not None
+
+    def sync_meanwhile() -> None:
+        time.sleep(1)  # TensorFlow is still loading the old archive in its subprocess
+        assert import_model(store, newer, handle, config.hub).status == "new"
+
+    syncing = threading.Thread(target=sync_meanwhile)
+    syncing.start()
+    check = check_model(config, store, before)
+    syncing.join()
+
+    assert check.ok, check.detail
+    after = load_model(store, path)
+    assert after is not None
+    assert after.sha256 == hashlib.sha256(newer.read_bytes()).hexdigest(), "reverted"
+    assert after.sha256 in referenced_shas(store)  # so gc keeps the new archive
+
+
+class GcRightAfterAsking(LocalStore):
+    """A store where gc runs the moment a sync has asked about one blob: the worst time."""
+
+    def __init__(self, root: Path, sha256: str) -> None:
+        super().__init__(root)
+        self.trigger = sha256
+
+    def has_blob(self, sha256: str) -> bool:
+        found = super().has_blob(sha256)
+        if sha256 == self.trigger:
+            collect(self, grace_seconds=24 * 3600)
+        return found
+
+    def touch_blob(self, sha256: str) -> bool:
+        touched = super().touch_blob(sha256)
+        if sha256 == self.trigger:
+            collect(self, grace_seconds=24 * 3600)
+        return touched
+
+
+def test_gc_between_a_syncs_reuse_of_a_blob_and_its_commit_loses_nothing(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert PypiSync(config, open_store(config.storage), None).run().ok
+    # The target's manifest goes (a target dropped, then added back): its blobs are
+    # unreferenced and older than gc's grace period, but still in the store.
+    store = GcRightAfterAsking(
+        config.storage.path, upstream.files["beta-1.0-py3-none-any.whl"].sha256
+    )
+    (target,) = config.pypi.targets
+    store.delete(manifest_key(target.id))
+    two_days_ago = time.time() - 2 * 86400
+    for sha in store.iter_blobs():
+        os.utime(store.root / blob_key(sha), (two_days_ago, two_days_ago))
+
+    assert PypiSync(config, store, None).run().ok
+
+    manifest = load_manifest(store, target.id)
+    assert manifest is not None and len(manifest.files) == 2
+    missing = [w.filename for w in manifest.files if not store.has_blob(w.sha256)]
+    assert missing == [], "the committed manifest lists blobs gc removed"
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare -n (root)")
+def test_the_air_gap_proof_reaches_a_devpi_configured_on_another_address(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # devpi on 127.0.0.2: inside the proof's namespace only the bridge on 127.0.0.1
+    # answers, so pip must be pointed there, not at the configured address.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    other = DevpiConfig(url=f"http://127.0.0.2:{free_port()}", serverdir=tmp_path / "devpi")
+    with DevpiProcess(other, log=tmp_path / "devpi.log"):
+        config = make_config(tmp_path, upstream.index_url, other, ["alpha"], managed_devpi=True)
+        store = open_store(config.storage)
+        with services_for_sync(config, store) as client:
+            assert PypiSync(config, store, client).run().ok
+        proof = AirGapProof(config, isolate=True).prove(config.pypi.targets[0])
+    assert proof.ok, proof.detail
+    assert "inside unshare -n" in proof.how and "imported alpha" in proof.detail

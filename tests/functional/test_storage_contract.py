@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mirror.config import StorageConfig
-from mirror.storage import BlobNotFound, BlobStore, LocalStore, S3Store, StoreError, blob_key
+from mirror.storage import (
+    BlobNotFound,
+    BlobStore,
+    LocalStore,
+    S3Store,
+    StoreError,
+    blob_key,
+    update_document,
+)
 from tests.support.servers import MotoServer
 
 
@@ -166,3 +176,41 @@ def test_abandoned_writes_are_listed_and_can_be_dropped(store: BlobStore) -> Non
         assert abs(started - time.time()) < 120
     store.drop_temporary(ident)
     assert list(store.iter_temporaries()) == []
+
+
+def test_conditional_writes_lose_no_update(store: BlobStore) -> None:
+    assert store.put_if("state/x.json", b"1", None)
+    assert not store.put_if("state/x.json", b"2", None), "created twice"
+    data, version = store.get_versioned("state/x.json") or (b"", "")
+    assert data == b"1"
+    assert store.put_if("state/x.json", b"2", version)
+    assert not store.put_if("state/x.json", b"3", version), "a stale version won"
+    assert store.get("state/x.json") == b"2"
+
+    # Eight writers adding one each, at once: every increment lands.
+    store.put("state/n", b"0")
+
+    def add_one() -> None:
+        update_document(store, "state/n", lambda raw: str(int(raw or b"0") + 1).encode())
+
+    threads = [threading.Thread(target=add_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get("state/n") == b"8"
+
+
+def test_touch_restamps_a_blob_and_says_when_it_is_gone(store: BlobStore) -> None:
+    data = b"old blob"
+    sha = hashlib.sha256(data).hexdigest()
+    writer = store.new_blob()
+    writer.write(data)
+    writer.publish(sha)
+    before = store.blob_mtime(sha) or 0
+    time.sleep(1.1)  # S3 times have one-second resolution
+    assert store.touch_blob(sha)
+    assert (store.blob_mtime(sha) or 0) > before
+    assert store.get_versioned("no/such.json") is None
+    store.delete_blob(sha)
+    assert not store.touch_blob(sha)
