@@ -41,11 +41,11 @@ from bench.common import write_mirror_config
 from bench.hub_front import make_archive
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
-from mirror.config import Config, load_config
-from mirror.devpi_server import DevpiProcess
-from mirror.manifest import load_manifest
+from mirror.core.config import Config, load_config
+from mirror.core.storage import LocalStore, open_store
+from mirror.devpi.server import DevpiProcess
 from mirror.proxy import NginxProcess, find_nginx, plan_for
-from mirror.storage import LocalStore, open_store
+from mirror.pypi.manifest import load_manifest
 from tests.support.servers import clean_pip_env, free_port, make_venv
 
 HANDLE = "https://tfhub.dev/google/bench-fleet/1"

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from bench.common import drop_caches
 from hub_cache.importer import import_model
-from mirror.config import parse_config
-from mirror.storage import LocalStore
+from mirror.core.config import parse_config
+from mirror.core.storage import LocalStore
 from tests.support.servers import free_port
 
 CONCURRENT = 32
@@ -61,20 +61,32 @@ def make_archive(path: Path, size_mb: int) -> None:
 # neither pays for starting its process: after a dropped cache that means loading curl's
 # TLS libraries from disk, which is not the archive coming off the disk.
 def dd_read(path: Path) -> float:
-    done = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True, capture_output=True, text=True
+    )
     return float(re.search(r"copied, ([0-9.e-]+) s", done.stderr).group(1))  # type: ignore[union-attr]
 
 
 def curl_get(url: str) -> float:
-    done = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", url],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(done.stdout)
 
 
 def curl_parallel(url: str, count: int) -> tuple[list[float], int]:
-    cmd = ["curl", "-s", "--parallel", "--parallel-max", str(count),
-           "-w", "%{http_code} %{size_download} %{time_total}\\n"]  # fmt: skip
+    cmd = [
+        "curl",
+        "-s",
+        "--parallel",
+        "--parallel-max",
+        str(count),
+        "-w",
+        "%{http_code} %{size_download} %{time_total}\\n",
+    ]
     for _ in range(count):
         cmd += ["-o", "/dev/null", url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
@@ -171,8 +183,9 @@ class SendfileServer:
                 return
             with conn, self.blob.open("rb") as source:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n" % size)  # fmt: skip
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size
+                )
                 conn.sendfile(source)
 
     def close(self) -> None:

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import settle, write_mirror_config
-from mirror.config import host_target, load_config
-from mirror.devpi_server import DevpiProcess
-from mirror.manifest import load_all
-from mirror.resolve import platforms_for
-from mirror.runs import record_keys
-from mirror.storage import LocalStore
+from mirror.core.config import host_target, load_config
+from mirror.core.runs import record_keys
+from mirror.core.storage import LocalStore
+from mirror.devpi.server import DevpiProcess
+from mirror.pypi.manifest import load_all
+from mirror.pypi.resolve import platforms_for
 from tests.support.servers import clean_pip_env
 
 SYNC = """
@@ -90,8 +90,8 @@ def warm_up(args: argparse.Namespace, work: Path) -> None:
     """Fetch every wheel once before anything is timed, so that tfmirror, pip and curl all
     meet the same (warm) state of any cache between here and PyPI. uv's own cache for
     this resolve is a separate one, so tfmirror's resolve still starts cold."""
-    from mirror.config import Target
-    from mirror.resolve import resolve_target
+    from mirror.core.config import Target
+    from mirror.pypi.resolve import resolve_target
 
     saved = os.environ.get("UV_CACHE_DIR")
     os.environ["UV_CACHE_DIR"] = str(work / "uv-warm-up")
@@ -109,10 +109,20 @@ def warm_up(args: argparse.Namespace, work: Path) -> None:
 def pip_download(args: argparse.Namespace, dest: Path) -> float:
     platforms = [f"--platform={p}" for p in platforms_for(args.platform)]
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-cache-dir",
-        "--only-binary=:all:", f"--python-version={args.python}", *platforms,
-        f"--index-url={args.upstream}", "-d", str(dest), *args.requirements,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-cache-dir",
+        "--only-binary=:all:",
+        f"--python-version={args.python}",
+        *platforms,
+        f"--index-url={args.upstream}",
+        "-d",
+        str(dest),
+        *args.requirements,
+    ]
     began = time.monotonic()
     subprocess.run(cmd, check=True, env=clean_pip_env())
     # Its files stay until the round's folder goes, as tfmirror's store does: freed
@@ -126,17 +136,30 @@ def install_check(args: argparse.Namespace, index_url: str, work: Path) -> str:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     began = time.monotonic()
     pip = subprocess.run(
-        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--index-url", index_url,
-         *args.requirements],
-        env=clean_pip_env(), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            str(venv / "bin/python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--index-url",
+            index_url,
+            *args.requirements,
+        ],
+        env=clean_pip_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if pip.returncode != 0:
         return f"FAILED: {pip.stderr.strip().splitlines()[-1:]}"
     modules = [r.replace("-", "_") for r in args.requirements]
     probe = subprocess.run(
         [str(venv / "bin/python"), "-c", f"import {', '.join(modules)}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     verdict = "ok" if probe.returncode == 0 else f"import FAILED: {probe.stderr[-200:]}"
     return f"{verdict} ({time.monotonic() - began:.0f} s, then import {', '.join(modules)})"
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import requests
 
 from hub_cache.models import ModelManifest, save_model
-from mirror.config import Target
-from mirror.manifest import Manifest, save_manifest
-from mirror.resolve import Wheel
-from mirror.runs import RunRecord, record_keys
-from mirror.storage import LocalStore
+from mirror.core.config import Target
+from mirror.core.runs import RunRecord, record_keys
+from mirror.core.storage import LocalStore
+from mirror.pypi.manifest import Manifest, save_manifest
+from mirror.pypi.resolve import Wheel
 from tests.support.servers import free_port
 
 ENDPOINTS = ("/", "/api/status", "/metrics")
@@ -38,12 +38,30 @@ def fill(store: LocalStore, records: int) -> None:
         record = RunRecord(job, "schedule", start + timedelta(minutes=i), id=f"{i:08x}")
         failed = job == "hub" and i % 4 == 1
         errors = [{"name": f"model-{i}", "url": "https://tfhub.dev/x", "reason": "rejected"}]
-        record.finish(store, not failed, {"new": 1, "skipped": 33, "failed": int(failed)},
-                      600_000_000, errors if failed else [])  # fmt: skip
-    wheels = [Wheel(f"project-{i}", "1.0", f"project_{i}-1.0-py3-none-any.whl",
-                    "https://files/x.whl", f"{i:064x}", 10_000_000) for i in range(34)]  # fmt: skip
-    save_manifest(store, Manifest(Target("3.11", "manylinux_2_28_x86_64"), ("tensorflow",),
-                                  wheels, "2026-01-01T00:00:00Z"))  # fmt: skip
+        record.finish(
+            store,
+            not failed,
+            {"new": 1, "skipped": 33, "failed": int(failed)},
+            600_000_000,
+            errors if failed else [],
+        )
+    wheels = [
+        Wheel(
+            f"project-{i}",
+            "1.0",
+            f"project_{i}-1.0-py3-none-any.whl",
+            "https://files/x.whl",
+            f"{i:064x}",
+            10_000_000,
+        )
+        for i in range(34)
+    ]
+    save_manifest(
+        store,
+        Manifest(
+            Target("3.11", "manylinux_2_28_x86_64"), ("tensorflow",), wheels, "2026-01-01T00:00:00Z"
+        ),
+    )
     for i in range(5):
         handle = f"https://tfhub.dev/google/m{i}/1"
         model = ModelManifest(handle, f"google/m{i}/1", f"{i:064x}", 100_000_000, "2026", "x")
@@ -54,8 +72,10 @@ def wrk(url: str, clients: int, seconds: int) -> tuple[float, float, int, int]:
     """wrk (C, epoll) as the load: a Python client would eat the two cores it measures."""
     out = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     percent = {}
     for line in out.split("Latency Distribution")[1].splitlines()[1:5]:
         label, value = line.split()
@@ -87,10 +107,14 @@ def main() -> None:
         count = sum(len(record_keys(store, job)) for job in ("pypi", "hub"))
         port = free_port()
         config = work / "tfmirror.toml"
-        config.write_text(f'[storage]\npath = "store"\n[web]\nport = {port}\n'
-                          '[devpi]\nurl = "http://127.0.0.1:9"\n')  # fmt: skip
-        server = subprocess.Popen([sys.executable, "-m", "mirror.cli", "--config", str(config),
-                                   "serve"], stdout=subprocess.DEVNULL)  # fmt: skip
+        config.write_text(
+            f'[storage]\npath = "store"\n[web]\nport = {port}\n'
+            '[devpi]\nurl = "http://127.0.0.1:9"\n'
+        )
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mirror.cli", "--config", str(config), "serve"],
+            stdout=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -102,8 +126,10 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-            print(f"{count} run records in the store; wrk, {args.clients} connections, "
-                  f"{args.seconds} s per endpoint")  # fmt: skip
+            print(
+                f"{count} run records in the store; wrk, {args.clients} connections, "
+                f"{args.seconds} s per endpoint"
+            )
             for path in ENDPOINTS:
                 wrk(base + path, args.clients, 1)  # warm-up
                 p50, p99, done, errors = wrk(base + path, args.clients, args.seconds)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from bench.common import drop_caches
-from mirror.config import host_target, load_config
-from mirror.storage import LocalStore, blob_key
+from mirror.core.config import host_target, load_config
+from mirror.core.storage import LocalStore, blob_key
 from verify.references import referenced
 from verify.scrub import scrub
 

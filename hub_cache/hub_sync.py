@@ -13,11 +13,10 @@ from pathlib import Path
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model
-from mirror.config import Config, HubConfig, HubModel
-from mirror.manifest import utcnow
-from mirror.runs import RunRecord
-from mirror.storage import BlobStore, HashingWriter, StoreError
-from mirror.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
+from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.runs import RunRecord, utcnow
+from mirror.core.storage import BlobStore, HashingWriter, StoreError
+from mirror.core.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
 
 COMPRESSED_QUERY = "tf-hub-format=compressed"
 

@@ -8,9 +8,9 @@ import tarfile
 from pathlib import Path
 
 from hub_cache.hub_sync import ModelOutcome, copy_local, publish_model
-from mirror.config import HubConfig, handle_path
-from mirror.storage import BlobStore, HashingWriter
-from mirror.upstream import Fetched
+from mirror.core.config import HubConfig, handle_path
+from mirror.core.storage import BlobStore, HashingWriter
+from mirror.core.upstream import Fetched
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:

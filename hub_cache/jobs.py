@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from hub_cache.hub_sync import HubSync
-from mirror.config import Config
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.hub")
 
@@ -17,5 +18,6 @@ def hub_job(config: Config, store: BlobStore, trigger: str) -> bool:
     return report.ok
 
 
-def register(jobs: dict[str, object]) -> None:
+def register(jobs: dict[str, Callable[[Config, BlobStore, str], bool]]) -> None:
+    """The hub side's door: its job."""
     jobs["hub"] = hub_job

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.config import handle_path
-from mirror.storage import BlobStore, update_document
+from mirror.core.config import handle_path
+from mirror.core.storage import BlobStore, update_document
 
 HUB_MANIFESTS = "manifests/hub"
 

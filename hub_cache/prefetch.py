@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
-from mirror.config import handle_path
+from mirror.core.config import handle_path
 
 CHUNK = 1024 * 1024
 

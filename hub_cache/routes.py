@@ -14,8 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, redirect, request, send_file
 
 from hub_cache.models import ModelManifest, load_model, load_models
-from mirror.app import app_config, app_store
-from mirror.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.context import app_config, app_store
+from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__)
 
@@ -107,11 +107,15 @@ def _signatures(signatures: dict[str, Any]) -> str:
     for name, sig in sorted(signatures.items()):
         for side in ("inputs", "outputs"):
             for key, spec in sig[side].items():
-                rows.append(f"<tr><td>{html.escape(name)}</td><td>{side[:-1]}</td>"
-                            f"<td>{html.escape(key)}</td><td>{html.escape(str(spec['dtype']))}</td>"
-                            f"<td>{html.escape(str(spec['shape']))}</td></tr>")  # fmt: skip
-    return ("<h2>Signatures</h2><table><tr><th>signature</th><th></th><th>name</th>"
-            f"<th>dtype</th><th>shape</th></tr>{''.join(rows)}</table>")  # fmt: skip
+                rows.append(
+                    f"<tr><td>{html.escape(name)}</td><td>{side[:-1]}</td>"
+                    f"<td>{html.escape(key)}</td><td>{html.escape(str(spec['dtype']))}</td>"
+                    f"<td>{html.escape(str(spec['shape']))}</td></tr>"
+                )
+    return (
+        "<h2>Signatures</h2><table><tr><th>signature</th><th></th><th>name</th>"
+        f"<th>dtype</th><th>shape</th></tr>{''.join(rows)}</table>"
+    )
 
 
 # Set by the tfmirror proxy (nginx) on every request it forwards when it can read the

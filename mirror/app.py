@@ -1,40 +1,35 @@
-"""Flask app factory: one blueprint per package, nothing started at import time."""
+"""Flask app factory (the composition root): one blueprint per package, a job runner
+with every package's jobs, nothing started at import time."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify
-from werkzeug.exceptions import HTTPException
+from typing import TYPE_CHECKING
 
-from mirror.config import Config
-from mirror.storage import BlobStore, open_store
+from flask import Flask
+
+from mirror.core.config import Config
+from mirror.core.context import bind, json_errors
+from mirror.core.storage import BlobStore, open_store
+
+if TYPE_CHECKING:
+    from sync_jobs.runner import JobRunner
 
 
-def create_app(config: Config, store: BlobStore | None = None) -> Flask:
+def create_app(
+    config: Config, store: BlobStore | None = None, runner: JobRunner | None = None
+) -> Flask:
     from hub_cache.routes import blueprint as hub_pages
-    from mirror.simple_pages import blueprint as pypi_pages
+    from mirror.jobs import registry
+    from mirror.pypi.simple_pages import blueprint as pypi_pages
+    from sync_jobs.routes import RUNNER
     from sync_jobs.routes import blueprint as ops_pages
+    from sync_jobs.runner import JobRunner
 
-    app = Flask("tfmirror")
-    app.extensions["tfmirror.config"] = config
-    app.extensions["tfmirror.store"] = store if store is not None else open_store(config.storage)
+    store = store if store is not None else open_store(config.storage)
+    app = bind(Flask("tfmirror"), config, store)
+    app.extensions[RUNNER] = runner or JobRunner(config, store, registry())
     app.register_blueprint(pypi_pages)
     app.register_blueprint(hub_pages)
     app.register_blueprint(ops_pages)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify(error=exc.name, message=exc.description), exc.code or 500
-
+    json_errors(app)
     return app
-
-
-def app_config() -> Config:
-    """The validated config of the app handling the current request."""
-    config: Config = current_app.extensions["tfmirror.config"]
-    return config
-
-
-def app_store() -> BlobStore:
-    """The store of the app handling the current request."""
-    store: BlobStore = current_app.extensions["tfmirror.store"]
-    return store

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from mirror.config import Config, ConfigError, handle_path, host_target, load_config
-from mirror.lease import JobBusy
+from mirror.core.config import Config, ConfigError, handle_path, host_target, load_config
+from mirror.core.lease import JobBusy
+from mirror.core.storage import BlobStore, StoreError
 from mirror.proxy import ProxyError
-from mirror.storage import BlobStore, StoreError
 from sync_jobs.runner import JobRunner
 
 if TYPE_CHECKING:
@@ -59,8 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web front in the foreground")
     serve.add_argument("--host", metavar="ADDR", help="override [web] host")
     serve.add_argument("--port", type=int, metavar="N", help="override [web] port")
-    serve.add_argument("--workers", type=int, default=0, metavar="N",
-                       help="run under gunicorn with N worker processes (production)")  # fmt: skip
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run under gunicorn with N worker processes (production)",
+    )
     sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
     proxy = sub.add_parser("proxy", help="run nginx, the fleet's entry point, in the foreground")
     proxy.add_argument("--host", metavar="ADDR", help="override [proxy] host")
@@ -116,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _runner(config: Config, store: BlobStore) -> JobRunner:
+    """The one runner every way of starting a job goes through, with every job."""
+    from mirror.jobs import registry
+
+    return JobRunner(config, store, registry())
+
+
 def _wait_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait", action="store_true", help="if the job runs elsewhere, wait for it, then run"
@@ -157,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_sync(config: Config, args: argparse.Namespace) -> int:
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
 
     store = open_store(config.storage)
-    runner = JobRunner(config, store)
+    runner = _runner(config, store)
     codes = []
     if args.side in ("pypi", "all"):
         with runner.hold("pypi", wait=args.wait):
@@ -172,10 +184,10 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
 
 
 def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
-    from mirror.devpi import DevpiError
-    from mirror.devpi_server import DevpiStartError
+    from mirror.devpi.client import DevpiError
+    from mirror.devpi.server import DevpiStartError
     from mirror.progress import TerminalProgress
-    from mirror.pypi_sync import PypiSync
+    from mirror.pypi.sync import PypiSync
     from mirror.services import services_for_sync
 
     progress = TerminalProgress()
@@ -209,7 +221,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
     from hub_cache.hub_sync import caps
     from hub_cache.importer import import_model
     from hub_cache.prefetch import PrefetchError, prefetch
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
 
     if args.hub_command == "import":
         try:
@@ -220,7 +232,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
         if not source.exists():
             raise UsageError(f"{source}: no such file or folder")
         store = open_store(config.storage)
-        with JobRunner(config, store).hold("hub", wait=args.wait):
+        with _runner(config, store).hold("hub", wait=args.wait):
             outcome = import_model(store, source, args.handle, config.hub)
         if outcome.status == "failed":
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
@@ -240,8 +252,8 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
-    from mirror.devpi import DevpiClient, DevpiError
-    from mirror.devpi_server import command, initialise, user_password, wait_ready
+    from mirror.devpi.client import DevpiClient, DevpiError
+    from mirror.devpi.server import command, initialise, user_password, wait_ready
 
     devpi = config.devpi
     if args.serverdir:
@@ -266,21 +278,21 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
-    from mirror.web_server import serve_forever, serve_gunicorn
+    from mirror.core.web_server import serve_forever, serve_gunicorn
 
     web = replace(config.web, host=args.host or config.web.host, port=args.port or config.web.port)
     config = replace(config, web=web)
     print(f"tfmirror web front on {web.base_url}/ (status page, /simple/, /hub/)", flush=True)
     if args.workers > 0:
-        serve_gunicorn(config, args.workers)
+        serve_gunicorn(f"{web.host}:{web.port}", args.workers, lambda: create_app(config))
     else:
         serve_forever(create_app(config), web.host, web.port)
     return EXIT_OK
 
 
 def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
-    from mirror.lockfile import render_pip_conf
     from mirror.proxy import entry_point
+    from mirror.pypi.lockfile import render_pip_conf
 
     print(render_pip_conf(entry_point(config).index_url), end="")
     return EXIT_OK
@@ -323,15 +335,17 @@ def _pick_target(config: Config, wanted: str | None) -> str:
 
 
 def cmd_lock(config: Config, args: argparse.Namespace) -> int:
-    from mirror.lockfile import render_lock
-    from mirror.manifest import load_manifest
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
+    from mirror.pypi.lockfile import render_lock
+    from mirror.pypi.manifest import load_manifest
 
     target_id = _pick_target(config, args.target)
     manifest = load_manifest(open_store(config.storage), target_id)
     if manifest is None:
-        print(f"tfmirror: {target_id} has nothing mirrored yet: run `tfmirror sync pypi`",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"tfmirror: {target_id} has nothing mirrored yet: run `tfmirror sync pypi`",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     text = render_lock(manifest, config.devpi.index_url)
     if args.output:
@@ -343,8 +357,8 @@ def cmd_lock(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_targets(config: Config, args: argparse.Namespace) -> int:
-    from mirror.manifest import load_manifest
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
+    from mirror.pypi.manifest import load_manifest
 
     store = open_store(config.storage)
     for target in config.pypi.targets:
@@ -353,18 +367,20 @@ def cmd_targets(config: Config, args: argparse.Namespace) -> int:
             print(f"{target.id}\tnot synced yet")
         else:
             size = sum(w.size or 0 for w in manifest.files) / 1e6
-            print(f"{target.id}\t{len(manifest.files)} files\t{size:.0f} MB\t"
-                  f"synced {manifest.synced_at}")  # fmt: skip
+            print(
+                f"{target.id}\t{len(manifest.files)} files\t{size:.0f} MB\t"
+                f"synced {manifest.synced_at}"
+            )
     return EXIT_OK
 
 
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
-    from mirror.devpi_server import DevpiProcess
-    from mirror.lockfile import render_pip_conf
+    from mirror.core.storage import open_store
+    from mirror.core.web_server import WebServer
+    from mirror.devpi.server import DevpiProcess
     from mirror.proxy import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
-    from mirror.storage import open_store
-    from mirror.web_server import WebServer
+    from mirror.pypi.lockfile import render_pip_conf
     from sync_jobs import scheduler
 
     store = open_store(config.storage)
@@ -376,10 +392,9 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
         print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
     proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
-    runner = JobRunner(config, store)
+    runner = _runner(config, store)
     outcomes: dict[str, str] = {}
-    app = create_app(config, store)
-    app.extensions["tfmirror.runner"] = runner
+    app = create_app(config, store, runner)
     with ExitStack() as running:
         running.enter_context(WebServer(app, config.web.host, config.web.port))
         if devpi_proc is not None:
@@ -420,13 +435,19 @@ def _banner(entry: EntryPoint, render_pip_conf: Callable[[str], str]) -> None:
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
+    from mirror.services import services_for_sync
     from verify.run import run_verify
 
     store = open_store(config.storage)
-    with JobRunner(config, store).hold("verify", wait=args.wait):
+    with _runner(config, store).hold("verify", wait=args.wait):
         report = run_verify(
-            config, store, fix=args.repair, deep=args.deep, install=not args.no_install
+            config,
+            store,
+            services_for_sync,
+            fix=args.repair,
+            deep=args.deep,
+            install=not args.no_install,
         )
     print(report.render(args.repair), end="")
     for line in report.problems:
@@ -436,12 +457,12 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_gc(config: Config, args: argparse.Namespace) -> int:
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
     from verify.gc import collect
 
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
     store = open_store(config.storage)
-    with JobRunner(config, store).hold("gc", wait=args.wait):
+    with _runner(config, store).hold("gc", wait=args.wait):
         report = collect(store, hours * 3600, dry_run=args.dry_run)
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
@@ -450,16 +471,17 @@ def cmd_gc(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
     from sync_jobs.scheduler import run_forever
 
-    return run_forever(config, open_store(config.storage))
+    store = open_store(config.storage)
+    return run_forever(config, store, _runner(config, store))
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     import json
 
-    from mirror.storage import open_store
+    from mirror.core.storage import open_store
     from sync_jobs.page import render_text
     from sync_jobs.status import collect_status
 

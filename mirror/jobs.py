@@ -1,35 +1,42 @@
-"""The PyPI side's scheduled job."""
+"""The job registry (composition root): every package's jobs, wired to the services
+they need, for the runner that the CLI, the scheduler and the admin endpoint share."""
 
 from __future__ import annotations
 
 import logging
 
-from mirror.config import Config
-from mirror.devpi import DevpiError
-from mirror.devpi_server import DevpiStartError
-from mirror.pypi_sync import PypiSync
-from mirror.runs import RunRecord
+from mirror.core.config import Config
+from mirror.core.errors import ServiceError
+from mirror.core.runs import Failure, RunRecord
+from mirror.core.storage import BlobStore
+from mirror.devpi.server import DevpiStartError
+from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
-from mirror.storage import BlobStore
+from sync_jobs.runner import JobFn
 
 log = logging.getLogger("tfmirror.pypi")
 
 
 def pypi_job(config: Config, store: BlobStore, trigger: str) -> bool:
     try:
-        with services_for_sync(config, store) as devpi:
-            report = PypiSync(config, store, devpi).run(trigger)
-    except (DevpiError, DevpiStartError) as exc:
+        with services_for_sync(config, store) as index:
+            report = PypiSync(config, store, index).run(trigger)
+    except (ServiceError, DevpiStartError) as exc:
         # No sync ran: still leave a record, so the status page says why.
-        RunRecord.begin("pypi", trigger).finish(
-            store, ok=False, counts={"new": 0, "skipped": 0, "failed": 1}, bytes_moved=0,
-            errors=[{"name": "devpi", "url": config.devpi.url, "reason": str(exc)}],
-        )  # fmt: skip
+        failure = Failure("devpi", config.devpi.url, str(exc))
+        counts = {"new": 0, "skipped": 0, "failed": 1}
+        RunRecord.begin("pypi", trigger).finish(store, False, counts, 0, [failure.as_json()])
         log.error("pypi sync: devpi: %s", exc)
         return False
     log.info("%s", report.summary())
     return report.ok
 
 
-def register(jobs: dict[str, object]) -> None:
-    jobs["pypi"] = pypi_job
+def registry() -> dict[str, JobFn]:
+    import hub_cache.jobs
+    import verify.jobs
+
+    jobs: dict[str, JobFn] = {"pypi": pypi_job}
+    hub_cache.jobs.register(jobs)
+    verify.jobs.register(jobs, devpi_session=services_for_sync)
+    return jobs

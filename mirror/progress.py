@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TextIO
 
-from mirror.pypi_sync import Progress
+from mirror.pypi.sync import Progress
 
 
 class TerminalProgress(Progress):

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import requests
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from mirror.config import Config
-from mirror.storage import BLOB_PREFIX
+from mirror.core.config import Config
+from mirror.core.storage import BLOB_PREFIX
 
 INSTALL_HINT = "install Debian's nginx-light (apt-get install nginx-light) or set [proxy] nginx"
 # Where nginx finds mime.types; Debian's package puts it here.

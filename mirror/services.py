@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from mirror.app import create_app
-from mirror.config import Config
-from mirror.devpi import DevpiClient, DevpiError
-from mirror.devpi_server import DevpiProcess, user_password
-from mirror.storage import BlobStore
-from mirror.web_server import WebServer, answers
+from mirror.core.config import Config
+from mirror.core.storage import BlobStore
+from mirror.core.web_server import WebServer, answers
+from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.publish import DevpiIndex
+from mirror.devpi.server import DevpiProcess, user_password
+from mirror.pypi.simple_pages import simple_pages_app
 
 
 @contextmanager
-def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiClient]:
+def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
     with ExitStack() as stack:
         client = DevpiClient(config.devpi, user_password(config.devpi), timeout=config.pypi.timeout)
         if not client.alive():
@@ -31,6 +32,6 @@ def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiClient]
                     f"[devpi] mirror_url {config.devpi.mirror_url} is unreachable; "
                     "start `tfmirror serve` there first"
                 )
-            app = create_app(config, store)
+            app = simple_pages_app(config, store)
             stack.enter_context(WebServer(app, config.web.host, config.web.port))
-        yield client
+        yield DevpiIndex(client, store, config.devpi_mirror_url)

@@ -47,22 +47,26 @@ class _StatusCollector:
         yield from (success, started, duration, ok, moved, files, runs, failures)
 
         inventory = self.status["inventory"]
-        store = GaugeMetricFamily("tfmirror_store_bytes", "Bytes the manifests reference",
-                                  labels=["kind"])  # fmt: skip
+        store = GaugeMetricFamily(
+            "tfmirror_store_bytes", "Bytes the manifests reference", labels=["kind"]
+        )
         store.add_metric(["pypi"], inventory["pypi_bytes"])
         store.add_metric(["hub"], inventory["hub_bytes"])
         yield store
-        target_files = GaugeMetricFamily("tfmirror_target_files", "Wheels mirrored per target",
-                                         labels=["target"])  # fmt: skip
+        target_files = GaugeMetricFamily(
+            "tfmirror_target_files", "Wheels mirrored per target", labels=["target"]
+        )
         for target in inventory["targets"]:
             target_files.add_metric([target["target"]], target["files"])
         yield target_files
         models = GaugeMetricFamily("tfmirror_models", "TF Hub models mirrored")
         models.add_metric([], len(inventory["models"]))
         yield models
-        behind = GaugeMetricFamily("tfmirror_requirement_behind_upstream",
-                                   "1 if upstream has a newer version than the mirror",
-                                   labels=["project"])  # fmt: skip
+        behind = GaugeMetricFamily(
+            "tfmirror_requirement_behind_upstream",
+            "1 if upstream has a newer version than the mirror",
+            labels=["project"],
+        )
         for row in self.status["lag"]:
             behind.add_metric([row["project"]], 1.0 if row["behind"] else 0.0)
         yield behind
@@ -70,11 +74,13 @@ class _StatusCollector:
         if verification:
             ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")
             ok.add_metric([], 1.0 if verification["outcome"] == "ok" else 0.0)
-            problems = GaugeMetricFamily("tfmirror_verify_problems",
-                                         "Problems the last verify left")  # fmt: skip
+            problems = GaugeMetricFamily(
+                "tfmirror_verify_problems", "Problems the last verify left"
+            )
             problems.add_metric([], len(verification.get("problems", [])))
-            checked = GaugeMetricFamily("tfmirror_verify_bytes_checked",
-                                        "Bytes the last verify re-hashed")  # fmt: skip
+            checked = GaugeMetricFamily(
+                "tfmirror_verify_bytes_checked", "Bytes the last verify re-hashed"
+            )
             checked.add_metric([], verification.get("bytes_checked", 0))
             yield from (ok, problems, checked)
 

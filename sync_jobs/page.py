@@ -84,14 +84,18 @@ def _verification(doc: dict[str, Any] | None) -> str:
     ]
     for target in doc.get("targets", []):
         mark = "ok" if target["ok"] else "failed"
-        lines.append(f'<li>target <code>{escape(target["target"])}</code>: '
-                     f'<span class="{mark}">{"ok" if target["ok"] else "FAILED"}</span> '
-                     f"({escape(target['how'])}) {escape(target['detail'])}</li>")  # fmt: skip
+        lines.append(
+            f"<li>target <code>{escape(target['target'])}</code>: "
+            f'<span class="{mark}">{"ok" if target["ok"] else "FAILED"}</span> '
+            f"({escape(target['how'])}) {escape(target['detail'])}</li>"
+        )
     for model in doc.get("models", []):
         mark = "ok" if model["ok"] else "failed"
-        lines.append(f'<li>model {escape(model["handle"])}: <span class="{mark}">'
-                     f"{'loads' if model['ok'] else 'FLAGGED'}</span> "
-                     f"{escape(model['detail'])}</li>")  # fmt: skip
+        lines.append(
+            f'<li>model {escape(model["handle"])}: <span class="{mark}">'
+            f"{'loads' if model['ok'] else 'FLAGGED'}</span> "
+            f"{escape(model['detail'])}</li>"
+        )
     lines += [f'<li class="failed">{escape(p)}</li>' for p in doc.get("problems", [])]
     return "".join(lines) + "</ul>"
 
@@ -169,24 +173,35 @@ def render_text(status: dict[str, Any]) -> str:
     for job in status["jobs"]:
         last = job["last_run"]
         line = f"  {job['job']:6} {job['schedule']:16} "
-        line += (f"last {last['outcome']} at {_plain(last['start'])} ({last['seconds']:.1f} s)"
-                 if last else "never run")  # fmt: skip
+        line += (
+            f"last {last['outcome']} at {_plain(last['start'])} ({last['seconds']:.1f} s)"
+            if last
+            else "never run"
+        )
         lines.append(line + (f", next {_plain(job['next_run'])}" if job["next_run"] else ""))
         if job["last_error"]:
-            lines.append(f"         error: {job['last_error']['name']}: "
-                         f"{job['last_error']['reason']}")  # fmt: skip
+            lines.append(
+                f"         error: {job['last_error']['name']}: {job['last_error']['reason']}"
+            )
     for target in status["inventory"]["targets"]:
-        lines.append(f"  target {target['target']}: {target['files']} files, "
-                     f"{_size(target['bytes'])}, synced {target['synced_at']}")  # fmt: skip
+        lines.append(
+            f"  target {target['target']}: {target['files']} files, "
+            f"{_size(target['bytes'])}, synced {target['synced_at']}"
+        )
     for model in status["inventory"]["models"]:
         lines.append(f"  model {model['handle']}: {_size(model['size'])} {model['sha256'][:12]}")
     for row in status["lag"]:
         state = "behind" if row["behind"] else "up to date"
-        lines.append(f"  lag {row['requirement']}: mirrored {', '.join(row['mirrored']) or '-'}, "
-                     f"upstream {row['newest_upstream'] or '?'} ({state})")  # fmt: skip
+        lines.append(
+            f"  lag {row['requirement']}: mirrored {', '.join(row['mirrored']) or '-'}, "
+            f"upstream {row['newest_upstream'] or '?'} ({state})"
+        )
     verification = status["verification"]
-    lines.append(f"  verify: {verification['outcome']} at {verification['end']}" if verification
-                 else "  verify: never run")  # fmt: skip
+    lines.append(
+        f"  verify: {verification['outcome']} at {verification['end']}"
+        if verification
+        else "  verify: never run"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -13,15 +13,17 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mirror.app import app_config, app_store
-from mirror.lease import JobBusy
-from mirror.storage import StoreError
+from mirror.core.context import app_config, app_store
+from mirror.core.lease import JobBusy
+from mirror.core.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
 from sync_jobs.runner import JobRunner
 from sync_jobs.status import collect_status
 
 ENV_ADMIN_TOKEN = "TFMIRROR_ADMIN_TOKEN"
+
+RUNNER = "tfmirror.runner"  # where the composition root puts the job runner
 
 blueprint = Blueprint("ops", __name__)
 
@@ -49,8 +51,12 @@ class StatusCache:
                 self._at = time.monotonic()
             return self._value
 
-    def rendered(self, kind: str, build: Callable[[], dict[str, object]],
-                 render: Callable[[dict[str, object]], bytes | str]) -> bytes | str:  # fmt: skip
+    def rendered(
+        self,
+        kind: str,
+        build: Callable[[], dict[str, object]],
+        render: Callable[[dict[str, object]], bytes | str],
+    ) -> bytes | str:
         status = self.get(build)
         with self._lock:
             if kind not in self._rendered:
@@ -113,10 +119,8 @@ def readyz() -> tuple[Response, int]:
 
 
 def _runner() -> JobRunner:
-    runner: JobRunner | None = current_app.extensions.get("tfmirror.runner")
-    if runner is None:
-        runner = JobRunner(app_config(), app_store())
-        current_app.extensions["tfmirror.runner"] = runner
+    """The runner the composition root gave the app (every package's jobs, one lease)."""
+    runner: JobRunner = current_app.extensions[RUNNER]
     return runner
 
 

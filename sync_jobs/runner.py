@@ -12,27 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from mirror.config import Config
-from mirror.lease import LeaderLock, Lease, holding, renewed
-from mirror.runs import prune_runs
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.lease import LeaderLock, Lease, holding, renewed
+from mirror.core.runs import prune_runs
+from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
 
 JobFn = Callable[[Config, BlobStore, str], bool]
-
-
-def default_jobs() -> dict[str, JobFn]:
-    """Each package registers its own jobs."""
-    import hub_cache.jobs
-    import mirror.jobs
-    import verify.jobs
-
-    jobs: dict[str, object] = {}
-    mirror.jobs.register(jobs)
-    hub_cache.jobs.register(jobs)
-    verify.jobs.register(jobs)
-    return jobs  # type: ignore[return-value]
 
 
 class JobRunner:
@@ -40,13 +27,13 @@ class JobRunner:
         self,
         config: Config,
         store: BlobStore,
-        jobs: dict[str, JobFn] | None = None,
+        jobs: dict[str, JobFn],
         lock: LeaderLock | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.store = store
-        self.jobs = jobs if jobs is not None else default_jobs()
+        self.jobs = jobs
         self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
         self.sleep = sleep
         self._running: set[str] = set()

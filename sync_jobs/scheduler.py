@@ -13,9 +13,9 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from mirror.config import Config
-from mirror.runs import read_index
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.runs import read_index
+from mirror.core.storage import BlobStore
 from sync_jobs.runner import JobRunner
 
 log = logging.getLogger("tfmirror.scheduler")
@@ -111,9 +111,8 @@ def stop_promptly(scheduler: BackgroundScheduler, runner: JobRunner, grace: floa
     return runner.running()
 
 
-def run_forever(config: Config, store: BlobStore, runner: JobRunner | None = None) -> int:
+def run_forever(config: Config, store: BlobStore, runner: JobRunner) -> int:
     """`tfmirror scheduler`: catch up, then run on schedule until SIGTERM/SIGINT; exit 0."""
-    runner = runner or JobRunner(config, store)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -15,13 +15,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from hub_cache.models import load_models
-from mirror.config import Config
-from mirror.lag import read_lag
-from mirror.manifest import load_all
-from mirror.runs import read_index
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.runs import VERIFY_STATE, read_index
+from mirror.core.storage import BlobStore
+from mirror.pypi.lag import read_lag
+from mirror.pypi.manifest import load_all
 from sync_jobs.scheduler import next_run
-from verify import VERIFY_STATE
 
 
 def _job(config: Config, store: BlobStore, job: str, cron: str) -> dict[str, Any]:
@@ -61,8 +60,15 @@ def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> lis
         have = sorted(mirrored.get(name, set()), key=_version_key)
         latest = newest.get(name, "")
         behind = bool(latest and (not have or _version_key(have[-1]) < _version_key(latest)))
-        rows.append({"requirement": requirement, "project": name, "mirrored": have,
-                     "newest_upstream": latest or None, "behind": behind})  # fmt: skip
+        rows.append(
+            {
+                "requirement": requirement,
+                "project": name,
+                "mirrored": have,
+                "newest_upstream": latest or None,
+                "behind": behind,
+            }
+        )
     return rows
 
 
@@ -81,18 +87,25 @@ def collect_status(config: Config, store: BlobStore) -> dict[str, Any]:
     for manifest in manifests:
         for wheel in manifest.files:
             mirrored.setdefault(wheel.project, set()).add(wheel.version)
-        targets.append({
-            "target": manifest.target.id,
-            "projects": len({w.project for w in manifest.files}),
-            "files": len(manifest.files),
-            "bytes": sum(w.size or 0 for w in manifest.files),
-            "synced_at": manifest.synced_at,
-        })  # fmt: skip
+        targets.append(
+            {
+                "target": manifest.target.id,
+                "projects": len({w.project for w in manifest.files}),
+                "files": len(manifest.files),
+                "bytes": sum(w.size or 0 for w in manifest.files),
+                "synced_at": manifest.synced_at,
+            }
+        )
     models = [
-        {"handle": m.handle, "path": m.path, "size": m.size, "sha256": m.sha256,
-         "synced_at": m.synced_at}
+        {
+            "handle": m.handle,
+            "path": m.path,
+            "size": m.size,
+            "sha256": m.sha256,
+            "synced_at": m.synced_at,
+        }
         for m in load_models(store)
-    ]  # fmt: skip
+    ]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j["job"] for j in jobs if j["last_run"] and j["last_run"]["outcome"] != "ok"]
     return {

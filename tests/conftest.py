@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mirror.config import DevpiConfig
-from mirror.devpi_server import DevpiProcess
+from mirror.core.config import DevpiConfig
+from mirror.devpi.server import DevpiProcess
 from tests.support.debian import debian_tool
 from tests.support.servers import MotoServer, aws_test_credentials, free_port
 from tests.support.upstream import Upstream
@@ -61,8 +61,12 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """Real SavedModels made with TensorFlow (in a subprocess) and their expected outputs."""
     out = tmp_path_factory.mktemp("models")
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "tests.support.make_models", str(out)],
-                   check=True, cwd=root, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "tests.support.make_models", str(out)],
+        check=True,
+        cwd=root,
+        capture_output=True,
+    )
     return out, json.loads((out / "expected.json").read_text())
 
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import Requirement
 
-from mirror.config import Config, Target, host_target
-from mirror.resolve import platforms_for
+from mirror.core.config import Config, Target, host_target
+from mirror.pypi.resolve import platforms_for
 from verify import netns
 
 TOP_LEVEL = """
@@ -57,8 +57,12 @@ class TargetProof:
 def pip_env() -> dict[str, str]:
     """pip and uv with no machine config, cache, prompts or extra indexes from the env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_NO_INPUT="1",
-               PIP_DISABLE_PIP_VERSION_CHECK="1")  # fmt: skip
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_CACHE_DIR="1",
+        PIP_NO_INPUT="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
     return env
 
 
@@ -124,11 +128,23 @@ class AirGapProof:
     def _resolve(self, target: Target, work: Path) -> TargetProof:
         platforms = [f"--platform={p}" for p in platforms_for(target.platform)]
         command = [
-            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-            "--quiet", "--report", str(work / "report.json"), "--only-binary=:all:",
-            f"--python-version={target.python}", *platforms, "--target", str(work / "t"),
-            *self._index_args(), *self.config.pypi.requirements,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(work / "report.json"),
+            "--only-binary=:all:",
+            f"--python-version={target.python}",
+            *platforms,
+            "--target",
+            str(work / "t"),
+            *self._index_args(),
+            *self.config.pypi.requirements,
+        ]
         proc = self._run(command, work)
         how = f"pip resolve {self.where}"
         if proc.returncode != 0:
@@ -145,8 +161,9 @@ class AirGapProof:
         if proc.returncode != 0:
             return TargetProof(target.id, False, how, _why(proc.stderr))
         names = [Requirement(r).name for r in self.config.pypi.requirements]
-        found = subprocess.run([python, "-c", TOP_LEVEL, *names], capture_output=True,
-                               text=True, check=False)  # fmt: skip
+        found = subprocess.run(
+            [python, "-c", TOP_LEVEL, *names], capture_output=True, text=True, check=False
+        )
         if found.returncode != 0:
             return TargetProof(target.id, False, how, _why(found.stderr))
         modules = sorted({m for mods in json.loads(found.stdout).values() for m in mods})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from mirror.devpi import DevpiClient, DevpiError
-from mirror.manifest import load_all
-from mirror.pypi_sync import WARM_STATE, push_to_devpi
-from mirror.storage import BlobStore
+from mirror.core.storage import BlobStore
+from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.publish import WARM_STATE, push_to_devpi
+from mirror.pypi.manifest import load_all
 
 
 @dataclass
@@ -59,7 +59,8 @@ def repair_devpi(
         state = json.loads(raw)
         state["proven"] = {s: n for s, n in state.get("proven", {}).items() if n not in bad}
         store.put(WARM_STATE, json.dumps(state, indent=1).encode())
-    result = push_to_devpi(devpi, store, mirror_url, force_refresh=True)
+    files = {w.sha256: w for m in load_all(store) for w in m.files}
+    result = push_to_devpi(devpi, store, mirror_url, files, force_refresh=True)
     report.errors.extend(str(f) for f in result.failures)
     after = check_devpi(devpi, store)
     report.repaired = sorted(bad - set(after.missing) - set(after.mismatched))

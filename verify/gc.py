@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
-from mirror.manifest import load_all
-from mirror.storage import BlobStore
+from mirror.core.storage import BlobStore
+from mirror.pypi.manifest import load_all
 
 
 @dataclass

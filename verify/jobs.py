@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
-from mirror.config import Config
-from mirror.runs import RunRecord
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.runs import RunRecord
+from mirror.core.storage import BlobStore
 from verify.gc import collect
-from verify.run import run_verify
+from verify.run import DevpiSession, run_verify
 
+JobFn = Callable[[Config, BlobStore, str], bool]
 log = logging.getLogger("tfmirror.verify")
 
 
-def verify_job(config: Config, store: BlobStore, trigger: str) -> bool:
-    report = run_verify(config, store, fix=True, deep=config.schedule.verify_deep,
-                        trigger=trigger)  # fmt: skip
+def verify_job(config: Config, store: BlobStore, trigger: str, devpi_session: DevpiSession) -> bool:
+    deep = config.schedule.verify_deep
+    report = run_verify(config, store, devpi_session, fix=True, deep=deep, trigger=trigger)
     for problem in report.problems:
         log.error("verify: %s", problem)
     return report.ok
@@ -24,12 +27,13 @@ def verify_job(config: Config, store: BlobStore, trigger: str) -> bool:
 def gc_job(config: Config, store: BlobStore, trigger: str) -> bool:
     record = RunRecord.begin("gc", trigger)
     report = collect(store, config.schedule.gc_grace_hours * 3600)
-    record.finish(store, True, {"removed": len(report.removed), "young": len(report.kept_young)},
-                  report.freed_bytes, [])  # fmt: skip
+    counts = {"removed": len(report.removed), "young": len(report.kept_young)}
+    record.finish(store, True, counts, report.freed_bytes, [])
     log.info("%s", report.summary())
     return True
 
 
-def register(jobs: dict[str, object]) -> None:
-    jobs["verify"] = verify_job
+def register(jobs: dict[str, JobFn], devpi_session: DevpiSession) -> None:
+    """The verify package's door: its jobs, given how to reach devpi for a run."""
+    jobs["verify"] = partial(verify_job, devpi_session=devpi_session)
     jobs["gc"] = gc_job

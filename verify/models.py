@@ -16,8 +16,8 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
-from mirror.config import Config
-from mirror.storage import BlobNotFound, BlobStore
+from mirror.core.config import Config
+from mirror.core.storage import BlobNotFound, BlobStore
 
 
 @dataclass
@@ -48,8 +48,11 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
             return ModelCheck(model.path, model.handle, True, "TF1 hub module: not loaded")
         proc = subprocess.run(
             [sys.executable, "-m", "verify.model_probe", str(folder)],
-            capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIGNATURES ")), None)
     if proc.returncode != 0 or line is None:
         return ModelCheck(model.path, model.handle, False, f"does not load: {_tail(proc.stderr)}")

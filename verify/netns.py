@@ -95,8 +95,17 @@ def inside(unix_path: str, port: int, command: list[str]) -> int:
 
 def wrap(command: list[str], unix_path: Path, port: int) -> list[str]:
     """The command line that runs `command` inside a fresh namespace behind the bridge."""
-    return ["unshare", "-n", sys.executable, "-m", "verify.netns", str(unix_path), str(port),
-            "--", *command]  # fmt: skip
+    return [
+        "unshare",
+        "-n",
+        sys.executable,
+        "-m",
+        "verify.netns",
+        str(unix_path),
+        str(port),
+        "--",
+        *command,
+    ]
 
 
 def can_unshare() -> bool:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from hub_cache.hub_sync import compressed_url
 from hub_cache.models import load_models
-from mirror.config import Config
-from mirror.manifest import load_all
-from mirror.storage import BlobStore
+from mirror.core.config import Config
+from mirror.core.storage import BlobStore
+from mirror.pypi.manifest import load_all
 
 
 @dataclass

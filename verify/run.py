@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from mirror.config import Config
-from mirror.devpi import DevpiError
-from mirror.devpi_server import DevpiStartError
-from mirror.lease import holding
-from mirror.manifest import utcnow
-from mirror.runs import RunRecord
-from mirror.services import services_for_sync
-from mirror.storage import BlobStore
-from mirror.upstream import RetryPolicy
-from verify import VERIFY_STATE
+from mirror.core.config import Config
+from mirror.core.lease import holding
+from mirror.core.runs import VERIFY_STATE, RunRecord, utcnow
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import RetryPolicy
+from mirror.devpi.client import DevpiError
+from mirror.devpi.publish import DevpiIndex
+from mirror.devpi.server import DevpiStartError
 from verify.airgap import AirGapProof, TargetProof
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
@@ -37,9 +37,12 @@ class VerifyReport:
 
     @property
     def problems(self) -> list[str]:
-        out = [f"{p.kind} blob {p.sha256[:12]} ({', '.join(p.names)}): {p.detail}"
-               + (f"; repair failed: {p.repair_error}" if p.repair_error else "")
-               for p in self.scrub.problems if not p.repaired]  # fmt: skip
+        out = [
+            f"{p.kind} blob {p.sha256[:12]} ({', '.join(p.names)}): {p.detail}"
+            + (f"; repair failed: {p.repair_error}" if p.repair_error else "")
+            for p in self.scrub.problems
+            if not p.repaired
+        ]
         out += [f"devpi lacks {name}" for name in self.devpi.missing]
         out += [f"devpi offers {name}, which no manifest lists" for name in self.devpi.extra]
         out += [f"devpi has other bytes for {name}" for name in self.devpi.mismatched]
@@ -56,18 +59,24 @@ class VerifyReport:
         """`tfmirror verify`'s report."""
         scrub = self.scrub
         rate = scrub.bytes / max(scrub.seconds, 1e-9) / 1e6
-        lines = [f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in "
-                 f"{scrub.seconds:.1f} s ({rate:.0f} MB/s)"]  # fmt: skip
+        lines = [
+            f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in "
+            f"{scrub.seconds:.1f} s ({rate:.0f} MB/s)"
+        ]
         for p in scrub.problems:
             state = f" [{'repaired' if p.repaired else 'NOT repaired'}]" if repairing else ""
             lines.append(f"  {p.kind} {p.sha256[:12]} {', '.join(p.names)}: {p.detail}{state}")
-        lines.append("devpi: " + ("offers exactly the manifests' files" if self.devpi.clean
-                                  else "PROBLEMS"))  # fmt: skip
+        lines.append(
+            "devpi: " + ("offers exactly the manifests' files" if self.devpi.clean else "PROBLEMS")
+        )
         lines += [f"  re-pushed {name}" for name in self.devpi.repaired]
-        lines += [f"target {t.target}: {'ok' if t.ok else 'FAILED'} ({t.how}) {t.detail}"
-                  for t in self.targets]  # fmt: skip
-        lines += [f"model {m.handle}: {'ok' if m.ok else 'FLAGGED'}: {m.detail}"
-                  for m in self.models]  # fmt: skip
+        lines += [
+            f"target {t.target}: {'ok' if t.ok else 'FAILED'} ({t.how}) {t.detail}"
+            for t in self.targets
+        ]
+        lines += [
+            f"model {m.handle}: {'ok' if m.ok else 'FLAGGED'}: {m.detail}" for m in self.models
+        ]
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, object]:
@@ -86,9 +95,13 @@ class VerifyReport:
         }
 
 
+DevpiSession = Callable[[Config, BlobStore], AbstractContextManager[DevpiIndex]]
+
+
 def run_verify(
     config: Config,
     store: BlobStore,
+    devpi_session: DevpiSession,
     fix: bool = False,
     deep: bool = False,
     install: bool = True,
@@ -103,7 +116,8 @@ def run_verify(
         for problem in report.scrub.problems:
             repair(store, problem, refs[problem.sha256], policy)
     try:
-        with services_for_sync(config, store) as devpi:
+        with devpi_session(config, store) as index:
+            devpi = index.client
             report.devpi = check_devpi(devpi, store)
             if fix and not report.devpi.clean:
                 # devpi's proof state is the PyPI sync's too: repair it under that lease,
@@ -126,10 +140,12 @@ def run_verify(
     record.finish(
         store,
         ok=report.ok,
-        counts={"blobs": report.scrub.checked, "problems": len(report.problems),
-                "repaired": sum(p.repaired for p in report.scrub.problems)
-                + len(report.devpi.repaired)},
+        counts={
+            "blobs": report.scrub.checked,
+            "problems": len(report.problems),
+            "repaired": sum(p.repaired for p in report.scrub.problems) + len(report.devpi.repaired),
+        },
         bytes_moved=0,
         errors=[{"name": "verify", "url": "", "reason": p} for p in report.problems],
-    )  # fmt: skip
+    )
     return report

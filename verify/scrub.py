@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirror.storage import BlobNotFound, BlobStore, StoreError
-from mirror.upstream import DownloadError, RetryPolicy, fetch_verified
+from mirror.core.storage import BlobNotFound, BlobStore, StoreError
+from mirror.core.upstream import DownloadError, RetryPolicy, fetch_verified
 from verify.references import Reference
 
 CHUNK = 4 * 1024 * 1024

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.config import load_config
-from mirror.devpi_server import DevpiProcess
+from mirror.core.config import load_config
+from mirror.devpi.server import DevpiProcess
 from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
@@ -187,7 +187,7 @@ def test_two_syncs_started_together_download_each_file_once(
 def test_a_cli_job_while_another_holds_it_says_who_and_exits_1(
     own_devpi_config: Path, tmp_path: Path
 ) -> None:
-    from mirror.lease import FileLock
+    from mirror.core.lease import FileLock
 
     lease = FileLock((tmp_path / "data").resolve()).acquire("gc")
     assert lease is not None

@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from mirror.cli import _parser
-from mirror.config import load_config
+from mirror.core.config import load_config
 from tests.support.servers import MotoServer, free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec

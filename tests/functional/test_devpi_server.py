@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from mirror import devpi_server
-from mirror.config import DevpiConfig
-from mirror.devpi_server import CREDENTIALS, DevpiProcess
+from mirror.core.config import DevpiConfig
+from mirror.devpi import server as devpi_server
+from mirror.devpi.server import CREDENTIALS, DevpiProcess
 from tests.support.servers import free_port
 
 

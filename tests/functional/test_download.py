@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.storage import LocalStore
-from mirror.upstream import DownloadError, RetryPolicy, fetch_verified
+from mirror.core.storage import LocalStore
+from mirror.core.upstream import DownloadError, RetryPolicy, fetch_verified
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 

@@ -21,10 +21,10 @@ import requests
 
 from hub_cache.importer import import_model
 from mirror.app import create_app
-from mirror.config import Config, DevpiConfig, parse_config
+from mirror.core.config import Config, DevpiConfig, parse_config
+from mirror.core.storage import open_store
+from mirror.core.web_server import WebServer
 from mirror.proxy import NginxProcess, entry_point, plan_for
-from mirror.storage import open_store
-from mirror.web_server import WebServer
 from tests.functional.test_hub import load_outputs
 from tests.functional.test_pypi_sync import sync
 from tests.support.archives import FAKE_MODEL, tar_bytes, tar_of_dir

@@ -24,9 +24,9 @@ from hub_cache.hub_sync import HubSync
 from hub_cache.models import load_model, load_models
 from hub_cache.prefetch import cache_folder
 from mirror.app import create_app
-from mirror.config import Config, parse_config
-from mirror.storage import open_store
-from mirror.web_server import WebServer
+from mirror.core.config import Config, parse_config
+from mirror.core.storage import open_store
+from mirror.core.web_server import WebServer
 from tests.support.archives import MALICIOUS_KINDS, malicious, tar_of_dir
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port

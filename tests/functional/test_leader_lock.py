@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from mirror.config import StorageConfig
-from mirror.lease import FileLock
-from mirror.storage import LocalStore, S3Store
+from mirror.core.config import StorageConfig
+from mirror.core.lease import FileLock
+from mirror.core.storage import LocalStore, S3Store
 from tests.support.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def test_file_lock_excludes_and_dies_with_its_holder(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from mirror.lease import FileLock\n"
+        "from mirror.core.lease import FileLock\n"
         f"lease = FileLock(Path({str(store.root)!r})).acquire('pypi')\n"
         "print('held' if lease else 'busy', flush=True)\n"
         "time.sleep(60)\n"

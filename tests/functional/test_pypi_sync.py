@@ -16,15 +16,16 @@ import pytest
 import requests
 
 from mirror.app import create_app
-from mirror.config import Config, DevpiConfig
-from mirror.devpi import DevpiClient
-from mirror.lag import read_lag
-from mirror.lockfile import render_lock
-from mirror.manifest import load_manifest
-from mirror.pypi_sync import WARM_STATE, PypiSync, SyncReport
+from mirror.core.config import Config, DevpiConfig
+from mirror.core.storage import BlobStore, open_store
+from mirror.core.web_server import WebServer
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.publish import WARM_STATE
+from mirror.pypi.lag import read_lag
+from mirror.pypi.lockfile import render_lock
+from mirror.pypi.manifest import load_manifest
+from mirror.pypi.sync import PypiSync, SyncReport
 from mirror.services import services_for_sync
-from mirror.storage import BlobStore, open_store
-from mirror.web_server import WebServer
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.mirror_env import LINUX, WINDOWS, make_config
 from tests.support.servers import make_venv

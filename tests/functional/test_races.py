@@ -19,13 +19,13 @@ import pytest
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
 from hub_cache.prefetch import _swap_in
-from mirror.config import DevpiConfig, parse_config
-from mirror.devpi import DevpiClient, DevpiError
-from mirror.devpi_server import DevpiProcess
-from mirror.manifest import load_manifest, manifest_key
-from mirror.pypi_sync import PypiSync
+from mirror.core.config import DevpiConfig, parse_config
+from mirror.core.storage import LocalStore, blob_key, open_store
+from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.server import DevpiProcess
+from mirror.pypi.manifest import load_manifest, manifest_key
+from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
-from mirror.storage import LocalStore, blob_key, open_store
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
 from tests.support.mirror_env import make_config

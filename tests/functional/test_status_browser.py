@@ -10,10 +10,10 @@ import pytest
 
 from hub_cache.hub_sync import HubSync
 from mirror.app import create_app
-from mirror.config import parse_config
-from mirror.runs import RunRecord
-from mirror.storage import LocalStore
-from mirror.web_server import WebServer
+from mirror.core.config import parse_config
+from mirror.core.runs import RunRecord
+from mirror.core.storage import LocalStore
+from mirror.core.web_server import WebServer
 from tests.support.archives import malicious
 from tests.support.debian import debian_tool
 from tests.support.hub_upstream import HubUpstream

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.config import StorageConfig
-from mirror.storage import (
+from mirror.core.config import StorageConfig
+from mirror.core.storage import (
     BlobNotFound,
     BlobStore,
     LocalStore,

@@ -19,11 +19,11 @@ import requests
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
 from mirror.app import create_app
-from mirror.config import Config, DevpiConfig
-from mirror.devpi import DevpiClient
-from mirror.pypi_sync import PypiSync
+from mirror.core.config import Config, DevpiConfig
+from mirror.core.storage import LocalStore, blob_key, open_store
+from mirror.devpi.client import DevpiClient
+from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
-from mirror.storage import LocalStore, blob_key, open_store
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
 from tests.support.mirror_env import make_config
@@ -62,7 +62,7 @@ def delete_from_devpi(config: Config, project: str) -> str:
 
 def test_clean_mirror_verifies_and_proves_the_install(synced: tuple[Config, LocalStore]) -> None:
     config, store = synced
-    report = run_verify(config, store)
+    report = run_verify(config, store, services_for_sync)
     assert report.ok, report.problems
     assert report.scrub.checked == 2 and report.devpi.clean
     (proof,) = report.targets
@@ -82,25 +82,27 @@ def test_flipped_byte_is_found_and_repair_fixes_it_keeping_the_evidence(
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
-    found = run_verify(config, store, install=False)
+    found = run_verify(config, store, services_for_sync, install=False)
     assert not found.ok
     (problem,) = found.scrub.problems
     assert problem.kind == "corrupt" and problem.names == ["beta-1.0-py3-none-any.whl"]
 
-    fixed = run_verify(config, store, fix=True, install=False)
+    fixed = run_verify(config, store, services_for_sync, fix=True, install=False)
     assert fixed.ok, fixed.problems
     assert store.open_blob(beta.sha256).read() == beta.data
     (evidence,) = store.list("quarantine")
     assert store.get(evidence) == bytes(data)
-    assert run_verify(config, store, install=False).ok
+    assert run_verify(config, store, services_for_sync, install=False).ok
 
 
 def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: Upstream) -> None:
     config, store = synced
     beta = upstream.files["beta-1.0-py3-none-any.whl"]
     store.delete_blob(beta.sha256)
-    assert [p.kind for p in run_verify(config, store, install=False).scrub.problems] == ["missing"]
-    assert run_verify(config, store, fix=True, install=False).ok
+    assert [
+        p.kind for p in run_verify(config, store, services_for_sync, install=False).scrub.problems
+    ] == ["missing"]
+    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
     assert store.has_blob(beta.sha256)
 
 
@@ -110,11 +112,11 @@ def test_file_deleted_from_devpi_is_found_and_pushed_again(
     config, store = synced
     name = delete_from_devpi(config, "beta")
 
-    found = run_verify(config, store, install=False)
+    found = run_verify(config, store, services_for_sync, install=False)
     assert found.devpi.missing == [name]
     assert "devpi lacks beta-1.0-py3-none-any.whl" in found.problems
 
-    fixed = run_verify(config, store, fix=True, install=False)
+    fixed = run_verify(config, store, services_for_sync, fix=True, install=False)
     assert fixed.ok and fixed.devpi.repaired == [name]
     # devpi holds it again: pip installs with the web front down.
     venv = make_venv(tmp_path / "venv")

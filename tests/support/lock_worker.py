@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from mirror.config import StorageConfig, parse_config
-from mirror.storage import S3Store
+from mirror.core.config import StorageConfig, parse_config
+from mirror.core.storage import S3Store
 from sync_jobs.runner import JobRunner
 
 

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mirror.config import Config, DevpiConfig, parse_config
+from mirror.core.config import Config, DevpiConfig, parse_config
 from tests.support.servers import free_port
 
 LINUX = {"python": "3.11", "platform": "manylinux_2_28_x86_64"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.config import ConfigError, Target, host_target, load_config, parse_config
+from mirror.core.config import ConfigError, Target, host_target, load_config, parse_config
 
 
 def write(tmp_path: Path, text: str) -> str:

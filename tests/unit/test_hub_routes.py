@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from hub_cache.importer import import_model
 from mirror.app import create_app
-from mirror.config import parse_config
-from mirror.storage import LocalStore
+from mirror.core.config import parse_config
+from mirror.core.storage import LocalStore
 from tests.support.archives import FAKE_MODEL, tar_bytes
 
 HANDLE = "https://tfhub.dev/google/imagenet/mobilenet/5"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.storage import LocalStore
+from mirror.core.storage import LocalStore
 
 
 def test_put_fsyncs_the_document_and_its_folder(

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.app import create_app
-from mirror.config import parse_config
-from mirror.runs import RunRecord
-from mirror.storage import LocalStore
+from mirror.core.config import parse_config
+from mirror.core.runs import RunRecord
+from mirror.core.storage import LocalStore
 from sync_jobs.runner import JobRunner
 
 HUB_ERROR = {

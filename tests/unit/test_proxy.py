@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from hub_cache.routes import ACCEL_HEADER, ACCEL_PREFIX
-from mirror.config import parse_config
+from mirror.core.config import parse_config
 from mirror.proxy import entry_point, find_nginx, plan_for, render
 
 

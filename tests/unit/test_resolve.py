@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.config import Target
-from mirror.resolve import ResolveError, platforms_for, select_wheels, uv_platform
+from mirror.core.config import Target
+from mirror.pypi.resolve import ResolveError, platforms_for, select_wheels, uv_platform
 
 LINUX = Target("3.11", "manylinux_2_28_x86_64")
 WINDOWS = Target("3.11", "win_amd64")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mirror.config import Config, parse_config
-from mirror.runs import RunRecord, read_index, record_keys
-from mirror.storage import BlobStore, LocalStore
+from mirror.core.config import Config, parse_config
+from mirror.core.runs import RunRecord, read_index, record_keys
+from mirror.core.storage import BlobStore, LocalStore
 from sync_jobs.runner import JobRunner
 from sync_jobs.scheduler import catch_up, next_run, overdue, period
 

@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from mirror.app import create_app
-from mirror.config import Target, parse_config
-from mirror.manifest import Manifest, save_manifest
-from mirror.resolve import Wheel
-from mirror.storage import LocalStore
+from mirror.core.config import Target, parse_config
+from mirror.core.storage import LocalStore
+from mirror.pypi.manifest import Manifest, save_manifest
+from mirror.pypi.resolve import Wheel
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 DATA = b"wheel bytes"

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from mirror.storage import BlobStore, BlobWriter, HashingWriter
+from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
 
 CHUNK = 1024 * 1024
 USER_AGENT = "tfmirror/0.1 (+verified mirror)"

@@ -15,14 +15,15 @@ from urllib.parse import urljoin
 
 import requests
 
-from mirror.config import DevpiConfig
-from mirror.upstream import PEP691_JSON
+from mirror.core.config import DevpiConfig
+from mirror.core.errors import ServiceError
+from mirror.core.upstream import PEP691_JSON
 
 # devpi re-reads the simple pages after this; syncs also refresh explicitly.
 MIRROR_CACHE_EXPIRY = 1800
 
 
-class DevpiError(Exception):
+class DevpiError(ServiceError):
     """devpi refused or failed; the message says what and where."""
 
 
@@ -151,8 +152,9 @@ class DevpiClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                answer = self._http.get(url, headers={"Accept": "application/json"},
-                                        timeout=self._timeout)  # fmt: skip
+                answer = self._http.get(
+                    url, headers={"Accept": "application/json"}, timeout=self._timeout
+                )
                 if answer.status_code == 200 and answer.json()["result"].get("last_modified"):
                     return
             except (requests.RequestException, ValueError, KeyError):

@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from mirror.config import StorageConfig
-from mirror.lease import FileLock, LeaderLock, S3Lock
+from mirror.core.config import StorageConfig
+from mirror.core.lease import FileLock, LeaderLock, S3Lock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -550,8 +550,9 @@ class S3Store:
     def move_blob(self, sha256: str, key: str) -> None:
         source = blob_key(sha256)
         with self.errors(source):
-            self.client.copy({"Bucket": self.bucket, "Key": self.key(source)}, self.bucket,
-                             self.key(key))  # fmt: skip
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self.key(source)}, self.bucket, self.key(key)
+            )
             self.client.delete_object(Bucket=self.bucket, Key=self.key(source))
 
     def iter_blobs(self) -> Iterator[str]:

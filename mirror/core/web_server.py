@@ -4,6 +4,7 @@ streams files with wsgi.file_wrapper, and can run in a background thread for a s
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -85,17 +86,15 @@ def answers(url: str) -> bool:
         return False
 
 
-def serve_gunicorn(config: Any, workers: int) -> None:
+def serve_gunicorn(bind: str, workers: int, build: Callable[[], Any]) -> None:
     """Production serving: gunicorn's pre-fork workers (threaded), each building the app
-    from the same validated config; files go out with sendfile()."""
+    (`build`) from the same validated config; files go out with sendfile()."""
     from gunicorn.app.base import BaseApplication
-
-    from mirror.app import create_app
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             settings = {
-                "bind": f"{config.web.host}:{config.web.port}",
+                "bind": bind,
                 "workers": workers,
                 "worker_class": "gthread",
                 "threads": 8,
@@ -106,6 +105,6 @@ def serve_gunicorn(config: Any, workers: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app(config)
+            return build()
 
     Application().run()

@@ -7,34 +7,39 @@ in line after the commit, from the store, so it can always be rebuilt from the s
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from mirror.config import Config, Target
-from mirror.devpi import DevpiClient, DevpiError
-from mirror.lag import record_lag
-from mirror.manifest import Manifest, load_all, load_manifest, save_manifest, utcnow
-from mirror.resolve import ResolveError, Wheel, resolve_target
-from mirror.runs import RunRecord
-from mirror.speculate import HeadStart
-from mirror.storage import BlobStore, StoreError
-from mirror.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
-
-WARM_STATE = "state/devpi-warm.json"
-WARM_WORKERS = 4
+from mirror.core.config import Config, Target
+from mirror.core.errors import ServiceError
+from mirror.core.runs import Failure, RunRecord, utcnow
+from mirror.core.storage import BlobStore, StoreError
+from mirror.core.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
+from mirror.pypi.lag import record_lag
+from mirror.pypi.manifest import Manifest, load_all, load_manifest, save_manifest
+from mirror.pypi.resolve import ResolveError, Wheel, resolve_target
+from mirror.pypi.speculate import HeadStart
 
 
-@dataclass
-class Failure:
-    name: str  # a filename, a target id, or "devpi"
-    url: str
-    reason: str
+class Published(Protocol):
+    count: int  # files the index was shown to hold, newly
+    failures: list[Failure]
+    offered_after: float  # seconds into publishing when the index offered every file
 
-    def __str__(self) -> str:
-        return f"{self.name}: {self.reason}" + (f" ({self.url})" if self.url else "")
+
+class PackageIndex(Protocol):
+    """Where the fleet installs from (devpi, on the devpi side): set up while the sync
+    resolves and downloads, then made to offer exactly the committed manifests' files."""
+
+    @property
+    def where(self) -> str: ...
+
+    def prepare(self) -> None: ...
+
+    def publish(self, files: Mapping[str, Wheel], changed: bool) -> Published: ...
 
 
 @dataclass
@@ -80,13 +85,13 @@ class PypiSync:
         self,
         config: Config,
         store: BlobStore,
-        devpi: DevpiClient | None,
+        index: PackageIndex | None,
         progress: Progress | None = None,
         resolver: Callable[[tuple[str, ...], Target, str], list[Wheel]] = resolve_target,
     ) -> None:
         self.config = config
         self.store = store
-        self.devpi = devpi
+        self.index = index
         self.progress = progress or Progress()
         self.resolver = resolver
         self.policy = RetryPolicy(timeout=config.pypi.timeout, retries=config.pypi.retries)
@@ -100,8 +105,8 @@ class PypiSync:
             # devpi's user and index are set up while the closure resolves and downloads
             # (on a fresh devpi that is 0.3 s of password hashing).
             devpi_ready = None
-            if self.devpi is not None:
-                devpi_ready = side.submit(self.devpi.bootstrap, self.config.devpi_mirror_url)
+            if self.index is not None:
+                devpi_ready = side.submit(self.index.prepare)
             pages = ProjectPages(pypi.upstream, pypi.timeout)
             head_start = HeadStart(self.store, pypi.requirements, pypi.targets, pages, self.policy)
             plan = _Plan({}, {}, {})
@@ -167,8 +172,15 @@ class PypiSync:
         with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
 
             def fetch(wheel: Wheel) -> Future[Fetched]:
-                return pool.submit(fetch_verified, self.store, wheel.url, wheel.sha256,
-                                   wheel.size, self.policy, self.progress.advance)  # fmt: skip
+                return pool.submit(
+                    fetch_verified,
+                    self.store,
+                    wheel.url,
+                    wheel.sha256,
+                    wheel.size,
+                    self.policy,
+                    self.progress.advance,
+                )
 
             pending: dict[Future[Fetched], tuple[Wheel, bool]] = {}
             for wheel in wheels:
@@ -200,9 +212,13 @@ class PypiSync:
         for target_id, wheels in plan.wheels.items():
             if any(w.filename in failed for w in wheels):
                 report.failures.append(
-                    Failure(target_id, "", "not committed: its closure has failed files; "
-                            "the previous closure stays published")
-                )  # fmt: skip
+                    Failure(
+                        target_id,
+                        "",
+                        "not committed: its closure has failed files; "
+                        "the previous closure stays published",
+                    )
+                )
                 continue
             old = load_manifest(self.store, target_id)
             same = (
@@ -213,87 +229,23 @@ class PypiSync:
             )
             if same:
                 continue
-            manifest = Manifest(plan.targets[target_id], self.config.pypi.requirements,
-                                wheels, utcnow())  # fmt: skip
+            manifest = Manifest(
+                plan.targets[target_id], self.config.pypi.requirements, wheels, utcnow()
+            )
             save_manifest(self.store, manifest)
             report.committed.append(target_id)
 
     # -- 4. devpi --------------------------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:
-        assert self.devpi is not None
+        assert self.index is not None
         t0 = time.monotonic()
         try:
             ready.result()
-            warmed = push_to_devpi(self.devpi, self.store, self.config.devpi_mirror_url,
-                                   force_refresh=bool(report.committed))  # fmt: skip
+            files = {w.sha256: w for m in load_all(self.store) for w in m.files}
+            warmed = self.index.publish(files, changed=bool(report.committed))
             report.devpi_warmed = warmed.count
             report.failures.extend(warmed.failures)
             report.timings["devpi_offers_at"] = t0 - run_began + warmed.offered_after
-        except (DevpiError, StoreError) as exc:
-            report.failures.append(Failure("devpi", self.devpi.base, str(exc)))
+        except (ServiceError, StoreError) as exc:
+            report.failures.append(Failure("devpi", self.index.where, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0
-
-
-@dataclass
-class WarmResult:
-    count: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    # When devpi offered every file (seconds into the push): from then on pip installs
-    # through devpi while the web front is up; devpi pulls on demand what it lacks.
-    offered_after: float = 0.0
-
-
-def push_to_devpi(
-    devpi: DevpiClient, store: BlobStore, mirror_url: str, force_refresh: bool = False
-) -> WarmResult:
-    """Make devpi offer and hold every manifest file, proving each by the sha256 it serves.
-
-    Files devpi already proved (same devpi uuid, index and sha256) are not moved again,
-    so a no-op sync moves no bytes.
-    """
-    began = time.monotonic()
-    result = WarmResult()
-    wanted = {w.sha256: w for m in load_all(store) for w in m.files}
-    state_raw = store.get(WARM_STATE)
-    state = json.loads(state_raw) if state_raw else {}
-    uuid = devpi.server_uuid()
-    key = f"{uuid} {devpi.base}/{devpi.index} {mirror_url}"
-    proven: dict[str, str] = state.get("proven", {}) if state.get("key") == key else {}
-    todo = {sha: w for sha, w in wanted.items() if proven.get(sha) != w.filename}
-    if not todo and not force_refresh:
-        return result
-    projects = sorted({w.project for w in wanted.values()})
-    devpi.bootstrap(mirror_url)
-    # First devpi re-reads every project page (so removed files disappear too); then it
-    # pulls each new file, largest first: its pull of the TensorFlow wheel is the
-    # critical path. Measured, no overlap helps: refreshing in parallel was 3x slower
-    # (devpi serialises its writes), and pulling while the other pages refresh took as
-    # long in all (devpi's pull is bound by its own CPU).
-    offered: dict[str, str] = {}
-    for project in projects:
-        devpi.refresh(project)
-        offered.update((f.sha256, f.url) for f in devpi.files(project))
-    result.offered_after = time.monotonic() - began
-    with ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull") as pool:
-        futures = {}
-        for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
-            if wheel.sha256 in offered:
-                futures[pool.submit(devpi.fetch_sha256, offered[wheel.sha256])] = wheel
-            else:
-                result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
-        for future in as_completed(futures):
-            wheel = futures[future]
-            try:
-                got = future.result()
-            except DevpiError as exc:
-                result.failures.append(Failure(wheel.filename, "", str(exc)))
-                continue
-            if got != wheel.sha256:
-                reason = f"devpi serves sha256 {got}, expected {wheel.sha256}"
-                result.failures.append(Failure(wheel.filename, "", reason))
-                continue
-            proven[wheel.sha256] = wheel.filename
-            result.count += 1
-    proven = {sha: name for sha, name in proven.items() if sha in wanted}
-    store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
-    return result

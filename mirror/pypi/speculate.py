@@ -25,10 +25,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from mirror.config import Target
-from mirror.resolve import Wheel, target_tags
-from mirror.storage import BlobStore
-from mirror.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
+from mirror.core.config import Target
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
+from mirror.pypi.resolve import Wheel, target_tags
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
 KEEP_MISSES = 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirror.manifest import Manifest
+from mirror.pypi.manifest import Manifest
 
 
 def render_lock(manifest: Manifest, index_url: str) -> str:

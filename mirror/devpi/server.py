@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from mirror.config import DevpiConfig
+from mirror.core.config import DevpiConfig
 
 CREDENTIALS = "tfmirror-credentials.json"
 # devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client,
@@ -67,10 +67,17 @@ def initialise(serverdir: Path) -> Credentials:
         proc = subprocess.run(
             # `=` form: a generated password may begin with "-", which argparse would
             # otherwise take for an option (devpi-init then fails, 1 start in 64).
-            [_tool("devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi",
-             f"--root-passwd={creds.root_password}"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                _tool("devpi-init"),
+                "--serverdir",
+                str(serverdir),
+                "--no-root-pypi",
+                f"--root-passwd={creds.root_password}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
             raise DevpiStartError(f"devpi-init in {serverdir} failed: {' '.join(tail)}")
@@ -103,11 +110,19 @@ def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
     host = listen or host
     return [
         _tool("devpi-server"),
-        "--serverdir", str(config.serverdir),
-        "--host", host, "--port", str(port),
-        "--secretfile", str(config.serverdir / SECRET),
-        "--threads", str(THREADS), "--connection-limit", str(CONNECTION_LIMIT),
-    ]  # fmt: skip
+        "--serverdir",
+        str(config.serverdir),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--secretfile",
+        str(config.serverdir / SECRET),
+        "--threads",
+        str(THREADS),
+        "--connection-limit",
+        str(CONNECTION_LIMIT),
+    ]
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 90.0) -> None:

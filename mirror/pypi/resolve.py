@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from mirror.config import Target
+from mirror.core.config import Target
 
 
 class ResolveError(Exception):
@@ -131,15 +131,28 @@ def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -
         req_in.write_text("\n".join(requirements) + "\n")
         out = Path(tmp) / "pylock.toml"
         cmd = [
-            uv_binary(), "pip", "compile", "--quiet", "--no-config", "--no-header",
-            "--python-version", target.python,
-            "--python-platform", platform,
-            "--only-binary", ":all:",
-            "--format", "pylock.toml",
-            "--default-index", upstream,
-            "--index-strategy", "first-index",
-            str(req_in), "-o", str(out),
-        ]  # fmt: skip
+            uv_binary(),
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-config",
+            "--no-header",
+            "--python-version",
+            target.python,
+            "--python-platform",
+            platform,
+            "--only-binary",
+            ":all:",
+            "--format",
+            "pylock.toml",
+            "--default-index",
+            upstream,
+            "--index-strategy",
+            "first-index",
+            str(req_in),
+            "-o",
+            str(out),
+        ]
         proc = subprocess.run(
             cmd,
             capture_output=True,

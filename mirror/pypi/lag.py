@@ -10,9 +10,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from mirror.manifest import utcnow
-from mirror.storage import BlobStore
-from mirror.upstream import ProjectPages
+from mirror.core.runs import utcnow
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import ProjectPages
 
 LAG_STATE = "state/lag.json"
 _WHEEL_VERSION = re.compile(r"^[^-]+-([^-]+)-")

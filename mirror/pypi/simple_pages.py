@@ -11,14 +11,15 @@ import html
 import json
 from collections.abc import Mapping
 
-from flask import Blueprint, Response, abort, request, send_file
+from flask import Blueprint, Flask, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
 
-from mirror.app import app_store
-from mirror.manifest import published_files
-from mirror.resolve import Wheel
-from mirror.storage import BlobNotFound, iter_chunks
-from mirror.upstream import PEP691_JSON
+from mirror.core.config import Config
+from mirror.core.context import app_store, bind, json_errors
+from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.upstream import PEP691_JSON
+from mirror.pypi.manifest import published_files
+from mirror.pypi.resolve import Wheel
 
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
 
@@ -67,11 +68,15 @@ def project_page(project: str) -> Response:
         "name": name,
         "versions": sorted({w.version for w in wheels}),
         "files": [
-            {"filename": w.filename, "url": _file_url(w), "hashes": {"sha256": w.sha256},
-             "size": w.size}
+            {
+                "filename": w.filename,
+                "url": _file_url(w),
+                "hashes": {"sha256": w.sha256},
+                "size": w.size,
+            }
             for w in wheels
         ],
-    }  # fmt: skip
+    }
     links = [
         f'<a href="{html.escape(_file_url(w))}#sha256={w.sha256}">{html.escape(w.filename)}</a>'
         for w in wheels
@@ -86,13 +91,19 @@ def _file_url(wheel: Wheel) -> str:
 @blueprint.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
     store = app_store()
-    if not any(filename in files and files[filename].sha256 == sha256
-               for files in _published().values()):  # fmt: skip
+    if not any(
+        filename in files and files[filename].sha256 == sha256 for files in _published().values()
+    ):
         abort(404, description=f"{filename} with sha256 {sha256} is not mirrored here")
     path = store.local_path(sha256)
     if path is not None:
-        resp = send_file(path, mimetype="application/octet-stream", etag=sha256,
-                         download_name=filename, conditional=True)  # fmt: skip
+        resp = send_file(
+            path,
+            mimetype="application/octet-stream",
+            etag=sha256,
+            download_name=filename,
+            conditional=True,
+        )
     else:
         try:
             reader = store.open_blob(sha256)
@@ -109,3 +120,11 @@ def file(sha256: str, filename: str) -> Response:
 
 def _published() -> dict[str, dict[str, Wheel]]:
     return published_files(app_store())
+
+
+def simple_pages_app(config: Config, store: BlobStore) -> Flask:
+    """Only the simple pages devpi mirrors from: what a sync needs up, and no more."""
+    app = bind(Flask("tfmirror-simple"), config, store)
+    app.register_blueprint(blueprint)
+    json_errors(app)
+    return app

@@ -13,14 +13,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mirror.storage import BlobStore, update_document
+from mirror.core.storage import BlobStore, update_document
 
 RUNS = "runs"
+# The last verify's full result (its run record has the counts): written by verify,
+# read by the status page, which does not import verify.
+VERIFY_STATE = "state/verify.json"
 INDEX_FILES = ("latest.json", "last-success.json", "totals.json")
 
 
 def _index_key(job: str, name: str) -> str:
     return f"{RUNS}/{job}/{name}"
+
+
+def utcnow() -> str:
+    """Now, as the store's documents write it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Failure:
+    """One thing a job could not do: the one record type every run record, report and
+    page uses for it."""
+
+    name: str  # a filename, a target id, or "devpi"
+    url: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}" + (f" ({self.url})" if self.url else "")
+
+    def as_json(self) -> dict[str, str]:
+        return {"name": self.name, "url": self.url, "reason": self.reason}
 
 
 @dataclass

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from packaging.utils import canonicalize_name
 
-from mirror.config import Target
-from mirror.resolve import Wheel
-from mirror.storage import BlobStore
+from mirror.core.config import Target
+from mirror.core.storage import BlobStore
+from mirror.pypi.resolve import Wheel
 
 PYPI_MANIFESTS = "manifests/pypi"
 
 
 def manifest_key(target_id: str) -> str:
     return f"{PYPI_MANIFESTS}/{target_id}.json"
-
-
-def utcnow() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -32,12 +27,15 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         doc = {
-            "target": {"id": self.target.id, "python": self.target.python,
-                       "platform": self.target.platform},
+            "target": {
+                "id": self.target.id,
+                "python": self.target.python,
+                "platform": self.target.platform,
+            },
             "requirements": list(self.requirements),
             "synced_at": self.synced_at,
             "files": [w.as_json() for w in self.files],
-        }  # fmt: skip
+        }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
     @classmethod
