@@ -269,13 +269,13 @@ def _resolve_path(base: Path, value: str) -> Path:
 
 def _storage(raw: Any, base: Path) -> StorageConfig:
     s = _Section("storage", raw)
-    backend = s.get("backend", str, "local", '"local"')
+    backend = s.get("backend", str, StorageConfig.backend, '"local"')
     s.check("backend", backend in ("local", "s3"), backend, 'use "local" or "s3"')
-    path = s.get("path", str, "data", '"data"')
-    bucket = s.get("bucket", str, "", '"tfmirror"')
-    prefix = s.get("prefix", str, "", '"mirror/"')
-    endpoint_url = s.get("endpoint_url", str, "", '"http://minio:9000"')
-    region = s.get("region", str, "", '"us-east-1"')
+    path = s.get("path", str, str(StorageConfig.path), '"data"')
+    bucket = s.get("bucket", str, StorageConfig.bucket, '"tfmirror"')
+    prefix = s.get("prefix", str, StorageConfig.prefix, '"mirror/"')
+    endpoint_url = s.get("endpoint_url", str, StorageConfig.endpoint_url, '"http://minio:9000"')
+    region = s.get("region", str, StorageConfig.region, '"us-east-1"')
     s.check("bucket", backend != "s3" or bool(bucket), bucket, 'backend "s3" needs a bucket')
     s.check(
         "endpoint_url",
@@ -302,7 +302,9 @@ def _devpi(raw: Any, base: Path, storage: StorageConfig) -> DevpiConfig:
     s.check("index", bool(_INDEX_RE.match(index)), index, 'must be "user/index"')
     default_serverdir = str(storage.path / "devpi") if storage.backend == "local" else ""
     serverdir = s.get("serverdir", str, default_serverdir, '"data/devpi"')
-    mirror_url = s.get("mirror_url", str, "", '"http://tfmirror-web:8080/simple/"')
+    mirror_url = s.get(
+        "mirror_url", str, DevpiConfig.mirror_url, '"http://tfmirror-web:8080/simple/"'
+    )
     s.check(
         "mirror_url",
         not mirror_url or mirror_url.startswith(("http://", "https://")),
@@ -363,11 +365,11 @@ def _pypi(raw: Any) -> PypiConfig:
     ids = [t.id for t in targets]
     dup = next((t for t in ids if ids.count(t) > 1), None)
     s.check("targets", dup is None, dup, "each python/platform pair may appear once")
-    workers = s.get("workers", int, 8, "8")
+    workers = s.get("workers", int, PypiConfig.workers, "8")
     s.check("workers", 1 <= workers <= 64, workers, "use 1 to 64")
-    timeout = s.get("timeout", float, 60.0, "60")
+    timeout = s.get("timeout", float, PypiConfig.timeout, "60")
     s.check("timeout", timeout > 0, timeout, "must be positive seconds")
-    retries = s.get("retries", int, 4, "4")
+    retries = s.get("retries", int, PypiConfig.retries, "4")
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
     s.done()
     return PypiConfig(
@@ -382,21 +384,21 @@ def _pypi(raw: Any) -> PypiConfig:
 
 def _web(raw: Any) -> WebConfig:
     s = _Section("web", raw)
-    host = s.get("host", str, "127.0.0.1", '"0.0.0.0"')
-    port = s.get("port", int, 8080, "8080")
+    host = s.get("host", str, WebConfig.host, '"0.0.0.0"')
+    port = s.get("port", int, WebConfig.port, "8080")
     s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
-    presign = s.get("presign_s3", bool, False, "true")
+    presign = s.get("presign_s3", bool, WebConfig.presign_s3, "true")
     s.done()
     return WebConfig(host=host, port=port, presign_s3=presign)
 
 
 def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
     s = _Section("proxy", raw)
-    enabled = s.get("enabled", bool, True, "false")
-    nginx = s.get("nginx", str, "nginx", '"/usr/sbin/nginx"')
+    enabled = s.get("enabled", bool, ProxyConfig.enabled, "false")
+    nginx = s.get("nginx", str, ProxyConfig.nginx, '"/usr/sbin/nginx"')
     s.check("nginx", bool(nginx), nginx, 'name the nginx binary, e.g. "nginx"')
-    host = s.get("host", str, "127.0.0.1", '"0.0.0.0"')
-    port = s.get("port", int, 8000, "8000")
+    host = s.get("host", str, ProxyConfig.host, '"0.0.0.0"')
+    port = s.get("port", int, ProxyConfig.port, "8000")
     s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
     workdir = s.get("workdir", str, str(storage.path / "proxy"), '"/var/cache/tfmirror-proxy"')
     fronts_raw = s.get("fronts", list, [], '["http://web-1:8080", "http://web-2:8080"]')
@@ -405,7 +407,7 @@ def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
         ok = isinstance(front, str) and _is_host_port_url(front)
         s.check(f"fronts[{i}]", ok, front, 'must be "http://host:port" of a web front')
         fronts.append(front.rstrip("/"))
-    cache = s.get("page_cache_seconds", int, 10, "10")
+    cache = s.get("page_cache_seconds", int, ProxyConfig.page_cache_seconds, "10")
     s.check("page_cache_seconds", 0 <= cache <= 3600, cache, "use 0 to 3600 seconds")
     s.done()
     workdir_path = _resolve_path(base, workdir)
@@ -459,13 +461,13 @@ def _hub(raw: Any, base: Path) -> HubConfig:
         )
     dup = next((m.handle for m in models if [n.handle for n in models].count(m.handle) > 1), None)
     s.check("models", dup is None, dup, "each handle may appear once")
-    max_mb = s.get("max_uncompressed_mb", int, 16384, "16384")
+    max_mb = s.get("max_uncompressed_mb", int, HubConfig.max_uncompressed_mb, "16384")
     s.check("max_uncompressed_mb", max_mb > 0, max_mb, "must be a positive number of MB")
-    max_ratio = s.get("max_ratio", float, 100.0, "100")
+    max_ratio = s.get("max_ratio", float, HubConfig.max_ratio, "100")
     s.check("max_ratio", max_ratio >= 1, max_ratio, "must be at least 1")
-    timeout = s.get("timeout", float, 60.0, "60")
+    timeout = s.get("timeout", float, HubConfig.timeout, "60")
     s.check("timeout", timeout > 0, timeout, "must be positive seconds")
-    retries = s.get("retries", int, 4, "4")
+    retries = s.get("retries", int, HubConfig.retries, "4")
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
     s.done()
     return HubConfig(models, max_mb, max_ratio, timeout, retries)
@@ -495,21 +497,21 @@ def _schedule(raw: Any) -> ScheduleConfig:
         if value:
             _cron(job, value)
         jobs.append((job, value))
-    jitter = s.get("jitter", int, 120, "120")
+    jitter = s.get("jitter", int, ScheduleConfig.jitter, "120")
     s.check("jitter", jitter >= 0, jitter, "must be 0 or more seconds")
-    grace = s.get("misfire_grace", int, 3600, "3600")
+    grace = s.get("misfire_grace", int, ScheduleConfig.misfire_grace, "3600")
     s.check("misfire_grace", grace >= 1, grace, "must be at least 1 second")
-    retries = s.get("retries", int, 2, "2")
+    retries = s.get("retries", int, ScheduleConfig.retries, "2")
     s.check("retries", 0 <= retries <= 10, retries, "use 0 to 10")
-    backoff = s.get("retry_backoff", float, 60.0, "60")
+    backoff = s.get("retry_backoff", float, ScheduleConfig.retry_backoff, "60")
     s.check("retry_backoff", backoff >= 0, backoff, "must be 0 or more seconds")
-    lease = s.get("lease_seconds", int, 300, "300")
+    lease = s.get("lease_seconds", int, ScheduleConfig.lease_seconds, "300")
     s.check("lease_seconds", lease >= 5, lease, "must be at least 5 seconds")
-    keep = s.get("keep_runs", int, 1000, "1000")
+    keep = s.get("keep_runs", int, ScheduleConfig.keep_runs, "1000")
     s.check("keep_runs", keep >= 1, keep, "keep at least 1 run record per job")
-    gc_grace = s.get("gc_grace_hours", float, 24.0, "24")
+    gc_grace = s.get("gc_grace_hours", float, ScheduleConfig.gc_grace_hours, "24")
     s.check("gc_grace_hours", gc_grace >= 0, gc_grace, "must be 0 or more hours")
-    deep = s.get("verify_deep", bool, False, "true")
+    deep = s.get("verify_deep", bool, ScheduleConfig.verify_deep, "true")
     s.done()
     return ScheduleConfig(tuple(jobs), jitter, grace, retries, backoff, lease, keep, gc_grace, deep)
 
