@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model
 from mirror.core.config import Config, HubConfig, HubModel
-from mirror.core.runs import RunRecord, utcnow
+from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
 
 COMPRESSED_QUERY = "tf-hub-format=compressed"
 
 
+class ModelStatus(StrEnum):
+    NEW = "new"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
 @dataclass
 class ModelOutcome:
     handle: str
-    status: str  # new | unchanged | failed
+    status: ModelStatus
     url: str = ""
     reason: str = ""
     bytes: int = 0
@@ -37,16 +44,17 @@ class HubReport:
 
     @property
     def ok(self) -> bool:
-        return all(o.status != "failed" for o in self.outcomes)
+        return all(o.status is not ModelStatus.FAILED for o in self.outcomes)
 
-    def count(self, status: str) -> int:
+    def count(self, status: ModelStatus) -> int:
         return sum(o.status == status for o in self.outcomes)
 
     def summary(self) -> str:
         moved = sum(o.bytes for o in self.outcomes)
         return (
-            f"hub sync: {self.count('new')} new, {self.count('unchanged')} unchanged, "
-            f"{self.count('failed')} failed, {moved / 1e6:.1f} MB, {self.seconds:.1f} s"
+            f"hub sync: {self.count(ModelStatus.NEW)} new, "
+            f"{self.count(ModelStatus.UNCHANGED)} unchanged, "
+            f"{self.count(ModelStatus.FAILED)} failed, {moved / 1e6:.1f} MB, {self.seconds:.1f} s"
         )
 
 
@@ -81,14 +89,16 @@ def publish_model(
     """Validate a stored archive and commit its manifest, unless it is what we serve."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
-        return ModelOutcome(handle, "unchanged", fetched.url, bytes=fetched.size)
+        return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
     try:
         with store.open_blob(fetched.sha256) as reader:
             facts = inspect_archive(reader, fetched.size, caps(hub))
     except ArchiveRejected as exc:
         if not any(m.sha256 == fetched.sha256 for m in load_models(store)):
             store.delete_blob(fetched.sha256)
-        return ModelOutcome(handle, "failed", fetched.url, f"rejected: {exc}", fetched.size)
+        return ModelOutcome(
+            handle, ModelStatus.FAILED, fetched.url, f"rejected: {exc}", fetched.size
+        )
     manifest = ModelManifest(
         handle=handle,
         path=path,
@@ -99,7 +109,7 @@ def publish_model(
         archive=facts.as_json(),
     )
     save_model(store, manifest)
-    return ModelOutcome(handle, "new", fetched.url, bytes=fetched.size)
+    return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
 
 
 class HubSync:
@@ -116,9 +126,11 @@ class HubSync:
             else:
                 fetched = fetch_verified(self.store, url, None, None, self.policy)
         except (DownloadError, StoreError) as exc:
-            return ModelOutcome(model.handle, "failed", url, str(exc))
+            return ModelOutcome(model.handle, ModelStatus.FAILED, url, str(exc))
         except OSError as exc:
-            return ModelOutcome(model.handle, "failed", url, f"cannot read: {exc.strerror}")
+            return ModelOutcome(
+                model.handle, ModelStatus.FAILED, url, f"cannot read: {exc.strerror}"
+            )
         return publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
 
     def run(self, trigger: str = "manual") -> HubReport:
@@ -129,12 +141,12 @@ class HubSync:
         record.finish(
             self.store,
             ok=report.ok,
-            counts={s: report.count(s) for s in ("new", "unchanged", "failed")},
+            counts={s.value: report.count(s) for s in ModelStatus},
             bytes_moved=sum(o.bytes for o in report.outcomes),
             errors=[
-                {"name": o.handle, "url": o.url, "reason": o.reason}
+                Failure(o.handle, o.url, o.reason).as_json()
                 for o in report.outcomes
-                if o.status == "failed"
+                if o.status is ModelStatus.FAILED
             ],
         )
         return report

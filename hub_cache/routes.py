@@ -7,17 +7,25 @@ redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+)
 
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.context import app_config, app_store
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
-blueprint = Blueprint("hub", __name__)
+blueprint = Blueprint("hub", __name__, template_folder="templates")
 
 
 def _wants_json() -> bool:
@@ -48,27 +56,15 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
 
 
 @blueprint.get("/hub/")
-def model_list() -> Response:
-    models = [model_json(m, _base()) for m in load_models(app_store())]
+def model_list() -> Response | str:
+    models = load_models(app_store())
     if _wants_json():
-        return jsonify(models=models)
-    rows = "".join(
-        f'<tr><td><a href="{html.escape(m["path"])}">{html.escape(m["handle"])}</a></td>'
-        f"<td>{m['size'] / 1e6:.1f} MB</td><td><code>{m['sha256']}</code></td>"
-        f"<td>{html.escape(m['synced_at'])}</td></tr>"
-        for m in models
-    )
-    body = (
-        f"<table><tr><th>handle</th><th>size</th><th>sha256</th><th>synced</th></tr>{rows}</table>"
-        if models
-        else "<p>No models mirrored yet: add handles to [hub] models and run "
-        "<code>tfmirror sync hub</code>.</p>"
-    )
-    return _page("TF Hub models on this mirror", body)
+        return jsonify(models=[model_json(m, _base()) for m in models])
+    return render_template("models.html", title="TF Hub models on this mirror", models=models)
 
 
 @blueprint.get("/hub/<path:path>")
-def model(path: str) -> Response:
+def model(path: str) -> Response | str:
     manifest = load_model(app_store(), path.strip("/"))
     if manifest is None:
         abort(404, description=f"no model at /hub/{path} on this mirror; /hub/ lists them")
@@ -77,45 +73,7 @@ def model(path: str) -> Response:
     info = model_json(manifest, _base())
     if _wants_json():
         return jsonify(info)
-    facts = manifest.archive
-    offline_load = f'hub.load("{manifest.handle}")'
-    body = f"""
-<dl>
-<dt>handle</dt><dd><code>{html.escape(manifest.handle)}</code></dd>
-<dt>on this mirror</dt><dd><code>{html.escape(info["mirror_handle"])}</code></dd>
-<dt>size</dt><dd>{manifest.size / 1e6:.1f} MB ({facts.get("files", "?")} files,
-{facts.get("uncompressed_size", 0) / 1e6:.1f} MB unpacked)</dd>
-<dt>sha256</dt><dd><code>{manifest.sha256}</code></dd>
-<dt>synced at</dt><dd>{html.escape(manifest.synced_at)}</dd>
-</dl>
-{_signatures(manifest.signatures)}
-<h2>Use it</h2>
-<p>Load it through the mirror:</p>
-<pre>import tensorflow_hub as hub
-model = hub.load("{html.escape(info["mirror_handle"])}")</pre>
-<p>Or keep the original handle and fill the cache ahead of time:</p>
-<pre>{html.escape(info["usage"]["prefetch"])}
-TFHUB_CACHE_DIR=DIR python -c 'import tensorflow_hub as hub; {html.escape(offline_load)}'</pre>
-"""
-    return _page(manifest.handle, body)
-
-
-def _signatures(signatures: dict[str, Any]) -> str:
-    if not signatures:
-        return "<p>Signatures: not checked yet (<code>tfmirror verify --deep</code>).</p>"
-    rows = []
-    for name, sig in sorted(signatures.items()):
-        for side in ("inputs", "outputs"):
-            for key, spec in sig[side].items():
-                rows.append(
-                    f"<tr><td>{html.escape(name)}</td><td>{side[:-1]}</td>"
-                    f"<td>{html.escape(key)}</td><td>{html.escape(str(spec['dtype']))}</td>"
-                    f"<td>{html.escape(str(spec['shape']))}</td></tr>"
-                )
-    return (
-        "<h2>Signatures</h2><table><tr><th>signature</th><th></th><th>name</th>"
-        f"<th>dtype</th><th>shape</th></tr>{''.join(rows)}</table>"
-    )
+    return render_template("model.html", title=manifest.handle, model=manifest, info=info)
 
 
 # Set by the tfmirror proxy (nginx) on every request it forwards when it can read the
@@ -180,13 +138,3 @@ def _stream_from_store(store: BlobStore, manifest: ModelManifest) -> Response:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
     resp.set_etag(manifest.sha256)
     return resp
-
-
-def _page(title: str, body: str) -> Response:
-    page = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}code,pre{background:#f4f4f4}"
-        "td,th{padding:.2em .8em;text-align:left}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}<p><a href='/hub/'>all models</a></p></body></html>"
-    )
-    return Response(page, content_type="text/html; charset=utf-8")

@@ -20,7 +20,7 @@ from mirror.core.config import Config, ConfigError, handle_path, host_target, lo
 from mirror.core.lease import JobBusy
 from mirror.core.storage import BlobStore, StoreError
 from mirror.proxy import ProxyError
-from sync_jobs.runner import JobRunner
+from sync_jobs.runner import JobRunner, RunResult
 
 if TYPE_CHECKING:
     from mirror.proxy import EntryPoint
@@ -207,18 +207,18 @@ def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
 
 
 def _sync_hub(config: Config, store: BlobStore) -> int:
-    from hub_cache.hub_sync import HubSync
+    from hub_cache.hub_sync import HubSync, ModelStatus
 
     report = HubSync(config, store).run()
     for outcome in report.outcomes:
-        if outcome.status == "failed":
+        if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_hub(config: Config, args: argparse.Namespace) -> int:
-    from hub_cache.hub_sync import caps
+    from hub_cache.hub_sync import ModelStatus, caps
     from hub_cache.importer import import_model
     from hub_cache.prefetch import PrefetchError, prefetch
     from mirror.core.storage import open_store
@@ -234,7 +234,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
         store = open_store(config.storage)
         with _runner(config, store).hold("hub", wait=args.wait):
             outcome = import_model(store, source, args.handle, config.hub)
-        if outcome.status == "failed":
+        if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED
         print(f"{outcome.handle}: {outcome.status} ({outcome.bytes / 1e6:.1f} MB)")
@@ -393,7 +393,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
     proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
     runner = _runner(config, store)
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, RunResult] = {}
     app = create_app(config, store, runner)
     with ExitStack() as running:
         running.enter_context(WebServer(app, config.web.host, config.web.port))
@@ -412,7 +412,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         _banner(entry_point(config, proxied=proxy is not None), render_pip_conf)
         stop.wait()
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
-    code = EXIT_FAILED if "failed" in outcomes.values() else EXIT_OK
+    code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
         # verify or gc. What they wrote unpublished is gc's after its grace period.
@@ -487,10 +487,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
     status = collect_status(config, open_store(config.storage))
     if args.json:
-        print(json.dumps(status, indent=1))
+        print(json.dumps(status.as_json(), indent=1))
         return EXIT_OK
     print(render_text(status), end="")
-    return EXIT_OK if status["healthy"] else EXIT_FAILED
+    return EXIT_OK if status.healthy else EXIT_FAILED
 
 
 def _forward_signals(action: Callable[[], None]) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from mirror.core.runs import Outcome
+from sync_jobs.status import Status
 
 
 def _ts(text: str | None) -> float | None:
@@ -15,7 +17,7 @@ def _ts(text: str | None) -> float | None:
 
 
 class _StatusCollector:
-    def __init__(self, status: dict[str, Any]) -> None:
+    def __init__(self, status: Status) -> None:
         self.status = status
 
     def collect(self) -> Iterator[Metric]:
@@ -30,50 +32,50 @@ class _StatusCollector:
         files = job_gauge("last_run_files", "Files by outcome in the last run", "outcome")
         runs = CounterMetricFamily("tfmirror_job_runs", "Runs recorded", labels=["job"])
         failures = CounterMetricFamily("tfmirror_job_failures", "Failed runs", labels=["job"])
-        for job in self.status["jobs"]:
-            name = job["job"]
-            if (when := _ts(job["last_success"])) is not None:
+        for job in self.status.jobs:
+            name = job.job
+            if (when := _ts(job.last_success)) is not None:
                 success.add_metric([name], when)
-            last = job["last_run"]
+            last = job.last_run
             if last:
-                started.add_metric([name], _ts(last["start"]) or 0)
-                duration.add_metric([name], last["seconds"])
-                ok.add_metric([name], 1.0 if last["outcome"] == "ok" else 0.0)
-                moved.add_metric([name], last["bytes"])
-                for outcome, count in sorted(last["counts"].items()):
+                started.add_metric([name], _ts(last.start) or 0)
+                duration.add_metric([name], last.seconds)
+                ok.add_metric([name], 1.0 if last.outcome is Outcome.OK else 0.0)
+                moved.add_metric([name], last.bytes)
+                for outcome, count in sorted(last.counts.items()):
                     files.add_metric([name, outcome], count)
-            runs.add_metric([name], job["totals"]["runs"])
-            failures.add_metric([name], job["totals"]["failed"])
+            runs.add_metric([name], job.totals.runs)
+            failures.add_metric([name], job.totals.failed)
         yield from (success, started, duration, ok, moved, files, runs, failures)
 
-        inventory = self.status["inventory"]
+        inventory = self.status.inventory
         store = GaugeMetricFamily(
             "tfmirror_store_bytes", "Bytes the manifests reference", labels=["kind"]
         )
-        store.add_metric(["pypi"], inventory["pypi_bytes"])
-        store.add_metric(["hub"], inventory["hub_bytes"])
+        store.add_metric(["pypi"], inventory.pypi_bytes)
+        store.add_metric(["hub"], inventory.hub_bytes)
         yield store
         target_files = GaugeMetricFamily(
             "tfmirror_target_files", "Wheels mirrored per target", labels=["target"]
         )
-        for target in inventory["targets"]:
-            target_files.add_metric([target["target"]], target["files"])
+        for target in inventory.targets:
+            target_files.add_metric([target.target], target.files)
         yield target_files
         models = GaugeMetricFamily("tfmirror_models", "TF Hub models mirrored")
-        models.add_metric([], len(inventory["models"]))
+        models.add_metric([], len(inventory.models))
         yield models
         behind = GaugeMetricFamily(
             "tfmirror_requirement_behind_upstream",
             "1 if upstream has a newer version than the mirror",
             labels=["project"],
         )
-        for row in self.status["lag"]:
-            behind.add_metric([row["project"]], 1.0 if row["behind"] else 0.0)
+        for row in self.status.lag:
+            behind.add_metric([row.project], 1.0 if row.behind else 0.0)
         yield behind
-        verification = self.status.get("verification")
+        verification = self.status.verification
         if verification:
             ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")
-            ok.add_metric([], 1.0 if verification["outcome"] == "ok" else 0.0)
+            ok.add_metric([], 1.0 if verification["outcome"] == Outcome.OK else 0.0)
             problems = GaugeMetricFamily(
                 "tfmirror_verify_problems", "Problems the last verify left"
             )
@@ -85,7 +87,7 @@ class _StatusCollector:
             yield from (ok, problems, checked)
 
 
-def render_metrics(status: dict[str, Any]) -> bytes:
+def render_metrics(status: Status) -> bytes:
     registry = CollectorRegistry()
     registry.register(_StatusCollector(status))
     return generate_latest(registry)

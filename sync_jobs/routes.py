@@ -19,7 +19,7 @@ from mirror.core.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
 from sync_jobs.runner import JobRunner
-from sync_jobs.status import collect_status
+from sync_jobs.status import Status, collect_status
 
 ENV_ADMIN_TOKEN = "TFMIRROR_ADMIN_TOKEN"
 
@@ -39,11 +39,11 @@ class StatusCache:
     def __init__(self, ttl: float = 1.0) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._value: dict[str, object] | None = None
+        self._value: Status | None = None
         self._rendered: dict[str, bytes | str] = {}
         self._at = 0.0
 
-    def get(self, build: Callable[[], dict[str, object]]) -> dict[str, object]:
+    def get(self, build: Callable[[], Status]) -> Status:
         with self._lock:
             if self._value is None or time.monotonic() - self._at > self.ttl:
                 self._value = build()
@@ -54,8 +54,8 @@ class StatusCache:
     def rendered(
         self,
         kind: str,
-        build: Callable[[], dict[str, object]],
-        render: Callable[[dict[str, object]], bytes | str],
+        build: Callable[[], Status],
+        render: Callable[[Status], bytes | str],
     ) -> bytes | str:
         status = self.get(build)
         with self._lock:
@@ -64,7 +64,7 @@ class StatusCache:
             return self._rendered[kind]
 
 
-def _build() -> dict[str, object]:
+def _build() -> Status:
     return collect_status(app_config(), app_store())
 
 
@@ -75,10 +75,6 @@ def _cache() -> StatusCache:
     return cache
 
 
-def _status() -> dict[str, object]:
-    return _cache().get(_build)
-
-
 @blueprint.get("/")
 def page() -> Response:
     body = _cache().rendered("page", _build, render_page)
@@ -87,7 +83,7 @@ def page() -> Response:
 
 @blueprint.get("/api/status")
 def api_status() -> Response:
-    body = _cache().rendered("json", _build, json.dumps)
+    body = _cache().rendered("json", _build, lambda status: json.dumps(status.as_json()))
     return Response(body, content_type="application/json")
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 
 from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holding, renewed
@@ -20,6 +21,15 @@ from mirror.core.storage import BlobStore
 log = logging.getLogger("tfmirror.jobs")
 
 JobFn = Callable[[Config, BlobStore, str], bool]
+
+
+class RunResult(StrEnum):
+    """What became of one attempt to run a job (a str, so it prints as itself)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    BUSY = "busy"  # another holder has the job's lease
+    SKIPPED = "skipped"  # no longer due once the lease was held
 
 
 class JobRunner:
@@ -50,8 +60,8 @@ class JobRunner:
 
     def run(
         self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
-    ) -> str:
-        """Run `job` if no one else is; returns "ok", "failed", "busy" or "skipped".
+    ) -> RunResult:
+        """Run `job` if no one else is.
 
         `only_if` is checked again once the lock is held: another scheduler may have run
         the job between our decision to run it and our turn.
@@ -59,13 +69,13 @@ class JobRunner:
         lease = self.lock.acquire(job)
         if lease is None:
             log.info("%s: another scheduler holds the lock; skipping this run", job)
-            return "busy"
+            return RunResult.BUSY
         if only_if is not None and not only_if():
             lease.release()
-            return "skipped"
+            return RunResult.SKIPPED
         return self.run_leased(lease, trigger)
 
-    def run_leased(self, lease: Lease, trigger: str) -> str:
+    def run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job
         with self._keep(lease):
             schedule = self.config.schedule
@@ -75,8 +85,8 @@ class JobRunner:
                     log.warning("%s failed; retry %d in %.0f s", job, attempt, wait)
                     self.sleep(wait)
                 if self.jobs[job](self.config, self.store, trigger if not attempt else "retry"):
-                    return "ok"
-            return "failed"
+                    return RunResult.OK
+            return RunResult.FAILED
 
     @contextmanager
     def hold(self, job: str, wait: bool = False) -> Iterator[Lease]:

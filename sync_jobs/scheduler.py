@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from mirror.core.config import Config
 from mirror.core.runs import read_index
 from mirror.core.storage import BlobStore
-from sync_jobs.runner import JobRunner
+from sync_jobs.runner import JobRunner, RunResult
 
 log = logging.getLogger("tfmirror.scheduler")
 
@@ -78,7 +78,7 @@ def build(config: Config, runner: JobRunner) -> BackgroundScheduler:
 
 def catch_up(
     config: Config, store: BlobStore, runner: JobRunner, only: tuple[str, ...] | None = None
-) -> dict[str, str]:
+) -> dict[str, RunResult]:
     """Run now, in order, every scheduled job (of `only`) whose last success is older
     than its period."""
     return {

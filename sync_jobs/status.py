@@ -7,6 +7,7 @@ state/), never from the run history, so it stays fast with 10,000 run records.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,42 +17,134 @@ from packaging.version import InvalidVersion, Version
 
 from hub_cache.models import load_models
 from mirror.core.config import Config
-from mirror.core.runs import VERIFY_STATE, read_index
+from mirror.core.runs import VERIFY_STATE, Failure, Outcome, read_index
 from mirror.core.storage import BlobStore
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import load_all
 from sync_jobs.scheduler import next_run
 
 
-def _job(config: Config, store: BlobStore, job: str, cron: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LastRun:
+    start: str
+    end: str
+    seconds: float
+    trigger: str
+    outcome: Outcome
+    counts: dict[str, int]
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    runs: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    schedule: str  # cron, or "not scheduled"
+    next_run: str | None
+    last_run: LastRun | None
+    last_success: str | None
+    last_error: Failure | None  # the first error of a failed last run
+    error_count: int
+    totals: Totals
+
+    @property
+    def failing(self) -> bool:
+        return self.last_run is not None and self.last_run.outcome is not Outcome.OK
+
+
+@dataclass(frozen=True)
+class TargetInventory:
+    target: str
+    projects: int
+    files: int
+    bytes: int
+    synced_at: str
+
+
+@dataclass(frozen=True)
+class ModelInventory:
+    handle: str
+    path: str
+    size: int
+    sha256: str
+    synced_at: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    targets: list[TargetInventory]
+    models: list[ModelInventory]
+    pypi_bytes: int
+    hub_bytes: int
+
+
+@dataclass(frozen=True)
+class LagRow:
+    requirement: str
+    project: str
+    mirrored: list[str]
+    newest_upstream: str | None
+    behind: bool
+
+    @property
+    def known(self) -> bool:
+        return bool(self.newest_upstream and self.mirrored)
+
+
+@dataclass(frozen=True)
+class Status:
+    """The one document behind the page, /api/status, /metrics and `tfmirror status`."""
+
+    generated_at: str
+    healthy: bool
+    failing_jobs: list[str]
+    jobs: list[JobStatus]
+    inventory: Inventory
+    lag: list[LagRow]
+    verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
+    store: str
+    devpi_index: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
     latest = read_index(store, job, "latest.json")
     success = read_index(store, job, "last-success.json")
-    totals = read_index(store, job, "totals.json") or {"runs": 0, "failed": 0, "bytes": 0}
+    totals = read_index(store, job, "totals.json") or {}
     upcoming = next_run(cron) if cron else None
-    errors = latest.get("errors", []) if latest else []
-    return {
-        "job": job,
-        "schedule": cron or "not scheduled",
-        "next_run": upcoming.isoformat() if upcoming else None,
-        "last_run": None
-        if latest is None
-        else {
-            "start": latest["start"],
-            "end": latest["end"],
-            "seconds": latest["seconds"],
-            "trigger": latest["trigger"],
-            "outcome": latest["outcome"],
-            "counts": latest.get("counts", {}),
-            "bytes": latest.get("bytes", 0),
-        },
-        "last_success": success["end"] if success else None,
-        "last_error": errors[0] if latest and latest["outcome"] != "ok" and errors else None,
-        "error_count": len(errors) if latest and latest["outcome"] != "ok" else 0,
-        "totals": totals,
-    }
+    last = None
+    if latest is not None:
+        last = LastRun(
+            start=latest["start"],
+            end=latest["end"],
+            seconds=latest["seconds"],
+            trigger=latest["trigger"],
+            outcome=Outcome(latest["outcome"]),
+            counts=latest.get("counts", {}),
+            bytes=latest.get("bytes", 0),
+        )
+    errors = latest.get("errors", []) if latest and last and last.outcome is not Outcome.OK else []
+    return JobStatus(
+        job=job,
+        schedule=cron or "not scheduled",
+        next_run=upcoming.isoformat() if upcoming else None,
+        last_run=last,
+        last_success=success["end"] if success else None,
+        last_error=Failure.from_json(errors[0]) if errors else None,
+        error_count=len(errors),
+        totals=Totals(**{k: int(totals.get(k, 0)) for k in ("runs", "failed", "bytes")}),
+    )
 
 
-def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> list[dict[str, Any]]:
+def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> list[LagRow]:
     lag = read_lag(store)
     newest: dict[str, str] = dict(lag.get("newest", {}))  # type: ignore[call-overload]
     rows = []
@@ -60,15 +153,7 @@ def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> lis
         have = sorted(mirrored.get(name, set()), key=_version_key)
         latest = newest.get(name, "")
         behind = bool(latest and (not have or _version_key(have[-1]) < _version_key(latest)))
-        rows.append(
-            {
-                "requirement": requirement,
-                "project": name,
-                "mirrored": have,
-                "newest_upstream": latest or None,
-                "behind": behind,
-            }
-        )
+        rows.append(LagRow(requirement, name, have, latest or None, behind))
     return rows
 
 
@@ -79,7 +164,7 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
-def collect_status(config: Config, store: BlobStore) -> dict[str, Any]:
+def collect_status(config: Config, store: BlobStore) -> Status:
     jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
     manifests = load_all(store)
     mirrored: dict[str, set[str]] = {}
@@ -88,39 +173,32 @@ def collect_status(config: Config, store: BlobStore) -> dict[str, Any]:
         for wheel in manifest.files:
             mirrored.setdefault(wheel.project, set()).add(wheel.version)
         targets.append(
-            {
-                "target": manifest.target.id,
-                "projects": len({w.project for w in manifest.files}),
-                "files": len(manifest.files),
-                "bytes": sum(w.size or 0 for w in manifest.files),
-                "synced_at": manifest.synced_at,
-            }
+            TargetInventory(
+                target=manifest.target.id,
+                projects=len({w.project for w in manifest.files}),
+                files=len(manifest.files),
+                bytes=sum(w.size or 0 for w in manifest.files),
+                synced_at=manifest.synced_at,
+            )
         )
     models = [
-        {
-            "handle": m.handle,
-            "path": m.path,
-            "size": m.size,
-            "sha256": m.sha256,
-            "synced_at": m.synced_at,
-        }
-        for m in load_models(store)
+        ModelInventory(m.handle, m.path, m.size, m.sha256, m.synced_at) for m in load_models(store)
     ]
     verify_raw = store.get(VERIFY_STATE)
-    failing = [j["job"] for j in jobs if j["last_run"] and j["last_run"]["outcome"] != "ok"]
-    return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "healthy": not failing,
-        "failing_jobs": failing,
-        "jobs": jobs,
-        "inventory": {
-            "targets": targets,
-            "models": models,
-            "pypi_bytes": sum({w.sha256: w.size or 0 for m in manifests for w in m.files}.values()),
-            "hub_bytes": sum(m["size"] for m in models),
-        },
-        "lag": _lag(config, mirrored, store),
-        "verification": json.loads(verify_raw) if verify_raw else None,
-        "store": store.describe(),
-        "devpi_index": config.devpi.index_url,
-    }
+    failing = [j.job for j in jobs if j.failing]
+    return Status(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        healthy=not failing,
+        failing_jobs=failing,
+        jobs=jobs,
+        inventory=Inventory(
+            targets=targets,
+            models=models,
+            pypi_bytes=sum({w.sha256: w.size or 0 for m in manifests for w in m.files}.values()),
+            hub_bytes=sum(m.size for m in models),
+        ),
+        lag=_lag(config, mirrored, store),
+        verification=json.loads(verify_raw) if verify_raw else None,
+        store=store.describe(),
+        devpi_index=config.devpi.index_url,
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from mirror.core.config import Config
 from mirror.core.lease import holding
-from mirror.core.runs import VERIFY_STATE, RunRecord, utcnow
+from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import RetryPolicy
 from mirror.devpi.client import DevpiError
@@ -146,6 +146,6 @@ def run_verify(
             "repaired": sum(p.repaired for p in report.scrub.problems) + len(report.devpi.repaired),
         },
         bytes_moved=0,
-        errors=[{"name": "verify", "url": "", "reason": p} for p in report.problems],
+        errors=[Failure("verify", "", p).as_json() for p in report.problems],
     )
     return report

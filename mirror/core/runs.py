@@ -11,6 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from mirror.core.storage import BlobStore, update_document
@@ -46,6 +47,17 @@ class Failure:
     def as_json(self) -> dict[str, str]:
         return {"name": self.name, "url": self.url, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Failure:
+        return cls(str(doc.get("name", "")), str(doc.get("url", "")), str(doc.get("reason", "")))
+
+
+class Outcome(StrEnum):
+    """How a job run ended (a str: run records and JSON carry the plain value)."""
+
+    OK = "ok"
+    FAILED = "failed"
+
 
 @dataclass
 class RunRecord:
@@ -79,7 +91,7 @@ class RunRecord:
             "start": self.started.isoformat(),
             "end": ended.isoformat(),
             "seconds": round((ended - self.started).total_seconds(), 3),
-            "outcome": "ok" if ok else "failed",
+            "outcome": Outcome.OK if ok else Outcome.FAILED,
             "counts": counts,
             "bytes": bytes_moved,
             "errors": errors,

@@ -130,7 +130,7 @@ class PypiSync:
             ok=report.ok,
             counts={"new": report.new, "skipped": report.skipped, "failed": len(report.failures)},
             bytes_moved=report.bytes,
-            errors=[{"name": f.name, "url": f.url, "reason": f.reason} for f in report.failures],
+            errors=[f.as_json() for f in report.failures],
             extra={"timings": report.timings, "committed": report.committed},
         )
         return report

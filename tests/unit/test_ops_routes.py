@@ -48,7 +48,7 @@ def test_page_shows_jobs_and_a_failed_sync_with_its_reason(client: FlaskClient) 
     page = client.get("/").get_data(as_text=True)
     assert 'data-job="pypi"' in page and 'data-job="hub"' in page
     assert '<tr class="row-failed" data-job="hub">' in page
-    assert "symlink: &#x27;./evil&#x27; -&gt; &#x27;/etc/passwd&#x27;" in page
+    assert "symlink: &#39;./evil&#39; -&gt; &#39;/etc/passwd&#39;" in page  # escaped
     assert "failing: hub" in page
     assert 'http-equiv="refresh"' in page
 
