@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from mirror.core.s3 import conditional_put, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -118,11 +120,6 @@ class FileLock:
 # --------------------------------------------------------------------------- S3
 
 
-def _code(exc: Exception) -> str:
-    response: dict[str, Any] = getattr(exc, "response", {})
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 @dataclass
 class _S3Lease:
     lock: S3Lock
@@ -145,7 +142,7 @@ class _S3Lease:
                 Bucket=self.lock.bucket, Key=self.lock.key(self.job), IfMatch=self.etag
             )
         except ClientError as exc:
-            if _code(exc) not in ("PreconditionFailed", "NoSuchKey", "404"):
+            if error_code(exc) not in ("PreconditionFailed", "NoSuchKey", "404"):
                 raise
 
 
@@ -175,25 +172,10 @@ class S3Lock:
         self, job: str, since: float, if_none_match: bool = False, if_match: str = ""
     ) -> str | None:
         """Put our lease body under a condition; its ETag, or None if the condition failed."""
-        from botocore.exceptions import ClientError
-
         expires = time.time() + self.ttl
         body = json.dumps({"holder": self.holder_id, "since": since, "expires": expires})
-        key = self.key(job)
-        try:
-            if if_none_match:
-                answer = self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body.encode(), IfNoneMatch="*"
-                )
-            else:
-                answer = self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body.encode(), IfMatch=if_match
-                )
-        except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                return None
-            raise
-        return str(answer["ETag"])
+        condition = None if if_none_match else if_match
+        return conditional_put(self.client, self.bucket, self.key(job), body.encode(), condition)
 
     def acquire(self, job: str) -> Lease | None:
         from botocore.exceptions import ClientError
@@ -205,7 +187,7 @@ class S3Lock:
         try:
             current = self.client.get_object(Bucket=self.bucket, Key=self.key(job))
         except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):  # released in between: try once more
+            if error_code(exc) in ("NoSuchKey", "404"):  # released in between: try once more
                 etag = self.write(job, since, if_none_match=True)
                 return None if etag is None else _S3Lease(self, job, etag, since)
             raise

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mirror.core.config import StorageConfig
 from mirror.core.lease import FileLock, LeaderLock, S3Lock
+from mirror.core.s3 import conditional_put
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -607,27 +608,14 @@ class S3Store:
             return None
 
     def put_if(self, key: str, data: bytes, version: str | None) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             with self.errors(key):
-                try:
-                    if version is None:
-                        self.client.put_object(
-                            Bucket=self.bucket, Key=self.key(key), Body=data, IfNoneMatch="*"
-                        )
-                    else:
-                        self.client.put_object(
-                            Bucket=self.bucket, Key=self.key(key), Body=data, IfMatch=version
-                        )
-                except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code", "")
-                    if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-                        return False
-                    raise
+                return (
+                    conditional_put(self.client, self.bucket, self.key(key), data, version)
+                    is not None
+                )
         except BlobNotFound:  # If-Match on a document deleted meanwhile
             return False
-        return True
 
     def touch_blob(self, sha256: str) -> bool:
         key = self.key(blob_key(sha256))
