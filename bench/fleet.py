@@ -44,7 +44,7 @@ from hub_cache.models import load_model
 from mirror.core.config import Config, load_config
 from mirror.core.storage import LocalStore, open_store
 from mirror.devpi.server import DevpiProcess
-from mirror.proxy import NginxProcess, find_nginx, plan_for
+from mirror.proxy import NginxProcess, nginx_binary, plan_for
 from mirror.pypi.manifest import load_manifest
 from tests.support.servers import clean_pip_env, free_port, make_venv
 
@@ -219,7 +219,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tfmirror-fleet-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        probe = find_nginx(load_config(str(write_config(work, "nginx", ["six"]))))
+        probe = nginx_binary("nginx")
         if probe is None:
             sys.exit("needs nginx: apt-get install nginx-light")
         config_path = write_config(work, probe, args.requirements)

@@ -299,7 +299,7 @@ def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
-    from mirror.proxy import INSTALL_HINT, NginxProcess, find_nginx, plan_for, render
+    from mirror.proxy import INSTALL_HINT, NginxProcess, nginx_binary, plan_for, render
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: use a TCP port from 1 to 65535")
@@ -310,7 +310,7 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(render(plan))
         return EXIT_OK
-    nginx = find_nginx(replace(config, proxy=replace(config.proxy, enabled=True)))
+    nginx = nginx_binary(config.proxy.nginx)  # run when asked, whatever [proxy] enabled says
     if nginx is None:
         raise UsageError(f"{config.proxy.nginx} not found: {INSTALL_HINT}")
     proc = NginxProcess(nginx, plan).start()
@@ -380,7 +380,6 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.core.web_server import WebServer
     from mirror.devpi.server import DevpiProcess
     from mirror.proxy import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
-    from mirror.pypi.lockfile import render_pip_conf
     from sync_jobs import scheduler
 
     store = open_store(config.storage)
@@ -409,7 +408,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         sched = scheduler.build(config, runner)
         sched.start()
         scheduler.add_startup_jobs(sched, config, store, runner)
-        _banner(entry_point(config, proxied=proxy is not None), render_pip_conf)
+        _banner(entry_point(config, proxied=proxy is not None))
         stop.wait()
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
     code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
@@ -426,7 +425,9 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
-def _banner(entry: EntryPoint, render_pip_conf: Callable[[str], str]) -> None:
+def _banner(entry: EntryPoint) -> None:
+    from mirror.pypi.lockfile import render_pip_conf
+
     print("\npip.conf for the fleet:\n" + render_pip_conf(entry.index_url))
     print(f"TF Hub models: {entry.hub_url}")
     print(f"status page:   {entry.base_url}/")

@@ -112,15 +112,17 @@ def render(plan: ProxyPlan) -> str:
     return env.get_template("nginx.conf.j2").render(plan=plan)
 
 
-def find_nginx(config: Config) -> str | None:
-    """The nginx binary, if the proxy is enabled and one is installed."""
-    if not config.proxy.enabled:
-        return None
-    name = config.proxy.nginx
+def nginx_binary(name: str) -> str | None:
+    """The nginx binary `name` (a name on PATH, or a path), if it is installed."""
     if "/" in name:
         return name if os.access(name, os.X_OK) else None
     # Debian installs it in /usr/sbin, which is not on every user's PATH.
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+def find_nginx(config: Config) -> str | None:
+    """The nginx binary, if the proxy is enabled and one is installed."""
+    return nginx_binary(config.proxy.nginx) if config.proxy.enabled else None
 
 
 @dataclass(frozen=True)

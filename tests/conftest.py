@@ -14,7 +14,7 @@ import pytest
 
 from mirror.core.config import DevpiConfig
 from mirror.devpi.server import DevpiProcess
-from tests.support.debian import debian_tool
+from tests.support.debian import require_debian_tool
 from tests.support.servers import MotoServer, aws_test_credentials, free_port
 from tests.support.upstream import Upstream
 
@@ -73,10 +73,7 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 @pytest.fixture(scope="session")
 def nginx() -> str:
     """Debian's nginx, the engine behind the fleet entry point."""
-    found = debian_tool("nginx", "nginx-light")
-    if found is None:
-        pytest.skip("needs Debian's nginx (apt-get install nginx-light)")
-    return found
+    return require_debian_tool("nginx", "nginx-light")
 
 
 @pytest.fixture

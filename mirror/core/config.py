@@ -40,6 +40,12 @@ class StorageConfig:
     region: str = ""
 
 
+def _local_url(host: str, port: int) -> str:
+    """The URL a process on this machine uses for a server listening on host:port (one
+    listening on every address is reached on loopback)."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
 @dataclass(frozen=True)
 class WebConfig:
     host: str = "127.0.0.1"
@@ -49,8 +55,7 @@ class WebConfig:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return _local_url(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,7 @@ class ProxyConfig:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return _local_url(self.host, self.port)
 
 
 @dataclass(frozen=True)

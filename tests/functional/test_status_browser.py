@@ -15,7 +15,7 @@ from mirror.core.runs import RunRecord
 from mirror.core.storage import LocalStore
 from mirror.core.web_server import WebServer
 from tests.support.archives import malicious
-from tests.support.debian import debian_tool
+from tests.support.debian import require_debian_tool
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port
 
@@ -35,10 +35,7 @@ FLAGS = [
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    found = debian_tool("chromium", "chromium")
-    if found is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    return found
+    return require_debian_tool("chromium", "chromium")
 
 
 def browse(chromium: str, url: str, profile: Path, *extra: str) -> str:

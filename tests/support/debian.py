@@ -24,3 +24,13 @@ def debian_tool(binary: str, package: str) -> str | None:
         )
         found = shutil.which(binary) or shutil.which(binary, path=SBIN)
     return found
+
+
+def require_debian_tool(binary: str, package: str) -> str:
+    """The binary's path (installed as above), or the calling test is skipped."""
+    import pytest
+
+    found = debian_tool(binary, package)
+    if found is None:
+        pytest.skip(f"needs Debian's {package} (apt-get install {package})")
+    return found
