@@ -7,6 +7,12 @@ complete to it. So the mirror checks everything before a model is published or
 prefetched: member paths and types, entry order, a SavedModel at the root, sizes
 against caps (archive bombs), an intact compressed stream, and the tar end-of-archive
 marker that a cut archive lacks.
+
+The work is linear in the bytes present: each member's declared size is counted against
+the caps before any of its bytes is read (a 6 KB archive may declare a terabyte), header
+metadata (PAX records, GNU long names) is bounded before tarfile reads it into memory,
+and sparse members are refused outright (their holes would unpack past every cap, and no
+SavedModel needs them).
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
 # Below this many bytes unpacked, the ratio check is meaningless: a tar pads every
 # member to 512 bytes and the whole archive to 10 KiB, which gzip shrinks 50-fold.
 RATIO_FLOOR = 16 * 1024 * 1024
+# tarfile reads a PAX header or a GNU long name into memory whole; real ones are a few
+# hundred bytes.
+MAX_HEADER_DATA = 1024 * 1024
+NAME_MAX = 255  # bytes in one path segment (Linux); longer cannot be extracted
+PATH_MAX = 4000
+SHOWN = 200  # characters of a member name quoted in a reason
 
 
 class ArchiveRejected(Exception):
@@ -55,6 +67,43 @@ class ArchiveFacts:
             "uncompressed_size": self.uncompressed_size,
             "root_file": self.root_file,
         }
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= SHOWN else name[:SHOWN] + "...")
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """tarfile's member record, refusing what would make it read without bound."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_DATA:
+            raise ArchiveRejected(
+                f"a tar header record declares {self.size} bytes of metadata "
+                f"(more than {MAX_HEADER_DATA // 1024} KiB)"
+            )
+        return super()._proc_member(archive)  # type: ignore[misc,no-any-return]
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        raise ArchiveRejected(f"sparse member: {_shown(self.name)}")
+
+    def _proc_gnusparse_00(self, *args: object) -> None:
+        raise ArchiveRejected(f"sparse member (PAX 0.0): {_shown(self.name)}")
+
+    def _proc_gnusparse_01(self, *args: object) -> None:
+        raise ArchiveRejected(f"sparse member (PAX 0.1): {_shown(self.name)}")
+
+    def _proc_gnusparse_10(self, *args: object) -> None:
+        raise ArchiveRejected(f"sparse member (PAX 1.0): {_shown(self.name)}")
+
+
+_HEADER_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
 
 
 class _Prefixed:
@@ -121,24 +170,34 @@ def _decompressor(reader: BinaryIO) -> tuple[str, BinaryIO]:
 def _member_name(member: tarfile.TarInfo) -> str:
     name = member.name
     if name.startswith("/") or name.startswith("\\"):
-        raise ArchiveRejected(f"absolute member path: {name!r}")
+        raise ArchiveRejected(f"absolute member path: {_shown(name)}")
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveRejected(f"member path escapes the model folder: {name!r}")
+        raise ArchiveRejected(f"member path escapes the model folder: {_shown(name)}")
+    if "\0" in name:
+        raise ArchiveRejected(f"NUL in member path: {_shown(name)}")
+    longest = max((len(os.fsencode(p)) for p in parts), default=0)
+    if longest > NAME_MAX or len(os.fsencode(name)) > PATH_MAX:
+        raise ArchiveRejected(f"member path too long to extract: {_shown(name)}")
     return "/".join(parts)
 
 
 def _kind_problem(member: tarfile.TarInfo) -> str | None:
+    name = _shown(member.name)
     if member.issym():
-        return f"symlink: {member.name!r} -> {member.linkname!r}"
+        return f"symlink: {name} -> {_shown(member.linkname)}"
     if member.islnk():
-        return f"hard link: {member.name!r} -> {member.linkname!r}"
+        return f"hard link: {name} -> {_shown(member.linkname)}"
     if member.ischr() or member.isblk():
-        return f"device file: {member.name!r}"
+        return f"device file: {name}"
     if member.isfifo():
-        return f"fifo: {member.name!r}"
+        return f"fifo: {name}"
+    if member.issparse() or member.type == tarfile.GNUTYPE_SPARSE:
+        return f"sparse member: {name}"
+    if member.type == tarfile.CONTTYPE:
+        return f"contiguous-file member: {name}"
     if not (member.isfile() or member.isdir()):
-        return f"unsupported member type {member.type!r}: {member.name!r}"
+        return f"unsupported member type {member.type!r}: {name}"
     return None
 
 
@@ -153,19 +212,56 @@ def inspect_archive(
     try:
         compression, unpacked = _decompressor(reader)
         metered = _Metered(unpacked, compressed_size, caps)
-        return _walk(metered, compression, extract_to)
+        return _walk(metered, compression, extract_to, _Budget(compressed_size, caps))
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
         # the bytes are not an intact archive.
-        raise ArchiveRejected(f"corrupt or truncated archive: {exc}") from None
+        raise ArchiveRejected(f"corrupt or truncated archive: {_bounded(exc)}") from None
+    except (ValueError, UnicodeError) as exc:
+        # tarfile parses numbers and PAX records from the bytes; malformed ones raise these.
+        raise ArchiveRejected(f"malformed tar header: {_bounded(exc)}") from None
 
 
-def _walk(metered: _Metered, compression: str, extract_to: Path | None) -> ArchiveFacts:
+def _bounded(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
+
+
+class _Budget:
+    """The caps, applied to what members declare, before their bytes are read."""
+
+    def __init__(self, compressed_size: int, caps: Caps) -> None:
+        self._limit = caps.max_uncompressed
+        self._ratio_limit = max(caps.max_ratio * max(compressed_size, 1), RATIO_FLOOR)
+        self._caps = caps
+        self.declared = 0
+
+    def claim(self, member: tarfile.TarInfo) -> None:
+        self.declared += member.size
+        if self.declared > self._limit:
+            raise ArchiveRejected(
+                f"archive bomb: members declare more than {self._limit // 2**20} MiB "
+                f"({_shown(member.name)} declares {member.size} bytes; [hub] max_uncompressed_mb)"
+            )
+        if self.declared > self._ratio_limit:
+            raise ArchiveRejected(
+                f"archive bomb: members declare more than {self._caps.max_ratio:g}x the "
+                f"compressed size ({_shown(member.name)} declares {member.size} bytes; "
+                "[hub] max_ratio)"
+            )
+
+
+def _walk(
+    metered: _Metered, compression: str, extract_to: Path | None, budget: _Budget
+) -> ArchiveFacts:
     directories: set[str] = {""}
+    file_names: set[str] = set()
     files = 0
     size = 0
     root_files: set[str] = set()
-    with tarfile.open(fileobj=metered, mode="r|") as tar:  # type: ignore[call-overload]
+    with tarfile.open(  # type: ignore[call-overload]
+        fileobj=metered, mode="r|", tarinfo=_BoundedInfo
+    ) as tar:
         for member in tar:
             problem = _kind_problem(member)
             if problem:
@@ -174,14 +270,20 @@ def _walk(metered: _Metered, compression: str, extract_to: Path | None) -> Archi
             parent = name.rpartition("/")[0]
             if parent not in directories:
                 raise ArchiveRejected(
-                    f"{name!r} comes before its directory entry {parent + '/'!r} "
+                    f"{_shown(name)} comes before its directory entry {_shown(parent + '/')} "
                     "(tensorflow_hub cannot extract that order)"
                 )
+            if member.isfile() and not name:
+                raise ArchiveRejected(f"a file member with no name: {_shown(member.name)}")
+            if name in file_names or (name in directories and (member.isfile() or name)):
+                raise ArchiveRejected(f"two members named {_shown(name)}")
             if member.isdir():
                 directories.add(name)
                 if extract_to is not None:
                     (extract_to / name).mkdir(parents=True, exist_ok=True)
                 continue
+            budget.claim(member)
+            file_names.add(name)
             files += 1
             size += member.size
             if "/" not in name:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -97,7 +98,67 @@ def malicious(kind: str) -> bytes:
         return data[: len(data) * 2 // 3]
     if kind == "cut_at_member":
         return cut_at_member_boundary(tar_bytes(FAKE_MODEL, compress=False))
+    return _hostile(kind)
+
+
+def _hostile(kind: str) -> bytes:
+    if kind == "duplicate":
+        return _members([("f", "./saved_model.pb", b"one"), ("f", "./saved_model.pb", b"two")])
+    if kind == "file_then_dir":
+        return _members([("f", "./saved_model.pb", b"g"), ("f", "./v", b"x"), ("d", "./v", b"")])
+    if kind == "dir_then_file":
+        return _members([("f", "./saved_model.pb", b"g"), ("d", "./v", b""), ("f", "./v", b"x")])
+    if kind == "long_segment":
+        return _members([("f", "./saved_model.pb", b"g"), ("f", "./" + "a" * 300, b"x")])
+    if kind == "declares_a_terabyte":
+        # A 6 KB archive whose member declares 10**12 bytes and carries 4 KiB, no end.
+        info = tarfile.TarInfo("./saved_model.pb")
+        info.size = 10**12
+        head = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        return gzip_bytes(_dir_block() + head + b"\1" * 4096)
+    if kind == "huge_pax_header":
+        info = tarfile.TarInfo("././@PaxHeader")
+        info.type = tarfile.XHDTYPE
+        info.size = 200 << 20
+        head = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+        return gzip_bytes(_dir_block() + head + b"9 a=b\n" * 1000)
     raise ValueError(kind)
+
+
+def _dir_block() -> bytes:
+    info = tarfile.TarInfo(".")
+    info.type = tarfile.DIRTYPE
+    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+
+
+def _members(entries: list[tuple[str, str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        _add_dir(tar, ".")
+        for kind, name, data in entries:
+            if kind == "d":
+                _add_dir(tar, name)
+            else:
+                _add_file(tar, name, data)
+    return out.getvalue()
+
+
+def sparse_archive(work: Path, tar_format: str, holes: int = 100 << 20) -> bytes:
+    """What `tar --sparse` makes of a model folder holding a file of `holes` zero bytes
+    that takes no disk space (GNU tar; tar_format gnu or pax)."""
+    model = work / "sparse-model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    with (model / "zeros.bin").open("wb") as out:
+        out.truncate(holes)
+        out.seek(holes - 1)
+        out.write(b"\1")
+    target = work / f"sparse-{tar_format}.tgz"
+    subprocess.run(
+        ["tar", "--sparse", f"--format={tar_format}", "-czf", str(target), "-C", str(model), "."],
+        check=True,
+    )
+    return target.read_bytes()
 
 
 def cut_at_member_boundary(plain_tar: bytes) -> bytes:
@@ -126,4 +187,10 @@ MALICIOUS_KINDS = {
     "corrupt_gzip": "corrupt or truncated archive",
     "truncated_gzip": "corrupt or truncated archive",
     "cut_at_member": "end-of-archive marker",
+    "duplicate": "two members named",
+    "file_then_dir": "two members named",
+    "dir_then_file": "two members named",
+    "long_segment": "too long to extract",
+    "declares_a_terabyte": "declares 1000000000000 bytes",
+    "huge_pax_header": "bytes of metadata",
 }

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
-from tests.support.archives import FAKE_MODEL, MALICIOUS_KINDS, malicious, tar_bytes
+from tests.support.archives import (
+    FAKE_MODEL,
+    MALICIOUS_KINDS,
+    malicious,
+    sparse_archive,
+    tar_bytes,
+)
 
 CAPS = Caps(max_uncompressed=1 << 30, max_ratio=100)
 
@@ -50,3 +57,33 @@ def test_extraction_writes_the_model_and_nothing_outside(tmp_path: Path) -> None
     with pytest.raises(ArchiveRejected):
         inspect(malicious("dotdot"), extract_to=evil)
     assert not (tmp_path / "evil.sh").exists() and not (tmp_path.parent / "evil.sh").exists()
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_sparse_members_are_refused_before_their_holes_are_written(
+    tmp_path: Path, tar_format: str
+) -> None:
+    data = sparse_archive(tmp_path, tar_format)
+    assert len(data) < 1 << 20  # 100 MiB of holes, a few KB on the wire
+    target = tmp_path / "model"
+    target.mkdir()
+    with pytest.raises(ArchiveRejected, match="sparse member"):
+        inspect(data, Caps(max_uncompressed=16 << 20, max_ratio=100), extract_to=target)
+    assert sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) < 1 << 20
+
+
+def test_a_declared_terabyte_is_refused_at_its_header() -> None:
+    with pytest.raises(ArchiveRejected, match="declares 1000000000000 bytes"):
+        inspect(malicious("declares_a_terabyte"), Caps(max_uncompressed=1 << 50, max_ratio=1e9))
+
+
+def test_reasons_quote_at_most_a_bounded_name() -> None:
+    name = "./" + "n" * 200_000 + "/saved_model.pb"
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        tar.addfile(info, io.BytesIO(b""))
+    data = out.getvalue()
+    with pytest.raises(ArchiveRejected) as info:
+        inspect(data)
+    assert len(str(info.value)) < 500
