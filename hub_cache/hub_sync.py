@@ -7,6 +7,8 @@ reason, and the model keeps serving what it served before.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,9 +17,11 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model
 from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.hosts import HostPolicy
+from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
-from mirror.core.upstream import DownloadError, Fetched, RetryPolicy, fetch_verified
+from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
 
 COMPRESSED_QUERY = "tf-hub-format=compressed"
 
@@ -62,6 +66,25 @@ def caps(hub: HubConfig) -> Caps:
     return Caps(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
 
 
+def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
+    """One model's download: capped (its max_mb, else the unpacked cap: a compressed
+    archive is never much larger than what it unpacks to), within the deadline, and
+    redirected only to public hosts or to those the config names."""
+    hub = config.hub
+    cap_mb = model.max_mb or hub.max_uncompressed_mb
+    named = [model.handle, config.pypi.upstream, *hub.allow_hosts]
+    if model.source.startswith(("http://", "https://")):
+        named.append(model.source)
+    return FetchPolicy(
+        timeout=hub.timeout,
+        retries=hub.retries,
+        max_bytes=cap_mb * 2**20,
+        cap_setting="max_mb" if model.max_mb else "[hub] max_uncompressed_mb",
+        deadline=hub.deadline,
+        hosts=HostPolicy.trusting(named, "[hub] allow_hosts"),
+    )
+
+
 def compressed_url(model: HubModel) -> str:
     if model.source:
         return model.source
@@ -69,13 +92,23 @@ def compressed_url(model: HubModel) -> str:
     return f"{model.handle}{joiner}{COMPRESSED_QUERY}"
 
 
-def copy_local(store: BlobStore, path: Path) -> Fetched:
-    """A local tarball into the store, hashed on the way (DMZ sources and imports)."""
+def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
+    """A local tarball into the store, hashed on the way (DMZ sources and imports).
+    Only a regular file, and only up to `max_bytes`: /dev/zero would never end."""
     sink = HashingWriter(store.new_blob())
     try:
         with path.open("rb") as source:
+            info = os.fstat(source.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DownloadError(f"{path} is not a regular file")
+            if max_bytes and info.st_size > max_bytes:
+                raise DownloadError(
+                    f"{path} is {info.st_size} bytes, over the {max_bytes / 2**20:g} MiB cap"
+                )
             while chunk := source.read(1024 * 1024):
                 sink.write(chunk)
+                if max_bytes and sink.size > max_bytes:  # it grew while we read it
+                    raise DownloadError(f"{path} grew past the {max_bytes / 2**20:g} MiB cap")
         sha = sink.publish()
     except BaseException:
         sink.discard()
@@ -116,21 +149,21 @@ class HubSync:
     def __init__(self, config: Config, store: BlobStore) -> None:
         self.config = config
         self.store = store
-        self.policy = RetryPolicy(timeout=config.hub.timeout, retries=config.hub.retries)
 
     def sync_model(self, model: HubModel) -> ModelOutcome:
         url = compressed_url(model)
+        shown = redact_url(url)
+        policy = fetch_policy(self.config, model)
         try:
             if model.source and not model.source.startswith(("http://", "https://")):
-                fetched = copy_local(self.store, Path(model.source))
+                fetched = copy_local(self.store, Path(model.source), policy.max_bytes or 0)
             else:
-                fetched = fetch_verified(self.store, url, None, None, self.policy)
+                fetched = fetch_verified(self.store, url, None, None, policy)
         except (DownloadError, StoreError) as exc:
-            return ModelOutcome(model.handle, ModelStatus.FAILED, url, str(exc))
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, str(exc))
         except OSError as exc:
-            return ModelOutcome(
-                model.handle, ModelStatus.FAILED, url, f"cannot read: {exc.strerror}"
-            )
+            reason = f"cannot read {exc.filename or shown}: {exc.strerror or exc}"
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
         return publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
 
     def run(self, trigger: str = "manual") -> HubReport:

@@ -7,10 +7,10 @@ import os
 import tarfile
 from pathlib import Path
 
-from hub_cache.hub_sync import ModelOutcome, copy_local, publish_model
+from hub_cache.hub_sync import ModelOutcome, ModelStatus, copy_local, publish_model
 from mirror.core.config import HubConfig, handle_path
 from mirror.core.storage import BlobStore, HashingWriter
-from mirror.core.upstream import Fetched
+from mirror.core.upstream import DownloadError, Fetched
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:
@@ -40,9 +40,12 @@ def _arcname(folder: Path, path: Path) -> str:
 
 def import_model(store: BlobStore, source: Path, handle: str, hub: HubConfig) -> ModelOutcome:
     path = handle_path(handle)
-    if source.is_dir():
-        fetched = pack_folder(store, source)
-    else:
-        local = copy_local(store, source)
-        fetched = Fetched(local.sha256, local.size, f"import:{source}")
+    try:
+        if source.is_dir():
+            fetched = pack_folder(store, source)
+        else:
+            local = copy_local(store, source, hub.max_uncompressed_mb * 2**20)
+            fetched = Fetched(local.sha256, local.size, f"import:{source}")
+    except DownloadError as exc:
+        return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", str(exc))
     return publish_model(store, handle, path, fetched, hub)

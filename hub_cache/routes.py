@@ -21,8 +21,10 @@ from flask import (
     send_file,
 )
 
+from hub_cache.conditional import Plan, clean_environ, decide
 from hub_cache.models import ModelManifest, load_model, load_models
-from mirror.core.context import app_config, app_store
+from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.redact import redact_url
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__, template_folder="templates")
@@ -34,7 +36,7 @@ def _wants_json() -> bool:
 
 
 def _base() -> str:
-    return request.host_url.rstrip("/")
+    return app_public_url()
 
 
 def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
         "sha256": manifest.sha256,
         "size": manifest.size,
         "synced_at": manifest.synced_at,
-        "source": manifest.source,
+        "source": redact_url(manifest.source),
         "archive": manifest.archive,
         "usage": {
             "hub_load": f'hub.load("{mirror_handle}")',
@@ -87,6 +89,10 @@ def _archive(manifest: ModelManifest) -> Response:
     store = app_store()
     path = store.local_path(manifest.sha256)
     name = manifest.path.replace("/", "_") + ".tar.gz"
+    plan = decide(request, manifest.sha256, manifest.size)
+    if isinstance(plan, Response):  # 304, 412, 416: nothing more to send
+        return plan
+    clean_environ(request, plan)
     if path is not None and request.headers.get(ACCEL_HEADER) == ACCEL_PREFIX:
         resp = _accel_redirect(manifest, name)
     elif path is not None:
@@ -101,40 +107,37 @@ def _archive(manifest: ModelManifest) -> Response:
         presigned = store.presigned_url(manifest.sha256) if app_config().web.presign_s3 else None
         if presigned is not None:
             return redirect(presigned, code=302)  # type: ignore[return-value]
-        resp = _stream_from_store(store, manifest)
+        resp = _stream_from_store(store, manifest, plan)
     resp.headers["Cache-Control"] = "public, max-age=3600"
     return resp
 
 
 def _accel_redirect(manifest: ModelManifest, name: str) -> Response:
     """Let nginx send the blob file (sendfile, Range, HEAD, thousands of slow clients);
-    the conditional requests are answered here, where the sha256 is known."""
+    the conditional requests were answered before, where the sha256 is known."""
     resp = Response(status=200, mimetype="application/octet-stream")
     resp.set_etag(manifest.sha256)
     resp.headers["Content-Disposition"] = f"attachment; filename={name}"
-    resp.make_conditional(request)
-    if resp.status_code == 200:
-        resp.headers["X-Accel-Redirect"] = f"{ACCEL_PREFIX}{manifest.sha256[:2]}/{manifest.sha256}"
+    resp.headers["X-Accel-Redirect"] = f"{ACCEL_PREFIX}{manifest.sha256[:2]}/{manifest.sha256}"
     return resp
 
 
-def _stream_from_store(store: BlobStore, manifest: ModelManifest) -> Response:
-    """Stream an archive out of a store with no local file (S3), Range included."""
-    wanted = request.range.range_for_length(manifest.size) if request.range else None
-    start, end = wanted if wanted else (0, manifest.size)
+def _stream_from_store(store: BlobStore, manifest: ModelManifest, plan: Plan) -> Response:
+    """Stream an archive out of a store with no local file (S3), the planned range only."""
     body: Iterator[bytes] = iter(())
     if request.method != "HEAD":
         try:
-            if wanted:
-                body = iter_chunks(store.open_range(manifest.sha256, start, end - start))
+            if plan.partial:
+                length = plan.end - plan.start
+                body = iter_chunks(store.open_range(manifest.sha256, plan.start, length))
             else:
                 body = iter_chunks(store.open_blob(manifest.sha256))
         except BlobNotFound:
             abort(503, description=f"{manifest.path}: its archive is missing from the store")
-    resp = Response(body, status=206 if wanted else 200, mimetype="application/octet-stream")
-    resp.headers["Content-Length"] = str(end - start)
+    resp = Response(body, status=206 if plan.partial else 200, mimetype="application/octet-stream")
+    resp.headers["Content-Length"] = str(plan.end - plan.start)
     resp.headers["Accept-Ranges"] = "bytes"
-    if wanted:
-        resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
+    if plan.partial:
+        resp.headers["Content-Range"] = f"bytes {plan.start}-{plan.end - 1}/{manifest.size}"
     resp.set_etag(manifest.sha256)
     return resp

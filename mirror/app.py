@@ -20,13 +20,14 @@ def create_app(
 ) -> Flask:
     from hub_cache.routes import blueprint as hub_pages
     from mirror.jobs import registry
+    from mirror.proxy import entry_point
     from mirror.pypi.simple_pages import blueprint as pypi_pages
     from sync_jobs.routes import RUNNER
     from sync_jobs.routes import blueprint as ops_pages
     from sync_jobs.runner import JobRunner
 
     store = store if store is not None else open_store(config.storage)
-    app = bind(Flask("tfmirror"), config, store)
+    app = bind(Flask("tfmirror"), config, store, entry_point(config).base_url)
     app.extensions[RUNNER] = runner or JobRunner(config, store, registry())
     app.register_blueprint(pypi_pages)
     app.register_blueprint(hub_pages)

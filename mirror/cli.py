@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -14,10 +15,11 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from mirror.core.config import Config, ConfigError, handle_path, host_target, load_config
 from mirror.core.lease import JobBusy
+from mirror.core.runs import JobCrashed
 from mirror.core.storage import BlobStore, StoreError
 from mirror.proxy import ProxyError
 from sync_jobs.runner import JobRunner, RunResult
@@ -34,8 +36,35 @@ class UsageError(Exception):
     """Bad arguments for a subcommand: one line, exit 2."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit 2) like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (use 1 to 65535)")
+    return port
+
+
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not math.isfinite(hours) or hours < 0:
+        raise argparse.ArgumentTypeError(f"{text} hours: use 0 or more (a finite number)")
+    return hours
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="tfmirror", description="Verified PyPI and TF Hub mirror for air-gapped fleets."
     )
     parser.add_argument(
@@ -58,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     devpi.add_argument("--host", metavar="ADDR", help="listen address (default: [devpi] url's)")
     serve = sub.add_parser("serve", help="run the web front in the foreground")
     serve.add_argument("--host", metavar="ADDR", help="override [web] host")
-    serve.add_argument("--port", type=int, metavar="N", help="override [web] port")
+    serve.add_argument("--port", type=_port, metavar="N", help="override [web] port")
     serve.add_argument(
         "--workers",
         type=int,
@@ -69,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
     proxy = sub.add_parser("proxy", help="run nginx, the fleet's entry point, in the foreground")
     proxy.add_argument("--host", metavar="ADDR", help="override [proxy] host")
-    proxy.add_argument("--port", type=int, metavar="N", help="override [proxy] port")
+    proxy.add_argument("--port", type=_port, metavar="N", help="override [proxy] port")
     proxy.add_argument(
         "--devpi-serverdir",
         metavar="DIR",
@@ -113,12 +142,20 @@ def _parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="remove blobs no manifest references")
     gc.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     gc.add_argument(
-        "--grace-hours", type=float, metavar="H", help="override [schedule] gc_grace_hours"
+        "--grace-hours", type=_hours, metavar="H", help="override [schedule] gc_grace_hours"
     )
     _wait_flag(gc)
     status = sub.add_parser("status", help="what the status page shows")
     status.add_argument("--json", action="store_true", help="the /api/status document")
     return parser
+
+
+def check_listen(host: str, port: int, setting: str) -> None:
+    from mirror.core.web_server import listen_problem
+
+    problem = listen_problem(host, port)
+    if problem:
+        raise UsageError(f"{problem}; change {setting}")
 
 
 def _runner(config: Config, store: BlobStore) -> JobRunner:
@@ -160,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except JobBusy as exc:
         print(f"tfmirror: {exc}; pass --wait to run after it", file=sys.stderr)
+        return EXIT_FAILED
+    except JobCrashed as exc:
+        print(f"tfmirror: {exc} (recorded as a failed run; -v for the traceback)", file=sys.stderr)
+        logging.getLogger("tfmirror").debug("traceback", exc_info=exc.__cause__)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -231,6 +272,8 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
         source = Path(args.path)
         if not source.exists():
             raise UsageError(f"{source}: no such file or folder")
+        if not (source.is_dir() or source.is_file()):
+            raise UsageError(f"{source}: not a regular file or a folder")
         store = open_store(config.storage)
         with _runner(config, store).hold("hub", wait=args.wait):
             outcome = import_model(store, source, args.handle, config.hub)
@@ -256,7 +299,9 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
     from mirror.devpi.server import command, initialise, user_password, wait_ready
 
     devpi = config.devpi
-    if args.serverdir:
+    if args.serverdir is not None:
+        if not args.serverdir.strip():
+            raise UsageError("--serverdir is empty; give a folder, or leave it out for [devpi]'s")
         devpi = replace(devpi, serverdir=Path(args.serverdir).resolve())
     if devpi.serverdir is None:
         raise UsageError(
@@ -282,6 +327,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
     web = replace(config.web, host=args.host or config.web.host, port=args.port or config.web.port)
     config = replace(config, web=web)
+    check_listen(web.host, web.port, "--host/--port or [web] host/port")
     print(f"tfmirror web front on {web.base_url}/ (status page, /simple/, /hub/)", flush=True)
     if args.workers > 0:
         serve_gunicorn(f"{web.host}:{web.port}", args.workers, lambda: create_app(config))
@@ -382,6 +428,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.proxy import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
     from sync_jobs import scheduler
 
+    check_listen(config.web.host, config.web.port, "[web] host/port")
     store = open_store(config.storage)
     stop = threading.Event()
     _forward_signals(stop.set)

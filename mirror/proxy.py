@@ -141,9 +141,10 @@ class EntryPoint:
 def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
     if proxied is None:
         proxied = find_nginx(config) is not None
-    if proxied:
-        base = config.proxy.base_url
-        return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, True)
+    public = config.web.public_url
+    if proxied or public:
+        base = public or config.proxy.base_url
+        return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, proxied)
     return EntryPoint(config.devpi.index_url, config.web.base_url, False)
 
 

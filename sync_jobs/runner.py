@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holding, renewed
-from mirror.core.runs import prune_runs
+from mirror.core.runs import prune_runs, record_crash
 from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
@@ -84,9 +84,16 @@ class JobRunner:
                     wait = schedule.retry_backoff * 2 ** (attempt - 1)
                     log.warning("%s failed; retry %d in %.0f s", job, attempt, wait)
                     self.sleep(wait)
-                if self.jobs[job](self.config, self.store, trigger if not attempt else "retry"):
+                if self._attempt(job, trigger if not attempt else "retry"):
                     return RunResult.OK
             return RunResult.FAILED
+
+    def _attempt(self, job: str, trigger: str) -> bool:
+        try:
+            return self.jobs[job](self.config, self.store, trigger)
+        except Exception as exc:  # any bug or unforeseen input: a failed run, not silence
+            log.error("%s", record_crash(self.store, job, trigger, exc))
+            return False
 
     @contextmanager
     def hold(self, job: str, wait: bool = False) -> Iterator[Lease]:
@@ -94,7 +101,10 @@ class JobRunner:
         while another holder has it, or waits for it with `wait`."""
         ttl = self.config.schedule.lease_seconds
         with holding(self.lock, job, ttl, wait, self.sleep) as lease, self._tracked(job):
-            yield lease
+            try:
+                yield lease
+            except Exception as exc:
+                raise record_crash(self.store, job, "manual", exc) from exc
 
     @contextmanager
     def _keep(self, lease: Lease) -> Iterator[None]:

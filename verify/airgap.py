@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import Requirement
 
+from mirror.core.child_env import scrubbed_env
 from mirror.core.config import Config, Target, host_target
 from mirror.pypi.resolve import platforms_for
 from verify import netns
@@ -55,15 +56,14 @@ class TargetProof:
 
 
 def pip_env() -> dict[str, str]:
-    """pip and uv with no machine config, cache, prompts or extra indexes from the env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(
+    """pip and uv with no machine config, cache, prompts or extra indexes from the env,
+    and none of the mirror's secrets: what they install runs its own code."""
+    return scrubbed_env(
         PIP_CONFIG_FILE=os.devnull,
         PIP_NO_CACHE_DIR="1",
         PIP_NO_INPUT="1",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
     )
-    return env
 
 
 def host_runs(target: Target) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
+from mirror.core.child_env import scrubbed_env
 from mirror.core.config import Config
 from mirror.core.storage import BlobNotFound, BlobStore
 
@@ -52,6 +53,7 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
             text=True,
             timeout=900,
             check=False,
+            env=scrubbed_env(TF_CPP_MIN_LOG_LEVEL="3"),
         )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIGNATURES ")), None)
     if proc.returncode != 0 or line is None:

@@ -16,7 +16,6 @@ from mirror.core.config import Config
 from mirror.core.lease import holding
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore
-from mirror.core.upstream import RetryPolicy
 from mirror.devpi.client import DevpiError
 from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import DevpiStartError
@@ -24,7 +23,7 @@ from verify.airgap import AirGapProof, TargetProof
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
 from verify.references import referenced
-from verify.scrub import ScrubReport, repair, scrub
+from verify.scrub import ScrubReport, repair, repair_policy, scrub
 
 
 @dataclass
@@ -112,7 +111,7 @@ def run_verify(
     refs = referenced(config, store)
     report = VerifyReport(scrub(store, refs))
     if fix:
-        policy = RetryPolicy(timeout=config.pypi.timeout, retries=config.pypi.retries)
+        policy = repair_policy(config)
         for problem in report.scrub.problems:
             repair(store, problem, refs[problem.sha256], policy)
     try:

@@ -13,8 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirror.core.config import Config
+from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobNotFound, BlobStore, StoreError
-from mirror.core.upstream import DownloadError, RetryPolicy, fetch_verified
+from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
 from verify.references import Reference
 
 CHUNK = 4 * 1024 * 1024
@@ -80,7 +82,20 @@ def scrub(store: BlobStore, refs: dict[str, Reference], workers: int = 2) -> Scr
     return report
 
 
-def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: RetryPolicy) -> None:
+def repair_policy(config: Config) -> FetchPolicy:
+    """Repairs fetch from where the PyPI sync or the hub sync fetched: every host either
+    trusts may be reached again (sizes and hashes are known, so no cap is needed)."""
+    named = [config.pypi.upstream, *config.pypi.allow_hosts, *config.hub.allow_hosts]
+    named += [url for m in config.hub.models for url in (m.handle, m.source) if "://" in url]
+    return FetchPolicy(
+        timeout=config.pypi.timeout,
+        retries=config.pypi.retries,
+        deadline=max(config.pypi.deadline, config.hub.deadline),
+        hosts=HostPolicy.trusting(named, "[pypi] or [hub] allow_hosts"),
+    )
+
+
+def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: FetchPolicy) -> None:
     if problem.kind == "corrupt":
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         try:
@@ -94,7 +109,7 @@ def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: Retry
             if source.startswith(("http://", "https://")):
                 fetch_verified(store, source, ref.sha256, ref.size, policy)
             else:
-                _copy_verified(store, Path(source), ref.sha256)
+                _copy_verified(store, Path(source), ref.sha256, ref.size)
             problem.repaired = True
             return
         except (DownloadError, StoreError, OSError) as exc:
@@ -102,9 +117,9 @@ def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: Retry
     problem.repair_error = "; ".join(errors) or "no upstream to fetch it from again"
 
 
-def _copy_verified(store: BlobStore, path: Path, sha256: str) -> None:
+def _copy_verified(store: BlobStore, path: Path, sha256: str, size: int | None) -> None:
     from hub_cache.hub_sync import copy_local
 
-    fetched = copy_local(store, path)
+    fetched = copy_local(store, path, size or 0)
     if fetched.sha256 != sha256:  # the other blob is unreferenced: gc collects it
         raise DownloadError(f"{path} now hashes to {fetched.sha256}")

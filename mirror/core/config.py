@@ -6,6 +6,7 @@ the key and says how to fix it, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
+
+from mirror.core.redact import bounded, redact_url
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
 DEFAULT_REQUIREMENTS = ("tensorflow", "tensorflow-hub")
@@ -52,6 +55,9 @@ class WebConfig:
     port: int = 8080
     # S3 store: send model downloads to presigned S3 URLs instead of streaming them.
     presign_s3: bool = False
+    # Where the fleet reaches the mirror (a DNS name, a load balancer): what snippets,
+    # pip-conf and the banner print. Empty: the proxy's address, else [web]'s.
+    public_url: str = ""
 
     @property
     def base_url(self) -> str:
@@ -126,6 +132,8 @@ class PypiConfig:
     workers: int = 8
     timeout: float = 60.0
     retries: int = 4
+    deadline: float = 1800.0  # one file's whole download, retries included
+    allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class HubModel:
 
     handle: str
     source: str = ""  # another URL, or a local tarball path (DMZ set-ups)
+    max_mb: int | None = None  # the download's cap; default [hub] max_uncompressed_mb
 
     @property
     def path(self) -> str:
@@ -148,6 +157,8 @@ class HubConfig:
     max_ratio: float = 100.0  # uncompressed / compressed: above it, an archive bomb
     timeout: float = 60.0
     retries: int = 4
+    deadline: float = 3600.0  # one model's whole download, retries included
+    allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
 
 
 @dataclass(frozen=True)
@@ -197,19 +208,32 @@ class Config:
 _HANDLE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+# A segment becomes a file name in the store, with ".json" after it; Linux allows 255.
+MAX_SEGMENT = 200
+MAX_SEGMENTS = 16
+
+
 def handle_path(handle: str) -> str:
     """The path part of a handle URL, checked so that it can never name a file outside
     the store: segments of letters, digits, dot, dash and underscore, no '..'."""
     from urllib.parse import urlsplit
 
+    shown = repr(bounded(redact_url(handle), 300))
     parts = urlsplit(handle)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{handle!r} is not an http(s) URL")
+        raise ValueError(f"{shown} is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise ValueError(f"{shown} carries credentials; a handle is public, put them in source")
     if parts.query or parts.fragment:
-        raise ValueError(f"{handle!r} has a query or fragment; give the plain handle")
+        raise ValueError(f"{shown} has a query or fragment; give the plain handle")
     segments = [s for s in parts.path.split("/") if s]
     if not segments or not all(_HANDLE_SEGMENT.match(s) and s != ".." for s in segments):
-        raise ValueError(f"{handle!r} has no usable path (e.g. /google/model/1)")
+        raise ValueError(f"{shown} has no usable path (e.g. /google/model/1)")
+    if max(len(s) for s in segments) > MAX_SEGMENT or len(segments) > MAX_SEGMENTS:
+        raise ValueError(
+            f"{shown} has a path segment over {MAX_SEGMENT} characters or more than "
+            f"{MAX_SEGMENTS} segments (a file name cannot be that long)"
+        )
     return "/".join(segments)
 
 
@@ -256,14 +280,58 @@ class _Section:
             )
         return value  # type: ignore[no-any-return]
 
+    def seconds(self, key: str, default: float, hint: str, zero_ok: bool = False) -> float:
+        """A finite number of seconds (inf and nan are floats TOML accepts)."""
+        value = self.get(key, float, default, hint)
+        ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
+        self.check(key, ok, value, f"must be {'0 or more' if zero_ok else 'positive'} seconds")
+        return value
+
+    def hosts(self, key: str) -> tuple[str, ...]:
+        raw = self.get(key, list, [], '["files.internal.example", "10.0.0.5"]')
+        for host in raw:
+            plain = isinstance(host, str) and host and not any(c in host for c in "/:@ ")
+            self.check(
+                key, bool(plain), host, "list host names or addresses, without scheme or port"
+            )
+        return tuple(h.lower() for h in raw)
+
     def check(self, key: str, ok: bool, value: Any, fix: str) -> None:
         if not ok:
-            raise ConfigError(f"[{self.name}] {key} = {value!r}: {fix}")
+            # The value as written, but never a password inside a URL, nor 10 KB of it.
+            shown = bounded(redact_url(value), 300) if isinstance(value, str) else value
+            raise ConfigError(f"[{self.name}] {key} = {shown!r}: {fix}")
 
     def done(self) -> None:
         if self.data:
             key = sorted(self.data)[0]
             raise ConfigError(f"[{self.name}] {key}: unknown key; remove it or check its spelling")
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
+# Kernel views of the machine, not storage: writing there fails oddly or does harm.
+_PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why `path` cannot become a folder of ours, without creating anything."""
+    real = path.resolve()
+    if any(real == fs or fs in real.parents for fs in _PSEUDO_FILESYSTEMS):
+        return f"{real} is on a kernel filesystem"
+    for candidate in (real, *real.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                return f"{candidate} is a file, not a folder"
+            return None
+    return None
 
 
 def _resolve_path(base: Path, value: str) -> Path:
@@ -288,9 +356,13 @@ def _storage(raw: Any, base: Path) -> StorageConfig:
         'must be an http(s) URL, e.g. "http://127.0.0.1:9000"',
     )
     s.done()
+    resolved = _resolve_path(base, path)
+    if backend == "local":
+        problem = _folder_problem(resolved)
+        s.check("path", problem is None, path, f"{problem}; choose a folder the mirror may own")
     return StorageConfig(
         backend=backend,
-        path=_resolve_path(base, path),
+        path=resolved,
         bucket=bucket,
         prefix=prefix.strip("/"),
         endpoint_url=endpoint_url,
@@ -316,10 +388,13 @@ def _devpi(raw: Any, base: Path, storage: StorageConfig) -> DevpiConfig:
         "must be an http(s) URL that devpi can reach",
     )
     s.done()
+    folder = _resolve_path(base, serverdir) if serverdir else None
+    problem = _folder_problem(folder) if folder else None
+    s.check("serverdir", problem is None, serverdir, f"{problem}; choose a folder devpi may own")
     return DevpiConfig(
         url=url.rstrip("/"),
         index=index,
-        serverdir=_resolve_path(base, serverdir) if serverdir else None,
+        serverdir=folder,
         mirror_url=mirror_url,
     )
 
@@ -371,12 +446,15 @@ def _pypi(raw: Any) -> PypiConfig:
     s.check("targets", dup is None, dup, "each python/platform pair may appear once")
     workers = s.get("workers", int, PypiConfig.workers, "8")
     s.check("workers", 1 <= workers <= 64, workers, "use 1 to 64")
-    timeout = s.get("timeout", float, PypiConfig.timeout, "60")
-    s.check("timeout", timeout > 0, timeout, "must be positive seconds")
+    timeout = s.seconds("timeout", PypiConfig.timeout, "60")
     retries = s.get("retries", int, PypiConfig.retries, "4")
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
+    deadline = s.seconds("deadline", PypiConfig.deadline, "1800")
+    allow_hosts = s.hosts("allow_hosts")
     s.done()
     return PypiConfig(
+        deadline=deadline,
+        allow_hosts=allow_hosts,
         upstream=upstream if upstream.endswith("/") else upstream + "/",
         requirements=requirements,
         targets=targets,
@@ -392,8 +470,27 @@ def _web(raw: Any) -> WebConfig:
     port = s.get("port", int, WebConfig.port, "8080")
     s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
     presign = s.get("presign_s3", bool, WebConfig.presign_s3, "true")
+    public_url = s.get("public_url", str, "", '"http://mirror.internal:8000"').rstrip("/")
+    s.check(
+        "public_url",
+        not public_url or _is_base_url(public_url),
+        public_url,
+        "must be an http(s) URL with a host and no credentials, query or fragment",
+    )
     s.done()
-    return WebConfig(host=host, port=port, presign_s3=presign)
+    return WebConfig(host=host, port=port, presign_s3=presign, public_url=public_url)
+
+
+def _is_base_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    plain = not (parts.username or parts.query or parts.fragment)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and plain
 
 
 def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
@@ -432,12 +529,15 @@ def _is_host_port_url(url: str) -> bool:
 
 def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
     example = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
+    max_mb = None
     if isinstance(raw, str):
         handle, source = raw, ""
     elif isinstance(raw, Mapping):
         s = _Section(f"hub.models[{i}]", raw)
         handle = s.get("handle", str, "", example)
         source = s.get("source", str, "", '"http://dmz/models/x.tar.gz" or "models/x.tar.gz"')
+        max_mb = s.get("max_mb", int, 0, "2048") if "max_mb" in s.data else None
+        s.check("max_mb", max_mb is None or max_mb > 0, max_mb, "must be a positive number of MB")
         s.done()
     else:
         raise ConfigError(f"[hub] models[{i}] = {raw!r}: must be a handle URL, e.g. {example}")
@@ -446,8 +546,15 @@ def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
     except ValueError as exc:
         raise ConfigError(f"[hub] models[{i}]: {exc}; e.g. {example}") from None
     if source and not source.startswith(("http://", "https://")):
-        source = str(_resolve_path(base, source))
-    return HubModel(handle=handle, source=source)
+        local = _resolve_path(base, source)
+        if not local.is_file():
+            what = "is not a regular file" if local.exists() else "does not exist"
+            raise ConfigError(
+                f"[hub] models[{i}] source = {source!r}: {local} {what}; give a model tarball "
+                "or an http(s) URL"
+            )
+        source = str(local)
+    return HubModel(handle=handle, source=source, max_mb=max_mb)
 
 
 def _hub(raw: Any, base: Path) -> HubConfig:
@@ -469,12 +576,13 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     s.check("max_uncompressed_mb", max_mb > 0, max_mb, "must be a positive number of MB")
     max_ratio = s.get("max_ratio", float, HubConfig.max_ratio, "100")
     s.check("max_ratio", max_ratio >= 1, max_ratio, "must be at least 1")
-    timeout = s.get("timeout", float, HubConfig.timeout, "60")
-    s.check("timeout", timeout > 0, timeout, "must be positive seconds")
+    timeout = s.seconds("timeout", HubConfig.timeout, "60")
     retries = s.get("retries", int, HubConfig.retries, "4")
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
+    deadline = s.seconds("deadline", HubConfig.deadline, "3600")
+    allow_hosts = s.hosts("allow_hosts")
     s.done()
-    return HubConfig(models, max_mb, max_ratio, timeout, retries)
+    return HubConfig(models, max_mb, max_ratio, timeout, retries, deadline, allow_hosts)
 
 
 SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc")
@@ -507,8 +615,7 @@ def _schedule(raw: Any) -> ScheduleConfig:
     s.check("misfire_grace", grace >= 1, grace, "must be at least 1 second")
     retries = s.get("retries", int, ScheduleConfig.retries, "2")
     s.check("retries", 0 <= retries <= 10, retries, "use 0 to 10")
-    backoff = s.get("retry_backoff", float, ScheduleConfig.retry_backoff, "60")
-    s.check("retry_backoff", backoff >= 0, backoff, "must be 0 or more seconds")
+    backoff = s.seconds("retry_backoff", ScheduleConfig.retry_backoff, "60", zero_ok=True)
     lease = s.get("lease_seconds", int, ScheduleConfig.lease_seconds, "300")
     s.check("lease_seconds", lease >= 5, lease, "must be at least 5 seconds")
     keep = s.get("keep_runs", int, ScheduleConfig.keep_runs, "1000")
@@ -560,6 +667,10 @@ def load_config(explicit: str | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, as TOML requires"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

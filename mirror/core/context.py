@@ -10,13 +10,39 @@ from werkzeug.exceptions import HTTPException
 from mirror.core.config import Config
 from mirror.core.storage import BlobStore
 
-CONFIG, STORE = "tfmirror.config", "tfmirror.store"
+CONFIG, STORE, PUBLIC = "tfmirror.config", "tfmirror.store", "tfmirror.public_url"
+
+# Pages are the mirror's own: nothing from elsewhere, never inside another site's frame.
+# Inline style and script are the status page's (no third-party code is ever inlined).
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
-def bind(app: Flask, config: Config, store: BlobStore) -> Flask:
+def bind(app: Flask, config: Config, store: BlobStore, public_url: str = "") -> Flask:
+    """`public_url`: where clients reach this app (the entry point), for the snippets
+    pages print; never taken from the request's Host header, which anyone can set."""
     app.extensions[CONFIG] = config
     app.extensions[STORE] = store
+    app.extensions[PUBLIC] = (public_url or config.web.base_url).rstrip("/")
+    app.after_request(_secure_headers)
     return app
+
+
+def _secure_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
+
+
+def app_public_url() -> str:
+    """The base URL clients use for this mirror, e.g. http://mirror.internal:8000."""
+    url: str = current_app.extensions[PUBLIC]
+    return url
 
 
 def app_config() -> Config:
@@ -35,5 +61,12 @@ def json_errors(app: Flask) -> None:
     """HTTP errors as {"error", "message"} JSON, the same in every app we build."""
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+    def http_error(exc: HTTPException) -> Response:
+        resp = jsonify(error=exc.name, message=exc.description)
+        resp.status_code = exc.code or 500
+        # What the error says about the resource stays: Allow on a 405, Content-Range
+        # on a 416, WWW-Authenticate on a 401.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp

@@ -8,18 +8,22 @@ rewrites `latest.json`, `last-success.json` and `totals.json` beside them; the p
 from __future__ import annotations
 
 import json
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from mirror.core.storage import BlobStore, update_document
+from mirror.core.redact import bounded, redact_text, redact_url, shown
+from mirror.core.storage import BlobStore, StoreError, update_document
 
 RUNS = "runs"
 # The last verify's full result (its run record has the counts): written by verify,
 # read by the status page, which does not import verify.
 VERIFY_STATE = "state/verify.json"
+NAME_LIMIT = 300
+LOG_LIMIT = 100_000
 INDEX_FILES = ("latest.json", "last-success.json", "totals.json")
 
 
@@ -40,6 +44,13 @@ class Failure:
     name: str  # a filename, a target id, or "devpi"
     url: str
     reason: str
+
+    def __post_init__(self) -> None:
+        # The one place every failure passes: what pages, JSON and records show is
+        # free of credentials and bounded, however long the upstream's message was.
+        self.name = bounded(self.name, NAME_LIMIT)
+        self.url = bounded(redact_url(self.url), NAME_LIMIT)
+        self.reason = shown(self.reason)
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}" + (f" ({self.url})" if self.url else "")
@@ -114,6 +125,34 @@ class RunRecord:
         # totals are a read-modify-write, so it is a conditional one.
         update_document(store, _index_key(self.job, "totals.json"), count)
         return doc
+
+
+class JobCrashed(Exception):
+    """A job stopped on an error of its own; it is recorded as a failed run."""
+
+    def __init__(self, job: str, reason: str) -> None:
+        super().__init__(f"{job} stopped on an unexpected error: {reason}")
+        self.job = job
+
+
+def record_crash(store: BlobStore, job: str, trigger: str, exc: BaseException) -> JobCrashed:
+    """A failed run record for a job that raised instead of finishing its own: the page,
+    /api/status and metrics then show the failure instead of the run before it. The
+    reason is bounded; the whole traceback, without credentials, is the record's log."""
+    reason = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    try:
+        RunRecord.begin(job, trigger).finish(
+            store,
+            ok=False,
+            counts={},
+            bytes_moved=0,
+            errors=[Failure(job, "", f"stopped on an unexpected error: {reason}").as_json()],
+            extra={"log": bounded(redact_text(trace), LOG_LIMIT)},
+        )
+    except StoreError as store_exc:  # the store is what failed: say both
+        reason += f" (and the run could not be recorded: {store_exc})"
+    return JobCrashed(job, shown(reason))
 
 
 def read_index(store: BlobStore, job: str, name: str) -> dict[str, Any] | None:

@@ -4,6 +4,11 @@ Bytes are hashed and counted while they are written to a temporary blob; nothing
 published unless sha256 and size both match. Transient failures (5xx, resets, timeouts)
 are retried with exponential backoff; a wrong hash or size is not retried: the upstream
 answered and it lied, so asking again would only hide it.
+
+Every download is bounded: a byte cap checked against Content-Length before the body
+is read, an overall deadline that cuts even a stream that trickles one byte a second
+(the read timeout only bounds the gap between reads), and redirects followed one hop at
+a time, at most MAX_REDIRECTS, over http(s) only, each hop checked by the host policy.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import urllib3
+from urllib3.exceptions import ReadTimeoutError
 
+from mirror.core.hosts import HostPolicy, HostRefused
+from mirror.core.redact import redact_text, redact_url
 from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
 
 CHUNK = 1024 * 1024
 USER_AGENT = "tfmirror/0.1 (+verified mirror)"
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
 
 
@@ -35,10 +46,14 @@ class _Transient(Exception):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    timeout: float = 60.0
+class FetchPolicy:
+    timeout: float = 60.0  # connect, and the longest gap between two reads
     retries: int = 4
     backoff: float = 0.5  # first wait; doubles each attempt, with jitter
+    max_bytes: int | None = None  # without a listed size: refuse anything longer
+    cap_setting: str = ""  # the config key that sets max_bytes, for the message
+    deadline: float | None = None  # seconds for the whole fetch, retries included
+    hosts: HostPolicy = field(default_factory=HostPolicy)
 
 
 _local = threading.local()
@@ -104,7 +119,7 @@ def fetch_verified(
     url: str,
     sha256: str | None,
     size: int | None,
-    policy: RetryPolicy,
+    policy: FetchPolicy,
     progress: Callable[[int], None] | None = None,
 ) -> Fetched:
     """Download `url` into the store, published under its sha256.
@@ -113,15 +128,71 @@ def fetch_verified(
     published under the hash of what arrived (TF Hub lists no hashes), and the caller
     validates it before any manifest refers to it.
     """
+    clock = _Deadline(policy.deadline)
     attempt = 0
     while True:
         try:
-            return _fetch_once(store, url, sha256, size, policy, progress)
+            return _fetch_once(store, url, sha256, size, policy, progress, clock)
         except _Transient as exc:
             attempt += 1
             if attempt > policy.retries:
                 raise DownloadError(f"{exc} (gave up after {attempt} attempts)") from None
-            time.sleep(policy.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+            pause = policy.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+            if clock.left() < pause:
+                raise DownloadError(f"{exc}; {clock.reason()}") from None
+            time.sleep(pause)
+
+
+class _Deadline:
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._at = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return float("inf") if self._at is None else self._at - time.monotonic()
+
+    def reason(self) -> str:
+        return f"not done within the {self.seconds:g} s deadline"
+
+    def check(self) -> None:
+        if self.left() <= 0:
+            raise DownloadError(self.reason())
+
+
+def _body(answer: requests.Response, clock: _Deadline) -> Iterator[bytes]:
+    """The body in CHUNK-sized pieces, the deadline checked after every read.
+
+    iter_content's read(CHUNK) returns only when CHUNK bytes have come, so a trickle of
+    a byte a second would hold it for days while the read timeout never fires; read1
+    returns what one receive brought, and pieces are joined back to CHUNK for the sink.
+    """
+    raw = answer.raw
+    pending = bytearray()
+    while data := raw.read1(CHUNK, decode_content=True):
+        clock.check()
+        pending += data
+        if len(pending) >= CHUNK:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+def _open(url: str, policy: FetchPolicy, clock: _Deadline) -> requests.Response:
+    """GET `url`, following redirects one checked hop at a time."""
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            policy.hosts.check(url)
+        except HostRefused as exc:
+            raise DownloadError(f"refused {redact_url(url)}: {exc}") from None
+        clock.check()
+        timeout = min(policy.timeout, max(clock.left(), 0.001))
+        answer = session().get(url, stream=True, timeout=timeout, allow_redirects=False)
+        if answer.status_code not in REDIRECTS or "Location" not in answer.headers:
+            return answer
+        answer.close()
+        url = urljoin(url, answer.headers["Location"])
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
 
 
 def _fetch_once(
@@ -129,30 +200,33 @@ def _fetch_once(
     url: str,
     sha256: str | None,
     size: int | None,
-    policy: RetryPolicy,
+    policy: FetchPolicy,
     progress: Callable[[int], None] | None,
+    clock: _Deadline,
 ) -> Fetched:
     writer = store.new_blob()
     sink = _Sink(writer)
     count = 0
+    limit = size if size is not None else policy.max_bytes
     try:
         try:
-            with session().get(url, stream=True, timeout=policy.timeout) as answer:
+            with _open(url, policy, clock) as answer:
                 final_url = answer.url
                 if answer.status_code >= 500 or answer.status_code == 429:
                     raise _Transient(f"HTTP {answer.status_code}")
                 if answer.status_code != 200:
                     raise DownloadError(f"HTTP {answer.status_code}")
-                for chunk in answer.iter_content(CHUNK):
+                _check_declared(answer, size, policy)
+                for chunk in _body(answer, clock):
                     count += len(chunk)
-                    if size is not None and count > size:
-                        raise DownloadError(f"longer than the {size} bytes the index lists")
+                    if limit is not None and count > limit:
+                        raise DownloadError(_too_long(size, policy))
                     sink.put(chunk)
                     if progress:
                         progress(len(chunk))
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.ConnectionError, requests.Timeout, ReadTimeoutError) as exc:
             raise _Transient(f"{type(exc).__name__}: {_short(exc)}") from None
-        except requests.exceptions.ChunkedEncodingError as exc:
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as exc:
             raise _Transient(f"connection broken: {_short(exc)}") from None
         if size is not None and count != size:
             raise DownloadError(f"truncated: got {count} of {size} bytes")
@@ -160,11 +234,32 @@ def _fetch_once(
         if sha256 is not None and got != sha256:
             raise DownloadError(f"sha256 mismatch: index lists {sha256}, bytes hash to {got}")
         writer.publish(got)
-        return Fetched(got, count, final_url)
+        return Fetched(got, count, redact_url(final_url))
     except BaseException:
         sink.abort()
         writer.discard()
         raise
+
+
+def _check_declared(answer: requests.Response, size: int | None, policy: FetchPolicy) -> None:
+    """Refuse by Content-Length, before a byte of the body is read."""
+    try:
+        declared = int(answer.headers.get("Content-Length", ""))
+    except ValueError:
+        return  # none, or not a number: the count while reading still holds
+    if size is not None and declared != size:
+        raise DownloadError(f"upstream declares {declared} bytes, the index lists {size}")
+    if policy.max_bytes is not None and declared > policy.max_bytes:
+        raise DownloadError(_too_long(size, policy, declared))
+
+
+def _too_long(size: int | None, policy: FetchPolicy, declared: int | None = None) -> str:
+    if size is not None:
+        return f"longer than the {size} bytes the index lists"
+    cap = policy.max_bytes or 0
+    what = f"declares {declared} bytes" if declared is not None else "sends more"
+    where = f" ({policy.cap_setting})" if policy.cap_setting else ""
+    return f"upstream {what}, over the {cap / 2**20:g} MiB cap{where}"
 
 
 class _Sink:
@@ -211,5 +306,5 @@ class _Sink:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact_text(str(exc))
     return text if len(text) < 200 else text[:200] + "..."

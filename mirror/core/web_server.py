@@ -3,6 +3,8 @@ streams files with wsgi.file_wrapper, and can run in a background thread for a s
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +75,25 @@ class WebServer:
         # once, where closing sockets from here would leave it asleep for up to 1 s.
         server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         self._thread.join(timeout=10)
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port (an unknown name, an address not on
+    this machine, a port in use), found before anything starts; None if it can."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve host {host!r} ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use by another process"
+            return f"cannot listen on {host}:{port} ({exc.strerror})"
+    return None
 
 
 def serve_forever(app: Any, host: str, port: int) -> None:

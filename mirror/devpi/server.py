@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,29 +65,37 @@ def initialise(serverdir: Path) -> Credentials:
     else:
         creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
     if not (serverdir / ".nodeinfo").exists():
-        proc = subprocess.run(
-            # `=` form: a generated password may begin with "-", which argparse would
-            # otherwise take for an option (devpi-init then fails, 1 start in 64).
-            [
-                _tool("devpi-init"),
-                "--serverdir",
-                str(serverdir),
-                "--no-root-pypi",
-                f"--root-passwd={creds.root_password}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-            raise DevpiStartError(f"devpi-init in {serverdir} failed: {' '.join(tail)}")
+        _init(serverdir, creds.root_password)
     if not creds_path.exists():
         _write_private(creds_path, json.dumps(creds.__dict__))
     secret = serverdir / SECRET
     if not secret.exists():
         _write_private(secret, secrets.token_urlsafe(48))
     return creds
+
+
+def _init(serverdir: Path, root_password: str) -> None:
+    """devpi-init, with root's password in a private config file that is removed after:
+    on argv any local user could read it in /proc/<pid>/cmdline while devpi-init runs."""
+    with tempfile.TemporaryDirectory(prefix=".tfmirror-init-", dir=serverdir.parent) as tmp:
+        config = Path(tmp) / "devpi-init.yml"  # the folder is 0700: only we can read it
+        _write_private(config, f'devpi-server:\n  root-passwd: "{root_password}"\n')
+        proc = subprocess.run(
+            [
+                _tool("devpi-init"),
+                "-c",
+                str(config),
+                "--serverdir",
+                str(serverdir),
+                "--no-root-pypi",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise DevpiStartError(f"devpi-init in {serverdir} failed: {' '.join(tail)}")
 
 
 def user_password(config: DevpiConfig) -> str:

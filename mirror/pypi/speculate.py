@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from mirror.core.config import Target
 from mirror.core.storage import BlobStore
-from mirror.core.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
+from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.resolve import Wheel, target_tags
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
@@ -50,7 +50,7 @@ class HeadStart:
         requirements: tuple[str, ...],
         targets: Iterable[Target],
         pages: ProjectPages,
-        policy: RetryPolicy,
+        policy: FetchPolicy,
     ) -> None:
         self._store = store
         self._policy = policy

@@ -13,11 +13,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mirror.core.config import Config, Target
+from mirror.core.config import Config, PypiConfig, Target
 from mirror.core.errors import ServiceError
+from mirror.core.hosts import HostPolicy
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore, StoreError
-from mirror.core.upstream import DownloadError, Fetched, ProjectPages, RetryPolicy, fetch_verified
+from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.lag import record_lag
 from mirror.pypi.manifest import Manifest, load_all, load_manifest, save_manifest
 from mirror.pypi.resolve import ResolveError, Wheel, resolve_target
@@ -28,6 +29,17 @@ class Published(Protocol):
     count: int  # files the index was shown to hold, newly
     failures: list[Failure]
     offered_after: float  # seconds into publishing when the index offered every file
+
+
+def fetch_policy(pypi: PypiConfig) -> FetchPolicy:
+    """How wheels are fetched: sizes come from the index; a redirect may reach an internal
+    host only if it is the configured upstream's or listed in [pypi] allow_hosts."""
+    return FetchPolicy(
+        timeout=pypi.timeout,
+        retries=pypi.retries,
+        deadline=pypi.deadline,
+        hosts=HostPolicy.trusting([pypi.upstream, *pypi.allow_hosts], "[pypi] allow_hosts"),
+    )
 
 
 class PackageIndex(Protocol):
@@ -94,7 +106,7 @@ class PypiSync:
         self.index = index
         self.progress = progress or Progress()
         self.resolver = resolver
-        self.policy = RetryPolicy(timeout=config.pypi.timeout, retries=config.pypi.retries)
+        self.policy = fetch_policy(config.pypi)
 
     def run(self, trigger: str = "manual") -> SyncReport:
         record = RunRecord.begin("pypi", trigger)

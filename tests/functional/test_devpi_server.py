@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,31 @@ def test_first_start_with_a_generated_password_that_looks_like_an_option(
     creds = tmp_path / "devpi" / CREDENTIALS
     assert json.loads(creds.read_text())["root_password"] == password
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+
+
+def test_root_password_is_never_on_a_command_line(tmp_path: Path) -> None:
+    """Any local user can read /proc/<pid>/cmdline; poll it while devpi-init runs."""
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "devpi-init" in text:
+                    seen.append(text)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        creds = devpi_server.initialise(tmp_path / "devpi")
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "devpi-init ran too briefly to be seen; the check proved nothing"
+    assert not any(creds.root_password in line for line in seen), seen[0]
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert leftovers == ["devpi"], leftovers  # the private config file is gone

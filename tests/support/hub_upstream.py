@@ -17,8 +17,9 @@ from tests.support.servers import LoopbackHttpServer
 
 
 class HubUpstream(LoopbackHttpServer):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
+        self.storage_base = ""  # set: signed URLs point at another server (a storage host)
         self.models: dict[str, tuple[bytes, str]] = {}
         self.hits: Counter[str] = Counter()
 
@@ -33,7 +34,10 @@ class HubUpstream(LoopbackHttpServer):
             return self._storage(req, path[len("storage/") :].removesuffix(".tar.gz"))
         if path.startswith("kaggle/") and path.endswith("/download"):
             model = path[len("kaggle/") : -len("/download")]
-            signed = f"/storage/{model}.tar.gz?X-Goog-Signature=abc123&X-Goog-Expires=600"
+            signed = (
+                f"{self.storage_base}/storage/{model}.tar.gz"
+                "?X-Goog-Signature=abc123&X-Goog-Expires=600"
+            )
             return _redirect(req, signed)
         if parse_qs(parts.query).get("tf-hub-format") == ["compressed"] and path in self.models:
             return _redirect(req, f"/kaggle/{path}/download")

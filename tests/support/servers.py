@@ -26,7 +26,7 @@ class LoopbackHttpServer:
     """A threaded HTTP/1.1 server on a free loopback port, quiet, whose GETs go to
     `_handle`; `with` starts and stops it."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,9 +38,9 @@ class LoopbackHttpServer:
             def do_GET(self) -> None:
                 owner._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:

@@ -22,7 +22,7 @@ URL = "/hub/google/imagenet/mobilenet/5?tf-hub-format=compressed"
 
 @pytest.fixture
 def client(tmp_path: Path) -> FlaskClient:
-    config = parse_config({}, tmp_path)
+    config = parse_config({"web": {"public_url": "http://mirror.internal"}}, tmp_path)
     store = LocalStore(tmp_path / "store")
     tarball = tmp_path / "model.tar.gz"
     tarball.write_bytes(ARCHIVE)
@@ -45,7 +45,7 @@ def test_archive_with_length_etag_range_and_head(client: FlaskClient) -> None:
 
 def test_model_page_html_and_json(client: FlaskClient) -> None:
     page = client.get("/hub/google/imagenet/mobilenet/5").get_data(as_text=True)
-    assert 'hub.load("http://localhost/hub/google/imagenet/mobilenet/5")' in page
+    assert 'hub.load("http://mirror.internal/hub/google/imagenet/mobilenet/5")' in page
     assert f"tfmirror hub prefetch {HANDLE} --cache-dir DIR" in page
     assert SHA in page
     info = client.get(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,33 @@ def test_admin_endpoint_rejects_missing_or_wrong_token_and_runs_with_the_right_o
     assert ran.wait(10)
     for path in ("/", "/api/status", "/metrics"):
         assert TOKEN not in client.get(path).get_data(as_text=True)
+
+
+def test_a_job_that_raises_is_a_failed_run_on_the_page_api_and_metrics(
+    app_parts,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    app, _ = app_parts
+    runner = app.extensions["tfmirror.runner"]
+
+    def crashes(config: object, store: object, trigger: str) -> bool:
+        raise OSError(36, "File name too long", "x" * 300_000 + " http://u:pw@h/x")
+
+    runner.jobs["verify"] = crashes
+    runner.sleep = lambda seconds: None  # retries of the crash: no backoff here
+    client = app.test_client()
+    monkeypatch.setenv("TFMIRROR_ADMIN_TOKEN", TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/api/jobs/verify/run", headers=auth).status_code == 202
+    time.sleep(0.2)
+    assert runner.wait_idle(30)
+    jobs = {j["job"]: j for j in client.get("/api/status").get_json()["jobs"]}
+    assert jobs["verify"]["last_run"]["outcome"] == "failed"
+    reason = jobs["verify"]["last_error"]["reason"]
+    assert reason.startswith("stopped on an unexpected error: OSError: [Errno 36] File name")
+    # Bounded, and the credentials in the text are gone everywhere.
+    assert len(client.get("/api/status").get_data()) < 20_000
+    for path in ("/", "/api/status", "/metrics"):
+        assert "u:pw@" not in client.get(path).get_data(as_text=True)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r"tfmirror_job_failures_total{job=\"verify\"} [1-9]", metrics), metrics

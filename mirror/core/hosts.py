@@ -1,0 +1,99 @@
+"""Which hosts a download may reach: the redirect side of server-side request forgery.
+
+An upstream (or anything that answers for it) can send the mirror a redirect to an
+address inside the network it runs in: a cloud metadata service, an admin port on
+loopback, a file server on 10.x. A hop to a loopback, link-local or private address is
+refused unless the operator trusts that host: the config names it for the job (a hub
+handle or source, `[pypi] upstream`) or lists it in `allow_hosts`.
+
+Names are resolved here and again when requests connects, so a name that changes its
+answer in between (DNS rebinding) can slip through; the check stops the plain redirect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Python's is_private also covers documentation and benchmark ranges, which are not
+# internal services (and some registries' mirrors answer from them); list what is.
+_INTERNAL = [
+    (ipaddress.ip_network(net), kind)
+    for net, kind in [
+        ("127.0.0.0/8", "loopback"),
+        ("::1/128", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("fe80::/10", "link-local"),
+        ("10.0.0.0/8", "private"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("100.64.0.0/10", "private (shared address space)"),
+        ("fc00::/7", "private (unique local)"),
+        ("0.0.0.0/8", "unspecified"),
+        ("::/128", "unspecified"),
+    ]
+]
+
+
+class HostRefused(Exception):
+    """A URL the download may not reach; the message says why and what to change."""
+
+
+def internal_kind(address: _Address) -> str | None:
+    """'loopback', 'link-local', 'private'... or None for an address outside."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for network, kind in _INTERNAL:
+        if address in network:
+            return kind
+    return None
+
+
+def _addresses(host: str) -> list[_Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []  # the request itself will fail and say so
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    trusted: frozenset[str] = frozenset()
+    setting: str = "allow_hosts"  # where the operator adds a host, for the message
+
+    @classmethod
+    def trusting(cls, urls_or_hosts: Iterable[str], setting: str) -> HostPolicy:
+        hosts = set()
+        for item in urls_or_hosts:
+            host = urlsplit(item).hostname if "://" in item else item
+            if host:
+                hosts.add(host.lower().strip("[]"))
+        return cls(frozenset(hosts), setting)
+
+    def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            scheme = parts.scheme or "scheme-less"
+            raise HostRefused(f"{scheme} URLs are refused: http and https only")
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise HostRefused("a URL without a host")
+        if host in self.trusted:
+            return
+        for address in _addresses(host):
+            kind = internal_kind(address)
+            if kind:
+                raise HostRefused(
+                    f"{host} is a {kind} address ({address}); list it in {self.setting} "
+                    "to let downloads reach it"
+                )
