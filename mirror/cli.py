@@ -295,6 +295,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
+    from mirror.core.children import die_with_parent
     from mirror.devpi.client import DevpiClient, DevpiError
     from mirror.devpi.server import command, initialise, user_password, wait_ready
 
@@ -309,7 +310,7 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
             "set it, or pass --serverdir"
         )
     initialise(devpi.serverdir)
-    proc = subprocess.Popen(command(devpi, listen=args.host))
+    proc = subprocess.Popen(command(devpi, listen=args.host), preexec_fn=die_with_parent)
     _forward_signals(proc.terminate)
     try:
         wait_ready(devpi.url, proc)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from mirror.core.children import die_with_parent
 from mirror.core.config import Config
 from mirror.core.storage import BLOB_PREFIX
 
@@ -148,15 +149,6 @@ def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
     return EntryPoint(config.devpi.index_url, config.web.base_url, False)
 
 
-def _die_with_parent() -> None:
-    # The proxy must not outlive `tfmirror up` or `tfmirror proxy` holding its port.
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class NginxProcess:
     """nginx with a generated config, in the foreground as our child; `with` stops it."""
 
@@ -189,7 +181,7 @@ class NginxProcess:
         log = (self.plan.workdir / "nginx.out").open("ab")
         with log:
             self.proc = subprocess.Popen(
-                self._args(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                self._args(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
         url = f"http://{self.plan.listen.replace('0.0.0.0', '127.0.0.1')}/healthz/proxy"
         deadline = time.monotonic() + 15

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import Requirement
 
-from mirror.core.child_env import scrubbed_env
+from mirror.core.children import scrubbed_env
 from mirror.core.config import Config, Target, host_target
 from mirror.pypi.resolve import platforms_for
 from verify import netns

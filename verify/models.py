@@ -16,7 +16,7 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
-from mirror.core.child_env import scrubbed_env
+from mirror.core.children import scrubbed_env
 from mirror.core.config import Config
 from mirror.core.storage import BlobNotFound, BlobStore
 

@@ -67,6 +67,22 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def _died_here(holder: str) -> bool:
+    """True if `holder` (host:pid:nonce) names a process of this machine that no longer
+    runs. Hosts sharing one name would fool this; each replica needs its own hostname."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _holder(body: bytes) -> Holder | None:
     try:
         doc = json.loads(body)
@@ -192,9 +208,12 @@ class S3Lock:
                 return None if etag is None else _S3Lease(self, job, etag, since)
             raise
         lease = json.loads(current["Body"].read())
-        if float(lease.get("expires", 0)) > time.time():
+        alive = float(lease.get("expires", 0)) > time.time()
+        if alive and not _died_here(str(lease.get("holder", ""))):
             return None
-        # Expired: take it over, unless another taker got there first.
+        # Expired, or its holder was a process on this machine that is gone (killed, or
+        # its store vanished before it could release): take it over, unless another
+        # taker got there first.
         etag = self.write(job, since, if_match=current["ETag"])
         return None if etag is None else _S3Lease(self, job, etag, since)
 
@@ -216,7 +235,12 @@ def renewed(lease: Lease, ttl: float) -> Iterator[None]:
 
     def renew() -> None:
         while not stop.wait(ttl / 3):
-            if not lease.renew():
+            try:
+                kept = lease.renew()
+            except Exception as exc:  # the store is unreachable: try again next time
+                log.warning("%s: could not renew the lease: %s", lease.job, _short(exc))
+                continue
+            if not kept:
                 log.error("%s: lost the leader lease while running", lease.job)
                 return
 
@@ -227,7 +251,21 @@ def renewed(lease: Lease, ttl: float) -> Iterator[None]:
     finally:
         stop.set()
         renewer.join()
-        lease.release()
+        try:
+            lease.release()
+        except Exception as exc:
+            # Never hide the job's own outcome behind this: the lease expires by itself.
+            log.warning(
+                "%s: could not release the lease (%s); it expires within %.0f s",
+                lease.job,
+                _short(exc),
+                ttl,
+            )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 @contextmanager

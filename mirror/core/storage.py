@@ -161,6 +161,16 @@ def _replace_durably(tmp: Path, final: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _disk_errors(root: Path) -> Iterator[None]:
+    """A full or failing disk as a StoreError that names the store: the job reports it
+    as one line, and a half-written temporary file is discarded by the caller."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"store {root}: {exc.strerror or exc}") from None
+
+
 class _LocalBlobWriter:
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -173,21 +183,24 @@ class _LocalBlobWriter:
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "write after publish/discard"
-        self._file.write(chunk)
+        with _disk_errors(self._root):
+            self._file.write(chunk)
 
     def publish(self, sha256: str) -> None:
         assert self._file is not None, "publish twice"
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
-        final = self._root / blob_key(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _replace_durably(self._path, final)
+        with _disk_errors(self._root):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            final = self._root / blob_key(sha256)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _replace_durably(self._path, final)
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk fails the flush in close
+                self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
 
@@ -283,16 +296,21 @@ class LocalStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._key_lock(path):
-            self._write(path, data)
+        with _disk_errors(self.root):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._key_lock(path):
+                self._write(path, data)
 
     def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        with tmp.open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: leave no partial document behind
+            raise
         _replace_durably(tmp, path)
 
     @contextmanager

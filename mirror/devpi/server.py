@@ -19,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from mirror.core.children import die_with_parent
 from mirror.core.config import DevpiConfig
 
 CREDENTIALS = "tfmirror-credentials.json"
@@ -163,7 +164,12 @@ class DevpiProcess:
         initialise(self.config.serverdir)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(command(self.config), stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                command(self.config),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         try:
             wait_ready(self.config.url, self.proc)
         except DevpiStartError as exc:

@@ -20,6 +20,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from mirror.core.config import Target
+from mirror.core.redact import bounded
 
 
 class ResolveError(Exception):
@@ -173,6 +174,10 @@ def _uv_reason(stderr: str) -> str:
     return text[:600] or "uv pip compile failed with no message"
 
 
+_PLAIN_WHEEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
     """Choose, for each locked package, the wheel the target's pip would install."""
     lock = tomllib.loads(lock_text)
@@ -183,6 +188,12 @@ def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
         best: tuple[int, dict[str, object]] | None = None
         for wheel in package.get("wheels", []):
             filename = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
+            if not _PLAIN_WHEEL.fullmatch(filename):
+                # The name becomes a file in devpi and a link in pages: nothing but a name.
+                raise ResolveError(
+                    f"{name}: the upstream index lists a file named {bounded(filename, 200)!r}, "
+                    "which is not a plain wheel file name; refusing the index's answer"
+                )
             try:
                 _, _, _, tags = parse_wheel_filename(filename)
             except InvalidWheelFilename:
@@ -201,6 +212,8 @@ def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
         sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
         if not sha256:
             raise ResolveError(f"{wheel['filename']}: the upstream index lists no sha256")
+        if not _SHA256.fullmatch(str(sha256)):
+            raise ResolveError(f"{wheel['filename']}: the upstream's sha256 is not 64 hex digits")
         size = wheel.get("size")
         chosen.append(
             Wheel(

@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_and_exit_2(name: str, tmp_path: Path) -> None:
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, busy_port: int) -> None:
-    config = f"[web]\nport = {busy_port}\n[storage]\npath = \"store\"\n".encode()
+    config = f'[web]\nport = {busy_port}\n[storage]\npath = "store"\n'.encode()
     for argv in (["serve"], ["up"]):
         proc = run(tmp_path, Case(config, argv, ""))
         assert_one_clear_line(proc, f"127.0.0.1:{busy_port} is already in use")

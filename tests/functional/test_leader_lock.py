@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from mirror.core.config import StorageConfig
 from mirror.core.lease import FileLock
@@ -18,9 +21,21 @@ from tests.support.servers import MotoServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker(moto: MotoServer, bucket: str, log: Path, seconds: float, job: float, ttl: float):  # type: ignore[no-untyped-def]
+def worker(  # type: ignore[no-untyped-def]
+    moto: MotoServer,
+    bucket: str,
+    log: Path,
+    seconds: float,
+    job: float,
+    ttl: float,
+    host: str = "",
+):
+    """A scheduler-like process; with `host`, it runs under that hostname (a UTS
+    namespace of its own: another machine, as far as leases can tell)."""
+    prefix = ["unshare", "-u", "sh", "-c", f'hostname {host} && exec "$0" "$@"'] if host else []
     return subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "tests.support.lock_worker",
@@ -64,12 +79,18 @@ def test_two_schedulers_on_one_s3_never_run_a_job_at_once(
     assert " busy " in log.read_text()
 
 
-def test_lease_of_a_killed_holder_is_taken_over_after_it_expires(
-    moto: MotoServer, s3_bucket: str, tmp_path: Path
+@pytest.mark.parametrize("where", ["another host", "this host"])
+def test_lease_of_a_killed_holder_is_taken_over(
+    moto: MotoServer, s3_bucket: str, tmp_path: Path, where: str
 ) -> None:
+    """Another host's dead holder: after its lease expires. One of this host's: at once
+    (its process is gone, so its lease can never be renewed or released)."""
+    if where == "another host" and (os.geteuid() != 0 or shutil.which("unshare") is None):
+        pytest.skip("another hostname needs root and unshare -u")
     log = tmp_path / "runs.log"
     ttl = 3.0
-    holder = worker(moto, s3_bucket, log, 60, 60, ttl)  # one very long run
+    host = "replica-elsewhere" if where == "another host" else ""
+    holder = worker(moto, s3_bucket, log, 60, 60, ttl, host)  # one very long run
     deadline = time.time() + 30
     while " start " not in (log.read_text() if log.exists() else ""):
         assert time.time() < deadline
@@ -81,6 +102,12 @@ def test_lease_of_a_killed_holder_is_taken_over_after_it_expires(
 
     store = S3Store(StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url))
     lock = store.leader_lock(ttl)
+    if where == "this host":
+        lease = lock.acquire("demo")
+        assert lease is not None, "a dead local holder's lease should be taken at once"
+        assert store.leader_lock(ttl).acquire("demo") is None
+        lease.release()
+        return
     assert lock.acquire("demo") is None, "the dead holder's lease is still valid"
     lease = None
     while lease is None:

@@ -19,7 +19,7 @@ SECRETS = {
 def test_the_air_gap_proof_and_the_model_probe_get_no_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mirror.core.child_env import scrubbed_env
+    from mirror.core.children import scrubbed_env
 
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)

@@ -158,6 +158,7 @@ def test_target_python_tuple() -> None:
 
 
 def test_hub_models_parse_with_optional_source(tmp_path: Path) -> None:
+    (tmp_path / "b.tar.gz").write_bytes(b"a tarball the sync will check")
     config = parse_config(
         {
             "hub": {

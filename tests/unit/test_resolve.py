@@ -82,3 +82,17 @@ def test_mac_targets_accept_older_macos_builds() -> None:
 )
 def test_uv_platform_mapping(platform: str, uv: str) -> None:
     assert uv_platform(Target("3.11", platform))[0] == uv
+
+
+@pytest.mark.parametrize(
+    "filename", ["six-1.0-py3-none-any<b>.whl", "six-1.0-py3-none-any%2F..%2Fx.whl", "six .whl"]
+)
+def test_a_file_name_that_is_not_a_plain_wheel_name_is_refused(filename: str) -> None:
+    with pytest.raises(ResolveError, match="not a plain wheel file name"):
+        select_wheels(lock(("six", "1.0", [filename])), LINUX)
+
+
+def test_a_sha256_that_is_not_hex_is_refused() -> None:
+    text = lock(("six", "1.0", ["six-1.0-py3-none-any.whl"])).replace(f"{1:064x}", "../" * 21 + "a")
+    with pytest.raises(ResolveError, match="not 64 hex digits"):
+        select_wheels(text, LINUX)
