@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import Requirement
 
-from mirror.core.children import scrubbed_env
+from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config, Target, host_target
 from mirror.pypi.resolve import platforms_for
 from verify import netns
@@ -101,7 +101,13 @@ class AirGapProof:
 
     def _run(self, command: list[str], work: Path) -> subprocess.CompletedProcess[str]:
         run = partial(
-            subprocess.run, capture_output=True, text=True, env=pip_env(), timeout=3600, cwd=work
+            subprocess.run,
+            capture_output=True,
+            text=True,
+            env=pip_env(),
+            timeout=3600,
+            cwd=work,
+            preexec_fn=die_with_parent,  # `up` stopped mid-proof takes pip down with it
         )
         if not self.isolate:
             return run(command)
@@ -154,7 +160,11 @@ class AirGapProof:
 
     def _install(self, target: Target, work: Path) -> TargetProof:
         how = f"install + import {self.where}"
-        subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(work / "venv")],
+            check=True,
+            preexec_fn=die_with_parent,
+        )
         python = str(work / "venv" / "bin" / "python")
         pip = [python, "-m", "pip", "install", "--quiet", *self._index_args()]
         proc = self._run([*pip, *self.config.pypi.requirements], work)
@@ -162,7 +172,12 @@ class AirGapProof:
             return TargetProof(target.id, False, how, _why(proc.stderr))
         names = [Requirement(r).name for r in self.config.pypi.requirements]
         found = subprocess.run(
-            [python, "-c", TOP_LEVEL, *names], capture_output=True, text=True, check=False
+            [python, "-c", TOP_LEVEL, *names],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=pip_env(),
+            preexec_fn=die_with_parent,
         )
         if found.returncode != 0:
             return TargetProof(target.id, False, how, _why(found.stderr))

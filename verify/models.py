@@ -16,7 +16,7 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
-from mirror.core.children import scrubbed_env
+from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
 from mirror.core.storage import BlobNotFound, BlobStore
 
@@ -54,6 +54,7 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
             timeout=900,
             check=False,
             env=scrubbed_env(TF_CPP_MIN_LOG_LEVEL="3"),
+            preexec_fn=die_with_parent,
         )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIGNATURES ")), None)
     if proc.returncode != 0 or line is None:

@@ -22,6 +22,8 @@ import sys
 import threading
 from pathlib import Path
 
+from mirror.core.children import die_with_parent
+
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -90,7 +92,7 @@ def inside(unix_path: str, port: int, command: list[str]) -> int:
             _splice(client, upstream)
 
     threading.Thread(target=serve, daemon=True).start()
-    return subprocess.call(command)
+    return subprocess.call(command, preexec_fn=die_with_parent)
 
 
 def wrap(command: list[str], unix_path: Path, port: int) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from mirror.core.children import die_with_parent
 from mirror.core.config import Target
 from mirror.core.redact import bounded
 
@@ -160,6 +161,7 @@ def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -
             text=True,
             env={**os.environ, **env, "UV_NO_PROGRESS": "1"},
             check=False,
+            preexec_fn=die_with_parent,
         )
         if proc.returncode != 0:
             raise ResolveError(_uv_reason(proc.stderr))

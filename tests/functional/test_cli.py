@@ -13,6 +13,7 @@ import pytest
 
 from mirror.core.config import load_config
 from mirror.devpi.server import DevpiProcess
+from tests.support.mirror_env import operator_config
 from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
@@ -32,29 +33,7 @@ def own_devpi_config(tmp_path: Path, upstream: Upstream) -> Path:
     """A config like an operator's: tfmirror starts and owns its devpi-server."""
     upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
     upstream.add(WheelSpec("beta", "1.0"))
-    path = tmp_path / "tfmirror.toml"
-    path.write_text(f"""
-[storage]
-path = "data"
-
-[devpi]
-url = "http://127.0.0.1:{free_port()}"
-index = "fleet/pypi"
-
-[web]
-port = {free_port()}
-
-[pypi]
-upstream = "{upstream.index_url}"
-requirements = ["alpha"]
-timeout = 2
-retries = 1
-
-[[pypi.targets]]
-python = "3.11"
-platform = "manylinux_2_28_x86_64"
-""")
-    return path
+    return operator_config(tmp_path, upstream.index_url, ["alpha"])
 
 
 def test_sync_lock_pip_conf_and_failure_exit_codes(

@@ -21,8 +21,8 @@ import pytest
 
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
+from tests.support.mirror_env import operator_config
 from tests.support.relay import Relay
-from tests.support.servers import free_port
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from verify.references import referenced
@@ -33,32 +33,9 @@ NOISE = 40_000_000  # incompressible bytes per wheel: a run long enough to land 
 
 
 def write_config(tmp: Path, upstream: Upstream, requirements: list[str], storage: str) -> Path:
-    path = tmp / "tfmirror.toml"
-    path.write_text(f"""
-[storage]
-{storage}
-
-[devpi]
-url = "http://127.0.0.1:{free_port()}"
-index = "fleet/pypi"
-
-[web]
-port = {free_port()}
-
-[pypi]
-upstream = "{upstream.index_url}"
-requirements = {json.dumps(requirements)}
-timeout = 2
-retries = 1
-
-[[pypi.targets]]
-python = "3.11"
-platform = "manylinux_2_28_x86_64"
-
-[proxy]
-enabled = false
-""")
-    return path
+    return operator_config(
+        tmp, upstream.index_url, requirements, storage, "[proxy]\nenabled = false\n"
+    )
 
 
 def cli(config: Path, *args: str) -> list[str]:

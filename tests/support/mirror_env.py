@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,36 @@ def make_config(
         },
         base=tmp,
     )
+
+
+def operator_config(
+    tmp: Path,
+    upstream_index: str,
+    requirements: list[str],
+    storage: str = 'path = "data"',
+    extra: str = "",
+) -> Path:
+    """A config file like an operator's: tfmirror starts and owns its devpi-server."""
+    path = tmp / "tfmirror.toml"
+    path.write_text(f"""
+[storage]
+{storage}
+
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+index = "fleet/pypi"
+
+[web]
+port = {free_port()}
+
+[pypi]
+upstream = "{upstream_index}"
+requirements = {json.dumps(requirements)}
+timeout = 2
+retries = 1
+
+[[pypi.targets]]
+python = "3.11"
+platform = "manylinux_2_28_x86_64"
+{extra}""")
+    return path
