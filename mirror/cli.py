@@ -214,8 +214,10 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
 
     store = open_store(config.storage)
     runner = _runner(config, store)
-    codes = []
-    if args.side in ("pypi", "all"):
+    codes = [EXIT_OK]
+    if args.side in ("pypi", "all") and not config.pypi.enabled:
+        print("pypi: no [pypi] requirements (a hub-only mirror); nothing to sync")
+    elif args.side in ("pypi", "all"):
         with runner.hold("pypi", wait=args.wait):
             codes.append(_sync_pypi(config, store, args.no_devpi))
     if args.side in ("hub", "all"):

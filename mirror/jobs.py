@@ -18,6 +18,9 @@ log = logging.getLogger("tfmirror.pypi")
 
 
 def pypi_job(config: Config, store: BlobStore, trigger: str) -> bool:
+    if not config.pypi.enabled:
+        log.info("pypi sync: no [pypi] requirements (a hub-only mirror); nothing to do")
+        return True
     try:
         with services_for_sync(config, store) as index:
             report = PypiSync(config, store, index).run(trigger)

@@ -56,7 +56,12 @@ def overdue(config: Config, store: BlobStore, job: str, now: datetime | None = N
 
 
 def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
-    return [(job, cron) for job, cron in config.schedule.jobs if cron]
+    """Jobs with a schedule; a hub-only mirror has no PyPI side to sync."""
+    return [
+        (job, cron)
+        for job, cron in config.schedule.jobs
+        if cron and (job != "pypi" or config.pypi.enabled)
+    ]
 
 
 def build(config: Config, runner: JobRunner) -> BackgroundScheduler:

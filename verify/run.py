@@ -127,8 +127,9 @@ def run_verify(
                 )
                 with holding(lock, "pypi", ttl, wait=True):
                     repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
-            proof = AirGapProof(config)
-            report.targets = [proof.prove(t, install=install) for t in config.pypi.targets]
+            if config.pypi.enabled:  # a hub-only mirror has nothing to install
+                proof = AirGapProof(config)
+                report.targets = [proof.prove(t, install=install) for t in config.pypi.targets]
     except (DevpiError, DevpiStartError) as exc:
         report.devpi.errors.append(str(exc))
     if deep:

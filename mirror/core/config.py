@@ -135,6 +135,11 @@ class PypiConfig:
     deadline: float = 1800.0  # one file's whole download, retries included
     allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
 
+    @property
+    def enabled(self) -> bool:
+        """False on a hub-only mirror: no requirements, nothing to sync or prove."""
+        return bool(self.requirements)
+
 
 @dataclass(frozen=True)
 class HubModel:
@@ -427,7 +432,9 @@ def _target(i: int, raw: Any) -> Target:
     return Target(python, platform)
 
 
-def _pypi(raw: Any) -> PypiConfig:
+def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
+    """`hub_only`: no [pypi] table while [hub] lists models, so no requirements by
+    default; `has_models`: an empty requirements list is then a hub-only mirror."""
     s = _Section("pypi", raw)
     upstream = s.get("upstream", str, DEFAULT_UPSTREAM, '"https://pypi.org/simple/"')
     s.check(
@@ -436,8 +443,14 @@ def _pypi(raw: Any) -> PypiConfig:
         upstream,
         "must be the http(s) URL of a PEP 691 simple index",
     )
-    reqs_raw = s.get("requirements", list, list(DEFAULT_REQUIREMENTS), '["tensorflow"]')
-    s.check("requirements", bool(reqs_raw), reqs_raw, 'list at least one, e.g. ["tensorflow"]')
+    default = [] if hub_only else list(DEFAULT_REQUIREMENTS)
+    reqs_raw = s.get("requirements", list, default, '["tensorflow"]')
+    s.check(
+        "requirements",
+        bool(reqs_raw) or has_models,
+        reqs_raw,
+        'list at least one, e.g. ["tensorflow"], or list [hub] models for a hub-only mirror',
+    )
     requirements = tuple(_requirement(i, r) for i, r in enumerate(reqs_raw))
     targets_raw = s.get("targets", list, [], '[{python = "3.11", platform = "win_amd64"}]')
     targets = tuple(_target(i, t) for i, t in enumerate(targets_raw)) or (host_target(),)
@@ -636,12 +649,14 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
                 f"[{key}]: unknown section; use one of {', '.join(known)} or check its spelling"
             )
     storage = _storage(data.get("storage", {}), base)
+    hub = _hub(data.get("hub", {}), base)
+    has_models = bool(hub.models)
     return Config(
         storage=storage,
         devpi=_devpi(data.get("devpi", {}), base, storage),
-        pypi=_pypi(data.get("pypi", {})),
+        pypi=_pypi(data.get("pypi", {}), "pypi" not in data and has_models, has_models),
         web=_web(data.get("web", {})),
-        hub=_hub(data.get("hub", {}), base),
+        hub=hub,
         schedule=_schedule(data.get("schedule", {})),
         proxy=_proxy(data.get("proxy", {}), storage, base),
         source=source,

@@ -242,3 +242,26 @@ def test_unshare_really_has_no_network(hub_up: HubUpstream) -> None:
         ["unshare", "-n", sys.executable, "-c", probe], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "unreachable" in proc.stdout, proc.stderr
+
+
+def test_a_hub_only_mirror_syncs_the_hub_alone(hub_up: HubUpstream, tmp_path: Path) -> None:
+    from sync_jobs.scheduler import scheduled_jobs
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    handle = hub_up.add("google/only/1", tar_bytes(FAKE_MODEL))
+    config_path = tmp_path / "tfmirror.toml"
+    # No [pypi] at all, and a PyPI that cannot be reached: nothing may ask it.
+    config_path.write_text(
+        f'[storage]\npath = "store"\n[hub]\nmodels = ["{handle}"]\ntimeout = 5\n[proxy]\n'
+        'enabled = false\n[devpi]\nserverdir = ""\nurl = "http://127.0.0.1:9"\n'
+    )
+    synced = tfmirror(config_path, "sync", "all")
+    assert synced.returncode == 0, synced.stderr
+    assert "pypi: no [pypi] requirements (a hub-only mirror); nothing to sync" in synced.stdout
+    assert "hub sync: 1 new" in synced.stdout
+    store = open_store(hub_config(tmp_path, [handle]).storage)
+    assert [m.path for m in load_models(store)] == ["google/only/1"]
+    hub_only = parse_config({"hub": {"models": [handle]}}, tmp_path)
+    both = parse_config({"hub": {"models": [handle]}, "pypi": {}}, tmp_path)
+    assert "pypi" not in dict(scheduled_jobs(hub_only))
+    assert "pypi" in dict(scheduled_jobs(both))  # a [pypi] table: TensorFlow by default

@@ -189,3 +189,15 @@ def test_bad_hub_models_are_refused(tmp_path: Path, models: list[object], expect
     with pytest.raises(ConfigError) as info:
         parse_config({"hub": {"models": models}}, tmp_path)
     assert expected in str(info.value)
+
+
+def test_a_hub_only_mirror_needs_no_requirements(tmp_path: Path) -> None:
+    hub = {"models": ["https://tfhub.dev/google/a/1"]}
+    no_pypi = parse_config({"hub": hub}, tmp_path)
+    assert no_pypi.pypi.requirements == () and not no_pypi.pypi.enabled
+    empty = parse_config({"hub": hub, "pypi": {"requirements": []}}, tmp_path)
+    assert not empty.pypi.enabled
+    # Without models, an empty list is still a mistake; and the default is unchanged.
+    with pytest.raises(ConfigError, match="or list \\[hub\\] models for a hub-only mirror"):
+        parse_config({"pypi": {"requirements": []}}, tmp_path)
+    assert parse_config({}, tmp_path).pypi.requirements == ("tensorflow", "tensorflow-hub")
