@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model
-from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -72,7 +73,7 @@ def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
     redirected only to public hosts or to those the config names."""
     hub = config.hub
     cap_mb = model.max_mb or hub.max_uncompressed_mb
-    named = [model.handle, config.pypi.upstream, *hub.allow_hosts]
+    named = [model.handle, config.pypi.upstream, hub.kaggle_api, *hub.allow_hosts]
     if model.source.startswith(("http://", "https://")):
         named.append(model.source)
     return FetchPolicy(
@@ -85,9 +86,13 @@ def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
     )
 
 
-def compressed_url(model: HubModel) -> str:
+def compressed_url(model: HubModel, hub: HubConfig) -> str:
+    """Where a model's archive is fetched: its source; Kaggle's download API for a Kaggle
+    handle; else the handle as tensorflow_hub asks it (tfhub.dev redirects onwards)."""
     if model.source:
         return model.source
+    if model.kaggle is not None:
+        return model.kaggle.download_url(hub.kaggle_api)
     joiner = "&" if "?" in model.handle else "?"
     return f"{model.handle}{joiner}{COMPRESSED_QUERY}"
 
@@ -145,14 +150,43 @@ def publish_model(
     return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
 
 
+def kaggle_auth(url: str) -> str:
+    """Kaggle's API with the account in KAGGLE_USERNAME and KAGGLE_KEY, when set (as
+    the kaggle CLI reads them). It rides in the URL, which is never stored or shown
+    with it; only the first hop gets it, never the signed storage URL after it."""
+    user, key = os.environ.get("KAGGLE_USERNAME"), os.environ.get("KAGGLE_KEY")
+    if not (user and key):
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{quote(user, safe='')}:{quote(key, safe='')}@{rest}"
+
+
+def publish_aliases(store: BlobStore, model: HubModel) -> None:
+    """Serve the model at each alias too (e.g. the tfhub.dev handle it had before it
+    moved to Kaggle): a manifest per alias path, naming the same verified blob."""
+    main = load_model(store, model.path)
+    if main is None:
+        return
+    for alias in model.aliases:
+        path = handle_path(alias)
+        current = load_model(store, path)
+        if current is not None and current.sha256 == main.sha256:
+            continue
+        copy = ModelManifest.from_bytes(main.to_bytes())
+        copy.handle, copy.path, copy.alias_of = alias, path, main.path
+        save_model(store, copy)
+
+
 class HubSync:
     def __init__(self, config: Config, store: BlobStore) -> None:
         self.config = config
         self.store = store
 
     def sync_model(self, model: HubModel) -> ModelOutcome:
-        url = compressed_url(model)
+        url = compressed_url(model, self.config.hub)
         shown = redact_url(url)
+        if model.kaggle is not None and not model.source:
+            url = kaggle_auth(url)
         policy = fetch_policy(self.config, model)
         try:
             if model.source and not model.source.startswith(("http://", "https://")):
@@ -164,7 +198,10 @@ class HubSync:
         except OSError as exc:
             reason = f"cannot read {exc.filename or shown}: {exc.strerror or exc}"
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
-        return publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
+        outcome = publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
+        if outcome.status is not ModelStatus.FAILED:
+            publish_aliases(self.store, model)
+        return outcome
 
     def run(self, trigger: str = "manual") -> HubReport:
         record = RunRecord.begin("hub", trigger)

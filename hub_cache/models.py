@@ -31,6 +31,7 @@ class ModelManifest:
     archive: dict[str, Any] = field(default_factory=dict)
     # Filled by `tfmirror verify --deep`: name -> inputs/outputs with dtype and shape.
     signatures: dict[str, Any] = field(default_factory=dict)
+    alias_of: str = ""  # set: this handle is another name of the model at that path
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()

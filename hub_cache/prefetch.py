@@ -25,6 +25,7 @@ import requests
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from mirror.core.config import handle_path
+from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 
 CHUNK = 1024 * 1024
 
@@ -56,9 +57,9 @@ def _descriptor(folder: Path) -> Path:
     return Path(f"{folder}.descriptor.txt")
 
 
-def _recorded_sha(folder: Path) -> str:
+def _recorded_sha(record: Path) -> str:
     try:
-        text = _descriptor(folder).read_text()
+        text = record.read_text()
     except OSError:
         return ""
     for line in text.splitlines():
@@ -67,11 +68,49 @@ def _recorded_sha(folder: Path) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where one prefetched model goes: its folder, and the file beside it that says it
+    is complete and which archive it is (tensorflow_hub's descriptor, kagglehub's
+    `<version>.complete` marker, which kagglehub only checks exists)."""
+
+    folder: Path
+    record: Path
+
+
+def tfhub_place(cache_dir: Path, handle: str) -> Place:
+    folder = cache_folder(cache_dir, handle)
+    return Place(folder, _descriptor(folder))
+
+
+def kagglehub_place(cache_dir: Path, handle: str) -> tuple[Place, str]:
+    """kagglehub's layout for the handle as written (its framework spelling included):
+    models/<owner>/<model>/<framework>/<variation>/<version>/ and <version>.complete."""
+    kaggle = parse_kagglehub(handle) or parse_kaggle(handle)
+    if kaggle is None:
+        raise PrefetchError(
+            f"{handle}: not a versioned Kaggle model handle; give "
+            "owner/model/framework/variation/version or a kaggle.com/models/... URL"
+        )
+    parent = cache_dir / "models" / kaggle.owner / kaggle.model / kaggle.framework
+    folder = parent / kaggle.variation / kaggle.version
+    return Place(folder, folder.with_name(f"{kaggle.version}.complete")), kaggle.path
+
+
 def prefetch(
-    handle: str, cache_dir: Path, mirror: str, caps: Caps, timeout: float = 60
+    handle: str,
+    cache_dir: Path,
+    mirror: str,
+    caps: Caps,
+    timeout: float = 60,
+    kagglehub: bool = False,
 ) -> Prefetched:
+    """Fill tensorflow_hub's cache (or, with `kagglehub`, kagglehub's) for `handle`."""
     mirror = mirror.rstrip("/")
-    path = mirror_path(handle, mirror)
+    if kagglehub:
+        place, path = kagglehub_place(cache_dir, handle)
+    else:
+        place, path = tfhub_place(cache_dir, handle), mirror_path(handle, mirror)
     info_url = f"{mirror}/hub/{path}"
     try:
         info = requests.get(info_url, headers={"Accept": "application/json"}, timeout=timeout)
@@ -89,15 +128,20 @@ def prefetch(
             f"{handle}: {info_url} is not a tfmirror model page (no sha256 and "
             "size in its JSON): is --mirror a tfmirror web front?"
         ) from None
+    if size > caps.max_uncompressed:
+        raise PrefetchError(
+            f"{handle}: the mirror lists {size} bytes, over the "
+            f"{caps.max_uncompressed // 2**20} MiB cap ([hub] max_uncompressed_mb)"
+        )
     try:
-        return _fetch_into(handle, cache_dir, mirror, info_url, sha256, size, caps, timeout)
+        return _fetch_into(handle, place, mirror, info_url, sha256, size, caps, timeout)
     except OSError as exc:
         raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
 
 
 def _fetch_into(
     handle: str,
-    cache_dir: Path,
+    place: Place,
     mirror: str,
     info_url: str,
     sha256: str,
@@ -105,15 +149,15 @@ def _fetch_into(
     caps: Caps,
     timeout: float,
 ) -> Prefetched:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _drop_old_copies(cache_dir)
-    folder = cache_folder(cache_dir, handle)
-    if folder.is_dir() and any(folder.iterdir()) and _recorded_sha(folder) == sha256:
+    folder, home = place.folder, place.folder.parent
+    home.mkdir(parents=True, exist_ok=True)
+    _drop_old_copies(home)
+    if folder.is_dir() and any(folder.iterdir()) and _recorded_sha(place.record) == sha256:
         return Prefetched(handle, folder, "unchanged")
 
-    with tempfile.TemporaryFile(dir=cache_dir, prefix=".tfmirror-") as spool:
+    with tempfile.TemporaryFile(dir=home, prefix=".tfmirror-") as spool:
         _download(f"{info_url}?tf-hub-format=compressed", spool, sha256, size, timeout)
-        staging = cache_dir / f"{folder.name}.{uuid.uuid4().hex}.tmp"
+        staging = home / f"{folder.name}.{uuid.uuid4().hex}.tmp"
         staging.mkdir()
         try:
             spool.seek(0)
@@ -123,7 +167,7 @@ def _fetch_into(
             raise PrefetchError(f"{handle}: archive rejected: {exc}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    _write_descriptor(folder, handle, mirror, sha256)
+    _write_record(place.record, handle, mirror, sha256)
     return Prefetched(handle, folder, "fetched")
 
 
@@ -196,13 +240,13 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, os.strerror(errno), str(b))
 
 
-def _write_descriptor(folder: Path, handle: str, mirror: str, sha256: str) -> None:
+def _write_record(record: Path, handle: str, mirror: str, sha256: str) -> None:
     # The same first lines tensorflow_hub writes (it never reads them back), plus ours.
     text = (
         f"Module: {handle}\nDownload Time: {datetime.datetime.today()}\n"
         f"Downloader Hostname: {socket.gethostname()} (PID:{os.getpid()})\n"
         f"Mirror: {mirror}\nSha256: {sha256}\n"
     )
-    tmp = _descriptor(folder).with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, _descriptor(folder))
+    os.replace(tmp, record)

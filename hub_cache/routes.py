@@ -24,6 +24,7 @@ from flask import (
 from hub_cache.conditional import Plan, clean_environ, decide
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.kaggle import parse_kaggle_path
 from mirror.core.redact import redact_url
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
@@ -67,7 +68,8 @@ def model_list() -> Response | str:
 
 @blueprint.get("/hub/<path:path>")
 def model(path: str) -> Response | str:
-    manifest = load_model(app_store(), path.strip("/"))
+    kaggle = parse_kaggle_path(path)  # any spelling of a Kaggle model: its one path
+    manifest = load_model(app_store(), kaggle.path if kaggle else path.strip("/"))
     if manifest is None:
         abort(404, description=f"no model at /hub/{path} on this mirror; /hub/ lists them")
     if request.args.get("tf-hub-format") == "compressed":

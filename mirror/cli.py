@@ -118,7 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
     prefetch = hub_sub.add_parser("prefetch", help="fill a TFHUB_CACHE_DIR from the mirror")
     prefetch.add_argument("handles", nargs="+", metavar="HANDLE")
-    prefetch.add_argument("--cache-dir", required=True, metavar="DIR")
+    where = prefetch.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cache-dir", metavar="DIR", help="a TFHUB_CACHE_DIR (tensorflow_hub)")
+    where.add_argument(
+        "--kagglehub-cache",
+        metavar="DIR",
+        help="a KAGGLEHUB_CACHE (kagglehub); handles as owner/model/framework/variation/version",
+    )
     prefetch.add_argument("--mirror", metavar="URL", help="the mirror's web front (default: [web])")
     imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
     imp.add_argument("path", metavar="PATH")
@@ -288,7 +294,9 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
     code = EXIT_OK
     for handle in args.handles:
         try:
-            done = prefetch(handle, Path(args.cache_dir), mirror, caps(config.hub))
+            cache = Path(args.kagglehub_cache or args.cache_dir)
+            kagglehub = args.kagglehub_cache is not None
+            done = prefetch(handle, cache, mirror, caps(config.hub), kagglehub=kagglehub)
             print(f"{handle}: {done.status} -> {done.folder}")
         except (PrefetchError, ValueError) as exc:
             print(f"FAILED {exc}", file=sys.stderr)

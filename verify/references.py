@@ -35,6 +35,6 @@ def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
     for model in load_models(store):
         hub_model = configured.get(model.handle)
         # A signed storage URL from the last sync has expired by now: ask the handle again.
-        source = compressed_url(hub_model) if hub_model else ""
+        source = compressed_url(hub_model, config.hub) if hub_model else ""
         add(model.sha256, model.size, model.handle, source)
     return refs

@@ -19,6 +19,13 @@ from typing import Any, TypeVar
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
 
+from mirror.core.kaggle import (
+    DEFAULT_API,
+    KAGGLE_HOSTS,
+    KaggleModel,
+    parse_kaggle,
+    parse_kaggle_path,
+)
 from mirror.core.redact import bounded, redact_url
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
@@ -148,6 +155,11 @@ class HubModel:
     handle: str
     source: str = ""  # another URL, or a local tarball path (DMZ set-ups)
     max_mb: int | None = None  # the download's cap; default [hub] max_uncompressed_mb
+    aliases: tuple[str, ...] = ()  # other handles served the same model (old tfhub.dev)
+
+    @property
+    def kaggle(self) -> KaggleModel | None:
+        return parse_kaggle(self.handle)
 
     @property
     def path(self) -> str:
@@ -164,6 +176,7 @@ class HubConfig:
     retries: int = 4
     deadline: float = 3600.0  # one model's whole download, retries included
     allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
+    kaggle_api: str = DEFAULT_API  # Kaggle's REST base, or a proxy or test double of it
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,14 @@ def handle_path(handle: str) -> str:
             f"{shown} has a path segment over {MAX_SEGMENT} characters or more than "
             f"{MAX_SEGMENTS} segments (a file name cannot be that long)"
         )
+    if (parts.hostname or "") in KAGGLE_HOSTS and segments[0] == "models":
+        kaggle = parse_kaggle_path(parts.path)
+        if kaggle is None:
+            raise ValueError(
+                f"{shown} is not a Kaggle model handle; write "
+                "models/<owner>/<model>/<framework>/<variation>/<version>"
+            )
+        return kaggle.path  # every spelling of one model: one path
     return "/".join(segments)
 
 
@@ -543,6 +564,7 @@ def _is_host_port_url(url: str) -> bool:
 def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
     example = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
     max_mb = None
+    aliases: tuple[str, ...] = ()
     if isinstance(raw, str):
         handle, source = raw, ""
     elif isinstance(raw, Mapping):
@@ -551,6 +573,14 @@ def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
         source = s.get("source", str, "", '"http://dmz/models/x.tar.gz" or "models/x.tar.gz"')
         max_mb = s.get("max_mb", int, 0, "2048") if "max_mb" in s.data else None
         s.check("max_mb", max_mb is None or max_mb > 0, max_mb, "must be a positive number of MB")
+        aliases_raw = s.get("aliases", list, [], '["https://tfhub.dev/google/model/1"]')
+        for alias in aliases_raw:
+            s.check("aliases", isinstance(alias, str), alias, "list handle URLs")
+            try:
+                handle_path(alias)
+            except ValueError as exc:
+                raise ConfigError(f"[hub] models[{i}] aliases: {exc}") from None
+        aliases = tuple(aliases_raw)
         s.done()
     else:
         raise ConfigError(f"[hub] models[{i}] = {raw!r}: must be a handle URL, e.g. {example}")
@@ -567,7 +597,7 @@ def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
                 "or an http(s) URL"
             )
         source = str(local)
-    return HubModel(handle=handle, source=source, max_mb=max_mb)
+    return HubModel(handle=handle, source=source, max_mb=max_mb, aliases=aliases)
 
 
 def _hub(raw: Any, base: Path) -> HubConfig:
@@ -576,13 +606,15 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     models = tuple(_hub_model(i, m, base) for i, m in enumerate(models_raw))
     seen: dict[str, str] = {}
     for model in models:
-        other = seen.setdefault(model.path, model.handle)
-        s.check(
-            "models",
-            other == model.handle,
-            model.handle,
-            f"its path {model.path!r} is the same as {other!r}'s; mirror only one of them",
-        )
+        for name in (model.handle, *model.aliases):
+            path = handle_path(name)
+            other = seen.setdefault(path, name)
+            s.check(
+                "models",
+                other == name,
+                name,
+                f"its path {path!r} is the same as {other!r}'s; mirror only one of them",
+            )
     dup = next((m.handle for m in models if [n.handle for n in models].count(m.handle) > 1), None)
     s.check("models", dup is None, dup, "each handle may appear once")
     max_mb = s.get("max_uncompressed_mb", int, HubConfig.max_uncompressed_mb, "16384")
@@ -594,8 +626,12 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
     deadline = s.seconds("deadline", HubConfig.deadline, "3600")
     allow_hosts = s.hosts("allow_hosts")
+    kaggle_api = s.get("kaggle_api", str, HubConfig.kaggle_api, '"https://www.kaggle.com/api/v1"')
+    s.check("kaggle_api", _is_base_url(kaggle_api), kaggle_api, "must be an http(s) URL")
     s.done()
-    return HubConfig(models, max_mb, max_ratio, timeout, retries, deadline, allow_hosts)
+    return HubConfig(
+        models, max_mb, max_ratio, timeout, retries, deadline, allow_hosts, kaggle_api.rstrip("/")
+    )
 
 
 SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc")

@@ -214,6 +214,10 @@ def _fetch_once(
                 final_url = answer.url
                 if answer.status_code >= 500 or answer.status_code == 429:
                     raise _Transient(f"HTTP {answer.status_code}")
+                if answer.status_code == 403 and answer.url != url:
+                    # A signed storage URL that expired (SignatureDoesNotMatch): asking
+                    # the first URL again gets a freshly signed one.
+                    raise _Transient("HTTP 403 from a redirect target (an expired signed URL?)")
                 if answer.status_code != 200:
                     raise DownloadError(f"HTTP {answer.status_code}")
                 _check_declared(answer, size, policy)

@@ -66,3 +66,51 @@ def _send(req: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
     req.send_header("Content-Length", str(len(body)))
     req.end_headers()
     req.wfile.write(body)
+
+
+class KaggleUpstream(LoopbackHttpServer):
+    """Kaggle Models as its REST API serves them: GET /api/v1/models/<owner>/<model>/
+    <framework>/<variation>/<version>/download answers 302 to a signed storage URL of
+    the tar.gz. With `expire_first`, the first signed URL it hands out has expired by
+    the time it is used (403 SignatureDoesNotMatch), as real ones do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: dict[str, bytes] = {}  # "owner/model/framework(lower)/variation/version"
+        self.expire_first = False
+        self.signed = 0
+        self.hits: Counter[str] = Counter()
+        self.auth: list[str] = []
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/v1"
+
+    def add(self, kagglehub_handle: str, data: bytes) -> None:
+        owner, model, framework, variation, version = kagglehub_handle.split("/")
+        self.models[f"{owner}/{model}/{framework.lower()}/{variation}/{version}"] = data
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(req.path)
+        path = parts.path.strip("/")
+        if path.startswith("api/v1/models/") and path.endswith("/download"):
+            fields = path[len("api/v1/models/") : -len("/download")].split("/")
+            if len(fields) != 5:
+                return _send(req, 404, b"Not Found")
+            fields[2] = fields[2].lower()  # Kaggle takes the framework in any case
+            key = "/".join(fields)
+            if key not in self.models:
+                return _send(req, 404, b'{"message": "Not found"}')
+            self.auth.append(req.headers.get("Authorization", ""))
+            self.signed += 1
+            return _redirect(req, f"/storage/{key}.tar.gz?X-Goog-Signature=s{self.signed}")
+        if path.startswith("storage/"):
+            key = path[len("storage/") :].removesuffix(".tar.gz")
+            self.hits[key] += 1
+            signature = parse_qs(parts.query).get("X-Goog-Signature", [""])[0]
+            if self.expire_first and signature == "s1":
+                return _send(req, 403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
+            if key not in self.models:
+                return _send(req, 404, b"NoSuchKey")
+            return _send(req, 200, self.models[key])
+        return _send(req, 404, b"Not Found")
