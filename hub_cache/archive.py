@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from mirror.core.redact import bounded
+
 CHUNK = 1024 * 1024
 BLOCK = 512
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
@@ -70,7 +72,7 @@ class ArchiveFacts:
 
 
 def _shown(name: str) -> str:
-    return repr(name if len(name) <= SHOWN else name[:SHOWN] + "...")
+    return repr(bounded(name, SHOWN))
 
 
 class _BoundedInfo(tarfile.TarInfo):
@@ -123,15 +125,35 @@ class _Prefixed:
         return self._rest.read(n)
 
 
+class _Limits:
+    """The caps for one archive, applied alike to what its members declare (before
+    their bytes are read) and to what actually unpacks."""
+
+    def __init__(self, compressed_size: int, caps: Caps) -> None:
+        self.max_bytes = caps.max_uncompressed
+        self.max_ratio = caps.max_ratio
+        self.ratio_bytes = max(caps.max_ratio * max(compressed_size, 1), RATIO_FLOOR)
+
+    def check(self, total: int, what: str, why: str = "") -> None:
+        if total > self.max_bytes:
+            raise ArchiveRejected(
+                f"archive bomb: {what} more than {self.max_bytes // 2**20} MiB "
+                f"({why}[hub] max_uncompressed_mb)"
+            )
+        if total > self.ratio_bytes:
+            raise ArchiveRejected(
+                f"archive bomb: {what} more than {self.max_ratio:g}x the compressed size "
+                f"({why}[hub] max_ratio)"
+            )
+
+
 class _Metered:
     """Counts decompressed bytes, enforces the caps, and remembers where the last
     non-zero byte was, to tell a real end-of-archive marker from a cut."""
 
-    def __init__(self, raw: BinaryIO, compressed_size: int, caps: Caps) -> None:
+    def __init__(self, raw: BinaryIO, limits: _Limits) -> None:
         self._raw = raw
-        self._limit = caps.max_uncompressed
-        self._ratio_limit = caps.max_ratio * max(compressed_size, 1)
-        self._caps = caps
+        self._limits = limits
         self.total = 0
         self.last_nonzero_end = 0
 
@@ -142,16 +164,7 @@ class _Metered:
             if stripped:
                 self.last_nonzero_end = self.total + stripped
             self.total += len(data)
-            if self.total > self._limit:
-                raise ArchiveRejected(
-                    f"archive bomb: unpacks to more than {self._limit // 2**20} MiB "
-                    "([hub] max_uncompressed_mb)"
-                )
-            if self.total > max(self._ratio_limit, RATIO_FLOOR):
-                raise ArchiveRejected(
-                    f"archive bomb: unpacks to more than {self._caps.max_ratio:g}x its "
-                    "compressed size ([hub] max_ratio)"
-                )
+            self._limits.check(self.total, "unpacks to")
         return data
 
 
@@ -211,48 +224,19 @@ def inspect_archive(
     """
     try:
         compression, unpacked = _decompressor(reader)
-        metered = _Metered(unpacked, compressed_size, caps)
-        return _walk(metered, compression, extract_to, _Budget(compressed_size, caps))
+        limits = _Limits(compressed_size, caps)
+        return _walk(_Metered(unpacked, limits), compression, extract_to, limits)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
         # the bytes are not an intact archive.
-        raise ArchiveRejected(f"corrupt or truncated archive: {_bounded(exc)}") from None
+        raise ArchiveRejected(f"corrupt or truncated archive: {bounded(str(exc), SHOWN)}") from None
     except (ValueError, UnicodeError) as exc:
         # tarfile parses numbers and PAX records from the bytes; malformed ones raise these.
-        raise ArchiveRejected(f"malformed tar header: {_bounded(exc)}") from None
-
-
-def _bounded(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
-
-
-class _Budget:
-    """The caps, applied to what members declare, before their bytes are read."""
-
-    def __init__(self, compressed_size: int, caps: Caps) -> None:
-        self._limit = caps.max_uncompressed
-        self._ratio_limit = max(caps.max_ratio * max(compressed_size, 1), RATIO_FLOOR)
-        self._caps = caps
-        self.declared = 0
-
-    def claim(self, member: tarfile.TarInfo) -> None:
-        self.declared += member.size
-        if self.declared > self._limit:
-            raise ArchiveRejected(
-                f"archive bomb: members declare more than {self._limit // 2**20} MiB "
-                f"({_shown(member.name)} declares {member.size} bytes; [hub] max_uncompressed_mb)"
-            )
-        if self.declared > self._ratio_limit:
-            raise ArchiveRejected(
-                f"archive bomb: members declare more than {self._caps.max_ratio:g}x the "
-                f"compressed size ({_shown(member.name)} declares {member.size} bytes; "
-                "[hub] max_ratio)"
-            )
+        raise ArchiveRejected(f"malformed tar header: {bounded(str(exc), SHOWN)}") from None
 
 
 def _walk(
-    metered: _Metered, compression: str, extract_to: Path | None, budget: _Budget
+    metered: _Metered, compression: str, extract_to: Path | None, limits: _Limits
 ) -> ArchiveFacts:
     directories: set[str] = {""}
     file_names: set[str] = set()
@@ -282,10 +266,11 @@ def _walk(
                 if extract_to is not None:
                     (extract_to / name).mkdir(parents=True, exist_ok=True)
                 continue
-            budget.claim(member)
+            size += member.size
+            why = f"{_shown(member.name)} declares {member.size} bytes; "
+            limits.check(size, "members declare", why)
             file_names.add(name)
             files += 1
-            size += member.size
             if "/" not in name:
                 root_files.add(name)
             if extract_to is not None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mirror.core.redact import bounded
 from mirror.core.s3 import conditional_put, error_code
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ def renewed(lease: Lease, ttl: float) -> Iterator[None]:
             try:
                 kept = lease.renew()
             except Exception as exc:  # the store is unreachable: try again next time
-                log.warning("%s: could not renew the lease: %s", lease.job, _short(exc))
+                log.warning("%s: could not renew the lease: %s", lease.job, bounded(str(exc), 300))
                 continue
             if not kept:
                 log.error("%s: lost the leader lease while running", lease.job)
@@ -258,14 +259,9 @@ def renewed(lease: Lease, ttl: float) -> Iterator[None]:
             log.warning(
                 "%s: could not release the lease (%s); it expires within %.0f s",
                 lease.job,
-                _short(exc),
+                bounded(str(exc), 300),
                 ttl,
             )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) <= 300 else text[:300] + "..."
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
 from mirror.core.hosts import HostPolicy, HostRefused
-from mirror.core.redact import redact_text, redact_url
+from mirror.core.redact import redact_url, shown
 from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
 
 CHUNK = 1024 * 1024
@@ -229,9 +229,9 @@ def _fetch_once(
                     if progress:
                         progress(len(chunk))
         except (requests.ConnectionError, requests.Timeout, ReadTimeoutError) as exc:
-            raise _Transient(f"{type(exc).__name__}: {_short(exc)}") from None
+            raise _Transient(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as exc:
-            raise _Transient(f"connection broken: {_short(exc)}") from None
+            raise _Transient(f"connection broken: {shown(str(exc), 200)}") from None
         if size is not None and count != size:
             raise DownloadError(f"truncated: got {count} of {size} bytes")
         got = sink.finish()
@@ -307,8 +307,3 @@ class _Sink:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-
-def _short(exc: BaseException) -> str:
-    text = redact_text(str(exc))
-    return text if len(text) < 200 else text[:200] + "..."
