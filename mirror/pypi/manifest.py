@@ -42,17 +42,7 @@ class Manifest:
     def from_bytes(cls, data: bytes) -> Manifest:
         doc = json.loads(data)
         target = Target(doc["target"]["python"], doc["target"]["platform"])
-        files = [
-            Wheel(
-                project=f["project"],
-                version=f["version"],
-                filename=f["filename"],
-                url=f.get("url", ""),
-                sha256=f["sha256"],
-                size=f.get("size"),
-            )
-            for f in doc["files"]
-        ]
+        files = [Wheel.from_json(f) for f in doc["files"]]
         return cls(target, tuple(doc["requirements"]), files, doc.get("synced_at", ""))
 
     def has(self, wheel: Wheel) -> bool:

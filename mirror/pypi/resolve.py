@@ -14,7 +14,9 @@ import subprocess
 import tempfile
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -36,6 +38,11 @@ class Wheel:
     url: str
     sha256: str
     size: int | None
+    # What installers read from the index besides the file (PEP 691/700/658/592):
+    upload_time: str | None = None  # upstream's, ISO 8601 UTC
+    requires_python: str | None = None  # from the wheel's own METADATA
+    metadata_sha256: str | None = None  # the METADATA file, a blob of its own
+    yanked: bool | str = False  # upstream's: True, or the reason given
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -45,7 +52,27 @@ class Wheel:
             "sha256": self.sha256,
             "size": self.size,
             "url": self.url,
+            "upload_time": self.upload_time,
+            "requires_python": self.requires_python,
+            "metadata_sha256": self.metadata_sha256,
+            "yanked": self.yanked,
         }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Wheel:
+        yanked = doc.get("yanked", False)
+        return cls(
+            project=doc["project"],
+            version=doc["version"],
+            filename=doc["filename"],
+            url=doc.get("url", ""),
+            sha256=doc["sha256"],
+            size=doc.get("size"),
+            upload_time=doc.get("upload_time"),
+            requires_python=doc.get("requires_python"),
+            metadata_sha256=doc.get("metadata_sha256"),
+            yanked=yanked if isinstance(yanked, (bool, str)) else bool(yanked),
+        )
 
 
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
@@ -225,9 +252,19 @@ def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
                 url=str(wheel["url"]),
                 sha256=str(sha256),
                 size=int(size) if isinstance(size, int) else None,
+                upload_time=_utc(wheel.get("upload-time")),
             )
         )
     return sorted(chosen, key=lambda w: w.project)
+
+
+def _utc(value: object) -> str | None:
+    """uv writes upload-time as a TOML datetime; keep it as PEP 700's ISO 8601 text."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    return None
 
 
 def resolve_target(requirements: tuple[str, ...], target: Target, upstream: str) -> list[Wheel]:

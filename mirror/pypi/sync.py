@@ -7,11 +7,12 @@ in line after the commit, from the store, so it can always be rebuilt from the s
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from mirror.core.config import Config, PypiConfig, Target
 from mirror.core.errors import ServiceError
@@ -19,6 +20,7 @@ from mirror.core.hosts import HostPolicy
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.pypi.file_facts import read_pages, settle_all
 from mirror.pypi.lag import record_lag
 from mirror.pypi.manifest import Manifest, load_all, load_manifest, save_manifest
 from mirror.pypi.resolve import ResolveError, Wheel, resolve_target
@@ -29,6 +31,10 @@ class Published(Protocol):
     count: int  # files the index was shown to hold, newly
     failures: list[Failure]
     offered_after: float  # seconds into publishing when the index offered every file
+
+
+def _as_set(wheels: list[Wheel]) -> set[str]:
+    return {json.dumps(w.as_json(), sort_keys=True) for w in wheels}
 
 
 def fetch_policy(pypi: PypiConfig) -> FetchPolicy:
@@ -124,9 +130,13 @@ class PypiSync:
             plan = _Plan({}, {}, {})
             try:
                 self._resolve(plan, report, head_start)
+                # Upstream's word on each file (upload time, yanked) comes while it downloads.
+                projects = {w.project for ws in plan.wheels.values() for w in ws}
+                entries = side.submit(read_pages, pages, projects)
                 self._download(plan, report, head_start)
             finally:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
+            self._settle(plan, report, entries.result())
             self._commit(plan, report)
             # Upstream's newest versions, for the status page; off the critical path.
             lag = side.submit(record_lag, self.store, pages, pypi.requirements)
@@ -218,7 +228,21 @@ class PypiSync:
         self.progress.close()
         report.timings["download_verify_store"] = time.monotonic() - t0
 
-    # -- 3. commit -------------------------------------------------------------------
+    # -- 3. what the index says besides the bytes ------------------------------------
+    def _settle(
+        self, plan: _Plan, report: SyncReport, entries: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        t0 = time.monotonic()
+        failed = {f.name for f in report.failures}
+        known = {w.sha256: w for m in load_all(self.store) for w in m.files}
+        wanted = [w for ws in plan.wheels.values() for w in ws if w.filename not in failed]
+        settled, failures = settle_all(self.store, wanted, entries, known)
+        report.failures.extend(failures)
+        for target_id, wheels in plan.wheels.items():
+            plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
+        report.timings["settle"] = time.monotonic() - t0
+
+    # -- 4. commit -------------------------------------------------------------------
     def _commit(self, plan: _Plan, report: SyncReport) -> None:
         failed = {f.name for f in report.failures}
         for target_id, wheels in plan.wheels.items():
@@ -236,8 +260,8 @@ class PypiSync:
             same = (
                 old is not None
                 and old.requirements == self.config.pypi.requirements
-                and {(w.filename, w.sha256) for w in old.files}
-                == {(w.filename, w.sha256) for w in wheels}
+                # A fact that changed upstream (a yank) is a change: the pages show it.
+                and _as_set(old.files) == _as_set(wheels)
             )
             if same:
                 continue
@@ -247,7 +271,7 @@ class PypiSync:
             save_manifest(self.store, manifest)
             report.committed.append(target_id)
 
-    # -- 4. devpi --------------------------------------------------------------------
+    # -- 5. devpi --------------------------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:
         assert self.index is not None
         t0 = time.monotonic()

@@ -18,9 +18,13 @@ from mirror.core.storage import (
     S3Store,
     StoreError,
     blob_key,
+    open_seekable,
     update_document,
 )
+from mirror.pypi.core_metadata import MetadataError, extract
+from mirror.pypi.resolve import Wheel
 from tests.support.servers import MotoServer
+from tests.support.wheels import WheelSpec, build_wheel
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -214,3 +218,32 @@ def test_touch_restamps_a_blob_and_says_when_it_is_gone(store: BlobStore) -> Non
     assert store.get_versioned("no/such.json") is None
     store.delete_blob(sha)
     assert not store.touch_blob(sha)
+
+
+def test_a_wheels_metadata_is_read_without_reading_the_wheel(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = WheelSpec("big", "1.0", noise=8_000_000, requires_python=">=3.9")
+    data = build_wheel(spec)
+    sha = put_blob(store, data)
+    ranged = []
+    open_range = store.open_range
+    monkeypatch.setattr(
+        store, "open_range", lambda s, start, n: ranged.append(n) or open_range(s, start, n)
+    )
+    with open_seekable(store, sha) as blob:
+        blob.seek(-4, 2)
+        assert blob.read() == data[-4:]
+    wheel = Wheel("big", "1.0", spec.filename, "", sha, len(data))
+    got = extract(store, wheel, declared=hashlib.sha256(spec.metadata()).hexdigest())
+    assert got.requires_python == ">=3.9"
+    if store.local_path(sha) is None:  # S3: a few ranged GETs, not the 8 MB
+        assert 0 < sum(ranged) < 1_000_000, ranged
+    with store.open_blob(got.sha256) as reader:
+        assert reader.read() == spec.metadata()
+    # An upstream that declares other METADATA than the wheel holds is refused.
+    with pytest.raises(MetadataError, match=r"declares core-metadata sha256 0+, the wheel"):
+        extract(store, wheel, declared="0" * 64)
+    not_a_wheel = Wheel("big", "1.0", spec.filename, "", put_blob(store, b"PK junk"), 7)
+    with pytest.raises(MetadataError, match="not a readable wheel"):
+        extract(store, not_a_wheel)

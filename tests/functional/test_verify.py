@@ -64,7 +64,8 @@ def test_clean_mirror_verifies_and_proves_the_install(synced: tuple[Config, Loca
     config, store = synced
     report = run_verify(config, store, services_for_sync)
     assert report.ok, report.problems
-    assert report.scrub.checked == 2 and report.devpi.clean
+    # Two wheels and the METADATA blob of each (the index's core-metadata).
+    assert report.scrub.checked == 4 and report.devpi.clean
     (proof,) = report.targets
     assert proof.ok and "imported alpha" in proof.detail
     if can_unshare():
@@ -104,6 +105,18 @@ def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: 
     ] == ["missing"]
     assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
     assert store.has_blob(beta.sha256)
+
+
+def test_a_missing_metadata_blob_is_found_and_fetched_again_from_upstream(
+    synced: tuple[Config, LocalStore], upstream: Upstream
+) -> None:
+    config, store = synced
+    beta = upstream.files["beta-1.0-py3-none-any.whl"]
+    store.delete_blob(beta.metadata_sha256)
+    (problem,) = run_verify(config, store, services_for_sync, install=False).scrub.problems
+    assert problem.kind == "missing" and problem.names == ["beta-1.0-py3-none-any.whl.metadata"]
+    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
+    assert store.has_blob(beta.metadata_sha256)
 
 
 def test_file_deleted_from_devpi_is_found_and_pushed_again(

@@ -31,6 +31,16 @@ class Hosted:
     spec: WheelSpec
     data: bytes
     behaviour: str = "ok"
+    uploaded: str = "2024-01-02T03:04:05.123456Z"
+    yanked: bool | str = False
+    # Serves (and declares the hash of) METADATA that is not the wheel's: no dependencies.
+    lies_about_metadata: bool = False
+
+    @property
+    def served_metadata(self) -> bytes:
+        if self.lies_about_metadata:
+            return WheelSpec(self.spec.name, self.spec.version).metadata()
+        return self.spec.metadata()
 
     @property
     def sha256(self) -> str:
@@ -38,7 +48,7 @@ class Hosted:
 
     @property
     def metadata_sha256(self) -> str:
-        return hashlib.sha256(self.spec.metadata()).hexdigest()
+        return hashlib.sha256(self.served_metadata).hexdigest()
 
 
 class Upstream(LoopbackHttpServer):
@@ -52,8 +62,10 @@ class Upstream(LoopbackHttpServer):
         self._lock = threading.Lock()
         self.index_url = f"{self.url}/simple/"
 
-    def add(self, spec: WheelSpec, behaviour: str = "ok") -> Hosted:
+    def add(self, spec: WheelSpec, behaviour: str = "ok", uploaded: str | None = None) -> Hosted:
         hosted = Hosted(spec, build_wheel(spec), behaviour)
+        if uploaded:
+            hosted.uploaded = uploaded
         self.files[spec.filename] = hosted
         return hosted
 
@@ -68,6 +80,7 @@ class Upstream(LoopbackHttpServer):
         return {
             "meta": {"api-version": "1.1"},
             "name": project,
+            "versions": sorted({h.spec.version for h in files}),
             "files": [
                 {
                     "filename": h.spec.filename,
@@ -75,6 +88,8 @@ class Upstream(LoopbackHttpServer):
                     "hashes": {"sha256": h.sha256},
                     "size": len(h.data),
                     "core-metadata": {"sha256": h.metadata_sha256},
+                    "upload-time": h.uploaded,
+                    "yanked": h.yanked,
                 }
                 for h in files
             ],
@@ -91,7 +106,7 @@ class Upstream(LoopbackHttpServer):
             hosted = self.files.get(path[len("/files/") : -len(".metadata")])
             if hosted is None:
                 return _send(req, 404, b"no such file", "text/plain")
-            return _send(req, 200, hosted.spec.metadata(), "text/plain")
+            return _send(req, 200, hosted.served_metadata, "text/plain")
         if path.startswith("/files/"):
             return self._serve_file(req, path[len("/files/") :])
         return _send(req, 404, b"not found", "text/plain")

@@ -20,6 +20,7 @@ class WheelSpec:
     tag: str = "py3-none-any"
     padding: int = 0  # extra bytes of payload, to make a wheel bigger (they compress away)
     noise: int = 0  # incompressible bytes, for a wheel that is big on the wire too
+    requires_python: str = ""
 
     @property
     def module(self) -> str:
@@ -31,6 +32,8 @@ class WheelSpec:
 
     def metadata(self) -> bytes:
         lines = ["Metadata-Version: 2.1", f"Name: {self.name}", f"Version: {self.version}"]
+        if self.requires_python:
+            lines.append(f"Requires-Python: {self.requires_python}")
         lines += [f"Requires-Dist: {r}" for r in self.requires]
         return ("\n".join(lines) + "\n").encode()
 

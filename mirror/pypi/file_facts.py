@@ -1,0 +1,116 @@
+"""What an index says about a file besides its bytes, settled before a manifest commits.
+
+upload-time (PEP 700) and yanked (PEP 592) are upstream's word, read from its PEP 691
+page; requires-python and the METADATA blob (PEP 658) come from the verified wheel. Facts
+already known for a sha256 are kept, so a no-op sync opens no wheel; a page upstream
+cannot give keeps the last facts it gave.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from mirror.core.redact import bounded
+from mirror.core.runs import Failure
+from mirror.core.storage import BlobStore, StoreError
+from mirror.core.upstream import ProjectPages
+from mirror.pypi.core_metadata import MetadataError, extract
+from mirror.pypi.resolve import Wheel
+
+PAGE_WORKERS = 8
+REASON_LIMIT = 500
+
+
+def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Upstream's entry for each file of these projects, by filename."""
+    with ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="pages") as pool:
+        docs = list(pool.map(pages.get, sorted(set(projects))))
+    entries: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        for entry in (doc or {}).get("files", []):
+            if isinstance(entry.get("filename"), str):
+                entries[entry["filename"]] = entry
+    return entries
+
+
+def _upload_time(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None  # an index's word that is not a time is no word
+    return value
+
+
+def _yanked(value: object) -> bool | str:
+    if isinstance(value, str):
+        return bounded(value, REASON_LIMIT)
+    return value is True
+
+
+def _declared_metadata(entry: Mapping[str, Any]) -> str | None:
+    # PEP 714 renamed dist-info-metadata to core-metadata; indexes send either.
+    for key in ("core-metadata", "dist-info-metadata"):
+        value = entry.get(key)
+        if isinstance(value, dict) and isinstance(value.get("sha256"), str):
+            return str(value["sha256"])
+    return None
+
+
+def settle(
+    store: BlobStore,
+    wheel: Wheel,
+    entry: Mapping[str, Any] | None,
+    known: Wheel | None,
+) -> Wheel:
+    """The wheel with every fact an installer reads; raises MetadataError or StoreError."""
+    if entry is not None and (entry.get("hashes") or {}).get("sha256") != wheel.sha256:
+        entry = None  # upstream now lists other bytes under this name: not this file's facts
+    upload_time = wheel.upload_time or (known.upload_time if known else None)
+    yanked = known.yanked if known else False
+    if entry is not None:
+        upload_time = _upload_time(entry.get("upload-time")) or upload_time
+        yanked = _yanked(entry.get("yanked"))
+    facts: dict[str, Any] = {"upload_time": upload_time, "yanked": yanked}
+    if known and known.metadata_sha256 and store.has_blob(known.metadata_sha256):
+        facts |= {
+            "metadata_sha256": known.metadata_sha256,
+            "requires_python": known.requires_python,
+        }
+    else:
+        declared = _declared_metadata(entry) if entry is not None else None
+        metadata = extract(store, wheel, declared)
+        facts |= {"metadata_sha256": metadata.sha256, "requires_python": metadata.requires_python}
+    return dataclasses.replace(wheel, **facts)
+
+
+def settle_all(
+    store: BlobStore,
+    wheels: Iterable[Wheel],
+    entries: Mapping[str, Mapping[str, Any]],
+    known: Mapping[str, Wheel],
+    workers: int = 2,
+) -> tuple[dict[str, Wheel], list[Failure]]:
+    """Each wheel (by sha256) settled; a wheel whose METADATA cannot be served fails."""
+    settled: dict[str, Wheel] = {}
+    failures: list[Failure] = []
+
+    def one(wheel: Wheel) -> tuple[Wheel, Wheel | Failure]:
+        try:
+            return wheel, settle(store, wheel, entries.get(wheel.filename), known.get(wheel.sha256))
+        except (MetadataError, StoreError) as exc:
+            return wheel, Failure(wheel.filename, wheel.url, str(exc))
+
+    unique = {w.sha256: w for w in wheels}
+    with ThreadPoolExecutor(workers, thread_name_prefix="metadata") as pool:
+        for wheel, outcome in pool.map(one, unique.values()):
+            if isinstance(outcome, Failure):
+                failures.append(outcome)
+            else:
+                settled[wheel.sha256] = outcome
+    return settled, failures
