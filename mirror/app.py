@@ -19,6 +19,7 @@ def create_app(
     config: Config, store: BlobStore | None = None, runner: JobRunner | None = None
 ) -> Flask:
     from hub_cache.routes import blueprint as hub_pages
+    from mirror.fleet_index import blueprint as fleet_index
     from mirror.jobs import registry
     from mirror.proxy import entry_point
     from mirror.pypi.simple_pages import blueprint as pypi_pages
@@ -30,6 +31,7 @@ def create_app(
     app = bind(Flask("tfmirror"), config, store, entry_point(config).base_url)
     app.extensions[RUNNER] = runner or JobRunner(config, store, registry())
     app.register_blueprint(pypi_pages)
+    app.register_blueprint(fleet_index)
     app.register_blueprint(hub_pages)
     app.register_blueprint(ops_pages)
     json_errors(app)

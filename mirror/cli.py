@@ -393,6 +393,7 @@ def _pick_target(config: Config, wanted: str | None) -> str:
 
 def cmd_lock(config: Config, args: argparse.Namespace) -> int:
     from mirror.core.storage import open_store
+    from mirror.proxy import entry_point
     from mirror.pypi.lockfile import render_lock
     from mirror.pypi.manifest import load_manifest
 
@@ -404,7 +405,7 @@ def cmd_lock(config: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    text = render_lock(manifest, config.devpi.index_url)
+    text = render_lock(manifest, entry_point(config).index_url)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
@@ -541,10 +542,11 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     import json
 
     from mirror.core.storage import open_store
+    from mirror.proxy import entry_point
     from sync_jobs.page import render_text
     from sync_jobs.status import collect_status
 
-    status = collect_status(config, open_store(config.storage))
+    status = collect_status(config, open_store(config.storage), entry_point(config).index_url)
     if args.json:
         print(json.dumps(status.as_json(), indent=1))
         return EXIT_OK

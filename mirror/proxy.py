@@ -146,7 +146,9 @@ def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
     if proxied or public:
         base = public or config.proxy.base_url
         return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, proxied)
-    return EntryPoint(config.devpi.index_url, config.web.base_url, False)
+    # The pages are the fronts' (mirror.fleet_index); their file links lead to devpi.
+    base = config.web.base_url
+    return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, False)
 
 
 class NginxProcess:

@@ -13,7 +13,7 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mirror.core.context import app_config, app_store
+from mirror.core.context import app_config, app_public_url, app_store
 from mirror.core.lease import JobBusy
 from mirror.core.storage import StoreError
 from sync_jobs.metrics import render_metrics
@@ -65,7 +65,9 @@ class StatusCache:
 
 
 def _build() -> Status:
-    return collect_status(app_config(), app_store())
+    config = app_config()
+    index_url = f"{app_public_url()}/{config.devpi.index}/+simple/"
+    return collect_status(config, app_store(), index_url)
 
 
 def _cache() -> StatusCache:

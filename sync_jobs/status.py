@@ -164,7 +164,8 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
-def collect_status(config: Config, store: BlobStore) -> Status:
+def collect_status(config: Config, store: BlobStore, index_url: str) -> Status:
+    """`index_url`: the index the fleet reads (what `tfmirror pip-conf` prints)."""
     jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
     manifests = load_all(store)
     mirrored: dict[str, set[str]] = {}
@@ -200,5 +201,5 @@ def collect_status(config: Config, store: BlobStore) -> Status:
         lag=_lag(config, mirrored, store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
-        devpi_index=config.devpi.index_url,
+        devpi_index=index_url,
     )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
@@ -37,6 +38,17 @@ class PublishedFile(Protocol):
 
     @property
     def size(self) -> int | None: ...
+
+
+def devpi_file_relpath(sha256: str, filename: str) -> str:
+    """Where, under its index, devpi serves a mirror index's file whose link carries a
+    sha256: its filestore.key_from_link splits the hash into +f/<3 hex>/<13 hex>/. The
+    fleet's pages link there; every push checks that devpi still agrees."""
+    return f"+f/{sha256[:3]}/{sha256[3:16]}/{filename}"
+
+
+def devpi_file_path(index: str, sha256: str, filename: str) -> str:
+    return f"/{index}/{devpi_file_relpath(sha256, filename)}"
 
 
 class DevpiIndex:
@@ -105,10 +117,15 @@ def push_to_devpi(
     with ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull") as pool:
         futures = {}
         for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
-            if wheel.sha256 in offered:
-                futures[pool.submit(devpi.fetch_sha256, offered[wheel.sha256])] = wheel
-            else:
+            url = offered.get(wheel.sha256)
+            expected = devpi_file_path(devpi.index, wheel.sha256, wheel.filename)
+            if url is None:
                 result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
+            elif not urlsplit(url).path.endswith(expected):
+                reason = f"devpi offers it at {urlsplit(url).path}, not at {expected}"
+                result.failures.append(Failure(wheel.filename, "", reason))
+            else:
+                futures[pool.submit(devpi.fetch_sha256, url)] = wheel
         for future in as_completed(futures):
             wheel = futures[future]
             try:

@@ -1,6 +1,8 @@
-"""PEP 503/691 simple pages over the verified store: devpi's mirror_url points here.
+"""PEP 503/691/700 simple pages over the verified store.
 
-Only files some manifest lists are offered, so devpi can never hold or serve a file the
+`/simple/` is what devpi's mirror_url points at, with files from the store; the fleet's
+own index (mirror.fleet_index) renders the same pages with links to devpi's files. Only
+files some manifest lists are offered, so devpi can never hold or serve a file the
 mirror has not verified and committed.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from flask import Blueprint, Flask, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
@@ -27,7 +29,8 @@ blueprint = Blueprint("pypi", __name__)
 
 
 def _wants_json() -> bool:
-    best = request.accept_mimetypes.best_match([PEP691_JSON, PEP691_HTML, "text/html"])
+    # On a tie (*/*, a browser, curl) HTML, as PyPI does; pip and uv rank JSON first.
+    best = request.accept_mimetypes.best_match([PEP691_HTML, "text/html", PEP691_JSON])
     return best == PEP691_JSON
 
 
@@ -48,40 +51,74 @@ def _page(title: str, links: list[str]) -> str:
     )
 
 
-@blueprint.get("/simple/")
-def project_list() -> Response:
-    names = sorted(_published())
+def project_list(names: list[str]) -> Response:
     doc = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]}
     links = [f'<a href="{html.escape(n)}/">{html.escape(n)}</a>' for n in names]
     return _respond(doc, _page("Simple index", links))
 
 
-@blueprint.get("/simple/<project>/")
-def project_page(project: str) -> Response:
-    name = canonicalize_name(project)
-    files = _published().get(name)
-    if not files:
-        abort(404, description=f"{project} is not mirrored here")
-    wheels = sorted(files.values(), key=lambda w: w.filename)
+def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "filename": wheel.filename,
+        "url": url,
+        "hashes": {"sha256": wheel.sha256},
+        "size": wheel.size,
+    }
+    if wheel.upload_time:
+        doc["upload-time"] = wheel.upload_time
+    if wheel.requires_python:
+        doc["requires-python"] = wheel.requires_python
+    if wheel.metadata_sha256:
+        # PEP 714's name, and PEP 658's for installers from before it.
+        doc["core-metadata"] = doc["dist-info-metadata"] = {"sha256": wheel.metadata_sha256}
+    if wheel.yanked is not False:
+        doc["yanked"] = wheel.yanked
+    return doc
+
+
+def _file_link(wheel: Wheel, url: str) -> str:
+    attrs = [f'href="{html.escape(url)}#sha256={wheel.sha256}"']
+    if wheel.requires_python:
+        attrs.append(f'data-requires-python="{html.escape(wheel.requires_python)}"')
+    if wheel.metadata_sha256:
+        spec = f"sha256={wheel.metadata_sha256}"
+        attrs.append(f'data-core-metadata="{spec}" data-dist-info-metadata="{spec}"')
+    if wheel.yanked is not False:
+        reason = wheel.yanked if isinstance(wheel.yanked, str) else ""
+        attrs.append(f'data-yanked="{html.escape(reason)}"')
+    return f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a>"
+
+
+def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], str]) -> Response:
+    """One project's page (PEP 503/691/700): every fact installers read about each file."""
+    wheels = sorted(files, key=lambda w: w.filename)
     doc = {
         "meta": {"api-version": "1.1"},
         "name": name,
         "versions": sorted({w.version for w in wheels}),
-        "files": [
-            {
-                "filename": w.filename,
-                "url": _file_url(w),
-                "hashes": {"sha256": w.sha256},
-                "size": w.size,
-            }
-            for w in wheels
-        ],
+        "files": [_file_doc(w, file_url(w)) for w in wheels],
     }
-    links = [
-        f'<a href="{html.escape(_file_url(w))}#sha256={w.sha256}">{html.escape(w.filename)}</a>'
-        for w in wheels
-    ]
+    links = [_file_link(w, file_url(w)) for w in wheels]
     return _respond(doc, _page(f"Links for {name}", links))
+
+
+def published_project(project: str) -> tuple[str, list[Wheel]]:
+    """A project's mirrored files, or 404."""
+    name = canonicalize_name(project)
+    files = published().get(name)
+    if not files:
+        abort(404, description=f"{project} is not mirrored here")
+    return name, list(files.values())
+
+
+@blueprint.get("/simple/")
+def devpi_project_list() -> Response:
+    return project_list(sorted(published()))
+
+
+@blueprint.get("/simple/<project>/")
+def devpi_project_page(project: str) -> Response:
+    return project_page(*published_project(project), file_url=_file_url)
 
 
 def _file_url(wheel: Wheel) -> str:
@@ -90,11 +127,25 @@ def _file_url(wheel: Wheel) -> str:
 
 @blueprint.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
-    store = app_store()
     if not any(
-        filename in files and files[filename].sha256 == sha256 for files in _published().values()
+        filename in files and files[filename].sha256 == sha256 for files in published().values()
     ):
         abort(404, description=f"{filename} with sha256 {sha256} is not mirrored here")
+    return blob_response(sha256, filename)
+
+
+def metadata_response(filename: str) -> Response:
+    """A mirrored wheel's METADATA file (PEP 658), from its own blob."""
+    for files in published().values():
+        wheel = files.get(filename)
+        if wheel is not None and wheel.metadata_sha256:
+            return blob_response(wheel.metadata_sha256, f"{filename}.metadata")
+    abort(404, description=f"{filename} has no core metadata here")
+
+
+def blob_response(sha256: str, filename: str) -> Response:
+    """An immutable blob, named `filename`: zero-copy from disk where the store has it."""
+    store = app_store()
     path = store.local_path(sha256)
     if path is not None:
         resp = send_file(
@@ -118,7 +169,7 @@ def file(sha256: str, filename: str) -> Response:
     return resp
 
 
-def _published() -> dict[str, dict[str, Wheel]]:
+def published() -> dict[str, dict[str, Wheel]]:
     return published_files(app_store())
 
 

@@ -140,7 +140,8 @@ def test_up_without_nginx_says_how_to_get_it_and_serves_directly(
 ) -> None:
     banner, stderr = run_up(own_devpi_config, tmp_path, str(tmp_path / "no" / "nginx"))
     config = load_config(str(own_devpi_config))
-    assert f"index-url = {config.devpi.index_url}" in banner
+    # The fronts' pages, whose file links the front sends on to devpi.
+    assert f"index-url = {config.web.base_url}/fleet/pypi/+simple/" in banner
     hint = [ln for ln in stderr.splitlines() if "nginx" in ln]
     assert len(hint) == 1 and "apt-get install nginx-light" in hint[0], stderr
 

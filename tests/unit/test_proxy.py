@@ -34,7 +34,13 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     assert "listen 127.0.0.1:9000 backlog=4096;" in text
     # Every proxied location keeps the Host the node used (nginx drops inherited
     # proxy_set_header lines where a location sets its own).
-    assert text.count("proxy_set_header Host $http_host;") == 3
+    assert text.count("proxy_set_header Host $http_host;") == 4
+    # The index's pages and each wheel's METADATA come from the fronts, files from devpi.
+    index = text[text.index("location ^~ /tfmirror/pypi/ {") :]
+    pages = index[index.index(r"location ~ /\+simple/ {") :]
+    assert pages.index("proxy_pass http://tfmirror_front;") < pages.index("}")
+    metadata = index[index.index(r"location ~ /\+f/.*\.metadata$ {") :]
+    assert metadata.index("proxy_pass http://tfmirror_front;") < metadata.index("}")
 
 
 def test_on_s3_or_an_external_devpi_nothing_is_sent_from_a_folder_we_do_not_have(
@@ -64,7 +70,8 @@ def test_the_fleet_is_told_the_entry_point_only_when_nginx_will_run(tmp_path: Pa
     ):
         config = parse_config(off, tmp_path)
         assert find_nginx(config) is None
-        assert entry_point(config).index_url == "http://127.0.0.1:3141/tfmirror/pypi/+simple/"
+        # The fronts' pages (devpi's lack upload-time), whose file links lead to devpi.
+        assert entry_point(config).index_url == "http://127.0.0.1:8080/tfmirror/pypi/+simple/"
 
 
 def test_pip_conf_names_the_entry_point(tmp_path: Path) -> None:

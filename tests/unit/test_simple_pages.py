@@ -18,6 +18,8 @@ PEP691 = "application/vnd.pypi.simple.v1+json"
 DATA = b"wheel bytes"
 SHA = hashlib.sha256(DATA).hexdigest()
 FILENAME = "My_Pkg-1.0-py3-none-any.whl"
+META = b"Metadata-Version: 2.1\nName: my-pkg\nVersion: 1.0\nRequires-Python: >=3.9\n"
+META_SHA = hashlib.sha256(META).hexdigest()
 
 
 @pytest.fixture
@@ -26,7 +28,21 @@ def client(tmp_path: Path) -> FlaskClient:
     writer = store.new_blob()
     writer.write(DATA)
     writer.publish(SHA)
-    wheel = Wheel("my-pkg", "1.0", FILENAME, "https://up/x.whl", SHA, len(DATA))
+    wheel = Wheel(
+        "my-pkg",
+        "1.0",
+        FILENAME,
+        "https://up/x.whl",
+        SHA,
+        len(DATA),
+        upload_time="2024-01-02T03:04:05Z",
+        requires_python=">=3.9",
+        metadata_sha256=META_SHA,
+        yanked="a <bad> build",
+    )
+    meta = store.new_blob()
+    meta.write(META)
+    meta.publish(META_SHA)
     save_manifest(store, Manifest(Target("3.11", "win_amd64"), ("my-pkg",), [wheel], "t"))
     # A blob that is stored but listed by no manifest must never be offered.
     stray = store.new_blob()
@@ -76,3 +92,29 @@ def test_unknown_project_and_unlisted_blob_are_404(client: FlaskClient) -> None:
     assert client.get(f"/files/{stray}/stray-1.0-py3-none-any.whl").status_code == 404
     assert client.get(f"/files/{SHA}/other-1.0-py3-none-any.whl").status_code == 404
     assert client.get("/files/../../etc/passwd").status_code == 404
+
+
+def test_the_fleets_index_links_devpis_files_with_every_fact_installers_read(
+    client: FlaskClient,
+) -> None:
+    page = "/tfmirror/pypi/+simple/my-pkg/"
+    (entry,) = client.get(page, headers={"Accept": PEP691}).get_json()["files"]
+    assert entry["url"] == f"../../+f/{SHA[:3]}/{SHA[3:16]}/{FILENAME}"
+    assert entry["upload-time"] == "2024-01-02T03:04:05Z"
+    assert entry["size"] == len(DATA)
+    assert entry["requires-python"] == ">=3.9"
+    assert entry["core-metadata"] == entry["dist-info-metadata"] == {"sha256": META_SHA}
+    assert entry["yanked"] == "a <bad> build"
+    html = client.get(page).get_data(as_text=True)
+    assert 'data-yanked="a &lt;bad&gt; build"' in html
+    assert 'data-requires-python="&gt;=3.9"' in html
+    assert f'data-core-metadata="sha256={META_SHA}"' in html
+    assert client.get(f"/tfmirror/pypi/+f/{SHA[:3]}/{SHA[3:16]}/{FILENAME}.metadata").data == META
+    # Without nginx the front sends a file request on to devpi, which holds the bytes.
+    moved = client.get(f"/tfmirror/pypi/+f/{SHA[:3]}/{SHA[3:16]}/{FILENAME}")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == (
+        f"http://127.0.0.1:3141/tfmirror/pypi/+f/{SHA[:3]}/{SHA[3:16]}/{FILENAME}"
+    )
+    assert client.get("/other/index/+simple/my-pkg/").status_code == 404
+    assert client.get("/tfmirror/pypi/+simple/nothing-here/").status_code == 404
