@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,3 +49,33 @@ port = {free_port()}
 requirements = [{reqs}]
 {extra}""")
     return path
+
+
+def wrk(
+    url: str, clients: int, seconds: int, headers: Sequence[str] = ()
+) -> tuple[float, float, int, int]:
+    """wrk (C, epoll) as the load: a Python client would eat the two cores it measures.
+    Returns p50 and p99 in ms, requests done, and non-2xx/3xx answers."""
+    extra = [arg for header in headers for arg in ("-H", header)]
+    out = subprocess.run(
+        ["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{seconds}s", "--latency", *extra, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    percent = {}
+    for line in out.split("Latency Distribution")[1].splitlines()[1:5]:
+        label, value = line.split()
+        percent[label] = _ms(value)
+    requests_done = int(out.split(" requests in ")[0].split()[-1])
+    errors = 0
+    if "Non-2xx or 3xx responses:" in out:
+        errors = int(out.split("Non-2xx or 3xx responses:")[1].split()[0])
+    return percent["50%"], percent["99%"], requests_done, errors
+
+
+def _ms(value: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    raise ValueError(value)

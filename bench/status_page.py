@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from bench.common import wrk
 from hub_cache.models import ModelManifest, save_model
 from mirror.core.config import Target
 from mirror.core.runs import RunRecord, record_keys
@@ -66,32 +67,6 @@ def fill(store: LocalStore, records: int) -> None:
         handle = f"https://tfhub.dev/google/m{i}/1"
         model = ModelManifest(handle, f"google/m{i}/1", f"{i:064x}", 100_000_000, "2026", "x")
         save_model(store, model)
-
-
-def wrk(url: str, clients: int, seconds: int) -> tuple[float, float, int, int]:
-    """wrk (C, epoll) as the load: a Python client would eat the two cores it measures."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    percent = {}
-    for line in out.split("Latency Distribution")[1].splitlines()[1:5]:
-        label, value = line.split()
-        percent[label] = _ms(value)
-    requests_done = int(out.split(" requests in ")[0].split()[-1])
-    errors = 0
-    if "Non-2xx or 3xx responses:" in out:
-        errors = int(out.split("Non-2xx or 3xx responses:")[1].split()[0])
-    return percent["50%"], percent["99%"], requests_done, errors
-
-
-def _ms(value: str) -> float:
-    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-        if value.endswith(unit):
-            return float(value[: -len(unit)]) * factor
-    raise ValueError(value)
 
 
 def main() -> None:
