@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mirror.core.config import Config, ConfigError, handle_path, host_target, load_config
 from mirror.core.lease import JobBusy
@@ -51,6 +51,22 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a TCP port (use 1 to 65535)")
     return port
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A size like 700M or 4G (binary units) or plain bytes."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    number = text[: -len(unit)] if unit else text
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 700M, 4G)") from None
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is under 1M; parts that small help no one")
+    return size
 
 
 def _hours(text: str) -> float:
@@ -151,6 +167,22 @@ def _parser() -> argparse.ArgumentParser:
         "--grace-hours", type=_hours, metavar="H", help="override [schedule] gc_grace_hours"
     )
     _wait_flag(gc)
+    bundle = sub.add_parser("bundle", help="carry the mirror across an air gap, signed")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    keygen = bundle_sub.add_parser("keygen", help="make an ed25519 key pair for bundles")
+    keygen.add_argument("--out", required=True, metavar="DIR")
+    exp = bundle_sub.add_parser("export", help="write what the inner mirror lacks, signed")
+    exp.add_argument("--key", required=True, metavar="KEY", help="the bundle.key to sign with")
+    exp.add_argument("-o", "--output", required=True, metavar="DIR", help="a new folder")
+    since = exp.add_mutually_exclusive_group()
+    since.add_argument("--since", metavar="ID", help="only blobs newer than export ID")
+    since.add_argument("--full", action="store_true", help="every blob (a new inner mirror)")
+    exp.add_argument("--max-part-size", type=_size, metavar="SIZE", help="e.g. 4G for FAT32")
+    _wait_flag(exp)
+    bimp = bundle_sub.add_parser("import", help="check a bundle and serve what it brought")
+    bimp.add_argument("path", metavar="PATH")
+    bimp.add_argument("--trust", required=True, metavar="PUBKEY", help="the outer bundle.pub")
+    _wait_flag(bimp)
     status = sub.add_parser("status", help="what the status page shows")
     status.add_argument("--json", action="store_true", help="the /api/status document")
     return parser
@@ -264,6 +296,79 @@ def _sync_hub(config: Config, store: BlobStore) -> int:
             print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_bundle(config: Config, args: argparse.Namespace) -> int:
+    from bundle.keys import KeyFileError, keygen, load_private, load_public
+    from bundle.layout import BundleError
+
+    try:
+        if args.bundle_command == "keygen":
+            private, public = keygen(Path(args.out))
+            print(f"private key (keep it on the outer side): {private}\npublic key: {public}")
+            return EXIT_OK
+        if args.bundle_command == "export":
+            return _bundle_export(config, args, load_private(Path(args.key)))
+        return _bundle_import(config, args, load_public(Path(args.trust)))
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
+    except BundleError as exc:
+        print(f"tfmirror: bundle refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
+    from bundle.export import export
+    from mirror.core.storage import open_store
+
+    store = open_store(config.storage)
+    runner = _runner(config, store)
+    # The manifests a sync commits mid-export would not match the blobs carried.
+    with runner.hold("pypi", wait=args.wait), runner.hold("hub", wait=args.wait):
+        done = export(store, key, Path(args.output), args.since, args.full, args.max_part_size)
+    follows = f"follows {done.follows}" if done.follows else "full"
+    print(
+        f"{done.id}\t{follows}; {done.blobs} blobs, {done.bytes / 1e6:.1f} MB, {done.parts} parts"
+    )
+    return EXIT_OK
+
+
+def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> int:
+    from bundle.importer import import_bundle
+    from mirror.core.storage import open_store
+
+    store = open_store(config.storage)
+    runner = _runner(config, store)
+    with runner.hold("pypi", wait=args.wait), runner.hold("hub", wait=args.wait):
+        done = import_bundle(store, Path(args.path), trusted)
+        print(
+            f"imported {done.id}: {done.manifests} manifests, {done.new_blobs} new blobs, "
+            f"{done.bytes / 1e6:.1f} MB checked"
+        )
+        return _offer_in_devpi(config, store)
+
+
+def _offer_in_devpi(config: Config, store: BlobStore) -> int:
+    """devpi offers and holds what the manifests list, as after a sync."""
+    from mirror.devpi.client import DevpiError
+    from mirror.devpi.server import DevpiStartError
+    from mirror.pypi.manifest import load_all
+    from mirror.services import services_for_sync
+
+    files = {w.sha256: w for m in load_all(store) for w in m.files}
+    if not files:
+        return EXIT_OK
+    try:
+        with services_for_sync(config, store) as devpi:
+            devpi.prepare()
+            result = devpi.publish(files, changed=True)
+    except (DevpiError, DevpiStartError) as exc:
+        print(f"tfmirror: devpi: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for failure in result.failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    print(f"devpi holds {result.count} new files")
+    return EXIT_FAILED if result.failures else EXIT_OK
 
 
 def cmd_hub(config: Config, args: argparse.Namespace) -> int:
@@ -571,6 +676,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "lock": cmd_lock,
     "targets": cmd_targets,
     "hub": cmd_hub,
+    "bundle": cmd_bundle,
     "scheduler": cmd_scheduler,
     "verify": cmd_verify,
     "gc": cmd_gc,

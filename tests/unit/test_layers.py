@@ -2,7 +2,7 @@
 imports inside functions (grimp reads every import statement in a module).
 
     composition root   mirror.app, mirror.cli, mirror.jobs, mirror.services, mirror.progress
-    jobs and proofs    sync_jobs | verify
+    jobs and proofs    sync_jobs | verify | bundle
     the sides          mirror.devpi.client | hub_cache      (peers: neither imports the other)
                        mirror.pypi
     core               mirror.core                   (imports nothing of ours)
@@ -19,7 +19,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("mirror", "hub_cache", "sync_jobs", "verify")
+PACKAGES = ("mirror", "hub_cache", "sync_jobs", "verify", "bundle")
 
 
 def test_the_layers_contract_holds() -> None:

@@ -1,0 +1,1 @@
+"""Signed, incremental bundles that carry a mirror across an air gap on removable media."""

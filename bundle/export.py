@@ -1,0 +1,113 @@
+"""Export on the outer mirror: the manifests, and the blobs the inner side lacks.
+
+Each export is remembered in the store (state/bundle/exports/<id>.json, with the blobs
+it carried), so the next one carries only what came since: the inner side has every
+blob of the chain it imported. Bytes stream from the store to the parts, re-hashed on
+the way (a blob that rotted in the store is not carried over); memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bundle.contents import read_manifests, referenced
+from bundle.layout import CHUNK, INDEX, SIGNATURE, BundleError, Index, Item, PartWriter
+from mirror.core.storage import BlobNotFound, BlobStore
+
+EXPORTS = "state/bundle/exports"
+LAST_EXPORT = "state/bundle/last-export"
+
+
+@dataclass(frozen=True)
+class Exported:
+    id: str
+    follows: str | None
+    blobs: int
+    bytes: int
+    parts: int
+
+
+def _record(store: BlobStore, bundle_id: str) -> dict[str, object]:
+    data = store.get(f"{EXPORTS}/{bundle_id}.json")
+    if data is None:
+        raise BundleError(f"no export {bundle_id} was made from this mirror")
+    doc: dict[str, object] = json.loads(data)
+    return doc
+
+
+def carried_through(store: BlobStore, bundle_id: str) -> set[str]:
+    """Every blob the chain of exports ending at `bundle_id` carried."""
+    blobs: set[str] = set()
+    current: str | None = bundle_id
+    while current is not None:
+        doc = _record(store, current)
+        blobs.update(str(b) for b in doc["blobs"])  # type: ignore[attr-defined]
+        follows = doc.get("follows")
+        current = None if follows is None else str(follows)
+    return blobs
+
+
+def last_export(store: BlobStore) -> str | None:
+    data = store.get(LAST_EXPORT)
+    return data.decode().strip() if data else None
+
+
+def export(
+    store: BlobStore,
+    key: Ed25519PrivateKey,
+    out: Path,
+    since: str | None = None,
+    full: bool = False,
+    max_part_size: int | None = None,
+) -> Exported:
+    follows = None if full else (since or last_export(store))
+    have = carried_through(store, follows) if follows else set()
+    if out.exists() and any(out.iterdir()):
+        raise BundleError(f"{out} is not empty; export writes into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    manifests = read_manifests(store)
+    wanted = {sha: size for sha, size in referenced(manifests).items() if sha not in have}
+    now = datetime.now(UTC)
+    index = Index(f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", follows, now.isoformat())
+    writer = PartWriter(out, max_part_size)
+    for name, data in sorted(manifests.items()):
+        writer.write(data)
+        index.items.append(Item("manifest", name, hashlib.sha256(data).hexdigest(), len(data)))
+    for sha in sorted(wanted):
+        index.items.append(_copy_blob(store, sha, writer))
+    index.parts = writer.close()
+    body = index.to_bytes()
+    (out / INDEX).write_bytes(body)
+    (out / SIGNATURE).write_bytes(key.sign(body))
+    record = {"id": index.id, "follows": follows, "blobs": sorted(wanted)}
+    store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
+    store.put(LAST_EXPORT, index.id.encode())
+    blob_bytes = sum(i.size for i in index.items if i.kind == "blob")
+    return Exported(index.id, follows, len(wanted), blob_bytes, len(index.parts))
+
+
+def _copy_blob(store: BlobStore, sha: str, writer: PartWriter) -> Item:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with store.open_blob(sha) as reader:
+            while chunk := reader.read(CHUNK):
+                digest.update(chunk)
+                writer.write(chunk)
+                size += len(chunk)
+    except BlobNotFound:
+        raise BundleError(
+            f"blob {sha} is referenced but not in the store: run verify --fix"
+        ) from None
+    if digest.hexdigest() != sha:
+        raise BundleError(
+            f"blob {sha} in the store hashes to {digest.hexdigest()}: run verify --fix"
+        )
+    return Item("blob", sha, sha, size)

@@ -1,0 +1,136 @@
+"""Import on the inner mirror: signature, order, every byte, then the commit.
+
+Nothing served changes until the whole bundle verified: blobs are published under their
+own sha256 as they check out (unreferenced, so invisible, and gc spares young ones);
+the manifests, the commit point, are written only after every part, every item and
+every blob the manifests refer to is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from bundle.contents import MANIFESTS, read_manifests, referenced
+from bundle.keys import verifies
+from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
+from mirror.core.storage import BlobStore, HashingWriter
+
+IMPORTED = "state/bundle/imported"
+MAX_MANIFEST = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Imported:
+    id: str
+    follows: str | None
+    new_blobs: int
+    bytes: int
+    manifests: int
+
+
+def last_import(store: BlobStore) -> str | None:
+    data = store.get(IMPORTED)
+    return json.loads(data)["id"] if data else None
+
+
+def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
+    index_path, sig_path = folder / INDEX, folder / SIGNATURE
+    for path in (index_path, sig_path):
+        if not path.is_file():
+            raise BundleError(f"{path} is missing: not a bundle folder")
+    if index_path.stat().st_size > MAX_INDEX:
+        raise BundleError(f"{index_path} is over {MAX_INDEX} bytes")
+    body = index_path.read_bytes()
+    if not verifies(trusted, sig_path.read_bytes()[:1024], body):
+        raise BundleError(
+            "the signature does not verify with the trusted key: "
+            "a bundle signed by another key, or an index altered after signing"
+        )
+    return Index.from_bytes(body)
+
+
+def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> Imported:
+    index = read_index(folder, trusted)
+    last = last_import(store)
+    if index.follows is not None and index.follows != last:
+        raise BundleError(
+            f"bundle {index.id} follows {index.follows}, but this mirror last imported "
+            f"{last or 'nothing'}: import the bundles in order, or a --full one"
+        )
+    reader = PartReader(folder, index.parts)
+    manifests: dict[str, bytes] = {}
+    new_blobs = moved = 0
+    for item in index.items:
+        if item.kind == "manifest":
+            manifests[item.name] = _read_manifest(reader, item)
+        elif item.kind == "blob":
+            new_blobs += _copy_blob(store, reader, item)
+            moved += item.size
+        else:
+            raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
+    reader.finish()
+    missing = [sha for sha in referenced(manifests) if not store.has_blob(sha)]
+    if missing:
+        raise BundleError(
+            f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
+            f"(first {missing[0]}): import the bundle it follows first, or a --full one"
+        )
+    _commit(store, manifests)
+    store.put(IMPORTED, json.dumps({"id": index.id, "follows": index.follows}).encode())
+    return Imported(index.id, index.follows, new_blobs, moved, len(manifests))
+
+
+def _read_manifest(reader: PartReader, item: Item) -> bytes:
+    if not item.name.startswith(MANIFESTS) or ".." in item.name.split("/"):
+        raise BundleError(f"the index lists a manifest outside manifests/: {item.name[:200]!r}")
+    if item.size > MAX_MANIFEST:
+        raise BundleError(f"manifest {item.name} declares {item.size} bytes, over the limit")
+    data = reader.read(item.size)
+    if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
+        raise BundleError(f"manifest {item.name} does not match its sha256 in the index")
+    return data
+
+
+def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
+    """Copy one blob, verified; 1 if it was new here. Known blobs are read past, still
+    hashed as part of their part."""
+    if item.name != item.sha256:
+        raise BundleError(f"blob item {item.name[:80]!r} is not named by its sha256")
+    known = store.has_blob(item.sha256)
+    sink = None if known else HashingWriter(store.new_blob())
+    digest = hashlib.sha256()
+    left = item.size
+    try:
+        while left:
+            chunk = reader.read(min(CHUNK, left))
+            if not chunk:
+                raise BundleError(f"the parts end inside blob {item.sha256}")
+            digest.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+            left -= len(chunk)
+        if digest.hexdigest() != item.sha256:
+            raise BundleError(f"blob {item.sha256} arrived as other bytes ({digest.hexdigest()})")
+        if sink is not None:
+            sink.publish()
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    return 0 if known else 1
+
+
+def _commit(store: BlobStore, manifests: dict[str, bytes]) -> None:
+    """The inner mirror's manifests become the bundle's: new and changed ones written,
+    ones the outer mirror no longer has removed."""
+    current = read_manifests(store)
+    for key, data in sorted(manifests.items()):
+        if current.get(key) != data:
+            store.put(key, data)
+    for key in current.keys() - manifests.keys():
+        store.delete(key)
