@@ -20,16 +20,12 @@ def read_manifests(store: BlobStore) -> dict[str, bytes]:
     return out
 
 
-def referenced(manifests: Mapping[str, bytes]) -> dict[str, int | None]:
-    """sha256 -> size (None: unknown) of every blob these manifests refer to."""
-    blobs: dict[str, int | None] = {}
+def referenced(manifests: Mapping[str, bytes]) -> set[str]:
+    """The sha256 of every blob these manifests refer to."""
+    blobs: set[str] = set()
     for key, data in manifests.items():
         if key.startswith(PYPI_MANIFESTS + "/"):
-            for wheel in Manifest.from_bytes(data).files:
-                blobs[wheel.sha256] = wheel.size
-                if wheel.metadata_sha256:
-                    blobs.setdefault(wheel.metadata_sha256, None)
+            blobs.update(blob.sha256 for blob in Manifest.from_bytes(data).blobs())
         elif key.startswith(HUB_MANIFESTS + "/"):
-            model = ModelManifest.from_bytes(data)
-            blobs[model.sha256] = model.size
+            blobs.add(ModelManifest.from_bytes(data).sha256)
     return blobs

@@ -73,7 +73,7 @@ def export(
         raise BundleError(f"{out} is not empty; export writes into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     manifests = read_manifests(store)
-    wanted = {sha: size for sha, size in referenced(manifests).items() if sha not in have}
+    wanted = referenced(manifests) - have
     now = datetime.now(UTC)
     index = Index(f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", follows, now.isoformat())
     writer = PartWriter(out, max_part_size)

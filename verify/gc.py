@@ -35,8 +35,7 @@ class GcReport:
 
 
 def referenced_shas(store: BlobStore) -> set[str]:
-    wheels = [w for m in load_all(store) for w in m.files]
-    shas = {w.sha256 for w in wheels} | {w.metadata_sha256 for w in wheels if w.metadata_sha256}
+    shas = {blob.sha256 for m in load_all(store) for blob in m.blobs()}
     return shas | {m.sha256 for m in load_models(store)}
 
 

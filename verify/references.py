@@ -29,12 +29,8 @@ def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
             ref.sources.append(source)
 
     for manifest in load_all(store):
-        for wheel in manifest.files:
-            add(wheel.sha256, wheel.size, wheel.filename, wheel.url)
-            if wheel.metadata_sha256:
-                # Upstream serves the same bytes beside the wheel (PEP 658), if it has them.
-                source = f"{wheel.url}.metadata" if wheel.url else ""
-                add(wheel.metadata_sha256, None, f"{wheel.filename}.metadata", source)
+        for blob in manifest.blobs():
+            add(blob.sha256, blob.size, blob.name, blob.source)
     configured = {m.handle: m for m in config.hub.models}
     for model in load_models(store):
         hub_model = configured.get(model.handle)

@@ -22,7 +22,6 @@ from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
 
 PAGE_WORKERS = 8
-REASON_LIMIT = 500
 
 
 def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -49,7 +48,7 @@ def _upload_time(value: object) -> str | None:
 
 def _yanked(value: object) -> bool | str:
     if isinstance(value, str):
-        return bounded(value, REASON_LIMIT)
+        return bounded(value)  # as long as any reason the mirror shows
     return value is True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
@@ -16,6 +17,14 @@ PYPI_MANIFESTS = "manifests/pypi"
 
 def manifest_key(target_id: str) -> str:
     return f"{PYPI_MANIFESTS}/{target_id}.json"
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    sha256: str
+    size: int | None  # None: not recorded
+    name: str  # what it is: a wheel's file name, or that name + ".metadata"
+    source: str  # where upstream serves it, "" if nowhere
 
 
 @dataclass
@@ -44,6 +53,15 @@ class Manifest:
         target = Target(doc["target"]["python"], doc["target"]["platform"])
         files = [Wheel.from_json(f) for f in doc["files"]]
         return cls(target, tuple(doc["requirements"]), files, doc.get("synced_at", ""))
+
+    def blobs(self) -> Iterator[BlobRef]:
+        """Every blob this manifest refers to: each wheel, and its METADATA file."""
+        for wheel in self.files:
+            yield BlobRef(wheel.sha256, wheel.size, wheel.filename, wheel.url)
+            if wheel.metadata_sha256:
+                # Upstream serves the same bytes beside the wheel (PEP 658), if it has them.
+                source = f"{wheel.url}.metadata" if wheel.url else ""
+                yield BlobRef(wheel.metadata_sha256, None, f"{wheel.filename}.metadata", source)
 
     def has(self, wheel: Wheel) -> bool:
         return any(f.filename == wheel.filename and f.sha256 == wheel.sha256 for f in self.files)

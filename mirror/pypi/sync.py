@@ -96,6 +96,9 @@ class _Plan:
     wheels: dict[str, list[Wheel]]  # per target id
     targets: dict[str, Target]
     to_fetch: dict[str, Wheel]  # by sha256
+    # What the committed manifests held when the sync began, by sha256: read once, for
+    # skipping known files and for the facts already settled for them.
+    known: dict[str, Wheel] = field(default_factory=dict)
 
 
 class PypiSync:
@@ -161,7 +164,9 @@ class PypiSync:
     def _resolve(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
-        have = {(w.filename, w.sha256) for m in load_all(self.store) for w in m.files}
+        committed = [w for m in load_all(self.store) for w in m.files]
+        plan.known = {w.sha256: w for w in committed}
+        have = {(w.filename, w.sha256) for w in committed}
         for target in pypi.targets:
             try:
                 wheels = self.resolver(pypi.requirements, target, pypi.upstream)
@@ -234,9 +239,8 @@ class PypiSync:
     ) -> None:
         t0 = time.monotonic()
         failed = {f.name for f in report.failures}
-        known = {w.sha256: w for m in load_all(self.store) for w in m.files}
         wanted = [w for ws in plan.wheels.values() for w in ws if w.filename not in failed]
-        settled, failures = settle_all(self.store, wanted, entries, known)
+        settled, failures = settle_all(self.store, wanted, entries, plan.known)
         report.failures.extend(failures)
         for target_id, wheels in plan.wheels.items():
             plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
