@@ -2,8 +2,14 @@
 
 Nothing served changes until the whole bundle verified: blobs are published under their
 own sha256 as they check out (unreferenced, so invisible, and gc spares young ones);
-the manifests, the commit point, are written only after every part, every item and
-every blob the manifests refer to is in place.
+the manifests are written only after every part, every item and every blob the
+manifests refer to is in place.
+
+The commit point is one document, the journal (state/bundle/committing.json): every
+manifest to write and to delete, written at once. A kill before it leaves the store as
+it was; a kill after it is finished by `recover` (run by the next import and by `up`),
+so the store never stays a mix of two bundles. devpi's offer comes last and is
+remembered in state/bundle/imported ("offered"), so an interrupted one is redone too.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -21,6 +28,7 @@ from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index
 from mirror.core.storage import BlobStore, HashingWriter
 
 IMPORTED = "state/bundle/imported"
+JOURNAL = "state/bundle/committing.json"
 MAX_MANIFEST = 64 * 1024 * 1024
 
 
@@ -31,11 +39,43 @@ class Imported:
     new_blobs: int
     bytes: int
     manifests: int
+    again: bool = False  # this bundle was the last one imported: nothing new to check
+
+
+def _imported(store: BlobStore) -> dict[str, Any]:
+    data = store.get(IMPORTED)
+    return dict(json.loads(data)) if data else {}
 
 
 def last_import(store: BlobStore) -> str | None:
-    data = store.get(IMPORTED)
-    return json.loads(data)["id"] if data else None
+    last = _imported(store).get("id")
+    return None if last is None else str(last)
+
+
+def needs_offer(store: BlobStore) -> bool:
+    """True while devpi has not yet offered what the last import brought."""
+    return _imported(store).get("offered") is False
+
+
+def pending(store: BlobStore) -> bool:
+    """True if a crash left an import to finish: its commit, or devpi's offer."""
+    return store.get(JOURNAL) is not None or needs_offer(store)
+
+
+def mark_offered(store: BlobStore) -> None:
+    doc = _imported(store)
+    if doc:
+        store.put(IMPORTED, json.dumps({**doc, "offered": True}).encode())
+
+
+def recover(store: BlobStore) -> str | None:
+    """Finish a commit a crash interrupted; return its bundle id, or None if none was."""
+    data = store.get(JOURNAL)
+    if data is None:
+        return None
+    journal = json.loads(data)
+    _apply(store, journal)
+    return str(journal["id"])
 
 
 def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
@@ -56,7 +96,10 @@ def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
 
 def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> Imported:
     index = read_index(folder, trusted)
+    recover(store)
     last = last_import(store)
+    if index.id == last:
+        return Imported(index.id, index.follows, 0, 0, 0, again=True)
     if index.follows is not None and index.follows != last:
         raise BundleError(
             f"bundle {index.id} follows {index.follows}, but this mirror last imported "
@@ -80,8 +123,7 @@ def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> 
             f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
             f"(first {missing[0]}): import the bundle it follows first, or a --full one"
         )
-    _commit(store, manifests)
-    store.put(IMPORTED, json.dumps({"id": index.id, "follows": index.follows}).encode())
+    _commit(store, index, manifests)
     return Imported(index.id, index.follows, new_blobs, moved, len(manifests))
 
 
@@ -125,12 +167,28 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
     return 0 if known else 1
 
 
-def _commit(store: BlobStore, manifests: dict[str, bytes]) -> None:
+def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None:
     """The inner mirror's manifests become the bundle's: new and changed ones written,
-    ones the outer mirror no longer has removed."""
+    ones the outer mirror no longer has removed. The journal is the commit point."""
     current = read_manifests(store)
-    for key, data in sorted(manifests.items()):
-        if current.get(key) != data:
-            store.put(key, data)
-    for key in current.keys() - manifests.keys():
+    changed = {k: v for k, v in sorted(manifests.items()) if current.get(k) != v}
+    journal = {
+        "id": index.id,
+        "follows": index.follows,
+        # Manifests are JSON text; surrogateescape keeps any byte as it came.
+        "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
+        "delete": sorted(current.keys() - manifests.keys()),
+    }
+    store.put(JOURNAL, json.dumps(journal).encode())
+    _apply(store, journal)
+
+
+def _apply(store: BlobStore, journal: dict[str, Any]) -> None:
+    """Idempotent: a crash anywhere in here is finished by running it again."""
+    for key, text in journal["write"].items():
+        store.put(key, text.encode("utf-8", "surrogateescape"))
+    for key in journal["delete"]:
         store.delete(key)
+    done = {"id": journal["id"], "follows": journal["follows"], "offered": False}
+    store.put(IMPORTED, json.dumps(done).encode())
+    store.delete(JOURNAL)

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -253,8 +253,8 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.storage)
     runner = _runner(config, store)
     codes = [EXIT_OK]
-    if args.side in ("pypi", "all") and not config.pypi.enabled:
-        print("pypi: no [pypi] requirements (a hub-only mirror); nothing to sync")
+    if args.side in ("pypi", "all") and not config.pypi.syncs:
+        print(f"pypi: {config.pypi.why_no_sync}; nothing to sync")
     elif args.side in ("pypi", "all"):
         with runner.hold("pypi", wait=args.wait):
             codes.append(_sync_pypi(config, store, args.no_devpi))
@@ -317,15 +317,23 @@ def cmd_bundle(config: Config, args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+@contextmanager
+def _keep_syncs_out(runner: JobRunner, wait: bool) -> Iterator[None]:
+    """A bundle holds both syncs' leases: manifests a sync commits mid-export would not
+    match the blobs carried, and an import rewrites them. Bundles record their own runs."""
+    with runner.hold("pypi", wait, record=False), runner.hold("hub", wait, record=False):
+        yield
+
+
 def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
-    from bundle.export import export
+    from bundle.runs import export_recorded
     from mirror.core.storage import open_store
 
     store = open_store(config.storage)
     runner = _runner(config, store)
-    # The manifests a sync commits mid-export would not match the blobs carried.
-    with runner.hold("pypi", wait=args.wait), runner.hold("hub", wait=args.wait):
-        done = export(store, key, Path(args.output), args.since, args.full, args.max_part_size)
+    out = Path(args.output)
+    with _keep_syncs_out(runner, args.wait):
+        done = export_recorded(store, key, out, args.since, args.full, args.max_part_size)
     follows = f"follows {done.follows}" if done.follows else "full"
     print(
         f"{done.id}\t{follows}; {done.blobs} blobs, {done.bytes / 1e6:.1f} MB, {done.parts} parts"
@@ -334,41 +342,32 @@ def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
 
 
 def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> int:
-    from bundle.importer import import_bundle
+    from bundle.runs import import_recorded
     from mirror.core.storage import open_store
+    from mirror.services import offer_manifests
 
     store = open_store(config.storage)
     runner = _runner(config, store)
-    with runner.hold("pypi", wait=args.wait), runner.hold("hub", wait=args.wait):
-        done = import_bundle(store, Path(args.path), trusted)
+    with _keep_syncs_out(runner, args.wait):
+        done, held, failures = import_recorded(
+            store, Path(args.path), trusted, lambda: offer_manifests(config, store)
+        )
+    if done.again:
+        print(f"{done.id} is the last bundle imported here: nothing new to check")
+    else:
         print(
             f"imported {done.id}: {done.manifests} manifests, {done.new_blobs} new blobs, "
             f"{done.bytes / 1e6:.1f} MB checked"
         )
-        return _offer_in_devpi(config, store)
+    return _report_offer(held, failures)
 
 
-def _offer_in_devpi(config: Config, store: BlobStore) -> int:
-    """devpi offers and holds what the manifests list, as after a sync."""
-    from mirror.devpi.client import DevpiError
-    from mirror.devpi.server import DevpiStartError
-    from mirror.pypi.manifest import load_all
-    from mirror.services import services_for_sync
-
-    files = {w.sha256: w for m in load_all(store) for w in m.files}
-    if not files:
-        return EXIT_OK
-    try:
-        with services_for_sync(config, store) as devpi:
-            devpi.prepare()
-            result = devpi.publish(files, changed=True)
-    except (DevpiError, DevpiStartError) as exc:
-        print(f"tfmirror: devpi: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    for failure in result.failures:
+def _report_offer(held: int, failures: list[Any]) -> int:
+    for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
-    print(f"devpi holds {result.count} new files")
-    return EXIT_FAILED if result.failures else EXIT_OK
+    if held:
+        print(f"devpi holds {held} new files")
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def cmd_hub(config: Config, args: argparse.Namespace) -> int:
@@ -564,6 +563,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
             running.enter_context(devpi_proc)
         if proxy is not None:
             running.enter_context(proxy)
+        _resume_bundle(config, store, runner)
         # The syncs first, so the mirror serves before `up` says it does; verify and gc
         # (if overdue) then run in the background.
         outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
@@ -587,6 +587,21 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(code)
     return code
+
+
+def _resume_bundle(config: Config, store: BlobStore, runner: JobRunner) -> None:
+    """An import a crash interrupted is finished before the mirror says it serves."""
+    from bundle.importer import pending
+    from bundle.runs import resume
+    from mirror.services import offer_manifests
+
+    if not pending(store):
+        return
+    with _keep_syncs_out(runner, wait=True):
+        finished, failures = resume(store, lambda: offer_manifests(config, store))
+    if finished:
+        print(f"bundle {finished}: finished the import a crash interrupted", flush=True)
+    _report_offer(0, failures)
 
 
 def _banner(entry: EntryPoint) -> None:

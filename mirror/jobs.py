@@ -18,8 +18,8 @@ log = logging.getLogger("tfmirror.pypi")
 
 
 def pypi_job(config: Config, store: BlobStore, trigger: str) -> bool:
-    if not config.pypi.enabled:
-        log.info("pypi sync: no [pypi] requirements (a hub-only mirror); nothing to do")
+    if not config.pypi.syncs:
+        log.info("pypi sync: %s; nothing to do", config.pypi.why_no_sync)
         return True
     try:
         with services_for_sync(config, store) as index:

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from mirror.core.config import Config
+from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer, answers
 from mirror.devpi.client import DevpiClient, DevpiError
 from mirror.devpi.publish import DevpiIndex
-from mirror.devpi.server import DevpiProcess, user_password
+from mirror.devpi.server import DevpiProcess, DevpiStartError, user_password
+from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
 
 
@@ -35,3 +37,18 @@ def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
             app = simple_pages_app(config, store)
             stack.enter_context(WebServer(app, config.web.host, config.web.port))
         yield DevpiIndex(client, store, config.devpi_mirror_url)
+
+
+def offer_manifests(config: Config, store: BlobStore) -> tuple[int, list[Failure]]:
+    """devpi offers and holds what the manifests list, as after a sync (for what came
+    by another way than a sync: a bundle). Returns the files newly held, and failures."""
+    files = {w.sha256: w for m in load_all(store) for w in m.files}
+    if not files:
+        return 0, []
+    try:
+        with services_for_sync(config, store) as devpi:
+            devpi.prepare()
+            result = devpi.publish(files, changed=True)
+    except (DevpiError, DevpiStartError) as exc:
+        return 0, [Failure("devpi", config.devpi.url, str(exc))]
+    return result.count, result.failures

@@ -96,14 +96,17 @@ class JobRunner:
             return False
 
     @contextmanager
-    def hold(self, job: str, wait: bool = False) -> Iterator[Lease]:
+    def hold(self, job: str, wait: bool = False, record: bool = True) -> Iterator[Lease]:
         """Hold `job`'s lease around the caller's own run of it (the CLI); raises JobBusy
-        while another holder has it, or waits for it with `wait`."""
+        while another holder has it, or waits for it with `wait`. `record=False`: the
+        caller is another job that only keeps this one out, and records its own runs."""
         ttl = self.config.schedule.lease_seconds
         with holding(self.lock, job, ttl, wait, self.sleep) as lease, self._tracked(job):
             try:
                 yield lease
             except Exception as exc:
+                if not record:
+                    raise
                 raise record_crash(self.store, job, "manual", exc) from exc
 
     @contextmanager

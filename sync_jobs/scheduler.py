@@ -56,11 +56,11 @@ def overdue(config: Config, store: BlobStore, job: str, now: datetime | None = N
 
 
 def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
-    """Jobs with a schedule; a hub-only mirror has no PyPI side to sync."""
+    """Jobs with a schedule; a hub-only or inner mirror has no PyPI side to sync."""
     return [
         (job, cron)
         for job, cron in config.schedule.jobs
-        if cron and (job != "pypi" or config.pypi.enabled)
+        if cron and (job != "pypi" or config.pypi.syncs)
     ]
 
 

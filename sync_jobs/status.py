@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from hub_cache.models import load_models
 from mirror.core.config import Config
-from mirror.core.runs import VERIFY_STATE, Failure, Outcome, read_index
+from mirror.core.runs import BUNDLE_JOB, VERIFY_STATE, Failure, Outcome, read_index
 from mirror.core.storage import BlobStore
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import load_all
@@ -33,6 +33,7 @@ class LastRun:
     outcome: Outcome
     counts: dict[str, int]
     bytes: int
+    bundle: str | None = None  # the bundle a bundle run exported or imported
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class JobStatus:
     last_error: Failure | None  # the first error of a failed last run
     error_count: int
     totals: Totals
+    can_run: bool = True  # the page's button can start it (bundles need a folder)
 
     @property
     def failing(self) -> bool:
@@ -130,6 +132,7 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
             outcome=Outcome(latest["outcome"]),
             counts=latest.get("counts", {}),
             bytes=latest.get("bytes", 0),
+            bundle=latest.get("bundle"),
         )
     errors = latest.get("errors", []) if latest and last and last.outcome is not Outcome.OK else []
     return JobStatus(
@@ -141,6 +144,7 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
         last_error=Failure.from_json(errors[0]) if errors else None,
         error_count=len(errors),
         totals=Totals(**{k: int(totals.get(k, 0)) for k in ("runs", "failed", "bytes")}),
+        can_run=job != BUNDLE_JOB,
     )
 
 
@@ -167,6 +171,8 @@ def _version_key(text: str) -> Version:
 def collect_status(config: Config, store: BlobStore, index_url: str) -> Status:
     """`index_url`: the index the fleet reads (what `tfmirror pip-conf` prints)."""
     jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
+    if read_index(store, BUNDLE_JOB, "latest.json") is not None:
+        jobs.append(_job(config, store, BUNDLE_JOB, ""))  # only where bundles are made or read
     manifests = load_all(store)
     mirrored: dict[str, set[str]] = {}
     targets = []

@@ -147,6 +147,18 @@ class PypiConfig:
         """False on a hub-only mirror: no requirements, nothing to sync or prove."""
         return bool(self.requirements)
 
+    @property
+    def syncs(self) -> bool:
+        """False on a hub-only mirror, and on an inner one (upstream "") that only
+        bundles feed."""
+        return self.enabled and bool(self.upstream)
+
+    @property
+    def why_no_sync(self) -> str:
+        if not self.upstream:
+            return 'no upstream (upstream = "": an inner mirror that bundles feed)'
+        return "no [pypi] requirements (a hub-only mirror)"
+
 
 @dataclass(frozen=True)
 class HubModel:
@@ -462,15 +474,17 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
     upstream = s.get("upstream", str, DEFAULT_UPSTREAM, '"https://pypi.org/simple/"')
     s.check(
         "upstream",
-        upstream.startswith(("http://", "https://")),
+        upstream == "" or upstream.startswith(("http://", "https://")),
         upstream,
-        "must be the http(s) URL of a PEP 691 simple index",
+        'must be the http(s) URL of a PEP 691 simple index, or "" for an inner mirror '
+        "that only bundles feed",
     )
-    default = [] if hub_only else list(DEFAULT_REQUIREMENTS)
+    inner = upstream == ""
+    default = [] if hub_only or inner else list(DEFAULT_REQUIREMENTS)
     reqs_raw = s.get("requirements", list, default, '["tensorflow"]')
     s.check(
         "requirements",
-        bool(reqs_raw) or has_models,
+        bool(reqs_raw) or has_models or inner,
         reqs_raw,
         'list at least one, e.g. ["tensorflow"], or list [hub] models for a hub-only mirror',
     )
@@ -491,7 +505,7 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
     return PypiConfig(
         deadline=deadline,
         allow_hosts=allow_hosts,
-        upstream=upstream if upstream.endswith("/") else upstream + "/",
+        upstream=upstream if inner or upstream.endswith("/") else upstream + "/",
         requirements=requirements,
         targets=targets,
         workers=workers,

@@ -22,6 +22,9 @@ RUNS = "runs"
 # The last verify's full result (its run record has the counts): written by verify,
 # read by the status page, which does not import verify.
 VERIFY_STATE = "state/verify.json"
+# Bundle exports and imports are runs too, started by hand with a folder: the page shows
+# them beside the scheduled jobs.
+BUNDLE_JOB = "bundle"
 NAME_LIMIT = 300
 LOG_LIMIT = 100_000
 INDEX_FILES = ("latest.json", "last-success.json", "totals.json")

@@ -3,23 +3,40 @@ real devpi on both sides, pip on the inner side, every refusal with its reason."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from bundle.contents import read_manifests, referenced
+from bundle.importer import JOURNAL, pending
 from mirror.app import create_app
 from mirror.core.config import load_config
-from mirror.core.storage import open_store
+from mirror.core.storage import BlobNotFound, open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy import entry_point
+from tests.support.archives import tar_of_dir
+from tests.support.hub_upstream import HubUpstream
 from tests.support.mirror_env import operator_config
 from tests.support.servers import make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from verify.netns import can_unshare
+
+NO_PROXY = "\n[proxy]\nenabled = false\n"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tfmirror(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,8 +61,8 @@ def sides(tmp_path: Path, upstream: Upstream) -> tuple[Path, Path, Path]:
     (tmp_path / "outer").mkdir()
     (tmp_path / "inner").mkdir()
     outer = operator_config(tmp_path / "outer", upstream.index_url, ["alpha"])
-    # The inner mirror has no way out: its upstream is a port nothing listens on.
-    inner = operator_config(tmp_path / "inner", "http://127.0.0.1:9/simple/", ["alpha"])
+    # The inner mirror names no upstream at all: bundles are all it gets.
+    inner = operator_config(tmp_path / "inner", "", ["alpha"], extra=NO_PROXY)
     assert tfmirror(outer, "sync", "pypi").returncode == 0
     made = tfmirror(outer, "bundle", "keygen", "--out", str(tmp_path / "keys"))
     assert made.returncode == 0, made.stderr
@@ -85,6 +102,10 @@ def test_full_then_incremental_bundles_bring_the_closure_and_pip_installs_inside
         done = tfmirror(inner, "bundle", "import", str(tmp_path / bundle), "--trust", trust)
         assert done.returncode == 0, done.stderr
     assert f"imported {second}" in done.stdout
+    assert manifests(inner) == manifests(outer)
+    # With no upstream, a sync there has nothing to do and changes nothing.
+    idle = tfmirror(inner, "sync", "all")
+    assert idle.returncode == 0 and "pypi: no upstream" in idle.stdout, idle.stderr
     assert manifests(inner) == manifests(outer)
 
     config = load_config(str(inner))
@@ -144,11 +165,25 @@ def test_each_bad_bundle_is_refused_with_its_reason_and_changes_nothing(
     subprocess.run(["cp", "-r", str(tmp_path / "full"), str(missing)], check=True)
     sorted(missing.glob("part-*"))[0].unlink()
     assert "is missing" in refused(inner, missing, pub)
-    # The good ones, in order, still import.
+    # The inner side's status says the last bundle was refused, and why.
+    status = tfmirror(inner, "status")
+    assert status.returncode == 1 and "FAILING: bundle" in status.stdout
+    assert "error: missing: " in status.stdout and "is missing" in status.stdout
+
+    # The good ones, in order, still import, and the status page shows the last one.
     for bundle in ("full", "next"):
         ok = tfmirror(inner, "bundle", "import", str(tmp_path / bundle), "--trust", str(pub))
         assert ok.returncode == 0, ok.stderr
     assert manifests(inner) == manifests(outer)
+    again = tfmirror(inner, "bundle", "import", str(tmp_path / "next"), "--trust", str(pub))
+    assert again.returncode == 0 and "nothing new to check" in again.stdout
+    status = tfmirror(inner, "status")
+    assert status.returncode == 0 and "all jobs ok" in status.stdout
+    runs = open_store(load_config(str(inner)).storage)
+    latest = json.loads(runs.get("runs/bundle/latest.json") or b"{}")
+    assert latest["outcome"] == "ok" and latest["action"] == "import"
+    sent = json.loads((tmp_path / "next" / "bundle.json").read_text())["id"]
+    assert latest["bundle"] == sent
 
 
 def test_bad_key_and_part_size_are_usage_errors(
@@ -173,3 +208,152 @@ def test_bad_key_and_part_size_are_usage_errors(
         "10K",
     )
     assert tiny.returncode == 2 and "under 1M" in tiny.stderr
+
+
+TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and util-linux for unshare -n")
+def test_an_air_gapped_inner_mirror_imports_then_pip_and_hub_load_work_inside(
+    upstream: Upstream, saved_models: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Outer: PyPI and a real SavedModel from local upstreams. Inner: a namespace with
+    loopback only, where the bundles are all that arrives."""
+    models_dir, expected = saved_models
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    with HubUpstream() as hub_up:
+        hub_up.add("google/tfmirror-test/keras/1", tar_of_dir(models_dir / "keras"))
+        source = f"{hub_up.url}/google/tfmirror-test/keras/1?tf-hub-format=compressed"
+        hub = f'\n[hub]\nmodels = [{{handle = "{TFHUB_KERAS}", source = "{source}"}}]\n'
+        (tmp_path / "outer").mkdir()
+        outer = operator_config(tmp_path / "outer", upstream.index_url, ["alpha"], extra=hub)
+        synced = tfmirror(outer, "sync", "all")
+        assert synced.returncode == 0, synced.stderr
+    keys = tmp_path / "keys"
+    assert tfmirror(outer, "bundle", "keygen", "--out", str(keys)).returncode == 0
+    export(outer, tmp_path / "b1", keys, "--full")
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta"]))
+    assert tfmirror(outer, "sync", "pypi").returncode == 0
+    second = export(outer, tmp_path / "b2", keys)
+
+    (tmp_path / "inner").mkdir()
+    inner = operator_config(tmp_path / "inner", "", ["alpha"], extra=NO_PROXY)
+    venv = make_venv(tmp_path / "venv")
+    driver = [
+        *("unshare", "-n", sys.executable, "-m", "tests.support.inner_side"),
+        *(str(inner), str(keys / "bundle.pub"), str(venv), upstream.index_url),
+        *("google/tfmirror-test/keras/1", str(tmp_path / "b1"), str(tmp_path / "b2")),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(driver, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert run.returncode == 0 and steps, run.stderr[-3000:]
+    by_step = {s["step"]: s for s in steps}
+    assert by_step["outer upstream reachable"]["value"] is False  # truly air-gapped
+    imports = [s for s in steps if s["step"] == "import"]
+    assert [s["rc"] for s in imports] == [0, 0], imports
+    assert f"imported {second}" in imports[1]["out"]
+    assert by_step["pip"]["rc"] == 0, by_step["pip"]["err"]
+    assert by_step["version"]["value"] == "2.0"
+    load = by_step["hub.load"]
+    assert load["rc"] == 0, load["err"]
+    got = json.loads(load["outputs"])
+    for name, value in expected["keras"].items():
+        np.testing.assert_allclose(np.array(got[name]), np.array(value), rtol=1e-6)
+    bundle_job = by_step["status"]["bundle"]
+    assert bundle_job["last_run"]["outcome"] == "ok" and bundle_job["last_run"]["bundle"] == second
+    assert manifests(inner) == manifests(outer)
+
+
+def referenced_blobs_whole(config: Path) -> bool:
+    store = open_store(load_config(str(config)).storage)
+    for sha in referenced(read_manifests(store)):
+        digest = hashlib.sha256()
+        try:
+            with store.open_blob(sha) as blob:
+                while chunk := blob.read(1 << 20):
+                    digest.update(chunk)
+        except BlobNotFound:
+            return False
+        if digest.hexdigest() != sha:
+            return False
+    return True
+
+
+def test_kill_9_mid_import_leaves_the_inner_mirror_serving_what_it_served(
+    sides: tuple[Path, Path, Path], upstream: Upstream, tmp_path: Path
+) -> None:
+    """Killed while copying a 40 MB wheel (3 times, as a temporary blob appears) and at
+    random points of a whole import (5 times): each time the manifests are the old set
+    or the new one, never a mix, and every blob they refer to is whole. Then the import
+    completes and pip installs the new release."""
+    outer, inner, keys = sides
+    pub = str(keys / "bundle.pub")
+    export(outer, tmp_path / "b1", keys, "--full")
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b1"), "--trust", pub).returncode == 0
+    old = manifests(inner)
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta"], noise=40_000_000))
+    assert tfmirror(outer, "sync", "pypi").returncode == 0
+    export(outer, tmp_path / "b2", keys, "--max-part-size", "8M")
+    new = manifests(outer)
+    command = [sys.executable, "-m", "mirror.cli", "--config", str(inner), "bundle", "import"]
+    command += [str(tmp_path / "b2"), "--trust", pub]
+
+    # How long a whole import takes, measured on a copy of the inner side.
+    probe = tmp_path / "probe"
+    shutil.copytree(inner.parent, probe, symlinks=True)
+    began = time.monotonic()
+    whole = subprocess.run(
+        [*command[:4], str(probe / inner.name), *command[5:]], capture_output=True, timeout=300
+    )
+    took = time.monotonic() - began
+    assert whole.returncode == 0, whole.stderr
+    shutil.rmtree(probe)
+
+    store = open_store(load_config(str(inner)).storage)
+    rng = random.Random(13)
+    running_when_killed = 0
+    for round_ in range(8):
+        free = load_config(str(inner)).devpi.url.rsplit(":", 1)[1]
+        wait_port_free(int(free))
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if round_ < 3:
+            deadline = time.monotonic() + 60
+            while not list(store.iter_temporaries()) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            time.sleep(rng.uniform(0.05, 0.95) * took)
+        running_when_killed += proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = manifests(inner)
+        if store.get(JOURNAL) is None:  # else: committing, finished by the next run
+            assert now in (old, new), f"round {round_}: a mix of two bundles is served"
+        assert referenced_blobs_whole(inner), f"round {round_}: a referenced blob is not whole"
+        if round_ < 3:
+            assert now == old, f"round {round_}: killed mid-copy yet the manifests changed"
+    assert running_when_killed >= 6, f"only {running_when_killed} of 8 kills hit an import"
+
+    wait_port_free(int(load_config(str(inner)).devpi.url.rsplit(":", 1)[1]))
+    final = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert manifests(inner) == new and not pending(store)
+    config = load_config(str(inner))
+    venv = make_venv(tmp_path / "venv")
+    with (
+        WebServer(create_app(config), config.web.host, config.web.port),
+        DevpiProcess(config.devpi),
+    ):
+        pip = pip_install(venv, entry_point(config, proxied=False).index_url, "alpha==2.0")
+    assert pip.returncode == 0, pip.stderr
+
+
+def wait_port_free(port: int, seconds: float = 15) -> None:
+    """A killed import's devpi dies with it, a moment later."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.1)

@@ -201,3 +201,18 @@ def test_a_hub_only_mirror_needs_no_requirements(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="or list \\[hub\\] models for a hub-only mirror"):
         parse_config({"pypi": {"requirements": []}}, tmp_path)
     assert parse_config({}, tmp_path).pypi.requirements == ("tensorflow", "tensorflow-hub")
+
+
+def test_an_inner_mirror_names_no_upstream_and_schedules_no_pypi_sync(tmp_path: Path) -> None:
+    from sync_jobs.scheduler import scheduled_jobs
+
+    bare = parse_config({"pypi": {"upstream": ""}}, tmp_path)
+    assert bare.pypi.requirements == () and not bare.pypi.syncs
+    # Requirements it lists are what verify proves installs; still nothing to sync.
+    listed = parse_config({"pypi": {"upstream": "", "requirements": ["tensorflow"]}}, tmp_path)
+    assert listed.pypi.enabled and not listed.pypi.syncs
+    assert "an inner mirror that bundles feed" in listed.pypi.why_no_sync
+    assert "pypi" not in dict(scheduled_jobs(listed))
+    assert "pypi" in dict(scheduled_jobs(parse_config({}, tmp_path)))
+    with pytest.raises(ConfigError, match='or "" for an inner mirror'):
+        parse_config({"pypi": {"upstream": "ftp://x/"}}, tmp_path)
