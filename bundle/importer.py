@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
-from mirror.core.storage import BlobStore, HashingWriter
+from mirror.core.storage import BlobStore
 
 IMPORTED = "state/bundle/imported"
 JOURNAL = "state/bundle/committing.json"
@@ -108,15 +108,18 @@ def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> 
     reader = PartReader(folder, index.parts)
     manifests: dict[str, bytes] = {}
     new_blobs = moved = 0
-    for item in index.items:
-        if item.kind == "manifest":
-            manifests[item.name] = _read_manifest(reader, item)
-        elif item.kind == "blob":
-            new_blobs += _copy_blob(store, reader, item)
-            moved += item.size
-        else:
-            raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
-    reader.finish()
+    try:
+        for item in index.items:
+            if item.kind == "manifest":
+                manifests[item.name] = _read_manifest(reader, item)
+            elif item.kind == "blob":
+                new_blobs += _copy_blob(store, reader, item)
+                moved += item.size
+            else:
+                raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
+        reader.finish()
+    finally:
+        reader.close()
     missing = [sha for sha in referenced(manifests) if not store.has_blob(sha)]
     if missing:
         raise BundleError(
@@ -144,7 +147,8 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
     if item.name != item.sha256:
         raise BundleError(f"blob item {item.name[:80]!r} is not named by its sha256")
     known = store.has_blob(item.sha256)
-    sink = None if known else HashingWriter(store.new_blob())
+    # Hashed here once: the writer publishes under the sha256 this digest proved.
+    sink = None if known else store.new_blob()
     digest = hashlib.sha256()
     left = item.size
     try:
@@ -159,7 +163,7 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
         if digest.hexdigest() != item.sha256:
             raise BundleError(f"blob {item.sha256} arrived as other bytes ({digest.hexdigest()})")
         if sink is not None:
-            sink.publish()
+            sink.publish(item.sha256)
     except BaseException:
         if sink is not None:
             sink.discard()
