@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from mirror.core.config import Config, ConfigError, handle_path, host_target, load_config
 from mirror.core.lease import JobBusy
-from mirror.core.runs import JobCrashed
+from mirror.core.runs import Failure, JobCrashed
 from mirror.core.storage import BlobStore, StoreError
 from mirror.proxy import ProxyError
 from sync_jobs.runner import JobRunner, RunResult
@@ -362,7 +362,7 @@ def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> in
     return _report_offer(held, failures)
 
 
-def _report_offer(held: int, failures: list[Any]) -> int:
+def _report_offer(held: int, failures: Sequence[Failure]) -> int:
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     if held:

@@ -53,7 +53,11 @@ class JobStatus:
     last_error: Failure | None  # the first error of a failed last run
     error_count: int
     totals: Totals
-    can_run: bool = True  # the page's button can start it (bundles need a folder)
+
+    @property
+    def can_run(self) -> bool:
+        """The page's button can start it: bundles need a folder, given by hand."""
+        return self.job != BUNDLE_JOB
 
     @property
     def failing(self) -> bool:
@@ -144,7 +148,6 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
         last_error=Failure.from_json(errors[0]) if errors else None,
         error_count=len(errors),
         totals=Totals(**{k: int(totals.get(k, 0)) for k in ("runs", "failed", "bytes")}),
-        can_run=job != BUNDLE_JOB,
     )
 
 

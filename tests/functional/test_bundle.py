@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from mirror.proxy import entry_point
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream
 from tests.support.mirror_env import operator_config
-from tests.support.servers import make_venv, pip_install
+from tests.support.servers import make_venv, pip_install, port_free
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from verify.netns import can_unshare
@@ -352,8 +351,5 @@ def test_kill_9_mid_import_leaves_the_inner_mirror_serving_what_it_served(
 def wait_port_free(port: int, seconds: float = 15) -> None:
     """A killed import's devpi dies with it, a moment later."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return
+    while not port_free(port) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from tests.support.mirror_env import operator_config
 from tests.support.relay import Relay
+from tests.support.servers import port_free
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from verify.references import referenced
@@ -263,11 +263,6 @@ def test_devpi_killed_mid_pull_fails_clearly_and_the_next_run_repairs(
 # --------------------------------------------------------------- `up` is killed
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
 def _start_up(config: Path) -> subprocess.Popen[str]:
     up = subprocess.Popen(
         cli(config, "up"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
@@ -292,7 +287,7 @@ def test_up_stopped_leaves_no_child_holding_a_port(
     up = _start_up(config)
     children = _children(up.pid)
     assert any("devpi-server" in _cmdline(c) for c in children), children
-    assert not _port_free(devpi_port) and not _port_free(cfg.web.port)
+    assert not port_free(devpi_port) and not port_free(cfg.web.port)
 
     stopped = time.monotonic()
     up.send_signal(getattr(signal, how))
@@ -303,4 +298,4 @@ def test_up_stopped_leaves_no_child_holding_a_port(
     alive = [c for c in children if Path(f"/proc/{c}").exists() and _cmdline(c)]
     assert alive == [], [_cmdline(c) for c in alive]
     assert time.monotonic() - stopped < 10
-    assert _port_free(devpi_port) and _port_free(cfg.web.port)
+    assert port_free(devpi_port) and port_free(cfg.web.port)

@@ -22,6 +22,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    """Nothing answers on 127.0.0.1:port."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 class LoopbackHttpServer:
     """A threaded HTTP/1.1 server on a free loopback port, quiet, whose GETs go to
     `_handle`; `with` starts and stops it."""

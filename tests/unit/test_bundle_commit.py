@@ -69,14 +69,23 @@ def bundles(tmp_path: Path) -> tuple[Path, Path, Ed25519PrivateKey, dict[str, by
     return tmp_path / "b1", tmp_path / "b2", key, read_manifests(outer)
 
 
+def inner_after_first(root: Path, b1: Path, key: Ed25519PrivateKey) -> tuple[dict[str, bytes], str]:
+    """An inner mirror that imported bundle 1 and had devpi offer it: its manifests and
+    the id it last imported."""
+    store = LocalStore(root)
+    import_bundle(store, b1, key.public_key())
+    mark_offered(store)
+    first = last_import(store)
+    assert first is not None
+    return read_manifests(store), first
+
+
 def test_a_crash_inside_the_commit_is_finished_by_recover(
     bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
 ) -> None:
     b1, b2, key, outer_manifests = bundles
     root = tmp_path / "inner"
-    import_bundle(LocalStore(root), b1, key.public_key())
-    mark_offered(LocalStore(root))  # devpi offered bundle 1
-    before, first = read_manifests(LocalStore(root)), last_import(LocalStore(root))
+    before, first = inner_after_first(root, b1, key)
 
     # Dies after the journal and the first manifest: the store is a mix for now...
     with pytest.raises(Crash):
@@ -107,10 +116,8 @@ def test_a_crash_before_the_journal_leaves_the_store_as_it_was(
 ) -> None:
     b1, b2, key, outer_manifests = bundles
     root = tmp_path / "inner"
-    import_bundle(LocalStore(root), b1, key.public_key())
-    mark_offered(LocalStore(root))  # devpi offered bundle 1
+    before, first = inner_after_first(root, b1, key)
     inner = LocalStore(root)
-    before, first = read_manifests(inner), last_import(inner)
 
     with pytest.raises(Crash):
         import_bundle(CrashingStore(root, JOURNAL, 1), b2, key.public_key())
