@@ -13,7 +13,7 @@ from bundle.export import Exported, export
 from bundle.importer import Imported, import_bundle, mark_offered, needs_offer, recover
 from bundle.layout import BundleError
 from mirror.core.runs import BUNDLE_JOB as JOB
-from mirror.core.runs import Failure, RunRecord
+from mirror.core.runs import Failure, RunRecord, record_crash
 from mirror.core.storage import BlobStore
 
 # devpi offers what the manifests list: files newly held, and what failed.
@@ -21,8 +21,12 @@ Offer = Callable[[], tuple[int, list[Failure]]]
 
 
 def _refused(record: RunRecord, store: BlobStore, action: str, name: str, exc: Exception) -> None:
-    reason = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
-    failure = Failure(name, "", reason)
+    """A refused bundle is a failed run with its reason; any other error, a crash record
+    (with its traceback, as every job's). The caller raises the error on."""
+    if not isinstance(exc, BundleError):
+        record_crash(store, JOB, action, exc)
+        return
+    failure = Failure(name, "", str(exc))
     record.finish(store, False, {}, 0, [failure.as_json()], {"action": action})
 
 

@@ -6,6 +6,7 @@ from inside the store at a chosen write; the real kill -9 is in test_bundle."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from bundle.importer import (
     needs_offer,
     pending,
 )
-from bundle.runs import resume
+from bundle.layout import BundleError
+from bundle.runs import export_recorded, import_recorded, resume
 from hub_cache.models import ModelManifest, model_key, save_model
 from mirror.core.runs import Failure
 from mirror.core.storage import HashingWriter, LocalStore
@@ -130,3 +132,23 @@ def test_a_crash_before_the_journal_leaves_the_store_as_it_was(
             assert hashlib.sha256(blob.read()).hexdigest() == sha
     import_bundle(inner, b2, key.public_key())
     assert read_manifests(inner) == outer_manifests
+
+
+def test_refusals_and_crashes_of_bundle_runs_are_failed_run_records(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    b1, _, key, _ = bundles
+    store = LocalStore(tmp_path / "inner")
+    other = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(BundleError):
+        import_recorded(store, b1, other, lambda: (0, []))
+    refused = json.loads(store.get("runs/bundle/latest.json") or b"{}")
+    assert refused["outcome"] == "failed" and refused["trigger"] == "import"
+    assert "does not verify with the trusted key" in refused["errors"][0]["reason"]
+    # Not a refusal but an error of its own (export into a file): a crash, with its log.
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        export_recorded(store, key, tmp_path / "a-file", None, True, None)
+    crashed = json.loads(store.get("runs/bundle/latest.json") or b"{}")
+    assert crashed["outcome"] == "failed" and crashed["trigger"] == "export"
+    assert "NotADirectoryError" in crashed["errors"][0]["reason"] and crashed["log"]
