@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from mirror.core.redact import bounded, redact_url
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
 DEFAULT_REQUIREMENTS = ("tensorflow", "tensorflow-hub")
+DEFAULT_CONSTRAINTS = ("setuptools<82",)
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
 
@@ -120,6 +121,9 @@ class Target:
 
     python: str
     platform: str
+    # The Python that builds this target's extensions from sdists; empty: found on PATH
+    # or in pyenv. Not part of the id: where a wheel was built does not change the target.
+    interpreter: str = field(default="", compare=False)
 
     @property
     def id(self) -> str:
@@ -131,11 +135,27 @@ class Target:
         return int(major), int(minor)
 
 
+DEFAULT_ENVIRONMENT = "default"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A named set of requirements with its own targets: the unit of version locking.
+    Each is resolved per target on its own and served as an index of its own."""
+
+    name: str
+    requirements: tuple[str, ...]
+    targets: tuple[Target, ...]
+    # Bound what the resolver may pick without requiring it (pip's -c, uv's --constraint).
+    constraints: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class PypiConfig:
     upstream: str = DEFAULT_UPSTREAM
-    requirements: tuple[str, ...] = DEFAULT_REQUIREMENTS
-    targets: tuple[Target, ...] = ()
+    # Top-level requirements/targets are the environment "default"; none configured at
+    # all is the built-in TensorFlow default for the host.
+    environments: tuple[Environment, ...] = ()
     workers: int = 8
     timeout: float = 60.0
     retries: int = 4
@@ -145,7 +165,7 @@ class PypiConfig:
     @property
     def enabled(self) -> bool:
         """False on a hub-only mirror: no requirements, nothing to sync or prove."""
-        return bool(self.requirements)
+        return any(env.requirements for env in self.environments)
 
     @property
     def syncs(self) -> bool:
@@ -158,6 +178,19 @@ class PypiConfig:
         if not self.upstream:
             return 'no upstream (upstream = "": an inner mirror that bundles feed)'
         return "no [pypi] requirements (a hub-only mirror)"
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Every environment's requirements, each once (the lag shown on the page)."""
+        return tuple(dict.fromkeys(r for env in self.environments for r in env.requirements))
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every environment's targets, each once."""
+        return tuple(dict.fromkeys(t for env in self.environments for t in env.targets))
+
+    def environment(self, name: str) -> Environment | None:
+        return next((env for env in self.environments if env.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -439,20 +472,25 @@ def _devpi(raw: Any, base: Path, storage: StorageConfig) -> DevpiConfig:
     )
 
 
-def _requirement(i: int, value: Any) -> str:
+def _requirement(where: str, i: int, value: Any) -> str:
     hint = 'a PEP 508 string such as "tensorflow>=2.16"'
     if not isinstance(value, str):
-        raise ConfigError(f"[pypi] requirements[{i}] = {value!r}: must be {hint}")
+        raise ConfigError(f"[{where}[{i}] = {value!r}: must be {hint}")
     try:
         Requirement(value)
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
-        raise ConfigError(f"[pypi] requirements[{i}] = {value!r}: not {hint} ({first})") from None
+        raise ConfigError(f"[{where}[{i}] = {value!r}: not {hint} ({first})") from None
     return value
 
 
-def _target(i: int, raw: Any) -> Target:
-    s = _Section(f"pypi.targets[{i}]", raw)
+def _requirements(s: _Section, key: str, default: list[str], hint: str) -> tuple[str, ...]:
+    raw = s.get(key, list, default, hint)
+    return tuple(_requirement(f"{s.name}] {key}", i, r) for i, r in enumerate(raw))
+
+
+def _target(where: str, raw: Any, base: Path) -> Target:
+    s = _Section(where, raw)
     python = s.get("python", str, "", '"3.11"')
     s.check("python", bool(_PYTHON_RE.match(python)), python, 'must look like "3.11"')
     platform = s.get("platform", str, "", '"manylinux_2_28_x86_64"')
@@ -463,11 +501,59 @@ def _target(i: int, raw: Any) -> Target:
         'must be a wheel platform tag such as "manylinux_2_28_x86_64", "win_amd64" '
         'or "macosx_12_0_arm64"',
     )
+    interpreter = s.get("interpreter", str, "", f'"/usr/bin/python{python}"')
+    if interpreter:
+        path = _resolve_path(base, interpreter)
+        s.check(
+            "interpreter",
+            path.is_file() and os.access(path, os.X_OK),
+            interpreter,
+            f"not an executable file; give the path of a Python {python or '3.x'} "
+            "that builds this target's extensions",
+        )
+        interpreter = str(path)
     s.done()
-    return Target(python, platform)
+    return Target(python, platform, interpreter)
 
 
-def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
+def _targets(s: _Section, base: Path) -> tuple[Target, ...]:
+    raw = s.get("targets", list, [], '[{python = "3.11", platform = "manylinux_2_28_x86_64"}]')
+    targets = tuple(_target(f"{s.name}.targets[{i}]", t, base) for i, t in enumerate(raw))
+    ids = [t.id for t in targets]
+    dup = next((t for t in ids if ids.count(t) > 1), None)
+    s.check("targets", dup is None, dup, "each python/platform pair may appear once")
+    return targets or (host_target(),)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def normalise_name(name: str) -> str:
+    """PEP 503's normal form: how devpi and pip compare index and project names."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _environment(name: str, raw: Any, inner: bool, base: Path) -> Environment:
+    s = _Section(f"pypi.environments.{name}", raw)
+    if not _ENV_NAME.match(name):
+        raise ConfigError(
+            f"[pypi.environments.{bounded(name, 80)!r}]: an environment's name becomes its "
+            "index path; use letters, digits, '.', '-' and '_' (up to 64), e.g. serving"
+        )
+    requirements = _requirements(s, "requirements", [], '["tensorflow==2.18.*"]')
+    s.check(
+        "requirements",
+        bool(requirements) or inner,
+        list(requirements),
+        'list at least one, e.g. ["tensorflow==2.18.*"]',
+    )
+    targets = _targets(s, base)
+    constraints = _requirements(s, "constraints", [], '["setuptools<82"]')
+    s.done()
+    return Environment(name, requirements, targets, constraints)
+
+
+def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
     """`hub_only`: no [pypi] table while [hub] lists models, so no requirements by
     default; `has_models`: an empty requirements list is then a hub-only mirror."""
     s = _Section("pypi", raw)
@@ -480,20 +566,61 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
         "that only bundles feed",
     )
     inner = upstream == ""
-    default = [] if hub_only or inner else list(DEFAULT_REQUIREMENTS)
-    reqs_raw = s.get("requirements", list, default, '["tensorflow"]')
+    envs_raw = s.get("environments", dict, {}, "{serving = {requirements = [...]}}")
+    named = [_environment(str(n), e, inner, base) for n, e in envs_raw.items()]
+    has_top = "requirements" in s.data
+    builtin = not named and not has_top and not hub_only and not inner
+    top_requirements = _requirements(
+        s, "requirements", list(DEFAULT_REQUIREMENTS) if builtin else [], '["tensorflow"]'
+    )
     s.check(
         "requirements",
-        bool(reqs_raw) or has_models or inner,
-        reqs_raw,
+        bool(top_requirements) or bool(named) or has_models or inner,
+        list(top_requirements),
         'list at least one, e.g. ["tensorflow"], or list [hub] models for a hub-only mirror',
     )
-    requirements = tuple(_requirement(i, r) for i, r in enumerate(reqs_raw))
-    targets_raw = s.get("targets", list, [], '[{python = "3.11", platform = "win_amd64"}]')
-    targets = tuple(_target(i, t) for i, t in enumerate(targets_raw)) or (host_target(),)
-    ids = [t.id for t in targets]
-    dup = next((t for t in ids if ids.count(t) > 1), None)
-    s.check("targets", dup is None, dup, "each python/platform pair may appear once")
+    has_targets = "targets" in s.data
+    targets = _targets(s, base)
+    s.check(
+        "targets",
+        not (named and not top_requirements and has_targets),
+        "[...]",
+        "the top-level targets belong to the environment default, which has no "
+        "requirements here; give each [pypi.environments.NAME] its own targets",
+    )
+    # Applies to every environment: each adds its own.
+    constraints = _requirements(s, "constraints", [], '["setuptools<82"]')
+    environments = []
+    if top_requirements:
+        # pkg_resources left setuptools in 82, and tensorflow_hub still imports it: the
+        # built-in default holds setuptools below it (README "Environments").
+        own = DEFAULT_CONSTRAINTS if builtin else ()
+        environments.append(Environment(DEFAULT_ENVIRONMENT, top_requirements, targets, own))
+    environments += named
+    seen: dict[str, Environment] = {}
+    for env in environments:
+        first = seen.setdefault(normalise_name(env.name), env)
+        other = first.name
+        s.check(
+            "environments",
+            first is env,
+            env.name,
+            (
+                f"{other!r} is defined twice"
+                if other == env.name
+                else f"{other!r} and {env.name!r} are one index name after normalising"
+            )
+            + "; rename one"
+            + (
+                " (the top-level requirements are the environment default)"
+                if DEFAULT_ENVIRONMENT in (other, env.name)
+                else ""
+            ),
+        )
+    if constraints:
+        environments = [
+            replace(env, constraints=(*constraints, *env.constraints)) for env in environments
+        ]
     workers = s.get("workers", int, PypiConfig.workers, "8")
     s.check("workers", 1 <= workers <= 64, workers, "use 1 to 64")
     timeout = s.seconds("timeout", PypiConfig.timeout, "60")
@@ -503,14 +630,13 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool) -> PypiConfig:
     allow_hosts = s.hosts("allow_hosts")
     s.done()
     return PypiConfig(
-        deadline=deadline,
-        allow_hosts=allow_hosts,
         upstream=upstream if inner or upstream.endswith("/") else upstream + "/",
-        requirements=requirements,
-        targets=targets,
+        environments=tuple(environments),
         workers=workers,
         timeout=timeout,
         retries=retries,
+        deadline=deadline,
+        allow_hosts=allow_hosts,
     )
 
 
@@ -703,10 +829,19 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     storage = _storage(data.get("storage", {}), base)
     hub = _hub(data.get("hub", {}), base)
     has_models = bool(hub.models)
+    devpi = _devpi(data.get("devpi", {}), base, storage)
+    pypi = _pypi(data.get("pypi", {}), "pypi" not in data and has_models, has_models, base)
+    union = devpi.index.split("/")[1]
+    for env in pypi.environments:
+        if normalise_name(env.name) == normalise_name(union):
+            raise ConfigError(
+                f"[pypi.environments.{env.name}]: {devpi.user}/{env.name} is the union "
+                f"index ([devpi] index = {devpi.index!r}); rename the environment"
+            )
     return Config(
         storage=storage,
-        devpi=_devpi(data.get("devpi", {}), base, storage),
-        pypi=_pypi(data.get("pypi", {}), "pypi" not in data and has_models, has_models),
+        devpi=devpi,
+        pypi=pypi,
         web=_web(data.get("web", {})),
         hub=hub,
         schedule=_schedule(data.get("schedule", {})),

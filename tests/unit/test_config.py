@@ -216,3 +216,138 @@ def test_an_inner_mirror_names_no_upstream_and_schedules_no_pypi_sync(tmp_path: 
     assert "pypi" in dict(scheduled_jobs(parse_config({}, tmp_path)))
     with pytest.raises(ConfigError, match='or "" for an inner mirror'):
         parse_config({"pypi": {"upstream": "ftp://x/"}}, tmp_path)
+
+
+ENVIRONMENTS = """
+[pypi]
+constraints = ["urllib3<3"]
+
+[pypi.environments.training]
+requirements = ["tensorflow[and-cuda]==2.20.*", "tf-keras"]
+targets = [{python = "3.11", platform = "manylinux_2_28_x86_64"}]
+
+[pypi.environments.serving]
+requirements = ["tensorflow==2.18.*", "tensorflow-serving-api==2.18.*"]
+targets = [{python = "3.10", platform = "manylinux_2_17_x86_64"}]
+constraints = ["setuptools<82"]
+
+[pypi.environments.notebooks]
+requirements = ["jupyterlab"]
+"""
+
+
+def test_environments_each_have_their_pins_targets_and_constraints(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ENVIRONMENTS))
+    envs = {env.name: env for env in config.pypi.environments}
+    # No top-level requirements: there is no environment "default".
+    assert list(envs) == ["training", "serving", "notebooks"]
+    assert envs["training"].requirements == ("tensorflow[and-cuda]==2.20.*", "tf-keras")
+    assert [t.id for t in envs["serving"].targets] == ["py3.10-manylinux_2_17_x86_64"]
+    # Top-level constraints bound every environment; each adds its own.
+    assert envs["training"].constraints == ("urllib3<3",)
+    assert envs["serving"].constraints == ("urllib3<3", "setuptools<82")
+    # Without targets, the host's, as a plain config gets.
+    assert envs["notebooks"].targets == (host_target(),)
+
+
+def test_the_old_shape_is_the_environment_default(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "pypi": {
+                "requirements": ["alpha"],
+                "targets": [{"python": "3.11", "platform": "win_amd64"}],
+            }
+        },
+        tmp_path,
+    )
+    (env,) = config.pypi.environments
+    assert (env.name, env.requirements, env.constraints) == ("default", ("alpha",), ())
+    assert [t.id for t in env.targets] == ["py3.11-win_amd64"]
+    both = parse_config(
+        {"pypi": {"requirements": ["alpha"], "environments": {"ci": {"requirements": ["beta"]}}}},
+        tmp_path,
+    )
+    assert [e.name for e in both.pypi.environments] == ["default", "ci"]
+
+
+def test_the_built_in_default_holds_setuptools_below_82(tmp_path: Path) -> None:
+    # tensorflow_hub imports pkg_resources, which setuptools 82 removed.
+    (env,) = parse_config({}, tmp_path).pypi.environments
+    assert env.requirements == ("tensorflow", "tensorflow-hub")
+    assert env.constraints == ("setuptools<82",)
+
+
+def test_a_target_may_name_the_interpreter_that_builds_its_extensions(tmp_path: Path) -> None:
+    target = {"python": "3.11", "platform": "manylinux_2_28_x86_64", "interpreter": sys.executable}
+    config = parse_config({"pypi": {"requirements": ["a"], "targets": [target]}}, tmp_path)
+    assert config.pypi.targets[0].interpreter == sys.executable
+    target["interpreter"] = "/nowhere/python3.11"
+    with pytest.raises(ConfigError) as info:
+        parse_config({"pypi": {"requirements": ["a"], "targets": [target]}}, tmp_path)
+    assert "interpreter = '/nowhere/python3.11': not an executable file" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pypi", "expected"),
+    [
+        (
+            {"environments": {"pypi": {"requirements": ["a"]}}},
+            "[pypi.environments.pypi]: tfmirror/pypi is the union index",
+        ),
+        (
+            {"environments": {"PyPI": {"requirements": ["a"]}}},
+            "[pypi.environments.PyPI]: tfmirror/PyPI is the union index",
+        ),
+        (
+            {
+                "environments": {
+                    "Serving": {"requirements": ["a"]},
+                    "serving": {"requirements": ["b"]},
+                }
+            },
+            "'Serving' and 'serving' are one index name after normalising; rename one",
+        ),
+        (
+            {
+                "environments": {
+                    "serving_1": {"requirements": ["a"]},
+                    "serving.1": {"requirements": ["b"]},
+                }
+            },
+            "'serving_1' and 'serving.1' are one index name",
+        ),
+        (
+            {"requirements": ["a"], "environments": {"default": {"requirements": ["b"]}}},
+            "(the top-level requirements are the environment default)",
+        ),
+        ({"environments": {"+api": {"requirements": ["a"]}}}, "becomes its index path"),
+        ({"environments": {"ci": {"requirements": []}}}, "[pypi.environments.ci] requirements"),
+        (
+            {"environments": {"ci": {"requirements": ["a"], "pins": []}}},
+            "[pypi.environments.ci] pins: unknown key",
+        ),
+        (
+            {"environments": {"ci": {"requirements": ["a"], "constraints": ["x>=>1"]}}},
+            "[pypi.environments.ci] constraints[0] = 'x>=>1'",
+        ),
+        (
+            {"environments": {"ci": {"requirements": ["a"], "targets": [{"python": "3"}]}}},
+            "[pypi.environments.ci.targets[0]] python = '3'",
+        ),
+        (
+            {
+                "targets": [{"python": "3.11", "platform": "win_amd64"}],
+                "environments": {"ci": {"requirements": ["a"]}},
+            },
+            "the top-level targets belong to the environment default",
+        ),
+        ({"environments": {"ci": "tensorflow"}}, "[pypi.environments.ci] must be a table"),
+    ],
+)
+def test_bad_environments_are_one_line_that_says_what_to_fix(
+    tmp_path: Path, pypi: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"pypi": pypi}, tmp_path)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
