@@ -243,7 +243,7 @@ def main() -> None:
         import_model(store, archive, HANDLE, config.hub)
         stack.enter_context(NginxProcess(probe, plan_for(config)))
 
-        manifest = load_manifest(store, config.pypi.targets[0].id)
+        manifest = load_manifest(store, "default", config.pypi.targets[0].id)
         assert manifest is not None
         big = max(manifest.files, key=lambda w: w.size or 0)
         entry = config.proxy.base_url

@@ -151,7 +151,7 @@ def main() -> None:
         stack.callback(lambda: (front.terminate(), front.wait()))
         stack.enter_context(DevpiProcess(config.devpi))
         time.sleep(2)
-        manifest = load_manifest(open_store(config.storage), config.pypi.targets[0].id)
+        manifest = load_manifest(open_store(config.storage), "default", config.pypi.targets[0].id)
         assert manifest is not None
         project = max(manifest.files, key=lambda w: w.size or 0).project
         indexes = {

@@ -152,12 +152,21 @@ def uv_binary() -> str:
     return str(find_uv_bin())
 
 
-def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -> str:
+def compile_lock(
+    requirements: tuple[str, ...],
+    target: Target,
+    upstream: str,
+    constraints: tuple[str, ...] = (),
+) -> str:
     """Run `uv pip compile` for one target; return its pylock.toml text."""
     platform, env = uv_platform(target)
     with tempfile.TemporaryDirectory(prefix="tfmirror-resolve-") as tmp:
         req_in = Path(tmp) / "requirements.in"
         req_in.write_text("\n".join(requirements) + "\n")
+        bounds = []
+        if constraints:
+            (Path(tmp) / "constraints.txt").write_text("\n".join(constraints) + "\n")
+            bounds = ["--constraints", str(Path(tmp) / "constraints.txt")]
         out = Path(tmp) / "pylock.toml"
         cmd = [
             uv_binary(),
@@ -178,6 +187,7 @@ def compile_lock(requirements: tuple[str, ...], target: Target, upstream: str) -
             upstream,
             "--index-strategy",
             "first-index",
+            *bounds,
             str(req_in),
             "-o",
             str(out),
@@ -267,5 +277,10 @@ def _utc(value: object) -> str | None:
     return None
 
 
-def resolve_target(requirements: tuple[str, ...], target: Target, upstream: str) -> list[Wheel]:
-    return select_wheels(compile_lock(requirements, target, upstream), target)
+def resolve_target(
+    requirements: tuple[str, ...],
+    target: Target,
+    upstream: str,
+    constraints: tuple[str, ...] = (),
+) -> list[Wheel]:
+    return select_wheels(compile_lock(requirements, target, upstream, constraints), target)

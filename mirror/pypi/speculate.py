@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -36,6 +37,15 @@ STOP_WAIT = 2.0
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Closure:
+    """What one environment asks for on one target."""
+
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    target: Target
+
+
 class HeadStart:
     """Fetches the guessed wheels from the moment a sync starts, on threads of its own.
 
@@ -47,8 +57,7 @@ class HeadStart:
     def __init__(
         self,
         store: BlobStore,
-        requirements: tuple[str, ...],
-        targets: Iterable[Target],
+        closures: Iterable[Closure],
         pages: ProjectPages,
         policy: FetchPolicy,
     ) -> None:
@@ -60,14 +69,17 @@ class HeadStart:
         self._unwanted: set[str] = set()
         self._stored: set[str] = set()
         self._slots = threading.Semaphore(2)  # guesses fetched at once
-        _on_daemon(self._start, requirements, tuple(targets), pages)
+        _on_daemon(self._start, tuple(closures), pages)
 
-    def _start(
-        self, requirements: tuple[str, ...], targets: tuple[Target, ...], pages: ProjectPages
-    ) -> None:
+    def _start(self, closures: tuple[Closure, ...], pages: ProjectPages) -> None:
         try:
             misses = set(self._misses())
-            for wheel in guess_top_wheels(requirements, targets, pages):
+            guesses = [
+                wheel
+                for c in closures
+                for wheel in guess_top_wheels(c.requirements, (c.target,), pages, c.constraints)
+            ]
+            for wheel in guesses:
                 if wheel.sha256 in misses or self._store.has_blob(wheel.sha256):
                     continue
                 with self._lock:
@@ -146,12 +158,30 @@ def _on_daemon(fn: Callable[..., T], *args: object) -> Future[T]:
     return future
 
 
+def _bounds(constraints: tuple[str, ...]) -> dict[str, SpecifierSet]:
+    out: dict[str, SpecifierSet] = {}
+    for text in constraints:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is None:
+            name = canonicalize_name(req.name)
+            out[name] = out.get(name, SpecifierSet()) & req.specifier
+    return out
+
+
 def guess_top_wheels(
-    requirements: tuple[str, ...], targets: tuple[Target, ...], pages: ProjectPages
+    requirements: tuple[str, ...],
+    targets: tuple[Target, ...],
+    pages: ProjectPages,
+    constraints: tuple[str, ...] = (),
 ) -> list[Wheel]:
     """For each target, the wheel each plain top-level requirement most likely locks to
-    (best effort: a requirement with a marker or an unreadable page gets no guess)."""
+    within the constraints (best effort: a requirement with a marker or an unreadable
+    page gets no guess)."""
     guesses = []
+    bounds = _bounds(constraints)
     for text in requirements:
         try:
             req = Requirement(text)
@@ -159,6 +189,7 @@ def guess_top_wheels(
             continue
         if req.marker is not None or req.url:
             continue
+        req.specifier &= bounds.get(canonicalize_name(req.name), SpecifierSet())
         project = canonicalize_name(req.name)
         doc = pages.get(project)
         for target in targets:

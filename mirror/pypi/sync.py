@@ -1,20 +1,22 @@
 """The PyPI sync: resolve -> download+verify -> store -> commit manifests -> devpi.
 
-A target's manifest is committed only when every wheel of its closure is verified and
-stored: a target with a failed file keeps serving its previous closure. devpi is brought
-in line after the commit, from the store, so it can always be rebuilt from the store.
+Each environment is resolved for each of its targets on its own (their pins may
+conflict); a file two of them share is fetched once. An environment's manifest for a
+target is committed only when every wheel of that closure is verified and stored: one
+with a failed file keeps serving its previous closure. devpi is brought in line after
+the commit, from the store, so it can always be rebuilt from the store.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mirror.core.config import Config, PypiConfig, Target
+from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -22,9 +24,15 @@ from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.file_facts import read_pages, settle_all
 from mirror.pypi.lag import record_lag
-from mirror.pypi.manifest import Manifest, load_all, load_manifest, save_manifest
+from mirror.pypi.manifest import (
+    Manifest,
+    delete_manifest,
+    load_all,
+    migrate_layout,
+    save_manifest,
+)
 from mirror.pypi.resolve import ResolveError, Wheel, resolve_target
-from mirror.pypi.speculate import HeadStart
+from mirror.pypi.speculate import Closure, HeadStart
 
 
 class Published(Protocol):
@@ -68,7 +76,8 @@ class SyncReport:
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    committed: list[str] = field(default_factory=list)
+    committed: list[str] = field(default_factory=list)  # environment/target of each
+    dropped: list[str] = field(default_factory=list)  # no longer configured: unpublished
     devpi_warmed: int = 0
 
     @property
@@ -91,14 +100,34 @@ class Progress:
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One environment's closure for one of its targets: what one manifest holds."""
+
+    environment: Environment
+    target: Target
+
+    @property
+    def where(self) -> str:
+        return f"{self.environment.name}/{self.target.id}"
+
+
+def slots(pypi: PypiConfig) -> list[Slot]:
+    return [Slot(env, target) for env in pypi.environments for target in env.targets]
+
+
 @dataclass
 class _Plan:
-    wheels: dict[str, list[Wheel]]  # per target id
-    targets: dict[str, Target]
+    wheels: dict[str, list[Wheel]]  # per slot (environment/target)
+    slots: dict[str, Slot]
     to_fetch: dict[str, Wheel]  # by sha256
-    # What the committed manifests held when the sync began, by sha256: read once, for
-    # skipping known files and for the facts already settled for them.
-    known: dict[str, Wheel] = field(default_factory=dict)
+    # What the committed manifests held when the sync began: read once, for skipping
+    # known files and for the facts already settled for them.
+    committed: dict[str, Manifest] = field(default_factory=dict)
+
+    @property
+    def known(self) -> dict[str, Wheel]:
+        return {w.sha256: w for m in self.committed.values() for w in m.files}
 
 
 class PypiSync:
@@ -108,13 +137,11 @@ class PypiSync:
         store: BlobStore,
         index: PackageIndex | None,
         progress: Progress | None = None,
-        resolver: Callable[[tuple[str, ...], Target, str], list[Wheel]] = resolve_target,
     ) -> None:
         self.config = config
         self.store = store
         self.index = index
         self.progress = progress or Progress()
-        self.resolver = resolver
         self.policy = fetch_policy(config.pypi)
 
     def run(self, trigger: str = "manual") -> SyncReport:
@@ -129,7 +156,11 @@ class PypiSync:
             if self.index is not None:
                 devpi_ready = side.submit(self.index.prepare)
             pages = ProjectPages(pypi.upstream, pypi.timeout)
-            head_start = HeadStart(self.store, pypi.requirements, pypi.targets, pages, self.policy)
+            guesses = [
+                Closure(s.environment.requirements, s.environment.constraints, s.target)
+                for s in slots(pypi)
+            ]
+            head_start = HeadStart(self.store, guesses, pages, self.policy)
             plan = _Plan({}, {}, {})
             try:
                 self._resolve(plan, report, head_start)
@@ -156,25 +187,50 @@ class PypiSync:
             counts={"new": report.new, "skipped": report.skipped, "failed": len(report.failures)},
             bytes_moved=report.bytes,
             errors=[f.as_json() for f in report.failures],
-            extra={"timings": report.timings, "committed": report.committed},
+            extra={
+                "timings": report.timings,
+                "committed": report.committed,
+                "dropped": report.dropped,
+                "environments": self._outcomes(plan, report),
+            },
         )
         return report
+
+    def _outcomes(self, plan: _Plan, report: SyncReport) -> dict[str, dict[str, str]]:
+        """Per environment, each target's outcome: what the status page shows."""
+        failed = {f.name for f in report.failures}
+        out: dict[str, dict[str, str]] = {}
+        for slot in slots(self.config.pypi):
+            if slot.where in failed:
+                outcome = "failed"
+            elif slot.where in report.committed:
+                outcome = "committed"
+            else:
+                outcome = "unchanged"
+            out.setdefault(slot.environment.name, {})[slot.target.id] = outcome
+        return out
 
     # -- 1. resolve ------------------------------------------------------------------
     def _resolve(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
-        committed = [w for m in load_all(self.store) for w in m.files]
-        plan.known = {w.sha256: w for w in committed}
-        have = {(w.filename, w.sha256) for w in committed}
-        for target in pypi.targets:
+        moved = migrate_layout(self.store)  # under the pypi lease, like every commit
+        if moved:
+            report.timings["migrated_manifests"] = float(len(moved))
+        plan.committed = {m.where: m for m in load_all(self.store)}
+        known = plan.known
+        have = {(w.filename, w.sha256) for w in known.values()}
+        for slot in slots(pypi):
+            env = slot.environment
             try:
-                wheels = self.resolver(pypi.requirements, target, pypi.upstream)
+                wheels = resolve_target(
+                    env.requirements, slot.target, pypi.upstream, env.constraints
+                )
             except ResolveError as exc:
-                report.failures.append(Failure(target.id, "", str(exc)))
+                report.failures.append(Failure(slot.where, "", str(exc)))
                 continue
-            plan.wheels[target.id] = wheels
-            plan.targets[target.id] = target
+            plan.wheels[slot.where] = wheels
+            plan.slots[slot.where] = slot
             for wheel in wheels:
                 if wheel.sha256 in plan.to_fetch:
                     continue
@@ -249,31 +305,41 @@ class PypiSync:
     # -- 4. commit -------------------------------------------------------------------
     def _commit(self, plan: _Plan, report: SyncReport) -> None:
         failed = {f.name for f in report.failures}
-        for target_id, wheels in plan.wheels.items():
+        for where, wheels in plan.wheels.items():
             if any(w.filename in failed for w in wheels):
                 report.failures.append(
                     Failure(
-                        target_id,
+                        where,
                         "",
                         "not committed: its closure has failed files; "
                         "the previous closure stays published",
                     )
                 )
                 continue
-            old = load_manifest(self.store, target_id)
+            slot = plan.slots[where]
+            env = slot.environment
+            old = plan.committed.get(where)
             same = (
                 old is not None
-                and old.requirements == self.config.pypi.requirements
+                and old.requirements == env.requirements
+                and old.constraints == env.constraints
                 # A fact that changed upstream (a yank) is a change: the pages show it.
                 and _as_set(old.files) == _as_set(wheels)
             )
             if same:
                 continue
             manifest = Manifest(
-                plan.targets[target_id], self.config.pypi.requirements, wheels, utcnow()
+                slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
             )
             save_manifest(self.store, manifest)
-            report.committed.append(target_id)
+            report.committed.append(where)
+        # An environment or target taken out of the config leaves every index: its
+        # wheels are gc's once no other manifest lists them.
+        configured = {slot.where for slot in slots(self.config.pypi)}
+        for where, manifest in plan.committed.items():
+            if where not in configured:
+                delete_manifest(self.store, manifest)
+                report.dropped.append(where)
 
     # -- 5. devpi --------------------------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:

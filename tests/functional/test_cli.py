@@ -43,7 +43,7 @@ def test_sync_lock_pip_conf_and_failure_exit_codes(
     assert proc.returncode == 0, proc.stderr
     assert "pypi sync: 2 new, 0 skipped, 0 failed" in proc.stdout
     data = tmp_path / "data"
-    assert (data / "manifests/pypi/py3.11-manylinux_2_28_x86_64.json").is_file()
+    assert (data / "manifests/pypi/default/py3.11-manylinux_2_28_x86_64.json").is_file()
     creds = data / "devpi" / "tfmirror-credentials.json"
     assert creds.stat().st_mode & 0o077 == 0
 
@@ -55,7 +55,7 @@ def test_sync_lock_pip_conf_and_failure_exit_codes(
     targets = tfmirror(own_devpi_config, "targets")
     assert "py3.11-manylinux_2_28_x86_64\t2 files" in targets.stdout
     bad_target = tfmirror(own_devpi_config, "lock", "--target", "py3.9-win32")
-    assert bad_target.returncode == 2 and "not configured" in bad_target.stderr
+    assert bad_target.returncode == 2 and "not a target of environment default" in bad_target.stderr
 
     upstream.add(WheelSpec("alpha", "2.0"), "corrupt")
     failed = tfmirror(own_devpi_config, "sync", "pypi")

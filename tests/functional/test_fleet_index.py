@@ -177,7 +177,7 @@ def test_an_upstream_that_lies_about_core_metadata_is_refused_and_the_last_closu
         report = PypiSync(mirrored, store, devpi).run()
     reasons = {f.name: f.reason for f in report.failures}
     assert "upstream declares core-metadata sha256" in reasons["alpha-2.0-py3-none-any.whl"]
-    assert "not committed" in reasons["py3.11-manylinux_2_28_x86_64"]
+    assert "not committed" in reasons["default/py3.11-manylinux_2_28_x86_64"]
     with fronts(mirrored) as index_url:
         doc = requests.get(f"{index_url}alpha/", headers={"Accept": PEP691}, timeout=10).json()
     assert [f["filename"] for f in doc["files"]] == ["alpha-1.0-py3-none-any.whl"]

@@ -86,8 +86,8 @@ def test_closure_per_target_installs_from_devpi_alone(
 
     assert report.ok, report.failures
     assert report.new == 4 and report.skipped == 0
-    linux = load_manifest(store, LINUX_ID)
-    windows = load_manifest(store, WINDOWS_ID)
+    linux = load_manifest(store, "default", LINUX_ID)
+    windows = load_manifest(store, "default", WINDOWS_ID)
     assert linux is not None and windows is not None
     # Markers are evaluated for each target, not for the machine running the sync.
     assert {(w.project, w.version) for w in linux.files} == {
@@ -125,7 +125,7 @@ def test_lock_file_installs_with_require_hashes(
     config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
     report, store = sync(config)
     assert report.ok
-    manifest = load_manifest(store, LINUX_ID)
+    manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None
     lock = tmp_path / "requirements.lock"
     lock.write_text(render_lock(manifest, config.devpi.index_url))
@@ -164,7 +164,7 @@ def test_bad_files_are_rejected_the_rest_goes_on_and_old_closure_keeps_serving(
     cut = upstream.add(WheelSpec("cutpkg", "1.0", padding=400_000), "cut")
     report, store = sync(first)
     assert report.ok
-    old_windows = load_manifest(store, WINDOWS_ID)
+    old_windows = load_manifest(store, "default", WINDOWS_ID)
     assert old_windows is not None
 
     report, store = sync(config)
@@ -173,13 +173,13 @@ def test_bad_files_are_rejected_the_rest_goes_on_and_old_closure_keeps_serving(
     reasons = {f.name: f.reason for f in report.failures}
     assert "sha256 mismatch" in reasons[corrupt.spec.filename]
     assert "connection broken" in reasons[cut.spec.filename]
-    assert "not committed" in reasons[LINUX_ID]
+    assert "not committed" in reasons[f"default/{LINUX_ID}"]
     # The flaky file (500, then 200) made it; the rest of the run went on.
     assert upstream.hits["flakypkg-1.0-py3-none-any.whl"] == 2
     assert report.new == 1
     # Nothing bad is stored, listed or offered; the previous closure stays published.
     assert not store.has_blob(corrupt.sha256) and not store.has_blob(cut.sha256)
-    assert load_manifest(store, WINDOWS_ID) == old_windows
+    assert load_manifest(store, "default", WINDOWS_ID) == old_windows
     files = offered(config, "alpha", "badpkg", "cutpkg")
     assert corrupt.spec.filename not in files and cut.spec.filename not in files
     assert "alpha-1.0-py3-none-any.whl" in files
@@ -197,9 +197,9 @@ def test_a_target_with_a_bad_file_does_not_hold_back_the_others(
 
     report, store = sync(config)
 
-    assert [f.name for f in report.failures] == [corrupt.spec.filename, WINDOWS_ID]
-    assert load_manifest(store, WINDOWS_ID) is None
-    linux = load_manifest(store, LINUX_ID)
+    assert [f.name for f in report.failures] == [corrupt.spec.filename, f"default/{WINDOWS_ID}"]
+    assert load_manifest(store, "default", WINDOWS_ID) is None
+    linux = load_manifest(store, "default", LINUX_ID)
     assert linux is not None and [w.project for w in linux.files] == ["alpha"]
     venv = make_venv(tmp_path / "venv")
     assert pip_install(venv, config, "alpha").returncode == 0
@@ -213,14 +213,14 @@ def test_noop_resync_moves_no_wheel_bytes(
     first, store = sync(config)
     assert first.ok and first.new == 3 and first.devpi_warmed == 3
     hits = upstream.file_hits()
-    manifest_before = store.get(f"manifests/pypi/{LINUX_ID}.json")
+    manifest_before = store.get(f"manifests/pypi/default/{LINUX_ID}.json")
 
     again, _ = sync(config)
 
     assert again.ok
     assert (again.new, again.skipped, again.bytes, again.devpi_warmed) == (0, 3, 0, 0)
     assert upstream.file_hits() == hits
-    assert store.get(f"manifests/pypi/{LINUX_ID}.json") == manifest_before
+    assert store.get(f"manifests/pypi/default/{LINUX_ID}.json") == manifest_before
 
 
 def test_new_upstream_version_is_picked_up(
@@ -234,7 +234,7 @@ def test_new_upstream_version_is_picked_up(
     report, store = sync(config)
 
     assert report.ok and report.new == 1 and report.devpi_warmed == 1
-    manifest = load_manifest(store, LINUX_ID)
+    manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None and [w.version for w in manifest.files] == ["1.1"]
     venv = make_venv(tmp_path / "venv")
     assert pip_install(venv, config, "alpha==1.1").returncode == 0
@@ -251,10 +251,10 @@ def test_no_wheel_for_a_target_is_a_clear_error(
 
     report, store = sync(config)
 
-    assert [f.name for f in report.failures] == [WINDOWS_ID]
+    assert [f.name for f in report.failures] == [f"default/{WINDOWS_ID}"]
     assert "linuxonly" in report.failures[0].reason
     assert "wheels with a matching platform" in report.failures[0].reason
-    assert load_manifest(store, LINUX_ID) is not None
+    assert load_manifest(store, "default", LINUX_ID) is not None
 
 
 def test_sync_on_s3_serves_devpi_from_the_bucket(
@@ -268,7 +268,7 @@ def test_sync_on_s3_serves_devpi_from_the_bucket(
 
     assert report.ok and report.new == 3
     assert not (tmp_path / "store").exists()
-    manifest = load_manifest(store, LINUX_ID)
+    manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None
     devpi_files = offered(config, "alpha", "beta", "delta")
     for wheel in manifest.files:
@@ -288,7 +288,7 @@ def test_live_pypi_small_closure(devpi: DevpiConfig, tmp_path: Path) -> None:
     report, store = sync(config)
 
     assert report.ok, report.failures
-    manifest = load_manifest(store, LINUX_ID)
+    manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None and [w.project for w in manifest.files] == ["six"]
     wheel = manifest.files[0]
     blob = store.open_blob(wheel.sha256).read()
@@ -329,7 +329,7 @@ def test_top_level_wheels_start_early_and_a_wrong_guess_leaves_nothing(
 
     assert report.ok, report.failures
     assert (report.new, report.skipped) == (3, 0)
-    manifest = load_manifest(store, LINUX_ID)
+    manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None
     assert {(w.project, w.version) for w in manifest.files} == {
         ("alpha", "1.0"),

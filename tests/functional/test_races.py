@@ -28,7 +28,7 @@ from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
-from tests.support.mirror_env import make_config
+from tests.support.mirror_env import env_target, make_config
 from tests.support.servers import free_port
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
@@ -156,14 +156,14 @@ def test_gc_between_a_syncs_reuse_of_a_blob_and_its_commit_loses_nothing(
         config.storage.path, upstream.files["beta-1.0-py3-none-any.whl"].sha256
     )
     (target,) = config.pypi.targets
-    store.delete(manifest_key(target.id))
+    store.delete(manifest_key("default", target.id))
     two_days_ago = time.time() - 2 * 86400
     for sha in store.iter_blobs():
         os.utime(store.root / blob_key(sha), (two_days_ago, two_days_ago))
 
     assert PypiSync(config, store, None).run().ok
 
-    manifest = load_manifest(store, target.id)
+    manifest = load_manifest(store, "default", target.id)
     assert manifest is not None and len(manifest.files) == 2
     missing = [w.filename for w in manifest.files if not store.has_blob(w.sha256)]
     assert missing == [], "the committed manifest lists blobs gc removed"
@@ -182,6 +182,6 @@ def test_the_air_gap_proof_reaches_a_devpi_configured_on_another_address(
         store = open_store(config.storage)
         with services_for_sync(config, store) as client:
             assert PypiSync(config, store, client).run().ok
-        proof = AirGapProof(config, isolate=True).prove(config.pypi.targets[0])
+        proof = AirGapProof(config, store, isolate=True).prove(*env_target(config))
     assert proof.ok, proof.detail
     assert "inside unshare -n" in proof.how and "imported alpha" in proof.detail
