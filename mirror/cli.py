@@ -17,7 +17,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mirror.core.config import Config, ConfigError, handle_path, host_target, load_config
+from mirror.core.config import (
+    Config,
+    ConfigError,
+    Environment,
+    Target,
+    handle_path,
+    host_target,
+    load_config,
+)
 from mirror.core.lease import JobBusy
 from mirror.core.runs import Failure, JobCrashed
 from mirror.core.storage import BlobStore, StoreError
@@ -111,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run under gunicorn with N worker processes (production)",
     )
-    sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
+    pip_conf = sub.add_parser("pip-conf", help="print the pip.conf snippet for the mirror's index")
+    pip_conf.add_argument(
+        "--env", metavar="NAME", help="one environment's index (default: the union of all)"
+    )
     proxy = sub.add_parser("proxy", help="run nginx, the fleet's entry point, in the foreground")
     proxy.add_argument("--host", metavar="ADDR", help="override [proxy] host")
     proxy.add_argument("--port", type=_port, metavar="N", help="override [proxy] port")
@@ -124,11 +135,14 @@ def _parser() -> argparse.ArgumentParser:
         "--print-config", action="store_true", help="print the nginx config and exit"
     )
 
-    lock = sub.add_parser("lock", help="print a hash-pinned requirements file for a target")
+    lock = sub.add_parser(
+        "lock", help="print a hash-pinned requirements file for an environment's target"
+    )
+    lock.add_argument("--env", metavar="NAME", help="environment (see `tfmirror targets`)")
     lock.add_argument("--target", metavar="ID", help="target id (see `tfmirror targets`)")
     lock.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
-    sub.add_parser("targets", help="list the configured targets and what each has mirrored")
+    sub.add_parser("targets", help="list each environment's targets and what each has mirrored")
 
     hub = sub.add_parser("hub", help="TF Hub models: prefetch a cache, import a model")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
@@ -455,7 +469,12 @@ def cmd_pip_conf(config: Config, args: argparse.Namespace) -> int:
     from mirror.proxy import entry_point
     from mirror.pypi.lockfile import render_pip_conf
 
-    print(render_pip_conf(entry_point(config).index_url), end="")
+    entry = entry_point(config)
+    if args.env is None:
+        print(render_pip_conf(entry.index_url), end="")
+    else:
+        env = _pick_environment(config, args.env)
+        print(render_pip_conf(entry.environment_url(env.name), env.name), end="")
     return EXIT_OK
 
 
@@ -481,18 +500,39 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGQUIT) else EXIT_FAILED
 
 
-def _pick_target(config: Config, wanted: str | None) -> str:
-    ids = [t.id for t in config.pypi.targets]
+def _pick_environment(config: Config, wanted: str | None) -> Environment:
+    from mirror.core.config import DEFAULT_ENVIRONMENT, normalise_name
+
+    envs = config.pypi.environments
+    names = ", ".join(e.name for e in envs) or "none"
+    if wanted is not None:
+        found = [e for e in envs if normalise_name(e.name) == normalise_name(wanted)]
+        if not found:
+            raise UsageError(f"--env {wanted}: not configured; use one of {names}")
+        return found[0]
+    if len(envs) == 1:
+        return envs[0]
+    default = config.pypi.environment(DEFAULT_ENVIRONMENT)
+    if default is not None:
+        return default
+    raise UsageError(f"several environments are configured: pass --env, one of {names}")
+
+
+def _pick_target(env: Environment, wanted: str | None) -> Target:
+    by_id = {t.id: t for t in env.targets}
+    ids = ", ".join(by_id)
     if wanted:
-        if wanted not in ids:
-            raise UsageError(f"--target {wanted}: not configured; use one of {', '.join(ids)}")
-        return wanted
-    if len(ids) == 1:
-        return ids[0]
+        if wanted not in by_id:
+            raise UsageError(
+                f"--target {wanted}: not a target of environment {env.name}; use one of {ids}"
+            )
+        return by_id[wanted]
+    if len(by_id) == 1:
+        return env.targets[0]
     host = host_target().id
-    if host in ids:
-        return host
-    raise UsageError(f"several targets are configured: pass --target, one of {', '.join(ids)}")
+    if host in by_id:
+        return by_id[host]
+    raise UsageError(f"environment {env.name} has several targets: pass --target, one of {ids}")
 
 
 def cmd_lock(config: Config, args: argparse.Namespace) -> int:
@@ -501,15 +541,17 @@ def cmd_lock(config: Config, args: argparse.Namespace) -> int:
     from mirror.pypi.lockfile import render_lock
     from mirror.pypi.manifest import load_manifest
 
-    target_id = _pick_target(config, args.target)
-    manifest = load_manifest(open_store(config.storage), target_id)
+    env = _pick_environment(config, args.env)
+    target = _pick_target(env, args.target)
+    manifest = load_manifest(open_store(config.storage), env.name, target.id)
     if manifest is None:
         print(
-            f"tfmirror: {target_id} has nothing mirrored yet: run `tfmirror sync pypi`",
+            f"tfmirror: {env.name}/{target.id} has nothing mirrored yet: run `tfmirror sync pypi`",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    text = render_lock(manifest, entry_point(config).index_url)
+    entry = entry_point(config)
+    text = render_lock(manifest, entry.environment_url(env.name))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
@@ -520,19 +562,23 @@ def cmd_lock(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_targets(config: Config, args: argparse.Namespace) -> int:
     from mirror.core.storage import open_store
+    from mirror.proxy import entry_point
     from mirror.pypi.manifest import load_manifest
 
     store = open_store(config.storage)
-    for target in config.pypi.targets:
-        manifest = load_manifest(store, target.id)
-        if manifest is None:
-            print(f"{target.id}\tnot synced yet")
-        else:
-            size = sum(w.size or 0 for w in manifest.files) / 1e6
-            print(
-                f"{target.id}\t{len(manifest.files)} files\t{size:.0f} MB\t"
-                f"synced {manifest.synced_at}"
-            )
+    entry = entry_point(config)
+    for env in config.pypi.environments:
+        print(f"{env.name}\t{entry.environment_url(env.name)}")
+        for target in env.targets:
+            manifest = load_manifest(store, env.name, target.id)
+            if manifest is None:
+                print(f"  {target.id}\tnot synced yet")
+            else:
+                size = sum(w.size or 0 for w in manifest.files) / 1e6
+                print(
+                    f"  {target.id}\t{len(manifest.files)} files\t{size:.0f} MB\t"
+                    f"synced {manifest.synced_at}"
+                )
     return EXIT_OK
 
 
@@ -564,6 +610,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         if proxy is not None:
             running.enter_context(proxy)
         _resume_bundle(config, store, runner)
+        _migrate_store(store, runner)
         # The syncs first, so the mirror serves before `up` says it does; verify and gc
         # (if overdue) then run in the background.
         outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
@@ -587,6 +634,17 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(code)
     return code
+
+
+def _migrate_store(store: BlobStore, runner: JobRunner) -> None:
+    """A store the release before environments wrote: its manifests move under the
+    environment "default" (the pypi lease keeps a sync from committing meanwhile)."""
+    from mirror.pypi.manifest import migrate_layout
+
+    with runner.hold("pypi", wait=True, record=False):
+        moved = migrate_layout(store)
+    if moved:
+        print(f"store: moved {len(moved)} manifests under environment default", flush=True)
 
 
 def _resume_bundle(config: Config, store: BlobStore, runner: JobRunner) -> None:
@@ -666,7 +724,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from sync_jobs.page import render_text
     from sync_jobs.status import collect_status
 
-    status = collect_status(config, open_store(config.storage), entry_point(config).index_url)
+    status = collect_status(config, open_store(config.storage), entry_point(config).base_url)
     if args.json:
         print(json.dumps(status.as_json(), indent=1))
         return EXIT_OK

@@ -6,14 +6,21 @@ These pages are rendered from the manifests instead, with every PEP 691/700/658/
 fact, at devpi's own path (`/<user>/<index>/+simple/`); the files they link stay devpi's
 (`../../+f/...`), sent by nginx from devpi's serverdir. A request for a file that reaches
 a front (no nginx in front) is sent on to devpi; a wheel's `.metadata` is the front's own.
+
+Each environment is an index of its own beside the union, `/<user>/<environment>/+simple/`,
+offering only its closures, so a serving node cannot drift to another environment's
+TensorFlow. devpi holds every file once, in the union index; an environment's pages link
+to the union's files (`../../../<union>/+f/...`).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, redirect, request
 
-from mirror.core.context import app_config
+from mirror.core.config import normalise_name
+from mirror.core.context import app_config, app_store
 from mirror.devpi.publish import devpi_file_relpath
+from mirror.pypi.manifest import stored_environments
 from mirror.pypi.resolve import Wheel
 from mirror.pypi.simple_pages import (
     metadata_response,
@@ -26,32 +33,50 @@ from mirror.pypi.simple_pages import (
 blueprint = Blueprint("fleet_index", __name__)
 
 
-def _check_index(user: str, index: str) -> None:
-    if f"{user}/{index}" != app_config().devpi.index:
-        abort(404, description=f"no index {user}/{index} here")
+def _view(user: str, index: str) -> str | None:
+    """Which selection of the manifests an index path shows: None for the union, else
+    the environment's name; 404 for an index this mirror does not have."""
+    config = app_config()
+    devpi = config.devpi
+    if f"{user}/{index}" == devpi.index:
+        return None
+    if user == devpi.user:
+        wanted = normalise_name(index)
+        names = {env.name for env in config.pypi.environments} | stored_environments(app_store())
+        for name in names:
+            if normalise_name(name) == wanted:
+                return name
+    abort(404, description=f"no index {user}/{index} here")
 
 
-def _file_url(wheel: Wheel) -> str:
+def _union_file_url(wheel: Wheel) -> str:
     # Relative to /<user>/<index>/+simple/<project>/, so the page works at whatever
     # address the node reached it by.
     return "../../" + devpi_file_relpath(wheel.sha256, wheel.filename)
 
 
+def _env_file_url(wheel: Wheel) -> str:
+    # From /<user>/<environment>/+simple/<project>/ to the union's copy of the file.
+    union = app_config().devpi.index.split("/")[1]
+    return f"../../../{union}/" + devpi_file_relpath(wheel.sha256, wheel.filename)
+
+
 @blueprint.get("/<user>/<index>/+simple/")
 def index_projects(user: str, index: str) -> Response:
-    _check_index(user, index)
-    return project_list(sorted(published()))
+    return project_list(sorted(published(_view(user, index))))
 
 
 @blueprint.get("/<user>/<index>/+simple/<project>/")
 def index_project(user: str, index: str, project: str) -> Response:
-    _check_index(user, index)
-    return project_page(*published_project(project), file_url=_file_url)
+    environment = _view(user, index)
+    file_url = _union_file_url if environment is None else _env_file_url
+    return project_page(*published_project(project, environment), file_url=file_url)
 
 
 @blueprint.get("/<user>/<index>/+f/<a>/<b>/<filename>")
 def index_file(user: str, index: str, a: str, b: str, filename: str) -> Response:
-    _check_index(user, index)
+    if f"{user}/{index}" != app_config().devpi.index:
+        abort(404, description=f"no files under {user}/{index}: they are the union index's")
     if filename.endswith(".metadata"):
         return metadata_response(filename.removesuffix(".metadata"))
     devpi = app_config().devpi

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import resource
 import shutil
 import signal
@@ -60,6 +61,11 @@ class ProxyPlan:
     def worker_connections(self) -> int:
         # A proxied request holds two descriptors (client and upstream).
         return max(512, self.open_files // 2)
+
+    @property
+    def user_pattern(self) -> str:
+        """devpi's user, as a regex that matches exactly it (environments' indexes)."""
+        return re.escape(self.index.split("/")[0])
 
     @property
     def describe(self) -> str:
@@ -130,25 +136,29 @@ def find_nginx(config: Config) -> str | None:
 class EntryPoint:
     """Where the fleet points: through nginx when the proxy runs, else the servers."""
 
-    index_url: str
+    index_url: str  # the union of every environment
     base_url: str  # status page, /hub/, /api, /metrics
     via_proxy: bool
+    user: str  # devpi's user: environments' indexes sit beside the union under it
 
     @property
     def hub_url(self) -> str:
         return f"{self.base_url}/hub/"
+
+    def environment_url(self, environment: str) -> str:
+        """The index that offers one environment's closures only."""
+        return f"{self.base_url}/{self.user}/{environment}/+simple/"
 
 
 def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
     if proxied is None:
         proxied = find_nginx(config) is not None
     public = config.web.public_url
-    if proxied or public:
-        base = public or config.proxy.base_url
-        return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, proxied)
-    # The pages are the fronts' (mirror.fleet_index); their file links lead to devpi.
-    base = config.web.base_url
-    return EntryPoint(f"{base}/{config.devpi.index}/+simple/", base, False)
+    # Without nginx the pages are the fronts' (mirror.fleet_index); their file links
+    # lead to devpi.
+    base = public or (config.proxy.base_url if proxied else config.web.base_url)
+    index = f"{base}/{config.devpi.index}/+simple/"
+    return EntryPoint(index, base, proxied, config.devpi.user)
 
 
 class NginxProcess:

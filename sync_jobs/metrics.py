@@ -56,11 +56,27 @@ class _StatusCollector:
         store.add_metric(["hub"], inventory.hub_bytes)
         yield store
         target_files = GaugeMetricFamily(
-            "tfmirror_target_files", "Wheels mirrored per target", labels=["target"]
+            "tfmirror_target_files",
+            "Files mirrored per environment and target",
+            labels=["environment", "target"],
         )
-        for target in inventory.targets:
-            target_files.add_metric([target.target], target.files)
-        yield target_files
+        target_bytes = GaugeMetricFamily(
+            "tfmirror_target_bytes",
+            "Bytes of the files mirrored per environment and target",
+            labels=["environment", "target"],
+        )
+        target_ok = GaugeMetricFamily(
+            "tfmirror_target_last_sync_ok",
+            "0 if the last PyPI sync failed this environment's target, else 1",
+            labels=["environment", "target"],
+        )
+        for env in inventory.environments:
+            for target in env.targets:
+                labels = [env.name, target.target]
+                target_files.add_metric(labels, target.files)
+                target_bytes.add_metric(labels, target.bytes)
+                target_ok.add_metric(labels, 0.0 if target.last_sync == "failed" else 1.0)
+        yield from (target_files, target_bytes, target_ok)
         models = GaugeMetricFamily("tfmirror_models", "TF Hub models mirrored")
         models.add_metric([], len(inventory.models))
         yield models

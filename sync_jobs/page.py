@@ -85,11 +85,13 @@ def render_text(status: Status) -> str:
         lines.append(line + (f", next {_plain(job.next_run)}" if job.next_run else ""))
         if job.last_error:
             lines.append(f"         error: {job.last_error.name}: {job.last_error.reason}")
-    for target in status.inventory.targets:
-        lines.append(
-            f"  target {target.target}: {target.files} files, "
-            f"{_size(target.bytes)}, synced {target.synced_at}"
-        )
+    for env in status.inventory.environments:
+        lines.append(f"  environment {env.name}: {env.index_url}")
+        for target in env.targets:
+            synced = f"synced {target.synced_at}" if target.synced_at else "not synced yet"
+            outcome = f", last sync: {target.last_sync}" if target.last_sync else ""
+            size = _size(target.bytes)
+            lines.append(f"    {target.target}: {target.files} files, {size}, {synced}{outcome}")
     for model in status.inventory.models:
         lines.append(f"  model {model.handle}: {_size(model.size)} {model.sha256[:12]}")
     for row in status.lag:

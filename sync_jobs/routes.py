@@ -65,9 +65,7 @@ class StatusCache:
 
 
 def _build() -> Status:
-    config = app_config()
-    index_url = f"{app_public_url()}/{config.devpi.index}/+simple/"
-    return collect_status(config, app_store(), index_url)
+    return collect_status(app_config(), app_store(), app_public_url())
 
 
 def _cache() -> StatusCache:

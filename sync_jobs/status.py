@@ -20,7 +20,7 @@ from mirror.core.config import Config
 from mirror.core.runs import BUNDLE_JOB, VERIFY_STATE, Failure, Outcome, read_index
 from mirror.core.storage import BlobStore
 from mirror.pypi.lag import read_lag
-from mirror.pypi.manifest import load_all
+from mirror.pypi.manifest import Manifest, load_all
 from sync_jobs.scheduler import next_run
 
 
@@ -71,6 +71,19 @@ class TargetInventory:
     files: int
     bytes: int
     synced_at: str
+    last_sync: str  # the last PyPI sync's word on it: committed, unchanged, failed or ""
+
+
+@dataclass(frozen=True)
+class EnvironmentInventory:
+    """One environment: its own index, what it asks for, each target's closure."""
+
+    name: str
+    index_url: str
+    requirements: list[str]
+    constraints: list[str]
+    targets: list[TargetInventory]
+    configured: bool  # False: only its manifests are here (a bundle brought them)
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,7 @@ class ModelInventory:
 
 @dataclass(frozen=True)
 class Inventory:
-    targets: list[TargetInventory]
+    environments: list[EnvironmentInventory]
     models: list[ModelInventory]
     pypi_bytes: int
     hub_bytes: int
@@ -171,26 +184,70 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
-def collect_status(config: Config, store: BlobStore, index_url: str) -> Status:
-    """`index_url`: the index the fleet reads (what `tfmirror pip-conf` prints)."""
+def _environments(
+    config: Config, manifests: list[Manifest], base_url: str, last_sync: dict[str, Any]
+) -> list[EnvironmentInventory]:
+    """Every configured environment (with its targets, synced or not), then any other
+    one the store holds manifests of."""
+    by_env: dict[str, dict[str, Manifest]] = {}
+    for manifest in manifests:
+        by_env.setdefault(manifest.environment, {})[manifest.target.id] = manifest
+    outcomes = last_sync.get("environments", {}) if isinstance(last_sync, dict) else {}
+
+    def target_row(env: str, target_id: str) -> TargetInventory:
+        found = by_env.get(env, {}).get(target_id)
+        files = found.files if found else []
+        return TargetInventory(
+            target=target_id,
+            projects=len({w.project for w in files}),
+            files=len(files),
+            bytes=sum(w.size or 0 for w in files),
+            synced_at=found.synced_at if found else "",
+            last_sync=str(outcomes.get(env, {}).get(target_id, "")),
+        )
+
+    rows = []
+    for env in config.pypi.environments:
+        ids = [t.id for t in env.targets]
+        ids += sorted(set(by_env.get(env.name, {})) - set(ids))
+        rows.append(
+            EnvironmentInventory(
+                env.name,
+                f"{base_url}/{config.devpi.user}/{env.name}/+simple/",
+                list(env.requirements),
+                list(env.constraints),
+                [target_row(env.name, t) for t in ids],
+                configured=True,
+            )
+        )
+    for name in sorted(set(by_env) - {env.name for env in config.pypi.environments}):
+        any_manifest = next(iter(by_env[name].values()))
+        rows.append(
+            EnvironmentInventory(
+                name,
+                f"{base_url}/{config.devpi.user}/{name}/+simple/",
+                list(any_manifest.requirements),
+                list(any_manifest.constraints),
+                [target_row(name, t) for t in sorted(by_env[name])],
+                configured=False,
+            )
+        )
+    return rows
+
+
+def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
+    """`base_url`: where the fleet reaches the mirror; its indexes are under it (what
+    `tfmirror pip-conf` prints)."""
     jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
     if read_index(store, BUNDLE_JOB, "latest.json") is not None:
         jobs.append(_job(config, store, BUNDLE_JOB, ""))  # only where bundles are made or read
     manifests = load_all(store)
     mirrored: dict[str, set[str]] = {}
-    targets = []
     for manifest in manifests:
         for wheel in manifest.files:
             mirrored.setdefault(wheel.project, set()).add(wheel.version)
-        targets.append(
-            TargetInventory(
-                target=manifest.target.id,
-                projects=len({w.project for w in manifest.files}),
-                files=len(manifest.files),
-                bytes=sum(w.size or 0 for w in manifest.files),
-                synced_at=manifest.synced_at,
-            )
-        )
+    last_sync = read_index(store, "pypi", "latest.json") or {}
+    environments = _environments(config, manifests, base_url, last_sync)
     models = [
         ModelInventory(m.handle, m.path, m.size, m.sha256, m.synced_at) for m in load_models(store)
     ]
@@ -202,7 +259,7 @@ def collect_status(config: Config, store: BlobStore, index_url: str) -> Status:
         failing_jobs=failing,
         jobs=jobs,
         inventory=Inventory(
-            targets=targets,
+            environments=environments,
             models=models,
             pypi_bytes=sum({w.sha256: w.size or 0 for m in manifests for w in m.files}.values()),
             hub_bytes=sum(m.size for m in models),
@@ -210,5 +267,5 @@ def collect_status(config: Config, store: BlobStore, index_url: str) -> Status:
         lag=_lag(config, mirrored, store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
-        devpi_index=index_url,
+        devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
     )

@@ -6,22 +6,28 @@ from mirror.pypi.manifest import Manifest
 
 
 def render_lock(manifest: Manifest, index_url: str) -> str:
+    """`index_url`: the environment's own index, so a node installing from this file can
+    only ever get that environment's files."""
     lines = [
-        f"# tfmirror lock for {manifest.target.id} (python {manifest.target.python}, "
+        f"# tfmirror lock for environment {manifest.environment}, target "
+        f"{manifest.target.id} (python {manifest.target.python}, "
         f"{manifest.target.platform}), synced {manifest.synced_at}",
         f"# requirements: {', '.join(manifest.requirements)}",
-        f"# pip install --require-hashes --index-url {index_url} -r <this file>",
     ]
+    if manifest.constraints:
+        lines.append(f"# constraints: {', '.join(manifest.constraints)}")
+    lines.append(f"# pip install --require-hashes --index-url {index_url} -r <this file>")
     for wheel in sorted(manifest.files, key=lambda w: w.project):
         lines.append(f"{wheel.project}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
     return "\n".join(lines) + "\n"
 
 
-def render_pip_conf(index_url: str) -> str:
+def render_pip_conf(index_url: str, environment: str | None = None) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(index_url)
-    lines = ["[global]", f"index-url = {index_url}"]
+    lines = [f"# environment {environment}: its closures only"] if environment else []
+    lines += ["[global]", f"index-url = {index_url}"]
     if parts.scheme == "http":
         lines.append(f"trusted-host = {parts.hostname}")
     lines += [

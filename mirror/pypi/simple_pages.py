@@ -28,14 +28,27 @@ PEP691_HTML = "application/vnd.pypi.simple.v1+html"
 blueprint = Blueprint("pypi", __name__)
 
 
-def _wants_json() -> bool:
+# What a client may ask for (PEP 691), and the Content-Type it gets: pip before 22.2
+# asks for text/html and refuses any other type ("The only supported Content-Type is
+# text/html"); the "latest" aliases name version 1.
+_ANSWERS = {
+    PEP691_HTML: PEP691_HTML,
+    "application/vnd.pypi.simple.latest+html": PEP691_HTML,
+    "text/html": "text/html; charset=utf-8",
+    PEP691_JSON: PEP691_JSON,
+    "application/vnd.pypi.simple.latest+json": PEP691_JSON,
+}
+
+
+def _content_type() -> str:
     # On a tie (*/*, a browser, curl) HTML, as PyPI does; pip and uv rank JSON first.
-    best = request.accept_mimetypes.best_match([PEP691_HTML, "text/html", PEP691_JSON])
-    return best == PEP691_JSON
+    best = request.accept_mimetypes.best_match(list(_ANSWERS), default=PEP691_HTML)
+    return _ANSWERS[best or PEP691_HTML]
 
 
 def _respond(doc: Mapping[str, object], page: str) -> Response:
-    body, kind = (json.dumps(doc), PEP691_JSON) if _wants_json() else (page, PEP691_HTML)
+    kind = _content_type()
+    body = json.dumps(doc) if kind == PEP691_JSON else page
     resp = Response(body, content_type=kind)
     resp.set_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
     resp.headers["Vary"] = "Accept"
@@ -102,12 +115,13 @@ def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], 
     return _respond(doc, _page(f"Links for {name}", links))
 
 
-def published_project(project: str) -> tuple[str, list[Wheel]]:
-    """A project's mirrored files, or 404."""
+def published_project(project: str, environment: str | None = None) -> tuple[str, list[Wheel]]:
+    """A project's mirrored files (in every environment, or in one), or 404."""
     name = canonicalize_name(project)
-    files = published().get(name)
+    files = published(environment).get(name)
     if not files:
-        abort(404, description=f"{project} is not mirrored here")
+        where = f" in environment {environment}" if environment else ""
+        abort(404, description=f"{project} is not mirrored here{where}")
     return name, list(files.values())
 
 
@@ -169,8 +183,10 @@ def blob_response(sha256: str, filename: str) -> Response:
     return resp
 
 
-def published() -> dict[str, dict[str, Wheel]]:
-    return published_files(app_store())
+def published(environment: str | None = None) -> dict[str, dict[str, Wheel]]:
+    """The union of every environment's files, or one environment's: the views an
+    index is rendered from."""
+    return published_files(app_store(), environment)
 
 
 def simple_pages_app(config: Config, store: BlobStore) -> Flask:

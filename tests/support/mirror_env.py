@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mirror.core.config import Config, DevpiConfig, parse_config
+from mirror.core.config import Config, DevpiConfig, Environment, Target, parse_config
 from tests.support.servers import free_port
 
 LINUX = {"python": "3.11", "platform": "manylinux_2_28_x86_64"}
@@ -22,23 +22,31 @@ def make_config(
     targets: list[dict[str, str]] | None = None,
     storage: dict[str, Any] | None = None,
     managed_devpi: bool = False,
+    environments: dict[str, dict[str, Any]] | None = None,
+    pypi: dict[str, Any] | None = None,
 ) -> Config:
+    """`requirements` and `targets` are the environment default; `environments` adds
+    [pypi.environments.*] tables (with `requirements=[]`, the only ones); `pypi` adds
+    or overrides other [pypi] keys."""
     index = f"u{uuid.uuid4().hex[:8]}/mirror"
     devpi_section: dict[str, Any] = {"url": devpi.url, "index": index}
     if not managed_devpi:
         devpi_section["serverdir"] = ""
+    pypi_section: dict[str, Any] = {
+        "upstream": upstream_index,
+        "workers": 4,
+        "timeout": 2,
+        "retries": 1,
+    }
+    if requirements or not environments:
+        pypi_section |= {"requirements": requirements, "targets": targets or [LINUX]}
+    if environments:
+        pypi_section["environments"] = environments
     return parse_config(
         {
             "storage": storage or {"backend": "local", "path": "store"},
             "devpi": devpi_section,
-            "pypi": {
-                "upstream": upstream_index,
-                "requirements": requirements,
-                "targets": targets or [LINUX],
-                "workers": 4,
-                "timeout": 2,
-                "retries": 1,
-            },
+            "pypi": pypi_section | (pypi or {}),
             "web": {"host": "127.0.0.1", "port": free_port()},
         },
         base=tmp,
@@ -76,3 +84,9 @@ python = "3.11"
 platform = "manylinux_2_28_x86_64"
 {extra}""")
     return path
+
+
+def env_target(config: Config) -> tuple[Environment, Target]:
+    """The first environment and its first target: a one-environment config's only pair."""
+    env = config.pypi.environments[0]
+    return env, env.targets[0]

@@ -21,6 +21,8 @@ class WheelSpec:
     padding: int = 0  # extra bytes of payload, to make a wheel bigger (they compress away)
     noise: int = 0  # incompressible bytes, for a wheel that is big on the wire too
     requires_python: str = ""
+    source: str = ""  # more of the package's __init__.py (runs on import)
+    extra_files: dict[str, str] = field(default_factory=dict)  # more files: path -> text
 
     @property
     def module(self) -> str:
@@ -51,7 +53,9 @@ def build_wheel(spec: WheelSpec) -> bytes:
             + b"# "
             + b"x" * spec.padding
             + b"\n"
+            + spec.source.encode()
         ),
+        **{path: text.encode() for path, text in spec.extra_files.items()},
         **(
             {f"{spec.module}/noise.bin": random.Random(spec.filename).randbytes(spec.noise)}
             if spec.noise

@@ -118,3 +118,23 @@ def test_the_fleets_index_links_devpis_files_with_every_fact_installers_read(
     )
     assert client.get("/other/index/+simple/my-pkg/").status_code == 404
     assert client.get("/tfmirror/pypi/+simple/nothing-here/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        # pip before 22.2 asks for text/html and refuses anything else.
+        ("text/html", "text/html; charset=utf-8"),
+        ("*/*", "application/vnd.pypi.simple.v1+html"),
+        ("application/vnd.pypi.simple.latest+json", PEP691),
+        ("application/vnd.pypi.simple.latest+html", "application/vnd.pypi.simple.v1+html"),
+        (f"{PEP691}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01", PEP691),
+    ],
+)
+def test_each_client_gets_the_type_it_asked_for(
+    client: FlaskClient, accept: str, content_type: str
+) -> None:
+    for path in ("/simple/my-pkg/", "/tfmirror/pypi/+simple/my-pkg/"):
+        resp = client.get(path, headers={"Accept": accept})
+        assert resp.status_code == 200 and resp.content_type == content_type
+        assert (FILENAME in resp.get_data(as_text=True)) and resp.headers["Vary"] == "Accept"
