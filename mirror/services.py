@@ -1,4 +1,5 @@
-"""What a sync needs running: devpi, and the simple pages devpi mirrors from.
+"""What a sync or a verify needs running: devpi, the simple pages devpi mirrors from,
+and the fleet's pages (every environment's index) that verify's proof installs through.
 
 Whatever is already up is used as it is; what tfmirror manages and is down is started
 for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from mirror import fleet_index
 from mirror.core.config import Config
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
@@ -35,6 +37,7 @@ def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
                     "start `tfmirror serve` there first"
                 )
             app = simple_pages_app(config, store)
+            app.register_blueprint(fleet_index.blueprint)
             stack.enter_context(WebServer(app, config.web.host, config.web.port))
         yield DevpiIndex(client, store, config.devpi_mirror_url)
 

@@ -1,52 +1,86 @@
-"""The air-gap install proof, per target, against the devpi index alone.
+"""The air-gap install proof: each environment on each of its targets, the ways nodes
+install, from the index the fleet reads and nothing else.
 
-Every target: pip resolves the requirements for that target's Python and platform from
-devpi only (`install --dry-run --report`, machine pip config off). The target the host
-can run: a real install into a throwaway venv, then an import of each requirement's
-top-level modules. As root on Linux both run inside `unshare -n`, where the only
-reachable address is devpi (see verify/netns.py).
+Every target: pip resolves the environment's requirements (within its constraints) for
+that target's Python and platform from the environment's own index (`install --dry-run
+--report`, machine pip config off). A target the host can run is then installed twice,
+as nodes do: the environment's `tfmirror lock` with `--require-hashes` into a bare venv
+(no pip, no setuptools: what an image build starts from), and `uv pip install` through
+the index into a uv venv; in each, every requirement's top-level modules are imported.
+
+The index is the fleet's: nginx's when it runs, else a web front's pages, whose file
+links a front sends on to devpi. As root on Linux every step runs inside `unshare -n`,
+where the only reachable addresses are those services, each bridged in at its own
+address and port (verify/netns.py). Only a devpi on another host, with no nginx in
+front, is proved through devpi's own pages (a host name cannot be bridged in), and the
+proof says so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import requests
 from packaging.requirements import Requirement
 
 from mirror.core.children import die_with_parent, scrubbed_env
-from mirror.core.config import Config, Target, host_target
-from mirror.pypi.resolve import platforms_for
+from mirror.core.config import Config, Environment, Target, host_target
+from mirror.core.storage import BlobStore
+from mirror.pypi.lockfile import render_lock
+from mirror.pypi.manifest import load_manifest
+from mirror.pypi.resolve import platforms_for, uv_binary
 from verify import netns
 
-TOP_LEVEL = """
+# Which modules a distribution gives: its top_level.txt, else the importable names its
+# RECORD installs at the top (numpy 2 has no top_level.txt and a numpy.libs folder).
+MODULES = """
 import importlib.metadata as md, json, sys
-out = {}
-for name in sys.argv[1:]:
-    dist = md.distribution(name)
+def top(dist):
     text = dist.read_text("top_level.txt")
     if text:
-        mods = [m for m in text.split() if m and not m.startswith("_")]
-    else:  # no top_level.txt (e.g. some wheels): infer from the installed files
-        mods = sorted({str(f).split("/")[0].removesuffix(".py") for f in dist.files or []
-                       if not str(f).split("/")[0].endswith((".dist-info", ".data"))
-                       and not str(f).startswith(("..", "_"))})
-    out[name] = mods
+        return set(text.split())
+    names = set()
+    for f in dist.files or []:
+        parts = str(f).split("/")
+        if len(parts) == 1:
+            if parts[0].endswith((".py", ".so", ".pyd")):
+                names.add(parts[0].split(".")[0])
+        elif parts[-1].endswith((".py", ".so", ".pyd")) and parts[0] != "__pycache__":
+            names.add(parts[0])
+    return names
+out = {}
+for name in sys.argv[1:]:
+    out[name] = sorted(m for m in top(md.distribution(name))
+                       if m.isidentifier() and not m.startswith("_"))
 print(json.dumps(out))
+"""
+
+# Imports each module on its own, so a failure names the module.
+IMPORTS = """
+import importlib, sys, traceback
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        print(f"import {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
 """
 
 
 @dataclass
 class TargetProof:
-    target: str
+    target: str  # environment/target
     ok: bool
     how: str
     detail: str = ""
@@ -55,7 +89,25 @@ class TargetProof:
         return dict(self.__dict__)
 
 
-def pip_env() -> dict[str, str]:
+@dataclass(frozen=True)
+class Route:
+    """How the proof reaches the mirror: the base every index is under, and the
+    services to bridge into the namespace."""
+
+    base_url: str
+    union_index: str  # user/index
+    services: tuple[tuple[str, int], ...]
+    via: str
+    environments: bool = True  # False: devpi's own pages, which have the union only
+
+    def index_url(self, environment: str) -> str:
+        if not self.environments:
+            return f"{self.base_url}/{self.union_index}/+simple/"
+        user = self.union_index.split("/")[0]
+        return f"{self.base_url}/{user}/{environment}/+simple/"
+
+
+def pip_env(**extra: str) -> dict[str, str]:
     """pip and uv with no machine config, cache, prompts or extra indexes from the env,
     and none of the mirror's secrets: what they install runs its own code."""
     return scrubbed_env(
@@ -63,6 +115,7 @@ def pip_env() -> dict[str, str]:
         PIP_NO_CACHE_DIR="1",
         PIP_NO_INPUT="1",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
+        **extra,
     )
 
 
@@ -73,65 +126,115 @@ def host_runs(target: Target) -> bool:
 
 def _why(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR")]
-    return " ".join(errors[-2:] or lines[-2:])[:500] or "pip failed with no message"
+    errors = [ln for ln in lines if ln.startswith(("ERROR", "error:", "import "))]
+    return " ".join(errors[-2:] or lines[-2:])[:500] or "failed with no message"
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _loopback(host: str) -> str | None:
+    """The loopback address `host` names, or None (a host name or another machine)."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def fleet_route(config: Config) -> Route:
+    """The index the fleet reads, as it runs now: nginx's, else a front's, else devpi's
+    own (only when devpi is on another host and no nginx runs, and the proof says so)."""
+    index = config.devpi.index
+    proxy = config.proxy.base_url
+    if _answers(f"{proxy}/healthz/proxy"):
+        return Route(proxy, index, (_address(proxy),), "through nginx")
+    devpi = _address(config.devpi.url)
+    front = config.web.base_url
+    if _loopback(devpi[0]) and _answers(f"{front}/{index}/+simple/"):
+        return Route(front, index, (_address(front), devpi), "through a web front")
+    reason = "devpi is on another host" if not _loopback(devpi[0]) else "no web front answers"
+    return Route(
+        config.devpi.url.rstrip("/"),
+        index,
+        (devpi,),
+        f"through devpi's own pages ({reason}; environments not isolated)",
+        environments=False,
+    )
 
 
 class AirGapProof:
-    def __init__(self, config: Config, isolate: bool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: BlobStore,
+        isolate: bool | None = None,
+        route: Route | None = None,
+    ) -> None:
         self.config = config
-        self.index = config.devpi.index_url
+        self.store = store
         self.isolate = netns.can_unshare() if isolate is None else isolate
+        self.route = route or fleet_route(config)
 
-    def _devpi_address(self) -> tuple[str, str, int]:
-        parts = urlsplit(self.config.devpi.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.scheme, parts.hostname or "127.0.0.1", port
-
-    def _index_args(self) -> list[str]:
-        """pip's index: inside the namespace, the bridge on 127.0.0.1 at devpi's port (the
-        configured host name or address means nothing there)."""
-        if not self.isolate:
-            return ["--index-url", self.index]
-        scheme, _, port = self._devpi_address()
-        inside = self.index.replace(urlsplit(self.index).netloc, f"127.0.0.1:{port}", 1)
-        # TLS to devpi names its host; through the bridge pip reaches it as 127.0.0.1.
-        trust = ["--trusted-host", f"127.0.0.1:{port}"] if scheme == "https" else []
-        return ["--index-url", inside, *trust]
-
-    def _run(self, command: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+    def _run(self, command: list[str], work: Path, **env: str) -> subprocess.CompletedProcess[str]:
         run = partial(
             subprocess.run,
             capture_output=True,
             text=True,
-            env=pip_env(),
+            env=pip_env(**env),
             timeout=3600,
             cwd=work,
             preexec_fn=die_with_parent,  # `up` stopped mid-proof takes pip down with it
         )
         if not self.isolate:
             return run(command)
-        _, host, port = self._devpi_address()
-        sock = Path(tempfile.gettempdir()) / f"tfmirror-bridge-{uuid.uuid4().hex[:8]}.sock"
-        bridge = netns.HostBridge(sock, host, port)
-        try:
-            return run(netns.wrap(command, sock, port))
-        finally:
-            bridge.close()
+        with ExitStack() as stack:
+            bridges = []
+            for host, port in self.route.services:
+                sock = Path(tempfile.gettempdir()) / f"tfmirror-bridge-{uuid.uuid4().hex[:8]}.sock"
+                bridge = netns.HostBridge(sock, host, port)
+                stack.callback(bridge.close)
+                bridges.append((sock, _loopback(host) or "127.0.0.1", port))
+            return run(netns.wrap(command, bridges))
 
     @property
     def where(self) -> str:
-        return "inside unshare -n (devpi only)" if self.isolate else "index-url only"
+        scope = "inside unshare -n" if self.isolate else "index-url only"
+        return f"{scope}, {self.route.via}"
 
-    def prove(self, target: Target, install: bool = True) -> TargetProof:
+    def prove(self, env: Environment, target: Target, install: bool = True) -> TargetProof:
         with tempfile.TemporaryDirectory(prefix="tfmirror-airgap-") as tmp:
             work = Path(tmp)
-            resolved = self._resolve(target, work)
+            (work / "requirements.txt").write_text("\n".join(env.requirements) + "\n")
+            (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
+            resolved = self._resolve(env, target, work)
             if not resolved.ok or not install or not host_runs(target):
                 return resolved
-            return self._install(target, work)
+            proofs = [resolved]
+            for step in (self._install_lock, self._install_uv):
+                proofs.append(step(env, target, work))
+                if not proofs[-1].ok:
+                    return proofs[-1]
+        hows = ", ".join(p.how.removesuffix(f" {self.where}") for p in proofs)
+        detail = f"{resolved.detail}; {proofs[-1].detail} in both venvs"
+        return TargetProof(resolved.target, True, f"{hows} {self.where}", detail)
 
-    def _resolve(self, target: Target, work: Path) -> TargetProof:
+    def _proof(
+        self, env: Environment, target: Target, ok: bool, how: str, detail: str
+    ) -> TargetProof:
+        return TargetProof(f"{env.name}/{target.id}", ok, f"{how} {self.where}", detail)
+
+    def _resolve(self, env: Environment, target: Target, work: Path) -> TargetProof:
         platforms = [f"--platform={p}" for p in platforms_for(target.platform)]
         command = [
             sys.executable,
@@ -148,31 +251,82 @@ class AirGapProof:
             *platforms,
             "--target",
             str(work / "t"),
-            *self._index_args(),
-            *self.config.pypi.requirements,
+            "--index-url",
+            self.route.index_url(env.name),
+            "-r",
+            "requirements.txt",
+            "-c",
+            "constraints.txt",
         ]
         proc = self._run(command, work)
-        how = f"pip resolve {self.where}"
         if proc.returncode != 0:
-            return TargetProof(target.id, False, how, _why(proc.stderr))
+            return self._proof(env, target, False, "pip resolve", _why(proc.stderr))
         report = json.loads((work / "report.json").read_text())
-        return TargetProof(target.id, True, how, f"{len(report.get('install', []))} wheels")
+        count = len(report.get("install", []))
+        return self._proof(env, target, True, "pip resolve", f"{count} wheels")
 
-    def _install(self, target: Target, work: Path) -> TargetProof:
-        how = f"install + import {self.where}"
+    def _install_lock(self, env: Environment, target: Target, work: Path) -> TargetProof:
+        """`tfmirror lock` + `pip install --require-hashes` into a venv with nothing in
+        it: no setuptools to hide a missing one, as in an image built from scratch."""
+        how = "lock --require-hashes into a bare venv"
+        manifest = load_manifest(self.store, env.name, target.id)
+        if manifest is None:
+            return self._proof(env, target, False, how, "nothing synced for it yet")
+        index = self.route.index_url(env.name)
+        (work / "lock.txt").write_text(render_lock(manifest, index))
+        venv = work / "bare"
         subprocess.run(
-            [sys.executable, "-m", "venv", str(work / "venv")],
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)],
             check=True,
             preexec_fn=die_with_parent,
         )
-        python = str(work / "venv" / "bin" / "python")
-        pip = [python, "-m", "pip", "install", "--quiet", *self._index_args()]
-        proc = self._run([*pip, *self.config.pypi.requirements], work)
+        python = str(venv / "bin" / "python")
+        pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
+        proc = self._run([*pip, "--require-hashes", "--index-url", index, "-r", "lock.txt"], work)
         if proc.returncode != 0:
-            return TargetProof(target.id, False, how, _why(proc.stderr))
-        names = [Requirement(r).name for r in self.config.pypi.requirements]
+            return self._proof(env, target, False, how, _why(proc.stderr))
+        return self._imports(env, target, python, work, how)
+
+    def _install_uv(self, env: Environment, target: Target, work: Path) -> TargetProof:
+        how = "uv pip install"
+        venv = work / "uv"
+        uv = uv_binary()
+        cache = {"UV_CACHE_DIR": str(work / "uv-cache"), "UV_NO_PROGRESS": "1"}
+        made = self._run(
+            [uv, "venv", "--no-config", "--quiet", "--python", sys.executable, str(venv)],
+            work,
+            UV_PYTHON_DOWNLOADS="never",
+            **cache,
+        )
+        if made.returncode != 0:
+            return self._proof(env, target, False, how, _why(made.stderr))
+        python = str(venv / "bin" / "python")
+        command = [
+            uv,
+            "pip",
+            "install",
+            "--no-config",
+            "--quiet",
+            "--python",
+            python,
+            "--index-url",
+            self.route.index_url(env.name),
+            "-r",
+            "requirements.txt",
+            "-c",
+            "constraints.txt",
+        ]
+        proc = self._run(command, work, **cache)
+        if proc.returncode != 0:
+            return self._proof(env, target, False, how, _why(proc.stderr))
+        return self._imports(env, target, python, work, how)
+
+    def _imports(
+        self, env: Environment, target: Target, python: str, work: Path, how: str
+    ) -> TargetProof:
+        names = [Requirement(r).name for r in env.requirements]
         found = subprocess.run(
-            [python, "-c", TOP_LEVEL, *names],
+            [python, "-c", MODULES, *names],
             capture_output=True,
             text=True,
             check=False,
@@ -180,9 +334,9 @@ class AirGapProof:
             preexec_fn=die_with_parent,
         )
         if found.returncode != 0:
-            return TargetProof(target.id, False, how, _why(found.stderr))
+            return self._proof(env, target, False, how, _why(found.stderr))
         modules = sorted({m for mods in json.loads(found.stdout).values() for m in mods})
-        probe = self._run([python, "-c", "; ".join(f"import {m}" for m in modules)], work)
+        probe = self._run([python, "-c", IMPORTS, *modules], work)
         if probe.returncode != 0:
-            return TargetProof(target.id, False, how, f"import failed: {_why(probe.stderr)}")
-        return TargetProof(target.id, True, how, f"imported {', '.join(modules)}")
+            return self._proof(env, target, False, how, _why(probe.stderr))
+        return self._proof(env, target, True, f"{how} + import", f"imported {', '.join(modules)}")

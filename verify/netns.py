@@ -1,13 +1,15 @@
-"""Run a command in a network namespace whose only way out is devpi.
+"""Run a command in a network namespace whose only ways out are the mirror's services.
 
 `unshare -n` gives a process a fresh network namespace: a loopback interface (down) and
-nothing else. devpi listens in the host's namespace, which that process cannot reach.
-So we bridge through the filesystem, which both share: the host side accepts on a Unix
-socket and connects to devpi; inside the namespace, this module brings loopback up,
-listens on 127.0.0.1:<devpi's port> and forwards each connection to the Unix socket.
-pip inside then sees devpi at its usual address, and nothing else at all.
+nothing else. The mirror's services (nginx, a web front, devpi) listen in the host's
+namespace, which that process cannot reach. So we bridge through the filesystem, which
+both share: the host side accepts on a Unix socket per service and connects to it;
+inside the namespace, this module brings loopback up, listens at each service's own
+loopback address and port (any of 127.0.0.0/8 is local once lo is up) and forwards
+each connection to that service's Unix socket. pip inside then sees each service at
+its usual address, a front's redirect to devpi included, and nothing else at all.
 
-    unshare -n python -m verify.netns UNIX_PATH PORT -- COMMAND...
+    unshare -n python -m verify.netns UNIX_PATH HOST:PORT [UNIX_PATH HOST:PORT ...] -- COMMAND...
 """
 
 from __future__ import annotations
@@ -77,37 +79,30 @@ def loopback_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
 
 
-def inside(unix_path: str, port: int, command: list[str]) -> int:
+def inside(bridges: list[tuple[str, str, int]], command: list[str]) -> int:
+    """`bridges`: (Unix socket path, loopback address, port) of each service."""
     loopback_up()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
-
-    def serve() -> None:
-        while True:
-            client, _ = listener.accept()
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(unix_path)
-            _splice(client, upstream)
-
-    threading.Thread(target=serve, daemon=True).start()
+    for unix_path, host, port in bridges:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(64)
+        threading.Thread(target=_forward, args=(listener, unix_path), daemon=True).start()
     return subprocess.call(command, preexec_fn=die_with_parent)
 
 
-def wrap(command: list[str], unix_path: Path, port: int) -> list[str]:
-    """The command line that runs `command` inside a fresh namespace behind the bridge."""
-    return [
-        "unshare",
-        "-n",
-        sys.executable,
-        "-m",
-        "verify.netns",
-        str(unix_path),
-        str(port),
-        "--",
-        *command,
-    ]
+def _forward(listener: socket.socket, unix_path: str) -> None:
+    while True:
+        client, _ = listener.accept()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(unix_path)
+        _splice(client, upstream)
+
+
+def wrap(command: list[str], bridges: list[tuple[Path, str, int]]) -> list[str]:
+    """The command line that runs `command` inside a fresh namespace behind the bridges."""
+    specs = [arg for path, host, port in bridges for arg in (str(path), f"{host}:{port}")]
+    return ["unshare", "-n", sys.executable, "-m", "verify.netns", *specs, "--", *command]
 
 
 def can_unshare() -> bool:
@@ -116,6 +111,15 @@ def can_unshare() -> bool:
     return subprocess.call(["unshare", "-n", "true"], stderr=subprocess.DEVNULL) == 0
 
 
+def _parse(argv: list[str]) -> tuple[list[tuple[str, str, int]], list[str]]:
+    separator = argv.index("--")
+    specs = argv[:separator]
+    bridges = []
+    for unix_path, address in zip(specs[::2], specs[1::2], strict=True):
+        host, port = address.rsplit(":", 1)
+        bridges.append((unix_path, host, int(port)))
+    return bridges, argv[separator + 1 :]
+
+
 if __name__ == "__main__":
-    separator = sys.argv.index("--")
-    sys.exit(inside(sys.argv[1], int(sys.argv[2]), sys.argv[separator + 1 :]))
+    sys.exit(inside(*_parse(sys.argv[1:])))

@@ -128,8 +128,13 @@ def run_verify(
                 with holding(lock, "pypi", ttl, wait=True):
                     repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
             if config.pypi.enabled:  # a hub-only mirror has nothing to install
-                proof = AirGapProof(config)
-                report.targets = [proof.prove(t, install=install) for t in config.pypi.targets]
+                proof = AirGapProof(config, store)
+                report.targets = [
+                    proof.prove(env, target, install=install)
+                    for env in config.pypi.environments
+                    if env.requirements
+                    for target in env.targets
+                ]
     except (DevpiError, DevpiStartError) as exc:
         report.devpi.errors.append(str(exc))
     if deep:
