@@ -26,7 +26,7 @@ from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
-from tests.support.mirror_env import make_config
+from tests.support.mirror_env import env_target, make_config
 from tests.support.servers import make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
@@ -140,9 +140,9 @@ def test_file_deleted_from_devpi_is_found_and_pushed_again(
 def test_airgap_proof_fails_clearly_when_a_dependency_is_missing(
     synced: tuple[Config, LocalStore],
 ) -> None:
-    config, _ = synced
+    config, store = synced
     delete_from_devpi(config, "beta")
-    proof = AirGapProof(config).prove(config.pypi.targets[0])
+    proof = AirGapProof(config, store).prove(*env_target(config))
     assert not proof.ok
     assert "beta" in proof.detail
     assert "No matching distribution" in proof.detail or "not find a version" in proof.detail
