@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -584,6 +583,7 @@ def cmd_targets(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
+    from mirror.core.stopping import StopRequest
     from mirror.core.storage import open_store
     from mirror.core.web_server import WebServer
     from mirror.devpi.server import DevpiProcess
@@ -592,7 +592,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
 
     check_listen(config.web.host, config.web.port, "[web] host/port")
     store = open_store(config.storage)
-    stop = threading.Event()
+    stop = StopRequest()
     _forward_signals(stop.set)
     devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
     nginx = find_nginx(config)

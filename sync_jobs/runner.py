@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -39,24 +40,33 @@ class JobRunner:
         store: BlobStore,
         jobs: dict[str, JobFn],
         lock: LeaderLock | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.jobs = jobs
         self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
-        self.sleep = sleep
-        self._running: set[str] = set()
+        self.sleep = sleep or self._pause  # tests give a clock of their own
+        self._running: Counter[str] = Counter()  # runs in this process, by job
         self._changed = threading.Condition()
+        self._closed = False  # stopping: no job starts, no retry waits
+
+    def close(self) -> None:
+        """Stop for good: a job asked to run from now on is skipped (a run the scheduler
+        queued just before the stop would otherwise start after it, and start the
+        services it needs again), and a job waiting to retry gives up."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def running(self) -> set[str]:
         with self._changed:
-            return set(self._running)
+            return {job for job, count in self._running.items() if count}
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no job runs here (at most `timeout` s); False if one still does."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._running, timeout)
+            return self._changed.wait_for(lambda: not +self._running, timeout)
 
     def run(
         self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
@@ -66,14 +76,20 @@ class JobRunner:
         `only_if` is checked again once the lock is held: another scheduler may have run
         the job between our decision to run it and our turn.
         """
-        lease = self.lock.acquire(job)
-        if lease is None:
-            log.info("%s: another scheduler holds the lock; skipping this run", job)
-            return RunResult.BUSY
-        if only_if is not None and not only_if():
-            lease.release()
-            return RunResult.SKIPPED
-        return self.run_leased(lease, trigger)
+        # Counted as running from the moment it is not refused: a stop either refuses
+        # it or waits for it (or exits past it), never misses one still taking its lease.
+        with self._tracked(job, prune=False):
+            if self._closed:
+                log.info("%s: stopping; not starting it", job)
+                return RunResult.SKIPPED
+            lease = self.lock.acquire(job)
+            if lease is None:
+                log.info("%s: another scheduler holds the lock; skipping this run", job)
+                return RunResult.BUSY
+            if only_if is not None and not only_if():
+                lease.release()
+                return RunResult.SKIPPED
+            return self.run_leased(lease, trigger)
 
     def run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job
@@ -83,10 +99,21 @@ class JobRunner:
                 if attempt:
                     wait = schedule.retry_backoff * 2 ** (attempt - 1)
                     log.warning("%s failed; retry %d in %.0f s", job, attempt, wait)
-                    self.sleep(wait)
+                    if not self._closed:
+                        self.sleep(wait)
+                    if self._closed:
+                        return RunResult.FAILED
                 if self._attempt(job, trigger if not attempt else "retry"):
                     return RunResult.OK
             return RunResult.FAILED
+
+    def _pause(self, seconds: float) -> None:
+        """A retry's backoff, or a wait for a lease: cut short when the runner closes."""
+        with self._changed:
+            if not self._closed:
+                self._changed.wait_for(lambda: self._closed, seconds)
+                return
+        time.sleep(seconds)  # closed already: a plain wait (a CLI-style hold, say)
 
     def _attempt(self, job: str, trigger: str) -> bool:
         try:
@@ -115,14 +142,15 @@ class JobRunner:
             yield
 
     @contextmanager
-    def _tracked(self, job: str) -> Iterator[None]:
+    def _tracked(self, job: str, prune: bool = True) -> Iterator[None]:
         """Count the job as running here; prune its run records after."""
         with self._changed:
-            self._running.add(job)
+            self._running[job] += 1
         try:
             yield
         finally:
-            prune_runs(self.store, job, self.config.schedule.keep_runs)
+            if prune:
+                prune_runs(self.store, job, self.config.schedule.keep_runs)
             with self._changed:
-                self._running.discard(job)
+                self._running[job] -= 1
                 self._changed.notify_all()

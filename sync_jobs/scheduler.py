@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
@@ -15,6 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from mirror.core.config import Config
 from mirror.core.runs import read_index
+from mirror.core.stopping import StopRequest
 from mirror.core.storage import BlobStore
 from sync_jobs.runner import JobRunner, RunResult
 
@@ -111,6 +111,7 @@ def stop_promptly(scheduler: BackgroundScheduler, runner: JobRunner, grace: floa
     """Stop for an operator's Ctrl-C: queued runs are dropped, a running one gets `grace`
     seconds; returns the jobs still running then (they publish nothing half-done: every
     manifest commits last, and their lease lapses with the process)."""
+    runner.close()
     scheduler.shutdown(wait=False)
     runner.wait_idle(grace)
     return runner.running()
@@ -118,7 +119,7 @@ def stop_promptly(scheduler: BackgroundScheduler, runner: JobRunner, grace: floa
 
 def run_forever(config: Config, store: BlobStore, runner: JobRunner) -> int:
     """`tfmirror scheduler`: catch up, then run on schedule until SIGTERM/SIGINT; exit 0."""
-    stop = threading.Event()
+    stop = StopRequest()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()

@@ -117,3 +117,25 @@ def test_a_prompt_stop_drops_queued_runs_and_does_not_wait_out_a_running_one(
     release.set()
     assert took < 2, took
     assert len(still) >= 1 and runner.wait_idle(10)
+
+
+def test_a_closed_runner_starts_nothing_and_cuts_a_retry_wait_short(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    # retry_backoff 600: only a close can end the wait this soon.
+    config, store = setup(tmp_path, retries=1, retry_backoff=600)
+    runner = JobRunner(config, store, {"pypi": recorded_job([False, True])})
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(runner.run("pypi", "manual")))
+    began = time.monotonic()
+    worker.start()
+    while read_index(store, "pypi", "latest.json") is None:  # the first attempt failed
+        time.sleep(0.01)
+    runner.close()
+    worker.join(timeout=10)
+    assert outcome == ["failed"] and time.monotonic() - began < 10
+    # A run asked for after the stop (a queued scheduled one) does not start.
+    calls: list[str] = []
+    runner.jobs["gc"] = lambda c, s, t: calls.append(t) or True
+    assert runner.run("gc") == "skipped" and calls == []
