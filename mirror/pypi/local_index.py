@@ -1,0 +1,231 @@
+"""Upstream's index as a build sandbox sees it: the sandbox's only way out.
+
+The syncer serves it on a Unix socket, which the sandbox reaches as a loopback port.
+Pages are upstream's PEP 691 pages with every file pointed here; a file is fetched with
+the sync's own verified download (upstream's sha256 and size, its caps, its host policy)
+into the store, and sent from there. So code in the sandbox gets the bytes the mirror
+verified and nothing else: no other host, no upload, no way to write to the store.
+Every file it took is remembered: those are a build's requirements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socketserver
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from mirror.core.storage import BlobStore, StoreError, iter_chunks
+from mirror.core.upstream import (
+    PEP691_JSON,
+    DownloadError,
+    FetchPolicy,
+    ProjectPages,
+    fetch_verified,
+)
+
+MAX_METADATA = 8 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A file the sandbox took: upstream's entry for it, with its project."""
+
+    project: str
+    entry: dict[str, Any]
+
+    @property
+    def filename(self) -> str:
+        return str(self.entry["filename"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.entry["hashes"]["sha256"])
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    index: LocalIndex
+
+
+class LocalIndex:
+    """`with LocalIndex(store, pages, policy) as index:` serves on `index.socket`."""
+
+    def __init__(self, store: BlobStore, pages: ProjectPages, policy: FetchPolicy) -> None:
+        self.store = store
+        self.pages = pages
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._files: dict[str, Taken] = {}  # sha256 -> entry, from the pages served
+        self._taken: list[Taken] = []  # each download the sandbox made, in order
+        self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
+        self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
+        self._server: _Server | None = None
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._taken)
+
+    def taken_since(self, mark: int) -> dict[str, Taken]:
+        """The files downloaded since `mark` (a build's requirements), by sha256."""
+        with self._lock:
+            return {t.sha256: t for t in self._taken[mark:]}
+
+    def entry(self, sha256: str) -> Taken | None:
+        """Upstream's entry for a file a page it served listed."""
+        with self._lock:
+            return self._files.get(sha256)
+
+    def __enter__(self) -> LocalIndex:
+        server = _Server(str(self.socket), _Handler)
+        server.index = self
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._folder.cleanup()
+
+    # -- what the handler asks ----------------------------------------------------
+    def page(self, project: str) -> bytes | None:
+        name = canonicalize_name(project)
+        doc = self.pages.get(name)
+        if doc is None:
+            return None
+        files = []
+        for entry in doc.get("files", []):
+            hashes = entry.get("hashes")
+            sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+            filename = entry.get("filename")
+            if not (
+                isinstance(sha256, str) and _SHA256.match(sha256) and isinstance(filename, str)
+            ):
+                continue  # a file the mirror could not verify is not offered
+            if "/" in filename or filename.startswith("."):
+                continue
+            with self._lock:
+                self._files[sha256] = Taken(name, entry)
+            files.append(
+                {
+                    **{k: v for k, v in entry.items() if k != "url"},
+                    "url": f"/files/{sha256}/{filename}",
+                }
+            )
+        out = {"meta": {"api-version": "1.1"}, "name": name, "files": files}
+        if isinstance(doc.get("versions"), list):
+            out["versions"] = doc["versions"]
+        return json.dumps(out).encode()
+
+    def fetch(self, sha256: str, metadata: bool) -> tuple[str, int] | None:
+        """The blob to send for a file (or its METADATA): its sha256 and size."""
+        taken = self.entry(sha256)
+        if taken is None:
+            return None
+        entry = taken.entry
+        if metadata:
+            declared = _declared_metadata(entry)
+            if declared is None:
+                return None
+            policy = _capped(self.policy)
+            if not self.store.has_blob(declared):
+                fetch_verified(self.store, f"{entry['url']}.metadata", declared, None, policy)
+            return declared, self.store.blob_size(declared) or 0
+        size = entry.get("size") if isinstance(entry.get("size"), int) else None
+        if not self.store.touch_blob(sha256):
+            fetch_verified(self.store, str(entry["url"]), sha256, size, self.policy)
+        with self._lock:
+            self._taken.append(taken)
+        return sha256, self.store.blob_size(sha256) or 0
+
+
+def _capped(policy: FetchPolicy) -> FetchPolicy:
+    from dataclasses import replace
+
+    return replace(policy, max_bytes=MAX_METADATA, cap_setting="core metadata")
+
+
+def _declared_metadata(entry: dict[str, Any]) -> str | None:
+    for key in ("core-metadata", "dist-info-metadata"):
+        value = entry.get(key)
+        if isinstance(value, dict) and isinstance(value.get("sha256"), str):
+            sha = str(value["sha256"])
+            return sha if _SHA256.match(sha) else None
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def address_string(self) -> str:
+        return "sandbox"
+
+    def do_HEAD(self) -> None:
+        """What a file would be (uv asks before it downloads): its declared size."""
+        parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
+        taken = None
+        if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
+            taken = self.server.index.entry(parts[1])
+        size = taken.entry.get("size") if taken is not None else None
+        if taken is None or parts[2].endswith(".metadata") or not isinstance(size, int):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        index = self.server.index
+        path = self.path.split("?", 1)[0]
+        parts = [p for p in path.split("/") if p]
+        try:
+            if len(parts) == 2 and parts[0] == "simple":
+                body = index.page(parts[1])
+                if body is None:
+                    return self._send(404, b"not found", "text/plain")
+                return self._send(200, body, PEP691_JSON)
+            if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
+                found = index.fetch(parts[1], metadata=parts[2].endswith(".metadata"))
+                if found is None:
+                    return self._send(404, b"not offered here", "text/plain")
+                return self._stream(*found)
+        except (DownloadError, StoreError) as exc:
+            return self._send(502, str(exc).encode()[:500], "text/plain")
+        return self._send(404, b"not found", "text/plain")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+    def _stream(self, sha256: str, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with contextlib.suppress(OSError), self.server.index.store.open_blob(sha256) as blob:
+            for chunk in iter_chunks(blob):
+                self.wfile.write(chunk)

@@ -1,0 +1,79 @@
+"""The build sandbox's only way out: upstream's pages, each file fetched verified into
+the store and sent from there. A local upstream; HTTP over the index's Unix socket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirror.core.hosts import HostPolicy
+from mirror.core.storage import LocalStore
+from mirror.core.upstream import FetchPolicy, ProjectPages
+from mirror.pypi.local_index import LocalIndex
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("sandbox")
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(self.path))
+
+
+def ask(index: LocalIndex, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
+    conn = _UnixConnection(index.socket)
+    conn.request(method, path, headers={"Accept": PEP691})
+    answer = conn.getresponse()
+    body = answer.read()
+    conn.close()
+    return answer.status, body, dict(answer.getheaders())
+
+
+@pytest.fixture
+def index(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[LocalIndex, LocalStore]]:
+    store = LocalStore(tmp_path / "store")
+    policy = FetchPolicy(timeout=2, retries=0, hosts=HostPolicy.trusting([upstream.index_url], ""))
+    with LocalIndex(store, ProjectPages(upstream.index_url, 2), policy) as served:
+        yield served, store
+
+
+def test_files_come_verified_from_the_store_and_are_remembered(
+    index: tuple[LocalIndex, LocalStore], upstream: Upstream
+) -> None:
+    served, store = index
+    good = upstream.add(WheelSpec("alpha", "1.0"))
+    bad = upstream.add(WheelSpec("alpha", "2.0"), "corrupt")
+
+    status, body, _ = ask(served, "GET", "/simple/Alpha/")
+    assert status == 200
+    page = json.loads(body)
+    urls = {f["filename"]: f["url"] for f in page["files"]}
+    assert urls[good.spec.filename] == f"/files/{good.sha256}/{good.spec.filename}"
+    assert all(url.startswith("/files/") for url in urls.values())  # nothing leads elsewhere
+
+    mark = served.mark()
+    status, _, headers = ask(served, "HEAD", urls[good.spec.filename])
+    assert status == 200 and headers["Content-Length"] == str(len(good.data))
+    status, body, _ = ask(served, "GET", urls[good.spec.filename])
+    assert status == 200 and body == good.data and store.has_blob(good.sha256)
+    assert list(served.taken_since(mark)) == [good.sha256]
+
+    # Upstream's bytes that are not the listed ones never reach the sandbox or the store.
+    status, body, _ = ask(served, "GET", urls[bad.spec.filename])
+    assert status == 502 and b"sha256 mismatch" in body and not store.has_blob(bad.sha256)
+    # Nothing a page did not list, nothing but GET and HEAD.
+    assert ask(served, "GET", f"/files/{'0' * 64}/x.whl")[0] == 404
+    assert ask(served, "GET", "/simple/nosuch/")[0] == 404
+    assert ask(served, "POST", "/simple/alpha/")[0] == 501
+    assert list(served.taken_since(mark)) == [good.sha256]
