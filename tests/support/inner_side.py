@@ -61,7 +61,9 @@ def main(config: str, pub: str, venv: str, outer_url: str, model: str, *bundles:
     )
     try:
         deadline = time.monotonic() + 120
-        while not reaches(f"{web}/api/status") and time.monotonic() < deadline:
+        # /readyz: the front and devpi both answer (the front starts first, and a file
+        # link sends pip on to devpi).
+        while not reaches(f"{web}/readyz") and time.monotonic() < deadline:
             time.sleep(0.5)
         pip = pip_install(Path(venv), entry_point(cfg, proxied=False).index_url, "alpha")
         say("pip", rc=pip.returncode, err=pip.stderr[-2000:])
