@@ -296,6 +296,8 @@ def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
             return EXIT_FAILED
     for failure in report.failures:
         print(f"FAILED {failure}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -92,6 +92,11 @@ def render_text(status: Status) -> str:
             outcome = f", last sync: {target.last_sync}" if target.last_sync else ""
             size = _size(target.bytes)
             lines.append(f"    {target.target}: {target.files} files, {size}, {synced}{outcome}")
+    for built in status.built:
+        lines.append(
+            f"  built {built.filename} from {built.sdist} with {built.python} "
+            f"({', '.join(built.requires) or 'no build requirements'}), {built.built_at}"
+        )
     for model in status.inventory.models:
         lines.append(f"  model {model.handle}: {_size(model.size)} {model.sha256[:12]}")
     for row in status.lag:

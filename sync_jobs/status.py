@@ -104,6 +104,20 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class BuiltWheel:
+    """A wheel the mirror built from an sdist in its sandbox, and where it is used."""
+
+    filename: str
+    sdist: str
+    sdist_sha256: str
+    python: str
+    requires: list[str]
+    built_at: str
+    tools: str
+    used_by: list[str]  # environment/target
+
+
+@dataclass(frozen=True)
 class LagRow:
     requirement: str
     project: str
@@ -126,6 +140,7 @@ class Status:
     jobs: list[JobStatus]
     inventory: Inventory
     lag: list[LagRow]
+    built: list[BuiltWheel]
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
@@ -235,6 +250,29 @@ def _environments(
     return rows
 
 
+def _built(manifests: list[Manifest]) -> list[BuiltWheel]:
+    rows: dict[str, BuiltWheel] = {}
+    for manifest in manifests:
+        for wheel in manifest.files:
+            if (built := wheel.built_from) is None:
+                continue
+            row = rows.setdefault(
+                wheel.sha256,
+                BuiltWheel(
+                    wheel.filename,
+                    built.sdist,
+                    built.sdist_sha256,
+                    built.python,
+                    list(built.requires),
+                    built.built_at,
+                    built.tools,
+                    [],
+                ),
+            )
+            row.used_by.append(manifest.where)
+    return sorted(rows.values(), key=lambda r: r.filename)
+
+
 def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
     """`base_url`: where the fleet reaches the mirror; its indexes are under it (what
     `tfmirror pip-conf` prints)."""
@@ -265,6 +303,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
             hub_bytes=sum(m.size for m in models),
         ),
         lag=_lag(config, mirrored, store),
+        built=_built(manifests),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",

@@ -31,6 +31,15 @@ from mirror.core.redact import bounded, redact_url
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
 DEFAULT_REQUIREMENTS = ("tensorflow", "tensorflow-hub")
 DEFAULT_CONSTRAINTS = ("setuptools<82",)
+# What nodes build their own projects with (pip install ., pdm, hatch, poetry).
+DEFAULT_BUILD_BACKENDS = (
+    "setuptools",
+    "wheel",
+    "hatchling",
+    "flit-core",
+    "poetry-core",
+    "pdm-backend",
+)
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
 
@@ -161,6 +170,12 @@ class PypiConfig:
     retries: int = 4
     deadline: float = 1800.0  # one file's whole download, retries included
     allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
+    # A dependency with no wheel for a target: "build" it from its sdist in a sandbox,
+    # or "refuse" (the target fails, naming it).
+    sdists: str = "build"
+    build_timeout: float = 900.0  # one sandboxed resolve or build, in seconds
+    build_memory_mb: int = 4096  # its address-space cap
+    build_backends: tuple[str, ...] = DEFAULT_BUILD_BACKENDS  # on every environment's index
 
     @property
     def enabled(self) -> bool:
@@ -628,6 +643,14 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
     s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
     deadline = s.seconds("deadline", PypiConfig.deadline, "1800")
     allow_hosts = s.hosts("allow_hosts")
+    sdists = s.get("sdists", str, PypiConfig.sdists, '"build"')
+    s.check("sdists", sdists in ("build", "refuse"), sdists, 'use "build" or "refuse"')
+    build_timeout = s.seconds("build_timeout", PypiConfig.build_timeout, "900")
+    memory = s.get("build_memory_mb", int, PypiConfig.build_memory_mb, "4096")
+    s.check("build_memory_mb", memory >= 256, memory, "give at least 256 MB")
+    backends = _requirements(
+        s, "build_backends", list(DEFAULT_BUILD_BACKENDS), '["setuptools", "hatchling"]'
+    )
     s.done()
     return PypiConfig(
         upstream=upstream if inner or upstream.endswith("/") else upstream + "/",
@@ -637,6 +660,10 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
         retries=retries,
         deadline=deadline,
         allow_hosts=allow_hosts,
+        sdists=sdists,
+        build_timeout=build_timeout,
+        build_memory_mb=memory,
+        build_backends=backends,
     )
 
 

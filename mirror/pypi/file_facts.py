@@ -76,6 +76,8 @@ def settle(
         upload_time = _upload_time(entry.get("upload-time")) or upload_time
         yanked = _yanked(entry.get("yanked"))
     facts: dict[str, Any] = {"upload_time": upload_time, "yanked": yanked}
+    if not wheel.is_wheel:
+        return dataclasses.replace(wheel, **facts)  # an sdist kept beside its built wheel
     if known and known.metadata_sha256 and store.has_blob(known.metadata_sha256):
         facts |= {
             "metadata_sha256": known.metadata_sha256,

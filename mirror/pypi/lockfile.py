@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mirror.pypi.manifest import Manifest
+from mirror.pypi.resolve import Role
 
 
 def render_lock(manifest: Manifest, index_url: str) -> str:
@@ -17,7 +18,10 @@ def render_lock(manifest: Manifest, index_url: str) -> str:
     if manifest.constraints:
         lines.append(f"# constraints: {', '.join(manifest.constraints)}")
     lines.append(f"# pip install --require-hashes --index-url {index_url} -r <this file>")
-    for wheel in sorted(manifest.files, key=lambda w: w.project):
+    # The closure only: an sdist kept beside its built wheel and the build requirements
+    # are on the index for nodes that build, never something an image installs.
+    closure = [w for w in manifest.files if w.role is Role.CLOSURE]
+    for wheel in sorted(closure, key=lambda w: w.project):
         lines.append(f"{wheel.project}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
     return "\n".join(lines) + "\n"
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,55 @@ class ResolveError(Exception):
     """The closure cannot be mirrored for a target; the message names project and target."""
 
 
+class Role(StrEnum):
+    """Why a file is in an environment's manifest for a target."""
+
+    CLOSURE = "closure"  # installed by the closure: what `tfmirror lock` pins
+    SOURCE = "source"  # the sdist a closure wheel was built from (older nodes build it)
+    BUILD = "build"  # a build requirement, or a build backend nodes install projects with
+
+
+@dataclass(frozen=True)
+class BuiltFrom:
+    """Where a wheel the mirror built came from, and with what (PEP 517 build in the
+    sandbox): shown on the index page, the status page and in the manifest."""
+
+    sdist: str  # the sdist's file name
+    sdist_sha256: str
+    python: str  # the interpreter that built it, e.g. "CPython 3.10.13"
+    requires: tuple[str, ...]  # the build requirements' wheels, as name==version
+    requires_sha256: tuple[str, ...]  # ... and their sha256, each mirrored beside it
+    built_at: str
+    tools: str  # e.g. "uv 0.13.9; auditwheel 6.8.2"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            **self.__dict__,
+            "requires": list(self.requires),
+            "requires_sha256": list(self.requires_sha256),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> BuiltFrom:
+        return cls(
+            sdist=str(doc["sdist"]),
+            sdist_sha256=str(doc["sdist_sha256"]),
+            python=str(doc.get("python", "")),
+            requires=tuple(doc.get("requires", ())),
+            requires_sha256=tuple(doc.get("requires_sha256", ())),
+            built_at=str(doc.get("built_at", "")),
+            tools=str(doc.get("tools", "")),
+        )
+
+
 @dataclass(frozen=True)
 class Wheel:
+    """A file of a closure (a wheel, or an sdist kept beside the wheel built from it)."""
+
     project: str  # canonical name
     version: str
     filename: str
-    url: str
+    url: str  # upstream's; "" for a wheel the mirror built
     sha256: str
     size: int | None
     # What installers read from the index besides the file (PEP 691/700/658/592):
@@ -43,9 +88,15 @@ class Wheel:
     requires_python: str | None = None  # from the wheel's own METADATA
     metadata_sha256: str | None = None  # the METADATA file, a blob of its own
     yanked: bool | str = False  # upstream's: True, or the reason given
+    role: Role = Role.CLOSURE
+    built_from: BuiltFrom | None = None
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
 
     def as_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "project": self.project,
             "version": self.version,
             "filename": self.filename,
@@ -57,10 +108,18 @@ class Wheel:
             "metadata_sha256": self.metadata_sha256,
             "yanked": self.yanked,
         }
+        # Written only when they say something: a closure of upstream wheels reads
+        # (and hashes) as it did before built wheels existed.
+        if self.role is not Role.CLOSURE:
+            doc["role"] = str(self.role)
+        if self.built_from is not None:
+            doc["built_from"] = self.built_from.as_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Wheel:
         yanked = doc.get("yanked", False)
+        built = doc.get("built_from")
         return cls(
             project=doc["project"],
             version=doc["version"],
@@ -72,6 +131,8 @@ class Wheel:
             requires_python=doc.get("requires_python"),
             metadata_sha256=doc.get("metadata_sha256"),
             yanked=yanked if isinstance(yanked, (bool, str)) else bool(yanked),
+            role=Role(doc.get("role", Role.CLOSURE)),
+            built_from=BuiltFrom.from_json(built) if isinstance(built, dict) else None,
         )
 
 
@@ -157,8 +218,9 @@ def compile_lock(
     target: Target,
     upstream: str,
     constraints: tuple[str, ...] = (),
+    find_links: Path | None = None,
 ) -> str:
-    """Run `uv pip compile` for one target; return its pylock.toml text."""
+    """`find_links`: a folder of wheels the mirror built, offered beside upstream's."""
     platform, env = uv_platform(target)
     with tempfile.TemporaryDirectory(prefix="tfmirror-resolve-") as tmp:
         req_in = Path(tmp) / "requirements.in"
@@ -175,6 +237,11 @@ def compile_lock(
             "--quiet",
             "--no-config",
             "--no-header",
+            # No interpreter is looked for, let alone downloaded: wheels only, nothing
+            # runs (on a pyenv host, finding "python3.10" through its shims and then
+            # trying to download one took 8 s per target).
+            "--python",
+            sys.executable,
             "--python-version",
             target.python,
             "--python-platform",
@@ -188,6 +255,7 @@ def compile_lock(
             "--index-strategy",
             "first-index",
             *bounds,
+            *(["--find-links", str(find_links)] if find_links is not None else []),
             str(req_in),
             "-o",
             str(out),
@@ -196,7 +264,7 @@ def compile_lock(
             cmd,
             capture_output=True,
             text=True,
-            env={**os.environ, **env, "UV_NO_PROGRESS": "1"},
+            env={**os.environ, **env, "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
             check=False,
             preexec_fn=die_with_parent,
         )
@@ -217,55 +285,73 @@ _PLAIN_WHEEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def best_wheel(package: dict[str, Any], target: Target) -> dict[str, Any] | None:
+    """Of a locked package's wheels, the one the target's pip would install (with its
+    file name under "filename"), or None if none fits the target."""
+    name = canonicalize_name(package["name"])
+    rank = _ranks(target)
+    best: tuple[int, dict[str, Any]] | None = None
+    for wheel in package.get("wheels", []):
+        filename = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
+        if not _PLAIN_WHEEL.fullmatch(filename):
+            # The name becomes a file in devpi and a link in pages: nothing but a name.
+            raise ResolveError(
+                f"{name}: the upstream index lists a file named {bounded(filename, 200)!r}, "
+                "which is not a plain wheel file name; refusing the index's answer"
+            )
+        try:
+            _, _, _, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            continue
+        score = min((rank[t] for t in tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, {**wheel, "filename": filename})
+    return None if best is None else best[1]
+
+
+def _ranks(target: Target) -> dict[Tag, int]:
+    return {tag: i for i, tag in enumerate(target_tags(target))}
+
+
+def no_wheel(package: dict[str, Any], target: Target) -> str:
+    return (
+        f"{canonicalize_name(package['name'])} {package.get('version', '')}: no wheel for "
+        f"target {target.id} (python {target.python}, {target.platform}); pin a version "
+        "that has one, drop the target, or let the mirror build it ([pypi] sdists = "
+        '"build")'
+    )
+
+
 def select_wheels(lock_text: str, target: Target) -> list[Wheel]:
     """Choose, for each locked package, the wheel the target's pip would install."""
-    lock = tomllib.loads(lock_text)
-    rank = {tag: i for i, tag in enumerate(target_tags(target))}
     chosen: list[Wheel] = []
-    for package in lock.get("packages", []):
-        name = canonicalize_name(package["name"])
-        best: tuple[int, dict[str, object]] | None = None
-        for wheel in package.get("wheels", []):
-            filename = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
-            if not _PLAIN_WHEEL.fullmatch(filename):
-                # The name becomes a file in devpi and a link in pages: nothing but a name.
-                raise ResolveError(
-                    f"{name}: the upstream index lists a file named {bounded(filename, 200)!r}, "
-                    "which is not a plain wheel file name; refusing the index's answer"
-                )
-            try:
-                _, _, _, tags = parse_wheel_filename(filename)
-            except InvalidWheelFilename:
-                continue
-            score = min((rank[t] for t in tags if t in rank), default=None)
-            if score is not None and (best is None or score < best[0]):
-                best = (score, {**wheel, "filename": filename})
-        if best is None:
-            raise ResolveError(
-                f"{name} {package.get('version', '')}: no wheel for target {target.id} "
-                f"(python {target.python}, {target.platform}); pin a version that has one "
-                "or drop the target"
-            )
-        wheel = best[1]
-        hashes = wheel.get("hashes") or {}
-        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
-        if not sha256:
-            raise ResolveError(f"{wheel['filename']}: the upstream index lists no sha256")
-        if not _SHA256.fullmatch(str(sha256)):
-            raise ResolveError(f"{wheel['filename']}: the upstream's sha256 is not 64 hex digits")
-        size = wheel.get("size")
-        chosen.append(
-            Wheel(
-                project=name,
-                version=str(package["version"]),
-                filename=str(wheel["filename"]),
-                url=str(wheel["url"]),
-                sha256=str(sha256),
-                size=int(size) if isinstance(size, int) else None,
-                upload_time=_utc(wheel.get("upload-time")),
-            )
-        )
+    for package in tomllib.loads(lock_text).get("packages", []):
+        wheel = best_wheel(package, target)
+        if wheel is None:
+            raise ResolveError(no_wheel(package, target))
+        chosen.append(as_wheel(package, wheel))
     return sorted(chosen, key=lambda w: w.project)
+
+
+def as_wheel(package: dict[str, Any], wheel: dict[str, Any]) -> Wheel:
+    """A locked file (a wheel, or an sdist), its hash and size checked for form."""
+    filename = str(wheel.get("filename") or str(wheel["url"]).rsplit("/", 1)[-1])
+    hashes = wheel.get("hashes") or {}
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not sha256:
+        raise ResolveError(f"{filename}: the upstream index lists no sha256")
+    if not _SHA256.fullmatch(str(sha256)):
+        raise ResolveError(f"{filename}: the upstream's sha256 is not 64 hex digits")
+    size = wheel.get("size")
+    return Wheel(
+        project=canonicalize_name(package["name"]),
+        version=str(package["version"]),
+        filename=filename,
+        url=str(wheel.get("url", "")),
+        sha256=str(sha256),
+        size=int(size) if isinstance(size, int) else None,
+        upload_time=_utc(wheel.get("upload-time")),
+    )
 
 
 def _utc(value: object) -> str | None:
@@ -282,5 +368,7 @@ def resolve_target(
     target: Target,
     upstream: str,
     constraints: tuple[str, ...] = (),
+    find_links: Path | None = None,
 ) -> list[Wheel]:
-    return select_wheels(compile_lock(requirements, target, upstream, constraints), target)
+    lock = compile_lock(requirements, target, upstream, constraints, find_links)
+    return select_wheels(lock, target)

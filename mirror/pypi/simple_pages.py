@@ -82,10 +82,18 @@ def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
     if wheel.requires_python:
         doc["requires-python"] = wheel.requires_python
     if wheel.metadata_sha256:
-        # PEP 714's name, and PEP 658's for installers from before it.
-        doc["core-metadata"] = doc["dist-info-metadata"] = {"sha256": wheel.metadata_sha256}
+        # PEP 714's name only: pip 22.3 to 23.0 crash on a dict under PEP 658's old
+        # "dist-info-metadata" key (the reason for PEP 714; PyPI sends only this one).
+        doc["core-metadata"] = {"sha256": wheel.metadata_sha256}
     if wheel.yanked is not False:
         doc["yanked"] = wheel.yanked
+    if (built := wheel.built_from) is not None:
+        # PEP 691 keeps keys with a leading underscore for the index's own use.
+        doc["_tfmirror-built-from"] = {
+            "sdist": built.sdist,
+            "sha256": built.sdist_sha256,
+            "python": built.python,
+        }
     return doc
 
 
@@ -99,6 +107,8 @@ def _file_link(wheel: Wheel, url: str) -> str:
     if wheel.yanked is not False:
         reason = wheel.yanked if isinstance(wheel.yanked, str) else ""
         attrs.append(f'data-yanked="{html.escape(reason)}"')
+    if (built := wheel.built_from) is not None:
+        attrs.append(f'data-tfmirror-built-from="{html.escape(built.sdist)}"')
     return f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a>"
 
 

@@ -20,8 +20,10 @@ from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
 from mirror.core.runs import Failure, RunRecord, utcnow
+from mirror.core.sandbox import Caps
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.pypi.backends import resolve_backends
 from mirror.pypi.file_facts import read_pages, settle_all
 from mirror.pypi.lag import record_lag
 from mirror.pypi.manifest import (
@@ -31,7 +33,8 @@ from mirror.pypi.manifest import (
     migrate_layout,
     save_manifest,
 )
-from mirror.pypi.resolve import ResolveError, Wheel, resolve_target
+from mirror.pypi.resolve import ResolveError, Wheel
+from mirror.pypi.sources import BuildPolicy, SourceBuilds
 from mirror.pypi.speculate import Closure, HeadStart
 
 
@@ -78,6 +81,8 @@ class SyncReport:
     timings: dict[str, float] = field(default_factory=dict)
     committed: list[str] = field(default_factory=list)  # environment/target of each
     dropped: list[str] = field(default_factory=list)  # no longer configured: unpublished
+    built: int = 0  # wheels built from sdists in the sandbox
+    notes: list[str] = field(default_factory=list)  # not failures: a build backend left out
     devpi_warmed: int = 0
 
     @property
@@ -85,9 +90,10 @@ class SyncReport:
         return not self.failures
 
     def summary(self) -> str:
+        built = f", {self.built} built from sdists" if self.built else ""
         return (
-            f"pypi sync: {self.new} new, {self.skipped} skipped, {len(self.failures)} failed, "
-            f"{self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s"
+            f"pypi sync: {self.new} new, {self.skipped} skipped, {len(self.failures)} failed"
+            f"{built}, {self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s"
         )
 
 
@@ -163,7 +169,7 @@ class PypiSync:
             head_start = HeadStart(self.store, guesses, pages, self.policy)
             plan = _Plan({}, {}, {})
             try:
-                self._resolve(plan, report, head_start)
+                self._resolve(plan, report, head_start, pages)
                 # Upstream's word on each file (upload time, yanked) comes while it downloads.
                 projects = {w.project for ws in plan.wheels.values() for w in ws}
                 entries = side.submit(read_pages, pages, projects)
@@ -184,13 +190,19 @@ class PypiSync:
         record.finish(
             self.store,
             ok=report.ok,
-            counts={"new": report.new, "skipped": report.skipped, "failed": len(report.failures)},
+            counts={
+                "new": report.new,
+                "skipped": report.skipped,
+                "failed": len(report.failures),
+                "built": report.built,
+            },
             bytes_moved=report.bytes,
             errors=[f.as_json() for f in report.failures],
             extra={
                 "timings": report.timings,
                 "committed": report.committed,
                 "dropped": report.dropped,
+                "notes": report.notes,
                 "environments": self._outcomes(plan, report),
             },
         )
@@ -211,7 +223,9 @@ class PypiSync:
         return out
 
     # -- 1. resolve ------------------------------------------------------------------
-    def _resolve(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
+    def _resolve(
+        self, plan: _Plan, report: SyncReport, head_start: HeadStart, pages: ProjectPages
+    ) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
         moved = migrate_layout(self.store)  # under the pypi lease, like every commit
@@ -220,29 +234,56 @@ class PypiSync:
         plan.committed = {m.where: m for m in load_all(self.store)}
         known = plan.known
         have = {(w.filename, w.sha256) for w in known.values()}
-        for slot in slots(pypi):
-            env = slot.environment
-            try:
-                wheels = resolve_target(
-                    env.requirements, slot.target, pypi.upstream, env.constraints
-                )
-            except ResolveError as exc:
-                report.failures.append(Failure(slot.where, "", str(exc)))
-                continue
-            plan.wheels[slot.where] = wheels
-            plan.slots[slot.where] = slot
-            for wheel in wheels:
-                if wheel.sha256 in plan.to_fetch:
-                    continue
-                if head_start.fetch_for(wheel.sha256) is not None:
-                    plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
-                elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
-                    # A blob no manifest lists is re-stamped before it is reused: gc
-                    # spares blobs younger than its grace period until this commits.
-                    report.skipped += 1
-                else:
-                    plan.to_fetch[wheel.sha256] = wheel
+        caps = Caps(pypi.build_timeout, pypi.build_memory_mb)
+        builds = SourceBuilds(
+            self.store,
+            pages,
+            self.policy,
+            BuildPolicy(pypi.sdists == "build", caps),
+            pypi.upstream,
+            known,
+        )
+        try:
+            for slot in slots(pypi):
+                self._resolve_slot(slot, builds, plan, report, head_start, have)
+        finally:
+            builds.close()
+        report.built = builds.builds
         report.timings["resolve"] = time.monotonic() - t0
+
+    def _resolve_slot(
+        self,
+        slot: Slot,
+        builds: SourceBuilds,
+        plan: _Plan,
+        report: SyncReport,
+        head_start: HeadStart,
+        have: set[tuple[str, str]],
+    ) -> None:
+        pypi = self.config.pypi
+        try:
+            wheels = builds.resolve(slot.environment, slot.target)
+        except ResolveError as exc:
+            report.failures.append(Failure(slot.where, "", str(exc)))
+            return
+        backends = resolve_backends(
+            pypi.build_backends, slot.environment, slot.target, pypi.upstream, wheels
+        )
+        wheels = [*wheels, *backends.files]
+        report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
+        plan.wheels[slot.where] = wheels
+        plan.slots[slot.where] = slot
+        for wheel in wheels:
+            if wheel.sha256 in plan.to_fetch:
+                continue
+            if head_start.fetch_for(wheel.sha256) is not None:
+                plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
+            elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
+                # A blob no manifest lists is re-stamped before it is reused: gc
+                # spares blobs younger than its grace period until this commits.
+                report.skipped += 1
+            else:
+                plan.to_fetch[wheel.sha256] = wheel
 
     # -- 2. download and verify --------------------------------------------------------
     def _download(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:

@@ -60,6 +60,7 @@ enabled = false
 upstream = "{up.index_url}"
 timeout = 2
 retries = 1
+build_backends = []
 {environments}""")
     return path
 

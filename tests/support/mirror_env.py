@@ -37,6 +37,8 @@ def make_config(
         "workers": 4,
         "timeout": 2,
         "retries": 1,
+        # The local upstream has no setuptools, hatchling...: tests of backends set them.
+        "build_backends": [],
     }
     if requirements or not environments:
         pypi_section |= {"requirements": requirements, "targets": targets or [LINUX]}
@@ -78,6 +80,7 @@ upstream = "{upstream_index}"
 requirements = {json.dumps(requirements)}
 timeout = 2
 retries = 1
+build_backends = []
 
 [[pypi.targets]]
 python = "3.11"

@@ -21,14 +21,14 @@ from http.server import BaseHTTPRequestHandler
 from packaging.utils import canonicalize_name
 
 from tests.support.servers import LoopbackHttpServer
-from tests.support.wheels import WheelSpec, build_wheel
+from tests.support.wheels import SdistSpec, WheelSpec, build_sdist, build_wheel
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 
 
 @dataclass
 class Hosted:
-    spec: WheelSpec
+    spec: WheelSpec | SdistSpec
     data: bytes
     behaviour: str = "ok"
     uploaded: str = "2024-01-02T03:04:05.123456Z"
@@ -38,6 +38,7 @@ class Hosted:
 
     @property
     def served_metadata(self) -> bytes:
+        assert isinstance(self.spec, WheelSpec), "an sdist has no METADATA file beside it"
         if self.lies_about_metadata:
             return WheelSpec(self.spec.name, self.spec.version).metadata()
         return self.spec.metadata()
@@ -69,6 +70,13 @@ class Upstream(LoopbackHttpServer):
         self.files[spec.filename] = hosted
         return hosted
 
+    def add_sdist(self, spec: SdistSpec, uploaded: str | None = None) -> Hosted:
+        hosted = Hosted(spec, build_sdist(spec))
+        if uploaded:
+            hosted.uploaded = uploaded
+        self.files[spec.filename] = hosted
+        return hosted
+
     def file_hits(self) -> int:
         return sum(self.hits.values())
 
@@ -87,7 +95,11 @@ class Upstream(LoopbackHttpServer):
                     "url": f"{self.url}/files/{h.spec.filename}",
                     "hashes": {"sha256": h.sha256},
                     "size": len(h.data),
-                    "core-metadata": {"sha256": h.metadata_sha256},
+                    **(
+                        {"core-metadata": {"sha256": h.metadata_sha256}}
+                        if isinstance(h.spec, WheelSpec)
+                        else {}
+                    ),
                     "upload-time": h.uploaded,
                     "yanked": h.yanked,
                 }

@@ -107,6 +107,9 @@ def test_targets_parse_and_get_ids(tmp_path: Path) -> None:
         ({"proxy": {"page_cache_seconds": -1}}, "use 0 to 3600 seconds"),
         ({"proxy": {"nginx": ""}}, "name the nginx binary"),
         ({"proxy": {"enable": True}}, "[proxy] enable: unknown key"),
+        ({"pypi": {"sdists": "compile"}}, '[pypi] sdists = \'compile\': use "build" or "refuse"'),
+        ({"pypi": {"build_timeout": 0}}, "[pypi] build_timeout = 0.0: must be positive seconds"),
+        ({"pypi": {"build_memory_mb": 64}}, "[pypi] build_memory_mb = 64: give at least 256 MB"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(

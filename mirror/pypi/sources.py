@@ -1,0 +1,506 @@
+"""Packages with no wheel: their sdists, built into wheels in a sandbox.
+
+Code from upstream (a setup.py, a build backend) never runs in the syncer's process,
+resolution included. A target's closure is resolved with wheels only, the wheels the
+mirror built before offered as find-links. Only when that fails:
+
+1. the closure is resolved again *in the sandbox* (mirror.core.sandbox), sdists allowed:
+   uv builds their metadata there, and reaches upstream only through the local index
+   (mirror.pypi.local_index), which fetches every file verified into the store;
+2. each locked package with no wheel for the target is built there from its sdist:
+   `uv build --wheel` with the target's interpreter, its build requirements installed
+   as wheels from the local index (and bounded by the environment's constraints and the
+   closure's pins, so an environment's index never offers a second version of a project
+   because something was built); an extension is tagged for the glibc it really needs
+   (auditwheel), so a node never installs a wheel its libc cannot load;
+3. the closure is resolved once more with wheels only, the new wheels as find-links.
+
+The built wheel joins the closure with its provenance (BuiltFrom); its sdist and its
+build requirements' wheels are mirrored beside it, so a node that must build can,
+offline. An sdist whose wheel a manifest already lists is never built again: a no-op
+sync runs no sandbox at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+
+from mirror.core.config import Environment, Target
+from mirror.core.redact import bounded, redact_url
+from mirror.core.runs import utcnow
+from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sandboxed
+from mirror.core.storage import BlobStore, HashingWriter, StoreError
+from mirror.core.upstream import DownloadError, FetchPolicy, ProjectPages
+from mirror.pypi.interpreters import (
+    Interpreter,
+    find_interpreter,
+    host_interpreter,
+    missing_interpreter,
+)
+from mirror.pypi.local_index import LocalIndex, Taken
+from mirror.pypi.resolve import (
+    BuiltFrom,
+    ResolveError,
+    Role,
+    Wheel,
+    as_wheel,
+    best_wheel,
+    no_wheel,
+    resolve_target,
+    target_tags,
+    uv_binary,
+    uv_platform,
+)
+
+INDEX_PORT = 8000  # the local index, as the sandbox reaches it
+INDEX = f"http://127.0.0.1:{INDEX_PORT}/simple/"
+MAX_BUILT = 2 * 1024**3  # a built wheel over this is refused, unread
+MAX_LOCK = 16 * 1024**2
+ZIP_EPOCH = 315532800  # 1980-01-01: the oldest time a wheel's zip can hold
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One sdist to build for one target."""
+
+    name: str  # canonical
+    version: str
+    source: Wheel  # the sdist, as the manifest lists it
+    target: Target
+    interpreter: Interpreter | None  # the target's own Python, if this machine has one
+    bounds: tuple[str, ...]  # constraints on its build requirements: the env's, the pins
+
+
+@dataclass(frozen=True)
+class BuildPolicy:
+    build: bool  # [pypi] sdists = "build"; False: "refuse", a target without wheels fails
+    caps: Caps
+
+
+def _tail(outcome: Outcome, lines: int = 6) -> str:
+    kept = [ln.strip() for ln in outcome.tail.splitlines() if ln.strip()][-lines:]
+    return bounded(redact_url(" | ".join(kept)), 600) or "no output"
+
+
+def _why(outcome: Outcome, caps: Caps) -> str:
+    if outcome.timed_out:
+        return f"stopped at the {caps.seconds:g} s time limit ([pypi] build_timeout)"
+    return f"exit {outcome.returncode}"
+
+
+def _epoch(upload_time: str | None) -> int:
+    """SOURCE_DATE_EPOCH for an sdist: its upload time, so two builds of it (here or on
+    another mirror, with the same build requirements) are the same bytes."""
+    if upload_time:
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(upload_time.replace("Z", "+00:00"))
+            return max(ZIP_EPOCH, int(moment.timestamp()))
+    return ZIP_EPOCH
+
+
+def _tool_versions() -> str:
+    try:
+        out = subprocess.run(
+            [uv_binary(), "--version"], capture_output=True, text=True, check=False, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = "uv"
+    try:
+        return f"{out}; auditwheel {version('auditwheel')}"
+    except PackageNotFoundError:
+        return out
+
+
+class SourceBuilds:
+    """One sync's builds. Every environment's target that needs one asks here; an sdist
+    is built once per sync and target Python, and a failed build is not tried again."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        pages: ProjectPages,
+        fetch: FetchPolicy,
+        policy: BuildPolicy,
+        upstream: str,
+        known: Mapping[str, Wheel],
+    ) -> None:
+        self.store = store
+        self.pages = pages
+        self.fetch = fetch
+        self.policy = policy
+        self.upstream = upstream
+        # Every file a committed manifest lists, by sha256, and the built wheels among
+        # them: what find-links offers, and where a reused wheel's sdist and tools are.
+        self.files: dict[str, Wheel] = dict(known)
+        self.built: dict[str, Wheel] = {s: w for s, w in known.items() if w.built_from}
+        self.failed: dict[tuple[str, str], str] = {}
+        self.builds = 0  # sandboxed builds this sync ran
+        self._links = tempfile.TemporaryDirectory(prefix="tfmirror-built-")
+        self._linked: set[str] = set()
+        self._tools: str | None = None
+
+    def close(self) -> None:
+        self._links.cleanup()
+
+    # -- the closure -------------------------------------------------------------------
+    def resolve(self, env: Environment, target: Target) -> list[Wheel]:
+        """The target's closure, as files: wheels (built ones with their sdist and build
+        requirements beside them). Raises ResolveError naming what failed."""
+        try:
+            return self._with_built(env, target)
+        except ResolveError as first:
+            if not self.policy.build:
+                raise
+            missing = available()
+            if missing is not None:
+                raise ResolveError(
+                    f"{first}; building from sdists needs a sandbox: {missing}"
+                ) from None
+            self._build_missing(env, target)
+        return self._with_built(env, target)
+
+    def _find_links(self) -> Path | None:
+        folder = Path(self._links.name)
+        for sha256, wheel in self.built.items():
+            if sha256 in self._linked:
+                continue
+            local = self.store.local_path(sha256)
+            dest = folder / wheel.filename
+            if local is not None:
+                dest.unlink(missing_ok=True)
+                dest.symlink_to(local)
+            else:
+                with self.store.open_blob(sha256) as blob, dest.open("wb") as out:
+                    shutil.copyfileobj(blob, out)
+            self._linked.add(sha256)
+        return folder if self._linked else None
+
+    def _with_built(self, env: Environment, target: Target) -> list[Wheel]:
+        links = self._find_links()
+        wheels = resolve_target(env.requirements, target, self.upstream, env.constraints, links)
+        pinned = {w.project: w.version for w in wheels}
+        out: dict[str, Wheel] = {}
+        for wheel in wheels:
+            if not wheel.url.startswith("file:"):
+                out[wheel.sha256] = wheel
+                continue
+            built = self.built.get(wheel.sha256)
+            if built is None or built.built_from is None:
+                raise ResolveError(f"{wheel.filename}: offered as built here, but no build made it")
+            out[built.sha256] = built
+            beside = [built.built_from.sdist_sha256, *built.built_from.requires_sha256]
+            for sha256 in beside:
+                extra = self.files.get(sha256)
+                if extra is None:
+                    raise ResolveError(
+                        f"{built.filename}: its sdist or a build requirement is lost"
+                    )
+                # A build requirement the closure pins to another version stays out of
+                # this environment's index: nodes must not be offered a second one.
+                if pinned.get(extra.project, extra.version) == extra.version:
+                    out.setdefault(sha256, extra)
+        return sorted(out.values(), key=lambda w: (w.project, w.role != Role.CLOSURE, w.filename))
+
+    # -- 1. resolve in the sandbox --------------------------------------------------------
+    def _build_missing(self, env: Environment, target: Target) -> None:
+        interpreter = find_interpreter(target)
+        resolver = interpreter or host_interpreter()
+        with LocalIndex(self.store, self.pages, self.fetch) as index:
+            packages = self._locked(env, target, resolver, index)
+            pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
+            for package in packages:
+                if best_wheel(package, target) is not None or self._have(package, target):
+                    continue
+                sdist = package.get("sdist")
+                if not isinstance(sdist, dict):
+                    raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
+                listed = as_wheel(package, sdist)
+                taken = index.entry(listed.sha256)
+                if taken is None:
+                    raise ResolveError(f"{listed.filename}: not an sdist upstream lists")
+                job = _Job(
+                    canonicalize_name(package["name"]),
+                    str(package["version"]),
+                    _upstream_file(taken, Role.SOURCE),
+                    target,
+                    interpreter,
+                    (*env.constraints, *pins),
+                )
+                self._build(job, index)
+
+    def _have(self, package: dict[str, Any], target: Target) -> bool:
+        """A wheel built earlier (this sync, or listed in a manifest) fits the target."""
+        name, want = canonicalize_name(package["name"]), str(package["version"])
+        supported = set(target_tags(target))
+        for wheel in self.built.values():
+            if wheel.project == name and wheel.version == want:
+                _, _, _, tags = parse_wheel_filename(wheel.filename)
+                if tags & supported:
+                    return True
+        return False
+
+    def _locked(
+        self, env: Environment, target: Target, python: Interpreter, index: LocalIndex
+    ) -> list[dict[str, Any]]:
+        with self._work() as work:
+            (work / "requirements.in").write_text("\n".join(env.requirements) + "\n")
+            (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
+            platform, platform_env = uv_platform(target)
+            argv = [
+                uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header",
+                "--python-version", target.python, "--python-platform", platform,
+                "--python", python.path, "--format", "pylock.toml",
+                "--default-index", INDEX, "--index-strategy", "first-index",
+                "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
+            ]  # fmt: skip
+            outcome = self._run(argv, work, python, index, platform_env)
+            lock = work / "pylock.toml"
+            if not outcome.ok or not lock.is_file() or lock.stat().st_size > MAX_LOCK:
+                why = _why(outcome, self.policy.caps)
+                raise ResolveError(
+                    f"resolving with sdists (in the sandbox) failed, {why}: {_tail(outcome)}"
+                )
+            packages: list[dict[str, Any]] = tomllib.loads(lock.read_text()).get("packages", [])
+            return packages
+
+    # -- 2. build ---------------------------------------------------------------------
+    def _build(self, job: _Job, index: LocalIndex) -> None:
+        key = (job.source.sha256, job.target.python)
+        if key in self.failed:
+            raise ResolveError(self.failed[key])
+        try:
+            self._build_once(job, index)
+        except ResolveError as exc:
+            self.failed[key] = str(exc)
+            raise
+
+    def _build_once(self, job: _Job, index: LocalIndex) -> None:
+        name, want, source, target = job.name, job.version, job.source, job.target
+        interpreter = job.interpreter
+        what = f"{name} {want}"
+        builder = interpreter or host_interpreter()
+        try:
+            index.fetch(source.sha256, metadata=False)  # the sdist, verified into the store
+        except (DownloadError, StoreError) as exc:
+            raise ResolveError(f"{what}: its sdist {source.filename}: {exc}") from None
+        mark = index.mark()
+        self.builds += 1
+        with self._work() as work:
+            for folder in ("src", "out", "fixed"):
+                (work / folder).mkdir()
+            with (
+                self.store.open_blob(source.sha256) as blob,
+                (work / "src" / source.filename).open("wb") as out,
+            ):
+                shutil.copyfileobj(blob, out)
+            (work / "build-constraints.txt").write_text("\n".join(job.bounds) + "\n")
+            argv = [
+                uv_binary(), "build", "--no-config", "--wheel", "--out-dir", "out",
+                "--python", builder.path, "--default-index", INDEX,
+                "--build-constraints", "build-constraints.txt", f"src/{source.filename}",
+            ]  # fmt: skip
+            epoch = {"SOURCE_DATE_EPOCH": str(_epoch(source.upload_time))}
+            outcome = self._run(argv, work, builder, index, epoch)
+            if not outcome.ok:
+                raise ResolveError(
+                    f"{what}: building {source.filename} failed in the sandbox, "
+                    f"{_why(outcome, self.policy.caps)}: {_tail(outcome)}"
+                )
+            built = _one_wheel(work / "out", what)
+            _, wheel_version, _, tags = parse_wheel_filename(built.name)
+            if (
+                canonicalize_name(parse_wheel_filename(built.name)[0]) != name
+                or str(wheel_version) != want
+            ):
+                raise ResolveError(
+                    f"{what}: the build made {built.name}, another project or version"
+                )
+            if any(t.platform != "any" for t in tags):
+                built = self._repair(what, built, target, interpreter, tags, work)
+            taken = index.taken_since(mark)
+            requires = {s: t for s, t in taken.items() if t.filename.endswith(".whl")}
+            wheel = self._keep(name, want, built, source, builder, requires)
+        self.built[wheel.sha256] = wheel
+        self.files[wheel.sha256] = wheel
+        self.files[source.sha256] = source
+
+    def _repair(
+        self,
+        what: str,
+        built: Path,
+        target: Target,
+        interpreter: Interpreter | None,
+        tags: frozenset[Any],
+        work: Path,
+    ) -> Path:
+        """An extension: built with the target's own Python, and tagged for the oldest
+        glibc its symbols need (auditwheel), never the build host's linux_x86_64."""
+        if interpreter is None:
+            raise ResolveError(f"{what} builds an extension: {missing_interpreter(target)}")
+        host_arch = host_interpreter_arch()
+        if not target.platform.startswith("manylinux") or not target.platform.endswith(host_arch):
+            raise ResolveError(
+                f"{what} builds an extension, which this mirror can only build for "
+                f"manylinux {host_arch} targets; target {target.id} needs a wheel from elsewhere"
+            )
+        tool = host_interpreter()
+        argv = [
+            tool.path, "-m", "auditwheel", "repair", "--plat", target.platform,
+            "-w", "fixed", f"out/{built.name}",
+        ]  # fmt: skip
+        outcome = self._run(
+            argv, work, tool, None, {"PATH": f"{Path(tool.path).parent}:/usr/bin:/bin"}
+        )
+        if not outcome.ok:
+            raise ResolveError(
+                f"{what}: its wheel cannot be tagged for {target.platform} "
+                f"(auditwheel, {_why(outcome, self.policy.caps)}): {_tail(outcome)}"
+            )
+        fixed = _one_wheel(work / "fixed", what)
+        if not set(parse_wheel_filename(fixed.name)[3]) & set(target_tags(target)):
+            raise ResolveError(f"{what}: its wheel {fixed.name} does not install on {target.id}")
+        return fixed
+
+    def _keep(
+        self,
+        name: str,
+        want: str,
+        built: Path,
+        source: Wheel,
+        builder: Interpreter,
+        requires: Mapping[str, Taken],
+    ) -> Wheel:
+        """Into the store, with its provenance; its build requirements beside it."""
+        writer = HashingWriter(self.store.new_blob())
+        try:
+            with built.open("rb") as data:
+                shutil.copyfileobj(data, writer)
+            sha256 = writer.publish()
+        except BaseException:
+            writer.discard()
+            raise
+        tools = []
+        for sha, taken in sorted(requires.items(), key=lambda kv: kv[1].filename):
+            tool = _upstream_file(taken, Role.BUILD)
+            self.files[sha] = tool
+            tools.append(tool)
+        if self._tools is None:
+            self._tools = _tool_versions()
+        return Wheel(
+            project=name,
+            version=want,
+            filename=built.name,
+            url="",
+            sha256=sha256,
+            size=built.stat().st_size,
+            built_from=BuiltFrom(
+                sdist=source.filename,
+                sdist_sha256=source.sha256,
+                python=builder.name,
+                requires=tuple(f"{t.project}=={t.version}" for t in tools),
+                requires_sha256=tuple(t.sha256 for t in tools),
+                built_at=utcnow(),
+                tools=self._tools,
+            ),
+        )
+
+    # -- the sandbox ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _work(self) -> Any:
+        folder = Path(tempfile.mkdtemp(prefix="tfmirror-build-"))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _run(
+        self,
+        argv: list[str],
+        work: Path,
+        python: Interpreter,
+        index: LocalIndex | None,
+        env: Mapping[str, str],
+    ) -> Outcome:
+        uv = Path(uv_binary()).resolve()
+        mounts = Mounts(
+            read_only=(*python.prefixes, uv),
+            bridges=(Bridge(index.socket, INDEX_PORT),) if index is not None else (),
+            forwarder_python=python.path,
+            env={
+                "UV_CACHE_DIR": "/tmp/uv-cache",
+                "UV_PYTHON_DOWNLOADS": "never",
+                "UV_NO_PROGRESS": "1",
+                **env,
+            },
+        )
+        argv = [str(uv) if a == uv_binary() else a for a in argv]
+        return run_sandboxed(argv, work, self.policy.caps, mounts, work / "sandbox.log")
+
+
+def host_interpreter_arch() -> str:
+    import platform
+
+    return platform.machine()
+
+
+def _one_wheel(folder: Path, what: str) -> Path:
+    found = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+    wheels = [p for p in found if p.name.endswith(".whl")]
+    if len(wheels) != 1:
+        raise ResolveError(f"{what}: the build left {len(wheels)} wheels, not one")
+    wheel = wheels[0]
+    try:
+        parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename:
+        raise ResolveError(
+            f"{what}: the build made {bounded(wheel.name, 200)!r}, not a wheel name"
+        ) from None
+    if wheel.stat().st_size > MAX_BUILT:
+        raise ResolveError(f"{what}: the built wheel is over {MAX_BUILT} bytes")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            if not any(n.endswith(".dist-info/METADATA") for n in zf.namelist()):
+                raise ResolveError(f"{what}: the built wheel has no METADATA")
+    except zipfile.BadZipFile:
+        raise ResolveError(f"{what}: the built wheel is not a zip file") from None
+    return wheel
+
+
+def _upstream_file(taken: Taken, role: Role) -> Wheel:
+    """A file the sandbox took from upstream, as a manifest lists it."""
+    entry = taken.entry
+    filename = taken.filename
+    if filename.endswith(".whl"):
+        version_text = str(parse_wheel_filename(filename)[1])
+    else:  # an sdist: name-version.tar.gz
+        stem = filename.removesuffix(".tar.gz").removesuffix(".zip")
+        version_text = stem.rsplit("-", 1)[-1]
+    size = entry.get("size")
+    upload = entry.get("upload-time")
+    return Wheel(
+        project=taken.project,
+        version=version_text,
+        filename=filename,
+        url=str(entry.get("url", "")),
+        sha256=taken.sha256,
+        size=size if isinstance(size, int) else None,
+        upload_time=upload if isinstance(upload, str) else None,
+        role=role,
+    )
