@@ -78,13 +78,20 @@ class ProjectPages:
         self.upstream = upstream
         self._timeout = timeout
         self._lock = threading.Lock()
+        # One lock per project, so that different pages are fetched at once (a build
+        # sandbox's resolver asks for hundreds) and one page only once.
+        self._locks: dict[str, threading.Lock] = {}
         self._docs: dict[str, dict[str, Any] | None] = {}
 
     def get(self, project: str) -> dict[str, Any] | None:
         """The page's JSON with absolute file URLs; None if upstream gave none readable."""
         with self._lock:
+            lock = self._locks.setdefault(project, threading.Lock())
+        with lock:
             if project not in self._docs:
-                self._docs[project] = self._fetch(project)
+                doc = self._fetch(project)
+                with self._lock:
+                    self._docs[project] = doc
             return self._docs[project]
 
     def _fetch(self, project: str) -> dict[str, Any] | None:
