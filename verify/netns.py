@@ -67,6 +67,10 @@ class HostBridge:
             _splice(client, upstream)
 
     def close(self) -> None:
+        # shutdown wakes the accept() blocked in _serve; close alone would not, and the
+        # thread would outlive the bridge.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self.path.unlink(missing_ok=True)
 

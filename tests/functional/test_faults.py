@@ -291,7 +291,11 @@ def test_up_stopped_leaves_no_child_holding_a_port(
 
     stopped = time.monotonic()
     up.send_signal(getattr(signal, how))
-    up.wait(timeout=30)
+    try:
+        up.wait(timeout=30)
+    finally:
+        if up.poll() is None:  # failed: do not leave it running for the tests after
+            up.kill()
     while time.monotonic() - stopped < 10 and any(Path(f"/proc/{c}").exists() for c in children):
         time.sleep(0.1)
 
