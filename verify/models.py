@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
-from mirror.core.children import die_with_parent, scrubbed_env
+from mirror.core.children import die_with_parent, python_module, scrubbed_env
 from mirror.core.config import Config
 from mirror.core.storage import BlobNotFound, BlobStore
 
@@ -48,7 +47,7 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
         if facts.root_file == "tfhub_module.pb":
             return ModelCheck(model.path, model.handle, True, "TF1 hub module: not loaded")
         proc = subprocess.run(
-            [sys.executable, "-m", "verify.model_probe", str(folder)],
+            [*python_module("verify.model_probe"), str(folder)],
             capture_output=True,
             text=True,
             timeout=900,

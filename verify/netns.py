@@ -24,7 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mirror.core.children import die_with_parent
+from mirror.core.children import die_with_parent, python_module
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -106,7 +106,7 @@ def _forward(listener: socket.socket, unix_path: str) -> None:
 def wrap(command: list[str], bridges: list[tuple[Path, str, int]]) -> list[str]:
     """The command line that runs `command` inside a fresh namespace behind the bridges."""
     specs = [arg for path, host, port in bridges for arg in (str(path), f"{host}:{port}")]
-    return ["unshare", "-n", sys.executable, "-m", "verify.netns", *specs, "--", *command]
+    return ["unshare", "-n", *python_module("verify.netns"), *specs, "--", *command]
 
 
 def can_unshare() -> bool:

@@ -9,8 +9,11 @@ holds, so they get an allowlist, not the parent's environment minus a few names.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import sys
+from pathlib import Path
 
 KEEP = (
     "PATH",
@@ -44,3 +47,18 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def python_module(name: str) -> list[str]:
+    """`python -m name` for one of our own modules, whatever the child's cwd: `-m` finds
+    it through cwd or an install, and a child working in a scratch folder has neither
+    when tfmirror runs from a checkout. So the child puts the folder holding our
+    package first on its path, then runs the module as `-m` would (argv kept)."""
+    spec = importlib.util.find_spec(name.split(".")[0])
+    assert spec is not None and spec.submodule_search_locations, name
+    root = str(Path(next(iter(spec.submodule_search_locations))).parent)
+    code = (
+        f"import runpy, sys; sys.path.insert(0, {root!r}); "
+        f"runpy.run_module({name!r}, run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code]
