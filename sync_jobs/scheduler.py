@@ -132,5 +132,6 @@ def run_forever(config: Config, store: BlobStore, runner: JobRunner) -> int:
     log.info("scheduler running: %s", ", ".join(f"{j} '{c}'" for j, c in scheduled_jobs(config)))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish and release their locks")
+    runner.close()  # nothing new starts and a job waiting to retry gives up now
     scheduler.shutdown(wait=True)
     return 0
