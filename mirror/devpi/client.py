@@ -21,6 +21,7 @@ from mirror.core.upstream import PEP691_JSON
 
 # devpi re-reads the simple pages after this; syncs also refresh explicitly.
 MIRROR_CACHE_EXPIRY = 1800
+PULL_ATTEMPTS = 3
 
 
 class DevpiError(ServiceError):
@@ -133,20 +134,29 @@ class DevpiClient:
         stopped in that window forgets the file, so a pull returns only when devpi's
         record of the file carries the `last_modified` its commit sets.
         """
-        digest = hashlib.sha256()
-        try:
-            with self._http.get(url, stream=True, timeout=self._timeout) as answer:
-                if answer.status_code != 200:
-                    raise DevpiError(f"devpi served {url} with {_why(answer)}")
-                # Only a pull (not a file served from devpi's store) carries this.
-                pulled = "X-Accel-Buffering" in answer.headers
-                for chunk in answer.iter_content(1024 * 1024):
-                    digest.update(chunk)
-        except requests.RequestException as exc:
-            raise DevpiError(f"devpi failed serving {url}: {exc}") from None
-        if pulled:
-            self._wait_kept(url, timeout)
-        return digest.hexdigest()
+        for attempt in range(PULL_ATTEMPTS):
+            digest = hashlib.sha256()
+            try:
+                with self._http.get(url, stream=True, timeout=self._timeout) as answer:
+                    # Two first requests for one file at once (our pull and a node's
+                    # install through nginx): devpi stores it for one and answers the
+                    # other 500 (its filestore asserts the file is new). Asked again,
+                    # it serves the copy the first one kept.
+                    if answer.status_code >= 500 and attempt + 1 < PULL_ATTEMPTS:
+                        time.sleep(0.5 * (attempt + 1))
+                        continue
+                    if answer.status_code != 200:
+                        raise DevpiError(f"devpi served {url} with {_why(answer)}")
+                    # Only a pull (not a file served from devpi's store) carries this.
+                    pulled = "X-Accel-Buffering" in answer.headers
+                    for chunk in answer.iter_content(1024 * 1024):
+                        digest.update(chunk)
+            except requests.RequestException as exc:
+                raise DevpiError(f"devpi failed serving {url}: {exc}") from None
+            if pulled:
+                self._wait_kept(url, timeout)
+            return digest.hexdigest()
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _wait_kept(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -61,6 +61,38 @@ def test_devpi_bootstrapped_from_two_places_at_once_never_fails(devpi: DevpiConf
     assert errors == []
 
 
+def test_devpi_pulling_a_file_a_node_asks_for_at_the_same_moment_still_proves_it(
+    devpi: DevpiConfig, upstream: Upstream
+) -> None:
+    # After a sync commits, verify's installs through nginx reach devpi while the sync's
+    # own pulls run: two first requests for one file at once. When the second one's
+    # upstream answer comes after the first one stored the file, devpi answers it 500
+    # (its filestore asserts the file is new); the sync's pull must not fail for that.
+    hosted = [upstream.add(WheelSpec(f"racer{i}", "1.0"), "lagging") for i in range(2)]
+    config = DevpiConfig(url=devpi.url, index=f"r{uuid.uuid4().hex[:8]}/mirror")
+    client = DevpiClient(config, DEVPI_TEST_PASSWORD)
+    client.bootstrap(upstream.index_url)
+    served: list[str] = []
+    for wheel in hosted:
+        client.refresh(wheel.spec.name)
+        (file,) = client.files(wheel.spec.name)
+        start = threading.Barrier(2)
+
+        def pull(url: str, start: threading.Barrier) -> None:
+            start.wait()
+            try:
+                served.append(DevpiClient(config, DEVPI_TEST_PASSWORD).fetch_sha256(url))
+            except DevpiError as exc:
+                served.append(str(exc))
+
+        threads = [threading.Thread(target=pull, args=(file.url, start)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert served == [wheel.sha256 for wheel in hosted for _ in range(2)]
+
+
 def test_a_model_swapped_in_by_prefetch_is_never_missing_for_a_reader(tmp_path: Path) -> None:
     # tensorflow_hub counts a non-empty cache folder as downloaded; an empty or missing
     # one makes it download, which on an air-gapped node fails.

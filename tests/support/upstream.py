@@ -3,7 +3,7 @@
 Each file has a behaviour: "ok"; "corrupt" (the index lists the true sha256 but other
 bytes are served); "flaky" (first answer 500, then the file); "cut" (a full
 Content-Length, then the connection closes half way); "slow" (answers after 5 s);
-"stall" (answers after 60 s).
+"stall" (answers after 60 s); "lagging" (the first answer at once, later ones after 2 s).
 PEP 658 metadata is served so resolvers never need the wheel itself.
 """
 
@@ -35,6 +35,7 @@ class Hosted:
     yanked: bool | str = False
     # Serves (and declares the hash of) METADATA that is not the wheel's: no dependencies.
     lies_about_metadata: bool = False
+    lists_metadata: bool = True  # False: no PEP 658 file, as the registry reachable here
 
     @property
     def served_metadata(self) -> bytes:
@@ -97,7 +98,7 @@ class Upstream(LoopbackHttpServer):
                     "size": len(h.data),
                     **(
                         {"core-metadata": {"sha256": h.metadata_sha256}}
-                        if isinstance(h.spec, WheelSpec)
+                        if isinstance(h.spec, WheelSpec) and h.lists_metadata
                         else {}
                     ),
                     "upload-time": h.uploaded,
@@ -139,6 +140,8 @@ class Upstream(LoopbackHttpServer):
             time.sleep(5)
         elif hosted.behaviour == "stall":
             time.sleep(60)
+        elif hosted.behaviour == "lagging" and attempt > 1:
+            time.sleep(2)
         if hosted.behaviour == "cut":
             req.send_response(200)
             req.send_header("Content-Length", str(len(data)))
@@ -147,6 +150,19 @@ class Upstream(LoopbackHttpServer):
             req.wfile.write(data[: len(data) // 2])
             req.wfile.flush()
             req.close_connection = True
+            return None
+        wanted = req.headers.get("Range", "")
+        if wanted.startswith("bytes=") and hosted.behaviour == "ok":  # as PyPI's file host
+            first, _, last = wanted[len("bytes=") :].partition("-")
+            start = int(first) if first else len(data) - int(last)
+            end = int(last) if first and last else len(data) - 1
+            part = data[start : end + 1]
+            self.bytes_served += len(part)
+            req.send_response(206)
+            req.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            req.send_header("Content-Length", str(len(part)))
+            req.end_headers()
+            req.wfile.write(part)
             return None
         self.bytes_served += len(data)
         return _send(req, 200, data, "application/octet-stream")
