@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -54,16 +56,32 @@ def internal_kind(address: _Address) -> str | None:
     return None
 
 
+# A name's answer is kept this long: a resolver asked for the same host by fifty threads
+# at once dropped some of the questions, and each cost its 5 s retry (seen with a build
+# sandbox's range requests through the local index).
+ANSWER_SECONDS = 30.0
+_answers: dict[str, tuple[float, list[_Address]]] = {}
+_answers_lock = threading.Lock()
+
+
 def _addresses(host: str) -> list[_Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
+    now = time.monotonic()
+    with _answers_lock:
+        known = _answers.get(host)
+    if known is not None and now - known[0] < ANSWER_SECONDS:
+        return known[1]
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return []  # the request itself will fail and say so
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    with _answers_lock:
+        _answers[host] = (now, found)
+    return found
 
 
 @dataclass(frozen=True)

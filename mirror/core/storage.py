@@ -383,13 +383,12 @@ class _Window:
         self.close()
 
 
-class _RangedBlob(io.RawIOBase):
-    """A blob as a seekable file, read by ranges: zipfile reads a wheel's table of
-    contents and one member, not the whole 572 MB."""
+class RangedFile(io.RawIOBase):
+    """A file read by ranges, as a seekable file: zipfile reads a wheel's table of
+    contents and one member, not the whole 572 MB (from S3, or from upstream)."""
 
-    def __init__(self, store: BlobStore, sha256: str, size: int) -> None:
-        self._store = store
-        self._sha256 = sha256
+    def __init__(self, read_range: Callable[[int, int], bytes], size: int) -> None:
+        self._read_range = read_range  # (start, length) -> exactly those bytes
         self._size = size
         self._pos = 0
 
@@ -411,11 +410,19 @@ class _RangedBlob(io.RawIOBase):
         length = min(len(buffer), self._size - self._pos)
         if length <= 0:
             return 0
-        with self._store.open_range(self._sha256, self._pos, length) as reader:
-            data = reader.read(length)
+        data = self._read_range(self._pos, length)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
+
+
+def _store_range(store: BlobStore, sha256: str) -> Callable[[int, int], bytes]:
+    def read(start: int, length: int) -> bytes:
+        with store.open_range(sha256, start, length) as reader:
+            data: bytes = reader.read(length)
+            return data
+
+    return read
 
 
 RANGE_READ = 256 * 1024
@@ -429,7 +436,7 @@ def open_seekable(store: BlobStore, sha256: str) -> BinaryIO:
     size = store.blob_size(sha256)
     if size is None:
         raise BlobNotFound(f"blob {sha256} is not in {store.describe()}")
-    return io.BufferedReader(_RangedBlob(store, sha256, size), RANGE_READ)
+    return io.BufferedReader(RangedFile(_store_range(store, sha256), size), RANGE_READ)
 
 
 # --------------------------------------------------------------------------- S3

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import requests.adapters
 import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
@@ -59,6 +60,18 @@ class FetchPolicy:
 _local = threading.local()
 
 
+def shared_session(connections: int = 32) -> requests.Session:
+    """A session many short-lived threads share (a server's handlers): its pool keeps
+    upstream's connections open between them, where one session per thread would make
+    a TLS handshake per request."""
+    sess = requests.Session()
+    sess.headers["User-Agent"] = USER_AGENT
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=connections)
+    sess.mount("https://", adapter)
+    sess.mount("http://", adapter)
+    return sess
+
+
 def session() -> requests.Session:
     """One requests.Session per thread: connection reuse without sharing a pool across threads."""
     sess: requests.Session | None = getattr(_local, "session", None)
@@ -82,6 +95,7 @@ class ProjectPages:
         # sandbox's resolver asks for hundreds) and one page only once.
         self._locks: dict[str, threading.Lock] = {}
         self._docs: dict[str, dict[str, Any] | None] = {}
+        self._http = shared_session()  # pages are asked for from many threads
 
     def get(self, project: str) -> dict[str, Any] | None:
         """The page's JSON with absolute file URLs; None if upstream gave none readable."""
@@ -97,7 +111,7 @@ class ProjectPages:
     def _fetch(self, project: str) -> dict[str, Any] | None:
         page = f"{self.upstream.rstrip('/')}/{project}/"
         try:
-            answer = session().get(page, headers={"Accept": PEP691_JSON}, timeout=self._timeout)
+            answer = self._http.get(page, headers={"Accept": PEP691_JSON}, timeout=self._timeout)
             # Any JSON answer will do (an index that ignores Accept answers with HTML).
             if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
                 return None
@@ -185,8 +199,15 @@ def _body(answer: requests.Response, clock: _Deadline) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-def _open(url: str, policy: FetchPolicy, clock: _Deadline) -> requests.Response:
-    """GET `url`, following redirects one checked hop at a time."""
+def _open(
+    url: str,
+    policy: FetchPolicy,
+    clock: _Deadline,
+    headers: dict[str, str] | None = None,
+    via: requests.Session | None = None,
+) -> requests.Response:
+    """GET `url`, following redirects one checked hop at a time (through `via`, else
+    this thread's session)."""
     for _ in range(MAX_REDIRECTS + 1):
         try:
             policy.hosts.check(url)
@@ -194,7 +215,9 @@ def _open(url: str, policy: FetchPolicy, clock: _Deadline) -> requests.Response:
             raise DownloadError(f"refused {redact_url(url)}: {exc}") from None
         clock.check()
         timeout = min(policy.timeout, max(clock.left(), 0.001))
-        answer = session().get(url, stream=True, timeout=timeout, allow_redirects=False)
+        answer = (via or session()).get(
+            url, stream=True, timeout=timeout, allow_redirects=False, headers=headers
+        )
         if answer.status_code not in REDIRECTS or "Location" not in answer.headers:
             return answer
         answer.close()
@@ -250,6 +273,36 @@ def _fetch_once(
         sink.abort()
         writer.discard()
         raise
+
+
+MAX_RANGE = 32 * 1024 * 1024
+
+
+def fetch_range(
+    url: str,
+    start: int,
+    length: int,
+    policy: FetchPolicy,
+    via: requests.Session | None = None,
+) -> bytes:
+    """`length` bytes of `url` from `start` (a resolver reading a wheel's METADATA out
+    of its zip, as uv does where an index has no PEP 658 file): the same host policy,
+    redirects and deadline as a download, and exactly the bytes asked for."""
+    if not 0 < length <= MAX_RANGE or start < 0:
+        raise DownloadError(f"a range of {length} bytes at {start} is not served")
+    clock = _Deadline(policy.deadline)
+    end = start + length - 1
+    try:
+        answer = _open(url, policy, clock, {"Range": f"bytes={start}-{end}"}, via)
+        with answer:
+            if answer.status_code != 206:
+                raise DownloadError(f"HTTP {answer.status_code} to a range request")
+            data = b"".join(_body(answer, clock))
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise DownloadError(f"range request failed: {shown(str(exc), 200)}") from None
+    if len(data) != length:
+        raise DownloadError(f"asked for {length} bytes, got {len(data)}")
+    return data
 
 
 def _check_declared(answer: requests.Response, size: int | None, policy: FetchPolicy) -> None:

@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from email.parser import BytesParser
+from typing import BinaryIO
 
 from mirror.core.storage import BlobNotFound, BlobStore, HashingWriter, StoreError, open_seekable
 from mirror.pypi.resolve import Wheel
@@ -43,25 +44,35 @@ def _member(infos: list[zipfile.ZipInfo], filename: str) -> zipfile.ZipInfo:
     return found[0]
 
 
-def _read(store: BlobStore, wheel: Wheel) -> bytes:
+def read_metadata(wheel_file: BinaryIO, filename: str) -> bytes:
+    """The METADATA of a wheel open as a seekable file (read by ranges where it is not
+    on disk); raises MetadataError."""
     try:
-        with open_seekable(store, wheel.sha256) as blob, zipfile.ZipFile(blob) as archive:
-            info = _member(archive.infolist(), wheel.filename)
+        with zipfile.ZipFile(wheel_file) as archive:
+            info = _member(archive.infolist(), filename)
             # The declared size is checked before a byte is inflated, the real one after.
             if info.file_size > MAX_METADATA:
                 raise MetadataError(
-                    f"{wheel.filename}: METADATA declares {info.file_size} bytes, "
+                    f"{filename}: METADATA declares {info.file_size} bytes, "
                     f"over the {MAX_METADATA} byte limit"
                 )
             with archive.open(info) as member:
                 data = member.read(MAX_METADATA + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as exc:
-        raise MetadataError(f"{wheel.filename}: not a readable wheel ({exc})") from None
-    except (BlobNotFound, OSError) as exc:
-        raise MetadataError(f"{wheel.filename}: {exc}") from None
+        raise MetadataError(f"{filename}: not a readable wheel ({exc})") from None
+    except OSError as exc:
+        raise MetadataError(f"{filename}: {exc}") from None
     if len(data) > MAX_METADATA:
-        raise MetadataError(f"{wheel.filename}: METADATA is over {MAX_METADATA} bytes")
+        raise MetadataError(f"{filename}: METADATA is over {MAX_METADATA} bytes")
     return data
+
+
+def _read(store: BlobStore, wheel: Wheel) -> bytes:
+    try:
+        with open_seekable(store, wheel.sha256) as blob:
+            return read_metadata(blob, wheel.filename)
+    except BlobNotFound as exc:
+        raise MetadataError(f"{wheel.filename}: {exc}") from None
 
 
 def requires_python(metadata: bytes) -> str | None:

@@ -11,13 +11,17 @@ Every file it took is remembered: those are a build's requirements.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import re
 import socketserver
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
@@ -25,15 +29,19 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.storage import BlobStore, StoreError, iter_chunks
+from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
 from mirror.core.upstream import (
     PEP691_JSON,
     DownloadError,
     FetchPolicy,
     ProjectPages,
+    fetch_range,
     fetch_verified,
+    shared_session,
 )
+from mirror.pypi.core_metadata import MetadataError, read_metadata
 
+log = logging.getLogger("tfmirror.pypi.local_index")
 MAX_METADATA = 8 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,6 +80,8 @@ class LocalIndex:
         self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
         self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
         self._server: _Server | None = None
+        self._upstream = shared_session()  # for ranges: one request each, many threads
+        self._metadata: dict[str, bytes] = {}  # made from wheels upstream lists none for
 
     def mark(self) -> int:
         with self._lock:
@@ -100,6 +110,7 @@ class LocalIndex:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        self._upstream.close()
         self._folder.cleanup()
 
     # -- what the handler asks ----------------------------------------------------
@@ -121,16 +132,58 @@ class LocalIndex:
                 continue
             with self._lock:
                 self._files[sha256] = Taken(name, entry)
-            files.append(
-                {
-                    **{k: v for k, v in entry.items() if k != "url"},
-                    "url": f"/files/{sha256}/{filename}",
-                }
-            )
+            served = {k: v for k, v in entry.items() if k != "url"}
+            if filename.endswith(".whl") and _declared_metadata(entry) is None:
+                # No PEP 658 file upstream: one is made here from the wheel's ranges, so
+                # the resolver asks once per wheel instead of reading the zip itself.
+                served.pop("dist-info-metadata", None)
+                served["core-metadata"] = True
+            files.append({**served, "url": f"/files/{sha256}/{filename}"})
         out = {"meta": {"api-version": "1.1"}, "name": name, "files": files}
         if isinstance(doc.get("versions"), list):
             out["versions"] = doc["versions"]
         return json.dumps(out).encode()
+
+    def metadata_of(self, sha256: str) -> bytes | None:
+        """A wheel's METADATA where upstream lists none: read out of the wheel by ranges
+        (from the store if it is there), kept for this index's life (every resolve in a
+        sync asks again). For resolving only: nothing here is stored or served after."""
+        taken = self.entry(sha256)
+        size = taken.entry.get("size") if taken is not None else None
+        if taken is None or not taken.filename.endswith(".whl") or not isinstance(size, int):
+            return None
+        with self._lock:
+            known = self._metadata.get(sha256)
+        if known is None:
+            began = time.monotonic()
+            ranged = RangedFile(partial(self.fetch_range, sha256), size)
+            known = read_metadata(io.BufferedReader(ranged, RANGE_READ), taken.filename)
+            with self._lock:
+                self._metadata[sha256] = known
+            log.debug("METADATA of %s by ranges: %.2f s", taken.filename, time.monotonic() - began)
+        return known
+
+    def fetch_range(self, sha256: str, start: int, length: int) -> bytes:
+        """Part of a file: from the store if it is there, else from upstream (not
+        verified, as no part can be: only what the resolver reads, never stored)."""
+        taken = self.entry(sha256)
+        assert taken is not None  # the handler asked for a listed file
+        if not self.store.has_blob(sha256):
+            try:
+                url = str(taken.entry["url"])
+                return fetch_range(url, start, length, self.policy, self._upstream)
+            except DownloadError:
+                self._ensure(taken)  # an upstream without ranges: the whole file, verified
+        with self.store.open_range(sha256, start, length) as part:
+            data: bytes = part.read()
+            return data
+
+    def _ensure(self, taken: Taken) -> None:
+        """The file in the store, fetched and verified if it is not there yet."""
+        entry = taken.entry
+        size = entry.get("size") if isinstance(entry.get("size"), int) else None
+        if not self.store.touch_blob(taken.sha256):
+            fetch_verified(self.store, str(entry["url"]), taken.sha256, size, self.policy)
 
     def fetch(self, sha256: str, metadata: bool) -> tuple[str, int] | None:
         """The blob to send for a file (or its METADATA): its sha256 and size."""
@@ -141,17 +194,41 @@ class LocalIndex:
         if metadata:
             declared = _declared_metadata(entry)
             if declared is None:
-                return None
+                return None  # made by metadata_of instead
             policy = _capped(self.policy)
             if not self.store.has_blob(declared):
                 fetch_verified(self.store, f"{entry['url']}.metadata", declared, None, policy)
             return declared, self.store.blob_size(declared) or 0
-        size = entry.get("size") if isinstance(entry.get("size"), int) else None
-        if not self.store.touch_blob(sha256):
-            fetch_verified(self.store, str(entry["url"]), sha256, size, self.policy)
+        self._ensure(taken)
         with self._lock:
             self._taken.append(taken)
         return sha256, self.store.blob_size(sha256) or 0
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _range(header: str, taken: Taken | None) -> tuple[int, int] | None:
+    """(start, length) of a single-range request within the file's declared size."""
+    match = _RANGE.match(header.strip())
+    size = taken.entry.get("size") if taken is not None else None
+    if match is None or not isinstance(size, int) or size <= 0:
+        return None
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    elif last:
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        return None
+    return (start, end - start + 1) if start <= end else None
+
+
+def wanted_size(index: LocalIndex, sha256: str) -> int:
+    taken = index.entry(sha256)
+    size = taken.entry.get("size") if taken is not None else None
+    return size if isinstance(size, int) else 0
 
 
 def _capped(policy: FetchPolicy) -> FetchPolicy:
@@ -192,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size))
+            # A resolver reads a wheel's METADATA by ranges where no PEP 658 file is
+            # listed, instead of downloading the whole wheel (uv does).
+            self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
 
     def do_GET(self) -> None:
@@ -205,10 +285,22 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, body, PEP691_JSON)
             if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
-                found = index.fetch(parts[1], metadata=parts[2].endswith(".metadata"))
+                wanted = _range(self.headers.get("Range", ""), index.entry(parts[1]))
+                if wanted is not None:
+                    start, length = wanted
+                    data = index.fetch_range(parts[1], start, length)
+                    return self._send_range(data, start, wanted_size(index, parts[1]))
+                metadata = parts[2].endswith(".metadata")
+                found = index.fetch(parts[1], metadata)
+                if found is None and metadata:
+                    made = index.metadata_of(parts[1])
+                    if made is not None:
+                        return self._send(200, made, "application/octet-stream")
                 if found is None:
                     return self._send(404, b"not offered here", "text/plain")
                 return self._stream(*found)
+        except MetadataError as exc:
+            return self._send(502, str(exc).encode()[:500], "text/plain")
         except (DownloadError, StoreError) as exc:
             return self._send(502, str(exc).encode()[:500], "text/plain")
         return self._send(404, b"not found", "text/plain")
@@ -220,6 +312,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         with contextlib.suppress(OSError):
             self.wfile.write(body)
+
+    def _send_range(self, data: bytes, start: int, size: int) -> None:
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/{size}")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(data)
 
     def _stream(self, sha256: str, size: int) -> None:
         self.send_response(200)

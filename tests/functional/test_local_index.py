@@ -31,9 +31,11 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(str(self.path))
 
 
-def ask(index: LocalIndex, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
+def ask(
+    index: LocalIndex, method: str, path: str, **headers: str
+) -> tuple[int, bytes, dict[str, str]]:
     conn = _UnixConnection(index.socket)
-    conn.request(method, path, headers={"Accept": PEP691})
+    conn.request(method, path, headers={"Accept": PEP691, **headers})
     answer = conn.getresponse()
     body = answer.read()
     conn.close()
@@ -77,3 +79,40 @@ def test_files_come_verified_from_the_store_and_are_remembered(
     assert ask(served, "GET", "/simple/nosuch/")[0] == 404
     assert ask(served, "POST", "/simple/alpha/")[0] == 501
     assert list(served.taken_since(mark)) == [good.sha256]
+
+
+def test_a_resolver_reads_a_wheel_by_ranges_without_downloading_it(
+    index: tuple[LocalIndex, LocalStore], upstream: Upstream
+) -> None:
+    """Where upstream lists no PEP 658 file, uv reads METADATA out of the wheel's zip by
+    ranges: they pass through to upstream, and the wheel is neither fetched nor stored."""
+    served, store = index
+    hosted = upstream.add(WheelSpec("alpha", "1.0", padding=50_000))
+    ask(served, "GET", "/simple/alpha/")
+    path = f"/files/{hosted.sha256}/{hosted.spec.filename}"
+    assert ask(served, "HEAD", path)[2]["Accept-Ranges"] == "bytes"
+    size = len(hosted.data)
+
+    status, body, headers = ask(served, "GET", path, Range="bytes=-100")
+    assert status == 206 and body == hosted.data[-100:]
+    assert headers["Content-Range"] == f"bytes {size - 100}-{size - 1}/{size}"
+    status, body, _ = ask(served, "GET", path, Range="bytes=10-19")
+    assert status == 206 and body == hosted.data[10:20]
+    assert not store.has_blob(hosted.sha256) and upstream.bytes_served < size
+
+
+def test_where_upstream_lists_no_metadata_file_one_is_made_from_ranges(
+    index: tuple[LocalIndex, LocalStore], upstream: Upstream
+) -> None:
+    served, store = index
+    hosted = upstream.add(WheelSpec("alpha", "1.0", requires=["beta>=2"], padding=50_000))
+    hosted.lists_metadata = False
+    status, body, _ = ask(served, "GET", "/simple/alpha/")
+    (entry,) = json.loads(body)["files"]
+    assert entry["core-metadata"] is True  # PEP 658: a file with no hash given
+
+    status, body, _ = ask(served, "GET", f"{entry['url']}.metadata")
+
+    assert status == 200 and body == hosted.spec.metadata()
+    assert b"Requires-Dist: beta>=2" in body
+    assert not store.has_blob(hosted.sha256) and upstream.bytes_served < len(hosted.data)
