@@ -24,6 +24,8 @@ sync runs no sandbox at all.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,11 +38,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
     parse_wheel_filename,
 )
+from packaging.version import Version
 
 from mirror.core.config import Environment, Target
 from mirror.core.redact import bounded, redact_url
@@ -69,11 +73,23 @@ from mirror.pypi.resolve import (
     uv_platform,
 )
 
+log = logging.getLogger("tfmirror.pypi.sources")
+MAX_ROUNDS = 5  # resolves in the sandbox that turn more projects to wheels only
+# uv's hint for a project that cannot be had as a wheel within the closure.
+_WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
 INDEX_PORT = 8000  # the local index, as the sandbox reaches it
 INDEX = f"http://127.0.0.1:{INDEX_PORT}/simple/"
 MAX_BUILT = 2 * 1024**3  # a built wheel over this is refused, unread
 MAX_LOCK = 16 * 1024**2
 ZIP_EPOCH = 315532800  # 1980-01-01: the oldest time a wheel's zip can hold
+
+
+class SandboxResolveError(ResolveError):
+    """uv found no closure in the sandbox; `output` is the end of what it said."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 @dataclass(frozen=True)
@@ -223,11 +239,9 @@ class SourceBuilds:
         interpreter = find_interpreter(target)
         resolver = interpreter or host_interpreter()
         with LocalIndex(self.store, self.pages, self.fetch) as index:
-            packages = self._locked(env, target, resolver, index)
+            packages = self._prefer_wheels(env, target, resolver, index)
             pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
-            for package in packages:
-                if best_wheel(package, target) is not None or self._have(package, target):
-                    continue
+            for package in self._sources(packages, target):
                 sdist = package.get("sdist")
                 if not isinstance(sdist, dict):
                     raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
@@ -245,6 +259,61 @@ class SourceBuilds:
                 )
                 self._build(job, index)
 
+    def _sources(self, packages: list[dict[str, Any]], target: Target) -> list[dict[str, Any]]:
+        """The locked packages with no wheel for the target, here or upstream."""
+        return [p for p in packages if best_wheel(p, target) is None and not self._have(p, target)]
+
+    def _prefer_wheels(
+        self, env: Environment, target: Target, python: Interpreter, index: LocalIndex
+    ) -> list[dict[str, Any]]:
+        """The closure with sdists allowed, building only what must be built (pip's
+        --prefer-binary): a resolver allowed sdists picks the newest version, and a
+        project whose newest release has no wheel for an old glibc may well have one in an
+        older release. Built here, on a newer glibc, it would not install on that target."""
+        binary: set[str] = set()
+        built: set[str] = set()  # must be built: with wheels only there is no closure
+        packages = self._locked(env, target, python, index, binary)
+        for _ in range(MAX_ROUNDS):
+            wheel_somewhere = {
+                canonicalize_name(p["name"])
+                for p in self._sources(packages, target)
+                if self._some_wheel(canonicalize_name(p["name"]), target)
+            } - built
+            if not wheel_somewhere - binary:
+                break
+            trying = binary | wheel_somewhere
+            log.info("%s/%s: resolving again, wheels only for %s", env.name, target.id, trying)
+            try:
+                packages = self._locked(env, target, python, index, trying)
+                binary = trying
+            except SandboxResolveError as exc:
+                # uv names the projects whose wheels cannot make a closure: they are
+                # built after all; the next round tries the others as wheels again.
+                named = {canonicalize_name(n) for n in _WHEELS_REQUIRED.findall(exc.output)}
+                if not named & trying:
+                    break
+                built |= named & trying
+                log.info("%s/%s: %s must be built", env.name, target.id, named & trying)
+        return packages
+
+    def _some_wheel(self, project: str, target: Target) -> bool:
+        """Upstream has a wheel for the target in some release of `project`."""
+        doc = self.pages.get(project)
+        supported = set(target_tags(target))
+        python = Version(target.python)
+        for entry in (doc or {}).get("files", []):
+            name = str(entry.get("filename", ""))
+            if entry.get("yanked") or not name.endswith(".whl"):
+                continue
+            try:
+                tags = parse_wheel_filename(name)[3]
+                requires = SpecifierSet(str(entry.get("requires-python") or ""))
+            except (InvalidWheelFilename, InvalidSpecifier):
+                continue
+            if tags & supported and requires.contains(python, prereleases=True):
+                return True
+        return False
+
     def _have(self, package: dict[str, Any], target: Target) -> bool:
         """A wheel built earlier (this sync, or listed in a manifest) fits the target."""
         name, want = canonicalize_name(package["name"]), str(package["version"])
@@ -257,25 +326,33 @@ class SourceBuilds:
         return False
 
     def _locked(
-        self, env: Environment, target: Target, python: Interpreter, index: LocalIndex
+        self,
+        env: Environment,
+        target: Target,
+        python: Interpreter,
+        index: LocalIndex,
+        binary: set[str],
     ) -> list[dict[str, Any]]:
+        """Resolve in the sandbox, sdists allowed except for the projects in `binary`."""
         with self._work() as work:
             (work / "requirements.in").write_text("\n".join(env.requirements) + "\n")
             (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
             platform, platform_env = uv_platform(target)
             argv = [
-                uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header",
+                uv_binary(), "pip", "compile", "--no-config", "--no-header",
                 "--python-version", target.python, "--python-platform", platform,
                 "--python", python.path, "--format", "pylock.toml",
                 "--default-index", INDEX, "--index-strategy", "first-index",
                 "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
+                *(arg for name in sorted(binary) for arg in ("--only-binary", name)),
             ]  # fmt: skip
             outcome = self._run(argv, work, python, index, platform_env)
             lock = work / "pylock.toml"
             if not outcome.ok or not lock.is_file() or lock.stat().st_size > MAX_LOCK:
                 why = _why(outcome, self.policy.caps)
-                raise ResolveError(
-                    f"resolving with sdists (in the sandbox) failed, {why}: {_tail(outcome)}"
+                raise SandboxResolveError(
+                    f"resolving with sdists (in the sandbox) failed, {why}: {_tail(outcome)}",
+                    outcome.tail,
                 )
             packages: list[dict[str, Any]] = tomllib.loads(lock.read_text()).get("packages", [])
             return packages
@@ -447,6 +524,9 @@ class SourceBuilds:
                 "UV_CACHE_DIR": "/tmp/uv-cache",
                 "UV_PYTHON_DOWNLOADS": "never",
                 "UV_NO_PROGRESS": "1",
+                # The local index may read a wheel's METADATA by ranges from upstream
+                # first: slower than uv's 30 s default allows on a big wheel.
+                "UV_HTTP_TIMEOUT": "300",
                 **env,
             },
         )

@@ -226,6 +226,31 @@ def test_refuse_keeps_the_wheels_only_rule(
     assert report.built == 0
 
 
+def test_an_older_release_with_a_wheel_is_taken_before_the_newest_is_built(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # pip's --prefer-binary: a wheel built here, on this host's glibc, may not install on
+    # an older target, and a build runs upstream's code. Build only what must be built.
+    upstream.add(WheelSpec("aged", "1.0"))
+    upstream.add_sdist(SdistSpec("aged", "2.0", in_tree_backend("aged", "2.0")))
+    config = make_config(
+        tmp_path,
+        upstream.index_url,
+        devpi,
+        [],
+        environments={
+            "loose": {"requirements": ["aged"], "targets": [LINUX]},
+            "strict": {"requirements": ["aged>=2"], "targets": [LINUX]},
+        },
+    )
+    report = sync(config)
+    assert report.ok, report.failures
+    loose, strict = files(config, "loose", LINUX_ID), files(config, "strict", LINUX_ID)
+    assert "aged-1.0-py3-none-any.whl" in loose and not any("2.0" in f for f in loose)
+    assert strict["aged-2.0-py3-none-any.whl"].built_from is not None
+    assert report.built == 1
+
+
 # -- live PyPI: real sdist-only projects -------------------------------------------------
 
 
