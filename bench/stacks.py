@@ -106,9 +106,19 @@ targets = [{{python = "{stack.python}", platform = "{stack.platform}"}}]
     return path
 
 
-def timed(command: list[str], **kw: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+PEER_LIMIT = 900.0  # seconds: pip's resolver can backtrack on TFX for an hour
+
+
+def timed(
+    command: list[str], timeout: float | None = None, **kw: object
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     began = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=timeout, **kw
+        )  # type: ignore[call-overload]
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(command, -9, "", f"gave up after {timeout:.0f} s")
     return time.monotonic() - began, proc
 
 
@@ -122,6 +132,7 @@ def python_for(stack: Stack) -> str:
 def pip_download(python: str, args: list[str], dest: Path) -> tuple[float, str]:
     wall, proc = timed(
         [python, "-m", "pip", "download", "--quiet", "--no-cache-dir", "-d", str(dest), *args],
+        timeout=PEER_LIMIT,
         env=clean_pip_env(),
     )
     return wall, "ok" if proc.returncode == 0 else f"FAILED: {proc.stderr.strip()[-300:]}"
@@ -169,11 +180,7 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
     lines = [
         f"== {stack.name}: {' '.join(stack.requirements)} on py{stack.python}-{stack.platform}"
     ]
-    # The user's way first, then tfmirror (alternating would need a second devpi):
-    # both start from an emptied page cache.
-    settle()
-    peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a")
-    shutil.rmtree(work / "pip-a", ignore_errors=True)
+    # tfmirror first, then the user's way; each starts from an emptied page cache.
     with DevpiProcess(config.devpi):
         settle()
         cold, proc = timed(sync)
@@ -194,6 +201,9 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
     )
     others = [w.url for w in upstream_files if not (w.is_wheel and w.role is Role.CLOSURE)]
     record = json.loads(store.get("runs/pypi/latest.json") or b"{}")
+    settle()
+    peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a")
+    shutil.rmtree(work / "pip-a", ignore_errors=True)
     settle()
     platform_args = [f"--python-version={stack.python}", f"--platform={stack.platform}"]
     peer_b, verdict_b = pip_download(
