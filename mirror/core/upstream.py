@@ -13,6 +13,7 @@ a time, at most MAX_REDIRECTS, over http(s) only, each hop checked by the host p
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import random
 import threading
@@ -95,6 +96,7 @@ class ProjectPages:
         # sandbox's resolver asks for hundreds) and one page only once.
         self._locks: dict[str, threading.Lock] = {}
         self._docs: dict[str, dict[str, Any] | None] = {}
+        self._digests: dict[str, str] = {}  # sha256 of each page as upstream sent it
         self._http = shared_session()  # pages are asked for from many threads
 
     def get(self, project: str) -> dict[str, Any] | None:
@@ -108,6 +110,12 @@ class ProjectPages:
                     self._docs[project] = doc
             return self._docs[project]
 
+    def digest(self, project: str) -> str | None:
+        """The sha256 of the page's bytes as upstream sent them; None if unreadable."""
+        if self.get(project) is None:
+            return None
+        return self._digests.get(project)
+
     def _fetch(self, project: str) -> dict[str, Any] | None:
         page = f"{self.upstream.rstrip('/')}/{project}/"
         try:
@@ -116,10 +124,13 @@ class ProjectPages:
             if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
                 return None
             doc = answer.json()
+            digest = hashlib.sha256(answer.content).hexdigest()
         except (OSError, ValueError):  # requests' errors are OSErrors
             return None
         if not isinstance(doc, dict):
             return None
+        with self._lock:
+            self._digests[project] = digest
         doc["files"] = [
             {**entry, "url": urljoin(page, str(entry.get("url", "")))}
             for entry in doc.get("files", [])

@@ -21,7 +21,7 @@ from mirror.core.upstream import ProjectPages
 from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
 
-PAGE_WORKERS = 8
+PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open
 
 
 def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:

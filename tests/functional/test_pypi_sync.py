@@ -7,6 +7,7 @@ machine's pip config off, so "installs" means "installs from the mirror alone".
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 from dataclasses import replace
@@ -21,6 +22,8 @@ from mirror.core.storage import BlobStore, open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.client import DevpiClient
 from mirror.devpi.publish import WARM_STATE
+from mirror.pypi import resolve
+from mirror.pypi.fingerprint import FULL_RESOLVE_EVERY, fingerprint_key
 from mirror.pypi.lag import read_lag
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
@@ -241,6 +244,41 @@ def test_new_upstream_version_is_picked_up(
     # 1.0 left the manifest, so devpi no longer offers it.
     assert "alpha-1.0-py3-none-any.whl" not in offered(config, "alpha")
     assert pip_install(venv, config, "--force-reinstall", "alpha==1.0").returncode != 0
+
+
+def test_an_unchanged_upstream_is_not_resolved_again_and_any_change_is(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert sync(config)[0].ok
+    no_uv = tmp_path / "no-uv"
+    no_uv.write_text("#!/bin/sh\necho 'the resolver ran' >&2\nexit 3\n")
+    no_uv.chmod(0o755)
+    monkeypatch.setattr(resolve, "uv_binary", lambda: str(no_uv))
+
+    # Same requirements, same pages upstream: the closure stands without the resolver.
+    again, store = sync(config)
+    assert again.ok and again.new == 0, again.failures
+
+    # A release of a project in the closure changes its page: the resolver runs.
+    upstream.add(WheelSpec("beta", "2.5"))
+    changed, _ = sync(config)
+    assert not changed.ok and "the resolver ran" in changed.failures[0].reason
+    monkeypatch.undo()
+    fresh, store = sync(config)
+    assert fresh.ok and fresh.new == 1
+    manifest = load_manifest(store, "default", LINUX_ID)
+    assert manifest is not None
+    assert "beta-2.5-py3-none-any.whl" in {w.filename for w in manifest.files}
+
+    # And once a day whatever the pages say: one outside the closure may matter.
+    key = fingerprint_key("default", LINUX_ID)
+    doc = json.loads(store.get(key) or b"{}")
+    store.put(key, json.dumps({**doc, "at": time.time() - FULL_RESOLVE_EVERY - 60}).encode())
+    monkeypatch.setattr(resolve, "uv_binary", lambda: str(no_uv))
+    stale, _ = sync(config)
+    assert not stale.ok and "the resolver ran" in stale.failures[0].reason
 
 
 def test_no_wheel_for_a_target_is_a_clear_error(
