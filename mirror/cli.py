@@ -424,7 +424,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
-    from mirror.core.children import die_with_parent
+    from mirror.core.children import die_with_parent, scrubbed_env
     from mirror.devpi.client import DevpiClient, DevpiError
     from mirror.devpi.server import command, initialise, user_password, wait_ready
 
@@ -439,7 +439,9 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
             "set it, or pass --serverdir"
         )
     initialise(devpi.serverdir)
-    proc = subprocess.Popen(command(devpi, listen=args.host), preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        command(devpi, listen=args.host), env=scrubbed_env(), preexec_fn=die_with_parent
+    )
     _forward_signals(proc.terminate)
     try:
         wait_ready(devpi.url, proc)

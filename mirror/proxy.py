@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from mirror.core.children import die_with_parent
+from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
 from mirror.core.storage import BLOB_PREFIX
 
@@ -180,7 +180,9 @@ class NginxProcess:
     def write_config(self) -> None:
         self.plan.workdir.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render(self.plan))
-        check = subprocess.run([*self._args(), "-t", "-q"], capture_output=True, text=True)
+        check = subprocess.run(
+            [*self._args(), "-t", "-q"], capture_output=True, text=True, env=scrubbed_env()
+        )
         if check.returncode != 0:
             lines = [ln for ln in check.stderr.splitlines() if "emerg" in ln or "crit" in ln]
             reason = (lines or check.stderr.strip().splitlines() or ["nginx -t failed"])[-1]
@@ -193,7 +195,11 @@ class NginxProcess:
         log = (self.plan.workdir / "nginx.out").open("ab")
         with log:
             self.proc = subprocess.Popen(
-                self._args(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                self._args(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=scrubbed_env(),
+                preexec_fn=die_with_parent,
             )
         url = f"http://{self.plan.listen.replace('0.0.0.0', '127.0.0.1')}/healthz/proxy"
         deadline = time.monotonic() + 15

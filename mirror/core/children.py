@@ -27,6 +27,15 @@ KEEP = (
     "LD_LIBRARY_PATH",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    # The way out to upstream, where a site has one (uv, devpi's own fetches).
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
     "CUDA_VISIBLE_DEVICES",
 )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from mirror.core.children import die_with_parent
+from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import DevpiConfig
 
 CREDENTIALS = "tfmirror-credentials.json"
@@ -93,6 +93,7 @@ def _init(serverdir: Path, root_password: str) -> None:
             capture_output=True,
             text=True,
             check=False,
+            env=scrubbed_env(),
         )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
@@ -168,6 +169,7 @@ class DevpiProcess:
                 command(self.config),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=scrubbed_env(),  # network-facing: none of our secrets
                 preexec_fn=die_with_parent,
             )
         try:

@@ -46,6 +46,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from mirror.core.children import scrubbed_env
 from mirror.core.config import Environment, Target
 from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
@@ -134,7 +135,12 @@ def _epoch(upload_time: str | None) -> int:
 def _tool_versions() -> str:
     try:
         out = subprocess.run(
-            [uv_binary(), "--version"], capture_output=True, text=True, check=False, timeout=30
+            [uv_binary(), "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            env=scrubbed_env(),
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = "uv"
