@@ -31,6 +31,7 @@ from urllib3.exceptions import ReadTimeoutError
 from mirror.core.hosts import HostPolicy, HostRefused
 from mirror.core.redact import redact_url, shown
 from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
+from mirror.core.timestamps import rfc3339_utc
 
 CHUNK = 1024 * 1024
 USER_AGENT = "tfmirror/0.1 (+verified mirror)"
@@ -132,11 +133,21 @@ class ProjectPages:
         with self._lock:
             self._digests[project] = digest
         doc["files"] = [
-            {**entry, "url": urljoin(page, str(entry.get("url", "")))}
-            for entry in doc.get("files", [])
-            if isinstance(entry, dict)
+            _entry(page, entry) for entry in doc.get("files", []) if isinstance(entry, dict)
         ]
         return doc
+
+
+def _entry(page: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A page's file entry with an absolute URL and PEP 700's upload-time, or none: a
+    resolver reading it (a build sandbox's uv, through the local index) refuses the
+    whole page over one time it cannot read."""
+    out = {**entry, "url": urljoin(page, str(entry.get("url", "")))}
+    if "upload-time" in out:
+        moment = rfc3339_utc(out.pop("upload-time"))
+        if moment is not None:
+            out["upload-time"] = moment
+    return out
 
 
 @dataclass(frozen=True)

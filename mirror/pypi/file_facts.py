@@ -9,18 +9,20 @@ cannot give keeps the last facts it gave.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
-from mirror.core.redact import bounded
+from mirror.core.redact import bounded, shown
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore, StoreError
+from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import ProjectPages
 from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
 
+log = logging.getLogger("tfmirror.pypi")
 PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open
 
 
@@ -36,14 +38,17 @@ def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[s
     return entries
 
 
-def _upload_time(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None  # an index's word that is not a time is no word
-    return value
+def _upload_time(value: object, filename: str) -> str | None:
+    """Upstream's upload-time in PEP 700's form (mirror.core.timestamps); one that is no
+    time is no word: the file is listed without it, and the log says so."""
+    moment = rfc3339_utc(value)
+    if moment is None and value is not None:
+        log.warning(
+            "%s: upstream's upload-time %s is not a time; not passed on",
+            filename,
+            shown(repr(value), 60),
+        )
+    return moment
 
 
 def _yanked(value: object) -> bool | str:
@@ -70,10 +75,12 @@ def settle(
     """The wheel with every fact an installer reads; raises MetadataError or StoreError."""
     if entry is not None and (entry.get("hashes") or {}).get("sha256") != wheel.sha256:
         entry = None  # upstream now lists other bytes under this name: not this file's facts
-    upload_time = wheel.upload_time or (known.upload_time if known else None)
+    upload_time = rfc3339_utc(wheel.upload_time) or (
+        rfc3339_utc(known.upload_time) if known else None
+    )
     yanked = known.yanked if known else False
     if entry is not None:
-        upload_time = _upload_time(entry.get("upload-time")) or upload_time
+        upload_time = _upload_time(entry.get("upload-time"), wheel.filename) or upload_time
         yanked = _yanked(entry.get("yanked"))
     facts: dict[str, Any] = {"upload_time": upload_time, "yanked": yanked}
     if not wheel.is_wheel:

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
 from mirror.core.redact import bounded
+from mirror.core.timestamps import rfc3339_utc
 
 
 class ResolveError(Exception):
@@ -349,17 +349,8 @@ def as_wheel(package: dict[str, Any], wheel: dict[str, Any]) -> Wheel:
         url=str(wheel.get("url", "")),
         sha256=str(sha256),
         size=int(size) if isinstance(size, int) else None,
-        upload_time=_utc(wheel.get("upload-time")),
+        upload_time=rfc3339_utc(wheel.get("upload-time")),  # a TOML datetime in the lock
     )
-
-
-def _utc(value: object) -> str | None:
-    """uv writes upload-time as a TOML datetime; keep it as PEP 700's ISO 8601 text."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat() + "Z"
-    return None
 
 
 def resolve_target(

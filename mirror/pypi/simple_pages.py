@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
 from mirror.pypi.manifest import published_files
 from mirror.pypi.resolve import Wheel
@@ -77,8 +78,9 @@ def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
         "hashes": {"sha256": wheel.sha256},
         "size": wheel.size,
     }
-    if wheel.upload_time:
-        doc["upload-time"] = wheel.upload_time
+    # Normalised again for manifests written before the mirror normalised it.
+    if upload_time := rfc3339_utc(wheel.upload_time):
+        doc["upload-time"] = upload_time
     if wheel.requires_python:
         doc["requires-python"] = wheel.requires_python
     if wheel.metadata_sha256:

@@ -52,6 +52,7 @@ from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
 from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sandboxed
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
+from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import DownloadError, FetchPolicy, ProjectPages
 from mirror.pypi.interpreters import (
     Interpreter,
@@ -587,6 +588,6 @@ def _upstream_file(taken: Taken, role: Role) -> Wheel:
         url=str(entry.get("url", "")),
         sha256=taken.sha256,
         size=size if isinstance(size, int) else None,
-        upload_time=upload if isinstance(upload, str) else None,
+        upload_time=rfc3339_utc(upload),
         role=role,
     )

@@ -10,6 +10,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mirror.core.config import Config, DevpiConfig
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.proxy import entry_point
+from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.resolve import uv_binary
 from mirror.pypi.sync import PypiSync
 from mirror.services import services_for_sync
@@ -123,6 +125,37 @@ def test_uv_exclude_newer_installs_through_the_mirror_and_refuses_a_date_before_
     )
     assert through_devpi.returncode != 0
     assert "exclude-newer" in through_devpi.stderr, through_devpi.stderr
+
+
+def test_an_upload_time_written_oddly_is_served_as_rfc3339_utc_or_not_at_all(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # uv refuses a whole project page over one upload-time it cannot read; the release
+    # before passed on whatever Python could parse ("2024-01-02"), into its manifests.
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta", "gamma"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    upstream.add(WheelSpec("gamma", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    sync(config)
+    store = open_store(config.storage)
+    odd = {"alpha": "2024-01-02", "beta": "2024-01-02T03:04:05+02:00", "gamma": "yesterday"}
+    manifest = load_manifest(store, "default", "py3.11-manylinux_2_28_x86_64")
+    assert manifest is not None
+    manifest.files = [replace(w, upload_time=odd[w.project]) for w in manifest.files]
+    save_manifest(store, manifest)
+    with fronts(config) as index_url:
+        times = {}
+        for project in odd:
+            doc = requests.get(f"{index_url}{project}/", headers={"Accept": PEP691}, timeout=10)
+            (entry,) = doc.json()["files"]
+            times[project] = entry.get("upload-time")
+        assert times == {
+            "alpha": "2024-01-02T00:00:00Z",
+            "beta": "2024-01-02T01:04:05Z",
+            "gamma": None,
+        }
+        installed = uv_install(tmp_path / "node", index_url, "alpha")
+        assert installed.returncode == 0, installed.stderr
 
 
 def test_uv_lock_then_sync_frozen_on_a_node_installs_from_the_locked_mirror_urls(

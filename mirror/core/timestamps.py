@@ -1,0 +1,31 @@
+"""Times as indexes write them: PEP 700's upload-time is RFC 3339, in UTC, with a time.
+
+Upstream's value is passed on only in that form: uv refuses a whole project page over
+one `upload-time` it cannot read ("2024-01-02", or a time with no zone), so one odd
+file upstream would otherwise take a project off the fleet's index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339_utc(value: object) -> str | None:
+    """`value` (text or a datetime) as `2024-01-02T03:04:05[.ffffff]Z`; None if it is
+    no time. A date alone is its midnight; a time with no zone is taken as UTC, as PEP
+    700 says upload times are."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    moment = value.astimezone(UTC)
+    fraction = f".{moment.microsecond:06d}" if moment.microsecond else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
