@@ -18,7 +18,6 @@ SavedModel needs them).
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import os
 import tarfile
@@ -168,15 +167,71 @@ class _Metered:
         return data
 
 
+class _FirstStream:
+    """The first compressed stream of `raw`, decompressed, and nothing after it.
+
+    tensorflow_hub reads an archive with tarfile's "r|*", which decompresses one gzip
+    member (one bzip2 or xz stream) and stops: what follows is never read. gzip.GzipFile,
+    BZ2File and LZMAFile read on into the next one. Validated with those, an archive of
+    two members passes whole while a node caches the first alone, a model without its
+    variables. So the mirror reads as the client does, and refuses anything but zeros
+    after the first stream's end.
+    """
+
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._zlib = zlib.decompressobj(31) if kind == "gzip" else None  # 31: gzip framing
+        self._other: bz2.BZ2Decompressor | lzma.LZMADecompressor | None = None
+        if kind == "bzip2":
+            self._other = bz2.BZ2Decompressor()
+        elif kind == "xz":
+            self._other = lzma.LZMADecompressor()
+        self._tail = b""  # input zlib has not taken yet
+        self._ended = False
+
+    def read(self, n: int = -1) -> bytes:
+        size = n if n > 0 else CHUNK
+        while not self._ended:
+            if self._zlib is not None:
+                data = self._tail or self._raw.read(CHUNK)
+                if not data:
+                    raise EOFError(f"the {self._kind} stream ends before its end marker")
+                out = self._zlib.decompress(data, size)
+                self._tail = self._zlib.unconsumed_tail
+                self._ended, after = self._zlib.eof, self._zlib.unused_data
+            else:
+                assert self._other is not None
+                data = self._raw.read(CHUNK) if self._other.needs_input else b""
+                if self._other.needs_input and not data:
+                    raise EOFError(f"the {self._kind} stream ends before its end marker")
+                out = self._other.decompress(data, size)
+                self._ended, after = self._other.eof, self._other.unused_data
+            if self._ended:
+                self._refuse_what_follows(after)
+            if out:
+                return out
+        return b""
+
+    def _refuse_what_follows(self, after: bytes) -> None:
+        while True:
+            if after.strip(b"\0"):
+                raise ArchiveRejected(
+                    f"more data after the first {self._kind} stream (a second member or "
+                    "stream): tensorflow_hub reads only the first, so a node would cache "
+                    "part of the model"
+                )
+            after = self._raw.read(CHUNK)
+            if not after:
+                return
+
+
 def _decompressor(reader: BinaryIO) -> tuple[str, BinaryIO]:
     head = reader.read(6)
     prefixed: BinaryIO = _Prefixed(head, reader)  # type: ignore[assignment]
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip", gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[return-value]
-    if head.startswith(b"BZh"):
-        return "bzip2", bz2.BZ2File(prefixed)  # type: ignore[return-value]
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz", lzma.LZMAFile(prefixed)  # type: ignore[return-value]
+    for magic, kind in ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz")):
+        if head.startswith(magic):
+            return kind, _FirstStream(prefixed, kind)  # type: ignore[return-value]
     return "none", prefixed
 
 

@@ -107,15 +107,21 @@ def make_case(seed: int) -> tuple[bytes, Caps]:
         plain = raw.getvalue()
     except ValueError:  # a name ustar cannot hold: the case is the empty archive
         plain = b""
-    packed = rng.choice([_none, gzip.compress, bz2.compress, lzma.compress])(plain)
+    compress = rng.choice([_none, gzip.compress, bz2.compress, lzma.compress])
+    packed = compress(plain)
     roll = rng.random()
-    if roll < 0.1 and packed:
+    if roll < 0.15 and compress is not _none and plain:
+        # Two streams back to back (pigz -i, bgzip, `cat a.gz b.gz`): cut at a member
+        # boundary, the first alone looks like a whole archive that just ends early.
+        cut = rng.choice([rng.randrange(len(plain)), 512 * rng.randrange(len(plain) // 512 + 1)])
+        packed = compress(plain[:cut]) + compress(plain[cut:])
+    elif roll < 0.25 and packed:
         packed = packed[: rng.randrange(len(packed))]
-    elif roll < 0.2 and packed:
+    elif roll < 0.35 and packed:
         flipped = bytearray(packed)
         flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
         packed = bytes(flipped)
-    elif roll < 0.25:
+    elif roll < 0.4:
         packed += bytes(rng.getrandbits(8) for _ in range(600))
     caps = Caps(max_uncompressed=rng.choice([16_000, 64_000, 1 << 20]), max_ratio=100)
     return packed, caps
@@ -156,6 +162,45 @@ def test_validation_and_extraction_agree_and_stay_within_caps(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"case-{s}" for s in range(CASES))
     # The generator must reach both verdicts often, or it tests nothing.
     assert outcomes["accepted"] > CASES // 8 and outcomes["rejected"] > CASES // 3, outcomes
+
+
+def as_tensorflow_hub_reads(data: bytes) -> dict[str, int]:
+    """File members and sizes as tensorflow_hub's tarfile.open(mode="r|*") yields them."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|*") as tar:
+        return {m.name.lstrip("./"): m.size for m in tar if m.isfile()}
+
+
+def test_an_accepted_archive_is_whole_as_the_client_reads_it() -> None:
+    compressed_accepted = 0
+    for seed in range(CASES):
+        data, caps = make_case(seed)
+        checked = verdict(data, caps, None)
+        if not isinstance(checked, ArchiveFacts):
+            continue
+        read = as_tensorflow_hub_reads(data)
+        assert (len(read), sum(read.values())) == (checked.files, checked.uncompressed_size), (
+            f"seed {seed}: the mirror counted {checked.files} files, the client reads {read}"
+        )
+        compressed_accepted += checked.compression != "none"
+    assert compressed_accepted > CASES // 20
+
+
+def test_two_compressed_streams_are_refused_for_each_compression() -> None:
+    first = io.BytesIO()
+    with tarfile.open(fileobj=first, mode="w") as tar:
+        for name, data in (("saved_model.pb", b"graph"), ("variables.data", b"v" * 3000)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    plain = first.getvalue()
+    cut = 1024  # after the first member: its header and one block of data
+    for compress in (gzip.compress, bz2.compress, lzma.compress):
+        data = compress(plain[:cut]) + compress(plain[cut:])
+        assert as_tensorflow_hub_reads(data) == {"saved_model.pb": 5}  # half the model
+        reason = verdict(data, Caps(1 << 20, 1000), None)
+        assert isinstance(reason, str) and "first" in reason, (compress, reason)
+        # One stream of the same bytes is the whole model, and accepted.
+        assert isinstance(verdict(compress(plain), Caps(1 << 20, 1000), None), ArchiveFacts)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
