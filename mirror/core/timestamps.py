@@ -7,7 +7,10 @@ file upstream would otherwise take a project off the fleet's index.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
 def rfc3339_utc(value: object) -> str | None:
@@ -19,9 +22,12 @@ def rfc3339_utc(value: object) -> str | None:
         if text[-1:] in ("Z", "z"):
             text = text[:-1] + "+00:00"
         try:
-            value = datetime.fromisoformat(text)
+            moment = datetime.fromisoformat(text)
         except ValueError:
             return None
+        if _CANONICAL.fullmatch(value):
+            return value  # upstream's own text, when it is already in the form
+        value = moment
     if not isinstance(value, datetime):
         return None
     if value.tzinfo is None:

@@ -21,6 +21,8 @@ from mirror.core.timestamps import rfc3339_utc
             "2024-01-02T08:04:05Z",
         ),
         (datetime(2024, 1, 2, tzinfo=UTC), "2024-01-02T00:00:00Z"),
+        ("2024-03-01T10:00:00.000000Z", "2024-03-01T10:00:00.000000Z"),  # kept as written
+        ("2024-13-01T10:00:00Z", None),
         ("yesterday", None),
         ("", None),
         (1704164645, None),
