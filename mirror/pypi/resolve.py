@@ -21,7 +21,7 @@ from typing import Any
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from mirror.core.children import die_with_parent, scrubbed_env
+from mirror.core.children import die_with_parent, upstream_env
 from mirror.core.config import Target
 from mirror.core.redact import bounded
 from mirror.core.timestamps import rfc3339_utc
@@ -263,7 +263,7 @@ def compile_lock(
             cmd,
             capture_output=True,
             text=True,
-            env=scrubbed_env(**env, UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"),
+            env=upstream_env(**env, UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"),
             check=False,
             preexec_fn=die_with_parent,
         )
