@@ -14,12 +14,15 @@ a time, at most MAX_REDIRECTS, over http(s) only, each hop checked by the host p
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urljoin
 
@@ -38,6 +41,10 @@ USER_AGENT = "tfmirror/0.1 (+verified mirror)"
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
 PEP691_JSON = "application/vnd.pypi.simple.v1+json"
+log = logging.getLogger("tfmirror.upstream")
+# A project page, parsed whole: TensorFlow's lists ~1,800 files in ~2 MB; NumPy's 2 MB.
+MAX_PAGE = 64 * 1024 * 1024
+PAGE_DEADLINE = 120.0  # seconds for one page, however slowly it trickles
 
 
 class DownloadError(Exception):
@@ -89,19 +96,25 @@ class ProjectPages:
     start and the lag record both read the top-level requirements' pages (TensorFlow's
     lists about 1,800 files)."""
 
-    def __init__(self, upstream: str, timeout: float) -> None:
+    def __init__(self, upstream: str, timeout: float, policy: FetchPolicy | None = None) -> None:
         self.upstream = upstream
-        self._timeout = timeout
+        # Pages go by the rules files go by: each redirect's host checked, a deadline,
+        # and a cap on the bytes, read before they are parsed.
+        self._policy = policy or FetchPolicy(
+            timeout=timeout, hosts=HostPolicy.trusting([upstream], "[pypi] allow_hosts")
+        )
         self._lock = threading.Lock()
         # One lock per project, so that different pages are fetched at once (a build
         # sandbox's resolver asks for hundreds) and one page only once.
         self._locks: dict[str, threading.Lock] = {}
         self._docs: dict[str, dict[str, Any] | None] = {}
         self._digests: dict[str, str] = {}  # sha256 of each page as upstream sent it
+        self.problems: dict[str, str] = {}  # project -> why its page was not taken
         self._http = shared_session()  # pages are asked for from many threads
 
     def get(self, project: str) -> dict[str, Any] | None:
-        """The page's JSON with absolute file URLs; None if upstream gave none readable."""
+        """The page's JSON with absolute file URLs; None if upstream gave none readable
+        (`problems` says why, where upstream answered but was refused)."""
         with self._lock:
             lock = self._locks.setdefault(project, threading.Lock())
         with lock:
@@ -120,29 +133,69 @@ class ProjectPages:
     def _fetch(self, project: str) -> dict[str, Any] | None:
         page = f"{self.upstream.rstrip('/')}/{project}/"
         try:
-            answer = self._http.get(page, headers={"Accept": PEP691_JSON}, timeout=self._timeout)
+            body = self._read(page)
+            if body is None:
+                return None
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("its JSON is not an object")
+        except DownloadError as exc:
+            return self._refused(project, str(exc))
+        except RecursionError:
+            return self._refused(project, "its JSON nests deeper than any index's page")
+        except ValueError as exc:
+            return self._refused(project, f"it is not a JSON page ({exc})")
+        except (OSError, urllib3.exceptions.HTTPError):  # requests' errors are OSErrors
+            return None
+        with self._lock:
+            self._digests[project] = hashlib.sha256(body).hexdigest()
+        files = doc.get("files")
+        doc["files"] = [e for e in map(partial(_entry, page), _listed(files)) if e is not None]
+        if not all(isinstance(v, str) for v in _listed(doc.get("versions"))):
+            doc.pop("versions", None)
+        return doc
+
+    def _read(self, page: str) -> bytes | None:
+        """The page's bytes, None if upstream has no JSON page for it; at most MAX_PAGE."""
+        clock = _Deadline(min(self._policy.deadline or PAGE_DEADLINE, PAGE_DEADLINE))
+        with _open(page, self._policy, clock, {"Accept": PEP691_JSON}, self._http) as answer:
             # Any JSON answer will do (an index that ignores Accept answers with HTML).
             if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
                 return None
-            doc = answer.json()
-            digest = hashlib.sha256(answer.content).hexdigest()
-        except (OSError, ValueError):  # requests' errors are OSErrors
-            return None
-        if not isinstance(doc, dict):
-            return None
+            declared = answer.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_PAGE:
+                raise DownloadError(f"it declares {int(declared)} bytes, over {MAX_PAGE}")
+            body = bytearray()
+            for chunk in _body(answer, clock):
+                body += chunk
+                if len(body) > MAX_PAGE:
+                    raise DownloadError(f"it runs past {MAX_PAGE} bytes")
+        return bytes(body)
+
+    def _refused(self, project: str, why: str) -> dict[str, Any] | None:
+        reason = f"upstream's page for {project} was refused: {shown(why, 200)}"
+        log.warning("%s", reason)
         with self._lock:
-            self._digests[project] = digest
-        doc["files"] = [
-            _entry(page, entry) for entry in doc.get("files", []) if isinstance(entry, dict)
-        ]
-        return doc
+            self.problems[project] = reason
+        return None
 
 
-def _entry(page: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """A page's file entry with an absolute URL and PEP 700's upload-time, or none: a
-    resolver reading it (a build sandbox's uv, through the local index) refuses the
-    whole page over one time it cannot read."""
-    out = {**entry, "url": urljoin(page, str(entry.get("url", "")))}
+def _listed(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _entry(page: str, entry: object) -> dict[str, Any] | None:
+    """A page's file entry with an absolute URL and PEP 700's upload-time, or None for
+    one with no file name or URL (every reader may then index it by both). upload-time
+    that is no time is dropped: a resolver reading it (a build sandbox's uv, through
+    the local index) refuses the whole page over one it cannot read."""
+    if not isinstance(entry, dict):
+        return None
+    if not isinstance(entry.get("filename"), str) or not isinstance(entry.get("url"), str):
+        return None
+    out = {**entry, "url": urljoin(page, entry["url"])}
+    if not isinstance(out.get("hashes", {}), dict):
+        out.pop("hashes")
     if "upload-time" in out:
         moment = rfc3339_utc(out.pop("upload-time"))
         if moment is not None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
+from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import Caps
 from mirror.core.storage import BlobStore, StoreError
@@ -183,7 +184,7 @@ class PypiSync:
             devpi_ready = None
             if self.index is not None:
                 devpi_ready = side.submit(self.index.prepare)
-            pages = ProjectPages(pypi.upstream, pypi.timeout)
+            pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy)
             # The pages of what is mirrored already are read while the closure resolves:
             # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
             side.submit(_read_mirrored_pages, self.store, pages)
@@ -211,6 +212,10 @@ class PypiSync:
                 lag.result()
             except StoreError as exc:
                 report.failures.append(Failure("lag", pypi.upstream, str(exc)))
+        report.failures += [
+            Failure(project, redact_url(pypi.upstream), why)
+            for project, why in sorted(pages.problems.items())
+        ]
         report.seconds = time.monotonic() - began
         record.finish(
             self.store,

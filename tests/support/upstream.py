@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
@@ -63,6 +64,8 @@ class Upstream(LoopbackHttpServer):
         self.bytes_served = 0
         self._lock = threading.Lock()
         self.index_url = f"{self.url}/simple/"
+        # A project's page answered by a handler of the test's own: a hostile upstream.
+        self.pages: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {}
 
     def add(self, spec: WheelSpec, behaviour: str = "ok", uploaded: str | None = None) -> Hosted:
         hosted = Hosted(spec, build_wheel(spec), behaviour)
@@ -111,7 +114,10 @@ class Upstream(LoopbackHttpServer):
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         path = req.path.split("?", 1)[0]
         if path.startswith("/simple/") and path.count("/") == 3:
-            doc = self._project_doc(canonicalize_name(path.split("/")[2]))
+            project = canonicalize_name(path.split("/")[2])
+            if project in self.pages:
+                return self.pages[project](req)
+            doc = self._project_doc(project)
             if doc is None:
                 return _send(req, 404, b"not found", "text/plain")
             return _send(req, 200, json.dumps(doc).encode(), PEP691)

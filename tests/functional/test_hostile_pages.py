@@ -1,0 +1,130 @@
+"""Upstream's project pages go by the rules files go by: each redirect's host checked,
+a deadline, a cap on the bytes read before they are parsed, and a refusal that names
+the project; odd JSON is refused or cleaned, never a crash after the commit."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from mirror.core import upstream as upstream_module
+from mirror.core.config import DevpiConfig
+from mirror.core.hosts import HostPolicy
+from mirror.core.storage import open_store
+from mirror.core.upstream import FetchPolicy, ProjectPages
+from mirror.pypi.sync import PypiSync
+from tests.support.mirror_env import make_config
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+def send(req: BaseHTTPRequestHandler, body: bytes, length: int | None = -1) -> None:
+    """`length`: the Content-Length declared (-1: the body's own; None: none, the body
+    runs until the connection closes)."""
+    req.send_response(200)
+    req.send_header("Content-Type", PEP691)
+    if length is not None:
+        req.send_header("Content-Length", str(len(body) if length == -1 else length))
+    else:
+        req.close_connection = True
+    req.end_headers()
+    req.wfile.write(body)
+
+
+def pages_of(upstream: Upstream) -> ProjectPages:
+    policy = FetchPolicy(timeout=5, hosts=HostPolicy.trusting([upstream.index_url], "test"))
+    return ProjectPages(upstream.index_url, 5, policy)
+
+
+def test_a_redirect_to_an_internal_address_is_refused(upstream: Upstream) -> None:
+    def redirect(req: BaseHTTPRequestHandler) -> None:
+        req.send_response(302)
+        req.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+        req.send_header("Content-Length", "0")
+        req.end_headers()
+
+    upstream.pages["metadata-thief"] = redirect
+    pages = pages_of(upstream)
+    assert pages.get("metadata-thief") is None
+    assert "metadata-thief" in pages.problems["metadata-thief"]
+    assert "169.254.169.254" in pages.problems["metadata-thief"]
+
+
+def test_a_page_past_the_cap_is_refused_before_it_is_held(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream_module, "MAX_PAGE", 4 * 1024 * 1024)
+    filler = b'{"files": [], "x": "' + b"a" * (200 * 1024 * 1024) + b'"}'
+    upstream.pages["declared"] = lambda req: send(req, b"{}", length=len(filler))
+    upstream.pages["undeclared"] = lambda req: send(req, filler, length=None)
+    pages = pages_of(upstream)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert pages.get("declared") is None and pages.get("undeclared") is None
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert "declares" in pages.problems["declared"]
+    assert "runs past" in pages.problems["undeclared"]
+    assert grew_mb < 50, f"reading a refused page grew RSS by {grew_mb:.0f} MB"
+
+
+def test_a_trickling_page_stops_at_its_deadline(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream_module, "PAGE_DEADLINE", 2.0)
+
+    def trickle(req: BaseHTTPRequestHandler) -> None:
+        req.send_response(200)
+        req.send_header("Content-Type", PEP691)
+        req.send_header("Content-Length", "1000")
+        req.end_headers()
+        for _ in range(30):
+            req.wfile.write(b" ")
+            req.wfile.flush()
+            time.sleep(1)
+
+    upstream.pages["slowpoke"] = trickle
+    began = time.monotonic()
+    pages = pages_of(upstream)
+    assert pages.get("slowpoke") is None
+    assert time.monotonic() - began < 10
+    assert "deadline" in pages.problems["slowpoke"]
+
+
+def test_nested_json_and_entries_without_names_are_refused_or_cleaned(
+    upstream: Upstream,
+) -> None:
+    upstream.pages["deep"] = lambda req: send(req, b"[" * 200_000 + b"]" * 200_000)
+    good = {"filename": "named-1.0-py3-none-any.whl", "url": "/files/named-1.0-py3-none-any.whl"}
+    odd = [{"url": "/files/x.whl"}, {"filename": 7, "url": "/y"}, "text", {"filename": "n"}]
+    doc = {"name": "named", "versions": [1, 2], "files": [*odd, good]}
+    upstream.pages["named"] = lambda req: send(req, json.dumps(doc).encode())
+    pages = pages_of(upstream)
+    assert pages.get("deep") is None and "nests" in pages.problems["deep"]
+    cleaned = pages.get("named")
+    assert cleaned is not None and "named" not in pages.problems
+    assert [e["filename"] for e in cleaned["files"]] == ["named-1.0-py3-none-any.whl"]
+    assert "versions" not in cleaned
+
+
+def test_a_sync_whose_page_lists_a_nameless_file_fails_clearly_without_crashing(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # Before, the lag record's KeyError came after the commit and failed every run.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    store = open_store(config.storage)
+    assert PypiSync(config, store, None).run().ok
+    page = upstream._project_doc("alpha")
+    assert page is not None
+    page.pop("versions")  # optional (PEP 700): readers then go by the files
+    page["files"].append({"url": "/files/nameless.whl"})  # type: ignore[attr-defined]
+    upstream.pages["alpha"] = lambda req: send(req, json.dumps(page).encode())
+    report = PypiSync(config, store, None).run()
+    assert report.failures, "uv refuses the page; the run must say so"
+    assert all(isinstance(f.reason, str) and f.reason for f in report.failures)
