@@ -120,7 +120,10 @@ def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> 
         reader.finish()
     finally:
         reader.close()
-    missing = [sha for sha in referenced(manifests) if not store.has_blob(sha)]
+    # Re-stamped, not only looked for: a blob no manifest lists yet is gc's once older
+    # than its grace, and gc holds another lease than an import; young, it is spared
+    # until the commit below lists it (the sync does the same, mirror.pypi.sync).
+    missing = [sha for sha in referenced(manifests) if not store.touch_blob(sha)]
     if missing:
         raise BundleError(
             f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
@@ -146,7 +149,7 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
     hashed as part of their part."""
     if item.name != item.sha256:
         raise BundleError(f"blob item {item.name[:80]!r} is not named by its sha256")
-    known = store.has_blob(item.sha256)
+    known = store.touch_blob(item.sha256)  # re-stamped: see import_bundle
     # Hashed here once: the writer publishes under the sha256 this digest proved.
     sink = None if known else store.new_blob()
     digest = hashlib.sha256()

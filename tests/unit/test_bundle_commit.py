@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bundle.contents import read_manifests
 from bundle.export import export
 from bundle.importer import (
+    IMPORTED,
     JOURNAL,
     import_bundle,
     last_import,
@@ -25,9 +27,10 @@ from bundle.importer import (
 )
 from bundle.layout import BundleError
 from bundle.runs import export_recorded, import_recorded, resume
-from hub_cache.models import ModelManifest, model_key, save_model
+from hub_cache.models import ModelManifest, load_models, model_key, save_model
 from mirror.core.runs import Failure
-from mirror.core.storage import HashingWriter, LocalStore
+from mirror.core.storage import HashingWriter, LocalStore, blob_key
+from verify.gc import collect
 
 
 class Crash(BaseException):
@@ -152,3 +155,41 @@ def test_refusals_and_crashes_of_bundle_runs_are_failed_run_records(
     crashed = json.loads(store.get("runs/bundle/latest.json") or b"{}")
     assert crashed["outcome"] == "failed" and crashed["trigger"] == "export"
     assert "NotADirectoryError" in crashed["errors"][0]["reason"] and crashed["log"]
+
+
+class GcWhileImporting(LocalStore):
+    """gc runs (another lease, another process) right after the import has looked at a
+    blob: the worst time, between "it is here" and the commit that lists it."""
+
+    def has_blob(self, sha256: str) -> bool:
+        found = super().has_blob(sha256)
+        collect(self, grace_seconds=24 * 3600)
+        return found
+
+    def touch_blob(self, sha256: str) -> bool:
+        touched = super().touch_blob(sha256)
+        collect(self, grace_seconds=24 * 3600)
+        return touched
+
+
+def test_gc_during_an_import_spares_every_blob_the_import_commits(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    b1, _, key, _ = bundles
+    inner = LocalStore(tmp_path / "inner")
+    import_bundle(inner, b1, key.public_key())
+    # The models leave (an operator removed them, say): their blobs stay, unreferenced
+    # and older than the grace period, until gc's next run.
+    for manifest in inner.list("manifests"):
+        inner.delete(manifest)
+    inner.delete(IMPORTED)
+    two_days_ago = time.time() - 2 * 86400
+    for sha in inner.iter_blobs():
+        os.utime(inner.root / blob_key(sha), (two_days_ago, two_days_ago))
+
+    racing = GcWhileImporting(tmp_path / "inner")
+    import_bundle(racing, b1, key.public_key())
+
+    listed = [m.sha256 for m in load_models(racing)]
+    assert len(listed) == 2
+    assert [sha for sha in listed if not racing.has_blob(sha)] == []
