@@ -1,9 +1,10 @@
 """URLs and messages as they may be shown: without credentials, and of bounded length.
 
-An operator may put a token in a URL (`https://user:token@artifactory/...`); requests
-uses it, but nothing the mirror stores or shows carries it: run records, manifests, the
-status page, JSON, logs. Reasons are bounded too, so one hostile name cannot make a page
-hundreds of kilobytes.
+An operator may put a token in a URL (`https://user:token@artifactory/...`, or
+`?api_key=...`), and storage redirects carry signatures (`X-Amz-Signature`,
+`X-Goog-Signature`, Azure's `sig`); requests uses them, but nothing the mirror stores or
+shows carries them: run records, manifests, the status page, JSON, logs. Reasons are
+bounded too, so one hostile name cannot make a page hundreds of kilobytes.
 """
 
 from __future__ import annotations
@@ -16,23 +17,39 @@ REASON_LIMIT = 500
 # on "://" so the scan stays linear on a 300 KB message (a scheme pattern before it
 # backtracks quadratically over a long run of letters).
 _USERINFO = re.compile(r"://[^/\s@]+@")
+# A query parameter (name bounded, so the scan stays linear) and the names that hold a
+# secret: signatures, credentials, tokens, keys, passwords.
+_PARAM = re.compile(r"([?&;])([^=&;\s#?]{1,64})=([^&;\s#]*)")
+_SECRET_NAME = re.compile(
+    r"(?i)signature|^sig$|credential|token|key|secret|passw|^pwd$|auth|session"
+)
+REDACTED = "REDACTED"
+
+
+def _param(match: re.Match[str]) -> str:
+    separator, name, _ = match.groups()
+    if _SECRET_NAME.search(name):
+        return f"{separator}{name}={REDACTED}"
+    return match.group(0)
 
 
 def redact_url(url: str) -> str:
-    """`url` without user:password; anything that is not a URL with one comes back as is."""
+    """`url` without user:password and without the values of secret query parameters;
+    anything that is not a URL comes back with the same done to any URL inside it."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return redact_text(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return _PARAM.sub(_param, url)
 
 
 def redact_text(text: str) -> str:
-    """Free text (an exception's message) with any URL's user:password removed."""
-    return _USERINFO.sub("://", text)
+    """Free text (an exception's message) with any URL's user:password and secret
+    query parameters removed."""
+    return _PARAM.sub(_param, _USERINFO.sub("://", text))
 
 
 def bounded(text: str, limit: int = REASON_LIMIT) -> str:

@@ -85,9 +85,10 @@ def test_credentials_in_a_source_are_used_and_never_shown(
     good = hub_up.add("google/good/1", tar_bytes(FAKE_MODEL))
     bad = hub_up.add("google/bad/1", b"not an archive")
     secret_base = hub_up.url.replace("http://", "http://mirror:s3cret@")
+    key = "api_key=k3y-s3cret"  # a token in the query, as some model stores take one
     models = [
-        {"handle": good, "source": f"{secret_base}/google/good/1?tf-hub-format=compressed"},
-        {"handle": bad, "source": f"{secret_base}/google/bad/1?tf-hub-format=compressed"},
+        {"handle": good, "source": f"{secret_base}/google/good/1?tf-hub-format=compressed&{key}"},
+        {"handle": bad, "source": f"{secret_base}/google/bad/1?{key}&tf-hub-format=compressed"},
         {"handle": "https://tfhub.dev/x/missing/1", "source": f"{secret_base}/nothing-here"},
     ]
     config = config_for(tmp_path, models)
@@ -123,3 +124,6 @@ def test_credentials_in_a_source_are_used_and_never_shown(
     assert json.loads(shown[3])["source"].startswith(hub_up.url)
     assert "bad/1" in shown[1] and "127.0.0.1" in shown[1]
     assert not [text[:200] for text in shown if "s3cret" in text]
+    # The storage redirect's signature (X-Goog-Signature=abc123) is a credential too.
+    assert "X-Goog-Signature=REDACTED" in json.loads(shown[3])["source"]
+    assert not [text[:200] for text in shown if "abc123" in text]
