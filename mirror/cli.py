@@ -424,7 +424,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
-    from mirror.core.children import die_with_parent, scrubbed_env
+    from mirror.core.children import private_server, scrubbed_env
     from mirror.devpi.client import DevpiClient, DevpiError
     from mirror.devpi.server import command, initialise, user_password, wait_ready
 
@@ -440,7 +440,7 @@ def cmd_devpi(config: Config, args: argparse.Namespace) -> int:
         )
     initialise(devpi.serverdir)
     proc = subprocess.Popen(
-        command(devpi, listen=args.host), env=scrubbed_env(), preexec_fn=die_with_parent
+        command(devpi, listen=args.host), env=scrubbed_env(), preexec_fn=private_server
     )
     _forward_signals(proc.terminate)
     try:

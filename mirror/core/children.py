@@ -61,6 +61,13 @@ def die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def private_server() -> None:
+    """preexec_fn for a server that writes our data (devpi): it dies with us, and what it
+    creates only its owner may read (devpi's sqlite holds every index and user record)."""
+    os.umask(0o077)
+    die_with_parent()
+
+
 def python_module(name: str) -> list[str]:
     """`python -m name` for one of our own modules, whatever the child's cwd: `-m` finds
     it through cwd or an install, and a child working in a scratch folder has neither

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from mirror.core.children import die_with_parent, scrubbed_env
+from mirror.core.children import private_server, scrubbed_env
 from mirror.core.config import DevpiConfig
 
 CREDENTIALS = "tfmirror-credentials.json"
@@ -72,7 +72,16 @@ def initialise(serverdir: Path) -> Credentials:
     secret = serverdir / SECRET
     if not secret.exists():
         _write_private(secret, secrets.token_urlsafe(48))
+    _tighten(serverdir)
     return creds
+
+
+def _tighten(serverdir: Path) -> None:
+    """Only the owner may read the serverdir: devpi-init made its sqlite 0644, and the
+    release before left it so (nginx, which sends files from here, runs as the owner)."""
+    serverdir.chmod(0o700)
+    for path in serverdir.glob(".sqlite*"):
+        path.chmod(0o600)
 
 
 def _init(serverdir: Path, root_password: str) -> None:
@@ -170,7 +179,7 @@ class DevpiProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=scrubbed_env(),  # network-facing: none of our secrets
-                preexec_fn=die_with_parent,
+                preexec_fn=private_server,
             )
         try:
             wait_ready(self.config.url, self.proc)

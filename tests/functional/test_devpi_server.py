@@ -64,3 +64,20 @@ def test_root_password_is_never_on_a_command_line(tmp_path: Path) -> None:
     assert not any(creds.root_password in line for line in seen), seen[0]
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert leftovers == ["devpi"], leftovers  # the private config file is gone
+
+
+def test_devpis_records_are_readable_by_the_mirrors_user_alone(tmp_path: Path) -> None:
+    # The release before left devpi-init's sqlite world-readable: a start tightens it.
+    serverdir = tmp_path / "devpi"
+    devpi_server.initialise(serverdir)
+    (serverdir / ".sqlite").chmod(0o644)
+    serverdir.chmod(0o755)
+    config = DevpiConfig(url=f"http://127.0.0.1:{free_port()}", serverdir=serverdir)
+    with DevpiProcess(config, log=tmp_path / "devpi.log"):
+        requests.get(f"{config.url}/+api", timeout=10).raise_for_status()
+    modes = {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in [serverdir, *serverdir.glob(".sqlite*")]
+    }
+    assert ".sqlite" in modes
+    assert {name: f"{mode:o}" for name, mode in modes.items() if mode & 0o077} == {}
