@@ -15,6 +15,8 @@ to the union's files (`../../../<union>/+f/...`).
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Blueprint, Response, abort, redirect, request
 
 from mirror.core.config import normalise_name
@@ -77,8 +79,11 @@ def index_project(user: str, index: str, project: str) -> Response:
 def index_file(user: str, index: str, a: str, b: str, filename: str) -> Response:
     if f"{user}/{index}" != app_config().devpi.index:
         abort(404, description=f"no files under {user}/{index}: they are the union index's")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in a + b + filename):
+        abort(404, description="no file has a control character in its name")
     if filename.endswith(".metadata"):
         return metadata_response(filename.removesuffix(".metadata"))
     devpi = app_config().devpi
     # Without nginx the node asked the front; the bytes are devpi's to send.
-    return redirect(f"{devpi.url.rstrip('/')}{request.path}", code=302)  # type: ignore[return-value]
+    location = f"{devpi.url.rstrip('/')}{quote(request.path, safe='/+@:')}"
+    return redirect(location, code=302)  # type: ignore[return-value]

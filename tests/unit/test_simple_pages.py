@@ -140,3 +140,27 @@ def test_each_client_gets_the_type_it_asked_for(
         resp = client.get(path, headers={"Accept": accept})
         assert resp.status_code == 200 and resp.content_type == content_type
         assert (FILENAME in resp.get_data(as_text=True)) and resp.headers["Vary"] == "Accept"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tfmirror/pypi/+f/a/b/x%0d%0aSet-Cookie:%20a=b",
+        "/tfmirror/pypi/+f/a%0a/b/x.whl",
+        "/tfmirror/pypi/+f/a/b/x%00.whl",
+        "/tfmirror/pypi/+f/a/b/x%0d%0a.metadata",
+        "/tfmirror/pypi/+simple/my-pkg%0d%0a/",
+    ],
+)
+def test_a_crafted_file_path_is_a_404_never_a_500_or_a_header(
+    client: FlaskClient, path: str
+) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert "Set-Cookie" not in answer.headers
+
+
+def test_a_file_name_with_odd_characters_is_sent_on_to_devpi_quoted(client: FlaskClient) -> None:
+    moved = client.get("/tfmirror/pypi/+f/a/b/x%20y%23z.whl")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == "http://127.0.0.1:3141/tfmirror/pypi/+f/a/b/x%20y%23z.whl"
