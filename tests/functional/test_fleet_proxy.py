@@ -313,3 +313,22 @@ def test_print_config_is_a_config_nginx_accepts_and_no_nginx_is_exit_2(
         f"tfmirror: error: {tmp_path / 'none'} not found: install Debian's nginx-light "
         "(apt-get install nginx-light) or set [proxy] nginx"
     ]
+
+
+def test_devpis_state_is_not_shown_and_its_login_is_rate_limited(
+    nginx: str, devpi: DevpiConfig, upstream: Upstream, tmp_path: Path
+) -> None:
+    config = with_proxy(make_config(tmp_path, upstream.index_url, devpi, ["alpha"]), nginx)
+    with entry(config, devpi) as base:
+        assert requests.get(f"{devpi.url}/+status", timeout=10).status_code == 200  # its own port
+        status = requests.get(f"{base}/+status", headers={"Accept": "application/json"}, timeout=10)
+        assert status.status_code == 404 and "serverdir" not in status.text
+        assert requests.get(f"{base}/+api", timeout=10).status_code == 200  # devpi-client's
+        guesses = [
+            requests.post(
+                f"{base}/+login", json={"user": "root", "password": f"guess-{n}"}, timeout=10
+            ).status_code
+            for n in range(30)
+        ]
+        assert guesses.count(429) >= 15, guesses
+        assert set(guesses) <= {401, 429}, guesses
