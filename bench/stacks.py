@@ -46,7 +46,7 @@ from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_all
-from mirror.pypi.resolve import Role
+from mirror.pypi.resolve import Role, platforms_for
 from tests.support.servers import clean_pip_env, free_port
 from verify import netns
 
@@ -205,7 +205,10 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
     peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a")
     shutil.rmtree(work / "pip-a", ignore_errors=True)
     settle()
-    platform_args = [f"--python-version={stack.python}", f"--platform={stack.platform}"]
+    # Every platform tag the target's pip accepts, as the mirror picks from: pip takes an
+    # explicit --platform literally (manylinux_2_36 alone misses a manylinux_2_28 wheel).
+    platforms = [f"--platform={p}" for p in platforms_for(stack.platform)]
+    platform_args = [f"--python-version={stack.python}", *platforms]
     peer_b, verdict_b = pip_download(
         sys.executable,
         ["--no-deps", "--only-binary=:all:", *platform_args, *pins],
