@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,47 @@ def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
     return Index.from_bytes(body)
 
 
-def import_bundle(store: BlobStore, folder: Path, trusted: Ed25519PublicKey) -> Imported:
+def last_created(store: BlobStore) -> str | None:
+    """When the outer mirror made the last bundle imported here (its signed `created`;
+    for an import by the release before, which kept no such field, its id's stamp)."""
+    doc = _imported(store)
+    if doc.get("created"):
+        return str(doc["created"])
+    last = doc.get("id")
+    stamp = str(last)[:16] if last else ""
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return None
+
+
+def _made_at(created: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        raise BundleError(f"the bundle's creation time {created[:40]!r} is not a time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def import_bundle(
+    store: BlobStore, folder: Path, trusted: Ed25519PublicKey, allow_rollback: bool = False
+) -> Imported:
+    """Check a bundle and make the inner mirror's manifests the bundle's. A bundle made
+    before the last one imported (a replay, or an old full bundle) would roll models
+    and closures back and drop newer ones: refused, unless `allow_rollback`."""
     index = read_index(folder, trusted)
     recover(store)
     last = last_import(store)
     if index.id == last:
         return Imported(index.id, index.follows, 0, 0, 0, again=True)
+    newest = last_created(store)
+    older = newest is not None and _made_at(index.created) <= _made_at(newest)
+    if older and not allow_rollback:
+        raise BundleError(
+            f"bundle {index.id} was made at {index.created}, before {last} (made at "
+            f"{newest}), the last imported here: importing it would roll this mirror "
+            "back; import a newer one, or pass --allow-rollback to do that on purpose"
+        )
     if index.follows is not None and index.follows != last:
         raise BundleError(
             f"bundle {index.id} follows {index.follows}, but this mirror last imported "
@@ -182,6 +218,7 @@ def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None
     journal = {
         "id": index.id,
         "follows": index.follows,
+        "created": index.created,
         # Manifests are JSON text; surrogateescape keeps any byte as it came.
         "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
         "delete": sorted(current.keys() - manifests.keys()),
@@ -196,6 +233,11 @@ def _apply(store: BlobStore, journal: dict[str, Any]) -> None:
         store.put(key, text.encode("utf-8", "surrogateescape"))
     for key in journal["delete"]:
         store.delete(key)
-    done = {"id": journal["id"], "follows": journal["follows"], "offered": False}
+    done = {
+        "id": journal["id"],
+        "follows": journal["follows"],
+        "created": journal.get("created"),
+        "offered": False,
+    }
     store.put(IMPORTED, json.dumps(done).encode())
     store.delete(JOURNAL)

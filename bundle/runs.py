@@ -51,12 +51,16 @@ def export_recorded(
 
 
 def import_recorded(
-    store: BlobStore, folder: Path, trusted: Ed25519PublicKey, offer: Offer
+    store: BlobStore,
+    folder: Path,
+    trusted: Ed25519PublicKey,
+    offer: Offer,
+    allow_rollback: bool = False,
 ) -> tuple[Imported, int, list[Failure]]:
     """Import, then have devpi offer the files; the run fails if either does."""
     record = RunRecord.begin(JOB, "import")
     try:
-        done = import_bundle(store, folder, trusted)
+        done = import_bundle(store, folder, trusted, allow_rollback)
     except Exception as exc:
         _refused(record, store, "import", folder.name, exc)
         raise

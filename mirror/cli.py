@@ -195,6 +195,11 @@ def _parser() -> argparse.ArgumentParser:
     bimp = bundle_sub.add_parser("import", help="check a bundle and serve what it brought")
     bimp.add_argument("path", metavar="PATH")
     bimp.add_argument("--trust", required=True, metavar="PUBKEY", help="the outer bundle.pub")
+    bimp.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        help="import a bundle made before the last one imported (it rolls the mirror back)",
+    )
     _wait_flag(bimp)
     status = sub.add_parser("status", help="what the status page shows")
     status.add_argument("--json", action="store_true", help="the /api/status document")
@@ -365,7 +370,11 @@ def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> in
     runner = _runner(config, store)
     with _keep_syncs_out(runner, args.wait):
         done, held, failures = import_recorded(
-            store, Path(args.path), trusted, lambda: offer_manifests(config, store)
+            store,
+            Path(args.path),
+            trusted,
+            lambda: offer_manifests(config, store),
+            args.allow_rollback,
         )
     if done.again:
         print(f"{done.id} is the last bundle imported here: nothing new to check")

@@ -193,3 +193,30 @@ def test_gc_during_an_import_spares_every_blob_the_import_commits(
     listed = [m.sha256 for m in load_models(racing)]
     assert len(listed) == 2
     assert [sha for sha in listed if not racing.has_blob(sha)] == []
+
+
+def test_an_older_bundle_of_any_kind_is_refused_unless_a_rollback_is_asked_for(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    b1, b2, key, outer_manifests = bundles
+    inner = LocalStore(tmp_path / "inner")
+    import_bundle(inner, b1, key.public_key())
+    first = read_manifests(inner)
+    import_bundle(inner, b2, key.public_key())
+    assert read_manifests(inner) == outer_manifests
+
+    # Replaying the first bundle (a full one) would bring model b back and revert a.
+    with pytest.raises(BundleError, match="roll this mirror back"):
+        import_bundle(inner, b1, key.public_key())
+    assert read_manifests(inner) == outer_manifests
+
+    again = import_bundle(inner, b2, key.public_key())  # the last one: a no-op
+    assert again.again and read_manifests(inner) == outer_manifests
+
+    import_bundle(inner, b1, key.public_key(), allow_rollback=True)  # on purpose
+    assert read_manifests(inner) == first
+    # A newer full bundle after that is taken as usual.
+    outer = LocalStore(tmp_path / "outer")
+    export(outer, key, tmp_path / "b3", full=True)
+    import_bundle(inner, tmp_path / "b3", key.public_key())
+    assert read_manifests(inner) == outer_manifests
