@@ -27,6 +27,7 @@ from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
 from mirror.core.storage import BlobStore
+from mirror.pypi.manifest import PYPI_MANIFESTS
 
 IMPORTED = "state/bundle/imported"
 JOURNAL = "state/bundle/committing.json"
@@ -221,10 +222,22 @@ def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None
         "created": index.created,
         # Manifests are JSON text; surrogateescape keeps any byte as it came.
         "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
-        "delete": sorted(current.keys() - manifests.keys()),
+        "delete": sorted((current.keys() & _brought(store)) - manifests.keys()),
+        "brought": sorted(manifests),
     }
     store.put(JOURNAL, json.dumps(journal).encode())
     _apply(store, journal)
+
+
+def _brought(store: BlobStore) -> set[str]:
+    """The manifests earlier bundles brought: the only ones a bundle may take away. A
+    model imported by hand on this side (`tfmirror hub import`) is this side's own.
+    An import by the release before kept no such list: then only PyPI manifests, which
+    on an inner mirror nothing but bundles writes."""
+    doc = _imported(store)
+    if isinstance(doc.get("brought"), list):
+        return {str(key) for key in doc["brought"]}
+    return {key for key in read_manifests(store) if key.startswith(PYPI_MANIFESTS + "/")}
 
 
 def _apply(store: BlobStore, journal: dict[str, Any]) -> None:
@@ -237,6 +250,7 @@ def _apply(store: BlobStore, journal: dict[str, Any]) -> None:
         "id": journal["id"],
         "follows": journal["follows"],
         "created": journal.get("created"),
+        "brought": journal.get("brought"),
         "offered": False,
     }
     store.put(IMPORTED, json.dumps(done).encode())

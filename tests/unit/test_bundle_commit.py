@@ -220,3 +220,23 @@ def test_an_older_bundle_of_any_kind_is_refused_unless_a_rollback_is_asked_for(
     export(outer, key, tmp_path / "b3", full=True)
     import_bundle(inner, tmp_path / "b3", key.public_key())
     assert read_manifests(inner) == outer_manifests
+
+
+def test_a_model_imported_by_hand_on_the_inner_side_stays_through_imports(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    b1, b2, key, outer_manifests = bundles
+    inner = LocalStore(tmp_path / "inner")
+    import_bundle(inner, b1, key.public_key())
+    add_model(inner, "local/own/1", os.urandom(3000))  # `tfmirror hub import` in here
+    own = inner.get(model_key("local/own/1"))
+
+    import_bundle(inner, b2, key.public_key())  # drops model b, which a bundle brought
+
+    held = read_manifests(inner)
+    assert held.pop(model_key("local/own/1")) == own
+    assert held == outer_manifests
+    assert model_key("g/b/1") not in held
+    collect(inner, grace_seconds=0)
+    (mine,) = [m for m in load_models(inner) if m.path == "local/own/1"]
+    assert inner.has_blob(mine.sha256)
