@@ -54,6 +54,19 @@ def carried_through(store: BlobStore, bundle_id: str) -> set[str]:
     return blobs
 
 
+def held_after(store: BlobStore, bundle_id: str) -> set[str]:
+    """The blobs a mirror that imported `bundle_id` is known to hold: every blob that
+    bundle's manifests refer to (the import proved each present, and the inner gc keeps
+    what its manifests list). Not every blob the chain ever carried: one no manifest
+    listed any more may be gone to the inner gc, and must travel again if it returns.
+    An export by the release before recorded only what it carried: that, then."""
+    doc = _record(store, bundle_id)
+    listed = doc.get("referenced")
+    if isinstance(listed, list):
+        return {str(b) for b in listed}
+    return carried_through(store, bundle_id)
+
+
 def last_export(store: BlobStore) -> str | None:
     data = store.get(LAST_EXPORT)
     return data.decode().strip() if data else None
@@ -68,7 +81,7 @@ def export(
     max_part_size: int | None = None,
 ) -> Exported:
     follows = None if full else (since or last_export(store))
-    have = carried_through(store, follows) if follows else set()
+    have = held_after(store, follows) if follows else set()
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} is not empty; export writes into a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +99,12 @@ def export(
     body = index.to_bytes()
     (out / INDEX).write_bytes(body)
     (out / SIGNATURE).write_bytes(key.sign(body))
-    record = {"id": index.id, "follows": follows, "blobs": sorted(wanted)}
+    record = {
+        "id": index.id,
+        "follows": follows,
+        "blobs": sorted(wanted),
+        "referenced": sorted(referenced(manifests)),
+    }
     store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
     store.put(LAST_EXPORT, index.id.encode())
     blob_bytes = sum(i.size for i in index.items if i.kind == "blob")

@@ -240,3 +240,28 @@ def test_a_model_imported_by_hand_on_the_inner_side_stays_through_imports(
     collect(inner, grace_seconds=0)
     (mine,) = [m for m in load_models(inner) if m.path == "local/own/1"]
     assert inner.has_blob(mine.sha256)
+
+
+def test_a_blob_the_inner_gc_removed_travels_again_when_a_manifest_lists_it_again(
+    tmp_path: Path,
+) -> None:
+    outer, inner = LocalStore(tmp_path / "outer"), LocalStore(tmp_path / "inner")
+    key = Ed25519PrivateKey.generate()
+    model_b = os.urandom(3000)
+    add_model(outer, "g/a/1", os.urandom(3000))
+    add_model(outer, "g/b/1", model_b)
+    export(outer, key, tmp_path / "b1", full=True)
+    import_bundle(inner, tmp_path / "b1", key.public_key())
+    outer.delete(model_key("g/b/1"))  # b leaves upstream...
+    export(outer, key, tmp_path / "b2")
+    import_bundle(inner, tmp_path / "b2", key.public_key())
+    collect(inner, grace_seconds=0)  # ...and the inner gc frees its blob
+    sha_b = hashlib.sha256(model_b).hexdigest()
+    assert not inner.has_blob(sha_b)
+    add_model(outer, "g/b/1", model_b)  # b comes back, the same bytes
+    export(outer, key, tmp_path / "b3")
+
+    import_bundle(inner, tmp_path / "b3", key.public_key())
+
+    assert read_manifests(inner) == read_manifests(outer)
+    assert inner.has_blob(sha_b)
