@@ -3,9 +3,12 @@ command, a scheduler on any machine, the admin endpoint).
 
 S3: a lease object at locks/<job>, created with `If-None-Match: *` (only one creator
 wins), renewed and released with `If-Match: <our ETag>` (never overwriting someone
-else's), and taken over after it expires with `If-Match: <the expired ETag>` (only one
-taker wins). Local disk: an exclusive flock, which the kernel drops when the holder
-dies, however it dies.
+else's), and taken over once it has gone unrenewed for a ttl with `If-Match: <that
+ETag>` (only one taker wins). Unrenewed is seen on the taker's own monotonic clock (the
+same ETag for a whole ttl), never by comparing the expiry the holder wrote with the
+taker's wall clock: two replicas whose clocks disagree by more than a ttl would each
+think the other's lease expired. Local disk: an exclusive flock, which the kernel drops
+when the holder dies, however it dies.
 """
 
 from __future__ import annotations
@@ -163,6 +166,23 @@ class _S3Lease:
                 raise
 
 
+# What each lease object looked like when this process first saw it so: (bucket, key) ->
+# (ETag, monotonic time). Process-wide, as S3Lock objects come and go with each job run.
+_seen: dict[tuple[str, str], tuple[str, float]] = {}
+_seen_lock = threading.Lock()
+
+
+def _unrenewed_for(bucket: str, key: str, etag: str) -> float:
+    """Seconds this process has seen the lease at `key` with this ETag (0 the first time)."""
+    now = time.monotonic()
+    with _seen_lock:
+        first = _seen.get((bucket, key))
+        if first is None or first[0] != etag:
+            _seen[(bucket, key)] = (etag, now)
+            return 0.0
+        return now - first[1]
+
+
 class S3Lock:
     def __init__(
         self, client: S3Client, bucket: str, key: Callable[[str], str], ttl: float
@@ -172,6 +192,7 @@ class S3Lock:
         self._key = key
         self.ttl = ttl
         self.holder_id = holder_id()
+        self.clock: Callable[[], float] = time.time  # a wall clock, only ever shown
 
     def key(self, job: str) -> str:
         return self._key(f"{LOCKS}/{job}")
@@ -189,15 +210,18 @@ class S3Lock:
         self, job: str, since: float, if_none_match: bool = False, if_match: str = ""
     ) -> str | None:
         """Put our lease body under a condition; its ETag, or None if the condition failed."""
-        expires = time.time() + self.ttl
-        body = json.dumps({"holder": self.holder_id, "since": since, "expires": expires})
+        # `expires` is for people reading the object; takers go by `ttl` (see acquire).
+        expires = self.clock() + self.ttl
+        body = json.dumps(
+            {"holder": self.holder_id, "since": since, "expires": expires, "ttl": self.ttl}
+        )
         condition = None if if_none_match else if_match
         return conditional_put(self.client, self.bucket, self.key(job), body.encode(), condition)
 
     def acquire(self, job: str) -> Lease | None:
         from botocore.exceptions import ClientError
 
-        since = time.time()
+        since = self.clock()
         etag = self.write(job, since, if_none_match=True)
         if etag is not None:
             return _S3Lease(self, job, etag, since)
@@ -209,12 +233,16 @@ class S3Lock:
                 return None if etag is None else _S3Lease(self, job, etag, since)
             raise
         lease = json.loads(current["Body"].read())
-        alive = float(lease.get("expires", 0)) > time.time()
-        if alive and not _died_here(str(lease.get("holder", ""))):
+        try:
+            ttl = max(self.ttl, float(lease.get("ttl", self.ttl)))
+        except (TypeError, ValueError):
+            ttl = self.ttl
+        unrenewed = _unrenewed_for(self.bucket, self.key(job), str(current["ETag"]))
+        if unrenewed < ttl and not _died_here(str(lease.get("holder", ""))):
             return None
-        # Expired, or its holder was a process on this machine that is gone (killed, or
-        # its store vanished before it could release): take it over, unless another
-        # taker got there first.
+        # Unrenewed for a whole ttl, or its holder was a process on this machine that is
+        # gone (killed, or its store vanished before it could release): take it over,
+        # unless another taker got there first.
         etag = self.write(job, since, if_match=current["ETag"])
         return None if etag is None else _S3Lease(self, job, etag, since)
 

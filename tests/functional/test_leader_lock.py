@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mirror.core.config import StorageConfig
-from mirror.core.lease import FileLock
+from mirror.core.lease import FileLock, S3Lock, renewed
 from mirror.core.storage import LocalStore, S3Store
 from tests.support.servers import MotoServer
 
@@ -143,3 +143,35 @@ def test_file_lock_excludes_and_dies_with_its_holder(tmp_path: Path) -> None:
     lease = FileLock(store.root).acquire("pypi")
     assert lease is not None
     lease.release()
+
+
+def test_a_live_holder_whose_clock_is_an_hour_behind_keeps_its_lease(
+    moto: MotoServer, s3_bucket: str
+) -> None:
+    """Two replicas' clocks disagree: the lease the slow one writes "expired" an hour
+    ago by the other's clock. It is renewed all the same, so nobody may take it; once
+    its renewals stop (a pause, a crash), it is taken after one ttl unrenewed."""
+    ttl = 2.0
+    config = StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url)
+    behind = S3Store(config).leader_lock(ttl)
+    assert isinstance(behind, S3Lock)
+    behind.clock = lambda: time.time() - 3600
+    lease = behind.acquire("skewed")
+    assert lease is not None
+    other = S3Store(config).leader_lock(ttl)
+    with renewed(lease, ttl):
+        watch_until = time.monotonic() + 3 * ttl
+        while time.monotonic() < watch_until:
+            taken = other.acquire("skewed")
+            assert taken is None, "a renewed lease was taken over for its writer's clock"
+            time.sleep(0.2)
+        # The holder stops renewing without releasing: paused, or gone elsewhere.
+        lease.release = lambda: None  # type: ignore[method-assign]
+    stopped = time.monotonic()
+    taken = None
+    while taken is None:
+        assert time.monotonic() - stopped < 3 * ttl, "an unrenewed lease was never taken"
+        time.sleep(0.1)
+        taken = other.acquire("skewed")
+    assert time.monotonic() - stopped >= ttl / 2  # not at once: after going unrenewed
+    taken.release()
