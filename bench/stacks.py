@@ -187,8 +187,10 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
         if proc.returncode != 0:
             return [*lines, f"tfmirror sync FAILED: {proc.stderr.strip()[-800:]}"]
         summary = proc.stdout.strip().splitlines()[-1]
+        store = LocalStore(config.storage.path)
+        # The cold run's record (counts, time split), before the no-op writes its own.
+        record = json.loads(store.get("runs/pypi/latest.json") or b"{}")
         noop, again = timed(sync)
-    store = LocalStore(config.storage.path)
     files = {w.sha256: w for m in load_all(store) for w in m.files}
     upstream_files = [w for w in files.values() if w.url]
     total = sum(w.size or 0 for w in upstream_files)
@@ -200,7 +202,6 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
         }
     )
     others = [w.url for w in upstream_files if not (w.is_wheel and w.role is Role.CLOSURE)]
-    record = json.loads(store.get("runs/pypi/latest.json") or b"{}")
     settle()
     peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a")
     shutil.rmtree(work / "pip-a", ignore_errors=True)
