@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
+from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS
 
@@ -214,6 +215,7 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
 def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None:
     """The inner mirror's manifests become the bundle's: new and changed ones written,
     ones the outer mirror no longer has removed. The journal is the commit point."""
+    fence("pypi")  # an import holds the sync's leases: it commits as a sync does
     current = read_manifests(store)
     changed = {k: v for k, v in sorted(manifests.items()) if current.get(k) != v}
     journal = {

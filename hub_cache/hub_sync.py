@@ -19,6 +19,7 @@ from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model
 from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
+from mirror.core.lease import fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
@@ -146,6 +147,7 @@ def publish_model(
         source=fetched.url,
         archive=facts.as_json(),
     )
+    fence("hub")  # a replica that took the lease over commits instead
     save_model(store, manifest)
     return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
 
@@ -174,6 +176,7 @@ def publish_aliases(store: BlobStore, model: HubModel) -> None:
             continue
         copy = ModelManifest.from_bytes(main.to_bytes())
         copy.handle, copy.path, copy.alias_of = alias, path, main.path
+        fence("hub")
         save_model(store, copy)
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
+from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
 
@@ -59,6 +60,7 @@ def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> Gc
         report.freed_bytes += store.blob_size(sha) or 0
         report.removed.append(sha)
         if not dry_run:
+            fence("gc")  # a gc whose lease went to another replica deletes no more
             store.delete_blob(sha)
     # Writes a crashed sync never published or discarded (a temp file, an S3 multipart
     # upload): past the grace period, no live writer can still own them.

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -57,6 +57,9 @@ class Lease(Protocol):
         """Extend the lease; False if it was lost (expired and taken over)."""
 
     def release(self) -> None: ...
+
+    def left(self) -> float:
+        """Seconds this holder may still count on the lease, on its own clock."""
 
 
 class LeaderLock(Protocol):
@@ -106,6 +109,9 @@ class _FileLease:
     def renew(self) -> bool:
         return True  # a flock does not expire
 
+    def left(self) -> float:
+        return float("inf") if self.fd >= 0 else 0.0
+
     def release(self) -> None:
         if self.fd >= 0:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
@@ -146,13 +152,22 @@ class _S3Lease:
     job: str
     etag: str
     since: float
+    # Monotonic time the last successful write of the lease was sent: a taker must see
+    # what it wrote unchanged for a whole ttl, so until then + ttl it is ours.
+    sent: float = field(default_factory=time.monotonic)
+    lost: bool = False
 
     def renew(self) -> bool:
+        sent = time.monotonic()
         etag = self.lock.write(self.job, self.since, if_match=self.etag)
         if etag is None:
+            self.lost = True
             return False
-        self.etag = etag
+        self.etag, self.sent = etag, sent
         return True
+
+    def left(self) -> float:
+        return 0.0 if self.lost else self.sent + self.lock.ttl - time.monotonic()
 
     def release(self) -> None:
         from botocore.exceptions import ClientError
@@ -222,15 +237,17 @@ class S3Lock:
         from botocore.exceptions import ClientError
 
         since = self.clock()
+        sent = time.monotonic()
         etag = self.write(job, since, if_none_match=True)
         if etag is not None:
-            return _S3Lease(self, job, etag, since)
+            return _S3Lease(self, job, etag, since, sent)
         try:
             current = self.client.get_object(Bucket=self.bucket, Key=self.key(job))
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404"):  # released in between: try once more
+                sent = time.monotonic()
                 etag = self.write(job, since, if_none_match=True)
-                return None if etag is None else _S3Lease(self, job, etag, since)
+                return None if etag is None else _S3Lease(self, job, etag, since, sent)
             raise
         lease = json.loads(current["Body"].read())
         try:
@@ -243,8 +260,9 @@ class S3Lock:
         # Unrenewed for a whole ttl, or its holder was a process on this machine that is
         # gone (killed, or its store vanished before it could release): take it over,
         # unless another taker got there first.
+        sent = time.monotonic()
         etag = self.write(job, since, if_match=current["ETag"])
-        return None if etag is None else _S3Lease(self, job, etag, since)
+        return None if etag is None else _S3Lease(self, job, etag, since, sent)
 
 
 class JobBusy(Exception):
@@ -257,10 +275,45 @@ class JobBusy(Exception):
         super().__init__(f"{job} is running elsewhere ({who})")
 
 
+class LeaseLost(Exception):
+    """The job's lease is no longer this process's to count on: nothing may commit."""
+
+
+# The leases this process holds, by job, while their holders run: commits check them.
+_held: dict[str, tuple[Lease, float]] = {}  # job -> (lease, ttl)
+_held_lock = threading.Lock()
+
+
+def fence(job: str) -> None:
+    """Call right before a commit made under `job`'s lease: raises LeaseLost once the
+    lease was lost, or has gone so long unrenewed (a paused process, an unreachable
+    store) that another replica may soon take it over. Without a lease held here (a
+    library call, a test) there is nothing to fence."""
+    with _held_lock:
+        held = _held.get(job)
+    if held is None:
+        return
+    lease, ttl = held
+    left = lease.left()
+    # Longer than one commit's writes take; a sixth of the ttl leaves room for one
+    # renewal that failed (every third) before a live holder would be fenced.
+    if left < min(FENCE_MARGIN, ttl / 6):
+        raise LeaseLost(
+            f"{job}: the lease is lost or about to be ({left:.0f} s left of it): not "
+            "committing; another replica may hold it now, and its run commits instead"
+        )
+
+
+FENCE_MARGIN = 5.0  # seconds
+
+
 @contextmanager
 def renewed(lease: Lease, ttl: float) -> Iterator[None]:
-    """Renew the lease every third of its ttl while the body runs; release it after."""
+    """Renew the lease every third of its ttl while the body runs; release it after.
+    Commits in the body check it with `fence(job)`."""
     stop = threading.Event()
+    with _held_lock:
+        _held[lease.job] = (lease, ttl)
 
     def renew() -> None:
         while not stop.wait(ttl / 3):
@@ -278,6 +331,9 @@ def renewed(lease: Lease, ttl: float) -> Iterator[None]:
     try:
         yield
     finally:
+        with _held_lock:
+            if _held.get(lease.job, (None, 0.0))[0] is lease:
+                del _held[lease.job]
         stop.set()
         renewer.join()
         try:

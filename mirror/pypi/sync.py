@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
+from mirror.core.lease import LeaseLost, fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import Caps
@@ -383,6 +384,12 @@ class PypiSync:
 
     # -- 4. commit -------------------------------------------------------------------
     def _commit(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
+        try:
+            self._commit_each(plan, report, pages)
+        except LeaseLost as exc:
+            report.failures.append(Failure("lease", "", str(exc)))
+
+    def _commit_each(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
         failed = {f.name for f in report.failures}
         for where, wheels in plan.wheels.items():
             if any(w.filename in failed for w in wheels):
@@ -406,6 +413,7 @@ class PypiSync:
                 and _as_set(old.files) == _as_set(wheels)
             )
             if not same:
+                fence("pypi")  # a replica that took the lease over commits instead
                 manifest = Manifest(
                     slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
                 )
@@ -417,6 +425,7 @@ class PypiSync:
         configured = {slot.where for slot in slots(self.config.pypi)}
         for where, manifest in plan.committed.items():
             if where not in configured:
+                fence("pypi")
                 delete_manifest(self.store, manifest)
                 report.dropped.append(where)
 

@@ -175,3 +175,37 @@ def test_a_live_holder_whose_clock_is_an_hour_behind_keeps_its_lease(
         taken = other.acquire("skewed")
     assert time.monotonic() - stopped >= ttl / 2  # not at once: after going unrenewed
     taken.release()
+
+
+def test_a_holder_paused_past_its_lease_does_not_commit_after_it_is_taken(
+    moto: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    """SIGSTOP (a GC pause, a slow disk) past the lease: another replica takes it over;
+    woken, the old holder reaches its commit and must not make it."""
+    log = tmp_path / "runs.log"
+    ttl = 3.0
+    holder = worker(moto, s3_bucket, log, 20, 6, ttl)  # one run of 6 s, then busy
+    deadline = time.time() + 30
+    while " start " not in (log.read_text() if log.exists() else ""):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    holder.send_signal(signal.SIGSTOP)
+    try:
+        store = S3Store(StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url))
+        lock = store.leader_lock(ttl)
+        lease = None
+        while lease is None:
+            assert time.time() < deadline + 30, "the paused holder's lease was never taken"
+            time.sleep(0.1)
+            lease = lock.acquire("demo")
+        with renewed(lease, ttl):
+            holder.send_signal(signal.SIGCONT)
+            while " fenced " not in log.read_text() and " end " not in log.read_text():
+                assert time.time() < deadline + 60
+                time.sleep(0.1)
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    lines = log.read_text().split()
+    assert "fenced" in lines and "end" not in lines, log.read_text()

@@ -1,8 +1,9 @@
 """A scheduler-like process for lock tests: runs a job under the leader lock and logs it.
 
     python -m tests.support.lock_worker ENDPOINT BUCKET LOG SECONDS JOB_SECONDS TTL
-Repeatedly runs job "demo" (which sleeps JOB_SECONDS) for SECONDS; appends
-"acquired <t>", "start <t>", "end <t>" and "busy <t>" lines, with its pid, to LOG.
+Repeatedly runs job "demo" (which sleeps JOB_SECONDS, then commits: its "end" line,
+fenced by the lease) for SECONDS; appends "start <t>", "end <t>", "busy <t>" and
+"fenced <t>" (the lease was lost before the commit) lines, with its pid, to LOG.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from mirror.core.config import StorageConfig, parse_config
+from mirror.core.lease import LeaseLost, fence
 from mirror.core.storage import S3Store
 from sync_jobs.runner import JobRunner
 
@@ -34,6 +36,11 @@ def main(
     def demo(config: object, store: object, trigger: str) -> bool:
         note("start")
         time.sleep(job_seconds)
+        try:
+            fence("demo")
+        except LeaseLost:
+            note("fenced")
+            return False
         note("end")
         return True
 
