@@ -34,7 +34,10 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     assert "listen 127.0.0.1:9000 backlog=4096;" in text
     # Every proxied location keeps the Host the node used (nginx drops inherited
     # proxy_set_header lines where a location sets its own).
-    assert text.count("proxy_set_header Host $http_host;") == 5
+    assert text.count("proxy_set_header Host $http_host;") == 6
+    # devpi's own state stays on its port; its login is rate-limited before devpi.
+    assert "location = /+status {\n            return 404;" in text
+    assert "limit_req zone=tfmirror_login" in text
     # Each environment's index is the fronts' pages, cached like the union's.
     envs = text[text.index(r"location ~ ^/tfmirror/[A-Za-z0-9][A-Za-z0-9._-]*/\+simple/ {") :]
     envs = envs[: envs.index("}")]
