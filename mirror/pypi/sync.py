@@ -43,7 +43,7 @@ from mirror.pypi.manifest import (
     delete_manifest,
     load_all,
     migrate_layout,
-    save_manifest,
+    save_manifest_over,
 )
 from mirror.pypi.resolve import ResolveError, Wheel
 from mirror.pypi.sources import BuildPolicy, SourceBuilds
@@ -417,7 +417,13 @@ class PypiSync:
                 manifest = Manifest(
                     slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
                 )
-                save_manifest(self.store, manifest)
+                if not save_manifest_over(self.store, manifest, old):
+                    reason = (
+                        "another writer committed it since this run read it (a replica "
+                        "that took the lease over); its manifest stands"
+                    )
+                    report.failures.append(Failure(where, "", reason))
+                    continue
                 report.committed.append(where)
             self._remember(plan, where, pages)
         # An environment or target taken out of the config leaves every index: its

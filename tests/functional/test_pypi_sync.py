@@ -26,7 +26,7 @@ from mirror.pypi import resolve
 from mirror.pypi.fingerprint import FULL_RESOLVE_EVERY, fingerprint_key
 from mirror.pypi.lag import read_lag
 from mirror.pypi.lockfile import render_lock
-from mirror.pypi.manifest import load_manifest
+from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
 from mirror.services import services_for_sync
 from tests.conftest import DEVPI_TEST_PASSWORD
@@ -279,6 +279,32 @@ def test_an_unchanged_upstream_is_not_resolved_again_and_any_change_is(
     monkeypatch.setattr(resolve, "uv_binary", lambda: str(no_uv))
     stale, _ = sync(config)
     assert not stale.ok and "the resolver ran" in stale.failures[0].reason
+
+
+def test_a_run_whose_manifest_another_writer_committed_meanwhile_does_not_overwrite_it(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The other writer: a replica that took the lease over while this run was paused.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert sync(config)[0].ok
+    upstream.add(WheelSpec("alpha", "1.1"))
+    store = open_store(config.storage)
+    theirs = load_manifest(store, "default", LINUX_ID)
+    assert theirs is not None
+    theirs.synced_at = "written by the replica that holds the lease now"
+    settle = PypiSync._settle
+
+    def settle_then_lose_the_race(self: PypiSync, *args: object, **kwargs: object) -> None:
+        settle(self, *args, **kwargs)  # type: ignore[arg-type]
+        save_manifest(store, theirs)
+
+    monkeypatch.setattr(PypiSync, "_settle", settle_then_lose_the_race)
+    report = PypiSync(config, store, None).run()
+
+    assert not report.ok and "another writer committed" in report.failures[0].reason
+    kept = load_manifest(store, "default", LINUX_ID)
+    assert kept is not None and kept.synced_at == theirs.synced_at
 
 
 def test_no_wheel_for_a_target_is_a_clear_error(
