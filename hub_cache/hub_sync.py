@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
-from hub_cache.models import ModelManifest, load_model, load_models, save_model
+from hub_cache.models import ModelManifest, load_model, load_models, save_model, save_model_over
 from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.lease import fence
@@ -148,7 +148,9 @@ def publish_model(
         archive=facts.as_json(),
     )
     fence("hub")  # a replica that took the lease over commits instead
-    save_model(store, manifest)
+    if not save_model_over(store, manifest, old):
+        reason = "another writer committed this model since this run read it; its manifest stands"
+        return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, reason, fetched.size)
     return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mirror.core.commits import put_over
 from mirror.core.config import handle_path
 from mirror.core.storage import BlobStore, update_document
 
@@ -53,6 +54,19 @@ def load_model(store: BlobStore, path: str) -> ModelManifest | None:
 
 def save_model(store: BlobStore, manifest: ModelManifest) -> None:
     store.put(model_key(manifest.path), manifest.to_bytes())
+
+
+def save_model_over(store: BlobStore, manifest: ModelManifest, read: ModelManifest | None) -> bool:
+    """Commit `manifest` only over `read`, what the sync read before fetching and checking
+    the archive (None: only where there was none); False if another writer committed
+    in between (mirror.core.commits)."""
+    return put_over(
+        store,
+        model_key(manifest.path),
+        manifest.to_bytes(),
+        None if read is None else read.to_bytes(),
+        lambda raw: ModelManifest.from_bytes(raw).to_bytes(),
+    )
 
 
 def update_model(store: BlobStore, path: str, change: Callable[[ModelManifest], bool]) -> bool:

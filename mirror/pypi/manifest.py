@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
+from mirror.core.commits import put_over
 from mirror.core.config import DEFAULT_ENVIRONMENT, Target
 from mirror.core.storage import BlobStore
 from mirror.pypi.resolve import Wheel
@@ -112,18 +113,14 @@ def save_manifest(store: BlobStore, manifest: Manifest) -> None:
 def save_manifest_over(store: BlobStore, manifest: Manifest, read: Manifest | None) -> bool:
     """Commit `manifest` only over `read`, what this run read at its start (None: only
     where there was none); False if another writer committed in between (a replica that
-    took the lease over while this one was paused), whose manifest then stands. The
-    check and the write are one conditional put (an S3 If-Match)."""
-    current = store.get_versioned(manifest.key)
-    if read is None:
-        version = None
-        if current is not None:
-            return False
-    else:
-        if current is None or Manifest.from_bytes(current[0]).to_bytes() != read.to_bytes():
-            return False
-        version = current[1]
-    return store.put_if(manifest.key, manifest.to_bytes(), version)
+    took the lease over while this one was paused), whose manifest then stands."""
+    return put_over(
+        store,
+        manifest.key,
+        manifest.to_bytes(),
+        None if read is None else read.to_bytes(),
+        lambda raw: Manifest.from_bytes(raw).to_bytes(),
+    )
 
 
 def delete_manifest(store: BlobStore, manifest: Manifest) -> None:

@@ -217,3 +217,37 @@ def test_the_air_gap_proof_reaches_a_devpi_configured_on_another_address(
         proof = AirGapProof(config, store, isolate=True).prove(*env_target(config))
     assert proof.ok, proof.detail
     assert "inside unshare -n" in proof.how and "imported alpha" in proof.detail
+
+
+def test_a_model_sync_that_another_writer_overtook_does_not_overwrite_its_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Between reading the served version and committing the new one, a replica that
+    # took the hub lease over (this one was paused) commits a model of its own.
+    from hub_cache import hub_sync
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    config = parse_config({"storage": {"path": str(tmp_path / "store")}}, tmp_path)
+    store = open_store(config.storage)
+    handle, path = "https://tfhub.dev/google/race/1", "google/race/1"
+    first, second, theirs = (tmp_path / f"{n}.tar" for n in ("first", "second", "theirs"))
+    first.write_bytes(tar_bytes(FAKE_MODEL))
+    second.write_bytes(tar_bytes({**FAKE_MODEL, "variables/extra": b"second"}))
+    theirs.write_bytes(tar_bytes({**FAKE_MODEL, "variables/extra": b"theirs"}))
+    assert import_model(store, first, handle, config.hub).status == "new"
+    inspect = hub_sync.inspect_archive
+    overtaken: list[str] = []
+
+    def inspect_while_overtaken(*args: Any, **kwargs: Any) -> Any:
+        facts = inspect(*args, **kwargs)
+        if not overtaken:
+            overtaken.append("once")
+            assert import_model(store, theirs, handle, config.hub).status == "new"
+        return facts
+
+    monkeypatch.setattr(hub_sync, "inspect_archive", inspect_while_overtaken)
+    outcome = import_model(store, second, handle, config.hub)
+
+    assert outcome.status == "failed" and "another writer" in outcome.reason
+    kept = load_model(store, path)
+    assert kept is not None and kept.sha256 == hashlib.sha256(theirs.read_bytes()).hexdigest()
