@@ -8,14 +8,17 @@ wheel the target's installer would prefer.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
@@ -184,6 +187,13 @@ def target_tags(target: Target) -> list[Tag]:
     ]
 
 
+@functools.cache
+def tag_ranks(target: Target) -> Mapping[Tag, int]:
+    """Each tag the target supports, with its rank in pip's preference (0 best). Kept per
+    target: a closure asks for every package, and building the list is ~2 ms."""
+    return MappingProxyType({tag: i for i, tag in enumerate(target_tags(target))})
+
+
 def uv_platform(target: Target) -> tuple[str, dict[str, str]]:
     """uv's --python-platform for a wheel platform tag, plus any env it needs."""
     platform = target.platform
@@ -288,7 +298,7 @@ def best_wheel(package: dict[str, Any], target: Target) -> dict[str, Any] | None
     """Of a locked package's wheels, the one the target's pip would install (with its
     file name under "filename"), or None if none fits the target."""
     name = canonicalize_name(package["name"])
-    rank = _ranks(target)
+    rank = tag_ranks(target)
     best: tuple[int, dict[str, Any]] | None = None
     for wheel in package.get("wheels", []):
         filename = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
@@ -306,10 +316,6 @@ def best_wheel(package: dict[str, Any], target: Target) -> dict[str, Any] | None
         if score is not None and (best is None or score < best[0]):
             best = (score, {**wheel, "filename": filename})
     return None if best is None else best[1]
-
-
-def _ranks(target: Target) -> dict[Tag, int]:
-    return {tag: i for i, tag in enumerate(target_tags(target))}
 
 
 def no_wheel(package: dict[str, Any], target: Target) -> str:

@@ -70,7 +70,7 @@ from mirror.pypi.resolve import (
     best_wheel,
     no_wheel,
     resolve_target,
-    target_tags,
+    tag_ranks,
     uv_binary,
     uv_platform,
 )
@@ -306,7 +306,7 @@ class SourceBuilds:
     def _some_wheel(self, project: str, target: Target) -> bool:
         """Upstream has a wheel for the target in some release of `project`."""
         doc = self.pages.get(project)
-        supported = set(target_tags(target))
+        supported = tag_ranks(target).keys()
         python = Version(target.python)
         for entry in (doc or {}).get("files", []):
             name = str(entry.get("filename", ""))
@@ -324,7 +324,7 @@ class SourceBuilds:
     def _have(self, package: dict[str, Any], target: Target) -> bool:
         """A wheel built earlier (this sync, or listed in a manifest) fits the target."""
         name, want = canonicalize_name(package["name"]), str(package["version"])
-        supported = set(target_tags(target))
+        supported = tag_ranks(target).keys()
         for wheel in self.built.values():
             if wheel.project == name and wheel.version == want:
                 _, _, _, tags = parse_wheel_filename(wheel.filename)
@@ -458,7 +458,7 @@ class SourceBuilds:
                 f"(auditwheel, {_why(outcome, self.policy.caps)}): {_tail(outcome)}"
             )
         fixed = _one_wheel(work / "fixed", what)
-        if not set(parse_wheel_filename(fixed.name)[3]) & set(target_tags(target)):
+        if not parse_wheel_filename(fixed.name)[3] & tag_ranks(target).keys():
             raise ResolveError(f"{what}: its wheel {fixed.name} does not install on {target.id}")
         return fixed
 

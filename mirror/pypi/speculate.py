@@ -29,7 +29,7 @@ from packaging.version import Version
 from mirror.core.config import Target
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
-from mirror.pypi.resolve import Wheel, target_tags
+from mirror.pypi.resolve import Wheel, tag_ranks
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
 KEEP_MISSES = 200
@@ -204,7 +204,7 @@ def _best_wheel(
 ) -> Wheel | None:
     """The newest release the specifier allows with a wheel for the target, and of its
     wheels the one the target's pip prefers."""
-    rank = {tag: i for i, tag in enumerate(target_tags(target))}
+    rank = tag_ranks(target)
     python = Version(target.python)
     best: tuple[Version, int, dict[str, Any]] | None = None
     for entry in files:
