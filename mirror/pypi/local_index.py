@@ -61,6 +61,12 @@ class Taken:
     def sha256(self) -> str:
         return str(self.entry["hashes"]["sha256"])
 
+    @property
+    def size(self) -> int | None:
+        """The size upstream's page declares, if it declares one."""
+        size = self.entry.get("size")
+        return size if isinstance(size, int) else None
+
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -149,14 +155,13 @@ class LocalIndex:
         (from the store if it is there), kept for this index's life (every resolve in a
         sync asks again). For resolving only: nothing here is stored or served after."""
         taken = self.entry(sha256)
-        size = taken.entry.get("size") if taken is not None else None
-        if taken is None or not taken.filename.endswith(".whl") or not isinstance(size, int):
+        if taken is None or not taken.filename.endswith(".whl") or taken.size is None:
             return None
         with self._lock:
             known = self._metadata.get(sha256)
         if known is None:
             began = time.monotonic()
-            ranged = RangedFile(partial(self.fetch_range, sha256), size)
+            ranged = RangedFile(partial(self.fetch_range, sha256), taken.size)
             known = read_metadata(io.BufferedReader(ranged, RANGE_READ), taken.filename)
             with self._lock:
                 self._metadata[sha256] = known
@@ -180,10 +185,9 @@ class LocalIndex:
 
     def _ensure(self, taken: Taken) -> None:
         """The file in the store, fetched and verified if it is not there yet."""
-        entry = taken.entry
-        size = entry.get("size") if isinstance(entry.get("size"), int) else None
         if not self.store.touch_blob(taken.sha256):
-            fetch_verified(self.store, str(entry["url"]), taken.sha256, size, self.policy)
+            url = str(taken.entry["url"])
+            fetch_verified(self.store, url, taken.sha256, taken.size, self.policy)
 
     def fetch(self, sha256: str, metadata: bool) -> tuple[str, int] | None:
         """The blob to send for a file (or its METADATA): its sha256 and size."""
@@ -211,8 +215,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def _range(header: str, taken: Taken | None) -> tuple[int, int] | None:
     """(start, length) of a single-range request within the file's declared size."""
     match = _RANGE.match(header.strip())
-    size = taken.entry.get("size") if taken is not None else None
-    if match is None or not isinstance(size, int) or size <= 0:
+    size = taken.size if taken is not None else None
+    if match is None or size is None or size <= 0:
         return None
     first, last = match.groups()
     if first:
@@ -223,12 +227,6 @@ def _range(header: str, taken: Taken | None) -> tuple[int, int] | None:
     else:
         return None
     return (start, end - start + 1) if start <= end else None
-
-
-def wanted_size(index: LocalIndex, sha256: str) -> int:
-    taken = index.entry(sha256)
-    size = taken.entry.get("size") if taken is not None else None
-    return size if isinstance(size, int) else 0
 
 
 def _capped(policy: FetchPolicy) -> FetchPolicy:
@@ -261,8 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
         taken = None
         if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
             taken = self.server.index.entry(parts[1])
-        size = taken.entry.get("size") if taken is not None else None
-        if taken is None or parts[2].endswith(".metadata") or not isinstance(size, int):
+        size = taken.size if taken is not None else None
+        if taken is None or parts[2].endswith(".metadata") or size is None:
             self.send_response(404)
             self.send_header("Content-Length", "0")
         else:
@@ -285,11 +283,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, body, PEP691_JSON)
             if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
-                wanted = _range(self.headers.get("Range", ""), index.entry(parts[1]))
-                if wanted is not None:
+                taken = index.entry(parts[1])
+                wanted = _range(self.headers.get("Range", ""), taken)
+                if wanted is not None and taken is not None and taken.size is not None:
                     start, length = wanted
                     data = index.fetch_range(parts[1], start, length)
-                    return self._send_range(data, start, wanted_size(index, parts[1]))
+                    return self._send_range(data, start, taken.size)
                 metadata = parts[2].endswith(".metadata")
                 found = index.fetch(parts[1], metadata)
                 if found is None and metadata:
@@ -299,9 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if found is None:
                     return self._send(404, b"not offered here", "text/plain")
                 return self._stream(*found)
-        except MetadataError as exc:
-            return self._send(502, str(exc).encode()[:500], "text/plain")
-        except (DownloadError, StoreError) as exc:
+        except (DownloadError, StoreError, MetadataError) as exc:
             return self._send(502, str(exc).encode()[:500], "text/plain")
         return self._send(404, b"not found", "text/plain")
 
