@@ -9,7 +9,6 @@ the commit, from the store, so it can always be rebuilt from the store.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -56,13 +55,6 @@ class Published(Protocol):
     count: int  # files the index was shown to hold, newly
     failures: list[Failure]
     offered_after: float  # seconds into publishing when the index offered every file
-
-
-def _read_mirrored_pages(store: BlobStore, pages: ProjectPages) -> None:
-    """Warm `pages` with every mirrored project's page; a failure here is only a cold
-    cache (the sync asks again, and reports, where it needs a page)."""
-    with contextlib.suppress(StoreError):
-        read_pages(pages, {w.project for m in load_all(store) for w in m.files})
 
 
 def _as_set(wheels: list[Wheel]) -> set[str]:
@@ -186,15 +178,16 @@ class PypiSync:
             if self.index is not None:
                 devpi_ready = side.submit(self.index.prepare)
             pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy)
+            plan = _Plan({}, {}, {})
+            self._read_committed(plan, report)
             # The pages of what is mirrored already are read while the closure resolves:
             # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
-            side.submit(_read_mirrored_pages, self.store, pages)
+            side.submit(read_pages, pages, {w.project for w in plan.known.values()})
             guesses = [
                 Closure(s.environment.requirements, s.environment.constraints, s.target)
                 for s in slots(pypi)
             ]
             head_start = HeadStart(self.store, guesses, pages, self.policy)
-            plan = _Plan({}, {}, {})
             try:
                 self._resolve(plan, report, head_start, pages)
                 # Upstream's word on each file (upload time, yanked) comes while it downloads.
@@ -253,16 +246,19 @@ class PypiSync:
             out.setdefault(slot.environment.name, {})[slot.target.id] = outcome
         return out
 
+    # -- 0. what is committed ---------------------------------------------------------
+    def _read_committed(self, plan: _Plan, report: SyncReport) -> None:
+        moved = migrate_layout(self.store)  # under the pypi lease, like every commit
+        if moved:
+            report.timings["migrated_manifests"] = float(len(moved))
+        plan.committed = {m.where: m for m in load_all(self.store)}
+
     # -- 1. resolve ------------------------------------------------------------------
     def _resolve(
         self, plan: _Plan, report: SyncReport, head_start: HeadStart, pages: ProjectPages
     ) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
-        moved = migrate_layout(self.store)  # under the pypi lease, like every commit
-        if moved:
-            report.timings["migrated_manifests"] = float(len(moved))
-        plan.committed = {m.where: m for m in load_all(self.store)}
         known = plan.known
         have = {(w.filename, w.sha256) for w in known.values()}
         caps = Caps(pypi.build_timeout, pypi.build_memory_mb)
