@@ -282,6 +282,7 @@ class LeaseLost(Exception):
 # The leases this process holds, by job, while their holders run: commits check them.
 _held: dict[str, tuple[Lease, float]] = {}  # job -> (lease, ttl)
 _held_lock = threading.Lock()
+FENCE_MARGIN = 5.0  # seconds
 
 
 def fence(job: str) -> None:
@@ -302,9 +303,6 @@ def fence(job: str) -> None:
             f"{job}: the lease is lost or about to be ({left:.0f} s left of it): not "
             "committing; another replica may hold it now, and its run commits instead"
         )
-
-
-FENCE_MARGIN = 5.0  # seconds
 
 
 @contextmanager

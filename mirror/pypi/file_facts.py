@@ -75,9 +75,9 @@ def settle(
     """The wheel with every fact an installer reads; raises MetadataError or StoreError."""
     if entry is not None and (entry.get("hashes") or {}).get("sha256") != wheel.sha256:
         entry = None  # upstream now lists other bytes under this name: not this file's facts
-    upload_time = rfc3339_utc(wheel.upload_time) or (
-        rfc3339_utc(known.upload_time) if known else None
-    )
+    # The resolver's lock gives it in PEP 700's form already; a manifest of the release
+    # before may hold one in another.
+    upload_time = wheel.upload_time or (rfc3339_utc(known.upload_time) if known else None)
     yanked = known.yanked if known else False
     if entry is not None:
         upload_time = _upload_time(entry.get("upload-time"), wheel.filename) or upload_time
