@@ -35,9 +35,11 @@ def settle() -> None:
 
 def write_mirror_config(work: Path, requirements: Sequence[str], extra: str = "") -> Path:
     """A fresh mirror's config under `work` (store in work/data, its own devpi and front
-    on free ports); `extra` is more TOML, tables after [pypi] ones."""
+    on free ports); `extra` is more TOML: [pypi] keys, then tables. No requirements:
+    none at the top level (a config of environments only)."""
     path = work / "tfmirror.toml"
     reqs = ", ".join(json.dumps(r) for r in requirements)
+    top = f"requirements = [{reqs}]\n" if requirements else ""
     path.write_text(f"""
 [storage]
 path = "data"
@@ -46,8 +48,7 @@ url = "http://127.0.0.1:{free_port()}"
 [web]
 port = {free_port()}
 [pypi]
-requirements = [{reqs}]
-{extra}""")
+{top}{extra}""")
     return path
 
 

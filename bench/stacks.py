@@ -38,7 +38,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import settle
+from bench.common import settle, write_mirror_config
 from mirror.app import create_app
 from mirror.core.config import Target, host_target, load_config
 from mirror.core.storage import LocalStore
@@ -47,7 +47,7 @@ from mirror.devpi.server import DevpiProcess
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_all
 from mirror.pypi.resolve import Role, platforms_for
-from tests.support.servers import clean_pip_env, free_port
+from tests.support.servers import clean_pip_env
 from verify import netns
 
 WIDE = (
@@ -87,23 +87,17 @@ def stacks() -> dict[str, Stack]:
 
 
 def write_config(work: Path, stack: Stack) -> Path:
-    path = work / "tfmirror.toml"
-    path.write_text(f"""
-[storage]
-path = "data"
-[devpi]
-url = "http://127.0.0.1:{free_port()}"
-[web]
-port = {free_port()}
-[proxy]
-enabled = false
-[pypi]
-build_backends = []
+    return write_mirror_config(
+        work,
+        [],
+        f"""build_backends = []
 [pypi.environments.{stack.name}]
 requirements = {json.dumps(list(stack.requirements))}
 targets = [{{python = "{stack.python}", platform = "{stack.platform}"}}]
-""")
-    return path
+[proxy]
+enabled = false
+""",
+    )
 
 
 PEER_LIMIT = 900.0  # seconds: pip's resolver can backtrack on TFX for an hour
