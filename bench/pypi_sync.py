@@ -86,21 +86,15 @@ def curl_parallel(urls: list[str], dest: Path | None) -> float:
     return wall
 
 
-def warm_up(args: argparse.Namespace, work: Path) -> None:
+def warm_up(args: argparse.Namespace) -> None:
     """Fetch every wheel once before anything is timed, so that tfmirror, pip and curl all
-    meet the same (warm) state of any cache between here and PyPI. uv's own cache for
-    this resolve is a separate one, so tfmirror's resolve still starts cold."""
+    meet the same (warm) state of any cache between here and PyPI. The resolve here
+    reads upstream directly and caches nothing (tfmirror's runs with --no-cache)."""
     from mirror.core.config import Target
     from mirror.pypi.resolve import resolve_target
 
-    saved = os.environ.get("UV_CACHE_DIR")
-    os.environ["UV_CACHE_DIR"] = str(work / "uv-warm-up")
-    try:
-        target = Target(args.python, args.platform)
-        wheels = resolve_target(tuple(args.requirements), target, args.upstream)
-    finally:
-        if saved is not None:
-            os.environ["UV_CACHE_DIR"] = saved
+    target = Target(args.python, args.platform)
+    wheels = resolve_target(tuple(args.requirements), target, args.upstream)
     # To /dev/null: deleting 600 MB of files on a disk mounted with `discard` slows the
     # writes that follow (measured: the next sync's download took 4.1 s instead of 2.5 s).
     curl_parallel([w.url for w in wheels], None)
@@ -184,7 +178,7 @@ def cold_round(
     config_path = write_config(work, args)
     config = load_config(str(config_path))
     if first:
-        warm_up(args, work)
+        warm_up(args)
     lines = []
     t0 = time.monotonic()
     with DevpiProcess(config.devpi):

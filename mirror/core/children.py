@@ -31,22 +31,12 @@ KEEP = (
     "CURL_CA_BUNDLE",
     "CUDA_VISIBLE_DEVICES",
 )
-# The way out to upstream where a site has one, for what must reach upstream (the
-# resolver) and nothing else: a proof of the air gap must not have it, and a proxy
-# URL may carry its own credentials.
-WAY_OUT = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
 def scrubbed_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in KEEP or k.startswith("LC_")}
     env.update(extra)
     return env
-
-
-def upstream_env(**extra: str) -> dict[str, str]:
-    """The scrubbed environment and the site's way out, for a child that reads upstream."""
-    way_out = {k: v for k, v in os.environ.items() if k in WAY_OUT}
-    return {**scrubbed_env(), **way_out, **extra}
 
 
 def die_with_parent() -> None:

@@ -10,10 +10,14 @@ target is left out and named; the closure is committed all the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mirror.core.config import Environment, Target
-from mirror.pypi.resolve import ResolveError, Role, Wheel, resolve_target
+from mirror.pypi.resolve import ResolveError, Role, Wheel
+
+# (requirements, target, constraints) -> a wheels-only closure
+Resolver = Callable[[tuple[str, ...], Target, tuple[str, ...]], list[Wheel]]
 
 
 @dataclass
@@ -26,7 +30,7 @@ def resolve_backends(
     backends: tuple[str, ...],
     env: Environment,
     target: Target,
-    upstream: str,
+    resolve: Resolver,
     closure: list[Wheel],
 ) -> Backends:
     out = Backends()
@@ -35,13 +39,13 @@ def resolve_backends(
     pins = tuple(f"{w.project}=={w.version}" for w in closure if w.role is Role.CLOSURE)
     bounds = (*env.constraints, *pins)
     try:
-        found = resolve_target(backends, target, upstream, bounds)
+        found = resolve(backends, target, bounds)
     except ResolveError:
         # One at a time, to keep the ones that can be had and name the others.
         found = []
         for backend in backends:
             try:
-                found += resolve_target((backend,), target, upstream, bounds)
+                found += resolve((backend,), target, bounds)
             except ResolveError as exc:
                 out.missing.append(f"{backend}: {exc}")
     have = {w.sha256 for w in closure}

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
@@ -73,8 +74,15 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     index: LocalIndex
 
 
+class _LoopbackServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    index: LocalIndex
+
+
 class LocalIndex:
-    """`with LocalIndex(store, pages, policy) as index:` serves on `index.socket`."""
+    """`with LocalIndex(store, pages, policy) as index:` serves on `index.socket` (for a
+    sandbox) and, once asked for `index.url()`, on a loopback port (for the syncer's own
+    resolver, which is held to the same policy as a sandbox's: no fetch of its own)."""
 
     def __init__(self, store: BlobStore, pages: ProjectPages, policy: FetchPolicy) -> None:
         self.store = store
@@ -86,6 +94,7 @@ class LocalIndex:
         self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
         self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
         self._server: _Server | None = None
+        self._loopback: _LoopbackServer | None = None
         self._upstream = shared_session()  # for ranges: one request each, many threads
         self._metadata: dict[str, bytes] = {}  # made from wheels upstream lists none for
 
@@ -110,12 +119,35 @@ class LocalIndex:
         threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
         return self
 
+    def url(self) -> str:
+        """The index's address on loopback (started on first use)."""
+        with self._lock:
+            if self._loopback is None:
+                server = _LoopbackServer(("127.0.0.1", 0), _Handler)
+                server.index = self
+                self._loopback = server
+                threading.Thread(
+                    target=server.serve_forever, name="local-index-tcp", daemon=True
+                ).start()
+            port = self._loopback.server_address[1]
+        return f"http://127.0.0.1:{port}/simple/"
+
+    def upstream_url(self, url: str) -> str | None:
+        """Upstream's address of a file this index served at `url`; None if it served none."""
+        parts = [p for p in url.split("?", 1)[0].split("/") if p]
+        if len(parts) >= 3 and parts[-3] == "files" and _SHA256.match(parts[-2]):
+            taken = self.entry(parts[-2])
+            if taken is not None and taken.filename == unquote(parts[-1]):
+                return str(taken.entry["url"])
+        return None
+
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        for server in (self._server, self._loopback):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
         self._upstream.close()
         self._folder.cleanup()
 
@@ -245,7 +277,7 @@ def _declared_metadata(entry: dict[str, Any]) -> str | None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: _Server | _LoopbackServer
 
     def log_message(self, format: str, *args: object) -> None:
         return

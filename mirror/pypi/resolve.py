@@ -24,7 +24,7 @@ from typing import Any
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from mirror.core.children import die_with_parent, upstream_env
+from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
 from mirror.core.redact import bounded
 from mirror.core.timestamps import rfc3339_utc
@@ -225,11 +225,12 @@ def uv_binary() -> str:
 def compile_lock(
     requirements: tuple[str, ...],
     target: Target,
-    upstream: str,
+    index: str,
     constraints: tuple[str, ...] = (),
     find_links: Path | None = None,
 ) -> str:
-    """`find_links`: a folder of wheels the mirror built, offered beside upstream's."""
+    """`index`: the sync's local index (mirror.pypi.local_index), which alone reaches
+    upstream. `find_links`: a folder of wheels the mirror built, offered beside it."""
     platform, env = uv_platform(target)
     with tempfile.TemporaryDirectory(prefix="tfmirror-resolve-") as tmp:
         req_in = Path(tmp) / "requirements.in"
@@ -246,6 +247,9 @@ def compile_lock(
             "--quiet",
             "--no-config",
             "--no-header",
+            # The local index keeps what uv would cache, for the whole sync; its port
+            # changes each sync, so uv's cache would only grow with dead entries.
+            "--no-cache",
             # No interpreter is looked for, let alone downloaded: wheels only, nothing
             # runs (on a pyenv host, finding "python3.10" through its shims and then
             # trying to download one took 8 s per target).
@@ -260,7 +264,7 @@ def compile_lock(
             "--format",
             "pylock.toml",
             "--default-index",
-            upstream,
+            index,
             "--index-strategy",
             "first-index",
             *bounds,
@@ -273,7 +277,8 @@ def compile_lock(
             cmd,
             capture_output=True,
             text=True,
-            env=upstream_env(**env, UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"),
+            # No proxy either: uv reads only the local index, on loopback.
+            env=scrubbed_env(**env, UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"),
             check=False,
             preexec_fn=die_with_parent,
         )
@@ -362,9 +367,9 @@ def as_wheel(package: dict[str, Any], wheel: dict[str, Any]) -> Wheel:
 def resolve_target(
     requirements: tuple[str, ...],
     target: Target,
-    upstream: str,
+    index: str,
     constraints: tuple[str, ...] = (),
     find_links: Path | None = None,
 ) -> list[Wheel]:
-    lock = compile_lock(requirements, target, upstream, constraints, find_links)
+    lock = compile_lock(requirements, target, index, constraints, find_links)
     return select_wheels(lock, target)

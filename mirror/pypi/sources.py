@@ -32,7 +32,7 @@ import tempfile
 import tomllib
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -161,14 +161,12 @@ class SourceBuilds:
         pages: ProjectPages,
         fetch: FetchPolicy,
         policy: BuildPolicy,
-        upstream: str,
         known: Mapping[str, Wheel],
     ) -> None:
         self.store = store
         self.pages = pages
         self.fetch = fetch
         self.policy = policy
-        self.upstream = upstream
         # Every file a committed manifest lists, by sha256, and the built wheels among
         # them: what find-links offers, and where a reused wheel's sdist and tools are.
         self.files: dict[str, Wheel] = dict(known)
@@ -178,9 +176,41 @@ class SourceBuilds:
         self._links = tempfile.TemporaryDirectory(prefix="tfmirror-built-")
         self._linked: set[str] = set()
         self._tools: str | None = None
+        self._index: LocalIndex | None = None
 
     def close(self) -> None:
+        if self._index is not None:
+            self._index.__exit__(None, None, None)
         self._links.cleanup()
+
+    def index(self) -> LocalIndex:
+        """The sync's one local index: every resolver, the syncer's own included, reads
+        upstream through it, so every page and file is held to the sync's fetch policy."""
+        if self._index is None:
+            self._index = LocalIndex(self.store, self.pages, self.fetch).__enter__()
+        return self._index
+
+    def resolve_wheels(
+        self,
+        requirements: tuple[str, ...],
+        target: Target,
+        constraints: tuple[str, ...] = (),
+        find_links: Path | None = None,
+    ) -> list[Wheel]:
+        """A wheels-only closure, resolved on this host through the local index; each
+        file named by its upstream address, as a manifest lists it."""
+        index = self.index()
+        wheels = resolve_target(requirements, target, index.url(), constraints, find_links)
+        out = []
+        for wheel in wheels:
+            if wheel.url.startswith("file:"):
+                out.append(wheel)
+                continue
+            url = index.upstream_url(wheel.url)
+            if url is None:
+                raise ResolveError(f"{wheel.filename}: the resolver named a file no page listed")
+            out.append(replace(wheel, url=url))
+        return out
 
     # -- the closure -------------------------------------------------------------------
     def resolve(self, env: Environment, target: Target) -> list[Wheel]:
@@ -217,7 +247,7 @@ class SourceBuilds:
 
     def _with_built(self, env: Environment, target: Target) -> list[Wheel]:
         links = self._find_links()
-        wheels = resolve_target(env.requirements, target, self.upstream, env.constraints, links)
+        wheels = self.resolve_wheels(env.requirements, target, env.constraints, links)
         pinned = {w.project: w.version for w in wheels}
         out: dict[str, Wheel] = {}
         for wheel in wheels:
@@ -245,26 +275,26 @@ class SourceBuilds:
     def _build_missing(self, env: Environment, target: Target) -> None:
         interpreter = find_interpreter(target)
         resolver = interpreter or host_interpreter()
-        with LocalIndex(self.store, self.pages, self.fetch) as index:
-            packages = self._prefer_wheels(env, target, resolver, index)
-            pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
-            for package in self._sources(packages, target):
-                sdist = package.get("sdist")
-                if not isinstance(sdist, dict):
-                    raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
-                listed = as_wheel(package, sdist)
-                taken = index.entry(listed.sha256)
-                if taken is None:
-                    raise ResolveError(f"{listed.filename}: not an sdist upstream lists")
-                job = _Job(
-                    canonicalize_name(package["name"]),
-                    str(package["version"]),
-                    _upstream_file(taken, Role.SOURCE),
-                    target,
-                    interpreter,
-                    (*env.constraints, *pins),
-                )
-                self._build(job, index)
+        index = self.index()
+        packages = self._prefer_wheels(env, target, resolver, index)
+        pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
+        for package in self._sources(packages, target):
+            sdist = package.get("sdist")
+            if not isinstance(sdist, dict):
+                raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
+            listed = as_wheel(package, sdist)
+            taken = index.entry(listed.sha256)
+            if taken is None:
+                raise ResolveError(f"{listed.filename}: not an sdist upstream lists")
+            job = _Job(
+                canonicalize_name(package["name"]),
+                str(package["version"]),
+                _upstream_file(taken, Role.SOURCE),
+                target,
+                interpreter,
+                (*env.constraints, *pins),
+            )
+            self._build(job, index)
 
     def _sources(self, packages: list[dict[str, Any]], target: Target) -> list[dict[str, Any]]:
         """The locked packages with no wheel for the target, here or upstream."""

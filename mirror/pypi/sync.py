@@ -267,7 +267,6 @@ class PypiSync:
             pages,
             self.policy,
             BuildPolicy(pypi.sdists == "build", caps),
-            pypi.upstream,
             known,
         )
         try:
@@ -302,7 +301,9 @@ class PypiSync:
             except ResolveError as exc:
                 report.failures.append(Failure(slot.where, "", str(exc)))
                 return
-            backends = resolve_backends(pypi.build_backends, env, target, pypi.upstream, wheels)
+            backends = resolve_backends(
+                pypi.build_backends, env, target, builds.resolve_wheels, wheels
+            )
             wheels = [*wheels, *backends.files]
             report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
             plan.inputs[slot.where] = inputs

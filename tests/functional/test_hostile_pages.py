@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from mirror.core import upstream as upstream_module
-from mirror.core.config import DevpiConfig
+from mirror.core.config import DEFAULT_ENVIRONMENT, DevpiConfig
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import open_store
 from mirror.core.upstream import FetchPolicy, ProjectPages
+from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync
 from tests.support.mirror_env import make_config
+from tests.support.servers import LoopbackHttpServer
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -112,10 +114,12 @@ def test_nested_json_and_entries_without_names_are_refused_or_cleaned(
     assert "versions" not in cleaned
 
 
-def test_a_sync_whose_page_lists_a_nameless_file_fails_clearly_without_crashing(
+def test_a_sync_whose_page_lists_a_nameless_file_leaves_it_out_without_crashing(
     upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
 ) -> None:
-    # Before, the lag record's KeyError came after the commit and failed every run.
+    # Before, the lag record's KeyError came after the commit and failed every run; then
+    # uv, reading upstream itself, refused the whole page. Now every reader gets the page
+    # as the policy cleaned it.
     upstream.add(WheelSpec("alpha", "1.0"))
     config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
     store = open_store(config.storage)
@@ -126,5 +130,52 @@ def test_a_sync_whose_page_lists_a_nameless_file_fails_clearly_without_crashing(
     page["files"].append({"url": "/files/nameless.whl"})  # type: ignore[attr-defined]
     upstream.pages["alpha"] = lambda req: send(req, json.dumps(page).encode())
     report = PypiSync(config, store, None).run()
-    assert report.failures, "uv refuses the page; the run must say so"
-    assert all(isinstance(f.reason, str) and f.reason for f in report.failures)
+    assert report.ok, report.failures
+    served = load_manifest(store, DEFAULT_ENVIRONMENT, config.pypi.targets[0].id)
+    assert served is not None
+    assert [f.filename for f in served.files] == ["alpha-1.0-py3-none-any.whl"]
+
+
+class _Thief(LoopbackHttpServer):
+    """Where a hostile page sends its readers: it counts who came."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.9")
+        self.visits: list[str] = []
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        self.visits.append(f"{req.headers.get('User-Agent', '')} {req.path}")
+        send(req, b'{"meta": {"api-version": "1.0"}, "name": "beta", "files": []}')
+
+
+def test_the_resolvers_own_reads_of_upstream_go_through_the_page_policy(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # uv resolved against upstream itself: it read every page with no host policy, cap
+    # or deadline of ours, and followed beta's redirect to a host no one allowed.
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    agents: list[str] = []
+    alpha = upstream._project_doc("alpha")
+
+    def counted(req: BaseHTTPRequestHandler) -> None:
+        agents.append(req.headers.get("User-Agent", ""))
+        send(req, json.dumps(alpha).encode())
+
+    with _Thief() as thief:
+
+        def redirect(req: BaseHTTPRequestHandler) -> None:
+            req.send_response(302)
+            req.send_header("Location", f"{thief.url}/simple/beta/")
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+
+        upstream.pages["alpha"] = counted
+        upstream.pages["beta"] = redirect
+        config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+        report = PypiSync(config, open_store(config.storage), None).run()
+    assert thief.visits == []
+    assert agents and not [a for a in agents if a.startswith("uv")], agents
+    assert not report.ok
+    reasons = " ".join(f.reason for f in report.failures)
+    assert "beta" in reasons and "127.0.0.9" in reasons, reasons
