@@ -5,11 +5,15 @@ own sha256 as they check out (unreferenced, so invisible, and gc spares young on
 the manifests are written only after every part, every item and every blob the
 manifests refer to is in place.
 
-The commit point is one document, the journal (state/bundle/committing.json): every
-manifest to write and to delete, written at once. A kill before it leaves the store as
-it was; a kill after it is finished by `recover` (run by the next import and by `up`),
-so the store never stays a mix of two bundles. devpi's offer comes last and is
-remembered in state/bundle/imported ("offered"), so an interrupted one is redone too.
+The commit point is one conditional write of state/bundle/imported: the bundle's journal
+("committing": its id, every manifest to write and to delete), put only over the
+document the import read at its start. So of two imports that overlap (two replicas, or
+one paused past its lease), the second to commit is refused, never applied over the
+first. A kill before the commit leaves the store as it was; a kill after it is finished
+by `recover` (run by the next import and by `up`), so the store never stays a mix of two
+bundles. devpi's offer comes last and is remembered there too ("offered"), so an
+interrupted one is redone. (The release before kept the journal in a document of its
+own, state/bundle/committing.json; `recover` still finishes one a crash left there.)
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
+from mirror.core.commits import put_over
 from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS
 
 IMPORTED = "state/bundle/imported"
-JOURNAL = "state/bundle/committing.json"
+JOURNAL = "state/bundle/committing.json"  # the release before's commit point
 MAX_MANIFEST = 64 * 1024 * 1024
 
 
@@ -60,9 +65,14 @@ def needs_offer(store: BlobStore) -> bool:
     return _imported(store).get("offered") is False
 
 
+def committing(store: BlobStore) -> bool:
+    """True if a crash left a committed import's manifests half written."""
+    return store.get(JOURNAL) is not None or "committing" in _imported(store)
+
+
 def pending(store: BlobStore) -> bool:
     """True if a crash left an import to finish: its commit, or devpi's offer."""
-    return store.get(JOURNAL) is not None or needs_offer(store)
+    return committing(store) or needs_offer(store)
 
 
 def mark_offered(store: BlobStore) -> None:
@@ -73,12 +83,20 @@ def mark_offered(store: BlobStore) -> None:
 
 def recover(store: BlobStore) -> str | None:
     """Finish a commit a crash interrupted; return its bundle id, or None if none was."""
-    data = store.get(JOURNAL)
-    if data is None:
+    old = store.get(JOURNAL)
+    if old is not None:  # left by the release before
+        journal = json.loads(old)
+        _write(store, journal)
+        done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
+        store.put(IMPORTED, json.dumps(done).encode())
+        store.delete(JOURNAL)
+        return str(journal["id"])
+    versioned = store.get_versioned(IMPORTED)
+    if versioned is None or "committing" not in json.loads(versioned[0]):
         return None
-    journal = json.loads(data)
-    _apply(store, journal)
-    return str(journal["id"])
+    doc = json.loads(versioned[0])
+    _apply(store, doc, versioned[0])
+    return str(doc["id"])
 
 
 def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
@@ -127,6 +145,7 @@ def import_bundle(
     and closures back and drop newer ones: refused, unless `allow_rollback`."""
     index = read_index(folder, trusted)
     recover(store)
+    read = store.get(IMPORTED)  # the commit goes over this, or not at all
     last = last_import(store)
     if index.id == last:
         return Imported(index.id, index.follows, 0, 0, 0, again=True)
@@ -167,7 +186,7 @@ def import_bundle(
             f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
             f"(first {missing[0]}): import the bundle it follows first, or a --full one"
         )
-    _commit(store, index, manifests)
+    _commit(store, index, manifests, read)
     return Imported(index.id, index.follows, new_blobs, moved, len(manifests))
 
 
@@ -212,9 +231,15 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
     return 0 if known else 1
 
 
-def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None:
+_RECORDED = ("id", "follows", "created", "brought")  # what state/bundle/imported keeps
+
+
+def _commit(
+    store: BlobStore, index: Index, manifests: dict[str, bytes], read: bytes | None
+) -> None:
     """The inner mirror's manifests become the bundle's: new and changed ones written,
-    ones the outer mirror no longer has removed. The journal is the commit point."""
+    ones the outer mirror no longer has removed. The commit point: state/bundle/imported
+    with the journal in it, written over `read` (what this import saw at its start)."""
     fence("pypi")  # an import holds the sync's leases: it commits as a sync does
     current = read_manifests(store)
     changed = {k: v for k, v in sorted(manifests.items()) if current.get(k) != v}
@@ -222,13 +247,20 @@ def _commit(store: BlobStore, index: Index, manifests: dict[str, bytes]) -> None
         "id": index.id,
         "follows": index.follows,
         "created": index.created,
+        "brought": sorted(manifests),
         # Manifests are JSON text; surrogateescape keeps any byte as it came.
         "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
         "delete": sorted((current.keys() & _brought(store)) - manifests.keys()),
-        "brought": sorted(manifests),
     }
-    store.put(JOURNAL, json.dumps(journal).encode())
-    _apply(store, journal)
+    # The last import stays what the document says until this one is applied.
+    doc = {**(json.loads(read) if read else {}), "committing": journal}
+    committed = json.dumps(doc).encode()
+    if not put_over(store, IMPORTED, committed, read):
+        raise BundleError(
+            f"another import committed while bundle {index.id} was being checked: nothing "
+            "of this one was committed; import it again (it is checked against that one)"
+        )
+    _apply(store, doc, committed)
 
 
 def _brought(store: BlobStore) -> set[str]:
@@ -242,18 +274,19 @@ def _brought(store: BlobStore) -> set[str]:
     return {key for key in read_manifests(store) if key.startswith(PYPI_MANIFESTS + "/")}
 
 
-def _apply(store: BlobStore, journal: dict[str, Any]) -> None:
-    """Idempotent: a crash anywhere in here is finished by running it again."""
+def _apply(store: BlobStore, doc: dict[str, Any], committed: bytes) -> None:
+    """Idempotent: a crash anywhere in here is finished by running it again. The journal
+    leaves state/bundle/imported only if that is still the commit this applied."""
+    journal = doc["committing"]
+    _write(store, journal)
+    done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
+    put_over(store, IMPORTED, json.dumps(done).encode(), committed)
+
+
+def _write(store: BlobStore, journal: dict[str, Any]) -> None:
     for key, text in journal["write"].items():
+        fence("pypi")
         store.put(key, text.encode("utf-8", "surrogateescape"))
     for key in journal["delete"]:
+        fence("pypi")
         store.delete(key)
-    done = {
-        "id": journal["id"],
-        "follows": journal["follows"],
-        "created": journal.get("created"),
-        "brought": journal.get("brought"),
-        "offered": False,
-    }
-    store.put(IMPORTED, json.dumps(done).encode())
-    store.delete(JOURNAL)

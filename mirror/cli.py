@@ -714,7 +714,9 @@ def cmd_gc(config: Config, args: argparse.Namespace) -> int:
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
     store = open_store(config.storage)
     with _runner(config, store).hold("gc", wait=args.wait):
-        report = collect(store, hours * 3600, dry_run=args.dry_run)
+        report = collect(
+            store, hours * 3600, args.dry_run, lease_seconds=config.schedule.lease_seconds
+        )
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
     print(report.summary())

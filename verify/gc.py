@@ -1,5 +1,11 @@
 """Garbage collection: remove blobs no manifest references, once they are old enough.
 
+gc deletes while it holds the leases of every job that commits manifests (pypi, hub; an
+import holds both): no manifest can be committed between gc's reading of the references
+and its deletes, so a blob a writer re-stamps and lists is never deleted under it. While
+one of them runs, the deletes wait for the next gc. Each delete is fenced by all three
+leases (a gc paused past them deletes no more).
+
 The grace period protects an in-flight sync: its blobs are stored before its manifest
 is committed, so for a while they are referenced by nothing. The same grace applies to
 abandoned writes (temp files, S3 multipart uploads). Quarantine is never collected; it
@@ -9,12 +15,16 @@ is evidence.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
-from mirror.core.lease import fence
+from mirror.core.lease import JobBusy, fence, holding
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
+
+WRITERS = ("pypi", "hub")  # the jobs that commit manifests (a bundle import holds both)
 
 
 @dataclass
@@ -25,8 +35,11 @@ class GcReport:
     freed_bytes: int = 0
     temporaries: list[str] = field(default_factory=list)  # abandoned writes dropped
     dry_run: bool = False
+    postponed: str = ""  # why nothing was deleted this time (a writer was running)
 
     def summary(self) -> str:
+        if self.postponed:
+            return f"gc: nothing removed: {self.postponed}; the next gc collects"
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"gc: {verb} {len(self.removed)} unreferenced blobs ({self.freed_bytes / 1e6:.1f} MB); "
@@ -40,8 +53,30 @@ def referenced_shas(store: BlobStore) -> set[str]:
     return shas | {m.sha256 for m in load_models(store)}
 
 
-def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> GcReport:
-    report = GcReport(dry_run=dry_run)
+@contextmanager
+def _writers_held(store: BlobStore, lease_seconds: float) -> Iterator[None]:
+    """Every manifest writer's lease, or JobBusy naming the one that runs."""
+    lock = store.leader_lock(lease_seconds)
+    with ExitStack() as held:
+        for job in WRITERS:
+            held.enter_context(holding(lock, job, lease_seconds))
+        yield
+
+
+def collect(
+    store: BlobStore, grace_seconds: float, dry_run: bool = False, lease_seconds: float = 600.0
+) -> GcReport:
+    if dry_run:
+        return _collect(store, grace_seconds, GcReport(dry_run=True))
+    try:
+        with _writers_held(store, lease_seconds):
+            return _collect(store, grace_seconds, GcReport())
+    except JobBusy as busy:
+        return GcReport(postponed=f"{busy}, and may yet list any unreferenced blob")
+
+
+def _collect(store: BlobStore, grace_seconds: float, report: GcReport) -> GcReport:
+    dry_run = report.dry_run
     # Read the manifests first: a blob published after this point is young, so kept.
     keep = referenced_shas(store)
     now = time.time()
@@ -60,7 +95,8 @@ def collect(store: BlobStore, grace_seconds: float, dry_run: bool = False) -> Gc
         report.freed_bytes += store.blob_size(sha) or 0
         report.removed.append(sha)
         if not dry_run:
-            fence("gc")  # a gc whose lease went to another replica deletes no more
+            for job in ("gc", *WRITERS):
+                fence(job)  # a gc whose leases went to another replica deletes no more
             store.delete_blob(sha)
     # Writes a crashed sync never published or discarded (a temp file, an S3 multipart
     # upload): past the grace period, no live writer can still own them.

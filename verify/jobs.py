@@ -26,9 +26,11 @@ def verify_job(config: Config, store: BlobStore, trigger: str, devpi_session: De
 
 def gc_job(config: Config, store: BlobStore, trigger: str) -> bool:
     record = RunRecord.begin("gc", trigger)
-    report = collect(store, config.schedule.gc_grace_hours * 3600)
+    schedule = config.schedule
+    report = collect(store, schedule.gc_grace_hours * 3600, lease_seconds=schedule.lease_seconds)
     counts = {"removed": len(report.removed), "young": len(report.kept_young)}
-    record.finish(store, True, counts, report.freed_bytes, [])
+    postponed = {"postponed": report.postponed} if report.postponed else None
+    record.finish(store, True, counts, report.freed_bytes, [], postponed)
     log.info("%s", report.summary())
     return True
 

@@ -201,6 +201,35 @@ def test_gc_between_a_syncs_reuse_of_a_blob_and_its_commit_loses_nothing(
     assert missing == [], "the committed manifest lists blobs gc removed"
 
 
+def test_gc_deletes_nothing_while_a_writer_holds_its_lease(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    # Before, gc went by each blob's stamp alone: a sync that re-stamped and listed a blob
+    # between gc's look at its stamp and the delete lost it. A writer running (another
+    # replica's sync, an import) now puts gc's deletes off to the next gc.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    store = open_store(config.storage)
+    assert PypiSync(config, store, None).run().ok
+    (target,) = config.pypi.targets
+    store.delete(manifest_key("default", target.id))  # alpha's wheel: unreferenced, old
+    sha = upstream.files["alpha-1.0-py3-none-any.whl"].sha256
+    two_days_ago = time.time() - 2 * 86400
+    assert isinstance(store, LocalStore)
+    for old in store.iter_blobs():
+        os.utime(store.root / blob_key(old), (two_days_ago, two_days_ago))
+
+    lease = store.leader_lock(60).acquire("pypi")  # a sync, running in another process
+    assert lease is not None
+    report = collect(store, grace_seconds=86400)
+    assert report.removed == [] and store.has_blob(sha)
+    assert "pypi is running elsewhere" in report.summary()
+    lease.release()
+
+    assert sha in collect(store, grace_seconds=86400).removed
+    assert not store.has_blob(sha)
+
+
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare -n (root)")
 def test_the_air_gap_proof_reaches_a_devpi_configured_on_another_address(
     upstream: Upstream, tmp_path: Path

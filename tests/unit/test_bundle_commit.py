@@ -18,7 +18,7 @@ from bundle.contents import read_manifests
 from bundle.export import export
 from bundle.importer import (
     IMPORTED,
-    JOURNAL,
+    committing,
     import_bundle,
     last_import,
     mark_offered,
@@ -44,12 +44,19 @@ class CrashingStore(LocalStore):
         super().__init__(root)
         self.prefix, self.left = prefix, n
 
-    def put(self, key: str, data: bytes) -> None:
+    def _count(self, key: str) -> None:
         if key.startswith(self.prefix):
             self.left -= 1
             if self.left == 0:
                 raise Crash(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._count(key)
         super().put(key, data)
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        self._count(key)
+        return super().put_if(key, data, version)
 
 
 def add_model(store: LocalStore, path: str, data: bytes) -> None:
@@ -97,7 +104,7 @@ def test_a_crash_inside_the_commit_is_finished_by_recover(
         import_bundle(CrashingStore(root, "manifests/", 2), b2, key.public_key())
     inner = LocalStore(root)
     assert read_manifests(inner) not in (before, outer_manifests)
-    assert inner.get(JOURNAL) is not None and pending(inner)
+    assert committing(inner) and pending(inner)
     assert last_import(inner) == first  # the import is not recorded as done
 
     # ...until the next import or `up` finishes it, and has devpi offer the files.
@@ -110,7 +117,7 @@ def test_a_crash_inside_the_commit_is_finished_by_recover(
     finished, failures = resume(inner, offer)
     assert finished is not None and failures == []
     assert read_manifests(inner) == outer_manifests
-    assert inner.get(JOURNAL) is None and not pending(inner) and not needs_offer(inner)
+    assert not committing(inner) and not pending(inner) and not needs_offer(inner)
     assert last_import(inner) not in (None, first)
     assert offers == [1]
     assert resume(inner, offer) == (None, []) and offers == [1]  # nothing left to do
@@ -125,7 +132,7 @@ def test_a_crash_before_the_journal_leaves_the_store_as_it_was(
     inner = LocalStore(root)
 
     with pytest.raises(Crash):
-        import_bundle(CrashingStore(root, JOURNAL, 1), b2, key.public_key())
+        import_bundle(CrashingStore(root, IMPORTED, 1), b2, key.public_key())
     assert read_manifests(inner) == before and last_import(inner) == first
     assert not pending(inner)
     # The blobs it copied are whole (published only once verified) and the retry works.
@@ -265,3 +272,38 @@ def test_a_blob_the_inner_gc_removed_travels_again_when_a_manifest_lists_it_agai
 
     assert read_manifests(inner) == read_manifests(outer)
     assert inner.has_blob(sha_b)
+
+
+class ImportMeanwhile(LocalStore):
+    """Another import (another replica, or this one's lease taken while it was paused)
+    commits a newer bundle while this import is still checking its blobs."""
+
+    def __init__(self, root: Path, newer: Path, key: Ed25519PrivateKey) -> None:
+        super().__init__(root)
+        self.newer, self.key = newer, key
+
+    def touch_blob(self, sha256: str) -> bool:
+        if self.newer.exists():
+            import_bundle(LocalStore(self.root), self.newer, self.key.public_key())
+            self.newer = self.newer / "done"  # once
+        return super().touch_blob(sha256)
+
+
+def test_an_import_another_import_overtook_commits_nothing(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    # Before, the slower import wrote its journal over the newer one's commit: model d,
+    # which only the newer bundle has, was deleted and a reverted to bundle 2's.
+    b1, b2, key, _ = bundles
+    outer = LocalStore(tmp_path / "outer")
+    add_model(outer, "g/d/1", os.urandom(3000))
+    export(outer, key, tmp_path / "b3", full=True)
+    newest = read_manifests(outer)
+    root = tmp_path / "inner"
+    inner_after_first(root, b1, key)
+
+    with pytest.raises(BundleError, match="another import committed"):
+        import_bundle(ImportMeanwhile(root, tmp_path / "b3", key), b2, key.public_key())
+    inner = LocalStore(root)
+    assert read_manifests(inner) == newest and not committing(inner)
+    assert "g/d/1" in {m.path for m in load_models(inner)}
