@@ -24,6 +24,7 @@ from bundle.importer import (
     mark_offered,
     needs_offer,
     pending,
+    recover,
 )
 from bundle.layout import BundleError
 from bundle.runs import export_recorded, import_recorded, resume
@@ -307,3 +308,29 @@ def test_an_import_another_import_overtook_commits_nothing(
     inner = LocalStore(root)
     assert read_manifests(inner) == newest and not committing(inner)
     assert "g/d/1" in {m.path for m in load_models(inner)}
+
+
+def test_a_commit_the_release_before_left_half_done_is_finished_after_the_upgrade(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    # That release's commit point was a journal of its own, state/bundle/committing.json.
+    b1, _, key, _ = bundles
+    inner = LocalStore(tmp_path / "inner")
+    import_bundle(inner, b1, key.public_key())
+    brought = read_manifests(inner)
+    (gone, *_) = sorted(brought)
+    journal = {
+        "id": "20261127T000000Z-old",
+        "follows": None,
+        "created": "2026-11-27T00:00:00+00:00",
+        "write": {},
+        "delete": [gone],
+        "brought": sorted(set(brought) - {gone}),
+    }
+    inner.put("state/bundle/committing.json", json.dumps(journal).encode())
+    assert committing(inner) and pending(inner)
+
+    assert recover(inner) == "20261127T000000Z-old"
+    assert set(read_manifests(inner)) == set(brought) - {gone}
+    assert last_import(inner) == "20261127T000000Z-old" and needs_offer(inner)
+    assert not committing(inner) and inner.get("state/bundle/committing.json") is None
