@@ -23,6 +23,7 @@ from flask import (
 
 from hub_cache.conditional import Plan, clean_environ, decide
 from hub_cache.models import ModelManifest, load_model, load_models
+from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
 from mirror.core.kaggle import parse_kaggle_path
 from mirror.core.redact import redact_url
@@ -80,13 +81,6 @@ def model(path: str) -> Response | str:
     return render_template("model.html", title=manifest.handle, model=manifest, info=info)
 
 
-# Set by the tfmirror proxy (nginx) on every request it forwards when it can read the
-# store's blobs/sha256 folder itself, under this internal location. Only this exact value
-# counts, so a header from anyone else can never point nginx at another folder.
-ACCEL_HEADER = "X-Tfmirror-Accel-Blobs"
-ACCEL_PREFIX = "/_tfmirror/blobs/"
-
-
 def _archive(manifest: ModelManifest) -> Response:
     store = app_store()
     path = store.local_path(manifest.sha256)
@@ -95,8 +89,8 @@ def _archive(manifest: ModelManifest) -> Response:
     if isinstance(plan, Response):  # 304, 412, 416: nothing more to send
         return plan
     clean_environ(request, plan)
-    if path is not None and request.headers.get(ACCEL_HEADER) == ACCEL_PREFIX:
-        resp = _accel_redirect(manifest, name)
+    if path is not None and nginx_sends(request):
+        resp = accel_redirect(manifest.sha256, name)
     elif path is not None:
         resp = send_file(
             path,
@@ -111,16 +105,6 @@ def _archive(manifest: ModelManifest) -> Response:
             return redirect(presigned, code=302)  # type: ignore[return-value]
         resp = _stream_from_store(store, manifest, plan)
     resp.headers["Cache-Control"] = "public, max-age=3600"
-    return resp
-
-
-def _accel_redirect(manifest: ModelManifest, name: str) -> Response:
-    """Let nginx send the blob file (sendfile, Range, HEAD, thousands of slow clients);
-    the conditional requests were answered before, where the sha256 is known."""
-    resp = Response(status=200, mimetype="application/octet-stream")
-    resp.set_etag(manifest.sha256)
-    resp.headers["Content-Disposition"] = f"attachment; filename={name}"
-    resp.headers["X-Accel-Redirect"] = f"{ACCEL_PREFIX}{manifest.sha256[:2]}/{manifest.sha256}"
     return resp
 
 

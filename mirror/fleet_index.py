@@ -3,9 +3,12 @@
 devpi 6.20.3 (the newest) serves PEP 691 JSON as api-version 1.0 with no upload-time, no
 size and no core-metadata hash, so uv's --exclude-newer refuses every file through it.
 These pages are rendered from the manifests instead, with every PEP 691/700/658/592
-fact, at devpi's own path (`/<user>/<index>/+simple/`); the files they link stay devpi's
-(`../../+f/...`), sent by nginx from devpi's serverdir. A request for a file that reaches
-a front (no nginx in front) is sent on to devpi; a wheel's `.metadata` is the front's own.
+fact, at devpi's own path (`/<user>/<index>/+simple/`); the files they link are at
+devpi's path (`../../+f/...`). nginx sends one from devpi's serverdir where devpi holds
+it, else from the store's own blob file (a front names it, nginx sends it), so the fleet
+installs a closure the moment it is committed, while devpi still pulls its copies (and
+with devpi down). A request for a file that reaches a front with no nginx in front is
+sent on to devpi; a wheel's `.metadata` is the front's own.
 
 Each environment is an index of its own beside the union, `/<user>/<environment>/+simple/`,
 offering only its closures, so a serving node cannot drift to another environment's
@@ -19,6 +22,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, redirect, request
 
+from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.config import normalise_name
 from mirror.core.context import app_config, app_store
 from mirror.devpi.publish import devpi_file_relpath
@@ -83,7 +87,23 @@ def index_file(user: str, index: str, a: str, b: str, filename: str) -> Response
         abort(404, description="no file has a control character in its name")
     if filename.endswith(".metadata"):
         return metadata_response(filename.removesuffix(".metadata"))
+    if nginx_sends(request):
+        # devpi does not hold it (yet): the store's verified blob, sent by nginx.
+        wheel = _published_file(a + b, filename)
+        if wheel is None or app_store().local_path(wheel.sha256) is None:
+            abort(404, description=f"{filename} is not a file this mirror publishes")
+        return accel_redirect(wheel.sha256, filename)
     devpi = app_config().devpi
     # Without nginx the node asked the front; the bytes are devpi's to send.
     location = f"{devpi.url.rstrip('/')}{quote(request.path, safe='/+@:')}"
     return redirect(location, code=302)  # type: ignore[return-value]
+
+
+def _published_file(prefix: str, filename: str) -> Wheel | None:
+    """The published file of this name whose sha256 starts with `prefix` (the 16 hex
+    digits devpi's file path carries)."""
+    for files in published().values():
+        wheel = files.get(filename)
+        if wheel is not None and wheel.sha256.startswith(prefix) and len(prefix) == 16:
+            return wheel
+    return None

@@ -198,6 +198,9 @@ class PypiSync:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             self._settle(plan, report, entries.result())
             self._commit(plan, report, pages)
+            # From here the fleet installs the closure through nginx (the store's blobs
+            # for what devpi does not hold yet): devpi's pull below is off its path.
+            report.timings["committed_at"] = time.monotonic() - began
             # Upstream's newest versions, for the status page; off the critical path.
             lag = side.submit(record_lag, self.store, pages, pypi.requirements)
             if devpi_ready is not None:

@@ -113,6 +113,44 @@ def test_pip_and_uv_install_through_the_entry_point_and_the_front_may_stop(
         assert pip.returncode == 0, pip.stderr
 
 
+def test_the_fleet_installs_a_committed_closure_that_devpi_does_not_hold_even_with_devpi_down(
+    nginx: str, devpi: DevpiConfig, upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before, a file devpi did not hold yet went to devpi: a node asking between the
+    # commit and the end of devpi's pull waited on it, and with devpi down got a 502.
+    from dataclasses import replace
+
+    from mirror.pypi.sync import PypiSync
+
+    upstream.add(WheelSpec("fleet-first", "1.0", requires=["fleet-second"]))
+    upstream.add(WheelSpec("fleet-second", "1.0", noise=300_000))
+    config = with_proxy(make_config(tmp_path, upstream.index_url, devpi, ["fleet-first"]), nginx)
+    store = open_store(config.storage)
+    assert PypiSync(config, store, None).run().ok  # committed; devpi was never told
+    gone = replace(config.devpi, url=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    config = replace(config, devpi=gone)
+    empty = tmp_path / "devpi-holds-nothing"
+    empty.mkdir()
+    plan = plan_for(config, devpi_serverdir=empty)
+    index = entry_point(config).index_url
+    with (
+        WebServer(create_app(config), config.web.host, config.web.port),
+        NginxProcess(config.proxy.nginx, plan),
+    ):
+        page = requests.get(f"{index}fleet-second/", timeout=10)
+        link = re.search(r'href="([^"]+fleet_second-1\.0[^"#]+)', page.text)
+        assert link is not None, page.text
+        wheel = requests.get(requests.compat.urljoin(page.url, link.group(1)), timeout=10)
+        sha = upstream.files["fleet_second-1.0-py3-none-any.whl"].sha256
+        assert wheel.status_code == 200 and hashlib.sha256(wheel.content).hexdigest() == sha
+        ranged = requests.get(wheel.url, headers={"Range": "bytes=0-9"}, timeout=10)
+        assert ranged.status_code == 206 and ranged.content == wheel.content[:10]
+        pip = pip_install(make_venv(tmp_path / "venv"), index, "fleet-first")
+        assert pip.returncode == 0, pip.stderr
+        unknown = wheel.url.replace("fleet_second-1.0", "fleet_second-9.0")
+        assert requests.get(unknown, timeout=10).status_code == 404
+
+
 def test_models_load_through_the_entry_point_with_range_head_and_etag(
     nginx: str,
     devpi: DevpiConfig,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub_cache.routes import ACCEL_HEADER, ACCEL_PREFIX
+from mirror.core.accel import ACCEL_HEADER, ACCEL_PREFIX
 from mirror.core.config import parse_config
 from mirror.proxy import entry_point, find_nginx, plan_for, render
 
@@ -21,7 +21,8 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     text = render(plan_for(config))
     serverdir = (tmp_path / "data" / "devpi").resolve()
     assert f"root {serverdir};" in text
-    assert "try_files /+files$uri @devpi;" in text
+    # A file devpi does not hold yet: the store's blob, which a front names.
+    assert "try_files /+files$uri @store;" in text and "location @store {" in text
     assert "location ^~ /tfmirror/pypi/ {" in text
     assert 'proxy_cache_key "$request_method $request_uri $http_accept";' in text
     assert "proxy_cache_valid 200 10s;" in text
@@ -34,7 +35,7 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     assert "listen 127.0.0.1:9000 backlog=4096;" in text
     # Every proxied location keeps the Host the node used (nginx drops inherited
     # proxy_set_header lines where a location sets its own).
-    assert text.count("proxy_set_header Host $http_host;") == 6
+    assert text.count("proxy_set_header Host $http_host;") == 7
     # devpi's own state stays on its port; its login is rate-limited before devpi.
     assert "location = /+status {\n            return 404;" in text
     assert "limit_req zone=tfmirror_login" in text
@@ -62,6 +63,7 @@ def test_on_s3_or_an_external_devpi_nothing_is_sent_from_a_folder_we_do_not_have
     )
     text = render(plan_for(config))
     assert "try_files" not in text and "/_tfmirror/blobs/ {" not in text
+    assert "@store" not in text
     assert 'proxy_set_header X-Tfmirror-Accel-Blobs "";' in text
     assert "server devpi:3141;" in text
 
