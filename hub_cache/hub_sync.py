@@ -22,6 +22,7 @@ from mirror.core.hosts import HostPolicy
 from mirror.core.lease import fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
+from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
 
@@ -60,7 +61,7 @@ class HubReport:
         return (
             f"hub sync: {self.count(ModelStatus.NEW)} new, "
             f"{self.count(ModelStatus.UNCHANGED)} unchanged, "
-            f"{self.count(ModelStatus.FAILED)} failed, {moved / 1e6:.1f} MB, {self.seconds:.1f} s"
+            f"{self.count(ModelStatus.FAILED)} failed, {human_bytes(moved)}, {self.seconds:.1f} s"
         )
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from mirror.core.sizes import human_bytes
 from sync_jobs.status import Status
 
 REFRESH_SECONDS = 30
@@ -40,10 +41,6 @@ async function syncNow(job) {
 """
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 def _when(text: str | None) -> str:
     if not text:
         return Markup('<span class="muted">never</span>')
@@ -58,7 +55,7 @@ _PAGES = Environment(
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
 )
-_PAGES.filters["size"] = _size
+_PAGES.filters["size"] = human_bytes
 _PAGES.filters["when"] = _when
 
 
@@ -90,7 +87,7 @@ def render_text(status: Status) -> str:
         for target in env.targets:
             synced = f"synced {target.synced_at}" if target.synced_at else "not synced yet"
             outcome = f", last sync: {target.last_sync}" if target.last_sync else ""
-            size = _size(target.bytes)
+            size = human_bytes(target.bytes)
             lines.append(f"    {target.target}: {target.files} files, {size}, {synced}{outcome}")
     for built in status.built:
         lines.append(
@@ -98,7 +95,7 @@ def render_text(status: Status) -> str:
             f"({', '.join(built.requires) or 'no build requirements'}), {built.built_at}"
         )
     for model in status.inventory.models:
-        lines.append(f"  model {model.handle}: {_size(model.size)} {model.sha256[:12]}")
+        lines.append(f"  model {model.handle}: {human_bytes(model.size)} {model.sha256[:12]}")
     for row in status.lag:
         state = "behind" if row.behind else "up to date"
         lines.append(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
 from mirror.core.lease import JobBusy, fence, holding
+from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
 
@@ -42,7 +43,7 @@ class GcReport:
             return f"gc: nothing removed: {self.postponed}; the next gc collects"
         verb = "would remove" if self.dry_run else "removed"
         return (
-            f"gc: {verb} {len(self.removed)} unreferenced blobs ({self.freed_bytes / 1e6:.1f} MB); "
+            f"gc: {verb} {len(self.removed)} unreferenced blobs ({human_bytes(self.freed_bytes)}); "
             f"{len(self.kept_young)} younger than the grace period kept; "
             f"{self.referenced} referenced; {len(self.temporaries)} abandoned writes"
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mirror.core.config import Config
 from mirror.core.lease import holding
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
+from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore
 from mirror.devpi.client import DevpiError
 from mirror.devpi.publish import DevpiIndex
@@ -55,11 +56,11 @@ class VerifyReport:
         return not self.problems
 
     def render(self, repairing: bool) -> str:
-        """`tfmirror verify`'s report."""
+        """`tfmirror verify`'s report: every check, each problem once."""
         scrub = self.scrub
         rate = scrub.bytes / max(scrub.seconds, 1e-9) / 1e6
         lines = [
-            f"blobs: {scrub.checked} checked, {scrub.bytes / 1e6:.0f} MB in "
+            f"blobs: {scrub.checked} checked, {human_bytes(scrub.bytes)} in "
             f"{scrub.seconds:.1f} s ({rate:.0f} MB/s)"
         ]
         for p in scrub.problems:
@@ -68,6 +69,10 @@ class VerifyReport:
         lines.append(
             "devpi: " + ("offers exactly the manifests' files" if self.devpi.clean else "PROBLEMS")
         )
+        lines += [f"  lacks {name}" for name in self.devpi.missing]
+        lines += [f"  offers {name}, which no manifest lists" for name in self.devpi.extra]
+        lines += [f"  has other bytes for {name}" for name in self.devpi.mismatched]
+        lines += [f"  {error}" for error in self.devpi.errors]
         lines += [f"  re-pushed {name}" for name in self.devpi.repaired]
         lines += [
             f"target {t.target}: {'ok' if t.ok else 'FAILED'} ({t.how}) {t.detail}"

@@ -181,7 +181,8 @@ def test_cli_verify_exit_codes(synced: tuple[Config, LocalStore], tmp_path: Path
     assert verify().returncode == 0
     delete_from_devpi(config, "alpha")
     broken = verify()
-    assert broken.returncode == 1 and "PROBLEM devpi lacks alpha-1.0" in broken.stderr
+    assert broken.returncode == 1 and "  lacks alpha-1.0" in broken.stdout
+    assert broken.stdout.count("lacks alpha-1.0") == 1, "each problem is listed once"
     repaired = verify("--repair")
     assert repaired.returncode == 0 and "re-pushed alpha-1.0" in repaired.stdout
     page = create_app(config, store).test_client().get("/").get_data(as_text=True)
