@@ -122,8 +122,9 @@ class LagRow:
     requirement: str
     project: str
     mirrored: list[str]
-    newest_upstream: str | None
+    newest_upstream: str | None  # the newest the pin and the targets' Pythons allow
     behind: bool
+    newest_release: str | None = None  # the newest of all, where that is another
 
     @property
     def known(self) -> bool:
@@ -182,13 +183,16 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
 def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> list[LagRow]:
     lag = read_lag(store)
     newest: dict[str, str] = dict(lag.get("newest", {}))  # type: ignore[call-overload]
+    release: dict[str, str] = dict(lag.get("newest_release", {}))  # type: ignore[call-overload]
     rows = []
     for requirement in config.pypi.requirements:
         name = canonicalize_name(Requirement(requirement).name)
         have = sorted(mirrored.get(name, set()), key=_version_key)
         latest = newest.get(name, "")
         behind = bool(latest and (not have or _version_key(have[-1]) < _version_key(latest)))
-        rows.append(LagRow(requirement, name, have, latest or None, behind))
+        other = release.get(name) or None
+        other = other if other != latest else None
+        rows.append(LagRow(requirement, name, have, latest or None, behind, other))
     return rows
 
 

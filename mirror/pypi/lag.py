@@ -1,4 +1,9 @@
-"""Lag: the newest upstream version of each requirement, recorded after each PyPI sync."""
+"""Lag: the newest upstream version of each requirement, recorded after each PyPI sync.
+
+"Newest" is what the mirror could take: a final release the requirement's own pin
+allows, with a file some target's Python can install (numpy 2.5, which requires Python
+3.12, is not newer for a 3.11 fleet; `requests==2.32.3` is not behind 2.34). The newest
+release of all is kept beside it, for the page to mention."""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ import json
 import re
 from typing import Any
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from mirror.core.runs import utcnow
@@ -36,12 +48,61 @@ def newest_version(doc: dict[str, Any] | None) -> str:
     return str(max(versions)) if versions else ""
 
 
-def record_lag(store: BlobStore, pages: ProjectPages, requirements: tuple[str, ...]) -> None:
-    newest = {}
-    for requirement in requirements:
-        name = canonicalize_name(Requirement(requirement).name)
-        newest[name] = newest_version(pages.get(name))
-    doc = {"checked_at": utcnow(), "upstream": pages.upstream, "newest": newest}
+def _file_version(filename: str) -> Version | None:
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[1]
+        return parse_sdist_filename(filename)[1]
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+
+
+def newest_installable(
+    doc: dict[str, Any] | None, requirement: Requirement, pythons: tuple[str, ...]
+) -> str:
+    """The newest final release the pin allows with a file one of `pythons` can install
+    ("" if none); yanked files do not count."""
+    best: Version | None = None
+    wanted = [Version(p) for p in pythons]
+    for entry in (doc or {}).get("files", []):
+        version = _file_version(str(entry.get("filename", "")))
+        if version is None or version.is_prerelease or entry.get("yanked"):
+            continue
+        if not requirement.specifier.contains(version):
+            continue
+        try:
+            requires = SpecifierSet(str(entry.get("requires-python") or ""))
+        except InvalidSpecifier:
+            continue
+        if wanted and not any(requires.contains(p, prereleases=True) for p in wanted):
+            continue
+        if best is None or version > best:
+            best = version
+    return str(best) if best else ""
+
+
+def record_lag(
+    store: BlobStore,
+    pages: ProjectPages,
+    requirements: tuple[str, ...],
+    pythons: tuple[str, ...] = (),
+) -> None:
+    newest, release = {}, {}
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(requirement.name)
+        doc = pages.get(name)
+        newest[name] = newest_installable(doc, requirement, pythons)
+        release[name] = newest_version(doc)
+    doc = {
+        "checked_at": utcnow(),
+        "upstream": pages.upstream,
+        "newest": newest,
+        "newest_release": release,
+    }
     store.put(LAG_STATE, json.dumps(doc, indent=1).encode())
 
 

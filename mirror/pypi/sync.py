@@ -24,6 +24,7 @@ from mirror.core.lease import LeaseLost, fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import Caps
+from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.backends import resolve_backends
@@ -106,7 +107,7 @@ class SyncReport:
         built = f", {self.built} built from sdists" if self.built else ""
         return (
             f"pypi sync: {self.new} new, {self.skipped} skipped, {len(self.failures)} failed"
-            f"{built}, {self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s"
+            f"{built}, {human_bytes(self.bytes)}, {self.seconds:.1f} s"
         )
 
 
@@ -202,7 +203,8 @@ class PypiSync:
             # for what devpi does not hold yet): devpi's pull below is off its path.
             report.timings["committed_at"] = time.monotonic() - began
             # Upstream's newest versions, for the status page; off the critical path.
-            lag = side.submit(record_lag, self.store, pages, pypi.requirements)
+            pythons = tuple(sorted({slot.target.python for slot in slots(pypi)}))
+            lag = side.submit(record_lag, self.store, pages, pypi.requirements, pythons)
             if devpi_ready is not None:
                 self._push_devpi(report, began, devpi_ready)
             try:

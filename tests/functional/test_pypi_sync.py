@@ -435,19 +435,28 @@ def test_a_stalled_wrong_guess_does_not_hold_up_the_sync(
     assert not store.has_blob(wrong.sha256)
 
 
-def test_each_sync_records_upstreams_newest_final_release_per_requirement(
+def test_each_sync_records_the_newest_release_each_requirement_could_take(
     upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
 ) -> None:
+    # Before, the newest release of all: a pinned `alpha<1.1` showed "behind" 1.1, and
+    # a release no target's Python can install counted as newer.
     upstream.add(WheelSpec("alpha", "1.0"))
     upstream.add(WheelSpec("alpha", "1.1"))
     upstream.add(WheelSpec("alpha", "2.0rc1"))
     config = make_config(tmp_path, upstream.index_url, devpi, ["alpha<1.1", "omega"])
     upstream.add(WheelSpec("omega", "1.0"))
+    upstream.add(WheelSpec("omega", "2.0", requires_python=">=3.99"))
 
     report, store = sync(config)
 
     assert report.ok, report.failures
     lag = read_lag(store)
-    # What the status page shows as "behind": 1.1 exists, the mirror holds 1.0.
-    assert lag["newest"] == {"alpha": "1.1", "omega": "1.0"}
+    assert lag["newest"] == {"alpha": "1.0", "omega": "1.0"}
+    assert lag["newest_release"] == {"alpha": "1.1", "omega": "2.0"}
     assert lag["upstream"] == upstream.index_url
+    page = create_app(config, store).test_client().get("/").get_data(as_text=True)
+    assert "behind" not in page and "1.1 is outside the pin" in page
+
+    upstream.add(WheelSpec("omega", "1.5"))  # a release the fleet could take: behind
+    report, store = sync(config)
+    assert read_lag(store)["newest"] == {"alpha": "1.0", "omega": "1.5"}

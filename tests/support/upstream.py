@@ -3,7 +3,8 @@
 Each file has a behaviour: "ok"; "corrupt" (the index lists the true sha256 but other
 bytes are served); "flaky" (first answer 500, then the file); "cut" (a full
 Content-Length, then the connection closes half way); "slow" (answers after 5 s);
-"stall" (answers after 60 s); "lagging" (the first answer at once, later ones after 2 s).
+"stall" (answers after 60 s); "hang" (half the body, then a minute of nothing);
+"lagging" (the first answer at once, later ones after 2 s).
 PEP 658 metadata is served so resolvers never need the wheel itself.
 """
 
@@ -106,6 +107,11 @@ class Upstream(LoopbackHttpServer):
                     ),
                     "upload-time": h.uploaded,
                     "yanked": h.yanked,
+                    **(
+                        {"requires-python": h.spec.requires_python}
+                        if isinstance(h.spec, WheelSpec) and h.spec.requires_python
+                        else {}
+                    ),
                 }
                 for h in files
             ],
@@ -148,6 +154,14 @@ class Upstream(LoopbackHttpServer):
             time.sleep(60)
         elif hosted.behaviour == "lagging" and attempt > 1:
             time.sleep(2)
+        if hosted.behaviour == "hang":  # half the body, then nothing for a minute
+            req.send_response(200)
+            req.send_header("Content-Length", str(len(data)))
+            req.end_headers()
+            req.wfile.write(data[: len(data) // 2])
+            req.wfile.flush()
+            time.sleep(60)
+            return None
         if hosted.behaviour == "cut":
             req.send_response(200)
             req.send_header("Content-Length", str(len(data)))
