@@ -27,6 +27,7 @@ from mirror.core.config import (
 )
 from mirror.core.lease import JobBusy
 from mirror.core.runs import Failure, JobCrashed
+from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.proxy import ProxyError
 from sync_jobs.runner import JobRunner, RunResult
@@ -44,10 +45,33 @@ class UsageError(Exception):
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (exit 2) like every other bad input."""
+    """argparse, with a usage error as one line (exit 2) like every other bad input.
+    Every command also takes the global options after its name (`tfmirror status
+    --config x.toml`), as people type them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.prog != "tfmirror":  # a command's parser: the root's options, unset
+            _global_options(self, default=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="TOML config (default: $TFMIRROR_CONFIG, ./tfmirror.toml, built-in)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if default is None else default,
+        help="debug logging",
+    )
 
 
 def _port(text: str) -> int:
@@ -90,12 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="tfmirror", description="Verified PyPI and TF Hub mirror for air-gapped fleets."
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="TOML config (default: $TFMIRROR_CONFIG, ./tfmirror.toml, built-in)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = sub.add_parser("sync", help="mirror from upstream now")
@@ -207,9 +226,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_listen(host: str, port: int, setting: str) -> None:
-    from mirror.core.web_server import listen_problem
+    from mirror.core.web_server import listen_problem, tfmirror_serves
 
     problem = listen_problem(host, port)
+    if problem and tfmirror_serves(host, port):
+        raise UsageError(
+            f"another tfmirror already serves on {host}:{port} (a second `up`?): stop it "
+            f"first, or give this one its own {setting} and store"
+        )
     if problem:
         raise UsageError(f"{problem}; change {setting}")
 
@@ -235,8 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         # Library chatter (credential lookups, connection pools) is for -v only.
-        for noisy in ("botocore", "boto3", "urllib3", "waitress"):
+        # apscheduler's job lines would bury the startup banner with the pip.conf.
+        for noisy in ("botocore", "boto3", "urllib3", "waitress", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A stop (`kill`, `docker stop`) ends a command as Ctrl-C does: what it was writing
+    # is removed and its temporary venvs and sockets cleaned up on the way out. `up`,
+    # the scheduler and the servers set their own handlers.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = load_config(args.config)
         handler = _COMMANDS[args.command]
@@ -259,7 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("tfmirror").debug("traceback", exc_info=exc.__cause__)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        from mirror.core.storage import drop_unfinished_writes
+
+        dropped = drop_unfinished_writes()
+        removed = f"; {dropped} partial downloads removed" if dropped else ""
+        print(f"tfmirror: interrupted; nothing half-done was published{removed}", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Not a return: the download threads would be waited for, to their last byte.
+        os._exit(130)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -356,7 +393,7 @@ def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
         done = export_recorded(store, key, out, args.since, args.full, args.max_part_size)
     follows = f"follows {done.follows}" if done.follows else "full"
     print(
-        f"{done.id}\t{follows}; {done.blobs} blobs, {done.bytes / 1e6:.1f} MB, {done.parts} parts"
+        f"{done.id}\t{follows}; {done.blobs} blobs, {human_bytes(done.bytes)}, {done.parts} parts"
     )
     return EXIT_OK
 
@@ -381,7 +418,7 @@ def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> in
     else:
         print(
             f"imported {done.id}: {done.manifests} manifests, {done.new_blobs} new blobs, "
-            f"{done.bytes / 1e6:.1f} MB checked"
+            f"{human_bytes(done.bytes)} checked"
         )
     return _report_offer(held, failures)
 
@@ -416,7 +453,7 @@ def cmd_hub(config: Config, args: argparse.Namespace) -> int:
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED
-        print(f"{outcome.handle}: {outcome.status} ({outcome.bytes / 1e6:.1f} MB)")
+        print(f"{outcome.handle}: {outcome.status} ({human_bytes(outcome.bytes)})")
         return EXIT_OK
     mirror = args.mirror or config.web.base_url
     code = EXIT_OK
@@ -700,9 +737,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
             deep=args.deep,
             install=not args.no_install,
         )
-    print(report.render(args.repair), end="")
-    for line in report.problems:
-        print(f"PROBLEM {line}", file=sys.stderr)
+    print(report.render(args.repair), end="")  # each problem once, where its check is
     print("verify: clean" if report.ok else f"verify: {len(report.problems)} problems remain")
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -745,6 +780,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(render_text(status), end="")
     return EXIT_OK if status.healthy else EXIT_FAILED
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _forward_signals(action: Callable[[], None]) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-REASON_LIMIT = 500
+# Whole enough for a resolver's explanation (uv's, with its hints, runs to ~1,000
+# characters: what the user must read to fix a pin), bounded for a page and a record.
+REASON_LIMIT = 2000
 # ://anything-but-slash-space-or-at@ : the userinfo of a URL inside free text. Anchored
 # on "://" so the scan stays linear on a 300 KB message (a scheme pattern before it
 # backtracks quadratically over a long run of letters).

@@ -96,6 +96,16 @@ def listen_problem(host: str, port: int) -> str | None:
     return None
 
 
+def tfmirror_serves(host: str, port: int) -> bool:
+    """True if what listens on host:port is a tfmirror web front (waitress's ident)."""
+    address = f"[{host}]" if ":" in host else host
+    try:
+        answer = requests.get(f"http://{address}:{port}/healthz", timeout=3)
+    except requests.RequestException:
+        return False
+    return answer.headers.get("Server", "") == "tfmirror"
+
+
 def serve_forever(app: Any, host: str, port: int) -> None:
     _server(app, host, port).run()
 

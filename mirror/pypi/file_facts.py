@@ -53,7 +53,7 @@ def _upload_time(value: object, filename: str) -> str | None:
 
 def _yanked(value: object) -> bool | str:
     if isinstance(value, str):
-        return bounded(value)  # as long as any reason the mirror shows
+        return bounded(value, 500)  # a yank reason rides on every index page
     return value is True
 
 

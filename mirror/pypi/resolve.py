@@ -292,7 +292,7 @@ def _uv_reason(stderr: str) -> str:
     # uv decorates its report with box-drawing marks; keep the words.
     text = " ".join(ln.lstrip("\u00d7\u2570\u2500\u25b6 ").strip() for ln in lines)
     text = text.removeprefix("error: ")
-    return text[:600] or "uv pip compile failed with no message"
+    return text or "uv pip compile failed with no message"  # a Failure bounds it
 
 
 _PLAIN_WHEEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl")

@@ -121,3 +121,23 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, busy_port: int) ->
         proc = run(tmp_path, Case(config, argv, ""))
         assert_one_clear_line(proc, f"127.0.0.1:{busy_port} is already in use")
         assert not (tmp_path / "store").exists()
+
+
+def test_a_second_up_on_a_port_a_tfmirror_serves_says_so(tmp_path: Path) -> None:
+    from mirror.app import create_app
+    from mirror.core.config import parse_config
+    from mirror.core.web_server import WebServer
+    from tests.support.servers import free_port
+
+    port = free_port()
+    config = f'[web]\nport = {port}\n[storage]\npath = "store"\n'.encode()
+    running = parse_config({"web": {"port": port}, "storage": {"path": "first"}}, tmp_path)
+    with WebServer(create_app(running), running.web.host, running.web.port):
+        proc = run(tmp_path, Case(config, ["up"], ""))
+    assert_one_clear_line(proc, f"another tfmirror already serves on 127.0.0.1:{port}")
+    assert not (tmp_path / "store").exists()
+
+
+def test_global_options_are_taken_after_the_command_too(tmp_path: Path) -> None:
+    proc = run(tmp_path, Case(None, ["status", "--config", "missing.toml"], ""))
+    assert_one_clear_line(proc, "missing.toml: cannot read config file")

@@ -213,3 +213,50 @@ def test_a_sync_ends_when_its_work_ends_even_with_a_stalled_guess_in_flight(
     code = sync.wait(timeout=120)
     assert code == 0 and summary.startswith("pypi sync: 2 new")
     assert time.monotonic() - done_at < 5, "the process outlived its sync"
+
+
+def test_ctrl_c_in_a_sync_says_so_and_leaves_no_partial_download(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before: nothing but ^C, and the half-written blob stayed under data/tmp.
+    upstream.add(WheelSpec("heavy", "1.0", noise=2_000_000), behaviour="hang")
+    config = operator_config(tmp_path, upstream.index_url, ["heavy"])
+    config.write_text(config.read_text().replace("timeout = 2\n", "timeout = 30\n"))
+    command = [sys.executable, "-m", "mirror.cli", "--config", str(config), "sync", "pypi"]
+    proc = subprocess.Popen(
+        [*command, "--no-devpi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    tmp = tmp_path / "data" / "tmp"
+    deadline = time.monotonic() + 60
+    while not list(tmp.glob("blob-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp.glob("blob-*")), "the download never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("tfmirror: interrupted; nothing half-done")
+    assert list(tmp.glob("blob-*")) == []
+
+
+def test_a_stop_during_verify_cleans_up_its_venvs_and_sockets(
+    own_devpi_config: Path, tmp_path: Path
+) -> None:
+    # Before: SIGTERM left /tmp/tfmirror-airgap-* (a 26 MB venv) and a bridge socket.
+    assert tfmirror(own_devpi_config, "sync", "pypi").returncode == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    command = [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "verify"]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("tfmirror-airgap-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(scratch.glob("tfmirror-airgap-*")), "verify never started its proof"
+    time.sleep(0.5)  # inside its first install
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("tfmirror: interrupted"), err[-2000:]
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("tfmirror-")] == []

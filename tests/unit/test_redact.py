@@ -44,3 +44,16 @@ def test_secrets_in_free_text_are_removed_and_the_scan_stays_linear() -> None:
     for hostile in ("?" + "a" * 300_000, "&" * 100_000 + "k" * 100_000, "?a=" * 100_000):
         redact_text(hostile)
     assert time.monotonic() - began < 5  # a hang guard, not a speed target
+
+
+def test_a_resolvers_explanation_reaches_the_page_whole() -> None:
+    from mirror.core.runs import Failure
+
+    # uv's no-wheel explanation with its hints, as a target's failure carries it.
+    why = (
+        "Because only tensorflow-io-gcs-filesystem<=0.37.1 is available and every version "
+        "has no wheels with a matching platform tag (e.g., `manylinux_2_28_x86_64`), we can "
+        "conclude that all versions cannot be used. " * 6
+    )
+    assert 1000 < len(why) < 2000
+    assert Failure("default/py3.13-manylinux_2_28_x86_64", "", why).reason == why
