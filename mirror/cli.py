@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -634,7 +635,7 @@ def cmd_targets(config: Config, args: argparse.Namespace) -> int:
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
     from mirror.app import create_app
     from mirror.core.stopping import StopRequest
-    from mirror.core.storage import open_store
+    from mirror.core.storage import drop_unfinished_writes, open_store
     from mirror.core.web_server import WebServer
     from mirror.devpi.server import DevpiProcess
     from mirror.proxy import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
@@ -662,16 +663,32 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         _resume_bundle(config, store, runner)
         _migrate_store(store, runner)
         # The syncs first, so the mirror serves before `up` says it does; verify and gc
-        # (if overdue) then run in the background.
-        outcomes = scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
-        for job, outcome in outcomes.items():
-            print(f"{job} sync at start: {outcome}", flush=True)
-        sched = scheduler.build(config, runner)
-        sched.start()
-        scheduler.add_startup_jobs(sched, config, store, runner)
-        _banner(entry_point(config, proxied=proxy is not None))
-        stop.wait()
+        # (if overdue) then run in the background. On a thread: a stop during a long
+        # first sync is heard at once.
+        starting = threading.Thread(
+            target=lambda: outcomes.update(
+                scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
+            ),
+            name="catch-up",
+            daemon=True,
+        )
+        starting.start()
+        sched = None
+        if not stop.wait_for(lambda: not starting.is_alive()):
+            for job, outcome in outcomes.items():
+                print(f"{job} sync at start: {outcome}", flush=True)
+            sched = scheduler.build(config, runner)
+            sched.start()
+            scheduler.add_startup_jobs(sched, config, store, runner)
+            _banner(entry_point(config, proxied=proxy is not None))
+            stop.wait()
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
+        if still:
+            runner.record_interrupted(
+                still, "interrupted: `tfmirror up` was stopped while it ran; nothing "
+                "half-done was published",
+            )  # fmt: skip
+            drop_unfinished_writes()
     code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a

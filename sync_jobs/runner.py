@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holding, renewed
-from mirror.core.runs import prune_runs, record_crash
+from mirror.core.runs import Failure, RunRecord, prune_runs, record_crash
 from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
@@ -48,6 +49,7 @@ class JobRunner:
         self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
         self.sleep = sleep or self._pause  # tests give a clock of their own
         self._running: Counter[str] = Counter()  # runs in this process, by job
+        self._since: dict[str, datetime] = {}  # when each running job started here
         self._changed = threading.Condition()
         self._closed = False  # stopping: no job starts, no retry waits
 
@@ -141,10 +143,21 @@ class JobRunner:
         with renewed(lease, self.config.schedule.lease_seconds), self._tracked(lease.job):
             yield
 
+    def record_interrupted(self, jobs: set[str], reason: str) -> None:
+        """A failed run record for each of `jobs` still running here, whose threads die
+        with the process: the page says it was interrupted, not nothing."""
+        with self._changed:
+            since = {job: self._since.get(job) for job in jobs}
+        for job, started in sorted(since.items()):
+            record = RunRecord(job, "interrupted", started or datetime.now(UTC))
+            record.finish(self.store, False, {}, 0, [Failure(job, "", reason).as_json()])
+
     @contextmanager
     def _tracked(self, job: str, prune: bool = True) -> Iterator[None]:
         """Count the job as running here; prune its run records after."""
         with self._changed:
+            if not self._running[job]:
+                self._since[job] = datetime.now(UTC)
             self._running[job] += 1
         try:
             yield

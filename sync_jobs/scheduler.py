@@ -107,12 +107,15 @@ def add_startup_jobs(
         )
 
 
-def stop_promptly(scheduler: BackgroundScheduler, runner: JobRunner, grace: float) -> set[str]:
+def stop_promptly(
+    scheduler: BackgroundScheduler | None, runner: JobRunner, grace: float
+) -> set[str]:
     """Stop for an operator's Ctrl-C: queued runs are dropped, a running one gets `grace`
     seconds; returns the jobs still running then (they publish nothing half-done: every
     manifest commits last, and their lease lapses with the process)."""
     runner.close()
-    scheduler.shutdown(wait=False)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
     runner.wait_idle(grace)
     return runner.running()
 

@@ -9,6 +9,7 @@ the main thread), and the process then waits forever for itself: seen under load
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class StopRequest:
@@ -24,3 +25,9 @@ class StopRequest:
     def wait(self) -> None:
         while not self.requested:
             time.sleep(self.POLL)
+
+    def wait_for(self, done: Callable[[], bool]) -> bool:
+        """Wait until `done()` or a stop; True if stopped."""
+        while not self.requested and not done():
+            time.sleep(self.POLL)
+        return self.requested

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -260,3 +261,38 @@ def test_a_stop_during_verify_cleans_up_its_venvs_and_sockets(
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("tfmirror: interrupted"), err[-2000:]
     assert [p.name for p in scratch.iterdir() if p.name.startswith("tfmirror-")] == []
+
+
+def test_up_stops_within_seconds_of_sigterm_during_its_first_sync(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before: the first sync ran on the main thread and `up` heard the stop only after
+    # it (here, a download that hangs for a minute); `docker stop` then SIGKILLs it.
+    upstream.add(WheelSpec("heavy", "1.0", noise=2_000_000), behaviour="hang")
+    config = operator_config(tmp_path, upstream.index_url, ["heavy"])
+    config.write_text(
+        config.read_text().replace("timeout = 2\n", "timeout = 30\n")
+        + "\n[proxy]\nenabled = false\n"
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "mirror.cli", "--config", str(config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    tmp = tmp_path / "data" / "tmp"
+    deadline = time.monotonic() + 120
+    while not list(tmp.glob("blob-*")) and time.monotonic() < deadline and up.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp.glob("blob-*")), "the first sync's download never started"
+    up.send_signal(signal.SIGTERM)
+    stopping = time.monotonic()
+    _, err = up.communicate(timeout=60)
+    assert time.monotonic() - stopping < 10, err[-2000:]
+    assert "stopped while pypi ran" in err, err[-2000:]
+    record = json.loads((tmp_path / "data" / "runs" / "pypi" / "latest.json").read_text())
+    assert record["outcome"] == "failed" and record["trigger"] == "interrupted"
+    assert "interrupted" in record["errors"][0]["reason"]
+    assert list(tmp.glob("blob-*")) == []
+    ps = subprocess.run(["pgrep", "-f", str(tmp_path / "data" / "devpi")], capture_output=True)
+    assert ps.stdout.strip() == b"", "devpi outlived up"
