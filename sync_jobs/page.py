@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -22,7 +23,8 @@ th{background:#f3f3f3}
 tr.row-failed td{background:#fdecee}
 .badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
 .badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}
-code{font-size:.9em}.muted{color:#777}
+code{font-size:.9em}.muted{color:#777}.running{color:#0b57d0;font-weight:600}
+svg.history{vertical-align:middle}
 """
 
 SCRIPT = """
@@ -50,6 +52,40 @@ def _when(text: str | None) -> str:
         return text
 
 
+BAR, GAP, HEIGHT = 6, 2, 28  # the history chart: px per run, between runs, tallest bar
+
+
+def _history(recent: list[dict[str, object]] | None) -> Markup:
+    """The last runs as an inline SVG: a bar per run, as tall as it took (relative to the
+    longest), red if it failed; each bar's tooltip says when, how long, how many bytes."""
+    if not recent:
+        return Markup('<span class="muted">no runs</span>')
+    longest = max(float(str(run.get("seconds") or 0)) for run in recent) or 1.0
+    bars = []
+    for i, run in enumerate(recent):
+        seconds = float(str(run.get("seconds") or 0))
+        tall = max(2, round(HEIGHT * seconds / longest))
+        colour = "#1b7f2d" if run.get("ok") else "#b00020"
+        size = run.get("bytes")
+        start = str(run.get("start", ""))
+        with suppress(ValueError):
+            start = _plain(start)
+        tip = Markup.escape(
+            f"{start}: {seconds:.1f} s, "
+            f"{human_bytes(int(size) if isinstance(size, int) else 0)}, "
+            f"{'ok' if run.get('ok') else 'failed'}"
+        )
+        bars.append(
+            f'<rect x="{i * (BAR + GAP)}" y="{HEIGHT - tall}" width="{BAR}" height="{tall}" '
+            f'fill="{colour}"><title>{tip}</title></rect>'
+        )
+    width = len(recent) * (BAR + GAP)
+    return Markup(
+        f'<svg class="history" width="{width}" height="{HEIGHT}" role="img" '
+        f'aria-label="the last {len(recent)} runs">{"".join(bars)}</svg>'
+    )
+
+
 _PAGES = Environment(
     loader=PackageLoader("sync_jobs", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -57,6 +93,7 @@ _PAGES = Environment(
 )
 _PAGES.filters["size"] = human_bytes
 _PAGES.filters["when"] = _when
+_PAGES.filters["history"] = _history
 
 
 def render_page(status: Status) -> str:
@@ -80,6 +117,8 @@ def render_text(status: Status) -> str:
             else "never run"
         )
         lines.append(line + (f", next {_plain(job.next_run)}" if job.next_run else ""))
+        if job.running_since:
+            lines.append(f"         running since {_plain(job.running_since)}")
         if job.last_error:
             lines.append(f"         error: {job.last_error.name}: {job.last_error.reason}")
     for env in status.inventory.environments:

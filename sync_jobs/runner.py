@@ -11,14 +11,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from mirror.core.config import Config
-from mirror.core.lease import LeaderLock, Lease, holding, renewed
-from mirror.core.runs import Failure, RunRecord, prune_runs, record_crash
-from mirror.core.storage import BlobStore
+from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed
+from mirror.core.runs import (
+    Failure,
+    RunRecord,
+    clear_running,
+    mark_running,
+    prune_runs,
+    record_crash,
+)
+from mirror.core.storage import BlobStore, StoreError
 
 log = logging.getLogger("tfmirror.jobs")
 
@@ -156,9 +163,13 @@ class JobRunner:
     def _tracked(self, job: str, prune: bool = True) -> Iterator[None]:
         """Count the job as running here; prune its run records after."""
         with self._changed:
-            if not self._running[job]:
+            first = not self._running[job]
+            if first:
                 self._since[job] = datetime.now(UTC)
             self._running[job] += 1
+        if first:
+            with suppress(StoreError):  # the page's word only; never the job's failure
+                mark_running(self.store, job, holder_id())
         try:
             yield
         finally:
@@ -166,4 +177,8 @@ class JobRunner:
                 prune_runs(self.store, job, self.config.schedule.keep_runs)
             with self._changed:
                 self._running[job] -= 1
+                last = not self._running[job]
                 self._changed.notify_all()
+            if last:
+                with suppress(StoreError):
+                    clear_running(self.store, job)

@@ -17,7 +17,15 @@ from packaging.version import InvalidVersion, Version
 
 from hub_cache.models import load_models
 from mirror.core.config import Config
-from mirror.core.runs import BUNDLE_JOB, VERIFY_STATE, Failure, Outcome, read_index
+from mirror.core.runs import (
+    BUNDLE_JOB,
+    VERIFY_STATE,
+    Failure,
+    Outcome,
+    read_index,
+    recent_runs,
+    running_since,
+)
 from mirror.core.storage import BlobStore
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
@@ -53,6 +61,8 @@ class JobStatus:
     last_error: Failure | None  # the first error of a failed last run
     error_count: int
     totals: Totals
+    running_since: str | None = None  # a run in progress, wherever it runs
+    recent: list[dict[str, Any]] | None = None  # the last runs: start, seconds, bytes, ok
 
     @property
     def can_run(self) -> bool:
@@ -177,6 +187,8 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
         last_error=Failure.from_json(errors[0]) if errors else None,
         error_count=len(errors),
         totals=Totals(**{k: int(totals.get(k, 0)) for k in ("runs", "failed", "bytes")}),
+        running_since=running_since(store, job),
+        recent=recent_runs(store, job),
     )
 
 

@@ -74,7 +74,7 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _died_here(holder: str) -> bool:
+def died_here(holder: str) -> bool:
     """True if `holder` (host:pid:nonce) names a process of this machine that no longer
     runs. Hosts sharing one name would fool this; each replica needs its own hostname."""
     host, _, rest = holder.partition(":")
@@ -255,7 +255,7 @@ class S3Lock:
         except (TypeError, ValueError):
             ttl = self.ttl
         unrenewed = _unrenewed_for(self.bucket, self.key(job), str(current["ETag"]))
-        if unrenewed < ttl and not _died_here(str(lease.get("holder", ""))):
+        if unrenewed < ttl and not died_here(str(lease.get("holder", ""))):
             return None
         # Unrenewed for a whole ttl, or its holder was a process on this machine that is
         # gone (killed, or its store vanished before it could release): take it over,

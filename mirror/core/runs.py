@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from mirror.core.lease import died_here
 from mirror.core.redact import bounded, redact_text, redact_url, shown
 from mirror.core.storage import BlobStore, StoreError, update_document
 
@@ -27,7 +28,8 @@ VERIFY_STATE = "state/verify.json"
 BUNDLE_JOB = "bundle"
 NAME_LIMIT = 300
 LOG_LIMIT = 100_000
-INDEX_FILES = ("latest.json", "last-success.json", "totals.json")
+INDEX_FILES = ("latest.json", "last-success.json", "totals.json", "recent.json", "running.json")
+RECENT = 30  # runs of each job the status page draws
 
 
 def _index_key(job: str, name: str) -> str:
@@ -127,6 +129,15 @@ class RunRecord:
         # Runs of one job hold its lease, but the count does not depend on that: the
         # totals are a read-modify-write, so it is a conditional one.
         update_document(store, _index_key(self.job, "totals.json"), count)
+        point = {"start": doc["start"], "seconds": doc["seconds"], "bytes": bytes_moved}
+        point["ok"] = ok
+
+        def remember(raw: bytes | None) -> bytes:
+            recent = json.loads(raw) if raw else []
+            return json.dumps([*recent, point][-RECENT:]).encode()
+
+        # The page's history chart, without reading the run records themselves.
+        update_document(store, _index_key(self.job, "recent.json"), remember)
         return doc
 
 
@@ -161,6 +172,30 @@ def record_crash(store: BlobStore, job: str, trigger: str, exc: BaseException) -
 def read_index(store: BlobStore, job: str, name: str) -> dict[str, Any] | None:
     data = store.get(_index_key(job, name))
     return None if data is None else dict(json.loads(data))
+
+
+def recent_runs(store: BlobStore, job: str) -> list[dict[str, Any]]:
+    """The job's last RECENT runs, oldest first: start, seconds, bytes, ok."""
+    data = store.get(_index_key(job, "recent.json"))
+    return list(json.loads(data)) if data else []
+
+
+def mark_running(store: BlobStore, job: str, holder: str) -> None:
+    doc = {"since": utcnow(), "holder": holder}
+    store.put(_index_key(job, "running.json"), json.dumps(doc).encode())
+
+
+def clear_running(store: BlobStore, job: str) -> None:
+    store.delete(_index_key(job, "running.json"))
+
+
+def running_since(store: BlobStore, job: str) -> str | None:
+    """When the job's current run started, wherever it runs; None when none does (a
+    marker whose process on this machine is gone does not count)."""
+    doc = read_index(store, job, "running.json")
+    if doc is None or died_here(str(doc.get("holder", ""))):
+        return None
+    return str(doc.get("since") or "") or None
 
 
 def record_keys(store: BlobStore, job: str) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.runs import RunRecord
 from mirror.core.storage import LocalStore
+from sync_jobs.routes import StatusCache
 from sync_jobs.runner import JobRunner
 
 HUB_ERROR = {
@@ -139,3 +142,36 @@ def test_a_job_that_raises_is_a_failed_run_on_the_page_api_and_metrics(
         assert "u:pw@" not in client.get(path).get_data(as_text=True)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert re.search(r"tfmirror_job_failures_total{job=\"verify\"} [1-9]", metrics), metrics
+
+
+def test_a_running_job_and_each_jobs_last_runs_are_shown(app_parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Before: verify ran for 80 s while the page said "never", and there was no history.
+    app, _ = app_parts
+    app.extensions["tfmirror.status_cache"] = StatusCache(ttl=0)  # each request sees now
+    client = app.test_client()
+    runner = app.extensions["tfmirror.runner"]
+    with runner.hold("verify"):
+        page = client.get("/").get_data(as_text=True)
+        row = page.split('data-job="verify"', 1)[1].split("</tr>", 1)[0]
+        assert "running since" in row
+        jobs = {j["job"]: j for j in client.get("/api/status").get_json()["jobs"]}
+        assert jobs["verify"]["running_since"] and jobs["pypi"]["running_since"] is None
+    jobs = {j["job"]: j for j in client.get("/api/status").get_json()["jobs"]}
+    assert jobs["verify"]["running_since"] is None
+
+    store = LocalStore(tmp_path / "store")
+    for ok in (True, False, True):
+        record = RunRecord.begin("pypi", "schedule")
+        record.finish(store, ok, {}, 10_000, [] if ok else [HUB_ERROR])
+    recent = {j["job"]: j for j in client.get("/api/status").get_json()["jobs"]}["pypi"]
+    assert [r["ok"] for r in recent["recent"]] == [True, True, False, True]
+    page = client.get("/").get_data(as_text=True)
+    chart = page.split('data-job="pypi"', 1)[1].split("</svg>", 1)[0]
+    assert chart.count("<rect") == 4 and chart.count('fill="#b00020"') == 1
+
+    # A marker left by a process of this machine that is gone does not count.
+    (tmp_path / "store" / "runs" / "gc").mkdir(parents=True, exist_ok=True)
+    gone = {"since": "2026-11-28T10:00:00Z", "holder": f"{socket.gethostname()}:999999:abc"}
+    (tmp_path / "store" / "runs" / "gc" / "running.json").write_text(json.dumps(gone))
+    jobs = {j["job"]: j for j in client.get("/api/status").get_json()["jobs"]}
+    assert jobs["gc"]["running_since"] is None
