@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from hub_cache.hub_sync import HubSync
+from hub_cache.hub_sync import HubReport, HubSync
 from mirror.core.config import Config
 from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.hub")
 
 
+def sync_hub(config: Config, store: BlobStore, trigger: str) -> HubReport:
+    """The hub sync, however it was started: one wiring, one run record."""
+    return HubSync(config, store).run(trigger)
+
+
 def hub_job(config: Config, store: BlobStore, trigger: str) -> bool:
-    report = HubSync(config, store).run(trigger)
+    report = sync_hub(config, store, trigger)
     log.info("%s", report.summary())
     return report.ok
 

@@ -321,22 +321,10 @@ def cmd_sync(config: Config, args: argparse.Namespace) -> int:
 
 
 def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
-    from mirror.devpi.client import DevpiError
-    from mirror.devpi.server import DevpiStartError
+    from mirror.jobs import sync_pypi
     from mirror.progress import TerminalProgress
-    from mirror.pypi.sync import PypiSync
-    from mirror.services import services_for_sync
 
-    progress = TerminalProgress()
-    if no_devpi:
-        report = PypiSync(config, store, None, progress).run()
-    else:
-        try:
-            with services_for_sync(config, store) as devpi:
-                report = PypiSync(config, store, devpi, progress).run()
-        except (DevpiError, DevpiStartError) as exc:
-            print(f"tfmirror: devpi: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+    report = sync_pypi(config, store, "manual", TerminalProgress(), devpi=not no_devpi)
     for failure in report.failures:
         print(f"FAILED {failure}", file=sys.stderr)
     for note in report.notes:
@@ -346,9 +334,10 @@ def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
 
 
 def _sync_hub(config: Config, store: BlobStore) -> int:
-    from hub_cache.hub_sync import HubSync, ModelStatus
+    from hub_cache.hub_sync import ModelStatus
+    from hub_cache.jobs import sync_hub
 
-    report = HubSync(config, store).run()
+    report = sync_hub(config, store, "manual")
     for outcome in report.outcomes:
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)
@@ -761,14 +750,12 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_gc(config: Config, args: argparse.Namespace) -> int:
     from mirror.core.storage import open_store
-    from verify.gc import collect
+    from verify.jobs import run_gc
 
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
     store = open_store(config.storage)
     with _runner(config, store).hold("gc", wait=args.wait):
-        report = collect(
-            store, hours * 3600, args.dry_run, lease_seconds=config.schedule.lease_seconds
-        )
+        report = run_gc(config, store, "manual", hours, args.dry_run)
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
     print(report.summary())

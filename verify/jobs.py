@@ -9,7 +9,7 @@ from functools import partial
 from mirror.core.config import Config
 from mirror.core.runs import RunRecord
 from mirror.core.storage import BlobStore
-from verify.gc import collect
+from verify.gc import GcReport, collect
 from verify.run import DevpiSession, run_verify
 
 JobFn = Callable[[Config, BlobStore, str], bool]
@@ -24,14 +24,28 @@ def verify_job(config: Config, store: BlobStore, trigger: str, devpi_session: De
     return report.ok
 
 
-def gc_job(config: Config, store: BlobStore, trigger: str) -> bool:
-    record = RunRecord.begin("gc", trigger)
+def run_gc(
+    config: Config,
+    store: BlobStore,
+    trigger: str,
+    grace_hours: float | None = None,
+    dry_run: bool = False,
+) -> GcReport:
+    """gc, however it was started: one wiring, and a run record for every real run (a
+    dry run only looks)."""
     schedule = config.schedule
-    report = collect(store, schedule.gc_grace_hours * 3600, lease_seconds=schedule.lease_seconds)
-    counts = {"removed": len(report.removed), "young": len(report.kept_young)}
-    postponed = {"postponed": report.postponed} if report.postponed else None
-    record.finish(store, True, counts, report.freed_bytes, [], postponed)
-    log.info("%s", report.summary())
+    hours = schedule.gc_grace_hours if grace_hours is None else grace_hours
+    record = RunRecord.begin("gc", trigger)
+    report = collect(store, hours * 3600, dry_run, lease_seconds=schedule.lease_seconds)
+    if not dry_run:
+        counts = {"removed": len(report.removed), "young": len(report.kept_young)}
+        postponed = {"postponed": report.postponed} if report.postponed else None
+        record.finish(store, True, counts, report.freed_bytes, [], postponed)
+    return report
+
+
+def gc_job(config: Config, store: BlobStore, trigger: str) -> bool:
+    log.info("%s", run_gc(config, store, trigger).summary())
     return True
 
 

@@ -296,3 +296,31 @@ def test_up_stops_within_seconds_of_sigterm_during_its_first_sync(
     assert list(tmp.glob("blob-*")) == []
     ps = subprocess.run(["pgrep", "-f", str(tmp_path / "data" / "devpi")], capture_output=True)
     assert ps.stdout.strip() == b"", "devpi outlived up"
+
+
+def test_cli_sync_with_devpi_unreachable_and_cli_gc_leave_run_records(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before, the CLI wired these jobs itself: neither left a record the page could show.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = tmp_path / "tfmirror.toml"
+    config.write_text(f"""
+[storage]
+path = "data"
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+serverdir = ""
+[pypi]
+upstream = "{upstream.index_url}"
+requirements = ["alpha"]
+build_backends = []
+""")
+    sync = tfmirror(config, "sync", "pypi")
+    assert sync.returncode == 1 and "devpi" in sync.stderr
+    runs = tmp_path / "data" / "runs"
+    record = json.loads((runs / "pypi" / "latest.json").read_text())
+    assert record["outcome"] == "failed" and record["errors"][0]["name"] == "devpi"
+    assert tfmirror(config, "gc").returncode == 0
+    assert json.loads((runs / "gc" / "latest.json").read_text())["outcome"] == "ok"
+    assert tfmirror(config, "gc", "--dry-run").returncode == 0
+    assert len(list((runs / "gc").glob("2*.json"))) == 1, "a dry run only looks"
