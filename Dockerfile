@@ -6,6 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl nginx \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY tfmirror ./tfmirror
 COPY mirror ./mirror
 COPY hub_cache ./hub_cache
 COPY sync_jobs ./sync_jobs

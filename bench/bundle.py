@@ -79,7 +79,7 @@ def main() -> None:
             '[storage]\npath = "data"\n[devpi]\nserverdir = ""\n'
             f'[[pypi.targets]]\npython = "{args.python}"\nplatform = "{args.platform}"\n'
         )
-        cli = [sys.executable, "-m", "mirror.cli", "--config", str(config)]
+        cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(config)]
         subprocess.run([*cli, "sync", "pypi", "--no-devpi"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run([*cli, "bundle", "keygen", "--out", str(work / "keys")], check=True)
         store = LocalStore(work / "data")

@@ -44,7 +44,7 @@ from hub_cache.models import load_model
 from mirror.core.config import Config, load_config
 from mirror.core.storage import LocalStore, open_store
 from mirror.devpi.server import DevpiProcess
-from mirror.proxy import NginxProcess, nginx_binary, plan_for
+from mirror.proxy.nginx import NginxProcess, nginx_binary, plan_for
 from mirror.pypi.manifest import load_manifest
 from tests.support.servers import clean_pip_env, free_port, make_venv
 
@@ -226,13 +226,13 @@ def main() -> None:
         config: Config = load_config(str(config_path))
         assert config.devpi.serverdir is not None
         front = subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "serve"],
+            [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "serve"],
             stdout=subprocess.DEVNULL,
         )
         stack.callback(lambda: (front.terminate(), front.wait()))
         stack.enter_context(DevpiProcess(config.devpi))
         print("syncing", " ".join(args.requirements), "from PyPI ...", flush=True)
-        sync = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "sync", "pypi"]
+        sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"]
         synced = subprocess.run(sync, capture_output=True, text=True)
         if synced.returncode != 0:
             sys.exit(f"sync failed: {synced.stderr[-2000:]}")

@@ -152,7 +152,7 @@ def serve(work: Path, size_mb: int, *serve_args: str) -> Served:
         outcome = import_model(LocalStore(store_dir), archive, handle, config.hub)
         assert outcome.status == "new", outcome.reason
     blob = next(store_dir.glob("blobs/sha256/*/*"))
-    cli = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "serve", *serve_args]
+    cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "serve", *serve_args]
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/hub/bench/model-{size_mb}/1?tf-hub-format=compressed"
     deadline = time.monotonic() + 30

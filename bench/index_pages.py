@@ -1,5 +1,5 @@
 """Bench: which pages should the fleet's index-url serve? devpi's own, or the fronts'
-(mirror.fleet_index), against a bare nginx serving a static copy of the same page.
+(tfmirror.fleet_index), against a bare nginx serving a static copy of the same page.
 
     python -m bench.index_pages [--requirements tensorflow tensorflow-hub] [--clients 1,16,64]
 
@@ -36,7 +36,7 @@ from bench.common import write_mirror_config, wrk
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from mirror.devpi.server import DevpiProcess
-from mirror.proxy import NginxProcess, entry_point, nginx_binary, plan_for
+from mirror.proxy.nginx import NginxProcess, entry_point, nginx_binary, plan_for
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import uv_binary
 from tests.support.servers import clean_pip_env, free_port
@@ -139,12 +139,12 @@ def main() -> None:
         config_path = write_mirror_config(work, args.requirements)
         config = load_config(str(config_path))
         print("syncing", " ".join(args.requirements), "from PyPI ...", flush=True)
-        sync = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "sync", "pypi"]
+        sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"]
         synced = subprocess.run(sync, capture_output=True, text=True)
         if synced.returncode != 0:
             sys.exit(f"sync failed: {synced.stderr[-2000:]}")
         front = subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "serve"],
+            [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "serve"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -39,7 +39,7 @@ from tests.support.servers import clean_pip_env
 
 SYNC = """
 import resource, sys
-from mirror.cli import main
+from tfmirror.cli import main
 code = main(sys.argv[1:])
 print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import settle, write_mirror_config
-from mirror.app import create_app
 from mirror.core.config import Target, host_target, load_config
 from mirror.core.storage import LocalStore
 from mirror.core.web_server import WebServer
@@ -48,6 +47,7 @@ from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_all
 from mirror.pypi.resolve import Role, platforms_for
 from tests.support.servers import clean_pip_env
+from tfmirror.app import create_app
 from verify import netns
 
 WIDE = (
@@ -170,7 +170,7 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
     config_path = write_config(work, stack)
     config = load_config(str(config_path))
     python = python_for(stack)
-    sync = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "sync", "pypi"]
+    sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"]
     lines = [
         f"== {stack.name}: {' '.join(stack.requirements)} on py{stack.python}-{stack.platform}"
     ]

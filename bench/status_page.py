@@ -87,7 +87,7 @@ def main() -> None:
             '[devpi]\nurl = "http://127.0.0.1:9"\n'
         )
         server = subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", "--config", str(config), "serve"],
+            [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "serve"],
             stdout=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"

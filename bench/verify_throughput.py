@@ -38,7 +38,7 @@ def main() -> None:
             f'[[pypi.targets]]\npython = "{args.python}"\nplatform = "{args.platform}"\n'
         )
         sync = ["sync", "pypi", "--no-devpi"]
-        cli = [sys.executable, "-m", "mirror.cli", "--config", str(config_path), *sync]
+        cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *sync]
         subprocess.run(cli, check=True, stdout=subprocess.DEVNULL)
         config = load_config(str(config_path))
         store = LocalStore(config.storage.path)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mirror.core.errors import TfmirrorError
+
 INDEX = "bundle.json"
 SIGNATURE = "bundle.sig"
 FORMAT = 1
@@ -24,8 +26,10 @@ MAX_INDEX = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 
-class BundleError(Exception):
+class BundleError(TfmirrorError):
     """The bundle is refused; the message says why."""
+
+    label = "bundle refused"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
@@ -42,7 +43,7 @@ PATH_MAX = 4000
 SHOWN = 200  # characters of a member name quoted in a reason
 
 
-class ArchiveRejected(Exception):
+class ArchiveRejected(TfmirrorError):
     """Not a model archive the mirror will publish; the message is the reason."""
 
 

@@ -25,12 +25,13 @@ import requests
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from mirror.core.config import handle_path
+from mirror.core.errors import TfmirrorError
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 
 CHUNK = 1024 * 1024
 
 
-class PrefetchError(Exception):
+class PrefetchError(TfmirrorError):
     pass
 
 

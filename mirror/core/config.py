@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.kaggle import (
     DEFAULT_API,
     KAGGLE_HOSTS,
@@ -46,8 +47,11 @@ LOCAL_CONFIG = "tfmirror.toml"
 T = TypeVar("T")
 
 
-class ConfigError(Exception):
+class ConfigError(TfmirrorError):
     """A config value that cannot be used; the message says which and how to fix it."""
+
+    exit_code = 2
+    label = "config error"
 
 
 @dataclass(frozen=True)

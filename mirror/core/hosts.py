@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mirror.core.errors import TfmirrorError
+
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Python's is_private also covers documentation and benchmark ranges, which are not
@@ -42,7 +44,7 @@ _INTERNAL = [
 ]
 
 
-class HostRefused(Exception):
+class HostRefused(TfmirrorError):
     """A URL the download may not reach; the message says why and what to change."""
 
 

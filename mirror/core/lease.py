@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
 from mirror.core.s3 import conditional_put, error_code
 
@@ -265,8 +266,10 @@ class S3Lock:
         return None if etag is None else _S3Lease(self, job, etag, since, sent)
 
 
-class JobBusy(Exception):
+class JobBusy(TfmirrorError):
     """Another holder runs the job now."""
+
+    hint = "; pass --wait to run after it"
 
     def __init__(self, job: str, holder: Holder | None) -> None:
         self.job = job
@@ -275,7 +278,7 @@ class JobBusy(Exception):
         super().__init__(f"{job} is running elsewhere ({who})")
 
 
-class LeaseLost(Exception):
+class LeaseLost(TfmirrorError):
     """The job's lease is no longer this process's to count on: nothing may commit."""
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.lease import died_here
 from mirror.core.redact import bounded, redact_text, redact_url, shown
 from mirror.core.storage import BlobStore, StoreError, update_document
@@ -141,8 +142,10 @@ class RunRecord:
         return doc
 
 
-class JobCrashed(Exception):
+class JobCrashed(TfmirrorError):
     """A job stopped on an error of its own; it is recorded as a failed run."""
+
+    hint = " (recorded as a failed run; -v for the traceback)"
 
     def __init__(self, job: str, reason: str) -> None:
         super().__init__(f"{job} stopped on an unexpected error: {reason}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.core.children import die_with_parent
+from mirror.core.errors import TfmirrorError
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap)"
 INSIDE_WORK = "/work"
@@ -76,7 +77,7 @@ sys.exit(subprocess.call(sys.argv[sep + 1:]))
 """
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(TfmirrorError):
     """No sandbox engine here; the message says what to install."""
 
 

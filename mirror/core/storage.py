@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mirror.core.config import StorageConfig
+from mirror.core.errors import TfmirrorError
 from mirror.core.lease import FileLock, LeaderLock, S3Lock
 from mirror.core.s3 import conditional_put
 
@@ -31,8 +32,10 @@ BLOB_PREFIX = "blobs/sha256"
 TMP_PREFIX = "tmp"
 
 
-class StoreError(Exception):
+class StoreError(TfmirrorError):
     """The store failed (I/O, S3); the message says which key and why."""
+
+    label = "store"
 
 
 class BlobNotFound(StoreError):

@@ -31,6 +31,7 @@ import requests.adapters
 import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.hosts import HostPolicy, HostRefused
 from mirror.core.redact import redact_url, shown
 from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
@@ -47,7 +48,7 @@ MAX_PAGE = 64 * 1024 * 1024
 PAGE_DEADLINE = 120.0  # seconds for one page, however slowly it trickles
 
 
-class DownloadError(Exception):
+class DownloadError(TfmirrorError):
     """One file could not be fetched and verified; the message says why."""
 
 

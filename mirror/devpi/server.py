@@ -21,6 +21,7 @@ import requests
 
 from mirror.core.children import private_server, scrubbed_env
 from mirror.core.config import DevpiConfig
+from mirror.core.errors import TfmirrorError
 
 CREDENTIALS = "tfmirror-credentials.json"
 # devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client,
@@ -34,7 +35,7 @@ SECRET = "tfmirror-secret"
 ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
 
 
-class DevpiStartError(Exception):
+class DevpiStartError(TfmirrorError):
     pass
 
 

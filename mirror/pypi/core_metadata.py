@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import BinaryIO
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobNotFound, BlobStore, HashingWriter, StoreError, open_seekable
 from mirror.pypi.resolve import Wheel
 
@@ -23,7 +24,7 @@ MAX_METADATA = 8 * 1024 * 1024
 _METADATA = re.compile(r"([^/]+)\.dist-info/METADATA")
 
 
-class MetadataError(Exception):
+class MetadataError(TfmirrorError):
     """The wheel's METADATA cannot be served; the message says why."""
 
 

@@ -1,7 +1,7 @@
 """PEP 503/691/700 simple pages over the verified store.
 
 `/simple/` is what devpi's mirror_url points at, with files from the store; the fleet's
-own index (mirror.fleet_index) renders the same pages with links to devpi's files. Only
+own index (tfmirror.fleet_index) renders the same pages with links to devpi's files. Only
 files some manifest lists are offered, so devpi can never hold or serve a file the
 mirror has not verified and committed.
 """

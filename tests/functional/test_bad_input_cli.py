@@ -88,7 +88,7 @@ def busy_port() -> Iterator[int]:
 
 
 def run(tmp: Path, case: Case) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "mirror.cli"]
+    argv = [sys.executable, "-m", "tfmirror.cli"]
     if case.config is not None:
         (tmp / "tfmirror.toml").write_bytes(case.config)
         argv += ["--config", str(tmp / "tfmirror.toml")]
@@ -124,10 +124,10 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, busy_port: int) ->
 
 
 def test_a_second_up_on_a_port_a_tfmirror_serves_says_so(tmp_path: Path) -> None:
-    from mirror.app import create_app
     from mirror.core.config import parse_config
     from mirror.core.web_server import WebServer
     from tests.support.servers import free_port
+    from tfmirror.app import create_app
 
     port = free_port()
     config = f'[web]\nport = {port}\n[storage]\npath = "store"\n'.encode()

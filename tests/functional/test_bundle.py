@@ -20,18 +20,18 @@ import pytest
 
 from bundle.contents import read_manifests, referenced
 from bundle.importer import committing, pending
-from mirror.app import create_app
 from mirror.core.config import load_config
 from mirror.core.storage import BlobNotFound, open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
-from mirror.proxy import entry_point
+from mirror.proxy.nginx import entry_point
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream
 from tests.support.mirror_env import operator_config
 from tests.support.servers import make_venv, pip_install, port_free
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
 from verify.netns import can_unshare
 
 NO_PROXY = "\n[proxy]\nenabled = false\n"
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tfmirror(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -296,7 +296,7 @@ def test_kill_9_mid_import_leaves_the_inner_mirror_serving_what_it_served(
     assert tfmirror(outer, "sync", "pypi").returncode == 0
     export(outer, tmp_path / "b2", keys, "--max-part-size", "8M")
     new = manifests(outer)
-    command = [sys.executable, "-m", "mirror.cli", "--config", str(inner), "bundle", "import"]
+    command = [sys.executable, "-m", "tfmirror.cli", "--config", str(inner), "bundle", "import"]
     command += [str(tmp_path / "b2"), "--trust", pub]
 
     # How long a whole import takes, measured on a copy of the inner side.

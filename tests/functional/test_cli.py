@@ -22,7 +22,7 @@ from tests.support.wheels import WheelSpec
 
 def tfmirror(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -88,7 +88,7 @@ def run_up(config: Path, tmp_path: Path, nginx: str) -> tuple[str, str]:
     names; Ctrl-C stops it and every child. Returns (banner, stderr)."""
     config.write_text(config.read_text() + f'\n[proxy]\nnginx = "{nginx}"\nport = {free_port()}\n')
     up = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config), "up"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -153,7 +153,7 @@ def test_two_syncs_started_together_download_each_file_once(
     upstream.add(WheelSpec("gamma", "1.0", noise=2_000_000))
     text = own_devpi_config.read_text().replace('["alpha"]', '["alpha", "gamma"]')
     own_devpi_config.write_text(text)
-    cmd = [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config)]
+    cmd = [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config)]
     syncs = [
         subprocess.Popen([*cmd, "sync", "pypi", "--wait"], stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -182,7 +182,7 @@ def test_a_cli_job_while_another_holds_it_says_who_and_exits_1(
         and line.endswith("--wait to run after it")
     )
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "gc", "--wait"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config), "gc", "--wait"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -202,7 +202,7 @@ def test_a_sync_ends_when_its_work_ends_even_with_a_stalled_guess_in_flight(
     upstream.add(WheelSpec("alpha", "3.0", requires=["beta>=9"]), "stall")
     own_devpi_config.write_text(own_devpi_config.read_text().replace("timeout = 2", "timeout = 30"))
     sync = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "sync", "pypi"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config), "sync", "pypi"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -223,7 +223,7 @@ def test_ctrl_c_in_a_sync_says_so_and_leaves_no_partial_download(
     upstream.add(WheelSpec("heavy", "1.0", noise=2_000_000), behaviour="hang")
     config = operator_config(tmp_path, upstream.index_url, ["heavy"])
     config.write_text(config.read_text().replace("timeout = 2\n", "timeout = 30\n"))
-    command = [sys.executable, "-m", "mirror.cli", "--config", str(config), "sync", "pypi"]
+    command = [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "sync", "pypi"]
     proc = subprocess.Popen(
         [*command, "--no-devpi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -247,7 +247,7 @@ def test_a_stop_during_verify_cleans_up_its_venvs_and_sockets(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    command = [sys.executable, "-m", "mirror.cli", "--config", str(own_devpi_config), "verify"]
+    command = [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config), "verify"]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -275,7 +275,7 @@ def test_up_stops_within_seconds_of_sigterm_during_its_first_sync(
         + "\n[proxy]\nenabled = false\n"
     )
     up = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config), "up"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,11 +17,11 @@ import pytest
 import requests
 import yaml
 
-from mirror.cli import _parser
 from mirror.core.config import load_config
 from tests.support.servers import MotoServer, free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -89,7 +89,7 @@ def test_the_compose_commands_serve_pip_with_one_sync_between_two_schedulers(
         cmd = [str(tmp_path / "devpi") if a == "/var/lib/devpi" else a for a in cmd]
         log = (tmp_path / f"{name}.log").open("w")
         return subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", *cmd[1:]],
+            [sys.executable, "-m", "tfmirror.cli", *cmd[1:]],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from mirror.app import create_app
-from mirror.cli import main
 from mirror.core.config import Config, DevpiConfig, load_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_all, load_manifest
 from mirror.pypi.sync import PypiSync
-from mirror.services import services_for_sync
 from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.cli import main
+from tfmirror.services import services_for_sync
 from verify.run import run_verify
 
 PEP691 = "application/vnd.pypi.simple.v1+json"

@@ -39,7 +39,7 @@ def write_config(tmp: Path, upstream: Upstream, requirements: list[str], storage
 
 
 def cli(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "mirror.cli", "--config", str(config), *args]
+    return [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args]
 
 
 def run(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

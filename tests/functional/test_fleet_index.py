@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from mirror.app import create_app
 from mirror.core.config import Config, DevpiConfig
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
-from mirror.proxy import entry_point
+from mirror.proxy.nginx import entry_point
 from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.resolve import uv_binary
 from mirror.pypi.sync import PypiSync
-from mirror.services import services_for_sync
 from tests.support.mirror_env import make_config
 from tests.support.servers import clean_pip_env, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.services import services_for_sync
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 ALPHA_UPLOADED = "2024-03-01T10:00:00.000000Z"

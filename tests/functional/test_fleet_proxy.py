@@ -22,11 +22,10 @@ from urllib.parse import urlsplit
 import requests
 
 from hub_cache.importer import import_model
-from mirror.app import create_app
 from mirror.core.config import Config, DevpiConfig, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
-from mirror.proxy import NginxProcess, entry_point, plan_for
+from mirror.proxy.nginx import NginxProcess, entry_point, plan_for
 from tests.functional.test_hub import load_outputs
 from tests.functional.test_pypi_sync import sync
 from tests.support.archives import FAKE_MODEL, tar_bytes, tar_of_dir
@@ -34,6 +33,7 @@ from tests.support.mirror_env import make_config
 from tests.support.servers import MotoServer, clean_pip_env, free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
 
 TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
 BIG = 24 * 1024 * 1024  # past the loopback socket buffers, so a client that stops reading

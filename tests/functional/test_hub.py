@@ -23,13 +23,13 @@ import requests
 from hub_cache.hub_sync import HubSync
 from hub_cache.models import load_model, load_models
 from hub_cache.prefetch import cache_folder
-from mirror.app import create_app
 from mirror.core.config import Config, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from tests.support.archives import MALICIOUS_KINDS, malicious, tar_of_dir
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port
+from tfmirror.app import create_app
 
 TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def assert_same_outputs(got: dict[str, Any], expected: dict[str, Any]) -> None:
 
 def tfmirror(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config_path), *args],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

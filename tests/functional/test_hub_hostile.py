@@ -15,11 +15,11 @@ import pytest
 
 from hub_cache.hub_sync import HubSync
 from hub_cache.models import load_models
-from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from tests.support.archives import FAKE_MODEL, tar_bytes
 from tests.support.hub_upstream import HubUpstream
+from tfmirror.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_credentials_in_a_source_are_used_and_never_shown(
         )
     )
     cli = subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "sync", "hub"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "hub"],
         capture_output=True,
         text=True,
         cwd=ROOT,

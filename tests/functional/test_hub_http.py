@@ -13,10 +13,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from hub_cache.importer import import_model
-from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from tests.support.archives import FAKE_MODEL, tar_bytes
+from tfmirror.app import create_app
 
 HANDLE = "https://tfhub.dev/google/http/1"
 ARCHIVE = tar_bytes(FAKE_MODEL)

@@ -43,7 +43,7 @@ def declared_packages() -> list[str]:
 
 def command_paths() -> list[list[str]]:
     """Every command and sub-command the CLI has, as argv."""
-    from mirror.cli import _parser
+    from tfmirror.cli import _parser
 
     paths: list[list[str]] = [[]]
 
@@ -133,20 +133,17 @@ enabled = false
         env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
-        healthy = False
-        for _ in range(240):
-            if up.poll() is not None:
+        assert up.stdout is not None
+        said = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            said.append(line)
+            if line.startswith("entry point:") or not line:
                 break
-            try:
-                healthy = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
-            except requests.RequestException:
-                healthy = False
-            if healthy:
-                break
-            time.sleep(0.5)
-        assert healthy, up.stderr.read() if up.poll() is not None else "no answer in 120 s"
+        assert "hub sync at start: ok" in "".join(said), "".join(said)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
     finally:
         up.send_signal(signal.SIGTERM)
-        _out, err = up.communicate(timeout=60)
+        _, err = up.communicate(timeout=60)
     assert up.returncode == 0, err[-2000:]
-    assert "hub sync at start: ok" in _out, _out[-2000:]

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from mirror.app import create_app
 from mirror.core.config import Config, DevpiConfig
 from mirror.core.storage import BlobStore, open_store
 from mirror.core.web_server import WebServer
@@ -28,13 +27,14 @@ from mirror.pypi.lag import read_lag
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
-from mirror.services import services_for_sync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.mirror_env import LINUX, WINDOWS, make_config
 from tests.support.servers import make_venv
 from tests.support.servers import pip_install as install_from
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.services import services_for_sync
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"
 WINDOWS_ID = "py3.11-win_amd64"

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from mirror.app import create_app
 from mirror.core.config import Config, DevpiConfig, Target
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
@@ -27,12 +26,13 @@ from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import Role, Wheel
 from mirror.pypi.sync import PypiSync, SyncReport
-from mirror.services import services_for_sync
 from tests.support.debian import require_debian_tool
 from tests.support.mirror_env import LINUX, make_config
 from tests.support.servers import clean_pip_env, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import SdistSpec, WheelSpec, in_tree_backend
+from tfmirror.app import create_app
+from tfmirror.services import services_for_sync
 from verify import netns
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"

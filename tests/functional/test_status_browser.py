@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from hub_cache.hub_sync import HubSync
-from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.runs import RunRecord
 from mirror.core.storage import LocalStore
@@ -18,6 +17,7 @@ from tests.support.archives import malicious
 from tests.support.debian import require_debian_tool
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port
+from tfmirror.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

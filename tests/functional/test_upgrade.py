@@ -11,12 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mirror.app import create_app
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from tests.support.servers import free_port
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1"
 TARGETS = ("py3.11-manylinux_2_28_x86_64", "py3.11-win_amd64")
@@ -88,7 +88,7 @@ platform = "win_amd64"
     assert pages(config_path) == served
 
     sync = subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(config_path), "sync", "pypi"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -18,18 +18,18 @@ import requests
 
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
-from mirror.app import create_app
 from mirror.core.config import Config, DevpiConfig
 from mirror.core.storage import LocalStore, blob_key, open_store
 from mirror.devpi.client import DevpiClient
 from mirror.pypi.sync import PypiSync
-from mirror.services import services_for_sync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
 from tests.support.mirror_env import env_target, make_config
 from tests.support.servers import make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.services import services_for_sync
 from verify.airgap import AirGapProof
 from verify.gc import collect
 from verify.netns import can_unshare
@@ -164,7 +164,7 @@ def test_cli_verify_exit_codes(synced: tuple[Config, LocalStore], tmp_path: Path
             [
                 sys.executable,
                 "-m",
-                "mirror.cli",
+                "tfmirror.cli",
                 "--config",
                 str(config_file),
                 "verify",

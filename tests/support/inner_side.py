@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from mirror.core.config import load_config
-from mirror.proxy import entry_point
+from mirror.proxy.nginx import entry_point
 from tests.support.servers import pip_install
 from verify.netns import loopback_up
 
@@ -30,7 +30,7 @@ def say(step: str, **facts: object) -> None:
 
 def cli(config: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", config, *args],
+        [sys.executable, "-m", "tfmirror.cli", "--config", config, *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -54,7 +54,7 @@ def main(config: str, pub: str, venv: str, outer_url: str, model: str, *bundles:
     cfg = load_config(config)
     web = f"http://127.0.0.1:{cfg.web.port}"
     up = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "--config", config, "up"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", config, "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

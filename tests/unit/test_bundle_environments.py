@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.export import export
 from bundle.importer import import_bundle
-from mirror.app import create_app
 from mirror.core.config import Target, parse_config
 from mirror.core.storage import HashingWriter, LocalStore
 from mirror.pypi.manifest import Manifest, load_all, save_manifest
 from mirror.pypi.resolve import Wheel
+from tfmirror.app import create_app
 
 TARGET = Target("3.11", "manylinux_2_28_x86_64")
 

@@ -139,7 +139,7 @@ def test_duplicate_targets_are_refused(tmp_path: Path) -> None:
 def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
     proc = subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", path, "sync", "pypi"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", path, "sync", "pypi"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from hub_cache.importer import import_model
-from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.storage import LocalStore
 from tests.support.archives import FAKE_MODEL, tar_bytes
+from tfmirror.app import create_app
 
 HANDLE = "https://tfhub.dev/google/imagenet/mobilenet/5"
 ARCHIVE = tar_bytes(FAKE_MODEL)

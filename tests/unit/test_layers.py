@@ -1,10 +1,9 @@
 """The house's layers as a test: imports point one way, with no cycle, counting the
 imports inside functions (grimp reads every import statement in a module).
 
-    composition root   mirror.app, mirror.cli, mirror.jobs, mirror.services, mirror.progress
+    composition root   tfmirror (the command, the web app, the jobs' wiring)
     jobs and proofs    sync_jobs | verify | bundle
-    the sides          mirror.devpi.client | hub_cache      (peers: neither imports the other)
-                       mirror.pypi
+    the sides          mirror.pypi | mirror.devpi | mirror.proxy | hub_cache   (peers)
     core               mirror.core                   (imports nothing of ours)
 
 The contract itself is [tool.importlinter] in pyproject.toml; `lint-imports` checks it.
@@ -19,7 +18,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("mirror", "hub_cache", "sync_jobs", "verify", "bundle")
+PACKAGES = ("tfmirror", "mirror", "hub_cache", "sync_jobs", "verify", "bundle")
 
 
 def test_the_layers_contract_holds() -> None:

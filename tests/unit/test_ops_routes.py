@@ -13,12 +13,12 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirror.app import create_app
 from mirror.core.config import parse_config
 from mirror.core.runs import RunRecord
 from mirror.core.storage import LocalStore
 from sync_jobs.routes import StatusCache
 from sync_jobs.runner import JobRunner
+from tfmirror.app import create_app
 
 HUB_ERROR = {
     "name": "https://tfhub.dev/google/evil/1",

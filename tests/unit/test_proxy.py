@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mirror.core.accel import ACCEL_HEADER, ACCEL_PREFIX
 from mirror.core.config import parse_config
-from mirror.proxy import entry_point, find_nginx, plan_for, render
+from mirror.proxy.nginx import entry_point, find_nginx, plan_for, render
 
 
 def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_the_fronts(
@@ -87,7 +87,7 @@ def test_pip_conf_names_the_entry_point(tmp_path: Path) -> None:
     path = tmp_path / "tfmirror.toml"
     path.write_text('[proxy]\nnginx = "/bin/true"\nport = 8123\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "--config", str(path), "pip-conf"],
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(path), "pip-conf"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from mirror.app import create_app
 from mirror.core.config import Target, parse_config
 from mirror.core.storage import LocalStore
 from mirror.pypi.manifest import Manifest, save_manifest
 from mirror.pypi.resolve import Wheel
+from tfmirror.app import create_app
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 DATA = b"wheel bytes"

@@ -11,8 +11,8 @@ from mirror.core.runs import Failure, RunRecord
 from mirror.core.storage import BlobStore
 from mirror.devpi.server import DevpiStartError
 from mirror.pypi.sync import Progress, PypiSync, SyncReport
-from mirror.services import services_for_sync
 from sync_jobs.runner import JobFn
+from tfmirror.services import services_for_sync
 
 log = logging.getLogger("tfmirror.pypi")
 

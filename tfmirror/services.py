@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from mirror import fleet_index
 from mirror.core.config import Config
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
@@ -20,6 +19,7 @@ from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import DevpiProcess, DevpiStartError, user_password
 from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
+from tfmirror import fleet_index
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
+from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BLOB_PREFIX
 
 INSTALL_HINT = "install Debian's nginx-light (apt-get install nginx-light) or set [proxy] nginx"
@@ -36,8 +37,10 @@ MIME_TYPES = ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types")
 SHUTDOWN_SECONDS = 5
 
 
-class ProxyError(Exception):
+class ProxyError(TfmirrorError):
     """nginx could not be found, configured or started; the message says why."""
+
+    label = "proxy"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def plan_for(
 
 def render(plan: ProxyPlan) -> str:
     env = Environment(
-        loader=PackageLoader("mirror", "templates"),
+        loader=PackageLoader("mirror.proxy", "templates"),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -154,7 +157,7 @@ def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
     if proxied is None:
         proxied = find_nginx(config) is not None
     public = config.web.public_url
-    # Without nginx the pages are the fronts' (mirror.fleet_index); their file links
+    # Without nginx the pages are the fronts' (tfmirror.fleet_index); their file links
     # lead to devpi.
     base = public or (config.proxy.base_url if proxied else config.web.base_url)
     index = f"{base}/{config.devpi.index}/+simple/"

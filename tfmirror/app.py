@@ -19,13 +19,13 @@ def create_app(
     config: Config, store: BlobStore | None = None, runner: JobRunner | None = None
 ) -> Flask:
     from hub_cache.routes import blueprint as hub_pages
-    from mirror.fleet_index import blueprint as fleet_index
-    from mirror.jobs import registry
-    from mirror.proxy import entry_point
+    from mirror.proxy.nginx import entry_point
     from mirror.pypi.simple_pages import blueprint as pypi_pages
     from sync_jobs.routes import RUNNER
     from sync_jobs.routes import blueprint as ops_pages
     from sync_jobs.runner import JobRunner
+    from tfmirror.fleet_index import blueprint as fleet_index
+    from tfmirror.jobs import registry
 
     store = store if store is not None else open_store(config.storage)
     app = bind(Flask("tfmirror"), config, store, entry_point(config).base_url)

@@ -1,0 +1,91 @@
+"""`tfmirror bundle keygen|export|import`: carry the mirror across an air gap, signed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bundle.keys import keygen, load_private, load_public
+from bundle.runs import export_recorded, import_recorded
+from mirror.core.config import Config
+from mirror.core.sizes import human_bytes
+from mirror.core.storage import open_store
+from tfmirror.commands.common import (
+    EXIT_OK,
+    job_runner,
+    keep_syncs_out,
+    report_offer,
+    size_text,
+    wait_flag,
+)
+from tfmirror.services import offer_manifests
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    bundle_sub = parser.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    keygen = bundle_sub.add_parser("keygen", help="make an ed25519 key pair for bundles")
+    keygen.add_argument("--out", required=True, metavar="DIR")
+    exp = bundle_sub.add_parser("export", help="write what the inner mirror lacks, signed")
+    exp.add_argument("--key", required=True, metavar="KEY", help="the bundle.key to sign with")
+    exp.add_argument("-o", "--output", required=True, metavar="DIR", help="a new folder")
+    since = exp.add_mutually_exclusive_group()
+    since.add_argument("--since", metavar="ID", help="only blobs newer than export ID")
+    since.add_argument("--full", action="store_true", help="every blob (a new inner mirror)")
+    exp.add_argument("--max-part-size", type=size_text, metavar="SIZE", help="e.g. 4G for FAT32")
+    wait_flag(exp)
+    bimp = bundle_sub.add_parser("import", help="check a bundle and serve what it brought")
+    bimp.add_argument("path", metavar="PATH")
+    bimp.add_argument("--trust", required=True, metavar="PUBKEY", help="the outer bundle.pub")
+    bimp.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        help="import a bundle made before the last one imported (it rolls the mirror back)",
+    )
+    wait_flag(bimp)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    """A refused bundle (BundleError) or an unusable key file (KeyFileError) is the one
+    line tfmirror.cli prints for it."""
+    if args.bundle_command == "keygen":
+        private, public = keygen(Path(args.out))
+        print(f"private key (keep it on the outer side): {private}\npublic key: {public}")
+        return EXIT_OK
+    if args.bundle_command == "export":
+        return _bundle_export(config, args, load_private(Path(args.key)))
+    return _bundle_import(config, args, load_public(Path(args.trust)))
+
+
+def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
+    store = open_store(config.storage)
+    runner = job_runner(config, store)
+    out = Path(args.output)
+    with keep_syncs_out(runner, args.wait):
+        done = export_recorded(store, key, out, args.since, args.full, args.max_part_size)
+    follows = f"follows {done.follows}" if done.follows else "full"
+    print(
+        f"{done.id}\t{follows}; {done.blobs} blobs, {human_bytes(done.bytes)}, {done.parts} parts"
+    )
+    return EXIT_OK
+
+
+def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> int:
+    store = open_store(config.storage)
+    runner = job_runner(config, store)
+    with keep_syncs_out(runner, args.wait):
+        done, held, failures = import_recorded(
+            store,
+            Path(args.path),
+            trusted,
+            lambda: offer_manifests(config, store),
+            args.allow_rollback,
+        )
+    if done.again:
+        print(f"{done.id} is the last bundle imported here: nothing new to check")
+    else:
+        print(
+            f"imported {done.id}: {done.manifests} manifests, {done.new_blobs} new blobs, "
+            f"{human_bytes(done.bytes)} checked"
+        )
+    return report_offer(held, failures)

@@ -1,0 +1,142 @@
+"""What the commands share: exit codes, argument types, the runner every job goes
+through, picking an environment and target, forwarding a stop to a child."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from mirror.core.config import (
+    DEFAULT_ENVIRONMENT,
+    Config,
+    Environment,
+    Target,
+    host_target,
+    normalise_name,
+)
+from mirror.core.errors import UsageError
+from mirror.core.runs import Failure
+from mirror.core.storage import BlobStore
+from mirror.core.web_server import listen_problem, tfmirror_serves
+from sync_jobs.runner import JobRunner
+from tfmirror.jobs import registry
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (use 1 to 65535)")
+    return port
+
+
+def size_text(text: str) -> int:
+    """A size like 700M or 4G (binary units) or plain bytes."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    number = text[: -len(unit)] if unit else text
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 700M, 4G)") from None
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is under 1M; parts that small help no one")
+    return size
+
+
+def hours_text(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not math.isfinite(hours) or hours < 0:
+        raise argparse.ArgumentTypeError(f"{text} hours: use 0 or more (a finite number)")
+    return hours
+
+
+def check_listen(host: str, port: int, setting: str) -> None:
+    problem = listen_problem(host, port)
+    if problem and tfmirror_serves(host, port):
+        raise UsageError(
+            f"another tfmirror already serves on {host}:{port} (a second `up`?): stop it "
+            f"first, or give this one its own {setting} and store"
+        )
+    if problem:
+        raise UsageError(f"{problem}; change {setting}")
+
+
+def job_runner(config: Config, store: BlobStore) -> JobRunner:
+    """The one runner every way of starting a job goes through, with every job."""
+    return JobRunner(config, store, registry())
+
+
+def wait_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait", action="store_true", help="if the job runs elsewhere, wait for it, then run"
+    )
+
+
+def pick_environment(config: Config, wanted: str | None) -> Environment:
+    envs = config.pypi.environments
+    names = ", ".join(e.name for e in envs) or "none"
+    if wanted is not None:
+        found = [e for e in envs if normalise_name(e.name) == normalise_name(wanted)]
+        if not found:
+            raise UsageError(f"--env {wanted}: not configured; use one of {names}")
+        return found[0]
+    if len(envs) == 1:
+        return envs[0]
+    default = config.pypi.environment(DEFAULT_ENVIRONMENT)
+    if default is not None:
+        return default
+    raise UsageError(f"several environments are configured: pass --env, one of {names}")
+
+
+def pick_target(env: Environment, wanted: str | None) -> Target:
+    by_id = {t.id: t for t in env.targets}
+    ids = ", ".join(by_id)
+    if wanted:
+        if wanted not in by_id:
+            raise UsageError(
+                f"--target {wanted}: not a target of environment {env.name}; use one of {ids}"
+            )
+        return by_id[wanted]
+    if len(by_id) == 1:
+        return env.targets[0]
+    host = host_target().id
+    if host in by_id:
+        return by_id[host]
+    raise UsageError(f"environment {env.name} has several targets: pass --target, one of {ids}")
+
+
+@contextmanager
+def keep_syncs_out(runner: JobRunner, wait: bool) -> Iterator[None]:
+    """A bundle holds both syncs' leases: manifests a sync commits mid-export would not
+    match the blobs carried, and an import rewrites them. Bundles record their own runs."""
+    with runner.hold("pypi", wait, record=False), runner.hold("hub", wait, record=False):
+        yield
+
+
+def report_offer(held: int, failures: Sequence[Failure]) -> int:
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    if held:
+        print(f"devpi holds {held} new files")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def forward_signals(action: Callable[[], None]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        action()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

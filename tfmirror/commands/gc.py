@@ -1,0 +1,29 @@
+"""`tfmirror gc`: remove blobs no manifest references, past the grace period."""
+
+from __future__ import annotations
+
+import argparse
+
+from mirror.core.config import Config
+from mirror.core.storage import open_store
+from tfmirror.commands.common import EXIT_OK, hours_text, job_runner, wait_flag
+from verify.jobs import run_gc
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    parser.add_argument(
+        "--grace-hours", type=hours_text, metavar="H", help="override [schedule] gc_grace_hours"
+    )
+    wait_flag(parser)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
+    store = open_store(config.storage)
+    with job_runner(config, store).hold("gc", wait=args.wait):
+        report = run_gc(config, store, "manual", hours, args.dry_run)
+    for sha in report.removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
+    print(report.summary())
+    return EXIT_OK

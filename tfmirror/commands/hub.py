@@ -1,0 +1,68 @@
+"""`tfmirror hub prefetch|import`: fill a TFHUB_CACHE_DIR or KAGGLEHUB_CACHE from the
+mirror, or add a model by hand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hub_cache.hub_sync import ModelStatus, caps
+from hub_cache.importer import import_model
+from hub_cache.prefetch import PrefetchError, prefetch
+from mirror.core.config import Config, handle_path
+from mirror.core.errors import UsageError
+from mirror.core.sizes import human_bytes
+from mirror.core.storage import open_store
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    hub_sub = parser.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
+    prefetch = hub_sub.add_parser("prefetch", help="fill a TFHUB_CACHE_DIR from the mirror")
+    prefetch.add_argument("handles", nargs="+", metavar="HANDLE")
+    where = prefetch.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cache-dir", metavar="DIR", help="a TFHUB_CACHE_DIR (tensorflow_hub)")
+    where.add_argument(
+        "--kagglehub-cache",
+        metavar="DIR",
+        help="a KAGGLEHUB_CACHE (kagglehub); handles as owner/model/framework/variation/version",
+    )
+    prefetch.add_argument("--mirror", metavar="URL", help="the mirror's web front (default: [web])")
+    imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
+    imp.add_argument("path", metavar="PATH")
+    imp.add_argument("--handle", required=True, metavar="HANDLE")
+    wait_flag(imp)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    if args.hub_command == "import":
+        try:
+            handle_path(args.handle)
+        except ValueError as exc:
+            raise UsageError(f"--handle: {exc}") from None
+        source = Path(args.path)
+        if not source.exists():
+            raise UsageError(f"{source}: no such file or folder")
+        if not (source.is_dir() or source.is_file()):
+            raise UsageError(f"{source}: not a regular file or a folder")
+        store = open_store(config.storage)
+        with job_runner(config, store).hold("hub", wait=args.wait):
+            outcome = import_model(store, source, args.handle, config.hub)
+        if outcome.status is ModelStatus.FAILED:
+            print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{outcome.handle}: {outcome.status} ({human_bytes(outcome.bytes)})")
+        return EXIT_OK
+    mirror = args.mirror or config.web.base_url
+    code = EXIT_OK
+    for handle in args.handles:
+        try:
+            cache = Path(args.kagglehub_cache or args.cache_dir)
+            kagglehub = args.kagglehub_cache is not None
+            done = prefetch(handle, cache, mirror, caps(config.hub), kagglehub=kagglehub)
+            print(f"{handle}: {done.status} -> {done.folder}")
+        except (PrefetchError, ValueError) as exc:
+            print(f"FAILED {exc}", file=sys.stderr)
+            code = EXIT_FAILED
+    return code

@@ -1,0 +1,137 @@
+"""`tfmirror up`: devpi, the web front, the scheduler and (where nginx is) the fleet's
+entry point, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from mirror.core.config import Config
+from mirror.core.storage import BlobStore
+from sync_jobs.runner import JobRunner, RunResult
+
+if TYPE_CHECKING:
+    from mirror.proxy.nginx import EntryPoint
+from bundle.importer import pending
+from bundle.runs import resume
+from mirror.core.stopping import StopRequest
+from mirror.core.storage import drop_unfinished_writes, open_store
+from mirror.core.web_server import WebServer
+from mirror.devpi.server import DevpiProcess
+from mirror.proxy.nginx import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
+from mirror.pypi.lockfile import render_pip_conf
+from mirror.pypi.manifest import migrate_layout
+from sync_jobs import scheduler
+from tfmirror.app import create_app
+from tfmirror.commands.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    check_listen,
+    forward_signals,
+    job_runner,
+    keep_syncs_out,
+    report_offer,
+)
+from tfmirror.services import offer_manifests
+
+UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    return None  # no options of its own
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    check_listen(config.web.host, config.web.port, "[web] host/port")
+    store = open_store(config.storage)
+    stop = StopRequest()
+    forward_signals(stop.set)
+    devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
+    nginx = find_nginx(config)
+    if config.proxy.enabled and nginx is None:
+        missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
+        print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
+    proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
+    runner = job_runner(config, store)
+    outcomes: dict[str, RunResult] = {}
+    app = create_app(config, store, runner)
+    with ExitStack() as running:
+        running.enter_context(WebServer(app, config.web.host, config.web.port))
+        if devpi_proc is not None:
+            running.enter_context(devpi_proc)
+        if proxy is not None:
+            running.enter_context(proxy)
+        _resume_bundle(config, store, runner)
+        _migrate_store(store, runner)
+        # The syncs first, so the mirror serves before `up` says it does; verify and gc
+        # (if overdue) then run in the background. On a thread: a stop during a long
+        # first sync is heard at once.
+        starting = threading.Thread(
+            target=lambda: outcomes.update(
+                scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
+            ),
+            name="catch-up",
+            daemon=True,
+        )
+        starting.start()
+        sched = None
+        if not stop.wait_for(lambda: not starting.is_alive()):
+            for job, outcome in outcomes.items():
+                print(f"{job} sync at start: {outcome}", flush=True)
+            sched = scheduler.build(config, runner)
+            sched.start()
+            scheduler.add_startup_jobs(sched, config, store, runner)
+            _banner(entry_point(config, proxied=proxy is not None))
+            stop.wait()
+        still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
+        if still:
+            runner.record_interrupted(
+                still, "interrupted: `tfmirror up` was stopped while it ran; nothing "
+                "half-done was published",
+            )  # fmt: skip
+            drop_unfinished_writes()
+    code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
+    if still:
+        # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
+        # verify or gc. What they wrote unpublished is gc's after its grace period.
+        print(
+            f"stopped while {', '.join(sorted(still))} ran; it published nothing half-done",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def _migrate_store(store: BlobStore, runner: JobRunner) -> None:
+    """A store the release before environments wrote: its manifests move under the
+    environment "default" (the pypi lease keeps a sync from committing meanwhile)."""
+
+    with runner.hold("pypi", wait=True, record=False):
+        moved = migrate_layout(store)
+    if moved:
+        print(f"store: moved {len(moved)} manifests under environment default", flush=True)
+
+
+def _resume_bundle(config: Config, store: BlobStore, runner: JobRunner) -> None:
+    """An import a crash interrupted is finished before the mirror says it serves."""
+    if not pending(store):
+        return
+    with keep_syncs_out(runner, wait=True):
+        finished, failures = resume(store, lambda: offer_manifests(config, store))
+    if finished:
+        print(f"bundle {finished}: finished the import a crash interrupted", flush=True)
+    report_offer(0, failures)
+
+
+def _banner(entry: EntryPoint) -> None:
+    print("\npip.conf for the fleet:\n" + render_pip_conf(entry.index_url))
+    print(f"TF Hub models: {entry.hub_url}")
+    print(f"status page:   {entry.base_url}/")
+    how = "nginx in front of devpi and the web front" if entry.via_proxy else "web front"
+    print(f"entry point: {entry.base_url}/   ({how}; Ctrl-C stops)", flush=True)
