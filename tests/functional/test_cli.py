@@ -15,7 +15,7 @@ import pytest
 from mirror.core.config import load_config
 from mirror.devpi.server import DevpiProcess
 from tests.support.mirror_env import operator_config
-from tests.support.servers import free_port, make_venv, pip_install
+from tests.support.servers import free_port, make_venv, pip_install, read_banner
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -94,17 +94,11 @@ def run_up(config: Path, tmp_path: Path, nginx: str) -> tuple[str, str]:
         text=True,
     )
     try:
-        assert up.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            lines.append(line)
-            if line.startswith("entry point:") or not line:
-                break
-        text = "".join(lines)
+        text = read_banner(up)
         assert "pypi sync at start: ok" in text, text
-        index_url = next(ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("index-url"))
+        index_url = next(
+            ln.split("=", 1)[1].strip() for ln in text.splitlines() if ln.startswith("index-url")
+        )
         venv = make_venv(tmp_path / "venv")
         pip = pip_install(venv, index_url, "alpha")
         assert pip.returncode == 0, pip.stderr

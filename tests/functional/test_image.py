@@ -11,14 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
 import requests
 
 from tests.support.archives import FAKE_MODEL, tar_bytes
-from tests.support.servers import free_port
+from tests.support.servers import free_port, read_banner
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLE = "https://tfhub.dev/google/tfmirror-image/1"
@@ -133,15 +132,8 @@ enabled = false
         env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
-        assert up.stdout is not None
-        said = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            said.append(line)
-            if line.startswith("entry point:") or not line:
-                break
-        assert "hub sync at start: ok" in "".join(said), "".join(said)
+        said = read_banner(up)
+        assert "hub sync at start: ok" in said, said
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
     finally:
         up.send_signal(signal.SIGTERM)

@@ -134,3 +134,17 @@ def pip_install(venv_python: Path, index_url: str, *args: str) -> subprocess.Com
         env=clean_pip_env(),
         timeout=300,
     )
+
+
+def read_banner(proc: subprocess.Popen[str], seconds: float = 120) -> str:
+    """What `tfmirror up` printed until its banner's last line ("entry point: ..."), or
+    until it ended or `seconds` passed."""
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("entry point:") or not line:
+            break
+    return "".join(lines)
