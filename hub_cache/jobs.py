@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from hub_cache.hub_sync import HubReport, HubSync
 from mirror.core.config import Config
+from mirror.core.runs import JobFn
 from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.hub")
@@ -23,6 +23,6 @@ def hub_job(config: Config, store: BlobStore, trigger: str) -> bool:
     return report.ok
 
 
-def register(jobs: dict[str, Callable[[Config, BlobStore, str], bool]]) -> None:
+def register(jobs: dict[str, JobFn]) -> None:
     """The hub side's door: its job."""
     jobs["hub"] = hub_job

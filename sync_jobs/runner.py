@@ -19,6 +19,7 @@ from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed
 from mirror.core.runs import (
     Failure,
+    JobFn,
     RunRecord,
     clear_running,
     mark_running,
@@ -28,8 +29,6 @@ from mirror.core.runs import (
 from mirror.core.storage import BlobStore, StoreError
 
 log = logging.getLogger("tfmirror.jobs")
-
-JobFn = Callable[[Config, BlobStore, str], bool]
 
 
 class RunResult(StrEnum):

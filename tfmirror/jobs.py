@@ -7,11 +7,10 @@ import logging
 
 from mirror.core.config import Config
 from mirror.core.errors import ServiceError
-from mirror.core.runs import Failure, RunRecord
+from mirror.core.runs import Failure, JobFn, RunRecord
 from mirror.core.storage import BlobStore
 from mirror.devpi.server import DevpiStartError
 from mirror.pypi.sync import Progress, PypiSync, SyncReport
-from sync_jobs.runner import JobFn
 from tfmirror.services import services_for_sync
 
 log = logging.getLogger("tfmirror.pypi")

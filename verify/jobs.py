@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 
 from mirror.core.config import Config
-from mirror.core.runs import RunRecord
+from mirror.core.runs import JobFn, RunRecord
 from mirror.core.storage import BlobStore
 from verify.gc import GcReport, collect
 from verify.run import DevpiSession, run_verify
 
-JobFn = Callable[[Config, BlobStore, str], bool]
 log = logging.getLogger("tfmirror.verify")
 
 

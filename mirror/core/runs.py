@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from mirror.core.config import Config
 from mirror.core.errors import TfmirrorError
 from mirror.core.lease import died_here
 from mirror.core.redact import bounded, redact_text, redact_url, shown
 from mirror.core.storage import BlobStore, StoreError, update_document
 
 RUNS = "runs"
+# A job as every package registers it and the runner runs it: (config, store, trigger)
+# -> whether it went well. Its run record is its own to write.
+JobFn = Callable[[Config, BlobStore, str], bool]
 # The last verify's full result (its run record has the counts): written by verify,
 # read by the status page, which does not import verify.
 VERIFY_STATE = "state/verify.json"
