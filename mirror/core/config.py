@@ -11,10 +11,10 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
@@ -45,6 +45,7 @@ ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
 
 T = TypeVar("T")
+_INDEX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class ConfigError(TfmirrorError):
@@ -55,13 +56,44 @@ class ConfigError(TfmirrorError):
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What a key's value must be beyond its type, and the fix a refusal names."""
+
+    ok: Callable[[Any], bool]
+    fix: str
+
+
+PORT = Rule(lambda port: 1 <= port <= 65535, "use a TCP port from 1 to 65535")
+RETRIES = Rule(lambda n: 0 <= n <= 20, "use 0 to 20")
+# inf and nan are floats TOML accepts: a number of seconds must be finite.
+SECONDS = Rule(lambda v: math.isfinite(v) and v > 0, "must be positive seconds")
+SECONDS_OR_ZERO = Rule(lambda v: math.isfinite(v) and v >= 0, "must be 0 or more seconds")
+
+
+def key(default: Any, hint: str, rule: Rule | None = None) -> Any:
+    """A config key, declared once on its dataclass field: its default, the example a
+    refusal of its type shows (`hint`), and what else its value must be. The section's
+    parser reads every such field in a loop (_Section.read)."""
+    return field(default=default, metadata={"key": (hint, rule)})
+
+
+@dataclass(frozen=True)
 class StorageConfig:
-    backend: str = "local"
-    path: Path = Path("data")
-    bucket: str = ""
-    prefix: str = ""
-    endpoint_url: str = ""
-    region: str = ""
+    backend: str = key(
+        "local", '"local"', Rule(lambda b: b in ("local", "s3"), 'use "local" or "s3"')
+    )
+    path: Path = Path("data")  # read by _storage: relative to the config file, checked
+    bucket: str = key("", '"tfmirror"')
+    prefix: str = key("", '"mirror/"')
+    endpoint_url: str = key(
+        "",
+        '"http://minio:9000"',
+        Rule(
+            lambda url: not url or url.startswith(("http://", "https://")),
+            'must be an http(s) URL, e.g. "http://127.0.0.1:9000"',
+        ),
+    )
+    region: str = key("", '"us-east-1"')
 
 
 def _local_url(host: str, port: int) -> str:
@@ -72,13 +104,20 @@ def _local_url(host: str, port: int) -> str:
 
 @dataclass(frozen=True)
 class WebConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = key("127.0.0.1", '"0.0.0.0"')
+    port: int = key(8080, "8080", PORT)
     # S3 store: send model downloads to presigned S3 URLs instead of streaming them.
-    presign_s3: bool = False
+    presign_s3: bool = key(False, "true")
     # Where the fleet reaches the mirror (a DNS name, a load balancer): what snippets,
     # pip-conf and the banner print. Empty: the proxy's address, else [web]'s.
-    public_url: str = ""
+    public_url: str = key(
+        "",
+        '"http://mirror.internal:8000"',
+        Rule(
+            lambda url: not url or _is_base_url(url.rstrip("/")),
+            "must be an http(s) URL with a host and no credentials, query or fragment",
+        ),
+    )
 
     @property
     def base_url(self) -> str:
@@ -89,14 +128,18 @@ class WebConfig:
 class ProxyConfig:
     """nginx as the fleet's one entry point in front of devpi and the web front."""
 
-    enabled: bool = True  # run it whenever the nginx binary is found
-    nginx: str = "nginx"  # a name on PATH or a path
-    host: str = "127.0.0.1"
-    port: int = 8000
+    enabled: bool = key(True, "false")  # run it whenever the nginx binary is found
+    # a name on PATH or a path
+    nginx: str = key(
+        "nginx", '"/usr/sbin/nginx"', Rule(bool, 'name the nginx binary, e.g. "nginx"')
+    )
+    host: str = key("127.0.0.1", '"0.0.0.0"')
+    port: int = key(8000, "8000", PORT)
     workdir: Path = Path("data/proxy")  # generated config, pid, logs, temp files, page cache
     # The web fronts behind it (several: nginx balances and fails over); empty = [web]'s.
     fronts: tuple[str, ...] = ()
-    page_cache_seconds: int = 10  # how long nginx keeps a simple page before asking devpi
+    # how long nginx keeps a simple page before asking devpi
+    page_cache_seconds: int = key(10, "10", Rule(lambda n: 0 <= n <= 3600, "use 0 to 3600 seconds"))
 
     @property
     def base_url(self) -> str:
@@ -105,12 +148,27 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class DevpiConfig:
-    url: str = "http://127.0.0.1:3141"
-    index: str = "tfmirror/pypi"
+    url: str = key(
+        "http://127.0.0.1:3141",
+        '"http://127.0.0.1:3141"',
+        Rule(lambda url: url.startswith(("http://", "https://")), "must be an http(s) URL"),
+    )
+    index: str = key(
+        "tfmirror/pypi",
+        '"tfmirror/pypi"',
+        Rule(lambda index: bool(_INDEX_RE.match(index)), 'must be "user/index"'),
+    )
     # Set: tfmirror runs devpi-server itself with this serverdir. Empty: devpi is external.
     serverdir: Path | None = None
     # Where devpi reaches tfmirror's simple pages; empty means [web]'s address.
-    mirror_url: str = ""
+    mirror_url: str = key(
+        "",
+        '"http://tfmirror-web:8080/simple/"',
+        Rule(
+            lambda url: not url or url.startswith(("http://", "https://")),
+            "must be an http(s) URL that devpi can reach",
+        ),
+    )
 
     @property
     def user(self) -> str:
@@ -169,16 +227,19 @@ class PypiConfig:
     # Top-level requirements/targets are the environment "default"; none configured at
     # all is the built-in TensorFlow default for the host.
     environments: tuple[Environment, ...] = ()
-    workers: int = 8
-    timeout: float = 60.0
-    retries: int = 4
-    deadline: float = 1800.0  # one file's whole download, retries included
+    workers: int = key(8, "8", Rule(lambda n: 1 <= n <= 64, "use 1 to 64"))
+    timeout: float = key(60.0, "60", SECONDS)
+    retries: int = key(4, "4", RETRIES)
+    deadline: float = key(1800.0, "1800", SECONDS)  # one file's whole download, retries included
     allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
     # A dependency with no wheel for a target: "build" it from its sdist in a sandbox,
     # or "refuse" (the target fails, naming it).
-    sdists: str = "build"
-    build_timeout: float = 900.0  # one sandboxed resolve or build, in seconds
-    build_memory_mb: int = 4096  # its address-space cap
+    sdists: str = key(
+        "build", '"build"', Rule(lambda v: v in ("build", "refuse"), 'use "build" or "refuse"')
+    )
+    build_timeout: float = key(900.0, "900", SECONDS)  # one sandboxed resolve or build
+    # its address-space cap
+    build_memory_mb: int = key(4096, "4096", Rule(lambda mb: mb >= 256, "give at least 256 MB"))
     build_backends: tuple[str, ...] = DEFAULT_BUILD_BACKENDS  # on every environment's index
 
     @property
@@ -234,13 +295,21 @@ class HubModel:
 @dataclass(frozen=True)
 class HubConfig:
     models: tuple[HubModel, ...] = ()
-    max_uncompressed_mb: int = 16384
-    max_ratio: float = 100.0  # uncompressed / compressed: above it, an archive bomb
-    timeout: float = 60.0
-    retries: int = 4
-    deadline: float = 3600.0  # one model's whole download, retries included
+    max_uncompressed_mb: int = key(
+        16384, "16384", Rule(lambda mb: mb > 0, "must be a positive number of MB")
+    )
+    # uncompressed / compressed: above it, an archive bomb
+    max_ratio: float = key(100.0, "100", Rule(lambda r: r >= 1, "must be at least 1"))
+    timeout: float = key(60.0, "60", SECONDS)
+    retries: int = key(4, "4", RETRIES)
+    deadline: float = key(3600.0, "3600", SECONDS)  # one model's whole download, retries included
     allow_hosts: tuple[str, ...] = ()  # internal hosts a redirect may lead to
-    kaggle_api: str = DEFAULT_API  # Kaggle's REST base, or a proxy or test double of it
+    # Kaggle's REST base, or a proxy or test double of it
+    kaggle_api: str = key(
+        DEFAULT_API,
+        '"https://www.kaggle.com/api/v1"',
+        Rule(lambda url: _is_base_url(url), "must be an http(s) URL"),
+    )
 
 
 @dataclass(frozen=True)
@@ -253,14 +322,17 @@ class ScheduleConfig:
         ("verify", "0 3 * * *"),
         ("gc", "0 4 * * 0"),
     )
-    jitter: int = 120  # seconds of random delay, so replicas and mirrors do not stampede
-    misfire_grace: int = 3600
-    retries: int = 2
-    retry_backoff: float = 60.0  # first wait; doubles each retry
-    lease_seconds: int = 300
-    keep_runs: int = 1000  # run records kept per job
-    gc_grace_hours: float = 24.0  # unreferenced blobs younger than this are left alone
-    verify_deep: bool = False  # the scheduled verify also loads every model
+    # seconds of random delay, so replicas and mirrors do not stampede
+    jitter: int = key(120, "120", Rule(lambda s: s >= 0, "must be 0 or more seconds"))
+    misfire_grace: int = key(3600, "3600", Rule(lambda s: s >= 1, "must be at least 1 second"))
+    retries: int = key(2, "2", Rule(lambda n: 0 <= n <= 10, "use 0 to 10"))
+    retry_backoff: float = key(60.0, "60", SECONDS_OR_ZERO)  # first wait; doubles each retry
+    lease_seconds: int = key(300, "300", Rule(lambda s: s >= 5, "must be at least 5 seconds"))
+    # run records kept per job
+    keep_runs: int = key(1000, "1000", Rule(lambda n: n >= 1, "keep at least 1 run record per job"))
+    # unreferenced blobs younger than this are left alone
+    gc_grace_hours: float = key(24.0, "24", Rule(lambda h: h >= 0, "must be 0 or more hours"))
+    verify_deep: bool = key(False, "true")  # the scheduled verify also loads every model
 
     def cron(self, job: str) -> str:
         return dict(self.jobs).get(job, "")
@@ -335,7 +407,6 @@ _PLATFORM_RE = re.compile(
     r"|musllinux_\d+_\d+_(x86_64|aarch64)|win_amd64|win_arm64|win32"
     r"|macosx_\d+_\d+_(arm64|x86_64|universal2))$"
 )
-_INDEX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def host_target() -> Target:
@@ -372,12 +443,21 @@ class _Section:
             )
         return value  # type: ignore[no-any-return]
 
-    def seconds(self, key: str, default: float, hint: str, zero_ok: bool = False) -> float:
-        """A finite number of seconds (inf and nan are floats TOML accepts)."""
-        value = self.get(key, float, default, hint)
-        ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
-        self.check(key, ok, value, f"must be {'0 or more' if zero_ok else 'positive'} seconds")
-        return value
+    def read(self, cls: type) -> dict[str, Any]:
+        """Every key the dataclass declares with `key(...)`, in its field order: typed,
+        defaulted and checked by its own declaration."""
+        kinds = get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            declared = f.metadata.get("key")
+            if declared is None:
+                continue  # read by the section's own code (paths, lists, tables)
+            hint, rule = declared
+            value = self.get(f.name, kinds[f.name], f.default, hint)
+            if rule is not None:
+                self.check(f.name, rule.ok(value), value, rule.fix)
+            values[f.name] = value
+        return values
 
     def hosts(self, key: str) -> tuple[str, ...]:
         raw = self.get(key, list, [], '["files.internal.example", "10.0.0.5"]')
@@ -433,62 +513,28 @@ def _resolve_path(base: Path, value: str) -> Path:
 
 def _storage(raw: Any, base: Path) -> StorageConfig:
     s = _Section("storage", raw)
-    backend = s.get("backend", str, StorageConfig.backend, '"local"')
-    s.check("backend", backend in ("local", "s3"), backend, 'use "local" or "s3"')
+    values = s.read(StorageConfig)
     path = s.get("path", str, str(StorageConfig.path), '"data"')
-    bucket = s.get("bucket", str, StorageConfig.bucket, '"tfmirror"')
-    prefix = s.get("prefix", str, StorageConfig.prefix, '"mirror/"')
-    endpoint_url = s.get("endpoint_url", str, StorageConfig.endpoint_url, '"http://minio:9000"')
-    region = s.get("region", str, StorageConfig.region, '"us-east-1"')
+    backend, bucket = values["backend"], values["bucket"]
     s.check("bucket", backend != "s3" or bool(bucket), bucket, 'backend "s3" needs a bucket')
-    s.check(
-        "endpoint_url",
-        not endpoint_url or endpoint_url.startswith(("http://", "https://")),
-        endpoint_url,
-        'must be an http(s) URL, e.g. "http://127.0.0.1:9000"',
-    )
     s.done()
     resolved = _resolve_path(base, path)
     if backend == "local":
         problem = _folder_problem(resolved)
         s.check("path", problem is None, path, f"{problem}; choose a folder the mirror may own")
-    return StorageConfig(
-        backend=backend,
-        path=resolved,
-        bucket=bucket,
-        prefix=prefix.strip("/"),
-        endpoint_url=endpoint_url,
-        region=region,
-    )
+    return StorageConfig(**{**values, "path": resolved, "prefix": values["prefix"].strip("/")})
 
 
 def _devpi(raw: Any, base: Path, storage: StorageConfig) -> DevpiConfig:
     s = _Section("devpi", raw)
-    url = s.get("url", str, DevpiConfig.url, '"http://127.0.0.1:3141"')
-    s.check("url", url.startswith(("http://", "https://")), url, "must be an http(s) URL")
-    index = s.get("index", str, DevpiConfig.index, '"tfmirror/pypi"')
-    s.check("index", bool(_INDEX_RE.match(index)), index, 'must be "user/index"')
+    values = s.read(DevpiConfig)
     default_serverdir = str(storage.path / "devpi") if storage.backend == "local" else ""
     serverdir = s.get("serverdir", str, default_serverdir, '"data/devpi"')
-    mirror_url = s.get(
-        "mirror_url", str, DevpiConfig.mirror_url, '"http://tfmirror-web:8080/simple/"'
-    )
-    s.check(
-        "mirror_url",
-        not mirror_url or mirror_url.startswith(("http://", "https://")),
-        mirror_url,
-        "must be an http(s) URL that devpi can reach",
-    )
     s.done()
     folder = _resolve_path(base, serverdir) if serverdir else None
     problem = _folder_problem(folder) if folder else None
     s.check("serverdir", problem is None, serverdir, f"{problem}; choose a folder devpi may own")
-    return DevpiConfig(
-        url=url.rstrip("/"),
-        index=index,
-        serverdir=folder,
-        mirror_url=mirror_url,
-    )
+    return DevpiConfig(**{**values, "url": values["url"].rstrip("/"), "serverdir": folder})
 
 
 def _requirement(where: str, i: int, value: Any) -> str:
@@ -640,52 +686,26 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
         environments = [
             replace(env, constraints=(*constraints, *env.constraints)) for env in environments
         ]
-    workers = s.get("workers", int, PypiConfig.workers, "8")
-    s.check("workers", 1 <= workers <= 64, workers, "use 1 to 64")
-    timeout = s.seconds("timeout", PypiConfig.timeout, "60")
-    retries = s.get("retries", int, PypiConfig.retries, "4")
-    s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
-    deadline = s.seconds("deadline", PypiConfig.deadline, "1800")
+    values = s.read(PypiConfig)
     allow_hosts = s.hosts("allow_hosts")
-    sdists = s.get("sdists", str, PypiConfig.sdists, '"build"')
-    s.check("sdists", sdists in ("build", "refuse"), sdists, 'use "build" or "refuse"')
-    build_timeout = s.seconds("build_timeout", PypiConfig.build_timeout, "900")
-    memory = s.get("build_memory_mb", int, PypiConfig.build_memory_mb, "4096")
-    s.check("build_memory_mb", memory >= 256, memory, "give at least 256 MB")
     backends = _requirements(
         s, "build_backends", list(DEFAULT_BUILD_BACKENDS), '["setuptools", "hatchling"]'
     )
     s.done()
     return PypiConfig(
+        **values,
         upstream=upstream if inner or upstream.endswith("/") else upstream + "/",
         environments=tuple(environments),
-        workers=workers,
-        timeout=timeout,
-        retries=retries,
-        deadline=deadline,
         allow_hosts=allow_hosts,
-        sdists=sdists,
-        build_timeout=build_timeout,
-        build_memory_mb=memory,
         build_backends=backends,
     )
 
 
 def _web(raw: Any) -> WebConfig:
     s = _Section("web", raw)
-    host = s.get("host", str, WebConfig.host, '"0.0.0.0"')
-    port = s.get("port", int, WebConfig.port, "8080")
-    s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
-    presign = s.get("presign_s3", bool, WebConfig.presign_s3, "true")
-    public_url = s.get("public_url", str, "", '"http://mirror.internal:8000"').rstrip("/")
-    s.check(
-        "public_url",
-        not public_url or _is_base_url(public_url),
-        public_url,
-        "must be an http(s) URL with a host and no credentials, query or fragment",
-    )
+    values = s.read(WebConfig)
     s.done()
-    return WebConfig(host=host, port=port, presign_s3=presign, public_url=public_url)
+    return WebConfig(**{**values, "public_url": values["public_url"].rstrip("/")})
 
 
 def _is_base_url(url: str) -> bool:
@@ -702,12 +722,7 @@ def _is_base_url(url: str) -> bool:
 
 def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
     s = _Section("proxy", raw)
-    enabled = s.get("enabled", bool, ProxyConfig.enabled, "false")
-    nginx = s.get("nginx", str, ProxyConfig.nginx, '"/usr/sbin/nginx"')
-    s.check("nginx", bool(nginx), nginx, 'name the nginx binary, e.g. "nginx"')
-    host = s.get("host", str, ProxyConfig.host, '"0.0.0.0"')
-    port = s.get("port", int, ProxyConfig.port, "8000")
-    s.check("port", 1 <= port <= 65535, port, "use a TCP port from 1 to 65535")
+    values = s.read(ProxyConfig)
     workdir = s.get("workdir", str, str(storage.path / "proxy"), '"/var/cache/tfmirror-proxy"')
     fronts_raw = s.get("fronts", list, [], '["http://web-1:8080", "http://web-2:8080"]')
     fronts = []
@@ -715,11 +730,9 @@ def _proxy(raw: Any, storage: StorageConfig, base: Path) -> ProxyConfig:
         ok = isinstance(front, str) and _is_host_port_url(front)
         s.check(f"fronts[{i}]", ok, front, 'must be "http://host:port" of a web front')
         fronts.append(front.rstrip("/"))
-    cache = s.get("page_cache_seconds", int, ProxyConfig.page_cache_seconds, "10")
-    s.check("page_cache_seconds", 0 <= cache <= 3600, cache, "use 0 to 3600 seconds")
     s.done()
     workdir_path = _resolve_path(base, workdir)
-    return ProxyConfig(enabled, nginx, host, port, workdir_path, tuple(fronts), cache)
+    return ProxyConfig(**values, workdir=workdir_path, fronts=tuple(fronts))
 
 
 def _is_host_port_url(url: str) -> bool:
@@ -790,20 +803,13 @@ def _hub(raw: Any, base: Path) -> HubConfig:
             )
     dup = next((m.handle for m in models if [n.handle for n in models].count(m.handle) > 1), None)
     s.check("models", dup is None, dup, "each handle may appear once")
-    max_mb = s.get("max_uncompressed_mb", int, HubConfig.max_uncompressed_mb, "16384")
-    s.check("max_uncompressed_mb", max_mb > 0, max_mb, "must be a positive number of MB")
-    max_ratio = s.get("max_ratio", float, HubConfig.max_ratio, "100")
-    s.check("max_ratio", max_ratio >= 1, max_ratio, "must be at least 1")
-    timeout = s.seconds("timeout", HubConfig.timeout, "60")
-    retries = s.get("retries", int, HubConfig.retries, "4")
-    s.check("retries", 0 <= retries <= 20, retries, "use 0 to 20")
-    deadline = s.seconds("deadline", HubConfig.deadline, "3600")
+    values = s.read(HubConfig)
     allow_hosts = s.hosts("allow_hosts")
-    kaggle_api = s.get("kaggle_api", str, HubConfig.kaggle_api, '"https://www.kaggle.com/api/v1"')
-    s.check("kaggle_api", _is_base_url(kaggle_api), kaggle_api, "must be an http(s) URL")
     s.done()
     return HubConfig(
-        models, max_mb, max_ratio, timeout, retries, deadline, allow_hosts, kaggle_api.rstrip("/")
+        **{**values, "kaggle_api": values["kaggle_api"].rstrip("/")},
+        models=models,
+        allow_hosts=allow_hosts,
     )
 
 
@@ -831,22 +837,9 @@ def _schedule(raw: Any) -> ScheduleConfig:
         if value:
             _cron(job, value)
         jobs.append((job, value))
-    jitter = s.get("jitter", int, ScheduleConfig.jitter, "120")
-    s.check("jitter", jitter >= 0, jitter, "must be 0 or more seconds")
-    grace = s.get("misfire_grace", int, ScheduleConfig.misfire_grace, "3600")
-    s.check("misfire_grace", grace >= 1, grace, "must be at least 1 second")
-    retries = s.get("retries", int, ScheduleConfig.retries, "2")
-    s.check("retries", 0 <= retries <= 10, retries, "use 0 to 10")
-    backoff = s.seconds("retry_backoff", ScheduleConfig.retry_backoff, "60", zero_ok=True)
-    lease = s.get("lease_seconds", int, ScheduleConfig.lease_seconds, "300")
-    s.check("lease_seconds", lease >= 5, lease, "must be at least 5 seconds")
-    keep = s.get("keep_runs", int, ScheduleConfig.keep_runs, "1000")
-    s.check("keep_runs", keep >= 1, keep, "keep at least 1 run record per job")
-    gc_grace = s.get("gc_grace_hours", float, ScheduleConfig.gc_grace_hours, "24")
-    s.check("gc_grace_hours", gc_grace >= 0, gc_grace, "must be 0 or more hours")
-    deep = s.get("verify_deep", bool, ScheduleConfig.verify_deep, "true")
+    values = s.read(ScheduleConfig)
     s.done()
-    return ScheduleConfig(tuple(jobs), jitter, grace, retries, backoff, lease, keep, gc_grace, deep)
+    return ScheduleConfig(jobs=tuple(jobs), **values)
 
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:

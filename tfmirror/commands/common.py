@@ -13,6 +13,7 @@ from types import FrameType
 
 from mirror.core.config import (
     DEFAULT_ENVIRONMENT,
+    PORT,
     Config,
     Environment,
     Target,
@@ -35,8 +36,8 @@ def port_number(text: str) -> int:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (use 1 to 65535)")
+    if not PORT.ok(port):
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port ({PORT.fix})")
     return port
 
 

@@ -27,8 +27,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise UsageError(f"--port {args.port}: use a TCP port from 1 to 65535")
     serverdir = Path(args.devpi_serverdir) if args.devpi_serverdir else None
     if serverdir is not None and not serverdir.is_dir():
         raise UsageError(f"--devpi-serverdir {serverdir}: no such folder")
