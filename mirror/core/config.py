@@ -94,6 +94,9 @@ class StorageConfig:
         ),
     )
     region: str = key("", '"us-east-1"')
+    # S3 requests tried again after a throttle, a 5xx or a lost connection (botocore's
+    # standard mode backs off between them): a vanished endpoint fails after these.
+    retries: int = key(4, "4", RETRIES)
 
 
 def _local_url(host: str, port: int) -> str:

@@ -137,7 +137,10 @@ def test_the_s3_endpoint_vanishing_mid_sync_fails_clearly_and_loses_nothing(
 ) -> None:
     upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
     upstream.add(WheelSpec("beta", "1.0"))
-    storage = f'backend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_relay.url}"'
+    # One retry: the endpoint stays gone, and each retry's backoff only stretches the test.
+    storage = (
+        f'backend = "s3"\nbucket = "{s3_bucket}"\nendpoint_url = "{s3_relay.url}"\nretries = 1'
+    )
     config = write_config(tmp_path, upstream, ["alpha"], storage)
     assert run(config, "sync", "pypi", "--no-devpi").returncode == 0
     before = published(config)

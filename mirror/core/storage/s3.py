@@ -131,7 +131,7 @@ class S3Store:
                 endpoint_url=config.endpoint_url or None,
                 region_name=config.region or None,
                 config=BotoConfig(
-                    retries={"max_attempts": 5, "mode": "standard"},
+                    retries={"max_attempts": config.retries + 1, "mode": "standard"},
                     max_pool_connections=32,
                 ),
             )
