@@ -70,6 +70,11 @@ SECONDS = Rule(lambda v: math.isfinite(v) and v > 0, "must be positive seconds")
 SECONDS_OR_ZERO = Rule(lambda v: math.isfinite(v) and v >= 0, "must be 0 or more seconds")
 
 
+def optional_url(fix: str) -> Rule:
+    """Empty (the default applies), or an http(s) URL."""
+    return Rule(lambda url: not url or url.startswith(("http://", "https://")), fix)
+
+
 def key(default: Any, hint: str, rule: Rule | None = None) -> Any:
     """A config key, declared once on its dataclass field: its default, the example a
     refusal of its type shows (`hint`), and what else its value must be. The section's
@@ -88,10 +93,7 @@ class StorageConfig:
     endpoint_url: str = key(
         "",
         '"http://minio:9000"',
-        Rule(
-            lambda url: not url or url.startswith(("http://", "https://")),
-            'must be an http(s) URL, e.g. "http://127.0.0.1:9000"',
-        ),
+        optional_url('must be an http(s) URL, e.g. "http://127.0.0.1:9000"'),
     )
     region: str = key("", '"us-east-1"')
     # S3 requests tried again after a throttle, a 5xx or a lost connection (botocore's
@@ -167,10 +169,7 @@ class DevpiConfig:
     mirror_url: str = key(
         "",
         '"http://tfmirror-web:8080/simple/"',
-        Rule(
-            lambda url: not url or url.startswith(("http://", "https://")),
-            "must be an http(s) URL that devpi can reach",
-        ),
+        optional_url("must be an http(s) URL that devpi can reach"),
     )
 
     @property

@@ -13,12 +13,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from mirror.core.lease import FileLock, LeaderLock
-
-if TYPE_CHECKING:
-    pass
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
     TMP_PREFIX,

@@ -13,9 +13,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mirror.core.config import StorageConfig
 from mirror.core.lease import LeaderLock, S3Lock
 from mirror.core.s3 import conditional_put
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
     TMP_PREFIX,
@@ -24,6 +21,9 @@ from mirror.core.storage.contract import (
     StoreError,
     blob_key,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 # Parts must be >= 5 MiB (except the last); 16 MiB keeps memory per download small.
 PART_SIZE = 16 * 1024 * 1024
