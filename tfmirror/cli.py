@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from mirror.core.config import load_config
 from mirror.core.errors import TfmirrorError
 from mirror.core.runs import JobCrashed
+from mirror.core.scratch import drop_scratch
 from mirror.core.storage import drop_unfinished_writes
 
 EXIT_USAGE = 2
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.debug("traceback", exc_info=exc.__cause__)
         return exc.exit_code
     except KeyboardInterrupt:
+        drop_scratch()  # what a worker thread made; the main thread's `with`s are done
         dropped = drop_unfinished_writes()
         removed = f"; {dropped} partial downloads removed" if dropped else ""
         print(f"tfmirror: interrupted; nothing half-done was published{removed}", file=sys.stderr)

@@ -36,6 +36,7 @@ from packaging.requirements import Requirement
 
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config, Environment, Target, host_target
+from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobStore
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
@@ -195,6 +196,7 @@ class AirGapProof:
             timeout=3600,
             cwd=work,
             preexec_fn=die_with_parent,  # `up` stopped mid-proof takes pip down with it
+            start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
         )
         if not self.isolate:
             return run(command)
@@ -213,8 +215,7 @@ class AirGapProof:
         return f"{scope}, {self.route.via}"
 
     def prove(self, env: Environment, target: Target, install: bool = True) -> TargetProof:
-        with tempfile.TemporaryDirectory(prefix="tfmirror-airgap-") as tmp:
-            work = Path(tmp)
+        with scratch_dir("tfmirror-airgap-") as work:
             (work / "requirements.txt").write_text("\n".join(env.requirements) + "\n")
             (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
             resolved = self._resolve(env, target, work)
@@ -279,6 +280,7 @@ class AirGapProof:
             [sys.executable, "-m", "venv", "--without-pip", str(venv)],
             check=True,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
         )
         python = str(venv / "bin" / "python")
         pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
@@ -332,6 +334,7 @@ class AirGapProof:
             check=False,
             env=pip_env(),
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
         )
         if found.returncode != 0:
             return self._proof(env, target, False, how, _why(found.stderr))

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from hub_cache.archive import ArchiveRejected, inspect_archive
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.core.children import die_with_parent, python_module, scrubbed_env
 from mirror.core.config import Config
+from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobNotFound, BlobStore
 
 
@@ -37,8 +36,7 @@ def _tail(text: str) -> str:
 
 
 def check_model(config: Config, store: BlobStore, model: ModelManifest) -> ModelCheck:
-    with tempfile.TemporaryDirectory(prefix="tfmirror-model-") as tmp:
-        folder = Path(tmp)
+    with scratch_dir("tfmirror-model-") as folder:
         try:
             with store.open_blob(model.sha256) as reader:
                 facts = inspect_archive(reader, model.size, caps(config.hub), extract_to=folder)
@@ -54,6 +52,7 @@ def check_model(config: Config, store: BlobStore, model: ModelManifest) -> Model
             check=False,
             env=scrubbed_env(TF_CPP_MIN_LOG_LEVEL="3"),
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
         )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIGNATURES ")), None)
     if proc.returncode != 0 or line is None:

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from mirror.core.children import die_with_parent, python_module
+from mirror.core.scratch import forget, remember
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -50,6 +51,7 @@ class HostBridge:
         self.path, self.target = path, (host, port)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
+        remember(path)  # removed by a stop that comes before close()
         self.sock.listen(64)
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -73,6 +75,7 @@ class HostBridge:
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self.path.unlink(missing_ok=True)
+        forget(self.path)
 
 
 def loopback_up() -> None:

@@ -282,6 +282,7 @@ def compile_lock(
             env=scrubbed_env(**env, UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"),
             check=False,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
         )
         if proc.returncode != 0:
             raise ResolveError(_uv_reason(proc.stderr))

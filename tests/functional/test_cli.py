@@ -318,3 +318,35 @@ build_backends = []
     assert json.loads((runs / "gc" / "latest.json").read_text())["outcome"] == "ok"
     assert tfmirror(config, "gc", "--dry-run").returncode == 0
     assert len(list((runs / "gc").glob("2*.json"))) == 1, "a dry run only looks"
+
+
+def test_ctrl_c_at_the_terminal_while_up_proves_an_install_records_it_interrupted_and_cleans_up(
+    own_devpi_config: Path, tmp_path: Path
+) -> None:
+    # Before: the terminal's Ctrl-C reached verify's pip too, so the run was recorded as
+    # failed ("Operation cancelled by user"), and its venv folder stayed in /tmp.
+    assert tfmirror(own_devpi_config, "sync", "pypi").returncode == 0
+    config = own_devpi_config
+    config.write_text(config.read_text() + "\n[proxy]\nenabled = false\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        start_new_session=True,  # its own group, as a terminal's foreground job is
+    )
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("tfmirror-airgap-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(scratch.glob("tfmirror-airgap-*")), "verify's proof never started"
+    time.sleep(0.5)
+    os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+    stopping = time.monotonic()
+    _, err = up.communicate(timeout=60)
+    assert time.monotonic() - stopping < 10, err[-2000:]
+    record = json.loads((tmp_path / "data" / "runs" / "verify" / "latest.json").read_text())
+    assert record["trigger"] == "interrupted", record
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("tfmirror-")] == []

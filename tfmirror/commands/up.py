@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mirror.proxy.nginx import EntryPoint
 from bundle.importer import pending
 from bundle.runs import resume
+from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import StopRequest
 from mirror.core.storage import drop_unfinished_writes, open_store
 from mirror.core.web_server import WebServer
@@ -94,6 +95,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 "half-done was published",
             )  # fmt: skip
             drop_unfinished_writes()
+            drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
     code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
