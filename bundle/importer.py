@@ -86,17 +86,16 @@ def recover(store: BlobStore) -> str | None:
     old = store.get(JOURNAL)
     if old is not None:  # left by the release before
         journal = json.loads(old)
-        _write(store, journal)
-        done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
-        store.put(IMPORTED, json.dumps(done).encode())
+        store.put(IMPORTED, _write(store, journal))
         store.delete(JOURNAL)
         return str(journal["id"])
-    versioned = store.get_versioned(IMPORTED)
-    if versioned is None or "committing" not in json.loads(versioned[0]):
+    committed = store.get(IMPORTED)
+    doc = json.loads(committed) if committed is not None else {}
+    if committed is None or "committing" not in doc:
         return None
-    doc = json.loads(versioned[0])
-    _apply(store, doc, versioned[0])
-    return str(doc["id"])
+    _apply(store, doc, committed)
+    # The journal's id: the document's own still names the import before this one.
+    return str(doc["committing"]["id"])
 
 
 def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
@@ -277,16 +276,16 @@ def _brought(store: BlobStore) -> set[str]:
 def _apply(store: BlobStore, doc: dict[str, Any], committed: bytes) -> None:
     """Idempotent: a crash anywhere in here is finished by running it again. The journal
     leaves state/bundle/imported only if that is still the commit this applied."""
-    journal = doc["committing"]
-    _write(store, journal)
-    done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
-    put_over(store, IMPORTED, json.dumps(done).encode(), committed)
+    put_over(store, IMPORTED, _write(store, doc["committing"]), committed)
 
 
-def _write(store: BlobStore, journal: dict[str, Any]) -> None:
+def _write(store: BlobStore, journal: dict[str, Any]) -> bytes:
+    """Write and delete the journal's manifests; state/bundle/imported once they are."""
     for key, text in journal["write"].items():
         fence("pypi")
         store.put(key, text.encode("utf-8", "surrogateescape"))
     for key in journal["delete"]:
         fence("pypi")
         store.delete(key)
+    done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
+    return json.dumps(done).encode()

@@ -117,6 +117,7 @@ def test_a_crash_inside_the_commit_is_finished_by_recover(
 
     finished, failures = resume(inner, offer)
     assert finished is not None and failures == []
+    assert finished == last_import(inner)  # the bundle it finished, not the one before
     assert read_manifests(inner) == outer_manifests
     assert not committing(inner) and not pending(inner) and not needs_offer(inner)
     assert last_import(inner) not in (None, first)
@@ -334,3 +335,17 @@ def test_a_commit_the_release_before_left_half_done_is_finished_after_the_upgrad
     assert set(read_manifests(inner)) == set(brought) - {gone}
     assert last_import(inner) == "20261127T000000Z-old" and needs_offer(inner)
     assert not committing(inner) and inner.get("state/bundle/committing.json") is None
+
+
+def test_a_crash_inside_the_very_first_imports_commit_is_finished_too(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    b1, _, key, _ = bundles
+    root = tmp_path / "inner"
+    with pytest.raises(Crash):
+        import_bundle(CrashingStore(root, "manifests/", 2), b1, key.public_key())
+    inner = LocalStore(root)
+    assert committing(inner) and last_import(inner) is None
+    finished = recover(inner)
+    assert finished is not None and finished == last_import(inner)
+    assert len(read_manifests(inner)) == 2 and not committing(inner)
