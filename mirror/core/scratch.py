@@ -1,7 +1,8 @@
-"""Scratch space a job makes in the temporary folder (a proof's venvs, a model's
-extraction, a bridge's socket), remembered while it exists: a process that stops before
-the job ends (`up` after its grace, a command on Ctrl-C) removes it on its way out,
-where a `finally` would never run."""
+"""What a process makes and would leave behind if it stopped before finishing it:
+scratch space in the temporary folder (a proof's venvs, a model's extraction, a bridge's
+socket) and the store's half-written blobs. Each is remembered while it exists, so a
+process that stops before the job ends (`up` after its grace, a command on Ctrl-C)
+removes it on its way out, where a `finally` would never run."""
 
 from __future__ import annotations
 
@@ -12,18 +13,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_held: set[Path] = set()
-_lock = threading.Lock()
+
+class Leftovers:
+    """Paths held while they are being made; `drop()` removes every one still held."""
+
+    def __init__(self) -> None:
+        self._held: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def remember(self, path: Path) -> None:
+        with self._lock:
+            self._held.add(path)
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._held.discard(path)
+
+    def drop(self) -> int:
+        """Remove every folder and file still held; how many there were."""
+        with self._lock:
+            paths = list(self._held)
+            self._held.clear()
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return len(paths)
 
 
-def remember(path: Path) -> None:
-    with _lock:
-        _held.add(path)
-
-
-def forget(path: Path) -> None:
-    with _lock:
-        _held.discard(path)
+SCRATCH = Leftovers()  # in the temporary folder
+remember, forget, drop_scratch = SCRATCH.remember, SCRATCH.forget, SCRATCH.drop
 
 
 @contextmanager
@@ -36,16 +56,3 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
             yield folder
         finally:
             forget(folder)
-
-
-def drop_scratch() -> int:
-    """Remove every scratch folder and file still held; how many there were."""
-    with _lock:
-        paths = list(_held)
-        _held.clear()
-    for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return len(paths)

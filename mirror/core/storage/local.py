@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mirror.core.lease import FileLock, LeaderLock
+from mirror.core.scratch import Leftovers
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
     TMP_PREFIX,
@@ -49,25 +49,8 @@ def _disk_errors(root: Path) -> Iterator[None]:
 
 # The temporary files of blobs this process is writing: a command interrupted by Ctrl-C
 # removes them on its way out (one killed outright leaves them to gc's grace period).
-_writing: set[Path] = set()
-
-
-_writing_lock = threading.Lock()
-
-
-def drop_unfinished_writes() -> int:
-    """Remove the temporary files of every blob still being written; how many there were."""
-    with _writing_lock:
-        paths = list(_writing)
-        _writing.clear()
-    for path in paths:
-        path.unlink(missing_ok=True)
-    return len(paths)
-
-
-def _written(path: Path) -> None:
-    with _writing_lock:
-        _writing.discard(path)
+_writing = Leftovers()
+drop_unfinished_writes = _writing.drop
 
 
 class _LocalBlobWriter:
@@ -79,8 +62,7 @@ class _LocalBlobWriter:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; blobs are public content (nginx, devpi)
         self._path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
-        with _writing_lock:
-            _writing.add(self._path)
+        _writing.remember(self._path)
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "write after publish/discard"
@@ -97,7 +79,7 @@ class _LocalBlobWriter:
             final = self._root / blob_key(sha256)
             final.parent.mkdir(parents=True, exist_ok=True)
             _replace_durably(self._path, final)
-        _written(self._path)
+        _writing.forget(self._path)
 
     def discard(self) -> None:
         if self._file is not None:
@@ -105,7 +87,7 @@ class _LocalBlobWriter:
                 self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
-        _written(self._path)
+        _writing.forget(self._path)
 
 
 class LocalStore:
