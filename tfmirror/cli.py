@@ -17,12 +17,11 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from mirror.core.config import load_config
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import TfmirrorError, UsageError
 from mirror.core.runs import JobCrashed
 from mirror.core.scratch import drop_scratch
 from mirror.core.storage import drop_unfinished_writes
 
-EXIT_USAGE = 2
 log = logging.getLogger("tfmirror")
 
 # name, module under tfmirror.commands, help: in the order `tfmirror --help` lists them.
@@ -55,7 +54,7 @@ class _OneLineParser(argparse.ArgumentParser):
             _global_options(self, default=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
+        self.exit(UsageError.exit_code, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:

@@ -135,8 +135,7 @@ class RunRecord:
         # Runs of one job hold its lease, but the count does not depend on that: the
         # totals are a read-modify-write, so it is a conditional one.
         update_document(store, _index_key(self.job, "totals.json"), count)
-        point = {"start": doc["start"], "seconds": doc["seconds"], "bytes": bytes_moved}
-        point["ok"] = ok
+        point = {"start": doc["start"], "seconds": doc["seconds"], "bytes": bytes_moved, "ok": ok}
 
         def remember(raw: bytes | None) -> bytes:
             recent = json.loads(raw) if raw else []

@@ -25,9 +25,8 @@ from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import listen_problem, tfmirror_serves
 from sync_jobs.runner import JobRunner
-from tfmirror.jobs import registry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1  # and 2, a UsageError's (tfmirror.cli)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -77,6 +76,10 @@ def check_listen(host: str, port: int, setting: str) -> None:
 
 def job_runner(config: Config, store: BlobStore) -> JobRunner:
     """The one runner every way of starting a job goes through, with every job."""
+    # Imported here: the registry brings every job's code, which a command that runs
+    # none (pip-conf, status, lock) does not load.
+    from tfmirror.jobs import registry
+
     return JobRunner(config, store, registry())
 
 
