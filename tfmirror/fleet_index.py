@@ -102,8 +102,10 @@ def index_file(user: str, index: str, a: str, b: str, filename: str) -> Response
 def _published_file(prefix: str, filename: str) -> Wheel | None:
     """The published file of this name whose sha256 starts with `prefix` (the 16 hex
     digits devpi's file path carries)."""
+    if len(prefix) != 16:
+        return None
     for files in published().values():
         wheel = files.get(filename)
-        if wheel is not None and wheel.sha256.startswith(prefix) and len(prefix) == 16:
+        if wheel is not None and wheel.sha256.startswith(prefix):
             return wheel
     return None
