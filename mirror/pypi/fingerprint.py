@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -27,6 +28,7 @@ from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
 
 FULL_RESOLVE_EVERY = 24 * 3600.0
+PAGE_READERS = 16
 
 
 def fingerprint_key(environment: str, target_id: str) -> str:
@@ -58,10 +60,13 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
 
 
 def pages_digest(pages: ProjectPages, projects: Iterable[str]) -> str | None:
-    """One digest over these projects' pages; None if any cannot be read now."""
+    """One digest over these projects' pages; None if any cannot be read now. The
+    pages are read PAGE_READERS at a time: one after another, TFX's 264 take 3.7 s."""
+    names = sorted(set(projects))
+    with ThreadPoolExecutor(PAGE_READERS, thread_name_prefix="page") as pool:
+        read = list(pool.map(pages.digest, names))
     digest = hashlib.sha256()
-    for project in sorted(set(projects)):
-        page = pages.digest(project)
+    for project, page in zip(names, read, strict=True):
         if page is None:
             return None
         digest.update(f"{project} {page}\n".encode())
