@@ -52,7 +52,7 @@ class HostBridge:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         remember(path)  # removed by a stop that comes before close()
-        self.sock.listen(64)
+        self.sock.listen(256)  # uv opens dozens of connections at once
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -93,7 +93,7 @@ def inside(bridges: list[tuple[str, str, int]], command: list[str]) -> int:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(64)
+        listener.listen(256)
         threading.Thread(target=_forward, args=(listener, unix_path), daemon=True).start()
     return subprocess.call(command, preexec_fn=die_with_parent)
 

@@ -71,7 +71,7 @@ specs = sys.argv[1:sep]
 for path, port in zip(specs[::2], specs[1::2]):
     listener = socket.socket()
     listener.bind(("127.0.0.1", int(port)))
-    listener.listen(64)
+    listener.listen(256)  # uv opens dozens of connections at once
     threading.Thread(target=serve, args=(listener, path), daemon=True).start()
 sys.exit(subprocess.call(sys.argv[sep + 1:]))
 """

@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler
@@ -28,7 +30,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
 from mirror.core.upstream import (
@@ -44,6 +47,8 @@ from mirror.pypi.core_metadata import MetadataError, read_metadata
 
 log = logging.getLogger("tfmirror.pypi.local_index")
 MAX_METADATA = 8 * 1024 * 1024
+TAIL = 64 * 1024  # a wheel's bytes read at once for its METADATA (class _Tail)
+PREFETCH = 8  # older releases' METADATA read ahead of a resolver walking down
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -71,12 +76,30 @@ class Taken:
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # uv opens dozens of connections at once; socketserver's backlog of 5 dropped the
+    # rest, and each retried after TCP's backoff: a resolve sat idle for 20 s.
+    request_queue_size = 256
     index: LocalIndex
+    taken: list[Taken] | None = None  # a session's: each file its sandbox downloaded
+
+
+@dataclass(frozen=True)
+class Session:
+    """One sandbox's own socket to the index, and the files it took through it (a
+    build's requirements), so that builds can run side by side."""
+
+    socket: Path
+    taken: list[Taken]
+
+    def taken_by_sha(self) -> dict[str, Taken]:
+        return {t.sha256: t for t in self.taken}
 
 
 class _LoopbackServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
+    request_queue_size = 256  # as _Server's
     index: LocalIndex
+    taken: list[Taken] | None = None
 
 
 class LocalIndex:
@@ -90,22 +113,32 @@ class LocalIndex:
         self.policy = policy
         self._lock = threading.Lock()
         self._files: dict[str, Taken] = {}  # sha256 -> entry, from the pages served
-        self._taken: list[Taken] = []  # each download the sandbox made, in order
+        self._pages: dict[str, bytes | None] = {}  # as served: the same all sync long
         self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
         self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
         self._server: _Server | None = None
         self._loopback: _LoopbackServer | None = None
         self._upstream = shared_session()  # for ranges: one request each, many threads
-        self._metadata: dict[str, bytes] = {}  # made from wheels upstream lists none for
+        # METADATA made from wheels upstream lists none for, each read once (in flight
+        # or done) however many resolvers and prefetches ask.
+        self._metadata: dict[str, Future[bytes]] = {}
+        self._asked: dict[str, set[Version]] = {}  # versions a resolver read, by project
+        self._prefetch = ThreadPoolExecutor(PREFETCH, thread_name_prefix="metadata")
 
-    def mark(self) -> int:
-        with self._lock:
-            return len(self._taken)
-
-    def taken_since(self, mark: int) -> dict[str, Taken]:
-        """The files downloaded since `mark` (a build's requirements), by sha256."""
-        with self._lock:
-            return {t.sha256: t for t in self._taken[mark:]}
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A socket of its own for one sandbox, served while the block runs."""
+        served = Session(Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock", [])
+        server = _Server(str(served.socket), _Handler)
+        server.index = self
+        server.taken = served.taken
+        threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
+        try:
+            yield served
+        finally:
+            server.shutdown()
+            server.server_close()
+            served.socket.unlink(missing_ok=True)
 
     def entry(self, sha256: str) -> Taken | None:
         """Upstream's entry for a file a page it served listed."""
@@ -148,12 +181,24 @@ class LocalIndex:
             if server is not None:
                 server.shutdown()
                 server.server_close()
+        self._prefetch.shutdown(wait=True, cancel_futures=True)
         self._upstream.close()
         self._folder.cleanup()
 
     # -- what the handler asks ----------------------------------------------------
     def page(self, project: str) -> bytes | None:
+        """The project's page, pointing here; made once per sync (a sandbox's resolvers
+        ask for every page in each of up to seven resolves)."""
         name = canonicalize_name(project)
+        with self._lock:
+            if name in self._pages:
+                return self._pages[name]
+        body = self._page(name)
+        with self._lock:
+            self._pages[name] = body
+        return body
+
+    def _page(self, name: str) -> bytes | None:
         doc = self.pages.get(name)
         if doc is None:
             return None
@@ -182,23 +227,65 @@ class LocalIndex:
             out["versions"] = doc["versions"]
         return json.dumps(out).encode()
 
-    def metadata_of(self, sha256: str) -> bytes | None:
+    def metadata_of(self, sha256: str, ahead: bool = False) -> bytes | None:
         """A wheel's METADATA where upstream lists none: read out of the wheel by ranges
         (from the store if it is there), kept for this index's life (every resolve in a
-        sync asks again). For resolving only: nothing here is stored or served after."""
+        sync asks again). For resolving only: nothing here is stored or served after.
+        `ahead`: read before a resolver asked, so it says nothing of where one walks."""
         taken = self.entry(sha256)
         if taken is None or not taken.filename.endswith(".whl") or taken.size is None:
             return None
         with self._lock:
-            known = self._metadata.get(sha256)
-        if known is None:
-            began = time.monotonic()
-            ranged = RangedFile(partial(self.fetch_range, sha256), taken.size)
-            known = read_metadata(io.BufferedReader(ranged, RANGE_READ), taken.filename)
+            pending = self._metadata.get(sha256)
+            if pending is None:
+                pending = self._metadata[sha256] = Future()
+                mine = True
+            else:
+                mine = False
+        if not ahead:
+            self._backtracking(taken)
+        if mine:
+            self._read_metadata(taken, pending)
+        return pending.result()
+
+    def _read_metadata(self, taken: Taken, into: Future[bytes]) -> None:
+        began = time.monotonic()
+        try:
+            size = taken.size or 0
+            ranged = RangedFile(_Tail(partial(self.fetch_range, taken.sha256), size), size)
+            into.set_result(read_metadata(io.BufferedReader(ranged, RANGE_READ), taken.filename))
+        except BaseException as exc:
             with self._lock:
-                self._metadata[sha256] = known
-            log.debug("METADATA of %s by ranges: %.2f s", taken.filename, time.monotonic() - began)
-        return known
+                self._metadata.pop(taken.sha256, None)  # the next ask tries again
+            into.set_exception(exc)
+            return
+        log.debug("METADATA of %s by ranges: %.2f s", taken.filename, time.monotonic() - began)
+
+    def _backtracking(self, taken: Taken) -> None:
+        """A resolver that asks for a second version of a project is walking down its
+        releases one METADATA at a time (uv did 60 of apache-beam's in a row for TFX,
+        0.3 s each): the next older ones are read now, PREFETCH at once."""
+        version = _wheel_version(taken.filename)
+        if version is None:
+            return
+        with self._lock:
+            seen = self._asked.setdefault(taken.project, set())
+            walking = bool(seen) and version not in seen
+            seen.add(version)
+        if not walking:
+            return
+        doc = self.pages.get(taken.project) or {}
+        for older in _older_siblings(taken.filename, version, doc.get("files", []), PREFETCH):
+            sha = older.get("hashes", {}).get("sha256")
+            if isinstance(sha, str) and self.entry(sha) is not None:
+                with self._lock:
+                    busy = sha in self._metadata
+                if not busy:
+                    self._prefetch.submit(self._prefetched, sha)
+
+    def _prefetched(self, sha256: str) -> None:
+        with contextlib.suppress(Exception):  # a guess: the resolver asks again if it needs it
+            self.metadata_of(sha256, ahead=True)
 
     def fetch_range(self, sha256: str, start: int, length: int) -> bytes:
         """Part of a file: from the store if it is there, else from upstream (not
@@ -221,8 +308,11 @@ class LocalIndex:
             url = str(taken.entry["url"])
             fetch_verified(self.store, url, taken.sha256, taken.size, self.policy)
 
-    def fetch(self, sha256: str, metadata: bool) -> tuple[str, int] | None:
-        """The blob to send for a file (or its METADATA): its sha256 and size."""
+    def fetch(
+        self, sha256: str, metadata: bool, taken_by: list[Taken] | None = None
+    ) -> tuple[str, int] | None:
+        """The blob to send for a file (or its METADATA): its sha256 and size; the file
+        is noted in `taken_by` (a session's list)."""
         taken = self.entry(sha256)
         if taken is None:
             return None
@@ -236,9 +326,60 @@ class LocalIndex:
                 fetch_verified(self.store, f"{entry['url']}.metadata", declared, None, policy)
             return declared, self.store.blob_size(declared) or 0
         self._ensure(taken)
-        with self._lock:
-            self._taken.append(taken)
+        if taken_by is not None:
+            with self._lock:
+                taken_by.append(taken)
         return sha256, self.store.blob_size(sha256) or 0
+
+
+class _Tail:
+    """A wheel's last TAIL bytes, read in one request and kept: its end record, table of
+    contents and METADATA (the .dist-info is written last) mostly lie there. TFX's 264
+    wheels took 4.0 range requests each without it, 1.16 with it."""
+
+    def __init__(self, read_range: Callable[[int, int], bytes], size: int) -> None:
+        self._read_range = read_range
+        self._start = max(0, size - TAIL)
+        self._size = size
+        self._tail: bytes | None = None
+
+    def __call__(self, start: int, length: int) -> bytes:
+        if start < self._start:
+            return self._read_range(start, length)
+        if self._tail is None:
+            self._tail = self._read_range(self._start, self._size - self._start)
+        offset = start - self._start
+        return self._tail[offset : offset + length]
+
+
+def _wheel_version(filename: str) -> Version | None:
+    try:
+        return parse_wheel_filename(filename)[1]
+    except InvalidWheelFilename:
+        return None
+
+
+def _older_siblings(
+    filename: str, version: Version, files: list[dict[str, Any]], count: int
+) -> list[dict[str, Any]]:
+    """For each of the `count` releases just below `version`, the wheel most like
+    `filename` by its tags (the one a resolver for the same target reads)."""
+    tags = parse_wheel_filename(filename)[3]
+    best: dict[Version, tuple[int, dict[str, Any]]] = {}
+    for entry in files:
+        name = entry.get("filename")
+        if not isinstance(name, str) or not name.endswith(".whl") or entry.get("yanked"):
+            continue
+        try:
+            _, other, _, other_tags = parse_wheel_filename(name)
+        except InvalidWheelFilename:
+            continue
+        if other >= version or (other.is_prerelease and not version.is_prerelease):
+            continue
+        shared = len(tags & other_tags)
+        if shared and shared > best.get(other, (0, {}))[0]:
+            best[other] = (shared, entry)
+    return [best[v][1] for v in sorted(best, reverse=True)[:count]]
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -322,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
                     data = index.fetch_range(parts[1], start, length)
                     return self._send_range(data, start, taken.size)
                 metadata = parts[2].endswith(".metadata")
-                found = index.fetch(parts[1], metadata)
+                found = index.fetch(parts[1], metadata, self.server.taken)
                 if found is None and metadata:
                     made = index.metadata_of(parts[1])
                     if made is not None:

@@ -29,11 +29,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import tomllib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,7 @@ from mirror.pypi.resolve import (
 )
 
 log = logging.getLogger("tfmirror.pypi.sources")
+BUILDS_AT_ONCE = 2
 MAX_ROUNDS = 5  # resolves in the sandbox that turn more projects to wheels only
 # uv's hint for a project that cannot be had as a wheel within the closure.
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
@@ -176,6 +181,7 @@ class SourceBuilds:
         self._links = tempfile.TemporaryDirectory(prefix="tfmirror-built-")
         self._linked: set[str] = set()
         self._tools: str | None = None
+        self._lock = threading.Lock()  # builds run side by side
         self._index: LocalIndex | None = None
 
     def close(self) -> None:
@@ -276,40 +282,88 @@ class SourceBuilds:
         interpreter = find_interpreter(target)
         resolver = interpreter or host_interpreter()
         index = self.index()
-        packages = self._prefer_wheels(env, target, resolver, index)
-        pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
-        for package in self._sources(packages, target):
-            sdist = package.get("sdist")
-            if not isinstance(sdist, dict):
-                raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
-            listed = as_wheel(package, sdist)
-            taken = index.entry(listed.sha256)
-            if taken is None:
-                raise ResolveError(f"{listed.filename}: not an sdist upstream lists")
-            job = _Job(
-                canonicalize_name(package["name"]),
-                str(package["version"]),
-                _upstream_file(taken, Role.SOURCE),
-                target,
-                interpreter,
-                (*env.constraints, *pins),
-            )
+        # Side by side, each sandbox with its own socket to the index (TFX's three builds
+        # took 21 s one after another); a project with no wheel in any release is built
+        # from the first resolve on, while the others rounds decide the rest.
+        with ThreadPoolExecutor(BUILDS_AT_ONCE, thread_name_prefix="build") as pool:
+            started: dict[str, Future[ResolveError | None]] = {}
+
+            def start(packages: list[dict[str, Any]], sure_only: bool) -> list[str]:
+                pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
+                wanted = []
+                for package in self._sources(packages, target):
+                    name = canonicalize_name(package["name"])
+                    if sure_only and self._some_wheel(name, target):
+                        continue
+                    try:
+                        job = self._job(package, target, interpreter, (*env.constraints, *pins))
+                    except ResolveError:
+                        if sure_only:
+                            continue  # said once the closure is settled, if still needed
+                        raise
+                    wanted.append(job.source.sha256)
+                    if job.source.sha256 not in started:
+                        started[job.source.sha256] = pool.submit(self._try_build, job, index)
+                return wanted
+
+            first = partial(start, sure_only=True)
+            packages = self._prefer_wheels(env, target, resolver, index, first)
+            for sha256 in start(packages, sure_only=False):
+                failure = started[sha256].result()
+                if failure is not None:
+                    raise failure
+
+    def _job(
+        self,
+        package: dict[str, Any],
+        target: Target,
+        interpreter: Interpreter | None,
+        bounds: tuple[str, ...],
+    ) -> _Job:
+        sdist = package.get("sdist")
+        if not isinstance(sdist, dict):
+            raise ResolveError(no_wheel(package, target) + "; upstream has no sdist either")
+        listed = as_wheel(package, sdist)
+        taken = self.index().entry(listed.sha256)
+        if taken is None:
+            raise ResolveError(f"{listed.filename}: not an sdist upstream lists")
+        return _Job(
+            canonicalize_name(package["name"]),
+            str(package["version"]),
+            _upstream_file(taken, Role.SOURCE),
+            target,
+            interpreter,
+            bounds,
+        )
+
+    def _try_build(self, job: _Job, index: LocalIndex) -> ResolveError | None:
+        try:
             self._build(job, index)
+        except ResolveError as exc:
+            return exc
+        return None
 
     def _sources(self, packages: list[dict[str, Any]], target: Target) -> list[dict[str, Any]]:
         """The locked packages with no wheel for the target, here or upstream."""
         return [p for p in packages if best_wheel(p, target) is None and not self._have(p, target)]
 
     def _prefer_wheels(
-        self, env: Environment, target: Target, python: Interpreter, index: LocalIndex
+        self,
+        env: Environment,
+        target: Target,
+        python: Interpreter,
+        index: LocalIndex,
+        first: Callable[[list[dict[str, Any]]], object],
     ) -> list[dict[str, Any]]:
         """The closure with sdists allowed, building only what must be built (pip's
         --prefer-binary): a resolver allowed sdists picks the newest version, and a
         project whose newest release has no wheel for an old glibc may well have one in an
-        older release. Built here, on a newer glibc, it would not install on that target."""
+        older release. Built here, on a newer glibc, it would not install on that target.
+        `first` is given the first closure, before the rounds that prefer wheels."""
         binary: set[str] = set()
         built: set[str] = set()  # must be built: with wheels only there is no closure
         packages = self._locked(env, target, python, index, binary)
+        first(packages)
         for _ in range(MAX_ROUNDS):
             wheel_somewhere = {
                 canonicalize_name(p["name"])
@@ -383,7 +437,7 @@ class SourceBuilds:
                 "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
                 *(arg for name in sorted(binary) for arg in ("--only-binary", name)),
             ]  # fmt: skip
-            outcome = self._run(argv, work, python, index, platform_env)
+            outcome = self._run(argv, work, python, index.socket, platform_env)
             lock = work / "pylock.toml"
             if not outcome.ok or not lock.is_file() or lock.stat().st_size > MAX_LOCK:
                 why = _why(outcome, self.policy.caps)
@@ -397,12 +451,15 @@ class SourceBuilds:
     # -- 2. build ---------------------------------------------------------------------
     def _build(self, job: _Job, index: LocalIndex) -> None:
         key = (job.source.sha256, job.target.python)
-        if key in self.failed:
-            raise ResolveError(self.failed[key])
+        with self._lock:
+            failed = self.failed.get(key)
+        if failed is not None:
+            raise ResolveError(failed)
         try:
             self._build_once(job, index)
         except ResolveError as exc:
-            self.failed[key] = str(exc)
+            with self._lock:
+                self.failed[key] = str(exc)
             raise
 
     def _build_once(self, job: _Job, index: LocalIndex) -> None:
@@ -410,13 +467,14 @@ class SourceBuilds:
         interpreter = job.interpreter
         what = f"{name} {want}"
         builder = interpreter or host_interpreter()
+        began = time.monotonic()
         try:
             index.fetch(source.sha256, metadata=False)  # the sdist, verified into the store
         except (DownloadError, StoreError) as exc:
             raise ResolveError(f"{what}: its sdist {source.filename}: {exc}") from None
-        mark = index.mark()
-        self.builds += 1
-        with self._work() as work:
+        with self._lock:
+            self.builds += 1
+        with self._work() as work, index.session() as session:
             for folder in ("src", "out", "fixed"):
                 (work / folder).mkdir()
             with (
@@ -431,7 +489,7 @@ class SourceBuilds:
                 "--build-constraints", "build-constraints.txt", f"src/{source.filename}",
             ]  # fmt: skip
             epoch = {"SOURCE_DATE_EPOCH": str(_epoch(source.upload_time))}
-            outcome = self._run(argv, work, builder, index, epoch)
+            outcome = self._run(argv, work, builder, session.socket, epoch)
             if not outcome.ok:
                 raise ResolveError(
                     f"{what}: building {source.filename} failed in the sandbox, "
@@ -448,12 +506,14 @@ class SourceBuilds:
                 )
             if any(t.platform != "any" for t in tags):
                 built = self._repair(what, built, target, interpreter, tags, work)
-            taken = index.taken_since(mark)
+            taken = session.taken_by_sha()
             requires = {s: t for s, t in taken.items() if t.filename.endswith(".whl")}
             wheel = self._keep(name, want, built, source, builder, requires)
-        self.built[wheel.sha256] = wheel
-        self.files[wheel.sha256] = wheel
-        self.files[source.sha256] = source
+        with self._lock:
+            self.built[wheel.sha256] = wheel
+            self.files[wheel.sha256] = wheel
+            self.files[source.sha256] = source
+        log.info("%s: built %s in %.1f s", target.id, wheel.filename, time.monotonic() - began)
 
     def _repair(
         self,
@@ -549,13 +609,14 @@ class SourceBuilds:
         argv: list[str],
         work: Path,
         python: Interpreter,
-        index: LocalIndex | None,
+        index: Path | None,
         env: Mapping[str, str],
     ) -> Outcome:
+        """`argv` in the sandbox; `index`: the local index's socket it reaches as INDEX."""
         uv = Path(uv_binary()).resolve()
         mounts = Mounts(
             read_only=(*python.prefixes, uv),
-            bridges=(Bridge(index.socket, INDEX_PORT),) if index is not None else (),
+            bridges=(Bridge(index, INDEX_PORT),) if index is not None else (),
             forwarder_python=python.path,
             env={
                 "UV_CACHE_DIR": "/tmp/uv-cache",

@@ -6,7 +6,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import LocalStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
-from mirror.pypi.local_index import LocalIndex
+from mirror.pypi.local_index import LocalIndex, Session
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 
@@ -32,7 +35,7 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 def ask(
-    index: LocalIndex, method: str, path: str, **headers: str
+    index: LocalIndex | Session, method: str, path: str, **headers: str
 ) -> tuple[int, bytes, dict[str, str]]:
     conn = _UnixConnection(index.socket)
     conn.request(method, path, headers={"Accept": PEP691, **headers})
@@ -64,21 +67,26 @@ def test_files_come_verified_from_the_store_and_are_remembered(
     assert urls[good.spec.filename] == f"/files/{good.sha256}/{good.spec.filename}"
     assert all(url.startswith("/files/") for url in urls.values())  # nothing leads elsewhere
 
-    mark = served.mark()
-    status, _, headers = ask(served, "HEAD", urls[good.spec.filename])
-    assert status == 200 and headers["Content-Length"] == str(len(good.data))
-    status, body, _ = ask(served, "GET", urls[good.spec.filename])
-    assert status == 200 and body == good.data and store.has_blob(good.sha256)
-    assert list(served.taken_since(mark)) == [good.sha256]
+    with served.session() as build, served.session() as other:
+        status, _, headers = ask(build, "HEAD", urls[good.spec.filename])
+        assert status == 200 and headers["Content-Length"] == str(len(good.data))
+        status, body, _ = ask(build, "GET", urls[good.spec.filename])
+        assert status == 200 and body == good.data and store.has_blob(good.sha256)
+        assert list(build.taken_by_sha()) == [good.sha256]
 
-    # Upstream's bytes that are not the listed ones never reach the sandbox or the store.
-    status, body, _ = ask(served, "GET", urls[bad.spec.filename])
-    assert status == 502 and b"sha256 mismatch" in body and not store.has_blob(bad.sha256)
-    # Nothing a page did not list, nothing but GET and HEAD.
-    assert ask(served, "GET", f"/files/{'0' * 64}/x.whl")[0] == 404
-    assert ask(served, "GET", "/simple/nosuch/")[0] == 404
-    assert ask(served, "POST", "/simple/alpha/")[0] == 501
-    assert list(served.taken_since(mark)) == [good.sha256]
+        # Upstream's bytes that are not the listed ones never reach the sandbox or the store.
+        status, body, _ = ask(build, "GET", urls[bad.spec.filename])
+        assert status == 502 and b"sha256 mismatch" in body and not store.has_blob(bad.sha256)
+        # Nothing a page did not list, nothing but GET and HEAD.
+        assert ask(build, "GET", f"/files/{'0' * 64}/x.whl")[0] == 404
+        assert ask(build, "GET", "/simple/nosuch/")[0] == 404
+        assert ask(build, "POST", "/simple/alpha/")[0] == 501
+        assert list(build.taken_by_sha()) == [good.sha256]
+        # A build beside it takes its own files, and is not credited with the other's.
+        assert ask(other, "GET", urls[good.spec.filename])[0] == 200
+        assert [t.sha256 for t in other.taken] == [good.sha256]
+        assert len(build.taken) == 1
+    assert not build.socket.exists()
 
 
 def test_a_resolver_reads_a_wheel_by_ranges_without_downloading_it(
@@ -105,7 +113,7 @@ def test_where_upstream_lists_no_metadata_file_one_is_made_from_ranges(
     index: tuple[LocalIndex, LocalStore], upstream: Upstream
 ) -> None:
     served, store = index
-    hosted = upstream.add(WheelSpec("alpha", "1.0", requires=["beta>=2"], padding=50_000))
+    hosted = upstream.add(WheelSpec("alpha", "1.0", requires=["beta>=2"], padding=300_000))
     hosted.lists_metadata = False
     status, body, _ = ask(served, "GET", "/simple/alpha/")
     (entry,) = json.loads(body)["files"]
@@ -116,3 +124,59 @@ def test_where_upstream_lists_no_metadata_file_one_is_made_from_ranges(
     assert status == 200 and body == hosted.spec.metadata()
     assert b"Requires-Dist: beta>=2" in body
     assert not store.has_blob(hosted.sha256) and upstream.bytes_served < len(hosted.data)
+
+
+def test_metadata_takes_one_request_and_a_resolver_walking_down_releases_is_read_ahead(
+    index: tuple[LocalIndex, LocalStore], upstream: Upstream
+) -> None:
+    """uv reads METADATA one release after another when it backtracks (60 of
+    apache-beam's for TFX): each read is one range request (the wheel's tail), and once
+    a second release is asked for, the next older ones are read before uv asks."""
+    served, _ = index
+    hosted = {v: upstream.add(WheelSpec("alpha", v, padding=300_000)) for v in "12345"}
+    for one in hosted.values():
+        one.lists_metadata = False
+    page = json.loads(ask(served, "GET", "/simple/alpha/")[1])
+    urls = {f["filename"]: f["url"] for f in page["files"]}
+
+    def metadata(v: str) -> bytes:
+        status, body, _ = ask(served, "GET", f"{urls[hosted[v].spec.filename]}.metadata")
+        assert status == 200
+        return body
+
+    def hits(*versions: str) -> list[int]:
+        return [upstream.hits[hosted[v].spec.filename] for v in versions]
+
+    assert metadata("5") == hosted["5"].spec.metadata()
+    assert hits("5", "4", "3", "2", "1") == [1, 0, 0, 0, 0]  # one range; no guess yet
+    assert metadata("4") == hosted["4"].spec.metadata()
+    deadline = time.monotonic() + 10
+    while hits("3", "2", "1") != [1, 1, 1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hits("3", "2", "1") == [1, 1, 1]  # read ahead, before anyone asked
+    assert [metadata(v) for v in "321"] == [hosted[v].spec.metadata() for v in "321"]
+    assert hits("5", "4", "3", "2", "1") == [1, 1, 1, 1, 1]  # and not read again
+
+
+def test_dozens_of_connections_at_once_are_all_answered_at_once(
+    index: tuple[LocalIndex, LocalStore],
+) -> None:
+    """uv opens dozens of connections to the index at once. With socketserver's backlog
+    of 5 the rest waited for TCP's retransmission (1 s, then 3, 7...): a resolve sat
+    idle for 20 s. Now each is answered well inside the first retransmission."""
+    served, _ = index
+    host, port = served.url().split("/")[2].split(":")
+    request = f"GET /simple/nosuch/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    start = threading.Barrier(100)
+
+    def ask_once() -> float:
+        start.wait()
+        began = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(request.encode())
+            assert sock.recv(64).startswith(b"HTTP/1.0 404")
+        return time.monotonic() - began
+
+    with ThreadPoolExecutor(100) as pool:
+        waits = sorted(pool.map(lambda _: ask_once(), range(100)))
+    assert waits[-1] < 0.9, f"slowest of 100: {waits[-1]:.2f} s (TCP retransmitted)"
