@@ -20,7 +20,7 @@ For each, in one fresh work folder:
      inside `unshare -n` (root), through the environment's index alone.
 Rounds alternate who goes first; each timed step starts from an emptied page cache.
 
-    python -m bench.stacks [--stacks tfx,cuda,wide] [--install]
+    python -m bench.stacks [--stacks tfx,cuda,wide] [--install] [--peer-limit 900]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ enabled = false
     )
 
 
-PEER_LIMIT = 900.0  # seconds: pip's resolver can backtrack on TFX for an hour
+PEER_LIMIT = 900.0  # seconds: pip's resolver can backtrack on TFX for an hour (--peer-limit)
 
 
 def timed(
@@ -123,10 +123,12 @@ def python_for(stack: Stack) -> str:
     return found.path
 
 
-def pip_download(python: str, args: list[str], dest: Path) -> tuple[float, str]:
+def pip_download(
+    python: str, args: list[str], dest: Path, limit: float = PEER_LIMIT
+) -> tuple[float, str]:
     wall, proc = timed(
         [python, "-m", "pip", "download", "--quiet", "--no-cache-dir", "-d", str(dest), *args],
-        timeout=PEER_LIMIT,
+        timeout=limit,
         env=clean_pip_env(),
     )
     return wall, "ok" if proc.returncode == 0 else f"FAILED: {proc.stderr.strip()[-300:]}"
@@ -166,7 +168,7 @@ def install_airgapped(stack: Stack, config_path: Path, work: Path) -> str:
     return f"ok in {wall:.0f} s"
 
 
-def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
+def run_stack(stack: Stack, work: Path, install: bool, peer_limit: float) -> list[str]:
     config_path = write_config(work, stack)
     config = load_config(str(config_path))
     python = python_for(stack)
@@ -197,7 +199,7 @@ def run_stack(stack: Stack, work: Path, install: bool) -> list[str]:
     )
     others = [w.url for w in upstream_files if not (w.is_wheel and w.role is Role.CLOSURE)]
     settle()
-    peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a")
+    peer_a, verdict_a = pip_download(python, list(stack.requirements), work / "pip-a", peer_limit)
     shutil.rmtree(work / "pip-a", ignore_errors=True)
     settle()
     # Every platform tag the target's pip accepts, as the mirror picks from: pip takes an
@@ -242,6 +244,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", default="tfx,cuda,wide")
     parser.add_argument("--install", action="store_true")
+    parser.add_argument(
+        "--peer-limit", type=float, default=PEER_LIMIT, help="seconds for `pip download`"
+    )
     args = parser.parse_args()
     known = stacks()
     lines: list[str] = []
@@ -250,7 +255,7 @@ def main() -> None:
             sys.exit(f"unknown stack {name!r}; use {', '.join(known)}")
         with tempfile.TemporaryDirectory(prefix=f"tfmirror-stack-{name}-") as tmp:
             os.environ["UV_CACHE_DIR"] = str(Path(tmp) / "uv-cache")
-            stack_lines = run_stack(known[name], Path(tmp), args.install)
+            stack_lines = run_stack(known[name], Path(tmp), args.install, args.peer_limit)
         print("\n".join(stack_lines), flush=True)
         lines += stack_lines
 

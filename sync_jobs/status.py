@@ -27,6 +27,7 @@ from mirror.core.runs import (
     running_since,
 )
 from mirror.core.storage import BlobStore
+from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
 from sync_jobs.scheduler import next_run
@@ -152,6 +153,7 @@ class Status:
     inventory: Inventory
     lag: list[LagRow]
     built: list[BuiltWheel]
+    held_back: list[Held]  # releases the cooldown kept out at the last resolve
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
@@ -320,6 +322,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         ),
         lag=_lag(config, mirrored, store),
         built=_built(manifests),
+        held_back=read_held(store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",

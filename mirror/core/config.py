@@ -221,6 +221,9 @@ class Environment:
     targets: tuple[Target, ...]
     # Bound what the resolver may pick without requiring it (pip's -c, uv's --constraint).
     constraints: tuple[str, ...] = ()
+    # The cooldown: a release younger than this many seconds is not taken (0: off);
+    # the environment's own min_age, else [pypi] min_age.
+    min_age: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,9 @@ class PypiConfig:
     # its address-space cap
     build_memory_mb: int = key(4096, "4096", Rule(lambda mb: mb >= 256, "give at least 256 MB"))
     build_backends: tuple[str, ...] = DEFAULT_BUILD_BACKENDS  # on every environment's index
+    min_age: float = 0.0  # seconds; each environment's default (Environment.min_age)
+    # Releases the cooldown lets through at once (an urgent fix): "urllib3==2.8.1".
+    cooldown_exempt: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -600,7 +606,21 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _environment(name: str, raw: Any, inner: bool, base: Path) -> Environment:
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(s: _Section, key: str) -> float:
+    """A span such as "7d", "12h", "30m", "90s" or "0", in seconds."""
+    raw = s.get(key, str, "0", '"7d"')
+    match = _DURATION.match(raw)
+    s.check(key, match is not None, raw, 'use a number with s, m, h or d, e.g. "7d" ("0": off)')
+    assert match is not None
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _environment(name: str, raw: Any, inner: bool, base: Path) -> tuple[Environment, float | None]:
+    """The environment, and its own min_age if it sets one."""
     s = _Section(f"pypi.environments.{name}", raw)
     if not _ENV_NAME.match(name):
         raise ConfigError(
@@ -616,8 +636,9 @@ def _environment(name: str, raw: Any, inner: bool, base: Path) -> Environment:
     )
     targets = _targets(s, base)
     constraints = _requirements(s, "constraints", [], '["setuptools<82"]')
+    min_age = _duration(s, "min_age") if "min_age" in s.data else None
     s.done()
-    return Environment(name, requirements, targets, constraints)
+    return Environment(name, requirements, targets, constraints, min_age or 0.0), min_age
 
 
 def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
@@ -634,7 +655,8 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
     )
     inner = upstream == ""
     envs_raw = s.get("environments", dict, {}, "{serving = {requirements = [...]}}")
-    named = [_environment(str(n), e, inner, base) for n, e in envs_raw.items()]
+    read = [_environment(str(n), e, inner, base) for n, e in envs_raw.items()]
+    named = [env for env, _ in read]
     has_top = "requirements" in s.data
     builtin = not named and not has_top and not hub_only and not inner
     top_requirements = _requirements(
@@ -688,6 +710,10 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
         environments = [
             replace(env, constraints=(*constraints, *env.constraints)) for env in environments
         ]
+    min_age = _duration(s, "min_age")
+    own_age = {env.name: age for env, age in read if age is not None}
+    environments = [replace(env, min_age=own_age.get(env.name, min_age)) for env in environments]
+    exempt = _requirements(s, "cooldown_exempt", [], '["urllib3==2.8.1"]')
     values = s.read(PypiConfig)
     allow_hosts = s.hosts("allow_hosts")
     backends = _requirements(
@@ -700,6 +726,8 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
         environments=tuple(environments),
         allow_hosts=allow_hosts,
         build_backends=backends,
+        min_age=min_age,
+        cooldown_exempt=exempt,
     )
 
 

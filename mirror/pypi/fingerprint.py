@@ -40,6 +40,9 @@ class Fingerprint:
     inputs: str  # what was asked for, and of which resolver
     pages: str  # upstream's pages of every project in the closure
     at: float  # when the resolver last ran for it (epoch seconds)
+    # When a release the cooldown held back becomes eligible: the closure may change
+    # then with no page changing (epoch seconds; None: nothing held back).
+    until: float | None = None
 
 
 def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
@@ -47,7 +50,7 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
         uv = version("uv")
     except PackageNotFoundError:
         uv = ""
-    doc = {
+    doc: dict[str, object] = {
         "requirements": list(env.requirements),
         "constraints": list(env.constraints),
         "target": target.id,
@@ -56,6 +59,9 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
         "build_backends": list(pypi.build_backends),
         "uv": uv,
     }
+    if env.min_age:  # only when set: a fingerprint from before the cooldown stays valid
+        doc["min_age"] = env.min_age
+        doc["cooldown_exempt"] = list(pypi.cooldown_exempt)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -79,13 +85,19 @@ def load_fingerprint(store: BlobStore, environment: str, target_id: str) -> Fing
         return None
     try:
         doc = json.loads(raw)
-        return Fingerprint(str(doc["inputs"]), str(doc["pages"]), float(doc["at"]))
+        until = doc.get("until")
+        return Fingerprint(
+            str(doc["inputs"]),
+            str(doc["pages"]),
+            float(doc["at"]),
+            float(until) if until is not None else None,
+        )
     except (ValueError, KeyError, TypeError):
         return None  # unreadable: the resolver runs, and writes a good one
 
 
 def save_fingerprint(store: BlobStore, environment: str, target_id: str, fp: Fingerprint) -> None:
-    doc = {"inputs": fp.inputs, "pages": fp.pages, "at": fp.at}
+    doc = {"inputs": fp.inputs, "pages": fp.pages, "at": fp.at, "until": fp.until}
     store.put(fingerprint_key(environment, target_id), json.dumps(doc, indent=1).encode())
 
 
@@ -97,4 +109,6 @@ def still_current(
         return False
     if time.time() - known.at >= FULL_RESOLVE_EVERY:
         return False
+    if known.until is not None and time.time() >= known.until:
+        return False  # a release the cooldown held back may enter now
     return pages_digest(pages, projects) == known.pages

@@ -43,6 +43,7 @@ from mirror.core.upstream import (
     fetch_verified,
     shared_session,
 )
+from mirror.pypi.cooldown import Cooldown, Held
 from mirror.pypi.core_metadata import MetadataError, read_metadata
 
 log = logging.getLogger("tfmirror.pypi.local_index")
@@ -113,7 +114,10 @@ class LocalIndex:
         self.policy = policy
         self._lock = threading.Lock()
         self._files: dict[str, Taken] = {}  # sha256 -> entry, from the pages served
-        self._pages: dict[str, bytes | None] = {}  # as served: the same all sync long
+        # As served, by project and cooldown cutoff: the same all sync long.
+        self._pages: dict[tuple[str, int | None], bytes | None] = {}
+        self._cooldowns: dict[int, Cooldown] = {}  # by cutoff, as its pages' paths name it
+        self._held: dict[tuple[str, str], Held] = {}  # (project, version) left out
         self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
         self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
         self._server: _Server | None = None
@@ -152,7 +156,21 @@ class LocalIndex:
         threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
         return self
 
-    def url(self) -> str:
+    def prefix(self, cooldown: Cooldown | None) -> str:
+        """The path its pages are under for resolves held to `cooldown`: each
+        environment of a sync may have its own min_age."""
+        if cooldown is None or not cooldown.active:
+            return ""
+        with self._lock:
+            self._cooldowns[cooldown.cutoff] = cooldown
+        return f"/cooldown/{cooldown.cutoff}"
+
+    def held(self) -> list[Held]:
+        """Every release a page left out for a cooldown, this sync."""
+        with self._lock:
+            return list(self._held.values())
+
+    def url(self, cooldown: Cooldown | None = None) -> str:
         """The index's address on loopback (started on first use)."""
         with self._lock:
             if self._loopback is None:
@@ -163,7 +181,7 @@ class LocalIndex:
                     target=server.serve_forever, name="local-index-tcp", daemon=True
                 ).start()
             port = self._loopback.server_address[1]
-        return f"http://127.0.0.1:{port}/simple/"
+        return f"http://127.0.0.1:{port}{self.prefix(cooldown)}/simple/"
 
     def upstream_url(self, url: str) -> str | None:
         """Upstream's address of a file this index served at `url`; None if it served none."""
@@ -186,19 +204,23 @@ class LocalIndex:
         self._folder.cleanup()
 
     # -- what the handler asks ----------------------------------------------------
-    def page(self, project: str) -> bytes | None:
-        """The project's page, pointing here; made once per sync (a sandbox's resolvers
-        ask for every page in each of up to seven resolves)."""
+    def page(self, project: str, cutoff: int | None = None) -> bytes | None:
+        """The project's page, pointing here, without what the cooldown under `cutoff`
+        holds back; made once per sync (a sandbox's resolvers ask for every page in each
+        of up to seven resolves). None: no such page (or no such cooldown)."""
         name = canonicalize_name(project)
         with self._lock:
-            if name in self._pages:
-                return self._pages[name]
-        body = self._page(name)
+            if (name, cutoff) in self._pages:
+                return self._pages[(name, cutoff)]
+            cooldown = self._cooldowns.get(cutoff) if cutoff is not None else None
+        if cutoff is not None and cooldown is None:
+            return None
+        body = self._page(name, cooldown)
         with self._lock:
-            self._pages[name] = body
+            self._pages[(name, cutoff)] = body
         return body
 
-    def _page(self, name: str) -> bytes | None:
+    def _page(self, name: str, cooldown: Cooldown | None) -> bytes | None:
         doc = self.pages.get(name)
         if doc is None:
             return None
@@ -212,6 +234,11 @@ class LocalIndex:
             ):
                 continue  # a file the mirror could not verify is not offered
             if "/" in filename or filename.startswith("."):
+                continue
+            held = cooldown.holds(name, entry) if cooldown is not None else None
+            if held is not None:
+                with self._lock:
+                    self._held.setdefault((held.project, held.version), held)
                 continue
             with self._lock:
                 self._files[sha256] = Taken(name, entry)
@@ -450,8 +477,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         try:
+            cutoff = None
+            if len(parts) == 4 and parts[0] == "cooldown" and parts[1].isdigit():
+                cutoff, parts = int(parts[1]), parts[2:]
             if len(parts) == 2 and parts[0] == "simple":
-                body = index.page(parts[1])
+                body = index.page(parts[1], cutoff)
                 if body is None:
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, body, PEP691_JSON)

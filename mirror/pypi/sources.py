@@ -58,6 +58,7 @@ from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sa
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import DownloadError, FetchPolicy, ProjectPages
+from mirror.pypi.cooldown import Cooldown, Held
 from mirror.pypi.interpreters import (
     Interpreter,
     find_interpreter,
@@ -85,7 +86,13 @@ MAX_ROUNDS = 5  # resolves in the sandbox that turn more projects to wheels only
 # uv's hint for a project that cannot be had as a wheel within the closure.
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
 INDEX_PORT = 8000  # the local index, as the sandbox reaches it
-INDEX = f"http://127.0.0.1:{INDEX_PORT}/simple/"
+
+
+def _index(prefix: str) -> str:
+    """The local index as the sandbox reaches it, under a cooldown's path if any."""
+    return f"http://127.0.0.1:{INDEX_PORT}{prefix}/simple/"
+
+
 MAX_BUILT = 2 * 1024**3  # a built wheel over this is refused, unread
 MAX_LOCK = 16 * 1024**2
 ZIP_EPOCH = 315532800  # 1980-01-01: the oldest time a wheel's zip can hold
@@ -109,6 +116,7 @@ class _Job:
     target: Target
     interpreter: Interpreter | None  # the target's own Python, if this machine has one
     bounds: tuple[str, ...]  # constraints on its build requirements: the env's, the pins
+    cooldown: Cooldown  # its build requirements are held to the environment's too
 
 
 @dataclass(frozen=True)
@@ -167,8 +175,10 @@ class SourceBuilds:
         fetch: FetchPolicy,
         policy: BuildPolicy,
         known: Mapping[str, Wheel],
+        cooldown: Callable[[Environment], Cooldown],
     ) -> None:
         self.store = store
+        self.cooldown = cooldown  # each environment's, cut at the sync's start
         self.pages = pages
         self.fetch = fetch
         self.policy = policy
@@ -189,6 +199,10 @@ class SourceBuilds:
             self._index.__exit__(None, None, None)
         self._links.cleanup()
 
+    def held(self) -> list[Held]:
+        """What the cooldown kept out of every resolve so far."""
+        return self._index.held() if self._index is not None else []
+
     def index(self) -> LocalIndex:
         """The sync's one local index: every resolver, the syncer's own included, reads
         upstream through it, so every page and file is held to the sync's fetch policy."""
@@ -202,11 +216,12 @@ class SourceBuilds:
         target: Target,
         constraints: tuple[str, ...] = (),
         find_links: Path | None = None,
+        cooldown: Cooldown | None = None,
     ) -> list[Wheel]:
         """A wheels-only closure, resolved on this host through the local index; each
         file named by its upstream address, as a manifest lists it."""
         index = self.index()
-        wheels = resolve_target(requirements, target, index.url(), constraints, find_links)
+        wheels = resolve_target(requirements, target, index.url(cooldown), constraints, find_links)
         out = []
         for wheel in wheels:
             if wheel.url.startswith("file:"):
@@ -253,7 +268,9 @@ class SourceBuilds:
 
     def _with_built(self, env: Environment, target: Target) -> list[Wheel]:
         links = self._find_links()
-        wheels = self.resolve_wheels(env.requirements, target, env.constraints, links)
+        wheels = self.resolve_wheels(
+            env.requirements, target, env.constraints, links, self.cooldown(env)
+        )
         pinned = {w.project: w.version for w in wheels}
         out: dict[str, Wheel] = {}
         for wheel in wheels:
@@ -296,7 +313,8 @@ class SourceBuilds:
                     if sure_only and self._some_wheel(name, target):
                         continue
                     try:
-                        job = self._job(package, target, interpreter, (*env.constraints, *pins))
+                        bounds = (*env.constraints, *pins)
+                        job = self._job(package, target, interpreter, bounds, self.cooldown(env))
                     except ResolveError:
                         if sure_only:
                             continue  # said once the closure is settled, if still needed
@@ -319,6 +337,7 @@ class SourceBuilds:
         target: Target,
         interpreter: Interpreter | None,
         bounds: tuple[str, ...],
+        cooldown: Cooldown,
     ) -> _Job:
         sdist = package.get("sdist")
         if not isinstance(sdist, dict):
@@ -334,6 +353,7 @@ class SourceBuilds:
             target,
             interpreter,
             bounds,
+            cooldown,
         )
 
     def _try_build(self, job: _Job, index: LocalIndex) -> ResolveError | None:
@@ -433,7 +453,8 @@ class SourceBuilds:
                 uv_binary(), "pip", "compile", "--no-config", "--no-header",
                 "--python-version", target.python, "--python-platform", platform,
                 "--python", python.path, "--format", "pylock.toml",
-                "--default-index", INDEX, "--index-strategy", "first-index",
+                "--default-index", _index(index.prefix(self.cooldown(env))),
+                "--index-strategy", "first-index",
                 "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
                 *(arg for name in sorted(binary) for arg in ("--only-binary", name)),
             ]  # fmt: skip
@@ -485,7 +506,8 @@ class SourceBuilds:
             (work / "build-constraints.txt").write_text("\n".join(job.bounds) + "\n")
             argv = [
                 uv_binary(), "build", "--no-config", "--wheel", "--out-dir", "out",
-                "--python", builder.path, "--default-index", INDEX,
+                "--python", builder.path,
+                "--default-index", _index(index.prefix(job.cooldown)),
                 "--build-constraints", "build-constraints.txt", f"src/{source.filename}",
             ]  # fmt: skip
             epoch = {"SOURCE_DATE_EPOCH": str(_epoch(source.upload_time))}
@@ -612,7 +634,8 @@ class SourceBuilds:
         index: Path | None,
         env: Mapping[str, str],
     ) -> Outcome:
-        """`argv` in the sandbox; `index`: the local index's socket it reaches as INDEX."""
+        """`argv` in the sandbox; `index`: the local index's socket, which it reaches at
+        INDEX_PORT."""
         uv = Path(uv_binary()).resolve()
         mounts = Mounts(
             read_only=(*python.prefixes, uv),

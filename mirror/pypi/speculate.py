@@ -29,6 +29,7 @@ from packaging.version import Version
 from mirror.core.config import Target
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
@@ -44,6 +45,7 @@ class Closure:
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     target: Target
+    cooldown: Cooldown | None = None  # a release it holds back is no guess
 
 
 class HeadStart:
@@ -77,7 +79,9 @@ class HeadStart:
             guesses = [
                 wheel
                 for c in closures
-                for wheel in guess_top_wheels(c.requirements, (c.target,), pages, c.constraints)
+                for wheel in guess_top_wheels(
+                    c.requirements, (c.target,), pages, c.constraints, c.cooldown
+                )
             ]
             for wheel in guesses:
                 if wheel.sha256 in misses or self._store.has_blob(wheel.sha256):
@@ -176,6 +180,7 @@ def guess_top_wheels(
     targets: tuple[Target, ...],
     pages: ProjectPages,
     constraints: tuple[str, ...] = (),
+    cooldown: Cooldown | None = None,
 ) -> list[Wheel]:
     """For each target, the wheel each plain top-level requirement most likely locks to
     within the constraints (best effort: a requirement with a marker or an unreadable
@@ -193,7 +198,10 @@ def guess_top_wheels(
         project = canonicalize_name(req.name)
         doc = pages.get(project)
         for target in targets:
-            guess = _best_wheel(req, project, doc["files"] if doc else [], target)
+            files = doc["files"] if doc else []
+            if cooldown is not None:
+                files = [e for e in files if cooldown.holds(project, e) is None]
+            guess = _best_wheel(req, project, files, target)
             if guess is not None:
                 guesses.append(guess)
     return guesses

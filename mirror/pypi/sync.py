@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from mirror.core.config import Config, Environment, PypiConfig, Target
@@ -28,6 +29,7 @@ from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.backends import resolve_backends
+from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.file_facts import read_pages, settle_all
 from mirror.pypi.fingerprint import (
     Fingerprint,
@@ -147,6 +149,7 @@ class _Plan:
     # Per slot, what its closure is resolved from (mirror.pypi.fingerprint); only for
     # slots the resolver ran for: a reused closure keeps the fingerprint it has.
     inputs: dict[str, str] = field(default_factory=dict)
+    held: list[Held] = field(default_factory=list)  # what the cooldown kept out
 
     @property
     def known(self) -> dict[str, Wheel]:
@@ -166,8 +169,14 @@ class PypiSync:
         self.index = index
         self.progress = progress or Progress()
         self.policy = fetch_policy(config.pypi)
+        self._began = time.time()
+
+    def _cooldown(self, env: Environment) -> Cooldown:
+        return Cooldown(env.min_age, self._began, self.config.pypi.cooldown_exempt)
 
     def run(self, trigger: str = "manual") -> SyncReport:
+        # Every resolve and guess of this sync cuts the cooldown at this one moment.
+        self._began = time.time()
         record = RunRecord.begin("pypi", trigger)
         report = SyncReport()
         began = time.monotonic()
@@ -185,7 +194,12 @@ class PypiSync:
             # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
             side.submit(read_pages, pages, {w.project for w in plan.known.values()})
             guesses = [
-                Closure(s.environment.requirements, s.environment.constraints, s.target)
+                Closure(
+                    s.environment.requirements,
+                    s.environment.constraints,
+                    s.target,
+                    self._cooldown(s.environment),
+                )
                 for s in slots(pypi)
             ]
             head_start = HeadStart(self.store, guesses, pages, self.policy)
@@ -273,12 +287,16 @@ class PypiSync:
             self.policy,
             BuildPolicy(pypi.sdists == "build", caps),
             known,
+            self._cooldown,
         )
         try:
             for slot in slots(pypi):
                 self._resolve_slot(slot, builds, plan, report, head_start, have, pages)
+            plan.held = builds.held()
         finally:
             builds.close()
+        if plan.inputs:  # a resolver ran: what it was not given is news for the page
+            save_held(self.store, plan.held, utcnow())
         report.built = builds.builds
         report.timings["resolve"] = time.monotonic() - t0
 
@@ -304,11 +322,12 @@ class PypiSync:
             try:
                 wheels = builds.resolve(env, target)
             except ResolveError as exc:
-                report.failures.append(Failure(slot.where, "", str(exc)))
+                # A pin only a too-young release meets says when it will be taken.
+                why = explain(str(exc), builds.held())
+                report.failures.append(Failure(slot.where, "", why))
                 return
-            backends = resolve_backends(
-                pypi.build_backends, env, target, builds.resolve_wheels, wheels
-            )
+            resolver = partial(builds.resolve_wheels, cooldown=builds.cooldown(env))
+            backends = resolve_backends(pypi.build_backends, env, target, resolver, wheels)
             wheels = [*wheels, *backends.files]
             report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
             plan.inputs[slot.where] = inputs
@@ -447,7 +466,7 @@ class PypiSync:
         slot = plan.slots[where]
         digest = pages_digest(pages, {w.project for w in plan.wheels[where]})
         if digest is not None:
-            fp = Fingerprint(inputs, digest, time.time())
+            fp = Fingerprint(inputs, digest, time.time(), earliest(plan.held))
             save_fingerprint(self.store, slot.environment.name, slot.target.id, fp)
 
     # -- 5. devpi --------------------------------------------------------------------

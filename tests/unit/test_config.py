@@ -110,6 +110,13 @@ def test_targets_parse_and_get_ids(tmp_path: Path) -> None:
         ({"pypi": {"sdists": "compile"}}, '[pypi] sdists = \'compile\': use "build" or "refuse"'),
         ({"pypi": {"build_timeout": 0}}, "[pypi] build_timeout = 0.0: must be positive seconds"),
         ({"pypi": {"build_memory_mb": 64}}, "[pypi] build_memory_mb = 64: give at least 256 MB"),
+        ({"pypi": {"min_age": "7 days"}}, "[pypi] min_age = '7 days': use a number with s, m, h"),
+        ({"pypi": {"min_age": 7}}, '[pypi] min_age = 7: must be str, e.g. min_age = "7d"'),
+        (
+            {"pypi": {"environments": {"s": {"requirements": ["a"], "min_age": "-1d"}}}},
+            "[pypi.environments.s] min_age = '-1d'",
+        ),
+        ({"pypi": {"cooldown_exempt": ["url lib"]}}, "[pypi] cooldown_exempt[0] = 'url lib'"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(
@@ -354,3 +361,20 @@ def test_bad_environments_are_one_line_that_says_what_to_fix(
         parse_config({"pypi": pypi}, tmp_path)
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_cooldown_is_off_by_default_and_an_environment_may_set_its_own(
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "pypi": {
+            "requirements": ["tensorflow"],
+            "min_age": "12h",
+            "cooldown_exempt": ["urllib3==2.8.1"],
+            "environments": {"ci": {"requirements": ["pytest"], "min_age": "0"}},
+        }
+    }
+    pypi = parse_config(doc, tmp_path).pypi
+    assert {env.name: env.min_age for env in pypi.environments} == {"default": 43200, "ci": 0}
+    assert pypi.cooldown_exempt == ("urllib3==2.8.1",)
+    assert all(env.min_age == 0 for env in parse_config({}, tmp_path).pypi.environments)
