@@ -14,6 +14,7 @@ from mirror.core.storage import BlobStore, open_store
 from mirror.pypi.cooldown import read_held
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
+from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
 from tests.support.mirror_env import LINUX, make_config
 from tests.support.servers import make_venv, pip_install
@@ -71,8 +72,9 @@ def test_a_cooldown_takes_the_older_release_and_pip_through_the_mirror_installs_
     eligible = datetime.fromisoformat(str(held.eligible).replace("Z", "+00:00"))
     left = eligible - datetime.now(UTC)
     assert timedelta(days=6, hours=22) < left < timedelta(days=7)
-    status = collect_status(config, store, config.web.base_url).as_json()
-    assert status["held_back"][0]["version"] == "2.0"
+    status = collect_status(config, store, config.web.base_url)
+    assert status.as_json()["held_back"][0]["version"] == "2.0"
+    assert "<code>alpha 2.0</code>" in render_page(status)
 
 
 def test_a_pin_only_a_too_young_release_meets_keeps_the_last_closure_until_exempted(
