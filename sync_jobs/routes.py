@@ -13,7 +13,9 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from mirror.core.config import normalise_name
 from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.journal import Journal, parse_since
 from mirror.core.lease import JobBusy
 from mirror.core.storage import StoreError
 from sync_jobs.metrics import render_metrics
@@ -85,6 +87,20 @@ def page() -> Response:
 def api_status() -> Response:
     body = _cache().rendered("json", _build, lambda status: json.dumps(status.as_json()))
     return Response(body, content_type="application/json")
+
+
+@blueprint.get("/api/history")
+def api_history() -> tuple[Response, int] | Response:
+    """The journal's entries, newest first: ?project=, ?model=, ?since=, ?limit= (100)."""
+    args = request.args
+    try:
+        since = parse_since(args["since"]) if args.get("since") else None
+        limit = int(args.get("limit", "100"))
+    except ValueError:
+        return jsonify(error="since must be a date or ISO 8601 time, limit a number"), 400
+    project = normalise_name(args["project"]) if args.get("project") else None
+    found = Journal(app_store()).history(project, args.get("model") or None, since, limit)
+    return jsonify(found)
 
 
 @blueprint.get("/metrics")

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from hub_cache.models import load_models
 from mirror.core.config import Config
+from mirror.core.journal import Journal
 from mirror.core.runs import (
     BUNDLE_JOB,
     VERIFY_STATE,
@@ -31,6 +32,8 @@ from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
 from sync_jobs.scheduler import next_run
+
+RECENT_CHANGES = 10  # journal entries on the page
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class Status:
     lag: list[LagRow]
     built: list[BuiltWheel]
     held_back: list[Held]  # releases the cooldown kept out at the last resolve
+    recent_changes: list[dict[str, Any]]  # the journal's newest entries
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
@@ -323,6 +327,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         lag=_lag(config, mirrored, store),
         built=_built(manifests),
         held_back=read_held(store),
+        recent_changes=Journal(store).recent(RECENT_CHANGES),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",

@@ -40,6 +40,7 @@ COMMANDS = (
     ("gc", "gc", "remove blobs no manifest references"),
     ("bundle", "bundle", "carry the mirror across an air gap, signed"),
     ("status", "status", "what the status page shows"),
+    ("history", "history", "every change to what the mirror offers: when, who, why"),
 )
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
+from mirror.core.journal import Journal, actor_for
 from mirror.core.lease import LeaseLost, fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -29,6 +30,7 @@ from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.backends import resolve_backends
+from mirror.pypi.changes import closure_changes
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.file_facts import read_pages, settle_all
 from mirror.pypi.fingerprint import (
@@ -150,6 +152,7 @@ class _Plan:
     # slots the resolver ran for: a reused closure keeps the fingerprint it has.
     inputs: dict[str, str] = field(default_factory=dict)
     held: list[Held] = field(default_factory=list)  # what the cooldown kept out
+    changes: list[dict[str, Any]] = field(default_factory=list)  # for the journal
 
     @property
     def known(self) -> dict[str, Wheel]:
@@ -170,6 +173,7 @@ class PypiSync:
         self.progress = progress or Progress()
         self.policy = fetch_policy(config.pypi)
         self._began = time.time()
+        self._trigger = "manual"
 
     def _cooldown(self, env: Environment) -> Cooldown:
         return Cooldown(env.min_age, self._began, self.config.pypi.cooldown_exempt)
@@ -177,6 +181,7 @@ class PypiSync:
     def run(self, trigger: str = "manual") -> SyncReport:
         # Every resolve and guess of this sync cuts the cooldown at this one moment.
         self._began = time.time()
+        self._trigger = trigger
         record = RunRecord.begin("pypi", trigger)
         report = SyncReport()
         began = time.monotonic()
@@ -409,6 +414,9 @@ class PypiSync:
             self._commit_each(plan, report, pages)
         except LeaseLost as exc:
             report.failures.append(Failure("lease", "", str(exc)))
+        finally:
+            # What the fleet is now offered, and who changed it (one entry per sync).
+            Journal(self.store).record(plan.changes, actor_for(self._trigger), "pypi sync")
 
     def _commit_each(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
         failed = {f.name for f in report.failures}
@@ -446,6 +454,7 @@ class PypiSync:
                     report.failures.append(Failure(where, "", reason))
                     continue
                 report.committed.append(where)
+                plan.changes += closure_changes(old, manifest, where)
             self._remember(plan, where, pages)
         # An environment or target taken out of the config leaves every index: its
         # wheels are gc's once no other manifest lists them.
@@ -455,6 +464,7 @@ class PypiSync:
                 fence("pypi")
                 delete_manifest(self.store, manifest)
                 report.dropped.append(where)
+                plan.changes += closure_changes(manifest, None, where)
 
     def _remember(self, plan: _Plan, where: str, pages: ProjectPages) -> None:
         """What a freshly resolved (and committed) closure came from, for the next sync.

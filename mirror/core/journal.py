@@ -1,0 +1,261 @@
+"""The journal: every change to what the mirror offers, append-only and hash-chained.
+
+Run records say what a run did; an auditor asks what the fleet was offered on a date,
+who changed it and why, and whether anyone edited that record afterwards. Each entry
+names the one before it by the sha256 of its bytes, so changing, removing or inserting
+any entry breaks every link after it (`verify`). An entry is one commit's changes (a
+sync's files added and removed, a model replaced, a bundle imported, gc's deletions),
+with its time, actor and reason.
+
+In the store (documents only, on disk or S3):
+    journal/entries/<seq>.json     one entry, canonical JSON; written create-only, so of
+                                   two writers that read the same tip one wins, the other
+                                   reads the new tip and tries again: the chain never forks
+    journal/segments/<first>.jsonl every SEGMENT entries sealed into one document (the
+                                   entries' exact bytes, one per line), so `history` over
+                                   100,000 entries reads 100 documents, not 100,000
+    journal/head.json              the last sequence number written (a hint: the entries
+                                   are the truth)
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mirror.core.runs import utcnow
+from mirror.core.storage import BlobStore, StoreError
+
+ENTRIES = "journal/entries"
+SEGMENTS = "journal/segments"
+HEAD = "journal/head.json"
+SEGMENT = 1000
+GENESIS = "0" * 64  # what the first entry names as the one before it
+TRIES = 200
+
+
+def _key(seq: int) -> str:
+    return f"{ENTRIES}/{seq:012d}.json"
+
+
+def _segment_key(first: int) -> str:
+    return f"{SEGMENTS}/{first:012d}.jsonl"
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def actor_for(trigger: str) -> str:
+    """Who made a change: the scheduler, or the user at the host that ran the command."""
+    host = socket.gethostname()
+    if trigger in ("schedule", "startup"):
+        return f"scheduler@{host}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{host}" if trigger == "manual" else f"{user}@{host} ({trigger})"
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    sha256: str  # of `raw`: what the next entry names
+    raw: bytes
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.raw)
+        return doc
+
+    def matches(self, project: str | None, model: str | None, since: str | None) -> bool:
+        doc = self.doc
+        if since is not None and str(doc.get("at", "")) < since:
+            return False
+        changes = doc.get("changes", [])
+        if project is not None and not any(c.get("project") == project for c in changes):
+            return False
+        return model is None or any(c.get("model") == model for c in changes)
+
+
+@dataclass(frozen=True)
+class Broken:
+    """The first entry that does not match the chain, and how."""
+
+    seq: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"journal entry {self.seq}: {self.why}"
+
+
+class Journal:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+
+    # -- writing ----------------------------------------------------------------------
+    def record(self, changes: list[dict[str, Any]], actor: str, reason: str = "") -> Entry | None:
+        """Append one entry holding `changes` (each a dict with an "event"); nothing
+        when there are none. Returns the entry written."""
+        if not changes:
+            return None
+        for _ in range(TRIES):
+            seq, prev = self._tip()
+            doc = {
+                "seq": seq,
+                "prev": prev,
+                "at": utcnow(),
+                "actor": actor,
+                "reason": reason,
+                "changes": changes,
+            }
+            raw = _canonical(doc)
+            if self.store.put_if(_key(seq), raw, None):  # create-only: one entry per seq
+                entry = Entry(seq, hashlib.sha256(raw).hexdigest(), raw)
+                self._after(entry)
+                return entry
+        raise StoreError(f"journal: {TRIES} writers in a row appended first; try again")
+
+    def _tip(self) -> tuple[int, str]:
+        """The next sequence number and the sha256 of the entry before it."""
+        seq = self._known_end()
+        while self.store.get(_key(seq)) is not None:
+            seq += 1
+        if seq == 0:
+            return 0, GENESIS
+        before = self._raw(seq - 1)
+        if before is None:
+            raise StoreError(f"journal: entry {seq - 1} is missing")
+        return seq, hashlib.sha256(before).hexdigest()
+
+    def _known_end(self) -> int:
+        """A sequence number no later than the next free one: the head's hint, or the
+        end of the last sealed segment."""
+        raw = self.store.get(HEAD)
+        hint = 0
+        if raw is not None:
+            try:
+                hint = int(json.loads(raw)["seq"]) + 1
+            except (ValueError, KeyError, TypeError):
+                hint = 0
+        sealed = self._segments()
+        return max(hint, sealed[-1] + SEGMENT if sealed else 0)
+
+    def _after(self, entry: Entry) -> None:
+        # The newest entry's hash, so an edit of the last entry (which no link follows
+        # yet) is seen too.
+        self.store.put(HEAD, _canonical({"seq": entry.seq, "sha256": entry.sha256}))
+        if entry.seq % SEGMENT == SEGMENT - 1:
+            self._seal(entry.seq - SEGMENT + 1)
+
+    def _seal(self, first: int) -> None:
+        lines = []
+        for seq in range(first, first + SEGMENT):
+            raw = self.store.get(_key(seq))
+            if raw is None:
+                return  # cannot happen: entries are never deleted; the tail reads them
+            lines.append(raw)
+        self.store.put_if(_segment_key(first), b"\n".join(lines) + b"\n", None)
+
+    def _segments(self) -> list[int]:
+        firsts = []
+        for key in self.store.list(SEGMENTS):
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".jsonl") and name[:-6].isdigit():
+                firsts.append(int(name[:-6]))
+        return sorted(firsts)
+
+    def _raw(self, seq: int) -> bytes | None:
+        raw = self.store.get(_key(seq))
+        if raw is not None:
+            return raw
+        first = seq - seq % SEGMENT
+        segment = self.store.get(_segment_key(first))
+        if segment is None:
+            return None
+        lines = segment.splitlines()
+        return lines[seq - first] if seq - first < len(lines) else None
+
+    # -- reading ----------------------------------------------------------------------
+    def entries(self) -> Iterator[Entry]:
+        """Every entry, oldest first: the sealed segments, then the entries after them."""
+        seq = 0
+        for first in self._segments():
+            if first != seq:
+                break  # a gap: the rest is read entry by entry (and verify says so)
+            segment = self.store.get(_segment_key(first)) or b""
+            for raw in segment.splitlines():
+                yield Entry(seq, hashlib.sha256(raw).hexdigest(), raw)
+                seq += 1
+        while (tail := self.store.get(_key(seq))) is not None:
+            yield Entry(seq, hashlib.sha256(tail).hexdigest(), tail)
+            seq += 1
+
+    def recent(self, count: int) -> list[dict[str, Any]]:
+        """The newest `count` entries, newest first, read back from the tip (a page
+        shows them however long the journal is)."""
+        end, _ = self._tip()
+        out = []
+        for seq in range(end - 1, max(-1, end - 1 - count), -1):
+            raw = self._raw(seq)
+            if raw is None:
+                break
+            out.append(json.loads(raw))
+        return out
+
+    def history(
+        self,
+        project: str | None = None,
+        model: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The entries that touch `project` or `model` since `since`, newest first."""
+        found = [e.doc for e in self.entries() if e.matches(project, model, since)]
+        found.reverse()
+        return found[:limit] if limit is not None else found
+
+    def verify(self) -> Broken | None:
+        """Re-walk the chain: each entry parses, has its place's number, and names the
+        one before by the sha256 of its bytes; a sealed entry's own document holds the
+        same bytes as its segment. The first that does not match, or None."""
+        prev = GENESIS
+        last: Entry | None = None
+        for seq, entry in enumerate(self.entries()):
+            try:
+                doc = entry.doc
+            except ValueError:
+                return Broken(entry.seq, "not readable JSON")
+            if doc.get("seq") != entry.seq or entry.seq != seq:
+                return Broken(seq, f"holds sequence number {doc.get('seq')!r}")
+            if doc.get("prev") != prev:
+                return Broken(
+                    entry.seq,
+                    f"does not name entry {entry.seq - 1} as it is now "
+                    "(that entry was changed or removed)",
+                )
+            own = self.store.get(_key(entry.seq))
+            if own is not None and own != entry.raw:
+                return Broken(entry.seq, "differs from its sealed segment")
+            prev = entry.sha256
+            last = entry
+        if last is not None:
+            head = json.loads(self.store.get(HEAD) or b"{}")
+            if head.get("seq") == last.seq and head.get("sha256") not in (None, last.sha256):
+                return Broken(last.seq, "differs from what was written (the head's record)")
+        return None
+
+
+def parse_since(text: str) -> str:
+    """A --since value (a date or an ISO 8601 time) as the journal's own form."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

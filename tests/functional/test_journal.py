@@ -1,0 +1,204 @@
+"""The journal: append-only and hash-chained, on disk and on a real S3 endpoint (moto);
+what a sync changes lands in it, and `tfmirror history --verify` finds a flipped byte."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mirror.core import journal as journal_module
+from mirror.core.config import Config, DevpiConfig, StorageConfig
+from mirror.core.journal import Journal
+from mirror.core.storage import BlobStore, LocalStore, S3Store, open_store
+from mirror.pypi.sync import PypiSync, SyncReport
+from sync_jobs.page import render_page
+from sync_jobs.status import collect_status
+from tests.support.mirror_env import make_config
+from tests.support.servers import MotoServer
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.services import services_for_sync
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "local":
+        yield LocalStore(tmp_path / "store")
+    else:
+        moto: MotoServer = request.getfixturevalue("moto")
+        bucket = request.getfixturevalue("s3_bucket")
+        yield S3Store(
+            StorageConfig(
+                backend="s3", bucket=bucket, prefix="j", endpoint_url=moto.url, region="us-east-1"
+            )
+        )
+
+
+def change(project: str, version: str, event: str = "file added") -> dict[str, str]:
+    return {"event": event, "project": project, "version": version}
+
+
+def test_each_entry_names_the_one_before_and_history_reads_them_back(store: BlobStore) -> None:
+    journal = Journal(store)
+    assert journal.record([], "nobody") is None  # nothing changed: nothing written
+    first = journal.record([change("alpha", "1.0")], "ops@host", "first sync")
+    second = journal.record([change("beta", "2.0")], "scheduler@host")
+    third = journal.record(
+        [change("alpha", "1.0", "file removed"), change("alpha", "1.1")], "ops@host"
+    )
+    assert first and second and third
+    assert [json.loads(e.raw)["prev"] for e in (first, second, third)] == [
+        journal_module.GENESIS,
+        first.sha256,
+        second.sha256,
+    ]
+    assert journal.verify() is None
+    assert [e["seq"] for e in journal.history(project="alpha")] == [2, 0]
+    assert [e["seq"] for e in journal.recent(2)] == [2, 1]
+    assert journal.history(project="gamma") == []
+    assert journal.history(since="2999-01-01") == []
+
+
+def test_a_flipped_byte_a_removed_entry_and_a_rewritten_one_are_each_named(
+    store: BlobStore,
+) -> None:
+    journal = Journal(store)
+    for n in range(4):
+        journal.record([change("alpha", f"1.{n}")], "ops@host")
+    key = "journal/entries/000000000001.json"
+    original = store.get(key)
+    assert original is not None
+
+    store.put(key, original.replace(b"1.1", b"6.6"))  # one byte: the version
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 2
+    assert "does not name entry 1 as it is now (that entry was changed" in str(broken)
+    store.put(key, original)
+    assert journal.verify() is None
+    # The newest entry, which no link follows yet.
+    last = "journal/entries/000000000003.json"
+    raw = store.get(last)
+    assert raw is not None
+    store.put(last, raw.replace(b"ops@host", b"xyz@host"))
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 3 and "head" in broken.why
+    store.put(last, raw)
+
+    # Rewritten with its link intact, but a later link then fails; a wrong number too.
+    doc = json.loads(original)
+    doc["seq"] = 7
+    store.put(key, json.dumps(doc).encode())
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 1 and "sequence number 7" in broken.why
+
+
+def _append(path: str, writer: int, count: int) -> None:
+    journal = Journal(LocalStore(Path(path)))
+    for n in range(count):
+        journal.record([change(f"w{writer}", str(n))], f"writer{writer}")
+
+
+def test_concurrent_writers_never_fork_the_chain(store: BlobStore, tmp_path: Path) -> None:
+    """Several processes (on disk) or threads (on S3) append at once: every entry lands
+    once, in one unbroken chain."""
+    if isinstance(store, LocalStore):
+        context = multiprocessing.get_context("fork")
+        procs = [context.Process(target=_append, args=(str(store.root), w, 15)) for w in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+            assert proc.exitcode == 0
+    else:
+
+        def append(writer: int) -> None:
+            journal = Journal(store)
+            for n in range(15):
+                journal.record([change(f"w{writer}", str(n))], f"writer{writer}")
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(append, range(4)))
+    journal = Journal(store)
+    entries = list(journal.entries())
+    assert [e.seq for e in entries] == list(range(60))
+    written = sorted((c["project"], c["version"]) for e in entries for c in e.doc["changes"])
+    assert written == sorted((f"w{w}", str(n)) for w in range(4) for n in range(15))
+    assert journal.verify() is None
+
+
+def test_sealed_segments_are_read_and_checked_against_each_entry(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "SEGMENT", 5)
+    journal = Journal(store)
+    for n in range(12):
+        journal.record([change("alpha", f"1.{n}")], "ops@host")
+    assert store.list("journal/segments") == [
+        "journal/segments/000000000000.jsonl",
+        "journal/segments/000000000005.jsonl",
+    ]
+    assert [e.seq for e in journal.entries()] == list(range(12))
+    assert [e["seq"] for e in journal.recent(3)] == [11, 10, 9]
+    assert journal.verify() is None
+    # An entry's own document edited after it was sealed: history reads the segment,
+    # verify compares the two.
+    key = "journal/entries/000000000003.json"
+    raw = store.get(key)
+    assert raw is not None
+    store.put(key, raw.replace(b"1.3", b"9.3"))
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 3 and "sealed segment" in broken.why
+
+
+def sync(config: Config) -> tuple[SyncReport, BlobStore]:
+    store = open_store(config.storage)
+    with services_for_sync(config, store) as devpi:
+        return PypiSync(config, store, devpi).run(), store
+
+
+def test_a_sync_journals_what_it_added_and_removed_and_history_shows_it(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert sync(config)[0].ok
+    upstream.add(WheelSpec("alpha", "1.1"))
+    assert sync(config)[0].ok
+    report, store = sync(config)  # a no-op: no entry
+    assert report.ok
+
+    entries = Journal(store).history(project="alpha")
+    assert len(entries) == 2
+    newest = entries[0]
+    assert newest["reason"] == "pypi sync" and "@" in newest["actor"]
+    assert {(c["event"], c["version"]) for c in newest["changes"]} == {
+        ("file added", "1.1"),
+        ("file removed", "1.0"),
+    }
+    status = collect_status(config, store, config.web.base_url)
+    assert "file added: <code>alpha 1.1</code>" in render_page(status)
+    answer = create_app(config).test_client().get("/api/history?project=alpha&limit=1")
+    assert answer.status_code == 200 and answer.get_json()[0]["seq"] == newest["seq"]
+
+    path = tmp_path / "history.toml"  # the journal needs the store alone
+    path.write_text(f'[storage]\npath = "{config.storage.path}"\n')
+    cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(path), "history"]
+    shown = subprocess.run([*cli, "--project", "alpha"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "file removed: alpha 1.0" in shown.stdout
+    ok = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 entries, every link matches" in ok.stdout
+
+    key = "journal/entries/000000000000.json"
+    raw = store.get(key)
+    assert raw is not None
+    store.put(key, raw.replace(b"alpha", b"alphb", 1))
+    bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "BROKEN at journal entry 1" in bad.stdout
