@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, load_model, load_models, save_model, save_model_over
 from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
+from mirror.core.journal import Journal, actor_for
 from mirror.core.lease import fence
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -42,6 +44,8 @@ class ModelOutcome:
     url: str = ""
     reason: str = ""
     bytes: int = 0
+    change: dict[str, Any] | None = None  # what the journal records of a commit
+    aliased: list[dict[str, Any]] = field(default_factory=list)  # and of its aliases
 
 
 @dataclass
@@ -152,7 +156,14 @@ def publish_model(
     if not save_model_over(store, manifest, old):
         reason = "another writer committed this model since this run read it; its manifest stands"
         return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, reason, fetched.size)
-    return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
+    change = {
+        "event": "model replaced" if old is not None else "model published",
+        "model": handle,
+        "path": path,
+        "before": old.sha256 if old is not None else None,
+        "after": fetched.sha256,
+    }
+    return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size, change=change)
 
 
 def kaggle_auth(url: str) -> str:
@@ -166,12 +177,14 @@ def kaggle_auth(url: str) -> str:
     return f"{scheme}://{quote(user, safe='')}:{quote(key, safe='')}@{rest}"
 
 
-def publish_aliases(store: BlobStore, model: HubModel) -> None:
+def publish_aliases(store: BlobStore, model: HubModel) -> list[dict[str, Any]]:
     """Serve the model at each alias too (e.g. the tfhub.dev handle it had before it
-    moved to Kaggle): a manifest per alias path, naming the same verified blob."""
+    moved to Kaggle): a manifest per alias path, naming the same verified blob. Returns
+    what the journal records of it."""
     main = load_model(store, model.path)
+    changes: list[dict[str, Any]] = []
     if main is None:
-        return
+        return changes
     for alias in model.aliases:
         path = handle_path(alias)
         current = load_model(store, path)
@@ -181,6 +194,17 @@ def publish_aliases(store: BlobStore, model: HubModel) -> None:
         copy.handle, copy.path, copy.alias_of = alias, path, main.path
         fence("hub")
         save_model(store, copy)
+        changes.append(
+            {
+                "event": "model aliased",
+                "model": alias,
+                "path": path,
+                "alias_of": model.handle,
+                "before": current.sha256 if current is not None else None,
+                "after": main.sha256,
+            }
+        )
+    return changes
 
 
 class HubSync:
@@ -206,7 +230,7 @@ class HubSync:
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
         outcome = publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
         if outcome.status is not ModelStatus.FAILED:
-            publish_aliases(self.store, model)
+            outcome.aliased = publish_aliases(self.store, model)
         return outcome
 
     def run(self, trigger: str = "manual") -> HubReport:
@@ -214,6 +238,8 @@ class HubSync:
         began = time.monotonic()
         report = HubReport([self.sync_model(m) for m in self.config.hub.models])
         report.seconds = time.monotonic() - began
+        changes = [c for o in report.outcomes for c in ([o.change] if o.change else []) + o.aliased]
+        Journal(self.store).record(changes, actor_for(trigger), "hub sync")
         record.finish(
             self.store,
             ok=report.ok,

@@ -6,6 +6,7 @@ import logging
 from functools import partial
 
 from mirror.core.config import Config
+from mirror.core.journal import Journal, actor_for
 from mirror.core.runs import JobFn, RunRecord
 from mirror.core.storage import BlobStore
 from verify.gc import GcReport, collect
@@ -36,6 +37,10 @@ def run_gc(
     record = RunRecord.begin("gc", trigger)
     report = collect(store, hours * 3600, dry_run, lease_seconds=schedule.lease_seconds)
     if not dry_run:
+        # Blobs, not offers: gc deletes only what no manifest lists, but an auditor
+        # asks where the bytes of a removed release went.
+        deleted = [{"event": "blob deleted", "sha256": sha} for sha in report.removed]
+        Journal(store).record(deleted, actor_for(trigger), "gc: no manifest lists them")
         counts = {"removed": len(report.removed), "young": len(report.kept_young)}
         postponed = {"postponed": report.postponed} if report.postponed else None
         record.finish(store, True, counts, report.freed_bytes, [], postponed)

@@ -202,3 +202,59 @@ def test_a_sync_journals_what_it_added_and_removed_and_history_shows_it(
     store.put(key, raw.replace(b"alpha", b"alphb", 1))
     bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
     assert bad.returncode == 1 and "BROKEN at journal entry 1" in bad.stdout
+
+
+def test_models_published_replaced_and_aliased_and_gcs_deletions_are_journaled(
+    tmp_path: Path,
+) -> None:
+    from hub_cache.hub_sync import HubSync
+    from mirror.core.config import parse_config
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+    from tests.support.hub_upstream import HubUpstream
+    from tests.support.servers import free_port
+    from verify.jobs import run_gc
+
+    with HubUpstream() as hub_up:
+        handle = hub_up.add("google/m/1", tar_bytes(FAKE_MODEL))
+        alias = "https://tfhub.dev/google/old-m/1"
+        config = parse_config(
+            {
+                "storage": {"path": "store"},
+                "web": {"port": free_port()},
+                "hub": {
+                    "models": [{"handle": handle, "aliases": [alias]}],
+                    "timeout": 5,
+                    "retries": 1,
+                },
+            },
+            tmp_path,
+        )
+        store = open_store(config.storage)
+        assert HubSync(config, store).run().ok
+        first = open_store(config.storage).get("manifests/hub/google/m/1.json")
+        assert HubSync(config, store).run().ok  # unchanged: no entry
+        hub_up.add("google/m/1", tar_bytes({**FAKE_MODEL, "assets/extra.txt": b"v2"}))
+        assert (
+            HubSync(
+                config,
+                store,
+            )
+            .run()
+            .ok
+        )
+
+    journal = Journal(store)
+    entries = journal.history(model=handle)
+    assert [[c["event"] for c in e["changes"]] for e in entries] == [
+        ["model replaced", "model aliased"],
+        ["model published", "model aliased"],
+    ]
+    replaced = entries[0]["changes"][0]
+    assert first is not None and replaced["before"] == json.loads(first)["sha256"]
+    assert replaced["after"] != replaced["before"] and entries[0]["reason"] == "hub sync"
+
+    report = run_gc(config, store, "manual", grace_hours=0)
+    assert report.removed == [replaced["before"]]
+    (gc_entry,) = journal.recent(1)
+    assert gc_entry["changes"] == [{"event": "blob deleted", "sha256": replaced["before"]}]
+    assert journal.verify() is None
