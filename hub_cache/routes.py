@@ -26,6 +26,7 @@ from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
 from mirror.core.kaggle import parse_kaggle_path
+from mirror.core.quarantine import read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
@@ -61,7 +62,10 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
 
 @blueprint.get("/hub/")
 def model_list() -> Response | str:
-    models = load_models(app_store())
+    quarantine = read_quarantine(app_store())
+    models = [
+        m for m in load_models(app_store()) if quarantine.model_rule(m.handle, m.path) is None
+    ]
     if _wants_json():
         return jsonify(models=[model_json(m, _base()) for m in models])
     return render_template("models.html", title="TF Hub models on this mirror", models=models)
@@ -73,6 +77,9 @@ def model(path: str) -> Response | str:
     manifest = load_model(app_store(), kaggle.path if kaggle else path.strip("/"))
     if manifest is None:
         abort(404, description=f"no model at /hub/{path} on this mirror; /hub/ lists them")
+    rule = read_quarantine(app_store()).model_rule(manifest.handle, manifest.path)
+    if rule is not None:
+        abort(410, description=f"{manifest.handle} is quarantined: {rule.reason}")
     if request.args.get("tf-hub-format") == "compressed":
         return _archive(manifest)
     info = model_json(manifest, _base())

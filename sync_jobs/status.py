@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from hub_cache.models import load_models
 from mirror.core.config import Config
 from mirror.core.journal import Journal
+from mirror.core.quarantine import Rule, read_quarantine
 from mirror.core.runs import (
     BUNDLE_JOB,
     VERIFY_STATE,
@@ -158,6 +159,7 @@ class Status:
     built: list[BuiltWheel]
     held_back: list[Held]  # releases the cooldown kept out at the last resolve
     recent_changes: list[dict[str, Any]]  # the journal's newest entries
+    quarantine: list[Rule]  # what the mirror holds and must not offer
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
@@ -328,6 +330,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         built=_built(manifests),
         held_back=read_held(store),
         recent_changes=Journal(store).recent(RECENT_CHANGES),
+        quarantine=list(read_quarantine(store).rules),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",

@@ -41,6 +41,7 @@ COMMANDS = (
     ("bundle", "bundle", "carry the mirror across an air gap, signed"),
     ("status", "status", "what the status page shows"),
     ("history", "history", "every change to what the mirror offers: when, who, why"),
+    ("quarantine", "quarantine", "stop offering a release or model fleet-wide, or offer it again"),
 )
 
 

@@ -34,6 +34,7 @@ from mirror.pypi.simple_pages import (
     project_page,
     published,
     published_project,
+    refuse_quarantined,
 )
 
 blueprint = Blueprint("fleet_index", __name__)
@@ -85,6 +86,7 @@ def index_file(user: str, index: str, a: str, b: str, filename: str) -> Response
         abort(404, description=f"no files under {user}/{index}: they are the union index's")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in a + b + filename):
         abort(404, description="no file has a control character in its name")
+    refuse_quarantined(filename)
     if filename.endswith(".metadata"):
         return metadata_response(filename.removesuffix(".metadata"))
     if nginx_sends(request):

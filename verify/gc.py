@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
 from mirror.core.lease import JobBusy, fence, holding
+from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
@@ -51,7 +52,8 @@ class GcReport:
 
 def referenced_shas(store: BlobStore) -> set[str]:
     shas = {blob.sha256 for m in load_all(store) for blob in m.blobs()}
-    return shas | {m.sha256 for m in load_models(store)}
+    # A quarantined file's bytes stay for forensics until its rule is lifted.
+    return shas | {m.sha256 for m in load_models(store)} | read_quarantine(store).blobs()
 
 
 @contextmanager

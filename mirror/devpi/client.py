@@ -76,7 +76,9 @@ class DevpiClient:
             "mirror_cache_expiry": MIRROR_CACHE_EXPIRY,
             # Ask our pages per project: a stale project list would hide new projects.
             "mirror_no_project_list": True,
-            "volatile": False,
+            # Volatile, so a quarantined project's cached files can be purged from it
+            # (devpi refuses to delete from a non-volatile index).
+            "volatile": True,
             "title": "tfmirror: verified mirror",
         }
         if index.status_code == 404:
@@ -101,6 +103,13 @@ class DevpiClient:
             patched = self._request("PATCH", f"/{self.index}", json=changes, auth=self._auth)
             if patched.status_code != 200:
                 raise DevpiError(f"cannot update devpi index {self.index!r}: {_why(patched)}")
+
+    def delete_project(self, project: str) -> None:
+        """Purge devpi's copies of a project (devpi pulls again what our pages still
+        list, when asked): a quarantined file must not stay in its serverdir."""
+        answer = self._request("DELETE", f"/{self.index}/{project}", auth=self._auth)
+        if answer.status_code not in (200, 404):
+            raise DevpiError(f"devpi would not purge {project}: {_why(answer)}")
 
     def refresh(self, project: str) -> None:
         """Make devpi re-read our page for `project` now instead of after its cache expiry."""

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from packaging.utils import canonicalize_name
+
+from mirror.core.quarantine import filename_facts, mark_purged, read_quarantine
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.devpi.client import DevpiClient, DevpiError
@@ -38,6 +41,11 @@ class PublishedFile(Protocol):
 
     @property
     def size(self) -> int | None: ...
+
+
+def _project(filename: str) -> str | None:
+    facts = filename_facts(filename)
+    return canonicalize_name(facts[0]) if facts else None
 
 
 def devpi_file_relpath(sha256: str, filename: str) -> str:
@@ -68,7 +76,22 @@ class DevpiIndex:
         self.client.bootstrap(self.mirror_url)
 
     def publish(self, files: Mapping[str, PublishedFile], changed: bool) -> WarmResult:
-        return push_to_devpi(self.client, self.store, self.mirror_url, files, changed)
+        """devpi offers and holds `files`, less what is quarantined; the projects of new
+        quarantine rules are purged from it first."""
+        quarantine = read_quarantine(self.store)
+        offered = {
+            sha: w
+            for sha, w in files.items()
+            if (facts := filename_facts(w.filename)) is None
+            or quarantine.file_rule(*facts, w.filename) is None
+        }
+        purge = quarantine.unpurged()
+        result = push_to_devpi(
+            self.client, self.store, self.mirror_url, offered, changed or bool(purge), purge
+        )
+        if purge:
+            mark_purged(self.store, purge)
+        return result
 
 
 @dataclass
@@ -86,6 +109,7 @@ def push_to_devpi(
     mirror_url: str,
     wanted: Mapping[str, PublishedFile],
     force_refresh: bool = False,
+    purge: set[str] | None = None,
 ) -> WarmResult:
     """Make devpi offer and hold every manifest file, proving each by the sha256 it serves.
 
@@ -99,11 +123,16 @@ def push_to_devpi(
     uuid = devpi.server_uuid()
     key = f"{uuid} {devpi.base}/{devpi.index} {mirror_url}"
     proven: dict[str, str] = state.get("proven", {}) if state.get("key") == key else {}
+    if purge:
+        # What devpi held of these projects is gone: the rest is pulled again below.
+        proven = {sha: name for sha, name in proven.items() if _project(name) not in purge}
     todo = {sha: w for sha, w in wanted.items() if proven.get(sha) != w.filename}
     if not todo and not force_refresh:
         return result
     projects = sorted({w.project for w in wanted.values()})
     devpi.bootstrap(mirror_url)
+    for project in sorted(purge or ()):
+        devpi.delete_project(project)
     # First devpi re-reads every project page (so removed files disappear too); then it
     # pulls each new file, largest first: its pull of the TensorFlow wheel is the
     # critical path. Measured, no overlap helps: refreshing in parallel was 3x slower

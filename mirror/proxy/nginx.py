@@ -66,6 +66,13 @@ class ProxyPlan:
         return max(512, self.open_files // 2)
 
     @property
+    def open_file_seconds(self) -> int:
+        """How long nginx trusts a file it found in devpi's serverdir: no longer than a
+        page is cached, so a quarantined file devpi purged stops being sent as soon as
+        its page stops listing it (an open descriptor outlives the file's deletion)."""
+        return max(1, min(10, self.page_cache_seconds or 10))
+
+    @property
     def user_pattern(self) -> str:
         """devpi's user, as a regex that matches exactly it (environments' indexes)."""
         return re.escape(self.index.split("/")[0])

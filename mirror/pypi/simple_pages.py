@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
+from mirror.core.quarantine import filename_facts, read_quarantine
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
@@ -153,6 +154,7 @@ def _file_url(wheel: Wheel) -> str:
 
 @blueprint.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
+    refuse_quarantined(filename)
     if not any(
         filename in files and files[filename].sha256 == sha256 for files in published().values()
     ):
@@ -197,8 +199,32 @@ def blob_response(sha256: str, filename: str) -> Response:
 
 def published(environment: str | None = None) -> dict[str, dict[str, Wheel]]:
     """The union of every environment's files, or one environment's: the views an
-    index is rendered from."""
-    return published_files(app_store(), environment)
+    index is rendered from. A quarantined file is on none of them."""
+    store = app_store()
+    files = published_files(store, environment)
+    quarantine = read_quarantine(store)
+    if not quarantine.rules:
+        return files
+    offered = {}
+    for project, by_name in files.items():
+        kept = {
+            name: w
+            for name, w in by_name.items()
+            if quarantine.file_rule(w.project, w.version, w.filename) is None
+        }
+        if kept:
+            offered[project] = kept
+    return offered
+
+
+def refuse_quarantined(filename: str) -> None:
+    """410 Gone, with the reason, for a quarantined file: however a node asks for it."""
+    facts = filename_facts(filename.removesuffix(".metadata"))
+    if facts is None:
+        return
+    rule = read_quarantine(app_store()).file_rule(*facts, filename.removesuffix(".metadata"))
+    if rule is not None:
+        abort(410, description=f"{filename} is quarantined: {rule.reason}")
 
 
 def simple_pages_app(config: Config, store: BlobStore) -> Flask:

@@ -23,6 +23,7 @@ from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import Journal, actor_for
 from mirror.core.lease import LeaseLost, fence
+from mirror.core.quarantine import Quarantine, read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import Caps
@@ -153,6 +154,7 @@ class _Plan:
     inputs: dict[str, str] = field(default_factory=dict)
     held: list[Held] = field(default_factory=list)  # what the cooldown kept out
     changes: list[dict[str, Any]] = field(default_factory=list)  # for the journal
+    quarantine: Quarantine = field(default_factory=Quarantine)  # as the sync began
 
     @property
     def known(self) -> dict[str, Wheel]:
@@ -276,6 +278,7 @@ class PypiSync:
         if moved:
             report.timings["migrated_manifests"] = float(len(moved))
         plan.committed = {m.where: m for m in load_all(self.store)}
+        plan.quarantine = read_quarantine(self.store)
 
     # -- 1. resolve ------------------------------------------------------------------
     def _resolve(
@@ -336,6 +339,16 @@ class PypiSync:
             wheels = [*wheels, *backends.files]
             report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
             plan.inputs[slot.where] = inputs
+        blocked = [
+            f"{w.filename} is quarantined ({rule.reason})"
+            for w in wheels
+            if (rule := plan.quarantine.file_rule(w.project, w.version, w.filename)) is not None
+        ]
+        if blocked:
+            # Not resolved around: the operator (or upstream) pulled what it needs.
+            why = f"its closure needs {'; '.join(blocked)}; the last closure stays, without it"
+            report.failures.append(Failure(slot.where, "", why))
+            return
         plan.wheels[slot.where] = wheels
         plan.slots[slot.where] = slot
         for wheel in wheels:

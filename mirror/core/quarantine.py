@@ -1,0 +1,222 @@
+"""Quarantine: files and models the mirror holds but must not offer.
+
+An operator pulls a release now (a CVE, a broken build) and puts it back later; the
+sync quarantines what upstream removed or marked quarantined (PEP 792). A quarantined
+file is gone from every index page and its URL answers 410 on every path a node can
+use (the fronts refuse it, devpi's copy is purged so nginx no longer finds it in
+devpi's serverdir); its blob stays in the store for forensics (gc keeps it while the
+rule stands). The rules live in one store document, changed by conditional writes.
+
+A rule's spec: a project (`tensorflow`), a release (`tensorflow==2.18.0`), a file name
+(`tensorflow-2.18.0-cp311-...whl`), or with --model a model handle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from mirror.core.errors import UsageError
+from mirror.core.runs import utcnow
+from mirror.core.storage import BlobStore, update_document
+
+QUARANTINE = "state/quarantine.json"
+_FILE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
+
+
+@dataclass(frozen=True)
+class Rule:
+    spec: str  # as given: project, project==version, a file name, or a model handle
+    reason: str
+    actor: str
+    at: str
+    model: bool = False  # the spec is a model handle
+    source: str = "operator"  # or "upstream": a removal or PEP 792 status the sync saw
+    devpi_purged: bool = False  # devpi's copies of the project are gone
+    # The blobs it covered when put in force: kept by gc for forensics until it is
+    # lifted (and its grace passes), though no manifest lists them any more.
+    blobs: tuple[str, ...] = ()
+
+    @property
+    def project(self) -> str | None:
+        """The PyPI project the rule is about (None for a model's)."""
+        if self.model:
+            return None
+        if self.spec.endswith(_FILE_SUFFIXES):
+            return canonicalize_name(self.spec.split("-", 1)[0])
+        return canonicalize_name(Requirement(self.spec).name)
+
+    def matches_file(self, project: str, version: str, filename: str) -> bool:
+        if self.model:
+            return False
+        if self.spec.endswith(_FILE_SUFFIXES):
+            return self.spec == filename
+        wanted = Requirement(self.spec)
+        if canonicalize_name(wanted.name) != canonicalize_name(project):
+            return False
+        if not wanted.specifier:
+            return True
+        try:
+            return wanted.specifier.contains(Version(version), prereleases=True)
+        except InvalidVersion:
+            return False
+
+    def matches_model(self, handle: str, path: str) -> bool:
+        return self.model and self.spec.rstrip("/") in (handle.rstrip("/"), path.strip("/"))
+
+
+def check_spec(spec: str, model: bool) -> str:
+    """The spec as a rule keeps it; a UsageError saying what to give instead."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError("quarantine: give a project, project==version, a file name or --model")
+    if model or spec.endswith(_FILE_SUFFIXES):
+        if "/" in spec and not model:
+            raise UsageError(f"quarantine: {spec!r} is a path; give the file's name alone")
+        return spec
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement:
+        raise UsageError(
+            f"quarantine: {spec!r} is not a project, a project==version or a file name "
+            "(e.g. tensorflow==2.18.0)"
+        ) from None
+    if req.extras or req.marker or req.url:
+        raise UsageError(f"quarantine: {spec!r}: give a project and versions only")
+    return spec
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """The rules in force when it was read."""
+
+    rules: tuple[Rule, ...] = ()
+
+    def file_rule(self, project: str, version: str, filename: str) -> Rule | None:
+        return next((r for r in self.rules if r.matches_file(project, version, filename)), None)
+
+    def model_rule(self, handle: str, path: str) -> Rule | None:
+        return next((r for r in self.rules if r.matches_model(handle, path)), None)
+
+    def projects(self) -> set[str]:
+        return {p for r in self.rules if (p := r.project) is not None}
+
+    def blobs(self) -> set[str]:
+        return {sha for r in self.rules for sha in r.blobs}
+
+    def unpurged(self) -> set[str]:
+        """Projects whose copies devpi may still hold."""
+        return {p for r in self.rules if (p := r.project) is not None and not r.devpi_purged}
+
+
+def filename_facts(filename: str) -> tuple[str, str] | None:
+    """(project, version) of a wheel's or sdist's file name."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return str(name), str(version)
+
+
+def _parse(raw: bytes | None) -> list[Rule]:
+    if not raw:
+        return []
+    try:
+        rows = json.loads(raw).get("rules", [])
+        return [Rule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
+    except (ValueError, TypeError, AttributeError):
+        return []  # unreadable: nothing can be matched; `quarantine list` says so
+
+
+def _dump(rules: Iterable[Rule]) -> bytes:
+    return json.dumps({"rules": [asdict(r) for r in rules]}, indent=1).encode()
+
+
+def read_quarantine(store: BlobStore) -> Quarantine:
+    return Quarantine(tuple(_parse(store.get(QUARANTINE))))
+
+
+def add_rules(store: BlobStore, rules: list[Rule]) -> list[Rule]:
+    """Put `rules` in force (replacing any with the same spec); returns the ones that
+    are new or changed."""
+    added: list[Rule] = []
+
+    def change(raw: bytes | None) -> bytes | None:
+        current = {(r.spec, r.model): r for r in _parse(raw)}
+        added.clear()
+        for rule in rules:
+            old = current.get((rule.spec, rule.model))
+            if old is None or (old.reason, old.source) != (rule.reason, rule.source):
+                current[(rule.spec, rule.model)] = rule
+                added.append(rule)
+        return _dump(current.values()) if added else None
+
+    update_document(store, QUARANTINE, change)
+    return added
+
+
+def remove_rule(store: BlobStore, spec: str, model: bool) -> Rule | None:
+    """Lift the rule with this spec; returns it, or None if there was none."""
+    removed: list[Rule] = []
+
+    def change(raw: bytes | None) -> bytes | None:
+        rules = _parse(raw)
+        removed[:] = [r for r in rules if (r.spec, r.model) == (spec, model)]
+        if not removed:
+            return None
+        return _dump(r for r in rules if (r.spec, r.model) != (spec, model))
+
+    update_document(store, QUARANTINE, change)
+    return removed[0] if removed else None
+
+
+def mark_purged(store: BlobStore, projects: set[str]) -> None:
+    """Note that devpi's copies of these projects are gone."""
+
+    def change(raw: bytes | None) -> bytes | None:
+        rules = _parse(raw)
+        marked = [
+            replace(r, devpi_purged=True) if r.project in projects and not r.devpi_purged else r
+            for r in rules
+        ]
+        return _dump(marked) if marked != rules else None
+
+    update_document(store, QUARANTINE, change)
+
+
+def new_rule(
+    spec: str,
+    reason: str,
+    actor: str,
+    model: bool = False,
+    source: str = "operator",
+    blobs: tuple[str, ...] = (),
+) -> Rule:
+    return Rule(check_spec(spec, model), reason, actor, utcnow(), model, source, blobs=blobs)
+
+
+def as_change(rule: Rule, event: str) -> dict[str, Any]:
+    """The journal's record of a rule put in force or lifted."""
+    change: dict[str, Any] = {"event": event, "spec": rule.spec, "reason": rule.reason}
+    if rule.model:
+        change["model"] = rule.spec
+    else:
+        change["project"] = rule.project
+    if rule.source != "operator":
+        change["source"] = rule.source
+    return change

@@ -1,0 +1,103 @@
+"""`tfmirror quarantine add|remove|list`: pull a release or a model from the whole fleet
+now, put it back later (mirror.core.quarantine); every change is journaled."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from hub_cache.models import load_models
+from mirror.core.config import Config
+from mirror.core.errors import UsageError
+from mirror.core.journal import Journal, actor_for
+from mirror.core.quarantine import (
+    Rule,
+    add_rules,
+    as_change,
+    check_spec,
+    new_rule,
+    read_quarantine,
+    remove_rule,
+)
+from mirror.core.storage import BlobStore, open_store
+from mirror.pypi.manifest import load_all
+from tfmirror.commands.common import EXIT_OK
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="stop offering a project, release, file or model")
+    add.add_argument(
+        "spec", help="project, project==version, a file name, or with --model a handle"
+    )
+    add.add_argument("--reason", required=True, help="why (kept in the journal and shown)")
+    add.add_argument("--model", action="store_true", help="SPEC is a model handle")
+    remove = actions.add_parser("remove", help="offer it again")
+    remove.add_argument("spec")
+    remove.add_argument("--model", action="store_true", help="SPEC is a model handle")
+    listing = actions.add_parser("list", help="what is quarantined, by whom and why")
+    listing.add_argument("--json", action="store_true")
+
+
+def _covered(store: BlobStore, rule: Rule) -> list[tuple[str, str]]:
+    """(file or handle, sha256) of what the rule covers now."""
+    if rule.model:
+        return [
+            (m.handle, m.sha256) for m in load_models(store) if rule.matches_model(m.handle, m.path)
+        ]
+    found = {
+        w.sha256: w.filename
+        for m in load_all(store)
+        for w in m.files
+        if rule.matches_file(w.project, w.version, w.filename)
+    }
+    return sorted((name, sha) for sha, name in found.items())
+
+
+def _tell_devpi(config: Config, store: BlobStore) -> str:
+    """devpi purges (or pulls again) at once where it can be reached; else the next
+    sync does it."""
+    from tfmirror.services import offer_manifests
+
+    _, failures = offer_manifests(config, store)
+    if failures:
+        return f"devpi: {failures[0].reason}; the next sync brings devpi in line"
+    return "devpi: in line"
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config.storage)
+    journal = Journal(store)
+    actor = actor_for("manual")
+    if args.action == "list":
+        rules = read_quarantine(store).rules
+        if args.json:
+            print(json.dumps([asdict(r) for r in rules], indent=1))
+        for rule in [] if args.json else rules:
+            what = "model " if rule.model else ""
+            print(f"{what}{rule.spec}\t{rule.reason}\t{rule.actor} {rule.at}\t({rule.source})")
+        return EXIT_OK
+    spec = check_spec(args.spec, args.model)
+    if args.action == "remove":
+        lifted = remove_rule(store, spec, args.model)
+        if lifted is None:
+            raise UsageError(f"quarantine: {spec!r} is not quarantined (see: quarantine list)")
+        journal.record([as_change(lifted, "released")], actor, f"released: {lifted.reason}")
+        print(f"released {spec}; offered again within the page cache's lifetime")
+        if not lifted.model:
+            print(_tell_devpi(config, store))
+        return EXIT_OK
+    probe = new_rule(spec, args.reason, actor, args.model)
+    covered = _covered(store, probe)
+    rule = new_rule(spec, args.reason, actor, args.model, blobs=tuple(s for _, s in covered))
+    if not add_rules(store, [rule]):
+        print(f"{spec} is already quarantined for that reason")
+        return EXIT_OK
+    change = {**as_change(rule, "quarantined"), "files": [name for name, _ in covered]}
+    journal.record([change], actor, args.reason)
+    names = ", ".join(name for name, _ in covered) or "nothing mirrored yet"
+    print(f"quarantined {spec} ({names}); gone from every index within the page cache's lifetime")
+    if not rule.model:
+        print(_tell_devpi(config, store))
+    return EXIT_OK
