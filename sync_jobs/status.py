@@ -32,6 +32,7 @@ from mirror.core.storage import BlobStore
 from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
+from mirror.pypi.upstream_status import read_statuses
 from sync_jobs.scheduler import next_run
 
 RECENT_CHANGES = 10  # journal entries on the page
@@ -160,6 +161,7 @@ class Status:
     held_back: list[Held]  # releases the cooldown kept out at the last resolve
     recent_changes: list[dict[str, Any]]  # the journal's newest entries
     quarantine: list[Rule]  # what the mirror holds and must not offer
+    project_status: dict[str, dict[str, str]]  # upstream's PEP 792 archived/deprecated
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
@@ -331,6 +333,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         held_back=read_held(store),
         recent_changes=Journal(store).recent(RECENT_CHANGES),
         quarantine=list(read_quarantine(store).rules),
+        project_status=read_statuses(store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",

@@ -247,6 +247,12 @@ class PypiConfig:
     build_memory_mb: int = key(4096, "4096", Rule(lambda mb: mb >= 256, "give at least 256 MB"))
     build_backends: tuple[str, ...] = DEFAULT_BUILD_BACKENDS  # on every environment's index
     min_age: float = 0.0  # seconds; each environment's default (Environment.min_age)
+    # A mirrored file upstream's page no longer lists: "quarantine" it, or "keep" it.
+    on_upstream_removal: str = key(
+        "quarantine",
+        '"quarantine"',
+        Rule(lambda v: v in ("quarantine", "keep"), 'use "quarantine" or "keep"'),
+    )
     # Releases the cooldown lets through at once (an urgent fix): "urllib3==2.8.1".
     cooldown_exempt: tuple[str, ...] = ()
 

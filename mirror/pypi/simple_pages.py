@@ -24,6 +24,7 @@ from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
 from mirror.pypi.manifest import published_files
 from mirror.pypi.resolve import Wheel
+from mirror.pypi.upstream_status import read_statuses
 
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
 
@@ -58,11 +59,12 @@ def _respond(doc: Mapping[str, object], page: str) -> Response:
     return resp
 
 
-def _page(title: str, links: list[str]) -> str:
+def _page(title: str, links: list[str], meta: str = "") -> str:
     body = "\n".join(links)
+    version = "1.4" if meta else "1.1"
     return (
-        '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.1">'
-        f"<title>{html.escape(title)}</title></head><body>\n{body}\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{version}">'
+        f"{meta}<title>{html.escape(title)}</title></head><body>\n{body}\n</body></html>\n"
     )
 
 
@@ -118,14 +120,24 @@ def _file_link(wheel: Wheel, url: str) -> str:
 def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], str]) -> Response:
     """One project's page (PEP 503/691/700): every fact installers read about each file."""
     wheels = sorted(files, key=lambda w: w.filename)
-    doc = {
+    doc: dict[str, object] = {
         "meta": {"api-version": "1.1"},
         "name": name,
         "versions": sorted({w.version for w in wheels}),
         "files": [_file_doc(w, file_url(w)) for w in wheels],
     }
+    meta = ""
+    status = read_statuses(app_store()).get(name)
+    if status:
+        # PEP 792, passed on from upstream: archived (no more releases) or deprecated.
+        doc["meta"] = {"api-version": "1.4"}
+        doc["project-status"] = status
+        meta = f'<meta name="pypi:project-status" content="{html.escape(status["status"])}">'
+        if status.get("reason"):
+            reason = html.escape(status["reason"])
+            meta += f'<meta name="pypi:project-status-reason" content="{reason}">'
     links = [_file_link(w, file_url(w)) for w in wheels]
-    return _respond(doc, _page(f"Links for {name}", links))
+    return _respond(doc, _page(f"Links for {name}", links, meta))
 
 
 def published_project(project: str, environment: str | None = None) -> tuple[str, list[Wheel]]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from packaging.utils import canonicalize_name
+
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
@@ -53,6 +55,7 @@ from mirror.pypi.manifest import (
 from mirror.pypi.resolve import ResolveError, Wheel
 from mirror.pypi.sources import BuildPolicy, SourceBuilds
 from mirror.pypi.speculate import Closure, HeadStart
+from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
 log = logging.getLogger("tfmirror.pypi")
 
@@ -219,6 +222,7 @@ class PypiSync:
             finally:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             self._settle(plan, report, entries.result())
+            self._upstream_word(plan, pages)
             self._commit(plan, report, pages)
             # From here the fleet installs the closure through nginx (the store's blobs
             # for what devpi does not hold yet): devpi's pull below is off its path.
@@ -339,16 +343,6 @@ class PypiSync:
             wheels = [*wheels, *backends.files]
             report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
             plan.inputs[slot.where] = inputs
-        blocked = [
-            f"{w.filename} is quarantined ({rule.reason})"
-            for w in wheels
-            if (rule := plan.quarantine.file_rule(w.project, w.version, w.filename)) is not None
-        ]
-        if blocked:
-            # Not resolved around: the operator (or upstream) pulled what it needs.
-            why = f"its closure needs {'; '.join(blocked)}; the last closure stays, without it"
-            report.failures.append(Failure(slot.where, "", why))
-            return
         plan.wheels[slot.where] = wheels
         plan.slots[slot.where] = slot
         for wheel in wheels:
@@ -421,6 +415,17 @@ class PypiSync:
             plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
         report.timings["settle"] = time.monotonic() - t0
 
+    def _upstream_word(self, plan: _Plan, pages: ProjectPages) -> None:
+        """Files upstream no longer lists and projects it marks quarantined (PEP 792)
+        are quarantined; what it lists again is released (mirror.pypi.upstream_status)."""
+        files = [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)]
+        projects = {str(canonicalize_name(w.project)) for w in files}
+        read: dict[str, Mapping[str, Any] | None] = {p: pages.get(p) for p in projects}
+        removals = self.config.pypi.on_upstream_removal == "quarantine"
+        word = read_upstream(files, read, removals, actor_for(self._trigger))
+        plan.changes += apply_upstream(self.store, word)
+        plan.quarantine = read_quarantine(self.store)
+
     # -- 4. commit -------------------------------------------------------------------
     def _commit(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
         try:
@@ -443,6 +448,16 @@ class PypiSync:
                         "the previous closure stays published",
                     )
                 )
+                continue
+            blocked = [
+                f"{w.filename} is quarantined ({rule.reason})"
+                for w in wheels
+                if (rule := plan.quarantine.file_rule(w.project, w.version, w.filename))
+            ]
+            if blocked:
+                # Not resolved around: the operator (or upstream) pulled what it needs.
+                why = f"its closure needs {'; '.join(blocked)}; the last closure stays, without it"
+                report.failures.append(Failure(where, "", why))
                 continue
             slot = plan.slots[where]
             env = slot.environment

@@ -65,6 +65,8 @@ class Upstream(LoopbackHttpServer):
         self.bytes_served = 0
         self._lock = threading.Lock()
         self.index_url = f"{self.url}/simple/"
+        # PEP 792 project-status per project: {"status": "archived", "reason": "..."}.
+        self.status: dict[str, dict[str, str]] = {}
         # A project's page answered by a handler of the test's own: a hostile upstream.
         self.pages: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {}
 
@@ -90,8 +92,10 @@ class Upstream(LoopbackHttpServer):
         files = [h for h in self.files.values() if canonicalize_name(h.spec.name) == project]
         if not files:
             return None
+        status = {"project-status": self.status[project]} if project in self.status else {}
         return {
-            "meta": {"api-version": "1.1"},
+            **status,
+            "meta": {"api-version": "1.4" if status else "1.1"},
             "name": project,
             "versions": sorted({h.spec.version for h in files}),
             "files": [
