@@ -27,6 +27,7 @@ from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from mirror.core.config import handle_path
 from mirror.core.errors import TfmirrorError
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
+from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
 
@@ -119,6 +120,8 @@ def prefetch(
         raise PrefetchError(f"{handle}: mirror {mirror} unreachable: {exc}") from None
     if info.status_code == 404:
         raise PrefetchError(f"{handle}: the mirror has no model at /hub/{path}")
+    if info.status_code == 410:  # quarantined: the mirror says why
+        raise PrefetchError(f"{handle}: {_said(info) or 'the mirror no longer offers it'}")
     if info.status_code != 200:
         raise PrefetchError(f"{handle}: mirror answered HTTP {info.status_code} for {info_url}")
     try:
@@ -251,3 +254,12 @@ def _write_record(record: Path, handle: str, mirror: str, sha256: str) -> None:
     tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text)
     os.replace(tmp, record)
+
+
+def _said(answer: requests.Response) -> str:
+    """The message of the mirror's JSON error, bounded."""
+    try:
+        message = answer.json().get("message", "")
+    except ValueError:
+        return ""
+    return bounded(str(message), 300) if isinstance(message, str) else ""

@@ -25,7 +25,7 @@ from mirror.proxy.nginx import entry_point
 from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_pypi_sync import sync
 from tests.support.mirror_env import make_config, operator_config
-from tests.support.servers import make_venv, pip_install
+from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
@@ -180,3 +180,33 @@ def test_a_quarantine_and_its_release_through_the_entry_point(
         assert within(5, lambda: requests.get(url, timeout=10).status_code == 200)
         # nginx caches a page per Accept header: pip's own was cached during the quarantine.
         assert within(5, lambda: pip_install(venv, index, "alpha==2.0").returncode == 0)
+
+
+def test_a_quarantined_model_answers_410_and_prefetch_refuses_it(tmp_path: Path) -> None:
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+    from tests.support.hub_upstream import HubUpstream
+
+    with HubUpstream() as hub_up:
+        handle = hub_up.add("google/pii/1", tar_bytes(FAKE_MODEL))
+        path = tmp_path / "tfmirror.toml"
+        port = free_port()
+        path.write_text(
+            f'[storage]\npath = "store"\n[web]\nport = {port}\n'
+            f'[hub]\nmodels = ["{handle}"]\ntimeout = 5\nretries = 1\n'
+        )
+        assert tfmirror(path, "sync", "hub").returncode == 0
+    config = load_config(str(path))
+    added = tfmirror(path, "quarantine", "add", "--model", handle, "--reason", "leaks PII")
+    assert added.returncode == 0, added.stderr
+    with WebServer(create_app(config), config.web.host, config.web.port):
+        base = config.web.base_url
+        answer = requests.get(f"{base}/hub/google/pii/1?tf-hub-format=compressed")
+        assert answer.status_code == 410 and "leaks PII" in answer.text
+        assert "google/pii/1" not in requests.get(f"{base}/hub/").text
+        cache = tmp_path / "cache"
+        refused = tfmirror(path, "hub", "prefetch", handle, "--cache-dir", str(cache))
+        assert refused.returncode != 0
+        assert "quarantined" in refused.stderr + refused.stdout
+        assert tfmirror(path, "quarantine", "remove", "--model", handle).returncode == 0
+        fetched = tfmirror(path, "hub", "prefetch", handle, "--cache-dir", str(cache))
+        assert fetched.returncode == 0, fetched.stderr
