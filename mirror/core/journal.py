@@ -218,6 +218,8 @@ class Journal:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """The entries that touch `project` or `model` since `since`, newest first."""
+        if limit is not None and project is None and model is None and since is None:
+            return self.recent(limit)  # read back from the tip, not the whole journal
         found = [e.doc for e in self.entries() if e.matches(project, model, since)]
         found.reverse()
         return found[:limit] if limit is not None else found

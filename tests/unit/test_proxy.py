@@ -25,7 +25,7 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     assert "try_files /+files$uri @store;" in text and "location @store {" in text
     assert "location ^~ /tfmirror/pypi/ {" in text
     assert 'proxy_cache_key "$request_method $request_uri $http_accept";' in text
-    assert "proxy_cache_valid 200 10s;" in text
+    assert "proxy_cache_valid 200 404 10s;" in text  # a removed page replaces its copy
     # The front answers a model archive with X-Accel-Redirect under this very location.
     assert f"location {ACCEL_PREFIX} {{" in text
     assert f'proxy_set_header {ACCEL_HEADER} "{ACCEL_PREFIX}";' in text
