@@ -220,7 +220,16 @@ class Journal:
         """The entries that touch `project` or `model` since `since`, newest first."""
         if limit is not None and project is None and model is None and since is None:
             return self.recent(limit)  # read back from the tip, not the whole journal
-        found = [e.doc for e in self.entries() if e.matches(project, model, since)]
+        # Entries are canonical JSON: a change naming the project holds these exact
+        # bytes, so most entries are passed over without being parsed.
+        needles = [
+            _canonical({k: v})[1:-1] for k, v in (("project", project), ("model", model)) if v
+        ]
+        found = [
+            e.doc
+            for e in self.entries()
+            if all(n in e.raw for n in needles) and e.matches(project, model, since)
+        ]
         found.reverse()
         return found[:limit] if limit is not None else found
 
