@@ -20,7 +20,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -97,8 +97,19 @@ class ProjectPages:
     start and the lag record both read the top-level requirements' pages (TensorFlow's
     lists about 1,800 files)."""
 
-    def __init__(self, upstream: str, timeout: float, policy: FetchPolicy | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        timeout: float,
+        policy: FetchPolicy | None = None,
+        validators: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.upstream = upstream
+        # (ETag, sha256) of each page as the last sync read it: a page upstream answers
+        # 304 Not Modified for is those bytes again, so its digest is known unread.
+        self._validators = dict(validators or {})
+        self._etags: dict[str, str] = {}  # of the pages read whole this time
+        self._not_modified: set[str] = set()
         # Pages go by the rules files go by: each redirect's host checked, a deadline,
         # and a cap on the bytes, read before they are parsed.
         self._policy = policy or FetchPolicy(
@@ -132,12 +143,52 @@ class ProjectPages:
         with the ones its closure was resolved from, and parsing them took 3 of its 4 s.
         Bytes equal to those were parsed and taken then."""
         with self._lock_of(project):
-            if project not in self._docs:
-                self._body(project)
-            elif self._docs[project] is None:
+            if project in self._docs and self._docs[project] is None:
                 return None  # parsed, and refused
+            if project not in self._docs and not self._unmodified(project):
+                self._body(project)
             with self._lock:
                 return self._digests.get(project)
+
+    def unchanged(self, project: str) -> bool:
+        """Upstream said (304) the page is the one the last sync read, and it has not
+        been read whole since: what was taken from it then stands."""
+        with self._lock:
+            return (
+                project in self._not_modified
+                and project not in self._bodies
+                and project not in self._docs
+            )
+
+    def validators(self) -> dict[str, tuple[str, str]]:
+        """(ETag, sha256) of every page this sync knows by an ETag, for the next one."""
+        with self._lock:
+            out = {p: v for p, v in self._validators.items() if p in self._not_modified}
+            for project, etag in self._etags.items():
+                if project in self._digests:
+                    out[project] = (etag, self._digests[project])
+            return out
+
+    def _unmodified(self, project: str) -> bool:
+        """Ask with the last ETag; True if upstream answers 304 (the caller holds the
+        project's lock)."""
+        with self._lock:
+            known = self._validators.get(project)
+            if known is None or project in self._bodies or project in self._not_modified:
+                return project in self._not_modified
+        page = f"{self.upstream.rstrip('/')}/{project}/"
+        clock = _Deadline(min(self._policy.deadline or PAGE_DEADLINE, PAGE_DEADLINE))
+        headers = {"Accept": PEP691_JSON, "If-None-Match": known[0]}
+        try:
+            with _open(page, self._policy, clock, headers, self._http) as answer:
+                if answer.status_code != 304:
+                    return False  # read whole below (a second request; rare: it changed)
+        except (DownloadError, OSError, urllib3.exceptions.HTTPError):
+            return False
+        with self._lock:
+            self._not_modified.add(project)
+            self._digests[project] = known[1]
+        return True
 
     def _lock_of(self, project: str) -> threading.Lock:
         with self._lock:
@@ -151,7 +202,7 @@ class ProjectPages:
         page = f"{self.upstream.rstrip('/')}/{project}/"
         body: bytes | None = None
         try:
-            body = self._read(page)
+            body = self._read(page, project)
         except DownloadError as exc:
             self._refused(project, str(exc))
         except (OSError, urllib3.exceptions.HTTPError):  # requests' errors are OSErrors
@@ -178,13 +229,17 @@ class ProjectPages:
             doc.pop("versions", None)
         return doc
 
-    def _read(self, page: str) -> bytes | None:
+    def _read(self, page: str, project: str) -> bytes | None:
         """The page's bytes, None if upstream has no JSON page for it; at most MAX_PAGE."""
         clock = _Deadline(min(self._policy.deadline or PAGE_DEADLINE, PAGE_DEADLINE))
         with _open(page, self._policy, clock, {"Accept": PEP691_JSON}, self._http) as answer:
             # Any JSON answer will do (an index that ignores Accept answers with HTML).
             if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
                 return None
+            etag = answer.headers.get("ETag", "")
+            if etag and len(etag) <= 200:
+                with self._lock:
+                    self._etags[project] = etag
             declared = answer.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > MAX_PAGE:
                 raise DownloadError(f"it declares {int(declared)} bytes, over {MAX_PAGE}")

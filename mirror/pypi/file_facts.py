@@ -26,10 +26,18 @@ log = logging.getLogger("tfmirror.pypi")
 PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open
 
 
-def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Upstream's entry for each file of these projects, by filename."""
+def read_digests(pages: ProjectPages, projects: Iterable[str]) -> None:
+    """Each page read (or found unchanged by its ETag), while other work goes on."""
     with ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="pages") as pool:
-        docs = list(pool.map(pages.get, sorted(set(projects))))
+        list(pool.map(pages.digest, sorted(set(projects))))
+
+
+def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Upstream's entry for each file of these projects, by filename. A page upstream
+    said is unchanged since the last sync is not read: its facts are the manifests'."""
+    wanted = sorted(p for p in set(projects) if not pages.unchanged(p))
+    with ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="pages") as pool:
+        docs = list(pool.map(pages.get, wanted))
     entries: dict[str, dict[str, Any]] = {}
     for doc in docs:
         for entry in (doc or {}).get("files", []):

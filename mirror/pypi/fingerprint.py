@@ -112,3 +112,24 @@ def still_current(
     if known.until is not None and time.time() >= known.until:
         return False  # a release the cooldown held back may enter now
     return pages_digest(pages, projects) == known.pages
+
+
+PAGE_VALIDATORS = "state/pypi/page-validators.json"  # each page's ETag and sha256
+
+
+def load_validators(store: BlobStore) -> dict[str, tuple[str, str]]:
+    """(ETag, sha256) of each page the last sync read whole from an upstream that
+    sends ETags: the next one asks If-None-Match, and a 304 is the page unread."""
+    raw = store.get(PAGE_VALIDATORS)
+    if raw is None:
+        return {}
+    try:
+        doc = json.loads(raw)
+        return {str(p): (str(v[0]), str(v[1])) for p, v in doc.items()}
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return {}  # unreadable: every page is read whole, and a good one written
+
+
+def save_validators(store: BlobStore, validators: dict[str, tuple[str, str]]) -> None:
+    doc = {p: list(v) for p, v in sorted(validators.items())}
+    store.put(PAGE_VALIDATORS, json.dumps(doc, indent=0).encode())

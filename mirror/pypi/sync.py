@@ -35,13 +35,15 @@ from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPag
 from mirror.pypi.backends import resolve_backends
 from mirror.pypi.changes import closure_changes
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
-from mirror.pypi.file_facts import read_pages, settle_all
+from mirror.pypi.file_facts import read_digests, read_pages, settle_all
 from mirror.pypi.fingerprint import (
     Fingerprint,
     inputs_digest,
     load_fingerprint,
+    load_validators,
     pages_digest,
     save_fingerprint,
+    save_validators,
     still_current,
 )
 from mirror.pypi.lag import record_lag
@@ -197,12 +199,13 @@ class PypiSync:
             devpi_ready = None
             if self.index is not None:
                 devpi_ready = side.submit(self.index.prepare)
-            pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy)
+            validators = load_validators(self.store)
+            pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy, validators)
             plan = _Plan({}, {}, {})
             self._read_committed(plan, report)
             # The pages of what is mirrored already are read while the closure resolves:
             # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
-            side.submit(read_pages, pages, {w.project for w in plan.known.values()})
+            side.submit(read_digests, pages, {w.project for w in plan.known.values()})
             guesses = [
                 Closure(
                     s.environment.requirements,
@@ -236,6 +239,8 @@ class PypiSync:
                 lag.result()
             except StoreError as exc:
                 report.failures.append(Failure("lag", pypi.upstream, str(exc)))
+        if pages.validators() != validators:
+            save_validators(self.store, pages.validators())
         report.failures += [
             Failure(project, redact_url(pypi.upstream), why)
             for project, why in sorted(pages.problems.items())
@@ -419,8 +424,11 @@ class PypiSync:
         """Files upstream no longer lists and projects it marks quarantined (PEP 792)
         are quarantined; what it lists again is released (mirror.pypi.upstream_status)."""
         files = [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)]
+        # A page upstream said is unchanged (304) holds no news: it is not checked again.
         projects = {str(canonicalize_name(w.project)) for w in files}
-        read: dict[str, Mapping[str, Any] | None] = {p: pages.get(p) for p in projects}
+        read: dict[str, Mapping[str, Any] | None] = {
+            p: pages.get(p) for p in projects if not pages.unchanged(p)
+        }
         removals = self.config.pypi.on_upstream_removal == "quarantine"
         word = read_upstream(files, read, removals, actor_for(self._trigger))
         plan.changes += apply_upstream(self.store, word)

@@ -460,3 +460,30 @@ def test_each_sync_records_the_newest_release_each_requirement_could_take(
     upstream.add(WheelSpec("omega", "1.5"))  # a release the fleet could take: behind
     report, store = sync(config)
     assert read_lag(store)["newest"] == {"alpha": "1.0", "omega": "1.5"}
+
+
+def test_a_no_op_sync_asks_with_etags_and_reads_no_unchanged_page_whole(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    """Where upstream sends ETags (PyPI does), a no-op sync asks If-None-Match: each
+    unchanged page is a 304, not its whole body again; a change is still seen."""
+    upstream.etags = True
+    publish_family(upstream)
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"])
+    assert sync(config)[0].ok
+    read_before = upstream.pages_read
+
+    report, _ = sync(config)
+
+    assert report.ok and report.new == 0
+    # Every page a 304 but the top-level requirement's, which the head start reads
+    # whole at once to guess the wheel to fetch first.
+    assert upstream.pages_read - read_before == 1
+    assert upstream.not_modified >= 2  # beta and delta
+    upstream.add(WheelSpec("beta", "3.0"))
+    report, store = sync(config)
+    assert report.ok and report.new == 1
+    manifest = load_manifest(store, "default", LINUX_ID)
+    assert manifest is not None and ("beta", "3.0") in {
+        (w.project, w.version) for w in manifest.files
+    }

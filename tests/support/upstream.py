@@ -65,6 +65,10 @@ class Upstream(LoopbackHttpServer):
         self.bytes_served = 0
         self._lock = threading.Lock()
         self.index_url = f"{self.url}/simple/"
+        # Pages with an ETag, answering If-None-Match with 304 (as PyPI does); counted.
+        self.etags = False
+        self.pages_read = 0
+        self.not_modified = 0
         # PEP 792 project-status per project: {"status": "archived", "reason": "..."}.
         self.status: dict[str, dict[str, str]] = {}
         # A project's page answered by a handler of the test's own: a hostile upstream.
@@ -130,7 +134,26 @@ class Upstream(LoopbackHttpServer):
             doc = self._project_doc(project)
             if doc is None:
                 return _send(req, 404, b"not found", "text/plain")
-            return _send(req, 200, json.dumps(doc).encode(), PEP691)
+            body = json.dumps(doc).encode()
+            if not self.etags:
+                return _send(req, 200, body, PEP691)
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+            if req.headers.get("If-None-Match") == etag:
+                with self._lock:
+                    self.not_modified += 1
+                req.send_response(304)
+                req.send_header("ETag", etag)
+                req.end_headers()
+                return None
+            with self._lock:
+                self.pages_read += 1
+            req.send_response(200)
+            req.send_header("Content-Type", PEP691)
+            req.send_header("Content-Length", str(len(body)))
+            req.send_header("ETag", etag)
+            req.end_headers()
+            req.wfile.write(body)
+            return None
         if path.startswith("/files/") and path.endswith(".metadata"):
             hosted = self.files.get(path[len("/files/") : -len(".metadata")])
             if hosted is None:
