@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests, referenced
 from bundle.layout import CHUNK, INDEX, SIGNATURE, BundleError, Index, Item, PartWriter
+from mirror.core.journal import OUTER, Journal, as_lines
 from mirror.core.storage import BlobNotFound, BlobStore
 
 EXPORTS = "state/bundle/exports"
@@ -93,6 +94,13 @@ def export(
     for name, data in sorted(manifests.items()):
         writer.write(data)
         index.items.append(Item("manifest", name, hashlib.sha256(data).hexdigest(), len(data)))
+    # The outer mirror's journal, whole: the inner side verifies its history.
+    journal = as_lines(Journal(store))
+    if journal:
+        writer.write(journal)
+        index.items.append(
+            Item("journal", OUTER, hashlib.sha256(journal).hexdigest(), len(journal))
+        )
     for sha in sorted(wanted):
         index.items.append(_copy_blob(store, sha, writer))
     index.parts = writer.close()

@@ -31,6 +31,7 @@ from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
 from mirror.core.commits import put_over
+from mirror.core.journal import OUTER, Journal, actor_for
 from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS
@@ -38,6 +39,7 @@ from mirror.pypi.manifest import PYPI_MANIFESTS
 IMPORTED = "state/bundle/imported"
 JOURNAL = "state/bundle/committing.json"  # the release before's commit point
 MAX_MANIFEST = 64 * 1024 * 1024
+MAX_JOURNAL = 1024 * 1024 * 1024  # about 3 million entries
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def import_bundle(
         )
     reader = PartReader(folder, index.parts)
     manifests: dict[str, bytes] = {}
+    outer_journal: bytes | None = None
     new_blobs = moved = 0
     try:
         for item in index.items:
@@ -171,6 +174,8 @@ def import_bundle(
             elif item.kind == "blob":
                 new_blobs += _copy_blob(store, reader, item)
                 moved += item.size
+            elif item.kind == "journal":
+                outer_journal = _read_journal(reader, item)
             else:
                 raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
         reader.finish()
@@ -186,7 +191,22 @@ def import_bundle(
             f"(first {missing[0]}): import the bundle it follows first, or a --full one"
         )
     _commit(store, index, manifests, read)
+    if outer_journal is not None:
+        # Kept as the outer side wrote it, broken or not: `history --outer --verify`
+        # says whether it holds together.
+        store.put(OUTER, outer_journal)
     return Imported(index.id, index.follows, new_blobs, moved, len(manifests))
+
+
+def _read_journal(reader: PartReader, item: Item) -> bytes:
+    if item.name != OUTER:
+        raise BundleError(f"the index lists a journal named {item.name[:80]!r}")
+    if item.size > MAX_JOURNAL:
+        raise BundleError(f"the journal declares {item.size} bytes, over {MAX_JOURNAL}")
+    data = reader.read(item.size)
+    if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
+        raise BundleError("the journal does not match its sha256 in the index")
+    return data
 
 
 def _read_manifest(reader: PartReader, item: Item) -> bytes:
@@ -260,6 +280,14 @@ def _commit(
             "of this one was committed; import it again (it is checked against that one)"
         )
     _apply(store, doc, committed)
+    change = {
+        "event": "bundle imported",
+        "bundle": index.id,
+        "follows": index.follows,
+        "written": sorted(changed),
+        "deleted": journal["delete"],
+    }
+    Journal(store).record([change], actor_for("manual"), f"bundle {index.id} imported")
 
 
 def _brought(store: BlobStore) -> set[str]:

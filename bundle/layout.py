@@ -34,7 +34,9 @@ class BundleError(TfmirrorError):
 
 @dataclass(frozen=True)
 class Item:
-    kind: str  # "manifest" (name: its store key) or "blob" (name: its sha256)
+    # "manifest" (name: its store key), "blob" (name: its sha256) or "journal" (the
+    # outer mirror's, as lines: mirror.core.journal.OUTER)
+    kind: str
     name: str
     sha256: str
     size: int

@@ -264,6 +264,42 @@ class Journal:
         return None
 
 
+OUTER = "journal/outer.jsonl"  # an inner mirror's copy of the outer one's journal
+
+
+def as_lines(journal: Journal) -> bytes:
+    """The whole journal as one document, an entry's exact bytes per line: what a
+    bundle carries so that the inner side can verify the outer's history."""
+    return b"".join(entry.raw + b"\n" for entry in journal.entries())
+
+
+def verify_lines(data: bytes) -> tuple[int, Broken | None]:
+    """The entries in a journal carried as lines, and the first that does not match."""
+    prev = GENESIS
+    lines = data.splitlines()
+    for seq, raw in enumerate(lines):
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return len(lines), Broken(seq, "not readable JSON")
+        if not isinstance(doc, dict) or doc.get("seq") != seq:
+            return len(lines), Broken(seq, "holds another sequence number")
+        if doc.get("prev") != prev:
+            return len(lines), Broken(seq, f"does not name entry {seq - 1} as it is now")
+        prev = hashlib.sha256(raw).hexdigest()
+    return len(lines), None
+
+
+def read_lines(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for raw in data.splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
+    return out
+
+
 def parse_since(text: str) -> str:
     """A --since value (a date or an ISO 8601 time) as the journal's own form."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -353,3 +353,33 @@ def wait_port_free(port: int, seconds: float = 15) -> None:
     deadline = time.monotonic() + seconds
     while not port_free(port) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def test_the_outer_journal_travels_and_the_inner_side_verifies_it(
+    sides: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    outer, inner, keys = sides
+    pub = str(keys / "bundle.pub")
+    export(outer, tmp_path / "b1", keys, "--full")
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b1"), "--trust", pub).returncode == 0
+
+    verified = tfmirror(inner, "history", "--outer", "--verify")
+    assert verified.returncode == 0 and "1 entries, every link matches" in verified.stdout
+    shown = tfmirror(inner, "history", "--outer", "--project", "alpha")
+    assert "file added: alpha 1.0" in shown.stdout
+    own = tfmirror(inner, "history", "--json")
+    (entry,) = json.loads(own.stdout)  # the inner side's own: the import
+    assert entry["changes"][0]["event"] == "bundle imported"
+
+    # The outer journal edited after the fact: the signed bundle carries it as it is,
+    # and the inner side finds the break.
+    outer_store = open_store(load_config(str(outer)).storage)
+    first = "journal/entries/000000000000.json"
+    raw = outer_store.get(first)
+    assert raw is not None
+    tfmirror(outer, "quarantine", "add", "beta", "--reason", "second entry")
+    outer_store.put(first, raw.replace(b"alpha", b"alphb"))
+    export(outer, tmp_path / "b2", keys)
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b2"), "--trust", pub).returncode == 0
+    broken = tfmirror(inner, "history", "--outer", "--verify")
+    assert broken.returncode == 1 and "BROKEN at journal entry 1" in broken.stdout

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from mirror.core.config import Config, normalise_name
 from mirror.core.errors import UsageError
-from mirror.core.journal import Journal, parse_since
-from mirror.core.storage import open_store
+from mirror.core.journal import OUTER, Journal, parse_since, read_lines, verify_lines
+from mirror.core.storage import BlobStore, open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 
 
@@ -23,10 +24,27 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="the newest N entries only")
     parser.add_argument("--json", action="store_true", help="one JSON list of the entries")
     parser.add_argument(
+        "--outer",
+        action="store_true",
+        help="the outer mirror's journal, as the last bundle imported here carried it",
+    )
+    parser.add_argument(
         "--verify",
         action="store_true",
         help="re-walk the hash chain; name the first entry that does not match (exit 1)",
     )
+
+
+def _touches(
+    entry: dict[str, Any], project: str | None, model: str | None, since: str | None
+) -> bool:
+    changes = entry.get("changes")
+    listed = changes if isinstance(changes, list) else []
+    if since is not None and str(entry.get("at", "")) < since:
+        return False
+    if project is not None and not any(c.get("project") == project for c in listed):
+        return False
+    return model is None or any(c.get("model") == model for c in listed)
 
 
 def _line(change: dict[str, object]) -> str:
@@ -38,8 +56,30 @@ def _line(change: dict[str, object]) -> str:
     return f"    {change['event']}: {what or change.get('filename', '')}{where}{more}"
 
 
+def _outer(store: BlobStore, args: argparse.Namespace) -> list[dict[str, Any]] | int:
+    """The outer mirror's journal (entries newest first), or the exit code of --verify."""
+    data = store.get(OUTER)
+    if data is None:
+        raise UsageError("history --outer: no bundle carrying a journal was imported here")
+    if args.verify:
+        count, broken = verify_lines(data)
+        if broken is not None:
+            print(f"outer journal: BROKEN at {broken}")
+            return EXIT_FAILED
+        print(f"outer journal: {count} entries, every link matches")
+        return EXIT_OK
+    return list(reversed(read_lines(data)))
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
-    journal = Journal(open_store(config.storage))
+    store = open_store(config.storage)
+    journal = Journal(store)
+    outer: list[dict[str, Any]] | None = None
+    if args.outer:
+        found = _outer(store, args)
+        if isinstance(found, int):
+            return found
+        outer = found
     if args.verify:
         broken = journal.verify()
         if broken is not None:
@@ -53,7 +93,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--since {args.since!r}: use a date such as 2026-11-28") from None
     project = normalise_name(args.project) if args.project else None
-    entries = journal.history(project, args.model, since, args.limit)
+    if outer is not None:
+        entries = [e for e in outer if _touches(e, project, args.model, since)][: args.limit]
+    else:
+        entries = journal.history(project, args.model, since, args.limit)
     if args.json:
         print(json.dumps(entries, indent=1))
         return EXIT_OK
