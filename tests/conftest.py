@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from mirror.core.config import DevpiConfig
+from mirror.core.config import DevpiConfig, StorageConfig
+from mirror.core.storage import BlobStore, LocalStore, S3Store
 from mirror.devpi.server import DevpiProcess
 from tests.support.debian import require_debian_tool
 from tests.support.servers import MotoServer, aws_test_credentials, free_port
@@ -35,6 +36,22 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    """A store on local disk, then on a real S3 endpoint (moto): each store-level test
+    runs on both backends."""
+    if request.param == "local":
+        yield LocalStore(tmp_path / "store")
+    else:
+        moto: MotoServer = request.getfixturevalue("moto")
+        bucket = request.getfixturevalue("s3_bucket")
+        yield S3Store(
+            StorageConfig(
+                backend="s3", bucket=bucket, prefix="pfx", endpoint_url=moto.url, region="us-east-1"
+            )
+        )
 
 
 @pytest.fixture

@@ -7,39 +7,31 @@ import json
 import multiprocessing
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from mirror.core import journal as journal_module
-from mirror.core.config import Config, DevpiConfig, StorageConfig
+from mirror.core.config import DevpiConfig
 from mirror.core.journal import Journal
-from mirror.core.storage import BlobStore, LocalStore, S3Store, open_store
-from mirror.pypi.sync import PypiSync, SyncReport
+from mirror.core.storage import BlobStore, LocalStore, open_store
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
+from tests.functional.test_pypi_sync import sync
 from tests.support.mirror_env import make_config
-from tests.support.servers import MotoServer
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
-from tfmirror.services import services_for_sync
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    if request.param == "local":
-        yield LocalStore(tmp_path / "store")
-    else:
-        moto: MotoServer = request.getfixturevalue("moto")
-        bucket = request.getfixturevalue("s3_bucket")
-        yield S3Store(
-            StorageConfig(
-                backend="s3", bucket=bucket, prefix="j", endpoint_url=moto.url, region="us-east-1"
-            )
-        )
+def tamper(store: BlobStore, seq: int, old: bytes, new: bytes) -> bytes:
+    """Edit one entry's document in place; returns its bytes before."""
+    key = f"journal/entries/{seq:012d}.json"
+    raw = store.get(key)
+    assert raw is not None and old in raw
+    store.put(key, raw.replace(old, new))
+    return raw
 
 
 def change(project: str, version: str, event: str = "file added") -> dict[str, str]:
@@ -74,23 +66,17 @@ def test_a_flipped_byte_a_removed_entry_and_a_rewritten_one_are_each_named(
     for n in range(4):
         journal.record([change("alpha", f"1.{n}")], "ops@host")
     key = "journal/entries/000000000001.json"
-    original = store.get(key)
-    assert original is not None
-
-    store.put(key, original.replace(b"1.1", b"6.6"))  # one byte: the version
+    original = tamper(store, 1, b"1.1", b"6.6")  # one byte: the version
     broken = journal.verify()
     assert broken is not None and broken.seq == 2
     assert "does not name entry 1 as it is now (that entry was changed" in str(broken)
     store.put(key, original)
     assert journal.verify() is None
     # The newest entry, which no link follows yet.
-    last = "journal/entries/000000000003.json"
-    raw = store.get(last)
-    assert raw is not None
-    store.put(last, raw.replace(b"ops@host", b"xyz@host"))
+    last = tamper(store, 3, b"ops@host", b"xyz@host")
     broken = journal.verify()
     assert broken is not None and broken.seq == 3 and "head" in broken.why
-    store.put(last, raw)
+    store.put("journal/entries/000000000003.json", last)
 
     # Rewritten with its link intact, but a later link then fails; a wrong number too.
     doc = json.loads(original)
@@ -150,18 +136,9 @@ def test_sealed_segments_are_read_and_checked_against_each_entry(
     assert journal.verify() is None
     # An entry's own document edited after it was sealed: history reads the segment,
     # verify compares the two.
-    key = "journal/entries/000000000003.json"
-    raw = store.get(key)
-    assert raw is not None
-    store.put(key, raw.replace(b"1.3", b"9.3"))
+    tamper(store, 3, b"1.3", b"9.3")
     broken = journal.verify()
     assert broken is not None and broken.seq == 3 and "sealed segment" in broken.why
-
-
-def sync(config: Config) -> tuple[SyncReport, BlobStore]:
-    store = open_store(config.storage)
-    with services_for_sync(config, store) as devpi:
-        return PypiSync(config, store, devpi).run(), store
 
 
 def test_a_sync_journals_what_it_added_and_removed_and_history_shows_it(
@@ -196,10 +173,7 @@ def test_a_sync_journals_what_it_added_and_removed_and_history_shows_it(
     ok = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
     assert ok.returncode == 0 and "2 entries, every link matches" in ok.stdout
 
-    key = "journal/entries/000000000000.json"
-    raw = store.get(key)
-    assert raw is not None
-    store.put(key, raw.replace(b"alpha", b"alphb", 1))
+    tamper(store, 0, b"alpha", b"alphb")
     bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
     assert bad.returncode == 1 and "BROKEN at journal entry 1" in bad.stdout
 

@@ -6,8 +6,6 @@ run it."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
+from tests.functional.test_bundle import tfmirror
 from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_pypi_sync import sync
 from tests.support.mirror_env import make_config, operator_config
@@ -33,15 +32,6 @@ from tfmirror.services import offer_manifests
 from verify.jobs import run_gc
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
-
-
-def tfmirror(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def within(seconds: float, check: Callable[[], bool]) -> bool:

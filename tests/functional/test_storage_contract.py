@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,6 @@ from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
 from tests.support.servers import MotoServer
 from tests.support.wheels import WheelSpec, build_wheel
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    if request.param == "local":
-        yield LocalStore(tmp_path / "store")
-    else:
-        moto: MotoServer = request.getfixturevalue("moto")
-        bucket = request.getfixturevalue("s3_bucket")
-        yield S3Store(
-            StorageConfig(
-                backend="s3", bucket=bucket, prefix="pfx", endpoint_url=moto.url, region="us-east-1"
-            )
-        )
 
 
 def put_blob(store: BlobStore, data: bytes, chunk: int = 1 << 20) -> str:

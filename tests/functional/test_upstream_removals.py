@@ -8,31 +8,24 @@ from pathlib import Path
 
 import requests
 
-from mirror.core.config import Config, DevpiConfig
+from mirror.core.config import DevpiConfig
 from mirror.core.journal import Journal
 from mirror.core.quarantine import read_quarantine
-from mirror.core.storage import BlobStore, open_store
+from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
-from mirror.pypi.sync import PypiSync, SyncReport
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
+from tests.functional.test_pypi_sync import sync
 from tests.support.mirror_env import make_config
 from tests.support.servers import make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
-from tfmirror.services import services_for_sync
 from verify.jobs import run_gc
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"
 PEP691 = "application/vnd.pypi.simple.v1+json"
-
-
-def sync(config: Config) -> tuple[SyncReport, BlobStore]:
-    store = open_store(config.storage)
-    with services_for_sync(config, store) as devpi:
-        return PypiSync(config, store, devpi).run(), store
 
 
 def versions(store: BlobStore) -> dict[str, str]:
