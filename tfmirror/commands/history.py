@@ -100,6 +100,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=1))
         return EXIT_OK
+    if not entries:
+        print("no changes recorded" + (" that match" if project or args.model or since else ""))
     for entry in entries:
         reason = f": {entry['reason']}" if entry.get("reason") else ""
         print(f"#{entry['seq']} {entry['at']} {entry['actor']}{reason}")
