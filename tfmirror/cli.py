@@ -42,6 +42,7 @@ COMMANDS = (
     ("status", "status", "what the status page shows"),
     ("history", "history", "every change to what the mirror offers: when, who, why"),
     ("quarantine", "quarantine", "stop offering a release or model fleet-wide, or offer it again"),
+    ("snapshot", "snapshot", "hold every closure and model as they are now; list, show, delete"),
 )
 
 

@@ -23,6 +23,7 @@ from hub_cache.models import load_models
 from mirror.core.lease import JobBusy, fence, holding
 from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
+from mirror.core.snapshots import snapshot_blobs
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
 
@@ -52,8 +53,10 @@ class GcReport:
 
 def referenced_shas(store: BlobStore) -> set[str]:
     shas = {blob.sha256 for m in load_all(store) for blob in m.blobs()}
-    # A quarantined file's bytes stay for forensics until its rule is lifted.
-    return shas | {m.sha256 for m in load_models(store)} | read_quarantine(store).blobs()
+    # A quarantined file's bytes stay for forensics until its rule is lifted; a
+    # snapshot's, until it is deleted.
+    models = {m.sha256 for m in load_models(store)}
+    return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store)
 
 
 @contextmanager

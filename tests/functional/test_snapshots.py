@@ -1,0 +1,75 @@
+"""Snapshots: hold what the mirror offers, see what moved since, and free it when done.
+
+The CLI as operators run it, on a mirror that syncs from a local upstream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mirror.core.config import load_config
+from mirror.core.journal import Journal
+from mirror.core.snapshots import load_snapshot
+from mirror.core.storage import open_store
+from mirror.pypi.manifest import load_all
+from tests.functional.test_bundle import tfmirror
+from tests.support.mirror_env import operator_config
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+from verify.gc import referenced_shas
+from verify.jobs import run_gc
+
+
+def test_a_snapshot_holds_its_blobs_through_syncs_and_gc_frees_exactly_them_after_delete(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0", noise=100_000))
+    path = operator_config(tmp_path, upstream.index_url, ["alpha"])
+    config = load_config(str(path))
+    store = open_store(config.storage)
+    assert tfmirror(path, "sync", "pypi").returncode == 0
+    made = tfmirror(path, "snapshot", "create", "known-good", "--note", "before 1.1")
+    assert made.returncode == 0 and "1 manifests" in made.stdout, made.stderr
+    snap = load_snapshot(store, "known-good")
+    assert snap is not None and snap.note == "before 1.1"
+    held = set(snap.blobs)
+
+    upstream.add(WheelSpec("alpha", "1.1", noise=100_000))
+    assert tfmirror(path, "sync", "pypi").returncode == 0
+    live = {w.sha256 for m in load_all(store) for w in m.blobs()}
+    assert held - live, "the sync moved nothing on"
+
+    shown = tfmirror(path, "snapshot", "show", "known-good", "--json")
+    diff = json.loads(shown.stdout)
+    assert diff["against"] == "the live mirror"
+    assert diff["changed"] == ["default/py3.11-manylinux_2_28_x86_64: alpha 1.0 -> 1.1"]
+    listed = tfmirror(path, "snapshot", "list")
+    assert listed.stdout.startswith("known-good\t") and "before 1.1" in listed.stdout
+
+    # Held: gc with no grace keeps every blob the snapshot names.
+    assert not set(run_gc(config, store, "manual", grace_hours=0).removed) & held
+    assert all(store.has_blob(sha) for sha in held)
+
+    deleted = tfmirror(path, "snapshot", "delete", "known-good")
+    assert deleted.returncode == 0
+    freed = set(run_gc(config, store, "manual", grace_hours=0).removed)
+    assert freed == held - referenced_shas(store)  # exactly what only it held
+    assert freed == held - live
+    events = [c["event"] for e in Journal(store).history() for c in e["changes"]]
+    assert "snapshot created" in events and "snapshot deleted" in events
+
+
+def test_snapshot_names_and_misses_are_one_line_and_exit_2(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    path = operator_config(tmp_path, upstream.index_url, ["alpha"])
+    assert tfmirror(path, "snapshot", "create", "a").returncode == 0
+    for args, says in (
+        (("create", "a"), "exists; snapshots never change"),
+        (("create", "../x"), "use letters, digits"),
+        (("show", "nope"), "does not exist"),
+        (("delete", "nope"), "does not exist"),
+    ):
+        proc = tfmirror(path, "snapshot", *args)
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
