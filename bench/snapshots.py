@@ -1,0 +1,96 @@
+"""Bench: `tfmirror snapshot create` of a large mirror, on local disk and on S3 (moto).
+
+The mirror: 10 environments x 300 files and 50 models (manifests only: a snapshot never
+reads a blob). Each `snapshot create` runs as a cold process; peers in the same run:
+`cp -r` of the manifests folder (local), and boto3 reading every manifest (S3).
+Targets: < 1 s local, < 5 s on S3.
+
+    python -m bench.snapshots
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hub_cache.models import ModelManifest, save_model
+from mirror.core.config import StorageConfig, Target
+from mirror.core.storage import BlobStore, LocalStore, S3Store
+from mirror.pypi.manifest import Manifest, save_manifest
+from mirror.pypi.resolve import Wheel
+from tests.support.servers import MotoServer, aws_test_credentials
+
+ENVIRONMENTS, FILES, MODELS = 10, 300, 50
+
+
+def fill(store: BlobStore) -> None:
+    target = Target("3.11", "manylinux_2_28_x86_64")
+    for e in range(ENVIRONMENTS):
+        files = []
+        for f in range(FILES):
+            sha = hashlib.sha256(f"{e}-{f}".encode()).hexdigest()
+            name = f"p{f}-1.{e}-py3-none-any.whl"
+            files.append(Wheel(f"p{f}", f"1.{e}", name, f"https://x/{name}", sha, 1000))
+        save_manifest(store, Manifest(target, (f"p{e}",), files, "2026-11-28T00:00:00Z", f"env{e}"))
+    for m in range(MODELS):
+        sha = hashlib.sha256(f"model-{m}".encode()).hexdigest()
+        handle = f"https://tfhub.dev/google/m{m}/1"
+        save_model(store, ModelManifest(handle, f"google/m{m}/1", sha, 1000, "", "x"))
+
+
+def create(config: Path, name: str) -> float:
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "snapshot", "create", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return time.monotonic() - began
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tfmirror-snap-") as tmp:
+        root = Path(tmp)
+        local = LocalStore(root / "store")
+        fill(local)
+        config = root / "local.toml"
+        config.write_text(f'[storage]\npath = "{local.root}"\n')
+        took = create(config, "bench")
+        began = time.monotonic()
+        subprocess.run(["cp", "-r", str(local.root / "manifests"), str(root / "copy")], check=True)
+        peer = time.monotonic() - began
+        print(f"local: snapshot create {took:.2f} s (target < 1 s); cp -r {peer:.2f} s")
+
+        aws_test_credentials()  # moto takes any; the child process inherits them
+        moto = MotoServer(root / "moto.log")
+        try:
+            moto.client().create_bucket(Bucket="bench")
+            s3 = S3Store(
+                StorageConfig(
+                    backend="s3", bucket="bench", endpoint_url=moto.url, region="us-east-1"
+                )
+            )
+            fill(s3)
+            config = root / "s3.toml"
+            config.write_text(
+                f'[storage]\nbackend = "s3"\nbucket = "bench"\nendpoint_url = "{moto.url}"\n'
+                'region = "us-east-1"\n'
+            )
+            took = create(config, "bench")
+            began = time.monotonic()
+            for key in s3.list("manifests"):
+                s3.get(key)
+            peer = time.monotonic() - began
+            print(f"moto S3: snapshot create {took:.2f} s (target < 5 s); reads {peer:.2f} s")
+        finally:
+            moto.stop()
+
+
+if __name__ == "__main__":
+    main()
