@@ -26,11 +26,11 @@ import json
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from mirror.core.runs import utcnow
 from mirror.core.storage import BlobStore, StoreError
+from mirror.core.timestamps import utc_moment
 
 ENTRIES = "journal/entries"
 SEGMENTS = "journal/segments"
@@ -302,7 +302,7 @@ def read_lines(data: bytes) -> list[dict[str, Any]]:
 
 def parse_since(text: str) -> str:
     """A --since value (a date or an ISO 8601 time) as the journal's own form."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    moment = utc_moment(text)
+    if moment is None:
+        raise ValueError(f"{text!r} is no time")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")

@@ -16,19 +16,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from mirror.core.quarantine import filename_facts
 from mirror.core.storage import BlobStore
+from mirror.core.timestamps import utc_moment
 
 COOLDOWN_STATE = "state/pypi/cooldown.json"  # what the last sync held back, for the page
 
@@ -48,25 +45,6 @@ class Held:
         if self.eligible is None:
             return f"{what}: upstream gives no upload-time"
         return f"{what} until {self.eligible}"
-
-
-def _version(filename: str) -> Version | None:
-    try:
-        if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[1]
-        return parse_sdist_filename(filename)[1]
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-
-
-def _moment(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -91,9 +69,12 @@ class Cooldown:
         """Files uploaded after this moment (epoch seconds) are held back."""
         return int(self.now - self.min_age)
 
+    @cached_property
+    def _exempt_requirements(self) -> tuple[Requirement, ...]:
+        return tuple(Requirement(text) for text in self.exempt)  # parsed once, not per file
+
     def _exempt(self, project: str, version: Version | None) -> bool:
-        for text in self.exempt:
-            wanted = Requirement(text)
+        for wanted in self._exempt_requirements:
             if canonicalize_name(wanted.name) != project:
                 continue
             if version is None:
@@ -106,16 +87,17 @@ class Cooldown:
         """Why the file a page entry lists is held back, or None if it may enter."""
         if not self.active:
             return None
+        uploaded = utc_moment(entry.get("upload-time"))
+        if uploaded is not None and uploaded.timestamp() <= self.cutoff:
+            return None  # old enough: most files of most pages, decided by their time alone
         filename = str(entry.get("filename", ""))
-        version = _version(filename)
+        facts = filename_facts(filename)
+        version = Version(facts[1]) if facts is not None else None
         if self._exempt(project, version):
             return None
         shown = str(version) if version is not None else filename
-        uploaded = _moment(entry.get("upload-time"))
         if uploaded is None:
             return Held(project, shown, None, None)
-        if uploaded.timestamp() <= self.cutoff:
-            return None
         eligible = datetime.fromtimestamp(uploaded.timestamp() + self.min_age, UTC)
         return Held(project, shown, _iso(uploaded), _iso(eligible))
 
@@ -130,7 +112,7 @@ def explain(error: str, held: Iterable[Held]) -> str:
 
 def earliest(held: Iterable[Held]) -> float | None:
     """When the first held-back release becomes eligible (epoch seconds)."""
-    moments = [m.timestamp() for h in held if (m := _moment(h.eligible)) is not None]
+    moments = [m.timestamp() for h in held if (m := utc_moment(h.eligible)) is not None]
     return min(moments) if moments else None
 
 

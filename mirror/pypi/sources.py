@@ -36,7 +36,6 @@ import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -56,7 +55,7 @@ from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
 from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sandboxed
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
-from mirror.core.timestamps import rfc3339_utc
+from mirror.core.timestamps import rfc3339_utc, utc_moment
 from mirror.core.upstream import DownloadError, FetchPolicy, ProjectPages
 from mirror.pypi.cooldown import Cooldown, Held
 from mirror.pypi.interpreters import (
@@ -139,11 +138,8 @@ def _why(outcome: Outcome, caps: Caps) -> str:
 def _epoch(upload_time: str | None) -> int:
     """SOURCE_DATE_EPOCH for an sdist: its upload time, so two builds of it (here or on
     another mirror, with the same build requirements) are the same bytes."""
-    if upload_time:
-        with contextlib.suppress(ValueError):
-            moment = datetime.fromisoformat(upload_time.replace("Z", "+00:00"))
-            return max(ZIP_EPOCH, int(moment.timestamp()))
-    return ZIP_EPOCH
+    moment = utc_moment(upload_time)
+    return max(ZIP_EPOCH, int(moment.timestamp())) if moment is not None else ZIP_EPOCH
 
 
 def _tool_versions() -> str:
