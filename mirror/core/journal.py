@@ -75,14 +75,18 @@ class Entry:
         doc: dict[str, Any] = json.loads(self.raw)
         return doc
 
-    def matches(self, project: str | None, model: str | None, since: str | None) -> bool:
-        doc = self.doc
-        if since is not None and str(doc.get("at", "")) < since:
-            return False
-        changes = doc.get("changes", [])
-        if project is not None and not any(c.get("project") == project for c in changes):
-            return False
-        return model is None or any(c.get("model") == model for c in changes)
+
+def touches(
+    doc: Mapping[str, Any], project: str | None, model: str | None, since: str | None
+) -> bool:
+    """The entry changed `project` or `model` (either, where given) at or after `since`."""
+    if since is not None and str(doc.get("at", "")) < since:
+        return False
+    changes = doc.get("changes")
+    listed = changes if isinstance(changes, list) else []
+    if project is not None and not any(c.get("project") == project for c in listed):
+        return False
+    return model is None or any(c.get("model") == model for c in listed)
 
 
 @dataclass(frozen=True)
@@ -225,11 +229,8 @@ class Journal:
         needles = [
             _canonical({k: v})[1:-1] for k, v in (("project", project), ("model", model)) if v
         ]
-        found = [
-            e.doc
-            for e in self.entries()
-            if all(n in e.raw for n in needles) and e.matches(project, model, since)
-        ]
+        docs = (e.doc for e in self.entries() if all(n in e.raw for n in needles))
+        found = [doc for doc in docs if touches(doc, project, model, since)]
         found.reverse()
         return found[:limit] if limit is not None else found
 
@@ -239,19 +240,10 @@ class Journal:
         same bytes as its segment. The first that does not match, or None."""
         prev = GENESIS
         last: Entry | None = None
-        for seq, entry in enumerate(self.entries()):
-            try:
-                doc = entry.doc
-            except ValueError:
-                return Broken(entry.seq, "not readable JSON")
-            if doc.get("seq") != entry.seq or entry.seq != seq:
-                return Broken(seq, f"holds sequence number {doc.get('seq')!r}")
-            if doc.get("prev") != prev:
-                return Broken(
-                    entry.seq,
-                    f"does not name entry {entry.seq - 1} as it is now "
-                    "(that entry was changed or removed)",
-                )
+        for entry in self.entries():
+            broken = _link(entry.seq, entry.raw, prev)
+            if broken is not None:
+                return broken
             own = self.store.get(_key(entry.seq))
             if own is not None and own != entry.raw:
                 return Broken(entry.seq, "differs from its sealed segment")
@@ -273,19 +265,31 @@ def as_lines(journal: Journal) -> bytes:
     return b"".join(entry.raw + b"\n" for entry in journal.entries())
 
 
+def _link(seq: int, raw: bytes, prev: str) -> Broken | None:
+    """Entry `seq` (its exact bytes) as the chain requires it: readable, numbered for
+    its place, naming the entry before by `prev`, that entry's sha256."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return Broken(seq, "not readable JSON")
+    if not isinstance(doc, dict) or doc.get("seq") != seq:
+        number = doc.get("seq") if isinstance(doc, dict) else None
+        return Broken(seq, f"holds sequence number {number!r}")
+    if doc.get("prev") != prev:
+        return Broken(
+            seq, f"does not name entry {seq - 1} as it is now (that entry was changed or removed)"
+        )
+    return None
+
+
 def verify_lines(data: bytes) -> tuple[int, Broken | None]:
     """The entries in a journal carried as lines, and the first that does not match."""
     prev = GENESIS
     lines = data.splitlines()
     for seq, raw in enumerate(lines):
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return len(lines), Broken(seq, "not readable JSON")
-        if not isinstance(doc, dict) or doc.get("seq") != seq:
-            return len(lines), Broken(seq, "holds another sequence number")
-        if doc.get("prev") != prev:
-            return len(lines), Broken(seq, f"does not name entry {seq - 1} as it is now")
+        broken = _link(seq, raw, prev)
+        if broken is not None:
+            return len(lines), broken
         prev = hashlib.sha256(raw).hexdigest()
     return len(lines), None
 

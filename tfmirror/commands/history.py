@@ -9,7 +9,7 @@ from typing import Any
 
 from mirror.core.config import Config, normalise_name
 from mirror.core.errors import UsageError
-from mirror.core.journal import OUTER, Journal, parse_since, read_lines, verify_lines
+from mirror.core.journal import OUTER, Journal, parse_since, read_lines, touches, verify_lines
 from mirror.core.storage import BlobStore, open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 
@@ -33,18 +33,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-walk the hash chain; name the first entry that does not match (exit 1)",
     )
-
-
-def _touches(
-    entry: dict[str, Any], project: str | None, model: str | None, since: str | None
-) -> bool:
-    changes = entry.get("changes")
-    listed = changes if isinstance(changes, list) else []
-    if since is not None and str(entry.get("at", "")) < since:
-        return False
-    if project is not None and not any(c.get("project") == project for c in listed):
-        return False
-    return model is None or any(c.get("model") == model for c in listed)
 
 
 def _line(change: dict[str, object]) -> str:
@@ -94,7 +82,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         raise UsageError(f"--since {args.since!r}: use a date such as 2026-11-28") from None
     project = normalise_name(args.project) if args.project else None
     if outer is not None:
-        entries = [e for e in outer if _touches(e, project, args.model, since)][: args.limit]
+        entries = [e for e in outer if touches(e, project, args.model, since)][: args.limit]
     else:
         entries = journal.history(project, args.model, since, args.limit)
     if args.json:
