@@ -27,7 +27,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -103,6 +103,9 @@ class _LoopbackServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     taken: list[Taken] | None = None
 
 
+_AnyServer = TypeVar("_AnyServer", _Server, _LoopbackServer)
+
+
 class LocalIndex:
     """`with LocalIndex(store, pages, policy) as index:` serves on `index.socket` (for a
     sandbox) and, once asked for `index.url()`, on a loopback port (for the syncer's own
@@ -133,10 +136,8 @@ class LocalIndex:
     def session(self) -> Iterator[Session]:
         """A socket of its own for one sandbox, served while the block runs."""
         served = Session(Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock", [])
-        server = _Server(str(served.socket), _Handler)
-        server.index = self
+        server = self._serve(_Server(str(served.socket), _Handler))
         server.taken = served.taken
-        threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
         try:
             yield served
         finally:
@@ -150,11 +151,14 @@ class LocalIndex:
             return self._files.get(sha256)
 
     def __enter__(self) -> LocalIndex:
-        server = _Server(str(self.socket), _Handler)
-        server.index = self
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
+        self._server = self._serve(_Server(str(self.socket), _Handler))
         return self
+
+    def _serve(self, server: _AnyServer) -> _AnyServer:
+        """`server` answering for this index, on a thread of its own."""
+        server.index = self
+        threading.Thread(target=server.serve_forever, name="local-index", daemon=True).start()
+        return server
 
     def prefix(self, cooldown: Cooldown | None) -> str:
         """The path its pages are under for resolves held to `cooldown`: each
@@ -174,12 +178,7 @@ class LocalIndex:
         """The index's address on loopback (started on first use)."""
         with self._lock:
             if self._loopback is None:
-                server = _LoopbackServer(("127.0.0.1", 0), _Handler)
-                server.index = self
-                self._loopback = server
-                threading.Thread(
-                    target=server.serve_forever, name="local-index-tcp", daemon=True
-                ).start()
+                self._loopback = self._serve(_LoopbackServer(("127.0.0.1", 0), _Handler))
             port = self._loopback.server_address[1]
         return f"http://127.0.0.1:{port}{self.prefix(cooldown)}/simple/"
 
