@@ -55,7 +55,8 @@ class Rule:
         if self.model:
             return None
         if self.spec.endswith(_FILE_SUFFIXES):
-            return canonicalize_name(self.spec.split("-", 1)[0])
+            facts = filename_facts(self.spec)
+            return canonicalize_name(facts[0]) if facts else None
         return canonicalize_name(Requirement(self.spec).name)
 
     def matches_file(self, project: str, version: str, filename: str) -> bool:
@@ -109,9 +110,6 @@ class Quarantine:
 
     def model_rule(self, handle: str, path: str) -> Rule | None:
         return next((r for r in self.rules if r.matches_model(handle, path)), None)
-
-    def projects(self) -> set[str]:
-        return {p for r in self.rules if (p := r.project) is not None}
 
     def blobs(self) -> set[str]:
         return {sha for r in self.rules for sha in r.blobs}
