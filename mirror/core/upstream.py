@@ -92,6 +92,10 @@ def session() -> requests.Session:
     return sess
 
 
+class _NotModified(Exception):
+    """Upstream answered 304 to a page asked for with its last ETag."""
+
+
 class ProjectPages:
     """Upstream's PEP 691 project pages, each fetched at most once per sync: the head
     start and the lag record both read the top-level requirements' pages (TensorFlow's
@@ -141,12 +145,13 @@ class ProjectPages:
         """The sha256 of the page's bytes as upstream sent them; None if unreadable.
         Not parsed here: a no-op sync compares TFX's 264 pages (176,000 file entries)
         with the ones its closure was resolved from, and parsing them took 3 of its 4 s.
-        Bytes equal to those were parsed and taken then."""
+        Bytes equal to those were parsed and taken then. Asked with the last sync's ETag
+        where there is one: a 304 is that sha256 again, unread."""
         with self._lock_of(project):
             if project in self._docs and self._docs[project] is None:
                 return None  # parsed, and refused
-            if project not in self._docs and not self._unmodified(project):
-                self._body(project)
+            if project not in self._docs:
+                self._body(project, conditional=True)
             with self._lock:
                 return self._digests.get(project)
 
@@ -169,40 +174,30 @@ class ProjectPages:
                     out[project] = (etag, self._digests[project])
             return out
 
-    def _unmodified(self, project: str) -> bool:
-        """Ask with the last ETag; True if upstream answers 304 (the caller holds the
-        project's lock)."""
-        with self._lock:
-            known = self._validators.get(project)
-            if known is None or project in self._bodies or project in self._not_modified:
-                return project in self._not_modified
-        page = f"{self.upstream.rstrip('/')}/{project}/"
-        clock = _Deadline(min(self._policy.deadline or PAGE_DEADLINE, PAGE_DEADLINE))
-        headers = {"Accept": PEP691_JSON, "If-None-Match": known[0]}
-        try:
-            with _open(page, self._policy, clock, headers, self._http) as answer:
-                if answer.status_code != 304:
-                    return False  # read whole below (a second request; rare: it changed)
-        except (DownloadError, OSError, urllib3.exceptions.HTTPError):
-            return False
-        with self._lock:
-            self._not_modified.add(project)
-            self._digests[project] = known[1]
-        return True
-
     def _lock_of(self, project: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(project, threading.Lock())
 
-    def _body(self, project: str) -> bytes | None:
-        """The page's bytes, read once (the caller holds the project's lock)."""
+    def _body(self, project: str, conditional: bool = False) -> bytes | None:
+        """The page's bytes, read once (the caller holds the project's lock). With
+        `conditional`, asked If-None-Match the last sync's ETag: on a 304 nothing is
+        read, and the digest is the last sync's."""
         with self._lock:
             if project in self._bodies:
                 return self._bodies[project]
+            if conditional and project in self._not_modified:
+                return None
+            known = self._validators.get(project) if conditional else None
         page = f"{self.upstream.rstrip('/')}/{project}/"
         body: bytes | None = None
         try:
-            body = self._read(page, project)
+            body = self._read(page, project, known[0] if known else None)
+        except _NotModified:
+            assert known is not None
+            with self._lock:
+                self._not_modified.add(project)
+                self._digests[project] = known[1]
+            return None
         except DownloadError as exc:
             self._refused(project, str(exc))
         except (OSError, urllib3.exceptions.HTTPError):  # requests' errors are OSErrors
@@ -229,10 +224,14 @@ class ProjectPages:
             doc.pop("versions", None)
         return doc
 
-    def _read(self, page: str, project: str) -> bytes | None:
-        """The page's bytes, None if upstream has no JSON page for it; at most MAX_PAGE."""
+    def _read(self, page: str, project: str, etag: str | None = None) -> bytes | None:
+        """The page's bytes, None if upstream has no JSON page for it; at most MAX_PAGE.
+        With `etag`, asked If-None-Match: _NotModified on a 304."""
         clock = _Deadline(min(self._policy.deadline or PAGE_DEADLINE, PAGE_DEADLINE))
-        with _open(page, self._policy, clock, {"Accept": PEP691_JSON}, self._http) as answer:
+        headers = {"Accept": PEP691_JSON} | ({"If-None-Match": etag} if etag else {})
+        with _open(page, self._policy, clock, headers, self._http) as answer:
+            if answer.status_code == 304 and etag:
+                raise _NotModified
             # Any JSON answer will do (an index that ignores Accept answers with HTML).
             if answer.status_code != 200 or "json" not in answer.headers.get("Content-Type", ""):
                 return None
