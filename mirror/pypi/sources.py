@@ -299,7 +299,7 @@ class SourceBuilds:
         # took 21 s one after another); a project with no wheel in any release is built
         # from the first resolve on, while the others rounds decide the rest.
         with ThreadPoolExecutor(BUILDS_AT_ONCE, thread_name_prefix="build") as pool:
-            started: dict[str, Future[ResolveError | None]] = {}
+            started: dict[str, Future[None]] = {}  # a failed build raises from result()
 
             def start(packages: list[dict[str, Any]], sure_only: bool) -> list[str]:
                 pins = tuple(f"{p['name']}=={p['version']}" for p in packages)
@@ -317,15 +317,13 @@ class SourceBuilds:
                         raise
                     wanted.append(job.source.sha256)
                     if job.source.sha256 not in started:
-                        started[job.source.sha256] = pool.submit(self._try_build, job, index)
+                        started[job.source.sha256] = pool.submit(self._build, job, index)
                 return wanted
 
             first = partial(start, sure_only=True)
             packages = self._prefer_wheels(env, target, resolver, index, first)
             for sha256 in start(packages, sure_only=False):
-                failure = started[sha256].result()
-                if failure is not None:
-                    raise failure
+                started[sha256].result()
 
     def _job(
         self,
@@ -351,13 +349,6 @@ class SourceBuilds:
             bounds,
             cooldown,
         )
-
-    def _try_build(self, job: _Job, index: LocalIndex) -> ResolveError | None:
-        try:
-            self._build(job, index)
-        except ResolveError as exc:
-            return exc
-        return None
 
     def _sources(self, packages: list[dict[str, Any]], target: Target) -> list[dict[str, Any]]:
         """The locked packages with no wheel for the target, here or upstream."""
