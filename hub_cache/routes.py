@@ -62,10 +62,9 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
 
 @blueprint.get("/hub/")
 def model_list() -> Response | str:
-    quarantine = read_quarantine(app_store())
-    models = [
-        m for m in load_models(app_store()) if quarantine.model_rule(m.handle, m.path) is None
-    ]
+    store = app_store()
+    quarantine = read_quarantine(store)
+    models = [m for m in load_models(store) if quarantine.model_rule(m.handle, m.path) is None]
     if _wants_json():
         return jsonify(models=[model_json(m, _base()) for m in models])
     return render_template("models.html", title="TF Hub models on this mirror", models=models)

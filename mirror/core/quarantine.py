@@ -108,6 +108,11 @@ class Quarantine:
     def file_rule(self, project: str, version: str, filename: str) -> Rule | None:
         return next((r for r in self.rules if r.matches_file(project, version, filename)), None)
 
+    def rule_for_file(self, filename: str) -> Rule | None:
+        """The rule covering a wheel or sdist known by its file name alone."""
+        facts = filename_facts(filename)
+        return self.file_rule(*facts, filename) if facts is not None else None
+
     def model_rule(self, handle: str, path: str) -> Rule | None:
         return next((r for r in self.rules if r.matches_model(handle, path)), None)
 

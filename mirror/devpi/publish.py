@@ -80,10 +80,7 @@ class DevpiIndex:
         quarantine rules are purged from it first."""
         quarantine = read_quarantine(self.store)
         offered = {
-            sha: w
-            for sha, w in files.items()
-            if (facts := filename_facts(w.filename)) is None
-            or quarantine.file_rule(*facts, w.filename) is None
+            sha: w for sha, w in files.items() if quarantine.rule_for_file(w.filename) is None
         }
         purge = quarantine.unpurged()
         result = push_to_devpi(

@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
-from mirror.core.quarantine import filename_facts, read_quarantine
+from mirror.core.quarantine import read_quarantine
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
@@ -231,10 +231,7 @@ def published(environment: str | None = None) -> dict[str, dict[str, Wheel]]:
 
 def refuse_quarantined(filename: str) -> None:
     """410 Gone, with the reason, for a quarantined file: however a node asks for it."""
-    facts = filename_facts(filename.removesuffix(".metadata"))
-    if facts is None:
-        return
-    rule = read_quarantine(app_store()).file_rule(*facts, filename.removesuffix(".metadata"))
+    rule = read_quarantine(app_store()).rule_for_file(filename.removesuffix(".metadata"))
     if rule is not None:
         abort(410, description=f"{filename} is quarantined: {rule.reason}")
 
