@@ -26,10 +26,12 @@ log = logging.getLogger("tfmirror.pypi")
 PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open
 
 
-def read_digests(pages: ProjectPages, projects: Iterable[str]) -> None:
-    """Each page read (or found unchanged by its ETag), while other work goes on."""
+def read_digests(pages: ProjectPages, projects: Iterable[str]) -> dict[str, str | None]:
+    """Each page's digest, PAGE_WORKERS pages at a time (one after another, TFX's 264
+    took 3.7 s): each read, or found unchanged by its ETag."""
+    names = sorted(set(projects))
     with ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="pages") as pool:
-        list(pool.map(pages.digest, sorted(set(projects))))
+        return dict(zip(names, pool.map(pages.digest, names), strict=True))
 
 
 def read_pages(pages: ProjectPages, projects: Iterable[str]) -> dict[str, dict[str, Any]]:

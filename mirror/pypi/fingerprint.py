@@ -19,16 +19,15 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from mirror.core.config import Environment, PypiConfig, Target
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
+from mirror.pypi.file_facts import read_digests
 
 FULL_RESOLVE_EVERY = 24 * 3600.0
-PAGE_READERS = 16
 
 
 def fingerprint_key(environment: str, target_id: str) -> str:
@@ -66,13 +65,9 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
 
 
 def pages_digest(pages: ProjectPages, projects: Iterable[str]) -> str | None:
-    """One digest over these projects' pages; None if any cannot be read now. The
-    pages are read PAGE_READERS at a time: one after another, TFX's 264 take 3.7 s."""
-    names = sorted(set(projects))
-    with ThreadPoolExecutor(PAGE_READERS, thread_name_prefix="page") as pool:
-        read = list(pool.map(pages.digest, names))
+    """One digest over these projects' pages; None if any cannot be read now."""
     digest = hashlib.sha256()
-    for project, page in zip(names, read, strict=True):
+    for project, page in sorted(read_digests(pages, projects).items()):
         if page is None:
             return None
         digest.update(f"{project} {page}\n".encode())

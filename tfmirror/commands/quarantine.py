@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from hub_cache.models import load_models
 from mirror.core.config import Config
@@ -88,9 +88,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not lifted.model:
             print(_tell_devpi(config, store))
         return EXIT_OK
-    probe = new_rule(spec, args.reason, actor, args.model)
-    covered = _covered(store, probe)
-    rule = new_rule(spec, args.reason, actor, args.model, blobs=tuple(s for _, s in covered))
+    rule = new_rule(spec, args.reason, actor, args.model)
+    covered = _covered(store, rule)
+    rule = replace(rule, blobs=tuple(sha for _, sha in covered))
     if not add_rules(store, [rule]):
         print(f"{spec} is already quarantined for that reason")
         return EXIT_OK
