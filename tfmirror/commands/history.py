@@ -36,12 +36,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _line(change: dict[str, object]) -> str:
-    what = change.get("model") or " ".join(
-        str(change[k]) for k in ("project", "version") if change.get(k)
-    )
+    # What the change is about, as the entry names it: a model, a quarantine's spec, a
+    # snapshot, a bundle, a release, a file or a blob.
+    release = " ".join(str(change[k]) for k in ("project", "version") if change.get(k))
+    named = [change.get(k) for k in ("model", "spec", "snapshot", "bundle")]
+    what = next((str(n) for n in named if n), "") or release
+    what = what or str(change.get("filename") or change.get("sha256") or "")
     where = f" [{change['where']}]" if change.get("where") else ""
     more = f" ({change['reason']})" if change.get("reason") else ""
-    return f"    {change['event']}: {what or change.get('filename', '')}{where}{more}"
+    return f"    {change['event']}: {what}{where}{more}"
 
 
 def _outer(store: BlobStore, args: argparse.Namespace) -> list[dict[str, Any]] | int:
