@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import threading
-import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,14 +117,30 @@ def big_file_server() -> Iterator[tuple[str, int, str]]:
 def test_memory_stays_flat_for_a_large_file(
     big_file_server: tuple[str, int, str], tmp_path: Path
 ) -> None:
+    """Measured in a process of its own: tracemalloc counts every thread's allocations,
+    and threads earlier tests left in this one (their servers' handlers) made the
+    peak depend on the order tests ran in."""
     big_url, size, sha = big_file_server
-    store = LocalStore(tmp_path)
-    tracemalloc.start()
-    try:
-        fetch_verified(store, big_url, sha, size, FAST)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert store.blob_size(sha) == size
+    script = (
+        "import sys, tracemalloc\n"
+        "from pathlib import Path\n"
+        "from mirror.core.storage import LocalStore\n"
+        "from tests.functional.test_download import FAST\n"
+        "from mirror.core.upstream import fetch_verified\n"
+        "tracemalloc.start()\n"
+        "store, url, sha, size = LocalStore(Path(sys.argv[1])), *sys.argv[2:4], int(sys.argv[4])\n"
+        "fetch_verified(store, url, sha, size, FAST)\n"
+        "print(tracemalloc.get_traced_memory()[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), big_url, sha, str(size)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.strip().splitlines()[-1])
+    assert LocalStore(tmp_path).blob_size(sha) == size
     # 256 MiB moved; a streaming download holds a few 1 MiB chunks at most.
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
