@@ -9,7 +9,7 @@ from typing import Any
 
 from mirror.core.commits import put_over
 from mirror.core.config import handle_path
-from mirror.core.storage import BlobStore, update_document
+from mirror.core.storage import BlobStore, DocumentReader, update_document
 
 HUB_MANIFESTS = "manifests/hub"
 
@@ -43,7 +43,7 @@ class ModelManifest:
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
-def load_model(store: BlobStore, path: str) -> ModelManifest | None:
+def load_model(store: DocumentReader, path: str) -> ModelManifest | None:
     try:
         key = model_key(path)
     except ValueError:
@@ -83,7 +83,7 @@ def update_model(store: BlobStore, path: str, change: Callable[[ModelManifest], 
     return update_document(store, model_key(path), apply)
 
 
-def load_models(store: BlobStore) -> list[ModelManifest]:
+def load_models(store: DocumentReader) -> list[ModelManifest]:
     out = []
     for key in store.list(HUB_MANIFESTS):
         data = store.get(key) if key.endswith(".json") else None

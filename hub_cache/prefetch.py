@@ -106,20 +106,22 @@ def prefetch(
     caps: Caps,
     timeout: float = 60,
     kagglehub: bool = False,
+    snapshot: str | None = None,
 ) -> Prefetched:
-    """Fill tensorflow_hub's cache (or, with `kagglehub`, kagglehub's) for `handle`."""
+    """Fill tensorflow_hub's cache (or, with `kagglehub`, kagglehub's) for `handle`:
+    the model the mirror serves now, or as `snapshot` holds it."""
     mirror = mirror.rstrip("/")
     if kagglehub:
         place, path = kagglehub_place(cache_dir, handle)
     else:
         place, path = tfhub_place(cache_dir, handle), mirror_path(handle, mirror)
-    info_url = f"{mirror}/hub/{path}"
+    info_url = f"{mirror}/hub/{'@' + snapshot + '/' if snapshot else ''}{path}"
     try:
         info = requests.get(info_url, headers={"Accept": "application/json"}, timeout=timeout)
     except requests.RequestException as exc:
         raise PrefetchError(f"{handle}: mirror {mirror} unreachable: {exc}") from None
     if info.status_code == 404:
-        raise PrefetchError(f"{handle}: the mirror has no model at /hub/{path}")
+        raise PrefetchError(f"{handle}: {_said(info) or f'the mirror has no model at /hub/{path}'}")
     if info.status_code == 410:  # quarantined: the mirror says why
         raise PrefetchError(f"{handle}: {_said(info) or 'the mirror no longer offers it'}")
     if info.status_code != 200:

@@ -1,6 +1,9 @@
 """The hub side of the web front: serves model archives to the unmodified tensorflow_hub.
 
 `hub.load("http://mirror/hub/google/.../5")` GETs `/hub/google/.../5?tf-hub-format=compressed`.
+`/hub/@<NAME>/google/.../5` is the model as snapshot NAME holds it, `/hub/@live/...` as
+the last sync left it, and the plain path what is promoted (the live mirror when no
+snapshot is): mirror.core.served decides, for pages and models alike.
 Archives stream from the store (a sendfile on local disk; chunks or a presigned
 redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD.
 """
@@ -28,6 +31,7 @@ from mirror.core.context import app_config, app_public_url, app_store
 from mirror.core.kaggle import parse_kaggle_path
 from mirror.core.quarantine import read_quarantine
 from mirror.core.redact import redact_url
+from mirror.core.served import served_source
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__, template_folder="templates")
@@ -42,8 +46,17 @@ def _base() -> str:
     return app_public_url()
 
 
-def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
-    mirror_handle = f"{base}/hub/{manifest.path}"
+def _split_at(path: str) -> tuple[str | None, str]:
+    """`@NAME/rest` -> (NAME, rest); a handle's segments never start with `@`."""
+    if path.startswith("@"):
+        at, _, rest = path[1:].partition("/")
+        return at, rest
+    return None, path
+
+
+def model_json(manifest: ModelManifest, base: str, at: str | None = None) -> dict[str, Any]:
+    hub = f"{base}/hub/" + (f"@{at}/" if at else "")
+    mirror_handle = f"{hub}{manifest.path}"
     return {
         "handle": manifest.handle,
         "mirror_handle": mirror_handle,
@@ -61,27 +74,34 @@ def model_json(manifest: ModelManifest, base: str) -> dict[str, Any]:
 
 
 @blueprint.get("/hub/")
-def model_list() -> Response | str:
+def model_list(at: str | None = None) -> Response | str:
     store = app_store()
     quarantine = read_quarantine(store)
-    models = [m for m in load_models(store) if quarantine.model_rule(m.handle, m.path) is None]
+    models = [
+        m for m in load_models(served_source(at)) if quarantine.model_rule(m.handle, m.path) is None
+    ]
     if _wants_json():
-        return jsonify(models=[model_json(m, _base()) for m in models])
-    return render_template("models.html", title="TF Hub models on this mirror", models=models)
+        return jsonify(models=[model_json(m, _base(), at) for m in models])
+    title = "TF Hub models on this mirror" + (f" (@{at})" if at else "")
+    return render_template("models.html", title=title, models=models, at=at)
 
 
 @blueprint.get("/hub/<path:path>")
 def model(path: str) -> Response | str:
+    at, path = _split_at(path)
+    if at is not None and not path.strip("/"):
+        return model_list(at)
     kaggle = parse_kaggle_path(path)  # any spelling of a Kaggle model: its one path
-    manifest = load_model(app_store(), kaggle.path if kaggle else path.strip("/"))
+    manifest = load_model(served_source(at), kaggle.path if kaggle else path.strip("/"))
     if manifest is None:
-        abort(404, description=f"no model at /hub/{path} on this mirror; /hub/ lists them")
+        where = f" in snapshot {at}" if at else ""
+        abort(404, description=f"no model at /hub/{path}{where} on this mirror; /hub/ lists them")
     rule = read_quarantine(app_store()).model_rule(manifest.handle, manifest.path)
     if rule is not None:
         abort(410, description=f"{manifest.handle} is quarantined: {rule.reason}")
     if request.args.get("tf-hub-format") == "compressed":
         return _archive(manifest)
-    info = model_json(manifest, _base())
+    info = model_json(manifest, _base(), at)
     if _wants_json():
         return jsonify(info)
     return render_template("model.html", title=manifest.handle, model=manifest, info=info)

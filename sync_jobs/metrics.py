@@ -88,6 +88,22 @@ class _StatusCollector:
         for row in self.status.lag:
             behind.add_metric([row.project], 1.0 if row.behind else 0.0)
         yield behind
+        on = self.status.promoted
+        promoted = GaugeMetricFamily(
+            "tfmirror_promoted_snapshot",
+            "1 for the snapshot the fleet's default paths serve (none: the live mirror)",
+            labels=["snapshot"],
+        )
+        if on.snapshot:
+            promoted.add_metric([on.snapshot], 1.0)
+        beyond = GaugeMetricFamily(
+            "tfmirror_live_beyond_promoted",
+            "Projects and models the live mirror changed since the promoted snapshot",
+        )
+        beyond.add_metric([], sum(len(rows) for rows in on.live_beyond.values()))
+        snapshots = GaugeMetricFamily("tfmirror_snapshots", "Snapshots held")
+        snapshots.add_metric([], len(self.status.snapshots))
+        yield from (promoted, beyond, snapshots)
         verification = self.status.verification
         if verification:
             ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")

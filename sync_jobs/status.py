@@ -7,7 +7,7 @@ state/), never from the run history, so it stays fast with 10,000 run records.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,11 +28,13 @@ from mirror.core.runs import (
     recent_runs,
     running_since,
 )
+from mirror.core.snapshots import read_promotion, snapshot_reader, snapshot_readers
 from mirror.core.storage import BlobStore
 from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
 from mirror.pypi.upstream_status import read_statuses
+from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
 
 RECENT_CHANGES = 10  # journal entries on the page
@@ -148,6 +150,53 @@ class LagRow:
 
 
 @dataclass(frozen=True)
+class SnapshotRow:
+    name: str
+    created: str
+    actor: str
+    note: str
+    blobs: int
+    quarantined: list[str]  # what it holds that quarantine keeps from every node
+
+
+@dataclass(frozen=True)
+class FleetOn:
+    """What the fleet's default index and hub paths serve: a promoted snapshot (and
+    what the live mirror has beyond it), or the live mirror (snapshot "")."""
+
+    snapshot: str = ""
+    at: str = ""
+    actor: str = ""
+    note: str = ""
+    live_beyond: dict[str, list[str]] = field(default_factory=dict)
+    missing: bool = False  # promoted, but no such snapshot: the fleet gets 503s
+
+
+def _fleet_on(store: BlobStore) -> tuple[FleetOn, list[SnapshotRow]]:
+    quarantine = read_quarantine(store)
+    rows = [
+        SnapshotRow(
+            r.snapshot.name,
+            r.snapshot.created,
+            r.snapshot.actor,
+            r.snapshot.note,
+            len(r.blobs),
+            quarantined_holdings(r, quarantine),
+        )
+        for r in snapshot_readers(store)
+    ]
+    promotion = read_promotion(store)
+    if not promotion.snapshot:
+        return FleetOn(), rows
+    reader = snapshot_reader(store, promotion.snapshot)
+    on = FleetOn(promotion.snapshot, promotion.at, promotion.actor, promotion.note)
+    if reader is None:
+        return replace(on, missing=True), rows
+    beyond = difference(holdings(reader), holdings(store)).as_json()
+    return replace(on, live_beyond=beyond), rows
+
+
+@dataclass(frozen=True)
 class Status:
     """The one document behind the page, /api/status, /metrics and `tfmirror status`."""
 
@@ -161,6 +210,8 @@ class Status:
     held_back: list[Held]  # releases the cooldown kept out at the last resolve
     recent_changes: list[dict[str, Any]]  # the journal's newest entries
     quarantine: list[Rule]  # what the mirror holds and must not offer
+    promoted: FleetOn  # what the fleet is on
+    snapshots: list[SnapshotRow]
     project_status: dict[str, dict[str, str]]  # upstream's PEP 792 archived/deprecated
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
@@ -317,9 +368,10 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
     ]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j.job for j in jobs if j.failing]
+    promoted, snapshots = _fleet_on(store)
     return Status(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        healthy=not failing,
+        healthy=not failing and not promoted.missing,
         failing_jobs=failing,
         jobs=jobs,
         inventory=Inventory(
@@ -333,6 +385,8 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         held_back=read_held(store),
         recent_changes=Journal(store).recent(RECENT_CHANGES),
         quarantine=list(read_quarantine(store).rules),
+        promoted=promoted,
+        snapshots=snapshots,
         project_status=read_statuses(store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),

@@ -50,8 +50,9 @@ def pypi_job(config: Config, store: BlobStore, trigger: str) -> bool:
 def registry() -> dict[str, JobFn]:
     import hub_cache.jobs
     import verify.jobs
+    from tfmirror.snapshotting import snapshot_job
 
-    jobs: dict[str, JobFn] = {"pypi": pypi_job}
+    jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
     hub_cache.jobs.register(jobs)
     verify.jobs.register(jobs, devpi_session=services_for_sync)
     return jobs

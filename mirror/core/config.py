@@ -335,6 +335,8 @@ class ScheduleConfig:
         ("hub", "30 */6 * * *"),
         ("verify", "0 3 * * *"),
         ("gc", "0 4 * * 0"),
+        # Off unless asked: a dated snapshot (tfmirror.snapshotting), e.g. "0 3 * * *".
+        ("snapshot", ""),
     )
     # seconds of random delay, so replicas and mirrors do not stampede
     jitter: int = key(120, "120", Rule(lambda s: s >= 0, "must be 0 or more seconds"))
@@ -347,6 +349,8 @@ class ScheduleConfig:
     # unreferenced blobs younger than this are left alone
     gc_grace_hours: float = key(24.0, "24", Rule(lambda h: h >= 0, "must be 0 or more hours"))
     verify_deep: bool = key(False, "true")  # the scheduled verify also loads every model
+    # dated snapshots the schedule keeps (`keep` alone would read as the run records')
+    snapshot_keep: int = key(14, "14", Rule(lambda n: n >= 1, "keep at least 1 snapshot"))
 
     def cron(self, job: str) -> str:
         return dict(self.jobs).get(job, "")
@@ -849,7 +853,7 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     )
 
 
-SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc")
+SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc", "snapshot")
 
 
 def _cron(key: str, value: str) -> None:

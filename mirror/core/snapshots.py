@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from mirror.core.errors import UsageError
-from mirror.core.storage import BlobStore
+from mirror.core.storage import BlobStore, update_document
+
+T = TypeVar("T")
 
 SNAPSHOTS = "snapshots"
+PROMOTED = "state/promoted.json"
+# `@live` is always the live mirror, whatever is promoted: no snapshot takes the name.
+LIVE = "live"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -25,6 +34,8 @@ def snapshot_key(name: str) -> str:
 
 
 def check_name(name: str) -> str:
+    if name == LIVE:
+        raise UsageError(f"snapshot name {LIVE!r} is taken: @{LIVE} is always the live mirror")
     if not _NAME.match(name):
         raise UsageError(
             f"snapshot name {name[:80]!r}: use letters, digits, '.', '-' and '_' "
@@ -84,6 +95,20 @@ def delete_snapshot(store: BlobStore, name: str) -> bool:
     return True
 
 
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def unreadable_snapshots(store: BlobStore) -> list[str]:
+    """Snapshots whose document does not parse: nothing of them is served or kept."""
+    broken = []
+    for name in snapshot_names(store):
+        try:
+            load_snapshot(store, name)
+        except _UNREADABLE:
+            broken.append(name)
+    return broken
+
+
 def snapshot_blobs(store: BlobStore) -> set[str]:
     """Every blob some snapshot refers to: gc keeps them."""
     out: set[str] = set()
@@ -93,6 +118,132 @@ def snapshot_blobs(store: BlobStore) -> set[str]:
             continue
         try:
             out.update(Snapshot.from_bytes(raw).blobs)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except _UNREADABLE:
             continue  # unreadable: verify reports it; its blobs are not guessed at
     return out
+
+
+class FrozenDocuments:
+    """A snapshot's manifests, read like the store's documents (`get`, `list`): every
+    reader of manifests (index pages, model lists, lock files) reads a snapshot as it
+    reads the live mirror, one renderer over either."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self._docs = {
+            k: v.encode("utf-8", "surrogateescape") for k, v in snapshot.manifests.items()
+        }
+        self.blobs = frozenset(snapshot.blobs)
+        self._memo: dict[object, object] = {}
+        self._memo_lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        return self._docs.get(key)
+
+    def list(self, prefix: str) -> list[str]:
+        folder = prefix.rstrip("/") + "/"
+        return sorted(k for k in self._docs if k.startswith(folder))
+
+    def memo(self, key: object, make: Callable[[], T]) -> T:
+        """What `make` derives from these documents, made once: they never change."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]  # type: ignore[return-value]
+
+
+class _Readers:
+    """Snapshots parsed once per process (they never change). Which names exist is
+    looked at again after a few seconds, so a deleted snapshot stops being served."""
+
+    RECHECK = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parsed: dict[tuple[str, str], FrozenDocuments] = {}
+        self._names: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def names(self, store: BlobStore) -> frozenset[str]:
+        where = store.describe()
+        with self._lock:
+            seen = self._names.get(where)
+        if seen is not None and time.monotonic() - seen[0] < self.RECHECK:
+            return seen[1]
+        names = frozenset(snapshot_names(store))
+        with self._lock:
+            self._names[where] = (time.monotonic(), names)
+            for key in [k for k in self._parsed if k[0] == where and k[1] not in names]:
+                del self._parsed[key]
+        return names
+
+    def reader(self, store: BlobStore, name: str) -> FrozenDocuments | None:
+        if name not in self.names(store):
+            return None
+        key = (store.describe(), name)
+        with self._lock:
+            found = self._parsed.get(key)
+        if found is None:
+            try:
+                snapshot = load_snapshot(store, name)
+            except _UNREADABLE:
+                return None  # `tfmirror verify` names it (unreadable_snapshots)
+            if snapshot is None:
+                return None
+            found = FrozenDocuments(snapshot)
+            with self._lock:
+                self._parsed[key] = found
+        return found
+
+
+_READERS = _Readers()
+
+
+def snapshot_reader(store: BlobStore, name: str) -> FrozenDocuments | None:
+    """The snapshot's manifests as documents, or None if there is no such snapshot."""
+    if not _NAME.match(name) or name == LIVE:
+        return None
+    return _READERS.reader(store, name)
+
+
+def snapshot_readers(store: BlobStore) -> list[FrozenDocuments]:
+    """Every snapshot's manifests (a file any of them holds is still served)."""
+    found = (_READERS.reader(store, name) for name in sorted(_READERS.names(store)))
+    return [r for r in found if r is not None]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What the fleet's default index and hub paths serve: a snapshot, or (snapshot "")
+    the live mirror, which moves with every sync."""
+
+    snapshot: str = ""
+    at: str = ""
+    actor: str = ""
+    note: str = ""
+
+
+def _promotion(raw: bytes | None) -> Promotion:
+    if not raw:
+        return Promotion()
+    try:
+        doc = json.loads(raw)
+        return Promotion(**{k: str(doc.get(k, "")) for k in Promotion.__dataclass_fields__})
+    except (ValueError, AttributeError, TypeError):
+        # Unreadable: the fleet follows the live mirror; the status page shows the state.
+        return Promotion()
+
+
+def read_promotion(store: BlobStore) -> Promotion:
+    return _promotion(store.get(PROMOTED))
+
+
+def save_promotion(store: BlobStore, promotion: Promotion) -> Promotion:
+    """Put `promotion` in force; returns the one it replaced."""
+    before: list[Promotion] = []
+
+    def change(raw: bytes | None) -> bytes:
+        before.append(_promotion(raw))
+        return json.dumps(asdict(promotion), indent=1).encode()
+
+    update_document(store, PROMOTED, change)
+    return before[-1] if before else Promotion()

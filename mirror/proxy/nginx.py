@@ -155,9 +155,18 @@ class EntryPoint:
     def hub_url(self) -> str:
         return f"{self.base_url}/hub/"
 
-    def environment_url(self, environment: str) -> str:
-        """The index that offers one environment's closures only."""
-        return f"{self.base_url}/{self.user}/{environment}/+simple/"
+    def environment_url(self, environment: str, snapshot: str | None = None) -> str:
+        """The index that offers one environment's closures only (as a snapshot holds
+        them, given one)."""
+        return f"{self.base_url}/{self.user}/{environment}/{_at(snapshot)}+simple/"
+
+    def union_url(self, snapshot: str | None = None) -> str:
+        """The union index, or a snapshot's union (tfmirror.fleet_index's `@NAME/`)."""
+        return self.index_url.replace("/+simple/", f"/{_at(snapshot)}+simple/")
+
+
+def _at(snapshot: str | None) -> str:
+    return f"@{snapshot}/" if snapshot else ""
 
 
 def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:

@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.commits import put_over
 from mirror.core.config import DEFAULT_ENVIRONMENT, Target
-from mirror.core.storage import BlobStore
+from mirror.core.storage import BlobStore, DocumentReader
 from mirror.pypi.resolve import Wheel
 
 PYPI_MANIFESTS = "manifests/pypi"
@@ -99,7 +99,7 @@ class Manifest:
         return any(f.filename == wheel.filename and f.sha256 == wheel.sha256 for f in self.files)
 
 
-def load_manifest(store: BlobStore, environment: str, target_id: str) -> Manifest | None:
+def load_manifest(store: DocumentReader, environment: str, target_id: str) -> Manifest | None:
     data = store.get(manifest_key(environment, target_id))
     if data is None and environment == DEFAULT_ENVIRONMENT:
         data = store.get(_legacy_key(target_id))  # not migrated yet
@@ -133,7 +133,7 @@ def _is_legacy(key: str) -> bool:
     return "/" not in key[len(PYPI_MANIFESTS) + 1 :]
 
 
-def load_all(store: BlobStore, environment: str | None = None) -> list[Manifest]:
+def load_all(store: DocumentReader, environment: str | None = None) -> list[Manifest]:
     """Every committed manifest, or one environment's. A manifest still at its legacy key
     counts as the default environment's unless one was already written under it."""
     prefix = PYPI_MANIFESTS if environment is None else f"{PYPI_MANIFESTS}/{environment}"
@@ -149,7 +149,7 @@ def load_all(store: BlobStore, environment: str | None = None) -> list[Manifest]
     return sorted(found.values(), key=lambda m: m.where)
 
 
-def stored_environments(store: BlobStore) -> set[str]:
+def stored_environments(store: DocumentReader) -> set[str]:
     """The environments some committed manifest belongs to (an inner mirror serves what
     its bundles brought, whatever its own config names)."""
     names = set()
@@ -179,7 +179,7 @@ def migrate_layout(store: BlobStore) -> list[str]:
 
 
 def published_files(
-    store: BlobStore, environment: str | None = None
+    store: DocumentReader, environment: str | None = None
 ) -> dict[str, dict[str, Wheel]]:
     """Every mirrored file, by canonical project then filename: across every environment
     and target (the union index), or one environment's."""

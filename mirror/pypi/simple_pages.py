@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
 from mirror.core.quarantine import read_quarantine
-from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.snapshots import FrozenDocuments
+from mirror.core.storage import BlobNotFound, BlobStore, DocumentReader, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
 from mirror.pypi.manifest import published_files
@@ -140,12 +141,17 @@ def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], 
     return _respond(doc, _page(f"Links for {name}", links, meta))
 
 
-def published_project(project: str, environment: str | None = None) -> tuple[str, list[Wheel]]:
-    """A project's mirrored files (in every environment, or in one), or 404."""
+def published_project(
+    project: str, environment: str | None = None, source: DocumentReader | None = None
+) -> tuple[str, list[Wheel]]:
+    """A project's mirrored files (in every environment, or in one; live, or in a
+    snapshot), or 404."""
     name = canonicalize_name(project)
-    files = published(environment).get(name)
+    files = published(environment, source).get(name)
     if not files:
         where = f" in environment {environment}" if environment else ""
+        if isinstance(source, FrozenDocuments):
+            where += f" in snapshot {source.snapshot.name}"
         abort(404, description=f"{project} is not mirrored here{where}")
     return name, list(files.values())
 
@@ -174,12 +180,14 @@ def file(sha256: str, filename: str) -> Response:
     return blob_response(sha256, filename)
 
 
-def metadata_response(filename: str) -> Response:
-    """A mirrored wheel's METADATA file (PEP 658), from its own blob."""
-    for files in published().values():
-        wheel = files.get(filename)
-        if wheel is not None and wheel.metadata_sha256:
-            return blob_response(wheel.metadata_sha256, f"{filename}.metadata")
+def metadata_response(filename: str, sources: Iterable[DocumentReader] = ()) -> Response:
+    """A mirrored wheel's METADATA file (PEP 658), from its own blob: a live file's, or
+    one a snapshot in `sources` holds."""
+    for source in [app_store(), *sources]:
+        for files in published(source=source).values():
+            wheel = files.get(filename)
+            if wheel is not None and wheel.metadata_sha256:
+                return blob_response(wheel.metadata_sha256, f"{filename}.metadata")
     abort(404, description=f"{filename} has no core metadata here")
 
 
@@ -209,11 +217,20 @@ def blob_response(sha256: str, filename: str) -> Response:
     return resp
 
 
-def published(environment: str | None = None) -> dict[str, dict[str, Wheel]]:
-    """The union of every environment's files, or one environment's: the views an
-    index is rendered from. A quarantined file is on none of them."""
+def published(
+    environment: str | None = None, source: DocumentReader | None = None
+) -> dict[str, dict[str, Wheel]]:
+    """The union of every environment's files, or one environment's, live (`source`
+    None) or as a snapshot holds them: the views an index is rendered from. A
+    quarantined file is on none of them, a snapshot's included."""
     store = app_store()
-    files = published_files(store, environment)
+    if isinstance(source, FrozenDocuments):
+        frozen = source
+        files = frozen.memo(
+            ("published", environment), lambda: published_files(frozen, environment)
+        )
+    else:
+        files = published_files(source or store, environment)
     quarantine = read_quarantine(store)
     if not quarantine.rules:
         return files

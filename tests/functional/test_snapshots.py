@@ -5,17 +5,22 @@ The CLI as operators run it, on a mirror that syncs from a local upstream."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mirror.core.config import load_config
 from mirror.core.journal import Journal
-from mirror.core.snapshots import load_snapshot
+from mirror.core.runs import read_index
+from mirror.core.snapshots import load_snapshot, snapshot_names
 from mirror.core.storage import open_store
 from mirror.pypi.manifest import load_all
+from sync_jobs.runner import JobRunner, RunResult
+from sync_jobs.scheduler import scheduled_jobs
 from tests.functional.test_bundle import tfmirror
 from tests.support.mirror_env import operator_config
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
+from tfmirror.jobs import registry
 from verify.gc import referenced_shas
 from verify.jobs import run_gc
 
@@ -73,3 +78,36 @@ def test_snapshot_names_and_misses_are_one_line_and_exit_2(
         proc = tfmirror(path, "snapshot", *args)
         assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_scheduled_snapshot_is_dated_and_keeps_the_newest_n_but_never_others(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    schedule = '[schedule]\nsnapshot = "0 3 * * *"\nsnapshot_keep = 2\n'
+    path = operator_config(tmp_path, upstream.index_url, ["alpha"], extra=schedule)
+    config = load_config(str(path))
+    assert ("snapshot", "0 3 * * *") in scheduled_jobs(config)
+    store = open_store(config.storage)
+    assert tfmirror(path, "sync", "pypi").returncode == 0
+    assert tfmirror(path, "snapshot", "create", "mine").returncode == 0
+    runner = JobRunner(config, store, registry())
+    assert runner.run("snapshot", "schedule") is RunResult.OK
+    day = f"auto-{datetime.now(UTC):%Y-%m-%d}"
+    assert tfmirror(path, "snapshot", "promote", day).returncode == 0  # held: never pruned
+    for _ in range(3):
+        assert runner.run("snapshot", "schedule") is RunResult.OK
+    names = snapshot_names(store)
+    autos = [n for n in names if n.startswith("auto-") and n != day]
+    assert "mine" in names and day in names and len(autos) == 2, names
+    record = read_index(store, "snapshot", "latest.json") or {}
+    assert record["outcome"] == "ok" and record["counts"]["deleted"] == 1, record
+    events = [c["event"] for e in Journal(store).history() for c in e["changes"]]
+    assert events.count("snapshot created") == 5 and events.count("snapshot deleted") == 1
+
+    for bad, says in (("snapshot_keep = 0", "keep at least 1 snapshot"),):
+        wrong = operator_config(
+            tmp_path, upstream.index_url, ["alpha"], extra=f"[schedule]\n{bad}\n"
+        )
+        proc = tfmirror(wrong, "snapshot", "list")
+        assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -39,8 +39,10 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     # devpi's own state stays on its port; its login is rate-limited before devpi.
     assert "location = /+status {\n            return 404;" in text
     assert "limit_req zone=tfmirror_login" in text
-    # Each environment's index is the fronts' pages, cached like the union's.
-    envs = text[text.index(r"location ~ ^/tfmirror/[A-Za-z0-9][A-Za-z0-9._-]*/\+simple/ {") :]
+    # Each environment's index and each snapshot's (`@NAME/`) is the fronts' pages,
+    # cached like the union's.
+    name = "[A-Za-z0-9][A-Za-z0-9._-]*"
+    envs = text[text.index(rf"location ~ ^/tfmirror/{name}/(@{name}/)?\+simple/ {{") :]
     envs = envs[: envs.index("}")]
     assert "proxy_pass http://tfmirror_front;" in envs and "proxy_cache tfmirror_pages;" in envs
     # The index's pages and each wheel's METADATA come from the fronts, files from devpi.

@@ -22,7 +22,8 @@ from mirror.core.config import (
 )
 from mirror.core.errors import UsageError
 from mirror.core.runs import Failure
-from mirror.core.storage import BlobStore
+from mirror.core.snapshots import Snapshot, check_name, load_snapshot
+from mirror.core.storage import BlobStore, open_store
 from mirror.core.web_server import listen_problem, tfmirror_serves
 from sync_jobs.runner import JobRunner
 
@@ -144,3 +145,15 @@ def forward_signals(action: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def must_snapshot(store: BlobStore, name: str) -> Snapshot:
+    """The snapshot of that name, or a usage error (exit 2) that says how to find one."""
+    found = load_snapshot(store, check_name(name))
+    if found is None:
+        raise UsageError(f"snapshot {name!r} does not exist (see: tfmirror snapshot list)")
+    return found
+
+
+def existing_snapshot(config: Config, name: str) -> str:
+    return must_snapshot(open_store(config.storage), name).name

@@ -13,6 +13,7 @@ from hub_cache.prefetch import PrefetchError, prefetch
 from mirror.core.config import Config, handle_path
 from mirror.core.errors import UsageError
 from mirror.core.sizes import human_bytes
+from mirror.core.snapshots import check_name
 from mirror.core.storage import open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
 
@@ -29,6 +30,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         help="a KAGGLEHUB_CACHE (kagglehub); handles as owner/model/framework/variation/version",
     )
     prefetch.add_argument("--mirror", metavar="URL", help="the mirror's web front (default: [web])")
+    prefetch.add_argument(
+        "--snapshot", metavar="NAME", help="the models as a snapshot holds them (/hub/@NAME/)"
+    )
     imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
@@ -55,12 +59,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
         print(f"{outcome.handle}: {outcome.status} ({human_bytes(outcome.bytes)})")
         return EXIT_OK
     mirror = args.mirror or config.web.base_url
+    if args.snapshot:
+        check_name(args.snapshot)  # it goes into a URL: a name, nothing else
     code = EXIT_OK
     for handle in args.handles:
         try:
             cache = Path(args.kagglehub_cache or args.cache_dir)
             kagglehub = args.kagglehub_cache is not None
-            done = prefetch(handle, cache, mirror, caps(config.hub), kagglehub=kagglehub)
+            done = prefetch(
+                handle, cache, mirror, caps(config.hub), kagglehub=kagglehub, snapshot=args.snapshot
+            )
             print(f"{handle}: {done.status} -> {done.folder}")
         except (PrefetchError, ValueError) as exc:
             print(f"FAILED {exc}", file=sys.stderr)

@@ -6,31 +6,53 @@ import argparse
 import sys
 
 from mirror.core.config import Config
+from mirror.core.snapshots import FrozenDocuments
 from mirror.core.storage import open_store
 from mirror.proxy.nginx import entry_point
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
-from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, pick_environment, pick_target
+from tfmirror.commands.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    must_snapshot,
+    pick_environment,
+    pick_target,
+)
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", metavar="NAME", help="environment (see `tfmirror targets`)")
     parser.add_argument("--target", metavar="ID", help="target id (see `tfmirror targets`)")
+    parser.add_argument(
+        "--snapshot", metavar="NAME", help="pin what a snapshot holds, from its index"
+    )
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     env = pick_environment(config, args.env)
     target = pick_target(env, args.target)
-    manifest = load_manifest(open_store(config.storage), env.name, target.id)
+    store = open_store(config.storage)
+    snapshot = must_snapshot(store, args.snapshot) if args.snapshot else None
+    source = FrozenDocuments(snapshot) if snapshot else store
+    manifest = load_manifest(source, env.name, target.id)
     if manifest is None:
-        print(
-            f"tfmirror: {env.name}/{target.id} has nothing mirrored yet: run `tfmirror sync pypi`",
-            file=sys.stderr,
-        )
+        if snapshot is not None:
+            print(
+                f"tfmirror: snapshot {snapshot.name} holds nothing for {env.name}/{target.id}",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"tfmirror: {env.name}/{target.id} has nothing mirrored yet: "
+                "run `tfmirror sync pypi`",
+                file=sys.stderr,
+            )
         return EXIT_FAILED
     entry = entry_point(config)
-    text = render_lock(manifest, entry.environment_url(env.name))
+    text = render_lock(
+        manifest, entry.environment_url(env.name, snapshot.name if snapshot else None)
+    )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)

@@ -7,20 +7,26 @@ import argparse
 from mirror.core.config import Config
 from mirror.proxy.nginx import entry_point
 from mirror.pypi.lockfile import render_pip_conf
-from tfmirror.commands.common import EXIT_OK, pick_environment
+from tfmirror.commands.common import EXIT_OK, existing_snapshot, pick_environment
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env", metavar="NAME", help="one environment's index (default: the union of all)"
     )
+    parser.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="hold the node on a snapshot's index (default: what is promoted, else live)",
+    )
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     entry = entry_point(config)
+    snapshot = args.snapshot and existing_snapshot(config, args.snapshot)
     if args.env is None:
-        print(render_pip_conf(entry.index_url), end="")
+        print(render_pip_conf(entry.union_url(snapshot)), end="")
     else:
         env = pick_environment(config, args.env)
-        print(render_pip_conf(entry.environment_url(env.name), env.name), end="")
+        print(render_pip_conf(entry.environment_url(env.name, snapshot), env.name), end="")
     return EXIT_OK

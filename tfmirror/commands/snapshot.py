@@ -1,29 +1,28 @@
-"""`tfmirror snapshot create|list|show|delete`: hold what the mirror offers at one
-moment (mirror.core.snapshots), and see what the live mirror has beyond it."""
+"""`tfmirror snapshot create|list|show|delete|promote`: hold what the mirror offers at
+one moment (mirror.core.snapshots), see what the live mirror has beyond it, and put the
+fleet on it (a rollback) or back on the live mirror."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 
-from bundle.contents import read_manifests, referenced
-from hub_cache.models import HUB_MANIFESTS, ModelManifest
 from mirror.core.config import Config
-from mirror.core.errors import UsageError
 from mirror.core.journal import Journal, actor_for
+from mirror.core.quarantine import read_quarantine
 from mirror.core.runs import utcnow
 from mirror.core.snapshots import (
-    Snapshot,
+    LIVE,
+    FrozenDocuments,
+    Promotion,
     check_name,
-    delete_snapshot,
-    load_snapshot,
-    save_snapshot,
+    save_promotion,
     snapshot_names,
 )
 from mirror.core.storage import BlobStore, open_store
-from mirror.pypi.manifest import PYPI_MANIFESTS, Manifest
-from tfmirror.commands.common import EXIT_OK
+from sync_jobs.holdings import difference, holdings, quarantined_holdings
+from tfmirror.commands.common import EXIT_OK, must_snapshot
+from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,98 +39,82 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--json", action="store_true")
     delete = actions.add_parser("delete", help="drop it (gc then frees what only it held)")
     delete.add_argument("name")
-
-
-def _contents(manifests: Mapping[str, str | bytes]) -> dict[str, str]:
-    """What manifests offer, as `project version` per environment/target and
-    `model sha256` per model, keyed for a diff."""
-    out: dict[str, str] = {}
-    for key, text in sorted(manifests.items()):
-        data = text.encode() if isinstance(text, str) else text
-        if key.startswith(PYPI_MANIFESTS + "/"):
-            manifest = Manifest.from_bytes(data)
-            for wheel in manifest.files:
-                out[f"{manifest.where}: {wheel.project}"] = wheel.version
-        elif key.startswith(HUB_MANIFESTS + "/"):
-            model = ModelManifest.from_bytes(data)
-            out[f"model {model.handle}"] = model.sha256[:16]
-    return out
-
-
-def _diff(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
-    return {
-        "added": sorted(f"{k} {after[k]}" for k in after.keys() - before.keys()),
-        "removed": sorted(f"{k} {before[k]}" for k in before.keys() - after.keys()),
-        "changed": sorted(
-            f"{k} {before[k]} -> {after[k]}"
-            for k in before.keys() & after.keys()
-            if before[k] != after[k]
-        ),
-    }
-
-
-def _must(store: BlobStore, name: str) -> Snapshot:
-    found = load_snapshot(store, name)
-    if found is None:
-        raise UsageError(f"snapshot {name!r} does not exist (see: tfmirror snapshot list)")
-    return found
+    promote = actions.add_parser(
+        "promote", help="serve it at the fleet's default index and hub paths (a rollback)"
+    )
+    which = promote.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?")
+    which.add_argument(
+        "--live", action="store_true", help="follow the syncs again (the live mirror)"
+    )
+    promote.add_argument("--note", default="", help="why (kept in the journal)")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.storage)
     if args.action == "list":
         for name in snapshot_names(store):
-            snap = _must(store, name)
+            snap = must_snapshot(store, name)
             print(
                 f"{snap.name}\t{snap.created}\t{snap.actor}\t{len(snap.blobs)} blobs\t{snap.note}"
             )
         return EXIT_OK
-    name = check_name(args.name)
     actor = actor_for("manual")
+    if args.action == "promote":
+        return _promote(store, None if args.live else args.name, actor, args.note)
+    name = check_name(args.name)
     if args.action == "create":
-        manifests = read_manifests(store)
-        snap = Snapshot(
-            name,
-            utcnow(),
-            actor,
-            args.note,
-            {k: v.decode("utf-8", "surrogateescape") for k, v in manifests.items()},
-            sorted(referenced(manifests)),
-        )
-        if not save_snapshot(store, snap):
-            raise UsageError(f"snapshot {name!r} exists; snapshots never change: pick another name")
-        change = {"event": "snapshot created", "snapshot": name, "blobs": len(snap.blobs)}
-        Journal(store).record([change], actor, args.note or f"snapshot {name}")
-        print(f"snapshot {name}: {len(manifests)} manifests, {len(snap.blobs)} blobs")
+        snap = take_snapshot(store, name, actor, args.note)
+        print(f"snapshot {name}: {len(snap.manifests)} manifests, {len(snap.blobs)} blobs")
         return EXIT_OK
     if args.action == "delete":
-        if not delete_snapshot(store, name):
-            raise UsageError(f"snapshot {name!r} does not exist (see: tfmirror snapshot list)")
-        Journal(store).record([{"event": "snapshot deleted", "snapshot": name}], actor)
+        drop_snapshot(store, name, actor)
         print(f"snapshot {name} deleted; gc frees the blobs only it held")
         return EXIT_OK
-    snap = _must(store, name)
-    held = _contents(snap.manifests)
+    snap = must_snapshot(store, name)
+    held = holdings(FrozenDocuments(snap))
     if args.against:
-        other: dict[str, str] = _contents(_must(store, args.against).manifests)
+        other = holdings(FrozenDocuments(must_snapshot(store, args.against)))
         against = f"snapshot {args.against}"
     else:
-        other = _contents(read_manifests(store))
-        against = "the live mirror"
-    diff = _diff(held, other)
+        other, against = holdings(store), "the live mirror"
+    diff = difference(held, other)
+    # Quarantine wins over every snapshot: what it holds that no node gets now.
+    withheld = quarantined_holdings(FrozenDocuments(snap), read_quarantine(store))
     if args.json:
         doc = {"name": snap.name, "created": snap.created, "note": snap.note, "holds": held}
-        print(json.dumps({**doc, "against": against, **diff}, indent=1))
+        print(
+            json.dumps(
+                {**doc, "quarantined": withheld, "against": against, **diff.as_json()}, indent=1
+            )
+        )
         return EXIT_OK
     print(
         f"{snap.name}: made {snap.created} by {snap.actor}{': ' + snap.note if snap.note else ''}"
     )
     for what, version in held.items():
         print(f"  {what} {version}")
+    for row in withheld:
+        print(f"  quarantined: {row} (not served)")
     print(f"{against} against it:")
-    for kind, rows in diff.items():
+    for kind, rows in diff.as_json().items():
         for row in rows:
             print(f"  {kind}: {row}")
-    if not any(diff.values()):
+    if not diff:
         print("  the same")
+    return EXIT_OK
+
+
+def _promote(store: BlobStore, name: str | None, actor: str, note: str) -> int:
+    if name is not None:
+        must_snapshot(store, name)
+    before = save_promotion(store, Promotion(name or "", utcnow(), actor, note))
+    change = {
+        "event": "snapshot promoted" if name else "live promoted",
+        "snapshot": name or "",
+        "before": before.snapshot or LIVE,
+    }
+    Journal(store).record([change], actor, note or f"promote {name or LIVE}")
+    now = f"snapshot {name}" if name else "the live mirror (it follows every sync)"
+    print(f"the fleet's default index and hub paths serve {now}; before: {before.snapshot or LIVE}")
     return EXIT_OK

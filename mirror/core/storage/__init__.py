@@ -13,6 +13,7 @@ from mirror.core.storage.contract import (
     BlobNotFound,
     BlobStore,
     BlobWriter,
+    DocumentReader,
     StoreError,
     blob_key,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "BlobNotFound",
     "BlobStore",
     "BlobWriter",
+    "DocumentReader",
     "HashingWriter",
     "LocalStore",
     "RangedFile",

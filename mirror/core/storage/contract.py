@@ -92,12 +92,19 @@ class Blobs(Protocol):
         """A time-limited URL clients can GET the blob from directly, where there is one."""
 
 
-class Documents(Protocol):
-    """Small documents (manifests, run records, state): whole writes, and conditional
-    ones over the version read (S3 If-Match; a sha256 under an flock on disk)."""
+class DocumentReader(Protocol):
+    """What a reader of manifests needs: the store's documents, or a snapshot's (held
+    as they were, mirror.core.snapshots), read the same way."""
 
     def get(self, key: str) -> bytes | None:
         """A small document, or None when absent."""
+
+    def list(self, prefix: str) -> list[str]: ...
+
+
+class Documents(DocumentReader, Protocol):
+    """Small documents (manifests, run records, state): whole writes, and conditional
+    ones over the version read (S3 If-Match; a sha256 under an flock on disk)."""
 
     def put(self, key: str, data: bytes) -> None:
         """Write a small document atomically (readers see old or new, never half)."""
@@ -110,8 +117,6 @@ class Documents(Protocol):
         False if another writer got there first. The read-modify-write of shared state."""
 
     def delete(self, key: str) -> None: ...
-
-    def list(self, prefix: str) -> list[str]: ...
 
 
 class BlobStore(Blobs, Documents, Protocol):
