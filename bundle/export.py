@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bundle.contents import read_manifests, referenced
 from bundle.layout import CHUNK, INDEX, SIGNATURE, BundleError, Index, Item, PartWriter
 from mirror.core.journal import OUTER, Journal, as_lines
+from mirror.core.snapshots import Snapshot, snapshot_key, snapshot_names
 from mirror.core.storage import BlobNotFound, BlobStore
 
 EXPORTS = "state/bundle/exports"
@@ -68,6 +69,19 @@ def held_after(store: BlobStore, bundle_id: str) -> set[str]:
     return carried_through(store, bundle_id)
 
 
+def snapshots_carried(store: BlobStore, bundle_id: str) -> set[str]:
+    """The snapshots the chain of exports ending at `bundle_id` carried (each once:
+    a snapshot never changes)."""
+    names: set[str] = set()
+    current: str | None = bundle_id
+    while current is not None:
+        doc = _record(store, current)
+        names.update(str(n) for n in doc.get("snapshots", []))  # type: ignore[attr-defined]
+        follows = doc.get("follows")
+        current = None if follows is None else str(follows)
+    return names
+
+
 def last_export(store: BlobStore) -> str | None:
     data = store.get(LAST_EXPORT)
     return data.decode().strip() if data else None
@@ -87,7 +101,17 @@ def export(
         raise BundleError(f"{out} is not empty; export writes into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     manifests = read_manifests(store)
-    wanted = referenced(manifests) - have
+    # Snapshots the inner side has not had yet, and the blobs they hold.
+    sent = snapshots_carried(store, follows) if follows else set()
+    snapshots = {
+        name: raw
+        for name in snapshot_names(store)
+        if name not in sent and (raw := store.get(snapshot_key(name))) is not None
+    }
+    held = referenced(manifests) | {
+        sha for raw in snapshots.values() for sha in Snapshot.from_bytes(raw).blobs
+    }
+    wanted = held - have
     now = datetime.now(UTC)
     index = Index(f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", follows, now.isoformat())
     writer = PartWriter(out, max_part_size)
@@ -101,6 +125,10 @@ def export(
         index.items.append(
             Item("journal", OUTER, hashlib.sha256(journal).hexdigest(), len(journal))
         )
+    for name, raw in sorted(snapshots.items()):
+        writer.write(raw)
+        item_name = snapshot_key(name)
+        index.items.append(Item("snapshot", item_name, hashlib.sha256(raw).hexdigest(), len(raw)))
     for sha in sorted(wanted):
         index.items.append(_copy_blob(store, sha, writer))
     index.parts = writer.close()
@@ -111,7 +139,8 @@ def export(
         "id": index.id,
         "follows": follows,
         "blobs": sorted(wanted),
-        "referenced": sorted(referenced(manifests)),
+        "referenced": sorted(held),
+        "snapshots": sorted(snapshots),
     }
     store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
     store.put(LAST_EXPORT, index.id.encode())

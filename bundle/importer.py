@@ -31,8 +31,10 @@ from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
 from mirror.core.commits import put_over
+from mirror.core.errors import UsageError
 from mirror.core.journal import OUTER, Journal, actor_for
 from mirror.core.lease import fence
+from mirror.core.snapshots import SNAPSHOTS, Snapshot, check_name, save_snapshot, snapshot_key
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS
 
@@ -166,6 +168,7 @@ def import_bundle(
     reader = PartReader(folder, index.parts)
     manifests: dict[str, bytes] = {}
     outer_journal: bytes | None = None
+    snapshots: dict[str, Snapshot] = {}
     new_blobs = moved = 0
     try:
         for item in index.items:
@@ -176,6 +179,9 @@ def import_bundle(
                 moved += item.size
             elif item.kind == "journal":
                 outer_journal = _read_journal(reader, item)
+            elif item.kind == "snapshot":
+                snap = _read_snapshot(reader, item)
+                snapshots[snap.name] = snap
             else:
                 raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
         reader.finish()
@@ -184,13 +190,17 @@ def import_bundle(
     # Re-stamped, not only looked for: a blob no manifest lists yet is gc's once older
     # than its grace, and gc holds another lease than an import; young, it is spared
     # until the commit below lists it (the sync does the same, mirror.pypi.sync).
-    missing = [sha for sha in referenced(manifests) if not store.touch_blob(sha)]
+    needed = referenced(manifests) | {sha for snap in snapshots.values() for sha in snap.blobs}
+    missing = [sha for sha in needed if not store.touch_blob(sha)]
     if missing:
         raise BundleError(
             f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
             f"(first {missing[0]}): import the bundle it follows first, or a --full one"
         )
     _commit(store, index, manifests, read)
+    for snap in snapshots.values():
+        # Create-only: one the inner side made under the same name stays as it is.
+        save_snapshot(store, snap)
     if outer_journal is not None:
         # Kept as the outer side wrote it, broken or not: `history --outer --verify`
         # says whether it holds together.
@@ -207,6 +217,27 @@ def _read_journal(reader: PartReader, item: Item) -> bytes:
     if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
         raise BundleError("the journal does not match its sha256 in the index")
     return data
+
+
+def _read_snapshot(reader: PartReader, item: Item) -> Snapshot:
+    stem = item.name.removeprefix(SNAPSHOTS + "/").removesuffix(".json")
+    try:
+        if item.name != snapshot_key(check_name(stem)):
+            raise UsageError("not a snapshot's key")
+    except UsageError:
+        raise BundleError(f"the index lists a snapshot named {item.name[:80]!r}") from None
+    if item.size > MAX_MANIFEST:
+        raise BundleError(f"snapshot {stem} declares {item.size} bytes, over the limit")
+    data = reader.read(item.size)
+    if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
+        raise BundleError(f"snapshot {stem} does not match its sha256 in the index")
+    try:
+        snap = Snapshot.from_bytes(data)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BundleError(f"snapshot {stem} is not a snapshot document") from None
+    if snap.name != stem:
+        raise BundleError(f"snapshot {stem} names itself {snap.name[:80]!r}")
+    return snap
 
 
 def _read_manifest(reader: PartReader, item: Item) -> bytes:

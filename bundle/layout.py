@@ -34,8 +34,9 @@ class BundleError(TfmirrorError):
 
 @dataclass(frozen=True)
 class Item:
-    # "manifest" (name: its store key), "blob" (name: its sha256) or "journal" (the
-    # outer mirror's, as lines: mirror.core.journal.OUTER)
+    # "manifest" (name: its store key), "blob" (name: its sha256), "journal" (the
+    # outer mirror's, as lines: mirror.core.journal.OUTER) or "snapshot" (name: its
+    # store key; each carried once along a chain of bundles)
     kind: str
     name: str
     sha256: str

@@ -32,6 +32,7 @@ from tests.support.servers import make_venv, pip_install, port_free
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
+from verify.jobs import run_gc
 from verify.netns import can_unshare
 
 NO_PROXY = "\n[proxy]\nenabled = false\n"
@@ -383,3 +384,47 @@ def test_the_outer_journal_travels_and_the_inner_side_verifies_it(
     assert tfmirror(inner, "bundle", "import", str(tmp_path / "b2"), "--trust", pub).returncode == 0
     broken = tfmirror(inner, "history", "--outer", "--verify")
     assert broken.returncode == 1 and "BROKEN at journal entry 1" in broken.stdout
+
+
+def test_snapshots_travel_once_with_their_blobs_and_the_inner_side_serves_them(
+    sides: tuple[Path, Path, Path], upstream: Upstream, tmp_path: Path
+) -> None:
+    outer, inner, keys = sides
+    pub = str(keys / "bundle.pub")
+    assert tfmirror(outer, "snapshot", "create", "known-good").returncode == 0
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta"]))
+    assert tfmirror(outer, "sync", "pypi").returncode == 0
+    old = upstream.files["alpha-1.0-py3-none-any.whl"]
+    # A full bundle carries the snapshot and alpha 1.0, which only the snapshot holds now.
+    export(outer, tmp_path / "b1", keys, "--full")
+    index = json.loads((tmp_path / "b1" / "bundle.json").read_text())
+    assert [i["name"] for i in index["items"] if i["kind"] == "snapshot"] == [
+        "snapshots/known-good.json"
+    ]
+    assert old.sha256 in {i["sha256"] for i in blob_items(tmp_path / "b1")}
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b1"), "--trust", pub).returncode == 0
+    # The next one does not carry it again.
+    assert tfmirror(outer, "snapshot", "create", "later").returncode == 0
+    export(outer, tmp_path / "b2", keys)
+    index = json.loads((tmp_path / "b2" / "bundle.json").read_text())
+    assert [i["name"] for i in index["items"] if i["kind"] == "snapshot"] == [
+        "snapshots/later.json"
+    ]
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b2"), "--trust", pub).returncode == 0
+    listed = tfmirror(inner, "snapshot", "list").stdout
+    assert listed.startswith("known-good\t") and "\nlater\t" in listed
+
+    config = load_config(str(inner))
+    run_gc(config, open_store(config.storage), "manual", grace_hours=0)
+    venv = make_venv(tmp_path / "venv")
+    with (
+        WebServer(create_app(config), config.web.host, config.web.port),
+        DevpiProcess(config.devpi),
+    ):
+        held = entry_point(config, proxied=False).union_url("known-good")
+        pip = pip_install(venv, held, "alpha")
+    assert pip.returncode == 0, pip.stderr
+    version = subprocess.run(
+        [str(venv), "-c", "import alpha; print(alpha.VERSION)"], capture_output=True, text=True
+    )
+    assert version.stdout.strip() == "1.0"
