@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from hub_cache.hub_sync import compressed_url
 from hub_cache.models import load_models
 from mirror.core.config import Config
-from mirror.core.storage import BlobStore
+from mirror.core.snapshots import snapshot_readers
+from mirror.core.storage import BlobStore, DocumentReader
 from mirror.pypi.manifest import load_all
 
 
@@ -28,13 +29,23 @@ def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
         if source and source not in ref.sources:
             ref.sources.append(source)
 
-    for manifest in load_all(store):
-        for blob in manifest.blobs():
-            add(blob.sha256, blob.size, blob.name, blob.source)
     configured = {m.handle: m for m in config.hub.models}
-    for model in load_models(store):
-        hub_model = configured.get(model.handle)
-        # A signed storage URL from the last sync has expired by now: ask the handle again.
-        source = compressed_url(hub_model, config.hub) if hub_model else ""
-        add(model.sha256, model.size, model.handle, source)
+
+    def add_all(source: DocumentReader, where: str) -> None:
+        for manifest in load_all(source):
+            for blob in manifest.blobs():
+                if not where or blob.sha256 not in refs:
+                    add(blob.sha256, blob.size, blob.name + where, blob.source)
+        for model in load_models(source):
+            hub_model = configured.get(model.handle)
+            # A signed storage URL from the last sync has expired by now: ask the handle again.
+            url = compressed_url(hub_model, config.hub) if hub_model else ""
+            if not where or model.sha256 not in refs:
+                add(model.sha256, model.size, model.handle + where, url)
+
+    add_all(store, "")
+    # What only a snapshot holds now is scrubbed (and repaired) as well: a rollback to
+    # it must find every byte.
+    for reader in snapshot_readers(store):
+        add_all(reader, f" (snapshot {reader.snapshot.name})")
     return refs

@@ -16,6 +16,7 @@ from mirror.core.config import Config
 from mirror.core.lease import holding
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
+from mirror.core.snapshots import unreadable_snapshots
 from mirror.core.storage import BlobStore
 from mirror.devpi.client import DevpiError
 from mirror.devpi.publish import DevpiIndex
@@ -33,6 +34,7 @@ class VerifyReport:
     devpi: DevpiReport = field(default_factory=DevpiReport)
     targets: list[TargetProof] = field(default_factory=list)
     models: list[ModelCheck] = field(default_factory=list)
+    unreadable_snapshots: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -49,6 +51,10 @@ class VerifyReport:
         out += [f"devpi: {error}" for error in self.devpi.errors]
         out += [f"target {t.target}: {t.detail}" for t in self.targets if not t.ok]
         out += [f"model {m.handle}: {m.detail}" for m in self.models if not m.ok]
+        out += [
+            f"snapshot {name}: its document does not parse; nothing of it is served"
+            for name in self.unreadable_snapshots
+        ]
         return out
 
     @property
@@ -81,6 +87,7 @@ class VerifyReport:
         lines += [
             f"model {m.handle}: {'ok' if m.ok else 'FLAGGED'}: {m.detail}" for m in self.models
         ]
+        lines += [f"snapshot {name}: UNREADABLE" for name in self.unreadable_snapshots]
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, object]:
@@ -114,7 +121,7 @@ def run_verify(
     record = RunRecord.begin("verify", trigger)
     began = time.monotonic()
     refs = referenced(config, store)
-    report = VerifyReport(scrub(store, refs))
+    report = VerifyReport(scrub(store, refs), unreadable_snapshots=unreadable_snapshots(store))
     if fix:
         policy = repair_policy(config)
         for problem in report.scrub.problems:

@@ -30,6 +30,7 @@ from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
+from tfmirror.snapshotting import take_snapshot
 from verify.airgap import AirGapProof
 from verify.gc import collect
 from verify.netns import can_unshare
@@ -105,6 +106,29 @@ def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: 
     ] == ["missing"]
     assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
     assert store.has_blob(beta.sha256)
+
+
+def test_a_blob_only_a_snapshot_holds_is_scrubbed_and_repaired_and_a_broken_one_named(
+    synced: tuple[Config, LocalStore], upstream: Upstream
+) -> None:
+    config, store = synced
+    take_snapshot(store, "known-good", "ops@host")
+    upstream.add(WheelSpec("alpha", "2.0", requires=["beta"]))
+    with services_for_sync(config, store) as client:
+        assert PypiSync(config, store, client).run().ok
+    old = upstream.files["alpha-1.0-py3-none-any.whl"]
+    path = store.root / blob_key(old.sha256)
+    path.write_bytes(path.read_bytes()[:-1] + b"X")
+
+    found = run_verify(config, store, services_for_sync, install=False)
+    (problem,) = found.scrub.problems
+    assert problem.names == ["alpha-1.0-py3-none-any.whl (snapshot known-good)"]
+    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
+    assert store.open_blob(old.sha256).read() == old.data
+
+    store.put("snapshots/torn.json", b'{"name": "torn", "manif')
+    torn = run_verify(config, store, services_for_sync, install=False)
+    assert torn.problems == ["snapshot torn: its document does not parse; nothing of it is served"]
 
 
 def test_a_missing_metadata_blob_is_found_and_fetched_again_from_upstream(
