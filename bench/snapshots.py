@@ -1,16 +1,26 @@
-"""Bench: `tfmirror snapshot create` of a large mirror, on local disk and on S3 (moto).
+"""Bench: `tfmirror snapshot create` of a large mirror, on local disk and on S3 (moto),
+and a snapshot's index page against the live one through the entry point.
 
 The mirror: 10 environments x 300 files and 50 models (manifests only: a snapshot never
 reads a blob). Each `snapshot create` runs as a cold process; peers in the same run:
 `cp -r` of the manifests folder (local), and boto3 reading every manifest (S3).
 Targets: < 1 s local, < 5 s on S3.
 
-    python -m bench.snapshots
+Pages: one project's PEP 691 page in the union index, live (`/<index>/+simple/p7/`)
+and from the snapshot (`/<index>/@bench/+simple/p7/`), asked by wrk's keep-alive
+connections through nginx (the fleet's entry point, its page cache in front of a web
+front) and from the front alone. Target: the snapshot page at >= 0.9x the live page's
+rate through nginx. Needs nginx and wrk (apt-get install nginx-light wrk); stays on
+127.0.0.1 and stops by itself.
+
+    python -m bench.snapshots [--clients 16] [--seconds 5]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +32,7 @@ from mirror.core.config import StorageConfig, Target
 from mirror.core.storage import BlobStore, LocalStore, S3Store
 from mirror.pypi.manifest import Manifest, save_manifest
 from mirror.pypi.resolve import Wheel
-from tests.support.servers import MotoServer, aws_test_credentials
+from tests.support.servers import MotoServer, aws_test_credentials, free_port
 
 ENVIRONMENTS, FILES, MODELS = 10, 300, 50
 
@@ -54,18 +64,64 @@ def create(config: Path, name: str) -> float:
     return time.monotonic() - began
 
 
+def pages(config_path: Path, clients: int, seconds: int) -> None:
+    from mirror.core.config import load_config
+    from mirror.core.web_server import WebServer
+    from mirror.proxy.nginx import NginxProcess, entry_point, nginx_binary, plan_for
+    from tfmirror.app import create_app
+
+    nginx = nginx_binary("nginx")
+    if not (nginx and shutil.which("wrk")):
+        print("pages: needs nginx and wrk (apt-get install nginx-light wrk); skipped")
+        return
+    from bench.common import wrk
+
+    config = load_config(str(config_path))
+    accept = ["Accept: application/vnd.pypi.simple.v1+json"]
+    with (
+        WebServer(create_app(config), config.web.host, config.web.port),
+        NginxProcess(nginx, plan_for(config)),
+    ):
+        time.sleep(0.5)
+        rates: dict[str, float] = {}
+        for where, base in (
+            ("entry point (nginx)", entry_point(config, proxied=True).base_url),
+            ("front alone", config.web.base_url),
+        ):
+            for view, at in (("live", ""), ("snapshot", "@bench/")):
+                url = f"{base}/{config.devpi.index}/{at}+simple/p7/"
+                wrk(url, clients, 1, accept)  # warm-up (and nginx's page cache)
+                _, p99, done, errors = wrk(url, clients, seconds, accept)
+                rates[f"{where} {view}"] = done / seconds
+                print(
+                    f"  {where:<20} {view:<8} {done / seconds:8.0f} pages/s  "
+                    f"p99 {p99:6.1f} ms  errors {errors}"
+                )
+            ratio = rates[f"{where} snapshot"] / rates[f"{where} live"]
+            print(f"  {where:<20} snapshot/live {ratio:.2f}x")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tfmirror-snap-") as tmp:
         root = Path(tmp)
         local = LocalStore(root / "store")
         fill(local)
         config = root / "local.toml"
-        config.write_text(f'[storage]\npath = "{local.root}"\n')
+        config.write_text(
+            f'[storage]\npath = "{local.root}"\n[web]\nport = {free_port()}\n'
+            f'[proxy]\nport = {free_port()}\nworkdir = "{root / "proxy"}"\n'
+        )
         took = create(config, "bench")
         began = time.monotonic()
         subprocess.run(["cp", "-r", str(local.root / "manifests"), str(root / "copy")], check=True)
         peer = time.monotonic() - began
         print(f"local: snapshot create {took:.2f} s (target < 1 s); cp -r {peer:.2f} s")
+        print(f"pages: p7's JSON page, {args.clients} keep-alive connections, {args.seconds} s")
+        pages(config, args.clients, args.seconds)
 
         aws_test_credentials()  # moto takes any; the child process inherits them
         moto = MotoServer(root / "moto.log")
