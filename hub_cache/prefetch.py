@@ -107,6 +107,7 @@ def prefetch(
     timeout: float = 60,
     kagglehub: bool = False,
     snapshot: str | None = None,
+    environment: str | None = None,
 ) -> Prefetched:
     """Fill tensorflow_hub's cache (or, with `kagglehub`, kagglehub's) for `handle`:
     the model the mirror serves now, or as `snapshot` holds it."""
@@ -134,6 +135,8 @@ def prefetch(
             f"{handle}: {info_url} is not a tfmirror model page (no sha256 and "
             "size in its JSON): is --mirror a tfmirror web front?"
         ) from None
+    if environment is not None:
+        _loads_in(handle, doc, environment)
     if size > caps.max_uncompressed:
         raise PrefetchError(
             f"{handle}: the mirror lists {size} bytes, over the "
@@ -143,6 +146,15 @@ def prefetch(
         return _fetch_into(handle, place, mirror, info_url, sha256, size, caps, timeout)
     except OSError as exc:
         raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
+
+
+def _loads_in(handle: str, doc: dict[str, object], environment: str) -> None:
+    """Refuse a model the mirror found the environment's TensorFlow cannot load."""
+    checked = doc.get("environments")
+    pair = checked.get(environment) if isinstance(checked, dict) else None
+    if isinstance(pair, dict) and pair.get("status") == "incompatible":
+        reason = bounded(str(pair.get("reason", "")), 300)
+        raise PrefetchError(f"{handle}: environment {environment} cannot load it: {reason}")
 
 
 def _fetch_into(
@@ -157,7 +169,7 @@ def _fetch_into(
 ) -> Prefetched:
     folder, home = place.folder, place.folder.parent
     home.mkdir(parents=True, exist_ok=True)
-    _drop_old_copies(home)
+    drop_old_copies(home)
     if folder.is_dir() and any(folder.iterdir()) and _recorded_sha(place.record) == sha256:
         return Prefetched(handle, folder, "unchanged")
 
@@ -168,7 +180,7 @@ def _fetch_into(
         try:
             spool.seek(0)
             inspect_archive(spool, size, caps, extract_to=staging)
-            _swap_in(staging, folder)
+            swap_in(staging, folder)
         except ArchiveRejected as exc:
             raise PrefetchError(f"{handle}: archive rejected: {exc}") from None
         finally:
@@ -197,7 +209,7 @@ def _download(url: str, spool: object, sha256: str, size: int, timeout: float) -
         )
 
 
-def _swap_in(staging: Path, folder: Path) -> None:
+def swap_in(staging: Path, folder: Path) -> None:
     """Put the extracted model in place. An older copy is exchanged with it in one
     renameat2(RENAME_EXCHANGE), so a tensorflow_hub reading the cache meanwhile finds the
     old model or the new one, never an empty place (which it would download into)."""
@@ -221,7 +233,7 @@ def _swap_in(staging: Path, folder: Path) -> None:
 OLD_COPIES_KEPT = 600  # seconds an exchanged-out model stays for readers still in it
 
 
-def _drop_old_copies(cache_dir: Path) -> None:
+def drop_old_copies(cache_dir: Path) -> None:
     now = time.time()
     for old in cache_dir.glob("*.old"):
         with contextlib.suppress(OSError):

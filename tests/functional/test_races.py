@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ import pytest
 
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
-from hub_cache.prefetch import _swap_in
+from hub_cache.prefetch import swap_in
 from mirror.core.config import DevpiConfig, parse_config
 from mirror.core.storage import LocalStore, blob_key, open_store
 from mirror.devpi.client import DevpiClient, DevpiError
@@ -34,7 +35,7 @@ from tests.support.wheels import WheelSpec
 from tfmirror.services import services_for_sync
 from verify.airgap import AirGapProof
 from verify.gc import collect, referenced_shas
-from verify.models import check_model
+from verify.models import Loader, check_model
 from verify.netns import can_unshare
 
 
@@ -117,7 +118,7 @@ def test_a_model_swapped_in_by_prefetch_is_never_missing_for_a_reader(tmp_path: 
             staging = tmp_path / "cache" / f"staging-{i}"
             staging.mkdir()
             (staging / "saved_model.pb").write_bytes(f"v{i + 1}".encode())
-            _swap_in(staging, folder)
+            swap_in(staging, folder)
     finally:
         done.set()
         watcher.join()
@@ -145,7 +146,7 @@ def test_a_deep_verify_never_reverts_a_model_a_sync_published_meanwhile(
 
     syncing = threading.Thread(target=sync_meanwhile)
     syncing.start()
-    check = check_model(config, store, before)
+    check = check_model(config, store, before, [Loader("this Python", Path(sys.executable))])
     syncing.join()
 
     assert check.ok, check.detail
