@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -127,10 +128,21 @@ def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
     return Fetched(sha, sink.size, f"file:{path}")
 
 
+# Says whether a validated new version may be served: None, or why not (verify.compat
+# checks it against the environments its [hub] models entry names).
+Gate = Callable[[ModelManifest], str | None]
+
+
 def publish_model(
-    store: BlobStore, handle: str, path: str, fetched: Fetched, hub: HubConfig
+    store: BlobStore,
+    handle: str,
+    path: str,
+    fetched: Fetched,
+    hub: HubConfig,
+    gate: Gate | None = None,
 ) -> ModelOutcome:
-    """Validate a stored archive and commit its manifest, unless it is what we serve."""
+    """Validate a stored archive and commit its manifest, unless it is what we serve or
+    the gate refuses it (then what was served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
@@ -152,6 +164,10 @@ def publish_model(
         source=fetched.url,
         archive=facts.as_json(),
     )
+    refused = gate(manifest) if gate is not None else None
+    if refused is not None:
+        # The blob stays until gc: no manifest lists it, so nothing serves it.
+        return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, refused, fetched.size)
     fence("hub")  # a replica that took the lease over commits instead
     if not save_model_over(store, manifest, old):
         reason = "another writer committed this model since this run read it; its manifest stands"
@@ -208,9 +224,10 @@ def publish_aliases(store: BlobStore, model: HubModel) -> list[dict[str, Any]]:
 
 
 class HubSync:
-    def __init__(self, config: Config, store: BlobStore) -> None:
+    def __init__(self, config: Config, store: BlobStore, gate: Gate | None = None) -> None:
         self.config = config
         self.store = store
+        self.gate = gate
 
     def sync_model(self, model: HubModel) -> ModelOutcome:
         url = compressed_url(model, self.config.hub)
@@ -228,7 +245,9 @@ class HubSync:
         except OSError as exc:
             reason = f"cannot read {exc.filename or shown}: {exc.strerror or exc}"
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
-        outcome = publish_model(self.store, model.handle, model.path, fetched, self.config.hub)
+        outcome = publish_model(
+            self.store, model.handle, model.path, fetched, self.config.hub, self.gate
+        )
         if outcome.status is not ModelStatus.FAILED:
             outcome.aliased = publish_aliases(self.store, model)
         return outcome

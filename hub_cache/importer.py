@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from hub_cache.hub_sync import ModelOutcome, ModelStatus, copy_local, publish_model
+from hub_cache.hub_sync import Gate, ModelOutcome, ModelStatus, copy_local, publish_model
 from mirror.core.config import HubConfig, handle_path
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import DownloadError, Fetched
@@ -38,7 +38,9 @@ def _arcname(folder: Path, path: Path) -> str:
     return "./" + str(path.relative_to(folder))
 
 
-def import_model(store: BlobStore, source: Path, handle: str, hub: HubConfig) -> ModelOutcome:
+def import_model(
+    store: BlobStore, source: Path, handle: str, hub: HubConfig, gate: Gate | None = None
+) -> ModelOutcome:
     path = handle_path(handle)
     try:
         if source.is_dir():
@@ -48,4 +50,4 @@ def import_model(store: BlobStore, source: Path, handle: str, hub: HubConfig) ->
             fetched = Fetched(local.sha256, local.size, f"import:{source}")
     except DownloadError as exc:
         return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", str(exc))
-    return publish_model(store, handle, path, fetched, hub)
+    return publish_model(store, handle, path, fetched, hub, gate)

@@ -24,6 +24,7 @@ from flask import (
     send_file,
 )
 
+from hub_cache.compat_matrix import model_matrix
 from hub_cache.conditional import Plan, clean_environ, decide
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
@@ -66,6 +67,11 @@ def model_json(manifest: ModelManifest, base: str, at: str | None = None) -> dic
         "synced_at": manifest.synced_at,
         "source": redact_url(manifest.source),
         "archive": manifest.archive,
+        # Which environment's TensorFlow loads it, as last checked (verify.compat).
+        "environments": {
+            env: {k: v for k, v in pair.as_json().items() if k not in ("model", "environment")}
+            for env, pair in model_matrix(app_store(), manifest).items()
+        },
         "usage": {
             "hub_load": f'hub.load("{mirror_handle}")',
             "prefetch": f"tfmirror hub prefetch {manifest.handle} --cache-dir DIR --mirror {base}",

@@ -104,6 +104,14 @@ class _StatusCollector:
         snapshots = GaugeMetricFamily("tfmirror_snapshots", "Snapshots held")
         snapshots.add_metric([], len(self.status.snapshots))
         yield from (promoted, beyond, snapshots)
+        fit = GaugeMetricFamily(
+            "tfmirror_model_environment_pairs",
+            "Models x environments by what the last check found: ok, incompatible, unchecked",
+            labels=["status"],
+        )
+        for status in ("ok", "incompatible", "unchecked"):
+            fit.add_metric([status], sum(1 for p in self.status.model_fit if p.status == status))
+        yield fit
         verification = self.status.verification
         if verification:
             ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")

@@ -15,6 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from hub_cache.compat_matrix import Pair, read_matrix
 from hub_cache.models import load_models
 from mirror.core.config import Config
 from mirror.core.journal import Journal
@@ -196,6 +197,15 @@ def _fleet_on(store: BlobStore) -> tuple[FleetOn, list[SnapshotRow]]:
     return replace(on, live_beyond=beyond), rows
 
 
+def _model_fit(store: BlobStore, models: list[ModelInventory]) -> list[Pair]:
+    """The matrix rows of the archives served now (a replaced model's old rows are stale)."""
+    current = {(m.handle, m.sha256) for m in models}
+    return sorted(
+        (p for p in read_matrix(store) if (p.model, p.sha256) in current),
+        key=lambda p: (p.model, p.environment),
+    )
+
+
 @dataclass(frozen=True)
 class Status:
     """The one document behind the page, /api/status, /metrics and `tfmirror status`."""
@@ -211,6 +221,7 @@ class Status:
     recent_changes: list[dict[str, Any]]  # the journal's newest entries
     quarantine: list[Rule]  # what the mirror holds and must not offer
     promoted: FleetOn  # what the fleet is on
+    model_fit: list[Pair]  # which model loads in which environment, as last checked
     snapshots: list[SnapshotRow]
     project_status: dict[str, dict[str, str]]  # upstream's PEP 792 archived/deprecated
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
@@ -387,6 +398,7 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         quarantine=list(read_quarantine(store).rules),
         promoted=promoted,
         snapshots=snapshots,
+        model_fit=_model_fit(store, models),
         project_status=read_statuses(store),
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),

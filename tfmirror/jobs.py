@@ -51,8 +51,9 @@ def registry() -> dict[str, JobFn]:
     import hub_cache.jobs
     import verify.jobs
     from tfmirror.snapshotting import snapshot_job
+    from verify.compat import compat_gate
 
     jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
-    hub_cache.jobs.register(jobs)
+    hub_cache.jobs.register(jobs, gate_for=compat_gate)
     verify.jobs.register(jobs, devpi_session=services_for_sync)
     return jobs

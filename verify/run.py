@@ -22,6 +22,7 @@ from mirror.devpi.client import DevpiError
 from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import DevpiStartError
 from verify.airgap import AirGapProof, TargetProof
+from verify.compat import check_matrix
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
 from verify.references import referenced
@@ -149,8 +150,10 @@ def run_verify(
                 ]
     except (DevpiError, DevpiStartError) as exc:
         report.devpi.errors.append(str(exc))
+    # Each environment's runtime (built when its closure changed) and the model matrix.
+    pairs = check_matrix(config, store)
     if deep:
-        report.models = check_models(config, store)
+        report.models = check_models(config, store, pairs)
     report.seconds = time.monotonic() - began
     doc = report.as_json()
     store.put(VERIFY_STATE, json.dumps(doc, indent=1).encode())

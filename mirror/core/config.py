@@ -295,6 +295,10 @@ class HubModel:
     source: str = ""  # another URL, or a local tarball path (DMZ set-ups)
     max_mb: int | None = None  # the download's cap; default [hub] max_uncompressed_mb
     aliases: tuple[str, ...] = ()  # other handles served the same model (old tfhub.dev)
+    # Environments whose TensorFlow must load it: a version incompatible with one of
+    # them is not served (verify.compat's gate); the last good version stays.
+    environments: tuple[str, ...] = ()
+    serving_name: str = ""  # its name in a TF Serving repository (hub export-serving)
 
     @property
     def kaggle(self) -> KaggleModel | None:
@@ -312,6 +316,8 @@ class HubConfig:
     max_uncompressed_mb: int = key(
         16384, "16384", Rule(lambda mb: mb > 0, "must be a positive number of MB")
     )
+    # Where each environment's runtime venv is built (verify.runtimes); read by _hub
+    runtimes_dir: Path = Path("data/runtimes")
     # uncompressed / compressed: above it, an archive bomb
     max_ratio: float = key(100.0, "100", Rule(lambda r: r >= 1, "must be at least 1"))
     timeout: float = key(60.0, "60", SECONDS)
@@ -787,10 +793,15 @@ def _is_host_port_url(url: str) -> bool:
     return parts.scheme == "http" and bool(parts.hostname) and port is not None and plain
 
 
+_SERVING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
     example = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
     max_mb = None
     aliases: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    serving_name = ""
     if isinstance(raw, str):
         handle, source = raw, ""
     elif isinstance(raw, Mapping):
@@ -807,6 +818,19 @@ def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
             except ValueError as exc:
                 raise ConfigError(f"[hub] models[{i}] aliases: {exc}") from None
         aliases = tuple(aliases_raw)
+        envs_raw = s.get("environments", list, [], '["serving"]')
+        for env in envs_raw:
+            s.check(
+                "environments", isinstance(env, str) and bool(env), env, "list environment names"
+            )
+        environments = tuple(envs_raw)
+        serving_name = s.get("serving_name", str, "", '"mobilenet"')
+        s.check(
+            "serving_name",
+            not serving_name or _SERVING_NAME.match(serving_name) is not None,
+            serving_name,
+            "use letters, digits, '.', '-' and '_' (a folder name and a URL segment)",
+        )
         s.done()
     else:
         raise ConfigError(f"[hub] models[{i}] = {raw!r}: must be a handle URL, e.g. {example}")
@@ -823,10 +847,17 @@ def _hub_model(i: int, raw: Any, base: Path) -> HubModel:
                 "or an http(s) URL"
             )
         source = str(local)
-    return HubModel(handle=handle, source=source, max_mb=max_mb, aliases=aliases)
+    return HubModel(
+        handle=handle,
+        source=source,
+        max_mb=max_mb,
+        aliases=aliases,
+        environments=environments,
+        serving_name=serving_name,
+    )
 
 
-def _hub(raw: Any, base: Path) -> HubConfig:
+def _hub(raw: Any, base: Path, storage: StorageConfig) -> HubConfig:
     s = _Section("hub", raw)
     models_raw = s.get("models", list, [], '["https://tfhub.dev/google/.../5"]')
     models = tuple(_hub_model(i, m, base) for i, m in enumerate(models_raw))
@@ -845,11 +876,13 @@ def _hub(raw: Any, base: Path) -> HubConfig:
     s.check("models", dup is None, dup, "each handle may appear once")
     values = s.read(HubConfig)
     allow_hosts = s.hosts("allow_hosts")
+    runtimes = s.get("runtimes_dir", str, str(storage.path / "runtimes"), '"/var/cache/tfmirror"')
     s.done()
     return HubConfig(
         **{**values, "kaggle_api": values["kaggle_api"].rstrip("/")},
         models=models,
         allow_hosts=allow_hosts,
+        runtimes_dir=_resolve_path(base, runtimes),
     )
 
 
@@ -891,7 +924,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
                 f"[{key}]: unknown section; use one of {', '.join(known)} or check its spelling"
             )
     storage = _storage(data.get("storage", {}), base)
-    hub = _hub(data.get("hub", {}), base)
+    hub = _hub(data.get("hub", {}), base, storage)
     has_models = bool(hub.models)
     devpi = _devpi(data.get("devpi", {}), base, storage)
     pypi = _pypi(data.get("pypi", {}), "pypi" not in data and has_models, has_models, base)
@@ -901,6 +934,14 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
             raise ConfigError(
                 f"[pypi.environments.{env.name}]: {devpi.user}/{env.name} is the union "
                 f"index ([devpi] index = {devpi.index!r}); rename the environment"
+            )
+    named = {env.name for env in pypi.environments}
+    for model in hub.models:
+        unknown = [e for e in model.environments if e not in named]
+        if unknown:
+            raise ConfigError(
+                f"[hub] models: {model.handle} names environment {unknown[0]!r}, which "
+                f"[pypi] does not have; use one of {', '.join(sorted(named)) or '(none)'}"
             )
     return Config(
         storage=storage,

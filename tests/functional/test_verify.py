@@ -246,7 +246,7 @@ def test_deep_check_records_signatures_and_flags_cut_variables(
 
     from verify.models import check_models
 
-    checks = {c.handle: c for c in check_models(config, store)}
+    checks = {c.handle: c for c in check_models(config, store, [])}
 
     assert checks[good].ok and "serving_default" in checks[good].detail
     assert not checks[bad].ok and "does not load" in checks[bad].detail

@@ -16,6 +16,13 @@ from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import check_name
 from mirror.core.storage import open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
+from tfmirror.commands.model_fit import (
+    check_arguments,
+    export_arguments,
+    run_check,
+    run_export,
+)
+from verify.compat import compat_gate
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +40,17 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     prefetch.add_argument(
         "--snapshot", metavar="NAME", help="the models as a snapshot holds them (/hub/@NAME/)"
     )
+    prefetch.add_argument(
+        "--env",
+        metavar="NAME",
+        help="refuse a model the mirror found this environment's TensorFlow cannot load",
+    )
+    check_arguments(
+        hub_sub.add_parser("check", help="which model loads in which environment's TensorFlow")
+    )
+    export_arguments(
+        hub_sub.add_parser("export-serving", help="write a TF Serving model repository")
+    )
     imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
@@ -40,6 +58,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    if args.hub_command == "check":
+        return run_check(config, args)
+    if args.hub_command == "export-serving":
+        return run_export(config, args)
     if args.hub_command == "import":
         try:
             handle_path(args.handle)
@@ -52,7 +74,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
             raise UsageError(f"{source}: not a regular file or a folder")
         store = open_store(config.storage)
         with job_runner(config, store).hold("hub", wait=args.wait):
-            outcome = import_model(store, source, args.handle, config.hub)
+            outcome = import_model(
+                store, source, args.handle, config.hub, compat_gate(config, store)
+            )
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED
@@ -67,7 +91,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
             cache = Path(args.kagglehub_cache or args.cache_dir)
             kagglehub = args.kagglehub_cache is not None
             done = prefetch(
-                handle, cache, mirror, caps(config.hub), kagglehub=kagglehub, snapshot=args.snapshot
+                handle,
+                cache,
+                mirror,
+                caps(config.hub),
+                kagglehub=kagglehub,
+                snapshot=args.snapshot,
+                environment=args.env,
             )
             print(f"{handle}: {done.status} -> {done.folder}")
         except (PrefetchError, ValueError) as exc:

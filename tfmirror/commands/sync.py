@@ -12,6 +12,7 @@ from mirror.core.storage import BlobStore, open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
 from tfmirror.jobs import sync_pypi
 from tfmirror.progress import TerminalProgress
+from verify.compat import compat_gate
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def _sync_pypi(config: Config, store: BlobStore, no_devpi: bool) -> int:
 
 
 def _sync_hub(config: Config, store: BlobStore) -> int:
-    report = sync_hub(config, store, "manual")
+    report = sync_hub(config, store, "manual", compat_gate)
     for outcome in report.outcomes:
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)

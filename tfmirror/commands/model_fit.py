@@ -1,0 +1,111 @@
+"""`tfmirror hub check` and `tfmirror hub export-serving`: which model loads in which
+environment's TensorFlow (verify.compat), and a TF Serving repository of those that do
+(hub_cache.serving_repo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED
+from hub_cache.hub_sync import caps
+from hub_cache.models import ModelManifest, load_models
+from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
+from mirror.core.config import Config, handle_path
+from mirror.core.errors import UsageError
+from mirror.core.storage import open_store
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
+from verify.compat import check_matrix, environments
+
+
+def check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env", action="append", metavar="NAME", help="only this environment (repeatable)"
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", metavar="DIR", help="TF Serving's model repository")
+    parser.add_argument(
+        "--env", metavar="NAME", help="only models this environment's TensorFlow loads"
+    )
+    parser.add_argument("--models", nargs="+", metavar="HANDLE", help="only these (default: all)")
+    parser.add_argument(
+        "--keep", type=int, default=2, metavar="N", help="versions kept per model (default 2)"
+    )
+
+
+def _known(config: Config, names: list[str] | None) -> list[str] | None:
+    if not names:
+        return None
+    have = environments(config, open_store(config.storage))
+    for name in names:
+        if name not in have:
+            raise UsageError(f"no environment {name!r}; there are: {', '.join(have) or 'none'}")
+    return names
+
+
+def run_check(config: Config, args: argparse.Namespace) -> int:
+    only = _known(config, args.env)
+    pairs = check_matrix(config, open_store(config.storage), only)
+    if args.json:
+        print(json.dumps([p.as_json() for p in pairs], indent=1))
+    else:
+        for p in pairs:
+            detail = f" (TensorFlow {p.tensorflow})" if p.tensorflow else ""
+            why = f": {p.reason}" if p.reason else ""
+            print(f"{p.model}\t{p.environment}\t{p.status.upper()}{detail}{why}")
+        if not pairs:
+            print("no models mirrored yet")
+    return EXIT_FAILED if any(p.status == INCOMPATIBLE for p in pairs) else EXIT_OK
+
+
+def run_export(config: Config, args: argparse.Namespace) -> int:
+    if args.keep < 1:
+        raise UsageError(f"--keep {args.keep}: keep at least 1 version per model")
+    store = open_store(config.storage)
+    named = {m.handle: m.serving_name for m in config.hub.models}
+    models = [m for m in load_models(store) if not m.alias_of]
+    if args.models:
+        wanted = {handle_path(h) if "://" in h else h.strip("/") for h in args.models}
+        unknown = wanted - {m.path for m in models}
+        if unknown:
+            raise UsageError(f"--models: no model {sorted(unknown)[0]!r} on this mirror")
+        models = [m for m in models if m.path in wanted]
+    placements = [
+        Placement(m, serving_name(m.path, named.get(m.handle, "")), serving_version(m.path))
+        for m in models
+    ]
+    taken: dict[tuple[str, int], str] = {}
+    for p in placements:
+        other = taken.setdefault((p.name, p.version), p.manifest.handle)
+        if other != p.manifest.handle:
+            raise UsageError(
+                f"{p.manifest.handle} and {other} would both be {p.name}/{p.version}: "
+                "give one a serving_name in [hub] models"
+            )
+    refuse = _refusal(config, args.env) if args.env else (lambda _: None)
+    done = export_serving(store, Path(args.dir), placements, caps(config.hub), args.keep, refuse)
+    for e in done:
+        line = f"{e.name}/{e.version}: {e.status}" + (f" ({e.handle})" if e.handle else "")
+        print(line + (f": {e.detail}" if e.detail else ""), file=sys.stderr if e.detail else None)
+    return EXIT_FAILED if any(e.status == "refused" for e in done) else EXIT_OK
+
+
+def _refusal(config: Config, environment: str) -> Callable[[ModelManifest], str | None]:
+    only = _known(config, [environment]) or []
+    pairs = {p.sha256: p for p in check_matrix(config, open_store(config.storage), only)}
+
+    def refuse(model: ModelManifest) -> str | None:
+        pair = pairs.get(model.sha256)
+        if pair is not None and pair.status == INCOMPATIBLE:
+            return f"environment {environment} cannot load it: {pair.reason}"
+        if pair is not None and pair.status == UNCHECKED:
+            print(f"note: {model.handle} not checked against {environment}: {pair.reason}")
+        return None
+
+    return refuse

@@ -1,0 +1,317 @@
+"""Runtimes: each environment's own TensorFlow, installed from the mirror's own wheels,
+so the mirror can say which model loads where before a serving node finds out.
+
+For an environment whose closure, on a target this machine can run, holds TensorFlow:
+a venv in `[hub] runtimes_dir`, named by the environment, the target and the hash of
+the closure (the same closure is never built twice; a new one replaces it), with the
+closure installed by uv with `--require-hashes` from a folder of the store's verified
+blobs, offline (inside `unshare -n` where the host allows it), then its registered ops
+recorded: TensorFlow's, and those op libraries in the closure register on import
+(tensorflow-text, tensorflow-addons, ...), each credited to its package.
+
+Not through the index: a runtime is needed where no index runs (`tfmirror hub check`,
+the hub sync's gate), and the blob files are the bytes the index serves, by sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirror.core.children import die_with_parent
+from mirror.core.config import Config, host_target
+from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.pypi.interpreters import find_interpreter
+from mirror.pypi.lockfile import render_lock
+from mirror.pypi.manifest import Manifest, load_all
+from mirror.pypi.resolve import Role, platforms_for, uv_binary
+from verify import netns
+from verify.airgap import pip_env
+
+RUNTIME = "runtime.json"  # written last: a folder without it is not a runtime
+TENSORFLOW = ("tensorflow", "tensorflow-cpu", "tensorflow-intel")
+
+# Packages known to register ops when imported, and the module that does it. Any other
+# distribution in the closure that requires TensorFlow and ships a shared library is
+# tried too (OPS below finds them).
+OP_LIBRARIES = {
+    "tensorflow-text": "tensorflow_text",
+    "tensorflow-addons": "tensorflow_addons",
+    "tensorflow-io": "tensorflow_io",
+    "tensorflow-decision-forests": "tensorflow_decision_forests",
+    "tensorflow-recommenders-addons": "tensorflow_recommenders_addons",
+    "tf-sentencepiece": "tf_sentencepiece",
+    "struct2tensor": "struct2tensor",
+}
+
+# Runs in the runtime's Python: every registered op, and which package added which.
+OPS = """
+import importlib, importlib.metadata as md, json, os, re, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.python.client import pywrap_tf_session as c_api
+
+def registered():
+    ops = op_def_pb2.OpList()
+    ops.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
+    return {op.name for op in ops.op}
+
+known = json.loads(sys.argv[1])
+libraries = {}
+for dist in md.distributions():
+    name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+    needs_tf = any(re.match(r"tensorflow\\b", r) for r in dist.requires or [])
+    ships_library = any(str(f).endswith(".so") for f in dist.files or [])
+    if name in known:
+        libraries[name] = known[name]
+    elif needs_tf and ships_library:
+        top = (dist.read_text("top_level.txt") or "").split()
+        if top:
+            libraries[name] = top[0]
+before = registered()
+providers, failed, imported = {}, {}, {}
+for name, module in sorted(libraries.items()):
+    try:
+        importlib.import_module(module)
+    except BaseException as exc:
+        failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+        continue
+    imported[name] = module
+    now = registered()
+    for op in now - before - providers.keys():
+        providers[op] = name
+print("RUNTIME " + json.dumps({"tensorflow": tf.__version__, "ops": sorted(registered()),
+                               "providers": providers, "failed": failed,
+                               "libraries": imported}))
+"""
+
+
+class RuntimeUnavailable(Exception):
+    """A runtime could not be built; the message says why."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    environment: str
+    target: str
+    closure: str  # sha256 over the closure's file names and sha256s
+    folder: Path
+    tensorflow: str
+    ops: frozenset[str]
+    providers: dict[str, str] = field(default_factory=dict)  # op -> package that adds it
+    failed: dict[str, str] = field(default_factory=dict)  # op library -> why it did not import
+    # op libraries that imported: package -> module (a model load imports them first)
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def python(self) -> Path:
+        return self.folder / "venv" / "bin" / "python"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "target": self.target,
+            "closure": self.closure,
+            "tensorflow": self.tensorflow,
+            "ops": sorted(self.ops),
+            "providers": self.providers,
+            "failed": self.failed,
+            "libraries": self.libraries,
+        }
+
+    @classmethod
+    def read(cls, folder: Path) -> Runtime:
+        doc = json.loads((folder / RUNTIME).read_text())
+        return cls(
+            doc["environment"],
+            doc["target"],
+            doc["closure"],
+            folder,
+            doc["tensorflow"],
+            frozenset(doc["ops"]),
+            dict(doc.get("providers", {})),
+            dict(doc.get("failed", {})),
+            dict(doc.get("libraries", {})),
+        )
+
+
+@dataclass(frozen=True)
+class NoRuntime:
+    environment: str
+    reason: str
+
+
+def closure_hash(manifest: Manifest) -> str:
+    rows = sorted(f"{w.filename} {w.sha256}" for w in manifest.files if w.role is Role.CLOSURE)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def _has_tensorflow(manifest: Manifest) -> bool:
+    return any(w.project.lower().replace("_", "-") in TENSORFLOW for w in manifest.files)
+
+
+def _runnable(manifest: Manifest) -> bool:
+    return manifest.target.platform in platforms_for(host_target().platform)
+
+
+def runtime_manifest(store: BlobStore, environment: str) -> Manifest | NoRuntime:
+    """The environment's closure to build a runtime of: its first target that holds
+    TensorFlow and that this machine can run."""
+    manifests = load_all(store, environment)
+    if not manifests:
+        return NoRuntime(environment, "nothing is mirrored for it yet")
+    with_tf = [m for m in manifests if _has_tensorflow(m)]
+    if not with_tf:
+        return NoRuntime(environment, "its closure has no tensorflow")
+    for manifest in with_tf:
+        if _runnable(manifest) and find_interpreter(manifest.target) is not None:
+            return manifest
+    targets = ", ".join(m.target.id for m in with_tf)
+    return NoRuntime(environment, f"no target this machine can run ({targets})")
+
+
+def _folder(config: Config, manifest: Manifest) -> Path:
+    name = f"{manifest.environment}-{manifest.target.id}-{closure_hash(manifest)[:16]}"
+    return config.hub.runtimes_dir / name
+
+
+def existing_runtime(config: Config, store: BlobStore, environment: str) -> Runtime | NoRuntime:
+    """The environment's runtime if it is built for its closure as committed now."""
+    manifest = runtime_manifest(store, environment)
+    if isinstance(manifest, NoRuntime):
+        return manifest
+    folder = _folder(config, manifest)
+    if not (folder / RUNTIME).is_file():
+        return NoRuntime(environment, "its runtime is not built yet (tfmirror hub check)")
+    return Runtime.read(folder)
+
+
+def runtime(config: Config, store: BlobStore, environment: str) -> Runtime | NoRuntime:
+    """The environment's runtime, built now if its closure has none."""
+    found = existing_runtime(config, store, environment)
+    if isinstance(found, Runtime):
+        return found
+    manifest = runtime_manifest(store, environment)
+    if isinstance(manifest, NoRuntime):
+        return manifest
+    try:
+        return _build(config, store, manifest)
+    except RuntimeUnavailable as exc:
+        return NoRuntime(environment, str(exc))
+
+
+def _run(command: list[str], cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """Offline: inside a network namespace with nothing in it, where the host allows."""
+    if netns.can_unshare():
+        command = netns.wrap(command, [])
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=pip_env(UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never", TF_CPP_MIN_LOG_LEVEL="3"),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+        preexec_fn=die_with_parent,
+        start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
+    )
+
+
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    return " ".join(lines[-3:])[-500:] or f"exit {proc.returncode} with no message"
+
+
+def _wheelhouse(store: BlobStore, manifest: Manifest, into: Path) -> None:
+    """The closure's wheels under their file names: links to the store's blob files,
+    or copies where the store has none on this disk (S3)."""
+    into.mkdir()
+    for wheel in manifest.files:
+        if wheel.role is not Role.CLOSURE:
+            continue
+        target = into / wheel.filename
+        local = store.local_path(wheel.sha256)
+        if local is not None:
+            target.symlink_to(local)
+            continue
+        try:
+            with store.open_blob(wheel.sha256) as reader, open(target, "wb") as out:
+                shutil.copyfileobj(reader, out, 1024 * 1024)
+        except BlobNotFound:
+            raise RuntimeUnavailable(
+                f"{wheel.filename}: its blob is missing from the store"
+            ) from None
+
+
+def _build(config: Config, store: BlobStore, manifest: Manifest) -> Runtime:
+    folder = _folder(config, manifest)
+    interpreter = find_interpreter(manifest.target)
+    if interpreter is None:
+        raise RuntimeUnavailable(f"no Python {manifest.target.python} on this machine")
+    config.hub.runtimes_dir.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()
+    try:
+        _wheelhouse(store, manifest, staging / "wheels")
+        (staging / "lock.txt").write_text(render_lock(manifest, "(offline)"))
+        uv = uv_binary()
+        made = _run(
+            [uv, "venv", "--no-config", "--quiet", "--python", interpreter.path, "venv"], staging
+        )
+        if made.returncode != 0:
+            raise RuntimeUnavailable(f"uv venv: {_why(made)}")
+        install = [
+            uv, "pip", "install", "--no-config", "--quiet", "--no-cache", "--offline",
+            "--python", "venv/bin/python", "--no-index", "--find-links", "wheels",
+            "--require-hashes", "--no-deps", "-r", "lock.txt",
+        ]  # fmt: skip
+        done = _run(install, staging)
+        if done.returncode != 0:
+            raise RuntimeUnavailable(f"installing the closure: {_why(done)}")
+        probe = _run(["venv/bin/python", "-c", OPS, json.dumps(OP_LIBRARIES)], staging, 600)
+        line = next((ln for ln in probe.stdout.splitlines() if ln.startswith("RUNTIME ")), None)
+        if probe.returncode != 0 or line is None:
+            raise RuntimeUnavailable(f"importing tensorflow: {_why(probe)}")
+        found = json.loads(line[len("RUNTIME ") :])
+        shutil.rmtree(staging / "wheels")
+        built = Runtime(
+            manifest.environment,
+            manifest.target.id,
+            closure_hash(manifest),
+            folder,
+            str(found["tensorflow"]),
+            frozenset(found["ops"]),
+            dict(found["providers"]),
+            dict(found["failed"]),
+            dict(found["libraries"]),
+        )
+        (staging / RUNTIME).write_text(json.dumps(built.to_json(), indent=1))
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / RUNTIME).is_file():
+                raise
+            # Another build of the same closure finished first: its runtime is this one.
+            shutil.rmtree(staging, ignore_errors=True)
+            return Runtime.read(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _drop_older(config, manifest, folder)
+    return built
+
+
+def _drop_older(config: Config, manifest: Manifest, kept: Path) -> None:
+    """Runtimes of this environment and target for closures it no longer has."""
+    prefix = f"{manifest.environment}-{manifest.target.id}-"
+    for old in config.hub.runtimes_dir.glob(prefix + "*"):
+        rest = old.name[len(prefix) :]
+        if old != kept and len(rest) == 16 and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
