@@ -11,6 +11,7 @@ one of them cannot load is not served.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from hub_cache.compat_matrix import INCOMPATIBLE, OK, UNCHECKED, Pair, keep_matrix
 from hub_cache.graph_ops import GraphOps, NotASavedModel, archive_ops
@@ -45,9 +46,9 @@ def check_pair(
     each op, as every runtime built here found it."""
     base = Pair(model.handle, environment, UNCHECKED, sha256=model.sha256)
     if isinstance(ops, str):
-        return Pair(**{**base.as_json(), "reason": ops})  # type: ignore[arg-type]
+        return replace(base, reason=ops)
     if isinstance(found, NoRuntime):
-        return Pair(**{**base.as_json(), "reason": found.reason})  # type: ignore[arg-type]
+        return replace(base, reason=found.reason)
     missing = sorted(ops.ops - found.ops)
     if not missing:
         return Pair(model.handle, environment, OK, sha256=model.sha256, tensorflow=found.tensorflow)
@@ -77,13 +78,20 @@ def check_pair(
     )
 
 
-def _providers(runtimes: Iterable[Runtime | NoRuntime]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for found in runtimes:
-        if isinstance(found, Runtime):
-            for op, package in found.providers.items():
-                out.setdefault(op, package)
-    return out
+def _runtimes(
+    config: Config, store: BlobStore, names: Iterable[str], build: bool = True
+) -> tuple[dict[str, Runtime | NoRuntime], dict[str, str]]:
+    """The runtimes of `names` (built where missing, with `build`), and which package
+    registers each op as every runtime built here found it."""
+    look = runtime if build else existing_runtime
+    found = {env: look(config, store, env) for env in names}
+    every = [existing_runtime(config, store, e) for e in environments(config, store)]
+    providers: dict[str, str] = {}
+    for rt in [*found.values(), *every]:
+        if isinstance(rt, Runtime):
+            for op, package in rt.providers.items():
+                providers.setdefault(op, package)
+    return found, providers
 
 
 def check_matrix(
@@ -92,10 +100,7 @@ def check_matrix(
     """Every model against every environment (or `only` these), building the runtimes
     that are missing when `build`; the result is kept for the status page."""
     names = only or environments(config, store)
-    look = runtime if build else existing_runtime
-    runtimes = {env: look(config, store, env) for env in names}
-    others = [existing_runtime(config, store, e) for e in environments(config, store)]
-    providers = _providers([*runtimes.values(), *others])
+    runtimes, providers = _runtimes(config, store, names, build)
     pairs = []
     for model in load_models(store):
         if model.alias_of:
@@ -116,13 +121,7 @@ def compat_gate(config: Config, store: BlobStore) -> Callable[[ModelManifest], s
         if not names:
             return None
         ops = _ops_of(config, store, candidate)
-        found = {env: runtime(config, store, env) for env in names}
-        providers = _providers(
-            [
-                *found.values(),
-                *(existing_runtime(config, store, e) for e in environments(config, store)),
-            ]
-        )
+        found, providers = _runtimes(config, store, names)
         problems = []
         for env in names:
             pair = check_pair(candidate, ops, env, found[env], providers)
