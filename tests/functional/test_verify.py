@@ -255,6 +255,11 @@ def test_deep_check_records_signatures_and_flags_cut_variables(
     inputs = manifest.signatures["serving_default"]["inputs"]
     assert next(iter(inputs.values()))["shape"] == [None, 4]
     assert load_model(store, "google/tfmirror-test/cut/1") is not None  # flagged, not deleted
+    # No environment's runtime and no loader: said, not flagged (the host's limit).
+    from verify.models import check_model
+
+    alone = check_model(config, store, manifest, [])
+    assert alone.ok and alone.detail.startswith("not loaded: no environment's runtime")
     page = create_app(config, store).test_client().get("/hub/google/tfmirror-test/keras/1")
     assert "serving_default" in page.get_data(as_text=True)
 
