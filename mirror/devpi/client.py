@@ -45,11 +45,20 @@ class DevpiClient:
         self._http = requests.Session()
 
     def _request(self, method: str, path: str, **kw: object) -> requests.Response:
+        """One request; a 5xx is asked again (twice, after 0.5 s and 1 s): under load
+        devpi-server now and then answers 500 to a refresh or page read that succeeds
+        when repeated, and every call here is safe to repeat."""
         url = f"{self.base}/{path.lstrip('/')}"
-        try:
-            return self._http.request(method, url, timeout=self._timeout, **kw)  # type: ignore[arg-type]
-        except requests.RequestException as exc:
-            raise DevpiError(f"devpi at {self.base} is unreachable: {exc}") from None
+        attempts = 0
+        while True:
+            try:
+                answer = self._http.request(method, url, timeout=self._timeout, **kw)  # type: ignore[arg-type]
+            except requests.RequestException as exc:
+                raise DevpiError(f"devpi at {self.base} is unreachable: {exc}") from None
+            attempts += 1
+            if answer.status_code < 500 or attempts == PULL_ATTEMPTS:
+                return answer
+            time.sleep(0.5 * attempts)
 
     def alive(self) -> bool:
         try:
