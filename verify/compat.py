@@ -19,7 +19,7 @@ from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import stored_environments
-from verify.runtimes import NoRuntime, Runtime, existing_runtime, runtime
+from verify.runtimes import NoRuntime, Runtime, existing_runtime
 
 
 def environments(config: Config, store: BlobStore) -> list[str]:
@@ -83,9 +83,10 @@ def _runtimes(
 ) -> tuple[dict[str, Runtime | NoRuntime], dict[str, str]]:
     """The runtimes of `names` (built where missing, with `build`), and which package
     registers each op as every runtime built here found it."""
-    look = runtime if build else existing_runtime
-    found = {env: look(config, store, env) for env in names}
-    every = [existing_runtime(config, store, e) for e in environments(config, store)]
+    found = {env: existing_runtime(config, store, env, build) for env in names}
+    every = [
+        existing_runtime(config, store, e) for e in environments(config, store) if e not in found
+    ]
     providers: dict[str, str] = {}
     for rt in [*found.values(), *every]:
         if isinstance(rt, Runtime):

@@ -182,25 +182,19 @@ def _folder(config: Config, manifest: Manifest) -> Path:
     return config.hub.runtimes_dir / name
 
 
-def existing_runtime(config: Config, store: BlobStore, environment: str) -> Runtime | NoRuntime:
-    """The environment's runtime if it is built for its closure as committed now."""
+def existing_runtime(
+    config: Config, store: BlobStore, environment: str, build: bool = False
+) -> Runtime | NoRuntime:
+    """The environment's runtime if it is built for its closure as committed now; with
+    `build`, built now if it is not."""
     manifest = runtime_manifest(store, environment)
     if isinstance(manifest, NoRuntime):
         return manifest
     folder = _folder(config, manifest)
-    if not (folder / RUNTIME).is_file():
+    if (folder / RUNTIME).is_file():
+        return Runtime.read(folder)
+    if not build:
         return NoRuntime(environment, "its runtime is not built yet (tfmirror hub check)")
-    return Runtime.read(folder)
-
-
-def runtime(config: Config, store: BlobStore, environment: str) -> Runtime | NoRuntime:
-    """The environment's runtime, built now if its closure has none."""
-    found = existing_runtime(config, store, environment)
-    if isinstance(found, Runtime):
-        return found
-    manifest = runtime_manifest(store, environment)
-    if isinstance(manifest, NoRuntime):
-        return manifest
     try:
         return _build(config, store, manifest)
     except RuntimeUnavailable as exc:
