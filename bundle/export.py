@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,16 +45,19 @@ def _record(store: BlobStore, bundle_id: str) -> dict[str, object]:
     return doc
 
 
-def carried_through(store: BlobStore, bundle_id: str) -> set[str]:
-    """Every blob the chain of exports ending at `bundle_id` carried."""
-    blobs: set[str] = set()
+def _chain(store: BlobStore, bundle_id: str) -> Iterator[dict[str, object]]:
+    """The export records of `bundle_id` and every export it follows, newest first."""
     current: str | None = bundle_id
     while current is not None:
         doc = _record(store, current)
-        blobs.update(str(b) for b in doc["blobs"])  # type: ignore[attr-defined]
+        yield doc
         follows = doc.get("follows")
         current = None if follows is None else str(follows)
-    return blobs
+
+
+def carried_through(store: BlobStore, bundle_id: str) -> set[str]:
+    """Every blob the chain of exports ending at `bundle_id` carried."""
+    return {str(b) for doc in _chain(store, bundle_id) for b in doc["blobs"]}  # type: ignore[attr-defined]
 
 
 def held_after(store: BlobStore, bundle_id: str) -> set[str]:
@@ -72,14 +76,7 @@ def held_after(store: BlobStore, bundle_id: str) -> set[str]:
 def snapshots_carried(store: BlobStore, bundle_id: str) -> set[str]:
     """The snapshots the chain of exports ending at `bundle_id` carried (each once:
     a snapshot never changes)."""
-    names: set[str] = set()
-    current: str | None = bundle_id
-    while current is not None:
-        doc = _record(store, current)
-        names.update(str(n) for n in doc.get("snapshots", []))  # type: ignore[attr-defined]
-        follows = doc.get("follows")
-        current = None if follows is None else str(follows)
-    return names
+    return {str(n) for doc in _chain(store, bundle_id) for n in doc.get("snapshots", [])}  # type: ignore[attr-defined]
 
 
 def last_export(store: BlobStore) -> str | None:
