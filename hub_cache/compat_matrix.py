@@ -50,10 +50,8 @@ def read_matrix(store: BlobStore) -> list[Pair]:
         return []
 
 
-def model_matrix(store: BlobStore, model: ModelManifest) -> dict[str, Pair]:
+def model_matrix(matrix: list[Pair], model: ModelManifest) -> dict[str, Pair]:
     """The checked pairs of this very archive, by environment."""
     return {
-        p.environment: p
-        for p in read_matrix(store)
-        if p.model == model.handle and p.sha256 == model.sha256
+        p.environment: p for p in matrix if p.model == model.handle and p.sha256 == model.sha256
     }

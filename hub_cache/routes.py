@@ -24,7 +24,7 @@ from flask import (
     send_file,
 )
 
-from hub_cache.compat_matrix import model_matrix
+from hub_cache.compat_matrix import Pair, model_matrix, read_matrix
 from hub_cache.conditional import Plan, clean_environ, decide
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
@@ -55,7 +55,9 @@ def _split_at(path: str) -> tuple[str | None, str]:
     return None, path
 
 
-def model_json(manifest: ModelManifest, base: str, at: str | None = None) -> dict[str, Any]:
+def model_json(
+    manifest: ModelManifest, base: str, at: str | None, matrix: list[Pair]
+) -> dict[str, Any]:
     hub = f"{base}/hub/" + (f"@{at}/" if at else "")
     mirror_handle = f"{hub}{manifest.path}"
     return {
@@ -70,7 +72,7 @@ def model_json(manifest: ModelManifest, base: str, at: str | None = None) -> dic
         # Which environment's TensorFlow loads it, as last checked (verify.compat).
         "environments": {
             env: {k: v for k, v in pair.as_json().items() if k not in ("model", "environment")}
-            for env, pair in model_matrix(app_store(), manifest).items()
+            for env, pair in model_matrix(matrix, manifest).items()
         },
         "usage": {
             "hub_load": f'hub.load("{mirror_handle}")',
@@ -87,7 +89,8 @@ def model_list(at: str | None = None) -> Response | str:
         m for m in load_models(served_source(at)) if quarantine.model_rule(m.handle, m.path) is None
     ]
     if _wants_json():
-        return jsonify(models=[model_json(m, _base(), at) for m in models])
+        matrix = read_matrix(store)  # once for the whole list
+        return jsonify(models=[model_json(m, _base(), at, matrix) for m in models])
     title = "TF Hub models on this mirror" + (f" (@{at})" if at else "")
     return render_template("models.html", title=title, models=models, at=at)
 
@@ -107,7 +110,7 @@ def model(path: str) -> Response | str:
         abort(410, description=f"{manifest.handle} is quarantined: {rule.reason}")
     if request.args.get("tf-hub-format") == "compressed":
         return _archive(manifest)
-    info = model_json(manifest, _base(), at)
+    info = model_json(manifest, _base(), at, read_matrix(app_store()))
     if _wants_json():
         return jsonify(info)
     return render_template("model.html", title=manifest.handle, model=manifest, info=info)

@@ -151,31 +151,20 @@ def test_the_matrix_names_the_missing_op_and_the_package_that_provides_it(
         assert "missing ops" in requests.get(f"{base}/").text
         # hub prefetch --env refuses what that environment cannot load, in one line.
         cache = fleet["work"] / "cache"
-        refused = tfmirror(
-            path,
-            "hub",
-            "prefetch",
-            "https://tfhub.dev/m/fit/text/1",
-            "--cache-dir",
-            str(cache),
-            "--env",
-            "serving",
-        )
+
+        def prefetch_for(env: str) -> subprocess.CompletedProcess[str]:
+            text_model = "https://tfhub.dev/m/fit/text/1"
+            return tfmirror(
+                path, "hub", "prefetch", text_model, "--cache-dir", str(cache), "--env", env
+            )
+
+        refused = prefetch_for("serving")
         assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
         assert (
             f"environment serving cannot load it: needs tensorflow-text for {TEXT_OP}"
             in refused.stderr
         )
-        fits = tfmirror(
-            path,
-            "hub",
-            "prefetch",
-            "https://tfhub.dev/m/fit/text/1",
-            "--cache-dir",
-            str(cache),
-            "--env",
-            "text",
-        )
+        fits = prefetch_for("text")
         assert fits.returncode == 0, fits.stderr
 
 
