@@ -243,8 +243,12 @@ class PypiConfig:
         "build", '"build"', Rule(lambda v: v in ("build", "refuse"), 'use "build" or "refuse"')
     )
     build_timeout: float = key(900.0, "900", SECONDS)  # one sandboxed resolve or build
-    # its address-space cap
+    # the whole build's memory (a cgroup) and each process's address space
     build_memory_mb: int = key(4096, "4096", Rule(lambda mb: mb >= 256, "give at least 256 MB"))
+    # the whole build's process count (a fork loop stops here)
+    build_processes: int = key(
+        512, "512", Rule(lambda n: 32 <= n <= 100_000, "use 32 to 100000 processes")
+    )
     build_backends: tuple[str, ...] = DEFAULT_BUILD_BACKENDS  # on every environment's index
     min_age: float = 0.0  # seconds; each environment's default (Environment.min_age)
     # A mirrored file upstream's page no longer lists: "quarantine" it, or "keep" it.

@@ -5,8 +5,14 @@ loopback, its own process tree (killing bwrap kills everything in it), no capabi
 a clean environment with no secret in it, the system's programs and libraries read-only,
 a throwaway /tmp and home, and one writable folder, the work folder, which the caller
 throws away. The mirror's own services reach it only through Unix sockets bridged to
-loopback ports inside (the way verify's air-gap proof bridges them), and a time and a
-memory cap bound it.
+loopback ports inside (the way verify's air-gap proof bridges them), and a time cap, and
+a memory and process cap on the whole tree (mirror.core.tree_caps), bound it.
+
+bwrap itself starts with an empty environment, not only the command inside: its own
+init is pid 1 in the sandbox and its /proc/1/environ is readable there. Its output goes
+to a file outside the work folder, read back through the descriptor it was written to:
+nothing in the work folder is opened by path with the host's rights except through
+mirror.core.sandbox_files (a build may leave links there to anything the host can read).
 
     outcome = run_sandboxed(["python3.10", "-m", "build"], work, Caps(600, 4096), ...)
 """
@@ -14,10 +20,10 @@ memory cap bound it.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from mirror.core.children import die_with_parent
 from mirror.core.errors import TfmirrorError
+from mirror.core.tree_caps import Group, TreeCaps, capped_tree, rlimits
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap)"
 INSIDE_WORK = "/work"
@@ -81,10 +88,15 @@ class SandboxUnavailable(TfmirrorError):
     """No sandbox engine here; the message says what to install."""
 
 
+# bwrap's own environment: enough to find nothing (it execs by absolute path).
+BWRAP_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
 @dataclass(frozen=True)
 class Caps:
     seconds: float = 900.0
-    memory_mb: int = 4096
+    memory_mb: int = 4096  # the whole tree's, and each process's address space
+    processes: int = 512  # the whole tree's
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class Outcome:
     timed_out: bool
     seconds: float
     tail: str  # the end of what the command printed
+    hit: str | None = None  # "memory" or "process": a cap of the tree's it ran into
 
     @property
     def ok(self) -> bool:
@@ -132,6 +145,7 @@ def available() -> str | None:
         capture_output=True,
         text=True,
         check=False,
+        env=BWRAP_ENV,
     )
     if probe.returncode != 0:
         reason = (probe.stderr.strip().splitlines() or ["it exited with an error"])[-1]
@@ -163,13 +177,12 @@ def _system() -> list[str]:
     return [*args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 
 
-def _caps(memory_mb: int) -> None:
-    """In the child before exec: a memory cap the whole tree inherits, and its own
-    process group so a timeout kills every process in it."""
+def _before_exec(caps: Caps, group: Group) -> None:
+    """In the child before exec (it is bwrap): into the tree's cgroup, the limits every
+    process inside inherits, and death with its parent."""
     die_with_parent()
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    group.join()
+    rlimits(TreeCaps(caps.memory_mb, caps.processes), group)
 
 
 def command_line(argv: Sequence[str], work: Path, mounts: Mounts) -> list[str]:
@@ -200,19 +213,20 @@ def command_line(argv: Sequence[str], work: Path, mounts: Mounts) -> list[str]:
     return [*args, "--", *inner]
 
 
-def run_sandboxed(
-    argv: Sequence[str], work: Path, caps: Caps, mounts: Mounts, log: Path
-) -> Outcome:
-    """Run argv inside; its output goes to `log` (in a folder of the caller's)."""
+def run_sandboxed(argv: Sequence[str], work: Path, caps: Caps, mounts: Mounts) -> Outcome:
+    """Run argv inside; the end of its output comes back in the Outcome."""
     began = time.monotonic()
-    with log.open("ab") as out:
+    tree = TreeCaps(caps.memory_mb, caps.processes)
+    # Outside the work folder: the sandbox can write to it, never replace it by a link.
+    with tempfile.TemporaryFile(prefix="tfmirror-sandbox-") as out, capped_tree(tree) as group:
         proc = subprocess.Popen(
             command_line(argv, work, mounts),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=BWRAP_ENV,
             start_new_session=True,
-            preexec_fn=lambda: _caps(caps.memory_mb),
+            preexec_fn=lambda: _before_exec(caps, group),
         )
         timed_out = False
         try:
@@ -222,13 +236,7 @@ def run_sandboxed(
             # bwrap is the namespace's parent: with it goes every process inside.
             os.killpg(proc.pid, signal.SIGKILL)
             code = proc.wait()
-    return Outcome(code, timed_out, time.monotonic() - began, _tail(log))
-
-
-def _tail(log: Path) -> str:
-    try:
-        with log.open("rb") as handle:
-            handle.seek(max(0, log.stat().st_size - LOG_TAIL))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+        hit = group.hit()
+        out.seek(max(0, out.seek(0, os.SEEK_END) - LOG_TAIL))
+        tail = out.read().decode("utf-8", "replace")
+    return Outcome(code, timed_out, time.monotonic() - began, tail, hit)

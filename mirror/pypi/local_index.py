@@ -6,6 +6,12 @@ the sync's own verified download (upstream's sha256 and size, its caps, its host
 into the store, and sent from there. So code in the sandbox gets the bytes the mirror
 verified and nothing else: no other host, no upload, no way to write to the store.
 Every file it took is remembered: those are a build's requirements.
+
+A sandbox sees upstream only as its environment may: each sandbox gets a session bound
+to one view (the environment's cooldown, and no quarantined file), whatever path it asks
+by; `/cooldown/<cutoff>/` paths are for the syncer's own resolver on loopback only. So a
+build can neither fetch a release too young for its environment nor one the operator
+took down, and cannot reach another environment's view.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from urllib.parse import unquote
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from mirror.core.quarantine import Quarantine
 from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
 from mirror.core.upstream import (
     PEP691_JSON,
@@ -75,6 +82,14 @@ class Taken:
         return size if isinstance(size, int) else None
 
 
+@dataclass(frozen=True)
+class View:
+    """What one sandbox may see of upstream: its environment's cooldown (by its cutoff,
+    None: none) and, always, nothing quarantined."""
+
+    cutoff: int | None
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     # uv opens dozens of connections at once; socketserver's backlog of 5 dropped the
@@ -82,6 +97,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 256
     index: LocalIndex
     taken: list[Taken] | None = None  # a session's: each file its sandbox downloaded
+    view: View | None = None  # a sandbox's session: the only view it is served
 
 
 @dataclass(frozen=True)
@@ -101,29 +117,36 @@ class _LoopbackServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     request_queue_size = 256  # as _Server's
     index: LocalIndex
     taken: list[Taken] | None = None
+    view: View | None = None  # the syncer's own resolver picks its view by path
 
 
 _AnyServer = TypeVar("_AnyServer", _Server, _LoopbackServer)
 
 
 class LocalIndex:
-    """`with LocalIndex(store, pages, policy) as index:` serves on `index.socket` (for a
-    sandbox) and, once asked for `index.url()`, on a loopback port (for the syncer's own
-    resolver, which is held to the same policy as a sandbox's: no fetch of its own)."""
+    """`with LocalIndex(store, pages, policy) as index:` serves a sandbox through
+    `index.session(cooldown)` (a socket of its own) and, once asked for `index.url()`, on
+    a loopback port (for the syncer's own resolver, which is held to the same policy as
+    a sandbox's: no fetch of its own)."""
 
-    def __init__(self, store: BlobStore, pages: ProjectPages, policy: FetchPolicy) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        pages: ProjectPages,
+        policy: FetchPolicy,
+        quarantine: Quarantine | None = None,
+    ) -> None:
         self.store = store
         self.pages = pages
         self.policy = policy
+        self.quarantine = quarantine or Quarantine()  # as the sync began
         self._lock = threading.Lock()
         self._files: dict[str, Taken] = {}  # sha256 -> entry, from the pages served
         # As served, by project and cooldown cutoff: the same all sync long.
-        self._pages: dict[tuple[str, int | None], bytes | None] = {}
+        self._pages: dict[tuple[str, int | None, bool], bytes | None] = {}
         self._cooldowns: dict[int, Cooldown] = {}  # by cutoff, as its pages' paths name it
         self._held: dict[tuple[str, str], Held] = {}  # (project, version) left out
         self._folder = tempfile.TemporaryDirectory(prefix="tfmirror-index-")
-        self.socket = Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock"
-        self._server: _Server | None = None
         self._loopback: _LoopbackServer | None = None
         self._upstream = shared_session()  # for ranges: one request each, many threads
         # METADATA made from wheels upstream lists none for, each read once (in flight
@@ -133,11 +156,14 @@ class LocalIndex:
         self._prefetch = ThreadPoolExecutor(PREFETCH, thread_name_prefix="metadata")
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A socket of its own for one sandbox, served while the block runs."""
+    def session(self, cooldown: Cooldown | None) -> Iterator[Session]:
+        """A socket of its own for one sandbox, served while the block runs, showing it
+        only what `cooldown`'s environment may see."""
         served = Session(Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock", [])
         server = self._serve(_Server(str(served.socket), _Handler))
         server.taken = served.taken
+        prefix = self.prefix(cooldown)  # registers the cooldown under its cutoff
+        server.view = View(int(prefix.rsplit("/", 1)[1]) if prefix else None)
         try:
             yield served
         finally:
@@ -151,7 +177,6 @@ class LocalIndex:
             return self._files.get(sha256)
 
     def __enter__(self) -> LocalIndex:
-        self._server = self._serve(_Server(str(self.socket), _Handler))
         return self
 
     def _serve(self, server: _AnyServer) -> _AnyServer:
@@ -194,32 +219,42 @@ class LocalIndex:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for server in (self._server, self._loopback):
-            if server is not None:
-                server.shutdown()
-                server.server_close()
+        if self._loopback is not None:
+            self._loopback.shutdown()
+            self._loopback.server_close()
         self._prefetch.shutdown(wait=True, cancel_futures=True)
         self._upstream.close()
         self._folder.cleanup()
 
     # -- what the handler asks ----------------------------------------------------
-    def page(self, project: str, cutoff: int | None = None) -> bytes | None:
+    def page(self, project: str, cutoff: int | None = None, sandbox: bool = False) -> bytes | None:
         """The project's page, pointing here, without what the cooldown under `cutoff`
         holds back; made once per sync (a sandbox's resolvers ask for every page in each
         of up to seven resolves). None: no such page (or no such cooldown)."""
         name = canonicalize_name(project)
         with self._lock:
-            if (name, cutoff) in self._pages:
-                return self._pages[(name, cutoff)]
+            if (name, cutoff, sandbox) in self._pages:
+                return self._pages[(name, cutoff, sandbox)]
             cooldown = self._cooldowns.get(cutoff) if cutoff is not None else None
         if cutoff is not None and cooldown is None:
             return None
-        body = self._page(name, cooldown)
+        body = self._page(name, cooldown, sandbox)
         with self._lock:
-            self._pages[(name, cutoff)] = body
+            self._pages[(name, cutoff, sandbox)] = body
         return body
 
-    def _page(self, name: str, cooldown: Cooldown | None) -> bytes | None:
+    def allows(self, taken: Taken, view: View) -> bool:
+        """A sandbox with `view` may have this file: its environment's cooldown lets it
+        through and nothing quarantines it."""
+        if self.quarantine.rule_for_file(taken.filename) is not None:
+            return False
+        if view.cutoff is None:
+            return True
+        with self._lock:
+            cooldown = self._cooldowns.get(view.cutoff)
+        return cooldown is not None and cooldown.holds(taken.project, taken.entry) is None
+
+    def _page(self, name: str, cooldown: Cooldown | None, sandbox: bool) -> bytes | None:
         doc = self.pages.get(name)
         if doc is None:
             return None
@@ -234,6 +269,8 @@ class LocalIndex:
                 continue  # a file the mirror could not verify is not offered
             if "/" in filename or filename.startswith("."):
                 continue
+            if sandbox and self.quarantine.rule_for_file(filename) is not None:
+                continue  # the syncer's resolver sees it, and the commit says why it stops
             held = cooldown.holds(name, entry) if cooldown is not None else None
             if held is not None:
                 with self._lock:
@@ -458,6 +495,9 @@ class _Handler(BaseHTTPRequestHandler):
         taken = None
         if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
             taken = self.server.index.entry(parts[1])
+        view = self.server.view
+        if taken is not None and view is not None and not self.server.index.allows(taken, view):
+            taken = None
         size = taken.size if taken is not None else None
         if taken is None or parts[2].endswith(".metadata") or size is None:
             self.send_response(404)
@@ -473,19 +513,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         index = self.server.index
+        view = self.server.view
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         try:
             cutoff = None
             if len(parts) == 4 and parts[0] == "cooldown" and parts[1].isdigit():
                 cutoff, parts = int(parts[1]), parts[2:]
+            if view is not None:
+                cutoff = view.cutoff  # a sandbox gets its own view, whatever it asks
             if len(parts) == 2 and parts[0] == "simple":
-                body = index.page(parts[1], cutoff)
+                body = index.page(parts[1], cutoff, sandbox=view is not None)
                 if body is None:
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, body, PEP691_JSON)
             if len(parts) == 3 and parts[0] == "files" and _SHA256.match(parts[1]):
                 taken = index.entry(parts[1])
+                if taken is not None and view is not None and not index.allows(taken, view):
+                    return self._send(404, b"not offered to this environment", "text/plain")
                 wanted = _range(self.headers.get("Range", ""), taken)
                 if wanted is not None and taken is not None and taken.size is not None:
                     start, length = wanted

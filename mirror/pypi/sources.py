@@ -19,11 +19,19 @@ The built wheel joins the closure with its provenance (BuiltFrom); its sdist and
 build requirements' wheels are mirrored beside it, so a node that must build can,
 offline. An sdist whose wheel a manifest already lists is never built again: a no-op
 sync runs no sandbox at all.
+
+What a sandbox leaves is hostile input: its lock and its wheel are read through
+mirror.core.sandbox_files (no link followed), the wheel is checked as an installer reads
+it (mirror.pypi.wheel_contents) before it is stored, and of the files a build fetched
+only those its declared build requirements resolve to are kept as its requirements (a
+build that fetches anything else gets it, within its environment's view, and that is
+all: it is not mirrored for the fleet).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import shutil
@@ -32,7 +40,6 @@ import tempfile
 import threading
 import time
 import tomllib
-import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -41,6 +48,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidWheelFilename,
@@ -51,9 +59,11 @@ from packaging.version import Version
 
 from mirror.core.children import scrubbed_env
 from mirror.core.config import Environment, Target
+from mirror.core.quarantine import Quarantine
 from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
 from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sandboxed
+from mirror.core.sandbox_files import Refused, copy_out, files_inside, read_inside
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.timestamps import rfc3339_utc, utc_moment
 from mirror.core.upstream import DownloadError, FetchPolicy, ProjectPages
@@ -64,7 +74,7 @@ from mirror.pypi.interpreters import (
     host_interpreter,
     missing_interpreter,
 )
-from mirror.pypi.local_index import LocalIndex, Taken
+from mirror.pypi.local_index import LocalIndex, Session, Taken
 from mirror.pypi.resolve import (
     BuiltFrom,
     ResolveError,
@@ -78,6 +88,7 @@ from mirror.pypi.resolve import (
     uv_binary,
     uv_platform,
 )
+from mirror.pypi.wheel_contents import WheelRefused, check_wheel
 
 log = logging.getLogger("tfmirror.pypi.sources")
 BUILDS_AT_ONCE = 2
@@ -94,6 +105,34 @@ def _index(prefix: str) -> str:
 
 MAX_BUILT = 2 * 1024**3  # a built wheel over this is refused, unread
 MAX_LOCK = 16 * 1024**2
+MAX_DECLARED = 64 * 1024  # the build requirements an sdist declares, as JSON
+MAX_REQUIREMENTS = 100
+# Runs in the sandbox (the host's own Python, which has tomllib): the build requirements
+# the sdist's pyproject.toml declares, or setuptools' for a legacy sdist (as uv and pip
+# assume). The sdist could declare anything: this only bounds what is kept to that.
+DECLARED = """
+import json, sys, tarfile, tomllib, zipfile
+path, out = sys.argv[1], sys.argv[2]
+text = None
+if path.endswith(".zip"):
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")]
+        text = zf.read(names[0]) if names else None
+else:
+    with tarfile.open(path) as tf:
+        for member in tf:
+            parts = member.name.lstrip("./").split("/")
+            if len(parts) == 2 and parts[1] == "pyproject.toml" and member.isfile():
+                text = tf.extractfile(member).read()
+                break
+requires = ["setuptools>=40.8.0"]
+if text is not None:
+    system = tomllib.loads(text.decode()).get("build-system")
+    if isinstance(system, dict) and "requires" in system:
+        requires = system["requires"]
+with open(out, "w") as handle:
+    json.dump(requires, handle)
+"""
 ZIP_EPOCH = 315532800  # 1980-01-01: the oldest time a wheel's zip can hold
 
 
@@ -130,8 +169,13 @@ def _tail(outcome: Outcome, lines: int = 6) -> str:
 
 
 def _why(outcome: Outcome, caps: Caps) -> str:
+    """Which cap stopped it, in one line, or how it exited."""
     if outcome.timed_out:
         return f"stopped at the {caps.seconds:g} s time limit ([pypi] build_timeout)"
+    if outcome.hit == "memory":
+        return f"stopped at the {caps.memory_mb} MB memory cap ([pypi] build_memory_mb)"
+    if outcome.hit == "process":
+        return f"stopped at the {caps.processes}-process cap ([pypi] build_processes)"
     return f"exit {outcome.returncode}"
 
 
@@ -172,8 +216,10 @@ class SourceBuilds:
         policy: BuildPolicy,
         known: Mapping[str, Wheel],
         cooldown: Callable[[Environment], Cooldown],
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.store = store
+        self.quarantine = quarantine or Quarantine()  # as the sync began: builds see none
         self.cooldown = cooldown  # each environment's, cut at the sync's start
         self.pages = pages
         self.fetch = fetch
@@ -203,7 +249,8 @@ class SourceBuilds:
         """The sync's one local index: every resolver, the syncer's own included, reads
         upstream through it, so every page and file is held to the sync's fetch policy."""
         if self._index is None:
-            self._index = LocalIndex(self.store, self.pages, self.fetch).__enter__()
+            index = LocalIndex(self.store, self.pages, self.fetch, self.quarantine)
+            self._index = index.__enter__()
         return self._index
 
     def resolve_wheels(
@@ -432,7 +479,7 @@ class SourceBuilds:
         binary: set[str],
     ) -> list[dict[str, Any]]:
         """Resolve in the sandbox, sdists allowed except for the projects in `binary`."""
-        with self._work() as work:
+        with self._work() as work, index.session(self.cooldown(env)) as session:
             (work / "requirements.in").write_text("\n".join(env.requirements) + "\n")
             (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
             platform, platform_env = uv_platform(target)
@@ -445,15 +492,18 @@ class SourceBuilds:
                 "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
                 *(arg for name in sorted(binary) for arg in ("--only-binary", name)),
             ]  # fmt: skip
-            outcome = self._run(argv, work, python, index.socket, platform_env)
-            lock = work / "pylock.toml"
-            if not outcome.ok or not lock.is_file() or lock.stat().st_size > MAX_LOCK:
-                why = _why(outcome, self.policy.caps)
+            outcome = self._run(argv, work, python, session.socket, platform_env)
+            why = _why(outcome, self.policy.caps)
+            try:
+                lock = read_inside(work, "pylock.toml", MAX_LOCK) if outcome.ok else None
+                packages = tomllib.loads(lock.decode()).get("packages") if lock else None
+            except (Refused, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                why, packages = f"its lock is refused ({exc})", None
+            if not isinstance(packages, list) or not all(isinstance(p, dict) for p in packages):
                 raise SandboxResolveError(
                     f"resolving with sdists (in the sandbox) failed, {why}: {_tail(outcome)}",
                     outcome.tail,
                 )
-            packages: list[dict[str, Any]] = tomllib.loads(lock.read_text()).get("packages", [])
             return packages
 
     # -- 2. build ---------------------------------------------------------------------
@@ -482,19 +532,20 @@ class SourceBuilds:
             raise ResolveError(f"{what}: its sdist {source.filename}: {exc}") from None
         with self._lock:
             self.builds += 1
-        with self._work() as work, index.session() as session:
-            for folder in ("src", "out", "fixed"):
+        with self._work() as work, index.session(job.cooldown) as session:
+            for folder in ("src", "out"):
                 (work / folder).mkdir()
             with (
                 self.store.open_blob(source.sha256) as blob,
                 (work / "src" / source.filename).open("wb") as out,
             ):
                 shutil.copyfileobj(blob, out)
+            declared = self._declared(what, work, source)
             (work / "build-constraints.txt").write_text("\n".join(job.bounds) + "\n")
             argv = [
                 uv_binary(), "build", "--no-config", "--wheel", "--out-dir", "out",
                 "--python", builder.path,
-                "--default-index", _index(index.prefix(job.cooldown)),
+                "--default-index", _index(""),
                 "--build-constraints", "build-constraints.txt", f"src/{source.filename}",
             ]  # fmt: skip
             epoch = {"SOURCE_DATE_EPOCH": str(_epoch(source.upload_time))}
@@ -504,20 +555,22 @@ class SourceBuilds:
                     f"{what}: building {source.filename} failed in the sandbox, "
                     f"{_why(outcome, self.policy.caps)}: {_tail(outcome)}"
                 )
-            built = _one_wheel(work / "out", what)
-            _, wheel_version, _, tags = parse_wheel_filename(built.name)
-            if (
-                canonicalize_name(parse_wheel_filename(built.name)[0]) != name
-                or str(wheel_version) != want
-            ):
-                raise ResolveError(
-                    f"{what}: the build made {built.name}, another project or version"
-                )
-            if any(t.platform != "any" for t in tags):
-                built = self._repair(what, built, target, interpreter, tags, work)
-            taken = session.taken_by_sha()
-            requires = {s: t for s, t in taken.items() if t.filename.endswith(".whl")}
-            wheel = self._keep(name, want, built, source, builder, requires)
+            with self._work() as mine:  # the host's own folder: nothing inside can reach it
+                built = _take_wheel(work, "out", mine, what)
+                _, wheel_version, _, tags = parse_wheel_filename(built.name)
+                if (
+                    canonicalize_name(parse_wheel_filename(built.name)[0]) != name
+                    or str(wheel_version) != want
+                ):
+                    raise ResolveError(
+                        f"{what}: the build made {built.name}, another project or version"
+                    )
+                _check(built, what)
+                if any(t.platform != "any" for t in tags):
+                    built = self._repair(what, built, target, interpreter, mine)
+                    _check(built, what)
+                requires = self._requirements(job, builder, declared, session)
+                wheel = self._keep(name, want, built, source, builder, requires)
         with self._lock:
             self.built[wheel.sha256] = wheel
             self.files[wheel.sha256] = wheel
@@ -530,11 +583,11 @@ class SourceBuilds:
         built: Path,
         target: Target,
         interpreter: Interpreter | None,
-        tags: frozenset[Any],
-        work: Path,
+        mine: Path,
     ) -> Path:
         """An extension: built with the target's own Python, and tagged for the oldest
-        glibc its symbols need (auditwheel), never the build host's linux_x86_64."""
+        glibc its symbols need (auditwheel), never the build host's linux_x86_64. In a
+        sandbox of its own that holds nothing of the build's but the wheel."""
         if interpreter is None:
             raise ResolveError(f"{what} builds an extension: {missing_interpreter(target)}")
         host_arch = host_interpreter_arch()
@@ -544,22 +597,83 @@ class SourceBuilds:
                 f"manylinux {host_arch} targets; target {target.id} needs a wheel from elsewhere"
             )
         tool = host_interpreter()
-        argv = [
-            tool.path, "-m", "auditwheel", "repair", "--plat", target.platform,
-            "-w", "fixed", f"out/{built.name}",
-        ]  # fmt: skip
-        outcome = self._run(
-            argv, work, tool, None, {"PATH": f"{Path(tool.path).parent}:/usr/bin:/bin"}
-        )
-        if not outcome.ok:
-            raise ResolveError(
-                f"{what}: its wheel cannot be tagged for {target.platform} "
-                f"(auditwheel, {_why(outcome, self.policy.caps)}): {_tail(outcome)}"
+        with self._work() as work:
+            for folder in ("out", "fixed"):
+                (work / folder).mkdir()
+            shutil.copyfile(built, work / "out" / built.name)
+            argv = [
+                tool.path, "-m", "auditwheel", "repair", "--plat", target.platform,
+                "-w", "fixed", f"out/{built.name}",
+            ]  # fmt: skip
+            outcome = self._run(
+                argv, work, tool, None, {"PATH": f"{Path(tool.path).parent}:/usr/bin:/bin"}
             )
-        fixed = _one_wheel(work / "fixed", what)
+            if not outcome.ok:
+                raise ResolveError(
+                    f"{what}: its wheel cannot be tagged for {target.platform} "
+                    f"(auditwheel, {_why(outcome, self.policy.caps)}): {_tail(outcome)}"
+                )
+            fixed_folder = mine / "fixed"
+            fixed_folder.mkdir()
+            fixed = _take_wheel(work, "fixed", fixed_folder, what)
         if not parse_wheel_filename(fixed.name)[3] & tag_ranks(target).keys():
             raise ResolveError(f"{what}: its wheel {fixed.name} does not install on {target.id}")
         return fixed
+
+    def _declared(self, what: str, work: Path, source: Wheel) -> list[str]:
+        """The build requirements the sdist declares, read in the sandbox (the host's
+        Python, which has tomllib), bounded and parsed here."""
+        tool = host_interpreter()
+        argv = [tool.path, "-I", "-c", DECLARED, f"src/{source.filename}", "declared.json"]
+        outcome = self._run(argv, work, tool, None, {})
+        try:
+            if not outcome.ok:
+                raise ValueError(_tail(outcome))
+            declared = json.loads(read_inside(work, "declared.json", MAX_DECLARED))
+            if not isinstance(declared, list) or len(declared) > MAX_REQUIREMENTS:
+                raise ValueError(f"not a list of at most {MAX_REQUIREMENTS} requirements")
+            for text in declared:
+                Requirement(str(text))
+        except (ValueError, Refused, InvalidRequirement) as exc:
+            raise ResolveError(
+                f"{what}: its declared build requirements cannot be read "
+                f"({bounded(redact_url(str(exc)), 300)})"
+            ) from None
+        return [str(text) for text in declared]
+
+    def _requirements(
+        self, job: _Job, builder: Interpreter, declared: list[str], session: Session
+    ) -> dict[str, Taken]:
+        """The wheels the build fetched that its declared build requirements resolve to
+        (wheels only, in its environment's view, within its bounds): its requirements.
+        Anything else it fetched is named in the log and not kept."""
+        taken = {s: t for s, t in session.taken_by_sha().items() if t.filename.endswith(".whl")}
+        wanted: set[tuple[str, str]] = set()
+        if declared and taken:
+            built_on = replace(job.target, python=builder.python)
+            try:
+                closure = self.resolve_wheels(
+                    tuple(declared), built_on, job.bounds, cooldown=job.cooldown
+                )
+                wanted = {(w.project, w.version) for w in closure}
+            except ResolveError as exc:
+                log.warning(
+                    "%s %s: its build requirements do not resolve: %s", job.name, job.version, exc
+                )
+        kept = {}
+        for sha, file in taken.items():
+            facts = (file.project, str(parse_wheel_filename(file.filename)[1]))
+            if facts in wanted:
+                kept[sha] = file
+            else:
+                log.warning(
+                    "%s %s: its build fetched %s, which its declared build requirements "
+                    "do not need: not kept",
+                    job.name,
+                    job.version,
+                    file.filename,
+                )
+        return kept
 
     def _keep(
         self,
@@ -639,7 +753,7 @@ class SourceBuilds:
             },
         )
         argv = [str(uv) if a == uv_binary() else a for a in argv]
-        return run_sandboxed(argv, work, self.policy.caps, mounts, work / "sandbox.log")
+        return run_sandboxed(argv, work, self.policy.caps, mounts)
 
 
 def host_interpreter_arch() -> str:
@@ -648,27 +762,32 @@ def host_interpreter_arch() -> str:
     return platform.machine()
 
 
-def _one_wheel(folder: Path, what: str) -> Path:
-    found = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
-    wheels = [p for p in found if p.name.endswith(".whl")]
-    if len(wheels) != 1:
-        raise ResolveError(f"{what}: the build left {len(wheels)} wheels, not one")
-    wheel = wheels[0]
+def _take_wheel(work: Path, folder: str, into: Path, what: str) -> Path:
+    """The one wheel a sandbox left in `folder`, copied into the host's folder `into`
+    without following a link."""
     try:
-        parse_wheel_filename(wheel.name)
-    except InvalidWheelFilename:
-        raise ResolveError(
-            f"{what}: the build made {bounded(wheel.name, 200)!r}, not a wheel name"
-        ) from None
-    if wheel.stat().st_size > MAX_BUILT:
-        raise ResolveError(f"{what}: the built wheel is over {MAX_BUILT} bytes")
+        wheels = [n for n in files_inside(work, folder) if n.endswith(".whl")]
+        if len(wheels) != 1:
+            raise ResolveError(f"{what}: the build left {len(wheels)} wheels, not one")
+        name = wheels[0]
+        try:
+            parse_wheel_filename(name)
+        except InvalidWheelFilename:
+            raise ResolveError(
+                f"{what}: the build made {bounded(name, 200)!r}, not a wheel name"
+            ) from None
+        copy_out(work, f"{folder}/{name}", into / name, MAX_BUILT)
+    except Refused as exc:
+        raise ResolveError(f"{what}: its output is refused: {exc}") from None
+    return into / name
+
+
+def _check(wheel: Path, what: str) -> None:
+    """As an installer would read it: see mirror.pypi.wheel_contents."""
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            if not any(n.endswith(".dist-info/METADATA") for n in zf.namelist()):
-                raise ResolveError(f"{what}: the built wheel has no METADATA")
-    except zipfile.BadZipFile:
-        raise ResolveError(f"{what}: the built wheel is not a zip file") from None
-    return wheel
+        check_wheel(wheel, wheel.name)
+    except WheelRefused as exc:
+        raise ResolveError(f"{what}: the built wheel is refused: {exc}") from None
 
 
 def _upstream_file(taken: Taken, role: Role) -> Wheel:

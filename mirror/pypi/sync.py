@@ -297,7 +297,7 @@ class PypiSync:
         pypi = self.config.pypi
         known = plan.known
         have = {(w.filename, w.sha256) for w in known.values()}
-        caps = Caps(pypi.build_timeout, pypi.build_memory_mb)
+        caps = Caps(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
         builds = SourceBuilds(
             self.store,
             pages,
@@ -305,6 +305,7 @@ class PypiSync:
             BuildPolicy(pypi.sdists == "build", caps),
             known,
             self._cooldown,
+            plan.quarantine,
         )
         try:
             for slot in slots(pypi):
