@@ -131,8 +131,8 @@ class HeldFolder:
         return HeldFolder(fd, self.shown / name)
 
     def entries(self) -> Iterator[os.DirEntry[str]]:
-        # scandir(fd) closes the descriptor it is given: it gets a copy.
-        with os.scandir(os.dup(self.fd)) as found:
+        # scandir(fd) reads a copy of the descriptor and rewinds it when done.
+        with os.scandir(self.fd) as found:
             yield from found
 
     def refuse_links(self) -> None:
