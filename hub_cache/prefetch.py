@@ -9,14 +9,12 @@ it into place, so tensorflow_hub never sees half a model.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import os
 import shutil
 import socket
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import requests
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.held_folder import HeldFolder
 from mirror.core.config import handle_path
 from mirror.core.errors import TfmirrorError
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
@@ -210,52 +209,19 @@ def _download(url: str, spool: object, sha256: str, size: int, timeout: float) -
 
 
 def swap_in(staging: Path, folder: Path) -> None:
-    """Put the extracted model in place. An older copy is exchanged with it in one
-    renameat2(RENAME_EXCHANGE), so a tensorflow_hub reading the cache meanwhile finds the
-    old model or the new one, never an empty place (which it would download into)."""
-    if not folder.exists():
-        os.rename(staging, folder)
-        return
-    if _exchange(staging, folder):
-        # `staging` now holds the old model. A reader may be listing it right now (it
-        # opened the folder before the exchange): it is set aside and removed by a
-        # later prefetch, not emptied under that reader.
-        aside = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
-        os.rename(staging, aside)
-        os.utime(aside)  # its age counts from now
-        return
-    old = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.old")
-    os.rename(folder, old)  # no renameat2 here (not Linux, or an old kernel): a brief gap
-    os.rename(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Put the extracted model in place (HeldFolder.swap_in: one exchange, so a
+    tensorflow_hub reading the cache meanwhile never finds an empty place, which it
+    would download into). `staging` is a sibling of `folder`."""
+    with HeldFolder.open_root(folder.parent) as home:
+        home.swap_in(staging.name, folder.name)
 
 
 OLD_COPIES_KEPT = 600  # seconds an exchanged-out model stays for readers still in it
 
 
 def drop_old_copies(cache_dir: Path) -> None:
-    now = time.time()
-    for old in cache_dir.glob("*.old"):
-        with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > OLD_COPIES_KEPT:
-                shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    errno = ctypes.get_errno()
-    if errno in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the filesystem cannot
-        return False
-    raise OSError(errno, os.strerror(errno), str(b))
+    with HeldFolder.open_root(cache_dir) as home:
+        home.drop_old_copies(OLD_COPIES_KEPT)
 
 
 def _write_record(record: Path, handle: str, mirror: str, sha256: str) -> None:

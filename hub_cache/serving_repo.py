@@ -9,6 +9,9 @@ broken since 2.7 (serving#1963): a local folder written this way is the reliable
 Rerunning changes nothing unless a model did: what each version holds is recorded
 beside it (`DIR/<name>/.tfmirror.json`, which TF Serving ignores: not a number).
 models.config names exactly the models this run exported.
+Others may write in the folder too (TF Serving's volume): nothing under it is followed
+through a link (hub_cache.held_folder); a planted `DIR/m -> elsewhere/` had the export
+prune and write in `elsewhere/`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.held_folder import HeldFolder
 from hub_cache.models import ModelManifest
-from hub_cache.prefetch import drop_old_copies, swap_in
+from hub_cache.prefetch import OLD_COPIES_KEPT
 from mirror.core.storage import BlobStore
 
 CONFIG = "models.config"
@@ -86,18 +89,16 @@ class _Hashing:
             pass
 
 
-def _record(folder: Path) -> dict[str, str]:
+def _record(home: HeldFolder) -> dict[str, str]:
     try:
-        doc = json.loads((folder / RECORD).read_text())
+        doc = json.loads(home.read_text(RECORD) or "{}")
         return {str(k): str(v) for k, v in doc.get("versions", {}).items()}
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         return {}
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_record(home: HeldFolder, record: dict[str, str]) -> None:
+    home.write_text(RECORD, json.dumps({"versions": record}, indent=1))
 
 
 def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) -> None:
@@ -112,58 +113,58 @@ def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) 
         )
 
 
-def _place(store: BlobStore, out: Path, p: Placement, caps: Caps) -> Exported:
-    home = out / p.name
-    home.mkdir(parents=True, exist_ok=True)
-    drop_old_copies(home)  # versions an earlier run exchanged out, once readers are done
-    dest = home / str(p.version)
+def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: Caps) -> Exported:
+    version = str(p.version)
     record = _record(home)
-    if record.get(str(p.version)) == p.manifest.sha256 and dest.is_dir():
+    if record.get(version) == p.manifest.sha256 and home.has_folder(version):
         return Exported(p.manifest.handle, p.name, p.version, "unchanged")
-    staging = home / f".{p.version}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir()
+    staging = f".{version}.{uuid.uuid4().hex[:8]}.tmp"
+    # Private while it is filled: nobody else can put a link inside it meanwhile.
+    into = home.make_folder(staging, 0o700)
     try:
-        _extract(store, p.manifest, staging, caps)
-        swap_in(staging, dest)
+        with into:
+            _extract(store, p.manifest, into.path_inside(), caps)
+            os.chmod(into.fd, 0o755)
+        home.swap_in(staging, version)
     except ArchiveRejected as exc:
         return Exported(p.manifest.handle, p.name, p.version, "refused", str(exc))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    record[str(p.version)] = p.manifest.sha256
-    _write_atomically(home / RECORD, json.dumps({"versions": record}, indent=1))
+        home.remove(staging)
+    record[version] = p.manifest.sha256
+    _write_record(home, record)
     return Exported(p.manifest.handle, p.name, p.version, "written")
 
 
-def _prune(out: Path, name: str, keep: int) -> list[Exported]:
+def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
     """The oldest versions beyond `keep`: renamed out of TF Serving's sight, then removed."""
-    home = out / name
     record = _record(home)
     versions = sorted((int(v) for v in record if v.isdigit()), reverse=True)
     removed = []
     for version in versions[keep:]:
-        folder = home / str(version)
-        if folder.is_dir():
-            aside = home / f".{version}.{uuid.uuid4().hex[:8]}.old"
-            os.rename(folder, aside)
-            shutil.rmtree(aside, ignore_errors=True)
+        if home.has_folder(str(version)):
+            aside = f".{version}.{uuid.uuid4().hex[:8]}.old"
+            home.rename(str(version), aside)
+            home.remove(aside)
         record.pop(str(version), None)
         removed.append(Exported("", name, version, "removed"))
     if removed:
-        _write_atomically(home / RECORD, json.dumps({"versions": record}, indent=1))
+        _write_record(home, record)
     return removed
 
 
-def render_config(out: Path, names: set[str]) -> str:
-    """models.config for the models of this export (`names`), each version it keeps."""
+def render_config(root: HeldFolder, base: Path, names: set[str]) -> str:
+    """models.config for the models of this export (`names`), each version it keeps;
+    `base` is the export root as TF Serving reaches it."""
     lines = ["model_config_list {"]
-    for home in sorted(out / name for name in names):
-        versions = sorted(int(v) for v in _record(home) if v.isdigit() and (home / v).is_dir())
+    for name in sorted(names):
+        with root.folder(name) as home:
+            versions = sorted(int(v) for v in _record(home) if v.isdigit() and home.has_folder(v))
         if not versions:
             continue
         lines += [
             "  config {",
-            f"    name: {json.dumps(home.name)}",
-            f"    base_path: {json.dumps(str(home.resolve()))}",
+            f"    name: {json.dumps(name)}",
+            f"    base_path: {json.dumps(str(base / name))}",
             '    model_platform: "tensorflow"',
             "    model_version_policy {",
             "      specific {",
@@ -175,6 +176,16 @@ def render_config(out: Path, names: set[str]) -> str:
     return "\n".join([*lines, "}"]) + "\n"
 
 
+def _refuse_links(root: HeldFolder, names: set[str]) -> None:
+    """Before anything is written: no link where this export reads or writes (see
+    HeldFolder). Each step checks again, by descriptor, for one planted meanwhile."""
+    root.has_file(CONFIG)
+    for name in sorted(names):
+        if root.has_folder(name):
+            with root.folder(name) as home:
+                home.refuse_links()
+
+
 def export_serving(
     store: BlobStore,
     out: Path,
@@ -183,7 +194,24 @@ def export_serving(
     keep: int,
     refuse: Callable[[ModelManifest], str | None] = lambda _: None,
 ) -> list[Exported]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Raises NotFollowed, naming it, for a link under `out` (the model folder, a version,
+    the record, models.config): such a link made the export prune and write wherever it
+    pointed. `out` itself may be a link."""
+    with HeldFolder.open_root(out) as root:
+        return _export(store, root, out.resolve(), placements, caps, keep, refuse)
+
+
+def _export(
+    store: BlobStore,
+    root: HeldFolder,
+    base: Path,
+    placements: list[Placement],
+    caps: Caps,
+    keep: int,
+    refuse: Callable[[ModelManifest], str | None],
+) -> list[Exported]:
+    names = {p.name for p in placements}
+    _refuse_links(root, names)
     done = []
     for placement in placements:
         why = refuse(placement.manifest)
@@ -191,14 +219,18 @@ def export_serving(
             m = placement.manifest
             done.append(Exported(m.handle, placement.name, placement.version, "refused", why))
             continue
-        done.append(_place(store, out, placement, caps))
-    for name in sorted({p.name for p in placements}):
-        done += _prune(out, name, keep)
+        with root.folder(placement.name, create=True) as home:
+            # versions an earlier run exchanged out, once readers are done
+            home.drop_old_copies(OLD_COPIES_KEPT)
+            done.append(_place(store, home, placement, caps))
+    for name in sorted(names):
+        if root.has_folder(name):
+            with root.folder(name) as home:
+                done += _prune(home, name, keep)
     # Exactly what this run exported: a model refused now (or left out) is dropped from
     # what TF Serving loads, its folders left for the operator.
     served = {e.name for e in done if e.status in ("written", "unchanged")}
-    config = render_config(out, served)
-    current = out / CONFIG
-    if not current.is_file() or current.read_text() != config:
-        _write_atomically(current, config)
+    config = render_config(root, base, served)
+    if root.read_text(CONFIG) != config:
+        root.write_text(CONFIG, config)
     return done

@@ -38,6 +38,7 @@ from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config, Environment, Target, host_target
 from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobStore
+from mirror.proxy.nginx import nginx_answers
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import platforms_for, uv_binary
@@ -154,11 +155,12 @@ def _answers(url: str) -> bool:
 
 
 def fleet_route(config: Config) -> Route:
-    """The index the fleet reads, as it runs now: nginx's, else a front's, else devpi's
-    own (only when devpi is on another host and no nginx runs, and the proof says so)."""
+    """The index the fleet reads, as it runs now: this mirror's nginx's (nginx_answers:
+    not whatever answers on its address), else a front's, else devpi's own (only when
+    devpi is on another host and no nginx runs, and the proof says so)."""
     index = config.devpi.index
     proxy = config.proxy.base_url
-    if _answers(f"{proxy}/healthz/proxy"):
+    if nginx_answers(config):
         return Route(proxy, index, (_address(proxy),), "through nginx")
     devpi = _address(config.devpi.url)
     front = config.web.base_url

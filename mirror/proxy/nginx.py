@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +36,10 @@ INSTALL_HINT = "install Debian's nginx-light (apt-get install nginx-light) or se
 MIME_TYPES = ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types")
 # On stop, downloads in flight get this long before nginx closes them.
 SHUTDOWN_SECONDS = 5
+HEALTH_PATH = "/healthz/proxy"
+# This mirror's nginx's name, in its workdir, answered at HEALTH_PATH ("ok <id>").
+INSTANCE_FILE = "instance-id"
+_INSTANCE = re.compile(r"[0-9a-f]{32}")
 
 
 class ProxyError(TfmirrorError):
@@ -58,6 +63,7 @@ class ProxyPlan:
     run_as: str | None  # nginx's worker user when started as root
     mime_types: str
     open_files: int  # per worker: what this machine's hard limit allows, up to 65536
+    instance: str  # answered at HEALTH_PATH: tells this mirror's nginx from another's
     shutdown_seconds: int = SHUTDOWN_SECONDS
 
     @property
@@ -113,7 +119,59 @@ def plan_for(
         run_as=run_as,
         mime_types=mime,
         open_files=min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+        instance=instance_id(proxy.workdir.resolve()),
     )
+
+
+def recorded_instance(workdir: Path) -> str | None:
+    """The instance id of the nginx this workdir configures; None if it has none yet."""
+    try:
+        text = (workdir / INSTANCE_FILE).read_text().strip()
+    except (OSError, UnicodeError):
+        return None
+    return text if _INSTANCE.fullmatch(text) else None
+
+
+def instance_id(workdir: Path) -> str:
+    """The workdir's instance id, made the first time: one per mirror's nginx, the same
+    across restarts. Two starts at once agree on the first one written (a hard link
+    never replaces a file)."""
+    found = recorded_instance(workdir)
+    if found is not None:
+        return found
+    workdir.mkdir(parents=True, exist_ok=True)
+    made = uuid.uuid4().hex
+    tmp = workdir / f".{INSTANCE_FILE}.{made}.tmp"
+    tmp.write_text(made + "\n")
+    try:
+        os.link(tmp, workdir / INSTANCE_FILE)
+    except FileExistsError:
+        # Another start won, or the file is not an id (then it is ours to replace).
+        if recorded_instance(workdir) is None:
+            os.replace(tmp, workdir / INSTANCE_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return recorded_instance(workdir) or made
+
+
+def answers_as(base_url: str, instance: str, timeout: float) -> bool:
+    """Whether the nginx with this instance id answers at `base_url`."""
+    try:
+        answer = requests.get(f"{base_url}{HEALTH_PATH}", timeout=timeout)
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200 and answer.text.strip() == f"ok {instance}"
+
+
+def nginx_answers(config: Config) -> bool:
+    """Whether this mirror's nginx answers at [proxy]'s address. Asked only when this
+    mirror runs one ([proxy] enabled, and its workdir configured one), and taken only
+    if the answer carries that nginx's instance id: another mirror's nginx on the same
+    port (8000 is everyone's default) answers too."""
+    if not config.proxy.enabled:
+        return False
+    instance = recorded_instance(config.proxy.workdir.resolve())
+    return instance is not None and answers_as(config.proxy.base_url, instance, 5)
 
 
 def render(plan: ProxyPlan) -> str:
@@ -220,16 +278,14 @@ class NginxProcess:
                 env=scrubbed_env(),
                 preexec_fn=die_with_parent,
             )
-        url = f"http://{self.plan.listen.replace('0.0.0.0', '127.0.0.1')}/healthz/proxy"
+        base = f"http://{self.plan.listen.replace('0.0.0.0', '127.0.0.1')}"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ProxyError(f"nginx exited at start: {self._start_error()}")
-            try:
-                if requests.get(url, timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
+            if answers_as(base, self.plan.instance, 1):  # this nginx, not one before it
+                return self
+            time.sleep(0.05)
         self.stop()
         raise ProxyError(f"nginx did not answer on {self.plan.listen} within 15 s")
 

@@ -323,7 +323,8 @@ def test_print_config_is_a_config_nginx_accepts_and_no_nginx_is_exit_2(
     assert printed.returncode == 0, printed.stderr
     conf = tmp_path / "nginx.conf"
     conf.write_text(printed.stdout)
-    (tmp_path / "px").mkdir()
+    # The printed config answers /healthz/proxy with the workdir's instance id, made now.
+    assert "ok " + (tmp_path / "px" / "instance-id").read_text().strip() in printed.stdout
     check = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path / "px"), "-c", str(conf), "-e", str(tmp_path / "e.log")],
         capture_output=True,
