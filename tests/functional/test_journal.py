@@ -86,6 +86,37 @@ def test_a_flipped_byte_a_removed_entry_and_a_rewritten_one_are_each_named(
     assert broken is not None and broken.seq == 1 and "sequence number 7" in broken.why
 
 
+def test_a_removed_entry_and_a_removed_newest_one_are_named(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """A deleted entry leaves no link to break: the entries after it (and every append
+    after them) are what is missing from the walk, and the head names the newest."""
+    journal = Journal(store)
+    for n in range(10):
+        journal.record([change("alpha", f"1.{n}")], "ops@host")
+    fifth = "journal/entries/000000000005.json"
+    removed = store.get(fifth)
+    assert removed is not None
+    store.delete(fifth)
+    journal.record([change("alpha", "2.0")], "ops@host")  # lands after the gap
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 5 and "missing" in broken.why
+    assert "entries 6 to 10 follow it" in broken.why
+    store.put(fifth, removed)
+    assert journal.verify() is None
+
+    # The newest entry removed: no link follows it, but the head names it.
+    store.delete("journal/entries/000000000010.json")
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 10 and "head" in broken.why
+    if isinstance(store, LocalStore):  # `history --verify` says so and fails
+        path = tmp_path / "history.toml"
+        path.write_text(f'[storage]\npath = "{store.root}"\n')
+        cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(path), "history"]
+        bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+        assert bad.returncode == 1 and "BROKEN at journal entry 10" in bad.stdout
+
+
 def _append(path: str, writer: int, count: int) -> None:
     journal = Journal(LocalStore(Path(path)))
     for n in range(count):
