@@ -263,3 +263,37 @@ def test_models_published_replaced_and_aliased_and_gcs_deletions_are_journaled(
     (gc_entry,) = journal.recent(1)
     assert gc_entry["changes"] == [{"event": "blob deleted", "sha256": replaced["before"]}]
     assert journal.verify() is None
+
+
+def test_hub_import_journals_the_model_it_publishes_and_the_one_it_replaces(
+    tmp_path: Path,
+) -> None:
+    """`hub import` commits a model as the sync does, so the journal records it too."""
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    handle = "https://tfhub.dev/google/imported/1"
+    first, second = tmp_path / "first.tar.gz", tmp_path / "second.tar.gz"
+    first.write_bytes(tar_bytes(FAKE_MODEL))
+    second.write_bytes(tar_bytes({**FAKE_MODEL, "assets/extra.txt": b"v2"}))
+    path = tmp_path / "hub.toml"
+    path.write_text(f'[storage]\npath = "{tmp_path / "store"}"\n')
+    cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(path)]
+    for archive in (first, second):
+        done = subprocess.run(
+            [*cli, "hub", "import", str(archive), "--handle", handle],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0 and "new" in done.stdout, done.stderr
+
+    shown = subprocess.run([*cli, "history", "--json"], capture_output=True, text=True)
+    entries = json.loads(shown.stdout)
+    assert [[c["event"] for c in e["changes"]] for e in entries] == [
+        ["model replaced"],
+        ["model published"],
+    ]
+    replaced = entries[0]["changes"][0]
+    assert replaced["model"] == handle and replaced["before"] == entries[1]["changes"][0]["after"]
+    assert entries[0]["reason"] == "hub import" and "@" in entries[0]["actor"]
+    ok = subprocess.run([*cli, "history", "--verify"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 entries, every link matches" in ok.stdout
