@@ -291,6 +291,9 @@ class Journal:
 
 
 OUTER = "journal/outer.jsonl"  # an inner mirror's copy of the outer one's journal
+# The newest outer entry a bundle carried here, {"seq", "sha256"}: each later outer
+# journal must still hold it (the chain then proves every entry before it the same).
+OUTER_HELD = "journal/outer-held.json"
 
 
 def as_lines(journal: Journal) -> bytes:
@@ -326,6 +329,63 @@ def verify_lines(data: bytes) -> tuple[int, Broken | None]:
             return len(lines), broken
         prev = hashlib.sha256(raw).hexdigest()
     return len(lines), None
+
+
+def _outer_held(store: BlobStore) -> tuple[int, str] | None:
+    """The newest outer entry held here: its record, else (kept by a release without
+    one) the last line of the outer journal kept."""
+    raw = store.get(OUTER_HELD)
+    if raw is not None:
+        try:
+            doc = json.loads(raw)
+            return int(doc["seq"]), str(doc["sha256"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: then from the journal kept, as before there was one
+    lines = (store.get(OUTER) or b"").splitlines()
+    return (len(lines) - 1, hashlib.sha256(lines[-1]).hexdigest()) if lines else None
+
+
+def _holds(lines: list[bytes], held: tuple[int, str]) -> bool:
+    seq, sha256 = held
+    return seq < len(lines) and hashlib.sha256(lines[seq]).hexdigest() == sha256
+
+
+def keep_outer(store: BlobStore, data: bytes) -> bool:
+    """Keep the outer journal a bundle carried, whole and as the outer side wrote it,
+    broken or not (`verify_outer` says whether it holds together). False if it does not
+    extend the one held here (entries cut off or rewritten since): the newest entry held
+    is remembered, so `verify_outer` names that for as long as it is not held again."""
+    held = _outer_held(store)
+    lines = data.splitlines()
+    if held is not None and not _holds(lines, held):
+        # Recorded before the journal that held it is replaced.
+        store.put(OUTER_HELD, _canonical({"seq": held[0], "sha256": held[1]}))
+        store.put(OUTER, data)
+        return False
+    store.put(OUTER, data)  # then the record: never one that the journal kept lacks
+    if lines:
+        newest = {"seq": len(lines) - 1, "sha256": hashlib.sha256(lines[-1]).hexdigest()}
+        store.put(OUTER_HELD, _canonical(newest))
+    return True
+
+
+def verify_outer(store: BlobStore) -> tuple[int, Broken | None] | None:
+    """The outer journal kept here: its entries, and the first that breaks its chain or
+    is not the entry an earlier bundle carried (removed, or written over). None if no
+    bundle carried one."""
+    data = store.get(OUTER)
+    if data is None:
+        return None
+    count, broken = verify_lines(data)
+    held = _outer_held(store)
+    if broken is not None or held is None or _holds(data.splitlines(), held):
+        return count, broken
+    seq = held[0]
+    if seq >= count:
+        why = f"is missing; a bundle imported earlier carried entries up to {seq}"
+        return count, Broken(count, why)
+    why = "differs from the one a bundle imported earlier carried (rewritten since)"
+    return count, Broken(seq, why)
 
 
 def read_lines(data: bytes) -> list[dict[str, Any]]:

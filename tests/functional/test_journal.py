@@ -117,6 +117,33 @@ def test_a_removed_entry_and_a_removed_newest_one_are_named(
         assert bad.returncode == 1 and "BROKEN at journal entry 10" in bad.stdout
 
 
+def test_an_outer_journal_must_extend_the_one_held(store: BlobStore, tmp_path: Path) -> None:
+    """What bundles carried, in turn: the outer journal kept by a release before this
+    one, a longer one, one cut short, one rewritten and then grown."""
+    outer = Journal(LocalStore(tmp_path / "outer"))
+    for n in range(3):
+        outer.record([change("alpha", f"1.{n}")], "ops@outer")
+    three = journal_module.as_lines(outer)
+    store.put(journal_module.OUTER, three)  # as the release before kept it: no record
+    outer.record([change("alpha", "1.3")], "ops@outer")
+    assert journal_module.keep_outer(store, journal_module.as_lines(outer))
+    assert journal_module.verify_outer(store) == (4, None)
+
+    assert not journal_module.keep_outer(store, three)  # entry 3 is gone
+    count, broken = journal_module.verify_outer(store) or (0, None)
+    assert count == 3 and broken is not None and broken.seq == 3 and "missing" in broken.why
+
+    rewritten = b"".join(three.splitlines(keepends=True)[:2])
+    other = Journal(LocalStore(tmp_path / "other"))
+    for line in rewritten.splitlines():
+        other.store.put(f"journal/entries/{json.loads(line)['seq']:012d}.json", line)
+    for n in range(3):
+        other.record([change("beta", f"2.{n}")], "ops@outer")
+    assert not journal_module.keep_outer(store, journal_module.as_lines(other))
+    _, broken = journal_module.verify_outer(store) or (0, None)
+    assert broken is not None and broken.seq == 3 and "differs" in broken.why
+
+
 def _append(path: str, writer: int, count: int) -> None:
     journal = Journal(LocalStore(Path(path)))
     for n in range(count):
