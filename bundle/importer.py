@@ -32,7 +32,7 @@ from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
 from mirror.core.commits import put_over
 from mirror.core.errors import UsageError
-from mirror.core.journal import OUTER, Journal, actor_for
+from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
 from mirror.core.lease import fence
 from mirror.core.snapshots import SNAPSHOTS, Snapshot, check_name, save_snapshot, snapshot_key
 from mirror.core.storage import BlobStore
@@ -52,6 +52,7 @@ class Imported:
     bytes: int
     manifests: int
     again: bool = False  # this bundle was the last one imported: nothing new to check
+    outer_extends: bool = True  # the outer journal it carried holds all the one held did
 
 
 def _imported(store: BlobStore) -> dict[str, Any]:
@@ -201,11 +202,12 @@ def import_bundle(
     for snap in snapshots.values():
         # Create-only: one the inner side made under the same name stays as it is.
         save_snapshot(store, snap)
-    if outer_journal is not None:
-        # Kept as the outer side wrote it, broken or not: `history --outer --verify`
-        # says whether it holds together.
-        store.put(OUTER, outer_journal)
-    return Imported(index.id, index.follows, new_blobs, moved, len(manifests))
+    # Kept as the outer side wrote it, broken, cut short or rewritten: `history --outer
+    # --verify` says which (the bundle is signed: the outer side did send it).
+    extends = outer_journal is None or keep_outer(store, outer_journal)
+    return Imported(
+        index.id, index.follows, new_blobs, moved, len(manifests), outer_extends=extends
+    )
 
 
 def _read_journal(reader: PartReader, item: Item) -> bytes:

@@ -10,19 +10,17 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
-from hub_cache.models import ModelManifest, load_model, load_models, save_model, save_model_over
+from hub_cache.models import ModelManifest, commit_models, load_model, load_models
 from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
-from mirror.core.journal import Journal, actor_for
-from mirror.core.lease import fence
+from mirror.core.journal import actor_for
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
@@ -45,8 +43,6 @@ class ModelOutcome:
     url: str = ""
     reason: str = ""
     bytes: int = 0
-    change: dict[str, Any] | None = None  # what the journal records of a commit
-    aliased: list[dict[str, Any]] = field(default_factory=list)  # and of its aliases
 
 
 @dataclass
@@ -133,18 +129,31 @@ def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
 Gate = Callable[[ModelManifest], str | None]
 
 
+@dataclass(frozen=True)
+class Commit:
+    """Who commits a model, and why: what its journal entry says (and the aliases it
+    is served at too)."""
+
+    actor: str
+    reason: str
+    aliases: tuple[str, ...] = ()
+
+
 def publish_model(
     store: BlobStore,
     handle: str,
     path: str,
     fetched: Fetched,
     hub: HubConfig,
+    commit: Commit,
     gate: Gate | None = None,
 ) -> ModelOutcome:
-    """Validate a stored archive and commit its manifest, unless it is what we serve or
-    the gate refuses it (then what was served stays)."""
+    """Validate a stored archive and commit its manifest, with its aliases, unless it is
+    what we serve (then only aliases new since) or the gate refuses it (then what was
+    served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
+        commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
     try:
         with store.open_blob(fetched.sha256) as reader:
@@ -168,18 +177,11 @@ def publish_model(
     if refused is not None:
         # The blob stays until gc: no manifest lists it, so nothing serves it.
         return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, refused, fetched.size)
-    fence("hub")  # a replica that took the lease over commits instead
-    if not save_model_over(store, manifest, old):
+    writes = [(manifest, old), *alias_writes(store, manifest, commit.aliases)]
+    if not commit_models(store, writes, commit.actor, commit.reason):
         reason = "another writer committed this model since this run read it; its manifest stands"
         return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, reason, fetched.size)
-    change = {
-        "event": "model replaced" if old is not None else "model published",
-        "model": handle,
-        "path": path,
-        "before": old.sha256 if old is not None else None,
-        "after": fetched.sha256,
-    }
-    return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size, change=change)
+    return ModelOutcome(handle, ModelStatus.NEW, fetched.url, bytes=fetched.size)
 
 
 def kaggle_auth(url: str) -> str:
@@ -193,34 +195,22 @@ def kaggle_auth(url: str) -> str:
     return f"{scheme}://{quote(user, safe='')}:{quote(key, safe='')}@{rest}"
 
 
-def publish_aliases(store: BlobStore, model: HubModel) -> list[dict[str, Any]]:
-    """Serve the model at each alias too (e.g. the tfhub.dev handle it had before it
-    moved to Kaggle): a manifest per alias path, naming the same verified blob. Returns
-    what the journal records of it."""
-    main = load_model(store, model.path)
-    changes: list[dict[str, Any]] = []
-    if main is None:
-        return changes
-    for alias in model.aliases:
+def alias_writes(
+    store: BlobStore, main: ModelManifest, aliases: Sequence[str]
+) -> list[tuple[ModelManifest, ModelManifest | None]]:
+    """The manifests that serve `main` at each alias too (e.g. the tfhub.dev handle it
+    had before it moved to Kaggle), naming the same verified blob, each with the one it
+    replaces; none for an alias that already serves it."""
+    writes: list[tuple[ModelManifest, ModelManifest | None]] = []
+    for alias in aliases:
         path = handle_path(alias)
         current = load_model(store, path)
         if current is not None and current.sha256 == main.sha256:
             continue
         copy = ModelManifest.from_bytes(main.to_bytes())
         copy.handle, copy.path, copy.alias_of = alias, path, main.path
-        fence("hub")
-        save_model(store, copy)
-        changes.append(
-            {
-                "event": "model aliased",
-                "model": alias,
-                "path": path,
-                "alias_of": model.handle,
-                "before": current.sha256 if current is not None else None,
-                "after": main.sha256,
-            }
-        )
-    return changes
+        writes.append((copy, current))
+    return writes
 
 
 class HubSync:
@@ -229,7 +219,7 @@ class HubSync:
         self.store = store
         self.gate = gate
 
-    def sync_model(self, model: HubModel) -> ModelOutcome:
+    def sync_model(self, model: HubModel, trigger: str = "manual") -> ModelOutcome:
         url = compressed_url(model, self.config.hub)
         shown = redact_url(url)
         if model.kaggle is not None and not model.source:
@@ -245,20 +235,16 @@ class HubSync:
         except OSError as exc:
             reason = f"cannot read {exc.filename or shown}: {exc.strerror or exc}"
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
-        outcome = publish_model(
-            self.store, model.handle, model.path, fetched, self.config.hub, self.gate
+        commit = Commit(actor_for(trigger), "hub sync", tuple(model.aliases))
+        return publish_model(
+            self.store, model.handle, model.path, fetched, self.config.hub, commit, self.gate
         )
-        if outcome.status is not ModelStatus.FAILED:
-            outcome.aliased = publish_aliases(self.store, model)
-        return outcome
 
     def run(self, trigger: str = "manual") -> HubReport:
         record = RunRecord.begin("hub", trigger)
         began = time.monotonic()
-        report = HubReport([self.sync_model(m) for m in self.config.hub.models])
+        report = HubReport([self.sync_model(m, trigger) for m in self.config.hub.models])
         report.seconds = time.monotonic() - began
-        changes = [c for o in report.outcomes for c in ([o.change] if o.change else []) + o.aliased]
-        Journal(self.store).record(changes, actor_for(trigger), "hub sync")
         record.finish(
             self.store,
             ok=report.ok,

@@ -7,8 +7,9 @@ import os
 import tarfile
 from pathlib import Path
 
-from hub_cache.hub_sync import Gate, ModelOutcome, ModelStatus, copy_local, publish_model
+from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
 from mirror.core.config import HubConfig, handle_path
+from mirror.core.journal import actor_for
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import DownloadError, Fetched
 
@@ -50,4 +51,5 @@ def import_model(
             fetched = Fetched(local.sha256, local.size, f"import:{source}")
     except DownloadError as exc:
         return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", str(exc))
-    return publish_model(store, handle, path, fetched, hub, gate)
+    commit = Commit(actor_for("manual"), "hub import")  # a command someone ran
+    return publish_model(store, handle, path, fetched, hub, commit, gate)

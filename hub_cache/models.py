@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.core.commits import put_over
 from mirror.core.config import handle_path
+from mirror.core.journal import Journal
+from mirror.core.lease import fence
 from mirror.core.storage import BlobStore, DocumentReader, update_document
 
 HUB_MANIFESTS = "manifests/hub"
@@ -67,6 +69,48 @@ def save_model_over(store: BlobStore, manifest: ModelManifest, read: ModelManife
         None if read is None else read.to_bytes(),
         lambda raw: ModelManifest.from_bytes(raw).to_bytes(),
     )
+
+
+def commit_models(
+    store: BlobStore,
+    writes: Sequence[tuple[ModelManifest, ModelManifest | None]],
+    actor: str,
+    reason: str,
+) -> list[dict[str, Any]]:
+    """Commit model manifests, each over the one its writer read (None: only where there
+    was none), in order, and journal those written as one entry: the one way a model's
+    archive is put on offer (sync, alias, `hub import`), so none goes unrecorded. Stops
+    at the first that another writer committed meanwhile. Returns the changes recorded."""
+    changes: list[dict[str, Any]] = []
+    for manifest, read in writes:
+        fence("hub")  # a replica that took the lease over commits instead
+        if not save_model_over(store, manifest, read):
+            break
+        changes.append(_change(store, manifest, read, writes))
+    Journal(store).record(changes, actor, reason)
+    return changes
+
+
+def _change(
+    store: DocumentReader,
+    manifest: ModelManifest,
+    read: ModelManifest | None,
+    writes: Sequence[tuple[ModelManifest, ModelManifest | None]],
+) -> dict[str, Any]:
+    """What the journal records of one manifest written."""
+    change: dict[str, Any] = {
+        "event": "model replaced" if read is not None else "model published",
+        "model": manifest.handle,
+        "path": manifest.path,
+        "before": read.sha256 if read is not None else None,
+        "after": manifest.sha256,
+    }
+    if manifest.alias_of:
+        # The model it is another name of, by its handle, as the journal names models.
+        main = next((m for m, _ in writes if m.path == manifest.alias_of), None)
+        main = main or load_model(store, manifest.alias_of)
+        change.update(event="model aliased", alias_of=main.handle if main else manifest.alias_of)
+    return change
 
 
 def update_model(store: BlobStore, path: str, change: Callable[[ModelManifest], bool]) -> bool:

@@ -2,8 +2,9 @@
 
 Run records say what a run did; an auditor asks what the fleet was offered on a date,
 who changed it and why, and whether anyone edited that record afterwards. Each entry
-names the one before it by the sha256 of its bytes, so changing, removing or inserting
-any entry breaks every link after it (`verify`). An entry is one commit's changes (a
+names the one before it by the sha256 of its bytes, so changing or inserting any entry
+breaks every link after it, and removing one leaves a gap below the entries (and the
+head) written after it (`verify` names both). An entry is one commit's changes (a
 sync's files added and removed, a model replaced, a bundle imported, gc's deletions),
 with its time, actor and reason.
 
@@ -142,15 +143,22 @@ class Journal:
     def _known_end(self) -> int:
         """A sequence number no later than the next free one: the head's hint, or the
         end of the last sealed segment."""
-        raw = self.store.get(HEAD)
-        hint = 0
-        if raw is not None:
-            try:
-                hint = int(json.loads(raw)["seq"]) + 1
-            except (ValueError, KeyError, TypeError):
-                hint = 0
+        head = self._head()
+        hint = head[0] + 1 if head is not None else 0
         sealed = self._segments()
         return max(hint, sealed[-1] + SEGMENT if sealed else 0)
+
+    def _head(self) -> tuple[int, str | None] | None:
+        """The head's record: the newest sequence number written, and that entry's sha256."""
+        raw = self.store.get(HEAD)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            sha = doc.get("sha256")
+            return int(doc["seq"]), None if sha is None else str(sha)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def _after(self, entry: Entry) -> None:
         # The newest entry's hash, so an edit of the last entry (which no link follows
@@ -167,6 +175,15 @@ class Journal:
                 return  # cannot happen: entries are never deleted; the tail reads them
             lines.append(raw)
         self.store.put_if(_segment_key(first), b"\n".join(lines) + b"\n", None)
+
+    def _stored(self) -> list[int]:
+        """The sequence numbers of every entry document in the store, ascending."""
+        seqs = []
+        for key in self.store.list(ENTRIES):
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and name[:-5].isdigit():
+                seqs.append(int(name[:-5]))
+        return sorted(seqs)
 
     def _segments(self) -> list[int]:
         firsts = []
@@ -237,7 +254,12 @@ class Journal:
     def verify(self) -> Broken | None:
         """Re-walk the chain: each entry parses, has its place's number, and names the
         one before by the sha256 of its bytes; a sealed entry's own document holds the
-        same bytes as its segment. The first that does not match, or None."""
+        same bytes as its segment; no entry is missing below one written later, or
+        below the head's record. The first that does not match, or None."""
+        # What was written before the walk starts, so that entries a writer appends
+        # meanwhile are not taken for ones the walk failed to reach.
+        head = self._head()
+        stored, sealed = self._stored(), self._segments()
         prev = GENESIS
         last: Entry | None = None
         for entry in self.entries():
@@ -249,14 +271,29 @@ class Journal:
                 return Broken(entry.seq, "differs from its sealed segment")
             prev = entry.sha256
             last = entry
-        if last is not None:
-            head = json.loads(self.store.get(HEAD) or b"{}")
-            if head.get("seq") == last.seq and head.get("sha256") not in (None, last.sha256):
-                return Broken(last.seq, "differs from what was written (the head's record)")
+        end = last.seq + 1 if last is not None else 0  # the first the walk did not find
+        # A removed entry breaks no link: the walk just ends there. What was written
+        # after it (entries, sealed segments, the head's record) says it is missing.
+        after = [seq for seq in stored if seq > end]
+        for first in (first for first in sealed if first + SEGMENT > end):
+            after += [max(first, end + 1), first + SEGMENT - 1]
+        if after:
+            return Broken(end, f"is missing; entries {min(after)} to {max(after)} follow it")
+        if head is not None and head[0] >= end:
+            return Broken(end, f"is missing; the head's record names entry {head[0]} as written")
+        if head is None or last is None or head[0] != last.seq:
+            return None
+        # The newest entry, which no link follows yet. (A head written by a release
+        # that kept no hash names no sha256.)
+        if head[1] not in (None, last.sha256):
+            return Broken(last.seq, "differs from what was written (the head's record)")
         return None
 
 
 OUTER = "journal/outer.jsonl"  # an inner mirror's copy of the outer one's journal
+# The newest outer entry a bundle carried here, {"seq", "sha256"}: each later outer
+# journal must still hold it (the chain then proves every entry before it the same).
+OUTER_HELD = "journal/outer-held.json"
 
 
 def as_lines(journal: Journal) -> bytes:
@@ -292,6 +329,63 @@ def verify_lines(data: bytes) -> tuple[int, Broken | None]:
             return len(lines), broken
         prev = hashlib.sha256(raw).hexdigest()
     return len(lines), None
+
+
+def _outer_held(store: BlobStore) -> tuple[int, str] | None:
+    """The newest outer entry held here: its record, else (kept by a release without
+    one) the last line of the outer journal kept."""
+    raw = store.get(OUTER_HELD)
+    if raw is not None:
+        try:
+            doc = json.loads(raw)
+            return int(doc["seq"]), str(doc["sha256"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: then from the journal kept, as before there was one
+    lines = (store.get(OUTER) or b"").splitlines()
+    return (len(lines) - 1, hashlib.sha256(lines[-1]).hexdigest()) if lines else None
+
+
+def _holds(lines: list[bytes], held: tuple[int, str]) -> bool:
+    seq, sha256 = held
+    return seq < len(lines) and hashlib.sha256(lines[seq]).hexdigest() == sha256
+
+
+def keep_outer(store: BlobStore, data: bytes) -> bool:
+    """Keep the outer journal a bundle carried, whole and as the outer side wrote it,
+    broken or not (`verify_outer` says whether it holds together). False if it does not
+    extend the one held here (entries cut off or rewritten since): the newest entry held
+    is remembered, so `verify_outer` names that for as long as it is not held again."""
+    held = _outer_held(store)
+    lines = data.splitlines()
+    if held is not None and not _holds(lines, held):
+        # Recorded before the journal that held it is replaced.
+        store.put(OUTER_HELD, _canonical({"seq": held[0], "sha256": held[1]}))
+        store.put(OUTER, data)
+        return False
+    store.put(OUTER, data)  # then the record: never one that the journal kept lacks
+    if lines:
+        newest = {"seq": len(lines) - 1, "sha256": hashlib.sha256(lines[-1]).hexdigest()}
+        store.put(OUTER_HELD, _canonical(newest))
+    return True
+
+
+def verify_outer(store: BlobStore) -> tuple[int, Broken | None] | None:
+    """The outer journal kept here: its entries, and the first that breaks its chain or
+    is not the entry an earlier bundle carried (removed, or written over). None if no
+    bundle carried one."""
+    data = store.get(OUTER)
+    if data is None:
+        return None
+    count, broken = verify_lines(data)
+    held = _outer_held(store)
+    if broken is not None or held is None or _holds(data.splitlines(), held):
+        return count, broken
+    seq = held[0]
+    if seq >= count:
+        why = f"is missing; a bundle imported earlier carried entries up to {seq}"
+        return count, Broken(count, why)
+    why = "differs from the one a bundle imported earlier carried (rewritten since)"
+    return count, Broken(seq, why)
 
 
 def read_lines(data: bytes) -> list[dict[str, Any]]:

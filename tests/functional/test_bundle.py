@@ -386,6 +386,42 @@ def test_the_outer_journal_travels_and_the_inner_side_verifies_it(
     assert broken.returncode == 1 and "BROKEN at journal entry 1" in broken.stdout
 
 
+def test_an_outer_journal_cut_short_or_rewritten_since_the_last_import_is_named(
+    sides: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Entries the outer side removed (its head rewritten too, so its own verify
+    passes): each bundle is signed and whole, but the inner side held more."""
+    outer, inner, keys = sides
+    pub = str(keys / "bundle.pub")
+    assert tfmirror(outer, "quarantine", "add", "beta", "--reason", "second").returncode == 0
+    export(outer, tmp_path / "b1", keys, "--full")
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b1"), "--trust", pub).returncode == 0
+    held = tfmirror(inner, "history", "--outer", "--verify")
+    assert held.returncode == 0 and "2 entries, every link matches" in held.stdout
+
+    outer_store = open_store(load_config(str(outer)).storage)
+    first = outer_store.get("journal/entries/000000000000.json")
+    assert first is not None
+    outer_store.delete("journal/entries/000000000001.json")
+    head = {"seq": 0, "sha256": hashlib.sha256(first).hexdigest()}
+    outer_store.put("journal/head.json", json.dumps(head).encode())
+    assert tfmirror(outer, "history", "--verify").returncode == 0  # nothing left to see
+    export(outer, tmp_path / "b2", keys)
+    done = tfmirror(inner, "bundle", "import", str(tmp_path / "b2"), "--trust", pub)
+    assert done.returncode == 0 and "lacks entries an earlier bundle carried" in done.stderr
+    cut = tfmirror(inner, "history", "--outer", "--verify")
+    assert cut.returncode == 1, cut.stdout
+    assert "BROKEN at journal entry 1: is missing" in cut.stdout
+
+    # Another entry 1 written in its place: a chain that holds, but not the one held.
+    assert tfmirror(outer, "quarantine", "add", "alpha", "--reason", "other").returncode == 0
+    export(outer, tmp_path / "b3", keys)
+    assert tfmirror(inner, "bundle", "import", str(tmp_path / "b3"), "--trust", pub).returncode == 0
+    rewritten = tfmirror(inner, "history", "--outer", "--verify")
+    assert rewritten.returncode == 1, rewritten.stdout
+    assert "BROKEN at journal entry 1: differs from" in rewritten.stdout
+
+
 def test_snapshots_travel_once_with_their_blobs_and_the_inner_side_serves_them(
     sides: tuple[Path, Path, Path], upstream: Upstream, tmp_path: Path
 ) -> None:

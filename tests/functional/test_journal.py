@@ -86,6 +86,64 @@ def test_a_flipped_byte_a_removed_entry_and_a_rewritten_one_are_each_named(
     assert broken is not None and broken.seq == 1 and "sequence number 7" in broken.why
 
 
+def test_a_removed_entry_and_a_removed_newest_one_are_named(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """A deleted entry leaves no link to break: the entries after it (and every append
+    after them) are what is missing from the walk, and the head names the newest."""
+    journal = Journal(store)
+    for n in range(10):
+        journal.record([change("alpha", f"1.{n}")], "ops@host")
+    fifth = "journal/entries/000000000005.json"
+    removed = store.get(fifth)
+    assert removed is not None
+    store.delete(fifth)
+    journal.record([change("alpha", "2.0")], "ops@host")  # lands after the gap
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 5 and "missing" in broken.why
+    assert "entries 6 to 10 follow it" in broken.why
+    store.put(fifth, removed)
+    assert journal.verify() is None
+
+    # The newest entry removed: no link follows it, but the head names it.
+    store.delete("journal/entries/000000000010.json")
+    broken = journal.verify()
+    assert broken is not None and broken.seq == 10 and "head" in broken.why
+    if isinstance(store, LocalStore):  # `history --verify` says so and fails
+        path = tmp_path / "history.toml"
+        path.write_text(f'[storage]\npath = "{store.root}"\n')
+        cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(path), "history"]
+        bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+        assert bad.returncode == 1 and "BROKEN at journal entry 10" in bad.stdout
+
+
+def test_an_outer_journal_must_extend_the_one_held(store: BlobStore, tmp_path: Path) -> None:
+    """What bundles carried, in turn: the outer journal kept by a release before this
+    one, a longer one, one cut short, one rewritten and then grown."""
+    outer = Journal(LocalStore(tmp_path / "outer"))
+    for n in range(3):
+        outer.record([change("alpha", f"1.{n}")], "ops@outer")
+    three = journal_module.as_lines(outer)
+    store.put(journal_module.OUTER, three)  # as the release before kept it: no record
+    outer.record([change("alpha", "1.3")], "ops@outer")
+    assert journal_module.keep_outer(store, journal_module.as_lines(outer))
+    assert journal_module.verify_outer(store) == (4, None)
+
+    assert not journal_module.keep_outer(store, three)  # entry 3 is gone
+    count, broken = journal_module.verify_outer(store) or (0, None)
+    assert count == 3 and broken is not None and broken.seq == 3 and "missing" in broken.why
+
+    rewritten = b"".join(three.splitlines(keepends=True)[:2])
+    other = Journal(LocalStore(tmp_path / "other"))
+    for line in rewritten.splitlines():
+        other.store.put(f"journal/entries/{json.loads(line)['seq']:012d}.json", line)
+    for n in range(3):
+        other.record([change("beta", f"2.{n}")], "ops@outer")
+    assert not journal_module.keep_outer(store, journal_module.as_lines(other))
+    _, broken = journal_module.verify_outer(store) or (0, None)
+    assert broken is not None and broken.seq == 3 and "differs" in broken.why
+
+
 def _append(path: str, writer: int, count: int) -> None:
     journal = Journal(LocalStore(Path(path)))
     for n in range(count):
@@ -232,3 +290,37 @@ def test_models_published_replaced_and_aliased_and_gcs_deletions_are_journaled(
     (gc_entry,) = journal.recent(1)
     assert gc_entry["changes"] == [{"event": "blob deleted", "sha256": replaced["before"]}]
     assert journal.verify() is None
+
+
+def test_hub_import_journals_the_model_it_publishes_and_the_one_it_replaces(
+    tmp_path: Path,
+) -> None:
+    """`hub import` commits a model as the sync does, so the journal records it too."""
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    handle = "https://tfhub.dev/google/imported/1"
+    first, second = tmp_path / "first.tar.gz", tmp_path / "second.tar.gz"
+    first.write_bytes(tar_bytes(FAKE_MODEL))
+    second.write_bytes(tar_bytes({**FAKE_MODEL, "assets/extra.txt": b"v2"}))
+    path = tmp_path / "hub.toml"
+    path.write_text(f'[storage]\npath = "{tmp_path / "store"}"\n')
+    cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(path)]
+    for archive in (first, second):
+        done = subprocess.run(
+            [*cli, "hub", "import", str(archive), "--handle", handle],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0 and "new" in done.stdout, done.stderr
+
+    shown = subprocess.run([*cli, "history", "--json"], capture_output=True, text=True)
+    entries = json.loads(shown.stdout)
+    assert [[c["event"] for c in e["changes"]] for e in entries] == [
+        ["model replaced"],
+        ["model published"],
+    ]
+    replaced = entries[0]["changes"][0]
+    assert replaced["model"] == handle and replaced["before"] == entries[1]["changes"][0]["after"]
+    assert entries[0]["reason"] == "hub import" and "@" in entries[0]["actor"]
+    ok = subprocess.run([*cli, "history", "--verify"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 entries, every link matches" in ok.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,5 +88,11 @@ def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> in
         print(
             f"imported {done.id}: {done.manifests} manifests, {done.new_blobs} new blobs, "
             f"{human_bytes(done.bytes)} checked"
+        )
+    if not done.outer_extends:
+        print(
+            "the outer journal it carries lacks entries an earlier bundle carried, or "
+            "rewrote them: `tfmirror history --outer --verify` names the first",
+            file=sys.stderr,
         )
     return report_offer(held, failures)

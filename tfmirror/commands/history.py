@@ -9,7 +9,14 @@ from typing import Any
 
 from mirror.core.config import Config, normalise_name
 from mirror.core.errors import UsageError
-from mirror.core.journal import OUTER, Journal, parse_since, read_lines, touches, verify_lines
+from mirror.core.journal import (
+    OUTER,
+    Journal,
+    parse_since,
+    read_lines,
+    touches,
+    verify_outer,
+)
 from mirror.core.storage import BlobStore, open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 
@@ -53,7 +60,7 @@ def _outer(store: BlobStore, args: argparse.Namespace) -> list[dict[str, Any]] |
     if data is None:
         raise UsageError("history --outer: no bundle carrying a journal was imported here")
     if args.verify:
-        count, broken = verify_lines(data)
+        count, broken = verify_outer(store) or (0, None)
         if broken is not None:
             print(f"outer journal: BROKEN at {broken}")
             return EXIT_FAILED
