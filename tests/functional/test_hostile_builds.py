@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -389,3 +390,98 @@ def test_a_build_is_capped_as_a_whole_and_says_which_cap_it_hit(
     reasons = " ".join(f.reason for f in report.failures)
     assert cap in reasons, reasons
     assert "[pypi] build_" in reasons
+
+
+ESCAPER = """
+import json, os, socket, sys, time
+
+def _daemon():
+    # Double fork and a session of its own, then a process that sleeps for ten minutes
+    # with a marker in its command line: it must not outlive its sandbox.
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open("/dev/null", os.O_RDWR)  # a daemon lets go of the build's pipes
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 1024)
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)",
+                                      {marker!r}])
+        os._exit(0)
+    time.sleep(0.5)
+
+def before_build():
+    _daemon()
+    opened = []
+    for port in sorted({{8000, *{ports!r}}}):
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family) as probe:
+                probe.settimeout(1)
+                if probe.connect_ex((host, port)) == 0:
+                    opened.append(port)
+    elsewhere = {{}}
+    for host in ("10.0.0.1", "169.254.169.254", "192.168.1.1", "8.8.8.8", "::1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.settimeout(1)
+            elsewhere[host] = probe.connect_ex((host, 80))
+    EXTRA["escape/seen.json"] = json.dumps({{"opened": opened, "elsewhere": elsewhere}})
+"""
+
+
+def _listening() -> set[int]:
+    """Every TCP port something on this host listens on (its LISTEN sockets)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_build_reaches_no_port_but_the_index_and_leaves_nothing_running(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    marker = f"tfmirror-daemon-{os.getpid()}-{tmp_path.name}"
+    upstream.add(WheelSpec("plain", "1.0"))
+    # Every port the host listens on (the upstream, devpi, the session's servers...).
+    ports = _listening() | {upstream.server.server_address[1], int(devpi.url.rsplit(":", 1)[1])}
+    code = ESCAPER.format(marker=marker, ports=sorted(ports))
+    backend = in_tree_backend("escape", "1.0", ["plain"], code)
+    upstream.add_sdist(SdistSpec("escape", "1.0", backend, ["plain"]))
+    config = make_config(
+        tmp_path, upstream.index_url, devpi, ["escape"], pypi={"build_timeout": 120}
+    )
+
+    report = sync(config)
+
+    assert report.ok, report.failures
+    store = open_store(config.storage)
+    manifest = load_manifest(store, "default", LINUX_ID)
+    assert manifest is not None
+    built = next(w for w in manifest.files if w.filename == "escape-1.0-py3-none-any.whl")
+    with store.open_blob(built.sha256) as blob:
+        seen = json.loads(zipfile.ZipFile(io.BytesIO(blob.read())).read("escape/seen.json"))
+    # Of the host's listening ports, only the local index's answers inside (it is not
+    # the host's: the sandbox's own forwarder); every other address fails.
+    assert seen["opened"] == [8000], seen["opened"]
+    assert all(code != 0 for code in seen["elsewhere"].values()), seen["elsewhere"]
+    assert _processes_with(marker) == []
