@@ -35,6 +35,9 @@ INSTALL_HINT = "install Debian's nginx-light (apt-get install nginx-light) or se
 MIME_TYPES = ("/etc/nginx/mime.types", "/usr/local/nginx/conf/mime.types")
 # On stop, downloads in flight get this long before nginx closes them.
 SHUTDOWN_SECONDS = 5
+# Requests one client address may have in flight at once (429 past it): one host cannot
+# take every connection, and a fleet behind one NAT address still fits.
+REQUESTS_PER_CLIENT = 512
 
 
 class ProxyError(TfmirrorError):
@@ -59,6 +62,7 @@ class ProxyPlan:
     mime_types: str
     open_files: int  # per worker: what this machine's hard limit allows, up to 65536
     shutdown_seconds: int = SHUTDOWN_SECONDS
+    requests_per_client: int = REQUESTS_PER_CLIENT
 
     @property
     def worker_connections(self) -> int:
