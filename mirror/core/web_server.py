@@ -108,7 +108,24 @@ class WebServer:
         # does not wake the loop's poll(); with waitress's default of 1 s every sync that
         # started its own front paid up to a second to stop it.
         self._server = _server(app, host, port, asyncore_loop_timeout=0.05)
-        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
+        self._stopping = False
+        self._failure = "its server loop returned"
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as exc:
+            self._failure = f"its server loop died: {type(exc).__name__}: {exc}"
+            raise  # the thread's excepthook prints the traceback
+
+    def down(self) -> str | None:
+        """Why the front stopped serving on its own (its loop died), or None: the
+        process around it must not live on with nothing answering on its port."""
+        started = self._thread.ident is not None
+        if self._stopping or not started or self._thread.is_alive():
+            return None
+        return f"the web front on port {self.port} stopped: {self._failure}"
 
     @property
     def port(self) -> int:
@@ -121,8 +138,12 @@ class WebServer:
     def __exit__(self, *exc: object) -> None:
         from waitress import wasyncore
 
+        self._stopping = True
         server = self._server
         server.task_dispatcher.shutdown()
+        if not self._thread.is_alive():  # its loop died: nothing left to wake
+            wasyncore.close_all(server._map)
+            return
         # Close every channel (keep-alive ones too, or the loop would wait for their
         # timeout) from inside the loop's own thread: the trigger wakes its poll() at
         # once, where closing sockets from here would leave it asleep for up to 1 s.

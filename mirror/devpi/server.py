@@ -188,6 +188,12 @@ class DevpiProcess:
             raise DevpiStartError(f"{exc}; see {self.log}") from None
         return self
 
+    def down(self) -> str | None:
+        """Why devpi-server stopped serving on its own (it exited), or None."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return f"devpi-server exited with code {self.proc.returncode}; see {self.log}"
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

@@ -193,6 +193,7 @@ class NginxProcess:
         self.conf = plan.workdir / "nginx.conf"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._quitting = False
 
     def _args(self) -> list[str]:
         # -e: nginx opens its default error log before it reads the config; point it
@@ -212,6 +213,7 @@ class NginxProcess:
             raise ProxyError(f"the generated nginx config was refused: {reason}")
 
     def start(self) -> NginxProcess:
+        self._quitting = False
         self.write_config()
         error_log = self.plan.workdir / "error.log"
         self._log_offset = error_log.stat().st_size if error_log.exists() else 0
@@ -252,6 +254,12 @@ class NginxProcess:
             return f"see {log}"
         return fatal[0].split("] ", 1)[-1].split(": ", 1)[-1]
 
+    def down(self) -> str | None:
+        """Why nginx stopped serving on its own (it exited), or None."""
+        if self._quitting or self.proc is None or self.proc.poll() is None:
+            return None
+        return f"nginx exited with code {self.proc.returncode}: {self._start_error()}"
+
     def wait(self) -> int:
         assert self.proc is not None
         return self.proc.wait()
@@ -259,6 +267,7 @@ class NginxProcess:
     def quit(self) -> None:
         """Ask nginx to finish: transfers in flight get worker_shutdown_timeout, then go.
         Safe from a signal handler (it does not wait)."""
+        self._quitting = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)
 

@@ -1,6 +1,6 @@
 """Thousands of idle connections against every server tfmirror starts: the web front
 (under `up` and `tfmirror serve`), devpi-server and the nginx entry point keep answering
-a page and a wheel within a second.
+a page and a wheel within a second; a server that dies anyway takes `up` down with it.
 nginx answers 429 to one address past its requests in flight, and serves the others.
 
 Before: waitress polled with select(), which raises ValueError for a descriptor past
@@ -201,6 +201,42 @@ def test_every_server_answers_a_page_and_a_wheel_within_a_second_beside_5000_idl
         assert serve.poll() is None, stop(serve)
     finally:
         stop(serve)
+
+
+@pytest.mark.parametrize("dies", ["front", "devpi"])
+def test_up_exits_non_zero_when_a_server_it_started_dies(
+    dies: str, upstream: Upstream, tmp_path: Path
+) -> None:
+    path = config_file(tmp_path, upstream, "enabled = false")
+    config = load_config(str(path))
+    trigger = tmp_path / "kill-the-front"
+    up = start(
+        path,
+        "up",
+        prefix=(
+            "-m",
+            "tests.support.dying_front",
+            str(trigger),
+        ),
+    )
+    try:
+        banner = read_banner(up)
+        assert "entry point:" in banner, banner
+        if dies == "front":
+            trigger.touch()
+        else:
+            for pid in pids(str(config.devpi.serverdir)):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            up.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`up` still runs 20 s after its {dies} died, serving nothing there")
+    finally:
+        code, err = stop(up)
+    assert code == 1, err[-3000:]
+    what = "the web front" if dies == "front" else "devpi-server exited"
+    assert f"tfmirror: {what}" in err, err[-3000:]
+    assert pids(str(config.devpi.serverdir)) == [], "devpi outlived up"
 
 
 def status_from(source: str, url: str) -> int:
