@@ -1,9 +1,11 @@
 """Serving the Flask app with waitress (already a devpi-server dependency): threaded,
-streams files with wsgi.file_wrapper, and can run in a background thread for a sync."""
+streams files with wsgi.file_wrapper, and can run in a background thread for a sync.
+`build_server` is the one waitress setup for every server tfmirror runs (devpi too)."""
 
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 import threading
 from collections.abc import Callable
@@ -14,7 +16,13 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 
 THREADS = 32
-CONNECTION_LIMIT = 2000
+# Each connection holds a descriptor, a download also the file it sends; this many stay
+# free for everything else (logs, the store, devpi's sqlite, a sync's children).
+RESERVED_FILES = 256
+MAX_CONNECTIONS = 10_000
+# Connections the kernel holds for us while the loop accepts a burst (nginx's too).
+BACKLOG = 4096
+ACCEPT_BURST = 256
 # waitress reads a file response in pieces as large as the socket's send buffer, which
 # the kernel reports as 4 MiB on loopback: with 32 downloads at once that held ~200 MB.
 SEND_PIECE = 256 * 1024
@@ -26,25 +34,70 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         self.sendbuf_len: int = min(self.sendbuf_len, SEND_PIECE)
 
 
-def _server(app: Any, host: str, port: int, **kw: Any) -> Any:
-    # Archives leave through wsgi.file_wrapper, which frees the thread at once; only
-    # connections are bounded (waitress's default of 100 stops accepting beyond it).
-    server = create_server(
-        app,
-        host=host,
-        port=port,
-        threads=THREADS,
-        connection_limit=CONNECTION_LIMIT,
-        ident="tfmirror",
-        channel_timeout=300,
-        **kw,
-    )
+def open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (a service's
+    soft limit is often 1024); the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # a limit the kernel refuses (nr_open): keep the one we have
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_limit(open_files: int) -> int:
+    """As many connections as the descriptors allow, two each (socket and file): past
+    the limit waitress stops accepting (the kernel's backlog holds the rest) instead
+    of running out of descriptors."""
+    return max(16, min(MAX_CONNECTIONS, (open_files - RESERVED_FILES) // 2))
+
+
+def build_server(app: Any, *, ident: str, **kw: Any) -> Any:
+    """A waitress server for `app` (create_server's keywords): a poll() loop, and a
+    connection limit below this process's open-files limit (raised to the hard one).
+    waitress's default loop is select(), which raises ValueError for a descriptor past
+    1024 and ends the loop: about a thousand idle connections stopped the server."""
+    settings = {"backlog": BACKLOG, **kw}
+    settings["asyncore_use_poll"] = True
+    settings["connection_limit"] = connection_limit(open_files_limit())
+    server = create_server(app, ident=ident, **settings)
     # One listener, or several (a host name with IPv4 and IPv6 addresses) in one map.
     listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
     for listener in listeners:
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = _Channel
+            _accept_in_bursts(listener)
     return server
+
+
+def _accept_in_bursts(listener: Any) -> None:
+    """Accept what waits, up to ACCEPT_BURST, each time the listener is readable.
+    waitress accepts one connection per turn of its loop, and a turn costs a look at
+    every connection: with thousands open, a burst of new ones took a minute to get in
+    and a fresh client waited behind them."""
+    accept_one = listener.handle_accept
+
+    def handle_accept() -> None:
+        for _ in range(ACCEPT_BURST):
+            held = len(listener._map)
+            if not listener.readable():  # at the connection limit
+                return
+            accept_one()
+            if len(listener._map) == held:  # nothing was waiting
+                return
+
+    listener.handle_accept = handle_accept
+
+
+def _server(app: Any, host: str, port: int, **kw: Any) -> Any:
+    # Archives leave through wsgi.file_wrapper, which frees the thread at once; only
+    # connections are bounded (waitress's default of 100 stops accepting beyond it).
+    return build_server(
+        app, host=host, port=port, threads=THREADS, ident="tfmirror", channel_timeout=300, **kw
+    )
 
 
 class WebServer:
@@ -55,7 +108,24 @@ class WebServer:
         # does not wake the loop's poll(); with waitress's default of 1 s every sync that
         # started its own front paid up to a second to stop it.
         self._server = _server(app, host, port, asyncore_loop_timeout=0.05)
-        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
+        self._stopping = False
+        self._failure = "its server loop returned"
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as exc:
+            self._failure = f"its server loop died: {type(exc).__name__}: {exc}"
+            raise  # the thread's excepthook prints the traceback
+
+    def down(self) -> str | None:
+        """Why the front stopped serving on its own (its loop died), or None: the
+        process around it must not live on with nothing answering on its port."""
+        started = self._thread.ident is not None
+        if self._stopping or not started or self._thread.is_alive():
+            return None
+        return f"the web front on port {self.port} stopped: {self._failure}"
 
     @property
     def port(self) -> int:
@@ -68,8 +138,12 @@ class WebServer:
     def __exit__(self, *exc: object) -> None:
         from waitress import wasyncore
 
+        self._stopping = True
         server = self._server
         server.task_dispatcher.shutdown()
+        if not self._thread.is_alive():  # its loop died: nothing left to wake
+            wasyncore.close_all(server._map)
+            return
         # Close every channel (keep-alive ones too, or the loop would wait for their
         # timeout) from inside the loop's own thread: the trigger wakes its poll() at
         # once, where closing sockets from here would leave it asleep for up to 1 s.

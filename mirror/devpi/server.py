@@ -19,18 +19,18 @@ from pathlib import Path
 
 import requests
 
-from mirror.core.children import private_server, scrubbed_env
+from mirror.core.children import private_server, python_module, scrubbed_env
 from mirror.core.config import DevpiConfig
 from mirror.core.errors import TfmirrorError
 
 CREDENTIALS = "tfmirror-credentials.json"
-# devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client,
-# and its waitress stops accepting at 100 connections: its defaults (50 threads, 100
-# connections) let a few dozen nodes on a thin link lock everyone else out. These hold
-# 200 slow downloads beside idle connections (measured; see the fleet tests). nginx in
-# front is still the answer for a fleet: it holds a slow client for a few KB, not a thread.
+# devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client:
+# its default of 50 threads let a few dozen nodes on a thin link lock everyone else out.
+# This holds 200 slow downloads beside idle connections (measured; see the fleet tests).
+# Its connections are bounded by mirror.devpi.launch (below the open-files limit). nginx
+# in front is still the answer for a fleet: it holds a slow client for a few KB, not a
+# thread.
 THREADS = 256
-CONNECTION_LIMIT = 2000
 SECRET = "tfmirror-secret"
 ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
 
@@ -130,7 +130,8 @@ def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
     host, port = config.host_port
     host = listen or host
     return [
-        _tool("devpi-server"),
+        # devpi-server's own command line, served by our waitress setup (poll(), limits).
+        *python_module("mirror.devpi.launch"),
         "--serverdir",
         str(config.serverdir),
         "--host",
@@ -141,8 +142,6 @@ def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
         str(config.serverdir / SECRET),
         "--threads",
         str(THREADS),
-        "--connection-limit",
-        str(CONNECTION_LIMIT),
     ]
 
 
@@ -188,6 +187,12 @@ class DevpiProcess:
             self.stop()
             raise DevpiStartError(f"{exc}; see {self.log}") from None
         return self
+
+    def down(self) -> str | None:
+        """Why devpi-server stopped serving on its own (it exited), or None."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return f"devpi-server exited with code {self.proc.returncode}; see {self.log}"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -40,6 +40,9 @@ HEALTH_PATH = "/healthz/proxy"
 # This mirror's nginx's name, in its workdir, answered at HEALTH_PATH ("ok <id>").
 INSTANCE_FILE = "instance-id"
 _INSTANCE = re.compile(r"[0-9a-f]{32}")
+# Requests one client address may have in flight at once (429 past it): one host cannot
+# take every connection, and a fleet behind one NAT address still fits.
+REQUESTS_PER_CLIENT = 512
 
 
 class ProxyError(TfmirrorError):
@@ -65,6 +68,7 @@ class ProxyPlan:
     open_files: int  # per worker: what this machine's hard limit allows, up to 65536
     instance: str  # answered at HEALTH_PATH: tells this mirror's nginx from another's
     shutdown_seconds: int = SHUTDOWN_SECONDS
+    requests_per_client: int = REQUESTS_PER_CLIENT
 
     @property
     def worker_connections(self) -> int:
@@ -247,6 +251,7 @@ class NginxProcess:
         self.conf = plan.workdir / "nginx.conf"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._quitting = False
 
     def _args(self) -> list[str]:
         # -e: nginx opens its default error log before it reads the config; point it
@@ -266,6 +271,7 @@ class NginxProcess:
             raise ProxyError(f"the generated nginx config was refused: {reason}")
 
     def start(self) -> NginxProcess:
+        self._quitting = False
         self.write_config()
         error_log = self.plan.workdir / "error.log"
         self._log_offset = error_log.stat().st_size if error_log.exists() else 0
@@ -304,6 +310,12 @@ class NginxProcess:
             return f"see {log}"
         return fatal[0].split("] ", 1)[-1].split(": ", 1)[-1]
 
+    def down(self) -> str | None:
+        """Why nginx stopped serving on its own (it exited), or None."""
+        if self._quitting or self.proc is None or self.proc.poll() is None:
+            return None
+        return f"nginx exited with code {self.proc.returncode}: {self._start_error()}"
+
     def wait(self) -> int:
         assert self.proc is not None
         return self.proc.wait()
@@ -311,6 +323,7 @@ class NginxProcess:
     def quit(self) -> None:
         """Ask nginx to finish: transfers in flight get worker_shutdown_timeout, then go.
         Safe from a signal handler (it does not wait)."""
+        self._quitting = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)
 

@@ -60,12 +60,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
     runner = job_runner(config, store)
     outcomes: dict[str, RunResult] = {}
     app = create_app(config, store, runner)
+    servers: list[WebServer | DevpiProcess | NginxProcess] = []
     with ExitStack() as running:
-        running.enter_context(WebServer(app, config.web.host, config.web.port))
+        servers.append(running.enter_context(WebServer(app, config.web.host, config.web.port)))
         if devpi_proc is not None:
-            running.enter_context(devpi_proc)
+            servers.append(running.enter_context(devpi_proc))
         if proxy is not None:
-            running.enter_context(proxy)
+            servers.append(running.enter_context(proxy))
+
+        def down() -> str | None:
+            """Why a server `up` started stopped serving: `up` then stops too (exit 1, so a
+            supervisor restarts it) rather than live on with a port answering nothing."""
+            return next((why for server in servers if (why := server.down()) is not None), None)
+
         _resume_bundle(config, store, runner)
         _migrate_store(store, runner)
         # The syncs first, so the mirror serves before `up` says it does; verify and gc
@@ -80,14 +87,18 @@ def run(config: Config, args: argparse.Namespace) -> int:
         )
         starting.start()
         sched = None
-        if not stop.wait_for(lambda: not starting.is_alive()):
+        stopped = stop.wait_for(lambda: not starting.is_alive() or down() is not None)
+        if not stopped and down() is None:
             for job, outcome in outcomes.items():
                 print(f"{job} sync at start: {outcome}", flush=True)
             sched = scheduler.build(config, runner)
             sched.start()
             scheduler.add_startup_jobs(sched, config, store, runner)
             _banner(entry_point(config, proxied=proxy is not None))
-            stop.wait()
+            stop.wait_for(lambda: down() is not None)
+        failure = None if stop.requested else down()
+        if failure is not None:
+            print(f"tfmirror: {failure}; stopping", file=sys.stderr, flush=True)
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
         if still:
             runner.record_interrupted(
@@ -96,7 +107,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
             )  # fmt: skip
             drop_unfinished_writes()
             drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
-    code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
+    failed = failure is not None or RunResult.FAILED in outcomes.values()
+    code = EXIT_FAILED if failed else EXIT_OK
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
         # verify or gc. What they wrote unpublished is gc's after its grace period.
