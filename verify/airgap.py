@@ -3,10 +3,13 @@ install, from the index the fleet reads and nothing else.
 
 Every target: pip resolves the environment's requirements (within its constraints) for
 that target's Python and platform from the environment's own index (`install --dry-run
---report`, machine pip config off). A target the host can run is then installed twice,
+--report`, machine pip config off). A target the host can run (its platform's wheels
+run here, and a Python of its version is found: the host's own, the target's
+`interpreter`, python3.X on PATH or pyenv's) is then installed twice with that Python,
 as nodes do: the environment's `tfmirror lock` with `--require-hashes` into a bare venv
 (no pip, no setuptools: what an image build starts from), and `uv pip install` through
 the index into a uv venv; in each, every requirement's top-level modules are imported.
+A target only resolved says why in its proof.
 
 The index is the fleet's: nginx's when it runs, else a web front's pages, whose file
 links a front sends on to devpi. As root on Linux every step runs inside `unshare -n`,
@@ -39,6 +42,7 @@ from mirror.core.config import Config, Environment, Target, host_target
 from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobStore
 from mirror.proxy.nginx import nginx_answers
+from mirror.pypi.interpreters import find_interpreter, missing_interpreter
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import platforms_for, uv_binary
@@ -121,9 +125,17 @@ def pip_env(**extra: str) -> dict[str, str]:
     )
 
 
-def host_runs(target: Target) -> bool:
+def installer_python(target: Target) -> tuple[str | None, str]:
+    """The Python that installs the target here, or None and why none can."""
     host = host_target()
-    return target.python == host.python and target.platform in platforms_for(host.platform)
+    if target.platform not in platforms_for(host.platform):
+        return None, f"{target.platform} wheels do not run on this {host.platform} host"
+    if target.python == host.python:
+        return sys.executable, ""
+    found = find_interpreter(target)
+    if found is None:
+        return None, missing_interpreter(target, "install")
+    return found.path, ""
 
 
 def _why(stderr: str) -> str:
@@ -221,11 +233,15 @@ class AirGapProof:
             (work / "requirements.txt").write_text("\n".join(env.requirements) + "\n")
             (work / "constraints.txt").write_text("\n".join(env.constraints) + "\n")
             resolved = self._resolve(env, target, work)
-            if not resolved.ok or not install or not host_runs(target):
+            if not resolved.ok or not install:
                 return resolved
+            python, why_not = installer_python(target)
+            if python is None:
+                detail = f"{resolved.detail}; resolved only, not installed: {why_not}"
+                return TargetProof(resolved.target, True, resolved.how, detail)
             proofs = [resolved]
             for step in (self._install_lock, self._install_uv):
-                proofs.append(step(env, target, work))
+                proofs.append(step(env, target, work, python))
                 if not proofs[-1].ok:
                     return proofs[-1]
         hows = ", ".join(p.how.removesuffix(f" {self.where}") for p in proofs)
@@ -268,7 +284,9 @@ class AirGapProof:
         count = len(report.get("install", []))
         return self._proof(env, target, True, "pip resolve", f"{count} wheels")
 
-    def _install_lock(self, env: Environment, target: Target, work: Path) -> TargetProof:
+    def _install_lock(
+        self, env: Environment, target: Target, work: Path, interpreter: str
+    ) -> TargetProof:
         """`tfmirror lock` + `pip install --require-hashes` into a venv with nothing in
         it: no setuptools to hide a missing one, as in an image built from scratch."""
         how = "lock --require-hashes into a bare venv"
@@ -279,7 +297,7 @@ class AirGapProof:
         (work / "lock.txt").write_text(render_lock(manifest, index))
         venv = work / "bare"
         subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+            [interpreter, "-m", "venv", "--without-pip", str(venv)],
             check=True,
             preexec_fn=die_with_parent,
             start_new_session=True,  # a terminal's Ctrl-C is for tfmirror, which stops it
@@ -291,13 +309,15 @@ class AirGapProof:
             return self._proof(env, target, False, how, _why(proc.stderr))
         return self._imports(env, target, python, work, how)
 
-    def _install_uv(self, env: Environment, target: Target, work: Path) -> TargetProof:
+    def _install_uv(
+        self, env: Environment, target: Target, work: Path, interpreter: str
+    ) -> TargetProof:
         how = "uv pip install"
         venv = work / "uv"
         uv = uv_binary()
         cache = {"UV_CACHE_DIR": str(work / "uv-cache"), "UV_NO_PROGRESS": "1"}
         made = self._run(
-            [uv, "venv", "--no-config", "--quiet", "--python", sys.executable, str(venv)],
+            [uv, "venv", "--no-config", "--quiet", "--python", interpreter, str(venv)],
             work,
             UV_PYTHON_DOWNLOADS="never",
             **cache,

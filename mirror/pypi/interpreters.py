@@ -56,7 +56,10 @@ def probe(path: str) -> Interpreter | None:
             and not any(o != f and o in f.parents for o in folders)
         )
     )
-    return Interpreter(str(real), str(name), f"{major}.{minor}", mounts)
+    environment = ""
+    if os.path.realpath(prefix) != os.path.realpath(base):  # a venv: its own bin/python
+        environment = str(Path(os.path.realpath(prefix)) / "bin" / Path(executable).name)
+    return Interpreter(str(real), str(name), f"{major}.{minor}", mounts, environment)
 
 
 def _pyenv_candidates(python: str) -> list[str]:

@@ -18,9 +18,10 @@ import requests
 
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
-from mirror.core.config import Config, DevpiConfig
+from mirror.core.config import Config, DevpiConfig, Target
 from mirror.core.storage import LocalStore, blob_key, open_store
 from mirror.devpi.client import DevpiClient
+from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.sync import PypiSync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
@@ -296,3 +297,31 @@ def test_gc_spares_referenced_and_young_blobs(synced: tuple[Config, LocalStore])
     assert sorted(store.iter_blobs()) == sorted([*referenced, young_sha])
     assert report.temporaries == [tmp_name] and len(list(store.iter_temporaries())) == 1
     in_flight.discard()
+
+
+def test_a_target_of_another_python_found_here_is_installed_with_it_and_others_say_why_not(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    """verify installs each target it can (a pyenv Python 3.10 here), not only the host's
+    own Python; a target it cannot install says why in its proof."""
+    py310 = {"python": "3.10", "platform": "manylinux_2_17_x86_64"}
+    if find_interpreter(Target("3.10", "manylinux_2_17_x86_64")) is None:
+        pytest.skip("no Python 3.10 here (pyenv install 3.10)")
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0"))
+    mac = {"python": "3.11", "platform": "macosx_11_0_arm64"}
+    config = make_config(tmp_path, upstream.index_url, devpi, ["alpha"], targets=[py310, mac])
+    store = open_store(config.storage)
+    with services_for_sync(config, store) as client:
+        assert PypiSync(config, store, client).run().ok
+
+    report = run_verify(config, store, services_for_sync)
+
+    assert report.ok, report.problems
+    proofs = {p.target.split("/", 1)[1]: p for p in report.targets}
+    linux = proofs["py3.10-manylinux_2_17_x86_64"]
+    assert "lock --require-hashes into a bare venv" in linux.how, linux
+    assert "uv pip install" in linux.how and "imported alpha" in linux.detail, linux
+    other = proofs["py3.11-macosx_11_0_arm64"]
+    assert other.how.startswith("pip resolve")
+    assert "resolved only, not installed: macosx_11_0_arm64 wheels do not run" in other.detail
