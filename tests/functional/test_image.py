@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -74,10 +75,18 @@ def test_the_image_install_runs_every_command_up_and_a_bundle_keygen(tmp_path: P
         else:
             shutil.copy2(src, context / source)
     venv = tmp_path / "venv"
-    # The dependencies come from this machine's site-packages; the project itself only
-    # from what the Dockerfile copied (checked below: no module from the checkout).
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # The dependencies (and the build backend, setuptools from the test extra) come from
+    # the environment the tests run in, a venv or not: a .pth names its site-packages
+    # (`--system-site-packages` would name the base Python's, which has none of them).
+    # The project itself only from what the Dockerfile copied (checked below).
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    (Path(site) / "tests-environment.pth").write_text("\n".join(sorted(ours)) + "\n")
     env = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1"}
     env.pop("PYTHONPATH", None)
     env.pop("PIP_FIND_LINKS", None)
