@@ -74,6 +74,12 @@ def save_snapshot(store: BlobStore, snapshot: Snapshot) -> bool:
     return store.put_if(snapshot_key(check_name(snapshot.name)), snapshot.to_bytes(), None)
 
 
+def replace_snapshot(store: BlobStore, snapshot: Snapshot, version: str) -> bool:
+    """Write it over the version read. Only a migration does (credentials taken out of
+    its manifests' URLs): what a snapshot offers never changes."""
+    return store.put_if(snapshot_key(check_name(snapshot.name)), snapshot.to_bytes(), version)
+
+
 def load_snapshot(store: BlobStore, name: str) -> Snapshot | None:
     raw = store.get(snapshot_key(check_name(name)))
     return Snapshot.from_bytes(raw) if raw is not None else None
