@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.core.config import Config
+from mirror.core.credentials import Credentials
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobNotFound, BlobStore, StoreError
 from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
@@ -92,6 +93,8 @@ def repair_policy(config: Config) -> FetchPolicy:
         retries=config.pypi.retries,
         deadline=max(config.pypi.deadline, config.hub.deadline),
         hosts=HostPolicy.trusting(named, "[pypi] or [hub] allow_hosts"),
+        # Stored URLs carry no login: the configured upstreams' go with them again.
+        credentials=Credentials.of(named),
     )
 
 

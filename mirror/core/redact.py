@@ -28,11 +28,20 @@ _SECRET_NAME = re.compile(
 REDACTED = "REDACTED"
 
 
+# Whole families of signing parameters: without their signature the rest is noise.
+_SIGNING_PREFIX = ("x-amz-", "x-goog-")
+
+
 def _param(match: re.Match[str]) -> str:
     separator, name, _ = match.groups()
     if _SECRET_NAME.search(name):
         return f"{separator}{name}={REDACTED}"
     return match.group(0)
+
+
+def secret_param(name: str) -> bool:
+    """A query parameter that holds a credential or a signature."""
+    return bool(_SECRET_NAME.search(name)) or name.lower().startswith(_SIGNING_PREFIX)
 
 
 def redact_url(url: str) -> str:
@@ -46,6 +55,23 @@ def redact_url(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return _PARAM.sub(_param, url)
+
+
+def scrub_url(url: str) -> str:
+    """`url` as it may be stored: without user:password and without credential or
+    signing query parameters at all (a placeholder would be sent as the value by
+    whoever fetches it later). A fetch gets the configured upstream's user and password
+    back from the config (mirror.core.upstream.Credentials); a signature expires anyway.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    if "@" not in parts.netloc and not parts.query:
+        return url  # PyPI's: nothing to take out, and no work
+    host = parts.netloc.rpartition("@")[2]
+    kept = [p for p in parts.query.split("&") if p and not secret_param(p.split("=", 1)[0])]
+    return urlunsplit((parts.scheme, host, parts.path, "&".join(kept), parts.fragment))
 
 
 def redact_text(text: str) -> str:

@@ -74,6 +74,12 @@ def save_snapshot(store: BlobStore, snapshot: Snapshot) -> bool:
     return store.put_if(snapshot_key(check_name(snapshot.name)), snapshot.to_bytes(), None)
 
 
+def replace_snapshot(store: BlobStore, snapshot: Snapshot, version: str) -> bool:
+    """Write it over the version read. Only a migration does (credentials taken out of
+    its manifests' URLs): what a snapshot offers never changes."""
+    return store.put_if(snapshot_key(check_name(snapshot.name)), snapshot.to_bytes(), version)
+
+
 def load_snapshot(store: BlobStore, name: str) -> Snapshot | None:
     raw = store.get(snapshot_key(check_name(name)))
     return Snapshot.from_bytes(raw) if raw is not None else None
@@ -86,6 +92,16 @@ def snapshot_names(store: BlobStore) -> list[str]:
         if stem.endswith(".json") and _NAME.match(stem[:-5]):
             names.append(stem[:-5])
     return sorted(names)
+
+
+def snapshot_stamps(store: BlobStore) -> dict[str, str]:
+    """Each snapshot's name and its document's stamp (mirror.core.storage), one listing."""
+    stamps = {}
+    for key, stamp in store.stamps(SNAPSHOTS).items():
+        stem = key.rsplit("/", 1)[-1]
+        if stem.endswith(".json") and _NAME.match(stem[:-5]):
+            stamps[stem[:-5]] = stamp
+    return stamps
 
 
 def delete_snapshot(store: BlobStore, name: str) -> bool:
@@ -153,33 +169,37 @@ class FrozenDocuments:
 
 
 class _Readers:
-    """Snapshots parsed once per process (they never change). Which names exist is
-    looked at again after a few seconds, so a deleted snapshot stops being served."""
+    """Snapshots parsed once per process, kept by their document's stamp (its ETag, or
+    its file's identity on disk), not by name: a snapshot deleted and made again under
+    the same name is another document, read afresh. The stamps are listed again after a
+    few seconds, so a deleted or remade snapshot is served as it now is, a running
+    front's promoted one too."""
 
     RECHECK = 5.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._parsed: dict[tuple[str, str], FrozenDocuments] = {}
-        self._names: dict[str, tuple[float, frozenset[str]]] = {}
+        self._parsed: dict[tuple[str, str, str], FrozenDocuments] = {}  # (store, name, stamp)
+        self._stamps: dict[str, tuple[float, dict[str, str]]] = {}
 
-    def names(self, store: BlobStore) -> frozenset[str]:
+    def stamps(self, store: BlobStore) -> dict[str, str]:
         where = store.describe()
         with self._lock:
-            seen = self._names.get(where)
+            seen = self._stamps.get(where)
         if seen is not None and time.monotonic() - seen[0] < self.RECHECK:
             return seen[1]
-        names = frozenset(snapshot_names(store))
+        stamps = snapshot_stamps(store)
         with self._lock:
-            self._names[where] = (time.monotonic(), names)
-            for key in [k for k in self._parsed if k[0] == where and k[1] not in names]:
+            self._stamps[where] = (time.monotonic(), stamps)
+            for key in [k for k in self._parsed if k[0] == where and stamps.get(k[1]) != k[2]]:
                 del self._parsed[key]
-        return names
+        return stamps
 
     def reader(self, store: BlobStore, name: str) -> FrozenDocuments | None:
-        if name not in self.names(store):
+        stamp = self.stamps(store).get(name)
+        if stamp is None:
             return None
-        key = (store.describe(), name)
+        key = (store.describe(), name, stamp)
         with self._lock:
             found = self._parsed.get(key)
         if found is None:
@@ -189,6 +209,8 @@ class _Readers:
                 return None  # `tfmirror verify` names it (unreadable_snapshots)
             if snapshot is None:
                 return None
+            # One made again between the listing and this read is kept under the older
+            # stamp: the next listing drops it, and it is read again then.
             found = FrozenDocuments(snapshot)
             with self._lock:
                 self._parsed[key] = found
@@ -207,7 +229,7 @@ def snapshot_reader(store: BlobStore, name: str) -> FrozenDocuments | None:
 
 def snapshot_readers(store: BlobStore) -> list[FrozenDocuments]:
     """Every snapshot's manifests (a file any of them holds is still served)."""
-    found = (_READERS.reader(store, name) for name in sorted(_READERS.names(store)))
+    found = (_READERS.reader(store, name) for name in sorted(_READERS.stamps(store)))
     return [r for r in found if r is not None]
 
 

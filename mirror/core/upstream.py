@@ -31,6 +31,7 @@ import requests.adapters
 import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
+from mirror.core.credentials import Credentials
 from mirror.core.errors import TfmirrorError
 from mirror.core.hosts import HostPolicy, HostRefused
 from mirror.core.redact import redact_url, shown
@@ -65,6 +66,8 @@ class FetchPolicy:
     cap_setting: str = ""  # the config key that sets max_bytes, for the message
     deadline: float | None = None  # seconds for the whole fetch, retries included
     hosts: HostPolicy = field(default_factory=HostPolicy)
+    # The configured upstreams' logins: stored URLs carry none (mirror.core.credentials).
+    credentials: Credentials = field(default_factory=Credentials)
 
 
 _local = threading.local()
@@ -362,7 +365,8 @@ def _open(
     via: requests.Session | None = None,
 ) -> requests.Response:
     """GET `url`, following redirects one checked hop at a time (through `via`, else
-    this thread's session)."""
+    this thread's session). A hop on a configured upstream's origin is sent with its
+    login; any other with none (requests takes a URL's own user:password from it)."""
     for _ in range(MAX_REDIRECTS + 1):
         try:
             policy.hosts.check(url)
@@ -371,7 +375,12 @@ def _open(
         clock.check()
         timeout = min(policy.timeout, max(clock.left(), 0.001))
         answer = (via or session()).get(
-            url, stream=True, timeout=timeout, allow_redirects=False, headers=headers
+            url,
+            stream=True,
+            timeout=timeout,
+            allow_redirects=False,
+            headers=headers,
+            auth=policy.credentials.for_url(url),
         )
         if answer.status_code not in REDIRECTS or "Location" not in answer.headers:
             return answer

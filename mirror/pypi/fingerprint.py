@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from mirror.core.config import Environment, PypiConfig, Target
+from mirror.core.redact import scrub_url
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
 from mirror.pypi.file_facts import read_digests
@@ -53,7 +54,9 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
         "requirements": list(env.requirements),
         "constraints": list(env.constraints),
         "target": target.id,
-        "upstream": pypi.upstream,
+        # Where, not as whom: a stored digest over the password could test guesses at
+        # it, and a new password changes no closure.
+        "upstream": scrub_url(pypi.upstream),
         "sdists": pypi.sdists,
         "build_backends": list(pypi.build_backends),
         "uv": uv,

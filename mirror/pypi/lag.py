@@ -22,6 +22,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from mirror.core.redact import scrub_url
 from mirror.core.runs import utcnow
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
@@ -99,7 +100,7 @@ def record_lag(
         release[name] = newest_version(doc)
     doc = {
         "checked_at": utcnow(),
-        "upstream": pages.upstream,
+        "upstream": scrub_url(pages.upstream),
         "newest": newest,
         "newest_release": release,
     }

@@ -27,7 +27,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
 from mirror.core.errors import TfmirrorError
-from mirror.core.redact import bounded
+from mirror.core.redact import bounded, scrub_url
 from mirror.core.timestamps import rfc3339_utc
 
 
@@ -105,7 +105,7 @@ class Wheel:
             "filename": self.filename,
             "sha256": self.sha256,
             "size": self.size,
-            "url": self.url,
+            "url": scrub_url(self.url),  # written: manifests travel in bundles, snapshots
             "upload_time": self.upload_time,
             "requires_python": self.requires_python,
             "metadata_sha256": self.metadata_sha256,

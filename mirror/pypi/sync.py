@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config, Environment, PypiConfig, Target
+from mirror.core.credentials import Credentials
 from mirror.core.errors import ServiceError
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import Journal, actor_for
@@ -57,6 +58,7 @@ from mirror.pypi.manifest import (
 from mirror.pypi.resolve import ResolveError, Wheel
 from mirror.pypi.sources import BuildPolicy, SourceBuilds
 from mirror.pypi.speculate import Closure, HeadStart
+from mirror.pypi.stored_urls import scrub_credentials
 from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
 log = logging.getLogger("tfmirror.pypi")
@@ -80,6 +82,7 @@ def fetch_policy(pypi: PypiConfig) -> FetchPolicy:
         retries=pypi.retries,
         deadline=pypi.deadline,
         hosts=HostPolicy.trusting([pypi.upstream, *pypi.allow_hosts], "[pypi] allow_hosts"),
+        credentials=Credentials.of([pypi.upstream]),
     )
 
 
@@ -286,6 +289,9 @@ class PypiSync:
         moved = migrate_layout(self.store)  # under the pypi lease, like every commit
         if moved:
             report.timings["migrated_manifests"] = float(len(moved))
+        scrubbed = scrub_credentials(self.store)  # those a bundle brought, written before
+        if scrubbed:
+            report.timings["scrubbed_documents"] = float(len(scrubbed))
         plan.committed = {m.where: m for m in load_all(self.store)}
         plan.quarantine = read_quarantine(self.store)
 

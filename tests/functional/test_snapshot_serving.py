@@ -234,3 +234,41 @@ def test_hub_load_of_a_replaced_model_gets_the_snapshots_bytes_and_after_promote
         assert fetched.returncode == 0, fetched.stderr
     offline = load_outputs(handle, "keras", cache, offline=True)
     assert_same_outputs(offline, expected["keras"])
+
+
+def test_a_snapshot_made_again_under_its_name_is_served_as_made_again_held_or_promoted(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A running front serves what the snapshot document now holds, not what it held
+    under that name when the front first read it."""
+    upstream.add(WheelSpec("alpha", "1.0"))
+    path = operator_config(tmp_path, upstream.index_url, ["alpha"])
+    # Three syncs on a shared, loaded test machine: devpi's answers get this timeout too.
+    path.write_text(path.read_text().replace("timeout = 2\n", "timeout = 20\n"))
+    config = load_config(str(path))
+    assert tfmirror(path, "sync", "pypi").returncode == 0
+    assert tfmirror(path, "snapshot", "create", "kg").returncode == 0
+    held = f"{config.web.base_url}/{config.devpi.index}/@kg/+simple/alpha/"
+    default = f"{config.web.base_url}/{config.devpi.index}/+simple/alpha/"
+
+    def remake_kg(version: str) -> None:
+        upstream.add(WheelSpec("alpha", version))
+        assert tfmirror(path, "sync", "pypi").returncode == 0
+        assert tfmirror(path, "snapshot", "delete", "kg").returncode == 0
+        assert tfmirror(path, "snapshot", "create", "kg").returncode == 0
+
+    with WebServer(create_app(config), config.web.host, config.web.port):
+        assert offers(held, "alpha-1.0")
+        remake_kg("1.1")
+        # No restart: within the few seconds a front takes to look at the names again.
+        assert within(10, lambda: offers(held, "alpha-1.1")), requests.get(held).text
+        assert not offers(held, "alpha-1.0")
+
+        # The fleet's default path reads a promoted snapshot through the same readers.
+        assert tfmirror(path, "snapshot", "promote", "kg").returncode == 0
+        assert offers(default, "alpha-1.1")
+        assert tfmirror(path, "snapshot", "promote", "--live").returncode == 0
+        remake_kg("1.2")
+        assert tfmirror(path, "snapshot", "promote", "kg").returncode == 0
+        assert within(10, lambda: offers(default, "alpha-1.2")), requests.get(default).text
+        assert not offers(default, "alpha-1.1")

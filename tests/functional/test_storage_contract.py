@@ -92,6 +92,23 @@ def test_documents_put_get_list_delete(store: BlobStore) -> None:
     assert store.list("nothing/here") == []
 
 
+def test_a_documents_stamp_changes_when_it_is_written_over_or_made_again(
+    store: BlobStore,
+) -> None:
+    store.put("snapshots/a.json", b'{"v": 1}')
+    store.put("snapshots/b.json", b'{"v": 1}')
+    first = store.stamps("snapshots")
+    assert set(first) == {"snapshots/a.json", "snapshots/b.json"}
+    assert store.stamps("snapshots") == first  # read again, unchanged
+    store.put("snapshots/a.json", b'{"v": 2}')
+    assert store.stamps("snapshots")["snapshots/a.json"] != first["snapshots/a.json"]
+    store.delete("snapshots/b.json")
+    time.sleep(0.01)  # past the disk clock's tick, as any delete-then-create is
+    store.put("snapshots/b.json", b'{"v": 3}')
+    assert store.stamps("snapshots")["snapshots/b.json"] != first["snapshots/b.json"]
+    assert store.stamps("nothing") == {}
+
+
 def test_delete_blob(store: BlobStore) -> None:
     sha = put_blob(store, b"short-lived")
     store.delete_blob(sha)

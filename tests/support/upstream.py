@@ -10,6 +10,7 @@ PEP 658 metadata is served so resolvers never need the wheel itself.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -73,6 +74,16 @@ class Upstream(LoopbackHttpServer):
         self.status: dict[str, dict[str, str]] = {}
         # A project's page answered by a handler of the test's own: a hostile upstream.
         self.pages: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {}
+        # As an Artifactory: every request needs this basic-auth login (401 without it),
+        # and pages link files relatively, with `link_query` (e.g. an api_key) on each.
+        self.login: tuple[str, str] | None = None
+        self.link_query = ""
+        self.refused = 0  # requests answered 401
+
+    def index_url_with_login(self) -> str:
+        assert self.login is not None
+        user, password = self.login
+        return self.index_url.replace("://", f"://{user}:{password}@", 1)
 
     def add(self, spec: WheelSpec, behaviour: str = "ok", uploaded: str | None = None) -> Hosted:
         hosted = Hosted(spec, build_wheel(spec), behaviour)
@@ -105,7 +116,7 @@ class Upstream(LoopbackHttpServer):
             "files": [
                 {
                     "filename": h.spec.filename,
-                    "url": f"{self.url}/files/{h.spec.filename}",
+                    "url": self._link(h.spec.filename),
                     "hashes": {"sha256": h.sha256},
                     "size": len(h.data),
                     **(
@@ -125,8 +136,31 @@ class Upstream(LoopbackHttpServer):
             ],
         }
 
+    def _link(self, filename: str) -> str:
+        if self.login is None and not self.link_query:
+            return f"{self.url}/files/{filename}"
+        return f"../../files/{filename}" + (f"?{self.link_query}" if self.link_query else "")
+
+    def _logged_in(self, req: BaseHTTPRequestHandler) -> bool:
+        if self.login is None:
+            return True
+        expected = base64.b64encode(":".join(self.login).encode()).decode()
+        if req.headers.get("Authorization") == f"Basic {expected}":
+            return True
+        with self._lock:
+            self.refused += 1
+        req.send_response(401)
+        req.send_header("WWW-Authenticate", 'Basic realm="upstream"')
+        req.send_header("Content-Length", "0")
+        req.end_headers()
+        return False
+
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        path = req.path.split("?", 1)[0]
+        if not self._logged_in(req):
+            return None
+        path, _, query = req.path.partition("?")
+        if query.endswith(".metadata"):  # PEP 658: the file's URL, query and all, + .metadata
+            path += ".metadata"
         if path.startswith("/simple/") and path.count("/") == 3:
             project = canonicalize_name(path.split("/")[2])
             if project in self.pages:

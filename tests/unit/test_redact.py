@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from mirror.core.redact import redact_text, redact_url
+from mirror.core.credentials import Credentials
+from mirror.core.redact import redact_text, redact_url, scrub_url
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,44 @@ def test_a_resolvers_explanation_reaches_the_page_whole() -> None:
     )
     assert 1000 < len(why) < 2000
     assert Failure("default/py3.13-manylinux_2_28_x86_64", "", why).reason == why
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        (
+            "http://fleet:pw@art:8081/api/pypi/files/a-1.0-py3-none-any.whl?api_key=k&x=1#sha256=ab",
+            "http://art:8081/api/pypi/files/a-1.0-py3-none-any.whl?x=1#sha256=ab",
+        ),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4&X-Amz-Credential=c&X-Amz-Date=d"
+            "&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=51g&versionId=3",
+            "https://b.s3.amazonaws.com/k?versionId=3",
+        ),
+        ("https://h/m?token=t", "https://h/m"),
+        (
+            "https://a.blob.core.windows.net/c/b?sv=2020&sig=AbC%3D",
+            "https://a.blob.core.windows.net/c/b?sv=2020",
+        ),
+        ("https://files.pythonhosted.org/packages/aa/bb/x-1.0-py3-none-any.whl", None),
+    ],
+)
+def test_urls_are_stored_without_credentials_or_signing_parameters(
+    url: str, stored: str | None
+) -> None:
+    """Taken out, not replaced: a placeholder would be sent as the value later."""
+    assert scrub_url(url) == (url if stored is None else stored)
+
+
+def test_a_configured_login_goes_to_its_own_origin_only() -> None:
+    logins = Credentials.of(["https://fleet:p%40ss@art.corp/simple/", "https://pypi.org/simple/"])
+    assert logins.for_url("https://art.corp/files/a.whl") == ("fleet", "p@ss")
+    assert logins.for_url("https://ART.corp:443/files/a.whl") == ("fleet", "p@ss")
+    for elsewhere in (
+        "http://art.corp/files/a.whl",  # not over plain http
+        "https://art.corp:8443/files/a.whl",  # another port
+        "https://s3.amazonaws.com/bucket/a.whl",  # a redirect's storage host
+        "https://pypi.org/simple/",  # configured, without a login
+        "https://other:pw@art.corp/files/a.whl",  # its own login stands
+    ):
+        assert logins.for_url(elsewhere) is None, elsewhere

@@ -26,6 +26,7 @@ from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
 from mirror.pypi.lockfile import render_pip_conf
 from mirror.pypi.manifest import migrate_layout
+from mirror.pypi.stored_urls import scrub_credentials
 from sync_jobs import scheduler
 from tfmirror.app import create_app
 from tfmirror.commands.common import (
@@ -124,12 +125,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 def _migrate_store(store: BlobStore, runner: JobRunner) -> None:
     """A store the release before environments wrote: its manifests move under the
-    environment "default" (the pypi lease keeps a sync from committing meanwhile)."""
+    environment "default"; one written before stored URLs were scrubbed loses the
+    credentials in them (the pypi lease keeps a sync from committing meanwhile)."""
 
     with runner.hold("pypi", wait=True, record=False):
         moved = migrate_layout(store)
+        scrubbed = scrub_credentials(store)
     if moved:
         print(f"store: moved {len(moved)} manifests under environment default", flush=True)
+    if scrubbed:
+        print(f"store: took credentials out of {len(scrubbed)} stored documents", flush=True)
 
 
 def _resume_bundle(config: Config, store: BlobStore, runner: JobRunner) -> None:

@@ -118,6 +118,13 @@ class Documents(DocumentReader, Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def stamps(self, prefix: str) -> dict[str, str]:
+        """Every document under `prefix` with a stamp that changes when it is written
+        over, or deleted and made again, with other bytes (S3: its ETag, from the
+        listing; on disk: its file's inode, size and time), for the cost of one listing:
+        a reader that keeps what it parsed of a document by its stamp, not its key,
+        sees it replaced."""
+
 
 class BlobStore(Blobs, Documents, Protocol):
     """A store keeps both contracts, and the leases of the jobs that write it."""

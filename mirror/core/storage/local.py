@@ -243,6 +243,19 @@ class LocalStore:
             if p.is_file() and not p.name.startswith(".")
         )
 
+    def stamps(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for key in self.list(prefix):
+            try:
+                st = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            # Every write renames a new file into place: a new inode and time, even for
+            # the same bytes (only a freed inode reused for a file of the same size
+            # within one clock tick would pass unseen).
+            out[key] = f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
+        return out
+
 
 class _Window:
     """At most `length` bytes of a reader."""

@@ -305,3 +305,15 @@ class S3Store:
             for page in pages:
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def stamps(self, prefix: str) -> dict[str, str]:
+        stamps: dict[str, str] = {}
+        strip = len(self.key("")) if self.prefix else 0
+        with self.errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(prefix.rstrip("/") + "/")
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    stamps[obj["Key"][strip:]] = str(obj["ETag"])
+        return stamps
