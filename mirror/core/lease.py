@@ -308,6 +308,16 @@ def fence(job: str) -> None:
         )
 
 
+def still_held(job: str) -> bool:
+    """`fence(job)` as a question, for a write of shared state that is no commit (a run
+    record's index, the page's state): False once it is another replica's to make."""
+    try:
+        fence(job)
+    except LeaseLost:
+        return False
+    return True
+
+
 @contextmanager
 def renewed(lease: Lease, ttl: float) -> Iterator[None]:
     """Renew the lease every third of its ttl while the body runs; release it after.
