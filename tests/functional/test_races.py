@@ -386,3 +386,31 @@ platform = "manylinux_2_28_x86_64"
     changed = [key for key in shared if store.get(key) != after_b[key]]
     assert changed == [], f"the replica that lost its lease rewrote {changed}\n{out}"
     assert replica_a.returncode != 0 and "lease" in out
+
+
+def test_an_archive_a_sync_rejects_keeps_the_blob_a_snapshot_holds(tmp_path: Path) -> None:
+    # A model served under roomier caps is held by a snapshot; the caps are tightened and
+    # the same bytes arrive again for another handle. Before, the rejection deleted the
+    # blob (no current model listed it), unfenced: the snapshot's model was gone.
+    from mirror.core.snapshots import Snapshot, save_snapshot
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    roomy = parse_config({"storage": {"path": "store"}}, tmp_path)
+    tight = parse_config(
+        {"storage": {"path": "store"}, "hub": {"max_uncompressed_mb": 1}}, tmp_path
+    )
+    store = open_store(roomy.storage)
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_bytes({**FAKE_MODEL, "variables/zeros": bytes(4_000_000)}))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handle, other = "https://tfhub.dev/google/held/1", "https://tfhub.dev/google/again/1"
+    assert import_model(store, archive, handle, roomy.hub).status == "new"
+    path = "google/held/1"
+    held = Snapshot("before", "2026-12-01T00:00:00Z", "test", {}, [sha])
+    assert save_snapshot(store, held)
+    store.delete(f"manifests/hub/{path}.json")  # the model left the config since
+
+    outcome = import_model(store, archive, other, tight.hub)
+
+    assert outcome.status == "failed" and "rejected" in outcome.reason
+    assert store.has_blob(sha), "a blob a snapshot holds was deleted"
