@@ -14,6 +14,13 @@ by `recover` (run by the next import and by `up`), so the store never stays a mi
 bundles. devpi's offer comes last and is remembered there too ("offered"), so an
 interrupted one is redone. (The release before kept the journal in a document of its
 own, state/bundle/committing.json; `recover` still finishes one a crash left there.)
+
+Between the commit point and the last manifest, the bundle's new blobs are listed by no
+committed manifest: the journal lists them ("blobs") and gc keeps them for as long as
+it stands (mirror.core.import_journal). `recover` still checks every blob the journal's
+manifests name before it writes one: should one be missing all the same, it writes
+nothing and says which bundle to import again; importing that bundle again copies the
+blob back and commits over the journal.
 """
 
 from __future__ import annotations
@@ -32,14 +39,14 @@ from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
 from mirror.core.commits import put_over
 from mirror.core.errors import UsageError
+from mirror.core.import_journal import IMPORTED, OLD_JOURNAL
 from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
 from mirror.core.lease import fence
 from mirror.core.snapshots import SNAPSHOTS, Snapshot, check_name, save_snapshot, snapshot_key
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS
 
-IMPORTED = "state/bundle/imported"
-JOURNAL = "state/bundle/committing.json"  # the release before's commit point
+JOURNAL = OLD_JOURNAL  # the release before's commit point
 MAX_MANIFEST = 64 * 1024 * 1024
 MAX_JOURNAL = 1024 * 1024 * 1024  # about 3 million entries
 
@@ -86,11 +93,25 @@ def mark_offered(store: BlobStore) -> None:
         store.put(IMPORTED, json.dumps({**doc, "offered": True}).encode())
 
 
+class BlobsMissing(BundleError):
+    """An interrupted import cannot be finished: blobs its manifests name are gone."""
+
+    def __init__(self, bundle: str, missing: list[str]) -> None:
+        self.bundle = bundle
+        super().__init__(
+            f"the import of bundle {bundle} was interrupted after its commit, and "
+            f"{len(missing)} blobs its manifests name are missing here (first {missing[0]}): "
+            f"nothing more of it was written; import bundle {bundle} again to bring them"
+        )
+
+
 def recover(store: BlobStore) -> str | None:
-    """Finish a commit a crash interrupted; return its bundle id, or None if none was."""
+    """Finish a commit a crash interrupted; return its bundle id, or None if none was.
+    BlobsMissing, and nothing written, if a blob its manifests name is not here."""
     old = store.get(JOURNAL)
     if old is not None:  # left by the release before
         journal = json.loads(old)
+        _check_blobs(store, journal)
         store.put(IMPORTED, _write(store, journal))
         store.delete(JOURNAL)
         return str(journal["id"])
@@ -98,9 +119,19 @@ def recover(store: BlobStore) -> str | None:
     doc = json.loads(committed) if committed is not None else {}
     if committed is None or "committing" not in doc:
         return None
+    _check_blobs(store, doc["committing"])
     _apply(store, doc, committed)
     # The journal's id: the document's own still names the import before this one.
     return str(doc["committing"]["id"])
+
+
+def _check_blobs(store: BlobStore, journal: dict[str, Any]) -> None:
+    """Every blob the journal's manifests name is here (re-stamped: gc's grace spares
+    it until the manifests are written), or BlobsMissing."""
+    written = {k: v.encode("utf-8", "surrogateescape") for k, v in journal["write"].items()}
+    missing = sorted(sha for sha in referenced(written) if not store.touch_blob(sha))
+    if missing:
+        raise BlobsMissing(str(journal["id"]), missing)
 
 
 def read_index(folder: Path, trusted: Ed25519PublicKey) -> Index:
@@ -148,7 +179,13 @@ def import_bundle(
     before the last one imported (a replay, or an old full bundle) would roll models
     and closures back and drop newer ones: refused, unless `allow_rollback`."""
     index = read_index(folder, trusted)
-    recover(store)
+    try:
+        recover(store)
+    except BlobsMissing as exc:
+        if exc.bundle != index.id:
+            raise
+        # This very bundle, again: it copies what is missing and commits over the
+        # journal it left.
     read = store.get(IMPORTED)  # the commit goes over this, or not at all
     last = last_import(store)
     if index.id == last:
@@ -303,6 +340,8 @@ def _commit(
         # Manifests are JSON text; surrogateescape keeps any byte as it came.
         "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
         "delete": sorted((current.keys() & _brought(store)) - manifests.keys()),
+        # Listed by no committed manifest until the writes are done: gc keeps them.
+        "blobs": sorted(referenced(changed)),
     }
     # The last import stays what the document says until this one is applied.
     doc = {**(json.loads(read) if read else {}), "committing": journal}
@@ -312,6 +351,10 @@ def _commit(
             f"another import committed while bundle {index.id} was being checked: nothing "
             "of this one was committed; import it again (it is checked against that one)"
         )
+    if store.get(JOURNAL) is not None:
+        # One the release before left for this bundle, which recover could not finish
+        # (see import_bundle): this commit replaces it.
+        store.delete(JOURNAL)
     _apply(store, doc, committed)
     change = {
         "event": "bundle imported",

@@ -10,7 +10,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bundle.export import Exported, export
-from bundle.importer import Imported, import_bundle, mark_offered, needs_offer, recover
+from bundle.importer import (
+    BlobsMissing,
+    Imported,
+    import_bundle,
+    mark_offered,
+    needs_offer,
+    recover,
+)
 from bundle.layout import BundleError
 from mirror.core.runs import BUNDLE_JOB as JOB
 from mirror.core.runs import Failure, RunRecord, record_crash
@@ -82,7 +89,13 @@ def finish_offer(store: BlobStore, offer: Offer) -> tuple[int, list[Failure]]:
 
 
 def resume(store: BlobStore, offer: Offer) -> tuple[str | None, list[Failure]]:
-    """What a crash left of an import, finished: the commit, then devpi's offer."""
-    finished = recover(store)
+    """What a crash left of an import, finished: the commit, then devpi's offer. One
+    that cannot be finished (its blobs are missing) is a failure saying which bundle to
+    import again; what was served is served on."""
+    unfinished: list[Failure] = []
+    try:
+        finished = recover(store)
+    except BlobsMissing as exc:
+        finished, unfinished = None, [Failure(f"bundle {exc.bundle}", "", str(exc))]
     _, failures = finish_offer(store, offer)
-    return finished, failures
+    return finished, unfinished + failures

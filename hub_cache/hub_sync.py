@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
-from hub_cache.models import ModelManifest, commit_models, load_model, load_models
+from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel, handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
@@ -159,8 +159,9 @@ def publish_model(
         with store.open_blob(fetched.sha256) as reader:
             facts = inspect_archive(reader, fetched.size, caps(hub))
     except ArchiveRejected as exc:
-        if not any(m.sha256 == fetched.sha256 for m in load_models(store)):
-            store.delete_blob(fetched.sha256)
+        # The blob stays until gc, like a refused one below: no manifest lists it, so
+        # nothing serves it, and only gc knows whether anything else (a snapshot, a
+        # replica's commit) does.
         return ModelOutcome(
             handle, ModelStatus.FAILED, fetched.url, f"rejected: {exc}", fetched.size
         )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from mirror.core.config import Config
-from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed
+from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
 from mirror.core.runs import (
     Failure,
     JobFn,
@@ -86,7 +86,7 @@ class JobRunner:
         """
         # Counted as running from the moment it is not refused: a stop either refuses
         # it or waits for it (or exits past it), never misses one still taking its lease.
-        with self._tracked(job, prune=False):
+        with self._tracked(job):
             if self._closed:
                 log.info("%s: stopping; not starting it", job)
                 return RunResult.SKIPPED
@@ -136,7 +136,11 @@ class JobRunner:
         while another holder has it, or waits for it with `wait`. `record=False`: the
         caller is another job that only keeps this one out, and records its own runs."""
         ttl = self.config.schedule.lease_seconds
-        with holding(self.lock, job, ttl, wait, self.sleep) as lease, self._tracked(job):
+        with (
+            holding(self.lock, job, ttl, wait, self.sleep) as lease,
+            self._tracked(job),
+            self._marked(job),
+        ):
             try:
                 yield lease
             except Exception as exc:
@@ -146,7 +150,11 @@ class JobRunner:
 
     @contextmanager
     def _keep(self, lease: Lease) -> Iterator[None]:
-        with renewed(lease, self.config.schedule.lease_seconds), self._tracked(lease.job):
+        with (
+            renewed(lease, self.config.schedule.lease_seconds),
+            self._tracked(lease.job),
+            self._marked(lease.job),
+        ):
             yield
 
     def record_interrupted(self, jobs: set[str], reason: str) -> None:
@@ -159,25 +167,31 @@ class JobRunner:
             record.finish(self.store, False, {}, 0, [Failure(job, "", reason).as_json()])
 
     @contextmanager
-    def _tracked(self, job: str, prune: bool = True) -> Iterator[None]:
-        """Count the job as running here; prune its run records after."""
+    def _tracked(self, job: str) -> Iterator[None]:
+        """Count the job as running here (a stop waits for it)."""
         with self._changed:
-            first = not self._running[job]
-            if first:
+            if not self._running[job]:
                 self._since[job] = datetime.now(UTC)
             self._running[job] += 1
-        if first:
-            with suppress(StoreError):  # the page's word only; never the job's failure
-                mark_running(self.store, job, holder_id())
         try:
             yield
         finally:
-            if prune:
-                prune_runs(self.store, job, self.config.schedule.keep_runs)
             with self._changed:
                 self._running[job] -= 1
-                last = not self._running[job]
                 self._changed.notify_all()
-            if last:
+
+    @contextmanager
+    def _marked(self, job: str) -> Iterator[None]:
+        """Inside the job's lease: mark it running for every replica's page; prune its
+        run records after. Both are shared state, the lease holder's alone: a tick that
+        found the job busy, or a run whose lease went to another replica while it was
+        paused, would otherwise clear the marker of the replica that runs it."""
+        with suppress(StoreError):  # the page's word only; never the job's failure
+            mark_running(self.store, job, holder_id())
+        try:
+            yield
+        finally:
+            if still_held(job):
+                prune_runs(self.store, job, self.config.schedule.keep_runs)
                 with suppress(StoreError):
                     clear_running(self.store, job)

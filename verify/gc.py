@@ -9,7 +9,9 @@ leases (a gc paused past them deletes no more).
 The grace period protects an in-flight sync: its blobs are stored before its manifest
 is committed, so for a while they are referenced by nothing. The same grace applies to
 abandoned writes (temp files, S3 multipart uploads). Quarantine is never collected; it
-is evidence.
+is evidence. A bundle import that a crash stopped past its commit point can stay so for
+days: the blobs its journal names are kept like listed ones until it is finished
+(mirror.core.import_journal).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
+from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
 from mirror.core.lease import JobBusy, fence, holding
 from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
@@ -51,12 +54,23 @@ class GcReport:
         )
 
 
+class UnknownPending(Exception):
+    """An unfinished import does not say which blobs it needs: no blob can be deleted."""
+
+
 def referenced_shas(store: BlobStore) -> set[str]:
+    """Every blob something lists; UnknownPending while that cannot be told."""
+    pending = unfinished_import_blobs(store)
+    if pending is None:
+        raise UnknownPending(
+            f"a bundle import the release before began is unfinished ({OLD_JOURNAL}), and "
+            "its blobs are listed nowhere yet: `tfmirror up` or the next import finishes it"
+        )
     shas = {blob.sha256 for m in load_all(store) for blob in m.blobs()}
     # A quarantined file's bytes stay for forensics until its rule is lifted; a
-    # snapshot's, until it is deleted.
+    # snapshot's, until it is deleted; an interrupted import's, until it is finished.
     models = {m.sha256 for m in load_models(store)}
-    return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store)
+    return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store) | pending
 
 
 @contextmanager
@@ -84,7 +98,11 @@ def collect(
 def _collect(store: BlobStore, grace_seconds: float, report: GcReport) -> GcReport:
     dry_run = report.dry_run
     # Read the manifests first: a blob published after this point is young, so kept.
-    keep = referenced_shas(store)
+    try:
+        keep = referenced_shas(store)
+    except UnknownPending as exc:
+        report.postponed = str(exc)
+        return report
     now = time.time()
     for sha in list(store.iter_blobs()):
         if sha in keep:

@@ -232,7 +232,18 @@ class S3Lock:
             {"holder": self.holder_id, "since": since, "expires": expires, "ttl": self.ttl}
         )
         condition = None if if_none_match else if_match
-        return conditional_put(self.client, self.bucket, self.key(job), body.encode(), condition)
+        from botocore.exceptions import ClientError
+
+        try:
+            return conditional_put(
+                self.client, self.bucket, self.key(job), body.encode(), condition
+            )
+        except ClientError as exc:
+            # Nothing at that ETag any more (the replica that took the lease over has
+            # released it): the condition failed like any other, it is no outage.
+            if condition is not None and error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
 
     def acquire(self, job: str) -> Lease | None:
         from botocore.exceptions import ClientError
@@ -306,6 +317,16 @@ def fence(job: str) -> None:
             f"{job}: the lease is lost or about to be ({left:.0f} s left of it): not "
             "committing; another replica may hold it now, and its run commits instead"
         )
+
+
+def still_held(job: str) -> bool:
+    """`fence(job)` as a question, for a write of shared state that is no commit (a run
+    record's index, the page's state): False once it is another replica's to make."""
+    try:
+        fence(job)
+    except LeaseLost:
+        return False
+    return True
 
 
 @contextmanager

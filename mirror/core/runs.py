@@ -18,7 +18,7 @@ from typing import Any
 
 from mirror.core.config import Config
 from mirror.core.errors import TfmirrorError
-from mirror.core.lease import died_here
+from mirror.core.lease import died_here, still_held
 from mirror.core.redact import bounded, redact_text, redact_url, shown
 from mirror.core.storage import BlobStore, StoreError, update_document
 
@@ -106,6 +106,10 @@ class RunRecord:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         ended = datetime.now(UTC)
+        # A run whose lease went to another replica (it was paused past it) keeps its
+        # own record, but the index is the current holder's: its stale view would
+        # replace the page's latest run, history and totals.
+        holds = still_held(self.job)
         doc = {
             "job": self.job,
             "id": self.id,
@@ -118,9 +122,12 @@ class RunRecord:
             "bytes": bytes_moved,
             "errors": errors,
             **(extra or {}),
+            **({} if holds else {"lease_lost": True}),
         }
         data = json.dumps(doc, indent=1).encode()
         store.put(self.key, data)
+        if not holds:
+            return doc
         store.put(_index_key(self.job, "latest.json"), data)
         if ok:
             store.put(_index_key(self.job, "last-success.json"), data)

@@ -22,12 +22,14 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from mirror.core.lease import fence
 from mirror.core.redact import scrub_url
 from mirror.core.runs import utcnow
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
 
 LAG_STATE = "state/lag.json"
+JOB = "pypi"  # the lease the PyPI sync writes it under
 _WHEEL_VERSION = re.compile(r"^[^-]+-([^-]+)-")
 
 
@@ -104,6 +106,7 @@ def record_lag(
         "newest": newest,
         "newest_release": release,
     }
+    fence(JOB)  # what the page shows is the current leader's view of upstream
     store.put(LAG_STATE, json.dumps(doc, indent=1).encode())
 
 

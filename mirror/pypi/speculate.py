@@ -6,9 +6,15 @@ top-level requirement is almost always the newest release the specifier allows t
 a wheel for the target, which one PEP 691 page tells. The sync starts fetching that
 guess at once; the resolver's answer decides whether the bytes are used. Guesses are
 verified like any download (the page lists sha256 and size) and only ever become a blob:
-a wrong one is cancelled or deleted, and nothing reaches a manifest unless resolved.
-A wrong guess is remembered and not tried again, so later syncs (a no-op above all) do
-not fetch it once more.
+a wrong one is cancelled, and nothing reaches a manifest unless resolved. A wrong guess
+is remembered and not tried again, so later syncs (a no-op above all) do not fetch it
+once more.
+
+A guess that was published is never deleted here, right or wrong: by the time the
+resolver answered, the blob may be another replica's (one that took the lease over
+while this one was paused, and committed a closure that lists the same file) or one a
+snapshot holds. Whether a blob is still needed is gc's question alone (verify.gc): it
+keeps what any manifest or snapshot lists, and unlisted blobs for its grace period.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Target
+from mirror.core.lease import LeaseLost, fence
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
+JOB = "pypi"  # the lease a head start runs under: its sync's
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
 T = TypeVar("T")
@@ -65,11 +73,10 @@ class HeadStart:
     ) -> None:
         self._store = store
         self._policy = policy
-        self._lock = threading.Lock()  # guards the four below
+        self._lock = threading.Lock()  # guards the three below
         self._fetches: dict[str, Future[Fetched]] = {}
         self._resolved = False  # the resolver answered: too late for new guesses
         self._unwanted: set[str] = set()
-        self._stored: set[str] = set()
         self._slots = threading.Semaphore(2)  # guesses fetched at once
         _on_daemon(self._start, tuple(closures), pages)
 
@@ -102,12 +109,9 @@ class HeadStart:
                 self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
             )
         with self._lock:
-            unwanted = wheel.sha256 in self._unwanted
-            if not unwanted:
-                self._stored.add(wheel.sha256)
-        if unwanted:
-            self._store.delete_blob(wheel.sha256)
-            raise DownloadError("not in the resolved closure")
+            if wheel.sha256 in self._unwanted:
+                # Published, so left to gc: see the module's docstring.
+                raise DownloadError("not in the resolved closure")
         return fetched
 
     def _misses(self) -> list[str]:
@@ -127,21 +131,24 @@ class HeadStart:
             return self._fetches.get(sha256)
 
     def close(self, wanted: set[str]) -> None:
-        """Let go of the guesses the resolver did not confirm; remember them as misses."""
+        """Let go of the guesses the resolver did not confirm; remember them as misses.
+        What a let-go guess had published stays, for gc (see the module's docstring)."""
         with self._lock:
             self._resolved = True
             unwanted = set(self._fetches) - wanted
             self._unwanted |= unwanted
-        # A guess stops at its next chunk; one that stalls is not waited for past this
-        # (it deletes its own blob should it still finish).
+        # A guess stops at its next chunk and drops its unpublished bytes; one that
+        # stalls is not waited for past this.
         wait([self._fetches[sha256] for sha256 in unwanted], timeout=STOP_WAIT)
-        with self._lock:
-            stored = unwanted & self._stored
-        for sha256 in stored:
-            self._store.delete_blob(sha256)  # it finished before it was let go
-        if unwanted:
-            misses = [*(m for m in self._misses() if m not in unwanted), *sorted(unwanted)]
-            self._store.put(MISSES, json.dumps(misses[-KEEP_MISSES:]).encode())
+        if not unwanted:
+            return
+        try:
+            # Shared state: a sync whose lease went to another replica leaves it alone.
+            fence(JOB)
+        except LeaseLost:
+            return
+        misses = [*(m for m in self._misses() if m not in unwanted), *sorted(unwanted)]
+        self._store.put(MISSES, json.dumps(misses[-KEEP_MISSES:]).encode())
 
 
 def _on_daemon(fn: Callable[..., T], *args: object) -> Future[T]:

@@ -62,6 +62,7 @@ from mirror.pypi.stored_urls import scrub_credentials
 from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
 log = logging.getLogger("tfmirror.pypi")
+JOB = "pypi"  # the lease every commit and every write of shared state is fenced by
 
 
 class Published(Protocol):
@@ -228,7 +229,7 @@ class PypiSync:
             finally:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             self._settle(plan, report, entries.result())
-            self._upstream_word(plan, pages)
+            self._upstream_word(plan, report, pages)
             self._commit(plan, report, pages)
             # From here the fleet installs the closure through nginx (the store's blobs
             # for what devpi does not hold yet): devpi's pull below is off its path.
@@ -242,7 +243,9 @@ class PypiSync:
                 lag.result()
             except StoreError as exc:
                 report.failures.append(Failure("lag", pypi.upstream, str(exc)))
-        if pages.validators() != validators:
+            except LeaseLost as exc:
+                self._lease_lost(report, exc)
+        if pages.validators() != validators and self._still_leader(report):
             save_validators(self.store, pages.validators())
         report.failures += [
             Failure(project, redact_url(pypi.upstream), why)
@@ -319,7 +322,8 @@ class PypiSync:
             plan.held = builds.held()
         finally:
             builds.close()
-        if plan.inputs:  # a resolver ran: what it was not given is news for the page
+        # A resolver ran: what it was not given is news for the page.
+        if plan.inputs and self._still_leader(report):
             save_held(self.store, plan.held, utcnow())
         report.built = builds.builds
         report.timings["resolve"] = time.monotonic() - t0
@@ -427,7 +431,7 @@ class PypiSync:
             plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
         report.timings["settle"] = time.monotonic() - t0
 
-    def _upstream_word(self, plan: _Plan, pages: ProjectPages) -> None:
+    def _upstream_word(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
         """Files upstream no longer lists and projects it marks quarantined (PEP 792)
         are quarantined; what it lists again is released (mirror.pypi.upstream_status)."""
         files = [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)]
@@ -438,7 +442,8 @@ class PypiSync:
         }
         removals = self.config.pypi.on_upstream_removal == "quarantine"
         word = read_upstream(files, read, removals, actor_for(self._trigger))
-        plan.changes += apply_upstream(self.store, word)
+        if self._still_leader(report):  # a paused run's word is stale: no rule from it
+            plan.changes += apply_upstream(self.store, word)
         plan.quarantine = read_quarantine(self.store)
 
     # -- 4. commit -------------------------------------------------------------------
@@ -446,7 +451,7 @@ class PypiSync:
         try:
             self._commit_each(plan, report, pages)
         except LeaseLost as exc:
-            report.failures.append(Failure("lease", "", str(exc)))
+            self._lease_lost(report, exc)
         finally:
             # What the fleet is now offered, and who changed it (one entry per sync).
             Journal(self.store).record(plan.changes, actor_for(self._trigger), "pypi sync")
@@ -485,7 +490,7 @@ class PypiSync:
                 and _as_set(old.files) == _as_set(wheels)
             )
             if not same:
-                fence("pypi")  # a replica that took the lease over commits instead
+                fence(JOB)  # a replica that took the lease over commits instead
                 manifest = Manifest(
                     slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
                 )
@@ -504,7 +509,7 @@ class PypiSync:
         configured = {slot.where for slot in slots(self.config.pypi)}
         for where, manifest in plan.committed.items():
             if where not in configured:
-                fence("pypi")
+                fence(JOB)
                 delete_manifest(self.store, manifest)
                 report.dropped.append(where)
                 plan.changes += closure_changes(manifest, None, where)
@@ -519,8 +524,26 @@ class PypiSync:
         slot = plan.slots[where]
         digest = pages_digest(pages, {w.project for w in plan.wheels[where]})
         if digest is not None:
+            fence(JOB)  # the next sync's shortcut: the current leader's to decide
             fp = Fingerprint(inputs, digest, time.time(), earliest(plan.held))
             save_fingerprint(self.store, slot.environment.name, slot.target.id, fp)
+
+    # -- shared state ----------------------------------------------------------------
+    def _still_leader(self, report: SyncReport) -> bool:
+        """Before a write of shared state that is no commit (the page's state, what the
+        next sync starts from): a run whose lease went to another replica, paused past
+        it, would write its stale view over the current leader's."""
+        try:
+            fence(JOB)
+        except LeaseLost as exc:
+            self._lease_lost(report, exc)
+            return False
+        return True
+
+    @staticmethod
+    def _lease_lost(report: SyncReport, exc: LeaseLost) -> None:
+        if not any(f.name == "lease" for f in report.failures):  # said once a run
+            report.failures.append(Failure("lease", "", str(exc)))
 
     # -- 5. devpi --------------------------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:

@@ -30,6 +30,7 @@ from tests.support.archives import MALICIOUS_KINDS, malicious, tar_of_dir
 from tests.support.hub_upstream import HubUpstream
 from tests.support.servers import free_port
 from tfmirror.app import create_app
+from verify.gc import collect
 
 TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,6 +197,8 @@ def test_every_bad_archive_is_rejected_with_its_reason_and_the_old_model_stays(
     assert report.count("failed") == len(MALICIOUS_KINDS) + 1
     assert [m.path for m in load_models(store)] == ["google/good/1"]
     assert load_model(store, "google/good/1") == good_manifest
+    # The rejected archives are served by nothing and listed by nothing: gc's to remove.
+    collect(store, grace_seconds=0)
     assert list(store.iter_blobs()) == [good_manifest.sha256]  # type: ignore[union-attr]
     record = json.loads(store.get("runs/hub/latest.json") or b"{}")
     reasons = {e["name"]: e["reason"] for e in record["errors"]}

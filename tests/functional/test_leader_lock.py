@@ -209,3 +209,21 @@ def test_a_holder_paused_past_its_lease_does_not_commit_after_it_is_taken(
         holder.wait()
     lines = log.read_text().split()
     assert "fenced" in lines and "end" not in lines, log.read_text()
+
+
+def test_a_lease_another_holder_took_and_released_is_lost_at_the_next_renewal(
+    moto: MotoServer, s3_bucket: str
+) -> None:
+    # A paused holder wakes after the replica that took its lease over finished and
+    # released it: no object is left at its ETag. Before, each renewal raised NoSuchKey,
+    # was logged as "the store is unreachable" and retried, and the lease never counted
+    # as lost.
+    store = S3Store(StorageConfig(backend="s3", bucket=s3_bucket, endpoint_url=moto.url))
+    lease = store.leader_lock(5).acquire("released")
+    assert lease is not None
+    taker = store.leader_lock(5)
+    assert isinstance(taker, S3Lock)
+    taker.client.delete_object(Bucket=s3_bucket, Key=taker.key("released"))
+
+    assert lease.renew() is False
+    assert lease.left() == 0.0

@@ -35,6 +35,7 @@ from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
+from verify.gc import collect
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"
 WINDOWS_ID = "py3.11-win_amd64"
@@ -378,7 +379,7 @@ def test_files_devpi_already_holds_are_proven_again_without_waiting_for_commits(
     assert again.new == 1 and again.devpi_warmed == 3  # alpha 1.1, beta, delta proven
 
 
-def test_top_level_wheels_start_early_and_a_wrong_guess_leaves_nothing(
+def test_top_level_wheels_start_early_and_a_wrong_guess_is_gcs_to_remove(
     upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
 ) -> None:
     # While uv resolves, the sync starts on the newest wheel of each top-level requirement.
@@ -401,8 +402,12 @@ def test_top_level_wheels_start_early_and_a_wrong_guess_leaves_nothing(
         ("omega", "1.0"),
     }
     assert upstream.hits["omega-1.0-py3-none-any.whl"] == 1  # the right guess, fetched once
+    # The wrong guess's blob is listed nowhere: the sync does not delete it (another
+    # replica may list it by now), gc removes it, as any unlisted blob, after its grace.
     wrong = upstream.files["alpha-2.0-py3-none-any.whl"]
-    assert not store.has_blob(wrong.sha256)  # the wrong guess left nothing behind
+    assert wrong.sha256 not in {w.sha256 for w in manifest.files}
+    assert wrong.sha256 in collect(store, grace_seconds=0).removed
+    assert not store.has_blob(wrong.sha256)
     assert report.bytes == sum(w.size or 0 for w in manifest.files)
     assert upstream.hits["omega-2.0rc1-py3-none-any.whl"] == 0
 

@@ -7,7 +7,10 @@ runs while another commits) and fails on the code before its fix.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +23,7 @@ import pytest
 from hub_cache.importer import import_model
 from hub_cache.models import load_model
 from hub_cache.prefetch import swap_in
-from mirror.core.config import DevpiConfig, parse_config
+from mirror.core.config import DevpiConfig, load_config, parse_config
 from mirror.core.storage import LocalStore, blob_key, open_store
 from mirror.devpi.client import DevpiClient, DevpiError
 from mirror.devpi.server import DevpiProcess
@@ -29,8 +32,8 @@ from mirror.pypi.sync import PypiSync
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
 from tests.support.mirror_env import env_target, make_config
-from tests.support.servers import free_port
-from tests.support.upstream import Upstream
+from tests.support.servers import MotoServer, free_port
+from tests.support.upstream import PEP691, Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.services import services_for_sync
 from verify.airgap import AirGapProof
@@ -281,3 +284,133 @@ def test_a_model_sync_that_another_writer_overtook_does_not_overwrite_its_model(
     assert outcome.status == "failed" and "another writer" in outcome.reason
     kept = load_model(store, path)
     assert kept is not None and kept.sha256 == hashlib.sha256(theirs.read_bytes()).hexdigest()
+
+
+class HeldPage:
+    """A project page as two replicas see it across a release: while `holding`, a request
+    waits (a slow upstream) and then finds no such project; while `published`, the
+    project is there."""
+
+    def __init__(self, upstream: Upstream, project: str) -> None:
+        self.upstream, self.project = upstream, project
+        self.published = False
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        upstream.pages[project] = self.answer
+
+    def answer(self, req: Any) -> None:
+        if not self.published:
+            self.asked.set()
+            self.release.wait(60)
+        doc = self.upstream._project_doc(self.project) if self.published else None
+        body = json.dumps(doc).encode() if doc else b"not found"
+        req.send_response(200 if doc else 404)
+        req.send_header("Content-Type", PEP691 if doc else "text/plain")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+
+def test_a_replica_paused_past_its_lease_deletes_no_blob_and_rewrites_no_shared_state(
+    upstream: Upstream, moto: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    # Replica A guesses alpha 2.0 and stores it while its resolver waits for gamma's page
+    # (alpha 2.0 needs gamma, not published yet); A is paused past its lease. gamma comes
+    # out; replica B takes the lease over and commits alpha 2.0, reusing the blob A
+    # stored. A wakes to an upstream without gamma, resolves alpha 1.0 and ends its run.
+    upstream.add(WheelSpec("alpha", "1.0"))
+    upstream.add(WheelSpec("alpha", "2.0", requires=["gamma"]))
+    gamma_page = HeldPage(upstream, "gamma")
+    config = tmp_path / "tfmirror.toml"
+    config.write_text(f"""
+[storage]
+backend = "s3"
+bucket = "{s3_bucket}"
+endpoint_url = "{moto.url}"
+
+[schedule]
+lease_seconds = 5
+
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+
+[pypi]
+upstream = "{upstream.index_url}"
+requirements = ["alpha"]
+timeout = 30
+retries = 0
+build_backends = []
+
+[[pypi.targets]]
+python = "3.11"
+platform = "manylinux_2_28_x86_64"
+""")
+    store = open_store(load_config(str(config)).storage)
+    alpha2 = upstream.files["alpha-2.0-py3-none-any.whl"].sha256
+    sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "sync", "pypi"]
+    replica_a = subprocess.Popen(
+        [*sync, "--no-devpi"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert gamma_page.asked.wait(60), "replica A never asked for gamma's page"
+        deadline = time.monotonic() + 30
+        while not store.has_blob(alpha2):
+            assert time.monotonic() < deadline, "replica A's head start never stored alpha 2.0"
+            time.sleep(0.05)
+        replica_a.send_signal(signal.SIGSTOP)
+        gamma_page.published = True
+        upstream.add(WheelSpec("gamma", "1.0"))
+        replica_b = subprocess.run(
+            [*sync, "--no-devpi", "--wait"], capture_output=True, text=True, timeout=120
+        )
+        assert replica_b.returncode == 0, replica_b.stdout + replica_b.stderr
+        shared = ("runs/pypi/latest.json", "runs/pypi/recent.json", "runs/pypi/totals.json")
+        shared += ("state/lag.json",)
+        after_b = {key: store.get(key) for key in shared}
+        gamma_page.published = False  # A's view of upstream: gamma is not out
+        gamma_page.release.set()
+        replica_a.send_signal(signal.SIGCONT)
+        out, _ = replica_a.communicate(timeout=120)
+    finally:
+        gamma_page.release.set()
+        replica_a.send_signal(signal.SIGCONT)
+        replica_a.kill()
+        replica_a.wait()
+
+    (target,) = load_config(str(config)).pypi.targets
+    manifest = load_manifest(store, "default", target.id)
+    assert manifest is not None
+    assert alpha2 in {w.sha256 for w in manifest.files}, "B's commit was undone"
+    missing = [w.filename for w in manifest.files if not store.has_blob(w.sha256)]
+    assert missing == [], f"a blob the committed manifest lists is gone: {missing}\n{out}"
+    changed = [key for key in shared if store.get(key) != after_b[key]]
+    assert changed == [], f"the replica that lost its lease rewrote {changed}\n{out}"
+    assert replica_a.returncode != 0 and "lease" in out
+
+
+def test_an_archive_a_sync_rejects_keeps_the_blob_a_snapshot_holds(tmp_path: Path) -> None:
+    # A model served under roomier caps is held by a snapshot; the caps are tightened and
+    # the same bytes arrive again for another handle. Before, the rejection deleted the
+    # blob (no current model listed it), unfenced: the snapshot's model was gone.
+    from mirror.core.snapshots import Snapshot, save_snapshot
+    from tests.support.archives import FAKE_MODEL, tar_bytes
+
+    roomy = parse_config({"storage": {"path": "store"}}, tmp_path)
+    tight = parse_config(
+        {"storage": {"path": "store"}, "hub": {"max_uncompressed_mb": 1}}, tmp_path
+    )
+    store = open_store(roomy.storage)
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_bytes({**FAKE_MODEL, "variables/zeros": bytes(4_000_000)}))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handle, other = "https://tfhub.dev/google/held/1", "https://tfhub.dev/google/again/1"
+    assert import_model(store, archive, handle, roomy.hub).status == "new"
+    path = "google/held/1"
+    held = Snapshot("before", "2026-12-01T00:00:00Z", "test", {}, [sha])
+    assert save_snapshot(store, held)
+    store.delete(f"manifests/hub/{path}.json")  # the model left the config since
+
+    outcome = import_model(store, archive, other, tight.hub)
+
+    assert outcome.status == "failed" and "rejected" in outcome.reason
+    assert store.has_blob(sha), "a blob a snapshot holds was deleted"

@@ -330,6 +330,8 @@ def test_a_commit_the_release_before_left_half_done_is_finished_after_the_upgrad
     }
     inner.put("state/bundle/committing.json", json.dumps(journal).encode())
     assert committing(inner) and pending(inner)
+    # Its journal does not list the blobs it needs: gc deletes nothing until it is done.
+    assert collect(inner, grace_seconds=0).postponed
 
     assert recover(inner) == "20261127T000000Z-old"
     assert set(read_manifests(inner)) == set(brought) - {gone}
@@ -349,3 +351,69 @@ def test_a_crash_inside_the_very_first_imports_commit_is_finished_too(
     finished = recover(inner)
     assert finished is not None and finished == last_import(inner)
     assert len(read_manifests(inner)) == 2 and not committing(inner)
+
+
+def age_blobs(store: LocalStore, days: float) -> None:
+    then = time.time() - days * 86400
+    for sha in store.iter_blobs():
+        os.utime(store.root / blob_key(sha), (then, then))
+
+
+def listed_but_missing(store: LocalStore) -> list[str]:
+    listed = {m.sha256 for m in load_models(store)}
+    return sorted(sha for sha in listed if not store.has_blob(sha))
+
+
+def test_gc_after_an_import_killed_past_its_commit_point_keeps_the_imports_blobs(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    # Killed at its first manifest write, just after the journal: the blobs bundle 2
+    # brought are listed by no committed manifest yet. Before, gc (days later) deleted
+    # them, recover committed manifests naming blobs that were gone, and the next
+    # incremental bundle was refused: "refer to 2 blobs this mirror lacks".
+    b1, b2, key, _ = bundles
+    root = tmp_path / "inner"
+    inner_after_first(root, b1, key)
+    with pytest.raises(Crash):
+        import_bundle(CrashingStore(root, "manifests/", 1), b2, key.public_key())
+    inner = LocalStore(root)
+    assert committing(inner)
+    age_blobs(inner, 3)  # a long weekend later, gc runs
+    collect(inner, grace_seconds=24 * 3600)
+
+    outer = LocalStore(tmp_path / "outer")
+    add_model(outer, "g/d/1", os.urandom(3000))
+    export(outer, key, tmp_path / "b3")  # follows bundle 2: carries d's blob only
+    import_bundle(inner, tmp_path / "b3", key.public_key())  # finishes bundle 2 first
+
+    assert read_manifests(inner) == read_manifests(outer)
+    assert listed_but_missing(inner) == []
+
+
+def test_recovery_writes_no_manifest_whose_blob_is_missing_and_a_reimport_repairs_it(
+    bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
+) -> None:
+    # A blob the interrupted import brought went missing anyway (removed by hand, a gc
+    # of the release before): committing its manifests would serve a 404.
+    b1, b2, key, outer_manifests = bundles
+    root = tmp_path / "inner"
+    before, first = inner_after_first(root, b1, key)
+    with pytest.raises(Crash):
+        import_bundle(CrashingStore(root, "manifests/", 1), b2, key.public_key())
+    inner = LocalStore(root)
+    brought = {ModelManifest.from_bytes(d).sha256 for d in outer_manifests.values()}
+    (gone, *_) = sorted(brought - {ModelManifest.from_bytes(d).sha256 for d in before.values()})
+    inner.delete_blob(gone)
+
+    with pytest.raises(BundleError, match=r"import bundle \S+ again"):
+        recover(inner)
+    finished, failures = resume(inner, lambda: (0, []))
+    assert finished is None and "again" in failures[0].reason  # what `up` prints
+    assert read_manifests(inner) == before and last_import(inner) == first
+    assert listed_but_missing(inner) == []
+
+    # The same bundle again brings the blob back and finishes the import.
+    done = import_bundle(inner, b2, key.public_key())
+    assert not done.again and done.new_blobs >= 1
+    assert read_manifests(inner) == outer_manifests and not committing(inner)
+    assert listed_but_missing(inner) == []

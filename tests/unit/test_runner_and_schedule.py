@@ -139,3 +139,18 @@ def test_a_closed_runner_starts_nothing_and_cuts_a_retry_wait_short(tmp_path: Pa
     calls: list[str] = []
     runner.jobs["gc"] = lambda c, s, t: calls.append(t) or True
     assert runner.run("gc") == "skipped" and calls == []
+
+
+def test_a_busy_tick_leaves_the_running_replicas_marker_alone(tmp_path: Path) -> None:
+    # Before, a scheduler that found the job busy marked it running as its own and then
+    # cleared the marker on its way out: the page said the job was not running, while
+    # the replica holding its lease ran it.
+    config, store = setup(tmp_path)
+    running_here = JobRunner(config, store, {"pypi": lambda c, s, t: True})
+    elsewhere = JobRunner(config, LocalStore(tmp_path / "store"), {"pypi": lambda c, s, t: True})
+    with running_here.hold("pypi"):
+        marker = read_index(store, "pypi", "running.json")
+        assert marker is not None
+        assert elsewhere.run("pypi") == "busy"
+        assert read_index(store, "pypi", "running.json") == marker
+    assert read_index(store, "pypi", "running.json") is None
