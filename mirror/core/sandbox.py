@@ -34,7 +34,9 @@ from mirror.core.errors import TfmirrorError
 from mirror.core.tree_caps import Group, TreeCaps, capped_tree, rlimits
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap)"
-INSIDE_WORK = "/work"
+# Where the work folder appears inside: a name no host path starts with, so no mount of
+# an interpreter or tool (a venv under /work, say) is hidden under it.
+INSIDE_WORK = "/tfmirror-build"
 LOG_TAIL = 4000  # characters of a failed command's output kept for its report
 # The system, read-only: programs, libraries, compilers. /etc only for what the dynamic
 # linker and the compilers read (no host names, no credentials, no package config).

@@ -115,7 +115,7 @@ def _hunt(markers):
             except OSError:
                 continue
             environs[f"{{pid}}/{{what}}"] = data.decode("utf-8", "replace")
-    roots = ["/etc", "/tmp", "/run", "/work", "/root", "/home", "/var", "/srv", "/opt",
+    roots = ["/etc", "/tmp", "/run", os.getcwd(), "/work", "/root", "/home", "/var", "/srv", "/opt",
              "/mnt", "/media", sys.prefix, sys.base_prefix]
     for root in roots:
         for folder, dirs, files in os.walk(root):
@@ -185,14 +185,15 @@ def before_build():
     # Everything the host side might open after the build, swapped for links to the
     # host's secret files (paths as the host sees them), then a failure: the host's
     # report of the failure is what would carry them out.
+    work = os.getcwd()  # the build runs in its work folder
     for name in ("sandbox.log", "declared.json", "pylock.toml", "build.log"):
         try:
-            os.remove(f"/work/{{name}}")
+            os.remove(f"{{work}}/{{name}}")
         except OSError:
             pass
-        os.symlink({secret!r}, f"/work/{{name}}")
-    os.rename("/work/out", "/work/out-was")
-    os.symlink({wheels!r}, "/work/out")
+        os.symlink({secret!r}, f"{{work}}/{{name}}")
+    os.rename(f"{{work}}/out", f"{{work}}/out-was")
+    os.symlink({wheels!r}, f"{{work}}/out")
     if {fail!r}:
         raise SystemExit("failing on purpose")
 """
