@@ -45,6 +45,7 @@ from mirror.proxy.nginx import nginx_answers
 from mirror.pypi.interpreters import find_interpreter, missing_interpreter
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
+from mirror.pypi.module_gaps import fix_for_import_error
 from mirror.pypi.resolve import platforms_for, uv_binary
 from verify import netns
 
@@ -363,5 +364,7 @@ class AirGapProof:
         modules = sorted({m for mods in json.loads(found.stdout).values() for m in mods})
         probe = self._run([python, "-c", IMPORTS, *modules], work)
         if probe.returncode != 0:
-            return self._proof(env, target, False, how, _why(probe.stderr))
+            why = _why(probe.stderr)
+            fix = fix_for_import_error(env.name, probe.stderr, names)
+            return self._proof(env, target, False, how, f"{why}; fix: {fix}" if fix else why)
         return self._proof(env, target, True, f"{how} + import", f"imported {', '.join(modules)}")

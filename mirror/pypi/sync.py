@@ -55,7 +55,8 @@ from mirror.pypi.manifest import (
     migrate_layout,
     save_manifest_over,
 )
-from mirror.pypi.resolve import ResolveError, Wheel
+from mirror.pypi.module_gaps import gaps
+from mirror.pypi.resolve import ResolveError, Role, Wheel
 from mirror.pypi.sources import BuildPolicy, SourceBuilds
 from mirror.pypi.speculate import Closure, HeadStart
 from mirror.pypi.stored_urls import scrub_credentials
@@ -361,6 +362,8 @@ class PypiSync:
             plan.inputs[slot.where] = inputs
         plan.wheels[slot.where] = wheels
         plan.slots[slot.where] = slot
+        closure = [(w.project, w.version) for w in wheels if w.role == Role.CLOSURE]
+        report.notes += [f"{slot.where}: {gap}" for gap in gaps(env.name, closure)]
         for wheel in wheels:
             if wheel.sha256 in plan.to_fetch:
                 continue

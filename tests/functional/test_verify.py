@@ -325,3 +325,24 @@ def test_a_target_of_another_python_found_here_is_installed_with_it_and_others_s
     other = proofs["py3.11-macosx_11_0_arm64"]
     assert other.how.startswith("pip resolve")
     assert "resolved only, not installed: macosx_11_0_arm64 wheels do not run" in other.detail
+
+
+def test_a_closure_lacking_a_module_its_project_imports_is_warned_at_sync_and_verify_says_the_fix(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+) -> None:
+    """tensorflow-hub imports pkg_resources (gone since setuptools 82) without declaring
+    it: the sync warns with the constraint to add, and the failed import proof carries it."""
+    upstream.add(WheelSpec("tensorflow-hub", "0.16.1", source="import pkg_resources\n"))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["tensorflow-hub"])
+    store = open_store(config.storage)
+    with services_for_sync(config, store) as client:
+        report = PypiSync(config, store, client).run()
+    assert report.ok, report.failures
+    (note,) = [n for n in report.notes if "pkg_resources" in n]
+    assert 'add "setuptools<82" to [pypi.environments.default] constraints' in note, note
+
+    proof = AirGapProof(config, store).prove(*env_target(config))
+
+    assert not proof.ok
+    assert "No module named 'pkg_resources'" in proof.detail
+    assert 'fix: add "setuptools<82" to [pypi.environments.default] constraints' in proof.detail
