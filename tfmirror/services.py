@@ -25,7 +25,9 @@ from tfmirror import fleet_index
 @contextmanager
 def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
     with ExitStack() as stack:
-        client = DevpiClient(config.devpi, user_password(config.devpi), timeout=config.pypi.timeout)
+        # devpi is the mirror's own service: [pypi] timeout is for upstream, and a devpi
+        # busy pulling a 572 MB wheel answers late but answers (2 s failed syncs).
+        client = DevpiClient(config.devpi, user_password(config.devpi))
         if not client.alive():
             if config.devpi.serverdir is None:
                 raise DevpiError(f"devpi at {config.devpi.url} is unreachable; start it first")

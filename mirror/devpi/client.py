@@ -61,8 +61,10 @@ class DevpiClient:
             time.sleep(0.5 * attempts)
 
     def alive(self) -> bool:
+        """devpi answers at all: a refused connection is quick; a busy devpi (a loaded
+        machine, a big pull) gets 10 s before it counts as not running."""
         try:
-            return self._http.get(f"{self.base}/+api", timeout=2).status_code == 200
+            return self._http.get(f"{self.base}/+api", timeout=10).status_code == 200
         except requests.RequestException:
             return False
 
