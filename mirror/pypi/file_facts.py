@@ -16,11 +16,12 @@ from typing import Any
 
 from mirror.core.redact import bounded, shown
 from mirror.core.runs import Failure
-from mirror.core.storage import BlobStore, StoreError
+from mirror.core.storage import BlobStore, StoreError, open_seekable
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import ProjectPages
 from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
+from mirror.pypi.wheel_contents import WheelRefused, check_wheel
 
 log = logging.getLogger("tfmirror.pypi")
 PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open
@@ -82,7 +83,8 @@ def settle(
     entry: Mapping[str, Any] | None,
     known: Wheel | None,
 ) -> Wheel:
-    """The wheel with every fact an installer reads; raises MetadataError or StoreError."""
+    """The wheel with every fact an installer reads; raises MetadataError, StoreError or
+    WheelRefused."""
     if entry is not None and (entry.get("hashes") or {}).get("sha256") != wheel.sha256:
         entry = None  # upstream now lists other bytes under this name: not this file's facts
     # The resolver's lock gives it in PEP 700's form already; a manifest of the release
@@ -101,6 +103,9 @@ def settle(
             "requires_python": known.requires_python,
         }
     else:
+        # A new file: read as an installer reads its zip before any index offers it.
+        with open_seekable(store, wheel.sha256) as blob:
+            check_wheel(blob, wheel.filename, contents=False)
         declared = _declared_metadata(entry) if entry is not None else None
         metadata = extract(store, wheel, declared)
         facts |= {"metadata_sha256": metadata.sha256, "requires_python": metadata.requires_python}
@@ -121,7 +126,7 @@ def settle_all(
     def one(wheel: Wheel) -> tuple[Wheel, Wheel | Failure]:
         try:
             return wheel, settle(store, wheel, entries.get(wheel.filename), known.get(wheel.sha256))
-        except (MetadataError, StoreError) as exc:
+        except (MetadataError, StoreError, WheelRefused) as exc:
             return wheel, Failure(wheel.filename, wheel.url, str(exc))
 
     unique = {w.sha256: w for w in wheels}

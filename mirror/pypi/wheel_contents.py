@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from email.parser import BytesParser
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -63,16 +64,28 @@ class WheelCaps:
     ratio_floor: int = 64 * 1024 * 1024  # below this, ratios of tiny wheels mean nothing
 
 
-def check_wheel(path: Path, filename: str, caps: WheelCaps | None = None) -> None:
-    """Raise WheelRefused unless the wheel at `path` is what `filename` says it is."""
+def check_wheel(
+    wheel: Path | BinaryIO,
+    filename: str,
+    caps: WheelCaps | None = None,
+    *,
+    contents: bool = True,
+) -> None:
+    """Raise WheelRefused unless the wheel (a path, or a seekable file) is what
+    `filename` says it is. `contents=False` reads only the zip's directory and METADATA
+    (for a downloaded wheel, whose bytes upstream's sha256 already vouches for: names,
+    the dist-info, METADATA's name and version, the declared sizes); a built wheel gets
+    everything, its WHEEL tags and every RECORD hash included."""
     caps = caps or WheelCaps()
     try:
         name, version, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         raise WheelRefused(f"{bounded(filename, SHOWN)!r} is not a wheel name") from None
     try:
-        with zipfile.ZipFile(path) as archive:
-            _Check(archive, filename, name, version, tags, caps, path.stat().st_size).run()
+        packed = wheel.stat().st_size if isinstance(wheel, Path) else _size(wheel)
+        with zipfile.ZipFile(wheel) as archive:
+            check = _Check(archive, filename, name, version, tags, caps, packed)
+            check.run() if contents else check.structure()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
         raise WheelRefused(f"{filename}: not a readable zip ({exc})") from None
     except NotImplementedError as exc:  # a compression method installers cannot read
@@ -102,12 +115,16 @@ class _Check:
     def refuse(self, why: str) -> WheelRefused:
         return WheelRefused(f"{self.filename}: {why}")
 
-    def run(self) -> None:
+    def structure(self) -> tuple[str, dict[str, zipfile.ZipInfo]]:
         infos = self.archive.infolist()
         self._sizes(infos)
         files = self._names(infos)
         dist_info = self._dist_info(files)
         self._metadata(dist_info)
+        return dist_info, files
+
+    def run(self) -> None:
+        dist_info, files = self.structure()
         self._wheel_tags(dist_info)
         self._record(dist_info, files)
 
@@ -245,6 +262,13 @@ class _Check:
             raise self.refuse(f"{shown!r} does not match its RECORD's sha256")
         if size and (not size.isdigit() or int(size) != count):
             raise self.refuse(f"{shown!r} is {count} bytes, its RECORD says {bounded(size, 40)}")
+
+
+def _size(handle: BinaryIO) -> int:
+    at = handle.tell()
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(at)
+    return size
 
 
 def _same_version(text: str, version: Version) -> bool:

@@ -179,3 +179,27 @@ def test_the_resolvers_own_reads_of_upstream_go_through_the_page_policy(
     assert not report.ok
     reasons = " ".join(f.reason for f in report.failures)
     assert "beta" in reasons and "127.0.0.9" in reasons, reasons
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ({"../../../../tmp/x.pth": "import os"}, "leaves its folder"),
+        ({"/etc/x": "x"}, "not a relative path"),
+    ],
+)
+def test_a_downloaded_wheel_an_installer_would_refuse_is_refused_before_it_is_offered(
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, extra: dict[str, str], why: str
+) -> None:
+    """Upstream's sha256 matches its bytes (it lists what it sends), but the zip inside
+    names a path outside the install: the sync refuses the file and commits nothing."""
+    upstream.add(WheelSpec("plain", "1.0"))
+    upstream.add(WheelSpec("sneaky", "1.0", requires=["plain"], extra_files=extra))
+    config = make_config(tmp_path, upstream.index_url, devpi, ["sneaky"])
+    store = open_store(config.storage)
+
+    report = PypiSync(config, store, None).run()
+
+    failed = {f.name: f.reason for f in report.failures}
+    assert why in failed.get("sneaky-1.0-py3-none-any.whl", ""), failed
+    assert load_manifest(store, DEFAULT_ENVIRONMENT, config.pypi.targets[0].id) is None
