@@ -10,7 +10,8 @@ what the zip holds; the mirror refuses it first, naming the first thing wrong:
 - one `.dist-info` folder, `<name>-<version>`, with METADATA whose Name and Version are
   the file name's, and WHEEL whose `Tag:` lines are exactly the file name's tags;
 - RECORD lists every file with its sha256 and size, and every one matches;
-- a pure wheel (`none-any`) holds no native code (no ELF, PE or Mach-O file, no `.so`);
+- a pure wheel (`none-any`) holds no native code (no ELF or Mach-O file, no `.so`,
+  `.pyd`, `.dylib` or `.dll`; a Windows `.exe` launcher, as setuptools ships, is allowed);
 - the archive caps: entries, unpacked bytes, and the ratio to the packed size, checked
   against what the zip declares before a byte is inflated.
 """
@@ -255,13 +256,19 @@ class _Check:
                 if count > info.file_size:
                     raise self.refuse(f"{shown!r} unpacks to more than it declares")
                 hasher.update(chunk)
-        if self.pure and head.startswith(NATIVE_MAGIC) and not path.endswith(".py"):
+        if self.pure and head.startswith(NATIVE_MAGIC) and not _launcher(path, head):
             raise self.refuse(f"tagged pure, but {shown!r} is native code")
         actual = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode()
         if actual != expected.rstrip("="):
             raise self.refuse(f"{shown!r} does not match its RECORD's sha256")
         if size and (not size.isdigit() or int(size) != count):
             raise self.refuse(f"{shown!r} is {count} bytes, its RECORD says {bounded(size, 40)}")
+
+
+def _launcher(path: str, head: bytes) -> bool:
+    """A Windows `.exe` launcher (setuptools' and distlib's ship in pure wheels): never
+    loaded into Python, never run on the Linux nodes this checks for."""
+    return head.startswith(b"MZ") and path.lower().endswith(".exe")
 
 
 def _size(handle: BinaryIO) -> int:

@@ -112,6 +112,8 @@ def test_a_pure_wheel_holds_no_native_code(tmp_path: Path) -> None:
     assert "native library" in refused(make(tmp_path, {"liar/_x.so": b"\x7fELF" + b"\0" * 60}))
     elf = make(fresh(tmp_path), {"liar/data.bin": b"\x7fELF" + b"\0" * 60})
     assert "is native code" in refused(elf)
+    # A Windows launcher, as setuptools' and distlib's pure wheels carry, is allowed.
+    check_wheel(make(fresh(tmp_path), {"liar/cli-32.exe": b"MZ" + b"\0" * 60}), NAME)
 
 
 def test_archive_caps_are_checked_before_inflating(tmp_path: Path) -> None:
