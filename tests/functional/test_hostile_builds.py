@@ -19,20 +19,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from mirror.core.config import Config, DevpiConfig
 from mirror.core.quarantine import add_rules, new_rule
 from mirror.core.storage import open_store
 from mirror.core.tree_caps import TreeCaps, capped_tree
+from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
 from tests.support.debian import require_debian_tool
 from tests.support.mirror_env import make_config
 from tests.support.upstream import Upstream
 from tests.support.wheels import SdistSpec, WheelSpec, build_wheel, in_tree_backend
+from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"
+PEP691 = "application/vnd.pypi.simple.v1+json"
 SECRETS = {
     "TFMIRROR_ADMIN_TOKEN": "admin-secret-7d1e",
     "AWS_SECRET_ACCESS_KEY": "aws-secret-5b2f",
@@ -145,8 +149,13 @@ def before_build():
 
 
 def test_a_build_that_reads_everything_it_can_finds_no_secret_and_ships_none(
-    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, secrets: dict[str, str]
+    upstream: Upstream,
+    devpi: DevpiConfig,
+    tmp_path: Path,
+    secrets: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("DEBUG")
     markers = [*secrets.values(), FILE_SECRET]
     upstream.add(WheelSpec("plain", "1.0"))
     backend = in_tree_backend(
@@ -176,6 +185,23 @@ def test_a_build_that_reads_everything_it_can_finds_no_secret_and_ships_none(
         if value == FILE_SECRET:
             continue  # planted in the store on purpose (state/planted-secret.json)
         assert value.encode() not in kept
+    # Nor anything the fleet and the operator are served: the index pages, the built
+    # wheel's bytes, the status page, its API and metrics; nor the sync's log.
+    with WebServer(create_app(config), config.web.host, config.web.port):
+        base = config.web.base_url
+        index = f"{base}/{config.devpi.index}/+simple/"
+        served = [requests.get(url, timeout=30).content for url in (
+            f"{index}hunt/", f"{base}/simple/hunt/", f"{base}/", f"{base}/api/status",
+            f"{base}/metrics",
+        )]  # fmt: skip
+        links = requests.get(f"{index}hunt/", headers={"Accept": PEP691}, timeout=30).json()
+        for file in links["files"]:
+            served.append(
+                requests.get(requests.compat.urljoin(index, file["url"]), timeout=60).content
+            )
+    served.append(caplog.text.encode())
+    for value in markers:
+        assert not any(value.encode() in body for body in served), value
 
 
 LINKER = """
