@@ -127,18 +127,20 @@ class ConfigReloader:
         log.error("config refused (%s); the running one stays: %s", why, error)
 
     def _follow(self, old: Config, new: Config, next_job: str | None) -> None:
-        """Reschedule if the schedule changed; sync now what should hold something else
-        (but the job about to run anyway: it runs on the new config)."""
+        """Reschedule if the schedule changed; sync now what should hold something else,
+        if the config schedules it (but not the job about to run anyway: it runs on the
+        new config)."""
         scheduler = self._scheduler
         if scheduler is None:
             return
         if scheduled_jobs(old) != scheduled_jobs(new) or old.schedule != new.schedule:
             place_jobs(scheduler, new, self.scheduled)
+        scheduled = dict(scheduled_jobs(new))
         for job in SYNC_ON_CHANGE:
             if getattr(old, job) == getattr(new, job) or job == next_job:
                 continue
-            if job not in self.runner.jobs:
-                continue
+            if job not in self.runner.jobs or job not in scheduled:
+                continue  # not scheduled: it runs when asked (an inner mirror's hub)
             log.info("%s: its config changed; syncing now", job)
             scheduler.add_job(
                 self.runner.run_after,

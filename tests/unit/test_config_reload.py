@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirror.core.config import parse_config
-from tfmirror.reloading import keep_bound
+import pytest
+
+from mirror.core.config import ENV_CONFIG, load_config, parse_config
+from mirror.core.live_config import LiveConfig
+from mirror.core.storage import LocalStore
+from sync_jobs.runner import JobRunner
+from tfmirror.reloading import ConfigReloader, keep_bound
 
 
 def test_settings_bound_at_start_are_kept_and_named_the_rest_applies(tmp_path: Path) -> None:
@@ -39,3 +44,27 @@ def test_settings_bound_at_start_are_kept_and_named_the_rest_applies(tmp_path: P
     assert applied.web.presign_s3 and applied.pypi == new.pypi
     assert applied.schedule.cron("pypi") == "0 * * * *"
     assert keep_bound(running, running) == (running, [])
+
+
+def test_a_tfmirror_toml_written_after_a_start_on_the_built_in_default_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_CONFIG, raising=False)
+    live = LiveConfig(load_config())
+    assert live.current.source is None  # no file: the built-in default
+    reloader = ConfigReloader(live, None, JobRunner(live, LocalStore(tmp_path / "data"), {}))
+    reloader.check()
+    assert live.note().reloaded_at is None  # nothing changed: nothing read
+
+    (tmp_path / "tfmirror.toml").write_text('[pypi]\nrequirements = ["alpha"]\n')
+    reloader.check()
+
+    assert live.current.source == Path("tfmirror.toml")
+    assert live.current.pypi.requirements == ("alpha",)
+    assert live.note().needs_restart == [] and live.note().reloaded_at
+
+    (tmp_path / "tfmirror.toml").write_text("[pypi]\nrequirements = 7\n")
+    reloader.check()
+    assert live.current.pypi.requirements == ("alpha",)
+    assert live.note().refused.startswith("tfmirror.toml: [pypi] requirements")
