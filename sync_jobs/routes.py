@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mirror.core.config import normalise_name
-from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.context import app_live_config, app_public_url, app_store
 from mirror.core.journal import Journal, parse_since
 from mirror.core.lease import JobBusy
 from mirror.core.storage import StoreError
@@ -67,7 +67,8 @@ class StatusCache:
 
 
 def _build() -> Status:
-    return collect_status(app_config(), app_store(), app_public_url())
+    live = app_live_config()
+    return collect_status(live.current, app_store(), app_public_url(), live.note())
 
 
 def _cache() -> StatusCache:
@@ -121,7 +122,7 @@ def readyz() -> tuple[Response, int]:
         app_store().list("manifests/pypi")
     except StoreError as exc:
         problems["store"] = str(exc)
-    devpi = app_config().devpi.url
+    devpi = app_live_config().current.devpi.url
     try:
         if requests.get(f"{devpi}/+api", timeout=3).status_code != 200:
             problems["devpi"] = f"{devpi} answered, but not as devpi"

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
+from mirror.core.live_config import LiveConfig
 from mirror.core.runs import (
     Failure,
     JobFn,
@@ -43,21 +44,29 @@ class RunResult(StrEnum):
 class JobRunner:
     def __init__(
         self,
-        config: Config,
+        config: Config | LiveConfig,
         store: BlobStore,
         jobs: dict[str, JobFn],
         lock: LeaderLock | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.config = config
+        # A holder: `up` swaps the config in it on a reload; each run reads it as it starts.
+        self.live = config if isinstance(config, LiveConfig) else LiveConfig(config)
         self.store = store
         self.jobs = jobs
-        self.lock = lock or store.leader_lock(config.schedule.lease_seconds)
+        # The lease length is fixed here for the process (a reload names it as needing
+        # a restart): the lock and the renewals must agree on it.
+        self.lock = lock or store.leader_lock(self.live.current.schedule.lease_seconds)
         self.sleep = sleep or self._pause  # tests give a clock of their own
         self._running: Counter[str] = Counter()  # runs in this process, by job
         self._since: dict[str, datetime] = {}  # when each running job started here
         self._changed = threading.Condition()
         self._closed = False  # stopping: no job starts, no retry waits
+
+    @property
+    def config(self) -> Config:
+        """The config as it is now; a run started before a reload keeps its own."""
+        return self.live.current
 
     def close(self) -> None:
         """Stop for good: a job asked to run from now on is skipped (a run the scheduler
@@ -66,6 +75,13 @@ class JobRunner:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+    def run_after(self, job: str, trigger: str) -> RunResult:
+        """Run `job` once its run here (if one is on) has finished: a run that started on
+        the old config must not stand in for the one a new config asks for."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or not self._running[job])
+        return self.run(job, trigger)
 
     def running(self) -> set[str]:
         with self._changed:
@@ -101,8 +117,9 @@ class JobRunner:
 
     def run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job
+        config = self.config  # the whole run, its retries too, on one config
         with self._keep(lease):
-            schedule = self.config.schedule
+            schedule = config.schedule
             for attempt in range(schedule.retries + 1):
                 if attempt:
                     wait = schedule.retry_backoff * 2 ** (attempt - 1)
@@ -111,7 +128,7 @@ class JobRunner:
                         self.sleep(wait)
                     if self._closed:
                         return RunResult.FAILED
-                if self._attempt(job, trigger if not attempt else "retry"):
+                if self._attempt(config, job, trigger if not attempt else "retry"):
                     return RunResult.OK
             return RunResult.FAILED
 
@@ -123,9 +140,9 @@ class JobRunner:
                 return
         time.sleep(seconds)  # closed already: a plain wait (a CLI-style hold, say)
 
-    def _attempt(self, job: str, trigger: str) -> bool:
+    def _attempt(self, config: Config, job: str, trigger: str) -> bool:
         try:
-            return self.jobs[job](self.config, self.store, trigger)
+            return self.jobs[job](config, self.store, trigger)
         except Exception as exc:  # any bug or unforeseen input: a failed run, not silence
             log.error("%s", record_crash(self.store, job, trigger, exc))
             return False

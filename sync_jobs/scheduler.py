@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
@@ -64,21 +65,37 @@ def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
     ]
 
 
-def build(config: Config, runner: JobRunner) -> BackgroundScheduler:
+def build(
+    config: Config, runner: JobRunner, run: Callable[[str], object] | None = None
+) -> BackgroundScheduler:
+    """`run(job)`: what each scheduled fire calls; by default the runner's run."""
     scheduler = BackgroundScheduler(timezone=UTC)
+    place_jobs(scheduler, config, run or partial(runner.run, trigger="schedule"))
+    return scheduler
+
+
+def place_jobs(
+    scheduler: BackgroundScheduler, config: Config, run: Callable[[str], object]
+) -> None:
+    """Schedule every job `config` schedules, with its cron (replacing what was there);
+    unschedule the others. At start, and again when a reload changes the schedule."""
     schedule = config.schedule
-    for job, cron in scheduled_jobs(config):
+    wanted = dict(scheduled_jobs(config))
+    for job, _ in schedule.jobs:
+        if job not in wanted and scheduler.get_job(job) is not None:
+            scheduler.remove_job(job)
+    for job, cron in wanted.items():
         scheduler.add_job(
-            runner.run,
+            run,
             trigger(cron, schedule.jitter),
-            args=[job, "schedule"],
+            args=[job],
             id=job,
             name=job,
             coalesce=True,  # a backlog of missed runs is one run
             max_instances=1,
             misfire_grace_time=schedule.misfire_grace,
+            replace_existing=True,
         )
-    return scheduler
 
 
 def catch_up(

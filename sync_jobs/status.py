@@ -19,6 +19,7 @@ from hub_cache.compat_matrix import Pair, read_matrix
 from hub_cache.models import load_models
 from mirror.core.config import Config
 from mirror.core.journal import Journal
+from mirror.core.live_config import ConfigNote
 from mirror.core.quarantine import Rule, read_quarantine
 from mirror.core.runs import (
     BUNDLE_JOB,
@@ -227,6 +228,9 @@ class Status:
     verification: dict[str, Any] | None  # the last verify's report, as verify wrote it
     store: str
     devpi_index: str
+    # Where a process that reloads its config serves the page (`up`): the last reload,
+    # a refused config's one-line error, what changed that needs a restart.
+    config: ConfigNote | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -361,7 +365,9 @@ def _built(manifests: list[Manifest]) -> list[BuiltWheel]:
     return sorted(rows.values(), key=lambda r: r.filename)
 
 
-def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
+def collect_status(
+    config: Config, store: BlobStore, base_url: str, config_note: ConfigNote | None = None
+) -> Status:
     """`base_url`: where the fleet reaches the mirror; its indexes are under it (what
     `tfmirror pip-conf` prints)."""
     jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
@@ -403,4 +409,5 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
         verification=json.loads(verify_raw) if verify_raw else None,
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
+        config=config_note,
     )

@@ -1,6 +1,7 @@
 """What a request handler needs from the app it runs in: the validated config and the
 store. The composition root binds them; the blueprints of every side read them here,
-so no blueprint imports the app factory."""
+so no blueprint imports the app factory. The config is read per request from its one
+holder, so a reload (`tfmirror up` on SIGHUP) reaches every page at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from mirror.core.config import Config
+from mirror.core.live_config import LiveConfig
 from mirror.core.storage import BlobStore
 
 CONFIG, STORE, PUBLIC = "tfmirror.config", "tfmirror.store", "tfmirror.public_url"
@@ -21,12 +23,13 @@ PAGE_POLICY = (
 )
 
 
-def bind(app: Flask, config: Config, store: BlobStore, public_url: str = "") -> Flask:
+def bind(app: Flask, config: Config | LiveConfig, store: BlobStore, public_url: str = "") -> Flask:
     """`public_url`: where clients reach this app (the entry point), for the snippets
     pages print; never taken from the request's Host header, which anyone can set."""
-    app.extensions[CONFIG] = config
+    live = config if isinstance(config, LiveConfig) else LiveConfig(config)
+    app.extensions[CONFIG] = live
     app.extensions[STORE] = store
-    app.extensions[PUBLIC] = (public_url or config.web.base_url).rstrip("/")
+    app.extensions[PUBLIC] = (public_url or live.current.web.base_url).rstrip("/")
     app.after_request(_secure_headers)
     return app
 
@@ -46,9 +49,14 @@ def app_public_url() -> str:
 
 
 def app_config() -> Config:
-    """The validated config of the app handling the current request."""
-    config: Config = current_app.extensions[CONFIG]
-    return config
+    """The validated config of the app handling the current request, as it is now."""
+    return app_live_config().current
+
+
+def app_live_config() -> LiveConfig:
+    """The holder of the app's config, and what its last reload did."""
+    live: LiveConfig = current_app.extensions[CONFIG]
+    return live
 
 
 def app_store() -> BlobStore:

@@ -21,6 +21,7 @@ from mirror.core.config import (
     normalise_name,
 )
 from mirror.core.errors import UsageError
+from mirror.core.live_config import LiveConfig
 from mirror.core.runs import Failure
 from mirror.core.snapshots import Snapshot, check_name, load_snapshot
 from mirror.core.storage import BlobStore, open_store
@@ -75,7 +76,7 @@ def check_listen(host: str, port: int, setting: str) -> None:
         raise UsageError(f"{problem}; change {setting}")
 
 
-def job_runner(config: Config, store: BlobStore) -> JobRunner:
+def job_runner(config: Config | LiveConfig, store: BlobStore) -> JobRunner:
     """The one runner every way of starting a job goes through, with every job."""
     # Imported here: the registry brings every job's code, which a command that runs
     # none (pip-conf, status, lock) does not load.

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from mirror.core.config import Config
+from mirror.core.live_config import LiveConfig
 from mirror.core.storage import BlobStore
 from sync_jobs.runner import JobRunner, RunResult
 
@@ -38,6 +40,7 @@ from tfmirror.commands.common import (
     keep_syncs_out,
     report_offer,
 )
+from tfmirror.reloading import ConfigReloader
 from tfmirror.services import offer_manifests
 
 UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
@@ -52,15 +55,22 @@ def run(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.storage)
     stop = StopRequest()
     forward_signals(stop.set)
+    # One holder of the config: the runner's jobs and the app's pages read it, a reload
+    # (SIGHUP, or the file changed before a scheduled job) swaps it.
+    live = LiveConfig(config)
     devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
     nginx = find_nginx(config)
     if config.proxy.enabled and nginx is None:
         missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
         print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
     proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
-    runner = job_runner(config, store)
+    runner = job_runner(live, store)
+    reloader = ConfigReloader(live, getattr(args, "config", None), runner)
+    # From here on a SIGHUP reloads (the default would end `up`); one during the start
+    # is acted on once the scheduler runs.
+    signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
     outcomes: dict[str, RunResult] = {}
-    app = create_app(config, store, runner)
+    app = create_app(live, store, runner)
     servers: list[WebServer | DevpiProcess | NginxProcess] = []
     with ExitStack() as running:
         servers.append(running.enter_context(WebServer(app, config.web.host, config.web.port)))
@@ -92,11 +102,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not stopped and down() is None:
             for job, outcome in outcomes.items():
                 print(f"{job} sync at start: {outcome}", flush=True)
-            sched = scheduler.build(config, runner)
+            sched = scheduler.build(live.current, runner, run=reloader.scheduled)
+            reloader.attach(sched)
             sched.start()
             scheduler.add_startup_jobs(sched, config, store, runner)
             _banner(entry_point(config, proxied=proxy is not None))
-            stop.wait_for(lambda: down() is not None)
+            while not stop.wait_for(lambda: reloader.requested or down() is not None):
+                if down() is not None:
+                    break
+                reloader.requested = False
+                reloader.reload("SIGHUP")
         failure = None if stop.requested else down()
         if failure is not None:
             print(f"tfmirror: {failure}; stopping", file=sys.stderr, flush=True)
