@@ -14,6 +14,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +33,7 @@ from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
 from tests.support.debian import require_debian_tool
-from tests.support.mirror_env import make_config
+from tests.support.mirror_env import make_config, operator_config
 from tests.support.upstream import Upstream
 from tests.support.wheels import SdistSpec, WheelSpec, build_wheel, in_tree_backend
 from tfmirror.app import create_app
@@ -512,3 +516,63 @@ def test_a_build_reaches_no_port_but_the_index_and_leaves_nothing_running(
     assert seen["opened"] == [8000], seen["opened"]
     assert all(code != 0 for code in seen["elsewhere"].values()), seen["elsewhere"]
     assert _processes_with(marker) == []
+
+
+SLEEPER = """
+import time
+
+def before_build():
+    time.sleep(3600)
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out + [g for c in out for g in _descendants(c)]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_up_stopped_mid_build_stops_the_build_with_it(upstream: Upstream, tmp_path: Path) -> None:
+    """SIGTERM while a build sleeps inside its sandbox (build_timeout far away): `up`
+    ends within its stop grace and leaves no sandbox process behind."""
+    upstream.add(WheelSpec("plain", "1.0"))
+    backend = in_tree_backend("sleeper", "1.0", ["plain"], SLEEPER)
+    upstream.add_sdist(SdistSpec("sleeper", "1.0", backend, ["plain"]))
+    config = operator_config(
+        tmp_path, upstream.index_url, ["sleeper"], extra="[proxy]\nenabled = false\n"
+    )
+    config.write_text(
+        config.read_text().replace("retries = 1\n", "retries = 1\nbuild_timeout = 600\n")
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        sandboxes: list[int] = []
+        while not sandboxes and time.monotonic() < deadline and up.poll() is None:
+            sandboxes = [p for p in _descendants(up.pid) if "bwrap" in _command(p)]
+            time.sleep(0.2)
+        assert sandboxes, "no build sandbox started"
+        time.sleep(2)  # the build is inside, sleeping
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    alive = [p for p in sandboxes if Path(f"/proc/{p}").exists() and _command(p)]
+    assert alive == [], [_command(p) for p in alive]
