@@ -136,10 +136,16 @@ def render_text(status: Status) -> str:
     for model in status.inventory.models:
         lines.append(f"  model {model.handle}: {human_bytes(model.size)} {model.sha256[:12]}")
     for row in status.lag:
-        state = "behind" if row.behind else "up to date"
+        state = "behind" if row.behind else "up to date" if row.known else "not known yet"
+        outside = (
+            f"; {row.newest_release} is outside the pin or the targets' Pythons"
+            if row.newest_release
+            else ""
+        )
         lines.append(
-            f"  lag {row.requirement}: mirrored {', '.join(row.mirrored) or '-'}, "
-            f"upstream {row.newest_upstream or '?'} ({state})"
+            f"  lag {row.requirement} [{row.environment}]: "
+            f"mirrored {', '.join(row.mirrored) or '-'}, "
+            f"upstream {row.newest_upstream or '?'} ({state}{outside})"
         )
     verification = status.verification
     lines.append(

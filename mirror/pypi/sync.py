@@ -231,8 +231,7 @@ class PypiSync:
             # for what devpi does not hold yet): devpi's pull below is off its path.
             report.timings["committed_at"] = time.monotonic() - began
             # Upstream's newest versions, for the status page; off the critical path.
-            pythons = tuple(sorted({slot.target.python for slot in slots(pypi)}))
-            lag = side.submit(record_lag, self.store, pages, pypi.requirements, pythons)
+            lag = side.submit(record_lag, self.store, pages, pypi.environments)
             if devpi_ready is not None:
                 self._push_devpi(report, began, devpi_ready)
             try:

@@ -1,0 +1,145 @@
+"""What the status page, `tfmirror status` and `tfmirror history` say is true: read as
+an operator reads them (the rendered page, the command's output), after real syncs,
+snapshots and quarantines made through the CLI."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mirror.core.config import load_config
+from mirror.core.runs import VERIFY_STATE, RunRecord, utcnow
+from mirror.core.storage import LocalStore, open_store
+from mirror.pypi.lag import LAG_STATE
+from mirror.pypi.sync import PypiSync
+from tests.support.servers import free_port
+from tests.support.upstream import Upstream
+from tests.support.wheels import WheelSpec
+from tfmirror.app import create_app
+from tfmirror.progress import TerminalProgress
+from verify.airgap import TargetProof
+from verify.run import VerifyReport
+from verify.scrub import ScrubReport
+
+
+def tfmirror(
+    config: Path | None, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    where = ["--config", str(config)] if config else []
+    return subprocess.run(
+        [sys.executable, "-m", "tfmirror.cli", *where, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def two_environments(tmp: Path, upstream_index: str) -> Path:
+    """One environment held on TensorFlow 2.20, one on 2.18; both Python 3.11."""
+    path = tmp / "tfmirror.toml"
+    target = (
+        '[[pypi.environments.{0}.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
+    path.write_text(
+        f"""
+[storage]
+path = "data"
+
+[devpi]
+url = "http://127.0.0.1:{free_port()}"
+index = "fleet/pypi"
+
+[web]
+port = {free_port()}
+
+[pypi]
+upstream = "{upstream_index}"
+timeout = 2
+retries = 1
+build_backends = []
+
+[pypi.environments.new]
+requirements = ["tensorflow==2.20.*"]
+{target.format("new")}
+[pypi.environments.old]
+requirements = ["tensorflow==2.18.*"]
+{target.format("old")}"""
+    )
+    return path
+
+
+def text_of(page: str) -> str:
+    """The page as a reader sees it: tags gone, entities decoded, spaces squeezed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def rows(page: str, table: str) -> list[str]:
+    body = page.split(f'<table id="{table}"', 1)[1].split("</table>", 1)[0]
+    return [text_of(row.split(">", 1)[1]).strip() for row in body.split("<tr")[2:]]
+
+
+def test_lag_compares_each_environment_with_what_its_own_pin_allows(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before: one "newest" per project for every environment, and what any environment
+    # mirrored: the 2.20 environment read "2.18.1, 2.20.0 | 2.18.1 ... up to date".
+    for version in ("2.18.1", "2.20.0", "2.21.0"):
+        upstream.add(WheelSpec("tensorflow", version))
+    path = two_environments(tmp_path, upstream.index_url)
+    synced = tfmirror(path, "sync", "pypi", "--no-devpi")
+    assert synced.returncode == 0, synced.stderr
+
+    config = load_config(str(path))
+    page = create_app(config).test_client().get("/").get_data(as_text=True)
+    lag = rows(page, "lag")
+    assert lag == [
+        "new tensorflow==2.20.* 2.20.0 2.20.0 (2.21.0 is outside the pin or the targets' "
+        "Pythons) up to date",
+        "old tensorflow==2.18.* 2.18.1 2.18.1 (2.21.0 is outside the pin or the targets' "
+        "Pythons) up to date",
+    ], lag
+    status = tfmirror(path, "status").stdout
+    outside = "2.21.0 is outside the pin or the targets' Pythons"
+    assert (
+        f"lag tensorflow==2.20.* [new]: mirrored 2.20.0, upstream 2.20.0 (up to date; {outside})"
+        in status
+    )
+    assert (
+        f"lag tensorflow==2.18.* [old]: mirrored 2.18.1, upstream 2.18.1 (up to date; {outside})"
+        in status
+    )
+
+    # A release the 2.20 environment could take, held back by its cooldown: it alone
+    # is behind.
+    upstream.add(WheelSpec("tensorflow", "2.20.1"), uploaded=utcnow())
+    text = path.read_text().replace(
+        'requirements = ["tensorflow==2.20.*"]',
+        'requirements = ["tensorflow==2.20.*"]\nmin_age = "7d"',
+    )
+    path.write_text(text)
+    synced = tfmirror(path, "sync", "pypi", "--no-devpi")
+    assert synced.returncode == 0, synced.stderr
+    page = create_app(load_config(str(path))).test_client().get("/").get_data(as_text=True)
+    lag = rows(page, "lag")
+    assert lag[0].startswith("new tensorflow==2.20.* 2.20.0 2.20.1") and lag[0].endswith("behind")
+    assert lag[1].endswith("up to date"), lag
+
+
+def test_a_lag_record_of_the_previous_release_reads_as_not_known_yet(tmp_path: Path) -> None:
+    # Its one number per project could belong to another environment's pin.
+    path = two_environments(tmp_path, "http://127.0.0.1:9/simple/")
+    config = load_config(str(path))
+    store = open_store(config.storage)
+    store.put(LAG_STATE, json.dumps({"newest": {"tensorflow": "2.18.1"}}).encode())
+    page = create_app(config, store).test_client().get("/").get_data(as_text=True)
+    assert rows(page, "lag") == [
+        "new tensorflow==2.20.* - unknown not known yet",
+        "old tensorflow==2.18.* - unknown not known yet",
+    ]
+    assert "upstream ? (not known yet)" in tfmirror(path, "status").stdout
