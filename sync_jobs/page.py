@@ -22,7 +22,7 @@ th{background:#f3f3f3}
 .ok{color:#11691f;font-weight:600}.failed{color:#b00020;font-weight:600}
 tr.row-failed td{background:#fdecee}
 .badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
-.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}
+.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}.badge.unknown{background:#8a6d00}
 code{font-size:.9em}.muted{color:#777}.running{color:#0b57d0;font-weight:600}
 svg.history{vertical-align:middle}
 """
@@ -104,10 +104,27 @@ def render_page(status: Status) -> str:
     )
 
 
+def headline(status: Status) -> str:
+    """The page's badge and `tfmirror status`'s first line: "all jobs ok" only when no
+    job failed and every proof job has finished at least once."""
+    if status.health == "ok":
+        return "all jobs ok"
+    if status.health == "failing":
+        why = list(status.failing_jobs)
+        if status.promoted.missing:
+            why.append(f"the promoted snapshot {status.promoted.snapshot} is missing")
+        return "failing: " + ", ".join(why)
+    never = ", ".join(status.unknown_jobs)
+    return f"unknown: {never} has never finished (run tfmirror {status.unknown_jobs[0]})"
+
+
+_PAGES.globals["headline"] = headline
+
+
 def render_text(status: Status) -> str:
     """`tfmirror status`: the page's facts as plain text."""
-    failing = ", ".join(status.failing_jobs)
-    lines = ["tfmirror: " + ("all jobs ok" if status.healthy else f"FAILING: {failing}")]
+    state, _, why = headline(status).partition(": ")
+    lines = ["tfmirror: " + (state if status.healthy else f"{state.upper()}: {why}")]
     for job in status.jobs:
         last = job.last_run
         line = f"  {job.job:6} {job.schedule:16} "

@@ -39,6 +39,9 @@ from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
 
 RECENT_CHANGES = 10  # journal entries on the page
+# Jobs whose proof the health rests on: until one has finished once, health is
+# "unknown" (not "ok"): nothing has re-hashed the store or installed from it yet.
+PROOF_JOBS = ("verify",)
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,10 @@ class Status:
     """The one document behind the page, /api/status, /metrics and `tfmirror status`."""
 
     generated_at: str
-    healthy: bool
+    healthy: bool  # health == "ok": a job failing, or a proof never finished, is not
+    health: str  # "ok", "failing" (failing_jobs, a missing snapshot) or "unknown"
     failing_jobs: list[str]
+    unknown_jobs: list[str]  # scheduled proof jobs that have never finished a run
     jobs: list[JobStatus]
     inventory: Inventory
     lag: list[LagRow]
@@ -387,11 +392,17 @@ def collect_status(config: Config, store: BlobStore, base_url: str) -> Status:
     ]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j.job for j in jobs if j.failing]
+    unknown = [
+        j.job for j in jobs if j.job in PROOF_JOBS and j.last_run is None and j.next_run is not None
+    ]
     promoted, snapshots = _fleet_on(store)
+    health = "failing" if failing or promoted.missing else "unknown" if unknown else "ok"
     return Status(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        healthy=not failing and not promoted.missing,
+        healthy=health == "ok",
+        health=health,
         failing_jobs=failing,
+        unknown_jobs=unknown,
         jobs=jobs,
         inventory=Inventory(
             environments=environments,

@@ -143,3 +143,27 @@ def test_a_lag_record_of_the_previous_release_reads_as_not_known_yet(tmp_path: P
         "old tensorflow==2.18.* - unknown not known yet",
     ]
     assert "upstream ? (not known yet)" in tfmirror(path, "status").stdout
+
+
+def test_a_verify_that_never_finished_is_unknown_not_healthy(tmp_path: Path) -> None:
+    # Before: "all jobs ok" and "healthy": true on a mirror nothing had ever verified.
+    path = two_environments(tmp_path, "http://127.0.0.1:9/simple/")
+    config = load_config(str(path))
+    store = open_store(config.storage)
+    for job in ("pypi", "hub"):
+        RunRecord.begin(job, "schedule").finish(store, True, {}, 0, [])
+    client = create_app(config, store).test_client()
+    api = client.get("/api/status").get_json()
+    assert api["healthy"] is False and api["health"] == "unknown", api["health"]
+    assert api["unknown_jobs"] == ["verify"] and api["failing_jobs"] == []
+    heading = text_of(client.get("/").get_data(as_text=True).split("</h1>", 1)[0])
+    assert "unknown: verify has never finished" in heading and "all jobs ok" not in heading
+    status = tfmirror(path, "status")
+    assert status.returncode == 1
+    assert status.stdout.startswith("tfmirror: UNKNOWN: verify has never finished"), status.stdout
+
+    RunRecord.begin("verify", "schedule").finish(store, True, {}, 0, [])
+    client = create_app(config, store).test_client()
+    api = client.get("/api/status").get_json()
+    assert api["healthy"] is True and api["health"] == "ok"
+    assert tfmirror(path, "status").returncode == 0
