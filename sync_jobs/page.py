@@ -1,5 +1,6 @@
 """The operators' status page: plain HTML that reloads itself; one small script for the
-"Sync now" buttons (they need the admin token in a header, which a form cannot send)."""
+jobs' "... now" buttons (they need the admin token in a header, which a form cannot
+send)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from mirror.core.journal_text import describe
 from mirror.core.sizes import human_bytes
 from sync_jobs.status import Status
 
@@ -50,6 +52,33 @@ def _when(text: str | None) -> str:
         return _plain(text)
     except ValueError:
         return text
+
+
+# Each job's button says what it starts (all read "Sync now" before, verify and gc too).
+BUTTONS = {
+    "pypi": "Sync PyPI now",
+    "hub": "Sync models now",
+    "verify": "Verify now",
+    "gc": "Collect garbage now",
+    "snapshot": "Snapshot now",
+}
+
+
+def _button(job: str) -> str:
+    return BUTTONS.get(job, f"Run {job} now")
+
+
+def _other_problems(doc: dict[str, object]) -> list[str]:
+    """The verify report's problems the page does not show already in a target's or a
+    model's line (each failed target or model is also one of the problems)."""
+    shown = set()
+    for key, name in (("targets", "target"), ("models", "handle")):
+        rows = doc.get(key)
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and not row.get("ok"):
+                shown.add(f"{key[:-1]} {row.get(name)}: {row.get('detail')}")
+    problems = doc.get("problems")
+    return [str(p) for p in (problems if isinstance(problems, list) else []) if p not in shown]
 
 
 BAR, GAP, HEIGHT = 6, 2, 28  # the history chart: px per run, between runs, tallest bar
@@ -94,6 +123,9 @@ _PAGES = Environment(
 _PAGES.filters["size"] = human_bytes
 _PAGES.filters["when"] = _when
 _PAGES.filters["history"] = _history
+_PAGES.filters["button"] = _button
+_PAGES.filters["change"] = describe
+_PAGES.filters["other_problems"] = _other_problems
 
 
 def render_page(status: Status) -> str:

@@ -167,3 +167,64 @@ def test_a_verify_that_never_finished_is_unknown_not_healthy(tmp_path: Path) -> 
     api = client.get("/api/status").get_json()
     assert api["healthy"] is True and api["health"] == "ok"
     assert tfmirror(path, "status").returncode == 0
+
+
+def test_recent_changes_and_history_name_what_each_change_is_about(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before: "snapshot created:" (and promoted, deleted) with nothing after the colon,
+    # "requirements changed:" with no before and after, "quarantined: tensorflow" with
+    # no rule and no reason.
+    upstream.add(WheelSpec("tensorflow", "2.18.0"))
+    upstream.add(WheelSpec("tensorflow", "2.20.0"))
+    path = two_environments(tmp_path, upstream.index_url)
+    assert tfmirror(path, "sync", "pypi", "--no-devpi").returncode == 0
+    text = path.read_text().replace('["tensorflow==2.18.*"]', '["tensorflow==2.18.0"]')
+    path.write_text(text)
+    assert tfmirror(path, "sync", "pypi", "--no-devpi").returncode == 0
+    for args in (
+        ("snapshot", "create", "s1"),
+        ("snapshot", "promote", "s1"),
+        ("snapshot", "promote", "--live"),
+        ("snapshot", "delete", "s1"),
+        ("quarantine", "add", "tensorflow==2.18.0", "--reason", "CVE-2026-1"),
+        ("quarantine", "add", "tensorflow-2.20.0-py3-none-any.whl", "--reason", "bad build"),
+    ):
+        done = tfmirror(path, *args)
+        assert done.returncode == 0, (args, done.stderr)
+
+    page = create_app(load_config(str(path))).test_client().get("/").get_data(as_text=True)
+    changes = " | ".join(rows(page, "changes"))
+    history = tfmirror(path, "history").stdout
+    for shown in (changes, history):
+        assert "quarantined: tensorflow-2.20.0-py3-none-any.whl (bad build)" in shown, shown
+        assert "quarantined: tensorflow==2.18.0 (CVE-2026-1)" in shown
+        assert "snapshot deleted: s1" in shown
+        assert "live promoted: @live (was s1)" in shown
+        assert "snapshot promoted: s1 (was @live)" in shown
+        assert "snapshot created: s1 (" in shown
+        assert (
+            "requirements changed: tensorflow==2.18.* -> tensorflow==2.18.0 "
+            "[old/py3.11-manylinux_2_28_x86_64]" in shown
+        )
+        assert not re.search(r"\w: (\||$|\n)", shown), shown  # nothing ends at a colon
+
+
+def test_each_job_button_names_its_job_and_a_verify_error_is_listed_once(tmp_path: Path) -> None:
+    path = two_environments(tmp_path, "http://127.0.0.1:9/simple/")
+    config = load_config(str(path))
+    store = open_store(config.storage)
+    failed = TargetProof("new/py3.11-manylinux_2_28_x86_64", False, "pip", "no tensorflow")
+    report = VerifyReport(ScrubReport(), targets=[failed])
+    store.put(VERIFY_STATE, json.dumps(report.as_json()).encode())
+    page = create_app(config, store).test_client().get("/").get_data(as_text=True)
+    buttons = dict(re.findall(r"data-job=\"(\w+)\".*?<button[^>]*>([^<]*)</button>", page))
+    assert buttons == {
+        "pypi": "Sync PyPI now",
+        "hub": "Sync models now",
+        "verify": "Verify now",
+        "gc": "Collect garbage now",
+        "snapshot": "Snapshot now",
+    }, buttons
+    section = text_of(page.split("<h2>Verification</h2>", 1)[1].split("<p class", 1)[0])
+    assert section.count("no tensorflow") == 1, section
