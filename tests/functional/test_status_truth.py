@@ -256,3 +256,17 @@ def test_the_progress_bar_counts_only_bytes_it_saw_move(upstream: Upstream, tmp_
     assert (files, of_files) == (1, 1), last
     assert mb == of_mb == round(len(numpy.data) / 1e6), last
     assert rate < 5, last
+
+
+def test_status_in_a_folder_with_no_mirror_creates_nothing_and_says_how_to_start(
+    tmp_path: Path,
+) -> None:
+    # Before: it made ./data, printed "all jobs ok" with every job "never run", exit 0.
+    done = tfmirror(None, "status", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert list(tmp_path.iterdir()) == []
+    assert "no mirror here yet" in done.stdout + done.stderr
+    assert "tfmirror up" in done.stdout + done.stderr
+    assert "all jobs ok" not in done.stdout
+    LocalStore(tmp_path / "data")  # an empty store folder is no mirror either
+    assert tfmirror(None, "status", cwd=tmp_path).returncode == 1
