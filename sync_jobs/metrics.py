@@ -82,11 +82,11 @@ class _StatusCollector:
         yield models
         behind = GaugeMetricFamily(
             "tfmirror_requirement_behind_upstream",
-            "1 if upstream has a newer version than the mirror",
-            labels=["project"],
+            "1 if upstream has a newer version than the environment mirrors that its pin allows",
+            labels=["environment", "project"],
         )
         for row in self.status.lag:
-            behind.add_metric([row.project], 1.0 if row.behind else 0.0)
+            behind.add_metric([row.environment, row.project], 1.0 if row.behind else 0.0)
         yield behind
         on = self.status.promoted
         promoted = GaugeMetricFamily(

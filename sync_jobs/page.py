@@ -1,5 +1,6 @@
 """The operators' status page: plain HTML that reloads itself; one small script for the
-"Sync now" buttons (they need the admin token in a header, which a form cannot send)."""
+jobs' "... now" buttons (they need the admin token in a header, which a form cannot
+send)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from mirror.core.journal_text import describe
 from mirror.core.sizes import human_bytes
 from sync_jobs.status import Status
 
@@ -22,7 +24,7 @@ th{background:#f3f3f3}
 .ok{color:#11691f;font-weight:600}.failed{color:#b00020;font-weight:600}
 tr.row-failed td{background:#fdecee}
 .badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
-.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}
+.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}.badge.unknown{background:#8a6d00}
 code{font-size:.9em}.muted{color:#777}.running{color:#0b57d0;font-weight:600}
 svg.history{vertical-align:middle}
 """
@@ -50,6 +52,33 @@ def _when(text: str | None) -> str:
         return _plain(text)
     except ValueError:
         return text
+
+
+# Each job's button says what it starts (all read "Sync now" before, verify and gc too).
+BUTTONS = {
+    "pypi": "Sync PyPI now",
+    "hub": "Sync models now",
+    "verify": "Verify now",
+    "gc": "Collect garbage now",
+    "snapshot": "Snapshot now",
+}
+
+
+def _button(job: str) -> str:
+    return BUTTONS.get(job, f"Run {job} now")
+
+
+def _other_problems(doc: dict[str, object]) -> list[str]:
+    """The verify report's problems the page does not show already in a target's or a
+    model's line (each failed target or model is also one of the problems)."""
+    shown = set()
+    for key, name in (("targets", "target"), ("models", "handle")):
+        rows = doc.get(key)
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and not row.get("ok"):
+                shown.add(f"{key[:-1]} {row.get(name)}: {row.get('detail')}")
+    problems = doc.get("problems")
+    return [str(p) for p in (problems if isinstance(problems, list) else []) if p not in shown]
 
 
 BAR, GAP, HEIGHT = 6, 2, 28  # the history chart: px per run, between runs, tallest bar
@@ -94,6 +123,9 @@ _PAGES = Environment(
 _PAGES.filters["size"] = human_bytes
 _PAGES.filters["when"] = _when
 _PAGES.filters["history"] = _history
+_PAGES.filters["button"] = _button
+_PAGES.filters["change"] = describe
+_PAGES.filters["other_problems"] = _other_problems
 
 
 def render_page(status: Status) -> str:
@@ -104,10 +136,27 @@ def render_page(status: Status) -> str:
     )
 
 
+def headline(status: Status) -> str:
+    """The page's badge and `tfmirror status`'s first line: "all jobs ok" only when no
+    job failed and every proof job has finished at least once."""
+    if status.health == "ok":
+        return "all jobs ok"
+    if status.health == "failing":
+        why = list(status.failing_jobs)
+        if status.promoted.missing:
+            why.append(f"the promoted snapshot {status.promoted.snapshot} is missing")
+        return "failing: " + ", ".join(why)
+    never = ", ".join(status.unknown_jobs)
+    return f"unknown: {never} has never finished (run tfmirror {status.unknown_jobs[0]})"
+
+
+_PAGES.globals["headline"] = headline
+
+
 def render_text(status: Status) -> str:
     """`tfmirror status`: the page's facts as plain text."""
-    failing = ", ".join(status.failing_jobs)
-    lines = ["tfmirror: " + ("all jobs ok" if status.healthy else f"FAILING: {failing}")]
+    state, _, why = headline(status).partition(": ")
+    lines = ["tfmirror: " + (state if status.healthy else f"{state.upper()}: {why}")]
     for job in status.jobs:
         last = job.last_run
         line = f"  {job.job:6} {job.schedule:16} "
@@ -136,10 +185,16 @@ def render_text(status: Status) -> str:
     for model in status.inventory.models:
         lines.append(f"  model {model.handle}: {human_bytes(model.size)} {model.sha256[:12]}")
     for row in status.lag:
-        state = "behind" if row.behind else "up to date"
+        state = "behind" if row.behind else "up to date" if row.known else "not known yet"
+        outside = (
+            f"; {row.newest_release} is outside the pin or the targets' Pythons"
+            if row.newest_release
+            else ""
+        )
         lines.append(
-            f"  lag {row.requirement}: mirrored {', '.join(row.mirrored) or '-'}, "
-            f"upstream {row.newest_upstream or '?'} ({state})"
+            f"  lag {row.requirement} [{row.environment}]: "
+            f"mirrored {', '.join(row.mirrored) or '-'}, "
+            f"upstream {row.newest_upstream or '?'} ({state}{outside})"
         )
     verification = status.verification
     lines.append(

@@ -40,6 +40,9 @@ from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
 
 RECENT_CHANGES = 10  # journal entries on the page
+# Jobs whose proof the health rests on: until one has finished once, health is
+# "unknown" (not "ok"): nothing has re-hashed the store or installed from it yet.
+PROOF_JOBS = ("verify",)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class BuiltWheel:
 
 @dataclass(frozen=True)
 class LagRow:
+    """One environment's requirement: what that environment mirrors of it against the
+    newest its pin, its constraints and its targets' Pythons allow."""
+
+    environment: str
     requirement: str
     project: str
     mirrored: list[str]
@@ -212,8 +219,10 @@ class Status:
     """The one document behind the page, /api/status, /metrics and `tfmirror status`."""
 
     generated_at: str
-    healthy: bool
+    healthy: bool  # health == "ok": a job failing, or a proof never finished, is not
+    health: str  # "ok", "failing" (failing_jobs, a missing snapshot) or "unknown"
     failing_jobs: list[str]
+    unknown_jobs: list[str]  # scheduled proof jobs that have never finished a run
     jobs: list[JobStatus]
     inventory: Inventory
     lag: list[LagRow]
@@ -268,19 +277,27 @@ def _job(config: Config, store: BlobStore, job: str, cron: str) -> JobStatus:
     )
 
 
-def _lag(config: Config, mirrored: dict[str, set[str]], store: BlobStore) -> list[LagRow]:
+def _lag(config: Config, manifests: list[Manifest], store: BlobStore) -> list[LagRow]:
     lag = read_lag(store)
-    newest: dict[str, str] = dict(lag.get("newest", {}))  # type: ignore[call-overload]
+    # The previous release's record ("newest" per project, whatever each environment
+    # pins) has no "environments": every row reads as not known until the next sync.
+    newest: dict[str, dict[str, str]] = dict(lag.get("environments", {}))  # type: ignore[call-overload]
     release: dict[str, str] = dict(lag.get("newest_release", {}))  # type: ignore[call-overload]
     rows = []
-    for requirement in config.pypi.requirements:
-        name = canonicalize_name(Requirement(requirement).name)
-        have = sorted(mirrored.get(name, set()), key=_version_key)
-        latest = newest.get(name, "")
-        behind = bool(latest and (not have or _version_key(have[-1]) < _version_key(latest)))
-        other = release.get(name) or None
-        other = other if other != latest else None
-        rows.append(LagRow(requirement, name, have, latest or None, behind, other))
+    for env in config.pypi.environments:
+        mirrored: dict[str, set[str]] = {}
+        for manifest in manifests:
+            if manifest.environment == env.name:
+                for wheel in manifest.files:
+                    mirrored.setdefault(wheel.project, set()).add(wheel.version)
+        for requirement in env.requirements:
+            name = canonicalize_name(Requirement(requirement).name)
+            have = sorted(mirrored.get(name, set()), key=_version_key)
+            latest = newest.get(env.name, {}).get(requirement, "")
+            behind = bool(latest and (not have or _version_key(have[-1]) < _version_key(latest)))
+            other = release.get(name) or None
+            other = other if other != latest else None
+            rows.append(LagRow(env.name, requirement, name, have, latest or None, behind, other))
     return rows
 
 
@@ -374,10 +391,6 @@ def collect_status(
     if read_index(store, BUNDLE_JOB, "latest.json") is not None:
         jobs.append(_job(config, store, BUNDLE_JOB, ""))  # only where bundles are made or read
     manifests = load_all(store)
-    mirrored: dict[str, set[str]] = {}
-    for manifest in manifests:
-        for wheel in manifest.files:
-            mirrored.setdefault(wheel.project, set()).add(wheel.version)
     last_sync = read_index(store, "pypi", "latest.json") or {}
     environments = _environments(config, manifests, base_url, last_sync)
     models = [
@@ -385,11 +398,17 @@ def collect_status(
     ]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j.job for j in jobs if j.failing]
+    unknown = [
+        j.job for j in jobs if j.job in PROOF_JOBS and j.last_run is None and j.next_run is not None
+    ]
     promoted, snapshots = _fleet_on(store)
+    health = "failing" if failing or promoted.missing else "unknown" if unknown else "ok"
     return Status(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        healthy=not failing and not promoted.missing,
+        healthy=health == "ok",
+        health=health,
         failing_jobs=failing,
+        unknown_jobs=unknown,
         jobs=jobs,
         inventory=Inventory(
             environments=environments,
@@ -397,7 +416,7 @@ def collect_status(
             pypi_bytes=sum({w.sha256: w.size or 0 for m in manifests for w in m.files}.values()),
             hub_bytes=sum(m.size for m in models),
         ),
-        lag=_lag(config, mirrored, store),
+        lag=_lag(config, manifests, store),
         built=_built(manifests),
         held_back=read_held(store),
         recent_changes=Journal(store).recent(RECENT_CHANGES),

@@ -47,7 +47,7 @@ class TerminalProgress(Progress):
         if not self.enabled or not self.total_files or (not force and now - self._drawn < 0.1):
             return
         self._drawn = now
-        share = self.bytes / self.total_bytes if self.total_bytes else 0.0
+        share = min(1.0, self.bytes / self.total_bytes) if self.total_bytes else 0.0
         bar = "#" * int(share * 30)
         rate = self.bytes / max(now - self._began, 1e-6) / 1e6
         self.out.write(

@@ -1,9 +1,16 @@
-"""Lag: the newest upstream version of each requirement, recorded after each PyPI sync.
+"""Lag: the newest upstream version of each environment's requirements, recorded after
+each PyPI sync.
 
-"Newest" is what the mirror could take: a final release the requirement's own pin
-allows, with a file some target's Python can install (numpy 2.5, which requires Python
-3.12, is not newer for a 3.11 fleet; `requests==2.32.3` is not behind 2.34). The newest
-release of all is kept beside it, for the page to mention."""
+"Newest" is what that environment could take: a final release its requirement and its
+constraints allow, with a file one of its own targets' Pythons can install (numpy 2.5,
+which requires Python 3.12, is not newer for a 3.11 environment; `requests==2.32.3` is
+not behind 2.34, and an environment held on `tensorflow==2.20.*` is measured against
+2.20.x whatever another environment pins). The newest release of all is kept beside
+it, per project, for the page to mention.
+
+state/lag.json: {"environments": {env: {requirement: newest}}, "newest_release": ...}.
+The previous release's record kept one "newest" per project for every environment; it
+is read as not known (the next sync writes this one)."""
 
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from mirror.core.config import Environment
 from mirror.core.lease import fence
 from mirror.core.redact import scrub_url
 from mirror.core.runs import utcnow
@@ -61,17 +69,17 @@ def _file_version(filename: str) -> Version | None:
 
 
 def newest_installable(
-    doc: dict[str, Any] | None, requirement: Requirement, pythons: tuple[str, ...]
+    doc: dict[str, Any] | None, allowed: SpecifierSet, pythons: tuple[str, ...]
 ) -> str:
-    """The newest final release the pin allows with a file one of `pythons` can install
-    ("" if none); yanked files do not count."""
+    """The newest final release `allowed` admits with a file one of `pythons` can
+    install ("" if none); yanked files do not count."""
     best: Version | None = None
     wanted = [Version(p) for p in pythons]
     for entry in (doc or {}).get("files", []):
         version = _file_version(str(entry.get("filename", "")))
         if version is None or version.is_prerelease or entry.get("yanked"):
             continue
-        if not requirement.specifier.contains(version):
+        if not allowed.contains(version):
             continue
         try:
             requires = SpecifierSet(str(entry.get("requires-python") or ""))
@@ -84,26 +92,41 @@ def newest_installable(
     return str(best) if best else ""
 
 
-def record_lag(
-    store: BlobStore,
-    pages: ProjectPages,
-    requirements: tuple[str, ...],
-    pythons: tuple[str, ...] = (),
-) -> None:
-    newest, release = {}, {}
-    for text in requirements:
+def _allowed(requirement: Requirement, constraints: tuple[str, ...]) -> SpecifierSet:
+    """What the requirement's pin and the environment's constraints on it both admit."""
+    allowed = SpecifierSet(str(requirement.specifier))
+    name = canonicalize_name(requirement.name)
+    for text in constraints:
         try:
-            requirement = Requirement(text)
+            constraint = Requirement(text)
         except InvalidRequirement:
             continue
-        name = canonicalize_name(requirement.name)
-        doc = pages.get(name)
-        newest[name] = newest_installable(doc, requirement, pythons)
-        release[name] = newest_version(doc)
+        if canonicalize_name(constraint.name) == name:
+            allowed &= constraint.specifier
+    return allowed
+
+
+def record_lag(
+    store: BlobStore, pages: ProjectPages, environments: tuple[Environment, ...]
+) -> None:
+    newest: dict[str, dict[str, str]] = {}
+    release: dict[str, str] = {}
+    for env in environments:
+        pythons = tuple(sorted({t.python for t in env.targets}))
+        own = newest.setdefault(env.name, {})
+        for text in env.requirements:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            name = canonicalize_name(requirement.name)
+            doc = pages.get(name)  # read once: ProjectPages keeps what it read
+            own[text] = newest_installable(doc, _allowed(requirement, env.constraints), pythons)
+            release[name] = newest_version(doc)
     doc = {
         "checked_at": utcnow(),
         "upstream": scrub_url(pages.upstream),
-        "newest": newest,
+        "environments": newest,
         "newest_release": release,
     }
     fence(JOB)  # what the page shows is the current leader's view of upstream

@@ -77,6 +77,11 @@ class HeadStart:
         self._fetches: dict[str, Future[Fetched]] = {}
         self._resolved = False  # the resolver answered: too late for new guesses
         self._unwanted: set[str] = set()
+        # Bytes each guess has moved, and who hears of its bytes from now on (the
+        # sync's progress bar, once it starts): what came before it is not its to count.
+        self._moved: dict[str, int] = {}
+        self._hook: Callable[[int], None] | None = None
+        self._ended: set[str] = set()  # stored or failed: no more bytes to come
         self._slots = threading.Semaphore(2)  # guesses fetched at once
         _on_daemon(self._start, tuple(closures), pages)
 
@@ -105,9 +110,13 @@ class HeadStart:
         still_wanted = partial(self._still_wanted, wheel.sha256)
         with self._slots:
             self._still_wanted(wheel.sha256, 0)
-            fetched = fetch_verified(
-                self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
-            )
+            try:
+                fetched = fetch_verified(
+                    self._store, wheel.url, wheel.sha256, wheel.size, self._policy, still_wanted
+                )
+            finally:
+                with self._lock:
+                    self._ended.add(wheel.sha256)
         with self._lock:
             if wheel.sha256 in self._unwanted:
                 # Published, so left to gc: see the module's docstring.
@@ -118,10 +127,26 @@ class HeadStart:
         raw = self._store.get(MISSES)
         return list(json.loads(raw)) if raw else []
 
-    def _still_wanted(self, sha256: str, _nbytes: int) -> None:
+    def _still_wanted(self, sha256: str, nbytes: int) -> None:
         with self._lock:
             if sha256 in self._unwanted:
                 raise DownloadError("not in the resolved closure")
+            self._moved[sha256] = self._moved.get(sha256, 0) + nbytes
+            hook = self._hook
+        if hook is not None and nbytes:
+            hook(nbytes)
+
+    def follow(self, hook: Callable[[int], None]) -> dict[str, int]:
+        """From now on each guess still under way passes the bytes it moves to `hook`;
+        returns those guesses with the bytes each moved before (a guess missing from it
+        has ended: its bytes all came before)."""
+        with self._lock:
+            self._hook = hook
+            return {
+                sha256: self._moved.get(sha256, 0)
+                for sha256 in self._fetches
+                if sha256 not in self._ended
+            }
 
     def fetch_for(self, sha256: str) -> Future[Fetched] | None:
         """The download a guess already started for this wheel, if any. Asked once the

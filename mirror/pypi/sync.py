@@ -135,6 +135,11 @@ class Progress:
     def close(self) -> None: ...
 
 
+def _arrived(guess: Future[Fetched] | None) -> bool:
+    """A guess that is stored already (one that failed is fetched again, on the bar)."""
+    return guess is not None and guess.done() and guess.exception() is None
+
+
 @dataclass(frozen=True)
 class Slot:
     """One environment's closure for one of its targets: what one manifest holds."""
@@ -236,8 +241,7 @@ class PypiSync:
             # for what devpi does not hold yet): devpi's pull below is off its path.
             report.timings["committed_at"] = time.monotonic() - began
             # Upstream's newest versions, for the status page; off the critical path.
-            pythons = tuple(sorted({slot.target.python for slot in slots(pypi)}))
-            lag = side.submit(record_lag, self.store, pages, pypi.requirements, pythons)
+            lag = side.submit(record_lag, self.store, pages, pypi.environments)
             if devpi_ready is not None:
                 self._push_devpi(report, began, devpi_ready)
             try:
@@ -380,7 +384,16 @@ class PypiSync:
     def _download(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
         t0 = time.monotonic()
         wheels = list(plan.to_fetch.values())
-        self.progress.start(len(wheels), sum(w.size or 0 for w in wheels))
+        # The bar counts the bytes it sees move: a guess that arrived during the resolve
+        # is not on it, one under way is with what it has left (counted whole at its
+        # end, it read as thousands of MB/s).
+        under_way = head_start.follow(self.progress.advance)
+        on_bar = {
+            w.sha256: (w.size or 0) - under_way.get(w.sha256, 0)
+            for w in wheels
+            if w.sha256 in under_way or not _arrived(head_start.fetch_for(w.sha256))
+        }
+        self.progress.start(len(on_bar), sum(max(0, n) for n in on_bar.values()))
         # Largest first: the TensorFlow wheel sets the critical path.
         wheels.sort(key=lambda w: -(w.size or 0))
         workers = min(self.config.pypi.workers, max(1, len(wheels)))
@@ -415,9 +428,8 @@ class PypiSync:
                     else:
                         report.bytes += fetched.size
                         report.new += 1
-                        if was_guess:
-                            self.progress.advance(fetched.size)
-                    self.progress.file_done()
+                    if wheel.sha256 in on_bar:
+                        self.progress.file_done()
         self.progress.close()
         report.timings["download_verify_store"] = time.monotonic() - t0
 

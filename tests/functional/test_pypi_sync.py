@@ -456,7 +456,7 @@ def test_each_sync_records_the_newest_release_each_requirement_could_take(
 
     assert report.ok, report.failures
     lag = read_lag(store)
-    assert lag["newest"] == {"alpha": "1.0", "omega": "1.0"}
+    assert lag["environments"] == {"default": {"alpha<1.1": "1.0", "omega": "1.0"}}
     assert lag["newest_release"] == {"alpha": "1.1", "omega": "2.0"}
     assert lag["upstream"] == upstream.index_url
     page = create_app(config, store).test_client().get("/").get_data(as_text=True)
@@ -464,7 +464,7 @@ def test_each_sync_records_the_newest_release_each_requirement_could_take(
 
     upstream.add(WheelSpec("omega", "1.5"))  # a release the fleet could take: behind
     report, store = sync(config)
-    assert read_lag(store)["newest"] == {"alpha": "1.0", "omega": "1.5"}
+    assert read_lag(store)["environments"] == {"default": {"alpha<1.1": "1.0", "omega": "1.5"}}
 
 
 def test_a_no_op_sync_asks_with_etags_and_reads_no_unchanged_page_whole(

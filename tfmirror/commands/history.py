@@ -17,6 +17,7 @@ from mirror.core.journal import (
     touches,
     verify_outer,
 )
+from mirror.core.journal_text import describe
 from mirror.core.storage import BlobStore, open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 
@@ -43,15 +44,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _line(change: dict[str, object]) -> str:
-    # What the change is about, as the entry names it: a model, a quarantine's spec, a
-    # snapshot, a bundle, a release, a file or a blob.
-    release = " ".join(str(change[k]) for k in ("project", "version") if change.get(k))
-    named = [change.get(k) for k in ("model", "spec", "snapshot", "bundle")]
-    what = next((str(n) for n in named if n), "") or release
-    what = what or str(change.get("filename") or change.get("sha256") or "")
-    where = f" [{change['where']}]" if change.get("where") else ""
-    more = f" ({change['reason']})" if change.get("reason") else ""
-    return f"    {change['event']}: {what}{where}{more}"
+    return f"    {describe(change)}"
 
 
 def _outer(store: BlobStore, args: argparse.Namespace) -> list[dict[str, Any]] | int:
