@@ -102,3 +102,9 @@ def upstream() -> Iterator[Upstream]:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def bubblewrap() -> None:
+    """The build sandbox's engine: installed when root, else the test is skipped."""
+    require_debian_tool("bwrap", "bubblewrap")

@@ -21,6 +21,7 @@ import pytest
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from tests.support.mirror_env import operator_config
+from tests.support.processes import command_line, descendants
 from tests.support.relay import Relay
 from tests.support.servers import port_free
 from tests.support.upstream import Upstream
@@ -209,23 +210,6 @@ def test_a_full_disk_fails_clearly_and_frees_what_it_wrote(
 # ------------------------------------------------------------------ devpi dies
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out + [g for c in out for g in _children(c)]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def test_devpi_killed_mid_pull_fails_clearly_and_the_next_run_repairs(
     upstream: Upstream, tmp_path: Path
 ) -> None:
@@ -242,7 +226,9 @@ def test_devpi_killed_mid_pull_fails_clearly_and_the_next_run_repairs(
     devpi_pid = None
     deadline = time.monotonic() + 120
     while devpi_pid is None and time.monotonic() < deadline:
-        devpi_pid = next((c for c in _children(sync.pid) if "devpi-server" in _cmdline(c)), None)
+        devpi_pid = next(
+            (c for c in descendants(sync.pid) if "devpi-server" in command_line(c)), None
+        )
         time.sleep(0.05)
     assert devpi_pid is not None, "the sync never started devpi"
     # Kill it once the store has the big wheel: devpi is then pulling it.
@@ -288,8 +274,8 @@ def test_up_stopped_leaves_no_child_holding_a_port(
     cfg = load_config(str(config))
     devpi_port = int(cfg.devpi.url.rsplit(":", 1)[1])
     up = _start_up(config)
-    children = _children(up.pid)
-    assert any("devpi-server" in _cmdline(c) for c in children), children
+    children = descendants(up.pid)
+    assert any("devpi-server" in command_line(c) for c in children), children
     assert not port_free(devpi_port) and not port_free(cfg.web.port)
 
     stopped = time.monotonic()
@@ -302,7 +288,7 @@ def test_up_stopped_leaves_no_child_holding_a_port(
     while time.monotonic() - stopped < 10 and any(Path(f"/proc/{c}").exists() for c in children):
         time.sleep(0.1)
 
-    alive = [c for c in children if Path(f"/proc/{c}").exists() and _cmdline(c)]
-    assert alive == [], [_cmdline(c) for c in alive]
+    alive = [c for c in children if Path(f"/proc/{c}").exists() and command_line(c)]
+    assert alive == [], [command_line(c) for c in alive]
     assert time.monotonic() - stopped < 10
     assert port_free(devpi_port) and port_free(cfg.web.port)

@@ -21,6 +21,7 @@ import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -31,9 +32,10 @@ from mirror.core.storage import open_store
 from mirror.core.tree_caps import TreeCaps, capped_tree
 from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
+from mirror.pypi.resolve import Wheel
 from mirror.pypi.sync import PypiSync, SyncReport
-from tests.support.debian import require_debian_tool
 from tests.support.mirror_env import make_config, operator_config
+from tests.support.processes import command_line, descendants, put_secrets
 from tests.support.upstream import Upstream
 from tests.support.wheels import SdistSpec, WheelSpec, build_wheel, in_tree_backend
 from tfmirror.app import create_app
@@ -50,16 +52,12 @@ SECRETS = {
 FILE_SECRET = "file-secret-e6f1"  # in the config, the bundle key, the store, devpi's folder
 
 
-@pytest.fixture(autouse=True)
-def sandbox() -> None:
-    require_debian_tool("bwrap", "bubblewrap")
+pytestmark = pytest.mark.usefixtures("bubblewrap")
 
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return SECRETS
+    return put_secrets(monkeypatch, SECRETS)
 
 
 def ago(**delta: float) -> str:
@@ -70,6 +68,18 @@ def sync(config: Config) -> SyncReport:
     store = open_store(config.storage)
     with services_for_sync(config, store) as devpi:
         return PypiSync(config, store, devpi).run()
+
+
+def built_and_seen(config: Config, project: str) -> tuple[Wheel, dict[str, Any]]:
+    """The wheel built for `project` (1.0, pure) as committed, and what its build saw:
+    the `<project>/seen.json` its hostile code put inside."""
+    store = open_store(config.storage)
+    manifest = load_manifest(store, "default", LINUX_ID)
+    assert manifest is not None, "nothing committed"
+    built = next(w for w in manifest.files if w.filename == f"{project}-1.0-py3-none-any.whl")
+    with store.open_blob(built.sha256) as blob:
+        seen = json.loads(zipfile.ZipFile(io.BytesIO(blob.read())).read(f"{project}/seen.json"))
+    return built, seen
 
 
 def every_byte_kept(config: Config) -> bytes:
@@ -97,7 +107,7 @@ def plant_file_secrets(config: Config, devpi: DevpiConfig, tmp_path: Path) -> li
         tmp_path / "tfmirror.toml",
         tmp_path / "bundle.key",
         Path(str(config.storage.path)) / "state" / "planted-secret.json",
-        devpi.serverdir / "planted-secret.txt",
+        Path(str(devpi.serverdir)) / "planted-secret.txt",
     ]
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,12 +182,7 @@ def test_a_build_that_reads_everything_it_can_finds_no_secret_and_ships_none(
     report = sync(config)
 
     assert report.ok, report.failures
-    store = open_store(config.storage)
-    manifest = load_manifest(store, "default", LINUX_ID)
-    assert manifest is not None
-    built = next(w for w in manifest.files if w.filename == "hunt-1.0-py3-none-any.whl")
-    with store.open_blob(built.sha256) as blob:
-        seen = json.loads(zipfile.ZipFile(io.BytesIO(blob.read())).read("hunt/seen.json"))
+    _, seen = built_and_seen(config, "hunt")
     # It looked (the hunt ran, saw processes and files) and found nothing.
     assert seen["environs"] and seen["looked"] > 0
     assert seen["found"] == []
@@ -306,9 +311,7 @@ def test_a_build_sees_only_what_its_environment_may_and_keeps_nothing_it_fetched
     manifest = load_manifest(store, "default", LINUX_ID)
     assert manifest is not None
     listed = {w.filename for w in manifest.files}
-    built = next(w for w in manifest.files if w.filename == "reach-1.0-py3-none-any.whl")
-    with store.open_blob(built.sha256) as blob:
-        seen = json.loads(zipfile.ZipFile(io.BytesIO(blob.read())).read("reach/seen.json"))
+    built, seen = built_and_seen(config, "reach")
     # The environment's view on every path: the young release and the quarantined one
     # are on no page and not served; the old release of young and unrelated are.
     for prefix in ("", "/cooldown/0", "/cooldown/9999999999"):
@@ -505,12 +508,7 @@ def test_a_build_reaches_no_port_but_the_index_and_leaves_nothing_running(
     report = sync(config)
 
     assert report.ok, report.failures
-    store = open_store(config.storage)
-    manifest = load_manifest(store, "default", LINUX_ID)
-    assert manifest is not None
-    built = next(w for w in manifest.files if w.filename == "escape-1.0-py3-none-any.whl")
-    with store.open_blob(built.sha256) as blob:
-        seen = json.loads(zipfile.ZipFile(io.BytesIO(blob.read())).read("escape/seen.json"))
+    _, seen = built_and_seen(config, "escape")
     # Of the host's listening ports, only the local index's answers inside (it is not
     # the host's: the sandbox's own forwarder); every other address fails.
     assert seen["opened"] == [8000], seen["opened"]
@@ -524,23 +522,6 @@ import time
 def before_build():
     time.sleep(3600)
 """
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out + [g for c in out for g in _descendants(c)]
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def test_up_stopped_mid_build_stops_the_build_with_it(upstream: Upstream, tmp_path: Path) -> None:
@@ -565,7 +546,7 @@ def test_up_stopped_mid_build_stops_the_build_with_it(upstream: Upstream, tmp_pa
         deadline = time.monotonic() + 180
         sandboxes: list[int] = []
         while not sandboxes and time.monotonic() < deadline and up.poll() is None:
-            sandboxes = [p for p in _descendants(up.pid) if "bwrap" in _command(p)]
+            sandboxes = [p for p in descendants(up.pid) if "bwrap" in command_line(p)]
             time.sleep(0.2)
         assert sandboxes, "no build sandbox started"
         time.sleep(2)  # the build is inside, sleeping
@@ -574,5 +555,5 @@ def test_up_stopped_mid_build_stops_the_build_with_it(upstream: Upstream, tmp_pa
     finally:
         if up.poll() is None:
             up.kill()
-    alive = [p for p in sandboxes if Path(f"/proc/{p}").exists() and _command(p)]
-    assert alive == [], [_command(p) for p in alive]
+    alive = [p for p in sandboxes if Path(f"/proc/{p}").exists() and command_line(p)]
+    assert alive == [], [command_line(p) for p in alive]

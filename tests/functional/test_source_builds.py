@@ -26,8 +26,8 @@ from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import Role, Wheel
 from mirror.pypi.sync import PypiSync, SyncReport
-from tests.support.debian import require_debian_tool
 from tests.support.mirror_env import LINUX, make_config
+from tests.support.processes import put_secrets
 from tests.support.servers import clean_pip_env, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import SdistSpec, WheelSpec, in_tree_backend
@@ -45,16 +45,12 @@ SECRETS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def sandbox() -> None:
-    require_debian_tool("bwrap", "bubblewrap")
+pytestmark = pytest.mark.usefixtures("bubblewrap")
 
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for key, value in SECRETS.items():
-        monkeypatch.setenv(key, value)
-    return SECRETS
+    return put_secrets(monkeypatch, SECRETS)
 
 
 def sync(config: Config) -> SyncReport:
