@@ -57,7 +57,9 @@ class _OneLineParser(argparse.ArgumentParser):
             _global_options(self, default=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(UsageError.exit_code, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
+        # `tfmirror: error: ...` as every other usage error; the help to read names the
+        # command (the root's prog is "tfmirror" itself: once is enough).
+        self.exit(UsageError.exit_code, f"tfmirror: error: {message} (see {self.prog} --help)\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
