@@ -140,31 +140,52 @@ def push_to_devpi(
         devpi.refresh(project)
         offered.update((f.sha256, f.url) for f in devpi.files(project))
     result.offered_after = time.monotonic() - began
-    with ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull") as pool:
-        futures = {}
-        for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
-            url = offered.get(wheel.sha256)
-            expected = devpi_file_path(devpi.index, wheel.sha256, wheel.filename)
-            if url is None:
-                result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
-            elif not urlsplit(url).path.endswith(expected):
-                reason = f"devpi offers it at {urlsplit(url).path}, not at {expected}"
-                result.failures.append(Failure(wheel.filename, "", reason))
-            else:
-                futures[pool.submit(devpi.fetch_sha256, url)] = wheel
-        for future in as_completed(futures):
-            wheel = futures[future]
-            try:
-                got = future.result()
-            except DevpiError as exc:
-                result.failures.append(Failure(wheel.filename, "", str(exc)))
-                continue
-            if got != wheel.sha256:
-                reason = f"devpi serves sha256 {got}, expected {wheel.sha256}"
-                result.failures.append(Failure(wheel.filename, "", reason))
-                continue
-            proven[wheel.sha256] = wheel.filename
-            result.count += 1
-    proven = {sha: name for sha, name in proven.items() if sha in wanted}
-    store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
+    pool = ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull")
+    try:
+        _pull_each(devpi, pool, todo, offered, proven, result)
+    except BaseException:
+        # A stop (Ctrl-C, SIGTERM): the pulls not begun are dropped, and the ones under
+        # way not waited for; devpi forgets what it had not kept, the next push pulls it.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        # Kept even when stopped half way: the next push pulls only the rest.
+        proven = {sha: name for sha, name in proven.items() if sha in wanted}
+        store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
+    pool.shutdown()
     return result
+
+
+def _pull_each(
+    devpi: DevpiClient,
+    pool: ThreadPoolExecutor,
+    todo: Mapping[str, PublishedFile],
+    offered: Mapping[str, str],
+    proven: dict[str, str],
+    result: WarmResult,
+) -> None:
+    """Have devpi pull each file, largest first, and prove it by the sha256 it serves."""
+    futures = {}
+    for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
+        url = offered.get(wheel.sha256)
+        expected = devpi_file_path(devpi.index, wheel.sha256, wheel.filename)
+        if url is None:
+            result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
+        elif not urlsplit(url).path.endswith(expected):
+            reason = f"devpi offers it at {urlsplit(url).path}, not at {expected}"
+            result.failures.append(Failure(wheel.filename, "", reason))
+        else:
+            futures[pool.submit(devpi.fetch_sha256, url)] = wheel
+    for future in as_completed(futures):
+        wheel = futures[future]
+        try:
+            got = future.result()
+        except DevpiError as exc:
+            result.failures.append(Failure(wheel.filename, "", str(exc)))
+            continue
+        if got != wheel.sha256:
+            reason = f"devpi serves sha256 {got}, expected {wheel.sha256}"
+            result.failures.append(Failure(wheel.filename, "", reason))
+            continue
+        proven[wheel.sha256] = wheel.filename
+        result.count += 1

@@ -37,7 +37,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     proc = subprocess.Popen(
         command(devpi, listen=args.host), env=scrubbed_env(), preexec_fn=private_server
     )
-    forward_signals(proc.terminate)
+    forward_signals(lambda signum: proc.terminate())
     try:
         wait_ready(devpi.url, proc)
         DevpiClient(devpi, user_password(devpi)).bootstrap(config.devpi_mirror_url)

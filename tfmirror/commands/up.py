@@ -37,6 +37,7 @@ from tfmirror.commands.common import (
     keep_syncs_out,
     report_offer,
 )
+from tfmirror.console import logs_after
 from tfmirror.services import offer_manifests
 
 UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
@@ -61,6 +62,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     outcomes: dict[str, RunResult] = {}
     app = create_app(config, store, runner)
     with ExitStack() as running:
+        # The banner is what `up` is for: the log's INFO lines come after it, not in it.
+        startup_logs = ExitStack()
+        startup_logs.enter_context(logs_after())
+        running.callback(startup_logs.close)
         running.enter_context(WebServer(app, config.web.host, config.web.port))
         if devpi_proc is not None:
             running.enter_context(devpi_proc)
@@ -83,30 +88,32 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not stop.wait_for(lambda: not starting.is_alive()):
             for job, outcome in outcomes.items():
                 print(f"{job} sync at start: {outcome}", flush=True)
+            _banner(entry_point(config, proxied=proxy is not None))
+            startup_logs.close()
+            # Only now: a verify or gc due at start logs nothing into the banner.
             sched = scheduler.build(config, runner)
             sched.start()
             scheduler.add_startup_jobs(sched, config, store, runner)
-            _banner(entry_point(config, proxied=proxy is not None))
             stop.wait()
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
         if still:
-            runner.record_interrupted(
-                still, "interrupted: `tfmirror up` was stopped while it ran; nothing "
-                "half-done was published",
-            )  # fmt: skip
+            # Before devpi stops below: the pulls it cuts short are the stop, not faults.
+            runner.record_interrupted(still, stop.signal)
             drop_unfinished_writes()
             drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
     code = EXIT_FAILED if RunResult.FAILED in outcomes.values() else EXIT_OK
+    stopped = f"tfmirror up: stopped ({stop.signal})"
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
         # verify or gc. What they wrote unpublished is gc's after its grace period.
         print(
-            f"stopped while {', '.join(sorted(still))} ran; it published nothing half-done",
+            f"{stopped} while {', '.join(sorted(still))} ran; it published nothing half-done",
             file=sys.stderr,
             flush=True,
         )
         sys.stdout.flush()
         os._exit(code)
+    print(stopped, file=sys.stderr, flush=True)
     return code
 
 
