@@ -22,7 +22,6 @@ from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import StopRequest
 from mirror.core.storage import drop_unfinished_writes, open_store
 from mirror.core.web_server import WebServer
-from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
 from mirror.pypi.lockfile import render_pip_conf
 from mirror.pypi.manifest import migrate_layout
@@ -38,7 +37,7 @@ from tfmirror.commands.common import (
     report_offer,
 )
 from tfmirror.console import logs_after
-from tfmirror.services import offer_manifests
+from tfmirror.services import offer_manifests, own_devpi
 
 UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
 
@@ -52,7 +51,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.storage)
     stop = StopRequest()
     forward_signals(stop.set)
-    devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
+    own = config.devpi.serverdir is not None
     nginx = find_nginx(config)
     if config.proxy.enabled and nginx is None:
         missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
@@ -67,8 +66,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         startup_logs.enter_context(logs_after())
         running.callback(startup_logs.close)
         running.enter_context(WebServer(app, config.web.host, config.web.port))
-        if devpi_proc is not None:
-            running.enter_context(devpi_proc)
+        if own:
+            running.enter_context(own_devpi(config, store))  # before nginx sends its files
         if proxy is not None:
             running.enter_context(proxy)
         _resume_bundle(config, store, runner)
