@@ -19,14 +19,15 @@ from mirror.core.config import Config
 from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
 from mirror.core.live_config import LiveConfig
 from mirror.core.runs import (
-    Failure,
     JobFn,
     RunRecord,
     clear_running,
+    interrupt_runs,
     mark_running,
     prune_runs,
     record_crash,
 )
+from mirror.core.stopping import stop_signal
 from mirror.core.storage import BlobStore, StoreError
 
 log = logging.getLogger("tfmirror.jobs")
@@ -39,6 +40,7 @@ class RunResult(StrEnum):
     FAILED = "failed"
     BUSY = "busy"  # another holder has the job's lease
     SKIPPED = "skipped"  # no longer due once the lease was held
+    INTERRUPTED = "interrupted"  # the runner closed (a stop) while it ran: no retry
 
 
 class JobRunner:
@@ -60,6 +62,7 @@ class JobRunner:
         self.sleep = sleep or self._pause  # tests give a clock of their own
         self._running: Counter[str] = Counter()  # runs in this process, by job
         self._since: dict[str, datetime] = {}  # when each running job started here
+        self._trigger: dict[str, str] = {}  # and what started it
         self._changed = threading.Condition()
         self._closed = False  # stopping: no job starts, no retry waits
 
@@ -102,7 +105,7 @@ class JobRunner:
         """
         # Counted as running from the moment it is not refused: a stop either refuses
         # it or waits for it (or exits past it), never misses one still taking its lease.
-        with self._tracked(job):
+        with self._tracked(job, trigger):
             if self._closed:
                 log.info("%s: stopping; not starting it", job)
                 return RunResult.SKIPPED
@@ -118,7 +121,7 @@ class JobRunner:
     def run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job
         config = self.config  # the whole run, its retries too, on one config
-        with self._keep(lease):
+        with self._keep(lease, trigger):
             schedule = config.schedule
             for attempt in range(schedule.retries + 1):
                 if attempt:
@@ -127,9 +130,11 @@ class JobRunner:
                     if not self._closed:
                         self.sleep(wait)
                     if self._closed:
-                        return RunResult.FAILED
+                        return RunResult.INTERRUPTED
                 if self._attempt(config, job, trigger if not attempt else "retry"):
                     return RunResult.OK
+                if self._closed:  # it failed because it was stopped: that is no fault
+                    return RunResult.INTERRUPTED
             return RunResult.FAILED
 
     def _pause(self, seconds: float) -> None:
@@ -164,31 +169,40 @@ class JobRunner:
                 if not record:
                     raise
                 raise record_crash(self.store, job, "manual", exc) from exc
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (tfmirror.cli)
+                if record:
+                    self.record_interrupted({job}, stop_signal(exc))
+                raise
 
     @contextmanager
-    def _keep(self, lease: Lease) -> Iterator[None]:
+    def _keep(self, lease: Lease, trigger: str) -> Iterator[None]:
         with (
             renewed(lease, self.config.schedule.lease_seconds),
-            self._tracked(lease.job),
+            self._tracked(lease.job, trigger),
             self._marked(lease.job),
         ):
             yield
 
-    def record_interrupted(self, jobs: set[str], reason: str) -> None:
-        """A failed run record for each of `jobs` still running here, whose threads die
-        with the process: the page says it was interrupted, not nothing."""
+    def record_interrupted(self, jobs: set[str], stopped_by: str) -> None:
+        """Each of `jobs` still running here was stopped (by `stopped_by`, a signal's
+        name): its run is recorded as interrupted, as far as it got, and the job's own
+        record, if its thread gets that far before the process ends, is not written."""
         with self._changed:
-            since = {job: self._since.get(job) for job in jobs}
+            since = {job: self._since.get(job) or datetime.now(UTC) for job in jobs}
+            triggers = {job: self._trigger.get(job, "manual") for job in jobs}
         for job, started in sorted(since.items()):
-            record = RunRecord(job, "interrupted", started or datetime.now(UTC))
-            record.finish(self.store, False, {}, 0, [Failure(job, "", reason).as_json()])
+            if not interrupt_runs(self.store, job, started, stopped_by):
+                # Stopped before the job began its record (waiting for its lease, say).
+                RunRecord(job, triggers[job], started).interrupt(self.store, stopped_by)
 
     @contextmanager
-    def _tracked(self, job: str) -> Iterator[None]:
-        """Count the job as running here (a stop waits for it)."""
+    def _tracked(self, job: str, trigger: str = "manual") -> Iterator[None]:
+        """Count the job as running here (a stop waits for it, and records its run as
+        interrupted with this trigger if it never began its record)."""
         with self._changed:
             if not self._running[job]:
                 self._since[job] = datetime.now(UTC)
+                self._trigger[job] = trigger
             self._running[job] += 1
         try:
             yield

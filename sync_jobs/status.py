@@ -84,7 +84,8 @@ class JobStatus:
 
     @property
     def failing(self) -> bool:
-        return self.last_run is not None and self.last_run.outcome is not Outcome.OK
+        # An interrupted run (a stop) is no failure: the last success still stands.
+        return self.last_run is not None and self.last_run.outcome is Outcome.FAILED
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from mirror.core.config import load_config
 from mirror.core.errors import TfmirrorError, UsageError
 from mirror.core.runs import JobCrashed
 from mirror.core.scratch import drop_scratch
+from mirror.core.stopping import Stopped
 from mirror.core.storage import drop_unfinished_writes
 
 log = logging.getLogger("tfmirror")
@@ -57,7 +58,9 @@ class _OneLineParser(argparse.ArgumentParser):
             _global_options(self, default=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(UsageError.exit_code, f"tfmirror: error: {self.prog}: {message} (see --help)\n")
+        # `tfmirror: error: ...` as every other usage error; the help to read names the
+        # command (the root's prog is "tfmirror" itself: once is enough).
+        self.exit(UsageError.exit_code, f"tfmirror: error: {message} (see {self.prog} --help)\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
@@ -119,9 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("botocore", "boto3", "urllib3", "waitress", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # A stop (`kill`, `docker stop`) ends a command as Ctrl-C does: what it was writing
-    # is removed and its temporary venvs and sockets cleaned up on the way out. `up`,
-    # the scheduler and the servers set their own handlers.
+    # is removed and its temporary venvs and sockets cleaned up on the way out, and the
+    # run is recorded as interrupted by that signal. `up`, the scheduler and the
+    # servers set their own handlers.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     module = next(m for name, m, _ in COMMANDS if name == args.command)
     try:
         config = load_config(args.config)
@@ -144,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise Stopped(signum)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -15,11 +16,26 @@ from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer, answers
 from mirror.devpi.client import DevpiClient, DevpiError
-from mirror.devpi.publish import DevpiIndex
+from mirror.devpi.publish import DevpiIndex, devpi_index
 from mirror.devpi.server import DevpiProcess, DevpiStartError, user_password
 from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
 from tfmirror import fleet_index
+
+log = logging.getLogger("tfmirror.devpi")
+
+
+@contextmanager
+def own_devpi(config: Config, store: BlobStore) -> Iterator[DevpiProcess]:
+    """tfmirror's own devpi-server, started; before anyone is served from it, it does
+    what it owes the quarantine (a `quarantine add` while it was down purges nothing:
+    it leaves that to here, instead of starting devpi for it)."""
+    with DevpiProcess(config.devpi) as process:
+        try:
+            devpi_index(config, store).settle_quarantine()
+        except DevpiError as exc:  # devpi still serves; the next sync's push purges it
+            log.warning("devpi: could not purge what is quarantined yet: %s", exc)
+        yield process
 
 
 @contextmanager
@@ -31,7 +47,7 @@ def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
         if not client.alive():
             if config.devpi.serverdir is None:
                 raise DevpiError(f"devpi at {config.devpi.url} is unreachable; start it first")
-            stack.enter_context(DevpiProcess(config.devpi))
+            stack.enter_context(own_devpi(config, store))
         if not answers(config.devpi_mirror_url):
             if config.devpi.mirror_url:
                 raise DevpiError(

@@ -104,6 +104,9 @@ class Quarantine:
     """The rules in force when it was read."""
 
     rules: tuple[Rule, ...] = ()
+    # Projects released while devpi was not running: devpi may still hold a page that
+    # leaves their files out, so it re-reads them when tfmirror next starts it.
+    devpi_refresh: tuple[str, ...] = ()
 
     def file_rule(self, project: str, version: str, filename: str) -> Rule | None:
         return next((r for r in self.rules if r.matches_file(project, version, filename)), None)
@@ -137,21 +140,35 @@ def filename_facts(filename: str) -> tuple[str, str] | None:
 
 
 def _parse(raw: bytes | None) -> list[Rule]:
+    return list(_parse_all(raw).rules)
+
+
+def _parse_all(raw: bytes | None) -> Quarantine:
     if not raw:
-        return []
+        return Quarantine()
     try:
-        rows = json.loads(raw).get("rules", [])
-        return [Rule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
+        doc = json.loads(raw)
+        rows = doc.get("rules", [])
+        rules = [Rule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
+        refresh = tuple(str(p) for p in doc.get("devpi_refresh", []))
+        return Quarantine(tuple(rules), refresh)
     except (ValueError, TypeError, AttributeError):
-        return []  # unreadable: nothing can be matched; `quarantine list` says so
+        return Quarantine()  # unreadable: nothing can be matched; `quarantine list` says so
 
 
-def _dump(rules: Iterable[Rule]) -> bytes:
-    return json.dumps({"rules": [asdict(r) for r in rules]}, indent=1).encode()
+def _dump(rules: Iterable[Rule], refresh: Iterable[str] = ()) -> bytes:
+    doc: dict[str, Any] = {"rules": [asdict(r) for r in rules]}
+    if refresh:
+        doc["devpi_refresh"] = sorted(set(refresh))
+    return json.dumps(doc, indent=1).encode()
+
+
+def _refresh_of(raw: bytes | None) -> tuple[str, ...]:
+    return _parse_all(raw).devpi_refresh
 
 
 def read_quarantine(store: BlobStore) -> Quarantine:
-    return Quarantine(tuple(_parse(store.get(QUARANTINE))))
+    return _parse_all(store.get(QUARANTINE))
 
 
 def add_rules(store: BlobStore, rules: list[Rule]) -> list[Rule]:
@@ -167,14 +184,15 @@ def add_rules(store: BlobStore, rules: list[Rule]) -> list[Rule]:
             if old is None or (old.reason, old.source) != (rule.reason, rule.source):
                 current[(rule.spec, rule.model)] = rule
                 added.append(rule)
-        return _dump(current.values()) if added else None
+        return _dump(current.values(), _refresh_of(raw)) if added else None
 
     update_document(store, QUARANTINE, change)
     return added
 
 
 def remove_rule(store: BlobStore, spec: str, model: bool) -> Rule | None:
-    """Lift the rule with this spec; returns it, or None if there was none."""
+    """Lift the rule with this spec; returns it, or None if there was none. Its project
+    is noted for devpi to re-read, until `devpi_settled` says it has."""
     removed: list[Rule] = []
 
     def change(raw: bytes | None) -> bytes | None:
@@ -182,14 +200,16 @@ def remove_rule(store: BlobStore, spec: str, model: bool) -> Rule | None:
         removed[:] = [r for r in rules if (r.spec, r.model) == (spec, model)]
         if not removed:
             return None
-        return _dump(r for r in rules if (r.spec, r.model) != (spec, model))
+        refresh = {*_refresh_of(raw), *(p for r in removed if (p := r.project) is not None)}
+        return _dump((r for r in rules if (r.spec, r.model) != (spec, model)), refresh)
 
     update_document(store, QUARANTINE, change)
     return removed[0] if removed else None
 
 
-def mark_purged(store: BlobStore, projects: set[str]) -> None:
-    """Note that devpi's copies of these projects are gone."""
+def mark_purged(store: BlobStore, projects: set[str], refreshed: Iterable[str] = ()) -> None:
+    """Note that devpi's copies of these projects are gone, and that it re-read the
+    pages of `refreshed`."""
 
     def change(raw: bytes | None) -> bytes | None:
         rules = _parse(raw)
@@ -197,7 +217,9 @@ def mark_purged(store: BlobStore, projects: set[str]) -> None:
             replace(r, devpi_purged=True) if r.project in projects and not r.devpi_purged else r
             for r in rules
         ]
-        return _dump(marked) if marked != rules else None
+        before = _refresh_of(raw)
+        refresh = [p for p in before if p not in {*refreshed, *projects}]
+        return _dump(marked, refresh) if (marked, refresh) != (rules, list(before)) else None
 
     update_document(store, QUARANTINE, change)
 

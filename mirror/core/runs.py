@@ -8,6 +8,7 @@ rewrites `latest.json`, `last-success.json` and `totals.json` beside them; the p
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 import uuid
 from collections.abc import Callable
@@ -79,14 +80,31 @@ class Outcome(StrEnum):
 
     OK = "ok"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped (SIGINT, SIGTERM) before it finished: no failure
 
 
-@dataclass
+# Runs begun in this process and not finished yet: a stop finishes them as interrupted,
+# with their own id, start and phase (see `interrupt_runs`).
+_open: list[RunRecord] = []
+_open_lock = threading.Lock()
+
+
+@dataclass(eq=False)
 class RunRecord:
     job: str
     trigger: str
     started: datetime
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # Where the run is now ("resolve", "devpi pull"...): what an interrupted record names.
+    phase: str = ""
+    # One record per run: the first `finish` (the job's own or a stop's) is the one
+    # written; the other, arriving after, writes nothing.
+    _doc: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        with _open_lock:
+            _open.append(self)
 
     @classmethod
     def begin(cls, job: str, trigger: str) -> RunRecord:
@@ -104,7 +122,28 @@ class RunRecord:
         bytes_moved: int,
         errors: list[dict[str, str]],
         extra: dict[str, Any] | None = None,
+        outcome: Outcome | None = None,
     ) -> dict[str, Any]:
+        with self._lock:
+            if self._doc is None:
+                self._doc = self._write(store, ok, counts, bytes_moved, errors, extra, outcome)
+                with _open_lock:
+                    if self in _open:  # a crash's record replaced it already
+                        _open.remove(self)
+            return self._doc
+
+    def _write(
+        self,
+        store: BlobStore,
+        ok: bool,
+        counts: dict[str, int],
+        bytes_moved: int,
+        errors: list[dict[str, str]],
+        extra: dict[str, Any] | None,
+        outcome: Outcome | None,
+    ) -> dict[str, Any]:
+        outcome = outcome or (Outcome.OK if ok else Outcome.FAILED)
+        ok = outcome is Outcome.OK
         ended = datetime.now(UTC)
         # A run whose lease went to another replica (it was paused past it) keeps its
         # own record, but the index is the current holder's: its stale view would
@@ -117,7 +156,7 @@ class RunRecord:
             "start": self.started.isoformat(),
             "end": ended.isoformat(),
             "seconds": round((ended - self.started).total_seconds(), 3),
-            "outcome": Outcome.OK if ok else Outcome.FAILED,
+            "outcome": outcome,
             "counts": counts,
             "bytes": bytes_moved,
             "errors": errors,
@@ -135,7 +174,9 @@ class RunRecord:
         def count(raw: bytes | None) -> bytes:
             totals = json.loads(raw) if raw else {"runs": 0, "failed": 0, "bytes": 0}
             totals["runs"] += 1
-            totals["failed"] += 0 if ok else 1
+            totals["failed"] += outcome is Outcome.FAILED
+            if outcome is Outcome.INTERRUPTED:
+                totals["interrupted"] = totals.get("interrupted", 0) + 1
             totals["bytes"] += bytes_moved
             return json.dumps(totals).encode()
 
@@ -151,6 +192,28 @@ class RunRecord:
         # The page's history chart, without reading the run records themselves.
         update_document(store, _index_key(self.job, "recent.json"), remember)
         return doc
+
+    def interrupt(self, store: BlobStore, stopped_by: str) -> None:
+        """Finish the run as interrupted, unless it is finishing (or has finished) by
+        itself: that record, written by the job, stands. No error list: what failed
+        after the stop (devpi's pulls cut short) is the stop, not a fault to retry."""
+        if self._lock.locked() or self._doc is not None:
+            return
+        during = f" during {self.phase}" if self.phase else ""
+        reason = f"interrupted by {stopped_by}{during}; nothing half-done was published"
+        error = Failure(self.job, "", reason).as_json()
+        self.finish(store, False, {}, 0, [error], outcome=Outcome.INTERRUPTED)
+
+
+def interrupt_runs(store: BlobStore, job: str, since: datetime, stopped_by: str) -> int:
+    """Finish as interrupted every run of `job` this process began at `since` or later
+    and has not finished (its thread dies with the process, or gave up on a signal);
+    returns how many it found (one finishing by itself just now is left to finish)."""
+    with _open_lock:
+        runs = [r for r in _open if r.job == job and r.started >= since]
+    for run in runs:
+        run.interrupt(store, stopped_by)
+    return len(runs)
 
 
 class JobCrashed(TfmirrorError):
@@ -169,6 +232,10 @@ def record_crash(store: BlobStore, job: str, trigger: str, exc: BaseException) -
     reason is bounded; the whole traceback, without credentials, is the record's log."""
     reason = f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
+    with _open_lock:  # the record the job began is this one: a stop must not finish it
+        begun = [r for r in _open if r.job == job]
+        for run in begun:
+            _open.remove(run)
     try:
         RunRecord.begin(job, trigger).finish(
             store,

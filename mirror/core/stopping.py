@@ -8,8 +8,33 @@ the main thread), and the process then waits forever for itself: seen under load
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
+
+
+def signal_name(signum: int | None) -> str:
+    """SIGTERM, SIGINT...: how a run record and a last line name the stop."""
+    if signum is None:
+        return "a stop"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised in the main thread of a command: a KeyboardInterrupt (so
+    everything that cleans up after Ctrl-C does so after SIGTERM too) that names it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signal = signal_name(signum)
+
+
+def stop_signal(exc: BaseException) -> str:
+    """The signal behind a KeyboardInterrupt: Python's own is SIGINT's."""
+    return exc.signal if isinstance(exc, Stopped) else "SIGINT"
 
 
 class StopRequest:
@@ -17,10 +42,16 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None
 
-    def set(self) -> None:
+    def set(self, signum: int | None = None) -> None:
         """Safe in a signal handler: no lock, no allocation."""
+        self.signum = signum
         self.requested = True
+
+    @property
+    def signal(self) -> str:
+        return signal_name(self.signum)
 
     def wait(self) -> None:
         while not self.requested:

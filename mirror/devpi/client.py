@@ -122,11 +122,14 @@ class DevpiClient:
         if answer.status_code not in (200, 404):
             raise DevpiError(f"devpi would not purge {project}: {_why(answer)}")
 
-    def refresh(self, project: str) -> None:
-        """Make devpi re-read our page for `project` now instead of after its cache expiry."""
+    def refresh(self, project: str, missing_ok: bool = False) -> None:
+        """Make devpi re-read our page for `project` now instead of after its cache expiry
+        (`missing_ok`: an index devpi does not have yet holds no page to re-read)."""
         answer = self._request(
             "POST", f"/{self.index}/+simple/{project}/refresh", allow_redirects=False
         )
+        if missing_ok and answer.status_code == 404:
+            return
         if answer.status_code not in (200, 302):
             raise DevpiError(f"devpi refresh of {project} failed: {_why(answer)}")
 

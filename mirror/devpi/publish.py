@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
+from mirror.core.config import Config
 from mirror.core.quarantine import filename_facts, mark_purged, read_quarantine
 from mirror.core.runs import Failure
-from mirror.core.storage import BlobStore
+from mirror.core.storage import BlobStore, update_document
 from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.server import user_password
 
 WARM_STATE = "state/devpi-warm.json"
 WARM_WORKERS = 4
@@ -83,12 +85,58 @@ class DevpiIndex:
             sha: w for sha, w in files.items() if quarantine.rule_for_file(w.filename) is None
         }
         purge = quarantine.unpurged()
+        owed = bool(purge or quarantine.devpi_refresh)
         result = push_to_devpi(
-            self.client, self.store, self.mirror_url, offered, changed or bool(purge), purge
+            self.client, self.store, self.mirror_url, offered, changed or owed, purge
         )
-        if purge:
-            mark_purged(self.store, purge)
+        if owed:  # every page was re-read
+            mark_purged(self.store, purge, quarantine.devpi_refresh)
         return result
+
+    def settle_quarantine(self) -> tuple[set[str], set[str]]:
+        """What devpi owes the quarantine, and only that, done now: a takedown must not
+        wait for every page to be re-read and every file pulled again. The projects of
+        new rules are purged (their pages and files: devpi reads the page again, without
+        the file, when next asked, and pulls the rest on demand or at the next sync);
+        released projects' pages re-read. Returns (purged, re-read)."""
+        quarantine = read_quarantine(self.store)
+        purge = quarantine.unpurged()
+        refresh = set(quarantine.devpi_refresh) - purge
+        for project in sorted(purge):
+            self.client.delete_project(project)
+        for project in sorted(refresh):
+            self.client.refresh(project, missing_ok=True)
+        if purge:
+            forget_pulled(self.store, purge)
+        if purge or refresh:
+            mark_purged(self.store, purge, refresh)
+        return purge, refresh
+
+
+def devpi_index(config: Config, store: BlobStore) -> DevpiIndex:
+    client = DevpiClient(config.devpi, user_password(config.devpi), timeout=config.pypi.timeout)
+    return DevpiIndex(client, store, config.devpi_mirror_url)
+
+
+def settle_running_devpi(config: Config, store: BlobStore) -> bool:
+    """devpi, if it is running, does what it owes the quarantine now; False if it is
+    not (then tfmirror does it as it starts devpi, or the next sync for an external one)."""
+    if not DevpiClient(config.devpi, "", timeout=2).alive():
+        return False
+    devpi_index(config, store).settle_quarantine()
+    return True
+
+
+def forget_pulled(store: BlobStore, projects: set[str]) -> None:
+    """devpi no longer holds these projects' files: the next push pulls them again."""
+
+    def change(raw: bytes | None) -> bytes | None:
+        state = json.loads(raw) if raw else {}
+        proven = state.get("proven", {})
+        kept = {sha: name for sha, name in proven.items() if _project(name) not in projects}
+        return json.dumps({**state, "proven": kept}, indent=1).encode() if kept != proven else None
+
+    update_document(store, WARM_STATE, change)
 
 
 @dataclass
@@ -140,31 +188,52 @@ def push_to_devpi(
         devpi.refresh(project)
         offered.update((f.sha256, f.url) for f in devpi.files(project))
     result.offered_after = time.monotonic() - began
-    with ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull") as pool:
-        futures = {}
-        for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
-            url = offered.get(wheel.sha256)
-            expected = devpi_file_path(devpi.index, wheel.sha256, wheel.filename)
-            if url is None:
-                result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
-            elif not urlsplit(url).path.endswith(expected):
-                reason = f"devpi offers it at {urlsplit(url).path}, not at {expected}"
-                result.failures.append(Failure(wheel.filename, "", reason))
-            else:
-                futures[pool.submit(devpi.fetch_sha256, url)] = wheel
-        for future in as_completed(futures):
-            wheel = futures[future]
-            try:
-                got = future.result()
-            except DevpiError as exc:
-                result.failures.append(Failure(wheel.filename, "", str(exc)))
-                continue
-            if got != wheel.sha256:
-                reason = f"devpi serves sha256 {got}, expected {wheel.sha256}"
-                result.failures.append(Failure(wheel.filename, "", reason))
-                continue
-            proven[wheel.sha256] = wheel.filename
-            result.count += 1
-    proven = {sha: name for sha, name in proven.items() if sha in wanted}
-    store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
+    pool = ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="devpi-pull")
+    try:
+        _pull_each(devpi, pool, todo, offered, proven, result)
+    except BaseException:
+        # A stop (Ctrl-C, SIGTERM): the pulls not begun are dropped, and the ones under
+        # way not waited for; devpi forgets what it had not kept, the next push pulls it.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        # Kept even when stopped half way: the next push pulls only the rest.
+        proven = {sha: name for sha, name in proven.items() if sha in wanted}
+        store.put(WARM_STATE, json.dumps({"key": key, "proven": proven}, indent=1).encode())
+    pool.shutdown()
     return result
+
+
+def _pull_each(
+    devpi: DevpiClient,
+    pool: ThreadPoolExecutor,
+    todo: Mapping[str, PublishedFile],
+    offered: Mapping[str, str],
+    proven: dict[str, str],
+    result: WarmResult,
+) -> None:
+    """Have devpi pull each file, largest first, and prove it by the sha256 it serves."""
+    futures = {}
+    for wheel in sorted(todo.values(), key=lambda w: -(w.size or 0)):
+        url = offered.get(wheel.sha256)
+        expected = devpi_file_path(devpi.index, wheel.sha256, wheel.filename)
+        if url is None:
+            result.failures.append(Failure(wheel.filename, "", "devpi does not offer it"))
+        elif not urlsplit(url).path.endswith(expected):
+            reason = f"devpi offers it at {urlsplit(url).path}, not at {expected}"
+            result.failures.append(Failure(wheel.filename, "", reason))
+        else:
+            futures[pool.submit(devpi.fetch_sha256, url)] = wheel
+    for future in as_completed(futures):
+        wheel = futures[future]
+        try:
+            got = future.result()
+        except DevpiError as exc:
+            result.failures.append(Failure(wheel.filename, "", str(exc)))
+            continue
+        if got != wheel.sha256:
+            reason = f"devpi serves sha256 {got}, expected {wheel.sha256}"
+            result.failures.append(Failure(wheel.filename, "", reason))
+            continue
+        proven[wheel.sha256] = wheel.filename
+        result.count += 1

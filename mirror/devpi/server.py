@@ -180,6 +180,10 @@ class DevpiProcess:
                 stderr=subprocess.STDOUT,
                 env=scrubbed_env(),  # network-facing: none of our secrets
                 preexec_fn=private_server,
+                # A terminal's Ctrl-C is for tfmirror, which records the run as
+                # interrupted and then stops devpi: reaching devpi first, it cut the
+                # pulls under way and the run was recorded failed, one error a file.
+                start_new_session=True,
             )
         try:
             wait_ready(self.config.url, self.proc)

@@ -227,13 +227,16 @@ class PypiSync:
             ]
             head_start = HeadStart(self.store, guesses, pages, self.policy)
             try:
+                record.phase = "resolve"  # what a stop's record names
                 self._resolve(plan, report, head_start, pages)
                 # Upstream's word on each file (upload time, yanked) comes while it downloads.
                 projects = {w.project for ws in plan.wheels.values() for w in ws}
                 entries = side.submit(read_pages, pages, projects)
+                record.phase = "download"
                 self._download(plan, report, head_start)
             finally:
                 head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
+            record.phase = "commit"
             self._settle(plan, report, entries.result())
             self._upstream_word(plan, report, pages)
             self._commit(plan, report, pages)
@@ -243,6 +246,7 @@ class PypiSync:
             # Upstream's newest versions, for the status page; off the critical path.
             lag = side.submit(record_lag, self.store, pages, pypi.environments)
             if devpi_ready is not None:
+                record.phase = "devpi pull (after the commit)"
                 self._push_devpi(report, began, devpi_ready)
             try:
                 lag.result()

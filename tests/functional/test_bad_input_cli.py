@@ -141,3 +141,26 @@ def test_a_second_up_on_a_port_a_tfmirror_serves_says_so(tmp_path: Path) -> None
 def test_global_options_are_taken_after_the_command_too(tmp_path: Path) -> None:
     proc = run(tmp_path, Case(None, ["status", "--config", "missing.toml"], ""))
     assert_one_clear_line(proc, "missing.toml: cannot read config file")
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (
+            ["sink"],
+            "tfmirror: error: argument COMMAND: invalid choice: 'sink' (choose from ",
+        ),
+        (["sync", "pip"], "tfmirror: error: argument side: invalid choice: 'pip' (choose from "),
+        (["status", "--colour"], "tfmirror: error: unrecognized arguments: --colour"),
+    ],
+)
+def test_a_usage_error_names_tfmirror_once_and_the_help_to_read(
+    argv: list[str], line: str, tmp_path: Path
+) -> None:
+    # Before: "tfmirror: error: tfmirror: argument COMMAND: ..." (the prefix twice).
+    proc = run(tmp_path, Case(None, argv, line))
+    assert_one_clear_line(proc, line)
+    said = proc.stderr.strip()
+    assert said.startswith(line) and said.count("tfmirror:") == 1, said
+    command = "tfmirror sync" if argv[0] == "sync" else "tfmirror"
+    assert said.endswith(f"(see {command} --help)"), said

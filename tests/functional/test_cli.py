@@ -141,6 +141,32 @@ def test_up_without_nginx_says_how_to_get_it_and_serves_directly(
     assert len(hint) == 1 and "apt-get install nginx-light" in hint[0], stderr
 
 
+def test_up_prints_its_banner_plain_and_says_what_stopped_it(
+    own_devpi_config: Path, tmp_path: Path
+) -> None:
+    # Before: the syncs' log lines ("... INFO tfmirror.pypi: pypi sync: ...") came
+    # inside the banner on a terminal, and a SIGTERM ended `up` without a word.
+    own_devpi_config.write_text(own_devpi_config.read_text() + "\n[proxy]\nenabled = false\n")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, as a terminal shows both
+        text=True,
+    )
+    try:
+        banner = read_banner(up)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        rest, _ = up.communicate(timeout=60)
+    assert banner.startswith("pypi sync at start: ok\n"), banner
+    assert "entry point:" in banner, banner
+    logged = [ln for ln in banner.splitlines() if " INFO " in ln or " WARNING " in ln]
+    assert logged == [], banner
+    assert " INFO tfmirror.pypi: pypi sync: 2 new" in rest  # the log, after the banner
+    assert rest.strip().splitlines()[-1].startswith("tfmirror up: stopped (SIGTERM)"), rest
+    assert up.returncode == 0, rest[-2000:]
+
+
 def test_two_syncs_started_together_download_each_file_once(
     own_devpi_config: Path, upstream: Upstream
 ) -> None:
@@ -283,10 +309,11 @@ def test_up_stops_within_seconds_of_sigterm_during_its_first_sync(
     stopping = time.monotonic()
     _, err = up.communicate(timeout=60)
     assert time.monotonic() - stopping < 10, err[-2000:]
-    assert "stopped while pypi ran" in err, err[-2000:]
+    assert "tfmirror up: stopped (SIGTERM) while pypi ran" in err, err[-2000:]
+    assert "retry" not in err, err[-2000:]
     record = json.loads((tmp_path / "data" / "runs" / "pypi" / "latest.json").read_text())
-    assert record["outcome"] == "failed" and record["trigger"] == "interrupted"
-    assert "interrupted" in record["errors"][0]["reason"]
+    assert record["outcome"] == "interrupted" and record["trigger"] == "startup", record
+    assert record["errors"][0]["reason"].startswith("interrupted by SIGTERM during download")
     assert list(tmp.glob("blob-*")) == []
     ps = subprocess.run(["pgrep", "-f", str(tmp_path / "data" / "devpi")], capture_output=True)
     assert ps.stdout.strip() == b"", "devpi outlived up"
@@ -348,5 +375,6 @@ def test_ctrl_c_at_the_terminal_while_up_proves_an_install_records_it_interrupte
     _, err = up.communicate(timeout=60)
     assert time.monotonic() - stopping < 10, err[-2000:]
     record = json.loads((tmp_path / "data" / "runs" / "verify" / "latest.json").read_text())
-    assert record["trigger"] == "interrupted", record
+    assert record["outcome"] == "interrupted", record
+    assert record["errors"][0]["reason"].startswith("interrupted by SIGINT"), record
     assert [p.name for p in scratch.iterdir() if p.name.startswith("tfmirror-")] == []

@@ -292,3 +292,60 @@ def test_up_stopped_leaves_no_child_holding_a_port(
     assert alive == [], [command_line(c) for c in alive]
     assert time.monotonic() - stopped < 10
     assert port_free(devpi_port) and port_free(cfg.web.port)
+
+
+# ------------------------------------------------------- the sync is stopped mid-pull
+
+
+def test_ctrl_c_while_devpi_pulls_records_the_run_interrupted_and_the_next_start_resumes(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # Before: the terminal's Ctrl-C reached devpi too, every pull under way broke off
+    # (IncompleteRead), and the run was recorded failed with one error a file, and
+    # retried; or, stopped in the main thread, not recorded at all.
+    deps = [f"dep{i}" for i in range(6)]
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta", *deps]))
+    upstream.add(WheelSpec("beta", "1.0", noise=100_000_000))  # devpi's pull: seconds
+    for name in deps:
+        upstream.add(WheelSpec(name, "1.0", noise=2_000_000))
+    config = write_config(tmp_path, upstream, ["alpha"], 'path = "data"')
+    sync = subprocess.Popen(
+        cli(config, "sync", "pypi"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # its own group, as a terminal's foreground job is
+    )
+    devpi_log = tmp_path / "data" / "devpi-server.log"
+
+    def pulling() -> bool:  # devpi logs each request as it starts
+        return devpi_log.exists() and "/+f/" in devpi_log.read_text(errors="replace")
+
+    deadline = time.monotonic() + 180
+    while not pulling() and time.monotonic() < deadline and sync.poll() is None:
+        time.sleep(0.02)
+    assert pulling(), "devpi never pulled"
+    os.killpg(sync.pid, signal.SIGINT)  # Ctrl-C at a terminal, while devpi pulls
+    _, err = sync.communicate(timeout=120)
+
+    assert sync.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("tfmirror: interrupted"), err[-2000:]
+    runs = tmp_path / "data" / "runs" / "pypi"
+    record = json.loads((runs / "latest.json").read_text())
+    assert record["outcome"] == "interrupted", record
+    assert [e["reason"] for e in record["errors"]] == [
+        "interrupted by SIGINT during devpi pull (after the commit); "
+        "nothing half-done was published"
+    ]
+    assert json.loads((runs / "totals.json").read_text())["failed"] == 0
+    published(config)
+
+    # The next start takes up from there: one run, ok, no retry.
+    again = run(config, "sync", "pypi")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "retry" not in again.stdout + again.stderr
+    outcomes = [json.loads(p.read_text())["outcome"] for p in sorted(runs.glob("2*.json"))]
+    assert outcomes == ["interrupted", "ok"]
+    check = run(config, "verify", "--no-install")
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]

@@ -18,7 +18,6 @@ from mirror.core.journal import Journal
 from mirror.core.quarantine import add_rules, new_rule, remove_rule
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
-from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
 from tests.functional.test_bundle import tfmirror
 from tests.functional.test_fleet_proxy import entry, with_proxy
@@ -28,7 +27,7 @@ from tests.support.servers import free_port, make_venv, pip_install
 from tests.support.upstream import Upstream
 from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
-from tfmirror.services import offer_manifests
+from tfmirror.services import offer_manifests, own_devpi
 from verify.jobs import run_gc
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
@@ -46,9 +45,9 @@ def within(seconds: float, check: Callable[[], bool]) -> bool:
 
 @contextmanager
 def serving(config: Config) -> Iterator[None]:
-    """devpi and the web front, as beside `tfmirror up`."""
+    """devpi and the web front, as `tfmirror up` starts them."""
     with (
-        DevpiProcess(config.devpi),
+        own_devpi(config, open_store(config.storage)),
         WebServer(create_app(config), config.web.host, config.web.port),
     ):
         yield
@@ -69,10 +68,15 @@ def test_an_operator_quarantine_reaches_every_path_a_node_uses_and_release_undoe
     with serving(config):
         assert requests.get(f"{config.devpi.url}{file_path}").status_code == 200  # devpi holds it
 
+    # devpi is down: not started for it (seconds to minutes), but purged as tfmirror
+    # next starts it, before it serves.
     added = tfmirror(path, "quarantine", "add", "alpha==2.0", "--reason", "CVE-2026-0001")
     assert added.returncode == 0, added.stderr
     assert "quarantined alpha==2.0 (alpha-2.0-py3-none-any.whl)" in added.stdout
-    assert "devpi: in line" in added.stdout
+    assert (
+        "devpi: purging its copies of alpha ... not running; tfmirror does it as it next "
+        "starts devpi, before devpi serves"
+    ) in added.stdout
 
     store = open_store(config.storage)
     with serving(config):
@@ -102,9 +106,12 @@ def test_an_operator_quarantine_reaches_every_path_a_node_uses_and_release_undoe
     assert sync.returncode == 1
     assert "alpha-2.0-py3-none-any.whl is quarantined (CVE-2026-0001)" in sync.stdout + sync.stderr
 
-    released = tfmirror(path, "quarantine", "remove", "alpha==2.0")
-    assert released.returncode == 0, released.stderr
     with serving(config):
+        assert bad.spec.filename not in requests.get(f"{devpi_index}/+simple/alpha/").text
+        # devpi runs: it re-reads the page now, and the command says what it waits on.
+        released = tfmirror(path, "quarantine", "remove", "alpha==2.0")
+        assert released.returncode == 0, released.stderr
+        assert "devpi: re-reading the page of alpha ... done (" in released.stdout
         venv = make_venv(tmp_path / "venv2")
         again = pip_install(venv, f"{devpi_index}/+simple/", "alpha==2.0")
         assert again.returncode == 0, again.stderr

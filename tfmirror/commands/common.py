@@ -140,9 +140,11 @@ def report_offer(held: int, failures: Sequence[Failure]) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def forward_signals(action: Callable[[], None]) -> None:
+def forward_signals(action: Callable[[int], None]) -> None:
+    """SIGTERM and SIGINT call `action(signum)` instead of raising."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        action()
+        action(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

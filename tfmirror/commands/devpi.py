@@ -12,7 +12,9 @@ from pathlib import Path
 from mirror.core.children import private_server, scrubbed_env
 from mirror.core.config import Config
 from mirror.core.errors import UsageError
+from mirror.core.storage import StoreError, open_store
 from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import command, initialise, user_password, wait_ready
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, forward_signals
 
@@ -37,12 +39,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
     proc = subprocess.Popen(
         command(devpi, listen=args.host), env=scrubbed_env(), preexec_fn=private_server
     )
-    forward_signals(proc.terminate)
+    forward_signals(lambda signum: proc.terminate())
     try:
         wait_ready(devpi.url, proc)
-        DevpiClient(devpi, user_password(devpi)).bootstrap(config.devpi_mirror_url)
+        client = DevpiClient(devpi, user_password(devpi))
+        client.bootstrap(config.devpi_mirror_url)
+        # What a quarantine left to devpi's next start (see tfmirror.services.own_devpi).
+        store = open_store(config.storage)
+        DevpiIndex(client, store, config.devpi_mirror_url).settle_quarantine()
         print(f"devpi serving {devpi.index_url}", flush=True)
-    except DevpiError as exc:
+    except (DevpiError, StoreError) as exc:
         print(f"tfmirror: devpi: {exc}", file=sys.stderr)
     code = proc.wait()
     return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGINT) else EXIT_FAILED

@@ -38,7 +38,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if nginx is None:
         raise UsageError(f"{config.proxy.nginx} not found: {INSTALL_HINT}")
     proc = NginxProcess(nginx, plan).start()
-    forward_signals(proc.quit)
+    forward_signals(lambda signum: proc.quit())
     print(f"fleet entry point on http://{plan.listen}/ (pip index, TF Hub, status)", flush=True)
     code = proc.wait()
     return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGQUIT) else EXIT_FAILED

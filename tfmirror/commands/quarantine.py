@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, replace
 
 from hub_cache.models import load_models
@@ -21,6 +22,8 @@ from mirror.core.quarantine import (
     remove_rule,
 )
 from mirror.core.storage import BlobStore, open_store
+from mirror.devpi.client import DevpiError
+from mirror.devpi.server import DevpiStartError
 from mirror.pypi.manifest import load_all
 from tfmirror.commands.common import EXIT_OK
 
@@ -55,15 +58,26 @@ def _covered(store: BlobStore, rule: Rule) -> list[tuple[str, str]]:
     return sorted((name, sha) for sha, name in found.items())
 
 
-def _tell_devpi(config: Config, store: BlobStore) -> str:
-    """devpi purges (or pulls again) at once where it can be reached; else the next
-    sync does it."""
-    from tfmirror.services import offer_manifests
+def _tell_devpi(config: Config, store: BlobStore, doing: str) -> None:
+    """A running devpi does its part now (one purge or one page re-read: a takedown
+    does not wait for more); a devpi that is down is not started for it (that costs
+    seconds to minutes): tfmirror does it as it next starts devpi, before it serves."""
+    from mirror.devpi.publish import settle_running_devpi  # `list` does without it
 
-    _, failures = offer_manifests(config, store)
-    if failures:
-        return f"devpi: {failures[0].reason}; the next sync brings devpi in line"
-    return "devpi: in line"
+    # Said before it is waited for: if devpi is slow to answer, this is what we wait on.
+    print(f"devpi: {doing} ...", end=" ", flush=True)
+    began = time.monotonic()
+    try:
+        running = settle_running_devpi(config, store)
+    except (DevpiError, DevpiStartError) as exc:
+        print(f"failed: {exc}; the next sync brings devpi in line")
+        return
+    if running:
+        print(f"done ({time.monotonic() - began:.1f} s)")
+    elif config.devpi.serverdir is not None:
+        print("not running; tfmirror does it as it next starts devpi, before devpi serves")
+    else:
+        print("not reachable; the next sync does it")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -86,7 +100,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         journal.record([as_change(lifted, "released")], actor, f"released: {lifted.reason}")
         print(f"released {spec}; offered again within the page cache's lifetime")
         if not lifted.model:
-            print(_tell_devpi(config, store))
+            _tell_devpi(config, store, f"re-reading the page of {lifted.project}")
         return EXIT_OK
     rule = new_rule(spec, args.reason, actor, args.model)
     covered = _covered(store, rule)
@@ -99,5 +113,5 @@ def run(config: Config, args: argparse.Namespace) -> int:
     names = ", ".join(name for name, _ in covered) or "nothing mirrored yet"
     print(f"quarantined {spec} ({names}); gone from every index within the page cache's lifetime")
     if not rule.model:
-        print(_tell_devpi(config, store))
+        _tell_devpi(config, store, f"purging its copies of {rule.project}")
     return EXIT_OK

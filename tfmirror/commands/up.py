@@ -40,8 +40,9 @@ from tfmirror.commands.common import (
     keep_syncs_out,
     report_offer,
 )
+from tfmirror.console import logs_after
 from tfmirror.reloading import ConfigReloader
-from tfmirror.services import offer_manifests
+from tfmirror.services import offer_manifests, own_devpi
 
 UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
 
@@ -58,7 +59,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     # One holder of the config: the runner's jobs and the app's pages read it, a reload
     # (SIGHUP, or the file changed before a scheduled job) swaps it.
     live = LiveConfig(config)
-    devpi_proc = DevpiProcess(config.devpi) if config.devpi.serverdir is not None else None
+    own = config.devpi.serverdir is not None
     nginx = find_nginx(config)
     if config.proxy.enabled and nginx is None:
         missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
@@ -73,9 +74,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
     app = create_app(live, store, runner)
     servers: list[WebServer | DevpiProcess | NginxProcess] = []
     with ExitStack() as running:
+        # The banner is what `up` is for: the log's INFO lines come after it, not in it.
+        startup_logs = ExitStack()
+        startup_logs.enter_context(logs_after())
+        running.callback(startup_logs.close)
         servers.append(running.enter_context(WebServer(app, config.web.host, config.web.port)))
-        if devpi_proc is not None:
-            servers.append(running.enter_context(devpi_proc))
+        if own:  # before nginx sends its files
+            servers.append(running.enter_context(own_devpi(config, store)))
         if proxy is not None:
             servers.append(running.enter_context(proxy))
 
@@ -102,11 +107,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not stopped and down() is None:
             for job, outcome in outcomes.items():
                 print(f"{job} sync at start: {outcome}", flush=True)
+            _banner(entry_point(config, proxied=proxy is not None))
+            startup_logs.close()
+            # Only now: a verify or gc due at start logs nothing into the banner.
             sched = scheduler.build(live.current, runner, run=reloader.scheduled)
             reloader.attach(sched)
             sched.start()
             scheduler.add_startup_jobs(sched, config, store, runner)
-            _banner(entry_point(config, proxied=proxy is not None))
             while not stop.wait_for(lambda: reloader.requested or down() is not None):
                 if down() is not None:
                     break
@@ -117,24 +124,24 @@ def run(config: Config, args: argparse.Namespace) -> int:
             print(f"tfmirror: {failure}; stopping", file=sys.stderr, flush=True)
         still = scheduler.stop_promptly(sched, runner, UP_STOP_GRACE)
         if still:
-            runner.record_interrupted(
-                still, "interrupted: `tfmirror up` was stopped while it ran; nothing "
-                "half-done was published",
-            )  # fmt: skip
+            # Before devpi stops below: the pulls it cuts short are the stop, not faults.
+            runner.record_interrupted(still, stop.signal)
             drop_unfinished_writes()
             drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
     failed = failure is not None or RunResult.FAILED in outcomes.values()
     code = EXIT_FAILED if failed else EXIT_OK
+    farewell = f"tfmirror up: stopped ({stop.signal})" if stop.requested else "tfmirror up: stopped"
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
         # verify or gc. What they wrote unpublished is gc's after its grace period.
         print(
-            f"stopped while {', '.join(sorted(still))} ran; it published nothing half-done",
+            f"{farewell} while {', '.join(sorted(still))} ran; it published nothing half-done",
             file=sys.stderr,
             flush=True,
         )
         sys.stdout.flush()
         os._exit(code)
+    print(farewell, file=sys.stderr, flush=True)
     return code
 
 
