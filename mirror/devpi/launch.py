@@ -5,7 +5,8 @@ devpi-server 6 hands its app to waitress.serve(), whose select() loop raised Val
 once a descriptor passed 1024 and ended the server: about a thousand idle connections
 left devpi running and answering nothing. devpi offers no option for waitress's poll()
 loop, so this runs devpi's main() with its serving step (main.wsgi_run) replaced.
-Run as `python -m mirror.devpi.launch DEVPI-SERVER-ARGS...`.
+Run as `python -m mirror.devpi.launch devpi-server DEVPI-SERVER-ARGS...` (the name
+first, so the process reads as devpi-server in `ps`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main(argv: list[str]) -> int:
         print("tfmirror: this devpi-server has no main.wsgi_run to replace", file=sys.stderr)
         return 1
     devpi_main.wsgi_run = serve
+    if argv[:1] == ["devpi-server"]:
+        argv = argv[1:]
     return int(devpi_main.main(["devpi-server", *argv]) or 0)  # type: ignore[no-untyped-call]
 
 

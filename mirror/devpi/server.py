@@ -123,6 +123,9 @@ def user_password(config: DevpiConfig) -> str:
     )
 
 
+LAUNCH_TAG = "devpi-server"  # mirror.devpi.launch drops it before devpi reads its argv
+
+
 def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
     """devpi-server's command line; `listen` overrides the address it binds (e.g. 0.0.0.0
     in a container whose [devpi] url names the service)."""
@@ -130,8 +133,10 @@ def command(config: DevpiConfig, listen: str | None = None) -> list[str]:
     host, port = config.host_port
     host = listen or host
     return [
-        # devpi-server's own command line, served by our waitress setup (poll(), limits).
+        # devpi-server's own command line, served by our waitress setup (poll(), limits);
+        # its name stays in the command line, where `ps | grep devpi-server` looks.
         *python_module("mirror.devpi.launch"),
+        LAUNCH_TAG,
         "--serverdir",
         str(config.serverdir),
         "--host",
