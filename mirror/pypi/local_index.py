@@ -160,10 +160,10 @@ class LocalIndex:
         """A socket of its own for one sandbox, served while the block runs, showing it
         only what `cooldown`'s environment may see."""
         served = Session(Path(self._folder.name) / f"{uuid.uuid4().hex[:8]}.sock", [])
-        server = self._serve(_Server(str(served.socket), _Handler))
+        server = _Server(str(served.socket), _Handler)
         server.taken = served.taken
-        prefix = self.prefix(cooldown)  # registers the cooldown under its cutoff
-        server.view = View(int(prefix.rsplit("/", 1)[1]) if prefix else None)
+        server.view = View(self._register(cooldown))  # before the first request
+        self._serve(server)
         try:
             yield served
         finally:
@@ -188,11 +188,16 @@ class LocalIndex:
     def prefix(self, cooldown: Cooldown | None) -> str:
         """The path its pages are under for resolves held to `cooldown`: each
         environment of a sync may have its own min_age."""
+        cutoff = self._register(cooldown)
+        return f"/cooldown/{cutoff}" if cutoff is not None else ""
+
+    def _register(self, cooldown: Cooldown | None) -> int | None:
+        """The cutoff pages for `cooldown` are made under (None: no cooldown)."""
         if cooldown is None or not cooldown.active:
-            return ""
+            return None
         with self._lock:
             self._cooldowns[cooldown.cutoff] = cooldown
-        return f"/cooldown/{cooldown.cutoff}"
+        return cooldown.cutoff
 
     def held(self) -> list[Held]:
         """Every release a page left out for a cooldown, this sync."""

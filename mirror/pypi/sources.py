@@ -98,9 +98,9 @@ _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
 INDEX_PORT = 8000  # the local index, as the sandbox reaches it
 
 
-def _index(prefix: str) -> str:
-    """The local index as the sandbox reaches it, under a cooldown's path if any."""
-    return f"http://127.0.0.1:{INDEX_PORT}{prefix}/simple/"
+# The local index as a sandbox reaches it: its session serves its environment's view
+# whatever path it asks by, so no cooldown path is needed here.
+SANDBOX_INDEX = f"http://127.0.0.1:{INDEX_PORT}/simple/"
 
 
 MAX_BUILT = 2 * 1024**3  # a built wheel over this is refused, unread
@@ -487,7 +487,7 @@ class SourceBuilds:
                 uv_binary(), "pip", "compile", "--no-config", "--no-header",
                 "--python-version", target.python, "--python-platform", platform,
                 "--python", python.path, "--format", "pylock.toml",
-                "--default-index", _index(index.prefix(self.cooldown(env))),
+                "--default-index", SANDBOX_INDEX,
                 "--index-strategy", "first-index",
                 "--constraints", "constraints.txt", "requirements.in", "-o", "pylock.toml",
                 *(arg for name in sorted(binary) for arg in ("--only-binary", name)),
@@ -545,7 +545,7 @@ class SourceBuilds:
             argv = [
                 uv_binary(), "build", "--no-config", "--wheel", "--out-dir", "out",
                 "--python", builder.path,
-                "--default-index", _index(""),
+                "--default-index", SANDBOX_INDEX,
                 "--build-constraints", "build-constraints.txt", f"src/{source.filename}",
             ]  # fmt: skip
             epoch = {"SOURCE_DATE_EPOCH": str(_epoch(source.upload_time))}
