@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,3 +81,15 @@ def _ms(value: str) -> float:
         if value.endswith(unit):
             return float(value[: -len(unit)]) * factor
     raise ValueError(value)
+
+
+def run_tfmirror(config: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """`tfmirror --config CONFIG ARGS` as a cold process: its wall time and what it said."""
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.monotonic() - began, done

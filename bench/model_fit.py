@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import run_tfmirror
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from mirror.pypi.lockfile import render_lock
@@ -72,15 +73,9 @@ print(len(ops))
 
 
 def tfmirror(config: Path, *args: str) -> float:
-    began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    seconds, done = run_tfmirror(config, *args)
     assert done.returncode in (0, 1), done.stderr[-2000:]
-    return time.monotonic() - began
+    return seconds
 
 
 def timed(command: list[str], **env: str) -> float:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.common import run_tfmirror
 from tests.support.mirror_env import operator_config
 from tests.support.servers import read_banner
 from tests.support.upstream import Upstream
@@ -33,14 +34,7 @@ DEPS = [f"dep{i}" for i in range(10)]
 
 
 def tfmirror(config: Path, *args: str) -> tuple[float, str]:
-    began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.monotonic() - began
+    seconds, done = run_tfmirror(config, *args)
     if done.returncode != 0:
         raise SystemExit(f"tfmirror {' '.join(args)} failed: {done.stderr[-2000:]}")
     return seconds, done.stdout
