@@ -93,6 +93,16 @@ def inner_after_first(root: Path, b1: Path, key: Ed25519PrivateKey) -> tuple[dic
     return read_manifests(store), first
 
 
+def crashed_import(
+    root: Path, bundle: Path, key: Ed25519PrivateKey, key_prefix: str, after: int
+) -> LocalStore:
+    """The inner store at `root` after an import of `bundle` died at the `after`-th
+    write under `key_prefix`."""
+    with pytest.raises(Crash):
+        import_bundle(CrashingStore(root, key_prefix, after), bundle, key.public_key())
+    return LocalStore(root)
+
+
 def test_a_crash_inside_the_commit_is_finished_by_recover(
     bundles: tuple[Path, Path, Ed25519PrivateKey, dict[str, bytes]], tmp_path: Path
 ) -> None:
@@ -101,9 +111,7 @@ def test_a_crash_inside_the_commit_is_finished_by_recover(
     before, first = inner_after_first(root, b1, key)
 
     # Dies after the journal and the first manifest: the store is a mix for now...
-    with pytest.raises(Crash):
-        import_bundle(CrashingStore(root, "manifests/", 2), b2, key.public_key())
-    inner = LocalStore(root)
+    inner = crashed_import(root, b2, key, "manifests/", 2)
     assert read_manifests(inner) not in (before, outer_manifests)
     assert committing(inner) and pending(inner)
     assert last_import(inner) == first  # the import is not recorded as done
@@ -344,9 +352,7 @@ def test_a_crash_inside_the_very_first_imports_commit_is_finished_too(
 ) -> None:
     b1, _, key, _ = bundles
     root = tmp_path / "inner"
-    with pytest.raises(Crash):
-        import_bundle(CrashingStore(root, "manifests/", 2), b1, key.public_key())
-    inner = LocalStore(root)
+    inner = crashed_import(root, b1, key, "manifests/", 2)
     assert committing(inner) and last_import(inner) is None
     finished = recover(inner)
     assert finished is not None and finished == last_import(inner)
@@ -374,9 +380,7 @@ def test_gc_after_an_import_killed_past_its_commit_point_keeps_the_imports_blobs
     b1, b2, key, _ = bundles
     root = tmp_path / "inner"
     inner_after_first(root, b1, key)
-    with pytest.raises(Crash):
-        import_bundle(CrashingStore(root, "manifests/", 1), b2, key.public_key())
-    inner = LocalStore(root)
+    inner = crashed_import(root, b2, key, "manifests/", 1)
     assert committing(inner)
     age_blobs(inner, 3)  # a long weekend later, gc runs
     collect(inner, grace_seconds=24 * 3600)
@@ -398,9 +402,7 @@ def test_recovery_writes_no_manifest_whose_blob_is_missing_and_a_reimport_repair
     b1, b2, key, outer_manifests = bundles
     root = tmp_path / "inner"
     before, first = inner_after_first(root, b1, key)
-    with pytest.raises(Crash):
-        import_bundle(CrashingStore(root, "manifests/", 1), b2, key.public_key())
-    inner = LocalStore(root)
+    inner = crashed_import(root, b2, key, "manifests/", 1)
     brought = {ModelManifest.from_bytes(d).sha256 for d in outer_manifests.values()}
     (gone, *_) = sorted(brought - {ModelManifest.from_bytes(d).sha256 for d in before.values()})
     inner.delete_blob(gone)
