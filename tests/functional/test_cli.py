@@ -37,6 +37,14 @@ def own_devpi_config(tmp_path: Path, upstream: Upstream) -> Path:
     return operator_config(tmp_path, upstream.index_url, ["alpha"])
 
 
+@pytest.fixture
+def slow_proof_config(tmp_path: Path, upstream: Upstream) -> Path:
+    """A mirror whose package takes a minute to import: verify's proof is surely still
+    running when a test stops it (on a fast machine the rest of a proof takes a second)."""
+    upstream.add(WheelSpec("sloth", "1.0", source="import time\ntime.sleep(60)\n"))
+    return operator_config(tmp_path, upstream.index_url, ["sloth"])
+
+
 def test_sync_lock_pip_conf_and_failure_exit_codes(
     own_devpi_config: Path, upstream: Upstream, tmp_path: Path
 ) -> None:
@@ -260,14 +268,14 @@ def test_ctrl_c_in_a_sync_says_so_and_leaves_no_partial_download(
 
 
 def test_a_stop_during_verify_cleans_up_its_venvs_and_sockets(
-    own_devpi_config: Path, tmp_path: Path
+    slow_proof_config: Path, tmp_path: Path
 ) -> None:
     # Before: SIGTERM left /tmp/tfmirror-airgap-* (a 26 MB venv) and a bridge socket.
-    assert tfmirror(own_devpi_config, "sync", "pypi").returncode == 0
+    assert tfmirror(slow_proof_config, "sync", "pypi").returncode == 0
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    command = [sys.executable, "-m", "tfmirror.cli", "--config", str(own_devpi_config), "verify"]
+    command = [sys.executable, "-m", "tfmirror.cli", "--config", str(slow_proof_config), "verify"]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -275,7 +283,6 @@ def test_a_stop_during_verify_cleans_up_its_venvs_and_sockets(
     while not list(scratch.glob("tfmirror-airgap-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(scratch.glob("tfmirror-airgap-*")), "verify never started its proof"
-    time.sleep(0.5)  # inside its first install
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
@@ -348,12 +355,12 @@ build_backends = []
 
 
 def test_ctrl_c_at_the_terminal_while_up_proves_an_install_records_it_interrupted_and_cleans_up(
-    own_devpi_config: Path, tmp_path: Path
+    slow_proof_config: Path, tmp_path: Path
 ) -> None:
     # Before: the terminal's Ctrl-C reached verify's pip too, so the run was recorded as
     # failed ("Operation cancelled by user"), and its venv folder stayed in /tmp.
-    assert tfmirror(own_devpi_config, "sync", "pypi").returncode == 0
-    config = own_devpi_config
+    assert tfmirror(slow_proof_config, "sync", "pypi").returncode == 0
+    config = slow_proof_config
     config.write_text(config.read_text() + "\n[proxy]\nenabled = false\n")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -369,7 +376,6 @@ def test_ctrl_c_at_the_terminal_while_up_proves_an_install_records_it_interrupte
     while not list(scratch.glob("tfmirror-airgap-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(scratch.glob("tfmirror-airgap-*")), "verify's proof never started"
-    time.sleep(0.5)
     os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
     stopping = time.monotonic()
     _, err = up.communicate(timeout=60)
