@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 
 def drop_caches() -> bool:

@@ -46,7 +46,7 @@ from mirror.core.storage import LocalStore, open_store
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import NginxProcess, nginx_binary, plan_for
 from mirror.pypi.manifest import load_manifest
-from tests.support.servers import clean_pip_env, free_port, make_venv
+from testkit.servers import clean_pip_env, free_port, make_venv
 
 HANDLE = "https://tfhub.dev/google/bench-fleet/1"
 SLOW_SECONDS = 40

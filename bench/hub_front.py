@@ -34,7 +34,7 @@ from bench.common import drop_caches
 from hub_cache.importer import import_model
 from mirror.core.config import parse_config
 from mirror.core.storage import LocalStore
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 CONCURRENT = 32
 RUNS = 5

@@ -39,7 +39,7 @@ from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import NginxProcess, entry_point, nginx_binary, plan_for
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import uv_binary
-from tests.support.servers import clean_pip_env, free_port
+from testkit.servers import clean_pip_env, free_port
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 SECONDS = 5

@@ -35,7 +35,7 @@ from mirror.core.storage import LocalStore
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.manifest import load_all
 from mirror.pypi.resolve import platforms_for
-from tests.support.servers import clean_pip_env
+from testkit.servers import clean_pip_env
 
 SYNC = """
 import resource, sys

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import run_tfmirror
-from tests.support.mirror_env import operator_config
-from tests.support.servers import read_banner
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.mirror_env import operator_config
+from testkit.servers import read_banner
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 DEPS = [f"dep{i}" for i in range(10)]
 

@@ -27,7 +27,7 @@ from mirror.core.sandbox import Caps, Mounts, available, run_sandboxed
 from mirror.pypi.interpreters import host_interpreter
 from mirror.pypi.resolve import uv_binary
 from mirror.pypi.sources import DECLARED
-from tests.support.wheels import SdistSpec, build_sdist, in_tree_backend
+from testkit.wheels import SdistSpec, build_sdist, in_tree_backend
 
 SPEC = SdistSpec("empty", "1.0", in_tree_backend("empty", "1.0"))
 

@@ -32,7 +32,7 @@ from mirror.core.config import StorageConfig, Target
 from mirror.core.storage import BlobStore, LocalStore, S3Store
 from mirror.pypi.manifest import Manifest, save_manifest
 from mirror.pypi.resolve import Wheel
-from tests.support.servers import MotoServer, aws_test_credentials, free_port
+from testkit.servers import MotoServer, aws_test_credentials, free_port
 
 ENVIRONMENTS, FILES, MODELS = 10, 300, 50
 

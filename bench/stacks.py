@@ -46,7 +46,7 @@ from mirror.devpi.server import DevpiProcess
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_all
 from mirror.pypi.resolve import Role, platforms_for
-from tests.support.servers import clean_pip_env
+from testkit.servers import clean_pip_env
 from tfmirror.app import create_app
 from verify import netns
 

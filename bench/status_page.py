@@ -27,7 +27,7 @@ from mirror.core.runs import RunRecord, record_keys
 from mirror.core.storage import LocalStore
 from mirror.pypi.manifest import Manifest, save_manifest
 from mirror.pypi.resolve import Wheel
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 ENDPOINTS = ("/", "/api/status", "/metrics")
 

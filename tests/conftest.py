@@ -15,9 +15,9 @@ import pytest
 from mirror.core.config import DevpiConfig, StorageConfig
 from mirror.core.storage import BlobStore, LocalStore, S3Store
 from mirror.devpi.server import DevpiProcess
+from testkit.servers import MotoServer, aws_test_credentials, free_port
+from testkit.upstream import Upstream
 from tests.support.debian import require_debian_tool
-from tests.support.servers import MotoServer, aws_test_credentials, free_port
-from tests.support.upstream import Upstream
 
 DEVPI_TEST_PASSWORD = "devpi-test-password"
 

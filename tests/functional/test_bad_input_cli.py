@@ -126,7 +126,7 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, busy_port: int) ->
 def test_a_second_up_on_a_port_a_tfmirror_serves_says_so(tmp_path: Path) -> None:
     from mirror.core.config import parse_config
     from mirror.core.web_server import WebServer
-    from tests.support.servers import free_port
+    from testkit.servers import free_port
     from tfmirror.app import create_app
 
     port = free_port()

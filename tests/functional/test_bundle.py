@@ -25,12 +25,12 @@ from mirror.core.storage import BlobNotFound, open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
+from testkit.mirror_env import operator_config
+from testkit.servers import make_venv, pip_install, port_free
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream
-from tests.support.mirror_env import operator_config
-from tests.support.servers import make_venv, pip_install, port_free
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from verify.jobs import run_gc
 from verify.netns import can_unshare

@@ -12,7 +12,7 @@ import pytest
 from mirror.core.config import DevpiConfig, Target
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi import resolve
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 SECRETS = {
     "TFMIRROR_ADMIN_TOKEN": "admin-secret-7e1d",

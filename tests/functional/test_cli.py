@@ -14,10 +14,10 @@ import pytest
 
 from mirror.core.config import load_config
 from mirror.devpi.server import DevpiProcess
-from tests.support.mirror_env import operator_config
-from tests.support.servers import free_port, make_venv, pip_install, read_banner
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.mirror_env import operator_config
+from testkit.servers import free_port, make_venv, pip_install, read_banner
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 
 def tfmirror(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

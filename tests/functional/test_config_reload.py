@@ -19,9 +19,9 @@ import pytest
 from markupsafe import escape
 
 from mirror.core.config import ConfigError, load_config
-from tests.support.servers import free_port
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.servers import free_port
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = '[[pypi.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'

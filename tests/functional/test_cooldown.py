@@ -16,10 +16,10 @@ from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
-from tests.support.mirror_env import LINUX, make_config
-from tests.support.servers import make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.mirror_env import LINUX, make_config
+from testkit.servers import make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.services import services_for_sync
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"

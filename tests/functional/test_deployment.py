@@ -18,9 +18,9 @@ import requests
 import yaml
 
 from mirror.core.config import load_config
-from tests.support.servers import MotoServer, free_port, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.servers import MotoServer, free_port, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]

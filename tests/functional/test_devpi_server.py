@@ -13,7 +13,7 @@ import requests
 from mirror.core.config import DevpiConfig
 from mirror.devpi import server as devpi_server
 from mirror.devpi.server import CREDENTIALS, DevpiProcess
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 
 def test_first_start_with_a_generated_password_that_looks_like_an_option(

@@ -15,8 +15,8 @@ import pytest
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import LocalStore
 from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 LOOPBACK = HostPolicy.trusting(["127.0.0.1"], "allow_hosts")
 FAST = FetchPolicy(timeout=1.0, retries=2, backoff=0.05, hosts=LOOPBACK)

@@ -19,9 +19,9 @@ from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_all, load_manifest
 from mirror.pypi.sync import PypiSync
-from tests.support.servers import free_port, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.servers import free_port, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.cli import main
 from tfmirror.services import services_for_sync

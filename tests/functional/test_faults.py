@@ -20,12 +20,12 @@ import pytest
 
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
-from tests.support.mirror_env import operator_config
+from testkit.mirror_env import operator_config
+from testkit.servers import port_free
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.support.processes import command_line, descendants
 from tests.support.relay import Relay
-from tests.support.servers import port_free
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from verify.references import referenced
 from verify.scrub import scrub
 

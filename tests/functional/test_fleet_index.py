@@ -23,10 +23,10 @@ from mirror.proxy.nginx import entry_point
 from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.resolve import uv_binary
 from mirror.pypi.sync import PypiSync
-from tests.support.mirror_env import make_config
-from tests.support.servers import clean_pip_env, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.mirror_env import make_config
+from testkit.servers import clean_pip_env, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 

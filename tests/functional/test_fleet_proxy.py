@@ -27,13 +27,13 @@ from mirror.core.config import Config, DevpiConfig, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import NginxProcess, entry_point, plan_for
+from testkit.mirror_env import make_config
+from testkit.servers import MotoServer, clean_pip_env, free_port, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_hub import load_outputs
 from tests.functional.test_pypi_sync import sync
 from tests.support.archives import FAKE_MODEL, tar_bytes, tar_of_dir
-from tests.support.mirror_env import make_config
-from tests.support.servers import MotoServer, clean_pip_env, free_port, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 
 TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"

@@ -34,10 +34,10 @@ from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import Wheel
 from mirror.pypi.sync import PypiSync, SyncReport
-from tests.support.mirror_env import make_config, operator_config
+from testkit.mirror_env import make_config, operator_config
+from testkit.upstream import Upstream
+from testkit.wheels import SdistSpec, WheelSpec, build_wheel, in_tree_backend
 from tests.support.processes import command_line, descendants, put_secrets
-from tests.support.upstream import Upstream
-from tests.support.wheels import SdistSpec, WheelSpec, build_wheel, in_tree_backend
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 

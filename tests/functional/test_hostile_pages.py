@@ -19,10 +19,10 @@ from mirror.core.storage import open_store
 from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.sync import PypiSync
-from tests.support.mirror_env import make_config
-from tests.support.servers import LoopbackHttpServer
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.mirror_env import make_config
+from testkit.servers import LoopbackHttpServer
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 

@@ -26,9 +26,9 @@ from hub_cache.prefetch import cache_folder
 from mirror.core.config import Config, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
+from testkit.servers import free_port
 from tests.support.archives import MALICIOUS_KINDS, malicious, tar_of_dir
 from tests.support.hub_upstream import HubUpstream
-from tests.support.servers import free_port
 from tfmirror.app import create_app
 from verify.gc import collect
 

@@ -31,11 +31,11 @@ import requests
 from mirror.core.config import Config, DevpiConfig, load_config
 from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import NginxProcess, plan_for
+from testkit.mirror_env import operator_config
+from testkit.servers import free_port, read_banner
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_fleet_proxy import big_mirror, crowd, wheel_path
-from tests.support.mirror_env import operator_config
-from tests.support.servers import free_port, read_banner
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

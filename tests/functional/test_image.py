@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 
+from testkit.servers import free_port, read_banner
 from tests.support.archives import FAKE_MODEL, tar_bytes
-from tests.support.servers import free_port, read_banner
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLE = "https://tfhub.dev/google/tfmirror-image/1"

@@ -18,10 +18,10 @@ from mirror.core.journal import Journal
 from mirror.core.storage import BlobStore, LocalStore, open_store
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
+from testkit.mirror_env import make_config
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_pypi_sync import sync
-from tests.support.mirror_env import make_config
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 
 
@@ -241,9 +241,9 @@ def test_models_published_replaced_and_aliased_and_gcs_deletions_are_journaled(
 ) -> None:
     from hub_cache.hub_sync import HubSync
     from mirror.core.config import parse_config
+    from testkit.servers import free_port
     from tests.support.archives import FAKE_MODEL, tar_bytes
     from tests.support.hub_upstream import HubUpstream
-    from tests.support.servers import free_port
     from verify.jobs import run_gc
 
     with HubUpstream() as hub_up:

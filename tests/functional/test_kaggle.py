@@ -22,10 +22,10 @@ from hub_cache.prefetch import PrefetchError, cache_folder, prefetch
 from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
+from testkit.servers import free_port
 from tests.functional.test_hub import assert_same_outputs, load_outputs
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import KaggleUpstream
-from tests.support.servers import free_port
 from tfmirror.app import create_app
 
 KAGGLEHUB = "tfmirror/keras-test/tensorFlow2/default/1"

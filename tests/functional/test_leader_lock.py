@@ -16,7 +16,7 @@ import pytest
 from mirror.core.config import StorageConfig
 from mirror.core.lease import FileLock, S3Lock, renewed
 from mirror.core.storage import LocalStore, S3Store
-from tests.support.servers import MotoServer
+from testkit.servers import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

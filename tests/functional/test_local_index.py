@@ -18,8 +18,8 @@ from mirror.core.hosts import HostPolicy
 from mirror.core.storage import LocalStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.local_index import LocalIndex, Session
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 

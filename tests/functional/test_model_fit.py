@@ -24,8 +24,8 @@ from hub_cache.models import load_model
 from mirror.core.config import Config, load_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
+from testkit.servers import free_port
 from tests.functional.test_bundle import tfmirror
-from tests.support.servers import free_port
 from tfmirror.app import create_app
 from verify.compat import check_matrix
 from verify.runtimes import Runtime, existing_runtime

@@ -13,7 +13,7 @@ import pytest
 
 from mirror.core.config import Config, parse_config
 from mirror.proxy.nginx import NginxProcess, plan_for
-from tests.support.servers import free_port
+from testkit.servers import free_port
 from verify.airgap import fleet_route
 
 

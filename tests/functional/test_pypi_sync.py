@@ -27,12 +27,12 @@ from mirror.pypi.lag import read_lag
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest, save_manifest
 from mirror.pypi.sync import PypiSync, SyncReport
+from testkit.mirror_env import LINUX, WINDOWS, make_config
+from testkit.servers import make_venv
+from testkit.servers import pip_install as install_from
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.conftest import DEVPI_TEST_PASSWORD
-from tests.support.mirror_env import LINUX, WINDOWS, make_config
-from tests.support.servers import make_venv
-from tests.support.servers import pip_install as install_from
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 from verify.gc import collect

@@ -19,13 +19,13 @@ from mirror.core.quarantine import add_rules, new_rule, remove_rule
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import entry_point
+from testkit.mirror_env import make_config, operator_config
+from testkit.servers import free_port, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
 from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_pypi_sync import sync
-from tests.support.mirror_env import make_config, operator_config
-from tests.support.servers import free_port, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import offer_manifests, own_devpi
 from verify.jobs import run_gc

@@ -29,12 +29,12 @@ from mirror.devpi.client import DevpiClient, DevpiError
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.manifest import load_manifest, manifest_key
 from mirror.pypi.sync import PypiSync
+from testkit.mirror_env import env_target, make_config
+from testkit.servers import MotoServer, free_port
+from testkit.upstream import PEP691, Upstream
+from testkit.wheels import WheelSpec
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
-from tests.support.mirror_env import env_target, make_config
-from tests.support.servers import MotoServer, free_port
-from tests.support.upstream import PEP691, Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.services import services_for_sync
 from verify.airgap import AirGapProof
 from verify.gc import collect, referenced_shas

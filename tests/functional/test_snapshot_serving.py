@@ -19,16 +19,16 @@ from mirror.core.snapshots import Promotion, save_promotion
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import entry_point
+from testkit.mirror_env import make_config, operator_config
+from testkit.servers import clean_pip_env, free_port, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
 from tests.functional.test_fleet_index import uv_install
 from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_hub import assert_same_outputs, load_outputs
 from tests.functional.test_pypi_sync import sync
 from tests.functional.test_quarantine import serving, within
-from tests.support.mirror_env import make_config, operator_config
-from tests.support.servers import clean_pip_env, free_port, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.snapshotting import take_snapshot
 from verify.jobs import run_gc

@@ -16,10 +16,10 @@ from mirror.core.storage import open_store
 from mirror.pypi.manifest import load_all
 from sync_jobs.runner import JobRunner, RunResult
 from sync_jobs.scheduler import scheduled_jobs
+from testkit.mirror_env import operator_config
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
-from tests.support.mirror_env import operator_config
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.jobs import registry
 from verify.gc import referenced_shas
 from verify.jobs import run_gc

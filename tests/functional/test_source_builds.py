@@ -26,11 +26,11 @@ from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.manifest import load_manifest
 from mirror.pypi.resolve import Role, Wheel
 from mirror.pypi.sync import PypiSync, SyncReport
-from tests.support.mirror_env import LINUX, make_config
+from testkit.mirror_env import LINUX, make_config
+from testkit.servers import clean_pip_env, make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import SdistSpec, WheelSpec, in_tree_backend
 from tests.support.processes import put_secrets
-from tests.support.servers import clean_pip_env, make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import SdistSpec, WheelSpec, in_tree_backend
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 from verify import netns

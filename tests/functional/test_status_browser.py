@@ -13,10 +13,10 @@ from mirror.core.config import parse_config
 from mirror.core.runs import RunRecord
 from mirror.core.storage import LocalStore
 from mirror.core.web_server import WebServer
+from testkit.servers import free_port
 from tests.support.archives import malicious
 from tests.support.debian import require_debian_tool
 from tests.support.hub_upstream import HubUpstream
-from tests.support.servers import free_port
 from tfmirror.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ from mirror.core.runs import VERIFY_STATE, RunRecord, utcnow
 from mirror.core.storage import LocalStore, open_store
 from mirror.pypi.lag import LAG_STATE
 from mirror.pypi.sync import PypiSync
-from tests.support.servers import free_port
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.servers import free_port
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.progress import TerminalProgress
 from verify.airgap import TargetProof

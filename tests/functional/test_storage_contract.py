@@ -22,8 +22,8 @@ from mirror.core.storage import (
 )
 from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.resolve import Wheel
-from tests.support.servers import MotoServer
-from tests.support.wheels import WheelSpec, build_wheel
+from testkit.servers import MotoServer
+from testkit.wheels import WheelSpec, build_wheel
 
 
 def put_blob(store: BlobStore, data: bytes, chunk: int = 1 << 20) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from mirror.core.config import load_config
 from mirror.core.storage import open_store
-from tests.support.servers import free_port
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
+from testkit.servers import free_port
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tfmirror.app import create_app
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1"

@@ -19,10 +19,10 @@ from mirror.core.storage import LocalStore, open_store
 from mirror.pypi.lag import LAG_STATE
 from mirror.pypi.manifest import load_all
 from mirror.pypi.stored_urls import scrub_credentials
+from testkit.mirror_env import operator_config
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
-from tests.support.mirror_env import operator_config
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from verify.references import referenced
 from verify.scrub import BlobProblem, repair, repair_policy
 

@@ -16,11 +16,11 @@ from mirror.core.web_server import WebServer
 from mirror.pypi.manifest import load_manifest
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
+from testkit.mirror_env import make_config
+from testkit.servers import make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.functional.test_pypi_sync import sync
-from tests.support.mirror_env import make_config
-from tests.support.servers import make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from verify.jobs import run_gc
 

@@ -23,12 +23,12 @@ from mirror.core.storage import LocalStore, blob_key, open_store
 from mirror.devpi.client import DevpiClient
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.sync import PypiSync
+from testkit.mirror_env import env_target, make_config
+from testkit.servers import make_venv, pip_install
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
-from tests.support.mirror_env import env_target, make_config
-from tests.support.servers import make_venv, pip_install
-from tests.support.upstream import Upstream
-from tests.support.wheels import WheelSpec
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 from tfmirror.snapshotting import take_snapshot

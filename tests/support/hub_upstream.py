@@ -13,7 +13,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.servers import LoopbackHttpServer
+from testkit.servers import LoopbackHttpServer
 
 
 class HubUpstream(LoopbackHttpServer):

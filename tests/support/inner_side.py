@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mirror.core.config import load_config
 from mirror.proxy.nginx import entry_point
-from tests.support.servers import pip_install
+from testkit.servers import pip_install
 from verify.netns import loopback_up
 
 

@@ -10,7 +10,7 @@ import struct
 import threading
 from typing import Self
 
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 
 class Relay:

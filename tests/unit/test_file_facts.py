@@ -11,7 +11,7 @@ from mirror.core.storage import LocalStore
 from mirror.pypi.core_metadata import MetadataError, extract
 from mirror.pypi.file_facts import settle
 from mirror.pypi.resolve import Wheel
-from tests.support.wheels import WheelSpec, build_wheel
+from testkit.wheels import WheelSpec, build_wheel
 
 SPEC = WheelSpec("alpha", "1.0", requires_python=">= 3.9,\n <4")
 

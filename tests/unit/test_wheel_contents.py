@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mirror.pypi.wheel_contents import WheelCaps, WheelRefused, check_wheel
-from tests.support.wheels import WheelSpec, build_wheel
+from testkit.wheels import WheelSpec, build_wheel
 
 NAME = "liar-1.0-py3-none-any.whl"
 DIST = "liar-1.0.dist-info"

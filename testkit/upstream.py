@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler
 
 from packaging.utils import canonicalize_name
 
-from tests.support.servers import LoopbackHttpServer
-from tests.support.wheels import SdistSpec, WheelSpec, build_sdist, build_wheel
+from testkit.servers import LoopbackHttpServer
+from testkit.wheels import SdistSpec, WheelSpec, build_sdist, build_wheel
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config import Config, DevpiConfig, Environment, Target, parse_config
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 LINUX = {"python": "3.11", "platform": "manylinux_2_28_x86_64"}
 WINDOWS = {"python": "3.11", "platform": "win_amd64"}
