@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
+from mirror.core.errors import TfmirrorError
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
 from mirror.core.lease import JobBusy, fence, holding
 from mirror.core.quarantine import read_quarantine
@@ -54,7 +55,7 @@ class GcReport:
         )
 
 
-class UnknownPending(Exception):
+class UnknownPending(TfmirrorError):
     """An unfinished import does not say which blobs it needs: no blob can be deleted."""
 
 

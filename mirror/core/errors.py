@@ -27,6 +27,5 @@ class UsageError(TfmirrorError):
 
 
 class ServiceError(TfmirrorError):
-    """A service the mirror drives (devpi) refused or failed; the message says what."""
-
-    label = "devpi"
+    """A service the mirror drives refused or failed; the message says what, and each
+    service's subclass names the service in its `label`."""

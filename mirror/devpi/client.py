@@ -27,6 +27,8 @@ PULL_ATTEMPTS = 3
 class DevpiError(ServiceError):
     """devpi refused or failed; the message says what and where."""
 
+    label = "devpi"
+
 
 @dataclass(frozen=True)
 class DevpiFile:
