@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mirror.core.sandbox import Caps, Mounts, available, run_sandboxed
+from mirror.core.sandbox import Mounts, SandboxLimits, available, run_sandboxed
 from mirror.pypi.interpreters import host_interpreter
 from mirror.pypi.resolve import uv_binary
 from mirror.pypi.sources import DECLARED
@@ -55,7 +55,7 @@ def sandboxed(root: Path, n: int) -> float:
         read_only=(*python.prefixes, Path(uv)),
         env={"UV_CACHE_DIR": "/tmp/uv-cache", "UV_PYTHON_DOWNLOADS": "never"},
     )
-    caps = Caps(300, 4096, 512)
+    caps = SandboxLimits(300, 4096, 512)
     began = time.perf_counter()
     declared = [python.path, "-I", "-c", DECLARED, f"src/{SPEC.filename}", "declared.json"]
     if not run_sandboxed(declared, work, caps, mounts).ok:

@@ -14,7 +14,7 @@ to a file outside the work folder, read back through the descriptor it was writt
 nothing in the work folder is opened by path with the host's rights except through
 mirror.core.sandbox_files (a build may leave links there to anything the host can read).
 
-    outcome = run_sandboxed(["python3.10", "-m", "build"], work, Caps(600, 4096), ...)
+    outcome = run_sandboxed(["python3.10", "-m", "build"], work, SandboxLimits(600, 4096), ...)
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ BWRAP_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
-class Caps:
+class SandboxLimits:
+    """What a sandboxed command may spend before it is stopped."""
+
     seconds: float = 900.0
     memory_mb: int = 4096  # the whole tree's, and each process's address space
     processes: int = 512  # the whole tree's
@@ -110,7 +112,9 @@ class Bridge:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SandboxResult:
+    """How a sandboxed command ended."""
+
     returncode: int
     timed_out: bool
     seconds: float
@@ -179,7 +183,7 @@ def _system() -> list[str]:
     return [*args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 
 
-def _before_exec(caps: Caps, group: Group) -> None:
+def _before_exec(caps: SandboxLimits, group: Group) -> None:
     """In the child before exec (it is bwrap): into the tree's cgroup, the limits every
     process inside inherits, and death with its parent."""
     die_with_parent()
@@ -215,8 +219,10 @@ def command_line(argv: Sequence[str], work: Path, mounts: Mounts) -> list[str]:
     return [*args, "--", *inner]
 
 
-def run_sandboxed(argv: Sequence[str], work: Path, caps: Caps, mounts: Mounts) -> Outcome:
-    """Run argv inside; the end of its output comes back in the Outcome."""
+def run_sandboxed(
+    argv: Sequence[str], work: Path, caps: SandboxLimits, mounts: Mounts
+) -> SandboxResult:
+    """Run argv inside; the end of its output comes back in the SandboxResult."""
     began = time.monotonic()
     tree = TreeCaps(caps.memory_mb, caps.processes)
     # Outside the work folder: the sandbox can write to it, never replace it by a link.
@@ -241,4 +247,4 @@ def run_sandboxed(argv: Sequence[str], work: Path, caps: Caps, mounts: Mounts) -
         hit = group.hit()
         out.seek(max(0, out.seek(0, os.SEEK_END) - LOG_TAIL))
         tail = out.read().decode("utf-8", "replace")
-    return Outcome(code, timed_out, time.monotonic() - began, tail, hit)
+    return SandboxResult(code, timed_out, time.monotonic() - began, tail, hit)

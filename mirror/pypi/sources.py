@@ -62,7 +62,14 @@ from mirror.core.config import Environment, Target
 from mirror.core.quarantine import Quarantine
 from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
-from mirror.core.sandbox import Bridge, Caps, Mounts, Outcome, available, run_sandboxed
+from mirror.core.sandbox import (
+    Bridge,
+    Mounts,
+    SandboxLimits,
+    SandboxResult,
+    available,
+    run_sandboxed,
+)
 from mirror.core.sandbox_files import Refused, copy_out, files_inside, read_inside
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.timestamps import rfc3339_utc, utc_moment
@@ -160,15 +167,15 @@ class _Job:
 @dataclass(frozen=True)
 class BuildPolicy:
     build: bool  # [pypi] sdists = "build"; False: "refuse", a target without wheels fails
-    caps: Caps
+    caps: SandboxLimits
 
 
-def _tail(outcome: Outcome, lines: int = 6) -> str:
+def _tail(outcome: SandboxResult, lines: int = 6) -> str:
     kept = [ln.strip() for ln in outcome.tail.splitlines() if ln.strip()][-lines:]
     return bounded(redact_url(" | ".join(kept)), 600) or "no output"
 
 
-def _why(outcome: Outcome, caps: Caps) -> str:
+def _why(outcome: SandboxResult, caps: SandboxLimits) -> str:
     """Which cap stopped it, in one line, or how it exited."""
     if outcome.timed_out:
         return f"stopped at the {caps.seconds:g} s time limit ([pypi] build_timeout)"
@@ -734,7 +741,7 @@ class SourceBuilds:
         python: Interpreter,
         index: Path | None,
         env: Mapping[str, str],
-    ) -> Outcome:
+    ) -> SandboxResult:
         """`argv` in the sandbox; `index`: the local index's socket, which it reaches at
         INDEX_PORT."""
         uv = Path(uv_binary()).resolve()

@@ -29,7 +29,7 @@ from mirror.core.lease import LeaseLost, fence
 from mirror.core.quarantine import Quarantine, read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
-from mirror.core.sandbox import Caps
+from mirror.core.sandbox import SandboxLimits
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
@@ -315,7 +315,7 @@ class PypiSync:
         pypi = self.config.pypi
         known = plan.known
         have = {(w.filename, w.sha256) for w in known.values()}
-        caps = Caps(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
+        caps = SandboxLimits(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
         builds = SourceBuilds(
             self.store,
             pages,
