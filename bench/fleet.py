@@ -208,6 +208,125 @@ def row(name: str, load: Load, peer: Load | None) -> str:
     return f"  {name:<14} {load.clients:>4} clients  {speed}{ratio}"
 
 
+@dataclass(frozen=True)
+class WheelUrls:
+    """The biggest wheel of the sync, where each server under test offers it."""
+
+    filename: str
+    size: int
+    page_url: str  # its simple page, through the entry point
+    file_url: str  # the wheel, through the entry point
+    file_path: str  # the wheel's path, the same on devpi and on the bare nginx
+    bare: str  # the bare nginx's base URL
+    devpi_page: str
+    devpi_file: str
+
+
+def start_fleet(stack: ExitStack, work: Path, nginx: str, requirements: list[str]) -> Config:
+    """A fresh mirror with front, devpi and nginx running, synced and holding one model."""
+    config_path = write_config(work, nginx, requirements)
+    config: Config = load_config(str(config_path))
+    front = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "serve"],
+        stdout=subprocess.DEVNULL,
+    )
+    stack.callback(lambda: (front.terminate(), front.wait()))
+    stack.enter_context(DevpiProcess(config.devpi))
+    print("syncing", " ".join(requirements), "from PyPI ...", flush=True)
+    sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"]
+    synced = subprocess.run(sync, capture_output=True, text=True)
+    if synced.returncode != 0:
+        sys.exit(f"sync failed: {synced.stderr[-2000:]}")
+    archive = work / "model.tar.gz"
+    make_archive(archive, 200)
+    import_model(local_store(config), archive, HANDLE, config.hub)
+    stack.enter_context(NginxProcess(nginx, plan_for(config)))
+    return config
+
+
+def local_store(config: Config) -> LocalStore:
+    store = open_store(config.storage)
+    assert isinstance(store, LocalStore)
+    return store
+
+
+def biggest_wheel(stack: ExitStack, work: Path, nginx: str, config: Config) -> WheelUrls:
+    """The synced wheel the loads fetch, and a bare nginx that serves a copy of its page."""
+    store = local_store(config)
+    assert config.devpi.serverdir is not None
+    manifest = load_manifest(store, "default", config.pypi.targets[0].id)
+    assert manifest is not None
+    big = max(manifest.files, key=lambda w: w.size or 0)
+    page_url = f"{config.proxy.base_url}/{config.devpi.index}/+simple/{big.project}/"
+    html = subprocess.run(["curl", "-sf", page_url], capture_output=True, text=True).stdout
+    link = re.search(rf'href="([^"]*{re.escape(big.filename)})', html)
+    assert link is not None, html[:500]
+    file_url = urljoin(page_url, link.group(1))
+    file_path = urlsplit(file_url).path
+    page_copy = work / "page.html"
+    page_copy.write_text(html)
+    blobs = store.root / "blobs" / "sha256"
+    files = config.devpi.serverdir / "+files"
+    bare = start_bare_nginx(stack, nginx, work / "bare", files, page_copy, blobs)
+    return WheelUrls(
+        big.filename,
+        big.size or 0,
+        page_url,
+        file_url,
+        file_path,
+        bare,
+        devpi_page=f"{config.devpi.index_url}{big.project}/",
+        devpi_file=f"{config.devpi.url}{file_path}",
+    )
+
+
+def clients_like_pip(wheel: WheelUrls, counts: list[int]) -> tuple[Load, Load] | None:
+    """Part 1; returns the entry point's and bare nginx's loads at the most clients."""
+    print("\n1. clients fetching like pip (page, then the wheel it links)")
+    at_most: tuple[Load, Load] | None = None
+    bare_page, bare_file = f"{wheel.bare}/page", f"{wheel.bare}{wheel.file_path}"
+    like_pip(bare_page, bare_file, 1)  # the wheel in the page cache
+    for n in counts:
+        peer = best_like_pip(bare_page, bare_file, n)
+        ours = best_like_pip(wheel.page_url, wheel.file_url, n)
+        print(row("bare nginx", peer, None))
+        print(row("entry point", ours, peer))
+        if n <= 32:
+            print(row("devpi alone", best_like_pip(wheel.devpi_page, wheel.devpi_file, n), peer))
+        if n == max(counts):
+            at_most = (ours, peer)
+    return at_most
+
+
+def beside_slow_clients(config: Config, wheel: WheelUrls, slow: int) -> None:
+    """Part 2: fresh requests while slow clients hold connections open."""
+    print(f"\n2. {slow} slow clients (1 MB/s each) attached: fresh requests, 100 each")
+    for name, base, page, held in (
+        ("entry point", config.proxy.base_url, wheel.page_url, wheel.file_url),
+        ("without nginx", config.web.base_url, wheel.devpi_page, wheel.devpi_file),
+    ):
+        with slow_clients(held, slow):
+            p = latency(page)
+            h = latency(f"{base}/healthz")
+        pages = f"simple page p50 {p[0]:6.1f} ms  p99 {p[1]:7.1f} ms  errors {p[2]}"
+        health = f"/healthz p50 {h[0]:6.1f} ms  p99 {h[1]:7.1f} ms  errors {h[2]}"
+        print(f"  {name:<14} {pages};  {health}")
+
+
+def model_archive(config: Config, wheel: WheelUrls) -> None:
+    """Part 3: the model archive, entry point against bare nginx."""
+    print("\n3. a 200 MB model archive")
+    model = load_model(local_store(config), "google/bench-fleet/1")
+    assert model is not None
+    bare_blob = f"{wheel.bare}/blobs/{model.sha256[:2]}/{model.sha256}"
+    hub_url = f"{config.proxy.base_url}/hub/google/bench-fleet/1?tf-hub-format=compressed"
+    for n in (32, 128):
+        peer = fetch_all(bare_blob, n)
+        ours = fetch_all(hub_url, n)
+        print(row("bare nginx", peer, None))
+        print(row("entry point", ours, peer))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8,32,128")
@@ -219,92 +338,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tfmirror-fleet-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        probe = nginx_binary("nginx")
-        if probe is None:
+        nginx = nginx_binary("nginx")
+        if nginx is None:
             sys.exit("needs nginx: apt-get install nginx-light")
-        config_path = write_config(work, probe, args.requirements)
-        config: Config = load_config(str(config_path))
-        assert config.devpi.serverdir is not None
-        front = subprocess.Popen(
-            [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "serve"],
-            stdout=subprocess.DEVNULL,
-        )
-        stack.callback(lambda: (front.terminate(), front.wait()))
-        stack.enter_context(DevpiProcess(config.devpi))
-        print("syncing", " ".join(args.requirements), "from PyPI ...", flush=True)
-        sync = [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), "sync", "pypi"]
-        synced = subprocess.run(sync, capture_output=True, text=True)
-        if synced.returncode != 0:
-            sys.exit(f"sync failed: {synced.stderr[-2000:]}")
-        archive = work / "model.tar.gz"
-        make_archive(archive, 200)
-        store = open_store(config.storage)
-        assert isinstance(store, LocalStore)
-        import_model(store, archive, HANDLE, config.hub)
-        stack.enter_context(NginxProcess(probe, plan_for(config)))
-
-        manifest = load_manifest(store, "default", config.pypi.targets[0].id)
-        assert manifest is not None
-        big = max(manifest.files, key=lambda w: w.size or 0)
+        config = start_fleet(stack, work, nginx, args.requirements)
+        wheel = biggest_wheel(stack, work, nginx, config)
         entry = config.proxy.base_url
-        page_url = f"{entry}/{config.devpi.index}/+simple/{big.project}/"
-        html = subprocess.run(["curl", "-sf", page_url], capture_output=True, text=True).stdout
-        link = re.search(rf'href="([^"]*{re.escape(big.filename)})', html)
-        assert link is not None, html[:500]
-        file_url = urljoin(page_url, link.group(1))
-        file_path = urlsplit(file_url).path
-        page_copy = work / "page.html"
-        page_copy.write_text(html)
-        blobs = store.root / "blobs" / "sha256"
-        files = config.devpi.serverdir / "+files"
-        bare = start_bare_nginx(stack, probe, work / "bare", files, page_copy, blobs)
-        devpi_page = f"{config.devpi.index_url}{big.project}/"
-        devpi_file = f"{config.devpi.url}{file_path}"
-        print(f"wheel: {big.filename}, {(big.size or 0) / 1e6:.0f} MB; entry point {entry}")
+        print(f"wheel: {wheel.filename}, {wheel.size / 1e6:.0f} MB; entry point {entry}")
 
-        print("\n1. clients fetching like pip (page, then the wheel it links)")
-        at_128: tuple[Load, Load] | None = None
-        like_pip(f"{bare}/page", f"{bare}{file_path}", 1)  # the wheel in the page cache
-        for n in counts:
-            peer = best_like_pip(f"{bare}/page", f"{bare}{file_path}", n)
-            ours = best_like_pip(page_url, file_url, n)
-            print(row("bare nginx", peer, None))
-            print(row("entry point", ours, peer))
-            if n <= 32:
-                print(row("devpi alone", best_like_pip(devpi_page, devpi_file, n), peer))
-            if n == max(counts):
-                at_128 = (ours, peer)
-
-        print(f"\n2. {args.slow} slow clients (1 MB/s each) attached: fresh requests, 100 each")
-        for name, base, page, held in (
-            ("entry point", entry, page_url, file_url),
-            ("without nginx", config.web.base_url, devpi_page, devpi_file),
-        ):
-            with slow_clients(held, args.slow):
-                p = latency(page)
-                h = latency(f"{base}/healthz")
-            pages = f"simple page p50 {p[0]:6.1f} ms  p99 {p[1]:7.1f} ms  errors {p[2]}"
-            health = f"/healthz p50 {h[0]:6.1f} ms  p99 {h[1]:7.1f} ms  errors {h[2]}"
-            print(f"  {name:<14} {pages};  {health}")
-
-        print("\n3. a 200 MB model archive")
-        model = load_model(store, "google/bench-fleet/1")
-        assert model is not None
-        blob = blobs / model.sha256[:2] / model.sha256
-        hub_url = f"{entry}/hub/google/bench-fleet/1?tf-hub-format=compressed"
-        for n in (32, 128):
-            peer = fetch_all(f"{bare}/blobs/{blob.parent.name}/{blob.name}", n)
-            ours = fetch_all(hub_url, n)
-            print(row("bare nginx", peer, None))
-            print(row("entry point", ours, peer))
-
+        at_most = clients_like_pip(wheel, counts)
+        beside_slow_clients(config, wheel, args.slow)
+        model_archive(config, wheel)
         if args.installs:
             print(f"\n4. {args.installs} real pip installs at once through the entry point")
             wall = run_pip_installs(entry_index(config), args.installs, work, args.requirements)
             print(f"  pip install {' '.join(args.requirements)} x{args.installs}: {wall:.1f} s")
 
-        if at_128 is not None:
-            ours, peer = at_128
+        if at_most is not None:
+            ours, peer = at_most
             ratio = ours.mb_s / peer.mb_s
             print(
                 f"\nat {ours.clients} clients: entry point {ratio:.2f}x of bare nginx "
