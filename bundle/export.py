@@ -1,10 +1,8 @@
-"""Export on the outer mirror: the manifests, and the blobs the inner side lacks.
-
-Each export is remembered in the store (state/bundle/exports/<id>.json, with the blobs
-it carried), so the next one carries only what came since: the inner side has every
-blob of the chain it imported. Bytes stream from the store to the parts, re-hashed on
-the way (a blob that rotted in the store is not carried over); memory stays flat.
-"""
+"""Export on the outer mirror: the manifests, and the blobs the inner side lacks. Each
+export is remembered in the store (state/bundle/exports/<id>.json, with the blobs it
+carried), so the next one carries only what came since; bytes stream from the store to
+the parts, re-hashed on the way (a blob that rotted in the store is not carried over),
+so memory stays flat."""
 
 from __future__ import annotations
 

@@ -1,27 +1,9 @@
-"""Import on the inner mirror: signature, order, every byte, then the commit.
-
-Nothing served changes until the whole bundle verified: blobs are published under their
-own sha256 as they check out (unreferenced, so invisible, and gc spares young ones);
-the manifests are written only after every part, every item and every blob the
-manifests refer to is in place.
-
-The commit point is one conditional write of state/bundle/imported: the bundle's journal
-("committing": its id, every manifest to write and to delete), put only over the
-document the import read at its start. So of two imports that overlap (two replicas, or
-one paused past its lease), the second to commit is refused, never applied over the
-first. A kill before the commit leaves the store as it was; a kill after it is finished
-by `recover` (run by the next import and by `up`), so the store never stays a mix of two
-bundles. devpi's offer comes last and is remembered there too ("offered"), so an
-interrupted one is redone. (The release before kept the journal in a document of its
-own, state/bundle/committing.json; `recover` still finishes one a crash left there.)
-
-Between the commit point and the last manifest, the bundle's new blobs are listed by no
-committed manifest: the journal lists them ("blobs") and gc keeps them for as long as
-it stands (mirror.core.import_journal). `recover` still checks every blob the journal's
-manifests name before it writes one: should one be missing all the same, it writes
-nothing and says which bundle to import again; importing that bundle again copies the
-blob back and commits over the journal.
-"""
+"""Import on the inner mirror: signature, order, every byte, then the commit. Nothing
+served changes until the whole bundle verified: blobs are published under their own
+sha256 as they check out (unreferenced, so invisible, and gc spares young ones), and the
+manifests are written only after everything they refer to is in place, behind one commit
+point (`_commit`): a kill before it leaves the store as it was, a kill after it is
+finished by `recover`, so the store never stays a mix of two bundles."""
 
 from __future__ import annotations
 
@@ -106,8 +88,12 @@ class BlobsMissing(BundleError):
 
 
 def recover(store: BlobStore) -> str | None:
-    """Finish a commit a crash interrupted; return its bundle id, or None if none was.
-    BlobsMissing, and nothing written, if a blob its manifests name is not here."""
+    """Finish a commit a crash interrupted (run by the next import and by `up`); return
+    its bundle id, or None if none was. Every blob the journal's manifests name is checked
+    first: should one be missing all the same, BlobsMissing, nothing written, and importing
+    that bundle again copies it back and commits over the journal. The release before kept
+    the journal in a document of its own (JOURNAL); one a crash left there is finished
+    too."""
     old = store.get(JOURNAL)
     if old is not None:  # left by the release before
         journal = json.loads(old)
@@ -328,7 +314,13 @@ def _commit(
 ) -> None:
     """The inner mirror's manifests become the bundle's: new and changed ones written,
     ones the outer mirror no longer has removed. The commit point: state/bundle/imported
-    with the journal in it, written over `read` (what this import saw at its start)."""
+    with the journal in it ("committing": the bundle's id, every manifest to write and to
+    delete, the new blobs), written over `read` (what this import saw at its start), so of
+    two imports that overlap (two replicas, or one paused past its lease) the second to
+    commit is refused, never applied over the first. Until the last manifest is written
+    the new blobs are listed by no manifest: gc keeps those the journal lists
+    (mirror.core.import_journal). devpi's offer comes last and is remembered there too
+    ("offered"), so an interrupted one is redone."""
     fence("pypi")  # an import holds the sync's leases: it commits as a sync does
     current = read_manifests(store)
     changed = {k: v for k, v in sorted(manifests.items()) if current.get(k) != v}

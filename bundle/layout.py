@@ -1,11 +1,8 @@
-"""A bundle on disk: a folder with a signed index and the data split into parts.
-
-bundle.json   the index: id, the id it follows (or full), every item (manifest or
-              blob) in stream order with its sha256 and size, every part likewise
-bundle.sig    the ed25519 signature of bundle.json's exact bytes
-part-00001    the items' bytes, concatenated in index order and cut at part size
-              (an item may span parts), so parts fit whatever media carries them
-"""
+"""A bundle on disk: a folder holding `bundle.json`, the index (its id, the id it follows
+or none for a full one, every item, manifest or blob, in stream order with its sha256
+and size, and every part likewise); `bundle.sig`, the ed25519 signature of bundle.json's
+exact bytes; and `part-00001`..., the items' bytes concatenated in index order and cut
+at part size (an item may span parts), so parts fit whatever media carries them."""
 
 from __future__ import annotations
 

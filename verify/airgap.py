@@ -1,23 +1,10 @@
-"""The air-gap install proof: each environment on each of its targets, the ways nodes
-install, from the index the fleet reads and nothing else.
-
-Every target: pip resolves the environment's requirements (within its constraints) for
-that target's Python and platform from the environment's own index (`install --dry-run
---report`, machine pip config off). A target the host can run (its platform's wheels
-run here, and a Python of its version is found: the host's own, the target's
-`interpreter`, python3.X on PATH or pyenv's) is then installed twice with that Python,
-as nodes do: the environment's `tfmirror lock` with `--require-hashes` into a bare venv
-(no pip, no setuptools: what an image build starts from), and `uv pip install` through
-the index into a uv venv; in each, every requirement's top-level modules are imported.
-A target only resolved says why in its proof.
-
-The index is the fleet's: nginx's when it runs, else a web front's pages, whose file
-links a front sends on to devpi. As root on Linux every step runs inside `unshare -n`,
-where the only reachable addresses are those services, each bridged in at its own
-address and port (verify/netns.py). Only a devpi on another host, with no nginx in
-front, is proved through devpi's own pages (a host name cannot be bridged in), and the
-proof says so.
-"""
+"""The air-gap install proof: each environment on each of its targets, installed the ways
+nodes install (AirGapProof), from the index the fleet reads and nothing else: nginx's
+when it runs, else a web front's pages, whose file links a front sends on to devpi. As
+root on Linux every step runs inside `unshare -n`, where the only reachable addresses
+are those services, each bridged in at its own address and port (verify.netns); only a
+devpi on another host with no nginx in front is proved through devpi's own pages (a host
+name cannot be bridged in), and the proof says so."""
 
 from __future__ import annotations
 
@@ -190,6 +177,16 @@ def fleet_route(config: Config) -> Route:
 
 
 class AirGapProof:
+    """Every target: pip resolves the environment's requirements (within its constraints)
+    for that target's Python and platform from the environment's own index (`install
+    --dry-run --report`, machine pip config off). A target the host can run (its
+    platform's wheels run here, and a Python of its version is found: the host's own, the
+    target's `interpreter`, python3.X on PATH or pyenv's) is then installed twice with that
+    Python, as nodes do: the environment's `tfmirror lock` with `--require-hashes` into a
+    bare venv (no pip, no setuptools: what an image build starts from), and `uv pip
+    install` through the index into a uv venv; in each, every requirement's top-level
+    modules are imported. A target only resolved says why in its proof."""
+
     def __init__(
         self,
         config: Config,

@@ -1,18 +1,8 @@
-"""Garbage collection: remove blobs no manifest references, once they are old enough.
-
-gc deletes while it holds the leases of every job that commits manifests (pypi, hub; an
-import holds both): no manifest can be committed between gc's reading of the references
-and its deletes, so a blob a writer re-stamps and lists is never deleted under it. While
-one of them runs, the deletes wait for the next gc. Each delete is fenced by all three
-leases (a gc paused past them deletes no more).
-
-The grace period protects an in-flight sync: its blobs are stored before its manifest
-is committed, so for a while they are referenced by nothing. The same grace applies to
-abandoned writes (temp files, S3 multipart uploads). Quarantine is never collected; it
-is evidence. A bundle import that a crash stopped past its commit point can stay so for
-days: the blobs its journal names are kept like listed ones until it is finished
-(mirror.core.import_journal).
-"""
+"""Garbage collection: remove the blobs nothing lists (no manifest, no snapshot, no
+unfinished bundle import: mirror.core.import_journal) once they are older than the grace
+period, which protects an in-flight sync (its blobs are stored before its manifest is
+committed, so for a while nothing lists them) and abandoned writes (temp files, S3
+multipart uploads). Quarantine is never collected; it is evidence."""
 
 from __future__ import annotations
 
@@ -87,6 +77,11 @@ def _writers_held(store: BlobStore, lease_seconds: float) -> Iterator[None]:
 def collect(
     store: BlobStore, grace_seconds: float, dry_run: bool = False, lease_seconds: float = 600.0
 ) -> GcReport:
+    """Delete what nothing lists, holding the leases of every job that commits manifests
+    (pypi, hub; an import holds both): no manifest can be committed between the reading
+    of the references and the deletes, so a blob a writer re-stamps and lists is never
+    deleted under it. While one of them runs, the deletes wait for the next gc; each
+    delete is fenced by all the leases (a gc paused past them deletes no more)."""
     if dry_run:
         return _collect(store, grace_seconds, GcReport(dry_run=True))
     try:

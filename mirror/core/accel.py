@@ -1,10 +1,8 @@
-"""Letting nginx send a blob file itself (X-Accel-Redirect): sendfile, Range, HEAD and
-thousands of slow clients, while a front only decides which blob.
-
-The tfmirror proxy sets ACCEL_HEADER on what it forwards when it can read the local
-store's blobs/sha256 folder, under the internal location ACCEL_PREFIX. Only this exact
-value counts, so a header from anyone else can never point nginx at another folder.
-"""
+"""Letting nginx send a blob file itself (X-Accel-Redirect: sendfile, Range, HEAD and
+thousands of slow clients) while a front only decides which blob: the tfmirror proxy
+sets ACCEL_HEADER on what it forwards when it can read the local store's blobs/sha256
+folder, under the internal location ACCEL_PREFIX, and only that exact value counts, so a
+header from anyone else can never point nginx at another folder."""
 
 from __future__ import annotations
 

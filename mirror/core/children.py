@@ -1,11 +1,8 @@
-"""Child processes: the environment handed to those that run third-party code, and
-servers that die with the process that started them.
-
-The air-gap proof installs freshly mirrored wheels (their build and import code runs)
-and the model probe loads mirrored SavedModels with TensorFlow. Neither needs the
-admin token, devpi's password or the store's AWS keys that the mirror's own process
-holds, so they get an allowlist, not the parent's environment minus a few names.
-"""
+"""Child processes: the environment handed to those that run third-party code, and servers
+that die with the process that started them. The air-gap proof installs freshly mirrored
+wheels (their build and import code runs) and the model probe loads mirrored
+SavedModels; neither needs the admin token, devpi's password or the store's keys, so
+they get an allowlist, not the parent's environment minus a few names."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""Upstream credentials: in the config, sent at fetch time, never stored.
-
-An operator writes `upstream = "https://user:token@artifactory/simple/"`; a page that
-links its files relatively (as Artifactory's do) gives file URLs that carry the same
-user and token once joined to the page. What the mirror stores is the URL without them
-(mirror.core.redact.scrub_url): manifests travel in bundles and snapshots. A later fetch
-of such a URL (a repair, a sync that keeps its closure) gets them back from here: the
-user and password of the configured URL on the same scheme, host and port, as pip sends
-its index's credentials to the files on the index's host and to no other.
-"""
+"""Upstream credentials: in the config, sent at fetch time, never stored. A page that links
+its files relatively (as Artifactory's do) gives file URLs that carry the configured
+user and token; the mirror stores them without (mirror.core.redact.scrub_url), as
+manifests travel in bundles and snapshots, and a later fetch of such a URL (a repair, a
+sync that keeps its closure) gets them back from here: those of the configured URL on
+the same scheme, host and port, as pip sends its index's credentials to the files on the
+index's host and to no other."""
 
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
-"""Which hosts a download may reach: the redirect side of server-side request forgery.
-
-An upstream (or anything that answers for it) can send the mirror a redirect to an
-address inside the network it runs in: a cloud metadata service, an admin port on
-loopback, a file server on 10.x. A hop to a loopback, link-local or private address is
-refused unless the operator trusts that host: the config names it for the job (a hub
-handle or source, `[pypi] upstream`) or lists it in `allow_hosts`.
-
-Names are resolved here and again when requests connects, so a name that changes its
-answer in between (DNS rebinding) can slip through; the check stops the plain redirect.
-"""
+"""Which hosts a download may reach: the redirect side of server-side request forgery. A
+hop to a loopback, link-local or private address (a cloud metadata service, an admin
+port, a file server on 10.x) is refused unless the operator trusts that host: the config
+names it for the job (a hub handle or source, `[pypi] upstream`) or lists it in
+`allow_hosts`. Names are resolved here and again when requests connects, so a name that
+changes its answer in between (DNS rebinding) can slip through; the check stops the
+plain redirect."""
 
 from __future__ import annotations
 

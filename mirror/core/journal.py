@@ -1,23 +1,10 @@
-"""The journal: every change to what the mirror offers, append-only and hash-chained.
-
-Run records say what a run did; an auditor asks what the fleet was offered on a date,
-who changed it and why, and whether anyone edited that record afterwards. Each entry
-names the one before it by the sha256 of its bytes, so changing or inserting any entry
-breaks every link after it, and removing one leaves a gap below the entries (and the
-head) written after it (`verify` names both). An entry is one commit's changes (a
-sync's files added and removed, a model replaced, a bundle imported, gc's deletions),
-with its time, actor and reason.
-
-In the store (documents only, on disk or S3):
-    journal/entries/<seq>.json     one entry, canonical JSON; written create-only, so of
-                                   two writers that read the same tip one wins, the other
-                                   reads the new tip and tries again: the chain never forks
-    journal/segments/<first>.jsonl every SEGMENT entries sealed into one document (the
-                                   entries' exact bytes, one per line), so `history` over
-                                   100,000 entries reads 100 documents, not 100,000
-    journal/head.json              the last sequence number written (a hint: the entries
-                                   are the truth)
-"""
+"""The journal: every change to what the mirror offers, append-only and hash-chained, for
+the auditor's questions run records cannot answer (what was the fleet offered on a date,
+who changed it and why, was the record edited since). An entry is one commit's changes
+(a sync's files added and removed, a model replaced, a bundle imported, gc's deletions)
+with its time, actor and reason, and names the one before it by the sha256 of its bytes:
+changing or inserting an entry breaks every link after it, and removing one leaves a gap
+(`verify` names both)."""
 
 from __future__ import annotations
 
@@ -33,6 +20,13 @@ from mirror.core.runs import utcnow
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.timestamps import utc_moment
 
+# In the store (documents only, on disk or S3):
+# - ENTRIES/<seq>.json: one entry, canonical JSON, written create-only, so of two writers
+#   that read the same tip one wins and the other reads the new tip and tries again: the
+#   chain never forks.
+# - SEGMENTS/<first>.jsonl: every SEGMENT entries sealed into one document (the entries'
+#   exact bytes, one a line), so `history` over 100,000 entries reads 100 documents.
+# - HEAD: the last sequence number written, a hint (the entries are the truth).
 ENTRIES = "journal/entries"
 SEGMENTS = "journal/segments"
 HEAD = "journal/head.json"

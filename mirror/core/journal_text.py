@@ -1,12 +1,9 @@
-"""One change of a journal entry (mirror.core.journal) in words, for the status page's
-*Recent changes* and `tfmirror history`: both read it from here, so neither shows an
-event with nothing after its colon ("snapshot created:", "quarantined: tensorflow" with
-no rule) while the JSON holds the details.
-
-`event: what [where] (more)`: what it is about (a model, a quarantine rule, a snapshot,
-a bundle, a release, a file, a blob, or a before -> after), where (an environment's
-target), and more (the rule's reason, what a promotion replaced, a snapshot's size).
-"""
+"""One change of a journal entry (mirror.core.journal) in words, `event: what [where]
+(more)`, for the status page's *Recent changes* and `tfmirror history`: both read it
+from here, so neither shows an event with nothing after its colon ("snapshot created:")
+while the JSON holds the details. What: a model, a quarantine rule, a snapshot, a
+bundle, a release, a file, a blob, or a before -> after; where: an environment's target;
+more: the rule's reason, what a promotion replaced, a snapshot's size."""
 
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
-"""Kaggle Models handles: every spelling real code uses, parsed into one model.
-
-TF Hub moved to Kaggle Models; code now names a model as
-`https://www.kaggle.com/models/<owner>/<model>/<framework>/<variation>/<version>`, or
-with `kaggle.com`, or in the long form `.../frameworks/<f>/variations/<v>/versions/<n>`,
-with the framework in any case (`TensorFlow2`, `tensorFlow2`), or as kagglehub's
-`owner/model/framework/variation/version`. They are one model: the mirror keeps it once,
-under `models/<owner>/<model>/<framework, lower case>/<variation>/<version>`, and
-answers every spelling there. (tensorflow_hub still caches each string it is given
-under its own sha1, so prefetch fills the entry of exactly the string it was given.)
-"""
+"""Kaggle Models handles (where TF Hub moved): every spelling real code uses
+(`https://www.kaggle.com/models/<owner>/<model>/<framework>/<variation>/<version>`,
+`kaggle.com`, the long `.../frameworks/<f>/variations/<v>/versions/<n>` form, the
+framework in any case, kagglehub's `owner/model/framework/variation/version`) parsed
+into one model, kept once under
+`models/<owner>/<model>/<framework>/<variation>/<version>` (the framework in lower case)
+and answered under every spelling (tensorflow_hub still caches each string under its own
+sha1, so prefetch fills the entry of exactly the string it was given)."""
 
 from __future__ import annotations
 

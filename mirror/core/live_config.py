@@ -1,10 +1,7 @@
-"""The config a long-running process (`tfmirror up`) runs on now, and what its last
-reload did.
-
-One holder, made by the composition root and passed to the runner and the web app: a
-job reads it at the start of each run, a page at each request, so a reload swaps the
-config for everything at once without a global. A run keeps the config it started with.
-"""
+"""The config a long-running process (`tfmirror up`) runs on now, and what its last reload
+did: one holder, made by the composition root and passed to the runner and the web app.
+A job reads it at the start of each run and keeps that config to the end, a page at each
+request, so a reload swaps the config for everything at once without a global."""
 
 from __future__ import annotations
 

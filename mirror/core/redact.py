@@ -1,11 +1,9 @@
-"""URLs and messages as they may be shown: without credentials, and of bounded length.
-
-An operator may put a token in a URL (`https://user:token@artifactory/...`, or
-`?api_key=...`), and storage redirects carry signatures (`X-Amz-Signature`,
-`X-Goog-Signature`, Azure's `sig`); requests uses them, but nothing the mirror stores or
-shows carries them: run records, manifests, the status page, JSON, logs. Reasons are
-bounded too, so one hostile name cannot make a page hundreds of kilobytes.
-"""
+"""URLs and messages as they may be shown: without credentials, and of bounded length. A
+token in an operator's URL (`https://user:token@...`, `?api_key=...`) or a storage
+redirect's signature (`X-Amz-Signature`, `X-Goog-Signature`, Azure's `sig`) is used by
+requests and carried by nothing the mirror stores or shows (run records, manifests, the
+status page, JSON, logs); reasons are bounded so one hostile name cannot make a page
+hundreds of kilobytes."""
 
 from __future__ import annotations
 

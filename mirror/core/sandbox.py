@@ -1,21 +1,12 @@
-"""Run code from upstream (a setup.py, a build backend) where it can do no harm.
-
-bubblewrap (Debian's `bubblewrap`) gives the command fresh namespaces: no network but
-loopback, its own process tree (killing bwrap kills everything in it), no capabilities,
-a clean environment with no secret in it, the system's programs and libraries read-only,
-a throwaway /tmp and home, and one writable folder, the work folder, which the caller
-throws away. The mirror's own services reach it only through Unix sockets bridged to
-loopback ports inside (the way verify's air-gap proof bridges them), and a time cap, and
-a memory and process cap on the whole tree (mirror.core.tree_caps), bound it.
-
-bwrap itself starts with an empty environment, not only the command inside: its own
-init is pid 1 in the sandbox and its /proc/1/environ is readable there. Its output goes
-to a file outside the work folder, read back through the descriptor it was written to:
-nothing in the work folder is opened by path with the host's rights except through
-mirror.core.sandbox_files (a build may leave links there to anything the host can read).
-
-    outcome = run_sandboxed(["python3.10", "-m", "build"], work, SandboxLimits(600, 4096), ...)
-"""
+"""Run code from upstream (a setup.py, a build backend) where it can do no harm: bubblewrap
+gives the command fresh namespaces (no network but loopback, its own process tree, no
+capabilities), an environment with no secret in it (bwrap's own included: its init's
+/proc/1/environ is readable inside), the system read-only, a throwaway /tmp and home and
+one writable work folder that the caller throws away. The mirror's services reach it
+only through Unix sockets bridged to loopback ports inside (as verify's air-gap proof
+bridges them); SandboxLimits bound its time and its whole tree's memory and processes
+(mirror.core.tree_caps); and nothing it wrote is opened by path with the host's rights
+except through mirror.core.sandbox_files."""
 
 from __future__ import annotations
 

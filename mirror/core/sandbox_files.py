@@ -1,12 +1,9 @@
-"""Reading what a sandbox wrote, with the host's rights, without being led elsewhere.
-
-Everything in a sandbox's work folder is hostile input: a build can replace its log, its
-lock file or its output folder with a link to `/proc/self/environ`, the config or the
-bundle key, and a host that opens the path follows the link with root's rights. Here
-every step of a path is opened relative to the folder before it with O_NOFOLLOW, the
-last one must be a regular file, and a read stops at a cap: so a name can only ever
-mean a file the sandbox itself made inside its folder.
-"""
+"""Reading what a sandbox wrote, with the host's rights, without being led elsewhere:
+everything in its work folder is hostile (a build can replace its log, lock file or
+output folder by a link to `/proc/self/environ`, the config or the bundle key), so every
+step of a path is opened relative to the one before it with O_NOFOLLOW, the last must be
+a regular file, and a read stops at a cap: a name can only ever mean a file the sandbox
+itself made inside its folder."""
 
 from __future__ import annotations
 

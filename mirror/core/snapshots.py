@@ -1,11 +1,8 @@
-"""Snapshots: what the mirror offered at one moment, kept as it was.
-
-A snapshot is one immutable document: every committed manifest's exact text at that
-moment (every environment's closures and every model) and the sha256 of every blob
-they refer to. Cheap (manifests only; the blobs are shared with the live mirror), and
-gc keeps every blob any snapshot names, so a snapshot stays whole however far the
-live mirror moves on.
-"""
+"""Snapshots: what the mirror offered at one moment, kept as it was, in one immutable
+document: every committed manifest's exact text (every environment's closures and every
+model) and the sha256 of every blob they refer to. Cheap, since the blobs are shared
+with the live mirror, and whole however far the live mirror moves on, since gc keeps
+every blob any snapshot names."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""A stop asked for by a signal (SIGTERM, Ctrl-C), waited for by the main thread.
-
-The handler only sets a flag. threading.Event would not do: its set() takes a lock that
-the main thread may hold at that very moment, inside Event.wait() (the handler runs on
-the main thread), and the process then waits forever for itself: seen under load, as a
-`tfmirror up` that ignored SIGTERM.
-"""
+"""A stop asked for by a signal (SIGTERM, Ctrl-C), waited for by the main thread. The
+handler only sets a flag: threading.Event's set() takes a lock the main thread may hold
+at that very moment inside Event.wait() (the handler runs on the main thread), and the
+process then waits forever for itself, as a `tfmirror up` under load that ignored
+SIGTERM did."""
 
 from __future__ import annotations
 

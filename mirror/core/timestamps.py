@@ -1,9 +1,7 @@
-"""Times as indexes write them: PEP 700's upload-time is RFC 3339, in UTC, with a time.
-
-Upstream's value is passed on only in that form: uv refuses a whole project page over
-one `upload-time` it cannot read ("2024-01-02", or a time with no zone), so one odd
-file upstream would otherwise take a project off the fleet's index.
-"""
+"""Times as indexes write them: PEP 700's upload-time is RFC 3339, in UTC, with a time, and
+upstream's value is passed on only in that form, since uv refuses a whole project page
+over one `upload-time` it cannot read ("2024-01-02", a time with no zone): one odd file
+upstream would take a project off the fleet's index."""
 
 from __future__ import annotations
 

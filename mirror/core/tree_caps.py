@@ -1,14 +1,10 @@
-"""Caps on a whole process tree: memory and process count, however many children it forks.
-
-Resource limits are per process: `RLIMIT_AS = 1 GB` let four children hold 800 MB each,
-and a fork loop made 887 processes. A cgroup counts the tree as one: the kernel refuses a
-fork past `pids.max` and kills (OOM) past the memory limit. Made under the cgroup this
-process is in (cgroup v2, or v1's memory and pids hierarchies, as root has them), the
-child joins it before it execs, and afterwards what it hit is read back so the failure
-says which cap stopped it. Where no cgroup can be made (no root, a read-only cgroupfs),
-RLIMIT_NPROC bounds the count inside the sandbox's user namespace (the kernel counts a
-namespace's processes against the limit its creator had) and memory stays per process.
-"""
+"""Caps on a whole process tree, memory and process count, however many children it forks:
+rlimits are per process (`RLIMIT_AS = 1 GB` let four children hold 800 MB each; a fork
+loop made 887 processes), a cgroup counts the tree as one. The cgroup is made under this
+process's own (v2, or v1's memory and pids hierarchies), the child joins it before it
+execs, and what it hit is read back so the failure names the cap; where none can be made
+(no root, a read-only cgroupfs), RLIMIT_NPROC bounds the count inside the sandbox's user
+namespace and memory stays capped per process."""
 
 from __future__ import annotations
 

@@ -1,15 +1,11 @@
-"""Verified, streaming downloads from an upstream index.
-
-Bytes are hashed and counted while they are written to a temporary blob; nothing is
-published unless sha256 and size both match. Transient failures (5xx, resets, timeouts)
-are retried with exponential backoff; a wrong hash or size is not retried: the upstream
-answered and it lied, so asking again would only hide it.
-
-Every download is bounded: a byte cap checked against Content-Length before the body
-is read, an overall deadline that cuts even a stream that trickles one byte a second
-(the read timeout only bounds the gap between reads), and redirects followed one hop at
-a time, at most MAX_REDIRECTS, over http(s) only, each hop checked by the host policy.
-"""
+"""Verified, streaming downloads from an upstream index: bytes are hashed and counted as
+they are written to a temporary blob, published only if sha256 and size both match;
+transient failures (5xx, resets, timeouts) are retried with backoff, a wrong hash or
+size is not (the upstream answered, and lied). Every download is bounded: a byte cap
+checked against Content-Length first, an overall deadline that cuts even a stream that
+trickles a byte a second, and redirects followed one hop at a time, at most
+MAX_REDIRECTS, over http(s) only, each hop checked by the host policy
+(mirror.core.hosts)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Serving the Flask app with waitress (already a devpi-server dependency): threaded,
-streams files with wsgi.file_wrapper, and can run in a background thread for a sync.
-`build_server` is the one waitress setup for every server tfmirror runs (devpi too)."""
+"""Serving a web front: waitress (already a devpi-server dependency), threaded, streaming
+files with wsgi.file_wrapper, in the foreground or in a daemon thread (`WebServer`, for
+`up` and a sync's own front), or gunicorn's pre-fork workers in production;
+`build_server` is the one waitress setup for every server tfmirror runs (devpi too), and
+the checks before a start (can it listen there, is a tfmirror front there already) live
+here."""
 
 from __future__ import annotations
 

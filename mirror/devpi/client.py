@@ -1,10 +1,8 @@
-"""devpi-server client: bootstrap the user and mirror index, refresh it, warm it, read it back.
-
-The index is a devpi *mirror* index whose mirror_url is tfmirror's own simple pages over
-the verified store. Measured here, devpi pulls a 545 MB wheel that way in 5.7 s, where
-its upload endpoint needs 17 s (its multipart parser runs at ~32 MB/s). Warming streams
-each file back out of devpi and hashes it, which proves what devpi actually serves.
-"""
+"""devpi-server's HTTP client: bootstrap the user and the mirror index, refresh or delete a
+project, list its files, and fetch one back while hashing it, which proves what devpi
+actually serves. The index is a devpi *mirror* index over tfmirror's own simple pages:
+devpi pulls a 545 MB wheel that way in 5.7 s, where its upload endpoint needs 17 s (its
+multipart parser runs at ~32 MB/s)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""devpi-server as tfmirror starts it: devpi's own command line, app and state, served
-by tfmirror's one waitress setup (mirror.core.web_server.build_server).
-
-devpi-server 6 hands its app to waitress.serve(), whose select() loop raised ValueError
-once a descriptor passed 1024 and ended the server: about a thousand idle connections
-left devpi running and answering nothing. devpi offers no option for waitress's poll()
-loop, so this runs devpi's main() with its serving step (main.wsgi_run) replaced.
-Run as `python -m mirror.devpi.launch devpi-server DEVPI-SERVER-ARGS...` (the name
-first, so the process reads as devpi-server in `ps`).
-"""
+"""devpi-server as tfmirror starts it: devpi's own command line, app and state, served by
+tfmirror's one waitress setup (mirror.core.web_server), because devpi-server 6 hands its
+app to waitress.serve(), whose select() loop ended the server once a descriptor passed
+1024 (about a thousand idle connections left devpi running and answering nothing), and
+has no option for waitress's poll() loop: this runs devpi's main() with its serving step
+(main.wsgi_run) replaced. Run as `python -m mirror.devpi.launch devpi-server
+DEVPI-SERVER-ARGS...`, the name first so `ps` shows devpi-server."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""Making devpi offer, and hold, exactly the files the mirror publishes.
-
-devpi's index is a *mirror* index over tfmirror's own simple pages. After each commit
-the sync refreshes devpi's pages, has devpi pull every new file, and hashes what devpi
-serves against the manifest; what devpi was shown to hold is remembered (keyed by its
-uuid and index), so a no-op sync moves no bytes.
-"""
+"""Making devpi offer, and hold, exactly the files the mirror publishes: after each commit
+the sync refreshes devpi's pages (its index mirrors tfmirror's own simple pages), has
+devpi pull every new file and hashes what devpi serves against the manifest, and what
+devpi was shown to hold is remembered (keyed by its uuid and index), so a no-op sync
+moves no bytes; a quarantine's purges and releases reach devpi from here too."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Running devpi-server ourselves: initialise the serverdir once, keep credentials, start, stop.
-
-A fixed secret file keeps login tokens valid across restarts; the generated passwords live
-in the serverdir (mode 0600) and are never printed or logged.
-"""
+"""Running devpi-server ourselves: initialise the serverdir once, keep credentials, start,
+stop. A fixed secret file keeps login tokens valid across restarts; the generated
+passwords live in the serverdir (mode 0600) and are never printed or logged."""
 
 from __future__ import annotations
 

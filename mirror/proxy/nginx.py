@@ -1,12 +1,10 @@
-"""nginx as the fleet's one entry point, in front of devpi and the web fronts.
-
-devpi's waitress and the front's pin a thread (or a connection slot) per client; nginx
-holds thousands of slow clients for a few KB each and sends files with sendfile. So
-the entry point lets nginx send every large byte (devpi's files from its serverdir,
+"""nginx as the fleet's one entry point, in front of devpi and the web fronts: this module
+writes its config and runs it. devpi's waitress and the front's pin a thread (or a
+connection slot) per client, where nginx holds thousands of slow clients for a few KB
+each; so nginx sends every large byte with sendfile (devpi's files from its serverdir,
 model archives from the store's blob files) and asks the Python servers only for the
 small, changing answers (simple pages, briefly cached; the status page; which blob a
-model handle means). This module writes that nginx config and runs nginx with it.
-"""
+model handle means)."""
 
 from __future__ import annotations
 
