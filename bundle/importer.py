@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
-from mirror.core.commits import put_over
+from mirror.core.commits import compare_and_set
 from mirror.core.errors import UsageError
 from mirror.core.import_journal import IMPORTED, OLD_JOURNAL
 from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
@@ -338,7 +338,7 @@ def _commit(
     # The last import stays what the document says until this one is applied.
     doc = {**(json.loads(read) if read else {}), "committing": journal}
     committed = json.dumps(doc).encode()
-    if not put_over(store, IMPORTED, committed, read):
+    if not compare_and_set(store, IMPORTED, committed, read):
         raise BundleError(
             f"another import committed while bundle {index.id} was being checked: nothing "
             "of this one was committed; import it again (it is checked against that one)"
@@ -372,7 +372,7 @@ def _brought(store: BlobStore) -> set[str]:
 def _apply(store: BlobStore, doc: dict[str, Any], committed: bytes) -> None:
     """Idempotent: a crash anywhere in here is finished by running it again. The journal
     leaves state/bundle/imported only if that is still the commit this applied."""
-    put_over(store, IMPORTED, _write(store, doc["committing"]), committed)
+    compare_and_set(store, IMPORTED, _write(store, doc["committing"]), committed)
 
 
 def _write(store: BlobStore, journal: dict[str, Any]) -> bytes:

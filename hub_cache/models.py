@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.core.commits import put_over
+from mirror.core.commits import compare_and_set
 from mirror.core.config import handle_path
 from mirror.core.journal import Journal
 from mirror.core.lease import fence
@@ -62,7 +62,7 @@ def save_model_over(store: BlobStore, manifest: ModelManifest, read: ModelManife
     """Commit `manifest` only over `read`, what the sync read before fetching and checking
     the archive (None: only where there was none); False if another writer committed
     in between (mirror.core.commits)."""
-    return put_over(
+    return compare_and_set(
         store,
         model_key(manifest.path),
         manifest.to_bytes(),

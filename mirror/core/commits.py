@@ -1,10 +1,7 @@
-"""A commit over what a run read: the write happens only if the document is still what
-the run read at its start, checked and written in one conditional put.
-
-A run that was paused past its lease (mirror.core.lease) and wakes between its lease
-check and its write would otherwise overwrite what the replica that took over
-committed meanwhile: a rollback nobody asked for.
-"""
+"""A commit over what a run read, as a compare-and-set: the document is written only if
+it is still what the run read at its start, checked and written in one conditional put,
+so a run paused past its lease (mirror.core.lease) that wakes between its lease check
+and its write cannot roll back what the replica that took over committed meanwhile."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from collections.abc import Callable
 from mirror.core.storage import BlobStore
 
 
-def put_over(
+def compare_and_set(
     store: BlobStore,
     key: str,
     data: bytes,

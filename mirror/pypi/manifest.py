@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.commits import put_over
+from mirror.core.commits import compare_and_set
 from mirror.core.config import DEFAULT_ENVIRONMENT, Target
 from mirror.core.storage import BlobStore, DocumentReader
 from mirror.pypi.resolve import Wheel
@@ -114,7 +114,7 @@ def save_manifest_over(store: BlobStore, manifest: Manifest, read: Manifest | No
     """Commit `manifest` only over `read`, what this run read at its start (None: only
     where there was none); False if another writer committed in between (a replica that
     took the lease over while this one was paused), whose manifest then stands."""
-    return put_over(
+    return compare_and_set(
         store,
         manifest.key,
         manifest.to_bytes(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from mirror.core.commits import put_over
+from mirror.core.commits import compare_and_set
 from mirror.core.redact import scrub_url
 from mirror.core.snapshots import (
     Snapshot,
@@ -53,7 +53,7 @@ def _scrub_manifest(store: BlobStore, key: str) -> bool:
         return False
     clean = _scrubbed(raw)
     # Over what was read: a commit made meanwhile stands (and was written scrubbed).
-    return clean is not None and put_over(store, key, clean, raw)
+    return clean is not None and compare_and_set(store, key, clean, raw)
 
 
 def _scrub_lag(store: BlobStore) -> bool:

@@ -1,10 +1,13 @@
-"""The blob store: content-addressed blobs plus small documents (manifests, run records).
-
-One contract (mirror.core.storage.contract: the blob and the document protocols), two
-backends chosen by config (local, s3), and what reads and writes through either
-(streams). Everything is importable from here, as before the split."""
+"""The blob store: content-addressed blobs plus small documents (manifests, run
+records), and a leader lock per job. One contract (contract: the blob and document
+protocols; locks: the lock's), one package per backend (local, s3: its store and its
+lock), chosen by `[storage].backend` from BACKENDS, and what reads and writes through
+any of them (streams). A new backend is a package keeping the contract and a row in
+BACKENDS. Everything is importable from here."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from mirror.core.config import StorageConfig
 from mirror.core.storage.contract import (
@@ -29,6 +32,7 @@ from mirror.core.storage.streams import (
 )
 
 __all__ = [
+    "BACKENDS",
     "BLOB_PREFIX",
     "RANGE_READ",
     "TMP_PREFIX",
@@ -49,8 +53,12 @@ __all__ = [
     "update_document",
 ]
 
+# Each backend opens its store from the [storage] section, keyed by its `backend`.
+BACKENDS: dict[str, Callable[[StorageConfig], BlobStore]] = {
+    "local": LocalStore.from_config,
+    "s3": S3Store,
+}
+
 
 def open_store(config: StorageConfig) -> BlobStore:
-    if config.backend == "s3":
-        return S3Store(config)
-    return LocalStore(config.path)
+    return BACKENDS[config.backend](config)

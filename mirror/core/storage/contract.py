@@ -1,5 +1,6 @@
 """The store's contract: content-addressed blobs and small documents, two protocols
-(Blobs, Documents) that every backend keeps both of (BlobStore). Blobs are written
+(Blobs, Documents) that every backend keeps both of, with a leader lock for the jobs
+that write it (BlobStore; the lock's own contract is storage.locks). Blobs are written
 to a temporary key and published under their sha256 only after the caller verified
 them, so a reader never sees a partial or unverified blob. Documents are written
 whole, or only over the version read (put_if): the read-modify-write of shared state."""
@@ -8,14 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from mirror.core.errors import TfmirrorError
-from mirror.core.lease import LeaderLock
-
-if TYPE_CHECKING:
-    pass
-
+from mirror.core.storage.locks import LeaderLock
 
 BLOB_PREFIX = "blobs/sha256"
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-if TYPE_CHECKING:
-    pass
 from mirror.core.storage.contract import BlobNotFound, BlobStore, BlobWriter, StoreError
 
 

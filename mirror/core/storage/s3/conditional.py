@@ -1,4 +1,5 @@
-"""The S3 conditional PUT that the lease and the store's put_if both stand on."""
+"""The S3 conditional PUT that the S3 leader lock and the S3 store's put_if both stand
+on, and the error code of a boto3 error."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The S3 backend: blobs by multipart upload to a temporary key, published by a
+"""The S3 store: blobs by multipart upload to a temporary key, published by a
 server-side copy; documents with ETags for conditional writes; boto3 errors become
-StoreError here."""
+StoreError here (its leader lock is s3.lock)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mirror.core.config import StorageConfig
-from mirror.core.lease import LeaderLock, S3Lock
-from mirror.core.s3 import conditional_put
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
     TMP_PREFIX,
@@ -21,6 +19,9 @@ from mirror.core.storage.contract import (
     StoreError,
     blob_key,
 )
+from mirror.core.storage.locks import LeaderLock
+from mirror.core.storage.s3.conditional import conditional_put
+from mirror.core.storage.s3.lock import S3Lock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

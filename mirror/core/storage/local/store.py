@@ -1,5 +1,6 @@
-"""The local-disk backend: blobs and documents as files under one root; an flock for
-leases and for conditional writes."""
+"""The local-disk store: blobs and documents as files under one root, a blob written
+to a temporary file and renamed into place, a document replaced whole and durably, and
+an flock per document for conditional writes (its leader lock is local.lock)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from mirror.core.lease import FileLock, LeaderLock
+from mirror.core.config import StorageConfig
 from mirror.core.scratch import Leftovers
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
@@ -24,6 +25,8 @@ from mirror.core.storage.contract import (
     StoreError,
     blob_key,
 )
+from mirror.core.storage.local.lock import FileLock
+from mirror.core.storage.locks import LeaderLock
 
 
 def _replace_durably(tmp: Path, final: Path) -> None:
@@ -96,6 +99,10 @@ class LocalStore:
         # through a symlink) would not match the resolved paths of its own files.
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+
+    @classmethod
+    def from_config(cls, config: StorageConfig) -> LocalStore:
+        return cls(config.path)
 
     def describe(self) -> str:
         return f"local:{self.root}"
