@@ -18,15 +18,11 @@ from typing import Any, TypeVar, get_type_hints
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
+from packaging.utils import canonicalize_name
 
 from mirror.core.errors import TfmirrorError
-from mirror.core.kaggle import (
-    DEFAULT_API,
-    KAGGLE_HOSTS,
-    KaggleModel,
-    parse_kaggle,
-    parse_kaggle_path,
-)
+from mirror.core.handles import handle_path
+from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
 from mirror.core.redact import bounded, redact_url
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
@@ -387,48 +383,6 @@ class Config:
         return self.proxy.fronts or (self.web.base_url,)
 
 
-_HANDLE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-# A segment becomes a file name in the store, with ".json" after it; Linux allows 255.
-MAX_SEGMENT = 200
-MAX_SEGMENTS = 16
-
-
-def handle_path(handle: str) -> str:
-    """The path part of a handle URL, checked so that it can never name a file outside
-    the store: segments of letters, digits, dot, dash and underscore, no '..'."""
-    from urllib.parse import urlsplit
-
-    def shown() -> str:  # only for a refusal: this runs on every model request
-        return repr(bounded(redact_url(handle), 300))
-
-    parts = urlsplit(handle)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{shown()} is not an http(s) URL")
-    if "@" in parts.netloc:
-        raise ValueError(f"{shown()} carries credentials; a handle is public, put them in source")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{shown()} has a query or fragment; give the plain handle")
-    segments = [s for s in parts.path.split("/") if s]
-    if not segments or not all(_HANDLE_SEGMENT.match(s) and s != ".." for s in segments):
-        raise ValueError(f"{shown()} has no usable path (e.g. /google/model/1)")
-    if max(len(s) for s in segments) > MAX_SEGMENT or len(segments) > MAX_SEGMENTS:
-        raise ValueError(
-            f"{shown()} has a path segment over {MAX_SEGMENT} characters or more than "
-            f"{MAX_SEGMENTS} segments (a file name cannot be that long)"
-        )
-    if (parts.hostname or "") in KAGGLE_HOSTS and segments[0] == "models":
-        kaggle = parse_kaggle_path(parts.path)
-        if kaggle is None:
-            raise ValueError(
-                f"{shown()} is not a Kaggle model handle; write "
-                "models/<owner>/<model>/<framework>/<variation>/<version>"
-            )
-        return kaggle.path  # every spelling of one model: one path
-    return "/".join(segments)
-
-
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 _PLATFORM_RE = re.compile(
     r"^(manylinux_\d+_\d+_(x86_64|aarch64)|manylinux(2014|2010|1)_(x86_64|aarch64)"
@@ -506,15 +460,6 @@ class _Section:
         if self.data:
             key = sorted(self.data)[0]
             raise ConfigError(f"[{self.name}] {key}: unknown key; remove it or check its spelling")
-
-
-def _is_ipv6(text: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(text).version == 6
-    except ValueError:
-        return False
 
 
 # Kernel views of the machine, not storage: writing there fails oddly or does harm.
@@ -621,11 +566,6 @@ def _targets(s: _Section, base: Path) -> tuple[Target, ...]:
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def normalise_name(name: str) -> str:
-    """PEP 503's normal form: how devpi and pip compare index and project names."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -708,7 +648,7 @@ def _pypi(raw: Any, hub_only: bool, has_models: bool, base: Path) -> PypiConfig:
     environments += named
     seen: dict[str, Environment] = {}
     for env in environments:
-        first = seen.setdefault(normalise_name(env.name), env)
+        first = seen.setdefault(canonicalize_name(env.name), env)
         other = first.name
         s.check(
             "environments",
@@ -934,7 +874,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     pypi = _pypi(data.get("pypi", {}), "pypi" not in data and has_models, has_models, base)
     union = devpi.index.split("/")[1]
     for env in pypi.environments:
-        if normalise_name(env.name) == normalise_name(union):
+        if canonicalize_name(env.name) == canonicalize_name(union):
             raise ConfigError(
                 f"[pypi.environments.{env.name}]: {devpi.user}/{env.name} is the union "
                 f"index ([devpi] index = {devpi.index!r}); rename the environment"
