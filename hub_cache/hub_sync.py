@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.models import ModelManifest, commit_models, load_model
-from mirror.core.config import Config, HubConfig, HubModel, handle_path
+from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
 from mirror.core.redact import redact_url

@@ -8,7 +8,8 @@ import tarfile
 from pathlib import Path
 
 from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
-from mirror.core.config import HubConfig, handle_path
+from mirror.core.config import HubConfig
+from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import DownloadError, Fetched

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.core.commits import compare_and_set
-from mirror.core.config import handle_path
+from mirror.core.handles import handle_path
 from mirror.core.journal import Journal
 from mirror.core.lease import fence
 from mirror.core.storage import BlobStore, DocumentReader, update_document

@@ -23,8 +23,8 @@ import requests
 
 from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
 from hub_cache.held_folder import HeldFolder
-from mirror.core.config import handle_path
 from mirror.core.errors import TfmirrorError
+from mirror.core.handles import handle_path
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 from mirror.core.redact import bounded
 

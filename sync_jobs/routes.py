@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request
+from packaging.utils import canonicalize_name
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mirror.core.config import normalise_name
 from mirror.core.context import app_live_config, app_public_url, app_store
 from mirror.core.journal import Journal, parse_since
 from mirror.core.lease import JobBusy
@@ -99,7 +99,7 @@ def api_history() -> tuple[Response, int] | Response:
         limit = int(args.get("limit", "100"))
     except ValueError:
         return jsonify(error="since must be a date or ISO 8601 time, limit a number"), 400
-    project = normalise_name(args["project"]) if args.get("project") else None
+    project = canonicalize_name(args["project"]) if args.get("project") else None
     found = Journal(app_store()).history(project, args.get("model") or None, since, limit)
     return jsonify(found)
 

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, redirect, request
+from packaging.utils import canonicalize_name
 
 from mirror.core.accel import accel_redirect, nginx_sends
-from mirror.core.config import normalise_name
 from mirror.core.context import app_config, app_store
 from mirror.core.served import served_source
 from mirror.core.snapshots import FrozenDocuments, snapshot_readers
@@ -62,12 +62,12 @@ def _view(user: str, index: str, source: DocumentReader) -> str | None:
     if f"{user}/{index}" == devpi.index:
         return None
     if user == devpi.user:
-        wanted = normalise_name(index)
+        wanted = canonicalize_name(index)
         names = stored_environments(source)
         if not isinstance(source, FrozenDocuments):
             names |= {env.name for env in config.pypi.environments}
         for name in names:
-            if normalise_name(name) == wanted:
+            if canonicalize_name(name) == wanted:
                 return name
     abort(404, description=f"no index {user}/{index} here")
 

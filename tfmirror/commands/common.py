@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
+from packaging.utils import canonicalize_name
+
 from mirror.core.config import (
     DEFAULT_ENVIRONMENT,
     PORT,
@@ -18,7 +20,6 @@ from mirror.core.config import (
     Environment,
     Target,
     host_target,
-    normalise_name,
 )
 from mirror.core.errors import UsageError
 from mirror.core.live_config import LiveConfig
@@ -95,7 +96,7 @@ def pick_environment(config: Config, wanted: str | None) -> Environment:
     envs = config.pypi.environments
     names = ", ".join(e.name for e in envs) or "none"
     if wanted is not None:
-        found = [e for e in envs if normalise_name(e.name) == normalise_name(wanted)]
+        found = [e for e in envs if canonicalize_name(e.name) == canonicalize_name(wanted)]
         if not found:
             raise UsageError(f"--env {wanted}: not configured; use one of {names}")
         return found[0]

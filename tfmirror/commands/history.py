@@ -7,7 +7,9 @@ import argparse
 import json
 from typing import Any
 
-from mirror.core.config import Config, normalise_name
+from packaging.utils import canonicalize_name
+
+from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.core.journal import (
     OUTER,
@@ -83,7 +85,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since else None
     except ValueError:
         raise UsageError(f"--since {args.since!r}: use a date such as 2026-11-28") from None
-    project = normalise_name(args.project) if args.project else None
+    project = canonicalize_name(args.project) if args.project else None
     if outer is not None:
         entries = [e for e in outer if touches(e, project, args.model, since)][: args.limit]
     else:

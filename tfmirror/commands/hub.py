@@ -10,8 +10,9 @@ from pathlib import Path
 from hub_cache.hub_sync import ModelStatus, caps
 from hub_cache.importer import import_model
 from hub_cache.prefetch import PrefetchError, prefetch
-from mirror.core.config import Config, handle_path
+from mirror.core.config import Config
 from mirror.core.errors import UsageError
+from mirror.core.handles import handle_path
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import check_name
 from mirror.core.storage import open_store

@@ -14,8 +14,9 @@ from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models
 from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
-from mirror.core.config import Config, handle_path
+from mirror.core.config import Config
 from mirror.core.errors import UsageError
+from mirror.core.handles import handle_path
 from mirror.core.storage import open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 from verify.compat import check_matrix, environments

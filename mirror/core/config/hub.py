@@ -1,0 +1,179 @@
+"""[hub]: the TF Hub and Kaggle models to mirror, and how their downloads are fetched
+and bounded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE, PATH, is_base_url, resolve_path
+from mirror.core.config.keys import (
+    RETRIES,
+    SECONDS,
+    Check,
+    ConfigError,
+    Form,
+    Section,
+    key,
+    plain,
+    read_table,
+)
+from mirror.core.config.storage import StorageConfig
+from mirror.core.handles import handle_path
+from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
+
+_SERVING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_EXAMPLE = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
+
+
+def _where(s: Section) -> str:
+    """How a model's own messages name it: "[hub] models[3]"."""
+    return f"[hub] {s.name.removeprefix('hub.')}"
+
+
+def _aliases(s: Section, name: str, raw: Any) -> tuple[str, ...]:
+    for alias in raw:
+        s.check(name, isinstance(alias, str), alias, "list handle URLs")
+        try:
+            handle_path(alias)
+        except ValueError as exc:
+            raise ConfigError(f"{_where(s)} {name}: {exc}") from None
+    return tuple(raw)
+
+
+def _names(s: Section, name: str, raw: Any) -> tuple[str, ...]:
+    for env in raw:
+        s.check(name, isinstance(env, str) and bool(env), env, "list environment names")
+    return tuple(raw)
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A TF Hub handle to mirror, and where to fetch it from when not from the handle.
+    [hub] models lists each as its handle alone, or as a table of these keys."""
+
+    handle: str = key("", _EXAMPLE, required=True)
+    # another URL, or a local tarball path (DMZ set-ups)
+    source: str = key("", '"http://dmz/models/x.tar.gz" or "models/x.tar.gz"')
+    # the download's cap; default [hub] max_uncompressed_mb
+    max_mb: int | None = key(
+        None,
+        "2048",
+        Check(lambda mb: mb is None or mb > 0, "must be a positive number of MB"),
+        Form(int),
+    )
+    # other handles served the same model (old tfhub.dev)
+    aliases: tuple[str, ...] = key(
+        (), '["https://tfhub.dev/google/model/1"]', form=Form(list, _aliases)
+    )
+    # Environments whose TensorFlow must load it: a version incompatible with one of
+    # them is not served (verify.compat's gate); the last good version stays.
+    environments: tuple[str, ...] = key((), '["serving"]', form=Form(list, _names))
+    # its name in a TF Serving repository (hub export-serving)
+    serving_name: str = key(
+        "",
+        '"mobilenet"',
+        Check(
+            lambda name: not name or _SERVING_NAME.match(name) is not None,
+            "use letters, digits, '.', '-' and '_' (a folder name and a URL segment)",
+        ),
+    )
+
+    @property
+    def kaggle(self) -> KaggleModel | None:
+        return parse_kaggle(self.handle)
+
+    @property
+    def path(self) -> str:
+        """The mirrored path: the handle's URL path, e.g. google/imagenet/.../5."""
+        return handle_path(self.handle)
+
+
+def read_model(i: int, raw: Any, base: Path) -> HubModel:
+    if isinstance(raw, str):
+        model = HubModel(raw)
+    elif isinstance(raw, Mapping):
+        s = Section(f"hub.models[{i}]", raw, base)
+        model = HubModel(**s.read(HubModel))
+        s.done()
+    else:
+        raise ConfigError(f"[hub] models[{i}] = {raw!r}: must be a handle URL, e.g. {_EXAMPLE}")
+    return validate_model(i, model, base)
+
+
+def validate_model(i: int, model: HubModel, base: Path) -> HubModel:
+    """Checks the handle (either form), and finds a local source as a file."""
+    try:
+        handle_path(model.handle)
+    except ValueError as exc:
+        raise ConfigError(f"[hub] models[{i}]: {exc}; e.g. {_EXAMPLE}") from None
+    source = model.source
+    if not source or source.startswith(("http://", "https://")):
+        return model
+    local = resolve_path(base, source)
+    if not local.is_file():
+        what = "is not a regular file" if local.exists() else "does not exist"
+        raise ConfigError(
+            f"[hub] models[{i}] source = {source!r}: {local} {what}; give a model tarball "
+            "or an http(s) URL"
+        )
+    return replace(model, source=str(local))
+
+
+def _models(s: Section, name: str, raw: Any) -> tuple[HubModel, ...]:
+    return tuple(read_model(i, m, s.base) for i, m in enumerate(raw))
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    models: tuple[HubModel, ...] = key(
+        (), '["https://tfhub.dev/google/.../5"]', form=Form(list, _models)
+    )
+    max_uncompressed_mb: int = key(
+        16384, "16384", Check(lambda mb: mb > 0, "must be a positive number of MB")
+    )
+    # uncompressed / compressed: above it, an archive bomb
+    max_ratio: float = key(100.0, "100", Check(lambda r: r >= 1, "must be at least 1"))
+    timeout: float = key(60.0, "60", SECONDS)
+    retries: int = key(4, "4", RETRIES)
+    deadline: float = key(3600.0, "3600", SECONDS)  # one model's whole download, retries included
+    # Kaggle's REST base, or a proxy or test double of it
+    kaggle_api: str = key(
+        DEFAULT_API,
+        '"https://www.kaggle.com/api/v1"',
+        Check(is_base_url, "must be an http(s) URL"),
+        plain(lambda url: url.rstrip("/")),
+    )
+    # internal hosts a redirect may lead to
+    allow_hosts: tuple[str, ...] = key((), HOSTS_EXAMPLE, form=HOSTS)
+    # Where each environment's runtime venv is built (verify.runtimes); by default
+    # under [storage] path
+    runtimes_dir: Path = key(  # noqa: RUF009 - key() returns a dataclasses.field
+        Path("data/runtimes"), '"/var/cache/tfmirror"', form=PATH
+    )
+
+
+def read(raw: Any, base: Path, storage: StorageConfig) -> HubConfig:
+    runtimes = str(storage.path / "runtimes")
+    return read_table(HubConfig, "hub", raw, base, validate, {"runtimes_dir": runtimes})
+
+
+def validate(s: Section, hub: HubConfig) -> None:
+    """No two models (or aliases) may be kept under one path."""
+    seen: dict[str, str] = {}
+    for model in hub.models:
+        for name in (model.handle, *model.aliases):
+            path = handle_path(name)
+            other = seen.setdefault(path, name)
+            s.check(
+                "models",
+                other == name,
+                name,
+                f"its path {path!r} is the same as {other!r}'s; mirror only one of them",
+            )
+    handles = [m.handle for m in hub.models]
+    dup = next((h for h in handles if handles.count(h) > 1), None)
+    s.check("models", dup is None, dup, "each handle may appear once")

@@ -1,0 +1,66 @@
+"""[proxy]: nginx as the fleet's one entry point in front of devpi and the web fronts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mirror.core.config.forms import PATH
+from mirror.core.config.keys import PORT, Check, Form, Section, key, read_table
+from mirror.core.config.storage import StorageConfig
+from mirror.core.config.web import local_url
+
+
+def _is_host_port_url(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    plain = parts.path in ("", "/") and not parts.username and not parts.query
+    return parts.scheme == "http" and bool(parts.hostname) and port is not None and plain
+
+
+def _fronts(s: Section, name: str, raw: Any) -> tuple[str, ...]:
+    fronts = []
+    for i, front in enumerate(raw):
+        ok = isinstance(front, str) and _is_host_port_url(front)
+        s.check(f"{name}[{i}]", ok, front, 'must be "http://host:port" of a web front')
+        fronts.append(front.rstrip("/"))
+    return tuple(fronts)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """nginx as the fleet's one entry point in front of devpi and the web front."""
+
+    enabled: bool = key(True, "false")  # run it whenever the nginx binary is found
+    # a name on PATH or a path
+    nginx: str = key(
+        "nginx", '"/usr/sbin/nginx"', Check(bool, 'name the nginx binary, e.g. "nginx"')
+    )
+    host: str = key("127.0.0.1", '"0.0.0.0"')
+    port: int = key(8000, "8000", PORT)
+    # how long nginx keeps a simple page before asking devpi
+    page_cache_seconds: int = key(
+        10, "10", Check(lambda n: 0 <= n <= 3600, "use 0 to 3600 seconds")
+    )
+    # generated config, pid, logs, temp files, page cache; by default under [storage] path
+    workdir: Path = key(  # noqa: RUF009 - key() returns a dataclasses.field
+        Path("data/proxy"), '"/var/cache/tfmirror-proxy"', form=PATH
+    )
+    # The web fronts behind it (several: nginx balances and fails over); empty = [web]'s.
+    fronts: tuple[str, ...] = key(
+        (), '["http://web-1:8080", "http://web-2:8080"]', form=Form(list, _fronts)
+    )
+
+    @property
+    def base_url(self) -> str:
+        return local_url(self.host, self.port)
+
+
+def read(raw: Any, base: Path, storage: StorageConfig) -> ProxyConfig:
+    workdir = str(storage.path / "proxy")
+    return read_table(ProxyConfig, "proxy", raw, base, absent={"workdir": workdir})
