@@ -150,8 +150,8 @@ def run_job(job: str) -> tuple[Response, int]:
     runner = _runner()
     if job not in runner.jobs:
         return jsonify(message=f"no job {job!r}; jobs: {', '.join(sorted(runner.jobs))}"), 404
-    lease = runner.lock.acquire(job)
-    if lease is None:
-        return jsonify(message=str(JobBusy(job, runner.lock.holder(job)))), 409
-    threading.Thread(target=runner.run_leased, args=(lease, "manual"), daemon=True).start()
+    try:
+        runner.start(job, "manual")
+    except JobBusy as busy:
+        return jsonify(message=str(busy)), 409
     return jsonify(message=f"{job} started", job=job), 202

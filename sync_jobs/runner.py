@@ -1,8 +1,7 @@
-"""Running one job: under the leader lock, with its lease renewed, retried with backoff.
-
-Every way a job starts goes through here: the scheduler (`run`), the admin endpoint
-(`acquire` then `run_leased` on a thread), and the CLI (`hold`, around its own call).
-"""
+"""Running one job under its lease, renewed while it runs: the only code that takes a
+job's lease. `run(job)` runs it here (the scheduler: retried with backoff; a command:
+its own call, `work=`), `start(job)` on a thread (the admin endpoint); `keep_out(jobs)`
+runs work that no job of those may run beside (a bundle, a store migration)."""
 
 from __future__ import annotations
 
@@ -11,12 +10,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar, overload
 
 from mirror.core.config import Config
-from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
+from mirror.core.lease import (
+    JobBusy,
+    LeaderLock,
+    Lease,
+    holder_id,
+    holding,
+    renewed,
+    still_held,
+)
 from mirror.core.live_config import LiveConfig
 from mirror.core.runs import (
     JobFn,
@@ -31,6 +39,7 @@ from mirror.core.stopping import stop_signal
 from mirror.core.storage import BlobStore, StoreError
 
 log = logging.getLogger("tfmirror.jobs")
+T = TypeVar("T")
 
 
 class RunResult(StrEnum):
@@ -95,14 +104,40 @@ class JobRunner:
         with self._changed:
             return self._changed.wait_for(lambda: not +self._running, timeout)
 
+    @overload
     def run(
         self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
-    ) -> RunResult:
-        """Run `job` if no one else is.
+    ) -> RunResult: ...
 
-        `only_if` is checked again once the lock is held: another scheduler may have run
-        the job between our decision to run it and our turn.
+    @overload
+    def run(
+        self, job: str, trigger: str = "manual", *, work: Callable[[], T], wait: bool = False
+    ) -> T: ...
+
+    def run(
+        self,
+        job: str,
+        trigger: str | None = None,
+        only_if: Callable[[], bool] | None = None,
+        *,
+        work: Callable[[], T] | None = None,
+        wait: bool = False,
+    ) -> RunResult | T:
+        """Run `job` here, now, if no one else is.
+
+        Without `work` (the scheduler): the job's registered function, retried with
+        backoff; BUSY while another holder has the lease. `only_if` is checked again
+        once the lease is held: another scheduler may have run the job between our
+        decision to run it and our turn.
+
+        With `work` (a command, which prints what the run found): that call instead,
+        once, and what it returns; JobBusy while another holder has the lease (or, with
+        `wait`, a wait for it); a crash is recorded as the job's run and raised on.
         """
+        if work is not None:
+            with self.hold(job, wait, trigger=trigger or "manual"):
+                return work()
+        trigger = trigger or "schedule"
         # Counted as running from the moment it is not refused: a stop either refuses
         # it or waits for it (or exits past it), never misses one still taking its lease.
         with self._tracked(job, trigger):
@@ -116,9 +151,26 @@ class JobRunner:
             if only_if is not None and not only_if():
                 lease.release()
                 return RunResult.SKIPPED
-            return self.run_leased(lease, trigger)
+            return self._run_leased(lease, trigger)
 
-    def run_leased(self, lease: Lease, trigger: str) -> RunResult:
+    def start(self, job: str, trigger: str = "manual") -> None:
+        """Run `job` on a thread of its own (the admin endpoint); JobBusy, naming the
+        holder, while another has its lease. The run's record says how it went."""
+        lease = self.lock.acquire(job)
+        if lease is None:
+            raise JobBusy(job, self.lock.holder(job))
+        threading.Thread(target=self._run_leased, args=(lease, trigger), daemon=True).start()
+
+    def keep_out(self, jobs: tuple[str, ...], work: Callable[[], T], wait: bool = False) -> T:
+        """`work`, with none of `jobs` running meanwhile (their leases held; JobBusy, or
+        with `wait` a wait, while one runs). The work is no run of theirs: it records
+        its own runs, if any (a bundle's)."""
+        with ExitStack() as held:
+            for job in jobs:
+                held.enter_context(self.hold(job, wait, record=False))
+            return work()
+
+    def _run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job
         config = self.config  # the whole run, its retries too, on one config
         with self._keep(lease, trigger):
@@ -153,14 +205,17 @@ class JobRunner:
             return False
 
     @contextmanager
-    def hold(self, job: str, wait: bool = False, record: bool = True) -> Iterator[Lease]:
-        """Hold `job`'s lease around the caller's own run of it (the CLI); raises JobBusy
-        while another holder has it, or waits for it with `wait`. `record=False`: the
-        caller is another job that only keeps this one out, and records its own runs."""
+    def hold(
+        self, job: str, wait: bool = False, record: bool = True, trigger: str = "manual"
+    ) -> Iterator[Lease]:
+        """Hold `job`'s lease around a run of it in the caller's `with` (`run(work=)`,
+        `keep_out`, a test); raises JobBusy while another holder has it, or waits for it
+        with `wait`. `record=False`: the caller only keeps this job out, and records its
+        own runs."""
         ttl = self.config.schedule.lease_seconds
         with (
             holding(self.lock, job, ttl, wait, self.sleep) as lease,
-            self._tracked(job),
+            self._tracked(job, trigger),
             self._marked(job),
         ):
             try:
@@ -168,7 +223,7 @@ class JobRunner:
             except Exception as exc:
                 if not record:
                     raise
-                raise record_crash(self.store, job, "manual", exc) from exc
+                raise record_crash(self.store, job, trigger, exc) from exc
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (tfmirror.cli)
                 if record:
                     self.record_interrupted({job}, stop_signal(exc))

@@ -1,8 +1,9 @@
 """The `tfmirror` command. Exit codes: 0 ok, 1 a job failed, 2 bad usage or config.
 
-One module per command under tfmirror.commands (`arguments(parser)`, `run(config,
-args)`); only the one a command line names is imported, as pip does. Errors become one
-line and an exit code here, in one place, by what each TfmirrorError declares."""
+One module per command under tfmirror.commands (`arguments(parser)`, `run(parts,
+args)`, given the mirror's parts built from the config); only the one a command line
+names is imported, as pip does. Errors become one line and an exit code here, in one
+place, by what each TfmirrorError declares."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from mirror.core.runs import JobCrashed
 from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import Stopped
 from mirror.core.storage import drop_unfinished_writes
+from tfmirror.parts import MirrorParts
 
 log = logging.getLogger("tfmirror")
 
@@ -129,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     module = next(m for name, m, _ in COMMANDS if name == args.command)
     try:
-        config = load_config(args.config)
-        code: int = _command(module).run(config, args)
+        parts = MirrorParts(load_config(args.config))
+        code: int = _command(module).run(parts, args)
         return code
     except TfmirrorError as exc:
         print(exc.line(), file=sys.stderr)

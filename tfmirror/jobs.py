@@ -1,5 +1,6 @@
-"""The job registry (composition root): every package's jobs, wired to the services
-they need, for the runner that the CLI, the scheduler and the admin endpoint share."""
+"""The PyPI sync as a job: one wiring (devpi started for it if down, a run record even
+when devpi cannot be had), whether the CLI, the scheduler or the admin endpoint starts
+it. Every package's jobs are gathered in tfmirror.parts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 from mirror.core.config import Config
 from mirror.core.errors import ServiceError
-from mirror.core.runs import Failure, JobFn, RunRecord
+from mirror.core.runs import Failure, RunRecord
 from mirror.core.storage import BlobStore
 from mirror.devpi.server import DevpiStartError
 from mirror.pypi.sync import Progress, PypiSync, SyncReport
@@ -45,15 +46,3 @@ def pypi_job(config: Config, store: BlobStore, trigger: str) -> bool:
     report = sync_pypi(config, store, trigger)
     log.info("%s", report.summary())
     return report.ok
-
-
-def registry() -> dict[str, JobFn]:
-    import hub_cache.jobs
-    import verify.jobs
-    from tfmirror.snapshotting import snapshot_job
-    from verify.compat import compat_gate
-
-    jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
-    hub_cache.jobs.register(jobs, gate_for=compat_gate)
-    verify.jobs.register(jobs, devpi_session=services_for_sync)
-    return jobs

@@ -14,13 +14,13 @@ from mirror.core.runs import read_index
 from mirror.core.snapshots import load_snapshot, snapshot_names
 from mirror.core.storage import open_store
 from mirror.pypi.manifest import load_all
-from sync_jobs.runner import JobRunner, RunResult
+from sync_jobs.runner import RunResult
 from sync_jobs.scheduler import scheduled_jobs
 from testkit.mirror_env import operator_config
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
-from tfmirror.jobs import registry
+from tfmirror.parts import MirrorParts
 from verify.gc import referenced_shas
 from verify.jobs import run_gc
 
@@ -91,7 +91,7 @@ def test_the_scheduled_snapshot_is_dated_and_keeps_the_newest_n_but_never_others
     store = open_store(config.storage)
     assert tfmirror(path, "sync", "pypi").returncode == 0
     assert tfmirror(path, "snapshot", "create", "mine").returncode == 0
-    runner = JobRunner(config, store, registry())
+    runner = MirrorParts(config, store).runner
     assert runner.run("snapshot", "schedule") is RunResult.OK
     day = f"auto-{datetime.now(UTC):%Y-%m-%d}"
     assert tfmirror(path, "snapshot", "promote", day).returncode == 0  # held: never pruned

@@ -9,18 +9,9 @@ from typing import Any
 
 from bundle.keys import keygen, load_private, load_public
 from bundle.runs import export_recorded, import_recorded
-from mirror.core.config import Config
 from mirror.core.sizes import human_bytes
-from mirror.core.storage import open_store
-from tfmirror.commands.common import (
-    EXIT_OK,
-    job_runner,
-    keep_syncs_out,
-    report_offer,
-    size_text,
-    wait_flag,
-)
-from tfmirror.services import offer_manifests
+from tfmirror.commands.common import EXIT_OK, SYNCS, report_offer, size_text, wait_flag
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +37,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     wait_flag(bimp)
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     """A refused bundle (BundleError) or an unusable key file (KeyFileError) is the one
     line tfmirror.cli prints for it."""
     if args.bundle_command == "keygen":
@@ -54,16 +45,17 @@ def run(config: Config, args: argparse.Namespace) -> int:
         print(f"private key (keep it on the outer side): {private}\npublic key: {public}")
         return EXIT_OK
     if args.bundle_command == "export":
-        return _bundle_export(config, args, load_private(Path(args.key)))
-    return _bundle_import(config, args, load_public(Path(args.trust)))
+        return _bundle_export(parts, args, load_private(Path(args.key)))
+    return _bundle_import(parts, args, load_public(Path(args.trust)))
 
 
-def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
-    store = open_store(config.storage)
-    runner = job_runner(config, store)
-    out = Path(args.output)
-    with keep_syncs_out(runner, args.wait):
-        done = export_recorded(store, key, out, args.since, args.full, args.max_part_size)
+def _bundle_export(parts: MirrorParts, args: argparse.Namespace, key: Any) -> int:
+    store, out = parts.store, Path(args.output)
+    done = parts.runner.keep_out(
+        SYNCS,
+        lambda: export_recorded(store, key, out, args.since, args.full, args.max_part_size),
+        args.wait,
+    )
     follows = f"follows {done.follows}" if done.follows else "full"
     print(
         f"{done.id}\t{follows}; {done.blobs} blobs, {human_bytes(done.bytes)}, {done.parts} parts"
@@ -71,17 +63,13 @@ def _bundle_export(config: Config, args: argparse.Namespace, key: Any) -> int:
     return EXIT_OK
 
 
-def _bundle_import(config: Config, args: argparse.Namespace, trusted: Any) -> int:
-    store = open_store(config.storage)
-    runner = job_runner(config, store)
-    with keep_syncs_out(runner, args.wait):
-        done, held, failures = import_recorded(
-            store,
-            Path(args.path),
-            trusted,
-            lambda: offer_manifests(config, store),
-            args.allow_rollback,
-        )
+def _bundle_import(parts: MirrorParts, args: argparse.Namespace, trusted: Any) -> int:
+    store, folder = parts.store, Path(args.path)
+    done, held, failures = parts.runner.keep_out(
+        SYNCS,
+        lambda: import_recorded(store, folder, trusted, parts.offer_manifests, args.allow_rollback),
+        args.wait,
+    )
     if done.again:
         print(f"{done.id} is the last bundle imported here: nothing new to check")
     else:

@@ -1,5 +1,5 @@
-"""What the commands share: exit codes, argument types, the runner every job goes
-through, picking an environment and target, forwarding a stop to a child."""
+"""What the commands share: exit codes, argument types, picking an environment and
+target, a snapshot by name, forwarding a stop to a child."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import argparse
 import math
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from packaging.utils import canonicalize_name
@@ -22,12 +21,10 @@ from mirror.core.config import (
     host_target,
 )
 from mirror.core.errors import UsageError
-from mirror.core.live_config import LiveConfig
 from mirror.core.runs import Failure
 from mirror.core.snapshots import Snapshot, check_name, load_snapshot
-from mirror.core.storage import BlobStore, open_store
+from mirror.core.storage import BlobStore
 from mirror.core.web_server import listen_problem, tfmirror_serves
-from sync_jobs.runner import JobRunner
 
 EXIT_OK, EXIT_FAILED = 0, 1  # and 2, a UsageError's (tfmirror.cli)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -77,15 +74,6 @@ def check_listen(host: str, port: int, setting: str) -> None:
         raise UsageError(f"{problem}; change {setting}")
 
 
-def job_runner(config: Config | LiveConfig, store: BlobStore) -> JobRunner:
-    """The one runner every way of starting a job goes through, with every job."""
-    # Imported here: the registry brings every job's code, which a command that runs
-    # none (pip-conf, status, lock) does not load.
-    from tfmirror.jobs import registry
-
-    return JobRunner(config, store, registry())
-
-
 def wait_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait", action="store_true", help="if the job runs elsewhere, wait for it, then run"
@@ -125,12 +113,9 @@ def pick_target(env: Environment, wanted: str | None) -> Target:
     raise UsageError(f"environment {env.name} has several targets: pass --target, one of {ids}")
 
 
-@contextmanager
-def keep_syncs_out(runner: JobRunner, wait: bool) -> Iterator[None]:
-    """A bundle holds both syncs' leases: manifests a sync commits mid-export would not
-    match the blobs carried, and an import rewrites them. Bundles record their own runs."""
-    with runner.hold("pypi", wait, record=False), runner.hold("hub", wait, record=False):
-        yield
+# What a bundle keeps out while it runs (`runner.keep_out`): manifests a sync commits
+# mid-export would not match the blobs carried, and an import rewrites them.
+SYNCS = ("pypi", "hub")
 
 
 def report_offer(held: int, failures: Sequence[Failure]) -> int:
@@ -157,7 +142,3 @@ def must_snapshot(store: BlobStore, name: str) -> Snapshot:
     if found is None:
         raise UsageError(f"snapshot {name!r} does not exist (see: tfmirror snapshot list)")
     return found
-
-
-def existing_snapshot(config: Config, name: str) -> str:
-    return must_snapshot(open_store(config.storage), name).name

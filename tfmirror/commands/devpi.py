@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from mirror.core.children import private_server, scrubbed_env
-from mirror.core.config import Config
 from mirror.core.errors import UsageError
-from mirror.core.storage import StoreError, open_store
+from mirror.core.storage import StoreError
 from mirror.devpi.client import DevpiClient, DevpiError
 from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import command, initialise, user_password, wait_ready
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, forward_signals
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", metavar="ADDR", help="listen address (default: [devpi] url's)")
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     devpi = config.devpi
     if args.serverdir is not None:
         if not args.serverdir.strip():
@@ -45,7 +46,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         client = DevpiClient(devpi, user_password(devpi))
         client.bootstrap(config.devpi_mirror_url)
         # What a quarantine left to devpi's next start (see tfmirror.services.own_devpi).
-        store = open_store(config.storage)
+        store = parts.store
         DevpiIndex(client, store, config.devpi_mirror_url).settle_quarantine()
         print(f"devpi serving {devpi.index_url}", flush=True)
     except (DevpiError, StoreError) as exc:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirror.core.config import Config
-from mirror.core.storage import open_store
-from tfmirror.commands.common import EXIT_OK, hours_text, job_runner, wait_flag
+from tfmirror.commands.common import EXIT_OK, hours_text, wait_flag
+from tfmirror.parts import MirrorParts
 from verify.jobs import run_gc
 
 
@@ -18,11 +17,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     wait_flag(parser)
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
-    store = open_store(config.storage)
-    with job_runner(config, store).hold("gc", wait=args.wait):
-        report = run_gc(config, store, "manual", hours, args.dry_run)
+    store = parts.store
+    report = parts.runner.run(
+        "gc", work=lambda: run_gc(config, store, "manual", hours, args.dry_run), wait=args.wait
+    )
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
     print(report.summary())

@@ -9,7 +9,6 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.core.journal import (
     OUTER,
@@ -20,8 +19,9 @@ from mirror.core.journal import (
     verify_outer,
 )
 from mirror.core.journal_text import describe
-from mirror.core.storage import BlobStore, open_store
+from mirror.core.storage import BlobStore
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +64,8 @@ def _outer(store: BlobStore, args: argparse.Namespace) -> list[dict[str, Any]] |
     return list(reversed(read_lines(data)))
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.storage)
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    store = parts.store
     journal = Journal(store)
     outer: list[dict[str, Any]] | None = None
     if args.outer:

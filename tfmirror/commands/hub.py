@@ -10,20 +10,18 @@ from pathlib import Path
 from hub_cache.hub_sync import ModelStatus, caps
 from hub_cache.importer import import_model
 from hub_cache.prefetch import PrefetchError, prefetch
-from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import check_name
-from mirror.core.storage import open_store
-from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, wait_flag
 from tfmirror.commands.model_fit import (
     check_arguments,
     export_arguments,
     run_check,
     run_export,
 )
-from verify.compat import compat_gate
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +56,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     wait_flag(imp)
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     if args.hub_command == "check":
-        return run_check(config, args)
+        return run_check(parts, args)
     if args.hub_command == "export-serving":
-        return run_export(config, args)
+        return run_export(parts, args)
     if args.hub_command == "import":
         try:
             handle_path(args.handle)
@@ -73,11 +72,14 @@ def run(config: Config, args: argparse.Namespace) -> int:
             raise UsageError(f"{source}: no such file or folder")
         if not (source.is_dir() or source.is_file()):
             raise UsageError(f"{source}: not a regular file or a folder")
-        store = open_store(config.storage)
-        with job_runner(config, store).hold("hub", wait=args.wait):
-            outcome = import_model(
-                store, source, args.handle, config.hub, compat_gate(config, store)
-            )
+        store = parts.store
+        outcome = parts.runner.run(
+            "hub",
+            work=lambda: import_model(
+                store, source, args.handle, config.hub, parts.gate_for(config, store)
+            ),
+            wait=args.wait,
+        )
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED

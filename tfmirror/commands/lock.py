@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mirror.core.config import Config
 from mirror.core.snapshots import FrozenDocuments
-from mirror.core.storage import open_store
 from mirror.proxy.nginx import entry_point
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import load_manifest
@@ -18,6 +16,7 @@ from tfmirror.commands.common import (
     pick_environment,
     pick_target,
 )
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +28,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     env = pick_environment(config, args.env)
     target = pick_target(env, args.target)
-    store = open_store(config.storage)
+    store = parts.store
     snapshot = must_snapshot(store, args.snapshot) if args.snapshot else None
     source = FrozenDocuments(snapshot) if snapshot else store
     manifest = load_manifest(source, env.name, target.id)

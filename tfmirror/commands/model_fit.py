@@ -14,11 +14,10 @@ from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models
 from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
-from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
-from mirror.core.storage import open_store
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
+from tfmirror.parts import MirrorParts
 from verify.compat import check_matrix, environments
 
 
@@ -40,19 +39,19 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _known(config: Config, names: list[str] | None) -> list[str] | None:
+def _known(parts: MirrorParts, names: list[str] | None) -> list[str] | None:
     if not names:
         return None
-    have = environments(config, open_store(config.storage))
+    have = environments(parts.config, parts.store)
     for name in names:
         if name not in have:
             raise UsageError(f"no environment {name!r}; there are: {', '.join(have) or 'none'}")
     return names
 
 
-def run_check(config: Config, args: argparse.Namespace) -> int:
-    only = _known(config, args.env)
-    pairs = check_matrix(config, open_store(config.storage), only)
+def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
+    only = _known(parts, args.env)
+    pairs = check_matrix(parts.config, parts.store, only)
     if args.json:
         print(json.dumps([p.as_json() for p in pairs], indent=1))
     else:
@@ -65,10 +64,11 @@ def run_check(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(p.status == INCOMPATIBLE for p in pairs) else EXIT_OK
 
 
-def run_export(config: Config, args: argparse.Namespace) -> int:
+def run_export(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     if args.keep < 1:
         raise UsageError(f"--keep {args.keep}: keep at least 1 version per model")
-    store = open_store(config.storage)
+    store = parts.store
     named = {m.handle: m.serving_name for m in config.hub.models}
     models = [m for m in load_models(store) if not m.alias_of]
     if args.models:
@@ -89,7 +89,7 @@ def run_export(config: Config, args: argparse.Namespace) -> int:
                 f"{p.manifest.handle} and {other} would both be {p.name}/{p.version}: "
                 "give one a serving_name in [hub] models"
             )
-    refuse = _refusal(config, args.env) if args.env else (lambda _: None)
+    refuse = _refusal(parts, args.env) if args.env else (lambda _: None)
     done = export_serving(store, Path(args.dir), placements, caps(config.hub), args.keep, refuse)
     for e in done:
         line = f"{e.name}/{e.version}: {e.status}" + (f" ({e.handle})" if e.handle else "")
@@ -97,9 +97,9 @@ def run_export(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(e.status == "refused" for e in done) else EXIT_OK
 
 
-def _refusal(config: Config, environment: str) -> Callable[[ModelManifest], str | None]:
-    only = _known(config, [environment]) or []
-    pairs = {p.sha256: p for p in check_matrix(config, open_store(config.storage), only)}
+def _refusal(parts: MirrorParts, environment: str) -> Callable[[ModelManifest], str | None]:
+    only = _known(parts, [environment]) or []
+    pairs = {p.sha256: p for p in check_matrix(parts.config, parts.store, only)}
 
     def refuse(model: ModelManifest) -> str | None:
         pair = pairs.get(model.sha256)

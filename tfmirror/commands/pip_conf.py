@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mirror.core.config import Config
 from mirror.proxy.nginx import entry_point
 from mirror.pypi.lockfile import render_pip_conf
-from tfmirror.commands.common import EXIT_OK, existing_snapshot, pick_environment
+from tfmirror.commands.common import EXIT_OK, must_snapshot, pick_environment
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +21,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     entry = entry_point(config)
-    snapshot = args.snapshot and existing_snapshot(config, args.snapshot)
+    snapshot = args.snapshot and must_snapshot(parts.store, args.snapshot).name
     if args.env is None:
         print(render_pip_conf(entry.union_url(snapshot)), end="")
     else:

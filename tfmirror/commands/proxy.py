@@ -7,10 +7,10 @@ import signal
 import sys
 from pathlib import Path
 
-from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.proxy.nginx import INSTALL_HINT, NginxProcess, nginx_binary, plan_for, render
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, forward_signals, port_number
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     serverdir = Path(args.devpi_serverdir) if args.devpi_serverdir else None
     if serverdir is not None and not serverdir.is_dir():
         raise UsageError(f"--devpi-serverdir {serverdir}: no such folder")

@@ -21,11 +21,12 @@ from mirror.core.quarantine import (
     read_quarantine,
     remove_rule,
 )
-from mirror.core.storage import BlobStore, open_store
+from mirror.core.storage import BlobStore
 from mirror.devpi.client import DevpiError
 from mirror.devpi.server import DevpiStartError
 from mirror.pypi.manifest import load_all
 from tfmirror.commands.common import EXIT_OK
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +81,9 @@ def _tell_devpi(config: Config, store: BlobStore, doing: str) -> None:
         print("not reachable; the next sync does it")
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.storage)
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
+    store = parts.store
     journal = Journal(store)
     actor = actor_for("manual")
     if args.action == "list":

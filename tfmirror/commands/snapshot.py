@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from mirror.core.config import Config
 from mirror.core.journal import Journal, actor_for
 from mirror.core.quarantine import read_quarantine
 from mirror.core.runs import utcnow
@@ -19,9 +18,10 @@ from mirror.core.snapshots import (
     save_promotion,
     snapshot_names,
 )
-from mirror.core.storage import BlobStore, open_store
+from mirror.core.storage import BlobStore
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from tfmirror.commands.common import EXIT_OK, must_snapshot
+from tfmirror.parts import MirrorParts
 from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
 
@@ -50,8 +50,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     promote.add_argument("--note", default="", help="why (kept in the journal)")
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.storage)
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    store = parts.store
     if args.action == "list":
         for name in snapshot_names(store):
             snap = must_snapshot(store, name)

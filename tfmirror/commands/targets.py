@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from mirror.core.config import Config
-from mirror.core.storage import open_store
 from mirror.proxy.nginx import entry_point
 from mirror.pypi.manifest import load_manifest
 from tfmirror.commands.common import EXIT_OK
+from tfmirror.parts import MirrorParts
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     return None  # no options of its own
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.storage)
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
+    store = parts.store
     entry = entry_point(config)
     for env in config.pypi.environments:
         print(f"{env.name}\t{entry.environment_url(env.name)}")

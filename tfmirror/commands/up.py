@@ -11,18 +11,12 @@ import threading
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from mirror.core.config import Config
-from mirror.core.live_config import LiveConfig
-from mirror.core.storage import BlobStore
-from sync_jobs.runner import JobRunner, RunResult
-
-if TYPE_CHECKING:
-    from mirror.proxy.nginx import EntryPoint
 from bundle.importer import pending
 from bundle.runs import resume
+from mirror.core.config import Config
 from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import StopRequest
-from mirror.core.storage import drop_unfinished_writes, open_store
+from mirror.core.storage import drop_unfinished_writes
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import INSTALL_HINT, NginxProcess, entry_point, find_nginx, plan_for
@@ -30,19 +24,23 @@ from mirror.pypi.lockfile import render_pip_conf
 from mirror.pypi.manifest import migrate_layout
 from mirror.pypi.stored_urls import scrub_credentials
 from sync_jobs import scheduler
+from sync_jobs.runner import RunResult
 from tfmirror.app import create_app
 from tfmirror.commands.common import (
     EXIT_FAILED,
     EXIT_OK,
+    SYNCS,
     check_listen,
     forward_signals,
-    job_runner,
-    keep_syncs_out,
     report_offer,
 )
 from tfmirror.console import logs_after
+from tfmirror.parts import MirrorParts
 from tfmirror.reloading import ConfigReloader
-from tfmirror.services import offer_manifests, own_devpi
+from tfmirror.services import own_devpi
+
+if TYPE_CHECKING:
+    from mirror.proxy.nginx import EntryPoint
 
 UP_STOP_GRACE = 3.0  # seconds a running job gets when `up` is stopped
 
@@ -51,27 +49,23 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     return None  # no options of its own
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    config = parts.config
     check_listen(config.web.host, config.web.port, "[web] host/port")
-    store = open_store(config.storage)
+    store = parts.store
     stop = StopRequest()
     forward_signals(stop.set)
-    # One holder of the config: the runner's jobs and the app's pages read it, a reload
-    # (SIGHUP, or the file changed before a scheduled job) swaps it.
-    live = LiveConfig(config)
+    # One holder of the config (parts.live): the runner's jobs and the app's pages read
+    # it, a reload (SIGHUP, or the file changed before a scheduled job) swaps it.
     own = config.devpi.serverdir is not None
-    nginx = find_nginx(config)
-    if config.proxy.enabled and nginx is None:
-        missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
-        print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
-    proxy = NginxProcess(nginx, plan_for(config)) if nginx is not None else None
-    runner = job_runner(live, store)
-    reloader = ConfigReloader(live, getattr(args, "config", None), runner)
+    proxy = _proxy(config)
+    runner = parts.runner
+    reloader = ConfigReloader(parts.live, getattr(args, "config", None), runner)
     # From here on a SIGHUP reloads (the default would end `up`); one during the start
     # is acted on once the scheduler runs.
     signal.signal(signal.SIGHUP, lambda signum, frame: reloader.request())
     outcomes: dict[str, RunResult] = {}
-    app = create_app(live, store, runner)
+    app = create_app(parts)
     servers: list[WebServer | DevpiProcess | NginxProcess] = []
     with ExitStack() as running:
         # The banner is what `up` is for: the log's INFO lines come after it, not in it.
@@ -89,8 +83,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
             supervisor restarts it) rather than live on with a port answering nothing."""
             return next((why for server in servers if (why := server.down()) is not None), None)
 
-        _resume_bundle(config, store, runner)
-        _migrate_store(store, runner)
+        _resume_bundle(parts)
+        _migrate_store(parts)
         # The syncs first, so the mirror serves before `up` says it does; verify and gc
         # (if overdue) then run in the background. On a thread: a stop during a long
         # first sync is heard at once.
@@ -110,7 +104,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
             _banner(entry_point(config, proxied=proxy is not None))
             startup_logs.close()
             # Only now: a verify or gc due at start logs nothing into the banner.
-            sched = scheduler.build(live.current, runner, run=reloader.scheduled)
+            sched = scheduler.build(parts.live.current, runner, run=reloader.scheduled)
             reloader.attach(sched)
             sched.start()
             scheduler.add_startup_jobs(sched, config, store, runner)
@@ -129,7 +123,20 @@ def run(config: Config, args: argparse.Namespace) -> int:
             drop_unfinished_writes()
             drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
     failed = failure is not None or RunResult.FAILED in outcomes.values()
-    code = EXIT_FAILED if failed else EXIT_OK
+    return _farewell(stop, still, EXIT_FAILED if failed else EXIT_OK)
+
+
+def _proxy(config: Config) -> NginxProcess | None:
+    """nginx in front, where there is one; where [proxy] wants one and there is none,
+    `up` serves without it and says so."""
+    nginx = find_nginx(config)
+    if config.proxy.enabled and nginx is None:
+        missing = f"tfmirror: no nginx for the fleet entry point ({INSTALL_HINT}); "
+        print(missing + "serving devpi and the web front directly", file=sys.stderr, flush=True)
+    return NginxProcess(nginx, plan_for(config)) if nginx is not None else None
+
+
+def _farewell(stop: StopRequest, still: set[str], code: int) -> int:
     farewell = f"tfmirror up: stopped ({stop.signal})" if stop.requested else "tfmirror up: stopped"
     if still:
         # Job threads are joined at interpreter exit; Ctrl-C must not wait minutes for a
@@ -145,26 +152,29 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
-def _migrate_store(store: BlobStore, runner: JobRunner) -> None:
+def _migrate_store(parts: MirrorParts) -> None:
     """A store the release before environments wrote: its manifests move under the
     environment "default"; one written before stored URLs were scrubbed loses the
     credentials in them (the pypi lease keeps a sync from committing meanwhile)."""
+    store = parts.store
 
-    with runner.hold("pypi", wait=True, record=False):
-        moved = migrate_layout(store)
-        scrubbed = scrub_credentials(store)
+    def migrate() -> tuple[list[str], list[str]]:
+        return migrate_layout(store), scrub_credentials(store)
+
+    moved, scrubbed = parts.runner.keep_out(("pypi",), migrate, wait=True)
     if moved:
         print(f"store: moved {len(moved)} manifests under environment default", flush=True)
     if scrubbed:
         print(f"store: took credentials out of {len(scrubbed)} stored documents", flush=True)
 
 
-def _resume_bundle(config: Config, store: BlobStore, runner: JobRunner) -> None:
+def _resume_bundle(parts: MirrorParts) -> None:
     """An import a crash interrupted is finished before the mirror says it serves."""
-    if not pending(store):
+    if not pending(parts.store):
         return
-    with keep_syncs_out(runner, wait=True):
-        finished, failures = resume(store, lambda: offer_manifests(config, store))
+    finished, failures = parts.runner.keep_out(
+        SYNCS, lambda: resume(parts.store, parts.offer_manifests), wait=True
+    )
     if finished:
         print(f"bundle {finished}: finished the import a crash interrupted", flush=True)
     report_offer(0, failures)

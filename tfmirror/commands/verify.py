@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mirror.core.config import Config
-from mirror.core.storage import open_store
-from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, job_runner, wait_flag
-from tfmirror.services import services_for_sync
-from verify.run import run_verify
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, wait_flag
+from tfmirror.parts import MirrorParts
+from verify.run import VerifyReport, run_verify
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,17 +24,18 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     wait_flag(parser)
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.storage)
-    with job_runner(config, store).hold("verify", wait=args.wait):
-        report = run_verify(
-            config,
-            store,
-            services_for_sync,
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    def verify() -> VerifyReport:
+        return run_verify(
+            parts.config,
+            parts.store,
+            parts.devpi_session,
             fix=args.repair,
             deep=args.deep,
             install=not args.no_install,
         )
+
+    report = parts.runner.run("verify", work=verify, wait=args.wait)
     print(report.render(args.repair), end="")  # each problem once, where its check is
     print("verify: clean" if report.ok else f"verify: {len(report.problems)} problems remain")
     return EXIT_OK if report.ok else EXIT_FAILED

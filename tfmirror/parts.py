@@ -1,0 +1,92 @@
+"""The mirror's parts, each built once from its config and only when first asked for
+(devpi-server's XOM): the store, every package's jobs and the runner they all go
+through, the gate a new model version passes, the way to devpi. Every command and the
+web app take one `MirrorParts`; nothing else wires these together."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from mirror.core.config import Config
+from mirror.core.live_config import LiveConfig
+from mirror.core.runs import Failure, JobFn
+from mirror.core.storage import BlobStore, open_store
+
+if TYPE_CHECKING:
+    from hub_cache.hub_sync import Gate, HubReport
+    from mirror.devpi.publish import DevpiIndex
+    from mirror.pypi.sync import Progress, SyncReport
+    from sync_jobs.runner import JobRunner
+
+# What each part needs is imported where the part is built: the jobs bring every job's
+# code (and TensorFlow's probes), which a command that runs none (pip-conf, status) skips.
+
+
+class MirrorParts:
+    def __init__(self, config: Config | LiveConfig, store: BlobStore | None = None) -> None:
+        # A holder: `up` swaps the config in it on a reload; each run reads it as it starts.
+        self.live = config if isinstance(config, LiveConfig) else LiveConfig(config)
+        if store is not None:  # a caller's own (tests, a bench): the cached value
+            self.__dict__["store"] = store
+
+    @property
+    def config(self) -> Config:
+        """The config as it is now (a reload replaces it)."""
+        return self.live.current
+
+    @cached_property
+    def store(self) -> BlobStore:
+        return open_store(self.config.storage)
+
+    @cached_property
+    def jobs(self) -> dict[str, JobFn]:
+        """Every package's jobs, each through its package's `register` door."""
+        import hub_cache.jobs
+        import verify.jobs
+        from tfmirror.jobs import pypi_job
+        from tfmirror.snapshotting import snapshot_job
+
+        jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
+        hub_cache.jobs.register(jobs, gate_for=self.gate_for)
+        verify.jobs.register(jobs, devpi_session=self.devpi_session)
+        return jobs
+
+    @cached_property
+    def runner(self) -> JobRunner:
+        """The one runner every way of starting a job goes through, with every job."""
+        from sync_jobs.runner import JobRunner
+
+        return JobRunner(self.live, self.store, self.jobs)
+
+    def gate_for(self, config: Config, store: BlobStore) -> Gate:
+        """The check a new model version passes before it is served: that the
+        environments named for it can load it (verify.compat)."""
+        from verify.compat import compat_gate
+
+        return compat_gate(config, store)
+
+    def devpi_session(self, config: Config, store: BlobStore) -> AbstractContextManager[DevpiIndex]:
+        """devpi, and the pages it mirrors from, for one run (started if down)."""
+        from tfmirror.services import services_for_sync
+
+        return services_for_sync(config, store)
+
+    def offer_manifests(self) -> tuple[int, list[Failure]]:
+        """devpi offers what the manifests list (after a bundle import)."""
+        from tfmirror.services import offer_manifests
+
+        return offer_manifests(self.config, self.store)
+
+    def sync_pypi(self, progress: Progress | None = None, devpi: bool = True) -> SyncReport:
+        """The PyPI sync by hand (`tfmirror sync`): as the scheduled job's, one record."""
+        from tfmirror.jobs import sync_pypi
+
+        return sync_pypi(self.config, self.store, "manual", progress, devpi)
+
+    def sync_hub(self) -> HubReport:
+        """The hub sync by hand, through the gate the scheduled one passes."""
+        from hub_cache.jobs import sync_hub
+
+        return sync_hub(self.config, self.store, "manual", self.gate_for)
