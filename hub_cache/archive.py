@@ -48,7 +48,9 @@ class ArchiveRejected(TfmirrorError):
 
 
 @dataclass(frozen=True)
-class Caps:
+class ArchiveLimits:
+    """How far a model archive may unpack ([hub] max_uncompressed_mb, max_ratio)."""
+
     max_uncompressed: int
     max_ratio: float
 
@@ -125,11 +127,11 @@ class _Prefixed:
         return self._rest.read(n)
 
 
-class _Limits:
+class _Budget:
     """The caps for one archive, applied alike to what its members declare (before
     their bytes are read) and to what actually unpacks."""
 
-    def __init__(self, compressed_size: int, caps: Caps) -> None:
+    def __init__(self, compressed_size: int, caps: ArchiveLimits) -> None:
         self.max_bytes = caps.max_uncompressed
         self.max_ratio = caps.max_ratio
         self.ratio_bytes = max(caps.max_ratio * max(compressed_size, 1), RATIO_FLOOR)
@@ -151,7 +153,7 @@ class _Metered:
     """Counts decompressed bytes, enforces the caps, and remembers where the last
     non-zero byte was, to tell a real end-of-archive marker from a cut."""
 
-    def __init__(self, raw: BinaryIO, limits: _Limits) -> None:
+    def __init__(self, raw: BinaryIO, limits: _Budget) -> None:
         self._raw = raw
         self._limits = limits
         self.total = 0
@@ -271,7 +273,7 @@ def _kind_problem(member: tarfile.TarInfo) -> str | None:
 
 
 def inspect_archive(
-    reader: BinaryIO, compressed_size: int, caps: Caps, extract_to: Path | None = None
+    reader: BinaryIO, compressed_size: int, caps: ArchiveLimits, extract_to: Path | None = None
 ) -> ArchiveFacts:
     """Validate a model archive read from `reader`; extract it into `extract_to` if given.
 
@@ -280,7 +282,7 @@ def inspect_archive(
     """
     try:
         compression, unpacked = _decompressor(reader)
-        limits = _Limits(compressed_size, caps)
+        limits = _Budget(compressed_size, caps)
         return _walk(_Metered(unpacked, limits), compression, extract_to, limits)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
@@ -292,7 +294,7 @@ def inspect_archive(
 
 
 def _walk(
-    metered: _Metered, compression: str, extract_to: Path | None, limits: _Limits
+    metered: _Metered, compression: str, extract_to: Path | None, limits: _Budget
 ) -> ArchiveFacts:
     directories: set[str] = {""}
     file_names: set[str] = set()

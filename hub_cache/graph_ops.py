@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobStore
 
 OPS_STATE = "state/hub/ops"  # <sha256 of the archive>.json: the ops it uses, once
@@ -28,8 +29,9 @@ SAVED_MODEL = "saved_model.pb"
 MAX_GRAPH = 2**31  # protobuf's own limit for one message
 
 
-class NotASavedModel(ValueError):
-    """The bytes are not a SavedModel this reader understands; the message says why."""
+class NotASavedModel(TfmirrorError, ValueError):
+    """The bytes are not a SavedModel this reader understands; the message says why.
+    (A ValueError too, as it was before it joined tfmirror's errors.)"""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from hub_cache.held_folder import HeldFolder
 from mirror.core.config import handle_path
 from mirror.core.errors import TfmirrorError
@@ -102,7 +102,7 @@ def prefetch(
     handle: str,
     cache_dir: Path,
     mirror: str,
-    caps: Caps,
+    caps: ArchiveLimits,
     timeout: float = 60,
     kagglehub: bool = False,
     snapshot: str | None = None,
@@ -163,7 +163,7 @@ def _fetch_into(
     info_url: str,
     sha256: str,
     size: int,
-    caps: Caps,
+    caps: ArchiveLimits,
     timeout: float,
 ) -> Prefetched:
     folder, home = place.folder, place.folder.parent

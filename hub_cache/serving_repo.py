@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from hub_cache.held_folder import HeldFolder
 from hub_cache.models import ModelManifest
 from hub_cache.prefetch import OLD_COPIES_KEPT
@@ -101,7 +101,7 @@ def _write_record(home: HeldFolder, record: dict[str, str]) -> None:
     home.write_text(RECORD, json.dumps({"versions": record}, indent=1))
 
 
-def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) -> None:
+def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: ArchiveLimits) -> None:
     with store.open_blob(manifest.sha256) as raw:
         reader = _Hashing(raw)
         inspect_archive(reader, manifest.size, caps, extract_to=into)  # type: ignore[arg-type]
@@ -113,7 +113,7 @@ def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) 
         )
 
 
-def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: Caps) -> Exported:
+def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> Exported:
     version = str(p.version)
     record = _record(home)
     if record.get(version) == p.manifest.sha256 and home.has_folder(version):
@@ -190,7 +190,7 @@ def export_serving(
     store: BlobStore,
     out: Path,
     placements: list[Placement],
-    caps: Caps,
+    caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None] = lambda _: None,
 ) -> list[Exported]:
@@ -206,7 +206,7 @@ def _export(
     root: HeldFolder,
     base: Path,
     placements: list[Placement],
-    caps: Caps,
+    caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None],
 ) -> list[Exported]:
