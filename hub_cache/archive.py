@@ -4,15 +4,15 @@ tensorflow_hub reads `<handle>?tf-hub-format=compressed` with `tarfile.open("r|*
 refuses `..`, links and files whose directory entry has not come yet, and it caches
 whatever prefix of a model it was given: a response cut at a tar member boundary looks
 complete to it. So the mirror checks everything before a model is published or
-prefetched: member paths and types, entry order, a SavedModel at the root, sizes
-against caps (archive bombs), an intact compressed stream, and the tar end-of-archive
-marker that a cut archive lacks.
+prefetched: member paths and types, entry order, a model of a known format at the root
+(hub_cache.formats), sizes against caps (archive bombs), an intact compressed stream,
+and the tar end-of-archive marker that a cut archive lacks.
 
 The work is linear in the bytes present: each member's declared size is counted against
 the caps before any of its bytes is read (a 6 KB archive may declare a terabyte), header
 metadata (PAX records, GNU long names) is bounded before tarfile reads it into memory,
 and sparse members are refused outright (their holes would unpack past every cap, and no
-SavedModel needs them).
+model needs them).
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from hub_cache.formats import looked_for, recognise
+from hub_cache.formats.base import ModelFormat
 from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
 BLOCK = 512
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
 # Below this many bytes unpacked, the ratio check is meaningless: a tar pads every
 # member to 512 bytes and the whole archive to 10 KiB, which gzip shrinks 50-fold.
 RATIO_FLOOR = 16 * 1024 * 1024
@@ -48,7 +49,9 @@ class ArchiveRejected(TfmirrorError):
 
 
 @dataclass(frozen=True)
-class Caps:
+class ArchiveLimits:
+    """How far a model archive may unpack ([hub] max_uncompressed_mb, max_ratio)."""
+
     max_uncompressed: int
     max_ratio: float
 
@@ -59,7 +62,8 @@ class ArchiveFacts:
     files: int
     directories: int
     uncompressed_size: int  # sum of member file sizes
-    root_file: str  # saved_model.pb, saved_model.pbtxt or tfhub_module.pb
+    root_file: str  # the root file that marks its format
+    model_format: ModelFormat  # hub_cache.formats; the manifest keeps root_file, which says it
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -125,11 +129,11 @@ class _Prefixed:
         return self._rest.read(n)
 
 
-class _Limits:
+class _Budget:
     """The caps for one archive, applied alike to what its members declare (before
     their bytes are read) and to what actually unpacks."""
 
-    def __init__(self, compressed_size: int, caps: Caps) -> None:
+    def __init__(self, compressed_size: int, caps: ArchiveLimits) -> None:
         self.max_bytes = caps.max_uncompressed
         self.max_ratio = caps.max_ratio
         self.ratio_bytes = max(caps.max_ratio * max(compressed_size, 1), RATIO_FLOOR)
@@ -151,7 +155,7 @@ class _Metered:
     """Counts decompressed bytes, enforces the caps, and remembers where the last
     non-zero byte was, to tell a real end-of-archive marker from a cut."""
 
-    def __init__(self, raw: BinaryIO, limits: _Limits) -> None:
+    def __init__(self, raw: BinaryIO, limits: _Budget) -> None:
         self._raw = raw
         self._limits = limits
         self.total = 0
@@ -271,7 +275,7 @@ def _kind_problem(member: tarfile.TarInfo) -> str | None:
 
 
 def inspect_archive(
-    reader: BinaryIO, compressed_size: int, caps: Caps, extract_to: Path | None = None
+    reader: BinaryIO, compressed_size: int, caps: ArchiveLimits, extract_to: Path | None = None
 ) -> ArchiveFacts:
     """Validate a model archive read from `reader`; extract it into `extract_to` if given.
 
@@ -280,7 +284,7 @@ def inspect_archive(
     """
     try:
         compression, unpacked = _decompressor(reader)
-        limits = _Limits(compressed_size, caps)
+        limits = _Budget(compressed_size, caps)
         return _walk(_Metered(unpacked, limits), compression, extract_to, limits)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
@@ -292,7 +296,7 @@ def inspect_archive(
 
 
 def _walk(
-    metered: _Metered, compression: str, extract_to: Path | None, limits: _Limits
+    metered: _Metered, compression: str, extract_to: Path | None, limits: _Budget
 ) -> ArchiveFacts:
     directories: set[str] = {""}
     file_names: set[str] = set()
@@ -339,12 +343,11 @@ def _walk(
             "truncated: no end-of-archive marker after the last member "
             "(the archive was cut at a member boundary)"
         )
-    root_file = next((f for f in SAVED_MODEL_FILES if f in root_files), "")
-    if not root_file:
-        raise ArchiveRejected(
-            "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb at the archive root"
-        )
-    return ArchiveFacts(compression, files, len(directories) - 1, size, root_file)
+    found = recognise(root_files)
+    if found is None:
+        raise ArchiveRejected(f"no {looked_for()} at the archive root")
+    model_format, root_file = found
+    return ArchiveFacts(compression, files, len(directories) - 1, size, root_file, model_format)
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:

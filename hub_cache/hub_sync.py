@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.handles import handle_path
@@ -67,8 +67,8 @@ class HubReport:
         )
 
 
-def caps(hub: HubConfig) -> Caps:
-    return Caps(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
+def caps(hub: HubConfig) -> ArchiveLimits:
+    return ArchiveLimits(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
 
 
 def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:

@@ -1,5 +1,6 @@
-"""`tfmirror hub import`: a model from a local SavedModel folder or tarball, for networks
-that nothing reaches. It goes through the same validation as a synced model."""
+"""`tfmirror hub import`: a model from a local folder or tarball, for networks that
+nothing reaches. It goes through the same validation as a synced model, its format
+recognised as a synced one's is (hub_cache.formats)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mirror.core.upstream import DownloadError, Fetched
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:
-    """Stream a SavedModel folder into the store as tar.gz, laid out the way
+    """Stream a model folder into the store as tar.gz, laid out the way
     tensorflow_hub extracts it: './' first, every folder before what it holds."""
     sink = HashingWriter(store.new_blob())
     try:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub_cache.formats import format_of
+from hub_cache.formats.base import ModelFormat
 from mirror.core.commits import compare_and_set
 from mirror.core.handles import handle_path
 from mirror.core.journal import Journal
@@ -35,6 +37,12 @@ class ModelManifest:
     # Filled by `tfmirror verify --deep`: name -> inputs/outputs with dtype and shape.
     signatures: dict[str, Any] = field(default_factory=dict)
     alias_of: str = ""  # set: this handle is another name of the model at that path
+
+    @property
+    def model_format(self) -> ModelFormat | None:
+        """Its format (hub_cache.formats), from the archive's root file; None for one no
+        format here claims (a manifest written by a release that knew more formats)."""
+        return format_of(self.archive)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()

@@ -3,8 +3,9 @@ handles (https://tfhub.dev/...) load with no network at all.
 
 tensorflow_hub caches a compressed model in `<cache>/<sha1(handle as typed)>/` and treats
 a non-empty folder there as downloaded. We download from the mirror, check the sha256
-against the mirror's manifest, validate and extract into a temporary folder, and rename
-it into place, so tensorflow_hub never sees half a model.
+against the mirror's manifest, validate and extract into a temporary folder (the model
+folder as archived, for a format whose `caches` name that cache: hub_cache.formats), and
+rename it into place, so tensorflow_hub never sees half a model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import requests
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE
 from hub_cache.held_folder import HeldFolder
 from mirror.core.errors import TfmirrorError
 from mirror.core.handles import handle_path
@@ -77,11 +79,12 @@ class Place:
 
     folder: Path
     record: Path
+    cache: str  # whose cache it is (hub_cache.formats.base): a format says which it fits
 
 
 def tfhub_place(cache_dir: Path, handle: str) -> Place:
     folder = cache_folder(cache_dir, handle)
-    return Place(folder, _descriptor(folder))
+    return Place(folder, _descriptor(folder), TFHUB_CACHE)
 
 
 def kagglehub_place(cache_dir: Path, handle: str) -> tuple[Place, str]:
@@ -95,14 +98,15 @@ def kagglehub_place(cache_dir: Path, handle: str) -> tuple[Place, str]:
         )
     parent = cache_dir / "models" / kaggle.owner / kaggle.model / kaggle.framework
     folder = parent / kaggle.variation / kaggle.version
-    return Place(folder, folder.with_name(f"{kaggle.version}.complete")), kaggle.path
+    record = folder.with_name(f"{kaggle.version}.complete")
+    return Place(folder, record, KAGGLEHUB_CACHE), kaggle.path
 
 
 def prefetch(
     handle: str,
     cache_dir: Path,
     mirror: str,
-    caps: Caps,
+    caps: ArchiveLimits,
     timeout: float = 60,
     kagglehub: bool = False,
     snapshot: str | None = None,
@@ -163,7 +167,7 @@ def _fetch_into(
     info_url: str,
     sha256: str,
     size: int,
-    caps: Caps,
+    caps: ArchiveLimits,
     timeout: float,
 ) -> Prefetched:
     folder, home = place.folder, place.folder.parent
@@ -178,7 +182,12 @@ def _fetch_into(
         staging.mkdir()
         try:
             spool.seek(0)
-            inspect_archive(spool, size, caps, extract_to=staging)
+            facts = inspect_archive(spool, size, caps, extract_to=staging)
+            if place.cache not in facts.model_format.caches:
+                raise PrefetchError(
+                    f"{handle}: a {facts.model_format.name} model does not go in "
+                    f"a {place.cache} cache"
+                )
             swap_in(staging, folder)
         except ArchiveRejected as exc:
             raise PrefetchError(f"{handle}: archive rejected: {exc}") from None

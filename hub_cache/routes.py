@@ -26,6 +26,7 @@ from flask import (
 
 from hub_cache.compat_matrix import Pair, model_matrix, read_matrix
 from hub_cache.conditional import Plan, clean_environ, decide
+from hub_cache.formats.base import TFHUB_CACHE
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
@@ -74,11 +75,19 @@ def model_json(
             env: {k: v for k, v in pair.as_json().items() if k not in ("model", "environment")}
             for env, pair in model_matrix(matrix, manifest).items()
         },
-        "usage": {
-            "hub_load": f'hub.load("{mirror_handle}")',
-            "prefetch": f"tfmirror hub prefetch {manifest.handle} --cache-dir DIR --mirror {base}",
-        },
+        "usage": _usage(manifest, mirror_handle, base),
     }
+
+
+def _usage(manifest: ModelManifest, mirror_handle: str, base: str) -> dict[str, str]:
+    """How a client loads it, as its format says, and how to prefetch it where it can."""
+    model_format = manifest.model_format
+    usage = model_format.usage(mirror_handle) if model_format else {}
+    if model_format is None or TFHUB_CACHE in model_format.caches:
+        usage["prefetch"] = (
+            f"tfmirror hub prefetch {manifest.handle} --cache-dir DIR --mirror {base}"
+        )
+    return usage
 
 
 @blueprint.get("/hub/")

@@ -1,5 +1,6 @@
 """A TF Serving model repository from the mirror's models: `DIR/<name>/<version>/` (the
-SavedModel) and `DIR/models.config` (a `model_config_list`).
+model folder as archived) and `DIR/models.config` (a `model_config_list`, each model
+with its format's `model_platform`; a format TF Serving cannot serve is refused).
 
 TF Serving polls its base paths and loads a version folder as soon as it appears, half
 written or not (tensorflow/serving#1086): each version is extracted and checked like a
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from hub_cache.held_folder import HeldFolder
 from hub_cache.models import ModelManifest
 from hub_cache.prefetch import OLD_COPIES_KEPT
@@ -101,7 +102,7 @@ def _write_record(home: HeldFolder, record: dict[str, str]) -> None:
     home.write_text(RECORD, json.dumps({"versions": record}, indent=1))
 
 
-def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) -> None:
+def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: ArchiveLimits) -> None:
     with store.open_blob(manifest.sha256) as raw:
         reader = _Hashing(raw)
         inspect_archive(reader, manifest.size, caps, extract_to=into)  # type: ignore[arg-type]
@@ -113,7 +114,7 @@ def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Caps) 
         )
 
 
-def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: Caps) -> Exported:
+def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> Exported:
     version = str(p.version)
     record = _record(home)
     if record.get(version) == p.manifest.sha256 and home.has_folder(version):
@@ -152,11 +153,26 @@ def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
     return removed
 
 
-def render_config(root: HeldFolder, base: Path, names: set[str]) -> str:
-    """models.config for the models of this export (`names`), each version it keeps;
-    `base` is the export root as TF Serving reaches it."""
+def _platform(manifest: ModelManifest) -> str | None:
+    """TF Serving's model_platform for the model's format; None: it cannot serve it."""
+    model_format = manifest.model_format
+    return model_format.serving_platform if model_format else None
+
+
+def _unservable(manifest: ModelManifest) -> str | None:
+    """Why TF Serving cannot serve the model's format, or None if it can."""
+    if _platform(manifest) is not None:
+        return None
+    name = manifest.model_format.name if manifest.model_format else "this format's"
+    return f"TF Serving does not serve {name} models"
+
+
+def render_config(root: HeldFolder, base: Path, platforms: dict[str, str]) -> str:
+    """models.config for the models of this export (`platforms`: each one's name and its
+    format's model_platform), each version it keeps; `base` is the export root as TF
+    Serving reaches it."""
     lines = ["model_config_list {"]
-    for name in sorted(names):
+    for name, platform in sorted(platforms.items()):
         with root.folder(name) as home:
             versions = sorted(int(v) for v in _record(home) if v.isdigit() and home.has_folder(v))
         if not versions:
@@ -165,7 +181,7 @@ def render_config(root: HeldFolder, base: Path, names: set[str]) -> str:
             "  config {",
             f"    name: {json.dumps(name)}",
             f"    base_path: {json.dumps(str(base / name))}",
-            '    model_platform: "tensorflow"',
+            f"    model_platform: {json.dumps(platform)}",
             "    model_version_policy {",
             "      specific {",
             *[f"        versions: {v}" for v in versions],
@@ -190,7 +206,7 @@ def export_serving(
     store: BlobStore,
     out: Path,
     placements: list[Placement],
-    caps: Caps,
+    caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None] = lambda _: None,
 ) -> list[Exported]:
@@ -206,7 +222,7 @@ def _export(
     root: HeldFolder,
     base: Path,
     placements: list[Placement],
-    caps: Caps,
+    caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None],
 ) -> list[Exported]:
@@ -214,7 +230,7 @@ def _export(
     _refuse_links(root, names)
     done = []
     for placement in placements:
-        why = refuse(placement.manifest)
+        why = refuse(placement.manifest) or _unservable(placement.manifest)
         if why is not None:
             m = placement.manifest
             done.append(Exported(m.handle, placement.name, placement.version, "refused", why))
@@ -230,7 +246,12 @@ def _export(
     # Exactly what this run exported: a model refused now (or left out) is dropped from
     # what TF Serving loads, its folders left for the operator.
     served = {e.name for e in done if e.status in ("written", "unchanged")}
-    config = render_config(root, base, served)
+    platforms = {
+        p.name: platform
+        for p in placements
+        if p.name in served and (platform := _platform(p.manifest)) is not None
+    }
+    config = render_config(root, base, platforms)
     if root.read_text(CONFIG) != config:
         root.write_text(CONFIG, config)
     return done

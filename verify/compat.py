@@ -1,6 +1,6 @@
-"""Which model loads in which environment: each mirrored model's ops (hub_cache.graph_ops)
-against each environment's runtime (verify.runtimes), before a serving node dies with
-"Op type not registered".
+"""Which model loads in which environment: each mirrored model's ops (read as its format
+says, hub_cache.formats) against each environment's runtime (verify.runtimes), before a
+serving node dies with "Op type not registered".
 
 The matrix is kept in the store (hub_cache.compat_matrix) for the status page, the API,
 the metrics and `hub prefetch --env` (through the model's page). The same check is the
@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from hub_cache.compat_matrix import INCOMPATIBLE, OK, UNCHECKED, Pair, keep_matrix
-from hub_cache.graph_ops import GraphOps, NotASavedModel, archive_ops
+from hub_cache.formats import format_of
+from hub_cache.formats.base import GraphOps
+from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config
 from mirror.core.storage import BlobStore
@@ -27,12 +29,20 @@ def environments(config: Config, store: BlobStore) -> list[str]:
 
 
 def _ops_of(config: Config, store: BlobStore, model: ModelManifest) -> GraphOps | str:
-    if model.archive.get("root_file") == "tfhub_module.pb":
-        return "a TF1 hub module: TensorFlow 2 loads it through hub.load, not checked"
-    try:
-        return archive_ops(store, model.sha256, config.hub.max_uncompressed_mb * 2**20)
-    except NotASavedModel as exc:
-        return str(exc)
+    """The ops the model uses, or why they are not checked."""
+    model_format = format_of(model.archive)
+    if model_format is None:
+        return unknown_format(model)
+    if model_format.runtime is not TENSORFLOW:  # the one kind of runtime built so far
+        return f"{model_format.name} models are not checked against a runtime here"
+    root_file = str(model.archive.get("root_file", ""))
+    max_bytes = config.hub.max_uncompressed_mb * 2**20
+    return model_format.ops(store, model.sha256, root_file, max_bytes)
+
+
+def unknown_format(model: ModelManifest) -> str:
+    root_file = model.archive.get("root_file", "")
+    return f"its archive's root file {root_file!r} is of no model format this mirror knows"
 
 
 def check_pair(

@@ -1,6 +1,6 @@
 """Deep model checks: extract each mirrored model, load it with each environment's
 TensorFlow (its runtime, verify.runtimes) whose ops it needs are all there, and call its
-serving signature on zeros.
+serving signature on zeros, by its format's load probe (hub_cache.formats).
 
 A model that loads gets its signatures recorded in its manifest (and shown on its page);
 one that does not is flagged, never deleted: the operator decides. With no runtime (no
@@ -25,10 +25,7 @@ from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
 from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobNotFound, BlobStore
-from verify import model_probe
 from verify.runtimes import Runtime, existing_runtime
-
-PROBE = model_probe.__file__  # run by a runtime's Python, which has no tfmirror
 
 
 @dataclass
@@ -47,9 +44,10 @@ def _tail(text: str) -> str:
     return " ".join(lines[-2:])[-400:] or "TensorFlow gave no message"
 
 
-def _probe(loader: Loader, folder: Path) -> subprocess.CompletedProcess[str]:
+def _probe(loader: Loader, probe: Path, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run the format's load probe in the loader's Python (which has no tfmirror)."""
     return subprocess.run(
-        [str(loader.python), PROBE, str(folder), *loader.libraries],
+        [str(loader.python), str(probe), str(folder), *loader.libraries],
         capture_output=True,
         text=True,
         timeout=900,
@@ -91,9 +89,10 @@ def check_model(
                 facts = inspect_archive(reader, model.size, caps(config.hub), extract_to=folder)
         except (ArchiveRejected, BlobNotFound) as exc:
             return ModelCheck(model.path, model.handle, False, str(exc))
-        if facts.root_file == "tfhub_module.pb":
-            return ModelCheck(model.path, model.handle, True, "TF1 hub module: not loaded")
-        runs = {rt.name: _probe(rt, folder) for rt in runtimes}
+        probe = facts.model_format.load_probe(facts.root_file)
+        if isinstance(probe, str):
+            return ModelCheck(model.path, model.handle, True, probe)
+        runs = {rt.name: _probe(rt, probe, folder) for rt in runtimes}
     signatures: dict[str, object] = {}
     called = []
     for env, proc in runs.items():

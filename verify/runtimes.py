@@ -1,5 +1,7 @@
 """Runtimes: each environment's own TensorFlow, installed from the mirror's own wheels,
-so the mirror can say which model loads where before a serving node finds out.
+so the mirror can say which model loads where before a serving node finds out. What
+makes a runtime and how its ops are listed is its kind's to say (a RuntimeKind,
+hub_cache.formats.tensorflow_runtime for TensorFlow, the only kind built so far).
 
 For an environment whose closure, on a target this machine can run, holds TensorFlow:
 a venv in `[hub] runtimes_dir`, named by the environment, the target and the hash of
@@ -24,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_cache.formats.base import RuntimeKind
+from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.children import die_with_parent
 from mirror.core.config import Config, host_target
 from mirror.core.storage import BlobNotFound, BlobStore
@@ -35,62 +39,6 @@ from verify import netns
 from verify.airgap import pip_env
 
 RUNTIME = "runtime.json"  # written last: a folder without it is not a runtime
-TENSORFLOW = ("tensorflow", "tensorflow-cpu", "tensorflow-intel")
-
-# Packages known to register ops when imported, and the module that does it. Any other
-# distribution in the closure that requires TensorFlow and ships a shared library is
-# tried too (OPS below finds them).
-OP_LIBRARIES = {
-    "tensorflow-text": "tensorflow_text",
-    "tensorflow-addons": "tensorflow_addons",
-    "tensorflow-io": "tensorflow_io",
-    "tensorflow-decision-forests": "tensorflow_decision_forests",
-    "tensorflow-recommenders-addons": "tensorflow_recommenders_addons",
-    "tf-sentencepiece": "tf_sentencepiece",
-    "struct2tensor": "struct2tensor",
-}
-
-# Runs in the runtime's Python: every registered op, and which package added which.
-OPS = """
-import importlib, importlib.metadata as md, json, os, re, sys
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf
-from tensorflow.core.framework import op_def_pb2
-from tensorflow.python.client import pywrap_tf_session as c_api
-
-def registered():
-    ops = op_def_pb2.OpList()
-    ops.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
-    return {op.name for op in ops.op}
-
-known = json.loads(sys.argv[1])
-libraries = {}
-for dist in md.distributions():
-    name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
-    needs_tf = any(re.match(r"tensorflow\\b", r) for r in dist.requires or [])
-    ships_library = any(str(f).endswith(".so") for f in dist.files or [])
-    if name in known:
-        libraries[name] = known[name]
-    elif needs_tf and ships_library:
-        top = (dist.read_text("top_level.txt") or "").split()
-        if top:
-            libraries[name] = top[0]
-before = registered()
-providers, failed, imported = {}, {}, {}
-for name, module in sorted(libraries.items()):
-    try:
-        importlib.import_module(module)
-    except BaseException as exc:
-        failed[name] = f"{type(exc).__name__}: {exc}"[:300]
-        continue
-    imported[name] = module
-    now = registered()
-    for op in now - before - providers.keys():
-        providers[op] = name
-print("RUNTIME " + json.dumps({"tensorflow": tf.__version__, "ops": sorted(registered()),
-                               "providers": providers, "failed": failed,
-                               "libraries": imported}))
-"""
 
 
 class RuntimeUnavailable(Exception):
@@ -153,27 +101,29 @@ def closure_hash(manifest: Manifest) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
-def _has_tensorflow(manifest: Manifest) -> bool:
-    return any(w.project.lower().replace("_", "-") in TENSORFLOW for w in manifest.files)
+def _has(kind: RuntimeKind, manifest: Manifest) -> bool:
+    return any(w.project.lower().replace("_", "-") in kind.packages for w in manifest.files)
 
 
 def _runnable(manifest: Manifest) -> bool:
     return manifest.target.platform in platforms_for(host_target().platform)
 
 
-def runtime_manifest(store: BlobStore, environment: str) -> Manifest | NoRuntime:
+def runtime_manifest(
+    store: BlobStore, environment: str, kind: RuntimeKind = TENSORFLOW
+) -> Manifest | NoRuntime:
     """The environment's closure to build a runtime of: its first target that holds
-    TensorFlow and that this machine can run."""
+    the kind's framework (TensorFlow) and that this machine can run."""
     manifests = load_all(store, environment)
     if not manifests:
         return NoRuntime(environment, "nothing is mirrored for it yet")
-    with_tf = [m for m in manifests if _has_tensorflow(m)]
-    if not with_tf:
-        return NoRuntime(environment, "its closure has no tensorflow")
-    for manifest in with_tf:
+    holding = [m for m in manifests if _has(kind, m)]
+    if not holding:
+        return NoRuntime(environment, f"its closure has no {kind.name}")
+    for manifest in holding:
         if _runnable(manifest) and find_interpreter(manifest.target) is not None:
             return manifest
-    targets = ", ".join(m.target.id for m in with_tf)
+    targets = ", ".join(m.target.id for m in holding)
     return NoRuntime(environment, f"no target this machine can run ({targets})")
 
 
@@ -183,11 +133,15 @@ def _folder(config: Config, manifest: Manifest) -> Path:
 
 
 def existing_runtime(
-    config: Config, store: BlobStore, environment: str, build: bool = False
+    config: Config,
+    store: BlobStore,
+    environment: str,
+    build: bool = False,
+    kind: RuntimeKind = TENSORFLOW,
 ) -> Runtime | NoRuntime:
     """The environment's runtime if it is built for its closure as committed now; with
     `build`, built now if it is not."""
-    manifest = runtime_manifest(store, environment)
+    manifest = runtime_manifest(store, environment, kind)
     if isinstance(manifest, NoRuntime):
         return manifest
     folder = _folder(config, manifest)
@@ -196,7 +150,7 @@ def existing_runtime(
     if not build:
         return NoRuntime(environment, "its runtime is not built yet (tfmirror hub check)")
     try:
-        return _build(config, store, manifest)
+        return _build(config, store, manifest, kind)
     except RuntimeUnavailable as exc:
         return NoRuntime(environment, str(exc))
 
@@ -244,7 +198,7 @@ def _wheelhouse(store: BlobStore, manifest: Manifest, into: Path) -> None:
             ) from None
 
 
-def _build(config: Config, store: BlobStore, manifest: Manifest) -> Runtime:
+def _build(config: Config, store: BlobStore, manifest: Manifest, kind: RuntimeKind) -> Runtime:
     folder = _folder(config, manifest)
     interpreter = find_interpreter(manifest.target)
     if interpreter is None:
@@ -269,10 +223,11 @@ def _build(config: Config, store: BlobStore, manifest: Manifest) -> Runtime:
         done = _run(install, staging)
         if done.returncode != 0:
             raise RuntimeUnavailable(f"installing the closure: {_why(done)}")
-        probe = _run(["venv/bin/python", "-c", OPS, json.dumps(OP_LIBRARIES)], staging, 600)
+        libraries = json.dumps(dict(kind.op_libraries))
+        probe = _run(["venv/bin/python", "-c", kind.list_ops, libraries], staging, 600)
         line = next((ln for ln in probe.stdout.splitlines() if ln.startswith("RUNTIME ")), None)
         if probe.returncode != 0 or line is None:
-            raise RuntimeUnavailable(f"importing tensorflow: {_why(probe)}")
+            raise RuntimeUnavailable(f"importing {kind.name}: {_why(probe)}")
         found = json.loads(line[len("RUNTIME ") :])
         shutil.rmtree(staging / "wheels")
         built = Runtime(

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import Caps
+from hub_cache.archive import ArchiveLimits
 from hub_cache.prefetch import PrefetchError, cache_folder, prefetch
 from tests.support.archives import FAKE_MODEL, cut_at_member_boundary, tar_bytes
 
 HANDLE = "https://tfhub.dev/google/cut/1"
-CAPS = Caps(1 << 30, 100)
+CAPS = ArchiveLimits(1 << 30, 100)
 GOOD = tar_bytes(FAKE_MODEL, compress=False)
 CUT = cut_at_member_boundary(GOOD)
 

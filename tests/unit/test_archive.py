@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from tests.support.archives import (
     FAKE_MODEL,
     MALICIOUS_KINDS,
@@ -17,10 +17,10 @@ from tests.support.archives import (
     tar_bytes,
 )
 
-CAPS = Caps(max_uncompressed=1 << 30, max_ratio=100)
+CAPS = ArchiveLimits(max_uncompressed=1 << 30, max_ratio=100)
 
 
-def inspect(data: bytes, caps: Caps = CAPS, extract_to: Path | None = None):  # type: ignore[no-untyped-def]
+def inspect(data: bytes, caps: ArchiveLimits = CAPS, extract_to: Path | None = None):  # type: ignore[no-untyped-def]
     return inspect_archive(io.BytesIO(data), len(data), caps, extract_to)
 
 
@@ -43,7 +43,7 @@ def test_malicious_and_broken_archives_are_rejected(kind: str) -> None:
 def test_size_cap_is_enforced_while_streaming() -> None:
     data = tar_bytes({"saved_model.pb": b"g", "variables/v": b"\1" * (3 << 20)})
     with pytest.raises(ArchiveRejected, match="max_uncompressed_mb"):
-        inspect(data, Caps(max_uncompressed=1 << 20, max_ratio=1000))
+        inspect(data, ArchiveLimits(max_uncompressed=1 << 20, max_ratio=1000))
 
 
 def test_extraction_writes_the_model_and_nothing_outside(tmp_path: Path) -> None:
@@ -68,13 +68,15 @@ def test_sparse_members_are_refused_before_their_holes_are_written(
     target = tmp_path / "model"
     target.mkdir()
     with pytest.raises(ArchiveRejected, match="sparse member"):
-        inspect(data, Caps(max_uncompressed=16 << 20, max_ratio=100), extract_to=target)
+        inspect(data, ArchiveLimits(max_uncompressed=16 << 20, max_ratio=100), extract_to=target)
     assert sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) < 1 << 20
 
 
 def test_a_declared_terabyte_is_refused_at_its_header() -> None:
     with pytest.raises(ArchiveRejected, match="declares 1000000000000 bytes"):
-        inspect(malicious("declares_a_terabyte"), Caps(max_uncompressed=1 << 50, max_ratio=1e9))
+        inspect(
+            malicious("declares_a_terabyte"), ArchiveLimits(max_uncompressed=1 << 50, max_ratio=1e9)
+        )
 
 
 def test_reasons_quote_at_most_a_bounded_name() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveFacts, ArchiveRejected, Caps, inspect_archive
+from hub_cache.archive import ArchiveFacts, ArchiveLimits, ArchiveRejected, inspect_archive
 
 CASES = 3000
 SEGMENTS = ["saved_model.pb", "variables", "v", "x" * 256, "..", ".", "", "a\\b", "é"]
@@ -94,7 +94,7 @@ def _valid_start(tar: tarfile.TarFile, rng: random.Random) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-def make_case(seed: int) -> tuple[bytes, Caps]:
+def make_case(seed: int) -> tuple[bytes, ArchiveLimits]:
     rng = random.Random(seed)
     raw = io.BytesIO()
     fmt = rng.choice([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
@@ -123,7 +123,7 @@ def make_case(seed: int) -> tuple[bytes, Caps]:
         packed = bytes(flipped)
     elif roll < 0.4:
         packed += bytes(rng.getrandbits(8) for _ in range(600))
-    caps = Caps(max_uncompressed=rng.choice([16_000, 64_000, 1 << 20]), max_ratio=100)
+    caps = ArchiveLimits(max_uncompressed=rng.choice([16_000, 64_000, 1 << 20]), max_ratio=100)
     return packed, caps
 
 
@@ -131,7 +131,7 @@ def _none(data: bytes) -> bytes:
     return data
 
 
-def verdict(data: bytes, caps: Caps, extract_to: Path | None) -> ArchiveFacts | str:
+def verdict(data: bytes, caps: ArchiveLimits, extract_to: Path | None) -> ArchiveFacts | str:
     try:
         with hang_guard(HANG_SECONDS):
             return inspect_archive(io.BytesIO(data), len(data), caps, extract_to)
@@ -197,10 +197,12 @@ def test_two_compressed_streams_are_refused_for_each_compression() -> None:
     for compress in (gzip.compress, bz2.compress, lzma.compress):
         data = compress(plain[:cut]) + compress(plain[cut:])
         assert as_tensorflow_hub_reads(data) == {"saved_model.pb": 5}  # half the model
-        reason = verdict(data, Caps(1 << 20, 1000), None)
+        reason = verdict(data, ArchiveLimits(1 << 20, 1000), None)
         assert isinstance(reason, str) and "first" in reason, (compress, reason)
         # One stream of the same bytes is the whole model, and accepted.
-        assert isinstance(verdict(compress(plain), Caps(1 << 20, 1000), None), ArchiveFacts)
+        assert isinstance(
+            verdict(compress(plain), ArchiveLimits(1 << 20, 1000), None), ArchiveFacts
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

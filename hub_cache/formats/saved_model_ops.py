@@ -21,6 +21,8 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hub_cache.formats.base import GraphOps
+from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobStore
 
 OPS_STATE = "state/hub/ops"  # <sha256 of the archive>.json: the ops it uses, once
@@ -28,31 +30,9 @@ SAVED_MODEL = "saved_model.pb"
 MAX_GRAPH = 2**31  # protobuf's own limit for one message
 
 
-class NotASavedModel(ValueError):
-    """The bytes are not a SavedModel this reader understands; the message says why."""
-
-
-@dataclass(frozen=True)
-class GraphOps:
-    ops: frozenset[str]  # registered op types the model's graphs and functions use
-    tensorflow_version: str = ""  # what wrote it, where it says
-    functions: int = 0
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "ops": sorted(self.ops),
-            "tensorflow_version": self.tensorflow_version,
-            "functions": self.functions,
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, object]) -> GraphOps:
-        ops = doc.get("ops", [])
-        return cls(
-            frozenset(str(o) for o in ops) if isinstance(ops, list) else frozenset(),
-            str(doc.get("tensorflow_version", "")),
-            int(doc.get("functions", 0)),  # type: ignore[call-overload]
-        )
+class NotASavedModel(TfmirrorError, ValueError):
+    """The bytes are not a SavedModel this reader understands; the message says why.
+    (A ValueError too, as it was before it joined tfmirror's errors.)"""
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Loads a SavedModel folder with TensorFlow, prints its signatures as JSON, and calls
 its serving signature on zeros of the declared shapes (a dimension left open: 1).
 
-    python verify/model_probe.py DIR [MODULE ...]
+    python hub_cache/formats/probes/saved_model_load.py DIR [MODULE ...]
 MODULEs are op libraries (tensorflow_text, ...) imported first: their ops register on
 import, and a model that uses them loads only after.
 Run in a subprocess, by an environment's runtime Python (verify.runtimes): a model that

@@ -1,0 +1,90 @@
+"""What a model format must say for the hub side to mirror it: how its archive is
+recognised, which ops its models use, what runtime they are checked against and how
+one is loaded there, whether TF Serving serves it, which client caches prefetch may
+fill with it, and how a client loads it from the mirror. Every format answers the
+same questions (hub_cache.formats lists them), so no caller asks "is it a SavedModel?"."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mirror.core.storage import BlobStore
+
+# The client caches `tfmirror hub prefetch` fills with a model folder, as archived.
+TFHUB_CACHE = "tensorflow_hub"
+KAGGLEHUB_CACHE = "kagglehub"
+
+
+@dataclass(frozen=True)
+class GraphOps:
+    """The ops a model's graph uses, as its format's reader found them."""
+
+    ops: frozenset[str]  # registered op types the model's graphs and functions use
+    tensorflow_version: str = ""  # what wrote it, where it says
+    functions: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ops": sorted(self.ops),
+            "tensorflow_version": self.tensorflow_version,
+            "functions": self.functions,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> GraphOps:
+        ops = doc.get("ops", [])
+        return cls(
+            frozenset(str(o) for o in ops) if isinstance(ops, list) else frozenset(),
+            str(doc.get("tensorflow_version", "")),
+            int(doc.get("functions", 0)),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeKind:
+    """A framework that models are checked against in an environment's runtime
+    (verify.runtimes: a venv of the environment's closure, built offline). The scripts
+    run in that venv's Python, which has none of tfmirror."""
+
+    name: str  # the framework's distribution name, as messages say it ("tensorflow")
+    packages: tuple[str, ...]  # any one of these in a closure makes a runtime of it
+    # Python source run as `python -c SOURCE OP_LIBRARIES_JSON`; prints one line
+    # `RUNTIME {json}`: version, ops, providers, failed, libraries (verify.runtimes.Runtime).
+    list_ops: str
+    # Packages known to register ops when imported -> the module that does it.
+    op_libraries: Mapping[str, str] = field(default_factory=dict)
+
+
+class ModelFormat(Protocol):
+    """One model format. A module implements it and hub_cache.formats registers it."""
+
+    name: str  # as messages and pages name it ("SavedModel")
+    looks_for: str  # the root files that mark it, as a refused archive is told
+    runtime: RuntimeKind | None  # what its models are checked against; None: nothing
+    serving_platform: str | None  # TF Serving's `model_platform`; None: not servable there
+    caches: frozenset[str]  # client caches prefetch may fill with it (TFHUB_CACHE, ...)
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        """The file at the archive's root that marks this format, or None if it is not
+        this format. The manifest records it (`archive.root_file`) and a published
+        model's format is found again from it alone: given just that name, the format
+        must claim it again."""
+        ...
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        """The ops the model archived in blob `sha256` uses, or why they are not checked."""
+        ...
+
+    def load_probe(self, root_file: str) -> Path | str:
+        """The script a runtime's Python runs on the extracted model folder (argv: the
+        folder, then op library modules to import first; prints `SIGNATURES {json}`
+        and, once its serving signature answered, `CALLED {json}`), or why the model is
+        not loaded."""
+        ...
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        """How a client loads it from the mirror, as its page shows: name -> code."""
+        ...

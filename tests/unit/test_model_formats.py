@@ -1,0 +1,77 @@
+"""The model format table: SavedModel is found by its root files, and a format added to
+the table is recognised, published and refused by the same archive check, with no other
+module changed (what the README's Development section promises)."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Collection
+from pathlib import Path
+
+import pytest
+
+import hub_cache.formats
+from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.formats import FORMATS, format_of, recognise
+from hub_cache.formats.base import GraphOps, RuntimeKind
+from hub_cache.formats.saved_model import SAVED_MODEL
+from mirror.core.storage import BlobStore
+from tests.support.archives import FAKE_MODEL, tar_bytes
+
+LIMITS = ArchiveLimits(max_uncompressed=1 << 30, max_ratio=100)
+
+
+class Flat:
+    """A stand-in for a next format: one `*.flat` file at the archive root."""
+
+    name = "Flat"
+    looks_for = "a .flat file"
+    runtime: RuntimeKind | None = None
+    serving_platform: str | None = None
+    caches: frozenset[str] = frozenset()
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        return next((f for f in sorted(root_files) if f.endswith(".flat")), None)
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        return "not read"
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return "not loaded"
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        return {}
+
+
+def inspect(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
+    data = tar_bytes(files)
+    return inspect_archive(io.BytesIO(data), len(data), LIMITS)
+
+
+def test_a_saved_model_is_found_by_its_root_file() -> None:
+    assert recognise({"saved_model.pb", "variables"}) == (SAVED_MODEL, "saved_model.pb")
+    assert recognise({"tfhub_module.pb"}) == (SAVED_MODEL, "tfhub_module.pb")
+    assert recognise({"model.json"}) is None
+    assert format_of({"root_file": "saved_model.pbtxt"}) is SAVED_MODEL
+    assert format_of({}) is None
+    facts = inspect(FAKE_MODEL)
+    assert facts.model_format is SAVED_MODEL and facts.root_file == "saved_model.pb"
+
+
+def test_a_format_added_to_the_table_is_recognised_and_named_in_refusals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flat = Flat()
+    with pytest.raises(
+        ArchiveRejected, match=re.escape("no saved_model.pb, saved_model.pbtxt or tfhub")
+    ):
+        inspect({"m.flat": b"x"})
+    monkeypatch.setattr(hub_cache.formats, "FORMATS", (*FORMATS, flat))
+    facts = inspect({"m.flat": b"x"})
+    assert facts.model_format is flat and facts.root_file == "m.flat"
+    assert format_of(facts.as_json()) is flat
+    assert inspect(FAKE_MODEL).model_format is SAVED_MODEL
+    refused = "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb or a .flat file at"
+    with pytest.raises(ArchiveRejected, match=re.escape(refused)):
+        inspect({"readme.txt": b"x"})
