@@ -9,7 +9,6 @@ mirror has not verified and committed.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -19,6 +18,7 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
+from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.snapshots import FrozenDocuments
 from mirror.core.storage import BlobNotFound, BlobStore, DocumentReader, iter_chunks
@@ -96,15 +96,6 @@ def _respond(
     return resp
 
 
-def _page(title: str, links: list[str], meta: str = "") -> str:
-    body = "\n".join(links)
-    version = "1.4" if meta else "1.1"
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{version}">'
-        f"{meta}<title>{html.escape(title)}</title></head><body>\n{body}\n</body></html>\n"
-    )
-
-
 def project_list(names: list[str]) -> Response:
     shown = tuple(names)
 
@@ -112,8 +103,7 @@ def project_list(names: list[str]) -> Response:
         return {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in shown]}
 
     def page() -> str:
-        links = [f'<a href="{html.escape(n)}/">{html.escape(n)}</a>' for n in shown]
-        return _page("Simple index", links)
+        return render("mirror.pypi/simple_index.html", names=shown)
 
     return _respond(("list", shown), doc, page)
 
@@ -146,21 +136,6 @@ def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
     return doc
 
 
-def _file_link(wheel: Wheel, url: str) -> str:
-    attrs = [f'href="{html.escape(url)}#sha256={wheel.sha256}"']
-    if wheel.requires_python:
-        attrs.append(f'data-requires-python="{html.escape(wheel.requires_python)}"')
-    if wheel.metadata_sha256:
-        spec = f"sha256={wheel.metadata_sha256}"
-        attrs.append(f'data-core-metadata="{spec}" data-dist-info-metadata="{spec}"')
-    if wheel.yanked is not False:
-        reason = wheel.yanked if isinstance(wheel.yanked, str) else ""
-        attrs.append(f'data-yanked="{html.escape(reason)}"')
-    if (built := wheel.built_from) is not None:
-        attrs.append(f'data-tfmirror-built-from="{html.escape(built.sdist)}"')
-    return f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a>"
-
-
 def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], str]) -> Response:
     """One project's page (PEP 503/691/700): every fact installers read about each file."""
     linked = tuple((w, file_url(w)) for w in sorted(files, key=lambda w: w.filename))
@@ -180,14 +155,7 @@ def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], 
         return shown
 
     def page() -> str:
-        meta = ""
-        if status:
-            meta = f'<meta name="pypi:project-status" content="{html.escape(status["status"])}">'
-            if status.get("reason"):
-                reason = html.escape(status["reason"])
-                meta += f'<meta name="pypi:project-status-reason" content="{reason}">'
-        links = [_file_link(w, url) for w, url in linked]
-        return _page(f"Links for {name}", links, meta)
+        return render("mirror.pypi/simple_project.html", name=name, files=linked, status=status)
 
     return _respond(("project", name, status_shown, linked), doc, page)
 
