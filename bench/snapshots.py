@@ -9,11 +9,12 @@ Targets: < 1 s local, < 5 s on S3.
 Pages: one project's PEP 691 page in the union index, live (`/<index>/+simple/p7/`)
 and from the snapshot (`/<index>/@bench/+simple/p7/`), asked by wrk's keep-alive
 connections through nginx (the fleet's entry point, its page cache in front of a web
-front) and from the front alone. Target: the snapshot page at >= 0.9x the live page's
-rate through nginx. Needs nginx and wrk (apt-get install nginx-light wrk); stays on
-127.0.0.1 and stops by itself.
+front) and from the front alone, as JSON (what pip and uv ask for) and as HTML (pip
+before 22.2). Targets: the snapshot page at >= 0.9x the live page's rate through nginx;
+the live page from the front alone at >= 1,000 pages/s. Needs nginx and wrk (apt-get
+install nginx-light wrk); stays on 127.0.0.1 and stops by itself.
 
-    python -m bench.snapshots [--clients 16] [--seconds 5]
+    python -m bench.snapshots [--clients 16] [--seconds 5] [--pages-only]
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from mirror.pypi.resolve import Wheel
 from testkit.servers import MotoServer, aws_test_credentials, free_port
 
 ENVIRONMENTS, FILES, MODELS = 10, 300, 50
+PEP691_JSON = "application/vnd.pypi.simple.v1+json"
+VIEWS = (  # what is asked for: a view, its path segment, the Accept header
+    ("live", "", PEP691_JSON),
+    ("snapshot", "@bench/", PEP691_JSON),
+    ("live (html)", "", "text/html"),
+)
 
 
 def fill(store: BlobStore) -> None:
@@ -77,7 +84,6 @@ def pages(config_path: Path, clients: int, seconds: int) -> None:
     from bench.common import wrk
 
     config = load_config(str(config_path))
-    accept = ["Accept: application/vnd.pypi.simple.v1+json"]
     with (
         WebServer(create_app(config), config.web.host, config.web.port),
         NginxProcess(nginx, plan_for(config)),
@@ -88,13 +94,14 @@ def pages(config_path: Path, clients: int, seconds: int) -> None:
             ("entry point (nginx)", entry_point(config, proxied=True).base_url),
             ("front alone", config.web.base_url),
         ):
-            for view, at in (("live", ""), ("snapshot", "@bench/")):
+            for view, at, kind in VIEWS:
                 url = f"{base}/{config.devpi.index}/{at}+simple/p7/"
+                accept = [f"Accept: {kind}"]
                 wrk(url, clients, 1, accept)  # warm-up (and nginx's page cache)
                 _, p99, done, errors = wrk(url, clients, seconds, accept)
                 rates[f"{where} {view}"] = done / seconds
                 print(
-                    f"  {where:<20} {view:<8} {done / seconds:8.0f} pages/s  "
+                    f"  {where:<20} {view:<13} {done / seconds:8.0f} pages/s  "
                     f"p99 {p99:6.1f} ms  errors {errors}"
                 )
             ratio = rates[f"{where} snapshot"] / rates[f"{where} live"]
@@ -105,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--pages-only", action="store_true", help="skip the S3 (moto) part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tfmirror-snap-") as tmp:
         root = Path(tmp)
@@ -122,6 +130,8 @@ def main() -> None:
         print(f"local: snapshot create {took:.2f} s (target < 1 s); cp -r {peer:.2f} s")
         print(f"pages: p7's JSON page, {args.clients} keep-alive connections, {args.seconds} s")
         pages(config, args.clients, args.seconds)
+        if args.pages_only:
+            return
 
         aws_test_credentials()  # moto takes any; the child process inherits them
         moto = MotoServer(root / "moto.log")

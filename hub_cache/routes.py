@@ -19,7 +19,6 @@ from flask import (
     abort,
     jsonify,
     redirect,
-    render_template,
     request,
     send_file,
 )
@@ -31,12 +30,13 @@ from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
 from mirror.core.kaggle import parse_kaggle_path
+from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.served import served_source
 from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
 
-blueprint = Blueprint("hub", __name__, template_folder="templates")
+blueprint = Blueprint("hub", __name__)
 
 
 def _wants_json() -> bool:
@@ -101,7 +101,7 @@ def model_list(at: str | None = None) -> Response | str:
         matrix = read_matrix(store)  # once for the whole list
         return jsonify(models=[model_json(m, _base(), at, matrix) for m in models])
     title = "TF Hub models on this mirror" + (f" (@{at})" if at else "")
-    return render_template("models.html", title=title, models=models, at=at)
+    return render("hub_cache/models.html", title=title, models=models, at=at)
 
 
 @blueprint.get("/hub/<path:path>")
@@ -122,7 +122,7 @@ def model(path: str) -> Response | str:
     info = model_json(manifest, _base(), at, read_matrix(app_store()))
     if _wants_json():
         return jsonify(info)
-    return render_template("model.html", title=manifest.handle, model=manifest, info=info)
+    return render("hub_cache/model.html", title=manifest.handle, model=manifest, info=info)
 
 
 def _archive(manifest: ModelManifest) -> Response:

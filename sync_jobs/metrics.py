@@ -17,10 +17,20 @@ def _ts(text: str | None) -> float | None:
 
 
 class _StatusCollector:
+    """The status document's metrics, one family of families per section of the page."""
+
     def __init__(self, status: Status) -> None:
         self.status = status
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._jobs()
+        yield from self._inventory()
+        yield from self._lag()
+        yield from self._snapshots()
+        yield from self._model_fit()
+        yield from self._verification()
+
+    def _jobs(self) -> Iterator[Metric]:
         def job_gauge(name: str, text: str, *labels: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"tfmirror_job_{name}", text, labels=["job", *labels])
 
@@ -48,6 +58,7 @@ class _StatusCollector:
             failures.add_metric([name], job.totals.failed)
         yield from (success, started, duration, ok, moved, files, runs, failures)
 
+    def _inventory(self) -> Iterator[Metric]:
         inventory = self.status.inventory
         store = GaugeMetricFamily(
             "tfmirror_store_bytes", "Bytes the manifests reference", labels=["kind"]
@@ -80,6 +91,8 @@ class _StatusCollector:
         models = GaugeMetricFamily("tfmirror_models", "TF Hub models mirrored")
         models.add_metric([], len(inventory.models))
         yield models
+
+    def _lag(self) -> Iterator[Metric]:
         behind = GaugeMetricFamily(
             "tfmirror_requirement_behind_upstream",
             "1 if upstream has a newer version than the environment mirrors that its pin allows",
@@ -88,6 +101,8 @@ class _StatusCollector:
         for row in self.status.lag:
             behind.add_metric([row.environment, row.project], 1.0 if row.behind else 0.0)
         yield behind
+
+    def _snapshots(self) -> Iterator[Metric]:
         on = self.status.promoted
         promoted = GaugeMetricFamily(
             "tfmirror_promoted_snapshot",
@@ -104,6 +119,8 @@ class _StatusCollector:
         snapshots = GaugeMetricFamily("tfmirror_snapshots", "Snapshots held")
         snapshots.add_metric([], len(self.status.snapshots))
         yield from (promoted, beyond, snapshots)
+
+    def _model_fit(self) -> Iterator[Metric]:
         fit = GaugeMetricFamily(
             "tfmirror_model_environment_pairs",
             "Models x environments by what the last check found: ok, incompatible, unchecked",
@@ -112,19 +129,20 @@ class _StatusCollector:
         for status in ("ok", "incompatible", "unchecked"):
             fit.add_metric([status], sum(1 for p in self.status.model_fit if p.status == status))
         yield fit
+
+    def _verification(self) -> Iterator[Metric]:
         verification = self.status.verification
-        if verification:
-            ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")
-            ok.add_metric([], 1.0 if verification["outcome"] == Outcome.OK else 0.0)
-            problems = GaugeMetricFamily(
-                "tfmirror_verify_problems", "Problems the last verify left"
-            )
-            problems.add_metric([], len(verification.get("problems", [])))
-            checked = GaugeMetricFamily(
-                "tfmirror_verify_bytes_checked", "Bytes the last verify re-hashed"
-            )
-            checked.add_metric([], verification.get("bytes_checked", 0))
-            yield from (ok, problems, checked)
+        if not verification:
+            return
+        ok = GaugeMetricFamily("tfmirror_verify_ok", "1 if the last verify found no problem")
+        ok.add_metric([], 1.0 if verification["outcome"] == Outcome.OK else 0.0)
+        problems = GaugeMetricFamily("tfmirror_verify_problems", "Problems the last verify left")
+        problems.add_metric([], len(verification.get("problems", [])))
+        checked = GaugeMetricFamily(
+            "tfmirror_verify_bytes_checked", "Bytes the last verify re-hashed"
+        )
+        checked.add_metric([], verification.get("bytes_checked", 0))
+        yield from (ok, problems, checked)
 
 
 def render_metrics(status: Status) -> bytes:

@@ -1,57 +1,19 @@
-"""The operators' status page: plain HTML that reloads itself; one small script for the
-jobs' "... now" buttons (they need the admin token in a header, which a form cannot
-send)."""
+"""The operators' status page: plain HTML that reloads itself (a template of the one
+page renderer, mirror.core.pages), with one small script for the jobs' "... now" buttons
+(they need the admin token in a header, which a form cannot send); and `tfmirror
+status`, the same facts as text."""
 
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC, datetime
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from mirror.core.journal_text import describe
+from mirror.core.pages import add_filters, add_globals, plain_time, render
 from mirror.core.sizes import human_bytes
 from sync_jobs.status import Status
 
 REFRESH_SECONDS = 30
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border-bottom:1px solid #ddd;padding:.35em .8em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
-.ok{color:#11691f;font-weight:600}.failed{color:#b00020;font-weight:600}
-tr.row-failed td{background:#fdecee}
-.badge{display:inline-block;padding:.2em .7em;border-radius:1em;color:#fff}
-.badge.ok{background:#1b7f2d}.badge.failed{background:#b00020}.badge.unknown{background:#8a6d00}
-code{font-size:.9em}.muted{color:#777}.running{color:#0b57d0;font-weight:600}
-svg.history{vertical-align:middle}
-"""
-
-SCRIPT = """
-async function syncNow(job) {
-  let token = sessionStorage.getItem("tfmirror-admin-token");
-  if (!token) token = prompt("Admin token (TFMIRROR_ADMIN_TOKEN)");
-  if (!token) return;
-  const answer = await fetch("/api/jobs/" + job + "/run",
-    {method: "POST", headers: {"Authorization": "Bearer " + token}});
-  const body = await answer.json();
-  const refused = answer.status === 401 || answer.status === 403;
-  if (refused) sessionStorage.removeItem("tfmirror-admin-token");
-  else sessionStorage.setItem("tfmirror-admin-token", token);
-  document.getElementById("message").textContent = job + ": " + body.message;
-}
-"""
-
-
-def _when(text: str | None) -> str:
-    if not text:
-        return Markup('<span class="muted">never</span>')
-    try:
-        return _plain(text)
-    except ValueError:
-        return text
 
 
 # Each job's button says what it starts (all read "Sync now" before, verify and gc too).
@@ -98,7 +60,7 @@ def _history(recent: list[dict[str, object]] | None) -> Markup:
         size = run.get("bytes")
         start = str(run.get("start", ""))
         with suppress(ValueError):
-            start = _plain(start)
+            start = plain_time(start)
         tip = Markup.escape(
             f"{start}: {seconds:.1f} s, "
             f"{human_bytes(int(size) if isinstance(size, int) else 0)}, "
@@ -115,24 +77,10 @@ def _history(recent: list[dict[str, object]] | None) -> Markup:
     )
 
 
-_PAGES = Environment(
-    loader=PackageLoader("sync_jobs", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-)
-_PAGES.filters["size"] = human_bytes
-_PAGES.filters["when"] = _when
-_PAGES.filters["history"] = _history
-_PAGES.filters["button"] = _button
-_PAGES.filters["change"] = describe
-_PAGES.filters["other_problems"] = _other_problems
-
-
 def render_page(status: Status) -> str:
-    """The page (sync_jobs/templates/status.html; Jinja escapes every value)."""
-    template = _PAGES.get_template("status.html")
-    return template.render(
-        status=status, refresh=REFRESH_SECONDS, style=Markup(STYLE), script=Markup(SCRIPT)
+    """The page (sync_jobs/templates/status.html, its style and script beside it)."""
+    return render(
+        "sync_jobs/status.html", title="tfmirror status", status=status, refresh=REFRESH_SECONDS
     )
 
 
@@ -150,7 +98,8 @@ def headline(status: Status) -> str:
     return f"unknown: {never} has never finished (run tfmirror {status.unknown_jobs[0]})"
 
 
-_PAGES.globals["headline"] = headline
+add_filters(history=_history, button=_button, other_problems=_other_problems)
+add_globals(headline=headline)
 
 
 def render_text(status: Status) -> str:
@@ -161,13 +110,13 @@ def render_text(status: Status) -> str:
         last = job.last_run
         line = f"  {job.job:6} {job.schedule:16} "
         line += (
-            f"last {last.outcome} at {_plain(last.start)} ({last.seconds:.1f} s)"
+            f"last {last.outcome} at {plain_time(last.start)} ({last.seconds:.1f} s)"
             if last
             else "never run"
         )
-        lines.append(line + (f", next {_plain(job.next_run)}" if job.next_run else ""))
+        lines.append(line + (f", next {plain_time(job.next_run)}" if job.next_run else ""))
         if job.running_since:
-            lines.append(f"         running since {_plain(job.running_since)}")
+            lines.append(f"         running since {plain_time(job.running_since)}")
         if job.last_error:
             lines.append(f"         error: {job.last_error.name}: {job.last_error.reason}")
     for env in status.inventory.environments:
@@ -203,8 +152,3 @@ def render_text(status: Status) -> str:
         else "  verify: never run"
     )
     return "\n".join(lines) + "\n"
-
-
-def _plain(text: str) -> str:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

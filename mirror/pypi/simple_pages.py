@@ -9,25 +9,28 @@ mirror has not verified and committed.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from flask import Blueprint, Flask, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
+from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.snapshots import FrozenDocuments
 from mirror.core.storage import BlobNotFound, BlobStore, DocumentReader, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
-from mirror.pypi.manifest import published_files
+from mirror.pypi.manifest import PYPI_MANIFESTS, published_files
 from mirror.pypi.resolve import Wheel
 from mirror.pypi.upstream_status import read_statuses
 
 PEP691_HTML = "application/vnd.pypi.simple.v1+html"
+
+Published = dict[str, dict[str, Wheel]]  # canonical project -> filename -> its file
 
 blueprint = Blueprint("pypi", __name__)
 
@@ -50,29 +53,59 @@ def _content_type() -> str:
     return _ANSWERS[best or PEP691_HTML]
 
 
-def _respond(doc: Mapping[str, object], page: str) -> Response:
+class _Rendered:
+    """Each page's body and ETag, made once for what it shows (its files with their
+    links, its project status: the key), so a page of an unchanged mirror costs no
+    rendering; a commit changes the key, never a kept page."""
+
+    LIMIT = 4096  # pages kept; past it, the oldest is dropped (made again if asked)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: dict[Hashable, tuple[str, str]] = {}
+
+    def body(self, key: Hashable, make: Callable[[], str]) -> tuple[str, str]:
+        with self._lock:
+            found = self._bodies.get(key)
+        if found is None:
+            body = make()
+            found = (body, hashlib.sha256(body.encode()).hexdigest()[:32])
+            with self._lock:
+                if len(self._bodies) >= self.LIMIT:
+                    del self._bodies[next(iter(self._bodies))]
+                self._bodies[key] = found
+        return found
+
+
+_RENDERED = _Rendered()
+
+
+def _respond(
+    shows: Hashable, doc: Callable[[], Mapping[str, object]], page: Callable[[], str]
+) -> Response:
+    """The page in the type the client asked for; `shows` is everything the page is made
+    from (doc and page are made only when no page for it is kept)."""
     kind = _content_type()
-    body = json.dumps(doc) if kind == PEP691_JSON else page
+    body, etag = _RENDERED.body(
+        (kind, shows), (lambda: json.dumps(doc())) if kind == PEP691_JSON else page
+    )
     resp = Response(body, content_type=kind)
-    resp.set_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
+    resp.set_etag(etag)
     resp.headers["Vary"] = "Accept"
     resp.make_conditional(request)
     return resp
 
 
-def _page(title: str, links: list[str], meta: str = "") -> str:
-    body = "\n".join(links)
-    version = "1.4" if meta else "1.1"
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{version}">'
-        f"{meta}<title>{html.escape(title)}</title></head><body>\n{body}\n</body></html>\n"
-    )
-
-
 def project_list(names: list[str]) -> Response:
-    doc = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]}
-    links = [f'<a href="{html.escape(n)}/">{html.escape(n)}</a>' for n in names]
-    return _respond(doc, _page("Simple index", links))
+    shown = tuple(names)
+
+    def doc() -> dict[str, object]:
+        return {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in shown]}
+
+    def page() -> str:
+        return render("mirror.pypi/simple_index.html", names=shown)
+
+    return _respond(("list", shown), doc, page)
 
 
 def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
@@ -103,42 +136,28 @@ def _file_doc(wheel: Wheel, url: str) -> dict[str, object]:
     return doc
 
 
-def _file_link(wheel: Wheel, url: str) -> str:
-    attrs = [f'href="{html.escape(url)}#sha256={wheel.sha256}"']
-    if wheel.requires_python:
-        attrs.append(f'data-requires-python="{html.escape(wheel.requires_python)}"')
-    if wheel.metadata_sha256:
-        spec = f"sha256={wheel.metadata_sha256}"
-        attrs.append(f'data-core-metadata="{spec}" data-dist-info-metadata="{spec}"')
-    if wheel.yanked is not False:
-        reason = wheel.yanked if isinstance(wheel.yanked, str) else ""
-        attrs.append(f'data-yanked="{html.escape(reason)}"')
-    if (built := wheel.built_from) is not None:
-        attrs.append(f'data-tfmirror-built-from="{html.escape(built.sdist)}"')
-    return f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a>"
-
-
 def project_page(name: str, files: Iterable[Wheel], file_url: Callable[[Wheel], str]) -> Response:
     """One project's page (PEP 503/691/700): every fact installers read about each file."""
-    wheels = sorted(files, key=lambda w: w.filename)
-    doc: dict[str, object] = {
-        "meta": {"api-version": "1.1"},
-        "name": name,
-        "versions": sorted({w.version for w in wheels}),
-        "files": [_file_doc(w, file_url(w)) for w in wheels],
-    }
-    meta = ""
+    linked = tuple((w, file_url(w)) for w in sorted(files, key=lambda w: w.filename))
+    # PEP 792, passed on from upstream: archived (no more releases) or deprecated.
     status = read_statuses(app_store()).get(name)
-    if status:
-        # PEP 792, passed on from upstream: archived (no more releases) or deprecated.
-        doc["meta"] = {"api-version": "1.4"}
-        doc["project-status"] = status
-        meta = f'<meta name="pypi:project-status" content="{html.escape(status["status"])}">'
-        if status.get("reason"):
-            reason = html.escape(status["reason"])
-            meta += f'<meta name="pypi:project-status-reason" content="{reason}">'
-    links = [_file_link(w, file_url(w)) for w in wheels]
-    return _respond(doc, _page(f"Links for {name}", links, meta))
+    status_shown = json.dumps(status, sort_keys=True) if status else ""
+
+    def doc() -> dict[str, object]:
+        shown: dict[str, object] = {
+            "meta": {"api-version": "1.4" if status else "1.1"},
+            "name": name,
+            "versions": sorted({w.version for w, _ in linked}),
+            "files": [_file_doc(w, url) for w, url in linked],
+        }
+        if status:
+            shown["project-status"] = status
+        return shown
+
+    def page() -> str:
+        return render("mirror.pypi/simple_project.html", name=name, files=linked, status=status)
+
+    return _respond(("project", name, status_shown, linked), doc, page)
 
 
 def published_project(
@@ -217,9 +236,7 @@ def blob_response(sha256: str, filename: str) -> Response:
     return resp
 
 
-def published(
-    environment: str | None = None, source: DocumentReader | None = None
-) -> dict[str, dict[str, Wheel]]:
+def published(environment: str | None = None, source: DocumentReader | None = None) -> Published:
     """The union of every environment's files, or one environment's, live (`source`
     None) or as a snapshot holds them: the views an index is rendered from. A
     quarantined file is on none of them, a snapshot's included."""
@@ -229,8 +246,10 @@ def published(
         files = frozen.memo(
             ("published", environment), lambda: published_files(frozen, environment)
         )
+    elif source is None or source is store:
+        files = _LIVE_VIEWS.files(store, environment)
     else:
-        files = published_files(source or store, environment)
+        files = published_files(source, environment)
     quarantine = read_quarantine(store)
     if not quarantine.rules:
         return files
@@ -244,6 +263,66 @@ def published(
         if kept:
             offered[project] = kept
     return offered
+
+
+class _AtStamps:
+    """The live manifests as one listing of their stamps found them, each document read
+    through `views` (once per stamp)."""
+
+    def __init__(self, store: BlobStore, stamps: Mapping[str, str], views: _LiveViews) -> None:
+        self._store = store
+        self._stamps = stamps
+        self._views = views
+
+    def get(self, key: str) -> bytes | None:
+        stamp = self._stamps.get(key)
+        return None if stamp is None else self._views.document(self._store, key, stamp)
+
+    def list(self, prefix: str) -> list[str]:
+        folder = prefix.rstrip("/") + "/"
+        return sorted(k for k in self._stamps if k.startswith(folder))
+
+
+class _LiveViews:
+    """Each view of the live manifests (the union, each environment), parsed once per
+    version of the manifests: every request lists their stamps (mirror.core.storage; one
+    listing, no document read) and a view is made again only when one changed, so a
+    commit shows on the next page while an unchanged mirror's pages cost no parsing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._documents: dict[tuple[str, str, str], bytes] = {}  # (store, key, stamp)
+        self._views: dict[tuple[str, str | None], tuple[dict[str, str], Published]] = {}
+
+    def files(self, store: BlobStore, environment: str | None) -> Published:
+        stamps = store.stamps(PYPI_MANIFESTS)
+        where = store.describe()
+        with self._lock:
+            kept = self._views.get((where, environment))
+            if kept is not None and kept[0] == stamps:
+                return kept[1]
+            for gone in [k for k in self._documents if k[0] == where and stamps.get(k[1]) != k[2]]:
+                del self._documents[gone]  # replaced or deleted: never asked for again
+        files = published_files(_AtStamps(store, stamps, self), environment)
+        with self._lock:
+            self._views[(where, environment)] = (stamps, files)
+        return files
+
+    def document(self, store: BlobStore, key: str, stamp: str) -> bytes | None:
+        where = store.describe()
+        with self._lock:
+            found = self._documents.get((where, key, stamp))
+        if found is None:
+            found = store.get(key)
+            if found is None:
+                return None  # deleted since the listing
+            # Read after the listing, so never older than the stamp it is kept under.
+            with self._lock:
+                self._documents[(where, key, stamp)] = found
+        return found
+
+
+_LIVE_VIEWS = _LiveViews()
 
 
 def refuse_quarantined(filename: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from flask.testing import FlaskClient
 
 from mirror.core.config import Target, parse_config
 from mirror.core.storage import LocalStore
-from mirror.pypi.manifest import Manifest, save_manifest
+from mirror.pypi.manifest import Manifest, delete_manifest, load_all, save_manifest
 from mirror.pypi.resolve import Wheel
 from tfmirror.app import create_app
 
@@ -164,3 +165,33 @@ def test_a_file_name_with_odd_characters_is_sent_on_to_devpi_quoted(client: Flas
     moved = client.get("/tfmirror/pypi/+f/a/b/x%20y%23z.whl")
     assert moved.status_code == 302
     assert moved.headers["Location"] == "http://127.0.0.1:3141/tfmirror/pypi/+f/a/b/x%20y%23z.whl"
+
+
+def test_a_commit_shows_on_the_next_page_never_a_kept_one(
+    client: FlaskClient, tmp_path: Path
+) -> None:
+    # A front keeps what it parsed and rendered of the live manifests: a node that asks
+    # again after a sync committed must see the new closure, and after an unpublish none.
+    store = LocalStore(tmp_path / "store")
+    pages = (
+        "/simple/my-pkg/",
+        "/tfmirror/pypi/+simple/my-pkg/",
+        "/tfmirror/default/+simple/my-pkg/",
+    )
+    before = {page: client.get(page, headers={"Accept": PEP691}) for page in pages}
+    newer = Wheel("my-pkg", "1.1", "my_pkg-1.1-py3-none-any.whl", "https://up/y.whl", SHA, 1)
+    (manifest,) = load_all(store)
+    save_manifest(store, replace(manifest, files=[*manifest.files, newer]))
+    for page, old in before.items():
+        again = client.get(page, headers={"Accept": PEP691, "If-None-Match": old.headers["ETag"]})
+        assert again.status_code == 200, page
+        assert [f["filename"] for f in again.get_json()["files"]] == [
+            FILENAME,
+            "my_pkg-1.1-py3-none-any.whl",
+        ]
+        assert "my_pkg-1.1-py3-none-any.whl" in client.get(page).get_data(as_text=True)
+    assert "my-pkg" in client.get("/simple/").get_data(as_text=True)
+    delete_manifest(store, manifest)
+    for page in pages:
+        assert client.get(page).status_code == 404, page
+    assert "my-pkg" not in client.get("/simple/").get_data(as_text=True)

@@ -241,20 +241,13 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix)
-        if not base.is_dir():
-            return []
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        return sorted(key for key, _ in self._files(prefix))
 
     def stamps(self, prefix: str) -> dict[str, str]:
         out = {}
-        for key in self.list(prefix):
+        for key, entry in self._files(prefix):
             try:
-                st = (self.root / key).stat()
+                st = entry.stat()
             except FileNotFoundError:
                 continue  # deleted since the listing
             # Every write renames a new file into place: a new inode and time, even for
@@ -262,6 +255,29 @@ class LocalStore:
             # within one clock tick would pass unseen).
             out[key] = f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
         return out
+
+    def _files(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Each file under `prefix` (not the hidden ones: temporaries, locks), by key.
+        os.scandir, not pathlib's rglob: a live index page lists its manifests on every
+        request, and rglob cost more than the page."""
+        base = self._path(prefix)
+        under = base.relative_to(self.root).as_posix()
+        folders = [(str(base), "" if under == "." else under)]
+        while folders:
+            folder, key_of_folder = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                key = f"{key_of_folder}/{entry.name}" if key_of_folder else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, key))
+                    elif entry.is_file() and not entry.name.startswith("."):
+                        yield key, entry
+                except FileNotFoundError:
+                    continue  # deleted since the listing
 
 
 class _Window:
