@@ -20,7 +20,7 @@ from mirror.core.storage.contract import (
     blob_key,
 )
 from mirror.core.storage.locks import LeaderLock
-from mirror.core.storage.s3.conditional import conditional_put
+from mirror.core.storage.s3.conditional import conditional_put, error_code
 from mirror.core.storage.s3.lock import S3Lock
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def _s3_errors(key: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code in ("404", "NoSuchKey", "NotFound"):
             raise BlobNotFound(f"{key}: not found") from None
         raise StoreError(f"{key}: S3 error {code}: {exc}") from None
