@@ -1,7 +1,8 @@
-"""Running one job under its lease, renewed while it runs: the only code that takes a
-job's lease. `run(job)` runs it here (the scheduler: retried with backoff; a command:
-its own call, `work=`), `start(job)` on a thread (the admin endpoint); `keep_out(jobs)`
-runs work that no job of those may run beside (a bundle, a store migration)."""
+"""Running one job under its lease, renewed while it runs, whoever starts it: `run(job)`
+here (the scheduler: retried with backoff; a command: its own call, `work=`),
+`start(job)` on a thread (the admin endpoint); `keep_out(jobs, work)` runs work that
+none of those jobs may run beside (a bundle, a store migration). Nothing else takes a
+lease to run a job."""
 
 from __future__ import annotations
 
