@@ -33,7 +33,7 @@ from mirror.core.sandbox import Caps
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
-from mirror.pypi.backends import resolve_backends
+from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.changes import closure_changes
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.file_facts import read_digests, read_pages, settle_all
@@ -58,7 +58,7 @@ from mirror.pypi.manifest import (
 from mirror.pypi.module_gaps import gaps
 from mirror.pypi.resolve import ResolveError, Role, Wheel
 from mirror.pypi.sources import BuildPolicy, SourceBuilds
-from mirror.pypi.speculate import Closure, HeadStart
+from mirror.pypi.speculate import Closure, SpeculativePrefetch
 from mirror.pypi.stored_urls import scrub_credentials
 from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
@@ -148,7 +148,8 @@ class Slot:
     target: Target
 
     @property
-    def where(self) -> str:
+    def id(self) -> str:
+        """`environment/target`: the name a run record and the status page give it."""
         return f"{self.environment.name}/{self.target.id}"
 
 
@@ -225,17 +226,17 @@ class PypiSync:
                 )
                 for s in slots(pypi)
             ]
-            head_start = HeadStart(self.store, guesses, pages, self.policy)
+            prefetch = SpeculativePrefetch(self.store, guesses, pages, self.policy)
             try:
                 record.phase = "resolve"  # what a stop's record names
-                self._resolve(plan, report, head_start, pages)
+                self._resolve(plan, report, prefetch, pages)
                 # Upstream's word on each file (upload time, yanked) comes while it downloads.
                 projects = {w.project for ws in plan.wheels.values() for w in ws}
                 entries = side.submit(read_pages, pages, projects)
                 record.phase = "download"
-                self._download(plan, report, head_start)
+                self._download(plan, report, prefetch)
             finally:
-                head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
+                prefetch.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
             record.phase = "commit"
             self._settle(plan, report, entries.result())
             self._upstream_word(plan, report, pages)
@@ -287,9 +288,9 @@ class PypiSync:
         failed = {f.name for f in report.failures}
         out: dict[str, dict[str, str]] = {}
         for slot in slots(self.config.pypi):
-            if slot.where in failed:
+            if slot.id in failed:
                 outcome = "failed"
-            elif slot.where in report.committed:
+            elif slot.id in report.committed:
                 outcome = "committed"
             else:
                 outcome = "unchanged"
@@ -309,7 +310,7 @@ class PypiSync:
 
     # -- 1. resolve ------------------------------------------------------------------
     def _resolve(
-        self, plan: _Plan, report: SyncReport, head_start: HeadStart, pages: ProjectPages
+        self, plan: _Plan, report: SyncReport, prefetch: SpeculativePrefetch, pages: ProjectPages
     ) -> None:
         t0 = time.monotonic()
         pypi = self.config.pypi
@@ -327,7 +328,7 @@ class PypiSync:
         )
         try:
             for slot in slots(pypi):
-                self._resolve_slot(slot, builds, plan, report, head_start, have, pages)
+                self._resolve_slot(slot, builds, plan, report, prefetch, have, pages)
             plan.held = builds.held()
         finally:
             builds.close()
@@ -343,17 +344,17 @@ class PypiSync:
         builds: SourceBuilds,
         plan: _Plan,
         report: SyncReport,
-        head_start: HeadStart,
+        prefetch: SpeculativePrefetch,
         have: set[tuple[str, str]],
         pages: ProjectPages,
     ) -> None:
         pypi = self.config.pypi
         env, target = slot.environment, slot.target
         inputs = inputs_digest(env, target, pypi)
-        old = plan.committed.get(slot.where)
+        old = plan.committed.get(slot.id)
         known = load_fingerprint(self.store, env.name, target.id)
         if old is not None and still_current(known, inputs, pages, {w.project for w in old.files}):
-            log.info("%s: inputs and upstream pages unchanged; closure kept", slot.where)
+            log.info("%s: inputs and upstream pages unchanged; closure kept", slot.id)
             wheels = list(old.files)
         else:
             try:
@@ -361,21 +362,21 @@ class PypiSync:
             except ResolveError as exc:
                 # A pin only a too-young release meets says when it will be taken.
                 why = explain(str(exc), builds.held())
-                report.failures.append(Failure(slot.where, "", why))
+                report.failures.append(Failure(slot.id, "", why))
                 return
             resolver = partial(builds.resolve_wheels, cooldown=builds.cooldown(env))
             backends = resolve_backends(pypi.build_backends, env, target, resolver, wheels)
             wheels = [*wheels, *backends.files]
-            report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
-            plan.inputs[slot.where] = inputs
-        plan.wheels[slot.where] = wheels
-        plan.slots[slot.where] = slot
+            report.notes += [f"{slot.id}: build backend {why}" for why in backends.missing]
+            plan.inputs[slot.id] = inputs
+        plan.wheels[slot.id] = wheels
+        plan.slots[slot.id] = slot
         closure = [(w.project, w.version) for w in wheels if w.role == Role.CLOSURE]
-        report.notes += [f"{slot.where}: {gap}" for gap in gaps(env.name, closure)]
+        report.notes += [f"{slot.id}: {gap}" for gap in gaps(env.name, closure)]
         for wheel in wheels:
             if wheel.sha256 in plan.to_fetch:
                 continue
-            if head_start.fetch_for(wheel.sha256) is not None:
+            if prefetch.fetch_for(wheel.sha256) is not None:
                 plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
             elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
                 # A blob no manifest lists is re-stamped before it is reused: gc
@@ -385,17 +386,17 @@ class PypiSync:
                 plan.to_fetch[wheel.sha256] = wheel
 
     # -- 2. download and verify --------------------------------------------------------
-    def _download(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
+    def _download(self, plan: _Plan, report: SyncReport, prefetch: SpeculativePrefetch) -> None:
         t0 = time.monotonic()
         wheels = list(plan.to_fetch.values())
         # The bar counts the bytes it sees move: a guess that arrived during the resolve
         # is not on it, one under way is with what it has left (counted whole at its
         # end, it read as thousands of MB/s).
-        under_way = head_start.follow(self.progress.advance)
+        under_way = prefetch.follow(self.progress.advance)
         on_bar = {
             w.sha256: (w.size or 0) - under_way.get(w.sha256, 0)
             for w in wheels
-            if w.sha256 in under_way or not _arrived(head_start.fetch_for(w.sha256))
+            if w.sha256 in under_way or not _arrived(prefetch.fetch_for(w.sha256))
         }
         self.progress.start(len(on_bar), sum(max(0, n) for n in on_bar.values()))
         # Largest first: the TensorFlow wheel sets the critical path.
@@ -416,7 +417,7 @@ class PypiSync:
 
             pending: dict[Future[Fetched], tuple[Wheel, bool]] = {}
             for wheel in wheels:
-                guessed = head_start.fetch_for(wheel.sha256)
+                guessed = prefetch.fetch_for(wheel.sha256)
                 pending[guessed or fetch(wheel)] = (wheel, guessed is not None)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -525,7 +526,7 @@ class PypiSync:
             self._remember(plan, where, pages)
         # An environment or target taken out of the config leaves every index: its
         # wheels are gc's once no other manifest lists them.
-        configured = {slot.where for slot in slots(self.config.pypi)}
+        configured = {slot.id for slot in slots(self.config.pypi)}
         for where, manifest in plan.committed.items():
             if where not in configured:
                 fence(JOB)
