@@ -34,7 +34,9 @@ from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.build_backends import resolve_backends
+from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
+from mirror.pypi.closure_resolver import ClosureResolver
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.file_facts import read_digests, read_pages, settle_all
 from mirror.pypi.fingerprint import (
@@ -57,7 +59,6 @@ from mirror.pypi.manifest import (
 )
 from mirror.pypi.module_gaps import gaps
 from mirror.pypi.resolve import ResolveError, Role, Wheel
-from mirror.pypi.sources import BuildPolicy, SourceBuilds
 from mirror.pypi.speculate import Closure, SpeculativePrefetch
 from mirror.pypi.stored_urls import scrub_credentials
 from mirror.pypi.upstream_status import apply_upstream, read_upstream
@@ -317,7 +318,7 @@ class PypiSync:
         known = plan.known
         have = {(w.filename, w.sha256) for w in known.values()}
         caps = Caps(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
-        builds = SourceBuilds(
+        builds = ClosureResolver(
             self.store,
             pages,
             self.policy,
@@ -341,7 +342,7 @@ class PypiSync:
     def _resolve_slot(
         self,
         slot: Slot,
-        builds: SourceBuilds,
+        builds: ClosureResolver,
         plan: _Plan,
         report: SyncReport,
         prefetch: SpeculativePrefetch,
