@@ -9,11 +9,12 @@ the commit, from the store, so it can always be rebuilt from the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -32,12 +33,14 @@ from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import Caps
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
 from mirror.pypi.closure_resolver import ClosureResolver
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
+from mirror.pypi.download import Progress as Progress  # the CLI's bar plugs in here
+from mirror.pypi.download import download
 from mirror.pypi.file_facts import read_digests, read_pages, settle_all
 from mirror.pypi.fingerprint import (
     Fingerprint,
@@ -127,20 +130,6 @@ class SyncReport:
         )
 
 
-class Progress:
-    """Receives progress events; the CLI draws a bar, tests and the scheduler ignore them."""
-
-    def start(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def _arrived(guess: Future[Fetched] | None) -> bool:
-    """A guess that is stored already (one that failed is fetched again, on the bar)."""
-    return guess is not None and guess.done() and guess.exception() is None
-
-
 @dataclass(frozen=True)
 class Slot:
     """One environment's closure for one of its targets: what one manifest holds."""
@@ -178,6 +167,20 @@ class _Plan:
         return {w.sha256: w for m in self.committed.values() for w in m.files}
 
 
+@dataclass
+class _Run:
+    """One run's state, handed from step to step."""
+
+    record: RunRecord
+    report: SyncReport
+    began: float  # time.monotonic() at its start
+    pages: ProjectPages  # upstream's pages, each read once this run
+    validators: dict[str, tuple[str, str]]  # the pages' validators as the run began
+    side: ThreadPoolExecutor  # work off the critical path
+    index_ready: Future[None] | None  # devpi's user and index, set up meanwhile
+    plan: _Plan = field(default_factory=lambda: _Plan({}, {}, {}))
+
+
 class PypiSync:
     def __init__(
         self,
@@ -198,72 +201,83 @@ class PypiSync:
         return Cooldown(env.min_age, self._began, self.config.pypi.cooldown_exempt)
 
     def run(self, trigger: str = "manual") -> SyncReport:
-        # Every resolve and guess of this sync cuts the cooldown at this one moment.
-        self._began = time.time()
+        """One sync, as its steps. A file that fails fails alone: its closures keep
+        their last commit, and every other step goes on."""
+        self._began = time.time()  # every resolve and guess cuts the cooldown here
         self._trigger = trigger
-        record = RunRecord.begin("pypi", trigger)
-        report = SyncReport()
-        began = time.monotonic()
-        pypi = self.config.pypi
         with ThreadPoolExecutor(3, thread_name_prefix="side") as side:
-            # devpi's user and index are set up while the closure resolves and downloads
-            # (on a fresh devpi that is 0.3 s of password hashing).
-            devpi_ready = None
-            if self.index is not None:
-                devpi_ready = side.submit(self.index.prepare)
-            validators = load_validators(self.store)
-            pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy, validators)
-            plan = _Plan({}, {}, {})
-            self._read_committed(plan, report)
-            # The pages of what is mirrored already are read while the closure resolves:
-            # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
-            side.submit(read_digests, pages, {w.project for w in plan.known.values()})
-            guesses = [
-                Closure(
-                    s.environment.requirements,
-                    s.environment.constraints,
-                    s.target,
-                    self._cooldown(s.environment),
-                )
-                for s in slots(pypi)
-            ]
-            prefetch = SpeculativePrefetch(self.store, guesses, pages, self.policy)
-            try:
-                record.phase = "resolve"  # what a stop's record names
-                self._resolve(plan, report, prefetch, pages)
-                # Upstream's word on each file (upload time, yanked) comes while it downloads.
-                projects = {w.project for ws in plan.wheels.values() for w in ws}
-                entries = side.submit(read_pages, pages, projects)
-                record.phase = "download"
-                self._download(plan, report, prefetch)
-            finally:
-                prefetch.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
-            record.phase = "commit"
-            self._settle(plan, report, entries.result())
-            self._upstream_word(plan, report, pages)
-            self._commit(plan, report, pages)
-            # From here the fleet installs the closure through nginx (the store's blobs
-            # for what devpi does not hold yet): devpi's pull below is off its path.
-            report.timings["committed_at"] = time.monotonic() - began
-            # Upstream's newest versions, for the status page; off the critical path.
-            lag = side.submit(record_lag, self.store, pages, pypi.environments)
-            if devpi_ready is not None:
-                record.phase = "devpi pull (after the commit)"
-                self._push_devpi(report, began, devpi_ready)
-            try:
-                lag.result()
-            except StoreError as exc:
-                report.failures.append(Failure("lag", pypi.upstream, str(exc)))
-            except LeaseLost as exc:
-                self._lease_lost(report, exc)
-        if pages.validators() != validators and self._still_leader(report):
+            run = self._begin(trigger, side)
+            self._read_committed(run)
+            with self._prefetching(run) as prefetch:  # the likeliest wheels, from the start
+                self._resolve(run, prefetch)  # builds what has no wheel
+                entries = self._download(run, prefetch)
+            run.record.phase = "commit"
+            self._check(run, entries.result())
+            self._commit(run)
+            self._publish(run)
+        self._finish(run)
+        return run.report
+
+    def _begin(self, trigger: str, side: ThreadPoolExecutor) -> _Run:
+        record = RunRecord.begin("pypi", trigger)
+        began = time.monotonic()
+        # devpi's user and index are set up while the closure resolves and downloads
+        # (on a fresh devpi that is 0.3 s of password hashing).
+        index_ready = side.submit(self.index.prepare) if self.index is not None else None
+        validators = load_validators(self.store)
+        pypi = self.config.pypi
+        pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy, validators)
+        return _Run(record, SyncReport(), began, pages, validators, side, index_ready)
+
+    @contextlib.contextmanager
+    def _prefetching(self, run: _Run) -> Iterator[SpeculativePrefetch]:
+        """Each top-level requirement's likeliest wheel, fetched while uv resolves;
+        what the resolve did not confirm is stopped when the block ends."""
+        guesses = [
+            Closure(
+                s.environment.requirements,
+                s.environment.constraints,
+                s.target,
+                self._cooldown(s.environment),
+            )
+            for s in slots(self.config.pypi)
+        ]
+        prefetch = SpeculativePrefetch(self.store, guesses, run.pages, self.policy)
+        try:
+            yield prefetch
+        finally:
+            prefetch.close(wanted={w.sha256 for ws in run.plan.wheels.values() for w in ws})
+
+    def _publish(self, run: _Run) -> None:
+        """devpi made to offer the committed closures; upstream's newest versions noted
+        for the status page, off the critical path."""
+        report = run.report
+        # From here the fleet installs the closure through nginx (the store's blobs
+        # for what devpi does not hold yet): devpi's pull below is off its path.
+        report.timings["committed_at"] = time.monotonic() - run.began
+        pypi = self.config.pypi
+        lag = run.side.submit(record_lag, self.store, run.pages, pypi.environments)
+        if run.index_ready is not None:
+            run.record.phase = "devpi pull (after the commit)"
+            self._push_devpi(report, run.began, run.index_ready)
+        try:
+            lag.result()
+        except StoreError as exc:
+            report.failures.append(Failure("lag", pypi.upstream, str(exc)))
+        except LeaseLost as exc:
+            self._lease_lost(report, exc)
+
+    def _finish(self, run: _Run) -> None:
+        """What the next sync starts from, and this run's record."""
+        report, pages = run.report, run.pages
+        if pages.validators() != run.validators and self._still_leader(report):
             save_validators(self.store, pages.validators())
         report.failures += [
-            Failure(project, redact_url(pypi.upstream), why)
+            Failure(project, redact_url(self.config.pypi.upstream), why)
             for project, why in sorted(pages.problems.items())
         ]
-        report.seconds = time.monotonic() - began
-        record.finish(
+        report.seconds = time.monotonic() - run.began
+        run.record.finish(
             self.store,
             ok=report.ok,
             counts={
@@ -279,10 +293,9 @@ class PypiSync:
                 "committed": report.committed,
                 "dropped": report.dropped,
                 "notes": report.notes,
-                "environments": self._outcomes(plan, report),
+                "environments": self._outcomes(run.plan, report),
             },
         )
-        return report
 
     def _outcomes(self, plan: _Plan, report: SyncReport) -> dict[str, dict[str, str]]:
         """Per environment, each target's outcome: what the status page shows."""
@@ -299,20 +312,23 @@ class PypiSync:
         return out
 
     # -- 0. what is committed ---------------------------------------------------------
-    def _read_committed(self, plan: _Plan, report: SyncReport) -> None:
+    def _read_committed(self, run: _Run) -> None:
         moved = migrate_layout(self.store)  # under the pypi lease, like every commit
         if moved:
-            report.timings["migrated_manifests"] = float(len(moved))
+            run.report.timings["migrated_manifests"] = float(len(moved))
         scrubbed = scrub_credentials(self.store)  # those a bundle brought, written before
         if scrubbed:
-            report.timings["scrubbed_documents"] = float(len(scrubbed))
-        plan.committed = {m.where: m for m in load_all(self.store)}
-        plan.quarantine = read_quarantine(self.store)
+            run.report.timings["scrubbed_documents"] = float(len(scrubbed))
+        run.plan.committed = {m.where: m for m in load_all(self.store)}
+        run.plan.quarantine = read_quarantine(self.store)
+        # The pages of what is mirrored already are read while the closure resolves:
+        # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
+        run.side.submit(read_digests, run.pages, {w.project for w in run.plan.known.values()})
 
     # -- 1. resolve ------------------------------------------------------------------
-    def _resolve(
-        self, plan: _Plan, report: SyncReport, prefetch: SpeculativePrefetch, pages: ProjectPages
-    ) -> None:
+    def _resolve(self, run: _Run, prefetch: SpeculativePrefetch) -> None:
+        run.record.phase = "resolve"  # what a stop's record names
+        plan, report, pages = run.plan, run.report, run.pages
         t0 = time.monotonic()
         pypi = self.config.pypi
         known = plan.known
@@ -387,59 +403,31 @@ class PypiSync:
                 plan.to_fetch[wheel.sha256] = wheel
 
     # -- 2. download and verify --------------------------------------------------------
-    def _download(self, plan: _Plan, report: SyncReport, prefetch: SpeculativePrefetch) -> None:
+    def _download(
+        self, run: _Run, prefetch: SpeculativePrefetch
+    ) -> Future[dict[str, dict[str, Any]]]:
+        """What is new, verified into the store; returns upstream's entry for each file
+        of the closures (upload time, yanked), read while they download."""
+        plan, report = run.plan, run.report
+        projects = {w.project for ws in plan.wheels.values() for w in ws}
+        entries = run.side.submit(read_pages, run.pages, projects)
+        run.record.phase = "download"
         t0 = time.monotonic()
-        wheels = list(plan.to_fetch.values())
-        # The bar counts the bytes it sees move: a guess that arrived during the resolve
-        # is not on it, one under way is with what it has left (counted whole at its
-        # end, it read as thousands of MB/s).
-        under_way = prefetch.follow(self.progress.advance)
-        on_bar = {
-            w.sha256: (w.size or 0) - under_way.get(w.sha256, 0)
-            for w in wheels
-            if w.sha256 in under_way or not _arrived(prefetch.fetch_for(w.sha256))
-        }
-        self.progress.start(len(on_bar), sum(max(0, n) for n in on_bar.values()))
-        # Largest first: the TensorFlow wheel sets the critical path.
-        wheels.sort(key=lambda w: -(w.size or 0))
-        workers = min(self.config.pypi.workers, max(1, len(wheels)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
-
-            def fetch(wheel: Wheel) -> Future[Fetched]:
-                return pool.submit(
-                    fetch_verified,
-                    self.store,
-                    wheel.url,
-                    wheel.sha256,
-                    wheel.size,
-                    self.policy,
-                    self.progress.advance,
-                )
-
-            pending: dict[Future[Fetched], tuple[Wheel, bool]] = {}
-            for wheel in wheels:
-                guessed = prefetch.fetch_for(wheel.sha256)
-                pending[guessed or fetch(wheel)] = (wheel, guessed is not None)
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    wheel, was_guess = pending.pop(future)
-                    try:
-                        fetched = future.result()
-                    except (DownloadError, StoreError) as exc:
-                        if was_guess:  # fetched again the usual way, which reports
-                            pending[fetch(wheel)] = (wheel, False)
-                            continue
-                        report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))
-                    else:
-                        report.bytes += fetched.size
-                        report.new += 1
-                    if wheel.sha256 in on_bar:
-                        self.progress.file_done()
-        self.progress.close()
+        workers = self.config.pypi.workers
+        done = download(
+            self.store, list(plan.to_fetch.values()), prefetch, self.policy, workers, self.progress
+        )
+        report.new += done.new
+        report.bytes += done.bytes
+        report.failures += done.failures
         report.timings["download_verify_store"] = time.monotonic() - t0
+        return entries
 
-    # -- 3. what the index says besides the bytes ------------------------------------
+    # -- 3. check: what the index says besides the bytes, and upstream's word ---------
+    def _check(self, run: _Run, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        self._settle(run.plan, run.report, entries)
+        self._upstream_word(run.plan, run.report, run.pages)
+
     def _settle(
         self, plan: _Plan, report: SyncReport, entries: Mapping[str, Mapping[str, Any]]
     ) -> None:
@@ -468,7 +456,8 @@ class PypiSync:
         plan.quarantine = read_quarantine(self.store)
 
     # -- 4. commit -------------------------------------------------------------------
-    def _commit(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
+    def _commit(self, run: _Run) -> None:
+        plan, report, pages = run.plan, run.report, run.pages
         try:
             self._commit_each(plan, report, pages)
         except LeaseLost as exc:
@@ -566,7 +555,7 @@ class PypiSync:
         if not any(f.name == "lease" for f in report.failures):  # said once a run
             report.failures.append(Failure("lease", "", str(exc)))
 
-    # -- 5. devpi --------------------------------------------------------------------
+    # -- 5. publish: devpi --------------------------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:
         assert self.index is not None
         t0 = time.monotonic()
