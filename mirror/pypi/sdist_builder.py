@@ -126,15 +126,17 @@ class Built:
 
 
 class WheelResolver(Protocol):
-    """A wheels-only closure through the local index (ClosureResolver.resolve_wheels)."""
+    """A wheels-only closure through the local index (ClosureResolver.resolve_wheels),
+    which a build's declared requirements are resolved with."""
 
     def __call__(
         self,
         requirements: tuple[str, ...],
         target: Target,
-        constraints: tuple[str, ...] = (),
-        find_links: Path | None = None,
-        cooldown: Cooldown | None = None,
+        bounds: tuple[str, ...],
+        /,
+        *,
+        cooldown: Cooldown,
     ) -> list[Wheel]: ...
 
 
