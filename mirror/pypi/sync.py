@@ -1,10 +1,10 @@
-"""The PyPI sync: resolve -> download+verify -> store -> commit manifests -> devpi.
-
-Each environment is resolved for each of its targets on its own (their pins may
-conflict); a file two of them share is fetched once. An environment's manifest for a
-target is committed only when every wheel of that closure is verified and stored: one
-with a failed file keeps serving its previous closure. devpi is brought in line after
-the commit, from the store, so it can always be rebuilt from the store.
+"""The PyPI sync, as its steps: read what is committed, resolve each environment's
+closure for each of its targets (building what has no wheel: mirror.pypi.closure_resolver),
+download what is new (mirror.pypi.download), check (upstream's facts on each file, then
+every closure check: mirror.pypi.closure_checks), commit, publish to devpi. A file two
+closures share is fetched once; a closure is committed only when every file of it is
+verified and stored and no check refuses it, or it keeps its previous commit. devpi is
+brought in line after the commit, from the store, so it can always be rebuilt from it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
-
-from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.credentials import Credentials
@@ -37,6 +35,7 @@ from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
+from mirror.pypi.closure_checks import CLOSURE_CHECKS, ClosureCheck, SyncView, Verdict
 from mirror.pypi.closure_resolver import ClosureResolver
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.download import Progress as Progress  # the CLI's bar plugs in here
@@ -64,7 +63,6 @@ from mirror.pypi.module_gaps import gaps
 from mirror.pypi.resolve import ResolveError, Role, Wheel
 from mirror.pypi.speculate import Closure, SpeculativePrefetch
 from mirror.pypi.stored_urls import scrub_credentials
-from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
 log = logging.getLogger("tfmirror.pypi")
 JOB = "pypi"  # the lease every commit and every write of shared state is fenced by
@@ -178,6 +176,7 @@ class _Run:
     validators: dict[str, tuple[str, str]]  # the pages' validators as the run began
     side: ThreadPoolExecutor  # work off the critical path
     index_ready: Future[None] | None  # devpi's user and index, set up meanwhile
+    checks: list[ClosureCheck] = field(default_factory=list)  # made for this run
     plan: _Plan = field(default_factory=lambda: _Plan({}, {}, {}))
 
 
@@ -247,69 +246,6 @@ class PypiSync:
             yield prefetch
         finally:
             prefetch.close(wanted={w.sha256 for ws in run.plan.wheels.values() for w in ws})
-
-    def _publish(self, run: _Run) -> None:
-        """devpi made to offer the committed closures; upstream's newest versions noted
-        for the status page, off the critical path."""
-        report = run.report
-        # From here the fleet installs the closure through nginx (the store's blobs
-        # for what devpi does not hold yet): devpi's pull below is off its path.
-        report.timings["committed_at"] = time.monotonic() - run.began
-        pypi = self.config.pypi
-        lag = run.side.submit(record_lag, self.store, run.pages, pypi.environments)
-        if run.index_ready is not None:
-            run.record.phase = "devpi pull (after the commit)"
-            self._push_devpi(report, run.began, run.index_ready)
-        try:
-            lag.result()
-        except StoreError as exc:
-            report.failures.append(Failure("lag", pypi.upstream, str(exc)))
-        except LeaseLost as exc:
-            self._lease_lost(report, exc)
-
-    def _finish(self, run: _Run) -> None:
-        """What the next sync starts from, and this run's record."""
-        report, pages = run.report, run.pages
-        if pages.validators() != run.validators and self._still_leader(report):
-            save_validators(self.store, pages.validators())
-        report.failures += [
-            Failure(project, redact_url(self.config.pypi.upstream), why)
-            for project, why in sorted(pages.problems.items())
-        ]
-        report.seconds = time.monotonic() - run.began
-        run.record.finish(
-            self.store,
-            ok=report.ok,
-            counts={
-                "new": report.new,
-                "skipped": report.skipped,
-                "failed": len(report.failures),
-                "built": report.built,
-            },
-            bytes_moved=report.bytes,
-            errors=[f.as_json() for f in report.failures],
-            extra={
-                "timings": report.timings,
-                "committed": report.committed,
-                "dropped": report.dropped,
-                "notes": report.notes,
-                "environments": self._outcomes(run.plan, report),
-            },
-        )
-
-    def _outcomes(self, plan: _Plan, report: SyncReport) -> dict[str, dict[str, str]]:
-        """Per environment, each target's outcome: what the status page shows."""
-        failed = {f.name for f in report.failures}
-        out: dict[str, dict[str, str]] = {}
-        for slot in slots(self.config.pypi):
-            if slot.id in failed:
-                outcome = "failed"
-            elif slot.id in report.committed:
-                outcome = "committed"
-            else:
-                outcome = "unchanged"
-            out.setdefault(slot.environment.name, {})[slot.target.id] = outcome
-        return out
 
     # -- 0. what is committed ---------------------------------------------------------
     def _read_committed(self, run: _Run) -> None:
@@ -423,10 +359,20 @@ class PypiSync:
         report.timings["download_verify_store"] = time.monotonic() - t0
         return entries
 
-    # -- 3. check: what the index says besides the bytes, and upstream's word ---------
+    # -- 3. check: what the index says besides the bytes, and every closure check ------
     def _check(self, run: _Run, entries: Mapping[str, Mapping[str, Any]]) -> None:
         self._settle(run.plan, run.report, entries)
-        self._upstream_word(run.plan, run.report, run.pages)
+        plan = run.plan
+        view = SyncView(
+            self.store,
+            run.pages,
+            [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)],
+            actor_for(self._trigger),
+            partial(self._still_leader, run.report),
+        )
+        run.checks = [make(self.config.pypi) for make in CLOSURE_CHECKS]
+        for check in run.checks:
+            plan.changes += check.prepare(view)
 
     def _settle(
         self, plan: _Plan, report: SyncReport, entries: Mapping[str, Mapping[str, Any]]
@@ -440,89 +386,86 @@ class PypiSync:
             plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
         report.timings["settle"] = time.monotonic() - t0
 
-    def _upstream_word(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
-        """Files upstream no longer lists and projects it marks quarantined (PEP 792)
-        are quarantined; what it lists again is released (mirror.pypi.upstream_status)."""
-        files = [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)]
-        # A page upstream said is unchanged (304) holds no news: it is not checked again.
-        projects = {str(canonicalize_name(w.project)) for w in files}
-        read: dict[str, Mapping[str, Any] | None] = {
-            p: pages.get(p) for p in projects if not pages.unchanged(p)
-        }
-        removals = self.config.pypi.on_upstream_removal == "quarantine"
-        word = read_upstream(files, read, removals, actor_for(self._trigger))
-        if self._still_leader(report):  # a paused run's word is stale: no rule from it
-            plan.changes += apply_upstream(self.store, word)
-        plan.quarantine = read_quarantine(self.store)
-
     # -- 4. commit -------------------------------------------------------------------
     def _commit(self, run: _Run) -> None:
-        plan, report, pages = run.plan, run.report, run.pages
         try:
-            self._commit_each(plan, report, pages)
+            failed = {f.name for f in run.report.failures}
+            for where, wheels in run.plan.wheels.items():
+                if self._may_commit(run, where, wheels, failed):
+                    self._commit_slot(run, where, wheels)
+            self._drop_unconfigured(run)
         except LeaseLost as exc:
-            self._lease_lost(report, exc)
+            self._lease_lost(run.report, exc)
         finally:
             # What the fleet is now offered, and who changed it (one entry per sync).
-            Journal(self.store).record(plan.changes, actor_for(self._trigger), "pypi sync")
+            changes = run.plan.changes
+            Journal(self.store).record(changes, actor_for(self._trigger), "pypi sync")
 
-    def _commit_each(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
-        failed = {f.name for f in report.failures}
-        for where, wheels in plan.wheels.items():
-            if any(w.filename in failed for w in wheels):
-                report.failures.append(
-                    Failure(
-                        where,
-                        "",
-                        "not committed: its closure has failed files; "
-                        "the previous closure stays published",
-                    )
+    def _may_commit(self, run: _Run, where: str, wheels: list[Wheel], failed: set[str]) -> bool:
+        """The closure verified whole and no check refuses or holds it back; if not, the
+        report says why (the last closure stays)."""
+        report = run.report
+        if any(w.filename in failed for w in wheels):
+            report.failures.append(
+                Failure(
+                    where,
+                    "",
+                    "not committed: its closure has failed files; "
+                    "the previous closure stays published",
                 )
-                continue
-            blocked = [
-                f"{w.filename} is quarantined ({rule.reason})"
-                for w in wheels
-                if (rule := plan.quarantine.file_rule(w.project, w.version, w.filename))
-            ]
-            if blocked:
-                # Not resolved around: the operator (or upstream) pulled what it needs.
-                why = f"its closure needs {'; '.join(blocked)}; the last closure stays, without it"
-                report.failures.append(Failure(where, "", why))
-                continue
-            slot = plan.slots[where]
-            env = slot.environment
-            old = plan.committed.get(where)
-            same = (
-                old is not None
-                and old.requirements == env.requirements
-                and old.constraints == env.constraints
-                # A fact that changed upstream (a yank) is a change: the pages show it.
-                and _as_set(old.files) == _as_set(wheels)
             )
-            if not same:
-                fence(JOB)  # a replica that took the lease over commits instead
-                manifest = Manifest(
-                    slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
+            return False
+        findings = [f for check in run.checks for f in check.review(where, wheels)]
+        refused = [f.reason for f in findings if f.verdict is Verdict.REFUSE]
+        if refused:
+            # Not resolved around: the operator (or upstream) pulled what it needs.
+            why = f"its closure needs {'; '.join(refused)}; the last closure stays, without it"
+            report.failures.append(Failure(where, "", why))
+            return False
+        held = [f.reason for f in findings if f.verdict is Verdict.HOLD]
+        if held:
+            report.notes.append(f"{where}: held back, the last closure stays: {'; '.join(held)}")
+            return False
+        return True
+
+    def _commit_slot(self, run: _Run, where: str, wheels: list[Wheel]) -> None:
+        plan = run.plan
+        slot = plan.slots[where]
+        env = slot.environment
+        old = plan.committed.get(where)
+        same = (
+            old is not None
+            and old.requirements == env.requirements
+            and old.constraints == env.constraints
+            # A fact that changed upstream (a yank) is a change: the pages show it.
+            and _as_set(old.files) == _as_set(wheels)
+        )
+        if not same:
+            fence(JOB)  # a replica that took the lease over commits instead
+            manifest = Manifest(
+                slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
+            )
+            if not save_manifest_over(self.store, manifest, old):
+                reason = (
+                    "another writer committed it since this run read it (a replica "
+                    "that took the lease over); its manifest stands"
                 )
-                if not save_manifest_over(self.store, manifest, old):
-                    reason = (
-                        "another writer committed it since this run read it (a replica "
-                        "that took the lease over); its manifest stands"
-                    )
-                    report.failures.append(Failure(where, "", reason))
-                    continue
-                report.committed.append(where)
-                plan.changes += closure_changes(old, manifest, where)
-            self._remember(plan, where, pages)
-        # An environment or target taken out of the config leaves every index: its
-        # wheels are gc's once no other manifest lists them.
+                run.report.failures.append(Failure(where, "", reason))
+                return
+            run.report.committed.append(where)
+            plan.changes += closure_changes(old, manifest, where)
+        self._remember(plan, where, run.pages)
+
+    def _drop_unconfigured(self, run: _Run) -> None:
+        """An environment or target taken out of the config leaves every index: its
+        wheels are gc's once no other manifest lists them."""
         configured = {slot.id for slot in slots(self.config.pypi)}
-        for where, manifest in plan.committed.items():
+        for where, manifest in run.plan.committed.items():
             if where not in configured:
                 fence(JOB)
                 delete_manifest(self.store, manifest)
-                report.dropped.append(where)
-                plan.changes += closure_changes(manifest, None, where)
+                run.report.dropped.append(where)
+                run.plan.changes += closure_changes(manifest, None, where)
 
     def _remember(self, plan: _Plan, where: str, pages: ProjectPages) -> None:
         """What a freshly resolved (and committed) closure came from, for the next sync.
@@ -537,6 +480,70 @@ class PypiSync:
             fence(JOB)  # the next sync's shortcut: the current leader's to decide
             fp = Fingerprint(inputs, digest, time.time(), earliest(plan.held))
             save_fingerprint(self.store, slot.environment.name, slot.target.id, fp)
+
+    # -- 5. publish, and the record ---------------------------------------------------
+    def _publish(self, run: _Run) -> None:
+        """devpi made to offer the committed closures; upstream's newest versions noted
+        for the status page, off the critical path."""
+        report = run.report
+        # From here the fleet installs the closure through nginx (the store's blobs
+        # for what devpi does not hold yet): devpi's pull below is off its path.
+        report.timings["committed_at"] = time.monotonic() - run.began
+        pypi = self.config.pypi
+        lag = run.side.submit(record_lag, self.store, run.pages, pypi.environments)
+        if run.index_ready is not None:
+            run.record.phase = "devpi pull (after the commit)"
+            self._push_devpi(report, run.began, run.index_ready)
+        try:
+            lag.result()
+        except StoreError as exc:
+            report.failures.append(Failure("lag", pypi.upstream, str(exc)))
+        except LeaseLost as exc:
+            self._lease_lost(report, exc)
+
+    def _finish(self, run: _Run) -> None:
+        """What the next sync starts from, and this run's record."""
+        report, pages = run.report, run.pages
+        if pages.validators() != run.validators and self._still_leader(report):
+            save_validators(self.store, pages.validators())
+        report.failures += [
+            Failure(project, redact_url(self.config.pypi.upstream), why)
+            for project, why in sorted(pages.problems.items())
+        ]
+        report.seconds = time.monotonic() - run.began
+        run.record.finish(
+            self.store,
+            ok=report.ok,
+            counts={
+                "new": report.new,
+                "skipped": report.skipped,
+                "failed": len(report.failures),
+                "built": report.built,
+            },
+            bytes_moved=report.bytes,
+            errors=[f.as_json() for f in report.failures],
+            extra={
+                "timings": report.timings,
+                "committed": report.committed,
+                "dropped": report.dropped,
+                "notes": report.notes,
+                "environments": self._outcomes(run.plan, report),
+            },
+        )
+
+    def _outcomes(self, plan: _Plan, report: SyncReport) -> dict[str, dict[str, str]]:
+        """Per environment, each target's outcome: what the status page shows."""
+        failed = {f.name for f in report.failures}
+        out: dict[str, dict[str, str]] = {}
+        for slot in slots(self.config.pypi):
+            if slot.id in failed:
+                outcome = "failed"
+            elif slot.id in report.committed:
+                outcome = "committed"
+            else:
+                outcome = "unchanged"
+            out.setdefault(slot.environment.name, {})[slot.target.id] = outcome
+        return out
 
     # -- shared state ----------------------------------------------------------------
     def _still_leader(self, report: SyncReport) -> bool:
@@ -555,7 +562,7 @@ class PypiSync:
         if not any(f.name == "lease" for f in report.failures):  # said once a run
             report.failures.append(Failure("lease", "", str(exc)))
 
-    # -- 5. publish: devpi --------------------------------------------------------------------
+    # -- 5a. devpi, for publish ----------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:
         assert self.index is not None
         t0 = time.monotonic()
