@@ -26,7 +26,7 @@ from pathlib import Path
 from mirror.core.sandbox import Mounts, SandboxLimits, available, run_sandboxed
 from mirror.pypi.interpreters import host_interpreter
 from mirror.pypi.resolve import uv_binary
-from mirror.pypi.sources import DECLARED
+from mirror.pypi.sdist_builder import DECLARED
 from testkit.wheels import SdistSpec, build_sdist, in_tree_backend
 
 SPEC = SdistSpec("empty", "1.0", in_tree_backend("empty", "1.0"))

@@ -20,7 +20,7 @@ from hub_cache.models import load_models
 from mirror.core.config import Config
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
-from mirror.core.quarantine import Rule, read_quarantine
+from mirror.core.quarantine import QuarantineRule, read_quarantine
 from mirror.core.runs import (
     BUNDLE_JOB,
     VERIFY_STATE,
@@ -230,7 +230,7 @@ class Status:
     built: list[BuiltWheel]
     held_back: list[Held]  # releases the cooldown kept out at the last resolve
     recent_changes: list[dict[str, Any]]  # the journal's newest entries
-    quarantine: list[Rule]  # what the mirror holds and must not offer
+    quarantine: list[QuarantineRule]  # what the mirror holds and must not offer
     promoted: FleetOn  # what the fleet is on
     model_fit: list[Pair]  # which model loads in which environment, as last checked
     snapshots: list[SnapshotRow]

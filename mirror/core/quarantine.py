@@ -37,7 +37,7 @@ _FILE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2")
 
 
 @dataclass(frozen=True)
-class Rule:
+class QuarantineRule:
     spec: str  # as given: project, project==version, a file name, or a model handle
     reason: str
     actor: str
@@ -103,20 +103,20 @@ def check_spec(spec: str, model: bool) -> str:
 class Quarantine:
     """The rules in force when it was read."""
 
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[QuarantineRule, ...] = ()
     # Projects released while devpi was not running: devpi may still hold a page that
     # leaves their files out, so it re-reads them when tfmirror next starts it.
     devpi_refresh: tuple[str, ...] = ()
 
-    def file_rule(self, project: str, version: str, filename: str) -> Rule | None:
+    def file_rule(self, project: str, version: str, filename: str) -> QuarantineRule | None:
         return next((r for r in self.rules if r.matches_file(project, version, filename)), None)
 
-    def rule_for_file(self, filename: str) -> Rule | None:
+    def rule_for_file(self, filename: str) -> QuarantineRule | None:
         """The rule covering a wheel or sdist known by its file name alone."""
         facts = filename_facts(filename)
         return self.file_rule(*facts, filename) if facts is not None else None
 
-    def model_rule(self, handle: str, path: str) -> Rule | None:
+    def model_rule(self, handle: str, path: str) -> QuarantineRule | None:
         return next((r for r in self.rules if r.matches_model(handle, path)), None)
 
     def blobs(self) -> set[str]:
@@ -139,7 +139,7 @@ def filename_facts(filename: str) -> tuple[str, str] | None:
     return str(name), str(version)
 
 
-def _parse(raw: bytes | None) -> list[Rule]:
+def _parse(raw: bytes | None) -> list[QuarantineRule]:
     return list(_parse_all(raw).rules)
 
 
@@ -149,14 +149,14 @@ def _parse_all(raw: bytes | None) -> Quarantine:
     try:
         doc = json.loads(raw)
         rows = doc.get("rules", [])
-        rules = [Rule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
+        rules = [QuarantineRule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
         refresh = tuple(str(p) for p in doc.get("devpi_refresh", []))
         return Quarantine(tuple(rules), refresh)
     except (ValueError, TypeError, AttributeError):
         return Quarantine()  # unreadable: nothing can be matched; `quarantine list` says so
 
 
-def _dump(rules: Iterable[Rule], refresh: Iterable[str] = ()) -> bytes:
+def _dump(rules: Iterable[QuarantineRule], refresh: Iterable[str] = ()) -> bytes:
     doc: dict[str, Any] = {"rules": [asdict(r) for r in rules]}
     if refresh:
         doc["devpi_refresh"] = sorted(set(refresh))
@@ -171,10 +171,10 @@ def read_quarantine(store: BlobStore) -> Quarantine:
     return _parse_all(store.get(QUARANTINE))
 
 
-def add_rules(store: BlobStore, rules: list[Rule]) -> list[Rule]:
+def add_rules(store: BlobStore, rules: list[QuarantineRule]) -> list[QuarantineRule]:
     """Put `rules` in force (replacing any with the same spec); returns the ones that
     are new or changed."""
-    added: list[Rule] = []
+    added: list[QuarantineRule] = []
 
     def change(raw: bytes | None) -> bytes | None:
         current = {(r.spec, r.model): r for r in _parse(raw)}
@@ -190,10 +190,10 @@ def add_rules(store: BlobStore, rules: list[Rule]) -> list[Rule]:
     return added
 
 
-def remove_rule(store: BlobStore, spec: str, model: bool) -> Rule | None:
+def remove_rule(store: BlobStore, spec: str, model: bool) -> QuarantineRule | None:
     """Lift the rule with this spec; returns it, or None if there was none. Its project
     is noted for devpi to re-read, until `devpi_settled` says it has."""
-    removed: list[Rule] = []
+    removed: list[QuarantineRule] = []
 
     def change(raw: bytes | None) -> bytes | None:
         rules = _parse(raw)
@@ -231,11 +231,12 @@ def new_rule(
     model: bool = False,
     source: str = "operator",
     blobs: tuple[str, ...] = (),
-) -> Rule:
-    return Rule(check_spec(spec, model), reason, actor, utcnow(), model, source, blobs=blobs)
+) -> QuarantineRule:
+    spec = check_spec(spec, model)
+    return QuarantineRule(spec, reason, actor, utcnow(), model, source, blobs=blobs)
 
 
-def as_change(rule: Rule, event: str) -> dict[str, Any]:
+def as_change(rule: QuarantineRule, event: str) -> dict[str, Any]:
     """The journal's record of a rule put in force or lifted."""
     change: dict[str, Any] = {"event": event, "spec": rule.spec, "reason": rule.reason}
     if rule.model:

@@ -1,17 +1,12 @@
 """Upstream's index as a build sandbox sees it: the sandbox's only way out.
 
-The syncer serves it on a Unix socket, which the sandbox reaches as a loopback port.
-Pages are upstream's PEP 691 pages with every file pointed here; a file is fetched with
-the sync's own verified download (upstream's sha256 and size, its caps, its host policy)
-into the store, and sent from there. So code in the sandbox gets the bytes the mirror
-verified and nothing else: no other host, no upload, no way to write to the store.
-Every file it took is remembered: those are a build's requirements.
-
-A sandbox sees upstream only as its environment may: each sandbox gets a session bound
-to one view (the environment's cooldown, and no quarantined file), whatever path it asks
-by; `/cooldown/<cutoff>/` paths are for the syncer's own resolver on loopback only. So a
-build can neither fetch a release too young for its environment nor one the operator
-took down, and cannot reach another environment's view.
+Served on a Unix socket the sandbox reaches as a loopback port: upstream's PEP 691 pages
+with every file pointed here, each file fetched with the sync's own verified download
+into the store and sent from there, so code in the sandbox gets the bytes the mirror
+verified and nothing else (no other host, no upload, no write to the store). Each
+sandbox's session is bound to one view (its environment's cooldown, no quarantined
+file) whatever path it asks by, and remembers the files it took (a build's
+requirements); `/cooldown/<cutoff>/` paths are for the syncer's own resolver only.
 """
 
 from __future__ import annotations
@@ -41,6 +36,7 @@ from packaging.version import Version
 
 from mirror.core.quarantine import Quarantine
 from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
+from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import (
     PEP691_JSON,
     DownloadError,
@@ -52,6 +48,7 @@ from mirror.core.upstream import (
 )
 from mirror.pypi.cooldown import Cooldown, Held
 from mirror.pypi.core_metadata import MetadataError, read_metadata
+from mirror.pypi.resolve import Role, Wheel
 
 log = logging.getLogger("tfmirror.pypi.local_index")
 MAX_METADATA = 8 * 1024 * 1024
@@ -80,6 +77,25 @@ class Taken:
         """The size upstream's page declares, if it declares one."""
         size = self.entry.get("size")
         return size if isinstance(size, int) else None
+
+    def as_wheel(self, role: Role) -> Wheel:
+        """The file, as a manifest lists it (an sdist too, despite the class's name)."""
+        filename = self.filename
+        if filename.endswith(".whl"):
+            version_text = str(parse_wheel_filename(filename)[1])
+        else:  # an sdist: name-version.tar.gz
+            stem = filename.removesuffix(".tar.gz").removesuffix(".zip")
+            version_text = stem.rsplit("-", 1)[-1]
+        return Wheel(
+            project=self.project,
+            version=version_text,
+            filename=filename,
+            url=str(self.entry.get("url", "")),
+            sha256=self.sha256,
+            size=self.size,
+            upload_time=rfc3339_utc(self.entry.get("upload-time")),
+            role=role,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 
 MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
-JOB = "pypi"  # the lease a head start runs under: its sync's
+JOB = "pypi"  # the lease a prefetch runs under: its sync's
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
 T = TypeVar("T")
@@ -56,7 +56,7 @@ class Closure:
     cooldown: Cooldown | None = None  # a release it holds back is no guess
 
 
-class HeadStart:
+class SpeculativePrefetch:
     """Fetches the guessed wheels from the moment a sync starts, on threads of its own.
 
     A guess never holds the sync up for long: once the resolver has answered no new
@@ -103,7 +103,7 @@ class HeadStart:
                         return
                     if wheel.sha256 not in self._fetches:
                         self._fetches[wheel.sha256] = _on_daemon(self._fetch, wheel)
-        except Exception:  # a guess is only ever a head start: the sync goes on without
+        except Exception:  # a guess is only ever a prefetch: the sync goes on without
             return
 
     def _fetch(self, wheel: Wheel) -> Fetched:

@@ -1,24 +1,23 @@
-"""The PyPI sync: resolve -> download+verify -> store -> commit manifests -> devpi.
-
-Each environment is resolved for each of its targets on its own (their pins may
-conflict); a file two of them share is fetched once. An environment's manifest for a
-target is committed only when every wheel of that closure is verified and stored: one
-with a failed file keeps serving its previous closure. devpi is brought in line after
-the commit, from the store, so it can always be rebuilt from the store.
+"""The PyPI sync, as its steps: read what is committed, resolve each environment's
+closure for each of its targets (building what has no wheel: mirror.pypi.closure_resolver),
+download what is new (mirror.pypi.download), check (upstream's facts on each file, then
+every closure check: mirror.pypi.closure_checks), commit, publish to devpi. A file two
+closures share is fetched once; a closure is committed only when every file of it is
+verified and stored and no check refuses it, or it keeps its previous commit. devpi is
+brought in line after the commit, from the store, so it can always be rebuilt from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
-
-from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.credentials import Credentials
@@ -32,10 +31,15 @@ from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import SandboxLimits
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, StoreError
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
-from mirror.pypi.backends import resolve_backends
+from mirror.core.upstream import FetchPolicy, ProjectPages
+from mirror.pypi.build_backends import resolve_backends
+from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
+from mirror.pypi.closure_checks import CLOSURE_CHECKS, ClosureCheck, SyncView, Verdict
+from mirror.pypi.closure_resolver import ClosureResolver
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
+from mirror.pypi.download import Progress as Progress  # the CLI's bar plugs in here
+from mirror.pypi.download import download
 from mirror.pypi.file_facts import read_digests, read_pages, settle_all
 from mirror.pypi.fingerprint import (
     Fingerprint,
@@ -57,10 +61,8 @@ from mirror.pypi.manifest import (
 )
 from mirror.pypi.module_gaps import gaps
 from mirror.pypi.resolve import ResolveError, Role, Wheel
-from mirror.pypi.sources import BuildPolicy, SourceBuilds
-from mirror.pypi.speculate import Closure, HeadStart
+from mirror.pypi.speculate import Closure, SpeculativePrefetch
 from mirror.pypi.stored_urls import scrub_credentials
-from mirror.pypi.upstream_status import apply_upstream, read_upstream
 
 log = logging.getLogger("tfmirror.pypi")
 JOB = "pypi"  # the lease every commit and every write of shared state is fenced by
@@ -126,20 +128,6 @@ class SyncReport:
         )
 
 
-class Progress:
-    """Receives progress events; the CLI draws a bar, tests and the scheduler ignore them."""
-
-    def start(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def _arrived(guess: Future[Fetched] | None) -> bool:
-    """A guess that is stored already (one that failed is fetched again, on the bar)."""
-    return guess is not None and guess.done() and guess.exception() is None
-
-
 @dataclass(frozen=True)
 class Slot:
     """One environment's closure for one of its targets: what one manifest holds."""
@@ -148,7 +136,8 @@ class Slot:
     target: Target
 
     @property
-    def where(self) -> str:
+    def id(self) -> str:
+        """`environment/target`: the name a run record and the status page give it."""
         return f"{self.environment.name}/{self.target.id}"
 
 
@@ -176,6 +165,21 @@ class _Plan:
         return {w.sha256: w for m in self.committed.values() for w in m.files}
 
 
+@dataclass
+class _Run:
+    """One run's state, handed from step to step."""
+
+    record: RunRecord
+    report: SyncReport
+    began: float  # time.monotonic() at its start
+    pages: ProjectPages  # upstream's pages, each read once this run
+    validators: dict[str, tuple[str, str]]  # the pages' validators as the run began
+    side: ThreadPoolExecutor  # work off the critical path
+    index_ready: Future[None] | None  # devpi's user and index, set up meanwhile
+    checks: list[ClosureCheck] = field(default_factory=list)  # made for this run
+    plan: _Plan = field(default_factory=lambda: _Plan({}, {}, {}))
+
+
 class PypiSync:
     def __init__(
         self,
@@ -196,72 +200,318 @@ class PypiSync:
         return Cooldown(env.min_age, self._began, self.config.pypi.cooldown_exempt)
 
     def run(self, trigger: str = "manual") -> SyncReport:
-        # Every resolve and guess of this sync cuts the cooldown at this one moment.
-        self._began = time.time()
+        """One sync, as its steps. A file that fails fails alone: its closures keep
+        their last commit, and every other step goes on."""
+        self._began = time.time()  # every resolve and guess cuts the cooldown here
         self._trigger = trigger
-        record = RunRecord.begin("pypi", trigger)
-        report = SyncReport()
-        began = time.monotonic()
-        pypi = self.config.pypi
         with ThreadPoolExecutor(3, thread_name_prefix="side") as side:
-            # devpi's user and index are set up while the closure resolves and downloads
-            # (on a fresh devpi that is 0.3 s of password hashing).
-            devpi_ready = None
-            if self.index is not None:
-                devpi_ready = side.submit(self.index.prepare)
-            validators = load_validators(self.store)
-            pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy, validators)
-            plan = _Plan({}, {}, {})
-            self._read_committed(plan, report)
-            # The pages of what is mirrored already are read while the closure resolves:
-            # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
-            side.submit(read_digests, pages, {w.project for w in plan.known.values()})
-            guesses = [
-                Closure(
-                    s.environment.requirements,
-                    s.environment.constraints,
-                    s.target,
-                    self._cooldown(s.environment),
+            run = self._begin(trigger, side)
+            self._read_committed(run)
+            with self._prefetching(run) as prefetch:  # the likeliest wheels, from the start
+                self._resolve(run, prefetch)  # builds what has no wheel
+                entries = self._download(run, prefetch)
+            run.record.phase = "commit"
+            self._check(run, entries.result())
+            self._commit(run)
+            self._publish(run)
+        self._finish(run)
+        return run.report
+
+    def _begin(self, trigger: str, side: ThreadPoolExecutor) -> _Run:
+        record = RunRecord.begin("pypi", trigger)
+        began = time.monotonic()
+        # devpi's user and index are set up while the closure resolves and downloads
+        # (on a fresh devpi that is 0.3 s of password hashing).
+        index_ready = side.submit(self.index.prepare) if self.index is not None else None
+        validators = load_validators(self.store)
+        pypi = self.config.pypi
+        pages = ProjectPages(pypi.upstream, pypi.timeout, self.policy, validators)
+        return _Run(record, SyncReport(), began, pages, validators, side, index_ready)
+
+    @contextlib.contextmanager
+    def _prefetching(self, run: _Run) -> Iterator[SpeculativePrefetch]:
+        """Each top-level requirement's likeliest wheel, fetched while uv resolves;
+        what the resolve did not confirm is stopped when the block ends."""
+        guesses = [
+            Closure(
+                s.environment.requirements,
+                s.environment.constraints,
+                s.target,
+                self._cooldown(s.environment),
+            )
+            for s in slots(self.config.pypi)
+        ]
+        prefetch = SpeculativePrefetch(self.store, guesses, run.pages, self.policy)
+        try:
+            yield prefetch
+        finally:
+            prefetch.close(wanted={w.sha256 for ws in run.plan.wheels.values() for w in ws})
+
+    # -- 0. what is committed ---------------------------------------------------------
+    def _read_committed(self, run: _Run) -> None:
+        moved = migrate_layout(self.store)  # under the pypi lease, like every commit
+        if moved:
+            run.report.timings["migrated_manifests"] = float(len(moved))
+        scrubbed = scrub_credentials(self.store)  # those a bundle brought, written before
+        if scrubbed:
+            run.report.timings["scrubbed_documents"] = float(len(scrubbed))
+        run.plan.committed = {m.where: m for m in load_all(self.store)}
+        run.plan.quarantine = read_quarantine(self.store)
+        # The pages of what is mirrored already are read while the closure resolves:
+        # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
+        run.side.submit(read_digests, run.pages, {w.project for w in run.plan.known.values()})
+
+    # -- 1. resolve ------------------------------------------------------------------
+    def _resolve(self, run: _Run, prefetch: SpeculativePrefetch) -> None:
+        run.record.phase = "resolve"  # what a stop's record names
+        plan, report, pages = run.plan, run.report, run.pages
+        t0 = time.monotonic()
+        pypi = self.config.pypi
+        known = plan.known
+        have = {(w.filename, w.sha256) for w in known.values()}
+        caps = SandboxLimits(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
+        builds = ClosureResolver(
+            self.store,
+            pages,
+            self.policy,
+            BuildPolicy(pypi.sdists == "build", caps),
+            known,
+            self._cooldown,
+            plan.quarantine,
+        )
+        try:
+            for slot in slots(pypi):
+                self._resolve_slot(slot, builds, plan, report, prefetch, have, pages)
+            plan.held = builds.held()
+        finally:
+            builds.close()
+        # A resolver ran: what it was not given is news for the page.
+        if plan.inputs and self._still_leader(report):
+            save_held(self.store, plan.held, utcnow())
+        report.built = builds.builds
+        report.timings["resolve"] = time.monotonic() - t0
+
+    def _resolve_slot(
+        self,
+        slot: Slot,
+        builds: ClosureResolver,
+        plan: _Plan,
+        report: SyncReport,
+        prefetch: SpeculativePrefetch,
+        have: set[tuple[str, str]],
+        pages: ProjectPages,
+    ) -> None:
+        pypi = self.config.pypi
+        env, target = slot.environment, slot.target
+        inputs = inputs_digest(env, target, pypi)
+        old = plan.committed.get(slot.id)
+        known = load_fingerprint(self.store, env.name, target.id)
+        if old is not None and still_current(known, inputs, pages, {w.project for w in old.files}):
+            log.info("%s: inputs and upstream pages unchanged; closure kept", slot.id)
+            wheels = list(old.files)
+        else:
+            try:
+                wheels = builds.resolve(env, target)
+            except ResolveError as exc:
+                # A pin only a too-young release meets says when it will be taken.
+                why = explain(str(exc), builds.held())
+                report.failures.append(Failure(slot.id, "", why))
+                return
+            resolver = partial(builds.resolve_wheels, cooldown=builds.cooldown(env))
+            backends = resolve_backends(pypi.build_backends, env, target, resolver, wheels)
+            wheels = [*wheels, *backends.files]
+            report.notes += [f"{slot.id}: build backend {why}" for why in backends.missing]
+            plan.inputs[slot.id] = inputs
+        plan.wheels[slot.id] = wheels
+        plan.slots[slot.id] = slot
+        closure = [(w.project, w.version) for w in wheels if w.role == Role.CLOSURE]
+        report.notes += [f"{slot.id}: {gap}" for gap in gaps(env.name, closure)]
+        for wheel in wheels:
+            if wheel.sha256 in plan.to_fetch:
+                continue
+            if prefetch.fetch_for(wheel.sha256) is not None:
+                plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
+            elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
+                # A blob no manifest lists is re-stamped before it is reused: gc
+                # spares blobs younger than its grace period until this commits.
+                report.skipped += 1
+            else:
+                plan.to_fetch[wheel.sha256] = wheel
+
+    # -- 2. download and verify --------------------------------------------------------
+    def _download(
+        self, run: _Run, prefetch: SpeculativePrefetch
+    ) -> Future[dict[str, dict[str, Any]]]:
+        """What is new, verified into the store; returns upstream's entry for each file
+        of the closures (upload time, yanked), read while they download."""
+        plan, report = run.plan, run.report
+        projects = {w.project for ws in plan.wheels.values() for w in ws}
+        entries = run.side.submit(read_pages, run.pages, projects)
+        run.record.phase = "download"
+        t0 = time.monotonic()
+        workers = self.config.pypi.workers
+        done = download(
+            self.store, list(plan.to_fetch.values()), prefetch, self.policy, workers, self.progress
+        )
+        report.new += done.new
+        report.bytes += done.bytes
+        report.failures += done.failures
+        report.timings["download_verify_store"] = time.monotonic() - t0
+        return entries
+
+    # -- 3. check: what the index says besides the bytes, and every closure check ------
+    def _check(self, run: _Run, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        self._settle(run.plan, run.report, entries)
+        plan = run.plan
+        view = SyncView(
+            self.store,
+            run.pages,
+            [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)],
+            actor_for(self._trigger),
+            partial(self._still_leader, run.report),
+        )
+        run.checks = [make(self.config.pypi) for make in CLOSURE_CHECKS]
+        for check in run.checks:
+            plan.changes += check.prepare(view)
+
+    def _settle(
+        self, plan: _Plan, report: SyncReport, entries: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        t0 = time.monotonic()
+        failed = {f.name for f in report.failures}
+        wanted = [w for ws in plan.wheels.values() for w in ws if w.filename not in failed]
+        settled, failures = settle_all(self.store, wanted, entries, plan.known)
+        report.failures.extend(failures)
+        for target_id, wheels in plan.wheels.items():
+            plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
+        report.timings["settle"] = time.monotonic() - t0
+
+    # -- 4. commit -------------------------------------------------------------------
+    def _commit(self, run: _Run) -> None:
+        try:
+            failed = {f.name for f in run.report.failures}
+            for where, wheels in run.plan.wheels.items():
+                if self._may_commit(run, where, wheels, failed):
+                    self._commit_slot(run, where, wheels)
+            self._drop_unconfigured(run)
+        except LeaseLost as exc:
+            self._lease_lost(run.report, exc)
+        finally:
+            # What the fleet is now offered, and who changed it (one entry per sync).
+            changes = run.plan.changes
+            Journal(self.store).record(changes, actor_for(self._trigger), "pypi sync")
+
+    def _may_commit(self, run: _Run, where: str, wheels: list[Wheel], failed: set[str]) -> bool:
+        """The closure verified whole and no check refuses or holds it back; if not, the
+        report says why (the last closure stays)."""
+        report = run.report
+        if any(w.filename in failed for w in wheels):
+            report.failures.append(
+                Failure(
+                    where,
+                    "",
+                    "not committed: its closure has failed files; "
+                    "the previous closure stays published",
                 )
-                for s in slots(pypi)
-            ]
-            head_start = HeadStart(self.store, guesses, pages, self.policy)
-            try:
-                record.phase = "resolve"  # what a stop's record names
-                self._resolve(plan, report, head_start, pages)
-                # Upstream's word on each file (upload time, yanked) comes while it downloads.
-                projects = {w.project for ws in plan.wheels.values() for w in ws}
-                entries = side.submit(read_pages, pages, projects)
-                record.phase = "download"
-                self._download(plan, report, head_start)
-            finally:
-                head_start.close(wanted={w.sha256 for ws in plan.wheels.values() for w in ws})
-            record.phase = "commit"
-            self._settle(plan, report, entries.result())
-            self._upstream_word(plan, report, pages)
-            self._commit(plan, report, pages)
-            # From here the fleet installs the closure through nginx (the store's blobs
-            # for what devpi does not hold yet): devpi's pull below is off its path.
-            report.timings["committed_at"] = time.monotonic() - began
-            # Upstream's newest versions, for the status page; off the critical path.
-            lag = side.submit(record_lag, self.store, pages, pypi.environments)
-            if devpi_ready is not None:
-                record.phase = "devpi pull (after the commit)"
-                self._push_devpi(report, began, devpi_ready)
-            try:
-                lag.result()
-            except StoreError as exc:
-                report.failures.append(Failure("lag", pypi.upstream, str(exc)))
-            except LeaseLost as exc:
-                self._lease_lost(report, exc)
-        if pages.validators() != validators and self._still_leader(report):
+            )
+            return False
+        findings = [f for check in run.checks for f in check.review(where, wheels)]
+        refused = [f.reason for f in findings if f.verdict is Verdict.REFUSE]
+        if refused:
+            # Not resolved around: the operator (or upstream) pulled what it needs.
+            why = f"its closure needs {'; '.join(refused)}; the last closure stays, without it"
+            report.failures.append(Failure(where, "", why))
+            return False
+        held = [f.reason for f in findings if f.verdict is Verdict.HOLD]
+        if held:
+            report.notes.append(f"{where}: held back, the last closure stays: {'; '.join(held)}")
+            return False
+        return True
+
+    def _commit_slot(self, run: _Run, where: str, wheels: list[Wheel]) -> None:
+        plan = run.plan
+        slot = plan.slots[where]
+        env = slot.environment
+        old = plan.committed.get(where)
+        same = (
+            old is not None
+            and old.requirements == env.requirements
+            and old.constraints == env.constraints
+            # A fact that changed upstream (a yank) is a change: the pages show it.
+            and _as_set(old.files) == _as_set(wheels)
+        )
+        if not same:
+            fence(JOB)  # a replica that took the lease over commits instead
+            manifest = Manifest(
+                slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
+            )
+            if not save_manifest_over(self.store, manifest, old):
+                reason = (
+                    "another writer committed it since this run read it (a replica "
+                    "that took the lease over); its manifest stands"
+                )
+                run.report.failures.append(Failure(where, "", reason))
+                return
+            run.report.committed.append(where)
+            plan.changes += closure_changes(old, manifest, where)
+        self._remember(plan, where, run.pages)
+
+    def _drop_unconfigured(self, run: _Run) -> None:
+        """An environment or target taken out of the config leaves every index: its
+        wheels are gc's once no other manifest lists them."""
+        configured = {slot.id for slot in slots(self.config.pypi)}
+        for where, manifest in run.plan.committed.items():
+            if where not in configured:
+                fence(JOB)
+                delete_manifest(self.store, manifest)
+                run.report.dropped.append(where)
+                run.plan.changes += closure_changes(manifest, None, where)
+
+    def _remember(self, plan: _Plan, where: str, pages: ProjectPages) -> None:
+        """What a freshly resolved (and committed) closure came from, for the next sync.
+        Its pages were read after the resolver read them: one that changed in between
+        is seen at the next full resolve (mirror.pypi.fingerprint)."""
+        inputs = plan.inputs.get(where)
+        if inputs is None:
+            return  # reused: its fingerprint stands
+        slot = plan.slots[where]
+        digest = pages_digest(pages, {w.project for w in plan.wheels[where]})
+        if digest is not None:
+            fence(JOB)  # the next sync's shortcut: the current leader's to decide
+            fp = Fingerprint(inputs, digest, time.time(), earliest(plan.held))
+            save_fingerprint(self.store, slot.environment.name, slot.target.id, fp)
+
+    # -- 5. publish, and the record ---------------------------------------------------
+    def _publish(self, run: _Run) -> None:
+        """devpi made to offer the committed closures; upstream's newest versions noted
+        for the status page, off the critical path."""
+        report = run.report
+        # From here the fleet installs the closure through nginx (the store's blobs
+        # for what devpi does not hold yet): devpi's pull below is off its path.
+        report.timings["committed_at"] = time.monotonic() - run.began
+        pypi = self.config.pypi
+        lag = run.side.submit(record_lag, self.store, run.pages, pypi.environments)
+        if run.index_ready is not None:
+            run.record.phase = "devpi pull (after the commit)"
+            self._push_devpi(report, run.began, run.index_ready)
+        try:
+            lag.result()
+        except StoreError as exc:
+            report.failures.append(Failure("lag", pypi.upstream, str(exc)))
+        except LeaseLost as exc:
+            self._lease_lost(report, exc)
+
+    def _finish(self, run: _Run) -> None:
+        """What the next sync starts from, and this run's record."""
+        report, pages = run.report, run.pages
+        if pages.validators() != run.validators and self._still_leader(report):
             save_validators(self.store, pages.validators())
         report.failures += [
-            Failure(project, redact_url(pypi.upstream), why)
+            Failure(project, redact_url(self.config.pypi.upstream), why)
             for project, why in sorted(pages.problems.items())
         ]
-        report.seconds = time.monotonic() - began
-        record.finish(
+        report.seconds = time.monotonic() - run.began
+        run.record.finish(
             self.store,
             ok=report.ok,
             counts={
@@ -277,275 +527,23 @@ class PypiSync:
                 "committed": report.committed,
                 "dropped": report.dropped,
                 "notes": report.notes,
-                "environments": self._outcomes(plan, report),
+                "environments": self._outcomes(run.plan, report),
             },
         )
-        return report
 
     def _outcomes(self, plan: _Plan, report: SyncReport) -> dict[str, dict[str, str]]:
         """Per environment, each target's outcome: what the status page shows."""
         failed = {f.name for f in report.failures}
         out: dict[str, dict[str, str]] = {}
         for slot in slots(self.config.pypi):
-            if slot.where in failed:
+            if slot.id in failed:
                 outcome = "failed"
-            elif slot.where in report.committed:
+            elif slot.id in report.committed:
                 outcome = "committed"
             else:
                 outcome = "unchanged"
             out.setdefault(slot.environment.name, {})[slot.target.id] = outcome
         return out
-
-    # -- 0. what is committed ---------------------------------------------------------
-    def _read_committed(self, plan: _Plan, report: SyncReport) -> None:
-        moved = migrate_layout(self.store)  # under the pypi lease, like every commit
-        if moved:
-            report.timings["migrated_manifests"] = float(len(moved))
-        scrubbed = scrub_credentials(self.store)  # those a bundle brought, written before
-        if scrubbed:
-            report.timings["scrubbed_documents"] = float(len(scrubbed))
-        plan.committed = {m.where: m for m in load_all(self.store)}
-        plan.quarantine = read_quarantine(self.store)
-
-    # -- 1. resolve ------------------------------------------------------------------
-    def _resolve(
-        self, plan: _Plan, report: SyncReport, head_start: HeadStart, pages: ProjectPages
-    ) -> None:
-        t0 = time.monotonic()
-        pypi = self.config.pypi
-        known = plan.known
-        have = {(w.filename, w.sha256) for w in known.values()}
-        caps = SandboxLimits(pypi.build_timeout, pypi.build_memory_mb, pypi.build_processes)
-        builds = SourceBuilds(
-            self.store,
-            pages,
-            self.policy,
-            BuildPolicy(pypi.sdists == "build", caps),
-            known,
-            self._cooldown,
-            plan.quarantine,
-        )
-        try:
-            for slot in slots(pypi):
-                self._resolve_slot(slot, builds, plan, report, head_start, have, pages)
-            plan.held = builds.held()
-        finally:
-            builds.close()
-        # A resolver ran: what it was not given is news for the page.
-        if plan.inputs and self._still_leader(report):
-            save_held(self.store, plan.held, utcnow())
-        report.built = builds.builds
-        report.timings["resolve"] = time.monotonic() - t0
-
-    def _resolve_slot(
-        self,
-        slot: Slot,
-        builds: SourceBuilds,
-        plan: _Plan,
-        report: SyncReport,
-        head_start: HeadStart,
-        have: set[tuple[str, str]],
-        pages: ProjectPages,
-    ) -> None:
-        pypi = self.config.pypi
-        env, target = slot.environment, slot.target
-        inputs = inputs_digest(env, target, pypi)
-        old = plan.committed.get(slot.where)
-        known = load_fingerprint(self.store, env.name, target.id)
-        if old is not None and still_current(known, inputs, pages, {w.project for w in old.files}):
-            log.info("%s: inputs and upstream pages unchanged; closure kept", slot.where)
-            wheels = list(old.files)
-        else:
-            try:
-                wheels = builds.resolve(env, target)
-            except ResolveError as exc:
-                # A pin only a too-young release meets says when it will be taken.
-                why = explain(str(exc), builds.held())
-                report.failures.append(Failure(slot.where, "", why))
-                return
-            resolver = partial(builds.resolve_wheels, cooldown=builds.cooldown(env))
-            backends = resolve_backends(pypi.build_backends, env, target, resolver, wheels)
-            wheels = [*wheels, *backends.files]
-            report.notes += [f"{slot.where}: build backend {why}" for why in backends.missing]
-            plan.inputs[slot.where] = inputs
-        plan.wheels[slot.where] = wheels
-        plan.slots[slot.where] = slot
-        closure = [(w.project, w.version) for w in wheels if w.role == Role.CLOSURE]
-        report.notes += [f"{slot.where}: {gap}" for gap in gaps(env.name, closure)]
-        for wheel in wheels:
-            if wheel.sha256 in plan.to_fetch:
-                continue
-            if head_start.fetch_for(wheel.sha256) is not None:
-                plan.to_fetch[wheel.sha256] = wheel  # new, and already on its way
-            elif (wheel.filename, wheel.sha256) in have or self.store.touch_blob(wheel.sha256):
-                # A blob no manifest lists is re-stamped before it is reused: gc
-                # spares blobs younger than its grace period until this commits.
-                report.skipped += 1
-            else:
-                plan.to_fetch[wheel.sha256] = wheel
-
-    # -- 2. download and verify --------------------------------------------------------
-    def _download(self, plan: _Plan, report: SyncReport, head_start: HeadStart) -> None:
-        t0 = time.monotonic()
-        wheels = list(plan.to_fetch.values())
-        # The bar counts the bytes it sees move: a guess that arrived during the resolve
-        # is not on it, one under way is with what it has left (counted whole at its
-        # end, it read as thousands of MB/s).
-        under_way = head_start.follow(self.progress.advance)
-        on_bar = {
-            w.sha256: (w.size or 0) - under_way.get(w.sha256, 0)
-            for w in wheels
-            if w.sha256 in under_way or not _arrived(head_start.fetch_for(w.sha256))
-        }
-        self.progress.start(len(on_bar), sum(max(0, n) for n in on_bar.values()))
-        # Largest first: the TensorFlow wheel sets the critical path.
-        wheels.sort(key=lambda w: -(w.size or 0))
-        workers = min(self.config.pypi.workers, max(1, len(wheels)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
-
-            def fetch(wheel: Wheel) -> Future[Fetched]:
-                return pool.submit(
-                    fetch_verified,
-                    self.store,
-                    wheel.url,
-                    wheel.sha256,
-                    wheel.size,
-                    self.policy,
-                    self.progress.advance,
-                )
-
-            pending: dict[Future[Fetched], tuple[Wheel, bool]] = {}
-            for wheel in wheels:
-                guessed = head_start.fetch_for(wheel.sha256)
-                pending[guessed or fetch(wheel)] = (wheel, guessed is not None)
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    wheel, was_guess = pending.pop(future)
-                    try:
-                        fetched = future.result()
-                    except (DownloadError, StoreError) as exc:
-                        if was_guess:  # fetched again the usual way, which reports
-                            pending[fetch(wheel)] = (wheel, False)
-                            continue
-                        report.failures.append(Failure(wheel.filename, wheel.url, str(exc)))
-                    else:
-                        report.bytes += fetched.size
-                        report.new += 1
-                    if wheel.sha256 in on_bar:
-                        self.progress.file_done()
-        self.progress.close()
-        report.timings["download_verify_store"] = time.monotonic() - t0
-
-    # -- 3. what the index says besides the bytes ------------------------------------
-    def _settle(
-        self, plan: _Plan, report: SyncReport, entries: Mapping[str, Mapping[str, Any]]
-    ) -> None:
-        t0 = time.monotonic()
-        failed = {f.name for f in report.failures}
-        wanted = [w for ws in plan.wheels.values() for w in ws if w.filename not in failed]
-        settled, failures = settle_all(self.store, wanted, entries, plan.known)
-        report.failures.extend(failures)
-        for target_id, wheels in plan.wheels.items():
-            plan.wheels[target_id] = [settled.get(w.sha256, w) for w in wheels]
-        report.timings["settle"] = time.monotonic() - t0
-
-    def _upstream_word(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
-        """Files upstream no longer lists and projects it marks quarantined (PEP 792)
-        are quarantined; what it lists again is released (mirror.pypi.upstream_status)."""
-        files = [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)]
-        # A page upstream said is unchanged (304) holds no news: it is not checked again.
-        projects = {str(canonicalize_name(w.project)) for w in files}
-        read: dict[str, Mapping[str, Any] | None] = {
-            p: pages.get(p) for p in projects if not pages.unchanged(p)
-        }
-        removals = self.config.pypi.on_upstream_removal == "quarantine"
-        word = read_upstream(files, read, removals, actor_for(self._trigger))
-        if self._still_leader(report):  # a paused run's word is stale: no rule from it
-            plan.changes += apply_upstream(self.store, word)
-        plan.quarantine = read_quarantine(self.store)
-
-    # -- 4. commit -------------------------------------------------------------------
-    def _commit(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
-        try:
-            self._commit_each(plan, report, pages)
-        except LeaseLost as exc:
-            self._lease_lost(report, exc)
-        finally:
-            # What the fleet is now offered, and who changed it (one entry per sync).
-            Journal(self.store).record(plan.changes, actor_for(self._trigger), "pypi sync")
-
-    def _commit_each(self, plan: _Plan, report: SyncReport, pages: ProjectPages) -> None:
-        failed = {f.name for f in report.failures}
-        for where, wheels in plan.wheels.items():
-            if any(w.filename in failed for w in wheels):
-                report.failures.append(
-                    Failure(
-                        where,
-                        "",
-                        "not committed: its closure has failed files; "
-                        "the previous closure stays published",
-                    )
-                )
-                continue
-            blocked = [
-                f"{w.filename} is quarantined ({rule.reason})"
-                for w in wheels
-                if (rule := plan.quarantine.file_rule(w.project, w.version, w.filename))
-            ]
-            if blocked:
-                # Not resolved around: the operator (or upstream) pulled what it needs.
-                why = f"its closure needs {'; '.join(blocked)}; the last closure stays, without it"
-                report.failures.append(Failure(where, "", why))
-                continue
-            slot = plan.slots[where]
-            env = slot.environment
-            old = plan.committed.get(where)
-            same = (
-                old is not None
-                and old.requirements == env.requirements
-                and old.constraints == env.constraints
-                # A fact that changed upstream (a yank) is a change: the pages show it.
-                and _as_set(old.files) == _as_set(wheels)
-            )
-            if not same:
-                fence(JOB)  # a replica that took the lease over commits instead
-                manifest = Manifest(
-                    slot.target, env.requirements, wheels, utcnow(), env.name, env.constraints
-                )
-                if not save_manifest_over(self.store, manifest, old):
-                    reason = (
-                        "another writer committed it since this run read it (a replica "
-                        "that took the lease over); its manifest stands"
-                    )
-                    report.failures.append(Failure(where, "", reason))
-                    continue
-                report.committed.append(where)
-                plan.changes += closure_changes(old, manifest, where)
-            self._remember(plan, where, pages)
-        # An environment or target taken out of the config leaves every index: its
-        # wheels are gc's once no other manifest lists them.
-        configured = {slot.where for slot in slots(self.config.pypi)}
-        for where, manifest in plan.committed.items():
-            if where not in configured:
-                fence(JOB)
-                delete_manifest(self.store, manifest)
-                report.dropped.append(where)
-                plan.changes += closure_changes(manifest, None, where)
-
-    def _remember(self, plan: _Plan, where: str, pages: ProjectPages) -> None:
-        """What a freshly resolved (and committed) closure came from, for the next sync.
-        Its pages were read after the resolver read them: one that changed in between
-        is seen at the next full resolve (mirror.pypi.fingerprint)."""
-        inputs = plan.inputs.get(where)
-        if inputs is None:
-            return  # reused: its fingerprint stands
-        slot = plan.slots[where]
-        digest = pages_digest(pages, {w.project for w in plan.wheels[where]})
-        if digest is not None:
-            fence(JOB)  # the next sync's shortcut: the current leader's to decide
-            fp = Fingerprint(inputs, digest, time.time(), earliest(plan.held))
-            save_fingerprint(self.store, slot.environment.name, slot.target.id, fp)
 
     # -- shared state ----------------------------------------------------------------
     def _still_leader(self, report: SyncReport) -> bool:
@@ -564,7 +562,7 @@ class PypiSync:
         if not any(f.name == "lease" for f in report.failures):  # said once a run
             report.failures.append(Failure("lease", "", str(exc)))
 
-    # -- 5. devpi --------------------------------------------------------------------
+    # -- 5a. devpi, for publish ----------------------------------------------------
     def _push_devpi(self, report: SyncReport, run_began: float, ready: Future[None]) -> None:
         assert self.index is not None
         t0 = time.monotonic()

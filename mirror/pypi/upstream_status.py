@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.errors import UsageError
 from mirror.core.quarantine import (
-    Rule,
+    QuarantineRule,
     add_rules,
     as_change,
     new_rule,
@@ -50,7 +50,7 @@ def page_status(doc: Mapping[str, Any] | None) -> tuple[str, str]:
 
 @dataclass
 class UpstreamWord:
-    rules: list[Rule] = field(default_factory=list)  # what upstream's pages call for
+    rules: list[QuarantineRule] = field(default_factory=list)  # what upstream's pages call for
     checked: set[str] = field(default_factory=set)  # projects whose page was read
     statuses: dict[str, dict[str, str]] = field(default_factory=dict)  # archived, deprecated
 

@@ -13,7 +13,7 @@ from mirror.core.config import Config
 from mirror.core.errors import UsageError
 from mirror.core.journal import Journal, actor_for
 from mirror.core.quarantine import (
-    Rule,
+    QuarantineRule,
     add_rules,
     as_change,
     check_spec,
@@ -44,7 +44,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true")
 
 
-def _covered(store: BlobStore, rule: Rule) -> list[tuple[str, str]]:
+def _covered(store: BlobStore, rule: QuarantineRule) -> list[tuple[str, str]]:
     """(file or handle, sha256) of what the rule covers now."""
     if rule.model:
         return [
