@@ -30,6 +30,7 @@ from hub_cache.formats.base import RuntimeKind
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.children import die_with_parent
 from mirror.core.config import Config, host_target
+from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobNotFound, BlobStore
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.lockfile import render_lock
@@ -41,7 +42,7 @@ from verify.airgap import pip_env
 RUNTIME = "runtime.json"  # written last: a folder without it is not a runtime
 
 
-class RuntimeUnavailable(Exception):
+class RuntimeUnavailable(TfmirrorError):
     """A runtime could not be built; the message says why."""
 
 
