@@ -165,7 +165,11 @@ def test_up_prints_its_banner_plain_and_says_what_stopped_it(
         banner = read_banner(up)
     finally:
         up.send_signal(signal.SIGTERM)
-        rest, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+    # Through the same reader as the banner: what its readline() buffered past the banner
+    # (the sync's log lines, often) is there, and communicate() would read past it.
+    assert up.stdout is not None
+    rest = up.stdout.read()
     assert banner.startswith("pypi sync at start: ok\n"), banner
     assert "entry point:" in banner, banner
     logged = [ln for ln in banner.splitlines() if " INFO " in ln or " WARNING " in ln]
