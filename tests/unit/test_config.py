@@ -378,3 +378,10 @@ def test_the_cooldown_is_off_by_default_and_an_environment_may_set_its_own(
     assert {env.name: env.min_age for env in pypi.environments} == {"default": 43200, "ci": 0}
     assert pypi.cooldown_exempt == ("urllib3==2.8.1",)
     assert all(env.min_age == 0 for env in parse_config({}, tmp_path).pypi.environments)
+
+
+def test_every_backend_the_config_accepts_opens_a_store() -> None:
+    from mirror.core.backend_names import BACKEND_NAMES
+    from mirror.core.storage import BACKENDS
+
+    assert tuple(BACKENDS) == BACKEND_NAMES
