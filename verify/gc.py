@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
-from mirror.core.errors import TfmirrorError
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
 from mirror.core.lease import JobBusy, KeepingOut, fence
 from mirror.core.quarantine import read_quarantine
@@ -18,6 +17,7 @@ from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import snapshot_blobs
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
+from verify.errors import UnknownPending
 
 WRITERS = ("pypi", "hub")  # the jobs that commit manifests (a bundle import holds both)
 
@@ -41,10 +41,6 @@ class GcReport:
             f"{len(self.kept_young)} younger than the grace period kept; "
             f"{self.referenced} referenced; {len(self.temporaries)} abandoned writes"
         )
-
-
-class UnknownPending(TfmirrorError):
-    """An unfinished import does not say which blobs it needs: no blob can be deleted."""
 
 
 def referenced_shas(store: BlobStore) -> set[str]:
