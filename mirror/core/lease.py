@@ -2,9 +2,10 @@
 whoever starts it (a CLI command, a scheduler on any machine, the admin endpoint).
 `holding` takes the lease from the store's leader lock (JobBusy while another holds it),
 `renewed` keeps it renewed for the run, and `fence` lets a commit check it is still this
-process's to make (LeaseLost). The locks themselves live with their backends
-(mirror.core.storage.locks: the contract; local.lock, s3.lock); their names stay
-importable from here."""
+process's to make (LeaseLost). Code below the runner that must keep jobs out (gc's
+deletes, verify's devpi repair) is handed the runner's way to, a `KeepingOut`. The locks
+themselves live with their backends (mirror.core.storage.locks: the contract; local.lock,
+s3.lock); their names stay importable from here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
@@ -26,6 +28,16 @@ from mirror.core.storage.locks import holder_id as holder_id
 from mirror.core.storage.s3.lock import S3Lock as S3Lock
 
 log = logging.getLogger("tfmirror.lease")
+
+
+class KeepingOut(Protocol):
+    """The runner's `keeping_out`, handed to the code that needs it: none of `jobs` runs
+    while the `with` body does (their leases held); JobBusy naming the holder while one
+    runs, or with `wait` a wait for it."""
+
+    def __call__(
+        self, jobs: tuple[str, ...], wait: bool = False
+    ) -> AbstractContextManager[None]: ...
 
 
 class JobBusy(TfmirrorError):
