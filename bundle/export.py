@@ -17,10 +17,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests, referenced
-from bundle.layout import CHUNK, INDEX, SIGNATURE, BundleError, Index, Item, PartWriter
+from bundle.errors import BundleError
+from bundle.layout import CHUNK, INDEX, SIGNATURE, Index, Item, PartWriter
+from mirror.core.errors import BlobNotFound
 from mirror.core.journal import OUTER, Journal, as_lines
 from mirror.core.snapshots import Snapshot, snapshot_key, snapshot_names
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.storage import BlobStore
 
 EXPORTS = "state/bundle/exports"
 LAST_EXPORT = "state/bundle/last-export"

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirror.core.errors import TfmirrorError
+from hub_cache.errors import NotFollowed
 
 AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -30,12 +30,6 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # NONBLOCK: a fifo planted in a file's place is refused, not waited on.
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_TEXT = 1024 * 1024  # our records and configs are a few KB
-
-
-class NotFollowed(TfmirrorError):
-    """An entry where a folder or file of ours belongs is a link or something else."""
-
-    label = "refused"
 
 
 def exchange(dir_fd: int, a: str, b: str) -> bool:

@@ -22,19 +22,15 @@ from pathlib import Path
 
 import requests
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected, PrefetchError
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE
 from hub_cache.held_folder import HeldFolder
-from mirror.core.errors import TfmirrorError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
-
-
-class PrefetchError(TfmirrorError):
-    pass
 
 
 @dataclass(frozen=True)

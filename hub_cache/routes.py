@@ -29,12 +29,13 @@ from hub_cache.formats.base import TFHUB_CACHE
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.errors import BlobNotFound
 from mirror.core.kaggle import parse_kaggle_path
 from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.served import served_source
-from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.storage import BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__)
 

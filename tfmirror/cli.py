@@ -18,8 +18,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from mirror.core.config import load_config
-from mirror.core.errors import TfmirrorError, UsageError
-from mirror.core.runs import JobCrashed
+from mirror.core.errors import JobCrashed, TfmirrorError, UsageError
 from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import Stopped
 from mirror.core.storage import drop_unfinished_writes

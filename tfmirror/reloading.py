@@ -19,7 +19,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mirror.core.config import Config, ConfigError, config_path, load_config
+from mirror.core.config import Config, config_path, load_config
+from mirror.core.errors import ConfigError
 from mirror.core.live_config import LiveConfig
 from sync_jobs.runner import JobRunner, RunResult
 from sync_jobs.scheduler import place_jobs, scheduled_jobs

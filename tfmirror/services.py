@@ -15,9 +15,10 @@ from mirror.core.config import Config
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer, answers
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex, devpi_index
-from mirror.devpi.server import DevpiProcess, DevpiStartError, user_password
+from mirror.devpi.server import DevpiProcess, user_password
 from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
 from tfmirror import fleet_index

@@ -12,9 +12,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import JobBusy, TfmirrorError
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
-from mirror.core.lease import JobBusy, fence, holding
+from mirror.core.lease import fence, holding
 from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import snapshot_blobs

@@ -21,18 +21,13 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hub_cache.errors import NotASavedModel
 from hub_cache.formats.base import GraphOps
-from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobStore
 
 OPS_STATE = "state/hub/ops"  # <sha256 of the archive>.json: the ops it uses, once
 SAVED_MODEL = "saved_model.pb"
 MAX_GRAPH = 2**31  # protobuf's own limit for one message
-
-
-class NotASavedModel(TfmirrorError, ValueError):
-    """The bytes are not a SavedModel this reader understands; the message says why.
-    (A ValueError too, as it was before it joined tfmirror's errors.)"""
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:

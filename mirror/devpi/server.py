@@ -19,7 +19,7 @@ import requests
 
 from mirror.core.children import private_server, python_module, scrubbed_env
 from mirror.core.config import DevpiConfig
-from mirror.core.errors import ServiceError
+from mirror.devpi.errors import DevpiStartError
 
 CREDENTIALS = "tfmirror-credentials.json"
 # devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client:
@@ -31,12 +31,6 @@ CREDENTIALS = "tfmirror-credentials.json"
 THREADS = 256
 SECRET = "tfmirror-secret"
 ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
-
-
-class DevpiStartError(ServiceError):
-    """devpi could not be set up or started, or an external one has no password."""
-
-    label = ""  # each message begins with what failed: devpi-init, devpi-server, [devpi]
 
 
 def _tool(name: str) -> str:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mirror.core.config import Environment, Target
-from mirror.pypi.resolve import ResolveError, Role, Wheel
+from mirror.pypi.errors import ResolveError
+from mirror.pypi.resolve import Role, Wheel
 
 # (requirements, target, constraints) -> a wheels-only closure
 Resolver = Callable[[tuple[str, ...], Target, tuple[str, ...]], list[Wheel]]

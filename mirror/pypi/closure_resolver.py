@@ -38,9 +38,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Environment, Target
+from mirror.core.errors import Refused
 from mirror.core.quarantine import Quarantine
 from mirror.core.sandbox import available
-from mirror.core.sandbox_files import Refused, read_inside
+from mirror.core.sandbox_files import read_inside
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.build_sandbox import (
@@ -52,10 +53,10 @@ from mirror.pypi.build_sandbox import (
     why_stopped,
 )
 from mirror.pypi.cooldown import Cooldown, Held
+from mirror.pypi.errors import ResolveError, SandboxResolveError
 from mirror.pypi.interpreters import Interpreter, find_interpreter, host_interpreter
 from mirror.pypi.local_index import LocalIndex
 from mirror.pypi.resolve import (
-    ResolveError,
     Role,
     Wheel,
     as_wheel,
@@ -74,14 +75,6 @@ MAX_ROUNDS = 5  # resolves in the sandbox that turn more projects to wheels only
 MAX_LOCK = 16 * 1024**2
 # uv's hint for a project that cannot be had as a wheel within the closure.
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
-
-
-class SandboxResolveError(ResolveError):
-    """uv found no closure in the sandbox; `output` is the end of what it said."""
-
-    def __init__(self, message: str, output: str) -> None:
-        super().__init__(message)
-        self.output = output
 
 
 class ClosureResolver:

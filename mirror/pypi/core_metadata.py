@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import BinaryIO
 
-from mirror.core.errors import TfmirrorError
-from mirror.core.storage import BlobNotFound, BlobStore, HashingWriter, StoreError, open_seekable
+from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.storage import BlobStore, HashingWriter, open_seekable
+from mirror.pypi.errors import MetadataError
 from mirror.pypi.resolve import Wheel
 
 # The largest METADATA on PyPI is a few hundred KB (a long description); this is ample.
 MAX_METADATA = 8 * 1024 * 1024
 _METADATA = re.compile(r"([^/]+)\.dist-info/METADATA")
-
-
-class MetadataError(TfmirrorError):
-    """The wheel's METADATA cannot be served; the message says why."""
 
 
 @dataclass(frozen=True)

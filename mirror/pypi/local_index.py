@@ -34,12 +34,12 @@ from urllib.parse import unquote
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from mirror.core.errors import DownloadError, StoreError
 from mirror.core.quarantine import Quarantine
-from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
+from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import (
     PEP691_JSON,
-    DownloadError,
     FetchPolicy,
     ProjectPages,
     fetch_range,
@@ -47,7 +47,8 @@ from mirror.core.upstream import (
     shared_session,
 )
 from mirror.pypi.cooldown import Cooldown, Held
-from mirror.pypi.core_metadata import MetadataError, read_metadata
+from mirror.pypi.core_metadata import read_metadata
+from mirror.pypi.errors import MetadataError
 from mirror.pypi.resolve import Role, Wheel
 
 log = logging.getLogger("tfmirror.pypi.local_index")

@@ -26,13 +26,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
-from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded, scrub_url
 from mirror.core.timestamps import rfc3339_utc
-
-
-class ResolveError(TfmirrorError):
-    """The closure cannot be mirrored for a target; the message names project and target."""
+from mirror.pypi.errors import ResolveError
 
 
 class Role(StrEnum):

@@ -29,19 +29,20 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mirror.core.children import scrubbed_env
 from mirror.core.config import Target
+from mirror.core.errors import DownloadError, Refused, StoreError
 from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
 from mirror.core.sandbox import SandboxLimits, SandboxResult
-from mirror.core.sandbox_files import Refused, copy_out, files_inside, read_inside
-from mirror.core.storage import BlobStore, HashingWriter, StoreError
+from mirror.core.sandbox_files import copy_out, files_inside, read_inside
+from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.timestamps import utc_moment
-from mirror.core.upstream import DownloadError
 from mirror.pypi.build_sandbox import SANDBOX_INDEX, run_in_sandbox, scratch, tail, why_stopped
 from mirror.pypi.cooldown import Cooldown
+from mirror.pypi.errors import ResolveError, WheelRefused
 from mirror.pypi.interpreters import Interpreter, host_interpreter, missing_interpreter
 from mirror.pypi.local_index import LocalIndex, Session, Taken
-from mirror.pypi.resolve import BuiltFrom, ResolveError, Role, Wheel, tag_ranks, uv_binary
-from mirror.pypi.wheel_contents import WheelRefused, check_wheel
+from mirror.pypi.resolve import BuiltFrom, Role, Wheel, tag_ranks, uv_binary
+from mirror.pypi.wheel_contents import check_wheel
 
 log = logging.getLogger("tfmirror.pypi.sources")  # the name operators' log filters know
 

@@ -21,10 +21,11 @@ from packaging.utils import canonicalize_name
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
+from mirror.core.errors import BlobNotFound
 from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.snapshots import FrozenDocuments
-from mirror.core.storage import BlobNotFound, BlobStore, DocumentReader, iter_chunks
+from mirror.core.storage import BlobStore, DocumentReader, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
 from mirror.pypi.manifest import PYPI_MANIFESTS, published_files

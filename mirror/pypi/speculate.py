@@ -33,9 +33,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Target
-from mirror.core.lease import LeaseLost, fence
+from mirror.core.errors import DownloadError, LeaseLost
+from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.core.upstream import Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 

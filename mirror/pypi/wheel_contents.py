@@ -34,8 +34,8 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
+from mirror.pypi.errors import WheelRefused
 
 MAX_TEXT = 8 * 1024 * 1024  # METADATA, WHEEL, RECORD
 CHUNK = 1024 * 1024
@@ -51,10 +51,6 @@ NATIVE_MAGIC = (
     b"\xcf\xfa\xed\xfe",
     b"\xca\xfe\xba\xbe",
 )
-
-
-class WheelRefused(TfmirrorError):
-    """Not a wheel the mirror will store; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from hub_cache.models import load_model
 from hub_cache.prefetch import swap_in
 from mirror.core.config import DevpiConfig, load_config, parse_config
 from mirror.core.storage import LocalStore, blob_key, open_store
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.manifest import load_manifest, manifest_key
 from mirror.pypi.sync import PypiSync
