@@ -29,7 +29,7 @@ LAST_EXPORT = "state/bundle/last-export"
 
 
 @dataclass(frozen=True)
-class Exported:
+class ExportedBundle:
     id: str
     follows: str | None
     blobs: int
@@ -91,7 +91,7 @@ def export(
     since: str | None = None,
     full: bool = False,
     max_part_size: int | None = None,
-) -> Exported:
+) -> ExportedBundle:
     follows = None if full else (since or last_export(store))
     have = held_after(store, follows) if follows else set()
     if out.exists() and any(out.iterdir()):
@@ -142,7 +142,7 @@ def export(
     store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
     store.put(LAST_EXPORT, index.id.encode())
     blob_bytes = sum(i.size for i in index.items if i.kind == "blob")
-    return Exported(index.id, follows, len(wanted), blob_bytes, len(index.parts))
+    return ExportedBundle(index.id, follows, len(wanted), blob_bytes, len(index.parts))
 
 
 def _copy_blob(store: BlobStore, sha: str, writer: PartWriter) -> Item:

@@ -47,7 +47,7 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class Exported:
+class ServingExport:
     handle: str
     name: str
     version: int
@@ -115,11 +115,11 @@ def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Archiv
         )
 
 
-def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> Exported:
+def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> ServingExport:
     version = str(p.version)
     record = _record(home)
     if record.get(version) == p.manifest.sha256 and home.has_folder(version):
-        return Exported(p.manifest.handle, p.name, p.version, "unchanged")
+        return ServingExport(p.manifest.handle, p.name, p.version, "unchanged")
     staging = f".{version}.{uuid.uuid4().hex[:8]}.tmp"
     # Private while it is filled: nobody else can put a link inside it meanwhile.
     into = home.make_folder(staging, 0o700)
@@ -129,15 +129,15 @@ def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits
             os.chmod(into.fd, 0o755)
         home.swap_in(staging, version)
     except ArchiveRejected as exc:
-        return Exported(p.manifest.handle, p.name, p.version, "refused", str(exc))
+        return ServingExport(p.manifest.handle, p.name, p.version, "refused", str(exc))
     finally:
         home.remove(staging)
     record[version] = p.manifest.sha256
     _write_record(home, record)
-    return Exported(p.manifest.handle, p.name, p.version, "written")
+    return ServingExport(p.manifest.handle, p.name, p.version, "written")
 
 
-def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
+def _prune(home: HeldFolder, name: str, keep: int) -> list[ServingExport]:
     """The oldest versions beyond `keep`: renamed out of TF Serving's sight, then removed."""
     record = _record(home)
     versions = sorted((int(v) for v in record if v.isdigit()), reverse=True)
@@ -148,7 +148,7 @@ def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
             home.rename(str(version), aside)
             home.remove(aside)
         record.pop(str(version), None)
-        removed.append(Exported("", name, version, "removed"))
+        removed.append(ServingExport("", name, version, "removed"))
     if removed:
         _write_record(home, record)
     return removed
@@ -210,7 +210,7 @@ def export_serving(
     caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None] = lambda _: None,
-) -> list[Exported]:
+) -> list[ServingExport]:
     """Raises NotFollowed, naming it, for a link under `out` (the model folder, a version,
     the record, models.config): such a link made the export prune and write wherever it
     pointed. `out` itself may be a link."""
@@ -226,7 +226,7 @@ def _export(
     caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None],
-) -> list[Exported]:
+) -> list[ServingExport]:
     names = {p.name for p in placements}
     _refuse_links(root, names)
     done = []
@@ -234,7 +234,7 @@ def _export(
         why = refuse(placement.manifest) or _unservable(placement.manifest)
         if why is not None:
             m = placement.manifest
-            done.append(Exported(m.handle, placement.name, placement.version, "refused", why))
+            done.append(ServingExport(m.handle, placement.name, placement.version, "refused", why))
             continue
         with root.folder(placement.name, create=True) as home:
             # versions an earlier run exchanged out, once readers are done

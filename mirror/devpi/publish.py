@@ -70,7 +70,7 @@ class DevpiIndex:
         self.mirror_url = mirror_url
 
     @property
-    def where(self) -> str:
+    def url(self) -> str:
         return self.client.base
 
     def prepare(self) -> None:

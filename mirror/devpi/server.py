@@ -46,20 +46,20 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @dataclass(frozen=True)
-class Credentials:
+class DevpiPasswords:
     root_password: str
     user_password: str
 
 
-def initialise(serverdir: Path) -> Credentials:
+def initialise(serverdir: Path) -> DevpiPasswords:
     """devpi-init on first use (no root/pypi: this index must never reach the internet)."""
     serverdir.mkdir(parents=True, exist_ok=True)
     creds_path = serverdir / CREDENTIALS
     if creds_path.exists():
         doc = json.loads(creds_path.read_text())
-        creds = Credentials(doc["root_password"], doc["user_password"])
+        creds = DevpiPasswords(doc["root_password"], doc["user_password"])
     else:
-        creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        creds = DevpiPasswords(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
     if not (serverdir / ".nodeinfo").exists():
         _init(serverdir, creds.root_password)
     if not creds_path.exists():

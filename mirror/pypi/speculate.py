@@ -40,7 +40,9 @@ from mirror.core.upstream import Fetched, FetchPolicy, ProjectPages, fetch_verif
 from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 
-MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
+# sha256 of guesses the resolver did not confirm; the key keeps the name the prefetch had
+# (head start) when stores of earlier releases were written, so they keep their misses.
+MISSES = "state/head-start-misses.json"
 JOB = "pypi"  # the lease a prefetch runs under: its sync's
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
@@ -191,7 +193,7 @@ def _on_daemon(fn: Callable[..., T], *args: object) -> Future[T]:
         except BaseException as exc:
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="head-start", daemon=True).start()
+    threading.Thread(target=run, name="speculative-prefetch", daemon=True).start()
     return future
 
 

@@ -96,7 +96,7 @@ class PackageIndex(Protocol):
     resolves and downloads, then made to offer exactly the committed manifests' files."""
 
     @property
-    def where(self) -> str: ...
+    def url(self) -> str: ...
 
     def prepare(self) -> None: ...
 
@@ -575,5 +575,5 @@ class PypiSync:
             report.failures.extend(warmed.failures)
             report.timings["devpi_offers_at"] = t0 - run_began + warmed.offered_after
         except (ServiceError, StoreError) as exc:
-            report.failures.append(Failure("devpi", self.index.where, str(exc)))
+            report.failures.append(Failure("devpi", self.index.url, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0

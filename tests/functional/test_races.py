@@ -356,7 +356,7 @@ platform = "manylinux_2_28_x86_64"
         assert gamma_page.asked.wait(60), "replica A never asked for gamma's page"
         deadline = time.monotonic() + 30
         while not store.has_blob(alpha2):
-            assert time.monotonic() < deadline, "replica A's head start never stored alpha 2.0"
+            assert time.monotonic() < deadline, "replica A's prefetch never stored alpha 2.0"
             time.sleep(0.05)
         replica_a.send_signal(signal.SIGSTOP)
         gamma_page.published = True
