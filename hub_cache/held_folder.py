@@ -1,13 +1,10 @@
-"""A folder held open by its descriptor, whose names are looked up in it and never
-through a link: for trees someone else can write into (a TF Serving repository on a
-shared volume), where `home / name` followed a link planted in place of a folder and
-pruned or wrote versions wherever it pointed.
-
-Every call names an entry of this folder: it is opened with O_NOFOLLOW, renamed,
-exchanged and removed relative to the descriptor, so swapping a folder on the path for
-a link after it was opened changes nothing. An entry that is a link (or not the kind
-asked for) is refused with `NotFollowed`, naming it.
-"""
+"""A folder held open by its descriptor, whose names are looked up in it and never through
+a link: for trees someone else can write into (a TF Serving repository on a shared
+volume), where `home / name` followed a link planted in place of a folder and pruned or
+wrote versions wherever it pointed. Every call names an entry of this folder: it is
+opened with O_NOFOLLOW, renamed, exchanged and removed relative to the descriptor, so
+swapping a folder on the path for a link after it was opened changes nothing. An entry
+that is a link (or not the kind asked for) is refused with `NotFollowed`, naming it."""
 
 from __future__ import annotations
 

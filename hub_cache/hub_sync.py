@@ -1,9 +1,7 @@
-"""The hub sync: fetch each model's compressed archive, validate it, publish it.
-
-The blob is stored under the hash of what arrived, validated from the store, and only
-then does a manifest refer to it; a rejected archive is deleted and recorded with its
-reason, and the model keeps serving what it served before.
-"""
+"""The hub sync: fetch each model's compressed archive, validate it, publish it. The blob
+is stored under the hash of what arrived, validated from the store, and only then does a
+manifest refer to it; a rejected archive is deleted and recorded with its reason, and
+the model keeps serving what it served before."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """The hub side of the web front: serves model archives to the unmodified tensorflow_hub.
-
-`hub.load("http://mirror/hub/google/.../5")` GETs `/hub/google/.../5?tf-hub-format=compressed`.
-`/hub/@<NAME>/google/.../5` is the model as snapshot NAME holds it, `/hub/@live/...` as
-the last sync left it, and the plain path what is promoted (the live mirror when no
-snapshot is): mirror.core.served decides, for pages and models alike.
-Archives stream from the store (a sendfile on local disk; chunks or a presigned
-redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD.
-"""
+`hub.load("http://mirror/hub/google/.../5")` GETs
+`/hub/google/.../5?tf-hub-format=compressed`. `/hub/@<NAME>/google/.../5` is the model
+as snapshot NAME holds it, `/hub/@live/...` as the last sync left it, and the plain path
+what is promoted (the live mirror when no snapshot is): mirror.core.served decides, for
+pages and models alike. Archives stream from the store (a sendfile on local disk; chunks
+or a presigned redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD."""
 
 from __future__ import annotations
 

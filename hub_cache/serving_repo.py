@@ -1,19 +1,14 @@
 """A TF Serving model repository from the mirror's models: `DIR/<name>/<version>/` (the
-model folder as archived) and `DIR/models.config` (a `model_config_list`, each model
-with its format's `model_platform`; a format TF Serving cannot serve is refused).
-
-TF Serving polls its base paths and loads a version folder as soon as it appears, half
-written or not (tensorflow/serving#1086): each version is extracted and checked like a
-prefetch (the archive re-hashed against its sha256 as it is read, every member checked)
-into a hidden sibling, then renamed into place in one step. Its S3 filesystem has been
-broken since 2.7 (serving#1963): a local folder written this way is the reliable path.
-Rerunning changes nothing unless a model did: what each version holds is recorded
-beside it (`DIR/<name>/.tfmirror.json`, which TF Serving ignores: not a number).
-models.config names exactly the models this run exported.
-Others may write in the folder too (TF Serving's volume): nothing under it is followed
-through a link (hub_cache.held_folder); a planted `DIR/m -> elsewhere/` had the export
-prune and write in `elsewhere/`.
-"""
+model folder as archived) and `DIR/models.config` (a `model_config_list` naming exactly
+the models this run exported, each with its format's `model_platform`; a format TF
+Serving cannot serve is refused). TF Serving loads a version folder as soon as it
+appears, half written or not (tensorflow/serving#1086), so each version is extracted and
+checked like a prefetch into a hidden sibling, then renamed into place in one step; its
+S3 filesystem has been broken since 2.7 (serving#1963), so a local folder is the
+reliable path. What each version holds is recorded beside it
+(`DIR/<name>/.tfmirror.json`, which TF Serving ignores: not a number), so a rerun
+changes nothing unless a model did; and since others may write in the folder too (TF
+Serving's volume), nothing under it is followed through a link (hub_cache.held_folder)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""A running `tfmirror up` reads its config again: on SIGHUP, and before each scheduled
-job when the file changed since it was last read.
-
-A valid new config applies at once through the one holder (LiveConfig) that jobs read
-at each run start and pages at each request; a changed [pypi] or [hub] syncs now, a
-changed schedule is rescheduled. What `up` bound as it started (its listening port, the
-store, the devpi and nginx it runs, the lock's lease) keeps running as it is and is
-named as needing a restart. An invalid one is refused in one line, the running config
-stays: a typo must not take the fleet's mirror down.
-"""
+"""A running `tfmirror up` reads its config again: on SIGHUP, and before each scheduled job
+when the file changed since it was last read. A valid new config applies at once through
+the one holder (LiveConfig) that jobs read at each run start and pages at each request;
+a changed [pypi] or [hub] syncs now, a changed schedule is rescheduled. What `up` bound
+as it started (its listening port, the store, the devpi and nginx it runs, the lock's
+lease) keeps running as it is and is named as needing a restart. An invalid one is
+refused in one line, the running config stays: a typo must not take the fleet's mirror
+down."""
 
 from __future__ import annotations
 

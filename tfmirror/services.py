@@ -1,9 +1,7 @@
-"""What a sync or a verify needs running: devpi, the simple pages devpi mirrors from,
-and the fleet's pages (every environment's index) that verify's proof installs through.
-
+"""What a sync or a verify needs running: devpi, the simple pages devpi mirrors from, and
+the fleet's pages (every environment's index) that verify's proof installs through.
 Whatever is already up is used as it is; what tfmirror manages and is down is started
-for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`.
-"""
+for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`."""
 
 from __future__ import annotations
 

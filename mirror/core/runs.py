@@ -1,9 +1,9 @@
 """Run records: one JSON document per job run, under runs/<job>/, plus a small index.
-
 Reading 10,000 records to draw a status page is too slow, so each finished run also
-rewrites `latest.json`, `last-success.json` and `totals.json` beside them; the page and
-/metrics read only those. Old records beyond the retention count are pruned.
-"""
+rewrites small documents beside them (`latest.json`, `last-success.json`, `totals.json`,
+`recent.json`), and the page and /metrics read only those. A job that raised instead of
+finishing is recorded as a failed run too (record_crash); old records beyond the
+retention count are pruned."""
 
 from __future__ import annotations
 

@@ -1,22 +1,12 @@
-"""A target's closure, as files: resolved with wheels only, building what has none.
-
-Code from upstream (a setup.py, a build backend) never runs in the syncer's process,
-resolution included. A target's closure is resolved with wheels only, the wheels the
-mirror built before offered as find-links. Only when that fails:
-
-1. the closure is resolved again *in the sandbox* (mirror.pypi.build_sandbox), sdists
-   allowed: uv builds their metadata there, and reaches upstream only through the local
-   index (mirror.pypi.local_index), which fetches every file verified into the store;
-   rounds that prefer wheels (pip's --prefer-binary) keep the builds to what must be;
-2. each locked package with no wheel for the target is built from its sdist
-   (mirror.pypi.sdist_builder), two side by side;
-3. the closure is resolved once more with wheels only, the new wheels as find-links.
-
-The built wheel joins the closure with its provenance (BuiltFrom); its sdist and its
-build requirements' wheels are listed beside it, so a node that must build can,
-offline. An sdist whose wheel a manifest already lists is never built again: a no-op
-sync runs no sandbox at all.
-"""
+"""A target's closure, as files: resolved with wheels only, building what has none. Code
+from upstream (a setup.py, a build backend) never runs in the syncer's process,
+resolution included: when the wheels alone (those the mirror built before offered as
+find-links) give no closure, it is resolved again in the sandbox with sdists allowed,
+the sdists with no wheel for the target are built there, and it is resolved once more
+with wheels only (ClosureResolver.resolve lists the steps). A built wheel joins the
+closure with its provenance (BuiltFrom), its sdist and its build requirements' wheels
+listed beside it, so a node that must build can, offline. An sdist whose wheel a
+manifest already lists is never built again: a no-op sync runs no sandbox at all."""
 
 from __future__ import annotations
 
@@ -157,7 +147,18 @@ class ClosureResolver:
     # -- the closure -------------------------------------------------------------------
     def resolve(self, env: Environment, target: Target) -> list[Wheel]:
         """The target's closure, as files: wheels (built ones with their sdist and build
-        requirements beside them). Raises ResolveError naming what failed."""
+        requirements beside them). Raises ResolveError naming what failed. Resolved with
+        wheels only first; only when that fails:
+
+        1. the closure is resolved again *in the sandbox* (mirror.pypi.build_sandbox),
+           sdists allowed: uv builds their metadata there, and reaches upstream only
+           through the local index (mirror.pypi.local_index), which fetches every file
+           verified into the store; rounds that prefer wheels (pip's --prefer-binary)
+           keep the builds to what must be;
+        2. each locked package with no wheel for the target is built from its sdist
+           (mirror.pypi.sdist_builder), two side by side;
+        3. the closure is resolved once more with wheels only, the new wheels as
+           find-links."""
         try:
             return self._with_built(env, target)
         except ResolveError as first:

@@ -1,10 +1,8 @@
 """A wheel's core metadata (PEP 658/714): its METADATA file, kept as a blob of its own.
-
 Resolvers (pip since 22.3, uv) read `<file>.metadata` instead of the whole wheel, and
 check it against the index's `core-metadata` sha256. The file is taken out of the
 verified wheel itself, so the hash is the mirror's own: an upstream that declares a
-different one is wrong about one of the two, and the wheel is refused.
-"""
+different one is wrong about one of the two, and the wheel is refused."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """What an index says about a file besides its bytes, settled before a manifest commits.
-
 upload-time (PEP 700) and yanked (PEP 592) are upstream's word, read from its PEP 691
-page; requires-python and the METADATA blob (PEP 658) come from the verified wheel. Facts
-already known for a sha256 are kept, so a no-op sync opens no wheel; a page upstream
-cannot give keeps the last facts it gave.
-"""
+page; requires-python and the METADATA blob (PEP 658) come from the verified wheel.
+Facts already known for a sha256 are kept, so a no-op sync opens no wheel; a page
+upstream cannot give keeps the last facts it gave."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""Upstream's index as a build sandbox sees it: the sandbox's only way out.
-
-Served on a Unix socket the sandbox reaches as a loopback port: upstream's PEP 691 pages
-with every file pointed here, each file fetched with the sync's own verified download
-into the store and sent from there, so code in the sandbox gets the bytes the mirror
-verified and nothing else (no other host, no upload, no write to the store). Each
-sandbox's session is bound to one view (its environment's cooldown, no quarantined
-file) whatever path it asks by, and remembers the files it took (a build's
-requirements); `/cooldown/<cutoff>/` paths are for the syncer's own resolver only.
-"""
+"""Upstream's index as a build sandbox sees it: the sandbox's only way out. Served on a
+Unix socket the sandbox reaches as a loopback port: upstream's PEP 691 pages with every
+file pointed here, each file fetched with the sync's own verified download into the
+store and sent from there, so code in the sandbox gets the bytes the mirror verified and
+nothing else (no other host, no upload, no write to the store). Each sandbox's session
+is bound to one view (its environment's cooldown, no quarantined file) whatever path it
+asks by, and remembers the files it took (a build's requirements); `/cooldown/<cutoff>/`
+paths are for the syncer's own resolver only."""
 
 from __future__ import annotations
 

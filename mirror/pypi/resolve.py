@@ -1,10 +1,8 @@
-"""Dependency closure per target: uv resolves, packaging.tags picks the wheel.
-
-pip's --platform does not evaluate environment markers for the target (it uses the
-interpreter running pip); `uv pip compile --python-platform` does, and its pylock output
-lists every candidate wheel with url, size and sha256. We then choose, per package, the
-wheel the target's installer would prefer.
-"""
+"""Dependency closure per target: uv resolves, packaging.tags picks the wheel. pip's
+--platform does not evaluate environment markers for the target (it uses the interpreter
+running pip); `uv pip compile --python-platform` does, and its pylock output lists every
+candidate wheel with url, size and sha256. We then choose, per package, the wheel the
+target's installer would prefer."""
 
 from __future__ import annotations
 

@@ -1,14 +1,12 @@
-"""One sdist built into one wheel, in the sandbox (mirror.pypi.build_sandbox).
-
-The sdist is fetched verified into the store through the local index; `uv build
---wheel` runs with the target's interpreter, its build requirements installed as wheels
-from the local index (bounded by the environment's constraints and the closure's pins);
-an extension is tagged for the glibc it really needs (auditwheel). What the sandbox
-leaves is hostile input: the wheel is taken out without following a link and checked as
-an installer reads it (mirror.pypi.wheel_contents) before it is stored, and of the files
-the build fetched only those its declared build requirements resolve to are kept as its
-requirements. Which sdists to build is mirror.pypi.closure_resolver's question.
-"""
+"""One sdist built into one wheel, in the sandbox (mirror.pypi.build_sandbox). The sdist is
+fetched verified into the store through the local index; `uv build --wheel` runs with
+the target's interpreter, its build requirements installed as wheels from the local
+index (bounded by the environment's constraints and the closure's pins); an extension is
+tagged for the glibc it really needs (auditwheel). What the sandbox leaves is hostile
+input: the wheel is taken out without following a link and checked as an installer reads
+it (mirror.pypi.wheel_contents) before it is stored, and of the files the build fetched
+only those its declared build requirements resolve to are kept as its requirements.
+Which sdists to build is mirror.pypi.closure_resolver's question."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""PEP 503/691/700 simple pages over the verified store.
-
-`/simple/` is what devpi's mirror_url points at, with files from the store; the fleet's
-own index (tfmirror.fleet_index) renders the same pages with links to devpi's files. Only
-files some manifest lists are offered, so devpi can never hold or serve a file the
-mirror has not verified and committed. A front keeps each view of the live manifests as
-parsed for their version (their stamps, listed on every request) and each page as
-rendered for what it shows: an unchanged mirror's pages cost neither, and a commit shows
-on the next request.
-"""
+"""PEP 503/691/700 simple pages over the verified store. `/simple/` is what devpi's
+mirror_url points at, with files from the store; the fleet's own index
+(tfmirror.fleet_index) renders the same pages with links to devpi's files. Only files
+some manifest lists are offered, so devpi can never hold or serve a file the mirror has
+not verified and committed. A front keeps each view of the live manifests as parsed for
+their version (their stamps, listed on every request) and each page as rendered for what
+it shows: an unchanged mirror's pages cost neither, and a commit shows on the next
+request."""
 
 from __future__ import annotations
 
