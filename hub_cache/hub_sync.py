@@ -1,9 +1,7 @@
-"""The hub sync: fetch each model's compressed archive, validate it, publish it.
-
-The blob is stored under the hash of what arrived, validated from the store, and only
-then does a manifest refer to it; a rejected archive is deleted and recorded with its
-reason, and the model keeps serving what it served before.
-"""
+"""The hub sync: fetch each model's compressed archive, validate it, publish it. The blob
+is stored under the hash of what arrived, validated from the store, and only then does a
+manifest refer to it; a rejected archive is deleted and recorded with its reason, and
+the model keeps serving what it served before."""
 
 from __future__ import annotations
 
@@ -16,17 +14,19 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
-from mirror.core.storage import BlobStore, HashingWriter, StoreError
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
+from mirror.core.storage import BlobStore, HashingWriter
+from mirror.core.upstream import Fetched, FetchPolicy, fetch_verified
 
 COMPRESSED_QUERY = "tf-hub-format=compressed"
 

@@ -18,15 +18,8 @@ from enum import StrEnum
 from typing import TypeVar, overload
 
 from mirror.core.config import Config
-from mirror.core.lease import (
-    JobBusy,
-    LeaderLock,
-    Lease,
-    holder_id,
-    holding,
-    renewed,
-    still_held,
-)
+from mirror.core.errors import JobBusy, StoreError
+from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
 from mirror.core.live_config import LiveConfig
 from mirror.core.runs import (
     JobFn,
@@ -38,7 +31,7 @@ from mirror.core.runs import (
     record_crash,
 )
 from mirror.core.stopping import stop_signal
-from mirror.core.storage import BlobStore, StoreError
+from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
 T = TypeVar("T")

@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
+from mirror.core.errors import JobBusy
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
-from mirror.core.lease import JobBusy, KeepingOut, fence
+from mirror.core.lease import KeepingOut, fence
 from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import snapshot_blobs

@@ -17,14 +17,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_cache.archive import ArchiveRejected, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.compat_matrix import OK, Pair
+from hub_cache.errors import ArchiveRejected
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
+from mirror.core.errors import BlobNotFound
 from mirror.core.scratch import scratch_dir
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.storage import BlobStore
 from verify.runtimes import Runtime, existing_runtime
 
 

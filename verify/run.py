@@ -18,9 +18,8 @@ from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import unreadable_snapshots
 from mirror.core.storage import BlobStore
-from mirror.devpi.client import DevpiError
+from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex
-from mirror.devpi.server import DevpiStartError
 from verify.airgap import AirGapProof, TargetProof
 from verify.compat import check_matrix
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi

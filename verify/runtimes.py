@@ -30,7 +30,8 @@ from hub_cache.formats.base import RuntimeKind
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.children import die_with_parent
 from mirror.core.config import Config, host_target
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.errors import BlobNotFound
+from mirror.core.storage import BlobStore
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import Manifest, load_all

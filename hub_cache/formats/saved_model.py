@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from hub_cache.errors import NotASavedModel
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.probes import saved_model_load
-from hub_cache.formats.saved_model_ops import NotASavedModel, archive_ops
+from hub_cache.formats.saved_model_ops import archive_ops
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.storage import BlobStore
 

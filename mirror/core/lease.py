@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import JobBusy, LeaseLost
 from mirror.core.redact import bounded
 from mirror.core.storage.local.lock import FileLock as FileLock
 from mirror.core.storage.locks import LOCKS as LOCKS
-from mirror.core.storage.locks import Holder as Holder
 from mirror.core.storage.locks import LeaderLock as LeaderLock
 from mirror.core.storage.locks import Lease as Lease
 from mirror.core.storage.locks import died_here as died_here
@@ -38,22 +37,6 @@ class KeepingOut(Protocol):
     def __call__(
         self, jobs: tuple[str, ...], wait: bool = False
     ) -> AbstractContextManager[None]: ...
-
-
-class JobBusy(TfmirrorError):
-    """Another holder runs the job now."""
-
-    hint = "; pass --wait to run after it"
-
-    def __init__(self, job: str, holder: Holder | None) -> None:
-        self.job = job
-        self.holder = holder
-        who = holder.describe() if holder else "held by another process"
-        super().__init__(f"{job} is running elsewhere ({who})")
-
-
-class LeaseLost(TfmirrorError):
-    """The job's lease is no longer this process's to count on: nothing may commit."""
 
 
 # The leases this process holds, by job, while their holders run: commits check them.

@@ -21,7 +21,8 @@ import pytest
 from bundle.contents import read_manifests, referenced
 from bundle.importer import committing, pending
 from mirror.core.config import load_config
-from mirror.core.storage import BlobNotFound, open_store
+from mirror.core.errors import BlobNotFound
+from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point

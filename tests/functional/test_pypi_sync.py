@@ -485,7 +485,7 @@ def test_a_no_op_sync_asks_with_etags_and_reads_no_unchanged_page_whole(
     report, _ = sync(config)
 
     assert report.ok and report.new == 0
-    # Every page a 304 but the top-level requirement's, which the head start reads
+    # Every page a 304 but the top-level requirement's, which the speculative prefetch reads
     # whole at once to guess the wheel to fetch first.
     assert upstream.pages_read - read_before == 1
     assert upstream.not_modified >= 2  # beta and delta

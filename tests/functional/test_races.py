@@ -25,7 +25,8 @@ from hub_cache.models import load_model
 from hub_cache.prefetch import swap_in
 from mirror.core.config import DevpiConfig, load_config, parse_config
 from mirror.core.storage import LocalStore, blob_key, open_store
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.manifest import load_manifest, manifest_key
 from mirror.pypi.sync import PypiSync
@@ -357,7 +358,7 @@ platform = "manylinux_2_28_x86_64"
         assert gamma_page.asked.wait(60), "replica A never asked for gamma's page"
         deadline = time.monotonic() + 30
         while not store.has_blob(alpha2):
-            assert time.monotonic() < deadline, "replica A's head start never stored alpha 2.0"
+            assert time.monotonic() < deadline, "replica A's prefetch never stored alpha 2.0"
             time.sleep(0.05)
         replica_a.send_signal(signal.SIGSTOP)
         gamma_page.published = True

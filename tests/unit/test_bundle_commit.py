@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests
+from bundle.errors import BundleError
 from bundle.export import export
 from bundle.importer import (
     IMPORTED,
@@ -26,7 +27,6 @@ from bundle.importer import (
     pending,
     recover,
 )
-from bundle.layout import BundleError
 from bundle.runs import export_recorded, import_recorded, resume
 from hub_cache.models import ModelManifest, load_models, model_key, save_model
 from mirror.core.runs import Failure

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import hub_cache.formats
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import FORMATS, format_of, recognise
 from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.saved_model import SAVED_MODEL

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mirror.core.config import Config, parse_config
-from mirror.core.lease import JobBusy
+from mirror.core.errors import JobBusy
 from mirror.core.runs import RunRecord, read_index, record_keys
 from mirror.core.storage import BlobStore, LocalStore
 from sync_jobs.runner import JobRunner
