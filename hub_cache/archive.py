@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import looked_for, recognise
 from hub_cache.formats.base import ModelFormat
-from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
@@ -42,10 +42,6 @@ MAX_HEADER_DATA = 1024 * 1024
 NAME_MAX = 255  # bytes in one path segment (Linux); longer cannot be extracted
 PATH_MAX = 4000
 SHOWN = 200  # characters of a member name quoted in a reason
-
-
-class ArchiveRejected(TfmirrorError):
-    """Not a model archive the mirror will publish; the message is the reason."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,7 @@ class ArchiveFacts:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "format": self.model_format.key,
             "compression": self.compression,
             "files": self.files,
             "directories": self.directories,

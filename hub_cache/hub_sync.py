@@ -16,19 +16,22 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
+from hub_cache.formats import format_named
+from hub_cache.formats.base import ModelFormat
+from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
+from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
-
-COMPRESSED_QUERY = "tf-hub-format=compressed"
 
 
 class ModelStatus(StrEnum):
@@ -91,14 +94,34 @@ def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
 
 
 def compressed_url(model: HubModel, hub: HubConfig) -> str:
-    """Where a model's archive is fetched: its source; Kaggle's download API for a Kaggle
-    handle; else the handle as tensorflow_hub asks it (tfhub.dev redirects onwards)."""
+    """Where a model is fetched: its source; Kaggle's download API for a Kaggle handle;
+    else the handle as its form's client asks tfhub.dev for it (`?tf-hub-format=
+    compressed`, `?lite-format=tflite`; tfhub.dev redirects onwards)."""
     if model.source:
         return model.source
     if model.kaggle is not None:
         return model.kaggle.download_url(hub.kaggle_api)
     joiner = "&" if "?" in model.handle else "?"
-    return f"{model.handle}{joiner}{COMPRESSED_QUERY}"
+    return f"{model.handle}{joiner}{_format(model.form).fetch_query}"
+
+
+def _format(form: str) -> ModelFormat:
+    found = format_named(form)
+    assert found is not None, f"{form}: every form the config takes has a format"
+    return found
+
+
+def inspect_model(
+    store: BlobStore, fetched: Fetched, form: str, limits: ArchiveLimits
+) -> dict[str, object]:
+    """The stored model's facts, as its manifest keeps them, checked as its form's client
+    reads it: one file (a .tflite) by its format's reader, else as an archive."""
+    model_format = _format(form)
+    if model_format.single_file:
+        with seekable_blob(store, fetched.sha256) as (reader, size):
+            return model_format.inspect_file(reader, size, f"the {model_format.name} file")
+    with store.open_blob(fetched.sha256) as reader:
+        return inspect_archive(reader, fetched.size, limits).as_json()
 
 
 def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
@@ -148,17 +171,17 @@ def publish_model(
     hub: HubConfig,
     commit: Commit,
     gate: Gate | None = None,
+    form: str = SAVEDMODEL,
 ) -> ModelOutcome:
-    """Validate a stored archive and commit its manifest, with its aliases, unless it is
-    what we serve (then only aliases new since) or the gate refuses it (then what was
-    served stays)."""
+    """Validate a stored model (in `form`: mirror.core.model_forms) and commit its
+    manifest, with its aliases, unless it is what we serve (then only aliases new since)
+    or the gate refuses it (then what was served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
     try:
-        with store.open_blob(fetched.sha256) as reader:
-            facts = inspect_archive(reader, fetched.size, caps(hub))
+        facts = inspect_model(store, fetched, form, caps(hub))
     except ArchiveRejected as exc:
         # The blob stays until gc, like a refused one below: no manifest lists it, so
         # nothing serves it, and only gc knows whether anything else (a snapshot, a
@@ -173,7 +196,7 @@ def publish_model(
         size=fetched.size,
         synced_at=utcnow(),
         source=fetched.url,
-        archive=facts.as_json(),
+        archive=facts,
     )
     refused = gate(manifest) if gate is not None else None
     if refused is not None:
@@ -239,7 +262,14 @@ class HubSync:
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
         commit = Commit(actor_for(trigger), "hub sync", tuple(model.aliases))
         return publish_model(
-            self.store, model.handle, model.path, fetched, self.config.hub, commit, self.gate
+            self.store,
+            model.handle,
+            model.path,
+            fetched,
+            self.config.hub,
+            commit,
+            self.gate,
+            model.form,
         )
 
     def run(self, trigger: str = "manual") -> HubReport:

@@ -1,6 +1,8 @@
 """The hub side of the web front: serves model archives to the unmodified tensorflow_hub.
 
-`hub.load("http://mirror/hub/google/.../5")` GETs `/hub/google/.../5?tf-hub-format=compressed`.
+`hub.load("http://mirror/hub/google/.../5")` GETs `/hub/google/.../5?tf-hub-format=compressed`;
+LiteRT users fetch a .tflite with `?lite-format=tflite` (hub_cache.formats: each format
+says the query its client asks with).
 `/hub/@<NAME>/google/.../5` is the model as snapshot NAME holds it, `/hub/@live/...` as
 the last sync left it, and the plain path what is promoted (the live mirror when no
 snapshot is): mirror.core.served decides, for pages and models alike.
@@ -25,7 +27,8 @@ from flask import (
 
 from hub_cache.compat_matrix import Pair, model_matrix, read_matrix
 from hub_cache.conditional import Plan, clean_environ, decide
-from hub_cache.formats.base import TFHUB_CACHE
+from hub_cache.formats import served_by_query
+from hub_cache.formats.base import TFHUB_CACHE, ModelFormat
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
@@ -117,18 +120,28 @@ def model(path: str) -> Response | str:
     rule = read_quarantine(app_store()).model_rule(manifest.handle, manifest.path)
     if rule is not None:
         abort(410, description=f"{manifest.handle} is quarantined: {rule.reason}")
-    if request.args.get("tf-hub-format") == "compressed":
-        return _archive(manifest)
+    asked = served_by_query(request.args)
+    if asked is not None:
+        return _model_file(manifest, asked)
     info = model_json(manifest, _base(), at, read_matrix(app_store()))
     if _wants_json():
         return jsonify(info)
     return render("hub_cache/model.html", title=manifest.handle, model=manifest, info=info)
 
 
-def _archive(manifest: ModelManifest) -> Response:
+def _model_file(manifest: ModelManifest, asked: ModelFormat) -> Response:
+    """The model's blob, for the query its format's client asks with (an archive for
+    `?tf-hub-format=compressed`, the .tflite for `?lite-format=tflite`); 404 naming the
+    right query when the model is of another format."""
+    held = manifest.model_format
+    if held is not asked:
+        name, value = held.served_query if held else ("", "")
+        ask = f"; ask ?{name}={value}" if name else ""
+        kind = f"a {held.name} model" if held else "a model of a format this mirror does not know"
+        abort(404, description=f"{manifest.handle} is {kind}, not a {asked.name}{ask}")
     store = app_store()
     path = store.local_path(manifest.sha256)
-    name = manifest.path.replace("/", "_") + ".tar.gz"
+    name = manifest.path.replace("/", "_") + asked.suffix
     plan = decide(request, manifest.sha256, manifest.size)
     if isinstance(plan, Response):  # 304, 412, 416: nothing more to send
         return plan

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 from hub_cache.held_folder import HeldFolder
 from hub_cache.models import ModelManifest
 from hub_cache.prefetch import OLD_COPIES_KEPT

@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_cache.archive import ArchiveRejected, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.compat_matrix import OK, Pair
+from hub_cache.errors import ArchiveRejected
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.core.children import die_with_parent, scrubbed_env
@@ -83,6 +84,11 @@ def check_model(
         return ModelCheck(
             model.path, model.handle, True, "not loaded: no environment's runtime can load it here"
         )
+    model_format = model.model_format
+    if model_format is not None and model_format.single_file:
+        # Loaded from the file itself, not an extracted folder (no runtime does yet).
+        reason = model_format.load_probe(str(model.archive.get("root_file", "")))
+        return ModelCheck(model.path, model.handle, True, str(reason))
     with scratch_dir("tfmirror-model-") as folder:
         try:
             with store.open_blob(model.sha256) as reader:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 from tests.support.archives import (
     FAKE_MODEL,
     MALICIOUS_KINDS,

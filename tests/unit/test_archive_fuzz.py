@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveFacts, ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveFacts, ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 
 CASES = 3000
 SEGMENTS = ["saved_model.pb", "variables", "v", "x" * 256, "..", ".", "", "a\\b", "é"]

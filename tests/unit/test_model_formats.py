@@ -8,11 +8,13 @@ import io
 import re
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 import hub_cache.formats
-from hub_cache.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import FORMATS, format_of, recognise
 from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.saved_model import SAVED_MODEL
@@ -25,14 +27,22 @@ LIMITS = ArchiveLimits(max_uncompressed=1 << 30, max_ratio=100)
 class Flat:
     """A stand-in for a next format: one `*.flat` file at the archive root."""
 
+    key = "flat"
     name = "Flat"
     looks_for = "a .flat file"
+    single_file = False
+    fetch_query = "flat-format=flat"
+    served_query = ("flat-format", "flat")
+    suffix = ".tar.gz"
     runtime: RuntimeKind | None = None
     serving_platform: str | None = None
     caches: frozenset[str] = frozenset()
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in sorted(root_files) if f.endswith(".flat")), None)
+
+    def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
+        raise ArchiveRejected("archived")
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "not read"
