@@ -3,7 +3,7 @@
 `loadGraphModel(url)` / `loadLayersModel(url)` GET `model.json` (with `fromTFHub`,
 `<url>/model.json?tfjs-format=file`), parse it with JSON.parse, then GET every path of
 every `weightsManifest` group as `<url up to its last slash> + path + <its query>`, in
-manifest order, and slice the concatenated bytes weight by weight: shape × the byte size
+manifest order, and slice the concatenated bytes weight by weight: elements times the byte size
 of the dtype (of the quantized dtype when `quantization` is set). tfjs checks none of
 this before slicing, so a shard one byte short fails in the browser and a stray path
 fetches whatever it names. This reads `model.json` and the folder's declared file sizes
@@ -58,8 +58,8 @@ NAME_SHOWN = 120  # characters of a path or name a reason quotes
 _SCHEME = re.compile(r"^[^/]*:")
 # WHATWG URL parsing strips tabs and newlines and treats `\` as `/` in http URLs;
 # `?` and `#` end the path; `%` is decoded by the server, so the file served would not
-# be the name the manifest says.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\?#%]")
+# be the name the manifest says; a trailing space is stripped from a URL without a query.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\?#%]| $")
 
 
 class _Refused(Exception):
@@ -107,7 +107,7 @@ def inspect_tfjs(model_json: bytes, files: Mapping[str, int], where: str = MODEL
     try:
         return _inspect(model_json, files)
     except _Refused as exc:
-        raise ArchiveRejected(f"{bounded(where, NAME_SHOWN)}: {exc}") from None
+        raise ArchiveRejected(f"{_shown(where)}: {exc}") from None
 
 
 def shard_for(model: TfjsModel, requested: str) -> str | None:
@@ -125,7 +125,9 @@ def _inspect(model_json: bytes, files: Mapping[str, int]) -> TfjsModel:
     doc = _parse(model_json)
     declared = files.get(MODEL_JSON)
     if declared != len(model_json):
-        raise _Refused(f"the folder declares {declared} bytes for {MODEL_JSON}, it holds {len(model_json)}")
+        raise _Refused(
+            f"the folder declares {declared} bytes for {MODEL_JSON}, it holds {len(model_json)}"
+        )
     topology = doc.get("modelTopology")
     if not isinstance(topology, dict):
         raise _Refused("it has no modelTopology object")
@@ -138,10 +140,16 @@ def _inspect(model_json: bytes, files: Mapping[str, int]) -> TfjsModel:
     extra = sorted(name for name in files if name not in named)
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise _Refused(f"{_shown(extra[0])} is in the folder but the manifest does not name it{more}")
-    ops = _graph_ops(topology, doc.get("modelInitializer")) if kind == GRAPH_MODEL else _layer_classes(topology)
+        raise _Refused(
+            f"{_shown(extra[0])} is in the folder but the manifest does not name it{more}"
+        )
+    ops = (
+        _graph_ops(topology, doc.get("modelInitializer"))
+        if kind == GRAPH_MODEL
+        else _layer_classes(topology)
+    )
     by = doc.get("convertedBy") or doc.get("generatedBy")
-    converted_by = bounded(by, 200) if isinstance(by, str) else ""
+    converted_by = _shown(by, 200) if isinstance(by, str) else ""
     return TfjsModel(kind, ops, weights, weight_bytes, tuple(shards), converted_by)
 
 
@@ -173,7 +181,9 @@ def _kind(declared: object, topology: dict[str, Any]) -> str:
         return LAYERS_MODEL
     if declared is None:
         raise _Refused("it names no format and its modelTopology is no Keras model config")
-    raise _Refused(f"its format {_shown(repr(declared))} is neither {GRAPH_MODEL} nor {LAYERS_MODEL}")
+    raise _Refused(
+        f"its format {_shown(repr(declared))} is neither {GRAPH_MODEL} nor {LAYERS_MODEL}"
+    )
 
 
 def _check_manifest(manifest: list[Any], files: Mapping[str, int]) -> tuple[list[str], int, int]:
@@ -187,11 +197,15 @@ def _check_manifest(manifest: list[Any], files: Mapping[str, int]) -> tuple[list
             raise _Refused(f"weightsManifest group {number} is not an object")
         paths, entries = group.get("paths"), group.get("weights")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-            raise _Refused(f"weightsManifest group {number}'s paths is not a non-empty list of strings")
+            raise _Refused(
+                f"weightsManifest group {number}'s paths is not a non-empty list of strings"
+            )
         if not isinstance(entries, list):
             raise _Refused(f"weightsManifest group {number}'s weights is not a list")
-        if len(shards) + len(paths) > MAX_SHARDS or len(seen_weights) + len(entries) > MAX_WEIGHTS:
-            raise _Refused(f"its manifest names over {MAX_SHARDS} shards or {MAX_WEIGHTS} weights")
+        if len(shards) + len(paths) > MAX_SHARDS:
+            raise _Refused(f"its weightsManifest names over {MAX_SHARDS} shards")
+        if len(seen_weights) + len(entries) > MAX_WEIGHTS:
+            raise _Refused(f"its weightsManifest names over {MAX_WEIGHTS} weights")
         present = 0
         for path in paths:
             _check_path(path, files)
@@ -201,7 +215,7 @@ def _check_manifest(manifest: list[Any], files: Mapping[str, int]) -> tuple[list
             shards.append(path)
             present += files[path]
         needed, exact = _group_bytes(entries, seen_weights)
-        if present != needed if exact else present < needed:
+        if present < needed or (exact and present != needed):
             raise _Refused(_size_reason(number, paths[0], needed, present, exact))
         total += present
     return shards, len(seen_weights), total
@@ -210,13 +224,19 @@ def _check_manifest(manifest: list[Any], files: Mapping[str, int]) -> tuple[list
 def _check_path(path: str, files: Mapping[str, int]) -> None:
     shown = _shown(path)
     if not path or path.startswith("/") or _SCHEME.match(path):
-        raise _Refused(f"shard path {shown!r} is not relative to model.json")
+        raise _Refused(f"shard path {shown} is not relative to model.json")
     if _UNSAFE.search(path):
-        raise _Refused(f"shard path {shown!r} holds a backslash, a control character, ?, # or %")
+        raise _Refused(
+            f"shard path {shown} holds a backslash, a control character, "
+            "?, #, % or a trailing space"
+        )
     if any(segment in ("", ".", "..") for segment in path.split("/")):
-        raise _Refused(f"shard path {shown!r} has an empty, . or .. segment: it must name a file inside the model")
+        raise _Refused(
+            f"shard path {shown} has an empty, . or .. segment: "
+            "it must name a file inside the model"
+        )
     if path == MODEL_JSON:
-        raise _Refused(f"shard path {shown!r} names the model.json itself")
+        raise _Refused(f"shard path {shown} names the model.json itself")
     size = files.get(path)
     if size is None:
         raise _Refused(f"shard {shown} is named in weightsManifest but is not in the folder")
@@ -253,19 +273,27 @@ def _weight(entry: object) -> tuple[str, int, int | None]:
     if dtype == STRING:
         return name, count, None
     if not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES:
-        raise _Refused(f"weight {_shown(name)} has dtype {_shown(repr(dtype))}, which tfjs does not decode")
+        raise _Refused(
+            f"weight {_shown(name)} has dtype {_shown(repr(dtype))}, which tfjs does not decode"
+        )
     return name, count, WEIGHT_DTYPES[dtype]
 
 
 def _quantized_size(name: str, dtype: object, quantization: object) -> int:
     if not isinstance(quantization, dict) or quantization.get("dtype") not in QUANTIZED:
-        raise _Refused(f"weight {_shown(name)}'s quantization dtype is not uint8, uint16 or float16")
+        raise _Refused(
+            f"weight {_shown(name)}'s quantization dtype is not uint8, uint16 or float16"
+        )
     stored = str(quantization["dtype"])
     size, targets = QUANTIZED[stored]
     if dtype not in targets:
-        raise _Refused(f"weight {_shown(name)}: tfjs does not dequantize {stored} to {_shown(repr(dtype))}")
+        raise _Refused(
+            f"weight {_shown(name)}: tfjs does not dequantize {stored} to {_shown(repr(dtype))}"
+        )
     if stored != "float16" and not all(_finite(quantization.get(k)) for k in ("scale", "min")):
-        raise _Refused(f"weight {_shown(name)} is quantized to {stored} without a numeric scale and min")
+        raise _Refused(
+            f"weight {_shown(name)} is quantized to {stored} without a numeric scale and min"
+        )
     return size
 
 
@@ -280,7 +308,10 @@ def _elements(name: str, shape: object) -> int:
     for dim in shape:
         # JSON.parse reads 4.0 as the integer 4, so an integral float is a dim for tfjs.
         if not _finite(dim) or dim < 0 or dim != int(dim):
-            raise _Refused(f"weight {_shown(name)}'s shape {_shown(str(shape))} has a dim that is not a whole number ≥ 0")
+            raise _Refused(
+                f"weight {_shown(name)}'s shape {_shown(str(shape))} "
+                "has a dim that is not a whole number >= 0"
+            )
         count *= int(dim)
         if count > MAX_ELEMENTS:
             raise _Refused(f"weight {_shown(name)}'s shape declares over 2^53 elements")
@@ -338,7 +369,11 @@ def _layer_classes(topology: dict[str, Any]) -> frozenset[str]:
         inner = config if isinstance(config, list) else []
         if isinstance(config, dict):
             layers = config.get("layers")
-            inner = [*(layers if isinstance(layers, list) else []), config.get("layer"), config.get("backward_layer")]
+            inner = [
+                *(layers if isinstance(layers, list) else []),
+                config.get("layer"),
+                config.get("backward_layer"),
+            ]
         pending.extend(inner)
     return _bounded_names(classes, "layer class")
 
@@ -356,5 +391,8 @@ def _bounded_names(names: set[str], what: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _shown(text: str) -> str:
-    return bounded(text, NAME_SHOWN)
+def _shown(text: str, limit: int = NAME_SHOWN) -> str:
+    """Text from the upstream as one line of a reason or a page: escaped, bounded."""
+    head = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    more = len(text) - limit
+    return f"{head}... ({more} more characters)" if more > 0 else head
