@@ -1,7 +1,7 @@
 """The TF.js model check: the converter's real graph, quantized and layers models pass
 with their facts, each hostile manifest is refused with its reason, and `@tensorflow/tfjs`
-itself (from npm, when reachable) loads and runs the models this check passes and fails
-on the one-byte-short shard it refuses."""
+itself (from npm, when reachable) loads and runs the models this check passes, fails on
+the one-byte-short shard it refuses, and asks only for shards that shard_for maps."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,7 @@ async function run(load) {
 (async () => {
   await tf.setBackend("cpu");
   const out = {};
-  for (const name of ["graph", "graph_uint8", "graph_float16", "short"]) {
+  for (const name of ["graph", "graph_uint8", "graph_float16", "short", "spaced"]) {
     out[name] = await run(() => tf.loadGraphModel(`${base}/${name}`, {fromTFHub: true}));
   }
   out.layers = await run(() => tf.loadLayersModel(`${base}/layers/model.json`));
@@ -339,36 +340,59 @@ def tfjs_modules(request: pytest.FixtureRequest) -> Path:
     return home / "node_modules"
 
 
+SPACED = {GRAPH_SHARDS[0]: "shard one ä.bin", GRAPH_SHARDS[1]: "shard two ä.bin"}
+
+
+@dataclass
+class Served:
+    base: str
+    root: Path
+    requests: list[str]  # each request's path and query, as the client sent it
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """The fixtures, plus `short/` (the graph model with its last shard one byte short),
-    over HTTP on 127.0.0.1; the server ignores `?tfjs-format=file` as tfhub.dev did."""
-    shutil.copytree(FIXTURES, tmp_path / "models")
-    shutil.copytree(FIXTURES / "graph", tmp_path / "models" / "short")
-    last = tmp_path / "models" / "short" / GRAPH_SHARDS[1]
+def served(tmp_path: Path) -> Iterator[Served]:
+    """The fixtures over HTTP on 127.0.0.1, plus `short/` (the graph model, its last shard
+    one byte short) and `spaced/` (its shards renamed with spaces and non-ASCII, which a
+    URL escapes); the server ignores `?tfjs-format=file` as tfhub.dev did."""
+    root = tmp_path / "models"
+    shutil.copytree(FIXTURES, root)
+    shutil.copytree(FIXTURES / "graph", root / "short")
+    last = root / "short" / GRAPH_SHARDS[1]
     last.write_bytes(last.read_bytes()[:-1])
-    handler = functools.partial(QuietHandler, directory=str(tmp_path / "models"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    shutil.copytree(FIXTURES / "graph", root / "spaced")
+    doc = json.loads((root / "spaced" / "model.json").read_text())
+    doc["weightsManifest"][0]["paths"] = [SPACED[p] for p in GRAPH_SHARDS]
+    (root / "spaced" / "model.json").write_text(json.dumps(doc))
+    for old, new in SPACED.items():
+        (root / "spaced" / old).rename(root / "spaced" / new)
+    requests: list[str] = []
+
+    class Recording(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Recording, directory=str(root))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Served(f"http://127.0.0.1:{server.server_address[1]}", root, requests)
     server.shutdown()
     server.server_close()
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def folder_of(root: Path) -> tuple[bytes, dict[str, int]]:
+    return (root / "model.json").read_bytes(), {p.name: p.stat().st_size for p in root.iterdir()}
 
 
-def test_tfjs_loads_and_runs_what_the_check_passes(
-    tfjs_modules: Path, served: str, tmp_path: Path
+def test_tfjs_loads_and_runs_what_the_check_passes_and_fetches_only_its_shards(
+    tfjs_modules: Path, served: Served, tmp_path: Path
 ) -> None:
     expected = json.loads((FIXTURES / "expected.json").read_text())
     script = tmp_path / "load.js"
     script.write_text(LOAD_SCRIPT)
     proc = subprocess.run(
-        ["node", str(script), served, json.dumps(expected["input"])],
+        ["node", str(script), served.base, json.dumps(expected["input"])],
         capture_output=True,
         text=True,
         timeout=120,
@@ -379,6 +403,7 @@ def test_tfjs_loads_and_runs_what_the_check_passes(
     out = json.loads(line.removeprefix("RESULT "))
     for name, tolerance in [
         ("graph", 1e-5),
+        ("spaced", 1e-5),
         ("graph_float16", 1e-2),
         ("graph_uint8", 5e-2),
         ("layers", 1e-5),
@@ -389,9 +414,13 @@ def test_tfjs_loads_and_runs_what_the_check_passes(
         assert got == pytest.approx([value for row in want for value in row], abs=tolerance), name
     # The shard one byte short, which the check refuses, fails in tfjs too.
     assert "error" in out["short"], out["short"]
-    short = (tmp_path / "models" / "short").iterdir()
     with pytest.raises(ArchiveRejected, match="one byte short"):
-        inspect_tfjs(
-            (tmp_path / "models" / "short" / "model.json").read_bytes(),
-            {p.name: p.stat().st_size for p in short},
-        )
+        inspect_tfjs(*folder_of(served.root / "short"))
+    # Every shard tfjs asked for (fromTFHub: model.json first, then the shards with its
+    # query, escaped as a URL escapes them) is one shard_for maps to the manifest.
+    for name in ("graph", "spaced"):
+        model = inspect_tfjs(*folder_of(served.root / name))
+        asked = [r for r in served.requests if r.startswith(f"/{name}/")]
+        assert asked[0] == f"/{name}/model.json?tfjs-format=file", served.requests
+        shards = [r.removeprefix(f"/{name}/").removesuffix("?tfjs-format=file") for r in asked[1:]]
+        assert sorted(map(str, (shard_for(model, s) for s in shards))) == sorted(model.shards)
