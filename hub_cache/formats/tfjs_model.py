@@ -116,9 +116,14 @@ def shard_for(model: TfjsModel, requested: str) -> str | None:
     only the manifest's shards are served under the model's URL."""
     if requested in model.shards:
         return requested
+    if "%" not in requested:
+        return None
     # Manifest paths never hold `%`, so decoding a request cannot turn one name into another.
-    decoded = unquote(requested, errors="strict") if "%" in requested else None
-    return decoded if decoded is not None and decoded in model.shards else None
+    try:
+        decoded = unquote(requested, errors="strict")
+    except UnicodeDecodeError:  # escapes of bytes that are not UTF-8 name no shard
+        return None
+    return decoded if decoded in model.shards else None
 
 
 def _inspect(model_json: bytes, files: Mapping[str, int]) -> TfjsModel:

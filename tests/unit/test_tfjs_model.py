@@ -117,7 +117,14 @@ def test_a_string_weight_needs_at_least_its_length_prefixes() -> None:
 def test_shard_for_answers_only_the_manifests_shards() -> None:
     model = inspect_tfjs(*folder("graph"))
     assert shard_for(model, "group1-shard2of2.bin") == "group1-shard2of2.bin"
-    for other in ("model.json", "../group1-shard1of2.bin", "group1-shard3of2.bin", "", "%2e%2e/x"):
+    for other in (
+        "model.json",
+        "../group1-shard1of2.bin",
+        "group1-shard3of2.bin",
+        "",
+        "%2e%2e/x",
+        "%ff",
+    ):
         assert shard_for(model, other) is None
     spaced = TfjsModel("graph-model", frozenset(), 0, 0, ("group 1.bin",), "")
     assert shard_for(spaced, "group%201.bin") == "group 1.bin"
