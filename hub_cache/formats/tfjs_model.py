@@ -285,13 +285,13 @@ def _weight(entry: object) -> tuple[str, int, int | None]:
 
 
 def _quantized_size(name: str, dtype: object, quantization: object) -> int:
-    if not isinstance(quantization, dict) or quantization.get("dtype") not in QUANTIZED:
+    stored = quantization.get("dtype") if isinstance(quantization, dict) else None
+    if not isinstance(quantization, dict) or not isinstance(stored, str) or stored not in QUANTIZED:
         raise _Refused(
             f"weight {_shown(name)}'s quantization dtype is not uint8, uint16 or float16"
         )
-    stored = str(quantization["dtype"])
     size, targets = QUANTIZED[stored]
-    if dtype not in targets:
+    if not isinstance(dtype, str) or dtype not in targets:
         raise _Refused(
             f"weight {_shown(name)}: tfjs does not dequantize {stored} to {_shown(repr(dtype))}"
         )

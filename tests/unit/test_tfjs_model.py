@@ -283,6 +283,55 @@ def test_model_json_over_a_pages_limit_or_of_another_size_is_refused(
         inspect_tfjs(raw, {**files, "model.json": 5})
 
 
+def test_nested_models_and_wrapped_layers_name_their_classes() -> None:
+    raw, files = folder("layers")
+    doc = json.loads(raw)
+    dense = {"class_name": "Dense", "config": {"units": 3}}
+    inner = {"class_name": "Sequential", "config": {"layers": [{"class_name": "Conv1D"}]}}
+    wrapped = {"class_name": "TimeDistributed", "config": {"layer": dense}}
+    both = {"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM"}}}
+    both["config"]["backward_layer"] = {"class_name": "GRU"}
+    doc["modelTopology"] = {
+        "class_name": "Functional",
+        "config": {"layers": [inner, wrapped, both]},
+    }
+    assert check(doc, files).ops == {
+        *("Functional", "Sequential", "Conv1D", "TimeDistributed", "Dense"),
+        *("Bidirectional", "LSTM", "GRU"),
+    }
+    # Keras 1's Sequential kept its layers as its config.
+    doc["modelTopology"] = {"model_config": {"class_name": "Sequential", "config": [dense]}}
+    assert check(doc, files).ops == {"Sequential", "Dense"}
+
+
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict | list):
+        for key, inner in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from json_paths(inner, (*path, key))
+
+
+DELETED = object()
+
+
+@pytest.mark.parametrize("name", ["graph", "graph_uint8", "layers"])
+def test_any_field_replaced_or_deleted_is_passed_or_refused_never_an_error(name: str) -> None:
+    raw, files = folder(name)
+    original = json.loads(raw)
+    for path in list(json_paths(original))[1:]:
+        for odd in (DELETED, None, [], {}, "", "x", -1, 1.5, True, 2**70, [None], {"": None}):
+            doc = copy.deepcopy(original)
+            parent = functools.reduce(lambda node, key: node[key], path[:-1], doc)
+            if odd is DELETED:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = odd
+            try:
+                check(doc, files)
+            except ArchiveRejected as exc:
+                assert "\n" not in str(exc)
+
+
 def test_a_million_weights_cost_no_more_than_parsing_their_json() -> None:
     weights = [{"name": f"w{i}", "shape": [1], "dtype": "float32"} for i in range(1_000_000)]
     manifest = [{"paths": ["a.bin"], "weights": weights}]
