@@ -332,8 +332,10 @@ def test_any_field_replaced_or_deleted_is_passed_or_refused_never_an_error(name:
                 assert "\n" not in str(exc)
 
 
-def test_a_million_weights_cost_no_more_than_parsing_their_json() -> None:
-    weights = [{"name": f"w{i}", "shape": [1], "dtype": "float32"} for i in range(1_000_000)]
+def test_weights_past_the_cap_cost_no_more_than_parsing_their_json() -> None:
+    # 300 000 (three times the cap) as 1e6 would, in a fifth of the time: the count
+    # is refused before any per-weight work, so only the JSON parse grows with it.
+    weights = [{"name": f"w{i}", "shape": [1], "dtype": "float32"} for i in range(300_000)]
     manifest = [{"paths": ["a.bin"], "weights": weights}]
     raw = json.dumps({"format": "graph-model", "modelTopology": {}, "weightsManifest": manifest})
     started = time.monotonic()
@@ -341,7 +343,7 @@ def test_a_million_weights_cost_no_more_than_parsing_their_json() -> None:
     parsed = time.monotonic() - started
     started = time.monotonic()
     with pytest.raises(ArchiveRejected, match="names over 100000 weights"):
-        inspect_tfjs(raw.encode(), {"a.bin": 4_000_000, "model.json": len(raw)})
+        inspect_tfjs(raw.encode(), {"a.bin": 1_200_000, "model.json": len(raw)})
     # A ratio to the JSON parse in the same run, so a loaded machine does not fail it.
     assert time.monotonic() - started < 2 * parsed + 1
 
