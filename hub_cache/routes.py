@@ -93,6 +93,15 @@ def _usage(manifest: ModelManifest, mirror_handle: str, base: str) -> dict[str, 
     return usage
 
 
+def _loads(manifest: ModelManifest, mirror_handle: str) -> list[str]:
+    """The code that loads it through the mirror, as its format says, for its page."""
+    model_format = manifest.model_format
+    if model_format is None:
+        return []
+    imports = model_format.client_import
+    return [f"{imports}\nmodel = {code}" for code in model_format.usage(mirror_handle).values()]
+
+
 @blueprint.get("/hub/")
 def model_list(at: str | None = None) -> Response | str:
     store = app_store()
@@ -126,7 +135,10 @@ def model(path: str) -> Response | str:
     info = model_json(manifest, _base(), at, read_matrix(app_store()))
     if _wants_json():
         return jsonify(info)
-    return render("hub_cache/model.html", title=manifest.handle, model=manifest, info=info)
+    loads = _loads(manifest, info["mirror_handle"])
+    return render(
+        "hub_cache/model.html", title=manifest.handle, model=manifest, info=info, loads=loads
+    )
 
 
 def _model_file(manifest: ModelManifest, asked: ModelFormat) -> Response:

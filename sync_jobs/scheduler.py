@@ -99,10 +99,11 @@ def place_jobs(
 
 
 def catch_up(
-    config: Config, store: BlobStore, runner: JobRunner, only: tuple[str, ...] | None = None
+    config: Config, runner: JobRunner, only: tuple[str, ...] | None = None
 ) -> dict[str, RunResult]:
     """Run now, in order, every scheduled job (of `only`) whose last success is older
     than its period."""
+    store = runner.store
     return {
         job: runner.run(job, "startup", only_if=partial(overdue, config, store, job))
         for job, _ in scheduled_jobs(config)
@@ -110,10 +111,9 @@ def catch_up(
     }
 
 
-def add_startup_jobs(
-    scheduler: BackgroundScheduler, config: Config, store: BlobStore, runner: JobRunner
-) -> None:
+def add_startup_jobs(scheduler: BackgroundScheduler, config: Config, runner: JobRunner) -> None:
     """Queue, on the running scheduler, a one-off run of every overdue job."""
+    store = runner.store
     for job in (job for job, _ in scheduled_jobs(config) if overdue(config, store, job)):
         scheduler.add_job(
             runner.run,
@@ -137,7 +137,7 @@ def stop_promptly(
     return runner.running()
 
 
-def run_forever(config: Config, store: BlobStore, runner: JobRunner) -> int:
+def run_forever(config: Config, runner: JobRunner) -> int:
     """`tfmirror scheduler`: catch up, then run on schedule until SIGTERM/SIGINT; exit 0."""
     stop = StopRequest()
 
@@ -148,7 +148,7 @@ def run_forever(config: Config, store: BlobStore, runner: JobRunner) -> int:
     signal.signal(signal.SIGINT, on_signal)
     scheduler = build(config, runner)
     scheduler.start()
-    add_startup_jobs(scheduler, config, store, runner)
+    add_startup_jobs(scheduler, config, runner)
     log.info("scheduler running: %s", ", ".join(f"{j} '{c}'" for j, c in scheduled_jobs(config)))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish and release their locks")

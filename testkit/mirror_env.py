@@ -61,9 +61,18 @@ def operator_config(
     requirements: list[str],
     storage: str = 'path = "data"',
     extra: str = "",
+    environments: dict[str, list[str]] | None = None,
 ) -> Path:
-    """A config file like an operator's: tfmirror starts and owns its devpi-server."""
+    """A config file like an operator's: tfmirror starts and owns its devpi-server.
+    `requirements` are the environment default's; `environments` adds
+    [pypi.environments.*] tables, name -> requirements, each on the Linux target (with
+    `requirements=[]`, the only ones)."""
     path = tmp / "tfmirror.toml"
+    sets = [_on_linux("pypi", requirements)] if requirements or not environments else []
+    for name, pins in (environments or {}).items():
+        table = f"pypi.environments.{name}"
+        sets.append(f"[{table}]\n{_on_linux(table, pins)}")
+    tables = "\n".join(sets)
     path.write_text(f"""
 [storage]
 {storage}
@@ -77,16 +86,20 @@ port = {free_port()}
 
 [pypi]
 upstream = "{upstream_index}"
-requirements = {json.dumps(requirements)}
 timeout = 2
 retries = 1
 build_backends = []
 
-[[pypi.targets]]
-python = "3.11"
-platform = "manylinux_2_28_x86_64"
-{extra}""")
+{tables}{extra}""")
     return path
+
+
+def _on_linux(table: str, requirements: list[str]) -> str:
+    """The requirements key of `table` ([pypi] or an environment) and its one target."""
+    return (
+        f"requirements = {json.dumps(requirements)}\n\n[[{table}.targets]]\n"
+        'python = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
 
 
 def env_target(config: Config) -> tuple[Environment, Target]:

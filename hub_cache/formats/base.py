@@ -73,6 +73,7 @@ class ModelFormat(Protocol):
     runtime: RuntimeKind | None  # what its models are checked against; None: nothing
     serving_platform: str | None  # TF Serving's `model_platform`; None: not servable there
     caches: frozenset[str]  # client caches prefetch may fill with it (TFHUB_CACHE, ...)
+    client_import: str  # what its usage code needs imported first, as its page shows
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         """The file at the archive's root that marks this format, or None if it is not
@@ -99,5 +100,6 @@ class ModelFormat(Protocol):
         ...
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
-        """How a client loads it from the mirror, as its page shows: name -> code."""
+        """How a client loads it from the mirror: name -> an expression that loads it (its
+        page shows each as `model = CODE` under `client_import`)."""
         ...

@@ -33,6 +33,7 @@ class SavedModel:
     runtime: RuntimeKind | None = TENSORFLOW
     serving_platform: str | None = "tensorflow"
     caches = frozenset({TFHUB_CACHE, KAGGLEHUB_CACHE})
+    client_import = "import tensorflow_hub as hub"
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in ROOT_FILES if f in root_files), None)

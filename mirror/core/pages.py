@@ -61,6 +61,12 @@ def _when(text: str | None) -> str:
         return text
 
 
+def _code(text: str) -> Markup:
+    """Code as a <pre> shows it: escaped as element text needs, its quotes left as typed
+    (an attribute's escaping would turn them into &#34;)."""
+    return Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
 PAGES = Environment(
     loader=_PackageTemplates(),
     autoescape=select_autoescape(["html"]),
@@ -70,6 +76,7 @@ PAGES = Environment(
 PAGES.filters["size"] = human_bytes
 PAGES.filters["when"] = _when
 PAGES.filters["change"] = describe
+PAGES.filters["code"] = _code
 
 
 def add_filters(**filters: Callable[..., Any]) -> None:

@@ -28,7 +28,6 @@ import threading
 import tomllib
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -150,16 +149,7 @@ class ClosureResolver:
         file named by its upstream address, as a manifest lists it."""
         index = self.index()
         wheels = resolve_target(requirements, target, index.url(cooldown), constraints, find_links)
-        out = []
-        for wheel in wheels:
-            if wheel.url.startswith("file:"):
-                out.append(wheel)
-                continue
-            url = index.upstream_url(wheel.url)
-            if url is None:
-                raise ResolveError(f"{wheel.filename}: the resolver named a file no page listed")
-            out.append(replace(wheel, url=url))
-        return out
+        return [index.upstream(wheel) for wheel in wheels]
 
     # -- the closure -------------------------------------------------------------------
     def resolve(self, env: Environment, target: Target) -> list[Wheel]:

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -48,7 +48,7 @@ from mirror.core.upstream import (
 )
 from mirror.pypi.cooldown import Cooldown, Held
 from mirror.pypi.core_metadata import MetadataError, read_metadata
-from mirror.pypi.resolve import Role, Wheel
+from mirror.pypi.resolve import ResolveError, Role, Wheel
 
 log = logging.getLogger("tfmirror.pypi.local_index")
 MAX_METADATA = 8 * 1024 * 1024
@@ -228,14 +228,17 @@ class LocalIndex:
             port = self._loopback.server_address[1]
         return f"http://127.0.0.1:{port}{self.prefix(cooldown)}/simple/"
 
-    def upstream_url(self, url: str) -> str | None:
-        """Upstream's address of a file this index served at `url`; None if it served none."""
-        parts = [p for p in url.split("?", 1)[0].split("/") if p]
+    def upstream(self, wheel: Wheel) -> Wheel:
+        """`wheel` as a resolver reading this index named it, named by upstream's address
+        as a manifest lists it; a wheel built here (file:) stays as it is."""
+        if wheel.url.startswith("file:"):
+            return wheel
+        parts = [p for p in wheel.url.split("?", 1)[0].split("/") if p]
         if len(parts) >= 3 and parts[-3] == "files" and _SHA256.match(parts[-2]):
             taken = self.entry(parts[-2])
             if taken is not None and taken.filename == unquote(parts[-1]):
-                return str(taken.entry["url"])
-        return None
+                return replace(wheel, url=str(taken.entry["url"]))
+        raise ResolveError(f"{wheel.filename}: the resolver named a file no page listed")
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -487,8 +490,6 @@ def _range(header: str, taken: Taken | None) -> tuple[int, int] | None:
 
 
 def _capped(policy: FetchPolicy) -> FetchPolicy:
-    from dataclasses import replace
-
     return replace(policy, max_bytes=MAX_METADATA, cap_setting="core metadata")
 
 

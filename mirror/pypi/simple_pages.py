@@ -11,6 +11,7 @@ on the next request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from flask import Blueprint, Flask, Response, abort, request, send_file
 from packaging.utils import canonicalize_name
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
@@ -51,8 +54,15 @@ _ANSWERS = {
 
 
 def _content_type() -> str:
-    # On a tie (*/*, a browser, curl) HTML, as PyPI does; pip and uv rank JSON first.
-    best = request.accept_mimetypes.best_match(list(_ANSWERS), default=PEP691_HTML)
+    return _answer_for(request.headers.get("Accept", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_for(accept: str) -> str:
+    # Kept per Accept header (pip, uv and browsers each send one of a few): parsing it
+    # cost a tenth of a page. On a tie (*/*, a browser, curl) HTML, as PyPI does; pip
+    # and uv rank JSON first.
+    best = parse_accept_header(accept, MIMEAccept).best_match(list(_ANSWERS), default=PEP691_HTML)
     return _ANSWERS[best or PEP691_HTML]
 
 

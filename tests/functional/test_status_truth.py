@@ -17,7 +17,7 @@ from mirror.core.runs import VERIFY_STATE, RunRecord, utcnow
 from mirror.core.storage import LocalStore, open_store
 from mirror.pypi.lag import LAG_STATE
 from mirror.pypi.sync import PypiSync
-from testkit.servers import free_port
+from testkit.mirror_env import operator_config
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tfmirror.app import create_app
@@ -42,36 +42,8 @@ def tfmirror(
 
 def two_environments(tmp: Path, upstream_index: str) -> Path:
     """One environment held on TensorFlow 2.20, one on 2.18; both Python 3.11."""
-    path = tmp / "tfmirror.toml"
-    target = (
-        '[[pypi.environments.{0}.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
-    )
-    path.write_text(
-        f"""
-[storage]
-path = "data"
-
-[devpi]
-url = "http://127.0.0.1:{free_port()}"
-index = "fleet/pypi"
-
-[web]
-port = {free_port()}
-
-[pypi]
-upstream = "{upstream_index}"
-timeout = 2
-retries = 1
-build_backends = []
-
-[pypi.environments.new]
-requirements = ["tensorflow==2.20.*"]
-{target.format("new")}
-[pypi.environments.old]
-requirements = ["tensorflow==2.18.*"]
-{target.format("old")}"""
-    )
-    return path
+    pins = {"new": ["tensorflow==2.20.*"], "old": ["tensorflow==2.18.*"]}
+    return operator_config(tmp, upstream_index, [], environments=pins)
 
 
 def text_of(page: str) -> str:

@@ -409,3 +409,10 @@ def test_a_model_is_fetched_in_the_form_its_handle_names(
     assert config.hub.models[0].form == form
     named = parse_config({"hub": {"models": [{"handle": handle, "format": "keras"}]}}, tmp_path)
     assert named.hub.models[0].form == "keras"  # an entry's own format wins
+
+
+def test_every_backend_the_config_accepts_opens_a_store() -> None:
+    from mirror.core.backend_names import BACKEND_NAMES
+    from mirror.core.storage import BACKENDS
+
+    assert tuple(BACKENDS) == BACKEND_NAMES

@@ -18,8 +18,11 @@ from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import FORMATS, format_of, recognise
 from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.saved_model import SAVED_MODEL
-from mirror.core.storage import BlobStore
+from hub_cache.importer import import_model
+from mirror.core.config import parse_config
+from mirror.core.storage import BlobStore, LocalStore
 from tests.support.archives import FAKE_MODEL, tar_bytes
+from tfmirror.app import create_app
 
 LIMITS = ArchiveLimits(max_uncompressed=1 << 30, max_ratio=100)
 
@@ -37,6 +40,7 @@ class Flat:
     runtime: RuntimeKind | None = None
     serving_platform: str | None = None
     caches: frozenset[str] = frozenset()
+    client_import = "import flat"
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in sorted(root_files) if f.endswith(".flat")), None)
@@ -51,7 +55,7 @@ class Flat:
         return "not loaded"
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
-        return {}
+        return {"flat_open": f'flat.open("{mirror_handle}")'}
 
 
 def inspect(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
@@ -85,3 +89,17 @@ def test_a_format_added_to_the_table_is_recognised_and_named_in_refusals(
     refused = "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb or a .flat file at"
     with pytest.raises(ArchiveRejected, match=re.escape(refused)):
         inspect({"readme.txt": b"x"})
+
+
+def test_a_model_page_shows_how_its_own_format_loads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_cache.formats, "FORMATS", (*FORMATS, Flat()))
+    config = parse_config({"web": {"public_url": "http://mirror.internal"}}, tmp_path)
+    store = LocalStore(tmp_path / "store")
+    tarball = tmp_path / "model.tar.gz"
+    tarball.write_bytes(tar_bytes({"m.flat": b"x"}))
+    assert import_model(store, tarball, "https://tfhub.dev/x/flat/1", config.hub).status == "new"
+    page = create_app(config, store).test_client().get("/hub/x/flat/1").get_data(as_text=True)
+    assert 'import flat\nmodel = flat.open("http://mirror.internal/hub/x/flat/1")' in page
+    assert "hub.load" not in page and "prefetch" not in page  # no tensorflow_hub cache

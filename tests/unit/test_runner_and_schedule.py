@@ -74,7 +74,7 @@ def test_catch_up_runs_only_overdue_jobs(tmp_path: Path) -> None:
     assert overdue(config, store, "pypi")  # never succeeded
     assert not overdue(config, store, "hub")  # not scheduled
     runner = JobRunner(config, store, {"pypi": recorded_job([True]), "hub": recorded_job([])})
-    assert catch_up(config, store, runner) == {"pypi": "ok"}
+    assert catch_up(config, runner) == {"pypi": "ok"}
     assert not overdue(config, store, "pypi")
     later = datetime.now(UTC) + timedelta(hours=7)
     assert overdue(config, store, "pypi", now=later)

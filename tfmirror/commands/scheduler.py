@@ -13,4 +13,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(parts: MirrorParts, args: argparse.Namespace) -> int:
-    return run_forever(parts.config, parts.store, parts.runner)
+    return run_forever(parts.config, parts.runner)

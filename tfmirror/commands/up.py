@@ -90,7 +90,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         # first sync is heard at once.
         starting = threading.Thread(
             target=lambda: outcomes.update(
-                scheduler.catch_up(config, store, runner, only=("pypi", "hub"))
+                scheduler.catch_up(config, runner, only=("pypi", "hub"))
             ),
             name="catch-up",
             daemon=True,
@@ -107,7 +107,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             sched = scheduler.build(parts.live.current, runner, run=reloader.scheduled)
             reloader.attach(sched)
             sched.start()
-            scheduler.add_startup_jobs(sched, config, store, runner)
+            scheduler.add_startup_jobs(sched, config, runner)
             while not stop.wait_for(lambda: reloader.requested or down() is not None):
                 if down() is not None:
                     break

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mirror.core.backend_names import BACKEND_NAMES, LOCAL, S3
 from mirror.core.config.forms import PATH, folder_problem
 from mirror.core.config.keys import RETRIES, Check, Section, key, optional_url, plain, read_table
+
+_BACKEND_CHOICES = "use " + " or ".join(f'"{name}"' for name in BACKEND_NAMES)
 
 
 @dataclass(frozen=True)
 class StorageConfig:
-    backend: str = key(
-        "local", '"local"', Check(lambda b: b in ("local", "s3"), 'use "local" or "s3"')
-    )
+    backend: str = key(LOCAL, f'"{LOCAL}"', Check(lambda b: b in BACKEND_NAMES, _BACKEND_CHOICES))
     bucket: str = key("", '"tfmirror"')
     prefix: str = key("", '"mirror/"', form=plain(lambda prefix: prefix.strip("/")))
     endpoint_url: str = key(
@@ -39,10 +40,8 @@ def read(raw: Any, base: Path) -> StorageConfig:
 
 def validate(s: Section, storage: StorageConfig) -> None:
     bucket = storage.bucket
-    s.check(
-        "bucket", storage.backend != "s3" or bool(bucket), bucket, 'backend "s3" needs a bucket'
-    )
-    if storage.backend == "local":
+    s.check("bucket", storage.backend != S3 or bool(bucket), bucket, 'backend "s3" needs a bucket')
+    if storage.backend == LOCAL:
         problem = folder_problem(storage.path)
         written = str(s.raw["path"])
         s.check("path", problem is None, written, f"{problem}; choose a folder the mirror may own")

@@ -2,13 +2,14 @@
 records), and a leader lock per job. One contract (contract: the blob and document
 protocols; locks: the lock's), one package per backend (local, s3: its store and its
 lock), chosen by `[storage].backend` from BACKENDS, and what reads and writes through
-any of them (streams). A new backend is a package keeping the contract and a row in
-BACKENDS. Everything is importable from here."""
+any of them (streams). A new backend is a package keeping the contract, a row in
+BACKENDS and its name in mirror.core.backend_names. Everything is importable from here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from mirror.core.backend_names import LOCAL, S3
 from mirror.core.config import StorageConfig
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
@@ -53,10 +54,11 @@ __all__ = [
     "update_document",
 ]
 
-# Each backend opens its store from the [storage] section, keyed by its `backend`.
+# Each backend opens its store from the [storage] section, keyed by its `backend`
+# (mirror.core.backend_names: the names the config accepts).
 BACKENDS: dict[str, Callable[[StorageConfig], BlobStore]] = {
-    "local": LocalStore.from_config,
-    "s3": S3Store,
+    LOCAL: LocalStore.from_config,
+    S3: S3Store,
 }
 
 

@@ -25,6 +25,7 @@ from mirror.core.storage.contract import (
     StoreError,
     blob_key,
 )
+from mirror.core.storage.local.listings import FolderStamps
 from mirror.core.storage.local.lock import FileLock
 from mirror.core.storage.locks import LeaderLock
 
@@ -99,6 +100,8 @@ class LocalStore:
         # through a symlink) would not match the resolved paths of its own files.
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+        self._root_text = str(self.root)
+        self._stamps = FolderStamps()
 
     @classmethod
     def from_config(cls, config: StorageConfig) -> LocalStore:
@@ -108,10 +111,16 @@ class LocalStore:
         return f"local:{self.root}"
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        # Lexical, as werkzeug's safe_join: a live index page reads several documents
+        # per request, and resolve()'s lstat of every folder on the way cost more than
+        # the page. The store writes no links, so there is none to follow out of it.
+        rel = os.path.normpath(key) if key else "."
+        if rel == ".." or rel.startswith(("../", "/")) or "\0" in rel:
             raise StoreError(f"{key}: key escapes the store")
-        return path
+        return self._root_text if rel == "." else f"{self._root_text}/{rel}"
 
     def new_blob(self) -> BlobWriter:
         return _LocalBlobWriter(self.root)
@@ -182,7 +191,8 @@ class LocalStore:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            with open(self._file(key), "rb") as f:
+                return f.read()
         except FileNotFoundError:
             return None
 
@@ -244,17 +254,7 @@ class LocalStore:
         return sorted(key for key, _ in self._files(prefix))
 
     def stamps(self, prefix: str) -> dict[str, str]:
-        out = {}
-        for key, entry in self._files(prefix):
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue  # deleted since the listing
-            # Every write renames a new file into place: a new inode and time, even for
-            # the same bytes (only a freed inode reused for a file of the same size
-            # within one clock tick would pass unseen).
-            out[key] = f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
-        return out
+        return dict(self._stamps.stamps(self._file(prefix), self._root_text))
 
     def _files(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """Each file under `prefix` (not the hidden ones: temporaries, locks), by key.
