@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from hub_cache.archive import ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from mirror.core.redact import bounded
 from mirror.core.upstream import MAX_PAGE
 

@@ -27,6 +27,7 @@ class TfLite:
     fetch_query = "lite-format=tflite"
     served_query = ("lite-format", "tflite")
     suffix = ".tflite"
+    client_import = "import urllib.request\nfrom ai_edge_litert.interpreter import Interpreter"
     runtime: RuntimeKind | None = None  # LiteRT runtimes are not built yet
     serving_platform: str | None = None  # TF Serving serves no .tflite
     caches: frozenset[str] = frozenset()  # tensorflow_hub loads no .tflite
@@ -61,10 +62,7 @@ class TfLite:
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         url = f"{mirror_handle}?lite-format=tflite"
-        return {
-            "download": f'curl -o model.tflite "{url}"',
-            "litert": 'Interpreter(model_path="model.tflite")  # from ai_edge_litert.interpreter',
-        }
+        return {"litert": f'Interpreter(model_content=urllib.request.urlopen("{url}").read())'}
 
 
 def operator_names(model: TfliteModel) -> frozenset[str]:

@@ -110,7 +110,9 @@ def test_a_lite_model_syncs_serves_and_runs_in_litert_and_a_corrupt_one_keeps_th
         wrong = requests.get(f"{front}?tf-hub-format=compressed", timeout=10)
         assert wrong.status_code == 404 and "?lite-format=tflite" in wrong.json()["message"]
         page = requests.get(front, headers={"Accept": "application/json"}, timeout=10).json()
-        assert "lite-format=tflite" in page["usage"]["download"]
+        assert "lite-format=tflite" in page["usage"]["litert"]
+        html = requests.get(front, timeout=10).text
+        assert 'lite-format=tflite").read())' in html and "ai_edge_litert" in html
         assert "prefetch" not in page["usage"]  # tensorflow_hub's cache takes no .tflite
 
         # The real LiteRT runs the mirror's bytes: 1..4 * 2 + 1.
