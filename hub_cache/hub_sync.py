@@ -29,6 +29,7 @@ from mirror.core.journal import actor_for
 from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
+from mirror.core.scratch import scratch_dir
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, HashingWriter, StoreError
 from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
@@ -112,16 +113,43 @@ def _format(form: str) -> ModelFormat:
 
 
 def inspect_model(
-    store: BlobStore, fetched: Fetched, form: str, limits: ArchiveLimits
+    store: BlobStore, fetched: Fetched, form: str | None, limits: ArchiveLimits
 ) -> dict[str, object]:
     """The stored model's facts, as its manifest keeps them, checked as its form's client
-    reads it: one file (a .tflite) by its format's reader, else as an archive."""
-    model_format = _format(form)
-    if model_format.single_file:
+    reads it: one file (a .tflite) by its format's reader, else as an archive (and, for a
+    form whose client asks for its files one by one, the extracted folder, each file then
+    kept as a blob of its own: `served_files`). `form` None: whatever archive it is."""
+    wanted = _format(form) if form is not None else None
+    if wanted is not None and wanted.single_file:
         with seekable_blob(store, fetched.sha256) as (reader, size):
-            return model_format.inspect_file(reader, size, f"the {model_format.name} file")
+            return wanted.inspect_file(reader, size, f"the {wanted.name} file")
     with store.open_blob(fetched.sha256) as reader:
-        return inspect_archive(reader, fetched.size, limits).as_json()
+        facts = inspect_archive(reader, fetched.size, limits)
+    found = facts.model_format
+    if wanted is not None and found is not wanted:
+        raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
+    if not found.checks_folder:
+        return facts.as_json()
+    with scratch_dir("tfmirror-model-") as folder:
+        with store.open_blob(fetched.sha256) as reader:
+            inspect_archive(reader, fetched.size, limits, extract_to=folder)
+        checked = found.check_folder(folder)
+        served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
+    return {**facts.as_json(), **checked, "served_files": served}
+
+
+def _files_in(folder: Path) -> list[tuple[str, Path]]:
+    return sorted(
+        (Path(root, name).relative_to(folder).as_posix(), Path(root, name))
+        for root, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def _keep_file(store: BlobStore, path: Path) -> dict[str, object]:
+    """One file of a model folder, stored as a blob: its sha256 and size."""
+    kept = copy_local(store, path, 0)
+    return {"sha256": kept.sha256, "size": kept.size}
 
 
 def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
@@ -171,7 +199,7 @@ def publish_model(
     hub: HubConfig,
     commit: Commit,
     gate: Gate | None = None,
-    form: str = SAVEDMODEL,
+    form: str | None = SAVEDMODEL,
 ) -> ModelOutcome:
     """Validate a stored model (in `form`: mirror.core.model_forms) and commit its
     manifest, with its aliases, unless it is what we serve (then only aliases new since)

@@ -12,7 +12,7 @@ from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_loc
 from mirror.core.config import HubConfig
 from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
-from mirror.core.model_forms import SAVEDMODEL, TFLITE
+from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import DownloadError, Fetched
 
@@ -48,7 +48,8 @@ def import_model(
     """A model folder (packed as an archive), a model archive, or a single-file model (a
     `.tflite`), checked as a synced one is."""
     path = handle_path(handle)
-    form = TFLITE if source.is_file() and source.suffix.lower() == ".tflite" else SAVEDMODEL
+    # A .tflite by its name; an archive or folder is whatever model it holds.
+    form = TFLITE if source.is_file() and source.suffix.lower() == ".tflite" else None
     try:
         if source.is_dir():
             fetched = pack_folder(store, source)

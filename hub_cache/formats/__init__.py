@@ -10,11 +10,12 @@ from collections.abc import Collection, Mapping
 
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.saved_model import SAVED_MODEL
+from hub_cache.formats.tfjs import TFJS_FORMAT
 from hub_cache.formats.tflite import TFLITE_FORMAT
 
 # Every format; the archived ones are tried in this order on an archive's root files,
 # and the first that claims it is its format.
-FORMATS: tuple[ModelFormat, ...] = (SAVED_MODEL, TFLITE_FORMAT)
+FORMATS: tuple[ModelFormat, ...] = (SAVED_MODEL, TFJS_FORMAT, TFLITE_FORMAT)
 
 
 def format_named(key: str) -> ModelFormat | None:

@@ -67,6 +67,9 @@ class ModelFormat(Protocol):
     # True: the blob is the model file itself (a .tflite), checked by inspect_file;
     # False: a tar archive of the model folder, checked by hub_cache.archive.
     single_file: bool
+    # True: an archived form whose extracted folder is checked too (check_folder), and
+    # whose files are kept each as a blob of its own (its client asks for them one by one).
+    checks_folder: bool
     fetch_query: str  # what tfhub.dev is asked for this form ("tf-hub-format=compressed")
     served_query: tuple[str, str]  # the query its client asks the mirror with, as (name, value)
     suffix: str  # of the file a client downloads (".tar.gz", ".tflite")
@@ -86,6 +89,11 @@ class ModelFormat(Protocol):
         """A single-file form's facts, as the manifest keeps them (`archive`), read from a
         seekable `reader` of `size` bytes exactly as its client reads it; ArchiveRejected,
         naming `name` and the reason, for anything the client would not read."""
+        ...
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        """An archived form's further facts, from its extracted (already checked) folder,
+        read as its client reads it; ArchiveRejected with the reason."""
         ...
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:

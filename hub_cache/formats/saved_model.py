@@ -27,6 +27,7 @@ class SavedModel:
     name = "SavedModel"
     looks_for = "saved_model.pb, saved_model.pbtxt or tfhub_module.pb"
     single_file = False
+    checks_folder = False
     fetch_query = "tf-hub-format=compressed"
     served_query = ("tf-hub-format", "compressed")
     suffix = ".tar.gz"
@@ -40,6 +41,9 @@ class SavedModel:
 
     def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
         raise ArchiveRejected(f"{name}: a SavedModel is a folder, archived; not one file")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         if root_file == TF1_HUB_MODULE:

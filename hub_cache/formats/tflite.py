@@ -24,6 +24,7 @@ class TfLite:
     name = "TFLite"
     looks_for = "a .tflite file"
     single_file = True
+    checks_folder = False
     fetch_query = "lite-format=tflite"
     served_query = ("lite-format", "tflite")
     suffix = ".tflite"
@@ -48,6 +49,9 @@ class TfLite:
             "root_file": MODEL_FILE,
             "tflite": model.as_json(),
         }
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         try:

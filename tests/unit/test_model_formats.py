@@ -34,6 +34,7 @@ class Flat:
     name = "Flat"
     looks_for = "a .flat file"
     single_file = False
+    checks_folder = False
     fetch_query = "flat-format=flat"
     served_query = ("flat-format", "flat")
     suffix = ".tar.gz"
@@ -47,6 +48,9 @@ class Flat:
 
     def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
         raise ArchiveRejected("archived")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "not read"

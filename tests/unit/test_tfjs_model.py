@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
-from hub_cache.archive import ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.tfjs_model import TfjsModel, inspect_tfjs, shard_for
+from tests.support.tfjs_node import FIXTURES, tfjs_node_modules
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tfjs"
 GRAPH_SHARDS = ("group1-shard1of2.bin", "group1-shard2of2.bin")
-TFJS_VERSION = "4.22.0"
 
 
 def folder(name: str) -> tuple[bytes, dict[str, int]]:
@@ -373,29 +372,7 @@ async function run(load) {
 
 @pytest.fixture(scope="module")
 def tfjs_modules(request: pytest.FixtureRequest) -> Path:
-    """node_modules with @tensorflow/tfjs from npm, kept in pytest's cache across runs."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to load the models with @tensorflow/tfjs")
-    home = Path(request.config.cache.mkdir(f"tfjs-{TFJS_VERSION}"))
-    if not (home / "node_modules" / "@tensorflow" / "tfjs" / "package.json").is_file():
-        try:
-            subprocess.run(
-                [
-                    "npm",
-                    "install",
-                    "--prefix",
-                    str(home),
-                    "--no-audit",
-                    "--no-fund",
-                    f"@tensorflow/tfjs@{TFJS_VERSION}",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"the npm registry did not give @tensorflow/tfjs@{TFJS_VERSION}: {exc}")
-    return home / "node_modules"
+    return tfjs_node_modules(request.config)
 
 
 SPACED = {GRAPH_SHARDS[0]: "shard one ä.bin", GRAPH_SHARDS[1]: "shard two ä.bin"}
