@@ -19,9 +19,10 @@ import pytest
 import requests
 
 from hub_cache.models import load_model
-from mirror.core.config import parse_config
+from mirror.core.config import load_config, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
+from mirror.proxy.nginx import NginxProcess, entry_point, plan_for
 from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream
@@ -139,3 +140,34 @@ def test_a_tfjs_model_syncs_and_tfjs_loads_it_file_by_file_from_the_mirror(
         assert done.returncode == 0, done.stderr
         folder = tmp_path / "www" / PATH.replace("/", "_")
         assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in graph.iterdir())
+
+
+def test_through_nginx_each_file_is_sent_by_nginx_with_the_fronts_cors_answer(
+    nginx: str, tmp_path: Path
+) -> None:
+    graph = FIXTURES / "graph"
+    port, proxy_port = free_port(), free_port()
+    config_path = tmp_path / "tfmirror.toml"
+    config_path.write_text(
+        f'[storage]\npath = "store"\n[web]\nport = {port}\ncors_origins = ["{APP}"]\n'
+        f'[proxy]\nport = {proxy_port}\nnginx = "{nginx}"\nworkdir = "proxy"\n'
+    )
+    handle = "https://tfhub.dev/google/tfjs-model/tfmirror-tiny/1"
+    imported = tfmirror(config_path, "hub", "import", str(graph), "--handle", handle)
+    assert imported.returncode == 0, imported.stderr
+    config = load_config(str(config_path))
+    store = open_store(config.storage)
+    with (
+        WebServer(create_app(config, store), "127.0.0.1", port),
+        NginxProcess(nginx, plan_for(config)),
+    ):
+        base = f"{entry_point(config, proxied=True).base_url}/hub/{PATH}"
+        for name in sorted(p.name for p in graph.iterdir()):
+            got = requests.get(
+                f"{base}/{name}?tfjs-format=file", headers={"Origin": APP}, timeout=10
+            )
+            assert got.status_code == 200 and got.content == (graph / name).read_bytes()
+            assert got.headers["Access-Control-Allow-Origin"] == APP
+            assert "Origin" in got.headers.get("Vary", "")
+        plain = requests.get(f"{base}/model.json?tfjs-format=file", timeout=10)
+        assert "Access-Control-Allow-Origin" not in plain.headers
