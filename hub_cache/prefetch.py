@@ -27,6 +27,7 @@ from hub_cache.archive import ArchiveLimits, inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import format_of
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, ModelFormat
+from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.held_folder import HeldFolder
 from mirror.core.errors import TfmirrorError
 from mirror.core.handles import handle_path
@@ -132,7 +133,11 @@ def prefetch(
             "`--to DIR` writes its files"
         )
     try:
-        return _fetch_into(handle, place, mirror, info_url, sha256, size, caps, timeout)
+        # The query its format is served at (a manifest from before formats were named
+        # is a SavedModel's archive).
+        name, value = (model_format or SAVED_MODEL).served_query
+        archive_url = f"{info_url}?{name}={value}"
+        return _fetch_into(handle, place, mirror, archive_url, sha256, size, caps, timeout)
     except OSError as exc:
         raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
 
@@ -239,7 +244,7 @@ def _fetch_into(
     handle: str,
     place: Place,
     mirror: str,
-    info_url: str,
+    archive_url: str,
     sha256: str,
     size: int,
     caps: ArchiveLimits,
@@ -252,7 +257,7 @@ def _fetch_into(
         return Prefetched(handle, folder, "unchanged")
 
     with tempfile.TemporaryFile(dir=home, prefix=".tfmirror-") as spool:
-        _download(f"{info_url}?tf-hub-format=compressed", spool, sha256, size, timeout)
+        _download(archive_url, spool, sha256, size, timeout)
         staging = home / f"{folder.name}.{uuid.uuid4().hex}.tmp"
         staging.mkdir()
         try:
