@@ -33,6 +33,7 @@ MAX_DIRECTORY = 16 * 2**20  # bytes of central directory read into memory, at mo
 STORED, DEFLATED = 0, 8
 ENCRYPTED, PATCHED, STRONG_ENCRYPTION, UTF8_NAME = 0x1, 0x20, 0x40, 0x800
 AES_METHOD = 99
+MAX_EXTRACT_VERSION = 63  # zipfile.MAX_EXTRACT_VERSION: it refuses entries needing more
 ZIP64_EXTRA = 0x0001
 U16, U32 = 0xFFFF, 0xFFFFFFFF
 
@@ -189,6 +190,11 @@ def _central_entries(directory: bytes, count: int, where: str) -> Iterator[ZipMe
         name = _decoded(raw, flags, where)
         usize, csize, offset = _zip64_values(extra, [usize, csize, fields[16]], where, name)
         _refuse_kind(name, flags, method, fields[15] >> 16, where)
+        if fields[2] > MAX_EXTRACT_VERSION:
+            raise ArchiveRejected(
+                f"{where}: member {shown(name)} needs zip version {fields[2] / 10} to "
+                f"extract; Python's zipfile reads up to {MAX_EXTRACT_VERSION / 10}"
+            )
         yield ZipMember(name, name.endswith("/"), method, crc, csize, usize, offset)
         pos = end
     if pos != len(directory):
@@ -242,6 +248,11 @@ def read_directory(f: BinaryIO, size: int, limits: ArchiveLimits, where: str) ->
     directory = _read_exact(f, cd_offset, cd_size, where, "the central directory")
     members = list(_central_entries(directory, entries, where))
     _refuse_duplicates(members, where)
+    for member in members:
+        if member.header_offset + LOCAL.size > cd_offset or member.compressed_size > cd_offset:
+            raise ArchiveRejected(
+                f"{where}: member {shown(member.name)} lies past the central directory"
+            )
     total = sum(m.size for m in members)
     _check_budget(total, size, limits, where)
     located = [_located(f, m, where) for m in sorted(members, key=lambda m: m.header_offset)]
