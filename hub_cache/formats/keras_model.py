@@ -25,6 +25,7 @@ from hub_cache.formats.zip_checks import (
     folded,
     member_bytes,
     path_problem,
+    printable,
     read_directory,
     shown,
     stream_member,
@@ -138,7 +139,7 @@ def inspect_keras_file(
 ) -> KerasModel:
     """Check the `.keras` file in `f` (`size` bytes) as load_model(safe_mode=True)
     reads it; raise ArchiveRejected naming the file, the member and the reason."""
-    where = bounded(name, 200)
+    where = printable(name)
     directory = read_directory(f, size, limits, where)
     config = directory.find(CONFIG)
     if config is None:
@@ -178,7 +179,7 @@ def _metadata(data: bytes, where: str) -> dict[str, str]:
     if not isinstance(doc, dict):
         raise ArchiveRejected(f"{where} is not a JSON object")
     return {
-        key: bounded(value, VERSION_SHOWN) if isinstance(value, str) else ""
+        key: printable(value, VERSION_SHOWN) if isinstance(value, str) else ""
         for key, value in doc.items()
         if key in ("keras_version", "keras_hub_version")
     }
@@ -226,7 +227,7 @@ def _place(obj: Mapping[str, object], path: Path) -> str:
             shown_path += f".{key}" if shown_path else str(key)
     inner = obj.get("config")
     label = inner.get("name") if isinstance(inner, dict) else None
-    place = bounded(shown_path, 120) or "the top"
+    place = printable(shown_path, 120) or "the top"
     return f"{place} {bounded(label, 80)!r}" if isinstance(label, str) else place
 
 
@@ -253,7 +254,7 @@ def _checked_class(obj: Mapping[str, object], path: Path, where: str) -> str | N
     builtin_function = class_name == "function" and module == "builtins"
     if module and module.split(".")[0] not in KERAS_PACKAGES and not builtin_function:
         raise ArchiveRejected(
-            f"{where} names {bounded(module, 120)}.{bounded(name, 80)} ({_place(obj, path)}), "
+            f"{where} names {printable(module, 120)}.{printable(name, 80)} ({_place(obj, path)}), "
             "a class from outside Keras and KerasHub: custom code a node must install, "
             "which the mirror cannot vouch for"
         )
@@ -314,7 +315,7 @@ def inspect_kerashub_preset(
     """Check a KerasHub preset folder as `Backbone.from_preset(dir)` (and a task's or
     tokenizer's from_preset) reads it. `files`: each file's path in the folder -> its
     size; `read(path)`: its bytes (asked only for JSON files within MAX_CONFIG)."""
-    where = bounded(where, 200)
+    where = printable(where)
     _check_preset_paths(files, where)
     if CONFIG not in files:
         raise ArchiveRejected(f"{where}: no {CONFIG}: KerasHub's from_preset reads it first")

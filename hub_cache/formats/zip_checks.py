@@ -73,6 +73,12 @@ def shown(name: str) -> str:
     return repr(bounded(name, SHOWN))
 
 
+def printable(text: str, limit: int = SHOWN) -> str:
+    """`text` bounded, anything unprintable escaped: a reason stays one line."""
+    head = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return head if len(text) <= limit else f"{head}... ({len(text) - limit} more characters)"
+
+
 def path_problem(name: str) -> str | None:
     """Why `name` is not a plain relative path inside a model folder, or None."""
     if not name:
@@ -81,8 +87,8 @@ def path_problem(name: str) -> str | None:
         return "a backslash in its name (a Windows path separator)"
     if name.startswith("/") or DRIVE.match(name):
         return "an absolute path"
-    if "\0" in name:
-        return "a NUL in its name"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character in its name"
     parts = name.removesuffix("/").split("/")
     if ".." in parts:
         return "a path that escapes the model folder (..)"

@@ -222,6 +222,7 @@ def test_zip_bombs_are_refused(saved: dict[str, bytes]) -> None:
         ("C:/evil", "absolute path"),
         ("assets\\evil", "backslash"),
         ("assets/./evil", "'.' segments"),
+        ("assets/\n/evil", "control character"),
     ],
 )
 def test_a_name_that_leaves_the_folder_is_refused(
@@ -357,3 +358,12 @@ def test_a_zip64_file_is_read_and_its_lies_refused(
     short = bytearray(data)
     struct.pack_into("<Q", short, record + 40, 2**40)  # the directory's size
     assert "does not end where" in refused(bytes(short))
+
+
+def test_reasons_stay_one_line_whatever_the_names(saved: dict[str, bytes]) -> None:
+    def hostile(config: dict[str, Any]) -> None:
+        config["config"]["layers\n"] = config["config"].pop("layers")
+        config["config"]["layers\n"][1]["module"] = "evil\npkg" + "x" * 5000
+
+    reason = refused(with_config(saved["dense"], hostile))
+    assert "names evil\\npkgxx" in reason and "more characters" in reason and len(reason) < 1000
