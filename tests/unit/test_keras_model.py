@@ -148,10 +148,14 @@ def test_lambda_bytecode_anywhere_is_refused(saved: dict[str, bytes]) -> None:
     ],
 )
 def test_a_class_from_outside_keras_is_refused(
-    saved: dict[str, bytes], edit: dict[str, Any], named: str
+    keras: Any, saved: dict[str, bytes], edit: dict[str, Any], named: str, tmp_path: Path
 ) -> None:
-    reason = refused(with_config(saved["dense"], lambda c: c["config"]["layers"][1].update(edit)))
+    data = with_config(saved["dense"], lambda c: c["config"]["layers"][1].update(edit))
+    reason = refused(data)
     assert named in reason and "custom" in reason
+    (tmp_path / "custom.keras").write_bytes(data)
+    with pytest.raises((TypeError, ValueError), match=r"[Cc]ould not"):  # nor does Keras load it
+        keras.saving.load_model(tmp_path / "custom.keras", safe_mode=True)
 
 
 @pytest.mark.parametrize(
