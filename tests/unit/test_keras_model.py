@@ -41,13 +41,18 @@ def keras() -> Any:
 
 @pytest.fixture(scope="module")
 def saved(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """Two models saved by Keras itself: a Dense one, and one with a Lambda layer."""
+    """Models saved by Keras itself: a Dense one, one with a Lambda layer, and one
+    whose vocabulary Keras keeps as asset members."""
     folder = tmp_path_factory.mktemp("keras")
     dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="relu")])
     dense.save(folder / "dense.keras")
     with_lambda = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
     with_lambda.save(folder / "lambda.keras")
-    return {name: (folder / f"{name}.keras").read_bytes() for name in ("dense", "lambda")}
+    words = keras.layers.TextVectorization(max_tokens=10)
+    words.adapt(["a b c", "b c d"])  # its vocabulary goes into the file's assets/
+    keras.Sequential([keras.Input((1,), dtype="string"), words]).save(folder / "assets.keras")
+    names = ("dense", "lambda", "assets")
+    return {name: (folder / f"{name}.keras").read_bytes() for name in names}
 
 
 def inspect(data: bytes, limits: ArchiveLimits = LIMITS) -> KerasModel:
@@ -116,6 +121,12 @@ def test_a_real_keras_file_is_accepted_and_keras_loads_the_same_bytes(
     path.write_bytes(saved["dense"])
     model = keras.saving.load_model(path, safe_mode=True)
     assert tuple(model.predict(keras.ops.zeros((1, 3)), verbose=0).shape) == (1, 2)
+
+
+def test_a_real_keras_file_with_assets_is_accepted(saved: dict[str, bytes]) -> None:
+    found = inspect(saved["assets"])
+    assert "keras.layers.TextVectorization" in found.classes and found.files == 5
+    assert any(name.startswith("assets/") for name in members(saved["assets"]))
 
 
 def test_a_lambda_layer_is_refused_as_keras_safe_mode_refuses_it(
