@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from hub_cache.archive import ArchiveLimits, ArchiveRejected
 from hub_cache.formats.zip_checks import (
+    MAX_ENTRIES,
     folded,
     member_bytes,
     path_problem,
@@ -243,7 +244,9 @@ def _checked_class(obj: Mapping[str, object], path: Path, where: str) -> str | N
             f"{where} holds a Python lambda's bytecode ({_place(obj, path)}): {RUNS_CODE}"
         )
     if class_name == "Lambda":
-        raise ArchiveRejected(f"{where} names a Lambda layer ({_place(obj, path)}): {RUNS_CODE}")
+        raise ArchiveRejected(
+            f"{where} names a Lambda layer ({_place(obj, path)}): {_lambda_why(obj)}"
+        )
     if class_name in DATA_CLASSES:
         return None
     name = obj.get("spec_name") if class_name == "__typespec__" else class_name
@@ -275,6 +278,16 @@ def _checked_class(obj: Mapping[str, object], path: Path, where: str) -> str | N
         )
     _refuse_safe_mode_config(obj, class_name, path, where)
     return qualified
+
+
+def _lambda_why(obj: Mapping[str, object]) -> str:
+    inner = obj.get("config")
+    function = inner.get("function") if isinstance(inner, dict) else None
+    if isinstance(function, dict) and function.get("class_name") != "__lambda__":
+        # A named function: safe_mode lets it through only if Keras or code installed on
+        # the node provides it; either way the layer runs whatever that name is.
+        return "a layer that runs a function by name, which the mirror cannot vouch for"
+    return RUNS_CODE
 
 
 def _refuse_safe_mode_config(
@@ -341,6 +354,8 @@ def inspect_kerashub_preset(
 
 
 def _check_preset_paths(files: Mapping[str, int], where: str) -> None:
+    if len(files) > MAX_ENTRIES:
+        raise ArchiveRejected(f"{where}: {len(files)} files, more than {MAX_ENTRIES}")
     seen: set[str] = set()
     for name, size in files.items():
         problem = path_problem(name)

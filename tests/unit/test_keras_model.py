@@ -141,6 +141,14 @@ def test_a_lambda_layer_is_refused_as_keras_safe_mode_refuses_it(
         keras.saving.load_model(path, safe_mode=True)
 
 
+def test_a_lambda_layer_running_a_named_function_is_refused_too() -> None:
+    function = {"module": "keras.activations", "class_name": "function", "config": "relu"}
+    layer = {"module": "keras.layers", "class_name": "Lambda", "config": {"function": function}}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": [layer]}}
+    with pytest.raises(ArchiveRejected, match=r"Lambda layer \(layers\[0\]\): a layer that runs"):
+        inspect_keras_config(json.dumps(config).encode(), "config.json")
+
+
 def test_lambda_bytecode_anywhere_is_refused(saved: dict[str, bytes]) -> None:
     def bytecode_activation(config: dict[str, Any]) -> None:
         lam = {"class_name": "__lambda__", "config": {"code": "4wEAAA==", "defaults": None}}
