@@ -16,11 +16,12 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.handles import handle_path
@@ -122,7 +123,7 @@ def inspect_model(
     wanted = _format(form) if form is not None else None
     if wanted is not None and wanted.single_file:
         with seekable_blob(store, fetched.sha256) as (reader, size):
-            return wanted.inspect_file(reader, size, f"the {wanted.name} file")
+            return wanted.inspect_file(reader, size, f"the {wanted.name} file", limits)
     with store.open_blob(fetched.sha256) as reader:
         facts = inspect_archive(reader, fetched.size, limits)
     found = facts.model_format

@@ -8,6 +8,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from hub_cache.formats.keras import KERAS_FILE_KEY
 from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
 from mirror.core.config import HubConfig
 from mirror.core.handles import handle_path
@@ -48,8 +49,9 @@ def import_model(
     """A model folder (packed as an archive), a model archive, or a single-file model (a
     `.tflite`), checked as a synced one is."""
     path = handle_path(handle)
-    # A .tflite by its name; an archive or folder is whatever model it holds.
-    form = TFLITE if source.is_file() and source.suffix.lower() == ".tflite" else None
+    # A .tflite or .keras file by its name; an archive or folder is whatever model it holds.
+    suffix = source.suffix.lower() if source.is_file() else ""
+    form = {".tflite": TFLITE, ".keras": KERAS_FILE_KEY}.get(suffix)
     try:
         if source.is_dir():
             fetched = pack_folder(store, source)

@@ -23,12 +23,13 @@ from typing import Any
 
 import requests
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import format_of
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, ModelFormat
 from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.held_folder import HeldFolder
+from hub_cache.limits import ArchiveLimits
 from mirror.core.errors import TfmirrorError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
@@ -210,7 +211,7 @@ def prefetch_to(
             spool.seek(0)
             try:
                 if model_format.single_file:
-                    model_format.inspect_file(spool, size, target.name)
+                    model_format.inspect_file(spool, size, target.name, caps)
                 else:
                     staging = to / f".{target.name}.{uuid.uuid4().hex}.tmp"
                     staging.mkdir()

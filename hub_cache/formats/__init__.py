@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from hub_cache.formats.base import ModelFormat
+from hub_cache.formats.keras import KERAS_FILE, KERAS_PRESET
 from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.formats.tfjs import TFJS_FORMAT
 from hub_cache.formats.tflite import TFLITE_FORMAT
 
 # Every format; the archived ones are tried in this order on an archive's root files,
 # and the first that claims it is its format.
-FORMATS: tuple[ModelFormat, ...] = (SAVED_MODEL, TFJS_FORMAT, TFLITE_FORMAT)
+FORMATS: tuple[ModelFormat, ...] = (
+    SAVED_MODEL,
+    TFJS_FORMAT,
+    KERAS_PRESET,
+    TFLITE_FORMAT,
+    KERAS_FILE,
+)
 
 
 def format_named(key: str) -> ModelFormat | None:
@@ -56,4 +63,5 @@ def served_by_query(args: Mapping[str, str]) -> ModelFormat | None:
 
 def looked_for() -> str:
     """Every archived format's root files, as a refused archive is told."""
-    return " or ".join(f.looks_for for f in FORMATS if not f.single_file)
+    named = [f"{f.looks_for} ({f.name})" for f in FORMATS if not f.single_file]
+    return ", ".join(named[:-1]) + " or " + named[-1] if len(named) > 1 else "".join(named)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from hub_cache.limits import ArchiveLimits
 from mirror.core.storage import BlobStore
 
 # The client caches `tfmirror hub prefetch` fills with a model folder, as archived.
@@ -85,7 +86,9 @@ class ModelFormat(Protocol):
         must claim it again."""
         ...
 
-    def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
         """A single-file form's facts, as the manifest keeps them (`archive`), read from a
         seekable `reader` of `size` bytes exactly as its client reads it; ArchiveRejected,
         naming `name` and the reason, for anything the client would not read."""

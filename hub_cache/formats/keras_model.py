@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.zip_checks import (
     MAX_ENTRIES,
     folded,
@@ -31,6 +31,7 @@ from hub_cache.formats.zip_checks import (
     shown,
     stream_member,
 )
+from hub_cache.limits import ArchiveLimits
 from mirror.core.redact import bounded
 
 CONFIG = "config.json"

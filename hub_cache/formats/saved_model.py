@@ -15,6 +15,7 @@ from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, GraphOps, Runti
 from hub_cache.formats.probes import saved_model_load
 from hub_cache.formats.saved_model_ops import NotASavedModel, archive_ops
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
+from hub_cache.limits import ArchiveLimits
 from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.storage import BlobStore
 
@@ -39,7 +40,9 @@ class SavedModel:
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in ROOT_FILES if f in root_files), None)
 
-    def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
         raise ArchiveRejected(f"{name}: a SavedModel is a folder, archived; not one file")
 
     def check_folder(self, folder: Path) -> dict[str, object]:

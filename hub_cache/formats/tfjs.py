@@ -15,6 +15,7 @@ from typing import BinaryIO
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.tfjs_model import MODEL_JSON, TfjsModel, inspect_tfjs
+from hub_cache.limits import ArchiveLimits
 from mirror.core.model_forms import TFJS
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import MAX_PAGE
@@ -39,7 +40,9 @@ class TfJs:
     def root_file(self, root_files: Collection[str]) -> str | None:
         return MODEL_JSON if MODEL_JSON in root_files else None
 
-    def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
         raise ArchiveRejected(f"{name}: a TF.js model is a folder, archived; not one file")
 
     def check_folder(self, folder: Path) -> dict[str, object]:

@@ -13,6 +13,7 @@ from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
+from hub_cache.limits import ArchiveLimits
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore
 
@@ -38,7 +39,9 @@ class TfLite:
         # need checking there too, which the archive pass does not do yet.
         return None
 
-    def inspect_file(self, reader: BinaryIO, size: int, name: str) -> dict[str, object]:
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
         model = read_tflite(reader, size, name)
         return {
             "format": self.key,

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from hub_cache.archive import NAME_MAX, PATH_MAX, RATIO_FLOOR, ArchiveLimits, ArchiveRejected
+from hub_cache.errors import ArchiveRejected
+from hub_cache.limits import NAME_MAX, PATH_MAX, RATIO_FLOOR, ArchiveLimits
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024

@@ -21,13 +21,14 @@ from typing import Any
 
 import pytest
 
-from hub_cache.archive import ArchiveLimits, ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.keras_model import (
     KerasModel,
     inspect_keras_config,
     inspect_keras_file,
     inspect_kerashub_preset,
 )
+from hub_cache.limits import ArchiveLimits
 
 LIMITS = ArchiveLimits(max_uncompressed=2**30, max_ratio=100)
 PRESET = Path(__file__).resolve().parents[1] / "fixtures" / "kerashub-preset"
