@@ -144,6 +144,8 @@ class _Pages:
             return data
         start = number * PAGE
         want = min(PAGE, self.size - start)
+        if want <= 0:  # callers check bounds first; a negative read would read it all
+            raise self.refuse(f"has no byte {start}")
         try:
             self.f.seek(start)
             data = self.f.read(want)
