@@ -262,3 +262,28 @@ def test_reading_100_mb_keeps_memory_flat(tflite_models: tuple[Path, dict[str, A
     ops, peak_kb = proc.stdout.rsplit(" ", 1)
     assert ops == "['FULLY_CONNECTED']"
     assert int(peak_kb) < 64 * 1024
+
+
+def with_tensors_named(data: bytearray, times: int) -> bytearray:
+    """The model with subgraph 0's tensors replaced by one small tensor table named
+    `times` over (a FlatBuffer may share a table; the vector sits after the old bytes,
+    its entries pointing forward to the one table after it)."""
+    out = bytearray(data) + bytes(-len(data) % 8)
+    vector = len(out)
+    table = vector + 4 + 4 * times + 4  # after the vector and a 4-byte vtable
+    out += struct.pack("<I", times)
+    out += b"".join(struct.pack("<I", table - (vector + 4 + 4 * i)) for i in range(times))
+    out += struct.pack("<HHi", 4, 4, 4)  # vtable: 4 bytes, table 4 bytes; the table
+    where = field_at(data, first_subgraph(data), 0)
+    struct.pack_into("<I", out, where, vector - where)
+    return out
+
+
+def test_tensor_counts_are_capped(tflite_models: tuple[Path, dict[str, Any]]) -> None:
+    data = model_bytes(tflite_models, "builtin")
+    shared = read(with_tensors_named(data, 1000))  # the ops' indices are all below 1000
+    assert shared.inputs[0].shape == () and shared.builtin_ops == read(data).builtin_ops
+    started = time.monotonic()
+    reason = refused(with_tensors_named(data, 1_000_000))
+    assert "the model has over 100000 tensors, more than this mirror reads" in reason
+    assert time.monotonic() - started < PER_CALL
