@@ -55,3 +55,16 @@ _TENSOR_TYPE_NAMES = """
     uint64 resource variant uint32 uint16 int4 bfloat16 int2 uint4
 """
 TENSOR_TYPES: tuple[str, ...] = tuple(_TENSOR_TYPE_NAMES.split())
+
+# Bytes per element of the fixed-size TensorTypes, by number (string, resource, variant
+# and the sub-byte int4, int2, uint4 are not fixed). The names above say which is which.
+TYPE_SIZES: dict[int, int] = {
+    number: size
+    for name, size in {
+        "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1,
+        "int16": 2, "complex64": 8, "int8": 1, "float64": 8, "complex128": 16,
+        "uint64": 8, "uint32": 4, "uint16": 2, "bfloat16": 2,
+    }.items()
+    for number in [TENSOR_TYPES.index(name)]
+}  # fmt: skip
+VARIABLE_SIZE_TYPES = frozenset(TENSOR_TYPES.index(n) for n in ("string", "resource", "variant"))

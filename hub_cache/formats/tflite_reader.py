@@ -23,6 +23,7 @@ loop for long.
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from array import array
@@ -32,7 +33,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from hub_cache.archive import ArchiveRejected
-from hub_cache.formats.tflite_ops import BUILTIN_OPERATORS, CUSTOM, TENSOR_TYPES
+from hub_cache.formats.tflite_ops import (
+    BUILTIN_OPERATORS,
+    CUSTOM,
+    TENSOR_TYPES,
+    TYPE_SIZES,
+    VARIABLE_SIZE_TYPES,
+)
 from mirror.core.redact import bounded
 
 IDENTIFIER = b"TFL3"
@@ -52,6 +59,25 @@ MAX_IO = 1_000  # inputs or outputs of the main subgraph reported
 MAX_RANK = 64
 SHOWN = 200  # characters of a name, description or custom code kept
 INDEX_CHUNK = 16 * 1024  # int32 indices checked per read
+
+# Each table's fields in schema order, by size in bytes (4 for offsets; 0: a removed
+# field, not checked). Field numbers as the module docstring lists them.
+MODEL = (4, 4, 4, 4, 4, 4, 4, 4)  # ..., metadata_buffer, metadata, signature_defs
+OPERATOR_CODE = (1, 4, 4, 4)  # deprecated_builtin_code, custom_code, version, builtin_code
+SUBGRAPH = (4, 4, 4, 4, 4, 4)  # ..., name, debug_metadata_index
+# ..., quantization, is_variable, sparsity, shape_signature, has_rank, variant_tensors,
+# external_buffer
+TENSOR = (4, 1, 4, 4, 4, 1, 4, 4, 1, 4, 4)
+# ..., builtin_options_type, builtin_options, custom_options, custom_options_format,
+# mutating_variable_inputs, intermediates, large_custom_options_offset and _size,
+# builtin_options_2_type, builtin_options_2, debug_metadata_index
+OPERATOR = (4, 4, 4, 1, 4, 4, 1, 4, 4, 8, 8, 1, 4, 4)
+BUFFER = (4, 8, 8)  # data, offset, size
+# min, max, scale, zero_point, details_type, details, quantized_dimension
+QUANTIZATION = (4, 4, 4, 4, 1, 4, 4)
+METADATA = (4, 4)  # name, buffer
+SIGNATURE_DEF = (4, 4, 4, 0, 4)  # inputs, outputs, signature_key, (removed), subgraph_index
+TENSOR_MAP = (4, 4)  # name, tensor_index
 
 
 @dataclass(frozen=True)
@@ -210,20 +236,34 @@ class _FlatBuffer:
             raise self.refuse(f"{what} at byte {pos} is not aligned to {fmt.size} bytes")
         return self.pages.scalar(pos, fmt)
 
-    def table(self, pos: int, what: str, known: int) -> _Table:
+    def table(self, pos: int, what: str, sizes: tuple[int, ...]) -> _Table:
         """The table at `pos`: its vtable inside the file, its size and the offsets of its
-        first `known` fields, each inside the table's declared size."""
+        fields, whose sizes (the schema's) are `sizes` (0: not checked): each field
+        present lies inside the file, aligned, and inside the table's declared size."""
         vtable = pos - self.scalar(pos, I32, f"{what}'s vtable offset")
         vtable_size = self.scalar(vtable, U16, f"{what}'s vtable")
-        table_size = self.scalar(vtable + 2, U16, f"{what}'s vtable")
-        if vtable_size < 4 or vtable_size % 2 or vtable + vtable_size > self.end:
+        if vtable_size % 2 or vtable + vtable_size > self.end:
             raise self.refuse(f"{what}'s vtable ({vtable_size} bytes at {vtable}) is invalid")
-        if table_size < 4 or pos + table_size > self.end:
-            raise self.refuse(f"{what} ({table_size} bytes at {pos}) lies past the end")
-        present = min(known, (vtable_size - 4) // 2)
+        # A vtable too short to hold the table's size has no fields (as the verifier reads
+        # it). The size itself the verifier never reads; field() holds fields to it.
+        table_size = self.scalar(vtable + 2, U16, f"{what}'s vtable") if vtable_size >= 4 else 4
+        present = max(0, min(len(sizes), (vtable_size - 4) // 2))
         raw = self.pages.read(vtable + 4, 2 * present)
-        fields = struct.unpack(f"<{present}H", raw) + (0,) * (known - present)
+        fields = struct.unpack(f"<{present}H", raw) + (0,) * (len(sizes) - present)
+        for index, (offset, size) in enumerate(zip(fields, sizes, strict=True)):
+            if offset and size:
+                self.check_field(pos, table_size, offset, size, f"{what}'s field {index}")
         return _Table(pos, table_size, fields, what)
+
+    def check_field(self, pos: int, table_size: int, offset: int, size: int, what: str) -> None:
+        # The verifier checks a field against the file and its alignment; its place
+        # inside the table's declared size is checked too, as no builder writes otherwise.
+        if offset + size > table_size:
+            raise self.refuse(f"{what} lies outside the table")
+        if pos + offset + size > self.end:
+            raise self.refuse(f"{what} at byte {pos + offset} lies past the end of the file")
+        if (pos + offset) % size:
+            raise self.refuse(f"{what} at byte {pos + offset} is not aligned to {size} bytes")
 
     def field(self, table: _Table, index: int, fmt: struct.Struct, default: int = 0) -> int:
         offset = table.fields[index]
@@ -274,13 +314,13 @@ class _FlatBuffer:
         text = self.pages.read(start, min(length, 4 * keep)).decode("utf-8", "replace")
         return bounded(text, keep) if keep else ""
 
-    def tables(self, start: int, count: int, what: str, known: int) -> Iterator[_Table]:
+    def tables(self, start: int, count: int, what: str, sizes: tuple[int, ...]) -> Iterator[_Table]:
         for i in range(count):
             where = start + 4 * i
             relative = self.scalar(where, U32, f"{what} {i}'s offset")
             if relative == 0 or where + relative >= self.end:
                 raise self.refuse(f"{what} {i}'s offset points past the end of the file")
-            yield self.table(where + relative, f"{what} {i}", known)
+            yield self.table(where + relative, f"{what} {i}", sizes)
 
     def indices(self, start: int, count: int) -> Iterator[array[int]]:
         """The int32 elements of a vector, a bounded chunk at a time."""
@@ -321,7 +361,7 @@ def _operator_codes(fb: _FlatBuffer, model: _Table) -> _OperatorCodes:
     int8 deprecated_builtin_code and the int32 builtin_code (converters write both)."""
     start, count = fb.vector_field(model, 1, 4, "operator codes", MAX_OPERATOR_CODES)
     names = []
-    for code in fb.tables(start, count, "operator code", 4):
+    for code in fb.tables(start, count, "operator code", OPERATOR_CODE):
         builtin = max(fb.field(code, 0, I8), fb.field(code, 3, I32))
         if builtin < 0:
             raise fb.refuse(f"{code.what} has builtin code {builtin}, which names no operator")
@@ -335,14 +375,29 @@ def _operator_codes(fb: _FlatBuffer, model: _Table) -> _OperatorCodes:
     return _OperatorCodes(tuple(names))
 
 
-def _check_buffers(fb: _FlatBuffer, model: _Table) -> int:
+@dataclass(frozen=True)
+class _Buffers:
+    fb: _FlatBuffer
+    start: int
+    count: int
+
+    def held(self, index: int) -> int:
+        """How many bytes of data buffer `index` holds (checked by _check_buffers)."""
+        (buffer,) = self.fb.tables(self.start + 4 * index, 1, f"buffer {index}", BUFFER)
+        offset, size = self.fb.field(buffer, 1, U64), self.fb.field(buffer, 2, U64)
+        if offset > 1:
+            return size
+        return self.fb.vector_field(buffer, 0, 1, f"buffer {index}'s data")[1]
+
+
+def _check_buffers(fb: _FlatBuffer, model: _Table) -> _Buffers:
     """How many buffers the model has, each one's bytes inside the file: a `data` vector
     in the FlatBuffer, or (the >2 GB layout) `offset`/`size` bytes after it. LiteRT
     takes an offset above 1 as real (the converter writes 1 as a placeholder)."""
     if not model.fields[4]:
         raise fb.refuse("the model has no buffers")
     start, count = fb.vector_field(model, 4, 4, "buffers", MAX_BUFFERS)
-    for buffer in fb.tables(start, count, "buffer", 3):
+    for buffer in fb.tables(start, count, "buffer", BUFFER):
         fb.vector_field(buffer, 0, 1, f"{buffer.what}'s data")
         offset, size = fb.field(buffer, 1, U64), fb.field(buffer, 2, U64)
         if offset > 1 and offset + size > fb.size:
@@ -350,26 +405,85 @@ def _check_buffers(fb: _FlatBuffer, model: _Table) -> int:
                 f"{buffer.what} places {size} bytes at byte {offset}, past the end of the "
                 f"file ({fb.size} bytes)"
             )
-    return count
+    return _Buffers(fb, start, count)
 
 
-def _check_tensors(fb: _FlatBuffer, subgraph: _Table, buffers: int, counts: _Counts) -> int:
+def _check_tensors(fb: _FlatBuffer, subgraph: _Table, buffers: _Buffers, counts: _Counts) -> int:
     if not subgraph.fields[0]:
         raise fb.refuse(f"{subgraph.what} has no tensors")
     start, count = fb.vector_field(subgraph, 0, 4, f"{subgraph.what}'s tensors")
     counts.tensors += count
     if counts.tensors > MAX_TENSORS:
         raise fb.refuse(f"the model has over {MAX_TENSORS} tensors, more than this mirror reads")
-    for tensor in fb.tables(start, count, f"{subgraph.what} tensor", 4):
-        fb.vector_field(tensor, 0, 4, f"{tensor.what}'s shape")
+    for tensor in fb.tables(start, count, f"{subgraph.what} tensor", TENSOR):
+        shape_at, rank = fb.vector_field(tensor, 0, 4, f"{tensor.what}'s shape", MAX_RANK)
         tensor_type = fb.field(tensor, 1, I8)
         if tensor_type < 0:
             raise fb.refuse(f"{tensor.what} has type {tensor_type}, which names no type")
         buffer = fb.field(tensor, 2, U32)
-        if buffer >= buffers:
-            raise fb.refuse(f"{tensor.what} uses buffer {buffer}, out of range ({buffers} buffers)")
+        if buffer >= buffers.count:
+            raise fb.refuse(
+                f"{tensor.what} uses buffer {buffer}, out of range ({buffers.count} buffers)"
+            )
         fb.string(tensor, 3, f"{tensor.what}'s name", keep=0)
+        _check_tensor_parts(fb, tensor)
+        held = buffers.held(buffer) if buffer else 0
+        if held and fb.field(tensor, 5, U8):
+            raise fb.refuse(f"{tensor.what} is a variable with constant data, which LiteRT refuses")
+        dims = [d for chunk in fb.indices(shape_at, rank) for d in chunk]
+        _check_shape(fb, tensor, tensor_type, dims)
+        if held and not tensor.fields[6]:  # sparse tensors hold fewer bytes
+            _check_constant_size(fb, tensor, tensor_type, dims, held)
     return count
+
+
+def _check_tensor_parts(fb: _FlatBuffer, tensor: _Table) -> None:
+    """The parts of a Tensor that are only checked, not reported: quantization
+    (min, max, scale, zero_point, details), sparsity, shape_signature."""
+    where = fb.target(tensor, 4)
+    if where is not None:
+        quantization = fb.table(where, f"{tensor.what}'s quantization", QUANTIZATION)
+        for field, size in ((0, 4), (1, 4), (2, 4), (3, 8)):
+            fb.vector_field(quantization, field, size, f"{quantization.what} field {field}")
+        _check_table_at(fb, quantization, 5, "details")
+    _check_table_at(fb, tensor, 6, "sparsity")
+    fb.vector_field(tensor, 7, 4, f"{tensor.what}'s shape signature")
+
+
+def _check_table_at(fb: _FlatBuffer, table: _Table, field: int, role: str) -> None:
+    """A table whose own fields are not read (an option table, say): its vtable checked."""
+    where = fb.target(table, field)
+    if where is not None:
+        fb.table(where, f"{table.what}'s {role}", ())
+
+
+def _check_shape(fb: _FlatBuffer, tensor: _Table, tensor_type: int, dims: list[int]) -> None:
+    """LiteRT sizes every tensor but strings, resources and variants from its shape, as
+    a size_t: a negative dimension, or a count that overflows 64 bits, is refused."""
+    if tensor_type in VARIABLE_SIZE_TYPES:
+        return
+    count = 1
+    for dim in dims:
+        count *= dim
+        if dim < 0 or count >= 2**64:
+            raise fb.refuse(
+                f"{tensor.what}'s shape {bounded(str(dims), 80)} has no size LiteRT takes"
+            )
+
+
+def _check_constant_size(
+    fb: _FlatBuffer, tensor: _Table, tensor_type: int, dims: list[int], held: int
+) -> None:
+    """A constant tensor's buffer holds at least shape x type size bytes, as LiteRT's
+    InterpreterBuilder requires (strings, resources, variants and sub-byte types vary)."""
+    size = TYPE_SIZES.get(tensor_type)
+    if size is None:
+        return
+    needed = math.prod(dims) * size
+    if needed > held:
+        raise fb.refuse(
+            f"{tensor.what} needs {needed} bytes of constant data; its buffer holds {held}"
+        )
 
 
 def _check_operators(
@@ -381,7 +495,7 @@ def _check_operators(
         raise fb.refuse(
             f"the model has over {MAX_OPERATORS} operators, more than this mirror reads"
         )
-    for operator in fb.tables(start, count, f"{subgraph.what} operator", 3):
+    for operator in fb.tables(start, count, f"{subgraph.what} operator", OPERATOR):
         index = fb.field(operator, 0, U32)
         if index >= codes:
             raise fb.refuse(
@@ -391,6 +505,14 @@ def _check_operators(
             where, length = fb.vector_field(operator, field, 4, f"{operator.what}'s {role}")
             # -1 marks an optional input left out (kTfLiteOptionalTensor)
             fb.in_range(where, length, -1, tensors, f"{operator.what}'s {role}")
+        _check_table_at(fb, operator, 4, "builtin options")
+        _check_table_at(fb, operator, 12, "builtin options 2")
+        for field, size, role in (
+            (5, 1, "custom options"),
+            (7, 1, "mutating inputs"),
+            (8, 4, "intermediates"),
+        ):
+            fb.vector_field(operator, field, size, f"{operator.what}'s {role}")
 
 
 def _specs(fb: _FlatBuffer, subgraph: _Table, field: int, role: str) -> tuple[TensorSpec, ...]:
@@ -399,7 +521,7 @@ def _specs(fb: _FlatBuffer, subgraph: _Table, field: int, role: str) -> tuple[Te
     start, count = fb.vector_field(subgraph, field, 4, f"{subgraph.what}'s {role}", MAX_IO)
     specs = []
     for index in (i for chunk in fb.indices(start, count) for i in chunk):
-        (tensor,) = fb.tables(tensors_at + 4 * index, 1, f"{subgraph.what} tensor {index}", 4)
+        (tensor,) = fb.tables(tensors_at + 4 * index, 1, f"{subgraph.what} tensor {index}", TENSOR)
         shape_at, rank = fb.vector_field(tensor, 0, 4, f"{tensor.what}'s shape", MAX_RANK)
         shape = tuple(d for chunk in fb.indices(shape_at, rank) for d in chunk)
         name = fb.string(tensor, 3, f"{tensor.what}'s name") or ""
@@ -417,11 +539,30 @@ def _header(fb: _FlatBuffer) -> _Table:
     root = fb.scalar(0, U32, "the root offset")
     if root < 8 or root >= fb.end:
         raise fb.refuse(f"the root offset {root} points past the end of the file")
-    model = fb.table(root, "the model", 5)
+    model = fb.table(root, "the model", MODEL)
     version = fb.field(model, 0, U32)
     if version != SCHEMA_VERSION:
         raise fb.refuse(f"schema version {version}: LiteRT reads schema version 3 only")
     return model
+
+
+def _check_model_parts(fb: _FlatBuffer, model: _Table, subgraphs: int) -> None:
+    """The parts of a Model that are only checked, not reported: metadata_buffer,
+    metadata {name, buffer} and signature_defs {inputs, outputs, signature_key,
+    subgraph_index}, whose inputs and outputs are TensorMaps {name, tensor_index}."""
+    fb.vector_field(model, 5, 4, "metadata buffer")
+    start, count = fb.vector_field(model, 6, 4, "metadata", MAX_OPERATOR_CODES)
+    for metadata in fb.tables(start, count, "metadata", METADATA):
+        fb.string(metadata, 0, f"{metadata.what}'s name", keep=0)
+    start, count = fb.vector_field(model, 7, 4, "signature defs", MAX_SUBGRAPHS)
+    for signature in fb.tables(start, count, "signature def", SIGNATURE_DEF):
+        for field in (0, 1):
+            maps_at, maps = fb.vector_field(signature, field, 4, signature.what, MAX_TENSORS)
+            for tensor_map in fb.tables(maps_at, maps, f"{signature.what} tensor map", TENSOR_MAP):
+                fb.string(tensor_map, 0, f"{tensor_map.what}'s name", keep=0)
+        fb.string(signature, 2, f"{signature.what}'s key", keep=0)
+        if fb.field(signature, 4, U32) >= subgraphs:
+            raise fb.refuse(f"{signature.what} names a subgraph out of range ({subgraphs})")
 
 
 def read_tflite(f: BinaryIO, size: int, name: str = "model.tflite") -> TfliteModel:
@@ -437,7 +578,8 @@ def read_tflite(f: BinaryIO, size: int, name: str = "model.tflite") -> TfliteMod
     counts = _Counts()
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
-    for number, subgraph in enumerate(fb.tables(start, count, "subgraph", 4)):
+    for number, subgraph in enumerate(fb.tables(start, count, "subgraph", SUBGRAPH)):
+        fb.string(subgraph, 4, f"{subgraph.what}'s name", keep=0)
         tensors = _check_tensors(fb, subgraph, buffers, counts)
         for field, role in ((1, "inputs"), (2, "outputs")):
             where, length = fb.vector_field(subgraph, field, 4, f"{subgraph.what}'s {role}")
@@ -446,6 +588,7 @@ def read_tflite(f: BinaryIO, size: int, name: str = "model.tflite") -> TfliteMod
         if number == 0:
             inputs = _specs(fb, subgraph, 1, "inputs")
             outputs = _specs(fb, subgraph, 2, "outputs")
+    _check_model_parts(fb, model, count)
     return TfliteModel(
         schema_version=SCHEMA_VERSION,
         builtin_ops=codes.of_kind("builtin"),
