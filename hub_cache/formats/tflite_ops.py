@@ -1,5 +1,6 @@
 """The names LiteRT gives the numbers in a `.tflite` file: BuiltinOperator (an
-OperatorCode's builtin code) and TensorType (a Tensor's type), indexed by number.
+OperatorCode's builtin code) and TensorType (a Tensor's type), indexed by number; the
+sizes of TensorTypes, and the fields of the schema's tables that tflite_reader checks.
 
 Written once, at development time, from TensorFlow 2.21.0's
 `tensorflow/lite/python/schema_py_generated.py` (the classes BuiltinOperator and
@@ -68,3 +69,26 @@ TYPE_SIZES: dict[int, int] = {
     for number in [TENSOR_TYPES.index(name)]
 }  # fmt: skip
 VARIABLE_SIZE_TYPES = frozenset(TENSOR_TYPES.index(n) for n in ("string", "resource", "variant"))
+
+# Each table's fields in schema order, by size in bytes (4 for offsets; 0: a removed
+# field, not checked). From the same schema_py_generated (its XxxAdd functions' slots).
+# version, operator_codes, subgraphs, description, buffers, metadata_buffer, metadata,
+# signature_defs
+MODEL = (4, 4, 4, 4, 4, 4, 4, 4)
+OPERATOR_CODE = (1, 4, 4, 4)  # deprecated_builtin_code, custom_code, version, builtin_code
+# tensors, inputs, outputs, operators, name, debug_metadata_index
+SUBGRAPH = (4, 4, 4, 4, 4, 4)
+# shape, type, buffer, name, quantization, is_variable, sparsity, shape_signature,
+# has_rank, variant_tensors, external_buffer
+TENSOR = (4, 1, 4, 4, 4, 1, 4, 4, 1, 4, 4)
+# opcode_index, inputs, outputs, builtin_options_type, builtin_options, custom_options,
+# custom_options_format, mutating_variable_inputs, intermediates,
+# large_custom_options_offset and _size, builtin_options_2_type, builtin_options_2,
+# debug_metadata_index
+OPERATOR = (4, 4, 4, 1, 4, 4, 1, 4, 4, 8, 8, 1, 4, 4)
+BUFFER = (4, 8, 8)  # data, offset, size
+# min, max, scale, zero_point, details_type, details, quantized_dimension
+QUANTIZATION = (4, 4, 4, 4, 1, 4, 4)
+METADATA = (4, 4)  # name, buffer
+SIGNATURE_DEF = (4, 4, 4, 0, 4)  # inputs, outputs, signature_key, (removed), subgraph_index
+TENSOR_MAP = (4, 4)  # name, tensor_index

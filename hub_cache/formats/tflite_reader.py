@@ -1,24 +1,24 @@
 """A `.tflite` model read and checked as LiteRT reads it, without TensorFlow or the
-`flatbuffers` package: the FlatBuffer's `TFL3` identifier, every offset, vtable, vector
-and string that the read tables reach, bounded by the file (a length is checked against
-the bytes that remain before anything is read or allocated for it), then what LiteRT's
-InterpreterBuilder refuses: a schema version other than 3, an operator code, tensor or
-buffer index out of range, a CUSTOM op without its name, a buffer of the >2 GB layout
-(`offset`/`size`: data after the FlatBuffer) past the end of the file. Alignment is
-checked as the FlatBuffers verifier checks it (LiteRT's VerifyAndBuildFromFile). The
-model's facts are reported: schema version, builtin, custom and Flex (Select TF) op
-names, subgraph count, the main subgraph's inputs and outputs, its description.
+`flatbuffers` package. First what LiteRT's FlatBuffers verifier checks before it builds
+an interpreter: the `TFL3` identifier, and for every table of the model, its subgraphs,
+tensors, operators, operator codes, buffers, quantization, metadata and signature defs,
+its vtable and each field the schema declares inside the file and aligned, every offset,
+vector and string inside the file (a length is checked against the bytes that remain
+before anything is read or allocated for it); option and sparsity tables are checked up
+to their vtables. Then what LiteRT's InterpreterBuilder refuses: a schema version other
+than 3, an operator code, tensor or buffer index out of range, a CUSTOM op without its
+name, a shape it cannot size, a constant buffer smaller than its tensor, a buffer of the
+>2 GB layout (`offset`/`size`: data after the FlatBuffer) past the end of the file. What
+only a kernel checks (an axis's type, a conv's rank) is left to loading the model in
+its runtime; a builtin code past this table is named BUILTIN_<n>, not refused (a newer
+converter; the runtime check says whether a runtime has it).
 
-Tables read, with their field numbers (tensorflow/compiler/mlir/lite/schema/schema.fbs):
-Model{version=0 u32, operator_codes=1, subgraphs=2, description=3, buffers=4};
-OperatorCode{deprecated_builtin_code=0 i8, custom_code=1, builtin_code=3 i32};
-SubGraph{tensors=0, inputs=1, outputs=2, operators=3}; Tensor{shape=0, type=1 i8,
-buffer=2 u32, name=3}; Operator{opcode_index=0 u32, inputs=1, outputs=2};
-Buffer{data=0 [ubyte], offset=1 u64, size=2 u64}. Options, quantization, sparsity,
-metadata and signatures are not followed. The file is read by seek/read of 64 KiB pages
-(a few kept), so memory stays flat whatever the size: weight bytes are never read, only
-their lengths and offsets checked; counts are capped so a hostile file cannot make this
-loop for long.
+Reported: schema version, builtin, custom and Flex (Select TF) op names, subgraph count,
+the main subgraph's inputs and outputs, the description. Field numbers are those of
+tensorflow/compiler/mlir/lite/schema/schema.fbs (tflite_ops lists each table's fields).
+The file is read by seek/read of 64 KiB pages (a few kept), so memory stays flat
+whatever the size: weight bytes are never read, only their lengths and offsets checked;
+counts are capped so a hostile file cannot make this loop for long.
 """
 
 from __future__ import annotations
@@ -34,8 +34,18 @@ from typing import BinaryIO
 
 from hub_cache.archive import ArchiveRejected
 from hub_cache.formats.tflite_ops import (
+    BUFFER,
     BUILTIN_OPERATORS,
     CUSTOM,
+    METADATA,
+    MODEL,
+    OPERATOR,
+    OPERATOR_CODE,
+    QUANTIZATION,
+    SIGNATURE_DEF,
+    SUBGRAPH,
+    TENSOR,
+    TENSOR_MAP,
     TENSOR_TYPES,
     TYPE_SIZES,
     VARIABLE_SIZE_TYPES,
@@ -59,25 +69,6 @@ MAX_IO = 1_000  # inputs or outputs of the main subgraph reported
 MAX_RANK = 64
 SHOWN = 200  # characters of a name, description or custom code kept
 INDEX_CHUNK = 16 * 1024  # int32 indices checked per read
-
-# Each table's fields in schema order, by size in bytes (4 for offsets; 0: a removed
-# field, not checked). Field numbers as the module docstring lists them.
-MODEL = (4, 4, 4, 4, 4, 4, 4, 4)  # ..., metadata_buffer, metadata, signature_defs
-OPERATOR_CODE = (1, 4, 4, 4)  # deprecated_builtin_code, custom_code, version, builtin_code
-SUBGRAPH = (4, 4, 4, 4, 4, 4)  # ..., name, debug_metadata_index
-# ..., quantization, is_variable, sparsity, shape_signature, has_rank, variant_tensors,
-# external_buffer
-TENSOR = (4, 1, 4, 4, 4, 1, 4, 4, 1, 4, 4)
-# ..., builtin_options_type, builtin_options, custom_options, custom_options_format,
-# mutating_variable_inputs, intermediates, large_custom_options_offset and _size,
-# builtin_options_2_type, builtin_options_2, debug_metadata_index
-OPERATOR = (4, 4, 4, 1, 4, 4, 1, 4, 4, 8, 8, 1, 4, 4)
-BUFFER = (4, 8, 8)  # data, offset, size
-# min, max, scale, zero_point, details_type, details, quantized_dimension
-QUANTIZATION = (4, 4, 4, 4, 1, 4, 4)
-METADATA = (4, 4)  # name, buffer
-SIGNATURE_DEF = (4, 4, 4, 0, 4)  # inputs, outputs, signature_key, (removed), subgraph_index
-TENSOR_MAP = (4, 4)  # name, tensor_index
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ another exception, never a hang, in flat memory on a 100 MB model."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import random
@@ -287,3 +288,87 @@ def test_tensor_counts_are_capped(tflite_models: tuple[Path, dict[str, Any]]) ->
     reason = refused(with_tensors_named(data, 1_000_000))
     assert "the model has over 100000 tensors, more than this mirror reads" in reason
     assert time.monotonic() - started < PER_CALL
+
+
+def constant_tensor(data: bytearray) -> int:
+    """A tensor of subgraph 0 whose buffer holds data."""
+    buffers = target(data, model_table(data), 4)
+    for tensor in elements(data, target(data, first_subgraph(data), 0)):
+        if field_offset(data, tensor, 2) and field_offset(data, tensor, 0):
+            buffer = element(data, buffers, u32(data, field_at(data, tensor, 2)))
+            if field_offset(data, buffer, 0) and u32(data, target(data, buffer, 0)):
+                return tensor
+    raise AssertionError("no constant tensor")
+
+
+def test_shapes_litert_cannot_hold_are_refused(tflite_models: tuple[Path, dict[str, Any]]) -> None:
+    data = model_bytes(tflite_models, "builtin")
+    first_dim = target(data, constant_tensor(data), 0) + 4
+    dim = u32(data, first_dim)
+    reason = refused(put(data, first_dim, "<i", dim * 1000))
+    assert "bytes of constant data; its buffer holds" in reason
+    assert "has no size LiteRT takes" in refused(put(data, first_dim, "<i", -5))
+
+
+def test_a_field_that_is_not_read_is_still_checked(
+    tflite_models: tuple[Path, dict[str, Any]],
+) -> None:
+    data = model_bytes(tflite_models, "builtin")
+    code = element(data, target(data, model_table(data), 1), 0)
+    vtable = code - struct.unpack_from("<i", data, code)[0]
+    reason = refused(put(data, vtable + 4 + 2 * 2, "<H", 32))  # OperatorCode.version
+    assert "operator code 0's field 2 lies outside the table" in reason
+
+
+LITERT_VERDICTS = """
+import sys
+from ai_edge_litert.interpreter import Interpreter
+for path in sys.argv[1:]:
+    try:
+        Interpreter(model_path=path).allocate_tensors()
+        print("loads", path, flush=True)
+    except Exception:
+        print("refused", path, flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
+)
+def test_the_reader_refuses_what_litert_refuses(
+    tflite_models: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Bit flips of a real model through the reader and through ai-edge-litert's own
+    interpreter (build and allocate): the reader refuses nothing LiteRT loads but a
+    field outside its table's declared size, a lie no builder writes and LiteRT's
+    verifier does not look for. (The reverse differs by design: what only a kernel
+    checks is left to loading the model in its runtime.)"""
+    data = model_bytes(tflite_models, "builtin")
+    rng = random.Random(35)
+    paths = []
+    for i in range(300):
+        flipped = bytearray(data)
+        flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        paths.append(tmp_path / f"{i}.tflite")
+        paths[-1].write_bytes(flipped)
+    loads: set[str] = set()
+    pending = [str(p) for p in paths]
+    while pending:  # a child that crashes on one file goes on after it
+        run = subprocess.run(
+            [sys.executable, "-c", LITERT_VERDICTS, *pending],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        seen = [line.split(" ", 1) for line in run.stdout.splitlines()]
+        loads |= {path for verdict, path in seen if verdict == "loads"}
+        pending = pending[len(seen) + 1 :]
+    reasons = {}
+    for path in paths:
+        try:
+            read(path.read_bytes())
+        except ArchiveRejected as exc:
+            reasons[str(path)] = str(exc)
+    assert loads and reasons
+    stricter = {reasons[path] for path in loads & reasons.keys()}
+    assert all("lies outside the table" in reason for reason in stricter), stricter
