@@ -382,7 +382,7 @@ class _Buffers:
 
 
 def _check_buffers(fb: _FlatBuffer, model: _Table) -> _Buffers:
-    """How many buffers the model has, each one's bytes inside the file: a `data` vector
+    """The model's buffers, each one's bytes inside the file: a `data` vector
     in the FlatBuffer, or (the >2 GB layout) `offset`/`size` bytes after it. LiteRT
     takes an offset above 1 as real (the converter writes 1 as a placeholder)."""
     if not model.fields[4]:
