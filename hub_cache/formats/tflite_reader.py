@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.tflite_ops import (
     BUFFER,
     BUILTIN_OPERATORS,

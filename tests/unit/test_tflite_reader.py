@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hub_cache.archive import ArchiveRejected
+from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
 
 ROOT = Path(__file__).resolve().parents[2]
