@@ -274,11 +274,6 @@ class HubSync:
         self.gate = gate
 
     def sync_model(self, model: HubModel, trigger: str = "manual") -> ModelOutcome:
-        if format_named(model.form) is None:
-            reason = (
-                f"{model.form} models are not mirrored by this release (format = {model.form!r})"
-            )
-            return ModelOutcome(model.handle, ModelStatus.FAILED, "", reason)
         url = compressed_url(model, self.config.hub)
         shown = redact_url(url)
         if model.kaggle is not None and not model.source:
