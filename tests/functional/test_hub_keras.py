@@ -21,10 +21,10 @@ from mirror.core.config import load_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from testkit.servers import free_port
+from tests.support.cli import tfmirror
 from tfmirror.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
-PRESET = ROOT / "tests" / "fixtures" / "kerashub-preset"
+PRESET = Path(__file__).resolve().parents[1] / "fixtures" / "kerashub-preset"
 LOAD = """
 import sys, urllib.request
 import numpy as np, keras
@@ -32,16 +32,6 @@ path, _ = urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
 model = keras.saving.load_model(path, safe_mode=True)
 print("OUTPUT", model(np.ones((1, 3), dtype="float32")).numpy().tolist())
 """
-
-
-def tfmirror(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +23,12 @@ from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import NginxProcess, entry_point, plan_for
 from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
+from tests.support.cli import tfmirror
 from tests.support.hub_upstream import HubUpstream
 from tests.support.tfjs_node import FIXTURES, tfjs_node_modules
 from tfmirror.app import create_app
 from verify.jobs import run_gc
 
-ROOT = Path(__file__).resolve().parents[2]
 PATH = "google/tfjs-model/tfmirror-tiny/1"
 QUERY = "tfjs-format=compressed"
 APP = "http://127.0.0.1:9"  # the page's origin: allowed by the config
@@ -43,22 +41,6 @@ const tf = require("@tensorflow/tfjs");
   console.log("OUTPUT " + JSON.stringify(await out.array()));
 })().catch((e) => { console.log("ERROR " + (e.message || e)); process.exit(1); });
 """
-
-
-@pytest.fixture
-def hub_up() -> Iterator[HubUpstream]:
-    with HubUpstream() as up:
-        yield up
-
-
-def tfmirror(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def tfjs_predict(modules: Path, tmp_path: Path, url: str, inputs: object) -> list[float]:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,11 @@ from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from testkit.servers import free_port
+from tests.support.cli import tfmirror
 from tests.support.hub_upstream import HubUpstream
 from tests.support.tflite_models import tiny_tflite
 from tfmirror.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
 PATH = "google/lite-model/tfmirror-tiny/1"
 
 # Runs in a child process: LiteRT's interpreter beside TensorFlow's in one process is
@@ -47,22 +46,6 @@ print("OUTPUT", json.dumps(interpreter.get_tensor(out["index"]).tolist()))
 @pytest.fixture(scope="module")
 def models() -> tuple[bytes, bytes]:
     return tiny_tflite(2.0), tiny_tflite(3.0)
-
-
-@pytest.fixture
-def hub_up() -> Iterator[HubUpstream]:
-    with HubUpstream() as up:
-        yield up
-
-
-def tfmirror(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def litert_output(url: str) -> list[list[float]]:
