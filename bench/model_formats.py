@@ -11,7 +11,8 @@ In one run:
      then its shards, six at a time as a browser does) through the entry point (nginx in
      front of the web front; X-Accel: nginx sends the blob files), against a bare nginx
      serving the same files from a plain folder: aggregate MB/s, best of --rounds.
-     Target >= 0.9x.
+     Target >= 0.9x. Beside it, requests/s of model.json alone (wrk), each side: what a
+     file costs apart from its bytes.
   3. peak RSS (VmHWM, each in a fresh child) of the TFLite reader, the TF.js folder
      check, the TF.js sync's check (archive, extraction, folder, each file kept as a
      blob) and the `.keras` zip check, at 10 MB and 100 MB, beside a child that only
@@ -42,6 +43,7 @@ import zipfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.common import wrk
 from bench.fleet import start_bare_nginx
 from hub_cache.hub_sync import HubSync, ModelStatus
 from mirror.core.config import Config, parse_config
@@ -241,6 +243,18 @@ def fleet_load(base: str, query: str, shards: list[str], clients: int) -> tuple[
     return sum(r[0] for r in results) / wall / 1e6, sum(r[1] for r in results)
 
 
+def answers_per_second(sides: dict[str, tuple[str, str]], clients: int) -> None:
+    """What each file's request costs apart from its bytes: model.json (1 KB) asked by
+    wrk's keep-alive connections for 3 s, each side (skipped without wrk)."""
+    if shutil.which("wrk") is None:
+        print("  model.json requests/s: skipped, needs wrk (apt-get install wrk)")
+        return
+    for name, (base, query) in sides.items():
+        _, p99, done, errors = wrk(f"{base}/model.json{query}", clients, 3)
+        rate = f"{done / 3:8.0f} requests/s  p99 {p99:5.1f} ms  errors {errors}"
+        print(f"  model.json, {name:<12} {rate}")
+
+
 def serve_tfjs(
     work: Path, store_dir: Path, folder: Path, clients: int, rounds: int
 ) -> float | None:
@@ -281,6 +295,7 @@ def serve_tfjs(
                 rate, failed = fleet_load(*sides[name], shards, clients)
                 print(f"    round {r + 1} {name:<12} {rate:7.0f} MB/s  failed {failed}")
                 best[name] = max(best[name], rate)
+        answers_per_second(sides, clients)
     ratio = best["entry point"] / best["bare nginx"]
     print(
         f"  {clients} tfjs clients, {len(shards)} shards each: entry point "
