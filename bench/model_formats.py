@@ -19,9 +19,10 @@ In one run:
      imports them. Target <= 64 MB, flat.
 Not measured: kagglehub through the mirror's answers (against a prefetched cache), as the
 mirror does not answer Kaggle's API yet.
-Needs nginx and curl (apt-get install nginx-light curl) and TensorFlow, in a child, to
-make the `.tflite` files once (cached in the temp dir); stays on 127.0.0.1 and stops
-by itself.
+Needs curl, nginx and wrk (apt-get install curl nginx-light wrk; without nginx or wrk
+their parts say they are skipped) and TensorFlow, in a child, to make the `.tflite`
+files once (cached in the temp dir; without it the TFLite parts are skipped); stays on
+127.0.0.1 and stops by itself.
 
     python -m bench.model_formats [--clients 32] [--rounds 5]
 """
