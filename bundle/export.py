@@ -17,17 +17,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests, referenced
-from bundle.layout import CHUNK, INDEX, SIGNATURE, BundleError, Index, Item, PartWriter
+from bundle.errors import BundleError
+from bundle.layout import CHUNK, INDEX, SIGNATURE, Index, Item, PartWriter
+from mirror.core.errors import BlobNotFound
 from mirror.core.journal import OUTER, Journal, as_lines
 from mirror.core.snapshots import Snapshot, snapshot_key, snapshot_names
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.storage import BlobStore
 
 EXPORTS = "state/bundle/exports"
 LAST_EXPORT = "state/bundle/last-export"
 
 
 @dataclass(frozen=True)
-class Exported:
+class ExportedBundle:
     id: str
     follows: str | None
     blobs: int
@@ -89,7 +91,7 @@ def export(
     since: str | None = None,
     full: bool = False,
     max_part_size: int | None = None,
-) -> Exported:
+) -> ExportedBundle:
     follows = None if full else (since or last_export(store))
     have = held_after(store, follows) if follows else set()
     if out.exists() and any(out.iterdir()):
@@ -140,7 +142,7 @@ def export(
     store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
     store.put(LAST_EXPORT, index.id.encode())
     blob_bytes = sum(i.size for i in index.items if i.kind == "blob")
-    return Exported(index.id, follows, len(wanted), blob_bytes, len(index.parts))
+    return ExportedBundle(index.id, follows, len(wanted), blob_bytes, len(index.parts))
 
 
 def _copy_blob(store: BlobStore, sha: str, writer: PartWriter) -> Item:

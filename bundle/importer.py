@@ -17,8 +17,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bundle.contents import MANIFESTS, read_manifests, referenced
+from bundle.errors import BlobsMissing, BundleError
 from bundle.keys import verifies
-from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, BundleError, Index, Item, PartReader
+from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
 from mirror.core.commits import compare_and_set
 from mirror.core.errors import UsageError
 from mirror.core.import_journal import IMPORTED, OLD_JOURNAL
@@ -73,18 +74,6 @@ def mark_offered(store: BlobStore) -> None:
     doc = _imported(store)
     if doc:
         store.put(IMPORTED, json.dumps({**doc, "offered": True}).encode())
-
-
-class BlobsMissing(BundleError):
-    """An interrupted import cannot be finished: blobs its manifests name are gone."""
-
-    def __init__(self, bundle: str, missing: list[str]) -> None:
-        self.bundle = bundle
-        super().__init__(
-            f"the import of bundle {bundle} was interrupted after its commit, and "
-            f"{len(missing)} blobs its manifests name are missing here (first {missing[0]}): "
-            f"nothing more of it was written; import bundle {bundle} again to bring them"
-        )
 
 
 def recover(store: BlobStore) -> str | None:

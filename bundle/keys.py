@@ -11,17 +11,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from mirror.core.errors import TfmirrorError
+from bundle.errors import KeyFileError
 
 PRIVATE = "bundle.key"
 PUBLIC = "bundle.pub"
-
-
-class KeyFileError(TfmirrorError):
-    """A key file cannot be used; the message says which and why."""
-
-    exit_code = 2
-    label = "error"
 
 
 def keygen(folder: Path) -> tuple[Path, Path]:

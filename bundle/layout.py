@@ -14,19 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mirror.core.errors import TfmirrorError
+from bundle.errors import BundleError
 
 INDEX = "bundle.json"
 SIGNATURE = "bundle.sig"
 FORMAT = 1
 MAX_INDEX = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
-
-
-class BundleError(TfmirrorError):
-    """The bundle is refused; the message says why."""
-
-    label = "bundle refused"
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from bundle.export import Exported, export
-from bundle.importer import (
-    BlobsMissing,
-    Imported,
-    import_bundle,
-    mark_offered,
-    needs_offer,
-    recover,
-)
-from bundle.layout import BundleError
+from bundle.errors import BlobsMissing, BundleError
+from bundle.export import ExportedBundle, export
+from bundle.importer import Imported, import_bundle, mark_offered, needs_offer, recover
 from mirror.core.runs import BUNDLE_JOB as JOB
 from mirror.core.runs import Failure, RunRecord, record_crash
 from mirror.core.storage import BlobStore
@@ -44,7 +37,7 @@ def export_recorded(
     since: str | None,
     full: bool,
     max_part_size: int | None,
-) -> Exported:
+) -> ExportedBundle:
     record = RunRecord.begin(JOB, "export")
     try:
         done = export(store, key, out, since, full, max_part_size)

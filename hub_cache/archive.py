@@ -1,19 +1,15 @@
-"""Model archive validation (and safe extraction), in one streaming pass.
-
-tensorflow_hub reads `<handle>?tf-hub-format=compressed` with `tarfile.open("r|*")`. It
-refuses `..`, links and files whose directory entry has not come yet, and it caches
-whatever prefix of a model it was given: a response cut at a tar member boundary looks
-complete to it. So the mirror checks everything before a model is published or
-prefetched: member paths and types, entry order, a model of a known format at the root
-(hub_cache.formats), sizes against caps (archive bombs), an intact compressed stream,
-and the tar end-of-archive marker that a cut archive lacks.
-
-The work is linear in the bytes present: each member's declared size is counted against
-the caps before any of its bytes is read (a 6 KB archive may declare a terabyte), header
-metadata (PAX records, GNU long names) is bounded before tarfile reads it into memory,
-and sparse members are refused outright (their holes would unpack past every cap, and no
-model needs them).
-"""
+"""Model archive validation (and safe extraction), in one streaming pass. tensorflow_hub
+reads `<handle>?tf-hub-format=compressed` with `tarfile.open("r|*")`: it refuses `..`,
+links and files whose directory entry has not come yet, and it caches whatever prefix of
+a model it was given (a response cut at a tar member boundary looks complete to it). So
+the mirror checks everything before a model is published or prefetched: member paths and
+types, entry order, a model of a known format at the root (hub_cache.formats), sizes
+against caps (archive bombs), an intact compressed stream, and the tar end-of-archive
+marker that a cut archive lacks. The work is linear in the bytes present: each member's
+declared size counts against the caps before any of its bytes is read (a 6 KB archive
+may declare a terabyte), header metadata (PAX records, GNU long names) is bounded before
+tarfile reads it, and sparse members are refused outright (their holes would unpack past
+every cap, and no model needs them)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""A folder held open by its descriptor, whose names are looked up in it and never
-through a link: for trees someone else can write into (a TF Serving repository on a
-shared volume), where `home / name` followed a link planted in place of a folder and
-pruned or wrote versions wherever it pointed.
-
-Every call names an entry of this folder: it is opened with O_NOFOLLOW, renamed,
-exchanged and removed relative to the descriptor, so swapping a folder on the path for
-a link after it was opened changes nothing. An entry that is a link (or not the kind
-asked for) is refused with `NotFollowed`, naming it.
-"""
+"""A folder held open by its descriptor, whose names are looked up in it and never through
+a link: for trees someone else can write into (a TF Serving repository on a shared
+volume), where `home / name` followed a link planted in place of a folder and pruned or
+wrote versions wherever it pointed. Every call names an entry of this folder: it is
+opened with O_NOFOLLOW, renamed, exchanged and removed relative to the descriptor, so
+swapping a folder on the path for a link after it was opened changes nothing. An entry
+that is a link (or not the kind asked for) is refused with `NotFollowed`, naming it."""
 
 from __future__ import annotations
 
@@ -22,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirror.core.errors import TfmirrorError
+from hub_cache.errors import NotFollowed
 
 AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -30,12 +27,6 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # NONBLOCK: a fifo planted in a file's place is refused, not waited on.
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_TEXT = 1024 * 1024  # our records and configs are a few KB
-
-
-class NotFollowed(TfmirrorError):
-    """An entry where a folder or file of ours belongs is a link or something else."""
-
-    label = "refused"
 
 
 def exchange(dir_fd: int, a: str, b: str) -> bool:

@@ -1,9 +1,7 @@
-"""The hub sync: fetch each model's compressed archive, validate it, publish it.
-
-The blob is stored under the hash of what arrived, validated from the store, and only
-then does a manifest refer to it; a rejected archive is deleted and recorded with its
-reason, and the model keeps serving what it served before.
-"""
+"""The hub sync: fetch each model's compressed archive, validate it, publish it. The blob
+is stored under the hash of what arrived, validated from the store, and only then does a
+manifest refer to it; a rejected archive is deleted and recorded with its reason, and
+the model keeps serving what it served before."""
 
 from __future__ import annotations
 
@@ -24,6 +22,7 @@ from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
@@ -32,8 +31,8 @@ from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.scratch import scratch_dir
 from mirror.core.sizes import human_bytes
-from mirror.core.storage import BlobStore, HashingWriter, StoreError
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
+from mirror.core.storage import BlobStore, HashingWriter
+from mirror.core.upstream import Fetched, FetchPolicy, fetch_verified
 
 
 class ModelStatus(StrEnum):

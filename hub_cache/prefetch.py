@@ -1,12 +1,10 @@
 """`tfmirror hub prefetch`: fill a TFHUB_CACHE_DIR from the mirror, so that the unchanged
-handles (https://tfhub.dev/...) load with no network at all.
-
-tensorflow_hub caches a compressed model in `<cache>/<sha1(handle as typed)>/` and treats
-a non-empty folder there as downloaded. We download from the mirror, check the sha256
-against the mirror's manifest, validate and extract into a temporary folder (the model
-folder as archived, for a format whose `caches` name that cache: hub_cache.formats), and
-rename it into place, so tensorflow_hub never sees half a model.
-"""
+handles (https://tfhub.dev/...) load with no network at all. tensorflow_hub caches a
+compressed model in `<cache>/<sha1(handle as typed)>/` and treats a non-empty folder
+there as downloaded. We download from the mirror, check the sha256 against the mirror's
+manifest, validate and extract into a temporary folder (the model folder as archived,
+for a format whose `caches` name that cache: hub_cache.formats), and rename it into
+place, so tensorflow_hub never sees half a model."""
 
 from __future__ import annotations
 
@@ -24,22 +22,17 @@ from typing import Any
 import requests
 
 from hub_cache.archive import inspect_archive
-from hub_cache.errors import ArchiveRejected
+from hub_cache.errors import ArchiveRejected, PrefetchError
 from hub_cache.formats import format_of
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, ModelFormat
 from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.held_folder import HeldFolder
 from hub_cache.limits import ArchiveLimits
-from mirror.core.errors import TfmirrorError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
-
-
-class PrefetchError(TfmirrorError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,12 @@
-"""The hub side of the web front: serves model archives to the unmodified tensorflow_hub.
-
-`hub.load("http://mirror/hub/google/.../5")` GETs `/hub/google/.../5?tf-hub-format=compressed`;
-LiteRT users fetch a .tflite with `?lite-format=tflite` (hub_cache.formats: each format
-says the query its client asks with).
-`/hub/@<NAME>/google/.../5` is the model as snapshot NAME holds it, `/hub/@live/...` as
-the last sync left it, and the plain path what is promoted (the live mirror when no
-snapshot is): mirror.core.served decides, for pages and models alike.
-Archives stream from the store (a sendfile on local disk; chunks or a presigned
-redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD.
-"""
+"""The hub side of the web front: serves models to their unmodified clients.
+`hub.load("http://mirror/hub/google/.../5")` GETs
+`/hub/google/.../5?tf-hub-format=compressed`; each other format is served at the query
+its client asks with (`?lite-format=tflite`; TF.js file by file, `<model>/<file>?
+tfjs-format=file`: hub_cache.formats). `/hub/@<NAME>/google/.../5` is the model as
+snapshot NAME holds it, `/hub/@live/...` as the last sync left it, and the plain path
+what is promoted (the live mirror when no snapshot is): mirror.core.served decides, for
+pages and models alike. Blobs stream from the store (a sendfile on local disk; chunks or
+a presigned redirect on S3) with Content-Length, the sha256 as ETag, Range and HEAD."""
 
 from __future__ import annotations
 
@@ -33,12 +31,13 @@ from hub_cache.formats.tfjs import FILE_QUERY
 from hub_cache.models import ModelManifest, load_model, load_models
 from mirror.core.accel import accel_redirect, nginx_sends
 from mirror.core.context import app_config, app_public_url, app_store
+from mirror.core.errors import BlobNotFound
 from mirror.core.kaggle import parse_kaggle_path
 from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.served import served_source
-from mirror.core.storage import BlobNotFound, BlobStore, iter_chunks
+from mirror.core.storage import BlobStore, iter_chunks
 
 blueprint = Blueprint("hub", __name__)
 

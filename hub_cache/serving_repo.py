@@ -1,19 +1,14 @@
 """A TF Serving model repository from the mirror's models: `DIR/<name>/<version>/` (the
-model folder as archived) and `DIR/models.config` (a `model_config_list`, each model
-with its format's `model_platform`; a format TF Serving cannot serve is refused).
-
-TF Serving polls its base paths and loads a version folder as soon as it appears, half
-written or not (tensorflow/serving#1086): each version is extracted and checked like a
-prefetch (the archive re-hashed against its sha256 as it is read, every member checked)
-into a hidden sibling, then renamed into place in one step. Its S3 filesystem has been
-broken since 2.7 (serving#1963): a local folder written this way is the reliable path.
-Rerunning changes nothing unless a model did: what each version holds is recorded
-beside it (`DIR/<name>/.tfmirror.json`, which TF Serving ignores: not a number).
-models.config names exactly the models this run exported.
-Others may write in the folder too (TF Serving's volume): nothing under it is followed
-through a link (hub_cache.held_folder); a planted `DIR/m -> elsewhere/` had the export
-prune and write in `elsewhere/`.
-"""
+model folder as archived) and `DIR/models.config` (a `model_config_list` naming exactly
+the models this run exported, each with its format's `model_platform`; a format TF
+Serving cannot serve is refused). TF Serving loads a version folder as soon as it
+appears, half written or not (tensorflow/serving#1086), so each version is extracted and
+checked like a prefetch into a hidden sibling, then renamed into place in one step; its
+S3 filesystem has been broken since 2.7 (serving#1963), so a local folder is the
+reliable path. What each version holds is recorded beside it
+(`DIR/<name>/.tfmirror.json`, which TF Serving ignores: not a number), so a rerun
+changes nothing unless a model did; and since others may write in the folder too (TF
+Serving's volume), nothing under it is followed through a link (hub_cache.held_folder)."""
 
 from __future__ import annotations
 
@@ -48,7 +43,7 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class Exported:
+class ServingExport:
     handle: str
     name: str
     version: int
@@ -116,11 +111,11 @@ def _extract(store: BlobStore, manifest: ModelManifest, into: Path, caps: Archiv
         )
 
 
-def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> Exported:
+def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits) -> ServingExport:
     version = str(p.version)
     record = _record(home)
     if record.get(version) == p.manifest.sha256 and home.has_folder(version):
-        return Exported(p.manifest.handle, p.name, p.version, "unchanged")
+        return ServingExport(p.manifest.handle, p.name, p.version, "unchanged")
     staging = f".{version}.{uuid.uuid4().hex[:8]}.tmp"
     # Private while it is filled: nobody else can put a link inside it meanwhile.
     into = home.make_folder(staging, 0o700)
@@ -130,15 +125,15 @@ def _place(store: BlobStore, home: HeldFolder, p: Placement, caps: ArchiveLimits
             os.chmod(into.fd, 0o755)
         home.swap_in(staging, version)
     except ArchiveRejected as exc:
-        return Exported(p.manifest.handle, p.name, p.version, "refused", str(exc))
+        return ServingExport(p.manifest.handle, p.name, p.version, "refused", str(exc))
     finally:
         home.remove(staging)
     record[version] = p.manifest.sha256
     _write_record(home, record)
-    return Exported(p.manifest.handle, p.name, p.version, "written")
+    return ServingExport(p.manifest.handle, p.name, p.version, "written")
 
 
-def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
+def _prune(home: HeldFolder, name: str, keep: int) -> list[ServingExport]:
     """The oldest versions beyond `keep`: renamed out of TF Serving's sight, then removed."""
     record = _record(home)
     versions = sorted((int(v) for v in record if v.isdigit()), reverse=True)
@@ -149,7 +144,7 @@ def _prune(home: HeldFolder, name: str, keep: int) -> list[Exported]:
             home.rename(str(version), aside)
             home.remove(aside)
         record.pop(str(version), None)
-        removed.append(Exported("", name, version, "removed"))
+        removed.append(ServingExport("", name, version, "removed"))
     if removed:
         _write_record(home, record)
     return removed
@@ -211,7 +206,7 @@ def export_serving(
     caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None] = lambda _: None,
-) -> list[Exported]:
+) -> list[ServingExport]:
     """Raises NotFollowed, naming it, for a link under `out` (the model folder, a version,
     the record, models.config): such a link made the export prune and write wherever it
     pointed. `out` itself may be a link."""
@@ -227,7 +222,7 @@ def _export(
     caps: ArchiveLimits,
     keep: int,
     refuse: Callable[[ModelManifest], str | None],
-) -> list[Exported]:
+) -> list[ServingExport]:
     names = {p.name for p in placements}
     _refuse_links(root, names)
     done = []
@@ -235,7 +230,7 @@ def _export(
         why = refuse(placement.manifest) or _unservable(placement.manifest)
         if why is not None:
             m = placement.manifest
-            done.append(Exported(m.handle, placement.name, placement.version, "refused", why))
+            done.append(ServingExport(m.handle, placement.name, placement.version, "refused", why))
             continue
         with root.folder(placement.name, create=True) as home:
             # versions an earlier run exchanged out, once readers are done

@@ -15,9 +15,8 @@ from packaging.utils import canonicalize_name
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mirror.core.context import app_live_config, app_public_url, app_store
+from mirror.core.errors import JobBusy, StoreError
 from mirror.core.journal import Journal, parse_since
-from mirror.core.lease import JobBusy
-from mirror.core.storage import StoreError
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
 from sync_jobs.runner import JobRunner

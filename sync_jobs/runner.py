@@ -1,8 +1,9 @@
 """Running one job under its lease, renewed while it runs, whoever starts it: `run(job)`
 here (the scheduler: retried with backoff; a command: its own call, `work=`),
 `start(job)` on a thread (the admin endpoint); `keep_out(jobs, work)` runs work that
-none of those jobs may run beside (a bundle, a store migration). Nothing else takes a
-lease to run a job."""
+none of those jobs may run beside (a bundle, a store migration), and `keeping_out(jobs)`
+holds them off around a `with` (handed to gc and verify's devpi repair). Nothing else
+takes a lease."""
 
 from __future__ import annotations
 
@@ -17,15 +18,8 @@ from enum import StrEnum
 from typing import TypeVar, overload
 
 from mirror.core.config import Config
-from mirror.core.lease import (
-    JobBusy,
-    LeaderLock,
-    Lease,
-    holder_id,
-    holding,
-    renewed,
-    still_held,
-)
+from mirror.core.errors import JobBusy, StoreError
+from mirror.core.lease import LeaderLock, Lease, holder_id, holding, renewed, still_held
 from mirror.core.live_config import LiveConfig
 from mirror.core.runs import (
     JobFn,
@@ -37,7 +31,7 @@ from mirror.core.runs import (
     record_crash,
 )
 from mirror.core.stopping import stop_signal
-from mirror.core.storage import BlobStore, StoreError
+from mirror.core.storage import BlobStore
 
 log = logging.getLogger("tfmirror.jobs")
 T = TypeVar("T")
@@ -163,13 +157,31 @@ class JobRunner:
         threading.Thread(target=self._run_leased, args=(lease, trigger), daemon=True).start()
 
     def keep_out(self, jobs: tuple[str, ...], work: Callable[[], T], wait: bool = False) -> T:
-        """`work`, with none of `jobs` running meanwhile (their leases held; JobBusy, or
-        with `wait` a wait, while one runs). The work is no run of theirs: it records
-        its own runs, if any (a bundle's)."""
+        """`work` in the stead of `jobs` (a bundle, a store migration): none of them runs
+        meanwhile (their leases held; JobBusy, or with `wait` a wait, while one runs),
+        and each shows as running here and on the page while it does. The work is no run
+        of theirs: it records its own runs, if any (a bundle's)."""
+        with self.keeping_out(jobs, wait, in_their_stead=True):
+            return work()
+
+    @contextmanager
+    def keeping_out(
+        self, jobs: tuple[str, ...], wait: bool = False, in_their_stead: bool = False
+    ) -> Iterator[None]:
+        """None of `jobs` runs while the body does: their leases held; JobBusy naming
+        the holder while one runs, or with `wait` a wait for it. By itself (gc's deletes,
+        verify's devpi repair: a `KeepingOut`) the leases alone: those jobs are not shown
+        as running, nor recorded as interrupted by a stop. `in_their_stead` (`keep_out`):
+        held as `hold(record=False)` holds them, shown as running."""
+        ttl = self.config.schedule.lease_seconds
         with ExitStack() as held:
             for job in jobs:
-                held.enter_context(self.hold(job, wait, record=False))
-            return work()
+                held.enter_context(
+                    self.hold(job, wait, record=False)
+                    if in_their_stead
+                    else holding(self.lock, job, ttl, wait, self.sleep)
+                )
+            yield
 
     def _run_leased(self, lease: Lease, trigger: str) -> RunResult:
         job = lease.job

@@ -1,9 +1,8 @@
-"""The `tfmirror` command. Exit codes: 0 ok, 1 a job failed, 2 bad usage or config.
-
-One module per command under tfmirror.commands (`arguments(parser)`, `run(parts,
-args)`, given the mirror's parts built from the config); only the one a command line
-names is imported, as pip does. Errors become one line and an exit code here, in one
-place, by what each TfmirrorError declares."""
+"""The `tfmirror` command. Exit codes: 0 ok, 1 a job failed, 2 bad usage or config. One
+module per command under tfmirror.commands (`arguments(parser)`, `run(parts, args)`,
+given the mirror's parts built from the config); only the one a command line names is
+imported, as pip does. Errors become one line and an exit code here, in one place, by
+what each TfmirrorError declares."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from mirror.core.config import load_config
-from mirror.core.errors import TfmirrorError, UsageError
-from mirror.core.runs import JobCrashed
+from mirror.core.errors import JobCrashed, TfmirrorError, UsageError
 from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import Stopped
 from mirror.core.storage import drop_unfinished_writes

@@ -50,7 +50,7 @@ class MirrorParts:
 
         jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
         hub_cache.jobs.register(jobs, gate_for=self.gate_for)
-        verify.jobs.register(jobs, devpi_session=self.devpi_session)
+        verify.jobs.register(jobs, self.devpi_session, self.keeping_out)
         return jobs
 
     @cached_property
@@ -59,6 +59,13 @@ class MirrorParts:
         from sync_jobs.runner import JobRunner
 
         return JobRunner(self.live, self.store, self.jobs)
+
+    def keeping_out(
+        self, jobs: tuple[str, ...], wait: bool = False
+    ) -> AbstractContextManager[None]:
+        """The runner's `keeping_out`, for the jobs built before the runner is (gc and
+        verify keep the writers out through it)."""
+        return self.runner.keeping_out(jobs, wait)
 
     def gate_for(self, config: Config, store: BlobStore) -> Gate:
         """The check a new model version passes before it is served: that the

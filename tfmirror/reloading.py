@@ -1,13 +1,11 @@
-"""A running `tfmirror up` reads its config again: on SIGHUP, and before each scheduled
-job when the file changed since it was last read.
-
-A valid new config applies at once through the one holder (LiveConfig) that jobs read
-at each run start and pages at each request; a changed [pypi] or [hub] syncs now, a
-changed schedule is rescheduled. What `up` bound as it started (its listening port, the
-store, the devpi and nginx it runs, the lock's lease) keeps running as it is and is
-named as needing a restart. An invalid one is refused in one line, the running config
-stays: a typo must not take the fleet's mirror down.
-"""
+"""A running `tfmirror up` reads its config again: on SIGHUP, and before each scheduled job
+when the file changed since it was last read. A valid new config applies at once through
+the one holder (LiveConfig) that jobs read at each run start and pages at each request;
+a changed [pypi] or [hub] syncs now, a changed schedule is rescheduled. What `up` bound
+as it started (its listening port, the store, the devpi and nginx it runs, the lock's
+lease) keeps running as it is and is named as needing a restart. An invalid one is
+refused in one line, the running config stays: a typo must not take the fleet's mirror
+down."""
 
 from __future__ import annotations
 
@@ -19,7 +17,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mirror.core.config import Config, ConfigError, config_path, load_config
+from mirror.core.config import Config, config_path, load_config
+from mirror.core.errors import ConfigError
 from mirror.core.live_config import LiveConfig
 from sync_jobs.runner import JobRunner, RunResult
 from sync_jobs.scheduler import place_jobs, scheduled_jobs

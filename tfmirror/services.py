@@ -1,9 +1,7 @@
-"""What a sync or a verify needs running: devpi, the simple pages devpi mirrors from,
-and the fleet's pages (every environment's index) that verify's proof installs through.
-
+"""What a sync or a verify needs running: devpi, the simple pages devpi mirrors from, and
+the fleet's pages (every environment's index) that verify's proof installs through.
 Whatever is already up is used as it is; what tfmirror manages and is down is started
-for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`.
-"""
+for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirror up`."""
 
 from __future__ import annotations
 
@@ -15,9 +13,10 @@ from mirror.core.config import Config
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer, answers
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex, devpi_index
-from mirror.devpi.server import DevpiProcess, DevpiStartError, user_password
+from mirror.devpi.server import DevpiProcess, user_password
 from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
 from tfmirror import fleet_index

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 
 from mirror.core.storage import BlobStore
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.publish import WARM_STATE, push_to_devpi
 from mirror.pypi.manifest import load_all
 

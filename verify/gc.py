@@ -7,19 +7,18 @@ multipart uploads). Quarantine is never collected; it is evidence."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import JobBusy
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
-from mirror.core.lease import JobBusy, fence, holding
+from mirror.core.lease import KeepingOut, fence
 from mirror.core.quarantine import read_quarantine
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import snapshot_blobs
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import load_all
+from verify.errors import UnknownPending
 
 WRITERS = ("pypi", "hub")  # the jobs that commit manifests (a bundle import holds both)
 
@@ -45,10 +44,6 @@ class GcReport:
         )
 
 
-class UnknownPending(TfmirrorError):
-    """An unfinished import does not say which blobs it needs: no blob can be deleted."""
-
-
 def referenced_shas(store: BlobStore) -> set[str]:
     """Every blob something lists; UnknownPending while that cannot be told."""
     pending = unfinished_import_blobs(store)
@@ -64,28 +59,19 @@ def referenced_shas(store: BlobStore) -> set[str]:
     return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store) | pending
 
 
-@contextmanager
-def _writers_held(store: BlobStore, lease_seconds: float) -> Iterator[None]:
-    """Every manifest writer's lease, or JobBusy naming the one that runs."""
-    lock = store.leader_lock(lease_seconds)
-    with ExitStack() as held:
-        for job in WRITERS:
-            held.enter_context(holding(lock, job, lease_seconds))
-        yield
-
-
 def collect(
-    store: BlobStore, grace_seconds: float, dry_run: bool = False, lease_seconds: float = 600.0
+    store: BlobStore, grace_seconds: float, keeping_out: KeepingOut, dry_run: bool = False
 ) -> GcReport:
-    """Delete what nothing lists, holding the leases of every job that commits manifests
-    (pypi, hub; an import holds both): no manifest can be committed between the reading
-    of the references and the deletes, so a blob a writer re-stamps and lists is never
-    deleted under it. While one of them runs, the deletes wait for the next gc; each
-    delete is fenced by all the leases (a gc paused past them deletes no more)."""
+    """Delete what nothing lists, keeping out every job that commits manifests (pypi,
+    hub; an import holds both) through the runner's `keeping_out`: no manifest can be
+    committed between the reading of the references and the deletes, so a blob a writer
+    re-stamps and lists is never deleted under it. While one of them runs, the deletes
+    wait for the next gc; each delete is fenced by all the leases (a gc paused past them
+    deletes no more)."""
     if dry_run:
         return _collect(store, grace_seconds, GcReport(dry_run=True))
     try:
-        with _writers_held(store, lease_seconds):
+        with keeping_out(WRITERS):
             return _collect(store, grace_seconds, GcReport())
     except JobBusy as busy:
         return GcReport(postponed=f"{busy}, and may yet list any unreferenced blob")

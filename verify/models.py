@@ -24,8 +24,9 @@ from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config
+from mirror.core.errors import BlobNotFound
 from mirror.core.scratch import scratch_dir
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.storage import BlobStore
 from verify.runtimes import Runtime, existing_runtime
 
 

@@ -13,14 +13,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from mirror.core.config import Config
-from mirror.core.lease import holding
+from mirror.core.lease import KeepingOut
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import unreadable_snapshots
 from mirror.core.storage import BlobStore
-from mirror.devpi.client import DevpiError
+from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex
-from mirror.devpi.server import DevpiStartError
 from verify.airgap import AirGapProof, TargetProof
 from verify.compat import check_matrix
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
@@ -114,6 +113,7 @@ def run_verify(
     config: Config,
     store: BlobStore,
     devpi_session: DevpiSession,
+    keeping_out: KeepingOut,
     fix: bool = False,
     deep: bool = False,
     install: bool = True,
@@ -134,11 +134,7 @@ def run_verify(
             if fix and not report.devpi.clean:
                 # devpi's proof state is the PyPI sync's too: repair it under that lease,
                 # so a sync and this repair never write it over each other.
-                lock, ttl = (
-                    store.leader_lock(config.schedule.lease_seconds),
-                    config.schedule.lease_seconds,
-                )
-                with holding(lock, "pypi", ttl, wait=True):
+                with keeping_out(("pypi",), wait=True):
                     repair_devpi(devpi, store, config.devpi_mirror_url, report.devpi)
             if config.pypi.enabled:  # a hub-only mirror has nothing to install
                 proof = AirGapProof(config, store)

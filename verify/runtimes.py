@@ -30,20 +30,17 @@ from hub_cache.formats.base import RuntimeKind
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.children import die_with_parent
 from mirror.core.config import Config, host_target
-from mirror.core.errors import TfmirrorError
-from mirror.core.storage import BlobNotFound, BlobStore
+from mirror.core.errors import BlobNotFound
+from mirror.core.storage import BlobStore
 from mirror.pypi.interpreters import find_interpreter
 from mirror.pypi.lockfile import render_lock
 from mirror.pypi.manifest import Manifest, load_all
 from mirror.pypi.resolve import Role, platforms_for, uv_binary
 from verify import netns
 from verify.airgap import pip_env
+from verify.errors import RuntimeUnavailable
 
 RUNTIME = "runtime.json"  # written last: a folder without it is not a runtime
-
-
-class RuntimeUnavailable(TfmirrorError):
-    """A runtime could not be built; the message says why."""
 
 
 @dataclass(frozen=True)

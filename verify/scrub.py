@@ -15,9 +15,10 @@ from pathlib import Path
 
 from mirror.core.config import Config
 from mirror.core.credentials import Credentials
+from mirror.core.errors import BlobNotFound, DownloadError, StoreError
 from mirror.core.hosts import HostPolicy
-from mirror.core.storage import BlobNotFound, BlobStore, StoreError
-from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import FetchPolicy, fetch_verified
 from verify.references import Reference
 
 CHUNK = 4 * 1024 * 1024

@@ -10,10 +10,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
-from hub_cache.errors import ArchiveRejected
+from hub_cache.errors import ArchiveRejected, NotASavedModel
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.probes import saved_model_load
-from hub_cache.formats.saved_model_ops import NotASavedModel, archive_ops
+from hub_cache.formats.saved_model_ops import archive_ops
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from hub_cache.limits import ArchiveLimits
 from mirror.core.model_forms import SAVEDMODEL

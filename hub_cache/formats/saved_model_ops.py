@@ -1,18 +1,11 @@
-"""The ops a SavedModel uses, read from its `saved_model.pb` without TensorFlow.
-
-A model that uses an op its server's TensorFlow lacks dies at load with "Op type not
+"""The ops a SavedModel uses, read from its `saved_model.pb` without TensorFlow. A model
+that uses an op its server's TensorFlow lacks dies at load with "Op type not
 registered". Which ops it uses is written in the proto: every node of every meta graph,
-and every node of every function in the graph's library (tf.function bodies, where
-TF2 models keep nearly everything). This reads exactly those fields of the protobuf
-wire format (the rest is skipped by its length, not parsed), so it runs in tfmirror's
-own Python, with no TensorFlow, on a model of any size, in well under a second.
-
-Fields read (tensorflow/core/protobuf/saved_model.proto, meta_graph.proto,
-framework/graph.proto, node_def.proto, function.proto, op_def.proto):
-SavedModel.meta_graphs=2 -> MetaGraphDef{meta_info_def=1 {tensorflow_version=5},
-graph_def=2} -> GraphDef{node=1, library=2} -> NodeDef{op=2};
-FunctionDefLibrary{function=1} -> FunctionDef{signature=1 {name=1}, node_def=3}.
-"""
+and every node of every function in the graph's library (tf.function bodies, where TF2
+models keep nearly everything). This reads exactly those fields of the protobuf wire
+format (listed above _Walk; the rest is skipped by its length, not parsed), so it runs
+in tfmirror's own Python, with no TensorFlow, on a model of any size, in well under a
+second."""
 
 from __future__ import annotations
 
@@ -21,18 +14,13 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hub_cache.errors import NotASavedModel
 from hub_cache.formats.base import GraphOps
-from mirror.core.errors import TfmirrorError
 from mirror.core.storage import BlobStore
 
 OPS_STATE = "state/hub/ops"  # <sha256 of the archive>.json: the ops it uses, once
 SAVED_MODEL = "saved_model.pb"
 MAX_GRAPH = 2**31  # protobuf's own limit for one message
-
-
-class NotASavedModel(TfmirrorError, ValueError):
-    """The bytes are not a SavedModel this reader understands; the message says why.
-    (A ValueError too, as it was before it joined tfmirror's errors.)"""
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -84,6 +72,11 @@ def _text(view: memoryview) -> str:
     return bytes(view).decode("utf-8", "replace")
 
 
+# The fields read (tensorflow/core/protobuf/saved_model.proto, meta_graph.proto,
+# framework/graph.proto, node_def.proto, function.proto, op_def.proto):
+# SavedModel.meta_graphs=2 -> MetaGraphDef{meta_info_def=1 {tensorflow_version=5},
+# graph_def=2} -> GraphDef{node=1, library=2} -> NodeDef{op=2};
+# FunctionDefLibrary{function=1} -> FunctionDef{signature=1 {name=1}, node_def=3}.
 @dataclass
 class _Walk:
     ops: set[str] = field(default_factory=set)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import HostRefused
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -38,10 +38,6 @@ _INTERNAL = [
         ("::/128", "unspecified"),
     ]
 ]
-
-
-class HostRefused(TfmirrorError):
-    """A URL the download may not reach; the message says why and what to change."""
 
 
 def internal_kind(address: _Address) -> str | None:

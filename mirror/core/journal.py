@@ -16,8 +16,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mirror.core.errors import StoreError
 from mirror.core.runs import utcnow
-from mirror.core.storage import BlobStore, StoreError
+from mirror.core.storage import BlobStore
 from mirror.core.timestamps import utc_moment
 
 # In the store (documents only, on disk or S3):

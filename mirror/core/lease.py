@@ -2,9 +2,10 @@
 whoever starts it (a CLI command, a scheduler on any machine, the admin endpoint).
 `holding` takes the lease from the store's leader lock (JobBusy while another holds it),
 `renewed` keeps it renewed for the run, and `fence` lets a commit check it is still this
-process's to make (LeaseLost). The locks themselves live with their backends
-(mirror.core.storage.locks: the contract; local.lock, s3.lock); their names stay
-importable from here."""
+process's to make (LeaseLost). Code below the runner that must keep jobs out (gc's
+deletes, verify's devpi repair) is handed the runner's way to, a `KeepingOut`. The locks
+themselves live with their backends (mirror.core.storage.locks: the contract; local.lock,
+s3.lock); their names stay importable from here."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import JobBusy, LeaseLost
 from mirror.core.redact import bounded
 from mirror.core.storage.local.lock import FileLock as FileLock
 from mirror.core.storage.locks import LOCKS as LOCKS
-from mirror.core.storage.locks import Holder as Holder
 from mirror.core.storage.locks import LeaderLock as LeaderLock
 from mirror.core.storage.locks import Lease as Lease
 from mirror.core.storage.locks import died_here as died_here
@@ -28,20 +29,14 @@ from mirror.core.storage.s3.lock import S3Lock as S3Lock
 log = logging.getLogger("tfmirror.lease")
 
 
-class JobBusy(TfmirrorError):
-    """Another holder runs the job now."""
+class KeepingOut(Protocol):
+    """The runner's `keeping_out`, handed to the code that needs it: none of `jobs` runs
+    while the `with` body does (their leases held); JobBusy naming the holder while one
+    runs, or with `wait` a wait for it."""
 
-    hint = "; pass --wait to run after it"
-
-    def __init__(self, job: str, holder: Holder | None) -> None:
-        self.job = job
-        self.holder = holder
-        who = holder.describe() if holder else "held by another process"
-        super().__init__(f"{job} is running elsewhere ({who})")
-
-
-class LeaseLost(TfmirrorError):
-    """The job's lease is no longer this process's to count on: nothing may commit."""
+    def __call__(
+        self, jobs: tuple[str, ...], wait: bool = False
+    ) -> AbstractContextManager[None]: ...
 
 
 # The leases this process holds, by job, while their holders run: commits check them.

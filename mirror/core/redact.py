@@ -59,7 +59,7 @@ def scrub_url(url: str) -> str:
     """`url` as it may be stored: without user:password and without credential or
     signing query parameters at all (a placeholder would be sent as the value by
     whoever fetches it later). A fetch gets the configured upstream's user and password
-    back from the config (mirror.core.upstream.Credentials); a signature expires anyway.
+    back from the config (mirror.core.credentials.Credentials); a signature expires anyway.
     """
     try:
         parts = urlsplit(url)

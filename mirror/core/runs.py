@@ -1,9 +1,9 @@
 """Run records: one JSON document per job run, under runs/<job>/, plus a small index.
-
 Reading 10,000 records to draw a status page is too slow, so each finished run also
-rewrites `latest.json`, `last-success.json` and `totals.json` beside them; the page and
-/metrics read only those. Old records beyond the retention count are pruned.
-"""
+rewrites small documents beside them (`latest.json`, `last-success.json`, `totals.json`,
+`recent.json`), and the page and /metrics read only those. A job that raised instead of
+finishing is recorded as a failed run too (record_crash); old records beyond the
+retention count are pruned."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from enum import StrEnum
 from typing import Any
 
 from mirror.core.config import Config
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import JobCrashed, StoreError
 from mirror.core.lease import died_here, still_held
 from mirror.core.redact import bounded, redact_text, redact_url, shown
-from mirror.core.storage import BlobStore, StoreError, update_document
+from mirror.core.storage import BlobStore, update_document
 
 RUNS = "runs"
 # A job as every package registers it and the runner runs it: (config, store, trigger)
@@ -214,16 +214,6 @@ def interrupt_runs(store: BlobStore, job: str, since: datetime, stopped_by: str)
     for run in runs:
         run.interrupt(store, stopped_by)
     return len(runs)
-
-
-class JobCrashed(TfmirrorError):
-    """A job stopped on an error of its own; it is recorded as a failed run."""
-
-    hint = " (recorded as a failed run; -v for the traceback)"
-
-    def __init__(self, job: str, reason: str) -> None:
-        super().__init__(f"{job} stopped on an unexpected error: {reason}")
-        self.job = job
 
 
 def record_crash(store: BlobStore, job: str, trigger: str, exc: BaseException) -> JobCrashed:

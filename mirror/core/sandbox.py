@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.core.children import die_with_parent
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import SandboxUnavailable
 from mirror.core.tree_caps import Group, TreeCaps, capped_tree, rlimits
 
 INSTALL_HINT = "install bubblewrap (Debian: apt-get install bubblewrap)"
@@ -75,10 +75,6 @@ for path, port in zip(specs[::2], specs[1::2]):
     threading.Thread(target=serve, args=(listener, path), daemon=True).start()
 sys.exit(subprocess.call(sys.argv[sep + 1:]))
 """
-
-
-class SandboxUnavailable(TfmirrorError):
-    """No sandbox engine here; the message says what to install."""
 
 
 # bwrap's own environment: enough to find nothing (it execs by absolute path).

@@ -15,14 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import Refused
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block
-
-
-class Refused(TfmirrorError):
-    """A path in a sandbox's folder that is not a plain file (or folder) of its own."""
 
 
 def _walk(work: Path, parts: list[str]) -> int:

@@ -28,8 +28,8 @@ import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
 from mirror.core.credentials import Credentials
-from mirror.core.errors import TfmirrorError
-from mirror.core.hosts import HostPolicy, HostRefused
+from mirror.core.errors import DownloadError, HostRefused
+from mirror.core.hosts import HostPolicy
 from mirror.core.redact import redact_url, shown
 from mirror.core.storage import BlobStore, BlobWriter, HashingWriter
 from mirror.core.timestamps import rfc3339_utc
@@ -43,10 +43,6 @@ log = logging.getLogger("tfmirror.upstream")
 # A project page, parsed whole: TensorFlow's lists ~1,800 files in ~2 MB; NumPy's 2 MB.
 MAX_PAGE = 64 * 1024 * 1024
 PAGE_DEADLINE = 120.0  # seconds for one page, however slowly it trickles
-
-
-class DownloadError(TfmirrorError):
-    """One file could not be fetched and verified; the message says why."""
 
 
 class _Transient(Exception):

@@ -14,18 +14,12 @@ from urllib.parse import urljoin
 import requests
 
 from mirror.core.config import DevpiConfig
-from mirror.core.errors import ServiceError
 from mirror.core.upstream import PEP691_JSON
+from mirror.devpi.errors import DevpiError
 
 # devpi re-reads the simple pages after this; syncs also refresh explicitly.
 MIRROR_CACHE_EXPIRY = 1800
 PULL_ATTEMPTS = 3
-
-
-class DevpiError(ServiceError):
-    """devpi refused or failed; the message says what and where."""
-
-    label = "devpi"
 
 
 @dataclass(frozen=True)

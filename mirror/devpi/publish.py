@@ -20,7 +20,8 @@ from mirror.core.config import Config
 from mirror.core.quarantine import filename_facts, mark_purged, read_quarantine
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore, update_document
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.server import user_password
 
 WARM_STATE = "state/devpi-warm.json"
@@ -69,7 +70,7 @@ class DevpiIndex:
         self.mirror_url = mirror_url
 
     @property
-    def where(self) -> str:
+    def url(self) -> str:
         return self.client.base
 
     def prepare(self) -> None:

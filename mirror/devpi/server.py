@@ -19,7 +19,7 @@ import requests
 
 from mirror.core.children import private_server, python_module, scrubbed_env
 from mirror.core.config import DevpiConfig
-from mirror.core.errors import ServiceError
+from mirror.devpi.errors import DevpiStartError
 
 CREDENTIALS = "tfmirror-credentials.json"
 # devpi sends a file from a worker thread that blocks once 16 MB wait for a slow client:
@@ -31,12 +31,6 @@ CREDENTIALS = "tfmirror-credentials.json"
 THREADS = 256
 SECRET = "tfmirror-secret"
 ENV_PASSWORD = "TFMIRROR_DEVPI_PASSWORD"
-
-
-class DevpiStartError(ServiceError):
-    """devpi could not be set up or started, or an external one has no password."""
-
-    label = ""  # each message begins with what failed: devpi-init, devpi-server, [devpi]
 
 
 def _tool(name: str) -> str:
@@ -52,20 +46,20 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @dataclass(frozen=True)
-class Credentials:
+class DevpiPasswords:
     root_password: str
     user_password: str
 
 
-def initialise(serverdir: Path) -> Credentials:
+def initialise(serverdir: Path) -> DevpiPasswords:
     """devpi-init on first use (no root/pypi: this index must never reach the internet)."""
     serverdir.mkdir(parents=True, exist_ok=True)
     creds_path = serverdir / CREDENTIALS
     if creds_path.exists():
         doc = json.loads(creds_path.read_text())
-        creds = Credentials(doc["root_password"], doc["user_password"])
+        creds = DevpiPasswords(doc["root_password"], doc["user_password"])
     else:
-        creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        creds = DevpiPasswords(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
     if not (serverdir / ".nodeinfo").exists():
         _init(serverdir, creds.root_password)
     if not creds_path.exists():

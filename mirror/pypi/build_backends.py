@@ -1,12 +1,10 @@
-"""Build backends every environment's index offers, whatever its requirements.
-
-Nodes install their own projects offline (`pip install .`, pdm, hatch): pip's build
-isolation fetches the project's build backend from the index. So `[pypi] build_backends`
-are mirrored for every environment and target, as wheels, bounded by the environment's
+"""Build backends every environment's index offers, whatever its requirements. Nodes
+install their own projects offline (`pip install .`, pdm, hatch): pip's build isolation
+fetches the project's build backend from the index. So `[pypi] build_backends` are
+mirrored for every environment and target, as wheels, bounded by the environment's
 constraints and pinned to its closure (an environment's index must not offer a second
 setuptools beside the one its closure holds). A backend upstream cannot give for a
-target is left out and named; the closure is committed all the same.
-"""
+target is left out and named; the closure is committed all the same."""
 
 from __future__ import annotations
 
@@ -14,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mirror.core.config import Environment, Target
-from mirror.pypi.resolve import ResolveError, Role, Wheel
+from mirror.pypi.errors import ResolveError
+from mirror.pypi.resolve import Role, Wheel
 
 # (requirements, target, constraints) -> a wheels-only closure
 Resolver = Callable[[tuple[str, ...], Target, tuple[str, ...]], list[Wheel]]

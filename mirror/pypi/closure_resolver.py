@@ -1,22 +1,12 @@
-"""A target's closure, as files: resolved with wheels only, building what has none.
-
-Code from upstream (a setup.py, a build backend) never runs in the syncer's process,
-resolution included. A target's closure is resolved with wheels only, the wheels the
-mirror built before offered as find-links. Only when that fails:
-
-1. the closure is resolved again *in the sandbox* (mirror.pypi.build_sandbox), sdists
-   allowed: uv builds their metadata there, and reaches upstream only through the local
-   index (mirror.pypi.local_index), which fetches every file verified into the store;
-   rounds that prefer wheels (pip's --prefer-binary) keep the builds to what must be;
-2. each locked package with no wheel for the target is built from its sdist
-   (mirror.pypi.sdist_builder), two side by side;
-3. the closure is resolved once more with wheels only, the new wheels as find-links.
-
-The built wheel joins the closure with its provenance (BuiltFrom); its sdist and its
-build requirements' wheels are listed beside it, so a node that must build can,
-offline. An sdist whose wheel a manifest already lists is never built again: a no-op
-sync runs no sandbox at all.
-"""
+"""A target's closure, as files: resolved with wheels only, building what has none. Code
+from upstream (a setup.py, a build backend) never runs in the syncer's process,
+resolution included: when the wheels alone (those the mirror built before offered as
+find-links) give no closure, it is resolved again in the sandbox with sdists allowed,
+the sdists with no wheel for the target are built there, and it is resolved once more
+with wheels only (ClosureResolver.resolve lists the steps). A built wheel joins the
+closure with its provenance (BuiltFrom), its sdist and its build requirements' wheels
+listed beside it, so a node that must build can, offline. An sdist whose wheel a
+manifest already lists is never built again: a no-op sync runs no sandbox at all."""
 
 from __future__ import annotations
 
@@ -37,9 +27,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Environment, Target
+from mirror.core.errors import Refused
 from mirror.core.quarantine import Quarantine
 from mirror.core.sandbox import available
-from mirror.core.sandbox_files import Refused, read_inside
+from mirror.core.sandbox_files import read_inside
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.build_sandbox import (
@@ -51,10 +42,10 @@ from mirror.pypi.build_sandbox import (
     why_stopped,
 )
 from mirror.pypi.cooldown import Cooldown, Held
+from mirror.pypi.errors import ResolveError, SandboxResolveError
 from mirror.pypi.interpreters import Interpreter, find_interpreter, host_interpreter
 from mirror.pypi.local_index import LocalIndex
 from mirror.pypi.resolve import (
-    ResolveError,
     Role,
     Wheel,
     as_wheel,
@@ -73,14 +64,6 @@ MAX_ROUNDS = 5  # resolves in the sandbox that turn more projects to wheels only
 MAX_LOCK = 16 * 1024**2
 # uv's hint for a project that cannot be had as a wheel within the closure.
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
-
-
-class SandboxResolveError(ResolveError):
-    """uv found no closure in the sandbox; `output` is the end of what it said."""
-
-    def __init__(self, message: str, output: str) -> None:
-        super().__init__(message)
-        self.output = output
 
 
 class ClosureResolver:
@@ -154,7 +137,18 @@ class ClosureResolver:
     # -- the closure -------------------------------------------------------------------
     def resolve(self, env: Environment, target: Target) -> list[Wheel]:
         """The target's closure, as files: wheels (built ones with their sdist and build
-        requirements beside them). Raises ResolveError naming what failed."""
+        requirements beside them). Raises ResolveError naming what failed. Resolved with
+        wheels only first; only when that fails:
+
+        1. the closure is resolved again *in the sandbox* (mirror.pypi.build_sandbox),
+           sdists allowed: uv builds their metadata there, and reaches upstream only
+           through the local index (mirror.pypi.local_index), which fetches every file
+           verified into the store; rounds that prefer wheels (pip's --prefer-binary)
+           keep the builds to what must be;
+        2. each locked package with no wheel for the target is built from its sdist
+           (mirror.pypi.sdist_builder), two side by side;
+        3. the closure is resolved once more with wheels only, the new wheels as
+           find-links."""
         try:
             return self._with_built(env, target)
         except ResolveError as first:

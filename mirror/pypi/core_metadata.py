@@ -1,10 +1,8 @@
 """A wheel's core metadata (PEP 658/714): its METADATA file, kept as a blob of its own.
-
 Resolvers (pip since 22.3, uv) read `<file>.metadata` instead of the whole wheel, and
 check it against the index's `core-metadata` sha256. The file is taken out of the
 verified wheel itself, so the hash is the mirror's own: an upstream that declares a
-different one is wrong about one of the two, and the wheel is refused.
-"""
+different one is wrong about one of the two, and the wheel is refused."""
 
 from __future__ import annotations
 
@@ -15,17 +13,14 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import BinaryIO
 
-from mirror.core.errors import TfmirrorError
-from mirror.core.storage import BlobNotFound, BlobStore, HashingWriter, StoreError, open_seekable
+from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.storage import BlobStore, HashingWriter, open_seekable
+from mirror.pypi.errors import MetadataError
 from mirror.pypi.resolve import Wheel
 
 # The largest METADATA on PyPI is a few hundred KB (a long description); this is ample.
 MAX_METADATA = 8 * 1024 * 1024
 _METADATA = re.compile(r"([^/]+)\.dist-info/METADATA")
-
-
-class MetadataError(TfmirrorError):
-    """The wheel's METADATA cannot be served; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from mirror.core.errors import DownloadError, StoreError
 from mirror.core.runs import Failure
-from mirror.core.storage import BlobStore, StoreError
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, fetch_verified
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import Fetched, FetchPolicy, fetch_verified
 from mirror.pypi.resolve import Wheel
 from mirror.pypi.speculate import SpeculativePrefetch
 

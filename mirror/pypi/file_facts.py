@@ -1,10 +1,8 @@
 """What an index says about a file besides its bytes, settled before a manifest commits.
-
 upload-time (PEP 700) and yanked (PEP 592) are upstream's word, read from its PEP 691
-page; requires-python and the METADATA blob (PEP 658) come from the verified wheel. Facts
-already known for a sha256 are kept, so a no-op sync opens no wheel; a page upstream
-cannot give keeps the last facts it gave.
-"""
+page; requires-python and the METADATA blob (PEP 658) come from the verified wheel.
+Facts already known for a sha256 are kept, so a no-op sync opens no wheel; a page
+upstream cannot give keeps the last facts it gave."""
 
 from __future__ import annotations
 
@@ -14,14 +12,16 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from mirror.core.errors import StoreError
 from mirror.core.redact import bounded, shown
 from mirror.core.runs import Failure
-from mirror.core.storage import BlobStore, StoreError, open_seekable
+from mirror.core.storage import BlobStore, open_seekable
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import ProjectPages
-from mirror.pypi.core_metadata import MetadataError, extract
+from mirror.pypi.core_metadata import extract
+from mirror.pypi.errors import MetadataError, WheelRefused
 from mirror.pypi.resolve import Wheel
-from mirror.pypi.wheel_contents import WheelRefused, check_wheel
+from mirror.pypi.wheel_contents import check_wheel
 
 log = logging.getLogger("tfmirror.pypi")
 PAGE_WORKERS = 32  # as many as ProjectPages keeps connections open

@@ -1,13 +1,11 @@
-"""Upstream's index as a build sandbox sees it: the sandbox's only way out.
-
-Served on a Unix socket the sandbox reaches as a loopback port: upstream's PEP 691 pages
-with every file pointed here, each file fetched with the sync's own verified download
-into the store and sent from there, so code in the sandbox gets the bytes the mirror
-verified and nothing else (no other host, no upload, no write to the store). Each
-sandbox's session is bound to one view (its environment's cooldown, no quarantined
-file) whatever path it asks by, and remembers the files it took (a build's
-requirements); `/cooldown/<cutoff>/` paths are for the syncer's own resolver only.
-"""
+"""Upstream's index as a build sandbox sees it: the sandbox's only way out. Served on a
+Unix socket the sandbox reaches as a loopback port: upstream's PEP 691 pages with every
+file pointed here, each file fetched with the sync's own verified download into the
+store and sent from there, so code in the sandbox gets the bytes the mirror verified and
+nothing else (no other host, no upload, no write to the store). Each sandbox's session
+is bound to one view (its environment's cooldown, no quarantined file) whatever path it
+asks by, and remembers the files it took (a build's requirements); `/cooldown/<cutoff>/`
+paths are for the syncer's own resolver only."""
 
 from __future__ import annotations
 
@@ -34,12 +32,12 @@ from urllib.parse import unquote
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from mirror.core.errors import DownloadError, StoreError
 from mirror.core.quarantine import Quarantine
-from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, StoreError, iter_chunks
+from mirror.core.storage import RANGE_READ, BlobStore, RangedFile, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import (
     PEP691_JSON,
-    DownloadError,
     FetchPolicy,
     ProjectPages,
     fetch_range,
@@ -47,8 +45,9 @@ from mirror.core.upstream import (
     shared_session,
 )
 from mirror.pypi.cooldown import Cooldown, Held
-from mirror.pypi.core_metadata import MetadataError, read_metadata
-from mirror.pypi.resolve import ResolveError, Role, Wheel
+from mirror.pypi.core_metadata import read_metadata
+from mirror.pypi.errors import MetadataError, ResolveError
+from mirror.pypi.resolve import Role, Wheel
 
 log = logging.getLogger("tfmirror.pypi.local_index")
 MAX_METADATA = 8 * 1024 * 1024

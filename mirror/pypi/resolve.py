@@ -1,10 +1,8 @@
-"""Dependency closure per target: uv resolves, packaging.tags picks the wheel.
-
-pip's --platform does not evaluate environment markers for the target (it uses the
-interpreter running pip); `uv pip compile --python-platform` does, and its pylock output
-lists every candidate wheel with url, size and sha256. We then choose, per package, the
-wheel the target's installer would prefer.
-"""
+"""Dependency closure per target: uv resolves, packaging.tags picks the wheel. pip's
+--platform does not evaluate environment markers for the target (it uses the interpreter
+running pip); `uv pip compile --python-platform` does, and its pylock output lists every
+candidate wheel with url, size and sha256. We then choose, per package, the wheel the
+target's installer would prefer."""
 
 from __future__ import annotations
 
@@ -26,13 +24,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
-from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded, scrub_url
 from mirror.core.timestamps import rfc3339_utc
-
-
-class ResolveError(TfmirrorError):
-    """The closure cannot be mirrored for a target; the message names project and target."""
+from mirror.pypi.errors import ResolveError
 
 
 class Role(StrEnum):

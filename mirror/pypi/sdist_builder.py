@@ -1,14 +1,12 @@
-"""One sdist built into one wheel, in the sandbox (mirror.pypi.build_sandbox).
-
-The sdist is fetched verified into the store through the local index; `uv build
---wheel` runs with the target's interpreter, its build requirements installed as wheels
-from the local index (bounded by the environment's constraints and the closure's pins);
-an extension is tagged for the glibc it really needs (auditwheel). What the sandbox
-leaves is hostile input: the wheel is taken out without following a link and checked as
-an installer reads it (mirror.pypi.wheel_contents) before it is stored, and of the files
-the build fetched only those its declared build requirements resolve to are kept as its
-requirements. Which sdists to build is mirror.pypi.closure_resolver's question.
-"""
+"""One sdist built into one wheel, in the sandbox (mirror.pypi.build_sandbox). The sdist is
+fetched verified into the store through the local index; `uv build --wheel` runs with
+the target's interpreter, its build requirements installed as wheels from the local
+index (bounded by the environment's constraints and the closure's pins); an extension is
+tagged for the glibc it really needs (auditwheel). What the sandbox leaves is hostile
+input: the wheel is taken out without following a link and checked as an installer reads
+it (mirror.pypi.wheel_contents) before it is stored, and of the files the build fetched
+only those its declared build requirements resolve to are kept as its requirements.
+Which sdists to build is mirror.pypi.closure_resolver's question."""
 
 from __future__ import annotations
 
@@ -29,19 +27,20 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mirror.core.children import scrubbed_env
 from mirror.core.config import Target
+from mirror.core.errors import DownloadError, Refused, StoreError
 from mirror.core.redact import bounded, redact_url
 from mirror.core.runs import utcnow
 from mirror.core.sandbox import SandboxLimits, SandboxResult
-from mirror.core.sandbox_files import Refused, copy_out, files_inside, read_inside
-from mirror.core.storage import BlobStore, HashingWriter, StoreError
+from mirror.core.sandbox_files import copy_out, files_inside, read_inside
+from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.timestamps import utc_moment
-from mirror.core.upstream import DownloadError
 from mirror.pypi.build_sandbox import SANDBOX_INDEX, run_in_sandbox, scratch, tail, why_stopped
 from mirror.pypi.cooldown import Cooldown
+from mirror.pypi.errors import ResolveError, WheelRefused
 from mirror.pypi.interpreters import Interpreter, host_interpreter, missing_interpreter
 from mirror.pypi.local_index import LocalIndex, Session, Taken
-from mirror.pypi.resolve import BuiltFrom, ResolveError, Role, Wheel, tag_ranks, uv_binary
-from mirror.pypi.wheel_contents import WheelRefused, check_wheel
+from mirror.pypi.resolve import BuiltFrom, Role, Wheel, tag_ranks, uv_binary
+from mirror.pypi.wheel_contents import check_wheel
 
 log = logging.getLogger("tfmirror.pypi.sources")  # the name operators' log filters know
 

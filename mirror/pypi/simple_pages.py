@@ -1,13 +1,11 @@
-"""PEP 503/691/700 simple pages over the verified store.
-
-`/simple/` is what devpi's mirror_url points at, with files from the store; the fleet's
-own index (tfmirror.fleet_index) renders the same pages with links to devpi's files. Only
-files some manifest lists are offered, so devpi can never hold or serve a file the
-mirror has not verified and committed. A front keeps each view of the live manifests as
-parsed for their version (their stamps, listed on every request) and each page as
-rendered for what it shows: an unchanged mirror's pages cost neither, and a commit shows
-on the next request.
-"""
+"""PEP 503/691/700 simple pages over the verified store. `/simple/` is what devpi's
+mirror_url points at, with files from the store; the fleet's own index
+(tfmirror.fleet_index) renders the same pages with links to devpi's files. Only files
+some manifest lists are offered, so devpi can never hold or serve a file the mirror has
+not verified and committed. A front keeps each view of the live manifests as parsed for
+their version (their stamps, listed on every request) and each page as rendered for what
+it shows: an unchanged mirror's pages cost neither, and a commit shows on the next
+request."""
 
 from __future__ import annotations
 
@@ -24,10 +22,11 @@ from werkzeug.http import parse_accept_header
 
 from mirror.core.config import Config
 from mirror.core.context import app_store, bind, json_errors
+from mirror.core.errors import BlobNotFound
 from mirror.core.pages import render
 from mirror.core.quarantine import read_quarantine
 from mirror.core.snapshots import FrozenDocuments
-from mirror.core.storage import BlobNotFound, BlobStore, DocumentReader, iter_chunks
+from mirror.core.storage import BlobStore, DocumentReader, iter_chunks
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import PEP691_JSON
 from mirror.pypi.manifest import PYPI_MANIFESTS, published_files

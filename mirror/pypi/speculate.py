@@ -1,21 +1,13 @@
-"""Guess, while uv resolves, which wheel each top-level requirement will lock to.
-
-For a cold sync the TensorFlow wheel (572 MB) is the critical path, and it cannot start
-until `uv pip compile` has resolved the whole closure (0.6-0.9 s here). Its choice for a
-top-level requirement is almost always the newest release the specifier allows that has
-a wheel for the target, which one PEP 691 page tells. The sync starts fetching that
-guess at once; the resolver's answer decides whether the bytes are used. Guesses are
-verified like any download (the page lists sha256 and size) and only ever become a blob:
-a wrong one is cancelled, and nothing reaches a manifest unless resolved. A wrong guess
-is remembered and not tried again, so later syncs (a no-op above all) do not fetch it
-once more.
-
-A guess that was published is never deleted here, right or wrong: by the time the
-resolver answered, the blob may be another replica's (one that took the lease over
-while this one was paused, and committed a closure that lists the same file) or one a
-snapshot holds. Whether a blob is still needed is gc's question alone (verify.gc): it
-keeps what any manifest or snapshot lists, and unlisted blobs for its grace period.
-"""
+"""Guess, while uv resolves, which wheel each top-level requirement will lock to, and fetch
+it at once: for a cold sync the TensorFlow wheel (572 MB) is the critical path, and uv's
+choice for a top-level requirement is almost always the newest release the specifier
+allows that has a wheel for the target, which one PEP 691 page tells. A guess is
+verified like any download and only ever becomes a blob: the resolver's answer decides
+whether its bytes are used, nothing reaches a manifest unless resolved, and a wrong
+guess is cancelled and remembered so that later syncs do not fetch it again. A published
+guess is never deleted here, right or wrong: by the time the resolver answered, the blob
+may be another replica's (one that took the lease over while this one was paused) or one
+a snapshot holds, and whether a blob is still needed is gc's question alone (verify.gc)."""
 
 from __future__ import annotations
 
@@ -33,13 +25,16 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Target
-from mirror.core.lease import LeaseLost, fence
+from mirror.core.errors import DownloadError, LeaseLost
+from mirror.core.lease import fence
 from mirror.core.storage import BlobStore
-from mirror.core.upstream import DownloadError, Fetched, FetchPolicy, ProjectPages, fetch_verified
+from mirror.core.upstream import Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.cooldown import Cooldown
 from mirror.pypi.resolve import Wheel, tag_ranks
 
-MISSES = "state/head-start-misses.json"  # sha256 of guesses the resolver did not confirm
+# sha256 of guesses the resolver did not confirm; the key keeps the name the prefetch had
+# (head start) when stores of earlier releases were written, so they keep their misses.
+MISSES = "state/head-start-misses.json"
 JOB = "pypi"  # the lease a prefetch runs under: its sync's
 KEEP_MISSES = 200
 STOP_WAIT = 2.0
@@ -190,7 +185,7 @@ def _on_daemon(fn: Callable[..., T], *args: object) -> Future[T]:
         except BaseException as exc:
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="head-start", daemon=True).start()
+    threading.Thread(target=run, name="speculative-prefetch", daemon=True).start()
     return future
 
 

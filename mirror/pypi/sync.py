@@ -21,16 +21,16 @@ from typing import Any, Protocol
 
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.credentials import Credentials
-from mirror.core.errors import ServiceError
+from mirror.core.errors import LeaseLost, ServiceError, StoreError
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import Journal, actor_for
-from mirror.core.lease import LeaseLost, fence
+from mirror.core.lease import fence
 from mirror.core.quarantine import Quarantine, read_quarantine
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.sandbox import SandboxLimits
 from mirror.core.sizes import human_bytes
-from mirror.core.storage import BlobStore, StoreError
+from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
 from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.build_sandbox import BuildPolicy
@@ -40,6 +40,7 @@ from mirror.pypi.closure_resolver import ClosureResolver
 from mirror.pypi.cooldown import Cooldown, Held, earliest, explain, save_held
 from mirror.pypi.download import Progress as Progress  # the CLI's bar plugs in here
 from mirror.pypi.download import download
+from mirror.pypi.errors import ResolveError
 from mirror.pypi.file_facts import read_digests, read_pages, settle_all
 from mirror.pypi.fingerprint import (
     Fingerprint,
@@ -60,7 +61,7 @@ from mirror.pypi.manifest import (
     save_manifest_over,
 )
 from mirror.pypi.module_gaps import gaps
-from mirror.pypi.resolve import ResolveError, Role, Wheel
+from mirror.pypi.resolve import Role, Wheel
 from mirror.pypi.speculate import Closure, SpeculativePrefetch
 from mirror.pypi.stored_urls import scrub_credentials
 
@@ -95,7 +96,7 @@ class PackageIndex(Protocol):
     resolves and downloads, then made to offer exactly the committed manifests' files."""
 
     @property
-    def where(self) -> str: ...
+    def url(self) -> str: ...
 
     def prepare(self) -> None: ...
 
@@ -574,5 +575,5 @@ class PypiSync:
             report.failures.extend(warmed.failures)
             report.timings["devpi_offers_at"] = t0 - run_began + warmed.offered_after
         except (ServiceError, StoreError) as exc:
-            report.failures.append(Failure("devpi", self.index.where, str(exc)))
+            report.failures.append(Failure("devpi", self.index.url, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0

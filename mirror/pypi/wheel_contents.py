@@ -1,20 +1,10 @@
-"""A wheel checked as an installer reads it, before it enters the store.
-
-A build can make any bytes and call them `liar-1.0-py3-none-any.whl`: an ELF library
-inside a wheel tagged pure (so it skips auditwheel and goes to every target), zip names
-like `../../x.pth` or `/etc/x`, a WHEEL file whose tags are not the file name's, a
-METADATA naming another project, a RECORD that matches nothing. pip and uv install
-what the zip holds; the mirror refuses it first, naming the first thing wrong:
-
-- names: relative, no `..`, no backslash, no duplicates, no links or devices;
-- one `.dist-info` folder, `<name>-<version>`, with METADATA whose Name and Version are
-  the file name's, and WHEEL whose `Tag:` lines are exactly the file name's tags;
-- RECORD lists every file with its sha256 and size, and every one matches;
-- a pure wheel (`none-any`) holds no native code (no ELF or Mach-O file, no `.so`,
-  `.pyd`, `.dylib` or `.dll`; a Windows `.exe` launcher, as setuptools ships, is allowed);
-- the archive caps: entries, unpacked bytes, and the ratio to the packed size, checked
-  against what the zip declares before a byte is inflated.
-"""
+"""A wheel checked as an installer reads it, before it enters the store. A build can make
+any bytes and call them `liar-1.0-py3-none-any.whl`: an ELF library inside a wheel
+tagged pure (so it skips auditwheel and goes to every target), zip names like
+`../../x.pth` or `/etc/x`, a WHEEL file whose tags are not the file name's, a METADATA
+naming another project, a RECORD that matches nothing. pip and uv install what the zip
+holds; the mirror refuses it first, naming the first thing wrong (check_wheel lists what
+it checks)."""
 
 from __future__ import annotations
 
@@ -34,8 +24,8 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from mirror.core.errors import TfmirrorError
 from mirror.core.redact import bounded
+from mirror.pypi.errors import WheelRefused
 
 MAX_TEXT = 8 * 1024 * 1024  # METADATA, WHEEL, RECORD
 CHUNK = 1024 * 1024
@@ -51,10 +41,6 @@ NATIVE_MAGIC = (
     b"\xcf\xfa\xed\xfe",
     b"\xca\xfe\xba\xbe",
 )
-
-
-class WheelRefused(TfmirrorError):
-    """Not a wheel the mirror will store; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +62,17 @@ def check_wheel(
     `filename` says it is. `contents=False` reads only the zip's directory and METADATA
     (for a downloaded wheel, whose bytes upstream's sha256 already vouches for: names,
     the dist-info, METADATA's name and version, the declared sizes); a built wheel gets
-    everything, its WHEEL tags and every RECORD hash included."""
+    everything, its WHEEL tags and every RECORD hash included. What is checked:
+
+    - names: relative, no `..`, no backslash, no duplicates, no links or devices;
+    - one `.dist-info` folder, `<name>-<version>`, with METADATA whose Name and Version
+      are the file name's, and WHEEL whose `Tag:` lines are exactly the file name's tags;
+    - RECORD lists every file with its sha256 and size, and every one matches;
+    - a pure wheel (`none-any`) holds no native code (no ELF or Mach-O file, no `.so`,
+      `.pyd`, `.dylib` or `.dll`; a Windows `.exe` launcher, as setuptools ships, is
+      allowed);
+    - the archive caps: entries, unpacked bytes, and the ratio to the packed size,
+      checked against what the zip declares before a byte is inflated."""
     caps = caps or WheelCaps()
     try:
         name, version, _, tags = parse_wheel_filename(filename)

@@ -21,7 +21,8 @@ import pytest
 from bundle.contents import read_manifests, referenced
 from bundle.importer import committing, pending
 from mirror.core.config import load_config
-from mirror.core.storage import BlobNotFound, open_store
+from mirror.core.errors import BlobNotFound
+from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
@@ -31,6 +32,7 @@ from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from verify.jobs import run_gc
 from verify.netns import can_unshare
@@ -453,7 +455,8 @@ def test_snapshots_travel_once_with_their_blobs_and_the_inner_side_serves_them(
     assert listed.startswith("known-good\t") and "\nlater\t" in listed
 
     config = load_config(str(inner))
-    run_gc(config, open_store(config.storage), "manual", grace_hours=0)
+    store = open_store(config.storage)
+    run_gc(config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0)
     venv = make_venv(tmp_path / "venv")
     with (
         WebServer(create_app(config), config.web.host, config.web.port),

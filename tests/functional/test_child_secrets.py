@@ -12,6 +12,7 @@ import pytest
 from mirror.core.config import DevpiConfig, Target
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi import resolve
+from mirror.pypi.errors import ResolveError
 from testkit.servers import free_port
 
 SECRETS = {
@@ -52,7 +53,7 @@ def test_uv_resolves_without_the_mirrors_secrets(
     fake_uv.write_text(f"#!/bin/sh\ncat /proc/$$/environ > {seen}\nexit 1\n")
     fake_uv.chmod(0o755)
     monkeypatch.setattr(resolve, "uv_binary", lambda: str(fake_uv))
-    with pytest.raises(resolve.ResolveError):
+    with pytest.raises(ResolveError):
         resolve.compile_lock(("alpha",), Target("3.11", "manylinux_2_28_x86_64"), "http://x/")
     assert seen.read_bytes() and leaked(seen.read_bytes()) == []
     assert os.environ["KAGGLE_KEY"] == SECRETS["KAGGLE_KEY"]  # the mirror still has them

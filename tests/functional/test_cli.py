@@ -228,7 +228,7 @@ def test_a_cli_job_while_another_holds_it_says_who_and_exits_1(
 def test_a_sync_ends_when_its_work_ends_even_with_a_stalled_guess_in_flight(
     own_devpi_config: Path, upstream: Upstream
 ) -> None:
-    # The head start guesses the newest alpha, whose download stalls; the resolver
+    # The speculative prefetch guesses the newest alpha, whose download stalls; the resolver
     # wants alpha 1.0 (beta>=9 does not exist). The let-go guess must not keep the
     # process alive.
     upstream.add(WheelSpec("alpha", "3.0", requires=["beta>=9"]), "stall")

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from mirror.core.config import ConfigError, load_config
+from mirror.core.config import load_config
+from mirror.core.errors import ConfigError
 from testkit.servers import free_port
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from mirror.core.errors import DownloadError
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import LocalStore
-from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
+from mirror.core.upstream import FetchPolicy, fetch_verified
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 

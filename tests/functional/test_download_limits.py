@@ -14,9 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from mirror.core.errors import DownloadError
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import LocalStore
-from mirror.core.upstream import DownloadError, FetchPolicy, fetch_verified
+from mirror.core.upstream import FetchPolicy, fetch_verified
 
 MiB = 2**20
 

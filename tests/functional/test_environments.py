@@ -22,6 +22,7 @@ from mirror.pypi.sync import PypiSync
 from testkit.servers import free_port, make_venv, pip_install
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from tfmirror.cli import main
 from tfmirror.services import services_for_sync
@@ -251,7 +252,7 @@ targets = [{python = "3.11", platform = "manylinux_2_28_x86_64"}]
     assert sync(config).report.ok  # type: ignore[attr-defined]
     store = open_store(config.storage)
 
-    report = run_verify(config, store, services_for_sync)
+    report = run_verify(config, store, services_for_sync, runner_over(store, config).keeping_out)
 
     proofs = {p.target: p for p in report.targets}
     held, loose = proofs[f"held/{LINUX_ID}"], proofs[f"loose/{LINUX_ID}"]

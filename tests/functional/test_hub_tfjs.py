@@ -25,6 +25,7 @@ from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
 from tests.support.cli import tfmirror
 from tests.support.hub_upstream import HubUpstream
+from tests.support.runner import runner_over
 from tests.support.tfjs_node import FIXTURES, tfjs_node_modules
 from tfmirror.app import create_app
 from verify.jobs import run_gc
@@ -113,7 +114,8 @@ def test_a_tfjs_model_syncs_and_tfjs_loads_it_file_by_file_from_the_mirror(
         hub_up.add(PATH, tar_of_dir(short), query=QUERY)
         refused = tfmirror(config_path, "sync", "hub")
         assert refused.returncode != 0 and "one byte short" in refused.stdout + refused.stderr
-        run_gc(config, store, "manual", grace_hours=0)  # every file of the model is kept
+        # Every file of the model is kept by gc.
+        run_gc(config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0)
         out = tfjs_predict(modules, tmp_path, front, expected["input"])
         assert out == pytest.approx(want, abs=1e-5)
 

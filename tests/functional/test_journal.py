@@ -22,6 +22,7 @@ from testkit.mirror_env import make_config
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_pypi_sync import sync
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 
 
@@ -285,7 +286,7 @@ def test_models_published_replaced_and_aliased_and_gcs_deletions_are_journaled(
     assert first is not None and replaced["before"] == json.loads(first)["sha256"]
     assert replaced["after"] != replaced["before"] and entries[0]["reason"] == "hub sync"
 
-    report = run_gc(config, store, "manual", grace_hours=0)
+    report = run_gc(config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0)
     assert report.removed == [replaced["before"]]
     (gc_entry,) = journal.recent(1)
     assert gc_entry["changes"] == [{"event": "blob deleted", "sha256": replaced["before"]}]

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import requests
 
+from hub_cache.errors import PrefetchError
 from hub_cache.hub_sync import HubSync, caps
 from hub_cache.models import load_model
-from hub_cache.prefetch import PrefetchError, cache_folder, prefetch
+from hub_cache.prefetch import cache_folder, prefetch
 from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer

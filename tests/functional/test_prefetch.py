@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from hub_cache.errors import PrefetchError
 from hub_cache.limits import ArchiveLimits
-from hub_cache.prefetch import PrefetchError, cache_folder, prefetch
+from hub_cache.prefetch import cache_folder, prefetch
 from tests.support.archives import FAKE_MODEL, cut_at_member_boundary, tar_bytes
 
 HANDLE = "https://tfhub.dev/google/cut/1"

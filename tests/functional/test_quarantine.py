@@ -26,6 +26,7 @@ from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
 from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_pypi_sync import sync
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from tfmirror.services import offer_manifests, own_devpi
 from verify.jobs import run_gc
@@ -99,7 +100,12 @@ def test_an_operator_quarantine_reaches_every_path_a_node_uses_and_release_undoe
         assert status["quarantine"][0]["reason"] == "CVE-2026-0001"
     # The bytes stay for forensics, gc or not.
     assert store.has_blob(bad.sha256)
-    assert bad.sha256 not in run_gc(config, store, "manual", grace_hours=0).removed
+    assert (
+        bad.sha256
+        not in run_gc(
+            config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0
+        ).removed
+    )
     assert store.has_blob(bad.sha256)
     # The target that needs it fails its sync, naming it; it is not resolved around.
     sync = tfmirror(path, "sync", "pypi")

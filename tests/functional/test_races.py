@@ -25,7 +25,8 @@ from hub_cache.models import load_model
 from hub_cache.prefetch import swap_in
 from mirror.core.config import DevpiConfig, load_config, parse_config
 from mirror.core.storage import LocalStore, blob_key, open_store
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.server import DevpiProcess
 from mirror.pypi.manifest import load_manifest, manifest_key
 from mirror.pypi.sync import PypiSync
@@ -35,6 +36,7 @@ from testkit.upstream import PEP691, Upstream
 from testkit.wheels import WheelSpec
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
+from tests.support.runner import runner_over
 from tfmirror.services import services_for_sync
 from verify.airgap import AirGapProof
 from verify.gc import collect, referenced_shas
@@ -169,13 +171,13 @@ class GcRightAfterAsking(LocalStore):
     def has_blob(self, sha256: str) -> bool:
         found = super().has_blob(sha256)
         if sha256 == self.trigger:
-            collect(self, grace_seconds=24 * 3600)
+            collect(self, grace_seconds=24 * 3600, keeping_out=runner_over(self).keeping_out)
         return found
 
     def touch_blob(self, sha256: str) -> bool:
         touched = super().touch_blob(sha256)
         if sha256 == self.trigger:
-            collect(self, grace_seconds=24 * 3600)
+            collect(self, grace_seconds=24 * 3600, keeping_out=runner_over(self).keeping_out)
         return touched
 
 
@@ -225,12 +227,13 @@ def test_gc_deletes_nothing_while_a_writer_holds_its_lease(
 
     lease = store.leader_lock(60).acquire("pypi")  # a sync, running in another process
     assert lease is not None
-    report = collect(store, grace_seconds=86400)
+    report = collect(store, grace_seconds=86400, keeping_out=runner_over(store).keeping_out)
     assert report.removed == [] and store.has_blob(sha)
     assert "pypi is running elsewhere" in report.summary()
     lease.release()
 
-    assert sha in collect(store, grace_seconds=86400).removed
+    report = collect(store, grace_seconds=86400, keeping_out=runner_over(store).keeping_out)
+    assert sha in report.removed
     assert not store.has_blob(sha)
 
 
@@ -355,7 +358,7 @@ platform = "manylinux_2_28_x86_64"
         assert gamma_page.asked.wait(60), "replica A never asked for gamma's page"
         deadline = time.monotonic() + 30
         while not store.has_blob(alpha2):
-            assert time.monotonic() < deadline, "replica A's head start never stored alpha 2.0"
+            assert time.monotonic() < deadline, "replica A's prefetch never stored alpha 2.0"
             time.sleep(0.05)
         replica_a.send_signal(signal.SIGSTOP)
         gamma_page.published = True

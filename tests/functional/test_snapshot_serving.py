@@ -29,6 +29,7 @@ from tests.functional.test_fleet_proxy import entry, with_proxy
 from tests.functional.test_hub import assert_same_outputs, load_outputs
 from tests.functional.test_pypi_sync import sync
 from tests.functional.test_quarantine import serving, within
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from tfmirror.snapshotting import take_snapshot
 from verify.jobs import run_gc
@@ -68,7 +69,7 @@ def test_pip_and_uv_on_a_snapshot_index_get_its_versions_after_a_newer_sync(
     assert tfmirror(path, "sync", "pypi").returncode == 0
     store = open_store(config.storage)
     # The live mirror no longer lists alpha 1.0; only the snapshot keeps its blob.
-    run_gc(config, store, "manual", grace_hours=0)
+    run_gc(config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0)
 
     # What the fleet is told (through nginx where this machine has it) ...
     conf = tfmirror(path, "pip-conf", "--snapshot", "tuesday").stdout
@@ -136,7 +137,7 @@ def test_promote_moves_the_fleet_through_nginx_and_promote_live_moves_it_back(
     upstream.add(WheelSpec("alpha", "2.0"))
     report, _ = sync(config)
     assert report.ok
-    run_gc(config, store, "manual", grace_hours=0)
+    run_gc(config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0)
     index = entry_point(config).index_url
     with entry(config, devpi):
         venv = make_venv(tmp_path / "before")

@@ -20,6 +20,7 @@ from testkit.mirror_env import operator_config
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
+from tests.support.runner import runner_over
 from tfmirror.parts import MirrorParts
 from verify.gc import referenced_shas
 from verify.jobs import run_gc
@@ -52,12 +53,23 @@ def test_a_snapshot_holds_its_blobs_through_syncs_and_gc_frees_exactly_them_afte
     assert listed.stdout.startswith("known-good\t") and "before 1.1" in listed.stdout
 
     # Held: gc with no grace keeps every blob the snapshot names.
-    assert not set(run_gc(config, store, "manual", grace_hours=0).removed) & held
+    assert (
+        not set(
+            run_gc(
+                config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0
+            ).removed
+        )
+        & held
+    )
     assert all(store.has_blob(sha) for sha in held)
 
     deleted = tfmirror(path, "snapshot", "delete", "known-good")
     assert deleted.returncode == 0
-    freed = set(run_gc(config, store, "manual", grace_hours=0).removed)
+    freed = set(
+        run_gc(
+            config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0
+        ).removed
+    )
     assert freed == held - referenced_shas(store)  # exactly what only it held
     assert freed == held - live
     events = [c["event"] for e in Journal(store).history() for c in e["changes"]]

@@ -203,7 +203,7 @@ def test_each_job_button_names_its_job_and_a_verify_error_is_listed_once(tmp_pat
 
 
 def test_the_progress_bar_counts_only_bytes_it_saw_move(upstream: Upstream, tmp_path: Path) -> None:
-    # Before: a wheel the head start had fetched during the resolve was added in one go
+    # Before: a wheel the speculative prefetch had fetched during the resolve was added in one go
     # when the bar began ("615/1307 MB 5337 MB/s").
     upstream.add(WheelSpec("tensorflow", "2.20.0", requires=["numpy"], noise=3_000_000))
     numpy = upstream.add(WheelSpec("numpy", "2.0.0", noise=1_000_000), "slow")
@@ -223,7 +223,7 @@ def test_the_progress_bar_counts_only_bytes_it_saw_move(upstream: Upstream, tmp_
     bar = re.search(r"(\d+)/(\d+) files (\d+)/(\d+) MB (\d+) MB/s", last)
     assert bar is not None, last
     files, of_files, mb, of_mb, rate = (int(n) for n in bar.groups())
-    # tensorflow came by the head start during the resolve: only numpy moved under the
+    # tensorflow came by the speculative prefetch during the resolve: only numpy moved under the
     # bar, slowly (its answer waits 5 s).
     assert (files, of_files) == (1, 1), last
     assert mb == of_mb == round(len(numpy.data) / 1e6), last

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from mirror.core.config import StorageConfig
+from mirror.core.errors import BlobNotFound, StoreError
 from mirror.core.storage import (
-    BlobNotFound,
     BlobStore,
     LocalStore,
     S3Store,
-    StoreError,
     blob_key,
     open_seekable,
     update_document,
 )
-from mirror.pypi.core_metadata import MetadataError, extract
+from mirror.pypi.core_metadata import extract
+from mirror.pypi.errors import MetadataError
 from mirror.pypi.resolve import Wheel
 from testkit.servers import MotoServer
 from testkit.wheels import WheelSpec, build_wheel

@@ -21,6 +21,7 @@ from testkit.servers import make_venv, pip_install
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_pypi_sync import sync
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from verify.jobs import run_gc
 
@@ -52,7 +53,12 @@ def test_a_file_upstream_removes_is_quarantined_and_comes_back_when_upstream_lis
     assert (rule.spec, rule.source) == (bad.spec.filename, "upstream")
     assert "no longer lists it" in rule.reason
     assert store.has_blob(bad.sha256)  # kept for forensics, gc or not
-    assert bad.sha256 not in run_gc(config, store, "manual", grace_hours=0).removed
+    assert (
+        bad.sha256
+        not in run_gc(
+            config, store, "manual", runner_over(store, config).keeping_out, grace_hours=0
+        ).removed
+    )
     index = config.devpi.index
     path = f"/{index}/+f/{bad.sha256[:3]}/{bad.sha256[3:16]}/{bad.spec.filename}"
     with WebServer(create_app(config), config.web.host, config.web.port):

@@ -29,13 +29,14 @@ from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.conftest import DEVPI_TEST_PASSWORD
 from tests.support.archives import tar_of_dir
+from tests.support.runner import runner_over
 from tfmirror.app import create_app
 from tfmirror.services import services_for_sync
 from tfmirror.snapshotting import take_snapshot
 from verify.airgap import AirGapProof
 from verify.gc import collect
 from verify.netns import can_unshare
-from verify.run import run_verify
+from verify.run import VerifyReport, run_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +53,15 @@ def synced(upstream: Upstream, devpi: DevpiConfig, tmp_path: Path) -> tuple[Conf
     return config, store
 
 
+def verify_now(
+    config: Config, store: LocalStore, fix: bool = False, install: bool = True
+) -> VerifyReport:
+    """A verify run by hand, through devpi as a sync reaches it, keeping the PyPI sync out
+    of a devpi repair through a runner over the same store (as the app does)."""
+    keeping_out = runner_over(store, config).keeping_out
+    return run_verify(config, store, services_for_sync, keeping_out, fix=fix, install=install)
+
+
 def delete_from_devpi(config: Config, project: str) -> str:
     client = DevpiClient(config.devpi, DEVPI_TEST_PASSWORD)
     (entry,) = client.files(project)
@@ -64,7 +74,7 @@ def delete_from_devpi(config: Config, project: str) -> str:
 
 def test_clean_mirror_verifies_and_proves_the_install(synced: tuple[Config, LocalStore]) -> None:
     config, store = synced
-    report = run_verify(config, store, services_for_sync)
+    report = verify_now(config, store)
     assert report.ok, report.problems
     # Two wheels and the METADATA blob of each (the index's core-metadata).
     assert report.scrub.checked == 4 and report.devpi.clean
@@ -85,27 +95,25 @@ def test_flipped_byte_is_found_and_repair_fixes_it_keeping_the_evidence(
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
-    found = run_verify(config, store, services_for_sync, install=False)
+    found = verify_now(config, store, install=False)
     assert not found.ok
     (problem,) = found.scrub.problems
     assert problem.kind == "corrupt" and problem.names == ["beta-1.0-py3-none-any.whl"]
 
-    fixed = run_verify(config, store, services_for_sync, fix=True, install=False)
+    fixed = verify_now(config, store, fix=True, install=False)
     assert fixed.ok, fixed.problems
     assert store.open_blob(beta.sha256).read() == beta.data
     (evidence,) = store.list("quarantine")
     assert store.get(evidence) == bytes(data)
-    assert run_verify(config, store, services_for_sync, install=False).ok
+    assert verify_now(config, store, install=False).ok
 
 
 def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: Upstream) -> None:
     config, store = synced
     beta = upstream.files["beta-1.0-py3-none-any.whl"]
     store.delete_blob(beta.sha256)
-    assert [
-        p.kind for p in run_verify(config, store, services_for_sync, install=False).scrub.problems
-    ] == ["missing"]
-    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
+    assert [p.kind for p in verify_now(config, store, install=False).scrub.problems] == ["missing"]
+    assert verify_now(config, store, fix=True, install=False).ok
     assert store.has_blob(beta.sha256)
 
 
@@ -121,14 +129,14 @@ def test_a_blob_only_a_snapshot_holds_is_scrubbed_and_repaired_and_a_broken_one_
     path = store.root / blob_key(old.sha256)
     path.write_bytes(path.read_bytes()[:-1] + b"X")
 
-    found = run_verify(config, store, services_for_sync, install=False)
+    found = verify_now(config, store, install=False)
     (problem,) = found.scrub.problems
     assert problem.names == ["alpha-1.0-py3-none-any.whl (snapshot known-good)"]
-    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
+    assert verify_now(config, store, fix=True, install=False).ok
     assert store.open_blob(old.sha256).read() == old.data
 
     store.put("snapshots/torn.json", b'{"name": "torn", "manif')
-    torn = run_verify(config, store, services_for_sync, install=False)
+    torn = verify_now(config, store, install=False)
     assert torn.problems == ["snapshot torn: its document does not parse; nothing of it is served"]
 
 
@@ -138,9 +146,9 @@ def test_a_missing_metadata_blob_is_found_and_fetched_again_from_upstream(
     config, store = synced
     beta = upstream.files["beta-1.0-py3-none-any.whl"]
     store.delete_blob(beta.metadata_sha256)
-    (problem,) = run_verify(config, store, services_for_sync, install=False).scrub.problems
+    (problem,) = verify_now(config, store, install=False).scrub.problems
     assert problem.kind == "missing" and problem.names == ["beta-1.0-py3-none-any.whl.metadata"]
-    assert run_verify(config, store, services_for_sync, fix=True, install=False).ok
+    assert verify_now(config, store, fix=True, install=False).ok
     assert store.has_blob(beta.metadata_sha256)
 
 
@@ -150,11 +158,11 @@ def test_file_deleted_from_devpi_is_found_and_pushed_again(
     config, store = synced
     name = delete_from_devpi(config, "beta")
 
-    found = run_verify(config, store, services_for_sync, install=False)
+    found = verify_now(config, store, install=False)
     assert found.devpi.missing == [name]
     assert "devpi lacks beta-1.0-py3-none-any.whl" in found.problems
 
-    fixed = run_verify(config, store, services_for_sync, fix=True, install=False)
+    fixed = verify_now(config, store, fix=True, install=False)
     assert fixed.ok and fixed.devpi.repaired == [name]
     # devpi holds it again: pip installs with the web front down.
     venv = make_venv(tmp_path / "venv")
@@ -287,11 +295,13 @@ def test_gc_spares_referenced_and_young_blobs(synced: tuple[Config, LocalStore])
     in_flight = store.new_blob()  # and one being written right now
     in_flight.write(b"streaming")
 
-    dry = collect(store, grace_seconds=86400, dry_run=True)
+    dry = collect(
+        store, grace_seconds=86400, keeping_out=runner_over(store).keeping_out, dry_run=True
+    )
     assert dry.removed == [old_sha] and store.has_blob(old_sha)
     assert dry.temporaries == [tmp_name] and len(list(store.iter_temporaries())) == 2
 
-    report = collect(store, grace_seconds=86400)
+    report = collect(store, grace_seconds=86400, keeping_out=runner_over(store).keeping_out)
 
     assert report.removed == [old_sha] and report.kept_young == [young_sha]
     assert sorted(store.iter_blobs()) == sorted([*referenced, young_sha])
@@ -315,7 +325,7 @@ def test_a_target_of_another_python_found_here_is_installed_with_it_and_others_s
     with services_for_sync(config, store) as client:
         assert PypiSync(config, store, client).run().ok
 
-    report = run_verify(config, store, services_for_sync)
+    report = verify_now(config, store)
 
     assert report.ok, report.problems
     proofs = {p.target.split("/", 1)[1]: p for p in report.targets}

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from mirror.core.config import StorageConfig, parse_config
-from mirror.core.lease import LeaseLost, fence
+from mirror.core.errors import LeaseLost
+from mirror.core.lease import fence
 from mirror.core.storage import S3Store
 from sync_jobs.runner import JobRunner
 

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests
+from bundle.errors import BundleError
 from bundle.export import export
 from bundle.importer import (
     IMPORTED,
@@ -26,11 +27,11 @@ from bundle.importer import (
     pending,
     recover,
 )
-from bundle.layout import BundleError
 from bundle.runs import export_recorded, import_recorded, resume
 from hub_cache.models import ModelManifest, load_models, model_key, save_model
 from mirror.core.runs import Failure
 from mirror.core.storage import HashingWriter, LocalStore, blob_key
+from tests.support.runner import runner_over
 from verify.gc import collect
 
 
@@ -180,12 +181,12 @@ class GcWhileImporting(LocalStore):
 
     def has_blob(self, sha256: str) -> bool:
         found = super().has_blob(sha256)
-        collect(self, grace_seconds=24 * 3600)
+        collect(self, grace_seconds=24 * 3600, keeping_out=runner_over(self).keeping_out)
         return found
 
     def touch_blob(self, sha256: str) -> bool:
         touched = super().touch_blob(sha256)
-        collect(self, grace_seconds=24 * 3600)
+        collect(self, grace_seconds=24 * 3600, keeping_out=runner_over(self).keeping_out)
         return touched
 
 
@@ -254,7 +255,7 @@ def test_a_model_imported_by_hand_on_the_inner_side_stays_through_imports(
     assert held.pop(model_key("local/own/1")) == own
     assert held == outer_manifests
     assert model_key("g/b/1") not in held
-    collect(inner, grace_seconds=0)
+    collect(inner, grace_seconds=0, keeping_out=runner_over(inner).keeping_out)
     (mine,) = [m for m in load_models(inner) if m.path == "local/own/1"]
     assert inner.has_blob(mine.sha256)
 
@@ -272,7 +273,8 @@ def test_a_blob_the_inner_gc_removed_travels_again_when_a_manifest_lists_it_agai
     outer.delete(model_key("g/b/1"))  # b leaves upstream...
     export(outer, key, tmp_path / "b2")
     import_bundle(inner, tmp_path / "b2", key.public_key())
-    collect(inner, grace_seconds=0)  # ...and the inner gc frees its blob
+    # ...and the inner gc frees its blob
+    collect(inner, grace_seconds=0, keeping_out=runner_over(inner).keeping_out)
     sha_b = hashlib.sha256(model_b).hexdigest()
     assert not inner.has_blob(sha_b)
     add_model(outer, "g/b/1", model_b)  # b comes back, the same bytes
@@ -339,7 +341,7 @@ def test_a_commit_the_release_before_left_half_done_is_finished_after_the_upgrad
     inner.put("state/bundle/committing.json", json.dumps(journal).encode())
     assert committing(inner) and pending(inner)
     # Its journal does not list the blobs it needs: gc deletes nothing until it is done.
-    assert collect(inner, grace_seconds=0).postponed
+    assert collect(inner, grace_seconds=0, keeping_out=runner_over(inner).keeping_out).postponed
 
     assert recover(inner) == "20261127T000000Z-old"
     assert set(read_manifests(inner)) == set(brought) - {gone}
@@ -383,7 +385,7 @@ def test_gc_after_an_import_killed_past_its_commit_point_keeps_the_imports_blobs
     inner = crashed_import(root, b2, key, "manifests/", 1)
     assert committing(inner)
     age_blobs(inner, 3)  # a long weekend later, gc runs
-    collect(inner, grace_seconds=24 * 3600)
+    collect(inner, grace_seconds=24 * 3600, keeping_out=runner_over(inner).keeping_out)
 
     outer = LocalStore(tmp_path / "outer")
     add_model(outer, "g/d/1", os.urandom(3000))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bundle.layout import CHUNK, BundleError, Item, PartReader, PartWriter
+from bundle.errors import BundleError
+from bundle.layout import CHUNK, Item, PartReader, PartWriter
 
 
 def written(folder: Path, data: bytes, part_size: int) -> list[Item]:

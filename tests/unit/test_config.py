@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.core.config import ConfigError, Target, host_target, load_config, parse_config
+from mirror.core.config import Target, host_target, load_config, parse_config
+from mirror.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mirror.core.config import DevpiConfig
-from mirror.devpi.client import PULL_ATTEMPTS, DevpiClient, DevpiError
+from mirror.devpi.client import PULL_ATTEMPTS, DevpiClient
+from mirror.devpi.errors import DevpiError
 
 
 class FlakyDevpi(ThreadingHTTPServer):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mirror.core.storage import LocalStore
-from mirror.pypi.core_metadata import MetadataError, extract
+from mirror.pypi.core_metadata import extract
+from mirror.pypi.errors import MetadataError
 from mirror.pypi.file_facts import settle
 from mirror.pypi.resolve import Wheel
 from testkit.wheels import WheelSpec, build_wheel

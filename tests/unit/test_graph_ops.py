@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from hub_cache.formats.saved_model_ops import NotASavedModel, saved_model_ops
+from hub_cache.errors import NotASavedModel
+from hub_cache.formats.saved_model_ops import saved_model_ops
 from hub_cache.serving_repo import serving_name, serving_version
 
 TF_OPS = """

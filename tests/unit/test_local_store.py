@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.core.storage import LocalStore, StoreError
+from mirror.core.errors import StoreError
+from mirror.core.storage import LocalStore
 from mirror.core.storage.local import listings
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from mirror.core.config import Target
-from mirror.pypi.resolve import ResolveError, platforms_for, select_wheels, uv_platform
+from mirror.pypi.errors import ResolveError
+from mirror.pypi.resolve import platforms_for, select_wheels, uv_platform
 
 LINUX = Target("3.11", "manylinux_2_28_x86_64")
 WINDOWS = Target("3.11", "win_amd64")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from mirror.core.config import Config, parse_config
+from mirror.core.errors import JobBusy
 from mirror.core.runs import RunRecord, read_index, record_keys
 from mirror.core.storage import BlobStore, LocalStore
 from sync_jobs.runner import JobRunner
@@ -155,3 +158,23 @@ def test_a_busy_tick_leaves_the_running_replicas_marker_alone(tmp_path: Path) ->
         assert elsewhere.run("pypi") == "busy"
         assert read_index(store, "pypi", "running.json") == marker
     assert read_index(store, "pypi", "running.json") is None
+
+
+def test_keeping_jobs_out_holds_their_leases_and_does_not_show_them_running(
+    tmp_path: Path,
+) -> None:
+    # gc and verify's devpi repair keep the writers out through the runner; that is no
+    # run of theirs: the page must not say they run, nor a stop record them interrupted.
+    config, store = setup(tmp_path)
+    runner = JobRunner(config, store, {"pypi": lambda c, s, t: True})
+    elsewhere = JobRunner(config, LocalStore(tmp_path / "store"), {})
+    with runner.keeping_out(("pypi", "hub")):
+        assert runner.run("pypi") == "busy"
+        busy = pytest.raises(JobBusy, match="pypi is running elsewhere")
+        with busy, elsewhere.keeping_out(("pypi",)):
+            pass
+        assert read_index(store, "pypi", "running.json") is None
+        assert runner.running() == set()
+    # In a bundle's stead (`keep_out`), they show as running while it works.
+    assert runner.keep_out(("pypi",), lambda: runner.running()) == {"pypi"}
+    assert runner.run("pypi") == "ok"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.pypi.wheel_contents import WheelCaps, WheelRefused, check_wheel
+from mirror.pypi.errors import WheelRefused
+from mirror.pypi.wheel_contents import WheelCaps, check_wheel
 from testkit.wheels import WheelSpec, build_wheel
 
 NAME = "liar-1.0-py3-none-any.whl"

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from mirror.core.children import private_server, scrubbed_env
-from mirror.core.errors import UsageError
-from mirror.core.storage import StoreError
-from mirror.devpi.client import DevpiClient, DevpiError
+from mirror.core.errors import StoreError, UsageError
+from mirror.devpi.client import DevpiClient
+from mirror.devpi.errors import DevpiError
 from mirror.devpi.publish import DevpiIndex
 from mirror.devpi.server import command, initialise, user_password, wait_ready
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, forward_signals

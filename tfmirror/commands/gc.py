@@ -6,6 +6,7 @@ import argparse
 
 from tfmirror.commands.common import EXIT_OK, hours_text, wait_flag
 from tfmirror.parts import MirrorParts
+from verify.gc import GcReport
 from verify.jobs import run_gc
 
 
@@ -20,10 +21,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     config = parts.config
     hours = config.schedule.gc_grace_hours if args.grace_hours is None else args.grace_hours
-    store = parts.store
-    report = parts.runner.run(
-        "gc", work=lambda: run_gc(config, store, "manual", hours, args.dry_run), wait=args.wait
-    )
+    store, runner = parts.store, parts.runner
+
+    def gc() -> GcReport:
+        return run_gc(config, store, "manual", runner.keeping_out, hours, args.dry_run)
+
+    report = runner.run("gc", work=gc, wait=args.wait)
     for sha in report.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {sha}")
     print(report.summary())

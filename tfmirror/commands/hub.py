@@ -7,9 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from hub_cache.errors import PrefetchError
 from hub_cache.hub_sync import ModelStatus, caps
 from hub_cache.importer import import_model
-from hub_cache.prefetch import PrefetchError, prefetch, prefetch_to
+from hub_cache.prefetch import prefetch, prefetch_to
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
 from mirror.core.sizes import human_bytes

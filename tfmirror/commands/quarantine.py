@@ -22,8 +22,7 @@ from mirror.core.quarantine import (
     remove_rule,
 )
 from mirror.core.storage import BlobStore
-from mirror.devpi.client import DevpiError
-from mirror.devpi.server import DevpiStartError
+from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.pypi.manifest import load_all
 from tfmirror.commands.common import EXIT_OK
 from tfmirror.parts import MirrorParts

@@ -30,6 +30,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             parts.config,
             parts.store,
             parts.devpi_session,
+            parts.runner.keeping_out,
             fix=args.repair,
             deep=args.deep,
             install=not args.no_install,

@@ -1,22 +1,13 @@
-"""TOML config -> typed, validated Config, one module per section.
-
-Validated once, at start: every mistake becomes one ConfigError whose message names
-the key and says how to fix it, so the CLI can print one line and exit 2. Each key is
+"""TOML config -> typed, validated Config, one module per section. Validated once, at
+start: every mistake becomes one ConfigError (mirror.core.errors) whose message names the
+key and says how to fix it, so the CLI can print one line and exit 2. Each key is
 declared once on its section's dataclass (keys.py says how); callers import what they
-need from here.
-"""
+need from here."""
 
 from mirror.core.config.devpi import DevpiConfig
 from mirror.core.config.environments import DEFAULT_ENVIRONMENT, Environment
 from mirror.core.config.hub import HubConfig, HubModel
-from mirror.core.config.keys import (
-    PORT,
-    RETRIES,
-    SECONDS,
-    SECONDS_OR_ZERO,
-    Check,
-    ConfigError,
-)
+from mirror.core.config.keys import PORT, RETRIES, SECONDS, SECONDS_OR_ZERO, Check
 from mirror.core.config.load import (
     ENV_CONFIG,
     LOCAL_CONFIG,
@@ -53,7 +44,6 @@ __all__ = [
     "SECONDS_OR_ZERO",
     "Check",
     "Config",
-    "ConfigError",
     "DevpiConfig",
     "Environment",
     "HubConfig",

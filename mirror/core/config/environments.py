@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config.forms import DURATION, REQUIREMENTS
-from mirror.core.config.keys import ConfigError, Form, Section, key
+from mirror.core.config.keys import Form, Section, key
 from mirror.core.config.targets import TARGETS, TARGETS_EXAMPLE, Target
+from mirror.core.errors import ConfigError
 from mirror.core.redact import bounded
 
 DEFAULT_ENVIRONMENT = "default"

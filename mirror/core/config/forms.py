@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from mirror.core.config.keys import ConfigError, Form, Section
+from mirror.core.config.keys import Form, Section
+from mirror.core.errors import ConfigError
 
 
 def resolve_path(base: Path, value: str) -> Path:

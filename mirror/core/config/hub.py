@@ -10,18 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE, PATH, is_base_url, resolve_path
-from mirror.core.config.keys import (
-    RETRIES,
-    SECONDS,
-    Check,
-    ConfigError,
-    Form,
-    Section,
-    key,
-    plain,
-    read_table,
-)
+from mirror.core.config.keys import RETRIES, SECONDS, Check, Form, Section, key, plain, read_table
 from mirror.core.config.storage import StorageConfig
+from mirror.core.errors import ConfigError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
 from mirror.core.model_forms import FORM_NAMES, form_of_handle

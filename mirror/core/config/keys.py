@@ -11,17 +11,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import ConfigError
 from mirror.core.redact import bounded, redact_url
 
 T = TypeVar("T")
-
-
-class ConfigError(TfmirrorError):
-    """A config value that cannot be used; the message says which and how to fix it."""
-
-    exit_code = 2
-    label = "config error"
 
 
 @dataclass(frozen=True)

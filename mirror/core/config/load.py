@@ -16,12 +16,12 @@ from packaging.utils import canonicalize_name
 from mirror.core.config import devpi, hub, proxy, pypi, schedule, storage, web
 from mirror.core.config.devpi import DevpiConfig
 from mirror.core.config.hub import HubConfig
-from mirror.core.config.keys import ConfigError
 from mirror.core.config.proxy import ProxyConfig
 from mirror.core.config.pypi import PypiConfig
 from mirror.core.config.schedule import ScheduleConfig
 from mirror.core.config.storage import StorageConfig
 from mirror.core.config.web import WebConfig
+from mirror.core.errors import ConfigError
 
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"

@@ -7,15 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirror.core.config.keys import (
-    SECONDS_OR_ZERO,
-    Check,
-    ConfigError,
-    Form,
-    Section,
-    key,
-    read_table,
-)
+from mirror.core.config.keys import SECONDS_OR_ZERO, Check, Form, Section, key, read_table
+from mirror.core.errors import ConfigError
 
 SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc", "snapshot")
 _CRON_EXAMPLE = '"0 */6 * * *"'

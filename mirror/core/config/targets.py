@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config.forms import resolve_path
-from mirror.core.config.keys import Check, ConfigError, Form, Section, key, read_table
+from mirror.core.config.keys import Check, Form, Section, key, read_table
+from mirror.core.errors import ConfigError
 from mirror.core.platforms import PLATFORM_TAG, host_platform
 
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")

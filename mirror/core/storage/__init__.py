@@ -3,7 +3,8 @@ records), and a leader lock per job. One contract (contract: the blob and docume
 protocols; locks: the lock's), one package per backend (local, s3: its store and its
 lock), chosen by `[storage].backend` from BACKENDS, and what reads and writes through
 any of them (streams). A new backend is a package keeping the contract, a row in
-BACKENDS and its name in mirror.core.backend_names. Everything is importable from here."""
+BACKENDS and its name in mirror.core.backend_names. Everything is importable from here
+but its errors, StoreError and BlobNotFound (mirror.core.errors)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,9 @@ from mirror.core.config import StorageConfig
 from mirror.core.storage.contract import (
     BLOB_PREFIX,
     TMP_PREFIX,
-    BlobNotFound,
     BlobStore,
     BlobWriter,
     DocumentReader,
-    StoreError,
     blob_key,
 )
 from mirror.core.storage.local import LocalStore, drop_unfinished_writes
@@ -37,7 +36,6 @@ __all__ = [
     "BLOB_PREFIX",
     "RANGE_READ",
     "TMP_PREFIX",
-    "BlobNotFound",
     "BlobStore",
     "BlobWriter",
     "DocumentReader",
@@ -45,7 +43,6 @@ __all__ = [
     "LocalStore",
     "RangedFile",
     "S3Store",
-    "StoreError",
     "blob_key",
     "drop_unfinished_writes",
     "iter_chunks",

@@ -11,23 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from mirror.core.errors import TfmirrorError
 from mirror.core.storage.locks import LeaderLock
 
 BLOB_PREFIX = "blobs/sha256"
 
 
 TMP_PREFIX = "tmp"
-
-
-class StoreError(TfmirrorError):
-    """The store failed (I/O, S3); the message says which key and why."""
-
-    label = "store"
-
-
-class BlobNotFound(StoreError):
-    pass
 
 
 def blob_key(sha256: str) -> str:

@@ -8,7 +8,8 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from mirror.core.storage.contract import BlobNotFound, BlobStore, BlobWriter, StoreError
+from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.storage.contract import BlobStore, BlobWriter
 
 
 class HashingWriter:

@@ -16,15 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mirror.core.config import StorageConfig
+from mirror.core.errors import BlobNotFound, StoreError
 from mirror.core.scratch import Leftovers
-from mirror.core.storage.contract import (
-    BLOB_PREFIX,
-    TMP_PREFIX,
-    BlobNotFound,
-    BlobWriter,
-    StoreError,
-    blob_key,
-)
+from mirror.core.storage.contract import BLOB_PREFIX, TMP_PREFIX, BlobWriter, blob_key
 from mirror.core.storage.local.listings import FolderStamps
 from mirror.core.storage.local.lock import FileLock
 from mirror.core.storage.locks import LeaderLock

@@ -11,14 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mirror.core.config import StorageConfig
-from mirror.core.storage.contract import (
-    BLOB_PREFIX,
-    TMP_PREFIX,
-    BlobNotFound,
-    BlobWriter,
-    StoreError,
-    blob_key,
-)
+from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.storage.contract import BLOB_PREFIX, TMP_PREFIX, BlobWriter, blob_key
 from mirror.core.storage.locks import LeaderLock
 from mirror.core.storage.s3.conditional import conditional_put, error_code
 from mirror.core.storage.s3.lock import S3Lock
