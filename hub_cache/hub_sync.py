@@ -123,16 +123,20 @@ def inspect_model(
     if wanted is not None and wanted.single_file:
         with seekable_blob(store, fetched.sha256) as (reader, size):
             return wanted.inspect_file(reader, size, f"the {wanted.name} file", limits)
-    with store.open_blob(fetched.sha256) as reader:
-        facts = inspect_archive(reader, fetched.size, limits)
-    found = facts.model_format
-    if wanted is not None and found is not wanted:
-        raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
-    if not found.checks_folder:
-        return facts.as_json()
     with scratch_dir("tfmirror-model-") as folder:
+        # A form whose folder is checked is extracted in the one pass that checks the
+        # archive; one found only by its root files (an import) takes a second pass.
+        early = wanted is not None and wanted.checks_folder
         with store.open_blob(fetched.sha256) as reader:
-            inspect_archive(reader, fetched.size, limits, extract_to=folder)
+            facts = inspect_archive(reader, fetched.size, limits, folder if early else None)
+        found = facts.model_format
+        if wanted is not None and found is not wanted:
+            raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
+        if not found.checks_folder:
+            return facts.as_json()
+        if not early:
+            with store.open_blob(fetched.sha256) as reader:
+                inspect_archive(reader, fetched.size, limits, extract_to=folder)
         checked = found.check_folder(folder)
         served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
     return {**facts.as_json(), **checked, "served_files": served}
