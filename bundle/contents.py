@@ -27,5 +27,5 @@ def referenced(manifests: Mapping[str, bytes]) -> set[str]:
         if key.startswith(PYPI_MANIFESTS + "/"):
             blobs.update(blob.sha256 for blob in Manifest.from_bytes(data).blobs())
         elif key.startswith(HUB_MANIFESTS + "/"):
-            blobs.add(ModelManifest.from_bytes(data).sha256)
+            blobs.update(sha for sha, _, _ in ModelManifest.from_bytes(data).blobs())
     return blobs

@@ -25,27 +25,15 @@ from typing import BinaryIO
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import looked_for, recognise
 from hub_cache.formats.base import ModelFormat
+from hub_cache.limits import NAME_MAX, PATH_MAX, RATIO_FLOOR, ArchiveLimits
 from mirror.core.redact import bounded
 
 CHUNK = 1024 * 1024
 BLOCK = 512
-# Below this many bytes unpacked, the ratio check is meaningless: a tar pads every
-# member to 512 bytes and the whole archive to 10 KiB, which gzip shrinks 50-fold.
-RATIO_FLOOR = 16 * 1024 * 1024
 # tarfile reads a PAX header or a GNU long name into memory whole; real ones are a few
 # hundred bytes.
 MAX_HEADER_DATA = 1024 * 1024
-NAME_MAX = 255  # bytes in one path segment (Linux); longer cannot be extracted
-PATH_MAX = 4000
 SHOWN = 200  # characters of a member name quoted in a reason
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """How far a model archive may unpack ([hub] max_uncompressed_mb, max_ratio)."""
-
-    max_uncompressed: int
-    max_ratio: float
 
 
 @dataclass(frozen=True)
@@ -59,6 +47,7 @@ class ArchiveFacts:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "format": self.model_format.key,
             "compression": self.compression,
             "files": self.files,
             "directories": self.directories,

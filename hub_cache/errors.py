@@ -1,6 +1,7 @@
-"""The hub side's errors: an archive refused, bytes that are not a SavedModel, a link
-where a folder of ours belongs, a prefetch that failed. Each is a TfmirrorError
-(mirror.core.errors), so the command prints it as one line."""
+"""The hub side's errors: a model refused (an archive, a .tflite, a TF.js folder, a Keras
+file; the message is the reason), bytes that are not a SavedModel, a link where a folder
+of ours belongs, a prefetch that failed. Each is a TfmirrorError (mirror.core.errors),
+so the command prints it as one line."""
 
 from __future__ import annotations
 

@@ -14,21 +14,25 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
+from hub_cache.formats import format_named
+from hub_cache.formats.base import ModelFormat
+from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
+from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
+from mirror.core.scratch import scratch_dir
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import Fetched, FetchPolicy, fetch_verified
-
-COMPRESSED_QUERY = "tf-hub-format=compressed"
 
 
 class ModelStatus(StrEnum):
@@ -91,14 +95,65 @@ def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
 
 
 def compressed_url(model: HubModel, hub: HubConfig) -> str:
-    """Where a model's archive is fetched: its source; Kaggle's download API for a Kaggle
-    handle; else the handle as tensorflow_hub asks it (tfhub.dev redirects onwards)."""
+    """Where a model is fetched: its source; Kaggle's download API for a Kaggle handle;
+    else the handle as its form's client asks tfhub.dev for it (`?tf-hub-format=
+    compressed`, `?lite-format=tflite`; tfhub.dev redirects onwards)."""
     if model.source:
         return model.source
     if model.kaggle is not None:
         return model.kaggle.download_url(hub.kaggle_api)
     joiner = "&" if "?" in model.handle else "?"
-    return f"{model.handle}{joiner}{COMPRESSED_QUERY}"
+    return f"{model.handle}{joiner}{_format(model.form).fetch_query}"
+
+
+def _format(form: str) -> ModelFormat:
+    found = format_named(form)
+    assert found is not None, f"{form}: every form the config takes has a format"
+    return found
+
+
+def inspect_model(
+    store: BlobStore, fetched: Fetched, form: str | None, limits: ArchiveLimits
+) -> dict[str, object]:
+    """The stored model's facts, as its manifest keeps them, checked as its form's client
+    reads it: one file (a .tflite) by its format's reader, else as an archive (and, for a
+    form whose client asks for its files one by one, the extracted folder, each file then
+    kept as a blob of its own: `served_files`). `form` None: whatever archive it is."""
+    wanted = _format(form) if form is not None else None
+    if wanted is not None and wanted.single_file:
+        with seekable_blob(store, fetched.sha256) as (reader, size):
+            return wanted.inspect_file(reader, size, f"the {wanted.name} file", limits)
+    with scratch_dir("tfmirror-model-") as folder:
+        # A form whose folder is checked is extracted in the one pass that checks the
+        # archive; one found only by its root files (an import) takes a second pass.
+        early = wanted is not None and wanted.checks_folder
+        with store.open_blob(fetched.sha256) as reader:
+            facts = inspect_archive(reader, fetched.size, limits, folder if early else None)
+        found = facts.model_format
+        if wanted is not None and found is not wanted:
+            raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
+        if not found.checks_folder:
+            return facts.as_json()
+        if not early:
+            with store.open_blob(fetched.sha256) as reader:
+                inspect_archive(reader, fetched.size, limits, extract_to=folder)
+        checked = found.check_folder(folder)
+        served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
+    return {**facts.as_json(), **checked, "served_files": served}
+
+
+def _files_in(folder: Path) -> list[tuple[str, Path]]:
+    return sorted(
+        (Path(root, name).relative_to(folder).as_posix(), Path(root, name))
+        for root, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def _keep_file(store: BlobStore, path: Path) -> dict[str, object]:
+    """One file of a model folder, stored as a blob: its sha256 and size."""
+    kept = copy_local(store, path, 0)
+    return {"sha256": kept.sha256, "size": kept.size}
 
 
 def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
@@ -148,17 +203,17 @@ def publish_model(
     hub: HubConfig,
     commit: Commit,
     gate: Gate | None = None,
+    form: str | None = SAVEDMODEL,
 ) -> ModelOutcome:
-    """Validate a stored archive and commit its manifest, with its aliases, unless it is
-    what we serve (then only aliases new since) or the gate refuses it (then what was
-    served stays)."""
+    """Validate a stored model (in `form`: mirror.core.model_forms) and commit its
+    manifest, with its aliases, unless it is what we serve (then only aliases new since)
+    or the gate refuses it (then what was served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
     try:
-        with store.open_blob(fetched.sha256) as reader:
-            facts = inspect_archive(reader, fetched.size, caps(hub))
+        facts = inspect_model(store, fetched, form, caps(hub))
     except ArchiveRejected as exc:
         # The blob stays until gc, like a refused one below: no manifest lists it, so
         # nothing serves it, and only gc knows whether anything else (a snapshot, a
@@ -173,7 +228,7 @@ def publish_model(
         size=fetched.size,
         synced_at=utcnow(),
         source=fetched.url,
-        archive=facts.as_json(),
+        archive=facts,
     )
     refused = gate(manifest) if gate is not None else None
     if refused is not None:
@@ -239,7 +294,14 @@ class HubSync:
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, reason)
         commit = Commit(actor_for(trigger), "hub sync", tuple(model.aliases))
         return publish_model(
-            self.store, model.handle, model.path, fetched, self.config.hub, commit, self.gate
+            self.store,
+            model.handle,
+            model.path,
+            fetched,
+            self.config.hub,
+            commit,
+            self.gate,
+            model.form,
         )
 
     def run(self, trigger: str = "manual") -> HubReport:

@@ -1,5 +1,5 @@
-"""`tfmirror hub import`: a model from a local folder or tarball, for networks that
-nothing reaches. It goes through the same validation as a synced model, its format
+"""`tfmirror hub import`: a model from a local folder, tarball or `.tflite` file, for
+networks that nothing reaches. It goes through the same validation as a synced model, its format
 recognised as a synced one's is (hub_cache.formats)."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ import os
 import tarfile
 from pathlib import Path
 
+from hub_cache.formats.keras import KERAS_FILE_KEY
 from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
 from mirror.core.config import HubConfig
 from mirror.core.errors import DownloadError
 from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
+from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import Fetched
 
@@ -45,7 +47,12 @@ def _arcname(folder: Path, path: Path) -> str:
 def import_model(
     store: BlobStore, source: Path, handle: str, hub: HubConfig, gate: Gate | None = None
 ) -> ModelOutcome:
+    """A model folder (packed as an archive), a model archive, or a single-file model (a
+    `.tflite`), checked as a synced one is."""
     path = handle_path(handle)
+    # A .tflite or .keras file by its name; an archive or folder is whatever model it holds.
+    suffix = source.suffix.lower() if source.is_file() else ""
+    form = {".tflite": TFLITE, ".keras": KERAS_FILE_KEY}.get(suffix)
     try:
         if source.is_dir():
             fetched = pack_folder(store, source)
@@ -55,4 +62,4 @@ def import_model(
     except DownloadError as exc:
         return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", str(exc))
     commit = Commit(actor_for("manual"), "hub import")  # a command someone ran
-    return publish_model(store, handle, path, fetched, hub, commit, gate)
+    return publish_model(store, handle, path, fetched, hub, commit, gate, form)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,25 @@ class ModelManifest:
         """Its format (hub_cache.formats), from the archive's root file; None for one no
         format here claims (a manifest written by a release that knew more formats)."""
         return format_of(self.archive)
+
+    def served_files(self) -> dict[str, tuple[str, int]]:
+        """The files of the model its client asks for one by one (a TF.js model's
+        model.json and shards), each kept as a blob: relative path -> (sha256, size)."""
+        files = self.archive.get("served_files")
+        if not isinstance(files, dict):
+            return {}
+        return {
+            str(name): (str(ref["sha256"]), int(ref["size"]))
+            for name, ref in files.items()
+            if isinstance(ref, dict) and "sha256" in ref and "size" in ref
+        }
+
+    def blobs(self) -> Iterator[tuple[str, int, str]]:
+        """Every blob the manifest refers to, as (sha256, size, what it is): the archive
+        (or the model file), and each file kept on its own."""
+        yield self.sha256, self.size, self.handle
+        for name, (sha256, size) in self.served_files().items():
+            yield sha256, size, f"{self.handle} {name}"
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()

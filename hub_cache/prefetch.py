@@ -17,13 +17,17 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected, PrefetchError
-from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE
+from hub_cache.formats import format_of
+from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, ModelFormat
+from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.held_folder import HeldFolder
+from hub_cache.limits import ArchiveLimits
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import parse_kaggle, parse_kagglehub
 from mirror.core.redact import bounded
@@ -113,6 +117,29 @@ def prefetch(
         place, path = kagglehub_place(cache_dir, handle)
     else:
         place, path = tfhub_place(cache_dir, handle), mirror_path(handle, mirror)
+    info_url, doc, sha256, size = _model_doc(handle, path, mirror, caps, timeout, snapshot)
+    if environment is not None:
+        _loads_in(handle, doc, environment)
+    model_format = _format_in(doc)
+    if model_format is not None and place.cache not in model_format.caches:
+        raise PrefetchError(
+            f"{handle}: a {model_format.name} model does not go in a {place.cache} cache; "
+            "`--to DIR` writes its files"
+        )
+    try:
+        # The query its format is served at (a manifest from before formats were named
+        # is a SavedModel's archive).
+        name, value = (model_format or SAVED_MODEL).served_query
+        archive_url = f"{info_url}?{name}={value}"
+        return _fetch_into(handle, place, mirror, archive_url, sha256, size, caps, timeout)
+    except OSError as exc:
+        raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
+
+
+def _model_doc(
+    handle: str, path: str, mirror: str, caps: ArchiveLimits, timeout: float, snapshot: str | None
+) -> tuple[str, dict[str, Any], str, int]:
+    """The mirror's page of the model (its URL and JSON), and its blob's sha256 and size."""
     info_url = f"{mirror}/hub/{'@' + snapshot + '/' if snapshot else ''}{path}"
     try:
         info = requests.get(info_url, headers={"Accept": "application/json"}, timeout=timeout)
@@ -132,17 +159,70 @@ def prefetch(
             f"{handle}: {info_url} is not a tfmirror model page (no sha256 and "
             "size in its JSON): is --mirror a tfmirror web front?"
         ) from None
-    if environment is not None:
-        _loads_in(handle, doc, environment)
     if size > caps.max_uncompressed:
         raise PrefetchError(
             f"{handle}: the mirror lists {size} bytes, over the "
             f"{caps.max_uncompressed // 2**20} MiB cap ([hub] max_uncompressed_mb)"
         )
+    return info_url, doc, sha256, size
+
+
+def _format_in(doc: dict[str, Any]) -> ModelFormat | None:
+    archive = doc.get("archive")
+    return format_of(archive) if isinstance(archive, dict) else None
+
+
+def prefetch_to(
+    handle: str,
+    to: Path,
+    mirror: str,
+    caps: ArchiveLimits,
+    timeout: float = 60,
+    snapshot: str | None = None,
+) -> Prefetched:
+    """Write the model plainly into `to`, for devices and web servers: a single-file
+    model (a .tflite) as `<path with _>.tflite`, checked as its client reads it; an
+    archived one extracted into a folder of that name."""
+    mirror = mirror.rstrip("/")
+    path = mirror_path(handle, mirror)
+    info_url, doc, sha256, size = _model_doc(handle, path, mirror, caps, timeout, snapshot)
+    model_format = _format_in(doc)
+    if model_format is None:
+        raise PrefetchError(
+            f"{handle}: the mirror serves it in a format this tfmirror does not know"
+        )
+    name, value = model_format.served_query
+    target = to / (
+        path.replace("/", "_") + ("" if not model_format.single_file else model_format.suffix)
+    )
+    to.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=to, prefix=".tfmirror-", delete=False) as spool:
+        spooled = Path(spool.name)
     try:
-        return _fetch_into(handle, place, mirror, info_url, sha256, size, caps, timeout)
-    except OSError as exc:
-        raise PrefetchError(f"{handle}: cache {cache_dir}: {exc.strerror or exc}") from None
+        with spooled.open("w+b") as spool:
+            _download(f"{info_url}?{name}={value}", spool, sha256, size, timeout)
+            spool.seek(0)
+            try:
+                if model_format.single_file:
+                    model_format.inspect_file(spool, size, target.name, caps)
+                else:
+                    staging = to / f".{target.name}.{uuid.uuid4().hex}.tmp"
+                    staging.mkdir()
+                    try:
+                        inspect_archive(spool, size, caps, extract_to=staging)
+                        if target.exists():
+                            swap_in(staging, target)
+                        else:
+                            os.replace(staging, target)
+                    finally:
+                        shutil.rmtree(staging, ignore_errors=True)
+            except ArchiveRejected as exc:
+                raise PrefetchError(f"{handle}: rejected: {exc}") from None
+        if model_format.single_file:
+            os.replace(spooled, target)
+    finally:
+        spooled.unlink(missing_ok=True)
+    return Prefetched(handle, target, "fetched")
 
 
 def _loads_in(handle: str, doc: dict[str, object], environment: str) -> None:
@@ -158,7 +238,7 @@ def _fetch_into(
     handle: str,
     place: Place,
     mirror: str,
-    info_url: str,
+    archive_url: str,
     sha256: str,
     size: int,
     caps: ArchiveLimits,
@@ -171,7 +251,7 @@ def _fetch_into(
         return Prefetched(handle, folder, "unchanged")
 
     with tempfile.TemporaryFile(dir=home, prefix=".tfmirror-") as spool:
-        _download(f"{info_url}?tf-hub-format=compressed", spool, sha256, size, timeout)
+        _download(archive_url, spool, sha256, size, timeout)
         staging = home / f"{folder.name}.{uuid.uuid4().hex}.tmp"
         staging.mkdir()
         try:

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.held_folder import HeldFolder
+from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest
 from hub_cache.prefetch import OLD_COPIES_KEPT
 from mirror.core.storage import BlobStore

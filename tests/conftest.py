@@ -18,6 +18,7 @@ from mirror.devpi.server import DevpiProcess
 from testkit.servers import MotoServer, aws_test_credentials, free_port
 from testkit.upstream import Upstream
 from tests.support.debian import require_debian_tool
+from tests.support.hub_upstream import HubUpstream
 
 DEVPI_TEST_PASSWORD = "devpi-test-password"
 
@@ -91,6 +92,13 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 def nginx() -> str:
     """Debian's nginx, the engine behind the fleet entry point."""
     return require_debian_tool("nginx", "nginx-light")
+
+
+@pytest.fixture
+def hub_up() -> Iterator[HubUpstream]:
+    """A local tfhub.dev (tests.support.hub_upstream)."""
+    with HubUpstream() as up:
+        yield up
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def referenced_shas(store: BlobStore) -> set[str]:
     shas = {blob.sha256 for m in load_all(store) for blob in m.blobs()}
     # A quarantined file's bytes stay for forensics until its rule is lifted; a
     # snapshot's, until it is deleted; an interrupted import's, until it is finished.
-    models = {m.sha256 for m in load_models(store)}
+    models = {sha for m in load_models(store) for sha, _, _ in m.blobs()}
     return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store) | pending
 
 

@@ -85,6 +85,11 @@ def check_model(
         return ModelCheck(
             model.path, model.handle, True, "not loaded: no environment's runtime can load it here"
         )
+    model_format = model.model_format
+    if model_format is not None and model_format.single_file:
+        # Loaded from the file itself, not an extracted folder (no runtime does yet).
+        reason = model_format.load_probe(str(model.archive.get("root_file", "")))
+        return ModelCheck(model.path, model.handle, True, str(reason))
     with scratch_dir("tfmirror-model-") as folder:
         try:
             with store.open_blob(model.sha256) as reader:

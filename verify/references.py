@@ -40,8 +40,10 @@ def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
             hub_model = configured.get(model.handle)
             # A signed storage URL from the last sync has expired by now: ask the handle again.
             url = compressed_url(hub_model, config.hub) if hub_model else ""
-            if not where or model.sha256 not in refs:
-                add(model.sha256, model.size, model.handle + where, url)
+            for sha256, size, what in model.blobs():
+                if not where or sha256 not in refs:
+                    # A file kept on its own is re-made from the archive, not fetched.
+                    add(sha256, size, what + where, url if sha256 == model.sha256 else "")
 
     add_all(store, "")
     # What only a snapshot holds now is scrubbed (and repaired) as well: a rollback to

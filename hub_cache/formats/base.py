@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
+from hub_cache.limits import ArchiveLimits
 from mirror.core.storage import BlobStore
 
 # The client caches `tfmirror hub prefetch` fills with a model folder, as archived.
@@ -61,8 +62,18 @@ class RuntimeKind:
 class ModelFormat(Protocol):
     """One model format. A module implements it and hub_cache.formats registers it."""
 
+    key: str  # its name in a `[hub] models` entry's `format` (mirror.core.model_forms)
     name: str  # as messages and pages name it ("SavedModel")
     looks_for: str  # the root files that mark it, as a refused archive is told
+    # True: the blob is the model file itself (a .tflite), checked by inspect_file;
+    # False: a tar archive of the model folder, checked by hub_cache.archive.
+    single_file: bool
+    # True: an archived form whose extracted folder is checked too (check_folder), and
+    # whose files are kept each as a blob of its own (its client asks for them one by one).
+    checks_folder: bool
+    fetch_query: str  # what tfhub.dev is asked for this form ("tf-hub-format=compressed")
+    served_query: tuple[str, str]  # the query its client asks the mirror with, as (name, value)
+    suffix: str  # of the file a client downloads (".tar.gz", ".tflite")
     runtime: RuntimeKind | None  # what its models are checked against; None: nothing
     serving_platform: str | None  # TF Serving's `model_platform`; None: not servable there
     caches: frozenset[str]  # client caches prefetch may fill with it (TFHUB_CACHE, ...)
@@ -73,6 +84,19 @@ class ModelFormat(Protocol):
         this format. The manifest records it (`archive.root_file`) and a published
         model's format is found again from it alone: given just that name, the format
         must claim it again."""
+        ...
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        """A single-file form's facts, as the manifest keeps them (`archive`), read from a
+        seekable `reader` of `size` bytes exactly as its client reads it; ArchiveRejected,
+        naming `name` and the reason, for anything the client would not read."""
+        ...
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        """An archived form's further facts, from its extracted (already checked) folder,
+        read as its client reads it; ArchiveRejected with the reason."""
         ...
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:

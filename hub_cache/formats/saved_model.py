@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
-from hub_cache.errors import NotASavedModel
+from hub_cache.errors import ArchiveRejected, NotASavedModel
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.probes import saved_model_load
 from hub_cache.formats.saved_model_ops import archive_ops
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
+from hub_cache.limits import ArchiveLimits
+from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.storage import BlobStore
 
 ROOT_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")  # first found wins
@@ -21,8 +24,14 @@ TF1_HUB_MODULE = "tfhub_module.pb"
 
 
 class SavedModel:
+    key = SAVEDMODEL
     name = "SavedModel"
     looks_for = "saved_model.pb, saved_model.pbtxt or tfhub_module.pb"
+    single_file = False
+    checks_folder = False
+    fetch_query = "tf-hub-format=compressed"
+    served_query = ("tf-hub-format", "compressed")
+    suffix = ".tar.gz"
     runtime: RuntimeKind | None = TENSORFLOW
     serving_platform: str | None = "tensorflow"
     caches = frozenset({TFHUB_CACHE, KAGGLEHUB_CACHE})
@@ -30,6 +39,14 @@ class SavedModel:
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in ROOT_FILES if f in root_files), None)
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        raise ArchiveRejected(f"{name}: a SavedModel is a folder, archived; not one file")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         if root_file == TF1_HUB_MODULE:

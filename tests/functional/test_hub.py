@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from testkit.servers import free_port
 from tests.support.archives import MALICIOUS_KINDS, malicious, tar_of_dir
+from tests.support.cli import tfmirror
 from tests.support.hub_upstream import HubUpstream
 from tests.support.runner import runner_over
 from tfmirror.app import create_app
@@ -35,12 +35,6 @@ from verify.gc import collect
 
 TFHUB_KERAS = "https://tfhub.dev/google/tfmirror-test/keras/1"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def hub_up() -> Iterator[HubUpstream]:
-    with HubUpstream() as up:
-        yield up
 
 
 def hub_config(tmp_path: Path, models: list[Any], storage: dict[str, Any] | None = None) -> Config:
@@ -69,16 +63,6 @@ def assert_same_outputs(got: dict[str, Any], expected: dict[str, Any]) -> None:
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         np.testing.assert_allclose(np.array(got[key]), np.array(value), rtol=1e-6)
-
-
-def tfmirror(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config_path), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def test_models_load_through_the_front_and_from_a_prefetched_cache_offline(

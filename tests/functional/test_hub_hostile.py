@@ -31,12 +31,6 @@ def storage_host() -> Iterator[HubUpstream]:
         yield up
 
 
-@pytest.fixture
-def hub_up() -> Iterator[HubUpstream]:
-    with HubUpstream() as up:
-        yield up
-
-
 def config_for(tmp_path: Path, models: list[Any], **hub: Any) -> Any:
     return parse_config(
         {

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveLimits
 from hub_cache.errors import PrefetchError
+from hub_cache.limits import ArchiveLimits
 from hub_cache.prefetch import cache_folder, prefetch
 from tests.support.archives import FAKE_MODEL, cut_at_member_boundary, tar_bytes
 

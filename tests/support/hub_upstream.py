@@ -1,4 +1,5 @@
-"""A local server that behaves like tfhub.dev for `?tf-hub-format=compressed`.
+"""A local server that behaves like tfhub.dev for `?tf-hub-format=compressed` (and, for a
+model added with its query, `?lite-format=tflite`).
 
 tfhub.dev answers a handle with a redirect chain (to Kaggle, then to a signed storage
 URL); this server does the same: /<path>?tf-hub-format=compressed -> 302
@@ -21,10 +22,15 @@ class HubUpstream(LoopbackHttpServer):
         super().__init__(host)
         self.storage_base = ""  # set: signed URLs point at another server (a storage host)
         self.models: dict[str, tuple[bytes, str]] = {}
+        self.queries: dict[str, tuple[str, str]] = {}  # path -> the query it answers
         self.hits: Counter[str] = Counter()
 
-    def add(self, path: str, data: bytes, behaviour: str = "ok") -> str:
+    def add(
+        self, path: str, data: bytes, behaviour: str = "ok", query: str = "tf-hub-format=compressed"
+    ) -> str:
         self.models[path] = (data, behaviour)
+        name, _, value = query.partition("=")
+        self.queries[path] = (name, value)
         return f"{self.url}/{path}"
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
@@ -39,8 +45,10 @@ class HubUpstream(LoopbackHttpServer):
                 "?X-Goog-Signature=abc123&X-Goog-Expires=600"
             )
             return _redirect(req, signed)
-        if parse_qs(parts.query).get("tf-hub-format") == ["compressed"] and path in self.models:
-            return _redirect(req, f"/kaggle/{path}/download")
+        if path in self.models:
+            name, value = self.queries[path]
+            if parse_qs(parts.query).get(name) == [value]:
+                return _redirect(req, f"/kaggle/{path}/download")
         return _send(req, 404, b"Not Found")
 
     def _storage(self, req: BaseHTTPRequestHandler, path: str) -> None:

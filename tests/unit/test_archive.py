@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
+from hub_cache.limits import ArchiveLimits
 from tests.support.archives import (
     FAKE_MODEL,
     MALICIOUS_KINDS,

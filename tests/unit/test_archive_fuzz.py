@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import ArchiveFacts, ArchiveLimits, inspect_archive
+from hub_cache.archive import ArchiveFacts, inspect_archive
 from hub_cache.errors import ArchiveRejected
+from hub_cache.limits import ArchiveLimits
 
 CASES = 3000
 SEGMENTS = ["saved_model.pb", "variables", "v", "x" * 256, "..", ".", "", "a\\b", "é"]

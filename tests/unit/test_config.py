@@ -194,6 +194,10 @@ def test_hub_models_parse_with_optional_source(tmp_path: Path) -> None:
         (["https://tfhub.dev/google/../a"], "no usable path"),
         (["https://tfhub.dev/google/a/1?tf-hub-format=compressed"], "query or fragment"),
         ([{"handle": "https://tfhub.dev/x/1", "url": "y"}], "[hub.models[0]] url: unknown key"),
+        (
+            [{"handle": "https://tfhub.dev/x/1", "format": "onnx"}],
+            "must be one of savedmodel, tflite, tfjs, keras",
+        ),
     ],
 )
 def test_bad_hub_models_are_refused(tmp_path: Path, models: list[object], expected: str) -> None:
@@ -379,6 +383,33 @@ def test_the_cooldown_is_off_by_default_and_an_environment_may_set_its_own(
     assert {env.name: env.min_age for env in pypi.environments} == {"default": 43200, "ci": 0}
     assert pypi.cooldown_exempt == ("urllib3==2.8.1",)
     assert all(env.min_age == 0 for env in parse_config({}, tmp_path).pypi.environments)
+
+
+@pytest.mark.parametrize(
+    ("handle", "form"),
+    [
+        ("https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5", "savedmodel"),
+        ("https://tfhub.dev/google/lite-model/aiy/vision/classifier/birds_V1/3", "tflite"),
+        (
+            "https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/classification/3/default/1",
+            "tfjs",
+        ),
+        (
+            "https://www.kaggle.com/models/google/mobilenet-v2/tfLite/100-224-classification/1",
+            "tflite",
+        ),
+        ("https://www.kaggle.com/models/google/mobilenet-v2/TFJS/100-224-classification/1", "tfjs"),
+        ("https://www.kaggle.com/models/keras/bert/keras/bert_base_en/2", "keras"),
+        ("https://www.kaggle.com/models/google/bert/tensorFlow2/en-uncased/3", "savedmodel"),
+    ],
+)
+def test_a_model_is_fetched_in_the_form_its_handle_names(
+    tmp_path: Path, handle: str, form: str
+) -> None:
+    config = parse_config({"hub": {"models": [handle]}}, tmp_path)
+    assert config.hub.models[0].form == form
+    named = parse_config({"hub": {"models": [{"handle": handle, "format": "keras"}]}}, tmp_path)
+    assert named.hub.models[0].form == "keras"  # an entry's own format wins
 
 
 def test_every_backend_the_config_accepts_opens_a_store() -> None:

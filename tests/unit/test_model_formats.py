@@ -8,16 +8,19 @@ import io
 import re
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 import hub_cache.formats
-from hub_cache.archive import ArchiveLimits, inspect_archive
+from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import FORMATS, format_of, recognise
 from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.saved_model import SAVED_MODEL
+from hub_cache.formats.tfjs import TFJS_FORMAT
 from hub_cache.importer import import_model
+from hub_cache.limits import ArchiveLimits
 from mirror.core.config import parse_config
 from mirror.core.storage import BlobStore, LocalStore
 from tests.support.archives import FAKE_MODEL, tar_bytes
@@ -29,8 +32,14 @@ LIMITS = ArchiveLimits(max_uncompressed=1 << 30, max_ratio=100)
 class Flat:
     """A stand-in for a next format: one `*.flat` file at the archive root."""
 
+    key = "flat"
     name = "Flat"
     looks_for = "a .flat file"
+    single_file = False
+    checks_folder = False
+    fetch_query = "flat-format=flat"
+    served_query = ("flat-format", "flat")
+    suffix = ".tar.gz"
     runtime: RuntimeKind | None = None
     serving_platform: str | None = None
     caches: frozenset[str] = frozenset()
@@ -38,6 +47,14 @@ class Flat:
 
     def root_file(self, root_files: Collection[str]) -> str | None:
         return next((f for f in sorted(root_files) if f.endswith(".flat")), None)
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        raise ArchiveRejected("archived")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "not read"
@@ -57,7 +74,8 @@ def inspect(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
 def test_a_saved_model_is_found_by_its_root_file() -> None:
     assert recognise({"saved_model.pb", "variables"}) == (SAVED_MODEL, "saved_model.pb")
     assert recognise({"tfhub_module.pb"}) == (SAVED_MODEL, "tfhub_module.pb")
-    assert recognise({"model.json"}) is None
+    assert recognise({"model.json"}) == (TFJS_FORMAT, "model.json")  # TF.js, not a SavedModel
+    assert recognise({"readme.txt"}) is None
     assert format_of({"root_file": "saved_model.pbtxt"}) is SAVED_MODEL
     assert format_of({}) is None
     facts = inspect(FAKE_MODEL)
@@ -77,7 +95,10 @@ def test_a_format_added_to_the_table_is_recognised_and_named_in_refusals(
     assert facts.model_format is flat and facts.root_file == "m.flat"
     assert format_of(facts.as_json()) is flat
     assert inspect(FAKE_MODEL).model_format is SAVED_MODEL
-    refused = "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb or a .flat file at"
+    refused = (
+        "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb (SavedModel), model.json "
+        "(TF.js), config.json (KerasHub preset) or a .flat file (Flat) at"
+    )
     with pytest.raises(ArchiveRejected, match=re.escape(refused)):
         inspect({"readme.txt": b"x"})
 

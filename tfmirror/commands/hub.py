@@ -10,7 +10,7 @@ from pathlib import Path
 from hub_cache.errors import PrefetchError
 from hub_cache.hub_sync import ModelStatus, caps
 from hub_cache.importer import import_model
-from hub_cache.prefetch import prefetch
+from hub_cache.prefetch import prefetch, prefetch_to
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
 from mirror.core.sizes import human_bytes
@@ -32,6 +32,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     where = prefetch.add_mutually_exclusive_group(required=True)
     where.add_argument("--cache-dir", metavar="DIR", help="a TFHUB_CACHE_DIR (tensorflow_hub)")
     where.add_argument(
+        "--to",
+        metavar="DIR",
+        help="write each model plainly (a .tflite file, a folder) for devices and web servers",
+    )
+    where.add_argument(
         "--kagglehub-cache",
         metavar="DIR",
         help="a KAGGLEHUB_CACHE (kagglehub); handles as owner/model/framework/variation/version",
@@ -51,7 +56,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     export_arguments(
         hub_sub.add_parser("export-serving", help="write a TF Serving model repository")
     )
-    imp = hub_sub.add_parser("import", help="add a model from a SavedModel folder or tarball")
+    imp = hub_sub.add_parser(
+        "import", help="add a model from a SavedModel folder or tarball, or a .tflite file"
+    )
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
     wait_flag(imp)
@@ -92,6 +99,12 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     code = EXIT_OK
     for handle in args.handles:
         try:
+            if args.to:
+                done = prefetch_to(
+                    handle, Path(args.to), mirror, caps(config.hub), snapshot=args.snapshot
+                )
+                print(f"{handle}: {done.status} -> {done.folder}")
+                continue
             cache = Path(args.kagglehub_cache or args.cache_dir)
             kagglehub = args.kagglehub_cache is not None
             done = prefetch(

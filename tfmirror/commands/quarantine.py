@@ -47,7 +47,10 @@ def _covered(store: BlobStore, rule: QuarantineRule) -> list[tuple[str, str]]:
     """(file or handle, sha256) of what the rule covers now."""
     if rule.model:
         return [
-            (m.handle, m.sha256) for m in load_models(store) if rule.matches_model(m.handle, m.path)
+            (what, sha)
+            for m in load_models(store)
+            if rule.matches_model(m.handle, m.path)
+            for sha, _, what in m.blobs()
         ]
     found = {
         w.sha256: w.filename

@@ -15,6 +15,7 @@ from mirror.core.config.storage import StorageConfig
 from mirror.core.errors import ConfigError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
+from mirror.core.model_forms import FORM_NAMES, form_of_handle
 
 _SERVING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _EXAMPLE = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
@@ -73,9 +74,21 @@ class HubModel:
         ),
     )
 
+    # the form it is published in; by default what the handle says (mirror.core.model_forms)
+    format: str = key(
+        "",
+        '"tflite"',
+        Check(lambda f: not f or f in FORM_NAMES, f"must be one of {', '.join(FORM_NAMES)}"),
+    )
+
     @property
     def kaggle(self) -> KaggleModel | None:
         return parse_kaggle(self.handle)
+
+    @property
+    def form(self) -> str:
+        """The form it is fetched, checked and served in: `format`, else the handle's."""
+        return self.format or form_of_handle(self.handle)
 
     @property
     def path(self) -> str:

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config.forms import is_base_url
-from mirror.core.config.keys import PORT, Check, key, plain, read_table
+from mirror.core.config.keys import PORT, Check, Form, key, plain, read_table
 
 
 def local_url(host: str, port: int) -> str:
     """The URL a process on this machine uses for a server listening on host:port (one
     listening on every address is reached on loopback)."""
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def _is_origin(origin: object) -> bool:
+    return isinstance(origin, str) and is_base_url(origin) and origin.count("/") == 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,18 @@ class WebConfig:
             "must be an http(s) URL with a host and no credentials, query or fragment",
         ),
         plain(lambda url: url.rstrip("/")),
+    )
+
+    # Origins whose pages may fetch models from the mirror (a TF.js app on another host):
+    # sent back in Access-Control-Allow-Origin; "*" lets any. Default: none.
+    cors_origins: tuple[str, ...] = key(
+        (),
+        '["https://app.internal"]',
+        Check(
+            lambda origins: all(o == "*" or _is_origin(o) for o in origins),
+            'list origins as scheme://host[:port] (no path), or "*"',
+        ),
+        form=Form(list, lambda s, name, raw: tuple(str(o) for o in raw)),
     )
 
     @property

@@ -1,0 +1,117 @@
+"""Keras 3: a `.keras` file (one zip: config.json, metadata.json, the weights) loaded by
+`keras.saving.load_model`, and a KerasHub preset (a folder: config.json, metadata.json,
+the weights, a tokenizer's files), which Kaggle Models serves archived for the `keras`
+framework and `from_preset` reads. Both are checked as Keras reads them with
+`safe_mode=True` (keras_model.py: no Lambda, no class from outside Keras), before any
+manifest names them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import BinaryIO
+
+from hub_cache.errors import ArchiveRejected
+from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
+from hub_cache.formats.keras_model import (
+    CONFIG,
+    inspect_keras_file,
+    inspect_kerashub_preset,
+)
+from hub_cache.limits import ArchiveLimits
+from mirror.core.model_forms import KERAS
+from mirror.core.storage import BlobStore
+
+KERAS_FILE_KEY = "keras-file"  # a manifest's name for a `.keras` file (`hub import`)
+NOT_LOADED = "Keras: not loaded here (no Keras runtime is built for an environment yet)"
+
+
+class KerasPreset:
+    key = KERAS
+    name = "KerasHub preset"
+    looks_for = "config.json"
+    single_file = False
+    checks_folder = True
+    fetch_query = "tf-hub-format=compressed"  # Kaggle's download, as for any framework
+    served_query = ("keras-format", "preset")
+    suffix = ".tar.gz"
+    client_import = "import keras_hub"
+    runtime: RuntimeKind | None = None
+    serving_platform: str | None = None
+    caches = frozenset({KAGGLEHUB_CACHE})  # from_preset("kaggle://...") reads kagglehub's
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        return CONFIG if CONFIG in root_files else None
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        raise ArchiveRejected(f"{name}: a KerasHub preset is a folder, archived; not one file")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        files = {
+            Path(root, n).relative_to(folder).as_posix(): Path(root, n).stat().st_size
+            for root, _, names in os.walk(folder)
+            for n in names
+        }
+        preset = inspect_kerashub_preset(files, lambda p: (folder / p).read_bytes())
+        return {"keras": preset.as_json()}
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        return "Keras models are not checked against a runtime here"
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return NOT_LOADED
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        return {"prefetch_then": 'keras_hub.models.Backbone.from_preset("DIR")'}
+
+
+class KerasFile:
+    key = KERAS_FILE_KEY
+    name = "Keras"
+    looks_for = "a .keras file"
+    single_file = True
+    checks_folder = False
+    fetch_query = ""
+    served_query = ("keras-format", "keras")
+    suffix = ".keras"
+    client_import = "import keras"
+    runtime: RuntimeKind | None = None
+    serving_platform: str | None = None
+    caches: frozenset[str] = frozenset()
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        return None  # one file, never found inside an archive
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        model = inspect_keras_file(reader, size, limits, name)
+        return {
+            "format": self.key,
+            "compression": "zip",
+            "files": model.files,
+            "directories": 0,
+            "uncompressed_size": model.uncompressed_size,
+            "root_file": "model.keras",
+            "keras": model.as_json(),
+        }
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        return "Keras models are not checked against a runtime here"
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return NOT_LOADED
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        url = f"{mirror_handle}?keras-format=keras"
+        return {"keras": f'keras.saving.load_model(keras.utils.get_file("model.keras", "{url}"))'}
+
+
+KERAS_PRESET = KerasPreset()
+KERAS_FILE = KerasFile()

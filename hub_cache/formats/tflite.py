@@ -1,0 +1,81 @@
+"""TFLite (LiteRT), the edge devices' format: one `.tflite` FlatBuffer, fetched from
+tfhub.dev with `?lite-format=tflite` and served to clients the same way. Its facts and
+operator codes are read by a reader of its own (tflite_reader.py: every offset checked,
+no TensorFlow in the mirror), kept in the manifest, and shown on the model's page."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import BinaryIO
+
+from hub_cache.errors import ArchiveRejected
+from hub_cache.formats.base import GraphOps, RuntimeKind
+from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
+from hub_cache.limits import ArchiveLimits
+from mirror.core.model_forms import TFLITE
+from mirror.core.storage import BlobStore
+
+MODEL_FILE = "model.tflite"  # the root file a manifest records for it
+
+
+class TfLite:
+    key = TFLITE
+    name = "TFLite"
+    looks_for = "a .tflite file"
+    single_file = True
+    checks_folder = False
+    fetch_query = "lite-format=tflite"
+    served_query = ("lite-format", "tflite")
+    suffix = ".tflite"
+    client_import = "import urllib.request\nfrom ai_edge_litert.interpreter import Interpreter"
+    runtime: RuntimeKind | None = None  # LiteRT runtimes are not built yet
+    serving_platform: str | None = None  # TF Serving serves no .tflite
+    caches: frozenset[str] = frozenset()  # tensorflow_hub loads no .tflite
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        # Not claimed inside an archive (Kaggle's tfLite archives): its bytes would
+        # need checking there too, which the archive pass does not do yet.
+        return None
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        model = read_tflite(reader, size, name)
+        return {
+            "format": self.key,
+            "compression": "none",
+            "files": 1,
+            "directories": 0,
+            "uncompressed_size": size,
+            "root_file": MODEL_FILE,
+            "tflite": model.as_json(),
+        }
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        return {}
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        try:
+            with seekable_blob(store, sha256) as (reader, size):
+                model = read_tflite(reader, size, MODEL_FILE)
+        except ArchiveRejected as exc:
+            return str(exc)
+        return GraphOps(operator_names(model))
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return "TFLite: not loaded here (no LiteRT runtime is built for an environment yet)"
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        url = f"{mirror_handle}?lite-format=tflite"
+        return {"litert": f'Interpreter(model_content=urllib.request.urlopen("{url}").read())'}
+
+
+def operator_names(model: TfliteModel) -> frozenset[str]:
+    """Every operator code, as LiteRT names them: builtins by name, custom and Flex ops
+    by their custom code."""
+    return model.builtin_ops | model.custom_ops | model.flex_ops
+
+
+TFLITE_FORMAT = TfLite()
