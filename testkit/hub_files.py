@@ -1,10 +1,12 @@
-"""A local tfhub.dev that serves model files from disk, for the benches: a model's handle
-asked with its form's query (`?lite-format=tflite`, `?tfjs-format=compressed`) answers
-302 to a storage URL, as tfhub.dev redirects to a signed one, which sends the file with
-sendfile(), so a 100 MB model neither sits in memory nor passes through Python."""
+"""Files from disk over loopback HTTP, for benches and tests: a local tfhub.dev (a model's
+handle asked with its form's query, `?lite-format=tflite`, `?tfjs-format=compressed`,
+answers 302 to a storage URL, as tfhub.dev redirects to a signed one) and a plain web
+site (a page of another origin). Files go out with sendfile(), so a 100 MB model neither
+sits in memory nor passes through Python."""
 
 from __future__ import annotations
 
+import mimetypes
 import os
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -41,10 +43,30 @@ class HubFiles(LoopbackHttpServer):
         req.end_headers()
 
 
-def _send_file(req: BaseHTTPRequestHandler, file: Path) -> None:
+class StaticSite(LoopbackHttpServer):
+    """The files of a folder, each at its name (a page and its scripts)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        name = urlsplit(req.path).path.strip("/")
+        file = self.folder / name
+        if "/" in name or not name or not file.is_file():
+            req.send_response(404)
+            req.send_header("Content-Length", "0")
+            return req.end_headers()
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        _send_file(req, file, kind)
+
+
+def _send_file(
+    req: BaseHTTPRequestHandler, file: Path, kind: str = "application/octet-stream"
+) -> None:
     with file.open("rb") as source:
         req.send_response(200)
-        req.send_header("Content-Type", "application/octet-stream")
+        req.send_header("Content-Type", kind)
         req.send_header("Content-Length", str(os.fstat(source.fileno()).st_size))
         req.end_headers()
         req.wfile.flush()

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,11 @@ from mirror.core.config import load_config, parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.proxy.nginx import NginxProcess, entry_point, plan_for
+from testkit.hub_files import StaticSite
 from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
 from tests.support.cli import tfmirror
+from tests.support.debian import require_debian_tool
 from tests.support.hub_upstream import HubUpstream
 from tests.support.runner import runner_over
 from tests.support.tfjs_node import FIXTURES, tfjs_node_modules
@@ -155,3 +158,64 @@ def test_through_nginx_each_file_is_sent_by_nginx_with_the_fronts_cors_answer(
             assert "Origin" in got.headers.get("Vary", "")
         plain = requests.get(f"{base}/model.json?tfjs-format=file", timeout=10)
         assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+PAGE = """<html><body><script src="tf.min.js"></script><script>
+tf.setBackend("cpu").then(() => tf.loadGraphModel("MODEL", {fromTFHub: true}))
+  .then((model) => model.predict(tf.tensor2d(INPUT)).array())
+  .then((out) => document.body.setAttribute("data-output", JSON.stringify(out)))
+  .catch((e) => document.body.setAttribute("data-error", String(e.message || e)));
+</script></body></html>
+"""
+
+
+def test_a_page_of_another_origin_loads_the_model_in_chromium_only_where_cors_allows(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    chromium = require_debian_tool("chromium", "chromium")
+    modules = tfjs_node_modules(request.config)
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(modules / "@tensorflow" / "tfjs" / "dist" / "tf.min.js", site / "tf.min.js")
+    with StaticSite(site) as page_server:
+        port = free_port()
+        config_path = tmp_path / "tfmirror.toml"
+        config_path.write_text(
+            f'[storage]\npath = "store"\n[web]\nport = {port}\n'
+            f'cors_origins = ["{page_server.url}"]\n'
+        )
+        handle = "https://tfhub.dev/google/tfjs-model/tfmirror-tiny/1"
+        done = tfmirror(config_path, "hub", "import", str(FIXTURES / "graph"), "--handle", handle)
+        assert done.returncode == 0, done.stderr
+        config = load_config(str(config_path))
+        store = open_store(config.storage)
+        model = f"http://127.0.0.1:{port}/hub/{PATH}"
+        (site / "index.html").write_text(
+            PAGE.replace("MODEL", model).replace("INPUT", json.dumps(expected["input"]))
+        )
+
+        browse = [chromium, "--headless", "--no-sandbox", "--disable-gpu"]
+        browse += ["--virtual-time-budget=20000", "--dump-dom", f"{page_server.url}/index.html"]
+
+        def page() -> str:
+            shown = subprocess.run(
+                browse,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            return shown.stdout
+
+        with WebServer(create_app(config, store), "127.0.0.1", port):
+            allowed = page()
+        assert 'data-output="' in allowed, allowed[-2000:]
+        out = json.loads(allowed.split('data-output="')[1].split('"')[0].replace("&quot;", '"'))
+        want = [value for row in expected["graph"] for value in row]
+        assert [value for row in out for value in row] == pytest.approx(want, abs=1e-5)
+
+        # The same page, the mirror no longer allowing its origin: the browser refuses.
+        config = replace(config, web=replace(config.web, cors_origins=()))
+        with WebServer(create_app(config, store), "127.0.0.1", port):
+            refused = page()
+        assert 'data-error="Failed to fetch"' in refused and 'data-output="' not in refused
