@@ -19,6 +19,7 @@ from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
 from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
@@ -26,7 +27,7 @@ from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
-from mirror.core.model_forms import SAVEDMODEL
+from mirror.core.model_forms import SAVEDMODEL, TFLITE
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.scratch import scratch_dir
@@ -104,6 +105,14 @@ def compressed_url(model: HubModel, hub: HubConfig) -> str:
         return model.kaggle.download_url(hub.kaggle_api)
     joiner = "&" if "?" in model.handle else "?"
     return f"{model.handle}{joiner}{_format(model.form).fetch_query}"
+
+
+def fetched_form(model: HubModel) -> str:
+    """The form a model arrives in: its own, but Kaggle serves every framework archived,
+    so a Kaggle TFLite model comes as a tar.gz of its .tflite files."""
+    if model.kaggle is not None and not model.source and model.form == TFLITE:
+        return TFLITE_ARCHIVE_KEY
+    return model.form
 
 
 def _format(form: str) -> ModelFormat:
@@ -301,7 +310,7 @@ class HubSync:
             self.config.hub,
             commit,
             self.gate,
-            model.form,
+            fetched_form(model),
         )
 
     def run(self, trigger: str = "manual") -> HubReport:

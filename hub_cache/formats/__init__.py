@@ -12,7 +12,7 @@ from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.keras import KERAS_FILE, KERAS_PRESET
 from hub_cache.formats.saved_model import SAVED_MODEL
 from hub_cache.formats.tfjs import TFJS_FORMAT
-from hub_cache.formats.tflite import TFLITE_FORMAT
+from hub_cache.formats.tflite import TFLITE_ARCHIVE, TFLITE_FORMAT
 
 # Every format; the archived ones are tried in this order on an archive's root files,
 # and the first that claims it is its format.
@@ -20,6 +20,7 @@ FORMATS: tuple[ModelFormat, ...] = (
     SAVED_MODEL,
     TFJS_FORMAT,
     KERAS_PRESET,
+    TFLITE_ARCHIVE,
     TFLITE_FORMAT,
     KERAS_FILE,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hub_cache.errors import ArchiveRejected
-from hub_cache.formats.base import GraphOps, RuntimeKind
+from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
 from hub_cache.limits import ArchiveLimits
@@ -18,6 +18,7 @@ from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore
 
 MODEL_FILE = "model.tflite"  # the root file a manifest records for it
+TFLITE_ARCHIVE_KEY = "tflite-archive"  # a manifest's name for Kaggle's archived form
 
 
 class TfLite:
@@ -79,3 +80,51 @@ def operator_names(model: TfliteModel) -> frozenset[str]:
 
 
 TFLITE_FORMAT = TfLite()
+
+
+class TfLiteArchive:
+    """A TFLite model as Kaggle Models serves every framework: a tar.gz of its files (one
+    or more `.tflite`), which kagglehub extracts into its cache. Each `.tflite` inside is
+    read as LiteRT reads it, after the archive checks."""
+
+    key = TFLITE_ARCHIVE_KEY
+    name = "archived TFLite"
+    looks_for = "a .tflite file"
+    single_file = False
+    checks_folder = True
+    fetch_query = "lite-format=tflite"
+    served_query = ("lite-format", "tar.gz")
+    suffix = ".tar.gz"
+    client_import = TfLite.client_import
+    runtime: RuntimeKind | None = None
+    serving_platform: str | None = None
+    caches = frozenset({KAGGLEHUB_CACHE})
+
+    def root_file(self, root_files: Collection[str]) -> str | None:
+        return next((f for f in sorted(root_files) if f.lower().endswith(".tflite")), None)
+
+    def inspect_file(
+        self, reader: BinaryIO, size: int, name: str, limits: ArchiveLimits
+    ) -> dict[str, object]:
+        raise ArchiveRejected(f"{name}: an archived TFLite model is a tar.gz; not one file")
+
+    def check_folder(self, folder: Path) -> dict[str, object]:
+        models = {}
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name.lower().endswith(".tflite"):
+                name = path.relative_to(folder).as_posix()
+                with path.open("rb") as f:
+                    models[name] = read_tflite(f, path.stat().st_size, name).as_json()
+        return {"tflite_files": models}
+
+    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        return "archived TFLite models are not checked against a runtime here"
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return TFLITE_FORMAT.load_probe(root_file)
+
+    def usage(self, mirror_handle: str) -> dict[str, str]:
+        return {}
+
+
+TFLITE_ARCHIVE = TfLiteArchive()

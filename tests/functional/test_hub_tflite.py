@@ -20,8 +20,9 @@ from mirror.core.config import parse_config
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from testkit.servers import free_port
+from tests.support.archives import tar_bytes
 from tests.support.cli import tfmirror
-from tests.support.hub_upstream import HubUpstream
+from tests.support.hub_upstream import HubUpstream, KaggleUpstream
 from tests.support.tflite_models import tiny_tflite
 from tfmirror.app import create_app
 
@@ -146,3 +147,41 @@ def test_hub_import_takes_a_tflite_file_and_refuses_one_cut_short(
     refused = tfmirror(config_path, "hub", "import", str(cut), "--handle", handle + "x")
     assert refused.returncode != 0 and "cut.tflite" not in refused.stdout
     assert "rejected" in refused.stderr
+
+
+def test_a_kaggle_tflite_model_comes_archived_each_tflite_is_checked_and_litert_runs_it(
+    models: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    first, _ = models
+    handle = "https://www.kaggle.com/models/acme/edge/tfLite/default/1"
+    with KaggleUpstream() as kaggle:
+        kaggle.add("acme/edge/tfLite/default/1", tar_bytes({"1.tflite": first}))
+        kaggle.add("acme/edge/tfLite/default/2", tar_bytes({"1.tflite": first[:4] + b"XXXX"}))
+        port = free_port()
+        config_path = tmp_path / "tfmirror.toml"
+        models_toml = f'["{handle}", "{handle[:-1]}2"]'
+        config_path.write_text(
+            f'[storage]\npath = "store"\n[web]\nport = {port}\n'
+            f'[hub]\nkaggle_api = "{kaggle.api}"\nmodels = {models_toml}\n'
+        )
+        synced = tfmirror(config_path, "sync", "hub")
+    assert "1 new, 0 unchanged, 1 failed" in synced.stdout, synced.stdout + synced.stderr
+    assert "1.tflite" in synced.stdout + synced.stderr  # the refused one, named
+    config = parse_config({"storage": {"path": "store"}, "web": {"port": port}}, tmp_path)
+    store = open_store(config.storage)
+    manifest = load_model(store, "models/acme/edge/tflite/default/1")
+    assert manifest is not None and manifest.archive["format"] == "tflite-archive"
+    assert {"MUL", "ADD"} <= set(manifest.archive["tflite_files"]["1.tflite"]["builtin_ops"])
+
+    # kagglehub's cache, filled from the mirror, holds the file LiteRT runs.
+    cache = tmp_path / "kagglehub"
+    with WebServer(create_app(config, store), "127.0.0.1", port):
+        mirror = f"http://127.0.0.1:{port}"
+        done = tfmirror(
+            config_path, "hub", "prefetch", "acme/edge/tfLite/default/1",
+            "--kagglehub-cache", str(cache), "--mirror", mirror,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (file,) = cache.rglob("1.tflite")
+    assert file.read_bytes() == first
+    assert litert_output(file.as_uri()) == [[3.0, 5.0, 7.0, 9.0]]

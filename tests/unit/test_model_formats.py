@@ -97,7 +97,8 @@ def test_a_format_added_to_the_table_is_recognised_and_named_in_refusals(
     assert inspect(FAKE_MODEL).model_format is SAVED_MODEL
     refused = (
         "no saved_model.pb, saved_model.pbtxt or tfhub_module.pb (SavedModel), model.json "
-        "(TF.js), config.json (KerasHub preset) or a .flat file (Flat) at"
+        "(TF.js), config.json (KerasHub preset), a .tflite file (archived TFLite) or a .flat "
+        "file (Flat) at"
     )
     with pytest.raises(ArchiveRejected, match=re.escape(refused)):
         inspect({"readme.txt": b"x"})
