@@ -32,6 +32,7 @@ COMMANDS = (
     ("serve", "serve", "run the web front in the foreground"),
     ("pip-conf", "pip_conf", "print the pip.conf snippet for the mirror's index"),
     ("proxy", "proxy", "run nginx, the fleet's entry point, in the foreground"),
+    ("node-setup", "node_setup", "print the hosts lines and environment for the public names"),
     ("lock", "lock", "print a hash-pinned requirements file for an environment's target"),
     ("targets", "targets", "list each environment's targets and what each has mirrored"),
     ("hub", "hub", "TF Hub models: prefetch a cache, import a model"),

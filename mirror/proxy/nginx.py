@@ -67,6 +67,11 @@ class ProxyPlan:
     instance: str  # answered at HEALTH_PATH: tells this mirror's nginx from another's
     shutdown_seconds: int = SHUTDOWN_SECONDS
     requests_per_client: int = REQUESTS_PER_CLIENT
+    # The public names answered over TLS ([proxy] answer_for), where, and with what.
+    answer_for: tuple[str, ...] = ()
+    tls_listen: str = ""
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def worker_connections(self) -> int:
@@ -87,7 +92,12 @@ class ProxyPlan:
 
     @property
     def describe(self) -> str:
-        return f"listen {self.listen}; devpi {self.devpi}; fronts {', '.join(self.fronts)}"
+        names = (
+            f"; answers {', '.join(self.answer_for)} on {self.tls_listen}"
+            if self.answer_for
+            else ""
+        )
+        return f"listen {self.listen}; devpi {self.devpi}; fronts {', '.join(self.fronts)}{names}"
 
 
 def _host_port(url: str) -> str:
@@ -122,6 +132,10 @@ def plan_for(
         mime_types=mime,
         open_files=min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
         instance=instance_id(proxy.workdir.resolve()),
+        answer_for=proxy.answer_for,
+        tls_listen=f"{host or proxy.host}:{proxy.tls_port}" if proxy.answer_for else "",
+        tls_certificate=proxy.tls_certificate.resolve() if proxy.tls_certificate else None,
+        tls_key=proxy.tls_key.resolve() if proxy.tls_key else None,
     )
 
 

@@ -28,9 +28,12 @@ from mirror.core.config import parse_config
 from mirror.core.errors import ConfigError
 from mirror.core.public_names import PUBLIC_NAMES
 from mirror.core.storage import LocalStore
+from mirror.proxy.nginx import plan_for, render
 from tests.support.archives import FAKE_MODEL, tar_bytes
+from tests.support.cli import tfmirror
 from tests.support.site_ca import make_ca
 from tfmirror.app import create_app
+from tfmirror.commands.node_setup import DEFAULT_CA
 
 TFHUB = "https://tfhub.dev/google/imagenet/mobilenet/5"
 OTHER_SITE = "https://hub.internal.example/google/other/1"
@@ -216,3 +219,41 @@ def test_config_refuses_a_certificate_that_does_not_name_every_name(tmp_path: Pa
     table = {**proxy_table(tmp_path), "tls_key": str(other.key)}
     with pytest.raises(ConfigError, match="is not the key of"):
         parse_config({"proxy": table}, tmp_path)
+
+
+def _toml(tmp_path: Path, proxy: dict[str, Any], web: str = "") -> Path:
+    lines = ["[proxy]"] + [f"{k} = {json.dumps(v)}" for k, v in proxy.items()]
+    path = tmp_path / "tfmirror.toml"
+    path.write_text("\n".join([*lines, web, ""]))
+    return path
+
+
+def test_node_setup_prints_the_hosts_line_and_the_ca_environment(tmp_path: Path) -> None:
+    web = '[web]\npublic_url = "http://10.1.2.3:8000"'
+    done = tfmirror(_toml(tmp_path, {**proxy_table(tmp_path), "tls_port": 8443}, web), "node-setup")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "10.1.2.3 tfhub.dev www.kaggle.com kaggle.com api.kaggle.com" in lines
+    assert f"export REQUESTS_CA_BUNDLE={DEFAULT_CA}" in lines
+    assert f"export SSL_CERT_FILE={DEFAULT_CA}" in lines
+    assert any("tls_port is 8443" in line for line in lines)
+    assert "KEY" not in done.stdout and "server.key" not in done.stdout  # nothing secret
+
+    refused = tfmirror(_toml(tmp_path, {}), "node-setup")
+    assert refused.returncode == 2 and "answer_for is empty" in refused.stderr
+    bad_cert = tfmirror(
+        _toml(tmp_path, {**proxy_table(tmp_path), "tls_certificate": "x.pem"}), "node-setup"
+    )
+    assert bad_cert.returncode == 2 and bad_cert.stderr.count("\n") == 1
+    assert "[proxy] tls_certificate = 'x.pem'" in bad_cert.stderr
+
+
+def test_nginx_answers_the_names_over_tls_and_keeps_their_host(tmp_path: Path) -> None:
+    config = parse_config({"proxy": {**proxy_table(tmp_path), "tls_port": 8443}}, tmp_path)
+    conf = render(plan_for(config))
+    tls = conf[conf.index("listen 127.0.0.1:8443 ssl") :]
+    assert "server_name tfhub.dev www.kaggle.com kaggle.com api.kaggle.com;" in tls
+    assert f"ssl_certificate {(tmp_path / 'ca/server.pem').resolve()};" in tls
+    assert "proxy_set_header Host $http_host;" in tls
+    assert "location /_tfmirror/blobs/" in tls  # X-Accel answers are sent on this server too
+    assert "ssl" not in render(plan_for(parse_config({}, tmp_path)))
