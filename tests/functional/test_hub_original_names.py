@@ -1,0 +1,212 @@
+"""Original handles, unchanged code, nothing prefetched: the mirror answers tfhub.dev and
+Kaggle's names ([proxy] answer_for) over TLS with a certificate from a CA the test makes.
+The models are synced from the local look-alikes of tfhub.dev and Kaggle; then, inside a
+network and mount namespace the test makes (loopback only, its own /etc/hosts sending
+the names to the mirror's nginx), the real kagglehub and tensorflow_hub load them by
+their public handles with empty caches and no Kaggle account."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub_cache.hub_sync import HubSync
+from mirror.core.config import load_config
+from mirror.core.public_names import PUBLIC_NAMES
+from mirror.core.storage import open_store
+from tests.functional.test_hub import assert_same_outputs
+from tests.support.archives import tar_of_dir
+from tests.support.hub_upstream import HubUpstream, KaggleUpstream
+from tests.support.site_ca import make_ca
+
+ROOT = Path(__file__).resolve().parents[2]
+MIRROR_ADDRESS = "127.0.0.7"  # the namespace's loopback: the names lead here
+KAGGLE = "tfmirror/keras-test/tensorFlow2/default"
+KAGGLE_URL = "https://www.kaggle.com/models/" + KAGGLE
+TFHUB = "https://tfhub.dev/google/tfmirror-test/keras/1"
+ABSENT = "tfmirror/not-mirrored/tensorFlow2/default/1"
+SECRET = "kaggle-s3cret-key-7d1e"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: a network and mount namespace of its own"
+)
+
+
+def write_config(tmp_path: Path, nginx: str, kaggle: KaggleUpstream, hub_up: HubUpstream) -> Path:
+    ca = make_ca(tmp_path / "ca", list(PUBLIC_NAMES))
+    source = f"{hub_up.url}/google/tfmirror-test/keras/1?tf-hub-format=compressed"
+    models = [
+        {"handle": f"{KAGGLE_URL}/1"},
+        {"handle": f"{KAGGLE_URL}/2"},
+        {"handle": TFHUB, "source": source},
+    ]
+    doc = {
+        "storage": {"path": str(tmp_path / "store")},
+        "web": {"host": MIRROR_ADDRESS, "port": 8080},
+        "proxy": {
+            "nginx": nginx,
+            "host": MIRROR_ADDRESS,
+            "port": 8000,
+            "workdir": str(tmp_path / "proxy"),
+            "answer_for": list(PUBLIC_NAMES),
+            "tls_certificate": str(ca.certificate),
+            "tls_key": str(ca.key),
+        },
+        "hub": {"models": models, "kaggle_api": kaggle.api, "timeout": 5, "retries": 1},
+    }
+    path = tmp_path / "tfmirror.toml"
+    path.write_text(_toml(doc))
+    return path
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    lines = []
+    for table, keys in doc.items():
+        lines.append(f"[{table}]")
+        for key, value in keys.items():
+            if key == "models":
+                items = ", ".join(
+                    "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in m.items()) + "}"
+                    for m in value
+                )
+                lines.append(f"models = [{items}]")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def node_env(tmp_path: Path, name: str) -> dict[str, str]:
+    """A node's: the site CA trusted, empty caches, no Kaggle account anywhere."""
+    home = tmp_path / "nodes" / name
+    for folder in ("home", "kagglehub", "tfhub"):
+        (home / folder).mkdir(parents=True)
+    ca = str(tmp_path / "ca" / "ca.pem")
+    return {
+        "REQUESTS_CA_BUNDLE": ca,
+        "SSL_CERT_FILE": ca,
+        "HOME": str(home / "home"),
+        "KAGGLEHUB_CACHE": str(home / "kagglehub"),
+        "TFHUB_CACHE_DIR": str(home / "tfhub"),
+    }
+
+
+def run_node(tmp_path: Path, config: Path, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mirror and the clients inside a namespace of their own; each case's result."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{MIRROR_ADDRESS} {' '.join(PUBLIC_NAMES)}\n")
+    cases_file = tmp_path / "cases.json"
+    cases_file.write_text(json.dumps(cases))
+    script = (
+        'ip link set lo up && mount --bind "$1" /etc/hosts && '
+        'exec "$2" -m tests.support.public_names_node "$3" "$4"'
+    )
+    argv = ["unshare", "-n", "-m", "sh", "-c", script, "sh"]
+    argv += [str(hosts), sys.executable, str(config), str(cases_file)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
+    env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=len(cases) * 240 + 60
+    )
+    results = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("CASE "):
+            result = json.loads(line[len("CASE ") :])
+            results[result["name"]] = result
+    assert done.returncode == 0 and len(results) == len(cases), done.stderr[-4000:]
+    results["_logs"] = done.stdout + done.stderr
+    return results
+
+
+def ok(result: dict[str, Any]) -> dict[str, Any]:
+    assert result["returncode"] == 0 and "error" not in result, result
+    return result
+
+
+def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
+    nginx: str,
+    saved_models: tuple[Path, dict[str, Any]],
+    kaggle: KaggleUpstream,
+    hub_up: HubUpstream,
+    tmp_path: Path,
+) -> None:
+    models_dir, expected = saved_models
+    kaggle.add(f"{KAGGLE}/1", tar_of_dir(models_dir / "keras"))
+    kaggle.add(f"{KAGGLE}/2", tar_of_dir(models_dir / "lookup"))
+    hub_up.add("google/tfmirror-test/keras/1", tar_of_dir(models_dir / "keras"))
+    config_path = write_config(tmp_path, nginx, kaggle, hub_up)
+    config = load_config(str(config_path))
+    assert HubSync(config, open_store(config.storage)).run().count("new") == 3
+
+    client = "tests.support.public_names_client"
+    with_account = {
+        **node_env(tmp_path, "account"),
+        "KAGGLE_USERNAME": "fleet-bot",
+        "KAGGLE_KEY": SECRET,
+    }
+    cases = [
+        {
+            "name": "unversioned",
+            "argv": [client, "kagglehub", KAGGLE, "lookup"],
+            "env": node_env(tmp_path, "unversioned"),
+        },
+        {
+            "name": "versioned",
+            "argv": [client, "kagglehub", f"{KAGGLE}/1", "keras"],
+            "env": node_env(tmp_path, "versioned"),
+        },
+        {
+            "name": "tfhub",
+            "argv": [client, "tfhub", TFHUB, "keras"],
+            "env": node_env(tmp_path, "tfhub"),
+        },
+        {
+            "name": "absent",
+            "argv": [client, "kagglehub", ABSENT, "-"],
+            "env": node_env(tmp_path, "absent"),
+        },
+        {"name": "account", "argv": [client, "kagglehub", f"{KAGGLE}/2", "-"], "env": with_account},
+    ]
+    results = run_node(tmp_path, config_path, cases)
+
+    # No version: the mirror's newest (2, the lookup model), into kagglehub's own layout.
+    unversioned = ok(results["unversioned"])
+    assert unversioned["path"].endswith("/models/tfmirror/keras-test/tensorFlow2/default/2")
+    assert_same_outputs(unversioned["outputs"], expected["lookup"])
+    versioned = ok(results["versioned"])
+    assert versioned["path"].endswith("/tensorFlow2/default/1")
+    assert_same_outputs(versioned["outputs"], expected["keras"])
+    assert_same_outputs(ok(results["tfhub"])["outputs"], expected["keras"])
+    # tensorflow_hub cached it under the original handle, as it would from tfhub.dev.
+    assert any((tmp_path / "nodes/tfhub/tfhub").iterdir())
+
+    absent = results["absent"]
+    assert absent["error"] == "KaggleApiHTTPError" and absent["status"] == 404, absent
+    assert "not found" in absent["message"].lower()
+    assert "tfmirror/not-mirrored/tensorflow2/default/1" in json.loads(absent["body"])["message"]
+
+    # A node that sends an account anyway: it works, and no log holds the account.
+    ok(results["account"])
+    basic = base64.b64encode(f"fleet-bot:{SECRET}".encode()).decode()
+    logs = results["_logs"] + "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "proxy").glob("*.log")
+    )
+    assert "fleet-bot" not in logs and SECRET not in logs and basic not in logs
+    # The downloads went through nginx's TLS server by the public names.
+    access = (tmp_path / "proxy" / "access.log").read_text()
+    assert "POST /v1/models.ModelApiService/GetModelInstance" in access
+    assert "GET /google/tfmirror-test/keras/1?tf-hub-format=compressed" in access
+
+
+@pytest.fixture
+def kaggle() -> Iterator[KaggleUpstream]:
+    with KaggleUpstream() as up:
+        yield up
