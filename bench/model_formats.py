@@ -368,7 +368,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--part", choices=("sync", "serve", "peaks"), action="append", help="only these (all)"
+    )
     args = parser.parse_args()
+    parts = set(args.part or ("sync", "serve", "peaks"))
     # waitress logs each moment its threads are all busy: expected under this load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if shutil.which("curl") is None:
@@ -380,33 +384,35 @@ def main() -> None:
         archives = {mb: tar_gz(f, work / f"tfjs-{mb}mb.tar.gz") for mb, f in folders.items()}
         keras = {mb: make_keras(work / f"model-{mb}mb.keras", mb) for mb in (10, 100)}
 
-        print(f"1. sync + check from a local tfhub.dev, best of {args.rounds}")
         ratios: dict[str, float] = {}
-        if tflite:
+        highest = 0.0
+        print(f"1. sync + check from a local tfhub.dev, best of {args.rounds}")
+        if "sync" in parts and tflite:
             query = "lite-format=tflite"
             handle = hub.add(TFLITE_PATH, tflite[100], query)
             line, ratios["sync TFLite"] = measure_sync(work, "TFLite", handle, query, args.rounds)
             print(line)
         query = "tfjs-format=compressed"
         handle = hub.add(TFJS_PATH, archives[100], query)
-        line, ratios["sync TF.js"] = measure_sync(work, "TF.js", handle, query, args.rounds)
-        print(line)
-
-        print(f"\n2. the TF.js model's files to {args.clients} tfjs clients at once")
-        served = serve_tfjs(work, work / "store", folders[100], args.clients, args.rounds)
-        if served is not None:
-            ratios["TF.js shards"] = served
-
-        print("\n3. peak RSS of each check, in a fresh child")
-        highest = peaks(
-            work,
-            {
-                **({"tflite": tflite} if tflite else {}),
-                "tfjs-folder": folders,
-                "tfjs-sync": archives,
-                "keras": keras,
-            },
-        )
+        if parts & {"sync", "serve"}:  # the serving part serves what this sync stored
+            line, ratios["sync TF.js"] = measure_sync(work, "TF.js", handle, query, args.rounds)
+            print(line)
+        if "serve" in parts:
+            print(f"\n2. the TF.js model's files to {args.clients} tfjs clients at once")
+            served = serve_tfjs(work, work / "store", folders[100], args.clients, args.rounds)
+            if served is not None:
+                ratios["TF.js shards"] = served
+        if "peaks" in parts:
+            print("\n3. peak RSS of each check, in a fresh child")
+            highest = peaks(
+                work,
+                {
+                    **({"tflite": tflite} if tflite else {}),
+                    "tfjs-folder": folders,
+                    "tfjs-sync": archives,
+                    "keras": keras,
+                },
+            )
     print(
         "\nnot measured: kagglehub loading through the mirror's answers against kagglehub "
         "reading a prefetched cache: the mirror does not answer Kaggle's API yet"
@@ -414,7 +420,8 @@ def main() -> None:
     sync, serve = f"<= {SYNC_TARGET}", f">= {SERVE_TARGET}"
     targets = {"sync TFLite": sync, "sync TF.js": sync, "TF.js shards": serve}
     shown = [f"{name} {ratio:.2f}x ({targets[name]}x)" for name, ratio in ratios.items()]
-    shown.append(f"peak RSS {highest:.0f} MB (<= {RSS_TARGET_MB} MB)")
+    if "peaks" in parts:
+        shown.append(f"peak RSS {highest:.0f} MB (<= {RSS_TARGET_MB} MB)")
     print("\nsummary: " + "; ".join(shown))
 
 

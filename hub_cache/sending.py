@@ -99,9 +99,12 @@ def with_cors(resp: Response) -> Response:
     origin = request.headers.get("Origin", "")
     if "*" in allowed:
         resp.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin and origin in allowed:
-        resp.headers["Access-Control-Allow-Origin"] = origin
+    elif allowed:
+        # Whatever this origin got, another may get otherwise: a cache in between
+        # (nginx's file cache, a browser's) must keep one answer per origin.
         resp.headers.add("Vary", "Origin")
+        if origin in allowed:
+            resp.headers["Access-Control-Allow-Origin"] = origin
     return resp
 
 

@@ -12,12 +12,23 @@ from mirror.core.storage import BlobStore, DocumentReader
 from mirror.pypi.manifest import load_all
 
 
+@dataclass(frozen=True)
+class MadeFrom:
+    """The archive a model file kept on its own was extracted from (a TF.js shard): the
+    file is made again from it, as the sync made it, rather than fetched."""
+
+    sha256: str
+    size: int
+    form: str | None  # the model's format key (hub_cache.formats)
+
+
 @dataclass
 class Reference:
     sha256: str
     size: int | None
     names: list[str] = field(default_factory=list)  # wheel filenames, model handles
     sources: list[str] = field(default_factory=list)  # upstream URLs or local paths
+    made_from: list[MadeFrom] = field(default_factory=list)
 
 
 def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
@@ -40,10 +51,13 @@ def referenced(config: Config, store: BlobStore) -> dict[str, Reference]:
             hub_model = configured.get(model.handle)
             # A signed storage URL from the last sync has expired by now: ask the handle again.
             url = compressed_url(hub_model, config.hub) if hub_model else ""
+            held = model.model_format
+            archive = MadeFrom(model.sha256, model.size, held.key if held else None)
             for sha256, size, what in model.blobs():
                 if not where or sha256 not in refs:
-                    # A file kept on its own is re-made from the archive, not fetched.
                     add(sha256, size, what + where, url if sha256 == model.sha256 else "")
+                    if sha256 != model.sha256 and archive not in refs[sha256].made_from:
+                        refs[sha256].made_from.append(archive)
 
     add_all(store, "")
     # What only a snapshot holds now is scrubbed (and repaired) as well: a rollback to

@@ -12,20 +12,22 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from hub_cache.hub_sync import caps, inspect_model
 from mirror.core.config import Config
 from mirror.core.lease import KeepingOut
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import unreadable_snapshots
 from mirror.core.storage import BlobStore
+from mirror.core.upstream import Fetched
 from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex
 from verify.airgap import AirGapProof, TargetProof
 from verify.compat import check_matrix
 from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
-from verify.references import referenced
-from verify.scrub import ScrubReport, repair, repair_policy, scrub
+from verify.references import MadeFrom, referenced
+from verify.scrub import Remake, ScrubReport, repair, repair_order, repair_policy, scrub
 
 
 @dataclass
@@ -125,8 +127,9 @@ def run_verify(
     report = VerifyReport(scrub(store, refs), unreadable_snapshots=unreadable_snapshots(store))
     if fix:
         policy = repair_policy(config)
-        for problem in report.scrub.problems:
-            repair(store, problem, refs[problem.sha256], policy)
+        remake = _remaking(config, store)
+        for problem in repair_order(report.scrub.problems, refs):
+            repair(store, problem, refs[problem.sha256], policy, remake)
     try:
         with devpi_session(config, store) as index:
             devpi = index.client
@@ -165,3 +168,13 @@ def run_verify(
         errors=[Failure("verify", "", p).as_json() for p in report.problems],
     )
     return report
+
+
+def _remaking(config: Config, store: BlobStore) -> Remake:
+    """Extract an archive blob again as the sync did (checked, each file kept)."""
+    limits = caps(config.hub)
+
+    def remake(archive: MadeFrom) -> None:
+        inspect_model(store, Fetched(archive.sha256, archive.size, ""), archive.form, limits)
+
+    return remake

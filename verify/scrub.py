@@ -2,24 +2,26 @@
 
 Hashing streams each blob and runs in parallel (hashlib drops the GIL on large updates,
 so two cores hash two blobs at once). Repair re-fetches from upstream, verified against
-the same sha256, and never deletes evidence: a corrupt blob is moved to quarantine/.
+the same sha256 (a model file kept on its own is made again from its archive), and never
+deletes evidence: a corrupt blob is moved to quarantine/.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.core.config import Config
 from mirror.core.credentials import Credentials
-from mirror.core.errors import BlobNotFound, DownloadError, StoreError
+from mirror.core.errors import BlobNotFound, DownloadError, StoreError, TfmirrorError
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, fetch_verified
-from verify.references import Reference
+from verify.references import MadeFrom, Reference
 
 CHUNK = 4 * 1024 * 1024
 QUARANTINE = "quarantine/sha256"
@@ -99,7 +101,23 @@ def repair_policy(config: Config) -> FetchPolicy:
     )
 
 
-def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: FetchPolicy) -> None:
+# Extracts an archive blob again, keeping every file of it as a blob (hub_sync's).
+Remake = Callable[[MadeFrom], None]
+
+
+def repair_order(problems: list[BlobProblem], refs: dict[str, Reference]) -> list[BlobProblem]:
+    """Archives before the files made from them: a shard is made again from its archive
+    only once the archive itself is whole."""
+    return sorted(problems, key=lambda p: bool(refs[p.sha256].made_from))
+
+
+def repair(
+    store: BlobStore,
+    problem: BlobProblem,
+    ref: Reference,
+    policy: FetchPolicy,
+    remake: Remake | None = None,
+) -> None:
     if problem.kind == "corrupt":
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         try:
@@ -118,7 +136,26 @@ def repair(store: BlobStore, problem: BlobProblem, ref: Reference, policy: Fetch
             return
         except (DownloadError, StoreError, OSError) as exc:
             errors.append(f"{source}: {exc}")
+    for archive in ref.made_from:
+        if remake is None:
+            break
+        try:
+            remake(archive)
+        except (TfmirrorError, OSError) as exc:
+            errors.append(f"from archive {archive.sha256[:12]}: {exc}")
+            continue
+        if _whole(store, ref):
+            problem.repaired = True
+            return
+        errors.append(f"archive {archive.sha256[:12]} does not hold it")
     problem.repair_error = "; ".join(errors) or "no upstream to fetch it from again"
+
+
+def _whole(store: BlobStore, ref: Reference) -> bool:
+    try:
+        return hash_blob(store, ref.sha256)[0] == ref.sha256
+    except BlobNotFound:
+        return False
 
 
 def _copy_verified(store: BlobStore, path: Path, sha256: str, size: int | None) -> None:

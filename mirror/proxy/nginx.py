@@ -41,6 +41,8 @@ _INSTANCE = re.compile(r"[0-9a-f]{32}")
 # Requests one client address may have in flight at once (429 past it): one host cannot
 # take every connection, and a fleet behind one NAT address still fits.
 REQUESTS_PER_CLIENT = 512
+# The most disk TF.js files kept by nginx take in its workdir (least used go first).
+FILE_CACHE_MB = 4096
 
 
 class ProxyError(TfmirrorError):
@@ -72,6 +74,7 @@ class ProxyPlan:
     tls_listen: str = ""
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    file_cache_mb: int = FILE_CACHE_MB
 
     @property
     def worker_connections(self) -> int:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_a_tfjs_model_syncs_and_tfjs_loads_it_file_by_file_from_the_mirror(
         assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in graph.iterdir())
 
 
-def test_through_nginx_each_file_is_sent_by_nginx_with_the_fronts_cors_answer(
+def test_through_nginx_each_file_is_kept_per_origin_and_a_quarantine_reaches_it(
     nginx: str, tmp_path: Path
 ) -> None:
     graph = FIXTURES / "graph"
@@ -138,6 +139,7 @@ def test_through_nginx_each_file_is_sent_by_nginx_with_the_fronts_cors_answer(
     config_path.write_text(
         f'[storage]\npath = "store"\n[web]\nport = {port}\ncors_origins = ["{APP}"]\n'
         f'[proxy]\nport = {proxy_port}\nnginx = "{nginx}"\nworkdir = "proxy"\n'
+        "page_cache_seconds = 1\n"
     )
     handle = "https://tfhub.dev/google/tfjs-model/tfmirror-tiny/1"
     imported = tfmirror(config_path, "hub", "import", str(graph), "--handle", handle)
@@ -149,15 +151,36 @@ def test_through_nginx_each_file_is_sent_by_nginx_with_the_fronts_cors_answer(
         NginxProcess(nginx, plan_for(config)),
     ):
         base = f"{entry_point(config, proxied=True).base_url}/hub/{PATH}"
-        for name in sorted(p.name for p in graph.iterdir()):
-            got = requests.get(
-                f"{base}/{name}?tfjs-format=file", headers={"Origin": APP}, timeout=10
-            )
-            assert got.status_code == 200 and got.content == (graph / name).read_bytes()
-            assert got.headers["Access-Control-Allow-Origin"] == APP
-            assert "Origin" in got.headers.get("Vary", "")
+        # A node with no Origin asks first: what it got must not become every origin's.
         plain = requests.get(f"{base}/model.json?tfjs-format=file", timeout=10)
-        assert "Access-Control-Allow-Origin" not in plain.headers
+        assert plain.status_code == 200 and "Access-Control-Allow-Origin" not in plain.headers
+        for name in sorted(p.name for p in graph.iterdir()):
+            url = f"{base}/{name}?tfjs-format=file"
+            first, again = (requests.get(url, headers={"Origin": APP}, timeout=10) for _ in "12")
+            for got in (first, again):
+                assert got.status_code == 200 and got.content == (graph / name).read_bytes()
+                assert got.headers["Access-Control-Allow-Origin"] == APP
+                assert "Origin" in got.headers.get("Vary", "")
+            # The second came from nginx's file cache, not from a front.
+            assert again.headers["X-Cache-Status"] == "HIT"
+        # Nor does it (or a page of another origin) get the allowed origin's answer.
+        url = f"{base}/model.json?tfjs-format=file"
+        for origin in ({}, {"Origin": "http://elsewhere.test"}):
+            assert "Access-Control-Allow-Origin" not in requests.get(url, headers=origin).headers
+        # Ranges and revalidation are answered from the cache as from a file.
+        shard = next(p for p in graph.iterdir() if p.suffix == ".bin")
+        shard_url = f"{base}/{shard.name}?tfjs-format=file"
+        part = requests.get(shard_url, headers={"Range": "bytes=2-5"}, timeout=10)
+        assert part.status_code == 206 and part.content == shard.read_bytes()[2:6]
+        etag = part.headers["ETag"]
+        assert requests.get(shard_url, headers={"If-None-Match": etag}).status_code == 304
+        # A takedown reaches the cached files within page_cache_seconds.
+        added = tfmirror(config_path, "quarantine", "add", "--model", handle, "--reason", "x")
+        assert added.returncode == 0, added.stderr
+        deadline = time.monotonic() + 10
+        while requests.get(shard_url, timeout=10).status_code != 410:
+            assert time.monotonic() < deadline, "the cached shard outlived the quarantine"
+            time.sleep(0.2)
 
 
 PAGE = """<html><body><script src="tf.min.js"></script><script>

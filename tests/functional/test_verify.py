@@ -117,6 +117,41 @@ def test_missing_blob_is_refetched(synced: tuple[Config, LocalStore], upstream: 
     assert store.has_blob(beta.sha256)
 
 
+def test_a_tfjs_models_lost_or_flipped_file_is_made_again_from_its_archive(
+    synced: tuple[Config, LocalStore],
+) -> None:
+    # Before: a shard kept on its own had no source; verify --fix said "no upstream".
+    config, store = synced
+    graph = ROOT / "tests" / "fixtures" / "tfjs" / "graph"
+    handle = "https://tfhub.dev/google/tfjs-model/tfmirror-tiny/1"
+    assert import_model(store, graph, handle, config.hub).status == "new"
+    model = load_model(store, "google/tfjs-model/tfmirror-tiny/1")
+    assert model is not None
+    files = model.served_files()
+    shard, _ = files["group1-shard2of2.bin"]
+    manifest_file, _ = files["model.json"]
+    store.delete_blob(shard)
+    flipped = store.root / blob_key(manifest_file)
+    flipped.write_bytes(flipped.read_bytes().replace(b"{", b"[", 1))
+
+    found = verify_now(config, store, install=False).scrub.problems
+    assert sorted((p.kind, p.names[0].split()[-1]) for p in found) == [
+        ("corrupt", "model.json"),
+        ("missing", "group1-shard2of2.bin"),
+    ]
+    fixed = verify_now(config, store, fix=True, install=False)
+    assert all(p.repaired for p in fixed.scrub.problems), fixed.scrub.problems
+    assert store.open_blob(shard).read() == (graph / "group1-shard2of2.bin").read_bytes()
+    assert store.open_blob(manifest_file).read() == (graph / "model.json").read_bytes()
+    assert verify_now(config, store, install=False).ok
+    # With its archive gone too, the file cannot be made: named, not guessed.
+    store.delete_blob(shard)
+    store.delete_blob(model.sha256)
+    broken = verify_now(config, store, fix=True, install=False).scrub.problems
+    lost = next(p for p in broken if p.sha256 == shard)
+    assert not lost.repaired and f"archive {model.sha256[:12]}" in lost.repair_error
+
+
 def test_a_blob_only_a_snapshot_holds_is_scrubbed_and_repaired_and_a_broken_one_named(
     synced: tuple[Config, LocalStore], upstream: Upstream
 ) -> None:

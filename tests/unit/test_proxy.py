@@ -35,7 +35,14 @@ def test_the_config_sends_files_from_disk_pages_through_a_cache_and_the_rest_to_
     assert "listen 127.0.0.1:9000 backlog=4096;" in text
     # Every proxied location keeps the Host the node used (nginx drops inherited
     # proxy_set_header lines where a location sets its own).
-    assert text.count("proxy_set_header Host $http_host;") == 7
+    assert text.count("proxy_set_header Host $http_host;") == 8
+    # A TF.js model's files (?tfjs-format=file) are kept by nginx, sent by the front
+    # without X-Accel (a cache keeps bytes); the rest of /hub/ goes by as before.
+    hub = text[text.index("location /hub/ {") :]
+    hub = hub[: hub.index("}")]
+    assert "proxy_cache $tfmirror_file_cache;" in hub
+    assert f"proxy_set_header {ACCEL_HEADER} $tfmirror_accel_blobs;" in hub
+    assert f'default "{ACCEL_PREFIX}";' in text
     # devpi's own state stays on its port; its login is rate-limited before devpi.
     assert "location = /+status {\n            return 404;" in text
     assert "limit_req zone=tfmirror_login" in text
