@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,11 @@ from hub_cache.hub_sync import HubSync
 from mirror.core.config import load_config
 from mirror.core.public_names import PUBLIC_NAMES
 from mirror.core.storage import open_store
+from testkit.public_names_node import run_node
+from testkit.site_ca import make_ca
 from tests.functional.test_hub import assert_same_outputs
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream, KaggleUpstream
-from tests.support.site_ca import make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR_ADDRESS = "127.0.0.7"  # the namespace's loopback: the names lead here
@@ -98,34 +97,6 @@ def node_env(tmp_path: Path, name: str) -> dict[str, str]:
     }
 
 
-def run_node(tmp_path: Path, config: Path, cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The mirror and the clients inside a namespace of their own; each case's result."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{MIRROR_ADDRESS} {' '.join(PUBLIC_NAMES)}\n")
-    cases_file = tmp_path / "cases.json"
-    cases_file.write_text(json.dumps(cases))
-    script = (
-        'ip link set lo up && mount --bind "$1" /etc/hosts && '
-        'exec "$2" -m tests.support.public_names_node "$3" "$4"'
-    )
-    argv = ["unshare", "-n", "-m", "sh", "-c", script, "sh"]
-    argv += [str(hosts), sys.executable, str(config), str(cases_file)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=len(cases) * 240 + 60
-    )
-    results = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("CASE "):
-            result = json.loads(line[len("CASE ") :])
-            results[result["name"]] = result
-    assert done.returncode == 0 and len(results) == len(cases), done.stderr[-4000:]
-    results["_logs"] = done.stdout + done.stderr
-    return results
-
-
 def ok(result: dict[str, Any]) -> dict[str, Any]:
     assert result["returncode"] == 0 and "error" not in result, result
     return result
@@ -175,7 +146,7 @@ def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
         },
         {"name": "account", "argv": [client, "kagglehub", f"{KAGGLE}/2", "-"], "env": with_account},
     ]
-    results = run_node(tmp_path, config_path, cases)
+    results = run_node(tmp_path, config_path, cases, MIRROR_ADDRESS)
 
     # No version: the mirror's newest (2, the lookup model), into kagglehub's own layout.
     unversioned = ok(results["unversioned"])

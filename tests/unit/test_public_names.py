@@ -29,9 +29,9 @@ from mirror.core.errors import ConfigError
 from mirror.core.public_names import PUBLIC_NAMES
 from mirror.core.storage import LocalStore
 from mirror.proxy.nginx import plan_for, render
+from testkit.site_ca import make_ca
 from tests.support.archives import FAKE_MODEL, tar_bytes
 from tests.support.cli import tfmirror
-from tests.support.site_ca import make_ca
 from tfmirror.app import create_app
 from tfmirror.commands.node_setup import DEFAULT_CA
 
