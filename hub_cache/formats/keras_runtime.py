@@ -98,7 +98,7 @@ def keras_gaps(ops: GraphOps, found: Registered) -> Gaps:
         written = f" (written by Keras {ops.tensorflow_version})" if ops.tensorflow_version else ""
         why.append(f"{found.label} lacks {', '.join(sorted(rest))}{written}")
     by = [KERAS_HUB] if hub and not found.extra.get("keras_hub") else []
-    return Gaps([wanted[n] for n in missing], by, "; ".join(why))
+    return Gaps(sorted(wanted[n] for n in missing), by, "; ".join(why))
 
 
 KERAS = RuntimeKind(

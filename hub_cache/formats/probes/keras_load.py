@@ -40,6 +40,16 @@ def _load(path: str) -> Any:
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
+def _declared(model: Any, which: str) -> Any:
+    """Its inputs (or outputs) as it is called: a dict, else one tensor (a Sequential's
+    `input` is None where its `inputs` list is not)."""
+    one = getattr(model, which, None)
+    if one is not None:
+        return one
+    many = getattr(model, which + "s", None) or []
+    return many[0] if len(many) == 1 else None
+
+
 def _spec(tensor: Any) -> dict[str, object]:
     return {"dtype": str(tensor.dtype), "shape": [d for d in tensor.shape]}
 
@@ -50,12 +60,12 @@ def main(path: str, *_libraries: str) -> None:
     import numpy as np
 
     model = _load(path)
-    inputs = getattr(model, "input", None)
-    if inputs is None:
+    inputs, outputs = _declared(model, "input"), _declared(model, "output")
+    if inputs is None or outputs is None:  # a subclassed model declares none
         print("SIGNATURES {}")
         return
     named = inputs if isinstance(inputs, dict) else {"input": inputs}
-    outputs = model.output if isinstance(model.output, dict) else {"output": model.output}
+    outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
     signature = {
         "inputs": {k: _spec(v) for k, v in named.items()},
         "outputs": {k: _spec(v) for k, v in outputs.items()},
