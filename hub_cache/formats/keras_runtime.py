@@ -13,25 +13,22 @@ Keras needs a backend to import: the closure's TensorFlow, JAX or PyTorch, else 
 
 from __future__ import annotations
 
+import inspect
+
 from hub_cache.formats.base import Gaps, GraphOps, Registered, RuntimeKind
+from hub_cache.formats.probes import keras_load
 
 KERAS_HUB = "keras-hub"
 # The packages whose classes KerasHub-era presets name; Keras finds them by registered name.
 _HUB_MODULES = ("keras_hub.", "keras_nlp.", "keras_cv.")
 
-# Runs in the runtime's Python (argv[1]: op libraries, none for Keras).
-LIST_OPS = r"""
+# Runs in the runtime's Python (argv[1]: op libraries, none for Keras). @KERAS_BACKEND@:
+# the load probe's own choice of backend, so both import Keras alike.
+_SCRIPT = r"""
 import importlib, importlib.metadata as md, importlib.util, inspect, json, os, sys, types
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-def backend():
-    for module in ("tensorflow", "jax", "torch"):
-        try:
-            importlib.import_module(module)
-            return module
-        except ImportError:
-            pass
-    return "numpy"
-os.environ.setdefault("KERAS_BACKEND", backend())
+@KERAS_BACKEND@
+os.environ.setdefault("KERAS_BACKEND", keras_backend())
 import keras
 
 names = set()
@@ -68,6 +65,7 @@ print("RUNTIME " + json.dumps({
     "backend": keras.backend.backend(), "keras_hub": hub,
 }))
 """
+LIST_OPS = _SCRIPT.replace("@KERAS_BACKEND@", inspect.getsource(keras_load.keras_backend))
 
 
 def registered_name(qualified: str) -> str:

@@ -20,7 +20,9 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _backend() -> str:
+def keras_backend() -> str:
+    """The backend Keras is to import with: the environment's TensorFlow, JAX or PyTorch,
+    else NumPy's. (keras_runtime's listing script runs this very function.)"""
     for module in ("tensorflow", "jax", "torch"):
         try:
             importlib.import_module(module)
@@ -55,7 +57,7 @@ def _spec(tensor: Any) -> dict[str, object]:
 
 
 def main(path: str, *_libraries: str) -> None:
-    os.environ.setdefault("KERAS_BACKEND", _backend())
+    os.environ.setdefault("KERAS_BACKEND", keras_backend())
     import keras
     import numpy as np
 
