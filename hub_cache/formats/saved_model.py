@@ -6,7 +6,7 @@ there with tf.saved_model.load (probes/saved_model_load.py), served by TF Servin
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,8 +48,10 @@ class SavedModel:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        if root_file == TF1_HUB_MODULE:
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        if archive.get("root_file") == TF1_HUB_MODULE:
             return "a TF1 hub module: TensorFlow 2 loads it through hub.load, not checked"
         try:
             return archive_ops(store, sha256, max_bytes)

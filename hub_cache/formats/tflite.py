@@ -5,13 +5,15 @@ no TensorFlow in the mirror), kept in the manifest, and shown on the model's pag
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.formats.litert_runtime import LITERT
+from hub_cache.formats.probes import tflite_load
 from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
 from hub_cache.limits import ArchiveLimits
 from mirror.core.model_forms import TFLITE
@@ -31,7 +33,7 @@ class TfLite:
     served_query = ("lite-format", "tflite")
     suffix = ".tflite"
     client_import = "import urllib.request\nfrom ai_edge_litert.interpreter import Interpreter"
-    runtime: RuntimeKind | None = None  # LiteRT runtimes are not built yet
+    runtime: RuntimeKind | None = LITERT
     serving_platform: str | None = None  # TF Serving serves no .tflite
     caches: frozenset[str] = frozenset()  # tensorflow_hub loads no .tflite
 
@@ -57,7 +59,9 @@ class TfLite:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
         try:
             with seekable_blob(store, sha256) as (reader, size):
                 model = read_tflite(reader, size, MODEL_FILE)
@@ -66,7 +70,7 @@ class TfLite:
         return GraphOps(operator_names(model))
 
     def load_probe(self, root_file: str) -> Path | str:
-        return "TFLite: not loaded here (no LiteRT runtime is built for an environment yet)"
+        return Path(tflite_load.__file__)
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         url = f"{mirror_handle}?lite-format=tflite"
@@ -96,7 +100,7 @@ class TfLiteArchive:
     served_query = ("lite-format", "tar.gz")
     suffix = ".tar.gz"
     client_import = TfLite.client_import
-    runtime: RuntimeKind | None = None
+    runtime: RuntimeKind | None = LITERT
     serving_platform: str | None = None
     caches = frozenset({KAGGLEHUB_CACHE})
 
@@ -117,8 +121,15 @@ class TfLiteArchive:
                     models[name] = read_tflite(f, path.stat().st_size, name).as_json()
         return {"tflite_files": models}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        return "archived TFLite models are not checked against a runtime here"
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        # Each .tflite inside was read as LiteRT reads it when the archive was checked.
+        files = archive.get("tflite_files")
+        if not isinstance(files, dict) or not files:
+            return "its archive's facts name no .tflite file (checked before this release)"
+        models = [TfliteModel.from_json(doc) for doc in files.values() if isinstance(doc, dict)]
+        return GraphOps(frozenset().union(*(operator_names(m) for m in models)))
 
     def load_probe(self, root_file: str) -> Path | str:
         return TFLITE_FORMAT.load_probe(root_file)
