@@ -175,6 +175,9 @@ def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
     access = (tmp_path / "proxy" / "access.log").read_text()
     assert "POST /v1/models.ModelApiService/GetModelInstance" in access
     assert "GET /google/tfmirror-test/keras/1?tf-hub-format=compressed" in access
+    # kagglehub took each Kaggle model as its archive (nginx's blob), not file by file.
+    whole = "GET /hub/models/tfmirror/keras-test/tensorflow2/default/{}?tf-hub-format=compressed"
+    assert all(whole.format(v) in access for v in (1, 2)), access[-3000:]
 
 
 @pytest.fixture
