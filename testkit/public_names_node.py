@@ -5,7 +5,8 @@ names there, and a node's unchanged code run against them in fresh processes. Th
 prints one `CASE {json}` line per client run and stops what it started.
 
     python -m testkit.public_names_node CONFIG CASES_JSON
-CASES_JSON: [{"name", "argv", "env"}]: argv after `python -m`, env added to the node's.
+CASES_JSON: [{"name", "argv", "env"[, "python"]}]: argv after `python -m`, env added to
+the node's; `python` runs the case (default: this one), e.g. a venv with a client of its own.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(config_path: str, cases_json: str) -> None:
         for case in cases:
             env = {**os.environ, **case["env"], "PYTHONPATH": str(ROOT)}
             done = subprocess.run(
-                [sys.executable, "-m", *case["argv"]],
+                [case.get("python", sys.executable), "-m", *case["argv"]],
                 capture_output=True,
                 text=True,
                 env=env,
