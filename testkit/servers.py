@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,9 +124,20 @@ def clean_pip_env() -> dict[str, str]:
 def make_venv(path: Path, system_site_packages: bool = False) -> Path:
     """A venv's python; with `system_site_packages` it also sees this Python's packages
     (TensorFlow and the test extra), and what pip installs into it comes first."""
-    shared = ["--system-site-packages"] if system_site_packages else []
-    subprocess.run([sys.executable, "-m", "venv", *shared, str(path)], check=True)
-    return path / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    if system_site_packages:
+        # Not venv's --system-site-packages: run from a venv (as CI runs the tests), that
+        # shares the base interpreter's packages, not this environment's.
+        shared = sorted({sysconfig.get_paths()[key] for key in ("purelib", "platlib")})
+        own = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        Path(own, "tfmirror-shared-site.pth").write_text("\n".join(shared) + "\n")
+    return python
 
 
 def pip_install(venv_python: Path, index_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -39,6 +39,8 @@ ABSENT = "tfmirror/not-mirrored/tensorFlow2/default/1"
 SECRET = "kaggle-s3cret-key-7d1e"
 PRESET = "tfmirror/tiny-bert/keras/tiny"
 PYPI = "https://pypi.org/simple/"
+# The release the test was written against: a new one may call Kaggle otherwise.
+KERAS_HUB = "keras-hub==0.32.0"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: a network and mount namespace of its own"
@@ -257,7 +259,7 @@ def kerashub_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except requests.RequestException as exc:
         pytest.skip(f"PyPI cannot be reached ({type(exc).__name__}): keras-hub comes from there")
     python = make_venv(tmp_path_factory.mktemp("kerashub") / "venv", system_site_packages=True)
-    done = pip_install(python, PYPI, "keras-hub")
+    done = pip_install(python, PYPI, KERAS_HUB)
     assert done.returncode == 0, done.stderr[-3000:]
     # kagglehub (from this Python) with the kagglesdk keras-hub pins: pip finds them fit.
     check = subprocess.run(
