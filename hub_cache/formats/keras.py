@@ -8,7 +8,7 @@ manifest names them."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,10 +20,14 @@ from hub_cache.formats.keras_model import (
     inspect_kerashub_preset,
 )
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import KERAS
 from mirror.core.storage import BlobStore
 
 KERAS_FILE_KEY = "keras-file"  # a manifest's name for a `.keras` file (`hub import`)
+# Keras keeps input specs in config.json but no output's dtype or shape: those take
+# building the model. Said plainly rather than half a contract.
+CONTRACT_NOT_READ = "Keras models: the contract is not read yet (outputs need the model built)"
 NOT_LOADED = "Keras: not loaded here (no Keras runtime is built for an environment yet)"
 
 
@@ -60,6 +64,11 @@ class KerasPreset:
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "Keras models are not checked against a runtime here"
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
         return NOT_LOADED
@@ -104,6 +113,11 @@ class KerasFile:
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "Keras models are not checked against a runtime here"
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
         return NOT_LOADED

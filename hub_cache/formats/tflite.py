@@ -5,15 +5,16 @@ no TensorFlow in the mirror), kept in the manifest, and shown on the model's pag
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
-from hub_cache.formats.blob_files import seekable_blob
-from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
+from hub_cache.formats.blob_files import seekable_blob, served_file
+from hub_cache.formats.tflite_reader import TfliteModel, read_tflite, tflite_contract
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore
 
@@ -65,6 +66,11 @@ class TfLite:
             return str(exc)
         return GraphOps(operator_names(model))
 
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return blob_contract(store, sha256, MODEL_FILE)
+
     def load_probe(self, root_file: str) -> Path | str:
         return "TFLite: not loaded here (no LiteRT runtime is built for an environment yet)"
 
@@ -77,6 +83,15 @@ def operator_names(model: TfliteModel) -> frozenset[str]:
     """Every operator code, as LiteRT names them: builtins by name, custom and Flex ops
     by their custom code."""
     return model.builtin_ops | model.custom_ops | model.flex_ops
+
+
+def blob_contract(store: BlobStore, sha256: str, name: str) -> Contract | str:
+    """The signatures of the .tflite file kept as blob `sha256`, as LiteRT reads them."""
+    try:
+        with seekable_blob(store, sha256) as (reader, size):
+            return tflite_contract(reader, size, name)
+    except ArchiveRejected as exc:
+        return str(exc)
 
 
 TFLITE_FORMAT = TfLite()
@@ -119,6 +134,16 @@ class TfLiteArchive:
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
         return "archived TFLite models are not checked against a runtime here"
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        # The .tflite that marks the archive; the others are read by check_folder only.
+        root_file = str(archive.get("root_file", ""))
+        kept = served_file(archive, root_file)
+        if kept is None:
+            return f"{root_file or 'its .tflite'} is not kept as a file of its own"
+        return blob_contract(store, kept, root_file)
 
     def load_probe(self, root_file: str) -> Path | str:
         return TFLITE_FORMAT.load_probe(root_file)
