@@ -14,7 +14,7 @@ from hub_cache.formats import format_of
 from mirror.core.config.hub import PinnedContract
 from mirror.core.contract_changes import Change, breaking, compare
 from mirror.core.contracts import Contract, ContractInvalid
-from mirror.core.storage import BlobStore
+from mirror.core.storage import BlobStore, DocumentReader
 
 CONTRACT_STATE = "state/hub/contracts"  # <sha256 of the model blob>.json: its contract
 BLOCK = "block"
@@ -25,20 +25,29 @@ def model_contract(
 ) -> Contract | str:
     """The contract of the model kept as blob `sha256` (its manifest's `archive` facts),
     read once and kept; or why it is not read (not kept: a later release may read it)."""
-    key = f"{CONTRACT_STATE}/{sha256}.json"
-    cached = store.get(key)
+    cached = kept_contract(store, sha256)
     if cached is not None:
-        try:
-            return Contract.from_bytes(cached, key)
-        except ContractInvalid:
-            pass  # written by a release that wrote another version of it: read again
+        return cached
     model_format = format_of(archive)
     if model_format is None:
         return f"its root file {archive.get('root_file', '')!r} is of no format known here"
     found = model_format.contract(store, sha256, archive, max_bytes)
     if isinstance(found, Contract):
-        store.put(key, found.to_bytes())
+        store.put(f"{CONTRACT_STATE}/{sha256}.json", found.to_bytes())
     return found
+
+
+def kept_contract(store: DocumentReader, sha256: str) -> Contract | None:
+    """The contract read for blob `sha256` before, if it was (pages read only this: a
+    request never unpacks a model)."""
+    key = f"{CONTRACT_STATE}/{sha256}.json"
+    cached = store.get(key)
+    if cached is None:
+        return None
+    try:
+        return Contract.from_bytes(cached, key)
+    except ContractInvalid:
+        return None  # written by a release that wrote another version of it: read again
 
 
 # A ModelManifest's `contract_check`: the new version against its pinned contract.
