@@ -172,3 +172,6 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     assert change["contract"]["changes"] == [
         "BREAKING serving_default: input 'x' dtype float32 -> uint8"
     ]
+    history = tfmirror(config, "history", "--model", handle, "--limit", "1")
+    assert history.returncode == 0, history.stderr
+    assert "contract breaking vs contracts/m.json: BREAKING serving_default" in history.stdout
