@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub_cache.formats import format_of
-from mirror.core.config.hub import PinnedContract
+from mirror.core.config.hub import HubConfig, PinnedContract, contract_policy
 from mirror.core.contract_changes import Change, breaking, compare
 from mirror.core.contracts import Contract, ContractInvalid
 from mirror.core.storage import BlobStore, DocumentReader
+
+if TYPE_CHECKING:
+    from hub_cache.models import ModelManifest
 
 CONTRACT_STATE = "state/hub/contracts"  # <sha256 of the model blob>.json: its contract
 BLOCK = "block"
@@ -110,3 +113,18 @@ def check_contract(found: Contract | str, pinned: PinnedContract, on_change: str
     if isinstance(found, str):
         return ContractCheck(pinned.shown, on_change, unread=found)
     return ContractCheck(pinned.shown, on_change, tuple(compare(pinned.contract, found)))
+
+
+def served_check(
+    store: DocumentReader, model: ModelManifest, hub: HubConfig
+) -> ContractCheck | None:
+    """The check a page shows for a served version: the one made when it was published,
+    else (a version published before its entry pinned a contract) the same check made
+    now from its kept contract; None where nothing is pinned."""
+    if model.contract_check:
+        return ContractCheck.from_json(model.contract_check)
+    entry = next((m for m in hub.models if m.handle == model.handle and m.contract), None)
+    if entry is None or entry.contract is None:
+        return None
+    found = kept_contract(store, model.sha256) or "not read yet"
+    return check_contract(found, entry.contract, contract_policy(entry, hub))

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 
 from hub_cache.compat_matrix import Pair, model_matrix, read_matrix
-from hub_cache.contracts import ContractCheck, kept_contract
+from hub_cache.contracts import kept_contract, served_check
 from hub_cache.formats import served_by_query
 from hub_cache.formats.base import TFHUB_CACHE
 from hub_cache.formats.tfjs import FILE_QUERY
@@ -56,6 +56,7 @@ def model_json(
     hub = f"{base}/hub/" + (f"@{at}/" if at else "")
     mirror_handle = f"{hub}{manifest.path}"
     contract = kept_contract(app_store(), manifest.sha256)
+    check = served_check(app_store(), manifest, app_config().hub)
     return {
         "handle": manifest.handle,
         "mirror_handle": mirror_handle,
@@ -74,7 +75,7 @@ def model_json(
         # The signatures it takes and gives, read without TensorFlow at sync (None: not
         # read yet), and this version against the contract its entry pins, if one does.
         "contract": contract.as_json() if contract else None,
-        "contract_check": manifest.contract_check or None,
+        "contract_check": check.as_json() if check else None,
     }
 
 
@@ -143,7 +144,7 @@ def model(path: str) -> Response | str:
     if _wants_json():
         return jsonify(info)
     loads = _loads(manifest, info["mirror_handle"])
-    check = ContractCheck.from_json(manifest.contract_check) if manifest.contract_check else None
+    check = served_check(app_store(), manifest, app_config().hub)
     return render(
         "hub_cache/model.html",
         title=manifest.handle,

@@ -16,9 +16,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from hub_cache.compat_matrix import Pair, read_matrix
-from hub_cache.contracts import ContractCheck
+from hub_cache.contracts import served_check
 from hub_cache.models import ModelManifest, load_models
-from mirror.core.config import Config
+from mirror.core.config import Config, HubConfig
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
 from mirror.core.quarantine import QuarantineRule, read_quarantine
@@ -211,8 +211,8 @@ def _fleet_on(store: BlobStore) -> tuple[FleetOn, list[SnapshotRow]]:
     return replace(on, live_beyond=beyond), rows
 
 
-def _model_inventory(model: ModelManifest) -> ModelInventory:
-    check = ContractCheck.from_json(model.contract_check) if model.contract_check else None
+def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> ModelInventory:
+    check = served_check(store, model, hub)
     return ModelInventory(
         model.handle,
         model.path,
@@ -412,7 +412,7 @@ def collect_status(
     manifests = load_all(store)
     last_sync = read_index(store, "pypi", "latest.json") or {}
     environments = _environments(config, manifests, base_url, last_sync)
-    models = [_model_inventory(m) for m in load_models(store)]
+    models = [_model_inventory(store, m, config.hub) for m in load_models(store)]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j.job for j in jobs if j.failing]
     unknown = [

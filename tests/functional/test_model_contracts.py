@@ -133,6 +133,10 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
         assert model is not None
         return model.sha256
 
+    # The version served before the pin is checked against it on its page too.
+    page = create_app(load_config(config), store).test_client().get("/hub/google/pinned/1")
+    assert "<strong>matches</strong>" in page.get_data(as_text=True)
+
     # v2 adds an output: compatible with the pin, published even under block.
     hub_up.add("google/pinned/1", tar_of_dir(models / "v2"))
     compatible = tfmirror(config, "sync", "hub")
