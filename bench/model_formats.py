@@ -17,10 +17,8 @@ In one run:
      check, the TF.js sync's check (archive, extraction, folder, each file kept as a
      blob) and the `.keras` zip check, at 10 MB and 100 MB, beside a child that only
      imports them. Target <= 64 MB, flat.
-Not measured yet: kagglehub's first call in a fresh process through the mirror's
-answers to Kaggle's names against one reading a prefetched cache; the answers need the
-names sent to the mirror and a CA the node trusts, which only the functional test sets up
-(tests/functional/test_hub_original_names.py, in a namespace of its own).
+kagglehub through the mirror's answers to Kaggle's names is bench.kagglehub_answers
+(it needs root: a namespace of its own).
 Needs curl, nginx and wrk (apt-get install curl nginx-light wrk; without nginx or wrk
 their parts say they are skipped) and TensorFlow, in a child, to make the `.tflite`
 files once (cached in the temp dir; without it the TFLite parts are skipped); stays on
@@ -413,10 +411,6 @@ def main() -> None:
                     "keras": keras,
                 },
             )
-    print(
-        "\nnot measured: kagglehub loading through the mirror's answers against kagglehub "
-        "reading a prefetched cache: the mirror does not answer Kaggle's API yet"
-    )
     sync, serve = f"<= {SYNC_TARGET}", f">= {SERVE_TARGET}"
     targets = {"sync TFLite": sync, "sync TF.js": sync, "TF.js shards": serve}
     shown = [f"{name} {ratio:.2f}x ({targets[name]}x)" for name, ratio in ratios.items()]

@@ -25,7 +25,8 @@ class Pair:
     provided_by: list[str] = field(default_factory=list)  # packages that register them
     reason: str = ""
     sha256: str = ""  # the archive checked
-    tensorflow: str = ""  # the environment's TensorFlow
+    tensorflow: str = ""  # the environment's TensorFlow, for a model checked against it
+    runtime: str = ""  # what it was checked against, as messages say it ("ai-edge-litert 2.3.0")
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)

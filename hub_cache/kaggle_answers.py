@@ -20,6 +20,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -168,15 +169,30 @@ def _held(call: InstanceCall) -> ModelManifest:
 
 def _files(call: InstanceCall) -> dict[str, Any]:
     """ApiListModelInstanceVersionFilesResponse: one page (pageToken: where it starts)."""
-    files = model_files(_held(call))
+    manifest = _held(call)
+    files = model_files(manifest)
     start = int(call.page_token) if call.page_token.isdigit() else 0
     size = min(call.page_size, MAX_PAGE) if call.page_size > 0 else MAX_PAGE
     page = files[start : start + size]
     more = start + size < len(files)
+    # kagglehub fetches a model whose first page is its last file by file, and one with
+    # more pages as its archive. Each file of an archived model comes out of the archive
+    # un-gzipped from its start, so such a model's first page says there may be more:
+    # kagglehub takes the archive once (nginx sends the blob), and a client that pages
+    # on gets an empty last page (AIP-158 lets a page hold fewer than asked, even none).
+    if not more and start == 0 and page and _archived(manifest):
+        more = True
     return {
         "files": [{"name": name, "size": size} for name, size in page],
         "nextPageToken": str(start + size) if more else "",
     }
+
+
+def _archived(manifest: ModelManifest) -> bool:
+    """Held only as an archive: no file kept on its own, not a single-file model."""
+    model_format = manifest.model_format
+    single = model_format is not None and model_format.single_file
+    return not single and not manifest.served_files()
 
 
 def model_files(manifest: ModelManifest) -> list[tuple[str, int]]:
@@ -187,10 +203,17 @@ def model_files(manifest: ModelManifest) -> list[tuple[str, int]]:
     model_format = manifest.model_format
     if model_format is not None and model_format.single_file:
         return [(_single_name(manifest), manifest.size)]
-    blob, tar = _open_archive(manifest)
+    return list(_archive_members(manifest.sha256, manifest.path))
+
+
+@lru_cache(maxsize=256)
+def _archive_members(sha256: str, path: str) -> tuple[tuple[str, int], ...]:
+    """An archive's files, read through once per archive (a blob's bytes never change
+    under its sha256): a listing is asked by every node that loads the model."""
+    blob, tar = _open_archive(sha256, path)
     with blob, tar:
         listed = [(_plain(m.name), m.size) for m in tar if m.isfile()]
-    return sorted(listed[:MAX_LISTED])
+    return tuple(sorted(listed[:MAX_LISTED]))
 
 
 def _single_name(manifest: ModelManifest) -> str:
@@ -203,18 +226,18 @@ def _plain(name: str) -> str:
     return name.removeprefix("./")
 
 
-def _open_archive(manifest: ModelManifest) -> tuple[BinaryIO, tarfile.TarFile]:
-    """The model's blob and its archive read as a stream (it passed the archive checks
-    at sync); closing the archive leaves the blob to close."""
+def _open_archive(sha256: str, path: str) -> tuple[BinaryIO, tarfile.TarFile]:
+    """Model `path`'s archive blob, read as a stream (it passed the archive checks at
+    sync); closing the archive leaves the blob to close."""
     try:
-        blob = app_store().open_blob(manifest.sha256)
+        blob = app_store().open_blob(sha256)
     except BlobNotFound:
-        raise KaggleAnswer(503, f"{manifest.path}: its archive is missing from the store") from None
+        raise KaggleAnswer(503, f"{path}: its archive is missing from the store") from None
     try:
         return blob, tarfile.open(fileobj=blob, mode="r|*")
     except tarfile.TarError:
         blob.close()
-        raise KaggleAnswer(503, f"{manifest.path}: its archive does not read") from None
+        raise KaggleAnswer(503, f"{path}: its archive does not read") from None
 
 
 def _download(call: InstanceCall) -> Response:
@@ -236,7 +259,7 @@ def _download(call: InstanceCall) -> Response:
 
 def _member(manifest: ModelManifest, call: InstanceCall) -> Response:
     """One file of an archived model, streamed out of its archive."""
-    blob, tar = _open_archive(manifest)
+    blob, tar = _open_archive(manifest.sha256, manifest.path)
     found = next((m for m in tar if m.isfile() and _plain(m.name) == call.path), None)
     reader = tar.extractfile(found) if found is not None else None
     if found is None or reader is None:

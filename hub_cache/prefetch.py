@@ -179,13 +179,17 @@ def prefetch_to(
     caps: ArchiveLimits,
     timeout: float = 60,
     snapshot: str | None = None,
+    environment: str | None = None,
 ) -> Prefetched:
     """Write the model plainly into `to`, for devices and web servers: a single-file
     model (a .tflite) as `<path with _>.tflite`, checked as its client reads it; an
-    archived one extracted into a folder of that name."""
+    archived one extracted into a folder of that name. With `environment`, refused if
+    the mirror found that environment's runtime cannot load it."""
     mirror = mirror.rstrip("/")
     path = mirror_path(handle, mirror)
     info_url, doc, sha256, size = _model_doc(handle, path, mirror, caps, timeout, snapshot)
+    if environment is not None:
+        _loads_in(handle, doc, environment)
     model_format = _format_in(doc)
     if model_format is None:
         raise PrefetchError(
@@ -226,7 +230,8 @@ def prefetch_to(
 
 
 def _loads_in(handle: str, doc: dict[str, object], environment: str) -> None:
-    """Refuse a model the mirror found the environment's TensorFlow cannot load."""
+    """Refuse a model the mirror found the environment's runtime (TensorFlow, LiteRT,
+    Keras: its format's) cannot load."""
     checked = doc.get("environments")
     pair = checked.get(environment) if isinstance(checked, dict) else None
     if isinstance(pair, dict) and pair.get("status") == "incompatible":

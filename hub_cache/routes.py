@@ -66,7 +66,7 @@ def model_json(
         "synced_at": manifest.synced_at,
         "source": redact_url(manifest.source),
         "archive": manifest.archive,
-        # Which environment's TensorFlow loads it, as last checked (verify.compat).
+        # Which environment's runtime loads it, as last checked (verify.compat).
         "environments": {
             env: {k: v for k, v in pair.as_json().items() if k not in ("model", "environment")}
             for env, pair in model_matrix(matrix, manifest).items()

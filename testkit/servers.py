@@ -120,8 +120,11 @@ def clean_pip_env() -> dict[str, str]:
     return pip_env()
 
 
-def make_venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+def make_venv(path: Path, system_site_packages: bool = False) -> Path:
+    """A venv's python; with `system_site_packages` it also sees this Python's packages
+    (TensorFlow and the test extra), and what pip installs into it comes first."""
+    shared = ["--system-site-packages"] if system_site_packages else []
+    subprocess.run([sys.executable, "-m", "venv", *shared, str(path)], check=True)
     return path / "bin" / "python"
 
 

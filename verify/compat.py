@@ -1,6 +1,9 @@
 """Which model loads in which environment: each mirrored model's ops (read as its format
-says, hub_cache.formats) against each environment's runtime (verify.runtimes), before a
-serving node dies with "Op type not registered".
+says, hub_cache.formats) against each environment's runtime of the kind its format names
+(verify.runtimes: TensorFlow for a SavedModel, LiteRT for a .tflite, Keras for Keras),
+checked by the kind's own rule, before a serving node dies with "Op type not
+registered" or a device with "Select TensorFlow op(s) ... not supported". A format with
+no Python runtime (TF.js) is shown as not checked, with why.
 
 The matrix is kept in the store (hub_cache.compat_matrix) for the status page, the API,
 the metrics and `hub prefetch --env` (through the model's page). The same check is the
@@ -14,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from hub_cache.compat_matrix import INCOMPATIBLE, OK, UNCHECKED, Pair, keep_matrix
-from hub_cache.formats import format_of
-from hub_cache.formats.base import GraphOps
+from hub_cache.formats import FORMATS, format_of
+from hub_cache.formats.base import GraphOps, RuntimeKind
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config
@@ -23,9 +26,22 @@ from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import stored_environments
 from verify.runtimes import NoRuntime, Runtime, existing_runtime
 
+# Every kind of runtime a format's models are checked against, each built once per
+# environment whose closure has it (an environment may have several).
+KINDS: tuple[RuntimeKind, ...] = tuple(
+    {f.runtime.name: f.runtime for f in FORMATS if f.runtime is not None}.values()
+)
+Runtimes = dict[tuple[str, str], Runtime | NoRuntime]  # (environment, kind's name) -> runtime
+Providers = dict[str, dict[str, str]]  # kind's name -> op -> the package that registers it
+
 
 def environments(config: Config, store: BlobStore) -> list[str]:
     return sorted({e.name for e in config.pypi.environments} | stored_environments(store))
+
+
+def _kind_of(model: ModelManifest) -> RuntimeKind | None:
+    model_format = format_of(model.archive)
+    return model_format.runtime if model_format is not None else None
 
 
 def _ops_of(config: Config, store: BlobStore, model: ModelManifest) -> GraphOps | str:
@@ -33,11 +49,8 @@ def _ops_of(config: Config, store: BlobStore, model: ModelManifest) -> GraphOps 
     model_format = format_of(model.archive)
     if model_format is None:
         return unknown_format(model)
-    if model_format.runtime is not TENSORFLOW:  # the one kind of runtime built so far
-        return f"{model_format.name} models are not checked against a runtime here"
-    root_file = str(model.archive.get("root_file", ""))
     max_bytes = config.hub.max_uncompressed_mb * 2**20
-    return model_format.ops(store, model.sha256, root_file, max_bytes)
+    return model_format.ops(store, model.sha256, model.archive, max_bytes)
 
 
 def unknown_format(model: ModelManifest) -> str:
@@ -50,59 +63,64 @@ def check_pair(
     ops: GraphOps | str,
     environment: str,
     found: Runtime | NoRuntime,
-    providers: dict[str, str],
+    providers: Providers,
 ) -> Pair:
-    """One model against one environment's runtime. `providers`: which package registers
-    each op, as every runtime built here found it."""
+    """One model against one environment's runtime of its format's kind, by the kind's
+    own check. `providers`: which package registers each op, as every runtime of that
+    kind built here found it."""
     base = Pair(model.handle, environment, UNCHECKED, sha256=model.sha256)
-    if isinstance(ops, str):
-        return replace(base, reason=ops)
+    kind = _kind_of(model)
+    if isinstance(ops, str) or kind is None:
+        return replace(base, reason=ops if isinstance(ops, str) else "no runtime checks it")
     if isinstance(found, NoRuntime):
         return replace(base, reason=found.reason)
-    missing = sorted(ops.ops - found.ops)
-    if not missing:
-        return Pair(model.handle, environment, OK, sha256=model.sha256, tensorflow=found.tensorflow)
-    by = sorted({providers[op] for op in missing if op in providers})
-    needs = [
-        f"needs {pkg} for {', '.join(op for op in missing if providers.get(op) == pkg)}"
-        for pkg in by
-    ]
-    unknown = [op for op in missing if op not in providers]
-    if unknown:
-        written = (
-            f" (written by TensorFlow {ops.tensorflow_version})" if ops.tensorflow_version else ""
+    tensorflow = found.version if kind is TENSORFLOW else ""
+    checked = replace(base, tensorflow=tensorflow, runtime=found.label)
+    gaps = kind.gaps(ops, found.registered(providers.get(kind.name, {})))
+    if gaps.missing:
+        return replace(
+            checked,
+            status=INCOMPATIBLE,
+            missing_ops=gaps.missing,
+            provided_by=gaps.provided_by,
+            reason=gaps.reason,
         )
-        needs.append(f"TensorFlow {found.tensorflow} lacks {', '.join(unknown)}{written}")
-    for package, error in sorted(found.failed.items()):
-        # Installed, but its ops never registered: the likelier cause.
-        needs.append(f"{package} is installed here but does not import ({error})")
-    return Pair(
-        model.handle,
-        environment,
-        INCOMPATIBLE,
-        missing,
-        by,
-        "; ".join(needs),
-        model.sha256,
-        found.tensorflow,
-    )
+    if gaps.reason:  # nothing found missing, and nothing found at all: cannot tell
+        return replace(checked, reason=gaps.reason)
+    return replace(checked, status=OK)
 
 
 def _runtimes(
-    config: Config, store: BlobStore, names: Iterable[str], build: bool = True
-) -> tuple[dict[str, Runtime | NoRuntime], dict[str, str]]:
-    """The runtimes of `names` (built where missing, with `build`), and which package
-    registers each op as every runtime built here found it."""
-    found = {env: existing_runtime(config, store, env, build) for env in names}
-    every = [
-        existing_runtime(config, store, e) for e in environments(config, store) if e not in found
-    ]
-    providers: dict[str, str] = {}
-    for rt in [*found.values(), *every]:
-        if isinstance(rt, Runtime):
-            for op, package in rt.providers.items():
-                providers.setdefault(op, package)
+    config: Config,
+    store: BlobStore,
+    names: Iterable[str],
+    kinds: Iterable[RuntimeKind] = KINDS,
+    build: bool = True,
+) -> tuple[Runtimes, Providers]:
+    """The runtimes of `kinds` in environments `names` (built where missing, with
+    `build`), and which package registers each op as every runtime of its kind built
+    here found it."""
+    kinds = list(kinds)
+    found: Runtimes = {
+        (env, kind.name): existing_runtime(config, store, env, build, kind)
+        for env in names
+        for kind in kinds
+    }
+    providers: Providers = {}
+    for kind in kinds:
+        registers = providers.setdefault(kind.name, {})
+        for env in environments(config, store):
+            rt = found.get((env, kind.name)) or existing_runtime(config, store, env, kind=kind)
+            if isinstance(rt, Runtime):
+                registers.update(rt.providers)
     return found, providers
+
+
+def _runtime_for(found: Runtimes, env: str, model: ModelManifest) -> Runtime | NoRuntime:
+    kind = _kind_of(model)
+    if kind is None:
+        return NoRuntime(env, "its format is checked against no runtime")
+    return found.get((env, kind.name), NoRuntime(env, f"no {kind.name} runtime was looked for"))
 
 
 def check_matrix(
@@ -111,13 +129,16 @@ def check_matrix(
     """Every model against every environment (or `only` these), building the runtimes
     that are missing when `build`; the result is kept for the status page."""
     names = only or environments(config, store)
-    runtimes, providers = _runtimes(config, store, names, build)
+    runtimes, providers = _runtimes(config, store, names, KINDS, build)
     pairs = []
     for model in load_models(store):
         if model.alias_of:
             continue  # the same archive as the model it names
         ops = _ops_of(config, store, model)
-        pairs += [check_pair(model, ops, env, runtimes[env], providers) for env in names]
+        pairs += [
+            check_pair(model, ops, env, _runtime_for(runtimes, env, model), providers)
+            for env in names
+        ]
     keep_matrix(store, pairs, names)
     return pairs
 
@@ -132,15 +153,13 @@ def compat_gate(config: Config, store: BlobStore) -> Callable[[ModelManifest], s
         if not names:
             return None
         ops = _ops_of(config, store, candidate)
-        found, providers = _runtimes(config, store, names)
+        kind = _kind_of(candidate)
+        found, providers = _runtimes(config, store, names, [kind] if kind else [])
         problems = []
         for env in names:
-            pair = check_pair(candidate, ops, env, found[env], providers)
+            pair = check_pair(candidate, ops, env, _runtime_for(found, env, candidate), providers)
             if pair.status == INCOMPATIBLE:
-                tf = pair.tensorflow
-                problems.append(
-                    f"environment {env} (TensorFlow {tf}) cannot load it: {pair.reason}"
-                )
+                problems.append(f"environment {env} ({pair.runtime}) cannot load it: {pair.reason}")
             elif pair.status == UNCHECKED:
                 problems.append(f"environment {env}: cannot check it ({pair.reason})")
         if not problems:

@@ -1,15 +1,18 @@
-"""Runtimes: each environment's own TensorFlow, installed from the mirror's own wheels,
-so the mirror can say which model loads where before a serving node finds out. What
-makes a runtime and how its ops are listed is its kind's to say (a RuntimeKind,
-hub_cache.formats.tensorflow_runtime for TensorFlow, the only kind built so far).
+"""Runtimes: each environment's own TensorFlow, LiteRT interpreter or Keras, installed
+from the mirror's own wheels, so the mirror can say which model loads where before a
+serving node, a device or a notebook finds out. What makes a runtime and how what it
+registers is listed is its kind's to say (a RuntimeKind, in hub_cache.formats:
+tensorflow_runtime, litert_runtime, keras_runtime).
 
-For an environment whose closure, on a target this machine can run, holds TensorFlow:
-a venv in `[hub] runtimes_dir`, named by the environment, the target and the hash of
-the closure (the same closure is never built twice; a new one replaces it), with the
-closure installed by uv with `--require-hashes` from a folder of the store's verified
-blobs, offline (inside `unshare -n` where the host allows it), then its registered ops
-recorded: TensorFlow's, and those op libraries in the closure register on import
-(tensorflow-text, tensorflow-addons, ...), each credited to its package.
+For an environment whose closure, on a target this machine can run, holds a kind's
+framework: a venv in `[hub] runtimes_dir`, named by the environment, the target and the
+hash of the closure (the same closure is never built twice; a new one replaces it), with
+the closure installed by uv with `--require-hashes` from a folder of the store's verified
+blobs, offline (inside `unshare -n` where the host allows it), then what the kind
+registers recorded in a file of the kind's own: TensorFlow's ops and those op libraries
+in the closure register on import (tensorflow-text, ...), each credited to its package;
+LiteRT's builtin ops and whether Flex ops run; Keras's classes. A closure with several
+kinds is one venv.
 
 Not through the index: a runtime is needed where no index runs (`tfmirror hub check`,
 the hub sync's gate), and the blob files are the bytes the index serves, by sha256.
@@ -23,10 +26,10 @@ import os
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hub_cache.formats.base import RuntimeKind
+from hub_cache.formats.base import Registered, RuntimeKind
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from mirror.core.children import die_with_parent
 from mirror.core.config import Config, host_target
@@ -40,7 +43,15 @@ from verify import netns
 from verify.airgap import pip_env
 from verify.errors import RuntimeUnavailable
 
-RUNTIME = "runtime.json"  # written last: a folder without it is not a runtime
+RUNTIME = "runtime.json"  # TensorFlow's, written last: a folder without one is not built
+# What a runtime's list_ops said besides its ops, kept as it said it (LiteRT's Flex check).
+_SAID = ("name", "version", "ops", "providers", "failed", "libraries")
+
+
+def runtime_file(kind: RuntimeKind) -> str:
+    """The file a kind's runtime is recorded in; the venv is shared by every kind its
+    closure has, TensorFlow's keeps the name it always had."""
+    return RUNTIME if kind is TENSORFLOW else f"runtime-{kind.name}.json"
 
 
 @dataclass(frozen=True)
@@ -49,42 +60,56 @@ class Runtime:
     target: str
     closure: str  # sha256 over the closure's file names and sha256s
     folder: Path
-    tensorflow: str
+    version: str  # of the kind's framework ("2.21.0")
     ops: frozenset[str]
     providers: dict[str, str] = field(default_factory=dict)  # op -> package that adds it
     failed: dict[str, str] = field(default_factory=dict)  # op library -> why it did not import
     # op libraries that imported: package -> module (a model load imports them first)
     libraries: dict[str, str] = field(default_factory=dict)
+    name: str = "TensorFlow"  # the framework, as messages name it ("ai-edge-litert")
+    extra: dict[str, object] = field(default_factory=dict)  # what else list_ops said
 
     @property
     def python(self) -> Path:
         return self.folder / "venv" / "bin" / "python"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def registered(self, providers: dict[str, str]) -> Registered:
+        """What it registers, for its kind's check; `providers`: every runtime's."""
+        return Registered(self.label, self.version, self.ops, self.failed, self.extra, providers)
 
     def to_json(self) -> dict[str, object]:
         return {
             "environment": self.environment,
             "target": self.target,
             "closure": self.closure,
-            "tensorflow": self.tensorflow,
+            "name": self.name,
+            "version": self.version,
             "ops": sorted(self.ops),
             "providers": self.providers,
             "failed": self.failed,
             "libraries": self.libraries,
+            "extra": self.extra,
         }
 
     @classmethod
-    def read(cls, folder: Path) -> Runtime:
-        doc = json.loads((folder / RUNTIME).read_text())
+    def read(cls, path: Path) -> Runtime:
+        doc = json.loads(path.read_text())
         return cls(
             doc["environment"],
             doc["target"],
             doc["closure"],
-            folder,
-            doc["tensorflow"],
+            path.parent,
+            str(doc.get("version", doc.get("tensorflow", ""))),  # "tensorflow": before kinds
             frozenset(doc["ops"]),
             dict(doc.get("providers", {})),
             dict(doc.get("failed", {})),
             dict(doc.get("libraries", {})),
+            str(doc.get("name", "TensorFlow")),
+            dict(doc.get("extra", {})),
         )
 
 
@@ -117,7 +142,7 @@ def runtime_manifest(
         return NoRuntime(environment, "nothing is mirrored for it yet")
     holding = [m for m in manifests if _has(kind, m)]
     if not holding:
-        return NoRuntime(environment, f"its closure has no {kind.name}")
+        return NoRuntime(environment, kind.absent)
     for manifest in holding:
         if _runnable(manifest) and find_interpreter(manifest.target) is not None:
             return manifest
@@ -137,20 +162,27 @@ def existing_runtime(
     build: bool = False,
     kind: RuntimeKind = TENSORFLOW,
 ) -> Runtime | NoRuntime:
-    """The environment's runtime if it is built for its closure as committed now; with
-    `build`, built now if it is not."""
+    """The environment's runtime of `kind` if it is built for its closure as committed
+    now; with `build`, built now if it is not (in the venv another kind built, if any)."""
     manifest = runtime_manifest(store, environment, kind)
     if isinstance(manifest, NoRuntime):
         return manifest
     folder = _folder(config, manifest)
-    if (folder / RUNTIME).is_file():
-        return Runtime.read(folder)
+    if (folder / runtime_file(kind)).is_file():
+        return Runtime.read(folder / runtime_file(kind))
     if not build:
         return NoRuntime(environment, "its runtime is not built yet (tfmirror hub check)")
     try:
+        if _installed(folder):
+            return _list_ops(kind, manifest, folder)
         return _build(config, store, manifest, kind)
     except RuntimeUnavailable as exc:
         return NoRuntime(environment, str(exc))
+
+
+def _installed(folder: Path) -> bool:
+    """A venv with the closure installed: some kind's runtime was recorded in it."""
+    return folder.is_dir() and any(folder.glob("runtime*.json"))
 
 
 def _run(command: list[str], cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -221,37 +253,49 @@ def _build(config: Config, store: BlobStore, manifest: Manifest, kind: RuntimeKi
         done = _run(install, staging)
         if done.returncode != 0:
             raise RuntimeUnavailable(f"installing the closure: {_why(done)}")
-        libraries = json.dumps(dict(kind.op_libraries))
-        probe = _run(["venv/bin/python", "-c", kind.list_ops, libraries], staging, 600)
-        line = next((ln for ln in probe.stdout.splitlines() if ln.startswith("RUNTIME ")), None)
-        if probe.returncode != 0 or line is None:
-            raise RuntimeUnavailable(f"importing {kind.name}: {_why(probe)}")
-        found = json.loads(line[len("RUNTIME ") :])
         shutil.rmtree(staging / "wheels")
-        built = Runtime(
-            manifest.environment,
-            manifest.target.id,
-            closure_hash(manifest),
-            folder,
-            str(found["tensorflow"]),
-            frozenset(found["ops"]),
-            dict(found["providers"]),
-            dict(found["failed"]),
-            dict(found["libraries"]),
-        )
-        (staging / RUNTIME).write_text(json.dumps(built.to_json(), indent=1))
+        built = _list_ops(kind, manifest, staging)
         try:
             os.rename(staging, folder)
         except OSError:
-            if not (folder / RUNTIME).is_file():
+            if not _installed(folder):
                 raise
-            # Another build of the same closure finished first: its runtime is this one.
+            # Another build of the same closure finished first: its venv is this one.
             shutil.rmtree(staging, ignore_errors=True)
-            return Runtime.read(folder)
+            marker = folder / runtime_file(kind)
+            return Runtime.read(marker) if marker.is_file() else _list_ops(kind, manifest, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _drop_older(config, manifest, folder)
+    return replace(built, folder=folder)
+
+
+def _list_ops(kind: RuntimeKind, manifest: Manifest, folder: Path) -> Runtime:
+    """Run the kind's list_ops in the venv in `folder` and record what it found there."""
+    libraries = json.dumps(dict(kind.op_libraries))
+    probe = _run(["venv/bin/python", "-c", kind.list_ops, libraries], folder, 600)
+    line = next((ln for ln in probe.stdout.splitlines() if ln.startswith("RUNTIME ")), None)
+    if probe.returncode != 0 or line is None:
+        raise RuntimeUnavailable(f"importing {kind.name}: {_why(probe)}")
+    found = json.loads(line[len("RUNTIME ") :])
+    built = Runtime(
+        manifest.environment,
+        manifest.target.id,
+        closure_hash(manifest),
+        folder,
+        str(found["version"]),
+        frozenset(found["ops"] or ()),
+        dict(found["providers"]),
+        dict(found["failed"]),
+        dict(found["libraries"]),
+        str(found["name"]),
+        {k: v for k, v in found.items() if k not in _SAID},
+    )
+    marker = folder / runtime_file(kind)
+    partial = marker.with_name(f".{marker.name}.{uuid.uuid4().hex[:8]}")
+    partial.write_text(json.dumps(built.to_json(), indent=1))
+    os.replace(partial, marker)  # whole or not at all
     return built
 
 

@@ -7,7 +7,7 @@ caller asks "is it a SavedModel?"."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -47,6 +47,29 @@ class GraphOps:
 
 
 @dataclass(frozen=True)
+class Registered:
+    """What one environment's runtime of a kind registers, as its list script found it,
+    for the kind's own check of a model's ops (RuntimeKind.gaps)."""
+
+    label: str  # the runtime as messages name it ("ai-edge-litert 2.3.0")
+    version: str
+    ops: frozenset[str]
+    failed: Mapping[str, str]  # op library -> why it did not import
+    extra: Mapping[str, object]  # what else the list script said (LiteRT's Flex check)
+    # op -> the package that registers it, as every runtime of the kind built here found it
+    providers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """What a runtime lacks for one model, and why, in words ("" when nothing)."""
+
+    missing: list[str] = field(default_factory=list)
+    provided_by: list[str] = field(default_factory=list)  # packages that would add them
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class RuntimeKind:
     """A framework that models are checked against in an environment's runtime
     (verify.runtimes: a venv of the environment's closure, built offline). The scripts
@@ -54,9 +77,14 @@ class RuntimeKind:
 
     name: str  # the framework's distribution name, as messages say it ("tensorflow")
     packages: tuple[str, ...]  # any one of these in a closure makes a runtime of it
+    modules: tuple[str, ...]  # what a Python imports to be one (tfmirror's own, as a last resort)
+    absent: str  # why an environment whose closure has none of `packages` has no runtime
     # Python source run as `python -c SOURCE OP_LIBRARIES_JSON`; prints one line
-    # `RUNTIME {json}`: version, ops, providers, failed, libraries (verify.runtimes.Runtime).
+    # `RUNTIME {json}`: name (as messages say it: "TensorFlow"), version, ops, providers,
+    # failed, libraries, and what else the kind says (verify.runtimes.Runtime).
     list_ops: str
+    # A model's ops against what one runtime registers: what it lacks, and why in words.
+    gaps: Callable[[GraphOps, Registered], Gaps]
     # Packages known to register ops when imported -> the module that does it.
     op_libraries: Mapping[str, str] = field(default_factory=dict)
 
@@ -101,8 +129,11 @@ class ModelFormat(Protocol):
         read as its client reads it; ArchiveRejected with the reason."""
         ...
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        """The ops the model archived in blob `sha256` uses, or why they are not checked."""
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        """The ops (or classes) the model in blob `sha256` uses, from its blob or the facts
+        its manifest keeps (`archive`), or why they are not checked, in words."""
         ...
 
     def contract(
@@ -114,10 +145,10 @@ class ModelFormat(Protocol):
         ...
 
     def load_probe(self, root_file: str) -> Path | str:
-        """The script a runtime's Python runs on the extracted model folder (argv: the
-        folder, then op library modules to import first; prints `SIGNATURES {json}`
-        and, once its serving signature answered, `CALLED {json}`), or why the model is
-        not loaded."""
+        """The script a runtime's Python runs on the extracted model folder, or on the
+        file itself for a single-file form, named `root_file` (argv: that path, then op
+        library modules to import first; prints `SIGNATURES {json}` and, once the model
+        answered a call on zeros, `CALLED {json}`), or why the model is not loaded."""
         ...
 
     def usage(self, mirror_handle: str) -> dict[str, str]:

@@ -16,9 +16,12 @@ from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.keras_model import (
     CONFIG,
+    KerasModel,
     inspect_keras_file,
     inspect_kerashub_preset,
 )
+from hub_cache.formats.keras_runtime import KERAS as KERAS_RUNTIME
+from hub_cache.formats.probes import keras_load
 from hub_cache.limits import ArchiveLimits
 from mirror.core.contracts import Contract
 from mirror.core.model_forms import KERAS
@@ -28,7 +31,6 @@ KERAS_FILE_KEY = "keras-file"  # a manifest's name for a `.keras` file (`hub imp
 # Keras keeps input specs in config.json but no output's dtype or shape: those take
 # building the model. Said plainly rather than half a contract.
 CONTRACT_NOT_READ = "Keras models: the contract is not read yet (outputs need the model built)"
-NOT_LOADED = "Keras: not loaded here (no Keras runtime is built for an environment yet)"
 
 
 class KerasPreset:
@@ -41,7 +43,7 @@ class KerasPreset:
     served_query = ("keras-format", "preset")
     suffix = ".tar.gz"
     client_import = "import keras_hub"
-    runtime: RuntimeKind | None = None
+    runtime: RuntimeKind | None = KERAS_RUNTIME
     serving_platform: str | None = None
     caches = frozenset({KAGGLEHUB_CACHE})  # from_preset("kaggle://...") reads kagglehub's
 
@@ -62,8 +64,10 @@ class KerasPreset:
         preset = inspect_kerashub_preset(files, lambda p: (folder / p).read_bytes())
         return {"keras": preset.as_json()}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        return "Keras models are not checked against a runtime here"
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        return keras_classes(archive)
 
     def contract(
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
@@ -71,7 +75,7 @@ class KerasPreset:
         return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
-        return NOT_LOADED
+        return Path(keras_load.__file__)
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         return {"prefetch_then": 'keras_hub.models.Backbone.from_preset("DIR")'}
@@ -87,7 +91,7 @@ class KerasFile:
     served_query = ("keras-format", "keras")
     suffix = ".keras"
     client_import = "import keras"
-    runtime: RuntimeKind | None = None
+    runtime: RuntimeKind | None = KERAS_RUNTIME
     serving_platform: str | None = None
     caches: frozenset[str] = frozenset()
 
@@ -111,8 +115,10 @@ class KerasFile:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        return "Keras models are not checked against a runtime here"
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        return keras_classes(archive)
 
     def contract(
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
@@ -120,11 +126,21 @@ class KerasFile:
         return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
-        return NOT_LOADED
+        return Path(keras_load.__file__)
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         url = f"{mirror_handle}?keras-format=keras"
         return {"keras": f'keras.saving.load_model(keras.utils.get_file("model.keras", "{url}"))'}
+
+
+def keras_classes(archive: Mapping[str, object]) -> GraphOps | str:
+    """The classes and functions the model's config names, as read when it was checked,
+    and the Keras that wrote it."""
+    facts = archive.get("keras")
+    if not isinstance(facts, dict):
+        return "its facts name no Keras classes (checked before this release)"
+    model = KerasModel.from_json(facts)
+    return GraphOps(model.classes, model.keras_version)
 
 
 KERAS_PRESET = KerasPreset()

@@ -1,6 +1,8 @@
 """LiteRT as a runtime to check `.tflite` models against (hub_cache.formats.base.RuntimeKind):
-the distributions that install its interpreter (ai-edge-litert, the old tflite-runtime)
-and the script that lists what that interpreter registers, run in the runtime's venv.
+the distributions that install its interpreter (ai-edge-litert, the old tflite-runtime,
+and TensorFlow, whose `tf.lite.Interpreter` runs them too), the script that lists what
+that interpreter registers, run in the runtime's venv, and the check of a model's
+operator codes against that list, with the reason in words.
 
 Neither package exposes its op resolver to Python, so the script asks the interpreter
 itself: for each BuiltinOperator code it builds a model that declares that one operator
@@ -13,17 +15,24 @@ TFLite_Detection_PostProcess) are not listed: finding them means preparing their
 which crashes on an empty node ("custom_ops" is null, with the reason). Flex (Select TF)
 ops: a model with one Flex op is prepared in a child process; ai-edge-litert 2.3.0 says
 "Select TensorFlow op(s) ... not supported by this interpreter" (it ships no Flex
-delegate), and that sentence is reported as the reason.
+delegate), and that sentence is reported as the reason; TensorFlow's own tf.lite runs them (its pip
+package links the Flex delegate in).
 """
 
 from __future__ import annotations
 
 import json
 
-from hub_cache.formats.base import RuntimeKind
+from hub_cache.formats.base import Gaps, GraphOps, Registered, RuntimeKind
+from hub_cache.formats.tensorflow_runtime import PACKAGES as TENSORFLOW_PACKAGES
 from hub_cache.formats.tflite_ops import BUILTIN_OPERATORS
 
-PACKAGES = ("ai-edge-litert", "tflite-runtime")
+# In the order a runtime prefers them: what a device installs first, TensorFlow last.
+PACKAGES = ("ai-edge-litert", "tflite-runtime", *TENSORFLOW_PACKAGES)
+# The custom ops LiteRT's BuiltinOpResolver adds itself (tensorflow/lite/kernels/register.cc),
+# which the script cannot list: a model using one loads; any other custom op the app
+# registers, which a plain Interpreter does not.
+RESOLVER_CUSTOM_OPS = frozenset({"Mfcc", "AudioSpectrogram", "TFLite_Detection_PostProcess"})
 
 # Made once with flatbuffers and TF 2.21.0's schema_py_generated: a Model (version 3,
 # one empty subgraph, one empty buffer) whose one OperatorCode has builtin_code
@@ -54,8 +63,17 @@ try:
     from ai_edge_litert.interpreter import Interpreter
     package = "ai-edge-litert"
 except ImportError:
-    from tflite_runtime.interpreter import Interpreter
-    package = "tflite-runtime"
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        package = "tflite-runtime"
+    except ImportError:
+        from tensorflow.lite.python.interpreter import Interpreter  # tf.lite's
+        for package in ("tensorflow", "tensorflow-cpu", "tensorflow-intel"):
+            try:
+                md.version(package)
+                break
+            except md.PackageNotFoundError:
+                pass
 
 NAMES = @NAMES@
 OPERATOR_CODE_MODEL = bytes.fromhex("".join(@OPERATOR_CODE_MODEL@.split()))
@@ -115,7 +133,7 @@ def flex():
 ops, versions = builtins()
 flex_available, flex_reason = flex()
 print("RUNTIME " + json.dumps({
-    "package": package, "version": md.version(package),
+    "name": package, "version": md.version(package),
     "ops": ops, "op_versions": versions,
     "ops_reason": "" if ops is not None else "the interpreter refused a model declaring ADD",
     "custom_ops": None,
@@ -132,4 +150,50 @@ LIST_OPS = (
     .replace("@CUSTOM_OP_MODEL@", repr(CUSTOM_OP_MODEL))
 )
 
-LITERT = RuntimeKind("ai-edge-litert", PACKAGES, LIST_OPS)
+
+def litert_gaps(ops: GraphOps, found: Registered) -> Gaps:
+    """The operator codes a LiteRT interpreter cannot run, and why, in words: Flex ops
+    without the Flex delegate, builtins it does not register, custom ops its resolver
+    does not add (an app registers those itself)."""
+    if not found.ops:
+        return Gaps(reason=str(found.extra.get("ops_reason", "its interpreter listed no ops")))
+    flex = sorted(op for op in ops.ops if op.startswith("Flex"))
+    builtin = {op for op in ops.ops if _is_builtin(op)}
+    custom = sorted(ops.ops - set(flex) - builtin - RESOLVER_CUSTOM_OPS)
+    said = found.extra.get("flex")
+    if isinstance(said, dict) and said.get("available"):
+        flex = []
+    lacks = sorted(builtin - found.ops)
+    why = []
+    if flex:
+        why.append(
+            f"uses Flex op{_s(flex)} {', '.join(flex)}: needs the Flex delegate, "
+            f"which {found.label} does not ship"
+        )
+    if lacks:
+        why.append(f"{found.label} does not register builtin op{_s(lacks)} {', '.join(lacks)}")
+    if custom:
+        why.append(
+            f"uses custom op{_s(custom)} {', '.join(custom)}, which {found.label} "
+            "does not register (the app must)"
+        )
+    return Gaps(sorted([*flex, *lacks, *custom]), [], "; ".join(why))
+
+
+def _s(names: list[str]) -> str:
+    return "s" if len(names) > 1 else ""
+
+
+def _is_builtin(op: str) -> bool:
+    return op in BUILTIN_OPERATORS or (op.startswith("BUILTIN_") and op[8:].isdigit())
+
+
+LITERT = RuntimeKind(
+    "ai-edge-litert",
+    PACKAGES,
+    ("ai_edge_litert", "tflite_runtime", "tensorflow"),
+    "no TFLite runtime in this environment (its closure has none of ai-edge-litert, "
+    "tflite-runtime or tensorflow)",
+    LIST_OPS,
+    litert_gaps,
+)

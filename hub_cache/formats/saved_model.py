@@ -50,8 +50,10 @@ class SavedModel:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        if root_file == TF1_HUB_MODULE:
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        if archive.get("root_file") == TF1_HUB_MODULE:
             return "a TF1 hub module: TensorFlow 2 loads it through hub.load, not checked"
         try:
             return archive_ops(store, sha256, max_bytes)

@@ -5,7 +5,7 @@ tensorflow-addons, ...), each op credited to the package that added it."""
 
 from __future__ import annotations
 
-from hub_cache.formats.base import RuntimeKind
+from hub_cache.formats.base import Gaps, GraphOps, Registered, RuntimeKind
 
 # Packages known to register ops when imported, and the module that does it. Any other
 # distribution in the closure that requires TensorFlow and ships a shared library is
@@ -57,12 +57,44 @@ for name, module in sorted(libraries.items()):
     now = registered()
     for op in now - before - providers.keys():
         providers[op] = name
-print("RUNTIME " + json.dumps({"tensorflow": tf.__version__, "ops": sorted(registered()),
+print("RUNTIME " + json.dumps({"name": "TensorFlow", "version": tf.__version__,
+                               "ops": sorted(registered()),
                                "providers": providers, "failed": failed,
                                "libraries": imported}))
 """
 
+PACKAGES = ("tensorflow", "tensorflow-cpu", "tensorflow-intel")
+
+
+def tensorflow_gaps(ops: GraphOps, found: Registered) -> Gaps:
+    """The ops a TensorFlow lacks, the packages that register them, and why, in words."""
+    missing = sorted(ops.ops - found.ops)
+    if not missing:
+        return Gaps()
+    providers = found.providers
+    by = sorted({providers[op] for op in missing if op in providers})
+    needs = [
+        f"needs {pkg} for {', '.join(op for op in missing if providers.get(op) == pkg)}"
+        for pkg in by
+    ]
+    unknown = [op for op in missing if op not in providers]
+    if unknown:
+        written = (
+            f" (written by TensorFlow {ops.tensorflow_version})" if ops.tensorflow_version else ""
+        )
+        needs.append(f"TensorFlow {found.version} lacks {', '.join(unknown)}{written}")
+    for package, error in sorted(found.failed.items()):
+        # Installed, but its ops never registered: the likelier cause.
+        needs.append(f"{package} is installed here but does not import ({error})")
+    return Gaps(missing, by, "; ".join(needs))
+
 
 TENSORFLOW = RuntimeKind(
-    "tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-intel"), LIST_OPS, OP_LIBRARIES
+    "tensorflow",
+    PACKAGES,
+    ("tensorflow",),
+    "its closure has no tensorflow",
+    LIST_OPS,
+    tensorflow_gaps,
+    OP_LIBRARIES,
 )

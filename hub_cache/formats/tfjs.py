@@ -25,6 +25,10 @@ from mirror.core.upstream import MAX_PAGE
 
 FILE_QUERY = ("tfjs-format", "file")  # how tfjs asks for model.json and each shard
 
+# TF.js runs in a browser or Node.js, never in a Python environment's closure: no
+# environment is a runtime of it, and the matrix says so rather than failing it.
+NOT_CHECKED = "browser/Node.js (TF.js): not checked against a Python environment"
+
 
 class TfJs:
     key = TFJS
@@ -36,7 +40,7 @@ class TfJs:
     served_query = ("tfjs-format", "compressed")
     suffix = ".tar.gz"
     client_import = 'import * as tf from "@tensorflow/tfjs";'
-    runtime: RuntimeKind | None = None  # no tfjs runtime is built for an environment
+    runtime: RuntimeKind | None = None  # a browser or Node.js runs it (NOT_CHECKED)
     serving_platform: str | None = None
     caches = frozenset({KAGGLEHUB_CACHE})  # kagglehub extracts Kaggle's tfJs archives
 
@@ -51,8 +55,10 @@ class TfJs:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {"tfjs": read_folder(folder).as_json()}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        return "TF.js models are not checked against a runtime here"
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        return NOT_CHECKED
 
     def contract(
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
@@ -64,7 +70,7 @@ class TfJs:
             return tfjs_contract(reader.read(MAX_PAGE + 1))
 
     def load_probe(self, root_file: str) -> Path | str:
-        return "TF.js: not loaded here (no tfjs runtime is built for an environment)"
+        return NOT_CHECKED
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         return {"tfjs": f'await tf.loadGraphModel("{mirror_handle}", {{fromTFHub: true}})'}

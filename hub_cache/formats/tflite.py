@@ -12,6 +12,8 @@ from typing import BinaryIO
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.blob_files import seekable_blob, served_file
+from hub_cache.formats.litert_runtime import LITERT
+from hub_cache.formats.probes import tflite_load
 from hub_cache.formats.tflite_reader import TfliteModel, read_tflite, tflite_contract
 from hub_cache.limits import ArchiveLimits
 from mirror.core.contracts import Contract
@@ -32,7 +34,7 @@ class TfLite:
     served_query = ("lite-format", "tflite")
     suffix = ".tflite"
     client_import = "import urllib.request\nfrom ai_edge_litert.interpreter import Interpreter"
-    runtime: RuntimeKind | None = None  # LiteRT runtimes are not built yet
+    runtime: RuntimeKind | None = LITERT
     serving_platform: str | None = None  # TF Serving serves no .tflite
     caches: frozenset[str] = frozenset()  # tensorflow_hub loads no .tflite
 
@@ -58,7 +60,9 @@ class TfLite:
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
         try:
             with seekable_blob(store, sha256) as (reader, size):
                 model = read_tflite(reader, size, MODEL_FILE)
@@ -72,7 +76,7 @@ class TfLite:
         return blob_contract(store, sha256, MODEL_FILE)
 
     def load_probe(self, root_file: str) -> Path | str:
-        return "TFLite: not loaded here (no LiteRT runtime is built for an environment yet)"
+        return Path(tflite_load.__file__)
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         url = f"{mirror_handle}?lite-format=tflite"
@@ -111,7 +115,7 @@ class TfLiteArchive:
     served_query = ("lite-format", "tar.gz")
     suffix = ".tar.gz"
     client_import = TfLite.client_import
-    runtime: RuntimeKind | None = None
+    runtime: RuntimeKind | None = LITERT
     serving_platform: str | None = None
     caches = frozenset({KAGGLEHUB_CACHE})
 
@@ -132,8 +136,15 @@ class TfLiteArchive:
                     models[name] = read_tflite(f, path.stat().st_size, name).as_json()
         return {"tflite_files": models}
 
-    def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
-        return "archived TFLite models are not checked against a runtime here"
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        # Each .tflite inside was read as LiteRT reads it when the archive was checked.
+        files = archive.get("tflite_files")
+        if not isinstance(files, dict) or not files:
+            return "its archive's facts name no .tflite file (checked before this release)"
+        models = [TfliteModel.from_json(doc) for doc in files.values() if isinstance(doc, dict)]
+        return GraphOps(frozenset().union(*(operator_names(m) for m in models)))
 
     def contract(
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int

@@ -85,6 +85,30 @@ def test_a_keras_file_is_served_and_loads_in_keras_and_a_lambda_one_is_refused(
         assert got == pytest.approx(expected[0])
 
 
+def test_deep_check_loads_a_keras_file_with_safe_mode_and_calls_it_once(
+    keras_files: tuple[Path, Path, list[Any]], tmp_path: Path
+) -> None:
+    from verify.models import check_models
+
+    dense, _, _ = keras_files
+    config_path = tmp_path / "tfmirror.toml"
+    config_path.write_text(f'[storage]\npath = "store"\n[web]\nport = {free_port()}\n')
+    handle = "https://www.kaggle.com/models/acme/dense/keras/deep/1"
+    assert tfmirror(config_path, "hub", "import", str(dense), "--handle", handle).returncode == 0
+    config = load_config(str(config_path))
+    store = open_store(config.storage)
+    # No environment has Keras here: the probe runs in tfmirror's own Python, which has.
+    (check,) = check_models(config, store, [])
+    assert check.ok, check.detail
+    assert check.detail == (
+        "loads in tfmirror's own Python; signatures: call; "
+        "the model called on zeros in tfmirror's own Python"
+    )
+    manifest = load_model(store, "models/acme/dense/keras/deep/1")
+    assert manifest is not None
+    assert manifest.signatures["call"]["outputs"]["output"]["shape"] == [None, 2]
+
+
 def test_a_kerashub_preset_is_imported_and_written_plainly_and_a_lambda_one_refused(
     tmp_path: Path,
 ) -> None:

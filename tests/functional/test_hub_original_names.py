@@ -3,7 +3,8 @@ Kaggle's names ([proxy] answer_for) over TLS with a certificate from a CA the te
 The models are synced from the local look-alikes of tfhub.dev and Kaggle; then, inside a
 network and mount namespace the test makes (loopback only, its own /etc/hosts sending
 the names to the mirror's nginx), the real kagglehub and tensorflow_hub load them by
-their public handles with empty caches and no Kaggle account."""
+their public handles with empty caches and no Kaggle account; KerasHub's
+`from_preset("kaggle://...")` too, from a venv of its own with keras-hub from PyPI."""
 
 from __future__ import annotations
 
@@ -11,21 +12,23 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from hub_cache.hub_sync import HubSync
 from mirror.core.config import load_config
 from mirror.core.public_names import PUBLIC_NAMES
 from mirror.core.storage import open_store
+from testkit.public_names_node import run_node
+from testkit.servers import make_venv, pip_install
+from testkit.site_ca import make_ca
 from tests.functional.test_hub import assert_same_outputs
 from tests.support.archives import tar_of_dir
 from tests.support.hub_upstream import HubUpstream, KaggleUpstream
-from tests.support.site_ca import make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR_ADDRESS = "127.0.0.7"  # the namespace's loopback: the names lead here
@@ -34,20 +37,18 @@ KAGGLE_URL = "https://www.kaggle.com/models/" + KAGGLE
 TFHUB = "https://tfhub.dev/google/tfmirror-test/keras/1"
 ABSENT = "tfmirror/not-mirrored/tensorFlow2/default/1"
 SECRET = "kaggle-s3cret-key-7d1e"
+PRESET = "tfmirror/tiny-bert/keras/tiny"
+PYPI = "https://pypi.org/simple/"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: a network and mount namespace of its own"
 )
 
 
-def write_config(tmp_path: Path, nginx: str, kaggle: KaggleUpstream, hub_up: HubUpstream) -> Path:
+def write_config(
+    tmp_path: Path, nginx: str, kaggle: KaggleUpstream, models: list[dict[str, str]]
+) -> Path:
     ca = make_ca(tmp_path / "ca", list(PUBLIC_NAMES))
-    source = f"{hub_up.url}/google/tfmirror-test/keras/1?tf-hub-format=compressed"
-    models = [
-        {"handle": f"{KAGGLE_URL}/1"},
-        {"handle": f"{KAGGLE_URL}/2"},
-        {"handle": TFHUB, "source": source},
-    ]
     doc = {
         "storage": {"path": str(tmp_path / "store")},
         "web": {"host": MIRROR_ADDRESS, "port": 8080},
@@ -98,34 +99,6 @@ def node_env(tmp_path: Path, name: str) -> dict[str, str]:
     }
 
 
-def run_node(tmp_path: Path, config: Path, cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The mirror and the clients inside a namespace of their own; each case's result."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{MIRROR_ADDRESS} {' '.join(PUBLIC_NAMES)}\n")
-    cases_file = tmp_path / "cases.json"
-    cases_file.write_text(json.dumps(cases))
-    script = (
-        'ip link set lo up && mount --bind "$1" /etc/hosts && '
-        'exec "$2" -m tests.support.public_names_node "$3" "$4"'
-    )
-    argv = ["unshare", "-n", "-m", "sh", "-c", script, "sh"]
-    argv += [str(hosts), sys.executable, str(config), str(cases_file)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
-    env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=len(cases) * 240 + 60
-    )
-    results = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("CASE "):
-            result = json.loads(line[len("CASE ") :])
-            results[result["name"]] = result
-    assert done.returncode == 0 and len(results) == len(cases), done.stderr[-4000:]
-    results["_logs"] = done.stdout + done.stderr
-    return results
-
-
 def ok(result: dict[str, Any]) -> dict[str, Any]:
     assert result["returncode"] == 0 and "error" not in result, result
     return result
@@ -142,7 +115,13 @@ def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
     kaggle.add(f"{KAGGLE}/1", tar_of_dir(models_dir / "keras"))
     kaggle.add(f"{KAGGLE}/2", tar_of_dir(models_dir / "lookup"))
     hub_up.add("google/tfmirror-test/keras/1", tar_of_dir(models_dir / "keras"))
-    config_path = write_config(tmp_path, nginx, kaggle, hub_up)
+    source = f"{hub_up.url}/google/tfmirror-test/keras/1?tf-hub-format=compressed"
+    models = [
+        {"handle": f"{KAGGLE_URL}/1"},
+        {"handle": f"{KAGGLE_URL}/2"},
+        {"handle": TFHUB, "source": source},
+    ]
+    config_path = write_config(tmp_path, nginx, kaggle, models)
     config = load_config(str(config_path))
     assert HubSync(config, open_store(config.storage)).run().count("new") == 3
 
@@ -175,7 +154,7 @@ def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
         },
         {"name": "account", "argv": [client, "kagglehub", f"{KAGGLE}/2", "-"], "env": with_account},
     ]
-    results = run_node(tmp_path, config_path, cases)
+    results = run_node(tmp_path, config_path, cases, MIRROR_ADDRESS)
 
     # No version: the mirror's newest (2, the lookup model), into kagglehub's own layout.
     unversioned = ok(results["unversioned"])
@@ -204,9 +183,85 @@ def test_unchanged_code_loads_original_handles_through_the_mirrors_answers(
     access = (tmp_path / "proxy" / "access.log").read_text()
     assert "POST /v1/models.ModelApiService/GetModelInstance" in access
     assert "GET /google/tfmirror-test/keras/1?tf-hub-format=compressed" in access
+    # kagglehub took each Kaggle model as its archive (nginx's blob), not file by file.
+    whole = "GET /hub/models/tfmirror/keras-test/tensorflow2/default/{}?tf-hub-format=compressed"
+    assert all(whole.format(v) in access for v in (1, 2)), access[-3000:]
 
 
 @pytest.fixture
 def kaggle() -> Iterator[KaggleUpstream]:
     with KaggleUpstream() as up:
         yield up
+
+
+def test_kerashub_from_preset_loads_kaggle_presets_through_the_mirrors_answers(
+    nginx: str, kerashub_python: Path, kaggle: KaggleUpstream, tmp_path: Path
+) -> None:
+    expected = {}
+    for version in ("1", "2"):  # the same tiny classifier, its weights drawn from two seeds
+        folder = tmp_path / "presets" / version
+        expected[version] = make_preset(kerashub_python, folder, seed=int(version))
+        kaggle.add(f"{PRESET}/{version}", tar_of_dir(folder))
+    assert expected["1"] != expected["2"]
+    url = f"https://www.kaggle.com/models/{PRESET}"
+    config_path = write_config(
+        tmp_path, nginx, kaggle, [{"handle": f"{url}/1"}, {"handle": f"{url}/2"}]
+    )
+    config = load_config(str(config_path))
+    assert HubSync(config, open_store(config.storage)).run().count("new") == 2
+
+    client = "tests.support.public_names_client"
+    cases = [
+        {
+            "name": name,
+            "argv": [client, "kerashub", handle, "-"],
+            "env": node_env(tmp_path, name),
+            "python": str(kerashub_python),
+        }
+        for name, handle in (("versioned", f"{PRESET}/1"), ("unversioned", PRESET))
+    ]
+    results = run_node(tmp_path, config_path, cases, MIRROR_ADDRESS)
+
+    assert_same_outputs(ok(results["versioned"])["outputs"], expected["1"])
+    # No version: the mirror's newest, version 2, in kagglehub's own cache layout.
+    assert_same_outputs(ok(results["unversioned"])["outputs"], expected["2"])
+    cached = tmp_path / "nodes/unversioned/kagglehub/models" / PRESET / "2"
+    assert (cached / "model.weights.h5").is_file()
+    assert (cached / "assets/tokenizer/vocabulary.txt").is_file()  # a file in a folder
+    access = (tmp_path / "proxy" / "access.log").read_text()
+    assert "POST /v1/models.ModelApiService/DownloadModelInstanceVersion" in access
+
+
+def make_preset(python: Path, folder: Path, seed: int) -> dict[str, Any]:
+    """A tiny BERT classifier saved by KerasHub's save_to_preset, and its outputs."""
+    done = subprocess.run(
+        [str(python), "-m", "tests.support.kerashub_preset", str(folder), str(seed)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=300,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("OUTPUTS ")), "")
+    assert done.returncode == 0 and line, done.stderr[-3000:]
+    return dict(json.loads(line[len("OUTPUTS ") :]))
+
+
+@pytest.fixture(scope="session")
+def kerashub_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv of its own (keras-hub pins kagglesdk and needs tensorflow-text, so it stays
+    out of the test extra) that sees TensorFlow and Keras from this Python, with keras-hub
+    installed from PyPI by pip with no machine config: one per session."""
+    try:
+        requests.head(f"{PYPI}keras-hub/", timeout=10).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.skip(f"PyPI cannot be reached ({type(exc).__name__}): keras-hub comes from there")
+    python = make_venv(tmp_path_factory.mktemp("kerashub") / "venv", system_site_packages=True)
+    done = pip_install(python, PYPI, "keras-hub")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # kagglehub (from this Python) with the kagglesdk keras-hub pins: pip finds them fit.
+    check = subprocess.run(
+        [str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout
+    return python

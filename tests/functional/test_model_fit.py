@@ -148,7 +148,7 @@ def test_the_matrix_names_the_missing_op_and_the_package_that_provides_it(
         assert rows[("fit/text/1", "serving")] == "incompatible"
         metrics = requests.get(f"{base}/metrics").text
         assert 'tfmirror_model_environment_pairs{status="incompatible"} 1.0' in metrics
-        assert "missing ops" in requests.get(f"{base}/").text
+        assert "does not load</span>: needs tensorflow-text" in requests.get(f"{base}/").text
         # hub prefetch --env refuses what that environment cannot load, in one line.
         cache = fleet["work"] / "cache"
 

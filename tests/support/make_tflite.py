@@ -2,10 +2,12 @@
 own LiteRT interpreter says of each.
 
 Run as a script (TensorFlow stays out of the pytest process):
-    python -m tests.support.make_tflite OUT_DIR [--big]
+    python -m tests.support.make_tflite OUT_DIR [--big] [--oob]
 writes OUT_DIR/builtin.tflite (builtin ops only), OUT_DIR/flex.tflite (a Select TF op),
 OUT_DIR/offset.tflite (builtin's largest buffer after the FlatBuffer, the >2 GB layout),
-with --big OUT_DIR/big.tflite (a ~100 MB constant), and OUT_DIR/interpreter.json: per
+with --big OUT_DIR/big.tflite (a ~100 MB constant), with --oob OUT_DIR/oob.tflite (builtin
+ops only, but its GATHER reads past its table on zeros: it loads and fails when invoked),
+and OUT_DIR/interpreter.json: per
 model, the schema version, the op names of every node, the input and output details.
 """
 
@@ -89,7 +91,7 @@ def described(tf: Any, path: Path) -> dict[str, Any]:
     }
 
 
-def main(out: Path, big: bool) -> None:
+def main(out: Path, big: bool, oob: bool = False) -> None:
     import tensorflow as tf
 
     def small_net(x: Any) -> Any:
@@ -109,6 +111,13 @@ def main(out: Path, big: bool) -> None:
         models["big"] = convert(
             tf, lambda x: tf.matmul(x, weights), tf.TensorSpec([1, BIG_SIDE], tf.float32)
         )
+    if oob:
+        table = tf.constant([1.0, 2.0, 3.0])
+        models["oob"] = convert(
+            tf,
+            lambda x: tf.gather(table, tf.cast(x, tf.int32) + 7),
+            tf.TensorSpec([1, 4], tf.float32, name="x"),
+        )
     facts = {}
     for name, data in models.items():
         path = out / f"{name}.tflite"
@@ -118,4 +127,4 @@ def main(out: Path, big: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), "--big" in sys.argv[2:])
+    main(Path(sys.argv[1]), "--big" in sys.argv[2:], "--oob" in sys.argv[2:])

@@ -2,6 +2,9 @@
 `RESULT {json}` line (where the model landed and its outputs, or the error raised).
 
     python -m tests.support.public_names_client kagglehub|tfhub HANDLE keras|lookup|-
+    python -m tests.support.public_names_client kerashub HANDLE -
+(kerashub: `Backbone.from_preset("kaggle://HANDLE")` and `TextClassifier.from_preset`, run
+by a Python that has keras-hub.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def main(client: str, handle: str, kind: str) -> None:
     result: dict[str, object] = {}
     try:
-        if client == "kagglehub":
+        if client == "kerashub":
+            import keras_hub
+
+            from tests.support.kerashub_preset import outputs as preset_outputs
+
+            preset = "kaggle://" + handle
+            backbone = keras_hub.models.Backbone.from_preset(preset)
+            classifier = keras_hub.models.TextClassifier.from_preset(preset)
+            result["outputs"] = preset_outputs(backbone, classifier)
+            path = handle
+        elif client == "kagglehub":
             import kagglehub
 
             result["path"] = path = kagglehub.model_download(handle)

@@ -368,6 +368,21 @@ def test_bad_environments_are_one_line_that_says_what_to_fix(
     assert "\n" not in str(info.value)
 
 
+def test_a_tfjs_model_names_no_environment_to_be_checked_in(tmp_path: Path) -> None:
+    # A browser or Node.js runs it: no Python environment can say it loads there.
+    handle = "https://tfhub.dev/google/tfjs-model/x/1"
+    doc = {
+        "pypi": {"environments": {"web": {"requirements": ["a"]}}},
+        "hub": {"models": [{"handle": handle, "environments": ["web"]}]},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, tmp_path)
+    assert str(info.value) == (
+        f"[hub] models: {handle} is a TF.js model, which runs in browsers and Node.js, "
+        "not in a Python environment: drop its `environments`"
+    )
+
+
 def test_the_cooldown_is_off_by_default_and_an_environment_may_set_its_own(
     tmp_path: Path,
 ) -> None:

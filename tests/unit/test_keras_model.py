@@ -43,13 +43,18 @@ def keras() -> Any:
 @pytest.fixture(scope="module")
 def saved(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Models saved by Keras itself: a Dense one, one with a Lambda layer, and one
-    whose vocabulary Keras keeps as asset members."""
+    whose vocabulary Keras keeps as asset members. Layers are named: Keras numbers
+    unnamed ones per process, so another test's models would rename them."""
     folder = tmp_path_factory.mktemp("keras")
-    dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="relu")])
+    dense = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, activation="relu", name="dense")]
+    )
     dense.save(folder / "dense.keras")
-    with_lambda = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
+    with_lambda = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2, name="lambda")]
+    )
     with_lambda.save(folder / "lambda.keras")
-    words = keras.layers.TextVectorization(max_tokens=10)
+    words = keras.layers.TextVectorization(max_tokens=10, name="text_vectorization")
     words.adapt(["a b c", "b c d"])  # its vocabulary goes into the file's assets/
     keras.Sequential([keras.Input((1,), dtype="string"), words]).save(folder / "assets.keras")
     names = ("dense", "lambda", "assets")

@@ -50,10 +50,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     prefetch.add_argument(
         "--env",
         metavar="NAME",
-        help="refuse a model the mirror found this environment's TensorFlow cannot load",
+        help="refuse a model the mirror found this environment's runtime cannot load",
     )
     check_arguments(
-        hub_sub.add_parser("check", help="which model loads in which environment's TensorFlow")
+        hub_sub.add_parser("check", help="which model loads in which environment's runtime")
     )
     export_arguments(
         hub_sub.add_parser("export-serving", help="write a TF Serving model repository")
@@ -110,7 +110,12 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         try:
             if args.to:
                 done = prefetch_to(
-                    handle, Path(args.to), mirror, caps(config.hub), snapshot=args.snapshot
+                    handle,
+                    Path(args.to),
+                    mirror,
+                    caps(config.hub),
+                    snapshot=args.snapshot,
+                    environment=args.env,
                 )
                 print(f"{handle}: {done.status} -> {done.folder}")
                 continue

@@ -56,7 +56,8 @@ def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
         print(json.dumps([p.as_json() for p in pairs], indent=1))
     else:
         for p in pairs:
-            detail = f" (TensorFlow {p.tensorflow})" if p.tensorflow else ""
+            runtime = p.runtime or (f"TensorFlow {p.tensorflow}" if p.tensorflow else "")
+            detail = f" ({runtime})" if runtime else ""
             why = f": {p.reason}" if p.reason else ""
             print(f"{p.model}\t{p.environment}\t{p.status.upper()}{detail}{why}")
         if not pairs:

@@ -15,7 +15,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-fetch bad blobs (quarantining corrupt ones), re-push to devpi",
     )
-    parser.add_argument("--deep", action="store_true", help="also load every model with TensorFlow")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="also load every model in each environment's runtime of its format "
+        "(TensorFlow, LiteRT, Keras)",
+    )
     parser.add_argument(
         "--no-install",
         action="store_true",

@@ -22,6 +22,7 @@ from mirror.core.config.schedule import ScheduleConfig
 from mirror.core.config.storage import StorageConfig
 from mirror.core.config.web import WebConfig
 from mirror.core.errors import ConfigError
+from mirror.core.model_forms import TFJS
 
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
@@ -91,6 +92,11 @@ def validate(devpi: DevpiConfig, pypi: PypiConfig, hub: HubConfig) -> None:
             raise ConfigError(
                 f"[hub] models: {model.handle} names environment {unknown[0]!r}, which "
                 f"[pypi] does not have; use one of {', '.join(sorted(named)) or '(none)'}"
+            )
+        if model.environments and model.form == TFJS:
+            raise ConfigError(
+                f"[hub] models: {model.handle} is a TF.js model, which runs in browsers and "
+                "Node.js, not in a Python environment: drop its `environments`"
             )
 
 
