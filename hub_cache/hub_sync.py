@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hub_cache.archive import inspect_archive
+from hub_cache.contracts import check_contract, model_contract
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
@@ -23,6 +24,7 @@ from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
 from hub_cache.limits import ArchiveLimits
 from hub_cache.models import ModelManifest, commit_models, load_model
 from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.config.hub import contract_policy
 from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
@@ -239,6 +241,16 @@ def publish_model(
         source=fetched.url,
         archive=facts,
     )
+    contract = model_contract(store, manifest.sha256, facts, caps(hub).max_uncompressed)
+    pinned = next((m for m in hub.models if m.handle == handle and m.contract), None)
+    if pinned is not None and pinned.contract is not None:
+        check = check_contract(contract, pinned.contract, contract_policy(pinned, hub))
+        if check.blocks:
+            # As a gate's refusal: the blob stays until gc, nothing serves it.
+            return ModelOutcome(
+                handle, ModelStatus.FAILED, fetched.url, check.refusal(), fetched.size
+            )
+        manifest.contract_check = check.as_json()
     refused = gate(manifest) if gate is not None else None
     if refused is not None:
         # The blob stays until gc: no manifest lists it, so nothing serves it.

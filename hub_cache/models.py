@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub_cache.contracts import ContractCheck
 from hub_cache.formats import format_of
 from hub_cache.formats.base import ModelFormat
 from mirror.core.commits import compare_and_set
@@ -37,6 +38,9 @@ class ModelManifest:
     # Filled by `tfmirror verify --deep`: name -> inputs/outputs with dtype and shape.
     signatures: dict[str, Any] = field(default_factory=dict)
     alias_of: str = ""  # set: this handle is another name of the model at that path
+    # Set when its `[hub] models` entry pins a contract: this version checked against
+    # it when it was published (hub_cache.contracts.ContractCheck).
+    contract_check: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_format(self) -> ModelFormat | None:
@@ -132,6 +136,14 @@ def _change(
         "before": read.sha256 if read is not None else None,
         "after": manifest.sha256,
     }
+    check = ContractCheck.from_json(manifest.contract_check)
+    if manifest.contract_check and check.state != "matches":
+        # Published although it differs from the contract pinned for it (report).
+        change["contract"] = {
+            "pinned": check.pinned,
+            "state": check.state,
+            "changes": [c.shown() for c in check.changes] or [check.unread],
+        }
     if manifest.alias_of:
         # The model it is another name of, by its handle, as the journal names models.
         main = next((m for m, _ in writes if m.path == manifest.alias_of), None)

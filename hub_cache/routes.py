@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 
 from hub_cache.compat_matrix import Pair, model_matrix, read_matrix
+from hub_cache.contracts import kept_contract, served_check
 from hub_cache.formats import served_by_query
 from hub_cache.formats.base import TFHUB_CACHE
 from hub_cache.formats.tfjs import FILE_QUERY
@@ -54,6 +55,8 @@ def model_json(
 ) -> dict[str, Any]:
     hub = f"{base}/hub/" + (f"@{at}/" if at else "")
     mirror_handle = f"{hub}{manifest.path}"
+    contract = kept_contract(app_store(), manifest.sha256)
+    check = served_check(app_store(), manifest, app_config().hub)
     return {
         "handle": manifest.handle,
         "mirror_handle": mirror_handle,
@@ -69,6 +72,10 @@ def model_json(
             for env, pair in model_matrix(matrix, manifest).items()
         },
         "usage": _usage(manifest, mirror_handle, base),
+        # The signatures it takes and gives, read without TensorFlow at sync (None: not
+        # read yet), and this version against the contract its entry pins, if one does.
+        "contract": contract.as_json() if contract else None,
+        "contract_check": check.as_json() if check else None,
     }
 
 
@@ -137,6 +144,13 @@ def model(path: str) -> Response | str:
     if _wants_json():
         return jsonify(info)
     loads = _loads(manifest, info["mirror_handle"])
+    check = served_check(app_store(), manifest, app_config().hub)
     return render(
-        "hub_cache/model.html", title=manifest.handle, model=manifest, info=info, loads=loads
+        "hub_cache/model.html",
+        title=manifest.handle,
+        model=manifest,
+        info=info,
+        loads=loads,
+        contract=kept_contract(app_store(), manifest.sha256),
+        check=check,
     )

@@ -16,8 +16,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from hub_cache.compat_matrix import Pair, read_matrix
-from hub_cache.models import load_models
-from mirror.core.config import Config
+from hub_cache.contracts import served_check
+from hub_cache.models import ModelManifest, load_models
+from mirror.core.config import Config, HubConfig
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
 from mirror.core.quarantine import QuarantineRule, read_quarantine
@@ -117,6 +118,10 @@ class ModelInventory:
     size: int
     sha256: str
     synced_at: str
+    # Against its pinned contract, when its entry pins one (hub_cache.contracts):
+    # "matches", "compatible", "breaking" (published under report) or "not read".
+    contract: str = ""
+    contract_changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,19 @@ def _fleet_on(store: BlobStore) -> tuple[FleetOn, list[SnapshotRow]]:
         return replace(on, missing=True), rows
     beyond = difference(holdings(reader), holdings(store)).as_json()
     return replace(on, live_beyond=beyond), rows
+
+
+def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> ModelInventory:
+    check = served_check(store, model, hub)
+    return ModelInventory(
+        model.handle,
+        model.path,
+        model.size,
+        model.sha256,
+        model.synced_at,
+        check.state if check else "",
+        tuple(c.shown() for c in check.changes) if check else (),
+    )
 
 
 def _model_fit(store: BlobStore, models: list[ModelInventory]) -> list[Pair]:
@@ -394,9 +412,7 @@ def collect_status(
     manifests = load_all(store)
     last_sync = read_index(store, "pypi", "latest.json") or {}
     environments = _environments(config, manifests, base_url, last_sync)
-    models = [
-        ModelInventory(m.handle, m.path, m.size, m.sha256, m.synced_at) for m in load_models(store)
-    ]
+    models = [_model_inventory(store, m, config.hub) for m in load_models(store)]
     verify_raw = store.get(VERIFY_STATE)
     failing = [j.job for j in jobs if j.failing]
     unknown = [

@@ -1,8 +1,9 @@
 """What a model format must say for the hub side to mirror it: how its archive is
 recognised, which ops its models use, what runtime they are checked against and how
 one is loaded there, whether TF Serving serves it, which client caches prefetch may
-fill with it, and how a client loads it from the mirror. Every format answers the
-same questions (hub_cache.formats lists them), so no caller asks "is it a SavedModel?"."""
+fill with it, how a client loads it from the mirror, and the signatures it takes and
+gives. Every format answers the same questions (hub_cache.formats lists them), so no
+caller asks "is it a SavedModel?"."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.storage import BlobStore
 
 # The client caches `tfmirror hub prefetch` fills with a model folder, as archived.
@@ -132,6 +134,14 @@ class ModelFormat(Protocol):
     ) -> GraphOps | str:
         """The ops (or classes) the model in blob `sha256` uses, from its blob or the facts
         its manifest keeps (`archive`), or why they are not checked, in words."""
+        ...
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        """The signatures the model in blob `sha256` takes and gives (its manifest's
+        archive facts: root_file, served_files), read without TensorFlow, or why they
+        are not read. `max_bytes`: the most read into memory for it."""
         ...
 
     def load_probe(self, root_file: str) -> Path | str:

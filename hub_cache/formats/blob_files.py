@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -28,3 +28,12 @@ def seekable_blob(store: BlobStore, sha256: str) -> Iterator[tuple[BinaryIO, int
         size = spool.tell()
         spool.seek(0)
         yield spool, size
+
+
+def served_file(archive: Mapping[str, object], name: str) -> str | None:
+    """The sha256 of the blob a model's folder file `name` is kept as (its manifest's
+    `served_files`: a TF.js model.json, an archived .tflite), or None."""
+    files = archive.get("served_files")
+    ref = files.get(name) if isinstance(files, Mapping) else None
+    sha256 = ref.get("sha256") if isinstance(ref, Mapping) else None
+    return sha256 if isinstance(sha256, str) else None

@@ -23,10 +23,14 @@ from hub_cache.formats.keras_model import (
 from hub_cache.formats.keras_runtime import KERAS as KERAS_RUNTIME
 from hub_cache.formats.probes import keras_load
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import KERAS
 from mirror.core.storage import BlobStore
 
 KERAS_FILE_KEY = "keras-file"  # a manifest's name for a `.keras` file (`hub import`)
+# Keras keeps input specs in config.json but no output's dtype or shape: those take
+# building the model. Said plainly rather than half a contract.
+CONTRACT_NOT_READ = "Keras models: the contract is not read yet (outputs need the model built)"
 
 
 class KerasPreset:
@@ -64,6 +68,11 @@ class KerasPreset:
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
     ) -> GraphOps | str:
         return keras_classes(archive)
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
         return Path(keras_load.__file__)
@@ -110,6 +119,11 @@ class KerasFile:
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
     ) -> GraphOps | str:
         return keras_classes(archive)
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return CONTRACT_NOT_READ
 
     def load_probe(self, root_file: str) -> Path | str:
         return Path(keras_load.__file__)

@@ -13,9 +13,11 @@ from typing import BinaryIO
 from hub_cache.errors import ArchiveRejected, NotASavedModel
 from hub_cache.formats.base import KAGGLEHUB_CACHE, TFHUB_CACHE, GraphOps, RuntimeKind
 from hub_cache.formats.probes import saved_model_load
-from hub_cache.formats.saved_model_ops import archive_ops
+from hub_cache.formats.saved_model_ops import archive_ops, archived_graph
+from hub_cache.formats.saved_model_signatures import saved_model_contract
 from hub_cache.formats.tensorflow_runtime import TENSORFLOW
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import SAVEDMODEL
 from mirror.core.storage import BlobStore
 
@@ -55,6 +57,19 @@ class SavedModel:
             return "a TF1 hub module: TensorFlow 2 loads it through hub.load, not checked"
         try:
             return archive_ops(store, sha256, max_bytes)
+        except NotASavedModel as exc:
+            return str(exc)
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        root_file = archive.get("root_file")
+        if root_file == TF1_HUB_MODULE:
+            return "a TF1 hub module: its signatures are not read"
+        if root_file != "saved_model.pb":
+            return f"{root_file}: only a binary saved_model.pb is read"
+        try:
+            return saved_model_contract(archived_graph(store, sha256, max_bytes))
         except NotASavedModel as exc:
             return str(exc)
 

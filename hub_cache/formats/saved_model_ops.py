@@ -16,60 +16,12 @@ from dataclasses import dataclass, field
 
 from hub_cache.errors import NotASavedModel
 from hub_cache.formats.base import GraphOps
+from hub_cache.formats.protobuf_wire import sub, text
 from mirror.core.storage import BlobStore
 
 OPS_STATE = "state/hub/ops"  # <sha256 of the archive>.json: the ops it uses, once
 SAVED_MODEL = "saved_model.pb"
 MAX_GRAPH = 2**31  # protobuf's own limit for one message
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise NotASavedModel("a varint runs past the end of the data")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: memoryview) -> Iterator[tuple[int, memoryview | int]]:
-    """(field number, value) of one message: a length-delimited field's bytes as a view
-    (no copy), a number for the others."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, value
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > len(buf):
-                raise NotASavedModel("a field runs past the end of the data")
-            yield number, buf[pos : pos + length]
-            pos += length
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise NotASavedModel(f"wire type {wire} is not in any SavedModel field read here")
-        if pos > len(buf):
-            raise NotASavedModel("a field runs past the end of the data")
-
-
-def _sub(buf: memoryview, wanted: int) -> Iterator[memoryview]:
-    for number, value in _fields(buf):
-        if number == wanted and isinstance(value, memoryview):
-            yield value
-
-
-def _text(view: memoryview) -> str:
-    return bytes(view).decode("utf-8", "replace")
 
 
 # The fields read (tensorflow/core/protobuf/saved_model.proto, meta_graph.proto,
@@ -85,29 +37,29 @@ class _Walk:
 
     def nodes(self, nodes: Iterator[memoryview]) -> None:
         for node in nodes:
-            for op in _sub(node, 2):
-                self.ops.add(_text(op))
+            for op in sub(node, 2):
+                self.ops.add(text(op))
 
     def graph(self, graph: memoryview) -> None:
-        self.nodes(_sub(graph, 1))
-        for library in _sub(graph, 2):
-            for function in _sub(library, 1):
-                for signature in _sub(function, 1):
-                    for name in _sub(signature, 1):
-                        self.functions.add(_text(name))
-                self.nodes(_sub(function, 3))
+        self.nodes(sub(graph, 1))
+        for library in sub(graph, 2):
+            for function in sub(library, 1):
+                for signature in sub(function, 1):
+                    for name in sub(signature, 1):
+                        self.functions.add(text(name))
+                self.nodes(sub(function, 3))
 
 
 def saved_model_ops(data: bytes | memoryview) -> GraphOps:
     """The op types a `saved_model.pb` uses (function calls by name are not ops)."""
     walk = _Walk()
     metas = 0
-    for meta in _sub(memoryview(data), 2):
+    for meta in sub(memoryview(data), 2):
         metas += 1
-        for info in _sub(meta, 1):
-            for version in _sub(info, 5):
-                walk.version = walk.version or _text(version)
-        for graph in _sub(meta, 2):
+        for info in sub(meta, 1):
+            for version in sub(info, 5):
+                walk.version = walk.version or text(version)
+        for graph in sub(meta, 2):
             walk.graph(graph)
     if not metas:
         raise NotASavedModel("saved_model.pb holds no meta graph")
@@ -122,6 +74,14 @@ def archive_ops(store: BlobStore, sha256: str, max_bytes: int) -> GraphOps:
     cached = store.get(key)
     if cached is not None:
         return GraphOps.from_json(json.loads(cached))
+    found = saved_model_ops(archived_graph(store, sha256, max_bytes))
+    store.put(key, json.dumps(found.as_json()).encode())
+    return found
+
+
+def archived_graph(store: BlobStore, sha256: str, max_bytes: int) -> bytes:
+    """The `saved_model.pb` of the model archived in blob `sha256`, read from the
+    archive's stream (bounded: protobuf's own limit, and the mirror's unpacked cap)."""
     try:
         with store.open_blob(sha256) as reader, tarfile.open(fileobj=reader, mode="r|*") as tar:
             for member in tar:
@@ -135,9 +95,7 @@ def archive_ops(store: BlobStore, sha256: str, max_bytes: int) -> GraphOps:
                 handle = tar.extractfile(member)
                 if handle is None:
                     break
-                found = saved_model_ops(handle.read())
-                store.put(key, json.dumps(found.as_json()).encode())
-                return found
+                return handle.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise NotASavedModel(f"the archive cannot be read: {exc}") from None
     raise NotASavedModel(f"the archive has no {SAVED_MODEL} at its root")

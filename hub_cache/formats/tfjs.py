@@ -14,8 +14,11 @@ from typing import BinaryIO
 
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
+from hub_cache.formats.blob_files import served_file
 from hub_cache.formats.tfjs_model import MODEL_JSON, TfjsModel, inspect_tfjs
+from hub_cache.formats.tfjs_signature import tfjs_contract
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import TFJS
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import MAX_PAGE
@@ -56,6 +59,15 @@ class TfJs:
         self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
     ) -> GraphOps | str:
         return NOT_CHECKED
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        kept = served_file(archive, MODEL_JSON)
+        if kept is None:
+            return f"its {MODEL_JSON} is not kept as a file of its own"
+        with store.open_blob(kept) as reader:
+            return tfjs_contract(reader.read(MAX_PAGE + 1))
 
     def load_probe(self, root_file: str) -> Path | str:
         return NOT_CHECKED

@@ -11,11 +11,12 @@ from typing import BinaryIO
 
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import KAGGLEHUB_CACHE, GraphOps, RuntimeKind
-from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.formats.blob_files import seekable_blob, served_file
 from hub_cache.formats.litert_runtime import LITERT
 from hub_cache.formats.probes import tflite_load
-from hub_cache.formats.tflite_reader import TfliteModel, read_tflite
+from hub_cache.formats.tflite_reader import TfliteModel, read_tflite, tflite_contract
 from hub_cache.limits import ArchiveLimits
+from mirror.core.contracts import Contract
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore
 
@@ -69,6 +70,11 @@ class TfLite:
             return str(exc)
         return GraphOps(operator_names(model))
 
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return blob_contract(store, sha256, MODEL_FILE)
+
     def load_probe(self, root_file: str) -> Path | str:
         return Path(tflite_load.__file__)
 
@@ -81,6 +87,15 @@ def operator_names(model: TfliteModel) -> frozenset[str]:
     """Every operator code, as LiteRT names them: builtins by name, custom and Flex ops
     by their custom code."""
     return model.builtin_ops | model.custom_ops | model.flex_ops
+
+
+def blob_contract(store: BlobStore, sha256: str, name: str) -> Contract | str:
+    """The signatures of the .tflite file kept as blob `sha256`, as LiteRT reads them."""
+    try:
+        with seekable_blob(store, sha256) as (reader, size):
+            return tflite_contract(reader, size, name)
+    except ArchiveRejected as exc:
+        return str(exc)
 
 
 TFLITE_FORMAT = TfLite()
@@ -130,6 +145,16 @@ class TfLiteArchive:
             return "its archive's facts name no .tflite file (checked before this release)"
         models = [TfliteModel.from_json(doc) for doc in files.values() if isinstance(doc, dict)]
         return GraphOps(frozenset().union(*(operator_names(m) for m in models)))
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        # The .tflite that marks the archive; the others are read by check_folder only.
+        root_file = str(archive.get("root_file", ""))
+        kept = served_file(archive, root_file)
+        if kept is None:
+            return f"{root_file or 'its .tflite'} is not kept as a file of its own"
+        return blob_contract(store, kept, root_file)
 
     def load_probe(self, root_file: str) -> Path | str:
         return TFLITE_FORMAT.load_probe(root_file)

@@ -50,6 +50,8 @@ from hub_cache.formats.tflite_ops import (
     TYPE_SIZES,
     VARIABLE_SIZE_TYPES,
 )
+from mirror.core.contracts import Contract, Signature
+from mirror.core.contracts import TensorSpec as ContractSpec
 from mirror.core.redact import bounded
 
 IDENTIFIER = b"TFL3"
@@ -69,6 +71,8 @@ MAX_IO = 1_000  # inputs or outputs of the main subgraph reported
 MAX_RANK = 64
 SHOWN = 200  # characters of a name, description or custom code kept
 INDEX_CHUNK = 16 * 1024  # int32 indices checked per read
+# A model without signature defs: its main subgraph's inputs and outputs, by this name.
+MAIN_SIGNATURE = "main"
 
 
 @dataclass(frozen=True)
@@ -518,6 +522,66 @@ def _specs(fb: _FlatBuffer, subgraph: _Table, field: int, role: str) -> tuple[Te
         name = fb.string(tensor, 3, f"{tensor.what}'s name") or ""
         specs.append(TensorSpec(name, shape, tensor_type_name(fb.field(tensor, 1, I8))))
     return tuple(specs)
+
+
+def _contract_spec(fb: _FlatBuffer, subgraph: _Table, index: int, key: str | None) -> ContractSpec:
+    """Tensor `index` of `subgraph` as a contract names it: by `key` (a signature's
+    name for it), else its own name; its shape as LiteRT's `shape_signature` says it
+    (-1: any size), else its `shape`."""
+    tensors_at, tensors = fb.vector_field(subgraph, 0, 4, f"{subgraph.what}'s tensors")
+    if not 0 <= index < tensors:
+        raise fb.refuse(f"a signature names tensor {index}, out of range ({tensors} tensors)")
+    (tensor,) = fb.tables(tensors_at + 4 * index, 1, f"{subgraph.what} tensor {index}", TENSOR)
+    shape_at, rank = fb.vector_field(tensor, 7, 4, f"{tensor.what}'s shape signature", MAX_RANK)
+    if not rank:
+        shape_at, rank = fb.vector_field(tensor, 0, 4, f"{tensor.what}'s shape", MAX_RANK)
+    shape = tuple(None if d < 0 else d for chunk in fb.indices(shape_at, rank) for d in chunk)
+    name = key if key is not None else fb.string(tensor, 3, f"{tensor.what}'s name") or ""
+    return ContractSpec(name, tensor_type_name(fb.field(tensor, 1, I8)), shape)
+
+
+def _main_signature(fb: _FlatBuffer, main: _Table) -> Signature:
+    sides = []
+    for field, role in ((1, "inputs"), (2, "outputs")):
+        start, count = fb.vector_field(main, field, 4, f"{main.what}'s {role}", MAX_IO)
+        indices = [i for chunk in fb.indices(start, count) for i in chunk]
+        sides.append([_contract_spec(fb, main, i, None) for i in indices])
+    return Signature.make(MAIN_SIGNATURE, sides[0], sides[1])
+
+
+def tflite_contract(f: BinaryIO, size: int, name: str = "model.tflite") -> Contract:
+    """The signatures of a `.tflite` file (checked first, as read_tflite checks it), as
+    LiteRT's signature runners take and give them: each signature def's inputs and
+    outputs by the names it gives them; a model without signature defs, the main
+    subgraph's as get_input_details lists them, under MAIN_SIGNATURE."""
+    read_tflite(f, size, name)
+    fb = _FlatBuffer(f, size, name)
+    model = _header(fb)
+    start, count = fb.vector_field(model, 2, 4, "subgraphs", MAX_SUBGRAPHS)
+    subgraphs = list(fb.tables(start, count, "subgraph", SUBGRAPH))
+    start, count = fb.vector_field(model, 7, 4, "signature defs", MAX_SUBGRAPHS)
+    signatures = []
+    for signature in fb.tables(start, count, "signature def", SIGNATURE_DEF):
+        subgraph = subgraphs[fb.field(signature, 4, U32)]  # in range: read_tflite checked
+        sides = []
+        for field in (0, 1):
+            maps_at, maps = fb.vector_field(signature, field, 4, signature.what, MAX_IO)
+            sides.append(
+                [
+                    _contract_spec(
+                        fb,
+                        subgraph,
+                        fb.field(tensor_map, 1, U32),
+                        fb.string(tensor_map, 0, f"{tensor_map.what}'s name") or "",
+                    )
+                    for tensor_map in fb.tables(maps_at, maps, "tensor map", TENSOR_MAP)
+                ]
+            )
+        key = fb.string(signature, 2, f"{signature.what}'s key") or ""
+        signatures.append(Signature.make(key, sides[0], sides[1]))
+    if not signatures:
+        signatures.append(_main_signature(fb, subgraphs[0]))
+    return Contract.of(signatures, "model.tflite")
 
 
 def _header(fb: _FlatBuffer) -> _Table:

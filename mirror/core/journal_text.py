@@ -64,11 +64,20 @@ def _more(change: Mapping[str, Any]) -> str:
         return f"{change['blobs']} blobs"
     if event in ("model published", "model replaced") and change.get("after"):
         before = str(change.get("before") or "")[:12]
-        return f"{before} -> {str(change['after'])[:12]}" if before else str(change["after"])[:12]
+        moved = f"{before} -> {str(change['after'])[:12]}" if before else str(change["after"])[:12]
+        return moved + _contract(change.get("contract"))
     if event == "bundle imported":
         written, deleted = change.get("written") or [], change.get("deleted") or []
         return f"{len(written)} written, {len(deleted)} deleted"
     return ""
+
+
+def _contract(check: object) -> str:
+    """A version published though it differs from its pinned contract (hub_cache.contracts)."""
+    if not isinstance(check, Mapping):
+        return ""
+    changes = "; ".join(str(c) for c in check.get("changes") or [])
+    return f"; contract {check.get('state', '')} vs {check.get('pinned', '')}: {changes}"
 
 
 def describe(change: Mapping[str, Any]) -> ChangeText:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +22,7 @@ from hub_cache.formats.tfjs import TFJS_FORMAT
 from hub_cache.importer import import_model
 from hub_cache.limits import ArchiveLimits
 from mirror.core.config import parse_config
+from mirror.core.contracts import Contract
 from mirror.core.storage import BlobStore, LocalStore
 from tests.support.archives import FAKE_MODEL, tar_bytes
 from tfmirror.app import create_app
@@ -57,6 +58,11 @@ class Flat:
         return {}
 
     def ops(self, store: BlobStore, sha256: str, root_file: str, max_bytes: int) -> GraphOps | str:
+        return "not read"
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
         return "not read"
 
     def load_probe(self, root_file: str) -> Path | str:

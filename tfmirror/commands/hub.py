@@ -1,5 +1,6 @@
-"""`tfmirror hub prefetch|import`: fill a TFHUB_CACHE_DIR or KAGGLEHUB_CACHE from the
-mirror, or add a model by hand."""
+"""`tfmirror hub prefetch|import|check|export-serving|contract`: fill a TFHUB_CACHE_DIR
+or KAGGLEHUB_CACHE from the mirror, add a model by hand, check models against
+environments, export them for TF Serving, show a model's contract."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mirror.core.handles import handle_path
 from mirror.core.sizes import human_bytes
 from mirror.core.snapshots import check_name
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, wait_flag
+from tfmirror.commands.model_contract import contract_arguments, run_contract
 from tfmirror.commands.model_fit import (
     check_arguments,
     export_arguments,
@@ -56,6 +58,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     export_arguments(
         hub_sub.add_parser("export-serving", help="write a TF Serving model repository")
     )
+    contract_arguments(
+        hub_sub.add_parser(
+            "contract", help="the signatures a model takes and gives, and what changed"
+        )
+    )
     imp = hub_sub.add_parser(
         "import", help="add a model from a SavedModel folder or tarball, or a .tflite file"
     )
@@ -70,6 +77,8 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         return run_check(parts, args)
     if args.hub_command == "export-serving":
         return run_export(parts, args)
+    if args.hub_command == "contract":
+        return run_contract(parts, args)
     if args.hub_command == "import":
         try:
             handle_path(args.handle)

@@ -12,6 +12,7 @@ from typing import Any
 from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE, PATH, is_base_url, resolve_path
 from mirror.core.config.keys import RETRIES, SECONDS, Check, Form, Section, key, plain, read_table
 from mirror.core.config.storage import StorageConfig
+from mirror.core.contracts import Contract, ContractInvalid, read_contract_file
 from mirror.core.errors import ConfigError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
@@ -40,6 +41,32 @@ def _names(s: Section, name: str, raw: Any) -> tuple[str, ...]:
     for env in raw:
         s.check(name, isinstance(env, str) and bool(env), env, "list environment names")
     return tuple(raw)
+
+
+@dataclass(frozen=True)
+class PinnedContract:
+    """The contract an operator keeps for a model: the one its serving code was written
+    against. `shown` is the file as the config names it (pages and journals say that,
+    not a path of this machine)."""
+
+    shown: str
+    contract: Contract
+
+
+def _pinned(s: Section, name: str, raw: Any) -> PinnedContract | None:
+    if not raw:
+        return None
+    try:
+        contract = read_contract_file(resolve_path(s.base, raw))
+    except ContractInvalid as exc:
+        raise ConfigError(
+            f"{_where(s)} {name} = {raw!r}: {exc}; write one with "
+            "`tfmirror hub contract HANDLE --write FILE`"
+        ) from None
+    return PinnedContract(raw, contract)
+
+
+CONTRACT_CHANGE = ("report", "block")
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,19 @@ class HubModel:
         "",
         '"tflite"',
         Check(lambda f: not f or f in FORM_NAMES, f"must be one of {', '.join(FORM_NAMES)}"),
+    )
+
+    # The contract its serving code was written against (a file `tfmirror hub contract
+    # --write` makes); a new version that breaks it is reported or blocked.
+    contract: PinnedContract | None = key(  # noqa: RUF009 - key() returns a dataclasses.field
+        None, '"contracts/resnet.json"', form=Form(str, _pinned)
+    )
+    # What a version that breaks it meets: "report" (served, shown, journaled) or
+    # "block" (the version before stays served); default [hub] on_contract_change.
+    on_contract_change: str = key(
+        "",
+        '"block"',
+        Check(lambda v: not v or v in CONTRACT_CHANGE, 'use "report" or "block"'),
     )
 
     @property
@@ -153,11 +193,23 @@ class HubConfig:
     )
     # internal hosts a redirect may lead to
     allow_hosts: tuple[str, ...] = key((), HOSTS_EXAMPLE, form=HOSTS)
+    # What a new version that breaks a model's pinned contract meets, where its entry
+    # does not say: "report" (it is served, shown and journaled) or "block".
+    on_contract_change: str = key(
+        "report",
+        '"block"',
+        Check(lambda v: v in CONTRACT_CHANGE, 'use "report" or "block"'),
+    )
     # Where each environment's runtime venv is built (verify.runtimes); by default
     # under [storage] path
     runtimes_dir: Path = key(  # noqa: RUF009 - key() returns a dataclasses.field
         Path("data/runtimes"), '"/var/cache/tfmirror"', form=PATH
     )
+
+
+def contract_policy(model: HubModel, hub: HubConfig) -> str:
+    """What a version of `model` that breaks its pinned contract meets."""
+    return model.on_contract_change or hub.on_contract_change
 
 
 def read(raw: Any, base: Path, storage: StorageConfig) -> HubConfig:

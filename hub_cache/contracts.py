@@ -1,0 +1,130 @@
+"""Each model's interface contract, read at sync by its format (hub_cache.formats, no
+TensorFlow) and kept in the store under the model blob's sha256, as its ops are: a blob
+never changes, so neither does what it takes and gives. And the check a new version of
+a model meets before it is served, against the contract its `[hub] models` entry pins:
+what changed (mirror.core.contract_changes), and whether that blocks it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hub_cache.formats import format_of
+from mirror.core.config.hub import HubConfig, PinnedContract, contract_policy
+from mirror.core.contract_changes import Change, breaking, compare
+from mirror.core.contracts import Contract, ContractInvalid
+from mirror.core.storage import BlobStore, DocumentReader
+
+if TYPE_CHECKING:
+    from hub_cache.models import ModelManifest
+
+CONTRACT_STATE = "state/hub/contracts"  # <sha256 of the model blob>.json: its contract
+BLOCK = "block"
+
+
+def model_contract(
+    store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+) -> Contract | str:
+    """The contract of the model kept as blob `sha256` (its manifest's `archive` facts),
+    read once and kept; or why it is not read (not kept: a later release may read it)."""
+    cached = kept_contract(store, sha256)
+    if cached is not None:
+        return cached
+    model_format = format_of(archive)
+    if model_format is None:
+        return f"its root file {archive.get('root_file', '')!r} is of no format known here"
+    found = model_format.contract(store, sha256, archive, max_bytes)
+    if isinstance(found, Contract):
+        store.put(f"{CONTRACT_STATE}/{sha256}.json", found.to_bytes())
+    return found
+
+
+def kept_contract(store: DocumentReader, sha256: str) -> Contract | None:
+    """The contract read for blob `sha256` before, if it was (pages read only this: a
+    request never unpacks a model)."""
+    key = f"{CONTRACT_STATE}/{sha256}.json"
+    cached = store.get(key)
+    if cached is None:
+        return None
+    try:
+        return Contract.from_bytes(cached, key)
+    except ContractInvalid:
+        return None  # written by a release that wrote another version of it: read again
+
+
+# A ModelManifest's `contract_check`: the new version against its pinned contract.
+@dataclass(frozen=True)
+class ContractCheck:
+    pinned: str  # the pinned file, as the config names it
+    on_change: str  # "report" or "block"
+    changes: tuple[Change, ...] = ()
+    unread: str = ""  # why the version's own contract could not be read
+
+    @property
+    def breaking(self) -> list[Change]:
+        return breaking(list(self.changes))
+
+    @property
+    def state(self) -> str:
+        """As pages and `/api/status` say it."""
+        if self.unread:
+            return "not read"
+        if self.breaking:
+            return "breaking"
+        return "compatible" if self.changes else "matches"
+
+    @property
+    def blocks(self) -> bool:
+        return self.on_change == BLOCK and (bool(self.unread) or bool(self.breaking))
+
+    def refusal(self) -> str:
+        """Why the version is not served (a blocking check), naming the change."""
+        if self.unread:
+            why = f"its contract cannot be read ({self.unread})"
+        else:
+            why = "it breaks the pinned contract: " + "; ".join(c.shown() for c in self.breaking)
+        return (
+            f"{why} ({self.pinned}, on_contract_change = block); "
+            "the version served before stays served"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pinned": self.pinned,
+            "on_change": self.on_change,
+            "state": self.state,
+            "changes": [c.as_json() for c in self.changes],
+            "unread": self.unread,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ContractCheck:
+        return cls(
+            str(doc.get("pinned", "")),
+            str(doc.get("on_change", "")),
+            tuple(Change.from_json(c) for c in doc.get("changes", [])),
+            str(doc.get("unread", "")),
+        )
+
+
+def check_contract(found: Contract | str, pinned: PinnedContract, on_change: str) -> ContractCheck:
+    """A version whose contract is `found` (or why it is unread) against the pinned one."""
+    if isinstance(found, str):
+        return ContractCheck(pinned.shown, on_change, unread=found)
+    return ContractCheck(pinned.shown, on_change, tuple(compare(pinned.contract, found)))
+
+
+def served_check(
+    store: DocumentReader, model: ModelManifest, hub: HubConfig
+) -> ContractCheck | None:
+    """The check a page shows for a served version: the one made when it was published,
+    else (a version published before its entry pinned a contract) the same check made
+    now from its kept contract; None where nothing is pinned."""
+    if model.contract_check:
+        return ContractCheck.from_json(model.contract_check)
+    entry = next((m for m in hub.models if m.handle == model.handle and m.contract), None)
+    if entry is None or entry.contract is None:
+        return None
+    found = kept_contract(store, model.sha256) or "not read yet"
+    return check_contract(found, entry.contract, contract_policy(entry, hub))
