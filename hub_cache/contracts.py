@@ -7,12 +7,11 @@ what changed (mirror.core.contract_changes), and whether that blocks it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hub_cache.formats import format_of
 from mirror.core.config.hub import HubConfig, PinnedContract, contract_policy
-from mirror.core.contract_changes import Change, breaking, compare
+from mirror.core.contract_changes import ContractCheck, compare
 from mirror.core.contracts import Contract, ContractInvalid
 from mirror.core.storage import BlobStore, DocumentReader
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from hub_cache.models import ModelManifest
 
 CONTRACT_STATE = "state/hub/contracts"  # <sha256 of the model blob>.json: its contract
-BLOCK = "block"
 
 
 def model_contract(
@@ -51,61 +49,6 @@ def kept_contract(store: DocumentReader, sha256: str) -> Contract | None:
         return Contract.from_bytes(cached, key)
     except ContractInvalid:
         return None  # written by a release that wrote another version of it: read again
-
-
-# A ModelManifest's `contract_check`: the new version against its pinned contract.
-@dataclass(frozen=True)
-class ContractCheck:
-    pinned: str  # the pinned file, as the config names it
-    on_change: str  # "report" or "block"
-    changes: tuple[Change, ...] = ()
-    unread: str = ""  # why the version's own contract could not be read
-
-    @property
-    def breaking(self) -> list[Change]:
-        return breaking(list(self.changes))
-
-    @property
-    def state(self) -> str:
-        """As pages and `/api/status` say it."""
-        if self.unread:
-            return "not read"
-        if self.breaking:
-            return "breaking"
-        return "compatible" if self.changes else "matches"
-
-    @property
-    def blocks(self) -> bool:
-        return self.on_change == BLOCK and (bool(self.unread) or bool(self.breaking))
-
-    def refusal(self) -> str:
-        """Why the version is not served (a blocking check), naming the change."""
-        if self.unread:
-            why = f"its contract cannot be read ({self.unread})"
-        else:
-            why = "it breaks the pinned contract: " + "; ".join(c.shown() for c in self.breaking)
-        return (
-            f"{why} ({self.pinned}, on_contract_change = block); "
-            "the version served before stays served"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "pinned": self.pinned,
-            "on_change": self.on_change,
-            "state": self.state,
-            "changes": [c.as_json() for c in self.changes],
-            "unread": self.unread,
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> ContractCheck:
-        return cls(
-            str(doc.get("pinned", "")),
-            str(doc.get("on_change", "")),
-            tuple(Change.from_json(c) for c in doc.get("changes", [])),
-            str(doc.get("unread", "")),
-        )
 
 
 def check_contract(found: Contract | str, pinned: PinnedContract, on_change: str) -> ContractCheck:

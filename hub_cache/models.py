@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub_cache.contracts import ContractCheck
 from hub_cache.formats import format_of
 from hub_cache.formats.base import ModelFormat
 from mirror.core.commits import compare_and_set
+from mirror.core.contract_changes import ContractCheck
 from mirror.core.handles import handle_path
 from mirror.core.journal import Journal
 from mirror.core.lease import fence
@@ -39,7 +39,7 @@ class ModelManifest:
     signatures: dict[str, Any] = field(default_factory=dict)
     alias_of: str = ""  # set: this handle is another name of the model at that path
     # Set when its `[hub] models` entry pins a contract: this version checked against
-    # it when it was published (hub_cache.contracts.ContractCheck).
+    # it when it was published (mirror.core.contract_changes.ContractCheck).
     contract_check: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -6,8 +6,10 @@ output added, a dimension relaxed to unknown, an input given a default."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from mirror.core.contracts import Contract, Signature, TensorSpec
 
@@ -130,3 +132,61 @@ def _shape(side: str, old: TensorSpec, new: TensorSpec) -> list[tuple[Severity, 
         else:
             found.append((Severity.BREAKING, f"dimension {axis} {a} -> {b} ({was})"))
     return found
+
+
+BLOCK = "block"  # on_contract_change: refuse a version that breaks the pin
+
+
+# A ModelManifest's `contract_check`: the new version against its pinned contract.
+@dataclass(frozen=True)
+class ContractCheck:
+    pinned: str  # the pinned file, as the config names it
+    on_change: str  # "report" or "block"
+    changes: tuple[Change, ...] = ()
+    unread: str = ""  # why the version's own contract could not be read
+
+    @property
+    def breaking(self) -> list[Change]:
+        return breaking(list(self.changes))
+
+    @property
+    def state(self) -> str:
+        """As pages and `/api/status` say it."""
+        if self.unread:
+            return "not read"
+        if self.breaking:
+            return "breaking"
+        return "compatible" if self.changes else "matches"
+
+    @property
+    def blocks(self) -> bool:
+        return self.on_change == BLOCK and (bool(self.unread) or bool(self.breaking))
+
+    def refusal(self) -> str:
+        """Why the version is not served (a blocking check), naming the change."""
+        if self.unread:
+            why = f"its contract cannot be read ({self.unread})"
+        else:
+            why = "it breaks the pinned contract: " + "; ".join(c.shown() for c in self.breaking)
+        return (
+            f"{why} ({self.pinned}, on_contract_change = block); "
+            "the version served before stays served"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pinned": self.pinned,
+            "on_change": self.on_change,
+            "state": self.state,
+            "changes": [c.as_json() for c in self.changes],
+            "unread": self.unread,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ContractCheck:
+        return cls(
+            str(doc.get("pinned", "")),
+            str(doc.get("on_change", "")),
+            tuple(Change.from_json(c) for c in doc.get("changes", [])),
+            str(doc.get("unread", "")),
+        )
