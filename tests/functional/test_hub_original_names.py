@@ -233,6 +233,20 @@ def test_kerashub_from_preset_loads_kaggle_presets_through_the_mirrors_answers(
     access = (tmp_path / "proxy" / "access.log").read_text()
     assert "POST /v1/models.ModelApiService/DownloadModelInstanceVersion" in access
 
+    # verify --deep's probe, in an environment that has keras-hub: the preset as the node
+    # got it loads by Backbone.from_preset and answers one call on zeros.
+    probe = ROOT / "hub_cache" / "formats" / "probes" / "keras_load.py"
+    done = subprocess.run(
+        [str(kerashub_python), str(probe), str(cached)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = next(ln for ln in done.stdout.splitlines() if ln.startswith("SIGNATURES "))
+    assert "token_ids" in json.loads(shown[len("SIGNATURES ") :])["call"]["inputs"]
+    assert 'CALLED ["call"]' in done.stdout
+
 
 def make_preset(python: Path, folder: Path, seed: int) -> dict[str, Any]:
     """A tiny BERT classifier saved by KerasHub's save_to_preset, and its outputs."""
