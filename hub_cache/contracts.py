@@ -61,13 +61,17 @@ def check_contract(found: Contract | str, pinned: PinnedContract, on_change: str
 def served_check(
     store: DocumentReader, model: ModelManifest, hub: HubConfig
 ) -> ContractCheck | None:
-    """The check a page shows for a served version: the one made when it was published,
-    else (a version published before its entry pinned a contract) the same check made
-    now from its kept contract; None where nothing is pinned."""
-    if model.contract_check:
-        return ContractCheck.from_json(model.contract_check)
+    """The served version against the contract its entry pins now (None where nothing is
+    pinned now): a team that unpins it, or pins the contract it accepts instead, sees
+    that on the pages, in the metrics and in `hub check`, not the check made when the
+    version was published (that one stays in the journal). Compared from its kept
+    contract; one never read keeps why, as the check at publishing said it."""
     entry = next((m for m in hub.models if m.handle == model.handle and m.contract), None)
     if entry is None or entry.contract is None:
         return None
-    found = kept_contract(store, model.sha256) or "not read yet"
-    return check_contract(found, entry.contract, contract_policy(entry, hub))
+    policy = contract_policy(entry, hub)
+    kept = kept_contract(store, model.sha256)
+    if kept is None and model.contract_check:
+        unread = ContractCheck.from_json(model.contract_check).unread
+        return check_contract(unread or "not read yet", entry.contract, policy)
+    return check_contract(kept or "not read yet", entry.contract, policy)
