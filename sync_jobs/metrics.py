@@ -8,6 +8,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from mirror.core.contract_changes import STATES
 from mirror.core.runs import Outcome
 from sync_jobs.status import Status
 
@@ -28,6 +29,7 @@ class _StatusCollector:
         yield from self._lag()
         yield from self._snapshots()
         yield from self._model_fit()
+        yield from self._contracts()
         yield from self._verification()
 
     def _jobs(self) -> Iterator[Metric]:
@@ -129,6 +131,17 @@ class _StatusCollector:
         for status in ("ok", "incompatible", "unchecked"):
             fit.add_metric([status], sum(1 for p in self.status.model_fit if p.status == status))
         yield fit
+
+    def _contracts(self) -> Iterator[Metric]:
+        contracts = GaugeMetricFamily(
+            "tfmirror_model_contracts",
+            "Served models with a pinned contract, by what their version's contract is to it",
+            labels=["state"],
+        )
+        for state in STATES:
+            served = sum(1 for m in self.status.inventory.models if m.contract == state)
+            contracts.add_metric([state], served)
+        yield contracts
 
     def _verification(self) -> Iterator[Metric]:
         verification = self.status.verification

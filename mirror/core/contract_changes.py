@@ -135,6 +135,9 @@ def _shape(side: str, old: TensorSpec, new: TensorSpec) -> list[tuple[Severity, 
 
 
 BLOCK = "block"  # on_contract_change: refuse a version that breaks the pin
+# A ContractCheck's state, as pages, `/api/status`, `hub check` and the metrics say it.
+MATCHES, COMPATIBLE, BREAKING, NOT_READ = "matches", "compatible", "breaking", "not read"
+STATES = (MATCHES, COMPATIBLE, BREAKING, NOT_READ)
 
 
 # A ModelManifest's `contract_check`: the new version against its pinned contract.
@@ -153,10 +156,10 @@ class ContractCheck:
     def state(self) -> str:
         """As pages and `/api/status` say it."""
         if self.unread:
-            return "not read"
+            return NOT_READ
         if self.breaking:
-            return "breaking"
-        return "compatible" if self.changes else "matches"
+            return BREAKING
+        return COMPATIBLE if self.changes else MATCHES
 
     @property
     def blocks(self) -> bool:

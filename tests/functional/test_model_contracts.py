@@ -170,6 +170,9 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     status = client.get("/api/status").get_json()
     (row,) = [m for m in status["inventory"]["models"] if m["path"] == "google/pinned/1"]
     assert row["contract"] == "breaking"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'tfmirror_model_contracts{state="breaking"} 1.0' in metrics
+    assert 'tfmirror_model_contracts{state="matches"} 0.0' in metrics
     latest = Journal(store).history(model=handle)[0]
     (change,) = latest["changes"]
     assert change["contract"]["state"] == "breaking"
@@ -179,3 +182,25 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     history = tfmirror(config, "history", "--model", handle, "--limit", "1")
     assert history.returncode == 0, history.stderr
     assert "contract breaking vs contracts/m.json: BREAKING serving_default" in history.stdout
+    # `hub check` fails on it too, naming the change; unpinned models do not count.
+    checked = tfmirror(config, "hub", "check")
+    assert checked.returncode == 1, checked.stderr
+    assert (
+        "contract breaking vs contracts/m.json: "
+        "BREAKING serving_default: input 'x' dtype float32 -> uint8" in checked.stdout
+    )
+    as_json = tfmirror(config, "hub", "check", "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    (pair,) = json.loads(as_json.stdout)
+    assert pair["model"] == handle and pair["contract"]["state"] == "breaking"
+    assert pair["contract"]["changes"][0]["what"] == "input 'x' dtype float32 -> uint8"
+    # Pinning the contract it serves now accepts the change: `hub check` passes again.
+    accepted = tfmirror(config, "hub", "contract", handle, "--write", str(contracts / "m.json"))
+    assert accepted.returncode == 0, accepted.stderr
+    rechecked = tfmirror(config, "hub", "check")
+    assert rechecked.returncode == 0, rechecked.stdout
+    assert "contract matches vs contracts/m.json" in rechecked.stdout
+    unpinned = write_config(tmp_path, f'"{handle}"')
+    shown = tfmirror(unpinned, "hub", "check", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [p["contract"] for p in json.loads(shown.stdout)] == [None]

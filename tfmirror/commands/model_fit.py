@@ -9,11 +9,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED
+from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED, Pair
+from hub_cache.contracts import served_check
 from hub_cache.hub_sync import caps
 from hub_cache.models import ModelManifest, load_models
 from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
+from mirror.core.contract_changes import BREAKING, ContractCheck
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
@@ -52,17 +55,48 @@ def _known(parts: MirrorParts, names: list[str] | None) -> list[str] | None:
 def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
     only = _known(parts, args.env)
     pairs = check_matrix(parts.config, parts.store, only)
+    models = [m for m in load_models(parts.store) if not m.alias_of]
+    checks = {m.handle: served_check(parts.store, m, parts.config.hub) for m in models}
+    # A model no environment was checked against still has its contract to show.
+    paired = {p.model for p in pairs}
+    pairs += [
+        Pair(m.handle, "", UNCHECKED, reason="no environment to check it against", sha256=m.sha256)
+        for m in models
+        if m.handle not in paired
+    ]
     if args.json:
-        print(json.dumps([p.as_json() for p in pairs], indent=1))
+        rows = [p.as_json() | {"contract": _contract_json(checks.get(p.model))} for p in pairs]
+        print(json.dumps(rows, indent=1))
     else:
         for p in pairs:
             runtime = p.runtime or (f"TensorFlow {p.tensorflow}" if p.tensorflow else "")
             detail = f" ({runtime})" if runtime else ""
             why = f": {p.reason}" if p.reason else ""
-            print(f"{p.model}\t{p.environment}\t{p.status.upper()}{detail}{why}")
+            shown = f"{p.status.upper()}{detail}{why}"
+            contract = _contract_shown(checks.get(p.model))
+            print(f"{p.model}\t{p.environment or '-'}\t{shown}\t{contract}")
         if not pairs:
             print("no models mirrored yet")
-    return EXIT_FAILED if any(p.status == INCOMPATIBLE for p in pairs) else EXIT_OK
+    incompatible = any(p.status == INCOMPATIBLE for p in pairs)
+    broken = any(c is not None and c.state == BREAKING for c in checks.values())
+    return EXIT_FAILED if incompatible or broken else EXIT_OK
+
+
+def _contract_json(check: ContractCheck | None) -> dict[str, Any] | None:
+    return check.as_json() if check is not None else None
+
+
+def _contract_shown(check: ContractCheck | None) -> str:
+    """The contract column: its state against the pinned file, and why where it is not
+    met ("-": no contract pinned)."""
+    if check is None:
+        return "contract -"
+    shown = f"contract {check.state} vs {check.pinned}"
+    if check.unread:
+        return f"{shown}: {check.unread}"
+    if check.breaking:
+        return f"{shown}: " + "; ".join(c.shown() for c in check.breaking)
+    return shown
 
 
 def run_export(parts: MirrorParts, args: argparse.Namespace) -> int:
