@@ -59,7 +59,9 @@ def _more(change: Mapping[str, Any]) -> str:
     if change.get("reason"):
         return str(change["reason"])
     if event in ("snapshot promoted", "live promoted") and change.get("before"):
-        return f"was {_snapshot(change['before'])}"
+        accepted = "; ".join(str(c) for c in change.get("accepted_contract_changes") or [])
+        was = f"was {_snapshot(change['before'])}"
+        return f"{was}; accepted contract changes: {accepted}" if accepted else was
     if event == "snapshot created" and isinstance(change.get("blobs"), int):
         return f"{change['blobs']} blobs"
     if event in ("model published", "model replaced") and change.get("after"):

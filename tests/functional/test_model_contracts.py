@@ -19,6 +19,7 @@ import pytest
 from hub_cache.models import load_model
 from mirror.core.config import load_config
 from mirror.core.journal import Journal
+from mirror.core.snapshots import read_promotion
 from mirror.core.storage import open_store
 from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
@@ -204,3 +205,56 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     shown = tfmirror(unpinned, "hub", "check", "--json")
     assert shown.returncode == 0, shown.stderr
     assert [p["contract"] for p in json.loads(shown.stdout)] == [None]
+
+
+def test_a_promote_that_moves_the_fleet_to_a_breaking_contract_says_so_and_waits(
+    made: tuple[Path, dict[str, Any]], hub_up: HubUpstream, tmp_path: Path
+) -> None:
+    models, _ = made
+    handle = hub_up.add("google/fleet/1", tar_of_dir(models / "v1"))
+    config = write_config(tmp_path, f'"{handle}"')
+    assert tfmirror(config, "sync", "hub").returncode == 0
+    assert tfmirror(config, "snapshot", "create", "float").returncode == 0
+    assert tfmirror(config, "snapshot", "promote", "float").returncode == 0
+    # The same handle now serves a version that takes uint8.
+    hub_up.add("google/fleet/1", tar_of_dir(models / "v3"))
+    assert tfmirror(config, "sync", "hub").returncode == 0
+    assert tfmirror(config, "snapshot", "create", "uint8").returncode == 0
+    change = "BREAKING serving_default: input 'x' dtype float32 -> uint8"
+
+    shown = tfmirror(config, "snapshot", "show", "float", "--against", "uint8")
+    assert shown.returncode == 0, shown.stderr
+    contracts = shown.stdout.split("model contracts, float -> snapshot uint8:\n", 1)[1]
+    assert contracts.startswith(f"  model {handle} ")
+    assert f"    {change}\n" in contracts
+    live = tfmirror(config, "snapshot", "show", "float", "--against", "live", "--json")
+    assert live.returncode == 0, live.stderr
+    (move,) = json.loads(live.stdout)["contracts"]
+    assert move["handle"] == handle and move["unread"] == ""
+    assert [c["severity"] for c in move["changes"]] == ["breaking"]
+
+    store = open_store(load_config(config).storage)
+    refused = tfmirror(config, "snapshot", "promote", "uint8")
+    assert refused.returncode == 1
+    assert change in refused.stdout
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith("pass --accept-contract-change to promote uint8 anyway")
+    )
+    assert read_promotion(store).snapshot == "float"
+    # Back to the live mirror is the same move, refused the same way.
+    assert tfmirror(config, "snapshot", "promote", "--live").returncode == 1
+    assert read_promotion(store).snapshot == "float"
+
+    accepted = tfmirror(
+        config, "snapshot", "promote", "uint8", "--accept-contract-change", "--note", "new input"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert read_promotion(store).snapshot == "uint8"
+    (entry,) = Journal(store).history(limit=1)
+    assert entry["changes"][0]["accepted_contract_changes"] == [f"model {handle}: {change}"]
+    history = tfmirror(config, "history", "--limit", "1")
+    assert f"accepted contract changes: model {handle}: {change}" in history.stdout
+    # uint8 and the live mirror hold the same version: nothing breaks, no flag needed.
+    assert tfmirror(config, "snapshot", "promote", "--live").returncode == 0

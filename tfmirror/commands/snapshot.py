@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from hub_cache.contract_moves import contract_moves
 from mirror.core.journal import Journal, actor_for
 from mirror.core.quarantine import read_quarantine
 from mirror.core.runs import utcnow
@@ -15,12 +17,14 @@ from mirror.core.snapshots import (
     FrozenDocuments,
     Promotion,
     check_name,
+    load_snapshot,
+    read_promotion,
     save_promotion,
     snapshot_names,
 )
-from mirror.core.storage import BlobStore
+from mirror.core.storage import BlobStore, DocumentReader
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
-from tfmirror.commands.common import EXIT_OK, must_snapshot
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, must_snapshot
 from tfmirror.parts import MirrorParts
 from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
@@ -34,7 +38,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     show = actions.add_parser("show", help="what a snapshot holds, and how it differs")
     show.add_argument("name")
     show.add_argument(
-        "--against", metavar="OTHER", help="another snapshot (default: the live mirror)"
+        "--against",
+        metavar="OTHER",
+        help=f"another snapshot, or {LIVE} (the default): what differs, and how each model's "
+        "contract changes from NAME to it",
     )
     show.add_argument("--json", action="store_true")
     delete = actions.add_parser("delete", help="drop it (gc then frees what only it held)")
@@ -48,6 +55,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--live", action="store_true", help="follow the syncs again (the live mirror)"
     )
     promote.add_argument("--note", default="", help="why (kept in the journal)")
+    promote.add_argument(
+        "--accept-contract-change",
+        action="store_true",
+        help="promote though a model the fleet is on moves to a version whose contract "
+        "breaks (the journal records the changes)",
+    )
 
 
 def run(parts: MirrorParts, args: argparse.Namespace) -> int:
@@ -61,7 +74,8 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         return EXIT_OK
     actor = actor_for("manual")
     if args.action == "promote":
-        return _promote(store, None if args.live else args.name, actor, args.note)
+        chosen = None if args.live else args.name
+        return _promote(store, chosen, actor, args.note, args.accept_contract_change)
     name = check_name(args.name)
     if args.action == "create":
         snap = take_snapshot(store, name, actor, args.note)
@@ -73,19 +87,25 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         return EXIT_OK
     snap = must_snapshot(store, name)
     held = holdings(FrozenDocuments(snap))
-    if args.against:
-        other = holdings(FrozenDocuments(must_snapshot(store, args.against)))
-        against = f"snapshot {args.against}"
-    else:
-        other, against = holdings(store), "the live mirror"
-    diff = difference(held, other)
+    other_name = args.against or LIVE
+    against = f"snapshot {other_name}" if other_name != LIVE else "the live mirror"
+    other_documents = _documents(store, other_name)
+    diff = difference(held, holdings(other_documents))
+    moves = contract_moves(store, FrozenDocuments(snap), other_documents)
     # Quarantine wins over every snapshot: what it holds that no node gets now.
     withheld = quarantined_holdings(FrozenDocuments(snap), read_quarantine(store))
     if args.json:
         doc = {"name": snap.name, "created": snap.created, "note": snap.note, "holds": held}
         print(
             json.dumps(
-                {**doc, "quarantined": withheld, "against": against, **diff.as_json()}, indent=1
+                {
+                    **doc,
+                    "quarantined": withheld,
+                    "against": against,
+                    **diff.as_json(),
+                    "contracts": [m.as_json() for m in moves],
+                },
+                indent=1,
             )
         )
         return EXIT_OK
@@ -102,18 +122,50 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             print(f"  {kind}: {row}")
     if not diff:
         print("  the same")
+    if moves:
+        print(f"model contracts, {snap.name} -> {against}:")
+        for move in moves:
+            for line in move.lines():
+                print(f"  {line}")
     return EXIT_OK
 
 
-def _promote(store: BlobStore, name: str | None, actor: str, note: str) -> int:
-    if name is not None:
-        must_snapshot(store, name)
+def _documents(store: BlobStore, name: str) -> DocumentReader:
+    """The manifests of snapshot `name`, or of the live mirror (`live`)."""
+    return store if name == LIVE else FrozenDocuments(must_snapshot(store, name))
+
+
+def _promote(store: BlobStore, name: str | None, actor: str, note: str, accept: bool) -> int:
+    # The fleet's models now, against those it would move to: a version whose contract
+    # breaks serving code written against today's is moved to only when accepted.
+    current = read_promotion(store).snapshot or LIVE
+    target = _documents(store, name or LIVE)
+    # A promotion naming a snapshot that is gone (a damaged store) is no reason to refuse
+    # the promote that mends it: there is nothing to compare against then.
+    held = None if current == LIVE else load_snapshot(store, current)
+    fleet = store if current == LIVE else FrozenDocuments(held) if held else None
+    moves = contract_moves(store, fleet, target) if fleet is not None else []
+    breaks = [m for m in moves if m.breaking]
+    if breaks:
+        print(f"model contracts, {current} -> {name or LIVE}, breaking:")
+        for move in breaks:
+            for line in move.lines():
+                print(f"  {line}")
+        if not accept:
+            print(
+                f"refused: the fleet would move to a model whose contract breaks; pass "
+                f"--accept-contract-change to promote {name or LIVE} anyway",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     before = save_promotion(store, Promotion(name or "", utcnow(), actor, note))
-    change = {
+    change: dict[str, object] = {
         "event": "snapshot promoted" if name else "live promoted",
         "snapshot": name or "",
         "before": before.snapshot or LIVE,
     }
+    if breaks:
+        change["accepted_contract_changes"] = [line for m in breaks for line in m.accepted()]
     Journal(store).record([change], actor, note or f"promote {name or LIVE}")
     now = f"snapshot {name}" if name else "the live mirror (it follows every sync)"
     print(f"the fleet's default index and hub paths serve {now}; before: {before.snapshot or LIVE}")
