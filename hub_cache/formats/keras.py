@@ -33,7 +33,28 @@ KERAS_FILE_KEY = "keras-file"  # a manifest's name for a `.keras` file (`hub imp
 CONTRACT_NOT_READ = "Keras models: the contract is not read yet (outputs need the model built)"
 
 
-class KerasPreset:
+class _KerasForm:
+    """What a preset and a `.keras` file share: Keras runs both, from the classes their
+    config names, through the same probe; neither is served by TF Serving."""
+
+    runtime: RuntimeKind | None = KERAS_RUNTIME
+    serving_platform: str | None = None
+
+    def ops(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> GraphOps | str:
+        return keras_classes(archive)
+
+    def contract(
+        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
+    ) -> Contract | str:
+        return CONTRACT_NOT_READ
+
+    def load_probe(self, root_file: str) -> Path | str:
+        return Path(keras_load.__file__)
+
+
+class KerasPreset(_KerasForm):
     key = KERAS
     name = "KerasHub preset"
     looks_for = "config.json"
@@ -43,8 +64,6 @@ class KerasPreset:
     served_query = ("keras-format", "preset")
     suffix = ".tar.gz"
     client_import = "import keras_hub"
-    runtime: RuntimeKind | None = KERAS_RUNTIME
-    serving_platform: str | None = None
     caches = frozenset({KAGGLEHUB_CACHE})  # from_preset("kaggle://...") reads kagglehub's
 
     def root_file(self, root_files: Collection[str]) -> str | None:
@@ -64,24 +83,11 @@ class KerasPreset:
         preset = inspect_kerashub_preset(files, lambda p: (folder / p).read_bytes())
         return {"keras": preset.as_json()}
 
-    def ops(
-        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
-    ) -> GraphOps | str:
-        return keras_classes(archive)
-
-    def contract(
-        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
-    ) -> Contract | str:
-        return CONTRACT_NOT_READ
-
-    def load_probe(self, root_file: str) -> Path | str:
-        return Path(keras_load.__file__)
-
     def usage(self, mirror_handle: str) -> dict[str, str]:
         return {"prefetch_then": 'keras_hub.models.Backbone.from_preset("DIR")'}
 
 
-class KerasFile:
+class KerasFile(_KerasForm):
     key = KERAS_FILE_KEY
     name = "Keras"
     looks_for = "a .keras file"
@@ -91,8 +97,6 @@ class KerasFile:
     served_query = ("keras-format", "keras")
     suffix = ".keras"
     client_import = "import keras"
-    runtime: RuntimeKind | None = KERAS_RUNTIME
-    serving_platform: str | None = None
     caches: frozenset[str] = frozenset()
 
     def root_file(self, root_files: Collection[str]) -> str | None:
@@ -114,19 +118,6 @@ class KerasFile:
 
     def check_folder(self, folder: Path) -> dict[str, object]:
         return {}
-
-    def ops(
-        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
-    ) -> GraphOps | str:
-        return keras_classes(archive)
-
-    def contract(
-        self, store: BlobStore, sha256: str, archive: Mapping[str, object], max_bytes: int
-    ) -> Contract | str:
-        return CONTRACT_NOT_READ
-
-    def load_probe(self, root_file: str) -> Path | str:
-        return Path(keras_load.__file__)
 
     def usage(self, mirror_handle: str) -> dict[str, str]:
         url = f"{mirror_handle}?keras-format=keras"
