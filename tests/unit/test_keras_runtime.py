@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
-import subprocess
-import sys
 
 import pytest
 
 from hub_cache.formats.base import GraphOps, Registered
 from hub_cache.formats.keras_runtime import KERAS, keras_gaps
+from tests.support.runtime_listing import listing
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("keras") is None, reason="keras is not installed"
@@ -34,15 +32,7 @@ FUNCTIONAL = frozenset(
 
 @pytest.fixture(scope="module")
 def host_keras() -> Registered:
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", KERAS.list_ops, "{}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RUNTIME "))
-    found = json.loads(line.removeprefix("RUNTIME "))
+    found = listing(KERAS, timeout=300)
     assert found["name"] == "keras" and found["version"] == importlib.metadata.version("keras")
     label = f"keras {found['version']}"
     extra = {"keras_hub": found["keras_hub"], "backend": found["backend"]}

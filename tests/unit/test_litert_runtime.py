@@ -8,14 +8,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import io
-import json
-import subprocess
-import sys
 
 import pytest
 
 from hub_cache.formats.litert_runtime import CUSTOM_OP_MODEL, LITERT, OPERATOR_CODE_MODEL
 from hub_cache.formats.tflite_reader import read_tflite
+from tests.support.runtime_listing import listing
 
 
 def template(hex_text: str) -> bytes:
@@ -37,16 +35,8 @@ def test_list_ops_names_what_the_interpreter_registers() -> None:
     assert LITERT.name == "ai-edge-litert"
     # TensorFlow's tf.lite runs .tflite models too, after what a device installs
     assert LITERT.packages[:3] == ("ai-edge-litert", "tflite-runtime", "tensorflow")
-    # -I: the script must not need tfmirror (a runtime venv has none of it)
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", LITERT.list_ops, "{}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RUNTIME "))
-    found = json.loads(line.removeprefix("RUNTIME "))
+    # In isolation: the script must not need tfmirror (a runtime venv has none of it)
+    found = listing(LITERT, timeout=120)
     assert found["name"] == "ai-edge-litert"
     assert found["version"] == importlib.metadata.version("ai-edge-litert")
     ops = set(found["ops"])
