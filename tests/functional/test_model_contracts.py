@@ -101,9 +101,9 @@ def test_contracts_read_without_tensorflow_are_what_tensorflow_loads_and_compare
     missing = tfmirror(config, "hub", "contract", handles["v3"], "--against", "9")
     assert missing.returncode == 2 and "--against: no model 'google/m/9'" in missing.stderr
 
-    # --write makes the file to pin: today's contract, which the config then reads.
+    # --write makes the file to pin (and its folder): today's contract, which the
+    # config then reads.
     pinned = tmp_path / "contracts" / "m.json"
-    pinned.parent.mkdir()
     wrote = tfmirror(config, "hub", "contract", handles["v1"], "--write", str(pinned))
     assert wrote.returncode == 0, wrote.stderr
     assert json.loads(pinned.read_text())["signatures"] == expected["v1"]

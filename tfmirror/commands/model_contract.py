@@ -71,6 +71,15 @@ def _print(model: ModelManifest, contract: Contract) -> None:
                 print(f"  {side:6} {spec.name}\t{spec.shown()}{default}")
 
 
+def _write(path: Path, contract: Contract) -> None:
+    """The pin file, in a folder made for it if there is none yet (`contracts/m.json`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(contract.to_bytes())
+    except OSError as exc:
+        raise UsageError(f"--write {path}: {exc.strerror or exc}") from None
+
+
 def run_contract(parts: MirrorParts, args: argparse.Namespace) -> int:
     model = _model(parts.store, _path(args.handle))
     contract = _contract(parts, model)
@@ -78,7 +87,7 @@ def run_contract(parts: MirrorParts, args: argparse.Namespace) -> int:
         print(f"FAILED {model.handle}: its contract is not read: {contract}", file=sys.stderr)
         return EXIT_FAILED
     if args.write:
-        Path(args.write).write_bytes(contract.to_bytes())
+        _write(Path(args.write), contract)
     changes: list[Change] | None = None
     if args.against:
         older = _model(parts.store, _version_path(model.path, args.against), "--against")
