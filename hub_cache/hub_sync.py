@@ -22,7 +22,7 @@ from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
 from hub_cache.limits import ArchiveLimits
-from hub_cache.models import ModelManifest, commit_models, load_model
+from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.config.hub import contract_policy
 from mirror.core.errors import DownloadError, StoreError
@@ -247,6 +247,9 @@ def publish_model(
         check = check_contract(contract, pinned.contract, contract_policy(pinned, hub))
         if check.blocks:
             # As a gate's refusal: the blob stays until gc, nothing serves it.
+            refuse_model(
+                store, handle, path, fetched.sha256, "contract", check.refusal(), commit.actor
+            )
             return ModelOutcome(
                 handle, ModelStatus.FAILED, fetched.url, check.refusal(), fetched.size
             )

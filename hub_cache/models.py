@@ -17,6 +17,8 @@ from mirror.core.lease import fence
 from mirror.core.storage import BlobStore, DocumentReader, update_document
 
 HUB_MANIFESTS = "manifests/hub"
+# <handle path>.json: the last version of a model refused and why (refuse_model)
+REFUSED_STATE = "state/hub/refused"
 
 
 def model_key(path: str) -> str:
@@ -150,6 +152,24 @@ def _change(
         main = main or load_model(store, manifest.alias_of)
         change.update(event="model aliased", alias_of=main.handle if main else manifest.alias_of)
     return change
+
+
+def refuse_model(
+    store: BlobStore, handle: str, path: str, sha256: str, kind: str, reason: str, actor: str
+) -> bool:
+    """Journal that a version of a model was not published and why (`kind`: what refused
+    it, e.g. "contract"), so `history --model` names it. Once per version and reason: a
+    scheduled sync that meets the same refused version again records nothing new.
+    Returns whether it was journaled."""
+    key = f"{REFUSED_STATE}/{path}.json"
+    last = {"sha256": sha256, "kind": kind, "reason": reason}
+    kept = store.get(key)
+    if kept is not None and json.loads(kept) == last:
+        return False
+    change = {"event": "model refused", "model": handle, "path": path, **last}
+    Journal(store).record([change], actor, f"{kind} refused")
+    store.put(key, json.dumps(last, sort_keys=True).encode())
+    return True
 
 
 def update_model(store: BlobStore, path: str, change: Callable[[ModelManifest], bool]) -> bool:

@@ -156,6 +156,18 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     )
     assert "contracts/m.json" in blocked.stderr
     assert served() == v2
+    # `history --model` names the refusal, once however often a sync meets that version.
+    assert tfmirror(config, "sync", "hub").returncode == 1
+    refusals = [
+        c
+        for e in Journal(store).history(model=handle)
+        for c in e["changes"]
+        if c["event"] == "model refused"
+    ]
+    assert [c["kind"] for c in refusals] == ["contract"]
+    assert "BREAKING serving_default" in refusals[0]["reason"]
+    shown = tfmirror(config, "history", "--model", handle, "--limit", "1").stdout
+    assert "model refused" in shown and "dtype float32 -> uint8" in shown
 
     # The same under report: published, and said on the page, the API and the journal.
     config = write_config(tmp_path, entry)  # report: the default
