@@ -9,14 +9,14 @@ import tarfile
 from pathlib import Path
 
 from hub_cache.formats.keras import KERAS_FILE_KEY
-from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
+from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, publish_model
 from mirror.core.config import HubConfig
 from mirror.core.errors import DownloadError
 from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore, HashingWriter
-from mirror.core.upstream import Fetched
+from mirror.core.upstream import Fetched, copy_local
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:
