@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from mirror.advisories.errors import ArchiveRefused, RecordRefused
-from mirror.advisories.records import Advisory, parse_record
+from mirror.advisories.records import Record, parse_record
 
 END = struct.Struct("<4sHHHHIIH")
 ZIP64_LOCATOR = struct.Struct("<4sIQI")
@@ -34,7 +34,7 @@ class Caps:
 
 @dataclass
 class Parsed:
-    advisories: list[Advisory] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     members: int = 0
     skipped: list[str] = field(default_factory=list)  # each refused record, and why
     ignored: int = 0  # withdrawn, or no PyPI package
@@ -107,14 +107,14 @@ def read_archive(f: BinaryIO, size: int, caps: Caps) -> Parsed:
             parsed = Parsed(members=len(members))
             for member, doc in _documents(zf, members, parsed):
                 try:
-                    advisory = parse_record(doc, member)
+                    record = parse_record(doc, member)
                 except RecordRefused as exc:
                     parsed.skipped.append(str(exc))
                     continue
-                if advisory is None:
+                if record is None:
                     parsed.ignored += 1
                 else:
-                    parsed.advisories.append(advisory)
+                    parsed.records.append(record)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
         raise ArchiveRefused(f"a broken zip: {str(exc)[:200]}") from None
     return parsed

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mirror.advisories.errors import NoDatabase
-from mirror.advisories.records import Advisory, Affected, Event, Severity
+from mirror.advisories.records import Advisory, Affected, Event, Record, Severity
 from mirror.core.errors import BlobNotFound
 from mirror.core.storage import BlobStore
 
@@ -58,47 +59,60 @@ def _event_docs(affected: Affected) -> list[list[list[str]]]:
     return [[[e.kind, e.version] for e in rng] for rng in affected.ranges]
 
 
-def records_bytes(advisories: Iterable[Advisory]) -> bytes:
-    docs = [
-        [
-            a.id,
-            list(a.aliases),
-            a.modified,
-            a.summary,
-            int(a.severity),
-            a.score,
-            [[f.project, _event_docs(f), list(f.versions)] for f in a.affected],
-        ]
-        for a in advisories
-    ]
-    return json.dumps({"format": FORMAT, "advisories": docs}, separators=(",", ":")).encode()
+def records_bytes(records: Iterable[Record]) -> bytes:
+    """The records as the store keeps them: the advisories in a list, and their PyPI
+    entries grouped by project, so a reader decodes only the projects it asks about."""
+    advisories: list[list[Any]] = []
+    projects: dict[str, list[list[Any]]] = defaultdict(list)
+    for record in records:
+        a = record.advisory
+        number = len(advisories)
+        advisories.append([a.id, list(a.aliases), a.modified, a.summary, int(a.severity), a.score])
+        for entry in record.affected:
+            projects[entry.project].append([number, _event_docs(entry), list(entry.versions)])
+    doc = {"format": FORMAT, "advisories": advisories, "projects": projects}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _advisory(doc: list[Any]) -> Advisory:
-    ident, aliases, modified, summary, severity, score, affected = doc
-    return Advisory(
-        ident,
-        tuple(aliases),
-        modified,
-        summary,
-        Severity(severity),
-        score,
-        tuple(
-            Affected(
-                project,
-                tuple(tuple(Event(kind, version) for kind, version in rng) for rng in ranges),
-                tuple(versions),
+class StoredRecords:
+    """The stored records, each project's decoded when first asked for: an audit of 300
+    pins decodes 300 projects' entries, not 20,000 advisories."""
+
+    def __init__(self, data: bytes) -> None:
+        doc = json.loads(data)
+        self._advisories: list[list[Any]] = doc["advisories"]
+        self._projects: dict[str, list[list[Any]]] = doc["projects"]
+        self._decoded: dict[int, Advisory] = {}
+
+    def __len__(self) -> int:
+        return len(self._advisories)
+
+    def ids(self) -> set[str]:
+        return {doc[0] for doc in self._advisories}
+
+    def _advisory(self, number: int) -> Advisory:
+        found = self._decoded.get(number)
+        if found is None:
+            ident, aliases, modified, summary, severity, score = self._advisories[number]
+            found = Advisory(ident, tuple(aliases), modified, summary, Severity(severity), score)
+            self._decoded[number] = found
+        return found
+
+    def entries(self, project: str) -> list[tuple[Advisory, Affected]]:
+        return [
+            (
+                self._advisory(number),
+                Affected(
+                    project,
+                    tuple(tuple(Event(kind, version) for kind, version in r) for r in ranges),
+                    tuple(versions),
+                ),
             )
-            for project, ranges, versions in affected
-        ),
-    )
+            for number, ranges, versions in self._projects.get(project, ())
+        ]
 
 
-def parse_records(data: bytes) -> list[Advisory]:
-    return [_advisory(doc) for doc in json.loads(data)["advisories"]]
-
-
-def load_advisories(store: BlobStore) -> tuple[Current, list[Advisory]]:
+def load_advisories(store: BlobStore) -> tuple[Current, StoredRecords]:
     """The database in force, its records checked against their sha256."""
     current = read_current(store)
     if current is None:
@@ -110,4 +124,4 @@ def load_advisories(store: BlobStore) -> tuple[Current, list[Advisory]]:
         raise NoDatabase(f"the advisory records blob is missing ({exc})") from None
     if hashlib.sha256(data).hexdigest() != current.records_sha256:
         raise NoDatabase(f"the advisory records blob {current.records_sha256[:12]} is corrupt")
-    return current, parse_records(data)
+    return current, StoredRecords(data)

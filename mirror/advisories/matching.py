@@ -7,14 +7,14 @@ each file of a closure costs a lookup and its own project's few records."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from mirror.advisories.records import Advisory, Affected, Event, Severity
+from mirror.advisories.records import Advisory, Affected, Event, Record, Severity
 
 ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2}  # at one version, as OSV sorts
 
@@ -26,6 +26,7 @@ class Finding:
     project: str
     version: str
     advisory: Advisory
+    entry: Affected  # the advisory's entry for this project that matched
 
     @property
     def severity(self) -> Severity:
@@ -33,9 +34,8 @@ class Finding:
 
     @property
     def fixed_in(self) -> tuple[str, ...]:
-        """The fixed versions this project's entries name (any branch's)."""
-        found = {v for a in self.advisory.affected if a.project == self.project for v in a.fixed}
-        return tuple(sorted(found, key=Version))
+        """The fixed versions the matched entry names (every branch's)."""
+        return tuple(sorted(set(self.entry.fixed), key=Version))
 
 
 @lru_cache(maxsize=65536)
@@ -76,28 +76,35 @@ def affects(entry: Affected, version: Version) -> bool:
     return any(_in_range(version, rng) for rng in entry.ranges)
 
 
+# The entries the records hold for one project (a canonical name).
+Entries = Callable[[str], Sequence[tuple[Advisory, Affected]]]
+
+
 class Matcher:
-    """The records, indexed by project."""
+    """Matching, given each project's entries (the stored records decode them lazily)."""
 
-    def __init__(self, advisories: Iterable[Advisory]) -> None:
-        self._by_project: dict[str, list[tuple[Advisory, Affected]]] = defaultdict(list)
-        for advisory in advisories:
-            for entry in advisory.affected:
-                self._by_project[entry.project].append((advisory, entry))
+    def __init__(self, entries: Entries) -> None:
+        self._entries = entries
 
-    def __len__(self) -> int:
-        return len(self._by_project)
+    @classmethod
+    def of(cls, records: Iterable[Record]) -> Matcher:
+        """Over records in memory, indexed by project."""
+        by_project: dict[str, list[tuple[Advisory, Affected]]] = defaultdict(list)
+        for record in records:
+            for entry in record.affected:
+                by_project[entry.project].append((record.advisory, entry))
+        return cls(lambda project: by_project.get(project, ()))
 
     def affecting(self, project: str, version: str) -> list[Finding]:
         name = canonicalize_name(project)
-        candidates = self._by_project.get(name)
+        candidates = self._entries(name)
         parsed = _version(version)
         if not candidates or parsed is None:
             return []
         seen: dict[str, Finding] = {}
         for advisory, entry in candidates:
             if advisory.id not in seen and affects(entry, parsed):
-                seen[advisory.id] = Finding(name, version, advisory)
+                seen[advisory.id] = Finding(name, version, advisory, entry)
         return list(seen.values())
 
     def match(self, releases: Iterable[tuple[str, str]]) -> list[Finding]:

@@ -64,6 +64,13 @@ class Advisory:
     summary: str
     severity: Severity
     score: float | None  # the CVSS base score, where a vector gives one
+
+
+@dataclass(frozen=True)
+class Record:
+    """A parsed record: the advisory, and the PyPI releases it names."""
+
+    advisory: Advisory
     affected: tuple[Affected, ...]
 
 
@@ -171,7 +178,7 @@ def _severity(doc: dict[str, Any], record_id: str, where: str) -> tuple[Severity
     return Severity.UNKNOWN, None
 
 
-def parse_record(doc: Any, where: str) -> Advisory | None:
+def parse_record(doc: Any, where: str) -> Record | None:
     """The record, None when it is withdrawn or names no PyPI package; RecordRefused
     (naming `where`, its member) when it is not an OSV record."""
     if not isinstance(doc, dict):
@@ -185,12 +192,12 @@ def parse_record(doc: Any, where: str) -> Advisory | None:
         return None
     severity, score = _severity(doc, record_id, where)
     aliases = tuple(a for a in _list(doc, "aliases", where) if isinstance(a, str))
-    return Advisory(
+    advisory = Advisory(
         record_id,
         aliases,
         _str(doc, "modified", where),
         _str(doc, "summary", where)[:300],
         severity,
         score,
-        affected,
     )
+    return Record(advisory, affected)

@@ -153,11 +153,11 @@ def _commit(
 ) -> tuple[Current, bool]:
     if before is not None and before.archive_sha256 == fetched.sha256:
         return before, False  # the same export: nothing to record
-    records_sha = _publish(store, records_bytes(parsed.advisories))
+    records_sha = _publish(store, records_bytes(parsed.records))
     current = Current(
         archive_sha256=fetched.sha256,
         records_sha256=records_sha,
-        records=len(parsed.advisories),
+        records=len(parsed.records),
         members=parsed.members,
         skipped=len(parsed.skipped),
         source=source,

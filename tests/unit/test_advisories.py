@@ -30,7 +30,7 @@ CAPS = Caps(records=1000, record_bytes=1024 * 1024, total_bytes=64 * 2**20)
 def matcher() -> Matcher:
     parsed = read_archive(io.BytesIO(data := export(RECORDS)), len(data), CAPS)
     assert parsed.skipped == []
-    return Matcher(parsed.advisories)
+    return Matcher.of(parsed.records)
 
 
 def ids(m: Matcher, project: str, version: str) -> set[str]:
@@ -91,9 +91,9 @@ def test_several_ranges_and_reintroduced_versions_follow_osv_order() -> None:
         },
         {"type": "GIT", "repo": "https://example.org/r", "events": [{"introduced": "abc"}]},
     ]
-    advisory = parse_record(record, "x.json")
-    assert advisory is not None
-    m = Matcher([advisory])
+    parsed = parse_record(record, "x.json")
+    assert parsed is not None
+    m = Matcher.of([parsed])
     found = {v: bool(m.affecting("tiny-lib", v)) for v in ["1.0", "1.2", "2.5", "3.0", "3.1"]}
     assert found == {"1.0": True, "1.2": False, "2.5": False, "3.0": True, "3.1": False}
 
@@ -109,7 +109,7 @@ def test_a_bad_record_is_named_and_skipped_and_the_others_kept() -> None:
     nested = b"[" * 100_000 + b"]" * 100_000
     data = export([broken, PYSEC], {"deep.json": nested, "text.json": b"not json"})
     parsed = read_archive(io.BytesIO(data), len(data), CAPS)
-    assert [a.id for a in parsed.advisories] == ["PYSEC-2021-59"]
+    assert [r.advisory.id for r in parsed.records] == ["PYSEC-2021-59"]
     reasons = "\n".join(parsed.skipped)
     assert "GHSA-bad1-bad1-bad1" in reasons and "not a PEP 440 version" in reasons
     assert "deep.json: JSON nested too deeply" in reasons
@@ -181,7 +181,7 @@ def test_a_zip_bomb_is_refused_on_its_declared_ratio_and_total() -> None:
     text = export(RECORDS)
     with pytest.raises(ArchiveRefused, match=r"members declare .* max_uncompressed_mb"):
         read_archive(io.BytesIO(text), len(text), Caps(1000, 2**30, 100))
-    assert read_archive(io.BytesIO(text), len(text), roomy).advisories  # honest: taken
+    assert read_archive(io.BytesIO(text), len(text), roomy).records  # honest: taken
 
 
 def test_a_member_that_inflates_past_its_declared_size_breaks_the_whole_export() -> None:
@@ -231,8 +231,8 @@ def test_the_job_stores_and_journals_a_good_export_and_keeps_it_when_the_next_is
         assert "stays in force" in refused.summary()
         assert read_current(store) == good
     assert len(list(Journal(store).entries())) == 1
-    _, advisories = load_advisories(store)
-    assert {a.id for a in advisories} == {
+    _, records = load_advisories(store)
+    assert records.ids() == {
         GHSA["id"],
         PYSEC["id"],
         LAST_AFFECTED["id"],

@@ -115,8 +115,8 @@ def _text(current: Current, found: dict[str, list[Finding]]) -> str:
 def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     threshold = Severity[args.min_severity.upper()]
     scopes = _scopes(parts, args)
-    current, advisories = load_advisories(parts.store)
-    matcher = Matcher(advisories)
+    current, records = load_advisories(parts.store)
+    matcher = Matcher(records.entries)
     found = {scope.name: matcher.match(scope.releases) for scope in scopes}
     print(_json(current, found, threshold) if args.json else _text(current, found))
     over = any(f.severity >= threshold for findings in found.values() for f in findings)
