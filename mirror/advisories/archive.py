@@ -21,6 +21,7 @@ END = struct.Struct("<4sHHHHIIH")
 ZIP64_LOCATOR = struct.Struct("<4sIQI")
 ZIP64_END = struct.Struct("<4sQHHIIQQQQ")
 MAX_COMMENT = 0xFFFF
+CENTRAL_ENTRY = 46  # the least a central directory entry takes, its name empty
 RATIO = 200  # JSON deflates about 8x; a member declaring far more is a bomb
 RATIO_FLOOR = 1024 * 1024  # tiny members may compress better than any ratio
 
@@ -40,8 +41,9 @@ class Parsed:
     ignored: int = 0  # withdrawn, or no PyPI package
 
 
-def declared_members(f: BinaryIO, size: int) -> int:
-    """The member count the end record (or its zip64 twin) declares."""
+def declared_members(f: BinaryIO, size: int) -> tuple[int, int]:
+    """The member count and central directory size the end record (or its zip64 twin)
+    declares."""
     if size < END.size:
         raise ArchiveRefused(f"{size} bytes: too short to be a zip")
     start = size - min(size, END.size + MAX_COMMENT)
@@ -50,7 +52,7 @@ def declared_members(f: BinaryIO, size: int) -> int:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + END.size > len(tail):
         raise ArchiveRefused("not a zip (no end-of-central-directory record)")
-    entries = END.unpack_from(tail, at)[4]
+    entries, cd_size = END.unpack_from(tail, at)[4:6]
     end_at = start + at
     if end_at >= ZIP64_LOCATOR.size:
         f.seek(end_at - ZIP64_LOCATOR.size)
@@ -61,8 +63,9 @@ def declared_members(f: BinaryIO, size: int) -> int:
             record = f.read(ZIP64_END.size)
             if len(record) != ZIP64_END.size or not record.startswith(b"PK\x06\x06"):
                 raise ArchiveRefused("a malformed zip64 end record")
-            return int(ZIP64_END.unpack(record)[7])
-    return int(entries)
+            fields = ZIP64_END.unpack(record)
+            return int(fields[7]), int(fields[8])
+    return int(entries), int(cd_size)
 
 
 def _checked(zf: zipfile.ZipFile, size: int, caps: Caps) -> list[zipfile.ZipInfo]:
@@ -95,11 +98,12 @@ def _checked(zf: zipfile.ZipFile, size: int, caps: Caps) -> list[zipfile.ZipInfo
 
 def read_archive(f: BinaryIO, size: int, caps: Caps) -> Parsed:
     """Every record of the export in `f` (`size` bytes), or ArchiveRefused."""
-    count = declared_members(f, size)
-    if count > caps.records:
-        raise ArchiveRefused(
-            f"{count} members, more than [advisories] max_records = {caps.records}"
-        )
+    count, directory = declared_members(f, size)
+    # zipfile reads entries until the directory's declared size, whatever the count
+    # says: a directory that can hold more entries than the cap is refused too.
+    if max(count, directory // CENTRAL_ENTRY) > caps.records:
+        most = max(count, directory // CENTRAL_ENTRY)
+        raise ArchiveRefused(f"{most} members, more than [advisories] max_records = {caps.records}")
     f.seek(0)
     try:
         with zipfile.ZipFile(f) as zf:

@@ -74,6 +74,10 @@ def test_an_export_over_http_is_stored_journaled_and_audit_names_what_it_affects
     (line,) = [x for x in audit.stdout.splitlines() if "GHSA-cfgp-2977-2fmm" in x]
     assert "tiny-lib 1.0" in line and "high 8.8" in line and "fixed in 1.2.0" in line
     assert "third-lib" not in audit.stdout
+    held = tfmirror(config, "snapshot", "create", "before-fix")
+    assert held.returncode == 0, held.stderr
+    frozen = tfmirror(config, "audit", "--snapshot", "before-fix")
+    assert frozen.returncode == 1 and "GHSA-cfgp-2977-2fmm  tiny-lib 1.0" in frozen.stdout
 
     lock = tmp_path / "requirements.lock"
     printed = tfmirror(config, "lock", "--env", "default")

@@ -132,7 +132,11 @@ def _bomb_member(name: str, size: int) -> bytes:
 
 def _declaring_members(count: int) -> bytes:
     """A small real zip whose end record declares `count` members (at most 65,535)."""
-    data = bytearray(export([GHSA]))
+    return _declaring(export([GHSA]), count)
+
+
+def _declaring(real: bytes, count: int) -> bytes:
+    data = bytearray(real)
     at = data.rfind(b"PK\x05\x06")
     struct.pack_into("<HH", data, at + 8, count, count)
     return bytes(data)
@@ -159,6 +163,10 @@ HOSTILE = {
     ),
     "a million records": (lambda: _zip64_declaring(1_000_000), "1000000 members, more than"),
     "more records than the cap": (lambda: _declaring_members(5000), "5000 members, more than"),
+    "a directory of more entries than it declares": (
+        lambda: _declaring(export([dict(GHSA, id=f"GHSA-{n:04d}") for n in range(1100)]), 1),
+        "members, more than .* max_records = 1000",
+    ),
     "a path with ..": (lambda: export([GHSA], {"../evil.json": b"{}"}), "outside the archive"),
     "an absolute path": (lambda: export([GHSA], {"/etc/evil.json": b"{}"}), "outside the archive"),
     "not a zip": (lambda: b"<html>an error page</html>", "not a zip"),
