@@ -23,6 +23,7 @@ from mirror.core.errors import ConfigError
 from mirror.core.journal import Journal
 from mirror.core.storage import LocalStore
 from tests.support.osv_records import GHSA, LAST_AFFECTED, MALICIOUS, PYSEC, RECORDS, export
+from verify.gc import referenced_shas
 
 CAPS = Caps(records=1000, record_bytes=1024 * 1024, total_bytes=64 * 2**20)
 
@@ -225,6 +226,8 @@ def test_the_job_stores_and_journals_a_good_export_and_keeps_it_when_the_next_is
     good = read_current(store)
     assert good is not None and good.records == 4 and good.members == 5  # withdrawn dropped
     assert store.has_blob(good.archive_sha256) and store.has_blob(good.records_sha256)
+    # gc keeps the database in force, though no manifest lists it.
+    assert {good.archive_sha256, good.records_sha256} <= referenced_shas(store)
     (entry,) = [e.doc for e in Journal(store).entries()]
     (change,) = entry["changes"]
     assert change["event"] == "advisories updated"
