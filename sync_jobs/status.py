@@ -122,6 +122,8 @@ class ModelInventory:
     # "matches", "compatible", "breaking" (published under report) or "not read".
     contract: str = ""
     contract_changes: tuple[str, ...] = ()
+    # Its licence as read at sync: SPDX id, else the name upstream gave, else "unknown".
+    license: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> 
         model.synced_at,
         check.state if check else "",
         tuple(c.shown() for c in check.changes) if check else (),
+        model.model_license.shown(),
     )
 
 

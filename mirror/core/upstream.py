@@ -461,6 +461,29 @@ def fetch_range(
     return data
 
 
+def fetch_document(url: str, policy: FetchPolicy, max_bytes: int) -> bytes:
+    """A small document (an API's JSON answer) whole, by the rules a download goes by
+    (each hop's host checked, the deadline, the URL's login never shown) and at most
+    `max_bytes`, refused by its declared Content-Length before a byte is read. One
+    attempt: its caller decides what a failure means."""
+    clock = _Deadline(policy.deadline)
+    try:
+        with _open(url, policy, clock, {"Accept": "application/json"}) as answer:
+            if answer.status_code != 200:
+                raise DownloadError(f"HTTP {answer.status_code}")
+            declared = answer.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise DownloadError(f"it declares {int(declared)} bytes, over {max_bytes}")
+            body = bytearray()
+            for chunk in _body(answer, clock):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise DownloadError(f"it runs past {max_bytes} bytes")
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise DownloadError(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
+    return bytes(body)
+
+
 def _check_declared(answer: requests.Response, size: int | None, policy: FetchPolicy) -> None:
     """Refuse by Content-Length, before a byte of the body is read."""
     try:
