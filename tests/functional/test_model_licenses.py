@@ -169,3 +169,22 @@ def test_metadata_that_cannot_be_read_fails_a_model_only_under_a_policy(
     assert "HTTP 404" in failed.stderr
     still = load_model(store, served_path(APACHE))
     assert still is not None and still.sha256 == model.sha256
+
+
+def test_an_import_takes_its_licence_from_the_command_and_meets_the_policy(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(model_bytes(b"imported"))
+    handle = "https://tfhub.dev/google/imported/1"
+    config = write_config(tmp_path, "http://127.0.0.1:9/api/v1", [], POLICY)
+    refused = tfmirror(config, "hub", "import", str(archive), "--handle", handle)
+    assert refused.returncode == 1
+    assert "its licence is unknown (none given; pass --license" in refused.stderr
+    imported = tfmirror(
+        config, "hub", "import", str(archive), "--handle", handle, "--license", "apache-2.0"
+    )
+    assert imported.returncode == 0, imported.stderr
+    model = load_model(open_store(load_config(config).storage), "google/imported/1")
+    assert model is not None
+    assert model.license == {"name": "apache-2.0", "spdx": "Apache-2.0", "from": "config"}
