@@ -122,6 +122,10 @@ class ModelInventory:
     # "matches", "compatible", "breaking" (published under report) or "not read".
     contract: str = ""
     contract_changes: tuple[str, ...] = ()
+    # Who signed the version served, when its entry requires a signature
+    # (hub_cache.signatures): the key's fingerprint, the certificate's subject or the
+    # Sigstore identity; "" when none is required.
+    signer: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> 
         model.synced_at,
         check.state if check else "",
         tuple(c.shown() for c in check.changes) if check else (),
+        signer=model.signer.get("signer", ""),
     )
 
 

@@ -1,0 +1,130 @@
+"""Publisher signatures: a model whose `[hub] models` entry says `signed_by` is served
+only if the signature it carries (model.sig, or Kaggle's .kaggle/signing.json) verifies
+with OpenSSF's model-signing over exactly the files extracted from its archive, by the
+trust material the entry names. The signature file itself is set aside while the files
+are hashed: it is not one of the files it signs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from hub_cache.archive import inspect_archive
+from hub_cache.errors import SignatureRefused
+from hub_cache.limits import ArchiveLimits
+from mirror.core.config.signatures import CERTIFICATE, KEY, SignedBy
+from mirror.core.scratch import scratch_dir
+from mirror.core.storage import BlobStore
+
+SIGNATURE_FILES = ("model.sig", ".kaggle/signing.json")
+# The library's mismatch lists each file with both digests: the file names are the news.
+_DIGESTS = re.compile(r": Expected '[0-9a-f]+', Actual '[0-9a-f]+'")
+
+
+def _verifier(signed_by: SignedBy) -> Any:
+    # Imported here: model-signing pulls in sigstore and its TUF client, which only a
+    # model with a signed_by entry needs.
+    from model_signing import verifying
+
+    config = verifying.Config()  # type: ignore[no-untyped-call]
+    trust = signed_by.path
+    if signed_by.method == KEY and trust is not None:
+        return config.use_elliptic_key_verifier(public_key=trust)
+    if signed_by.method == CERTIFICATE and trust is not None:
+        return config.use_certificate_verifier(certificate_chain=[trust])
+    # Without a trust_config the Sigstore client fetches its public trust root (TUF)
+    # online: the outer side's way; an inner side carries the file.
+    return config.use_sigstore_verifier(
+        identity=signed_by.identity, oidc_issuer=signed_by.issuer, trust_config=signed_by.path
+    )
+
+
+def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) -> None:
+    """model-signing's verdict, within `timeout` (Sigstore's trust root may be behind a
+    network that never answers). Any error it raises is a refusal: it raises ValueError,
+    OpenSSL's and cryptography's own, and JSON errors for a malformed signature."""
+    failed: list[str] = []
+
+    def run() -> None:
+        try:
+            _verifier(signed_by).verify(folder, signature)
+        except Exception as exc:  # any: see the docstring
+            failed.append(_DIGESTS.sub("", str(exc)) or type(exc).__name__)
+        else:
+            failed.append("")
+
+    # A daemon thread: one stuck on a network that never answers does not hold the
+    # process open, and the refusal does not wait for it.
+    worker = threading.Thread(target=run, name="signature-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not failed:
+        raise SignatureRefused(
+            f"signature not checked: no answer within {timeout:g} s (Sigstore's trust root "
+            "unreachable? give signed_by.trust_config a trust root file)"
+        )
+    if failed[0]:
+        raise SignatureRefused(
+            f"signature does not verify against {signed_by.describe()}: {failed[0]}"
+        )
+
+
+def _leaf_subject(signature: Path) -> str:
+    """The subject of the certificate that signed (the first of the bundle's chain)."""
+    doc = json.loads(signature.read_bytes())
+    chain = doc["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]["rawBytes"]))
+    return leaf.subject.rfc4514_string()
+
+
+def _signer(signed_by: SignedBy, signature: Path, name: str) -> dict[str, str]:
+    """The verified signer, as the manifest keeps it: never a path of this machine."""
+    signer = {"method": signed_by.method, "signature": name, "trust": signed_by.shown}
+    if signed_by.method == KEY:
+        signer["signer"] = f"sha256:{signed_by.fingerprint}"
+    elif signed_by.method == CERTIFICATE:
+        signer["signer"] = _leaf_subject(signature)
+    else:
+        signer.update(signer=signed_by.identity, issuer=signed_by.issuer)
+    return signer
+
+
+def verify_folder(folder: Path, signed_by: SignedBy, timeout: float) -> dict[str, str]:
+    """Check the signature an extracted model carries; its signer, or SignatureRefused."""
+    name = next((n for n in SIGNATURE_FILES if (folder / n).is_file()), None)
+    if name is None:
+        raise SignatureRefused(
+            f"no signature: {signed_by.describe()} must sign it, and it carries neither "
+            + " nor ".join(SIGNATURE_FILES)
+        )
+    carried = folder / name
+    with scratch_dir("tfmirror-signature-") as aside:
+        held = aside / "signature"
+        shutil.move(carried, held)
+        try:
+            _verify(folder, held, signed_by, timeout)
+            return _signer(signed_by, held, name)
+        finally:
+            shutil.move(held, carried)
+
+
+def verify_stored(
+    store: BlobStore,
+    sha256: str,
+    size: int,
+    signed_by: SignedBy,
+    limits: ArchiveLimits,
+    timeout: float,
+) -> dict[str, str]:
+    """The same check of a model archive kept in the store (`tfmirror verify`)."""
+    with scratch_dir("tfmirror-model-") as folder:
+        with store.open_blob(sha256) as reader:
+            inspect_archive(reader, size, limits, extract_to=folder)
+        return verify_folder(folder, signed_by, timeout)
