@@ -70,9 +70,15 @@ def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) 
             f"signature not checked: no answer within {timeout:g} s (Sigstore's trust root "
             "unreachable? give signed_by.trust_config a trust root file)"
         )
-    if failed[0]:
+    reason = failed[0]
+    if "TUF" in reason:  # Sigstore's client could not fetch its public trust root
+        reason += (
+            " (Sigstore's trust root is fetched online; where it cannot be reached, carry "
+            "it in and name it as signed_by.trust_config)"
+        )
+    if reason:
         raise SignatureRefused(
-            f"signature does not verify against {signed_by.describe()}: {failed[0]}"
+            f"signature does not verify against {signed_by.describe()}: {reason}"
         )
 
 

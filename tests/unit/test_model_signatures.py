@@ -83,7 +83,7 @@ def test_a_bare_tflite_file_cannot_require_a_signature(tmp_path: Path) -> None:
             ]
         },
     }
-    with pytest.raises(ConfigError, match="a bare .tflite file carries no signature"):
+    with pytest.raises(ConfigError, match=r"a bare \.tflite file carries no signature"):
         parse_config(raw, tmp_path)
 
 
@@ -117,10 +117,10 @@ def test_a_signature_by_another_key_or_none_at_all_is_refused(tmp_path: Path) ->
     trust = signed_by(tmp_path, '{ key = "keys/vendor.pub" }')
     assert trust is not None
     folder = model_folder(tmp_path)
-    with pytest.raises(SignatureRefused, match="no signature: .* carries neither model.sig"):
+    with pytest.raises(SignatureRefused, match=r"no signature: .* carries neither model\.sig"):
         verify_folder(folder, trust, 30)
     sign_with_key(folder, make_key_pair(tmp_path / "other"))
-    with pytest.raises(SignatureRefused, match="does not verify against key keys/vendor.pub"):
+    with pytest.raises(SignatureRefused, match=r"does not verify against key keys/vendor\.pub"):
         verify_folder(folder, trust, 30)
 
 
