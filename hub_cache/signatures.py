@@ -6,6 +6,7 @@ are hashed: it is not one of the files it signs."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -24,8 +25,31 @@ from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobStore
 
 SIGNATURE_FILES = ("model.sig", ".kaggle/signing.json")
-# The library's mismatch lists each file with both digests: the file names are the news.
-_DIGESTS = re.compile(r": Expected '[0-9a-f]+', Actual '[0-9a-f]+'")
+# The library's mismatch is the repr of a list of lines, each changed file with both
+# digests: the file names are the news.
+_MISMATCH = "Signature mismatch: "
+_LINES = {
+    "changed since signing": re.compile(r"^Hash mismatch for '(.+?)': Expected"),
+    "not signed": re.compile(r"^Extra files found in model '.*?': (.+)$"),
+    "signed but missing": re.compile(r"^Missing files in model '.*?': (.+)$"),
+}
+
+
+def _reason(message: str) -> str:
+    """A mismatch as the files it names; any other refusal as the library said it."""
+    try:
+        lines = ast.literal_eval(message.removeprefix(_MISMATCH))
+    except (ValueError, SyntaxError):
+        lines = None
+    if not message.startswith(_MISMATCH) or not isinstance(lines, list):
+        return message[:500]
+    found: dict[str, list[str]] = {}
+    for line in map(str, lines):
+        for what, pattern in _LINES.items():
+            match = pattern.match(line)
+            if match:
+                found.setdefault(what, []).append(match.group(1))
+    return "; ".join(f"{what}: {', '.join(names)}" for what, names in found.items())[:500]
 
 
 def _verifier(signed_by: SignedBy) -> Any:
@@ -56,7 +80,7 @@ def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) 
         try:
             _verifier(signed_by).verify(folder, signature)
         except Exception as exc:  # any: see the docstring
-            failed.append(_DIGESTS.sub("", str(exc)) or type(exc).__name__)
+            failed.append(_reason(str(exc)) or type(exc).__name__)
         else:
             failed.append("")
 
