@@ -70,40 +70,51 @@ def _verifier(signed_by: SignedBy) -> Any:
     )
 
 
-def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) -> None:
-    """model-signing's verdict, within `timeout` (Sigstore's trust root may be behind a
-    network that never answers). Any error it raises is a refusal: it raises ValueError,
-    OpenSSL's and cryptography's own, and JSON errors for a malformed signature."""
-    failed: list[str] = []
-
-    def run() -> None:
-        try:
-            _verifier(signed_by).verify(folder, signature)
-        except Exception as exc:  # any: see the docstring
-            failed.append(_reason(str(exc)) or type(exc).__name__)
-        else:
-            failed.append("")
-
-    # A daemon thread: one stuck on a network that never answers does not hold the
-    # process open, and the refusal does not wait for it.
-    worker = threading.Thread(target=run, name="signature-check", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not failed:
-        raise SignatureRefused(
-            f"signature not checked: no answer within {timeout:g} s (Sigstore's trust root "
-            "unreachable? give signed_by.trust_config a trust root file)"
-        )
-    reason = failed[0]
+def _refusal(signed_by: SignedBy, exc: Exception) -> SignatureRefused:
+    reason = _reason(str(exc)) or type(exc).__name__
     if "TUF" in reason:  # Sigstore's client could not fetch its public trust root
         reason += (
             " (Sigstore's trust root is fetched online; where it cannot be reached, carry "
             "it in and name it as signed_by.trust_config)"
         )
-    if reason:
+    return SignatureRefused(f"signature does not verify against {signed_by.describe()}: {reason}")
+
+
+def _bounded_verifier(signed_by: SignedBy, timeout: float) -> Any:
+    """The verifier, made within `timeout`: Sigstore's, without a trust_config, fetches
+    its trust root from a network that may never answer. Only that is bounded; hashing a
+    16 GB model takes what it takes."""
+    made: list[Any] = []
+
+    def make() -> None:
+        try:
+            made.append(_verifier(signed_by))
+        except Exception as exc:  # any: the verify below says why
+            made.append(exc)
+
+    # A daemon thread: one stuck on a network that never answers does not hold the
+    # process open, and the refusal does not wait for it.
+    worker = threading.Thread(target=make, name="signature-trust", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not made:
         raise SignatureRefused(
-            f"signature does not verify against {signed_by.describe()}: {reason}"
+            f"signature not checked against {signed_by.describe()}: its trust root did not "
+            f"answer within {timeout:g} s; carry it in and name it as signed_by.trust_config"
         )
+    if isinstance(made[0], Exception):
+        raise _refusal(signed_by, made[0])
+    return made[0]
+
+
+def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) -> None:
+    """model-signing's verdict. Any error it raises is a refusal: it raises ValueError,
+    OpenSSL's and cryptography's own, and JSON errors for a malformed signature."""
+    verifier = _bounded_verifier(signed_by, timeout)
+    try:
+        verifier.verify(folder, signature)
+    except Exception as exc:  # any: see the docstring
+        raise _refusal(signed_by, exc) from None
 
 
 def _leaf_subject(signature: Path) -> str:

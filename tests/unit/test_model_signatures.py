@@ -7,6 +7,7 @@ Sigstore without a reachable trust root is refused within its time, saying so.""
 from __future__ import annotations
 
 import json
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,26 @@ def test_sigstore_without_its_trust_root_is_refused_in_bounded_time(tmp_path: Pa
     assert carried is not None and carried.shown == "trust.json"
     with pytest.raises(SignatureRefused, match="does not verify against Sigstore"):
         verify_folder(folder, carried, 20)
+
+
+def test_a_sigstore_trust_root_that_never_answers_is_refused_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sigstore's TUF client reaches its repository through a proxy that takes the
+    connection and never answers (a firewall that drops): refused at the timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    trust = signed_by(
+        tmp_path, '{ identity = "r@v.example", issuer = "https://accounts.google.com" }'
+    )
+    assert trust is not None
+    folder = model_folder(tmp_path)
+    sign_with_key(folder, make_key_pair(tmp_path / "keys"))
+    try:
+        with pytest.raises(SignatureRefused, match=r"its trust root did not answer within 1 s"):
+            verify_folder(folder, trust, 1)
+    finally:
+        silent.close()
+    assert (folder / "model.sig").is_file()
