@@ -117,6 +117,25 @@ def _verify(folder: Path, signature: Path, signed_by: SignedBy, timeout: float) 
         raise _refusal(signed_by, exc) from None
 
 
+def _signed_names(signature: Path) -> set[str]:
+    """The files the (verified) signature names: its in-toto statement's resources."""
+    doc = json.loads(signature.read_bytes())
+    statement = json.loads(base64.b64decode(doc["dsseEnvelope"]["payload"]))
+    return {str(r["name"]) for r in statement["predicate"]["resources"]}
+
+
+def _unsigned(folder: Path, signature: Path) -> list[str]:
+    """Files extracted that the signature does not cover. model-signing leaves out what
+    the signer's `ignore_paths` name (by default `.git*`), and so would the check; but
+    the mirror serves every file of the archive, so each must be one the signer signed."""
+    try:
+        signed = _signed_names(signature)
+    except (ValueError, KeyError, TypeError) as exc:  # verified above: not expected
+        raise SignatureRefused(f"its signature names no files: {exc}") from None
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+    return sorted(present - signed)
+
+
 def _leaf_subject(signature: Path) -> str:
     """The subject of the certificate that signed (the first of the bundle's chain)."""
     doc = json.loads(signature.read_bytes())
@@ -151,6 +170,12 @@ def verify_folder(folder: Path, signed_by: SignedBy, timeout: float) -> dict[str
         shutil.move(carried, held)
         try:
             _verify(folder, held, signed_by, timeout)
+            unsigned = _unsigned(folder, held)
+            if unsigned:
+                raise SignatureRefused(
+                    f"signature verifies against {signed_by.describe()} but does not cover "
+                    f"every file served: not signed: {', '.join(unsigned)[:400]}"
+                )
             return _signer(signed_by, held, name)
         finally:
             shutil.move(held, carried)

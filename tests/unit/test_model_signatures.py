@@ -113,6 +113,21 @@ def test_a_folder_signed_by_the_key_verifies_and_a_changed_byte_does_not(tmp_pat
     assert "key keys/vendor.pub" in str(caught.value)
 
 
+def test_a_file_the_signature_leaves_out_is_refused_though_the_library_passes_it(
+    tmp_path: Path,
+) -> None:
+    # model-signing skips .git* paths (the signer's ignore_paths) on both sides, so a
+    # file added there after signing verifies; the mirror would serve it unsigned.
+    keys = make_key_pair(tmp_path / "keys")
+    trust = signed_by(tmp_path, '{ key = "keys/vendor.pub" }')
+    assert trust is not None
+    folder = model_folder(tmp_path)
+    sign_with_key(folder, keys)
+    (folder / ".gitattributes").write_text("* filter=evil\n")
+    with pytest.raises(SignatureRefused, match=r"does not cover every file served: not signed: "):
+        verify_folder(folder, trust, 30)
+
+
 def test_a_signature_by_another_key_or_none_at_all_is_refused(tmp_path: Path) -> None:
     make_key_pair(tmp_path / "keys")
     trust = signed_by(tmp_path, '{ key = "keys/vendor.pub" }')
