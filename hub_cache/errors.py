@@ -25,3 +25,8 @@ class NotFollowed(TfmirrorError):
 
 class PrefetchError(TfmirrorError):
     """A model could not be put into the cache; the message names its handle and says why."""
+
+
+class SignatureRefused(TfmirrorError):
+    """A model whose entry requires a signature carries none that verifies; the message
+    says which file, signer or check failed."""

@@ -43,6 +43,9 @@ class ModelManifest:
     # Set when its `[hub] models` entry pins a contract: this version checked against
     # it when it was published (mirror.core.contract_changes.ContractCheck).
     contract_check: dict[str, Any] = field(default_factory=dict)
+    # Set when its entry requires a signature: who signed this version, as verified when
+    # it was published (hub_cache.signatures: method, signer, signature file, trust file).
+    signer: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_format(self) -> ModelFormat | None:
@@ -146,6 +149,8 @@ def _change(
             "state": check.state,
             "changes": [c.shown() for c in check.changes] or [check.unread],
         }
+    if manifest.signer:
+        change["signer"] = manifest.signer
     if manifest.alias_of:
         # The model it is another name of, by its handle, as the journal names models.
         main = next((m for m, _ in writes if m.path == manifest.alias_of), None)

@@ -127,6 +127,10 @@ class ModelInventory:
     # version its handle names (a Kaggle or tfhub.dev handle ends in one), else "".
     format: str = ""
     version: str = ""
+    # Who signed the version served, when its entry requires a signature
+    # (hub_cache.signatures): the key's fingerprint, the certificate's subject or the
+    # Sigstore identity; "" when none is required.
+    signer: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> 
         tuple(c.shown() for c in check.changes) if check else (),
         model.model_format.name if model.model_format is not None else "",
         handle_version(model.path),
+        signer=model.signer.get("signer", ""),
     )
 
 
