@@ -21,7 +21,7 @@ from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
-from hub_cache.limits import ArchiveLimits
+from hub_cache.limits import ArchiveLimits, caps
 from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
 from hub_cache.signatures import verify_folder
 from mirror.core.config import Config, HubConfig, HubModel
@@ -74,10 +74,6 @@ class HubReport:
             f"{self.count(ModelStatus.UNCHANGED)} unchanged, "
             f"{self.count(ModelStatus.FAILED)} failed, {human_bytes(moved)}, {self.seconds:.1f} s"
         )
-
-
-def caps(hub: HubConfig) -> ArchiveLimits:
-    return ArchiveLimits(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
 
 
 def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:

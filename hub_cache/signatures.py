@@ -12,14 +12,17 @@ import json
 import re
 import shutil
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
 from hub_cache.archive import inspect_archive
-from hub_cache.errors import SignatureRefused
-from hub_cache.limits import ArchiveLimits
+from hub_cache.errors import ArchiveRejected, SignatureRefused
+from hub_cache.limits import ArchiveLimits, caps
+from hub_cache.models import HUB_MANIFESTS, ModelManifest
+from mirror.core.config.hub import HubConfig
 from mirror.core.config.signatures import CERTIFICATE, KEY, SignedBy
 from mirror.core.scratch import scratch_dir
 from mirror.core.storage import BlobStore
@@ -194,3 +197,22 @@ def verify_stored(
         with store.open_blob(sha256) as reader:
             inspect_archive(reader, size, limits, extract_to=folder)
         return verify_folder(folder, signed_by, timeout)
+
+
+def check_brought(store: BlobStore, manifests: Mapping[str, bytes], hub: HubConfig) -> None:
+    """The inner side's own check of models a bundle brings: each whose entry here says
+    `signed_by` is verified with this side's trust material before the import commits
+    (SignatureRefused names the first that does not verify; nothing is imported)."""
+    required = {m.handle: m.signed_by for m in hub.models if m.signed_by is not None}
+    limits = caps(hub)
+    for key, data in sorted(manifests.items()):
+        if not key.startswith(HUB_MANIFESTS + "/"):
+            continue
+        model = ModelManifest.from_bytes(data)
+        signed_by = required.get(model.handle)
+        if signed_by is None or model.alias_of:
+            continue
+        try:
+            verify_stored(store, model.sha256, model.size, signed_by, limits, hub.timeout)
+        except (SignatureRefused, ArchiveRejected) as exc:
+            raise SignatureRefused(f"{model.handle}: {exc}") from None

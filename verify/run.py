@@ -12,7 +12,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from hub_cache.hub_sync import caps, inspect_model
+from hub_cache.hub_sync import inspect_model
+from hub_cache.limits import caps
 from mirror.core.config import Config
 from mirror.core.lease import KeepingOut
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow

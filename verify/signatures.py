@@ -6,7 +6,7 @@ when it published it (hub_cache.signatures). A mismatch is a verify failure."""
 from __future__ import annotations
 
 from hub_cache.errors import ArchiveRejected, SignatureRefused
-from hub_cache.hub_sync import caps
+from hub_cache.limits import caps
 from hub_cache.models import load_models
 from hub_cache.signatures import verify_stored
 from mirror.core.config import Config

@@ -120,8 +120,46 @@ def test_signed_models_are_served_and_tampered_or_unsigned_ones_refused(
     checked = tfmirror(config, "verify", "--no-install")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"signature of {handle}: ok: signed by sha256:{fingerprint}" in checked.stdout
+    vendor_key = shutil.copy(keys.public, tmp_path / "vendor.pub")
     shutil.copy(make_key_pair(tmp_path / "rotated").public, keys.public)
     rotated = tfmirror(config, "verify", "--no-install")
     assert rotated.returncode == 1
     assert f"signature of {handle}: FAILED: signature does not verify" in rotated.stdout
     assert f"signature of {cert_handle}: ok" in rotated.stdout
+
+    # A bundle carries the signed model; the inner side verifies it again with its own
+    # trust material: refused (nothing imported) under a key that did not sign it, and
+    # imported, signer kept, under the vendor's.
+    assert tfmirror(config, "bundle", "keygen", "--out", str(tmp_path / "bk")).returncode == 0
+    bundle = tmp_path / "bundle"
+    made = tfmirror(
+        config,
+        "bundle",
+        "export",
+        "--key",
+        str(tmp_path / "bk" / "bundle.key"),
+        "-o",
+        str(bundle),
+        "--full",
+    )
+    assert made.returncode == 0, made.stderr
+    inner = tmp_path / "inner"
+    (inner / "keys").mkdir(parents=True)
+    shutil.copy(keys.public, inner / "keys" / "vendor.pub")  # the rotated key: not the signer
+    inner_config = inner / "tfmirror.toml"
+    inner_config.write_text(
+        f'[storage]\npath = "store"\n[web]\nport = {free_port()}\n[hub]\nmodels = '
+        f'[{{handle = "{handle}", signed_by = {{ key = "keys/vendor.pub" }}}}]\n'
+    )
+    trust = str(tmp_path / "bk" / "bundle.pub")
+    wrong = tfmirror(inner_config, "bundle", "import", str(bundle), "--trust", trust)
+    assert wrong.returncode != 0
+    assert f"fails this side's signed_by: {handle}: signature does not verify" in wrong.stderr
+    assert "nothing was imported" in wrong.stderr
+    inner_store = open_store(load_config(inner_config).storage)
+    assert load_model(inner_store, "vendor/m/1") is None
+    shutil.copy(vendor_key, inner / "keys" / "vendor.pub")
+    right = tfmirror(inner_config, "bundle", "import", str(bundle), "--trust", trust)
+    assert right.returncode == 0, right.stderr
+    brought = load_model(inner_store, "vendor/m/1")
+    assert brought is not None and brought.signer["signer"] == f"sha256:{fingerprint}"
