@@ -30,3 +30,8 @@ class PrefetchError(TfmirrorError):
 class LicenseUnread(DownloadError):
     """Kaggle's metadata of a model, where its licence is, could not be read (the
     message says why)."""
+
+
+class SignatureRefused(TfmirrorError):
+    """A model whose entry requires a signature carries none that verifies; the message
+    says which file, signer or check failed."""

@@ -16,16 +16,18 @@ from urllib.parse import quote
 
 from hub_cache.archive import inspect_archive
 from hub_cache.contracts import check_contract, model_contract
-from hub_cache.errors import ArchiveRejected, LicenseUnread
+from hub_cache.errors import ArchiveRejected, LicenseUnread, SignatureRefused
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
 from hub_cache.licenses import model_license
-from hub_cache.limits import ArchiveLimits
+from hub_cache.limits import ArchiveLimits, caps
 from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
+from hub_cache.signatures import verify_folder
 from mirror.core.config import Config, HubConfig, HubModel
 from mirror.core.config.hub import contract_policy, license_policy
+from mirror.core.config.signatures import SignedBy
 from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
@@ -76,10 +78,6 @@ class HubReport:
         )
 
 
-def caps(hub: HubConfig) -> ArchiveLimits:
-    return ArchiveLimits(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
-
-
 def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
     """One model's download: capped (its max_mb, else the unpacked cap: a compressed
     archive is never much larger than what it unpacks to), within the deadline, and
@@ -125,34 +123,54 @@ def _format(form: str) -> ModelFormat:
     return found
 
 
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Who must have signed a model, and how long a check may wait for its answer."""
+
+    signed_by: SignedBy
+    timeout: float
+
+
 def inspect_model(
-    store: BlobStore, fetched: Fetched, form: str | None, limits: ArchiveLimits
+    store: BlobStore,
+    fetched: Fetched,
+    form: str | None,
+    limits: ArchiveLimits,
+    signature: SignatureCheck | None = None,
 ) -> dict[str, object]:
     """The stored model's facts, as its manifest keeps them, checked as its form's client
     reads it: one file (a .tflite) by its format's reader, else as an archive (and, for a
     form whose client asks for its files one by one, the extracted folder, each file then
-    kept as a blob of its own: `served_files`). `form` None: whatever archive it is."""
+    kept as a blob of its own: `served_files`). `form` None: whatever archive it is.
+    With `signature`, the extracted files must carry a signature that verifies (else
+    SignatureRefused); the signer is then one of the facts, as `signer`."""
     wanted = _format(form) if form is not None else None
     if wanted is not None and wanted.single_file:
+        if signature is not None:  # the config refuses this; an import may still ask
+            raise SignatureRefused(f"no signature: a single {wanted.name} file carries none")
         with seekable_blob(store, fetched.sha256) as (reader, size):
             return wanted.inspect_file(reader, size, f"the {wanted.name} file", limits)
     with scratch_dir("tfmirror-model-") as folder:
-        # A form whose folder is checked is extracted in the one pass that checks the
-        # archive; one found only by its root files (an import) takes a second pass.
-        early = wanted is not None and wanted.checks_folder
+        # A form whose folder is checked, or whose signature is, is extracted in the one
+        # pass that checks the archive; one found only by its root files (an import)
+        # takes a second pass.
+        early = wanted is not None and (wanted.checks_folder or signature is not None)
         with store.open_blob(fetched.sha256) as reader:
             facts = inspect_archive(reader, fetched.size, limits, folder if early else None)
         found = facts.model_format
         if wanted is not None and found is not wanted:
             raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
-        if not found.checks_folder:
-            return facts.as_json()
-        if not early:
+        if not early and (found.checks_folder or signature is not None):
             with store.open_blob(fetched.sha256) as reader:
                 inspect_archive(reader, fetched.size, limits, extract_to=folder)
+        signed: dict[str, object] = {}
+        if signature is not None:
+            signed["signer"] = verify_folder(folder, signature.signed_by, signature.timeout)
+        if not found.checks_folder:
+            return {**facts.as_json(), **signed}
         checked = found.check_folder(folder)
         served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
-    return {**facts.as_json(), **checked, "served_files": served}
+    return {**facts.as_json(), **checked, "served_files": served, **signed}
 
 
 def _files_in(folder: Path) -> list[tuple[str, Path]]:
@@ -226,8 +244,15 @@ def publish_model(
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
+    entry = next((m for m in hub.models if m.handle == handle), None)
+    signed_by = entry.signed_by if entry is not None else None
+    signature = SignatureCheck(signed_by, hub.timeout) if signed_by is not None else None
     try:
-        facts = inspect_model(store, fetched, form, caps(hub))
+        facts = inspect_model(store, fetched, form, caps(hub), signature)
+    except SignatureRefused as exc:
+        # As a contract's refusal: journaled, the blob stays until gc, nothing serves it.
+        refuse_model(store, handle, path, fetched.sha256, "signature", str(exc), commit.actor)
+        return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, str(exc), fetched.size)
     except ArchiveRejected as exc:
         # The blob stays until gc, like a refused one below: no manifest lists it, so
         # nothing serves it, and only gc knows whether anything else (a snapshot, a
@@ -235,6 +260,7 @@ def publish_model(
         return ModelOutcome(
             handle, ModelStatus.FAILED, fetched.url, f"rejected: {exc}", fetched.size
         )
+    signer = facts.pop("signer", None)  # kept on its own, not as a fact of the archive
     manifest = ModelManifest(
         handle=handle,
         path=path,
@@ -244,6 +270,7 @@ def publish_model(
         source=fetched.url,
         archive=facts,
         license=license.as_json() if license is not None else {},
+        signer=signer if isinstance(signer, dict) else {},
     )
     contract = model_contract(store, manifest.sha256, facts, caps(hub).max_uncompressed)
     pinned = next((m for m in hub.models if m.handle == handle and m.contract), None)

@@ -52,6 +52,9 @@ class ModelManifest:
     @property
     def model_license(self) -> License:
         return License.from_json(self.license)
+    # Set when its entry requires a signature: who signed this version, as verified when
+    # it was published (hub_cache.signatures: method, signer, signature file, trust file).
+    signer: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_format(self) -> ModelFormat | None:
@@ -157,6 +160,8 @@ def _change(
         }
     if manifest.license:
         change["license"] = manifest.model_license.shown()
+    if manifest.signer:
+        change["signer"] = manifest.signer
     if manifest.alias_of:
         # The model it is another name of, by its handle, as the journal names models.
         main = next((m for m, _ in writes if m.path == manifest.alias_of), None)

@@ -78,6 +78,8 @@ def model_json(
         "contract_check": check.as_json() if check else None,
         # As read at sync: name as upstream gave it, SPDX id, where from (and why unknown).
         "license": manifest.model_license.as_json(),
+        # Who signed it, as verified when it was published (hub_cache.signatures).
+        "signer": manifest.signer or None,
     }
 
 

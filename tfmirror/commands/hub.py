@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from hub_cache.errors import PrefetchError
-from hub_cache.hub_sync import ModelStatus, caps
+from hub_cache.hub_sync import ModelStatus
 from hub_cache.importer import import_model
+from hub_cache.limits import caps
 from hub_cache.prefetch import prefetch, prefetch_to
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path

@@ -13,7 +13,7 @@ from typing import Any
 
 from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED, Pair
 from hub_cache.contracts import served_check
-from hub_cache.hub_sync import caps
+from hub_cache.limits import caps
 from hub_cache.models import ModelManifest, load_models
 from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
 from mirror.core.contract_changes import BREAKING, ContractCheck

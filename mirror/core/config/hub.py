@@ -11,13 +11,14 @@ from typing import Any
 
 from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE, PATH, is_base_url, resolve_path
 from mirror.core.config.keys import RETRIES, SECONDS, Check, Form, Section, key, plain, read_table
+from mirror.core.config.signatures import SignedBy, read_signed_by
 from mirror.core.config.storage import StorageConfig
 from mirror.core.contracts import Contract, ContractInvalid, read_contract_file
 from mirror.core.errors import ConfigError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
 from mirror.core.licenses import LicensePolicy, is_spdx, spdx_of
-from mirror.core.model_forms import FORM_NAMES, form_of_handle
+from mirror.core.model_forms import FORM_NAMES, TFLITE, form_of_handle
 
 _SERVING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _EXAMPLE = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
@@ -144,6 +145,11 @@ class HubModel:
         '"block"',
         Check(lambda v: not v or v in CONTRACT_CHANGE, 'use "report" or "block"'),
     )
+    # Who must have signed it (checked with model-signing over the files extracted);
+    # a version without a signature that verifies is not served.
+    signed_by: SignedBy | None = key(  # noqa: RUF009 - key() returns a dataclasses.field
+        None, '{ key = "keys/vendor.pub" }', form=Form(dict, read_signed_by)
+    )
 
     # Its licence where its upstream publishes none (tfhub.dev, a source, an import);
     # a Kaggle model's is Kaggle's, and this only where Kaggle names none.
@@ -186,6 +192,16 @@ def validate_model(i: int, model: HubModel, base: Path) -> HubModel:
         handle_path(model.handle)
     except ValueError as exc:
         raise ConfigError(f"[hub] models[{i}]: {exc}; e.g. {_EXAMPLE}") from None
+    # A bare .tflite has no folder to carry a signature in (Kaggle's is an archive).
+    if (
+        model.signed_by is not None
+        and model.form == TFLITE
+        and (model.kaggle is None or model.source)
+    ):
+        raise ConfigError(
+            f"[hub] models[{i}] signed_by: a bare .tflite file carries no signature; "
+            "remove signed_by, or mirror the model from an archive that holds model.sig"
+        )
     source = model.source
     if not source or source.startswith(("http://", "https://")):
         return model
