@@ -48,13 +48,13 @@ class ModelManifest:
     # upstream gave it, spdx id, and from "kaggle", "config" or "unknown"; {}: synced
     # before the mirror recorded licences.
     license: dict[str, str] = field(default_factory=dict)
+    # Set when its entry requires a signature: who signed this version, as verified when
+    # it was published (hub_cache.signatures: method, signer, signature file, trust file).
+    signer: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_license(self) -> License:
         return License.from_json(self.license)
-    # Set when its entry requires a signature: who signed this version, as verified when
-    # it was published (hub_cache.signatures: method, signer, signature file, trust file).
-    signer: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_format(self) -> ModelFormat | None:
