@@ -16,21 +16,23 @@ from urllib.parse import quote
 
 from hub_cache.archive import inspect_archive
 from hub_cache.contracts import check_contract, model_contract
-from hub_cache.errors import ArchiveRejected, SignatureRefused
+from hub_cache.errors import ArchiveRejected, LicenseUnread, SignatureRefused
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
+from hub_cache.licenses import model_license
 from hub_cache.limits import ArchiveLimits, caps
 from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
 from hub_cache.signatures import verify_folder
 from mirror.core.config import Config, HubConfig, HubModel
-from mirror.core.config.hub import contract_policy
+from mirror.core.config.hub import contract_policy, license_policy
 from mirror.core.config.signatures import SignedBy
 from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
+from mirror.core.licenses import License
 from mirror.core.model_forms import SAVEDMODEL, TFLITE
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -233,10 +235,11 @@ def publish_model(
     commit: Commit,
     gate: Gate | None = None,
     form: str | None = SAVEDMODEL,
+    license: License | None = None,
 ) -> ModelOutcome:
     """Validate a stored model (in `form`: mirror.core.model_forms) and commit its
-    manifest, with its aliases, unless it is what we serve (then only aliases new since)
-    or the gate refuses it (then what was served stays)."""
+    manifest, with its aliases and its licence, unless it is what we serve (then only
+    aliases new since) or the gate refuses it (then what was served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
@@ -266,6 +269,7 @@ def publish_model(
         synced_at=utcnow(),
         source=fetched.url,
         archive=facts,
+        license=license.as_json() if license is not None else {},
         signer=signer if isinstance(signer, dict) else {},
     )
     contract = model_contract(store, manifest.sha256, facts, caps(hub).max_uncompressed)
@@ -333,6 +337,17 @@ class HubSync:
         if model.kaggle is not None and not model.source:
             url = kaggle_auth(url)
         policy = fetch_policy(self.config, model)
+        license = self._license(model, policy)
+        if isinstance(license, str):
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, license)
+        refused = license_policy(model, self.config.hub).refusal(license)
+        if refused is not None:
+            # Before the download: a model the policy refuses costs no bandwidth, and
+            # the version served before stays.
+            refuse_model(
+                self.store, model.handle, model.path, "", "license", refused, actor_for(trigger)
+            )
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, f"refused: {refused}")
         try:
             if model.source and not model.source.startswith(("http://", "https://")):
                 fetched = copy_local(self.store, Path(model.source), policy.max_bytes or 0)
@@ -353,7 +368,21 @@ class HubSync:
             commit,
             self.gate,
             fetched_form(model),
+            license,
         )
+
+    def _license(self, model: HubModel, policy: FetchPolicy) -> License | str:
+        """The model's licence, or why its sync fails: Kaggle's metadata unread where a
+        licence policy applies to it (without a policy it is recorded as unknown)."""
+        auth = ""
+        if model.kaggle is not None and not model.source:
+            auth = kaggle_auth(model.kaggle.instance_url(self.config.hub.kaggle_api))
+        try:
+            return model_license(self.config, model, policy, auth)
+        except LicenseUnread as exc:
+            if license_policy(model, self.config.hub).applies:
+                return f"its licence cannot be checked against the licence policy: {exc}"
+            return License.unknown(str(exc))
 
     def run(self, trigger: str = "manual") -> HubReport:
         record = RunRecord.begin("hub", trigger)

@@ -131,6 +131,8 @@ class ModelInventory:
     # (hub_cache.signatures): the key's fingerprint, the certificate's subject or the
     # Sigstore identity; "" when none is required.
     signer: str = ""
+    # Its licence as read at sync: SPDX id, else the name upstream gave, else "unknown".
+    license: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> 
         model.model_format.name if model.model_format is not None else "",
         handle_version(model.path),
         signer=model.signer.get("signer", ""),
+        license=model.model_license.shown(),
     )
 
 

@@ -69,6 +69,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
+    imp.add_argument(
+        "--license", default="", metavar="NAME", help="its licence, e.g. Apache-2.0 (SPDX id)"
+    )
     wait_flag(imp)
 
 
@@ -94,7 +97,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         outcome = parts.runner.run(
             "hub",
             work=lambda: import_model(
-                store, source, args.handle, config.hub, parts.gate_for(config, store)
+                store, source, args.handle, config.hub, parts.gate_for(config, store), args.license
             ),
             wait=args.wait,
         )
