@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,10 @@ from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.errors import BlobsMissing, BundleError
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
+from hub_cache.errors import SignatureRefused
+from hub_cache.signatures import check_brought
 from mirror.core.commits import compare_and_set
+from mirror.core.config import HubConfig
 from mirror.core.errors import UsageError
 from mirror.core.import_journal import IMPORTED, OLD_JOURNAL
 from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
@@ -147,12 +151,38 @@ def _made_at(created: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# The inner side's own checks of what a bundle brings, before anything is committed:
+# given the manifests that would change, raise BundleError to refuse the bundle.
+InnerCheck = Callable[[BlobStore, Mapping[str, bytes]], None]
+
+
+def signatures_here(hub: HubConfig) -> InnerCheck:
+    """The inner side re-verifies each model a bundle brings whose entry here requires a
+    signature, with its own trust material (hub_cache.signatures): the outer side's
+    word that it verified is not taken."""
+
+    def check(store: BlobStore, manifests: Mapping[str, bytes]) -> None:
+        try:
+            check_brought(store, manifests, hub)
+        except SignatureRefused as exc:
+            raise BundleError(
+                f"a model it brings fails this side's signed_by: {exc}; nothing was imported"
+            ) from None
+
+    return check
+
+
 def import_bundle(
-    store: BlobStore, folder: Path, trusted: Ed25519PublicKey, allow_rollback: bool = False
+    store: BlobStore,
+    folder: Path,
+    trusted: Ed25519PublicKey,
+    allow_rollback: bool = False,
+    inner_check: InnerCheck | None = None,
 ) -> Imported:
     """Check a bundle and make the inner mirror's manifests the bundle's. A bundle made
     before the last one imported (a replay, or an old full bundle) would roll models
-    and closures back and drop newer ones: refused, unless `allow_rollback`."""
+    and closures back and drop newer ones: refused, unless `allow_rollback`.
+    `inner_check` sees the manifests the import would change, their blobs stored."""
     index = read_index(folder, trusted)
     try:
         recover(store)
@@ -210,6 +240,9 @@ def import_bundle(
             f"the bundle's manifests refer to {len(missing)} blobs this mirror lacks "
             f"(first {missing[0]}): import the bundle it follows first, or a --full one"
         )
+    if inner_check is not None:
+        current = read_manifests(store)
+        inner_check(store, {k: v for k, v in manifests.items() if current.get(k) != v})
     _commit(store, index, manifests, read)
     for snap in snapshots.values():
         # Create-only: one the inner side made under the same name stays as it is.

@@ -11,7 +11,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from bundle.errors import BlobsMissing, BundleError
 from bundle.export import ExportedBundle, export
-from bundle.importer import Imported, import_bundle, mark_offered, needs_offer, recover
+from bundle.importer import (
+    Imported,
+    InnerCheck,
+    import_bundle,
+    mark_offered,
+    needs_offer,
+    recover,
+)
 from mirror.core.runs import BUNDLE_JOB as JOB
 from mirror.core.runs import Failure, RunRecord, record_crash
 from mirror.core.storage import BlobStore
@@ -56,11 +63,12 @@ def import_recorded(
     trusted: Ed25519PublicKey,
     offer: Offer,
     allow_rollback: bool = False,
+    inner_check: InnerCheck | None = None,
 ) -> tuple[Imported, int, list[Failure]]:
     """Import, then have devpi offer the files; the run fails if either does."""
     record = RunRecord.begin(JOB, "import")
     try:
-        done = import_bundle(store, folder, trusted, allow_rollback)
+        done = import_bundle(store, folder, trusted, allow_rollback, inner_check)
     except Exception as exc:
         _refused(record, store, "import", folder.name, exc)
         raise

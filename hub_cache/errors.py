@@ -5,7 +5,7 @@ so the command prints it as one line."""
 
 from __future__ import annotations
 
-from mirror.core.errors import TfmirrorError
+from mirror.core.errors import DownloadError, TfmirrorError
 
 
 class ArchiveRejected(TfmirrorError):
@@ -25,3 +25,13 @@ class NotFollowed(TfmirrorError):
 
 class PrefetchError(TfmirrorError):
     """A model could not be put into the cache; the message names its handle and says why."""
+
+
+class LicenseUnread(DownloadError):
+    """Kaggle's metadata of a model, where its licence is, could not be read (the
+    message says why)."""
+
+
+class SignatureRefused(TfmirrorError):
+    """A model whose entry requires a signature carries none that verifies; the message
+    says which file, signer or check failed."""

@@ -15,19 +15,23 @@ from urllib.parse import quote
 
 from hub_cache.archive import inspect_archive
 from hub_cache.contracts import check_contract, model_contract
-from hub_cache.errors import ArchiveRejected
+from hub_cache.errors import ArchiveRejected, LicenseUnread, SignatureRefused
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
-from hub_cache.limits import ArchiveLimits
+from hub_cache.licenses import model_license
+from hub_cache.limits import ArchiveLimits, caps
 from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
+from hub_cache.signatures import verify_folder
 from mirror.core.config import Config, HubConfig, HubModel
-from mirror.core.config.hub import contract_policy
+from mirror.core.config.hub import contract_policy, license_policy
+from mirror.core.config.signatures import SignedBy
 from mirror.core.errors import DownloadError, StoreError
 from mirror.core.handles import handle_path
 from mirror.core.hosts import HostPolicy
 from mirror.core.journal import actor_for
+from mirror.core.licenses import License
 from mirror.core.model_forms import SAVEDMODEL, TFLITE
 from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
@@ -71,10 +75,6 @@ class HubReport:
             f"{self.count(ModelStatus.UNCHANGED)} unchanged, "
             f"{self.count(ModelStatus.FAILED)} failed, {human_bytes(moved)}, {self.seconds:.1f} s"
         )
-
-
-def caps(hub: HubConfig) -> ArchiveLimits:
-    return ArchiveLimits(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)
 
 
 def fetch_policy(config: Config, model: HubModel) -> FetchPolicy:
@@ -122,34 +122,54 @@ def _format(form: str) -> ModelFormat:
     return found
 
 
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Who must have signed a model, and how long a check may wait for its answer."""
+
+    signed_by: SignedBy
+    timeout: float
+
+
 def inspect_model(
-    store: BlobStore, fetched: Fetched, form: str | None, limits: ArchiveLimits
+    store: BlobStore,
+    fetched: Fetched,
+    form: str | None,
+    limits: ArchiveLimits,
+    signature: SignatureCheck | None = None,
 ) -> dict[str, object]:
     """The stored model's facts, as its manifest keeps them, checked as its form's client
     reads it: one file (a .tflite) by its format's reader, else as an archive (and, for a
     form whose client asks for its files one by one, the extracted folder, each file then
-    kept as a blob of its own: `served_files`). `form` None: whatever archive it is."""
+    kept as a blob of its own: `served_files`). `form` None: whatever archive it is.
+    With `signature`, the extracted files must carry a signature that verifies (else
+    SignatureRefused); the signer is then one of the facts, as `signer`."""
     wanted = _format(form) if form is not None else None
     if wanted is not None and wanted.single_file:
+        if signature is not None:  # the config refuses this; an import may still ask
+            raise SignatureRefused(f"no signature: a single {wanted.name} file carries none")
         with seekable_blob(store, fetched.sha256) as (reader, size):
             return wanted.inspect_file(reader, size, f"the {wanted.name} file", limits)
     with scratch_dir("tfmirror-model-") as folder:
-        # A form whose folder is checked is extracted in the one pass that checks the
-        # archive; one found only by its root files (an import) takes a second pass.
-        early = wanted is not None and wanted.checks_folder
+        # A form whose folder is checked, or whose signature is, is extracted in the one
+        # pass that checks the archive; one found only by its root files (an import)
+        # takes a second pass.
+        early = wanted is not None and (wanted.checks_folder or signature is not None)
         with store.open_blob(fetched.sha256) as reader:
             facts = inspect_archive(reader, fetched.size, limits, folder if early else None)
         found = facts.model_format
         if wanted is not None and found is not wanted:
             raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
-        if not found.checks_folder:
-            return facts.as_json()
-        if not early:
+        if not early and (found.checks_folder or signature is not None):
             with store.open_blob(fetched.sha256) as reader:
                 inspect_archive(reader, fetched.size, limits, extract_to=folder)
+        signed: dict[str, object] = {}
+        if signature is not None:
+            signed["signer"] = verify_folder(folder, signature.signed_by, signature.timeout)
+        if not found.checks_folder:
+            return {**facts.as_json(), **signed}
         checked = found.check_folder(folder)
         served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
-    return {**facts.as_json(), **checked, "served_files": served}
+    return {**facts.as_json(), **checked, "served_files": served, **signed}
 
 
 def _files_in(folder: Path) -> list[tuple[str, Path]]:
@@ -190,16 +210,24 @@ def publish_model(
     commit: Commit,
     gate: Gate | None = None,
     form: str | None = SAVEDMODEL,
+    license: License | None = None,
 ) -> ModelOutcome:
     """Validate a stored model (in `form`: mirror.core.model_forms) and commit its
-    manifest, with its aliases, unless it is what we serve (then only aliases new since)
-    or the gate refuses it (then what was served stays)."""
+    manifest, with its aliases and its licence, unless it is what we serve (then only
+    aliases new since) or the gate refuses it (then what was served stays)."""
     old = load_model(store, path)
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
+    entry = next((m for m in hub.models if m.handle == handle), None)
+    signed_by = entry.signed_by if entry is not None else None
+    signature = SignatureCheck(signed_by, hub.timeout) if signed_by is not None else None
     try:
-        facts = inspect_model(store, fetched, form, caps(hub))
+        facts = inspect_model(store, fetched, form, caps(hub), signature)
+    except SignatureRefused as exc:
+        # As a contract's refusal: journaled, the blob stays until gc, nothing serves it.
+        refuse_model(store, handle, path, fetched.sha256, "signature", str(exc), commit.actor)
+        return ModelOutcome(handle, ModelStatus.FAILED, fetched.url, str(exc), fetched.size)
     except ArchiveRejected as exc:
         # The blob stays until gc, like a refused one below: no manifest lists it, so
         # nothing serves it, and only gc knows whether anything else (a snapshot, a
@@ -207,6 +235,7 @@ def publish_model(
         return ModelOutcome(
             handle, ModelStatus.FAILED, fetched.url, f"rejected: {exc}", fetched.size
         )
+    signer = facts.pop("signer", None)  # kept on its own, not as a fact of the archive
     manifest = ModelManifest(
         handle=handle,
         path=path,
@@ -215,6 +244,8 @@ def publish_model(
         synced_at=utcnow(),
         source=fetched.url,
         archive=facts,
+        license=license.as_json() if license is not None else {},
+        signer=signer if isinstance(signer, dict) else {},
     )
     contract = model_contract(store, manifest.sha256, facts, caps(hub).max_uncompressed)
     pinned = next((m for m in hub.models if m.handle == handle and m.contract), None)
@@ -281,6 +312,17 @@ class HubSync:
         if model.kaggle is not None and not model.source:
             url = kaggle_auth(url)
         policy = fetch_policy(self.config, model)
+        license = self._license(model, policy)
+        if isinstance(license, str):
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, license)
+        refused = license_policy(model, self.config.hub).refusal(license)
+        if refused is not None:
+            # Before the download: a model the policy refuses costs no bandwidth, and
+            # the version served before stays.
+            refuse_model(
+                self.store, model.handle, model.path, "", "license", refused, actor_for(trigger)
+            )
+            return ModelOutcome(model.handle, ModelStatus.FAILED, shown, f"refused: {refused}")
         try:
             if model.source and not model.source.startswith(("http://", "https://")):
                 fetched = copy_local(self.store, Path(model.source), policy.max_bytes or 0)
@@ -301,7 +343,21 @@ class HubSync:
             commit,
             self.gate,
             fetched_form(model),
+            license,
         )
+
+    def _license(self, model: HubModel, policy: FetchPolicy) -> License | str:
+        """The model's licence, or why its sync fails: Kaggle's metadata unread where a
+        licence policy applies to it (without a policy it is recorded as unknown)."""
+        auth = ""
+        if model.kaggle is not None and not model.source:
+            auth = kaggle_auth(model.kaggle.instance_url(self.config.hub.kaggle_api))
+        try:
+            return model_license(self.config, model, policy, auth)
+        except LicenseUnread as exc:
+            if license_policy(model, self.config.hub).applies:
+                return f"its licence cannot be checked against the licence policy: {exc}"
+            return License.unknown(str(exc))
 
     def run(self, trigger: str = "manual") -> HubReport:
         record = RunRecord.begin("hub", trigger)

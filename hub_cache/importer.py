@@ -10,10 +10,13 @@ from pathlib import Path
 
 from hub_cache.formats.keras import KERAS_FILE_KEY
 from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, publish_model
-from mirror.core.config import HubConfig
+from hub_cache.models import refuse_model
+from mirror.core.config import HubConfig, HubModel
+from mirror.core.config.hub import license_policy
 from mirror.core.errors import DownloadError
 from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
+from mirror.core.licenses import FROM_CONFIG, License
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore, HashingWriter
 from mirror.core.upstream import Fetched, copy_local
@@ -45,11 +48,25 @@ def _arcname(folder: Path, path: Path) -> str:
 
 
 def import_model(
-    store: BlobStore, source: Path, handle: str, hub: HubConfig, gate: Gate | None = None
+    store: BlobStore,
+    source: Path,
+    handle: str,
+    hub: HubConfig,
+    gate: Gate | None = None,
+    license_name: str = "",
 ) -> ModelOutcome:
     """A model folder (packed as an archive), a model archive, or a single-file model (a
-    `.tflite`), checked as a synced one is."""
+    `.tflite`), checked as a synced one is, its licence too: `license_name` (`--license`),
+    else its [hub] models entry's, else unknown."""
     path = handle_path(handle)
+    entry = next((m for m in hub.models if m.handle == handle), HubModel(handle))
+    named = license_name or entry.license
+    why = "none given; pass --license or set license in its [hub] models entry"
+    license = License.named(named, FROM_CONFIG) if named else License.unknown(why)
+    refused = license_policy(entry, hub).refusal(license)
+    if refused is not None:
+        refuse_model(store, handle, path, "", "license", refused, actor_for("manual"))
+        return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", f"refused: {refused}")
     # A .tflite or .keras file by its name; an archive or folder is whatever model it holds.
     suffix = source.suffix.lower() if source.is_file() else ""
     form = {".tflite": TFLITE, ".keras": KERAS_FILE_KEY}.get(suffix)
@@ -62,4 +79,4 @@ def import_model(
     except DownloadError as exc:
         return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", str(exc))
     commit = Commit(actor_for("manual"), "hub import")  # a command someone ran
-    return publish_model(store, handle, path, fetched, hub, commit, gate, form)
+    return publish_model(store, handle, path, fetched, hub, commit, gate, form, license)

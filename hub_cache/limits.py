@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirror.core.config import HubConfig
+
 # Below this many bytes unpacked, the ratio check is meaningless: a tar pads every
 # member to 512 bytes and the whole archive to 10 KiB, which gzip shrinks 50-fold.
 RATIO_FLOOR = 16 * 1024 * 1024
@@ -19,3 +21,8 @@ class ArchiveLimits:
 
     max_uncompressed: int
     max_ratio: float
+
+
+def caps(hub: HubConfig) -> ArchiveLimits:
+    """The limits `[hub]` sets."""
+    return ArchiveLimits(max_uncompressed=hub.max_uncompressed_mb * 2**20, max_ratio=hub.max_ratio)

@@ -14,6 +14,7 @@ from mirror.core.contract_changes import ContractCheck
 from mirror.core.handles import handle_path
 from mirror.core.journal import Journal
 from mirror.core.lease import fence
+from mirror.core.licenses import License
 from mirror.core.storage import BlobStore, DocumentReader, update_document
 
 HUB_MANIFESTS = "manifests/hub"
@@ -43,6 +44,17 @@ class ModelManifest:
     # Set when its `[hub] models` entry pins a contract: this version checked against
     # it when it was published (mirror.core.contract_changes.ContractCheck).
     contract_check: dict[str, Any] = field(default_factory=dict)
+    # Its licence as read at sync (mirror.core.licenses.License.as_json): name as its
+    # upstream gave it, spdx id, and from "kaggle", "config" or "unknown"; {}: synced
+    # before the mirror recorded licences.
+    license: dict[str, str] = field(default_factory=dict)
+    # Set when its entry requires a signature: who signed this version, as verified when
+    # it was published (hub_cache.signatures: method, signer, signature file, trust file).
+    signer: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_license(self) -> License:
+        return License.from_json(self.license)
 
     @property
     def model_format(self) -> ModelFormat | None:
@@ -146,6 +158,10 @@ def _change(
             "state": check.state,
             "changes": [c.shown() for c in check.changes] or [check.unread],
         }
+    if manifest.license:
+        change["license"] = manifest.model_license.shown()
+    if manifest.signer:
+        change["signer"] = manifest.signer
     if manifest.alias_of:
         # The model it is another name of, by its handle, as the journal names models.
         main = next((m for m, _ in writes if m.path == manifest.alias_of), None)

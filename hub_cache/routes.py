@@ -76,6 +76,10 @@ def model_json(
         # read yet), and this version against the contract its entry pins, if one does.
         "contract": contract.as_json() if contract else None,
         "contract_check": check.as_json() if check else None,
+        # As read at sync: name as upstream gave it, SPDX id, where from (and why unknown).
+        "license": manifest.model_license.as_json(),
+        # Who signed it, as verified when it was published (hub_cache.signatures).
+        "signer": manifest.signer or None,
     }
 
 

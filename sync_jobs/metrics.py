@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -30,6 +31,7 @@ class _StatusCollector:
         yield from self._snapshots()
         yield from self._model_fit()
         yield from self._contracts()
+        yield from self._licenses()
         yield from self._verification()
 
     def _jobs(self) -> Iterator[Metric]:
@@ -142,6 +144,19 @@ class _StatusCollector:
             served = sum(1 for m in self.status.inventory.models if m.contract == state)
             contracts.add_metric([state], served)
         yield contracts
+
+    def _licenses(self) -> Iterator[Metric]:
+        # As many series as distinct licences served: a handful, bounded by the models.
+        licenses = GaugeMetricFamily(
+            "tfmirror_models_by_license",
+            "Served models by their licence (SPDX id, else as upstream names it, or unknown)",
+            labels=["license"],
+        )
+        for license, served in sorted(
+            Counter(m.license for m in self.status.inventory.models).items()
+        ):
+            licenses.add_metric([license], served)
+        yield licenses
 
     def _verification(self) -> Iterator[Metric]:
         verification = self.status.verification

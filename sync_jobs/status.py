@@ -19,6 +19,7 @@ from hub_cache.compat_matrix import Pair, read_matrix
 from hub_cache.contracts import served_check
 from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config, HubConfig
+from mirror.core.handles import handle_version
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
 from mirror.core.quarantine import QuarantineRule, read_quarantine
@@ -122,6 +123,16 @@ class ModelInventory:
     # "matches", "compatible", "breaking" (published under report) or "not read".
     contract: str = ""
     contract_changes: tuple[str, ...] = ()
+    # The form it is served in (hub_cache.formats: "SavedModel", "TFLite", ...) and the
+    # version its handle names (a Kaggle or tfhub.dev handle ends in one), else "".
+    format: str = ""
+    version: str = ""
+    # Who signed the version served, when its entry requires a signature
+    # (hub_cache.signatures): the key's fingerprint, the certificate's subject or the
+    # Sigstore identity; "" when none is required.
+    signer: str = ""
+    # Its licence as read at sync: SPDX id, else the name upstream gave, else "unknown".
+    license: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -221,6 +232,10 @@ def _model_inventory(store: BlobStore, model: ModelManifest, hub: HubConfig) -> 
         model.synced_at,
         check.state if check else "",
         tuple(c.shown() for c in check.changes) if check else (),
+        model.model_format.name if model.model_format is not None else "",
+        handle_version(model.path),
+        signer=model.signer.get("signer", ""),
+        license=model.model_license.shown(),
     )
 
 

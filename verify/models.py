@@ -24,7 +24,7 @@ from hub_cache.archive import inspect_archive
 from hub_cache.compat_matrix import OK, Pair
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats.base import RuntimeKind
-from hub_cache.hub_sync import caps
+from hub_cache.limits import caps
 from hub_cache.models import ModelManifest, load_models, update_model
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Config

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from hub_cache.hub_sync import caps, inspect_model
+from hub_cache.hub_sync import inspect_model
+from hub_cache.limits import caps
 from mirror.core.config import Config
 from mirror.core.lease import KeepingOut
 from mirror.core.runs import VERIFY_STATE, Failure, RunRecord, utcnow
@@ -28,6 +29,7 @@ from verify.devpi_check import DevpiReport, check_devpi, repair_devpi
 from verify.models import ModelCheck, check_models
 from verify.references import MadeFrom, referenced
 from verify.scrub import Remake, ScrubReport, repair, repair_order, repair_policy, scrub
+from verify.signatures import check_signatures
 
 
 @dataclass
@@ -36,6 +38,8 @@ class VerifyReport:
     devpi: DevpiReport = field(default_factory=DevpiReport)
     targets: list[TargetProof] = field(default_factory=list)
     models: list[ModelCheck] = field(default_factory=list)
+    # each served model whose entry requires a signature, verified again (verify.signatures)
+    signatures: list[ModelCheck] = field(default_factory=list)
     unreadable_snapshots: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -53,6 +57,7 @@ class VerifyReport:
         out += [f"devpi: {error}" for error in self.devpi.errors]
         out += [f"target {t.target}: {t.detail}" for t in self.targets if not t.ok]
         out += [f"model {m.handle}: {m.detail}" for m in self.models if not m.ok]
+        out += [f"signature of {m.handle}: {m.detail}" for m in self.signatures if not m.ok]
         out += [
             f"snapshot {name}: its document does not parse; nothing of it is served"
             for name in self.unreadable_snapshots
@@ -89,6 +94,10 @@ class VerifyReport:
         lines += [
             f"model {m.handle}: {'ok' if m.ok else 'FLAGGED'}: {m.detail}" for m in self.models
         ]
+        lines += [
+            f"signature of {m.handle}: {'ok' if m.ok else 'FAILED'}: {m.detail}"
+            for m in self.signatures
+        ]
         lines += [f"snapshot {name}: UNREADABLE" for name in self.unreadable_snapshots]
         return "\n".join(lines) + "\n"
 
@@ -104,6 +113,7 @@ class VerifyReport:
             "devpi": self.devpi.as_json(),
             "targets": [t.as_json() for t in self.targets],
             "models": [m.as_json() for m in self.models],
+            "signatures": [m.as_json() for m in self.signatures],
             "problems": self.problems,
         }
 
@@ -151,6 +161,7 @@ def run_verify(
         report.devpi.errors.append(str(exc))
     # Each environment's runtime (built when its closure changed) and the model matrix.
     pairs = check_matrix(config, store)
+    report.signatures = check_signatures(config, store)
     if deep:
         report.models = check_models(config, store, pairs)
     report.seconds = time.monotonic() - began

@@ -49,3 +49,10 @@ def handle_path(handle: str) -> str:
             )
         return kaggle.path  # every spelling of one model: one path
     return "/".join(segments)
+
+
+def handle_version(path: str) -> str:
+    """The version a model's path names: its last segment when that is a number (Kaggle's
+    and tfhub.dev's handles end in one), else "" (a handle of another scheme)."""
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last.isdigit() else ""

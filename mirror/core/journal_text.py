@@ -67,7 +67,8 @@ def _more(change: Mapping[str, Any]) -> str:
     if event in ("model published", "model replaced") and change.get("after"):
         before = str(change.get("before") or "")[:12]
         moved = f"{before} -> {str(change['after'])[:12]}" if before else str(change["after"])[:12]
-        return moved + _contract(change.get("contract"))
+        licence = f"; licence {change['license']}" if change.get("license") else ""
+        return moved + licence + _contract(change.get("contract")) + _signer(change.get("signer"))
     if event == "bundle imported":
         written, deleted = change.get("written") or [], change.get("deleted") or []
         return f"{len(written)} written, {len(deleted)} deleted"
@@ -80,6 +81,13 @@ def _contract(check: object) -> str:
         return ""
     changes = "; ".join(str(c) for c in check.get("changes") or [])
     return f"; contract {check.get('state', '')} vs {check.get('pinned', '')}: {changes}"
+
+
+def _signer(signer: object) -> str:
+    """Who signed a version whose entry requires a signature (hub_cache.signatures)."""
+    if not isinstance(signer, Mapping):
+        return ""
+    return f"; signed by {signer.get('signer', '')} ({signer.get('method', '')})"
 
 
 def describe(change: Mapping[str, Any]) -> ChangeText:

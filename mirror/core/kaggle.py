@@ -38,6 +38,12 @@ class KaggleModel:
         fields = (self.owner, self.model, self.framework, self.variation, self.version)
         return f"{api.rstrip('/')}/models/{'/'.join(fields)}/download"
 
+    def instance_url(self, api: str) -> str:
+        """Kaggle's REST metadata of the model instance (the kaggle CLI's
+        model_instance_get): its licenseName among others. It has no version."""
+        fields = (self.owner, self.model, self.framework, self.variation)
+        return f"{api.rstrip('/')}/models/{'/'.join(fields)}/get"
+
     @property
     def kagglehub_handle(self) -> str:
         return f"{self.owner}/{self.model}/{self.framework}/{self.variation}/{self.version}"

@@ -237,15 +237,7 @@ class ProjectPages:
             if etag and len(etag) <= 200:
                 with self._lock:
                     self._etags[project] = etag
-            declared = answer.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > MAX_PAGE:
-                raise DownloadError(f"it declares {int(declared)} bytes, over {MAX_PAGE}")
-            body = bytearray()
-            for chunk in _body(answer, clock):
-                body += chunk
-                if len(body) > MAX_PAGE:
-                    raise DownloadError(f"it runs past {MAX_PAGE} bytes")
-        return bytes(body)
+            return _read_capped(answer, clock, MAX_PAGE)
 
     def _refused(self, project: str, why: str) -> dict[str, Any] | None:
         reason = f"upstream's page for {project} was refused: {shown(why, 200)}"
@@ -486,6 +478,34 @@ def fetch_range(
     if len(data) != length:
         raise DownloadError(f"asked for {length} bytes, got {len(data)}")
     return data
+
+
+def fetch_document(url: str, policy: FetchPolicy, max_bytes: int) -> bytes:
+    """A small document (an API's JSON answer) whole, by the rules a download goes by
+    (each hop's host checked, the deadline, the URL's login never shown) and at most
+    `max_bytes`, refused by its declared Content-Length before a byte is read. One
+    attempt: its caller decides what a failure means."""
+    clock = _Deadline(policy.deadline)
+    try:
+        with _open(url, policy, clock, {"Accept": "application/json"}) as answer:
+            if answer.status_code != 200:
+                raise DownloadError(f"HTTP {answer.status_code}")
+            return _read_capped(answer, clock, max_bytes)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise DownloadError(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
+
+
+def _read_capped(answer: requests.Response, clock: _Deadline, max_bytes: int) -> bytes:
+    """A whole body of at most `max_bytes`, refused by its declared Content-Length first."""
+    declared = answer.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise DownloadError(f"it declares {int(declared)} bytes, over {max_bytes}")
+    body = bytearray()
+    for chunk in _body(answer, clock):
+        body += chunk
+        if len(body) > max_bytes:
+            raise DownloadError(f"it runs past {max_bytes} bytes")
+    return bytes(body)
 
 
 def _check_declared(answer: requests.Response, size: int | None, policy: FetchPolicy) -> None:

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from hub_cache.errors import PrefetchError
-from hub_cache.hub_sync import HubSync, caps
+from hub_cache.hub_sync import HubSync
+from hub_cache.limits import caps
 from hub_cache.models import load_model
 from hub_cache.prefetch import cache_folder, prefetch
 from mirror.core.config import parse_config

@@ -183,6 +183,7 @@ def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(
     status = client.get("/api/status").get_json()
     (row,) = [m for m in status["inventory"]["models"] if m["path"] == "google/pinned/1"]
     assert row["contract"] == "breaking"
+    assert (row["version"], row["format"]) == ("1", "SavedModel")
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'tfmirror_model_contracts{state="breaking"} 1.0' in metrics
     assert 'tfmirror_model_contracts{state="matches"} 0.0' in metrics

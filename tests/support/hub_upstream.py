@@ -10,6 +10,7 @@ body cut at a tar member boundary with a Content-Length to match) is just other 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
@@ -80,7 +81,9 @@ class KaggleUpstream(LoopbackHttpServer):
     """Kaggle Models as its REST API serves them: GET /api/v1/models/<owner>/<model>/
     <framework>/<variation>/<version>/download answers 302 to a signed storage URL of
     the tar.gz. With `expire_first`, the first signed URL it hands out has expired by
-    the time it is used (403 SignatureDoesNotMatch), as real ones do."""
+    the time it is used (403 SignatureDoesNotMatch), as real ones do. A model given a
+    licence (`license(...)`) has its instance's metadata at
+    GET /api/v1/models/<owner>/<model>/<framework>/<variation>/get (`licenseName`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +92,8 @@ class KaggleUpstream(LoopbackHttpServer):
         self.signed = 0
         self.hits: Counter[str] = Counter()
         self.auth: list[str] = []
+        # "owner/model/framework(lower)/variation" -> its licenseName (None: none named)
+        self.licenses: dict[str, str | None] = {}
 
     @property
     def api(self) -> str:
@@ -97,6 +102,11 @@ class KaggleUpstream(LoopbackHttpServer):
     def add(self, kagglehub_handle: str, data: bytes) -> None:
         owner, model, framework, variation, version = kagglehub_handle.split("/")
         self.models[f"{owner}/{model}/{framework.lower()}/{variation}/{version}"] = data
+
+    def license(self, kagglehub_handle: str, name: str | None) -> None:
+        """Serve the model instance's metadata, naming `name` as its licence (None: none)."""
+        owner, model, framework, variation, _ = kagglehub_handle.split("/")
+        self.licenses[f"{owner}/{model}/{framework.lower()}/{variation}"] = name
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(req.path)
@@ -112,6 +122,8 @@ class KaggleUpstream(LoopbackHttpServer):
             self.auth.append(req.headers.get("Authorization", ""))
             self.signed += 1
             return _redirect(req, f"/storage/{key}.tar.gz?X-Goog-Signature=s{self.signed}")
+        if path.startswith("api/v1/models/") and path.endswith("/get"):
+            return self._instance(req, path[len("api/v1/models/") : -len("/get")].split("/"))
         if path.startswith("storage/"):
             key = path[len("storage/") :].removesuffix(".tar.gz")
             self.hits[key] += 1
@@ -122,3 +134,17 @@ class KaggleUpstream(LoopbackHttpServer):
                 return _send(req, 404, b"NoSuchKey")
             return _send(req, 200, self.models[key])
         return _send(req, 404, b"Not Found")
+
+    def _instance(self, req: BaseHTTPRequestHandler, fields: list[str]) -> None:
+        """A model instance's metadata, as Kaggle's ApiModelInstance (a few of its fields)."""
+        if len(fields) != 4:
+            return _send(req, 404, b"Not Found")
+        fields[2] = fields[2].lower()
+        key = "/".join(fields)
+        if key not in self.licenses:
+            return _send(req, 404, b'{"message": "Not found"}')
+        self.hits[f"{key}/get"] += 1
+        doc: dict[str, object] = {"slug": fields[3], "framework": fields[2]}
+        if self.licenses[key] is not None:
+            doc["licenseName"] = self.licenses[key]
+        return _send(req, 200, json.dumps(doc).encode())

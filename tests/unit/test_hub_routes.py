@@ -91,3 +91,12 @@ def test_behind_the_proxy_nginx_sends_the_blob_and_the_front_answers_conditional
     for value in ("", "/etc/", "../x/"):
         plain = client.get(URL, headers={"X-Tfmirror-Accel-Blobs": value})
         assert plain.data == ARCHIVE and "X-Accel-Redirect" not in plain.headers
+
+
+def test_the_status_page_lists_each_model_with_its_version_and_format(
+    client: FlaskClient,
+) -> None:
+    (row,) = client.get("/api/status").get_json()["inventory"]["models"]
+    assert (row["handle"], row["version"], row["format"]) == (HANDLE, "5", "SavedModel")
+    page = client.get("/").get_data(as_text=True)
+    assert "<td>5</td><td>SavedModel</td>" in page

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bundle.importer import signatures_here
 from bundle.keys import keygen, load_private, load_public
 from bundle.runs import export_recorded, import_recorded
 from mirror.core.sizes import human_bytes
@@ -67,7 +68,14 @@ def _bundle_import(parts: MirrorParts, args: argparse.Namespace, trusted: Any) -
     store, folder = parts.store, Path(args.path)
     done, held, failures = parts.runner.keep_out(
         SYNCS,
-        lambda: import_recorded(store, folder, trusted, parts.offer_manifests, args.allow_rollback),
+        lambda: import_recorded(
+            store,
+            folder,
+            trusted,
+            parts.offer_manifests,
+            args.allow_rollback,
+            signatures_here(parts.config.hub),
+        ),
         args.wait,
     )
     if done.again:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from hub_cache.errors import PrefetchError
-from hub_cache.hub_sync import ModelStatus, caps
+from hub_cache.hub_sync import ModelStatus
 from hub_cache.importer import import_model
+from hub_cache.limits import caps
 from hub_cache.prefetch import prefetch, prefetch_to
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
@@ -68,6 +69,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     imp.add_argument("path", metavar="PATH")
     imp.add_argument("--handle", required=True, metavar="HANDLE")
+    imp.add_argument(
+        "--license", default="", metavar="NAME", help="its licence, e.g. Apache-2.0 (SPDX id)"
+    )
     wait_flag(imp)
 
 
@@ -93,7 +97,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         outcome = parts.runner.run(
             "hub",
             work=lambda: import_model(
-                store, source, args.handle, config.hub, parts.gate_for(config, store)
+                store, source, args.handle, config.hub, parts.gate_for(config, store), args.license
             ),
             wait=args.wait,
         )

@@ -13,12 +13,13 @@ from typing import Any
 
 from hub_cache.compat_matrix import INCOMPATIBLE, UNCHECKED, Pair
 from hub_cache.contracts import served_check
-from hub_cache.hub_sync import caps
+from hub_cache.limits import caps
 from hub_cache.models import ModelManifest, load_models
 from hub_cache.serving_repo import Placement, export_serving, serving_name, serving_version
 from mirror.core.contract_changes import BREAKING, ContractCheck
 from mirror.core.errors import UsageError
 from mirror.core.handles import handle_path
+from mirror.core.licenses import License
 from tfmirror.commands.common import EXIT_FAILED, EXIT_OK
 from tfmirror.parts import MirrorParts
 from verify.compat import check_matrix, environments
@@ -57,6 +58,7 @@ def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
     pairs = check_matrix(parts.config, parts.store, only)
     models = [m for m in load_models(parts.store) if not m.alias_of]
     checks = {m.handle: served_check(parts.store, m, parts.config.hub) for m in models}
+    licenses = {m.handle: m.model_license for m in models}
     # A model no environment was checked against still has its contract to show.
     paired = {p.model for p in pairs}
     pairs += [
@@ -65,7 +67,12 @@ def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
         if m.handle not in paired
     ]
     if args.json:
-        rows = [p.as_json() | {"contract": _contract_json(checks.get(p.model))} for p in pairs]
+        rows = [
+            p.as_json()
+            | {"contract": _contract_json(checks.get(p.model))}
+            | {"license": _license_json(licenses.get(p.model))}
+            for p in pairs
+        ]
         print(json.dumps(rows, indent=1))
     else:
         for p in pairs:
@@ -74,7 +81,9 @@ def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
             why = f": {p.reason}" if p.reason else ""
             shown = f"{p.status.upper()}{detail}{why}"
             contract = _contract_shown(checks.get(p.model))
-            print(f"{p.model}\t{p.environment or '-'}\t{shown}\t{contract}")
+            license = licenses.get(p.model)
+            licence = f"licence {license.shown() if license else '-'}"
+            print(f"{p.model}\t{p.environment or '-'}\t{shown}\t{contract}\t{licence}")
         if not pairs:
             print("no models mirrored yet")
     incompatible = any(p.status == INCOMPATIBLE for p in pairs)
@@ -84,6 +93,10 @@ def run_check(parts: MirrorParts, args: argparse.Namespace) -> int:
 
 def _contract_json(check: ContractCheck | None) -> dict[str, Any] | None:
     return check.as_json() if check is not None else None
+
+
+def _license_json(license: License | None) -> dict[str, str] | None:
+    return license.as_json() if license is not None else None
 
 
 def _contract_shown(check: ContractCheck | None) -> str:

@@ -11,12 +11,14 @@ from typing import Any
 
 from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE, PATH, is_base_url, resolve_path
 from mirror.core.config.keys import RETRIES, SECONDS, Check, Form, Section, key, plain, read_table
+from mirror.core.config.signatures import SignedBy, read_signed_by
 from mirror.core.config.storage import StorageConfig
 from mirror.core.contracts import Contract, ContractInvalid, read_contract_file
 from mirror.core.errors import ConfigError
 from mirror.core.handles import handle_path
 from mirror.core.kaggle import DEFAULT_API, KaggleModel, parse_kaggle
-from mirror.core.model_forms import FORM_NAMES, form_of_handle
+from mirror.core.licenses import LicensePolicy, is_spdx, spdx_of
+from mirror.core.model_forms import FORM_NAMES, TFLITE, form_of_handle
 
 _SERVING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _EXAMPLE = '"https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"'
@@ -67,6 +69,29 @@ def _pinned(s: Section, name: str, raw: Any) -> PinnedContract | None:
 
 
 CONTRACT_CHANGE = ("report", "block")
+LICENSES_EXAMPLE = '["Apache-2.0", "CC-BY-4.0"]'
+
+
+def _licenses(s: Section, name: str, raw: Any) -> tuple[str, ...] | None:
+    """A licence policy's list: SPDX ids or expressions (None: the key is absent)."""
+    if raw is None:
+        return None
+    for text in raw:
+        s.check(name, isinstance(text, str) and bool(text), text, "list SPDX ids")
+        if not is_spdx(text):
+            spdx = spdx_of(text)
+            fix = (
+                f"write {spdx!r}, its SPDX id"
+                if spdx
+                else 'write SPDX ids such as "Apache-2.0" (spdx.org/licenses), or '
+                "LicenseRef-Name for one SPDX does not list"
+            )
+            where = _where(s) if s.name.startswith("hub.") else "[hub]"
+            raise ConfigError(f"{where} {name}: {text!r} is no SPDX id or expression; {fix}")
+    return tuple(raw)
+
+
+LICENSES = Form(list, _licenses)
 
 
 @dataclass(frozen=True)
@@ -120,6 +145,19 @@ class HubModel:
         '"block"',
         Check(lambda v: not v or v in CONTRACT_CHANGE, 'use "report" or "block"'),
     )
+    # Who must have signed it (checked with model-signing over the files extracted);
+    # a version without a signature that verifies is not served.
+    signed_by: SignedBy | None = key(  # noqa: RUF009 - key() returns a dataclasses.field
+        None, '{ key = "keys/vendor.pub" }', form=Form(dict, read_signed_by)
+    )
+
+    # Its licence where its upstream publishes none (tfhub.dev, a source, an import);
+    # a Kaggle model's is Kaggle's, and this only where Kaggle names none.
+    license: str = key("", '"Apache-2.0"')
+    # This model's licence policy, in place of [hub]'s where set.
+    allowed_licenses: tuple[str, ...] | None = key(None, LICENSES_EXAMPLE, form=LICENSES)
+    denied_licenses: tuple[str, ...] | None = key(None, '["CC-BY-NC-4.0"]', form=LICENSES)
+    allow_unknown_license: bool | None = key(None, "true", form=Form(bool))
 
     @property
     def kaggle(self) -> KaggleModel | None:
@@ -154,6 +192,16 @@ def validate_model(i: int, model: HubModel, base: Path) -> HubModel:
         handle_path(model.handle)
     except ValueError as exc:
         raise ConfigError(f"[hub] models[{i}]: {exc}; e.g. {_EXAMPLE}") from None
+    # A bare .tflite has no folder to carry a signature in (Kaggle's is an archive).
+    if (
+        model.signed_by is not None
+        and model.form == TFLITE
+        and (model.kaggle is None or model.source)
+    ):
+        raise ConfigError(
+            f"[hub] models[{i}] signed_by: a bare .tflite file carries no signature; "
+            "remove signed_by, or mirror the model from an archive that holds model.sig"
+        )
     source = model.source
     if not source or source.startswith(("http://", "https://")):
         return model
@@ -200,6 +248,12 @@ class HubConfig:
         '"block"',
         Check(lambda v: v in CONTRACT_CHANGE, 'use "report" or "block"'),
     )
+    # The licences a model may have to be published (SPDX ids or expressions; none: any
+    # not denied), those it may not, and whether one whose licence is not known may.
+    # With neither list there is no policy: every model is published.
+    allowed_licenses: tuple[str, ...] = key((), LICENSES_EXAMPLE, form=LICENSES)
+    denied_licenses: tuple[str, ...] = key((), '["CC-BY-NC-4.0"]', form=LICENSES)
+    allow_unknown_license: bool = key(False, "true")
     # Where each environment's runtime venv is built (verify.runtimes); by default
     # under [storage] path
     runtimes_dir: Path = key(  # noqa: RUF009 - key() returns a dataclasses.field
@@ -210,6 +264,14 @@ class HubConfig:
 def contract_policy(model: HubModel, hub: HubConfig) -> str:
     """What a version of `model` that breaks its pinned contract meets."""
     return model.on_contract_change or hub.on_contract_change
+
+
+def license_policy(model: HubModel, hub: HubConfig) -> LicensePolicy:
+    """The licence policy `model` is published under: its entry's keys, else [hub]'s."""
+    allowed = hub.allowed_licenses if model.allowed_licenses is None else model.allowed_licenses
+    denied = hub.denied_licenses if model.denied_licenses is None else model.denied_licenses
+    unknown = model.allow_unknown_license
+    return LicensePolicy(allowed, denied, hub.allow_unknown_license if unknown is None else unknown)
 
 
 def read(raw: Any, base: Path, storage: StorageConfig) -> HubConfig:
