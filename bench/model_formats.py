@@ -314,8 +314,9 @@ from pathlib import Path
 from hub_cache.formats.keras_model import inspect_keras_file
 from hub_cache.formats.tfjs import read_folder
 from hub_cache.formats.tflite_reader import read_tflite
-from hub_cache.hub_sync import copy_local, inspect_model
+from hub_cache.hub_sync import inspect_model
 from hub_cache.limits import caps
+from mirror.core.upstream import copy_local
 from mirror.core.config import parse_config
 from mirror.core.storage import LocalStore
 check, path = sys.argv[1], Path(sys.argv[2])

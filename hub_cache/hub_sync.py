@@ -6,7 +6,6 @@ the model keeps serving what it served before."""
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from mirror.core.redact import redact_url
 from mirror.core.runs import Failure, RunRecord, utcnow
 from mirror.core.scratch import scratch_dir
 from mirror.core.sizes import human_bytes
-from mirror.core.storage import BlobStore, HashingWriter
-from mirror.core.upstream import Fetched, FetchPolicy, fetch_verified
+from mirror.core.storage import BlobStore
+from mirror.core.upstream import Fetched, FetchPolicy, copy_local, fetch_verified
 
 
 class ModelStatus(StrEnum):
@@ -185,30 +184,6 @@ def _keep_file(store: BlobStore, path: Path) -> dict[str, object]:
     """One file of a model folder, stored as a blob: its sha256 and size."""
     kept = copy_local(store, path, 0)
     return {"sha256": kept.sha256, "size": kept.size}
-
-
-def copy_local(store: BlobStore, path: Path, max_bytes: int) -> Fetched:
-    """A local tarball into the store, hashed on the way (DMZ sources and imports).
-    Only a regular file, and only up to `max_bytes`: /dev/zero would never end."""
-    sink = HashingWriter(store.new_blob())
-    try:
-        with path.open("rb") as source:
-            info = os.fstat(source.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise DownloadError(f"{path} is not a regular file")
-            if max_bytes and info.st_size > max_bytes:
-                raise DownloadError(
-                    f"{path} is {info.st_size} bytes, over the {max_bytes / 2**20:g} MiB cap"
-                )
-            while chunk := source.read(1024 * 1024):
-                sink.write(chunk)
-                if max_bytes and sink.size > max_bytes:  # it grew while we read it
-                    raise DownloadError(f"{path} grew past the {max_bytes / 2**20:g} MiB cap")
-        sha = sink.publish()
-    except BaseException:
-        sink.discard()
-        raise
-    return Fetched(sha, sink.size, f"file:{path}")
 
 
 # Says whether a validated new version may be served: None, or why not (verify.compat

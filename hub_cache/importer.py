@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from hub_cache.formats.keras import KERAS_FILE_KEY
-from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, copy_local, publish_model
+from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, publish_model
 from hub_cache.models import refuse_model
 from mirror.core.config import HubConfig, HubModel
 from mirror.core.config.hub import license_policy
@@ -19,7 +19,7 @@ from mirror.core.journal import actor_for
 from mirror.core.licenses import FROM_CONFIG, License
 from mirror.core.model_forms import TFLITE
 from mirror.core.storage import BlobStore, HashingWriter
-from mirror.core.upstream import Fetched
+from mirror.core.upstream import Fetched, copy_local
 
 
 def pack_folder(store: BlobStore, folder: Path) -> Fetched:

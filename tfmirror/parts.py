@@ -16,6 +16,7 @@ from mirror.core.storage import BlobStore, open_store
 
 if TYPE_CHECKING:
     from hub_cache.hub_sync import Gate, HubReport
+    from mirror.advisories.sync import AdvisoriesReport
     from mirror.devpi.publish import DevpiIndex
     from mirror.pypi.sync import Progress, SyncReport
     from sync_jobs.runner import JobRunner
@@ -44,6 +45,7 @@ class MirrorParts:
     def jobs(self) -> dict[str, JobFn]:
         """Every package's jobs, each through its package's `register` door."""
         import hub_cache.jobs
+        import mirror.advisories.sync
         import verify.jobs
         from tfmirror.jobs import pypi_job
         from tfmirror.snapshotting import snapshot_job
@@ -51,6 +53,7 @@ class MirrorParts:
         jobs: dict[str, JobFn] = {"pypi": pypi_job, "snapshot": snapshot_job}
         hub_cache.jobs.register(jobs, gate_for=self.gate_for)
         verify.jobs.register(jobs, self.devpi_session, self.keeping_out)
+        mirror.advisories.sync.register(jobs)
         return jobs
 
     @cached_property
@@ -91,6 +94,12 @@ class MirrorParts:
         from tfmirror.jobs import sync_pypi
 
         return sync_pypi(self.config, self.store, "manual", progress, devpi)
+
+    def sync_advisories(self) -> AdvisoriesReport:
+        """The advisory database refreshed by hand, as the scheduled job does it."""
+        from mirror.advisories.sync import sync_advisories
+
+        return sync_advisories(self.config, self.store, "manual")
 
     def sync_hub(self) -> HubReport:
         """The hub sync by hand, through the gate the scheduled one passes."""

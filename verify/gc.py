@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from hub_cache.models import load_models
+from mirror.advisories.database import database_blobs
 from mirror.core.errors import JobBusy
 from mirror.core.import_journal import OLD_JOURNAL, unfinished_import_blobs
 from mirror.core.lease import KeepingOut, fence
@@ -56,7 +57,9 @@ def referenced_shas(store: BlobStore) -> set[str]:
     # A quarantined file's bytes stay for forensics until its rule is lifted; a
     # snapshot's, until it is deleted; an interrupted import's, until it is finished.
     models = {sha for m in load_models(store) for sha, _, _ in m.blobs()}
-    return shas | models | read_quarantine(store).blobs() | snapshot_blobs(store) | pending
+    # The advisory database in force, until another replaces it.
+    held = read_quarantine(store).blobs() | snapshot_blobs(store) | database_blobs(store)
+    return shas | models | held | pending
 
 
 def collect(

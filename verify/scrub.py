@@ -159,7 +159,7 @@ def _whole(store: BlobStore, ref: Reference) -> bool:
 
 
 def _copy_verified(store: BlobStore, path: Path, sha256: str, size: int | None) -> None:
-    from hub_cache.hub_sync import copy_local
+    from mirror.core.upstream import copy_local
 
     fetched = copy_local(store, path, size or 0)
     if fetched.sha256 != sha256:  # the other blob is unreferenced: gc collects it

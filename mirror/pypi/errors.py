@@ -25,3 +25,10 @@ class WheelRefused(TfmirrorError):
 
 class MetadataError(TfmirrorError):
     """The wheel's METADATA cannot be served; the message says why."""
+
+
+class LockUnreadable(TfmirrorError):
+    """A requirements lock given to audit that is not a list of exact pins."""
+
+    exit_code = 2
+    label = "error"

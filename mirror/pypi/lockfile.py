@@ -39,3 +39,34 @@ def render_pip_conf(index_url: str, environment: str | None = None) -> str:
         "# uv reads the same index from: UV_DEFAULT_INDEX=" + index_url,
     ]
     return "\n".join(lines) + "\n"
+
+
+def read_lock(text: str, where: str) -> list[tuple[str, str]]:
+    """The (project, version) pins of a requirements lock (`name==version`, with its
+    `--hash` options and `\\` continuations, as `tfmirror lock` and pip-compile write
+    them). Option lines (`--index-url`) are skipped; anything that is not an exact pin
+    is an error naming its line: an audit of a lock must not skip a requirement."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from mirror.pypi.errors import LockUnreadable
+
+    pins: list[tuple[str, str]] = []
+    logical = text.replace("\\\r\n", " ").replace("\\\n", " ").splitlines()
+    for number, line in enumerate(logical, 1):
+        body = line.split(" #", 1)[0].strip()
+        if not body or body.startswith(("#", "-")):
+            continue
+        requirement = body.split(" --", 1)[0].strip()
+        try:
+            parsed = Requirement(requirement)
+        except InvalidRequirement as exc:
+            raise LockUnreadable(f"{where}:{number}: {exc}") from None
+        exact = [s for s in parsed.specifier if s.operator in ("==", "===")]
+        if len(exact) != 1 or "*" in exact[0].version:
+            raise LockUnreadable(
+                f"{where}:{number}: {requirement[:120]!r} is not pinned to one version "
+                "(name==version)"
+            )
+        pins.append((canonicalize_name(parsed.name), exact[0].version))
+    return pins

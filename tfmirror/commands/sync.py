@@ -1,4 +1,4 @@
-"""`tfmirror sync pypi|hub|all`: one sync now, with a progress bar."""
+"""`tfmirror sync pypi|hub|advisories|all`: one sync now, with a progress bar."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tfmirror.progress import TerminalProgress
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("side", choices=["pypi", "hub", "all"], help="what to sync")
+    parser.add_argument("side", choices=["pypi", "hub", "advisories", "all"], help="what to sync")
     parser.add_argument(
         "--no-devpi", action="store_true", help="store and commit only; leave devpi as it is"
     )
@@ -30,6 +30,10 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         )
     if args.side in ("hub", "all"):
         codes.append(runner.run("hub", work=lambda: _sync_hub(parts), wait=args.wait))
+    if args.side == "advisories" and config.advisories is None:
+        print("advisories: no [advisories] source configured; nothing to sync")
+    elif args.side == "advisories" or (args.side == "all" and config.advisories is not None):
+        codes.append(runner.run("advisories", work=lambda: _sync_advisories(parts), wait=args.wait))
     return max(codes)
 
 
@@ -48,5 +52,15 @@ def _sync_hub(parts: MirrorParts) -> int:
     for outcome in report.outcomes:
         if outcome.status is ModelStatus.FAILED:
             print(f"FAILED {outcome.handle}: {outcome.reason} ({outcome.url})", file=sys.stderr)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _sync_advisories(parts: MirrorParts) -> int:
+    report = parts.sync_advisories()
+    for refused in report.skipped:
+        print(f"refused record {refused}", file=sys.stderr)
+    if report.failure is not None:
+        print(f"FAILED {report.failure}", file=sys.stderr)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.config import devpi, hub, proxy, pypi, schedule, storage, web
+from mirror.core.config import advisories, devpi, hub, proxy, pypi, schedule, storage, web
+from mirror.core.config.advisories import AdvisoriesConfig
 from mirror.core.config.devpi import DevpiConfig
 from mirror.core.config.hub import HubConfig
 from mirror.core.config.proxy import ProxyConfig
@@ -26,7 +27,7 @@ from mirror.core.model_forms import TFJS
 
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
-SECTIONS = ("storage", "devpi", "pypi", "web", "hub", "schedule", "proxy")
+SECTIONS = ("storage", "devpi", "pypi", "web", "hub", "schedule", "proxy", "advisories")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Config:
     hub: HubConfig = field(default_factory=HubConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    advisories: AdvisoriesConfig | None = None  # None: no [advisories], none carried
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
@@ -70,10 +72,26 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         pypi=pypi_config,
         web=web.read(data.get("web", {}), base),
         hub=hub_config,
-        schedule=schedule.read(data.get("schedule", {}), base),
+        schedule=_schedule(data, base),
+        advisories=advisories.read(data.get("advisories"), base),
         proxy=proxy.read(data.get("proxy", {}), base, storage_config),
         source=source,
     )
+
+
+def _schedule(data: Mapping[str, Any], base: Path) -> ScheduleConfig:
+    """[schedule], with the advisories job unscheduled where there is no [advisories]:
+    a config without the section runs and shows the jobs it did before."""
+    read = schedule.read(data.get("schedule", {}), base)
+    if "advisories" in data:
+        return read
+    raw = data.get("schedule", {})
+    if isinstance(raw, Mapping) and raw.get("advisories"):
+        raise ConfigError(
+            "[schedule] advisories: there is no [advisories] section to refresh; add one "
+            "with its source, or remove the key"
+        )
+    return replace(read, advisories="")
 
 
 def validate(devpi: DevpiConfig, pypi: PypiConfig, hub: HubConfig) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from mirror.core.config.keys import SECONDS_OR_ZERO, Check, Form, Section, key, read_table
 from mirror.core.errors import ConfigError
 
-SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc", "snapshot")
+SCHEDULED_JOBS = ("pypi", "hub", "verify", "gc", "snapshot", "advisories")
 _CRON_EXAMPLE = '"0 */6 * * *"'
 
 
@@ -42,6 +42,9 @@ class ScheduleConfig:
     gc: str = key("0 4 * * 0", _CRON_EXAMPLE, form=CRON)
     # Off unless asked: a dated snapshot (tfmirror.snapshotting), e.g. "0 3 * * *".
     snapshot: str = key("", _CRON_EXAMPLE, form=CRON)
+    # OSV's export is rebuilt continuously; once a day is what osv-scanner users do.
+    # Not scheduled where the config has no [advisories] (config.load).
+    advisories: str = key("40 1 * * *", _CRON_EXAMPLE, form=CRON)
     # seconds of random delay, so replicas and mirrors do not stampede
     jitter: int = key(120, "120", Check(lambda s: s >= 0, "must be 0 or more seconds"))
     misfire_grace: int = key(3600, "3600", Check(lambda s: s >= 1, "must be at least 1 second"))

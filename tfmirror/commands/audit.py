@@ -1,0 +1,123 @@
+"""`tfmirror audit`: the advisories in force against what the mirror offers (each
+environment's closure, now or as a snapshot holds it) or against a lock file a CI image
+was built from. Exit 1 when an advisory at or above `--min-severity` affects something,
+0 when none does, 2 for a usage error. Report only: nothing is withheld here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirror.advisories.database import Current, load_advisories
+from mirror.advisories.matching import Finding, Matcher
+from mirror.advisories.records import Severity
+from mirror.core.errors import UsageError
+from mirror.core.snapshots import FrozenDocuments
+from mirror.pypi.lockfile import read_lock
+from mirror.pypi.manifest import load_all
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, must_snapshot, pick_environment
+from tfmirror.parts import MirrorParts
+
+LEVELS = [s.label for s in Severity]
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", metavar="NAME", help="one environment (default: every one)")
+    parser.add_argument("--snapshot", metavar="NAME", help="the closures a snapshot holds")
+    parser.add_argument("--lock", metavar="FILE", help="a requirements lock (name==version)")
+    parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument(
+        "--min-severity",
+        choices=LEVELS,
+        default="unknown",
+        help="exit 1 only for advisories at or above it (default: any; unknown = unscored)",
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What was audited (an environment, or a lock file) and the releases it holds."""
+
+    name: str
+    releases: frozenset[tuple[str, str]]
+
+
+def _scopes(parts: MirrorParts, args: argparse.Namespace) -> list[Scope]:
+    if args.lock:
+        if args.env or args.snapshot:
+            raise UsageError("--lock audits the file alone; drop --env and --snapshot")
+        path = Path(args.lock)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--lock {args.lock}: cannot read it ({exc})") from None
+        return [Scope(str(path), frozenset(read_lock(text, str(path))))]
+    store = parts.store
+    source = FrozenDocuments(must_snapshot(store, args.snapshot)) if args.snapshot else store
+    wanted = pick_environment(parts.config, args.env).name if args.env else None
+    releases: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for manifest in load_all(source, wanted):
+        releases[manifest.environment].update((w.project, w.version) for w in manifest.files)
+    if wanted is not None and wanted not in releases:
+        where = f"snapshot {args.snapshot}" if args.snapshot else "the mirror"
+        raise UsageError(f"--env {wanted}: {where} holds no closure of it yet")
+    return [Scope(name, frozenset(found)) for name, found in sorted(releases.items())]
+
+
+def _json(current: Current, found: dict[str, list[Finding]], threshold: Severity) -> str:
+    doc = {
+        "database": {
+            "sha256": current.archive_sha256,
+            "records": current.records,
+            "fetched_at": current.fetched_at,
+        },
+        "min_severity": threshold.label,
+        "scopes": {
+            scope: [
+                {
+                    "id": f.advisory.id,
+                    "aliases": list(f.advisory.aliases),
+                    "project": f.project,
+                    "version": f.version,
+                    "severity": f.severity.label,
+                    "score": f.advisory.score,
+                    "fixed_in": list(f.fixed_in),
+                    "summary": f.advisory.summary,
+                }
+                for f in findings
+            ]
+            for scope, findings in found.items()
+        },
+    }
+    return json.dumps(doc, indent=1)
+
+
+def _text(current: Current, found: dict[str, list[Finding]]) -> str:
+    lines = [
+        f"advisory database {current.archive_sha256[:12]} ({current.records} PyPI advisories, "
+        f"fetched {current.fetched_at})"
+    ]
+    for scope, findings in found.items():
+        lines.append(f"{scope}: {len(findings) or 'no'} known vulnerabilities")
+        for f in findings:
+            fixed = ", ".join(f.fixed_in) or "no fix listed"
+            score = f" {f.advisory.score:g}" if f.advisory.score is not None else ""
+            lines.append(
+                f"  {f.advisory.id}  {f.project} {f.version}  {f.severity.label}{score}  "
+                f"fixed in {fixed}"
+            )
+    return "\n".join(lines)
+
+
+def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    threshold = Severity[args.min_severity.upper()]
+    scopes = _scopes(parts, args)
+    current, records = load_advisories(parts.store)
+    matcher = Matcher(records.entries)
+    found = {scope.name: matcher.match(scope.releases) for scope in scopes}
+    print(_json(current, found, threshold) if args.json else _text(current, found))
+    over = any(f.severity >= threshold for findings in found.values() for f in findings)
+    return EXIT_FAILED if over else EXIT_OK
