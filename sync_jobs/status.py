@@ -40,6 +40,7 @@ from mirror.pypi.manifest import Manifest, load_all
 from mirror.pypi.upstream_status import read_statuses
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
+from sync_jobs.vulnerabilities import KnownVulnerability, known_vulnerabilities
 
 RECENT_CHANGES = 10  # journal entries on the page
 # Jobs whose proof the health rests on: until one has finished once, health is
@@ -274,6 +275,8 @@ class Status:
     # Where a process that reloads its config serves the page (`up`): the last reload,
     # a refused config's one-line error, what changed that needs a restart.
     config: ConfigNote | None = None
+    # By environment: what the advisory database says of its closure (empty: none synced).
+    advisories: dict[str, list[KnownVulnerability]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -461,4 +464,5 @@ def collect_status(
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
         config=config_note,
+        advisories=known_vulnerabilities(config, store, manifests),
     )

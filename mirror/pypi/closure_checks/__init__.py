@@ -5,6 +5,7 @@ package and a line in CLOSURE_CHECKS.
 
 from __future__ import annotations
 
+from mirror.pypi.closure_checks.advisories import Advisories
 from mirror.pypi.closure_checks.check import (
     CheckFactory,
     ClosureCheck,
@@ -15,7 +16,8 @@ from mirror.pypi.closure_checks.check import (
 from mirror.pypi.closure_checks.quarantined import Quarantined
 from mirror.pypi.closure_checks.upstream_removals import UpstreamRemovals
 
-# Upstream's word first: the rules it writes are the quarantine the next one reads.
-CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Quarantined)
+# Upstream's word and the advisories first: the rules they write are the quarantine the
+# last one reads.
+CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Advisories, Quarantined)
 
 __all__ = ["CLOSURE_CHECKS", "CheckFactory", "ClosureCheck", "Finding", "SyncView", "Verdict"]
