@@ -6,12 +6,14 @@ real devpi, the real web front, real pip in clean venvs."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from testkit.upstream import Hosted, Upstream
 from testkit.wheels import WheelSpec
 from tests.support.osv_records import GHSA, MALICIOUS, export
 from tfmirror.app import create_app
+from tfmirror.commands import audit as audit_command
+from tfmirror.parts import MirrorParts
 from tfmirror.services import services_for_sync
 
 LINUX_ID = "py3.11-manylinux_2_28_x86_64"
@@ -88,6 +92,17 @@ def page_versions(base: str, config: Config, env: str, project: str) -> list[str
 def file_url(base: str, config: Config, hosted: Hosted) -> str:
     sha = hosted.sha256
     return f"{base}/{config.devpi.index}/+f/{sha[:3]}/{sha[3:16]}/{hosted.spec.filename}"
+
+
+def audit(
+    config: Config, store: BlobStore, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """`tfmirror audit ARGS` against this config, in process: its exit code and output."""
+    parser = argparse.ArgumentParser()
+    audit_command.arguments(parser)
+    capsys.readouterr()
+    code = audit_command.run(MirrorParts(config, store), parser.parse_args(args))
+    return code, capsys.readouterr().out
 
 
 def installed(venv: Path, module: str) -> str:
@@ -186,7 +201,7 @@ def test_block_steps_back_withholds_the_mirrored_file_and_a_waiver_holds_until_i
 
 
 def test_report_keeps_the_release_but_a_malicious_one_is_kept_out_everywhere(
-    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path
+    upstream: Upstream, devpi: DevpiConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     upstream.add(WheelSpec("tiny-lib", "1.0"))  # GHSA-cfgp-2977-2fmm, high
     upstream.add(WheelSpec("evil-lib", "6.6.5"))
@@ -229,6 +244,25 @@ def test_report_keeps_the_release_but_a_malicious_one_is_kept_out_everywhere(
         ["1.2.0"],
     )
     assert row["action"] == "reported" and row["waived_until"] is None
+    code, out = audit(config, store, capsys, "--env", "loose")
+    assert code == 1 and "GHSA-cfgp-2977-2fmm  tiny-lib 1.0  high 8.8  fixed in 1.2.0" in out
+
+    # Waived: still listed, as waived, and no longer failing the audit.
+    until = date.today() + timedelta(days=30)
+    waiver = Waiver("CVE-2023-40590", ("tiny-lib",), until, "no untrusted archives")
+    waived = with_advisories(config, zip_path, waiver)
+    code, out = audit(waived, store, capsys, "--env", "loose")
+    assert code == 0, out
+    assert f"fixed in 1.2.0  waived until {until.isoformat()}: no untrusted archives" in out
+    code, out = audit(waived, store, capsys, "--env", "loose", "--json")
+    (doc,) = json.loads(out)["scopes"]["loose"]
+    assert doc["waived_until"] == until.isoformat()
+    (row,) = [
+        r
+        for r in collect_status(waived, store, "").as_json()["advisories"]["loose"]
+        if r["project"] == "tiny-lib"
+    ]
+    assert (row["action"], row["waived_until"]) == ("waived", until.isoformat())
     page = render_page(status)
     assert "Known vulnerabilities" in page and "<code>GHSA-cfgp-2977-2fmm</code>" in page
     metrics = render_metrics(status).decode()
