@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from mirror.advisories.sync import sync_advisories
-from mirror.core.config import Config, DevpiConfig
+from mirror.core.config import Config, DevpiConfig, load_config
 from mirror.core.config.advisories import AdvisoriesConfig, Waiver
 from mirror.core.journal import Journal
 from mirror.core.storage import BlobStore, open_store
@@ -31,10 +31,11 @@ from mirror.pypi.sync import PypiSync, SyncReport
 from sync_jobs.metrics import render_metrics
 from sync_jobs.page import render_page
 from sync_jobs.status import collect_status
-from testkit.mirror_env import LINUX, make_config
+from testkit.mirror_env import LINUX, make_config, operator_config
 from testkit.servers import make_venv, pip_install
 from testkit.upstream import Hosted, Upstream
 from testkit.wheels import WheelSpec
+from tests.functional.test_bundle import NO_PROXY, tfmirror
 from tests.support.osv_records import GHSA, MALICIOUS, export
 from tfmirror.app import create_app
 from tfmirror.commands import audit as audit_command
@@ -280,3 +281,58 @@ def test_without_a_database_nothing_changes(
     report, store = sync(config)
     assert report.ok, report.failures
     assert versions(store, "default") == {"tiny-lib": "1.0"}
+
+
+def test_a_bundle_carries_the_database_and_the_inner_side_withholds_the_same(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(WheelSpec("alpha", "1.0"))
+    bad = upstream.add(WheelSpec("evil-lib", "6.6.6"))
+    zip_path = tmp_path / "all.zip"
+    (tmp_path / "outer").mkdir()
+    (tmp_path / "inner").mkdir()
+    extra = f'\n[advisories]\nsource = "{zip_path}"\n'
+    outer = operator_config(
+        tmp_path / "outer", upstream.index_url, ["alpha", "evil-lib"], extra=extra
+    )
+    inner = operator_config(tmp_path / "inner", "", ["alpha"], extra=NO_PROXY)
+    # Mirrored before the record was published: then it is, and the outer side learns it.
+    zip_path.write_bytes(export([GHSA]))
+    assert tfmirror(outer, "sync", "advisories").returncode == 0
+    assert tfmirror(outer, "sync", "pypi").returncode == 0
+    zip_path.write_bytes(export([GHSA, MALICIOUS]))
+    assert tfmirror(outer, "sync", "advisories").returncode == 0
+    synced = tfmirror(outer, "sync", "pypi")
+    # No release of evil-lib escapes: the target fails naming it, and keeps its closure
+    # without the file.
+    assert synced.returncode == 1 and "MAL-2024-1234 (malicious" in synced.stdout + synced.stderr
+    keys = tmp_path / "keys"
+    assert tfmirror(outer, "bundle", "keygen", "--out", str(keys)).returncode == 0
+    made = tfmirror(
+        outer, "bundle", "export", "--key", str(keys / "bundle.key"), "-o", str(tmp_path / "b1")
+    )
+    assert made.returncode == 0, made.stderr
+    index = json.loads((tmp_path / "b1" / "bundle.json").read_text())
+    assert [i["name"] for i in index["items"] if i["kind"] == "advisories"] == [
+        "advisories/current.json"
+    ]
+
+    imported = tfmirror(
+        inner, "bundle", "import", str(tmp_path / "b1"), "--trust", str(keys / "bundle.pub")
+    )
+    assert imported.returncode == 0, imported.stderr
+    config = load_config(str(inner))
+    store = open_store(config.storage)
+    outer_store = open_store(load_config(str(outer)).storage)
+    assert store.get("advisories/current.json") == outer_store.get("advisories/current.json")
+    (withheld,) = changes(store, "withheld")
+    assert withheld["spec"] == bad.spec.filename
+    pages = create_app(config, store).test_client()
+    sha = bad.sha256
+    gone = pages.get(f"/{config.devpi.index}/+f/{sha[:3]}/{sha[3:16]}/{bad.spec.filename}")
+    assert gone.status_code == 410 and "MAL-2024-1234" in gone.get_data(as_text=True)
+    union = pages.get(f"/{config.devpi.index}/+simple/evil-lib/", headers={"Accept": PEP691})
+    assert union.status_code == 404
+    inner_audit = tfmirror(inner, "audit")
+    assert inner_audit.returncode == 1 and "GHSA" not in inner_audit.stdout
+    assert "MAL-2024-1234  evil-lib 6.6.6  critical" in inner_audit.stdout

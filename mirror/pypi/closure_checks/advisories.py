@@ -17,6 +17,7 @@ from typing import Any
 from mirror.advisories.policy import Screen, expired, why_blocked
 from mirror.core.config import PypiConfig
 from mirror.core.quarantine import (
+    QuarantineRule,
     add_rules,
     as_change,
     filename_facts,
@@ -41,20 +42,10 @@ class Advisories:
         self.screen = screen = view.screen
         if screen is None:
             return []
-        wanted = {}
-        for w in view.files:
-            why = [why_blocked(f) for f in screen.blocked_everywhere(w.project, w.version)]
-            if why:
-                reason = f"{w.project} {w.version}: {'; '.join(why)}"
-                wanted[w.filename] = new_rule(w.filename, reason, view.actor, False, SOURCE)
         if not view.leading():  # a paused run's view is stale: no rule from it
-            self.withheld = set(wanted)
+            self.withheld = set(_wanted(screen, view.files, view.actor))
             return []
-        changes = [as_change(r, "withheld") for r in add_rules(view.store, list(wanted.values()))]
-        for rule in read_quarantine(view.store).rules:
-            stale = rule.source == SOURCE and rule.spec not in wanted
-            if stale and _lifted(screen, rule.spec) and remove_rule(view.store, rule.spec, False):
-                changes.append(as_change(rule, "released"))
+        changes = withhold(view.store, screen, view.files, view.actor)
         self.withheld = {r.spec for r in read_quarantine(view.store).rules if r.source == SOURCE}
         return changes + _waiver_news(view.store, screen, view.files)
 
@@ -73,6 +64,31 @@ class Advisories:
             )
             for f in self.screen.blocked(environment, named)
         ]
+
+
+def _wanted(screen: Screen, files: Sequence[Wheel], actor: str) -> dict[str, QuarantineRule]:
+    wanted = {}
+    for w in files:
+        why = [why_blocked(f) for f in screen.blocked_everywhere(w.project, w.version)]
+        if why:
+            reason = f"{w.project} {w.version}: {'; '.join(why)}"
+            wanted[w.filename] = new_rule(w.filename, reason, actor, False, SOURCE)
+    return wanted
+
+
+def withhold(
+    store: BlobStore, screen: Screen, files: Sequence[Wheel], actor: str
+) -> list[dict[str, Any]]:
+    """Each of `files` every environment blocks put under a rule, each advisory rule
+    nothing blocks any more lifted; the journal's changes. The sync runs it, and an
+    inner mirror after a bundle brings closures and the database they were checked by."""
+    wanted = _wanted(screen, files, actor)
+    changes = [as_change(r, "withheld") for r in add_rules(store, list(wanted.values()))]
+    for rule in read_quarantine(store).rules:
+        stale = rule.source == SOURCE and rule.spec not in wanted
+        if stale and _lifted(screen, rule.spec) and remove_rule(store, rule.spec, False):
+            changes.append(as_change(rule, "released"))
+    return changes
 
 
 def _lifted(screen: Screen, filename: str) -> bool:
