@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -36,6 +35,7 @@ from testkit.servers import make_venv, pip_install
 from testkit.upstream import Hosted, Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import NO_PROXY, tfmirror
+from tests.functional.test_cooldown import installed
 from tests.support.osv_records import GHSA, MALICIOUS, export
 from tfmirror.app import create_app
 from tfmirror.commands import audit as audit_command
@@ -104,15 +104,6 @@ def audit(
     capsys.readouterr()
     code = audit_command.run(MirrorParts(config, store), parser.parse_args(args))
     return code, capsys.readouterr().out
-
-
-def installed(venv: Path, module: str) -> str:
-    return subprocess.run(
-        [str(venv), "-c", f"import {module}; print({module}.VERSION)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 def test_block_steps_back_withholds_the_mirrored_file_and_a_waiver_holds_until_its_day(
