@@ -247,6 +247,7 @@ class PypiSync:
                 s.environment.constraints,
                 s.target,
                 self._cooldown(s.environment),
+                _blocked_in(run.plan.screen, s.environment.name),
             )
             for s in slots(self.config.pypi)
         ]
@@ -598,6 +599,13 @@ class PypiSync:
         except (ServiceError, StoreError) as exc:
             report.failures.append(Failure("devpi", self.index.url, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0
+
+
+def _blocked_in(screen: Screen | None, environment: str) -> Callable[[str, str], bool] | None:
+    """What the environment's policy keeps out, as a prefetch asks: no guess fetches it."""
+    if screen is None:
+        return None
+    return lambda project, version: bool(screen.blocked(environment, [(project, version)]))
 
 
 def _left_out(slot: Slot, old: Manifest | None, left_out: list[Finding]) -> list[dict[str, Any]]:

@@ -217,6 +217,7 @@ def test_report_keeps_the_release_but_a_malicious_one_is_kept_out_everywhere(
 
     assert report.ok, report.failures
     assert versions(store, "loose") == {"tiny-lib": "1.0", "evil-lib": "6.6.5"}
+    assert upstream.hits[evil.spec.filename] == 0  # not even a prefetch's guess
     with front(config) as base:
         assert page_versions(base, config, "loose", "tiny-lib") == ["1.0"]
         assert page_versions(base, config, "loose", "evil-lib") == ["6.6.5"]
