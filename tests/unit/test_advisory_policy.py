@@ -3,6 +3,8 @@ says it: modes, thresholds, waivers and their days, MAL- records, bad values."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -138,3 +140,25 @@ def test_a_bad_policy_or_waiver_is_one_line_naming_the_key(text: str, message: s
         config(text)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_cli_exits_2_with_one_line_on_a_bad_waiver(tmp_path: Path) -> None:
+    path = tmp_path / "tfmirror.toml"
+    path.write_text(
+        '[pypi]\nrequirements = ["a"]\n'
+        + WAIVER
+        + 'id = "GHSA-x"\nprojects = ["k"]\nuntil = "next spring"\nreason = "r"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(path), "audit"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("tfmirror: config error: ")
+    assert line.endswith(
+        "[advisories.waivers[0]] until = 'next spring': give the last day it applies, "
+        'e.g. until = "2027-03-01"'
+    )
