@@ -13,9 +13,10 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.config import advisories, devpi, hub, proxy, pypi, schedule, storage, web
+from mirror.core.config import advisories, devpi, follow, hub, proxy, pypi, schedule, storage, web
 from mirror.core.config.advisories import AdvisoriesConfig
 from mirror.core.config.devpi import DevpiConfig
+from mirror.core.config.follow import FollowApiConfig, FollowConfig
 from mirror.core.config.hub import HubConfig
 from mirror.core.config.proxy import ProxyConfig
 from mirror.core.config.pypi import PypiConfig
@@ -27,7 +28,18 @@ from mirror.core.model_forms import TFJS
 
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
-SECTIONS = ("storage", "devpi", "pypi", "web", "hub", "schedule", "proxy", "advisories")
+SECTIONS = (
+    "storage",
+    "devpi",
+    "pypi",
+    "web",
+    "hub",
+    "schedule",
+    "proxy",
+    "advisories",
+    "follow",
+    "follow_api",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     advisories: AdvisoriesConfig | None = None  # None: no [advisories], none carried
+    follow: FollowConfig | None = None  # None: no [follow], a mirror of its own
+    follow_api: FollowApiConfig = field(default_factory=FollowApiConfig)
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
@@ -65,6 +79,10 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     devpi_config = devpi.read(data.get("devpi", {}), base, storage_config)
     hub_only = "pypi" not in data and has_models
     pypi_config = pypi.read(data.get("pypi", {}), hub_only, has_models, base)
+    follow_config = follow.read(data, base)
+    if follow_config is not None:
+        # A site resolves nothing: the centre's manifests are all it serves.
+        pypi_config = replace(pypi_config, upstream="")
     validate(devpi_config, pypi_config, hub_config)
     return Config(
         storage=storage_config,
@@ -75,6 +93,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         schedule=_schedule(data, base),
         advisories=advisories.read(data.get("advisories"), base),
         proxy=proxy.read(data.get("proxy", {}), base, storage_config),
+        follow=follow_config,
+        follow_api=follow.read_api(data.get("follow_api", {}), base),
         source=source,
     )
 
