@@ -149,7 +149,9 @@ def _journal(centre: Centre, head: Head, held: bytes) -> list[bytes]:
     every = kept + new
     if head.seq >= 0 and (len(every) - 1 != head.seq or sha256_of(every[-1]) != head.sha256):
         raise FollowRefused(
-            f"the centre names entry {head.seq} as its head, but its journal does not end there"
+            f"the centre names entry {head.seq} as its head, but that is not where the "
+            "journal it serves ends as it extends the one this site holds (not an extension "
+            "of the journal held, or a head written over)"
         )
     return new
 
