@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
 from testkit.mirror_env import operator_config
-from testkit.servers import free_port, make_venv, pip_install
+from testkit.servers import free_port, make_venv, pip_install, read_banner
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.support.cli import tfmirror
@@ -54,6 +55,28 @@ def wait_until(check: Any, seconds: float = 120) -> bool:
     return False
 
 
+@contextmanager
+def running(config: Path, command: str) -> Iterator[subprocess.Popen[str]]:
+    """`tfmirror COMMAND` in a process of its own until the block ends, then SIGTERM;
+    `up`'s output is read (its banner), a front's access log is not kept."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if command == "up" else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def held(config: Path) -> dict[str, bytes]:
     return read_manifests(open_store(load_config(str(config)).storage))
 
@@ -75,22 +98,9 @@ def centre(
     imported = tfmirror(config, "hub", "import", str(models / "keras"), "--handle", HANDLE)
     assert imported.returncode == 0, imported.stderr
     url = load_config(str(config)).web.base_url
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), "serve"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running(config, "serve"):
         assert wait_until(lambda: status(f"{url}/healthz") == 200), "the centre never served"
         yield config, url
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
 
 
 def site_config(tmp_path: Path, centre_url: str, token: str = TOKEN, interval: int = 30) -> Path:
@@ -196,3 +206,25 @@ def test_a_site_defining_its_own_requirements_is_a_config_error(tmp_path: Path) 
     done = tfmirror(site, "follow")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "[follow]" in done.stderr, done.stderr
+
+
+def test_up_on_a_site_runs_the_follow_loop_and_a_takedown_at_the_centre_reaches_it(
+    centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
+) -> None:
+    centre_config, centre_url = centre
+    site = site_config(tmp_path, centre_url, interval=1)
+    config = load_config(str(site))
+    with running(site, "up") as up:
+        banner = read_banner(up)
+        assert "follow sync at start: ok" in banner, banner
+        name = "alpha-1.0-py3-none-any.whl"
+        file_url = f"{config.web.base_url}/files/{upstream.files[name].sha256}/{name}"
+        assert status(file_url) == 200
+        quarantined = tfmirror(centre_config, "quarantine", "add", "alpha", "--reason", "CVE")
+        assert quarantined.returncode == 0, quarantined.stderr
+        # The loop pulls every second; bounded, and no timing asserted beyond that.
+        assert wait_until(lambda: status(file_url) == 410, 120)
+    assert up.returncode == 0
+    assert held(site) == held(centre_config)
+    verified = tfmirror(site, "history", "--outer", "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
