@@ -286,3 +286,18 @@ def test_the_api_answers_an_unmoved_head_with_304_and_wants_its_token(tmp_path: 
     blob = client.get(f"/api/follow/blob/{wheel.sha256}", headers=auth)
     assert blob.status_code == 200 and blob.data == b"wheel alpha-1.0-py3-none-any.whl"
     assert client.get("/api/follow/blob/..%2f..%2fetc", headers=auth).status_code == 404
+
+
+def test_the_read_token_is_in_no_repr_of_the_config(tmp_path: Path) -> None:
+    config = parse_config(
+        {"follow": {"url": "http://centre.test:8000", "token": "s3cr3t-t0ken"}}, tmp_path
+    )
+    assert config.follow is not None and config.follow.token == "s3cr3t-t0ken"
+    assert "s3cr3t-t0ken" not in repr(config)
+    centre = parse_config({"follow_api": {"token": "s3cr3t-t0ken"}}, tmp_path)
+    assert "s3cr3t-t0ken" not in repr(centre)
+    policy = Centre(config.follow).policy
+    assert "s3cr3t-t0ken" not in repr(policy)
+    assert policy.bearer is not None
+    assert policy.bearer.headers_for("http://centre.test:8000/api/follow/head")
+    assert policy.bearer.headers_for("http://storage.test/blob") == {}
