@@ -1,19 +1,22 @@
 """The centre's read API for its followers (`/api/follow/...`): the journal's head
 (ETag; a conditional GET that finds it unmoved is a 304, so an idle site costs one tiny
 answer per interval), the entries after a number, the state document (follow.state),
-one followed document by key, one blob by sha256. With [follow_api] token set, each
-asks for it as a bearer token (compared in constant time, never logged)."""
+one followed document by key, one blob by sha256. With TFMIRROR_FOLLOW_API_TOKEN set in
+the centre's environment, each asks for it as a bearer token (compared in constant time,
+never logged)."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
 import re
 
 from flask import Blueprint, Response, abort, request
 
 from follow.state import followed_key, sha256_of, state_of
-from mirror.core.context import app_config, app_store
+from mirror.core.context import app_store
+from mirror.core.credentials import FOLLOW_API_TOKEN_ENV
 from mirror.core.journal import Journal
 from mirror.pypi.simple_pages import blob_response
 
@@ -24,7 +27,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 @blueprint.before_request
 def _authorised() -> None:
-    token = app_config().follow_api.token
+    token = os.environ.get(FOLLOW_API_TOKEN_ENV, "")
     if not token:
         return
     given = request.headers.get("Authorization", "")

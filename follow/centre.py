@@ -6,13 +6,14 @@ used: a document against the sha256 the state named, a blob while it streams."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from follow.errors import FollowRefused
 from follow.state import CentreState, sha256_of
 from mirror.core.config.follow import FollowConfig
-from mirror.core.credentials import BearerToken
+from mirror.core.credentials import FOLLOW_TOKEN_ENV, BearerToken
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import Fetched, FetchPolicy, fetch_unless, fetch_verified
@@ -35,7 +36,7 @@ def policy_for(follow: FollowConfig) -> FetchPolicy:
         timeout=60.0,
         retries=4,
         hosts=HostPolicy.trusting([follow.url], "[follow] url"),
-        bearer=BearerToken(follow.url, follow.token),
+        bearer=BearerToken(follow.url, os.environ.get(FOLLOW_TOKEN_ENV, "")),
     )
 
 

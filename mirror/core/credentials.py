@@ -60,6 +60,12 @@ class Credentials:
         return None
 
 
+# A followed centre's read token: a site sends it, the centre asks for it. Secrets come
+# from the environment only, never from the config file.
+FOLLOW_TOKEN_ENV = "TFMIRROR_FOLLOW_TOKEN"
+FOLLOW_API_TOKEN_ENV = "TFMIRROR_FOLLOW_API_TOKEN"
+
+
 @dataclass(frozen=True)
 class BearerToken:
     """A read token sent as `Authorization: Bearer` to one origin (a followed centre's)

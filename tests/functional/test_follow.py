@@ -20,6 +20,7 @@ import pytest
 
 from bundle.contents import read_manifests
 from mirror.core.config import load_config
+from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
@@ -83,14 +84,20 @@ def held(config: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def centre(
-    tmp_path: Path, upstream: Upstream, saved_models: tuple[Path, dict[str, Any]]
+    tmp_path: Path,
+    upstream: Upstream,
+    saved_models: tuple[Path, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Path, str]]:
     """A centre that synced alpha 1.0 (+ beta) and imported one model, its front served
-    by `tfmirror serve` in a process of its own, with a read token."""
+    by `tfmirror serve` in a process of its own, asking for a read token; the sites the
+    test starts send it (both from the environment, as secrets are)."""
+    monkeypatch.setenv(FOLLOW_API_TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(FOLLOW_TOKEN_ENV, TOKEN)
     upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
     upstream.add(WheelSpec("beta", "1.0", noise=200_000))
     (tmp_path / "centre").mkdir()
-    extra = f'\n[proxy]\nenabled = false\n[follow_api]\ntoken = "{TOKEN}"\n'
+    extra = "\n[proxy]\nenabled = false\n"
     config = operator_config(tmp_path / "centre", upstream.index_url, ["alpha"], extra=extra)
     synced = tfmirror(config, "sync", "pypi")
     assert synced.returncode == 0, synced.stderr
@@ -103,7 +110,7 @@ def centre(
         yield config, url
 
 
-def site_config(tmp_path: Path, centre_url: str, token: str = TOKEN, interval: int = 30) -> Path:
+def site_config(tmp_path: Path, centre_url: str, interval: int = 30) -> Path:
     """A site: its own store, devpi and front, no requirements or models of its own."""
     folder = tmp_path / "site"
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +119,7 @@ def site_config(tmp_path: Path, centre_url: str, token: str = TOKEN, interval: i
         f'[storage]\npath = "data"\n'
         f'[devpi]\nurl = "http://127.0.0.1:{free_port()}"\nindex = "fleet/pypi"\n'
         f"[web]\nport = {free_port()}\n[proxy]\nenabled = false\n"
-        f'[follow]\nurl = "{centre_url}"\ntoken = "{token}"\ninterval = {interval}\n'
+        f'[follow]\nurl = "{centre_url}"\ninterval = {interval}\n'
     )
     return path
 
@@ -153,8 +160,10 @@ def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
     assert held(site) == before
 
     # A token the centre does not know gets nothing.
-    stranger = site_config(tmp_path / "other", centre_url, token="wrong")
-    refused = tfmirror(stranger, "follow")
+    stranger = site_config(tmp_path / "other", centre_url)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(FOLLOW_TOKEN_ENV, "wrong")
+        refused = tfmirror(stranger, "follow")
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr, refused.stderr
 
     # pip installs at the site from what the pull brought, in a clean venv.

@@ -1,6 +1,7 @@
-"""[follow] and [follow_api]: a site mirror that follows a central one over HTTP, and
-the centre's side of it (an optional read token its followers send). A site serves
-exactly what the centre committed: it names no requirements or models of its own."""
+"""[follow]: a site mirror that follows a central one over HTTP. A site serves exactly
+what the centre committed: it names no requirements or models of its own. The read
+token a site sends and a centre asks for are secrets: they come from the environment
+(mirror.core.credentials FOLLOW_TOKEN_ENV, FOLLOW_API_TOKEN_ENV), not from here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from mirror.core.config.forms import is_base_url
 from mirror.core.config.keys import SECONDS, Check, key, plain, read_table
+from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
 from mirror.core.errors import ConfigError
 
 _URL_EXAMPLE = '"http://central.internal:8000"'
@@ -24,26 +26,26 @@ class FollowConfig:
         Check(
             lambda url: is_base_url(url.rstrip("/")),
             f"name the centre's web front, e.g. url = {_URL_EXAMPLE} (no credentials: "
-            "put a read token in `token`)",
+            f"a read token goes in the environment, {FOLLOW_TOKEN_ENV})",
         ),
         plain(lambda url: url.rstrip("/")),
     )
-    # The centre's [follow_api] token, sent as a bearer header; never shown or logged.
-    token: str = key("", '"a-long-random-string"', shown=False)
     # The centre's promoted snapshot is this site's too; false: the site promotes itself.
     follow_promotion: bool = key(True, "true")
     interval: float = key(30.0, "30", SECONDS)  # seconds between two pulls under `up`
 
 
-@dataclass(frozen=True)
-class FollowApiConfig:
-    # Empty: followers read without one (the front's other pages are open too).
-    token: str = key("", '"a-long-random-string"', shown=False)
-
-
 def read(data: Mapping[str, Any], base: Path) -> FollowConfig | None:
     """[follow], or None for a mirror that follows no one. A site takes the centre's
     environments and models: its own would be silently ignored, so they are refused."""
+    for section in ("follow", "follow_api"):
+        table = data.get(section)
+        if isinstance(table, Mapping) and "token" in table:
+            where = FOLLOW_TOKEN_ENV if section == "follow" else FOLLOW_API_TOKEN_ENV
+            raise ConfigError(
+                f"[{section}] token: a secret is never kept in the config file; remove it "
+                f"and set {where} in the environment"
+            )
     raw = data.get("follow")
     if raw is None:
         return None
@@ -65,7 +67,3 @@ def read(data: Mapping[str, Any], base: Path) -> FollowConfig | None:
             "none of its own; remove it, or remove [follow]"
         )
     return follow
-
-
-def read_api(raw: Any, base: Path) -> FollowApiConfig:
-    return read_table(FollowApiConfig, "follow_api", raw, base)

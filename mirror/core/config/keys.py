@@ -66,17 +66,15 @@ def key(
     *,
     required: bool = False,
     compare: bool = True,
-    shown: bool = True,
 ) -> Any:
     """A config key, declared once on its dataclass field. `required`: the dataclass
     field has no default (code must give it), while an absent key still reads as
     `default` and meets `check` (which then names what is missing). `compare`: as
-    dataclasses' own, for a key that does not make two values different. `shown`
-    False: a secret, left out of the dataclass's repr (a log line, a traceback)."""
+    dataclasses' own, for a key that does not make two values different."""
     declared = {"key": Key(default, example, check, form)}
     if required:
-        return field(compare=compare, repr=shown, metadata=declared)
-    return field(default=default, compare=compare, repr=shown, metadata=declared)
+        return field(compare=compare, metadata=declared)
+    return field(default=default, compare=compare, metadata=declared)
 
 
 def plain(convert: Callable[[Any], Any]) -> Form:

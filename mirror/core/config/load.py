@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from mirror.core.config import advisories, devpi, follow, hub, proxy, pypi, schedule, storage, web
 from mirror.core.config.advisories import AdvisoriesConfig
 from mirror.core.config.devpi import DevpiConfig
-from mirror.core.config.follow import FollowApiConfig, FollowConfig
+from mirror.core.config.follow import FollowConfig
 from mirror.core.config.hub import HubConfig
 from mirror.core.config.proxy import ProxyConfig
 from mirror.core.config.pypi import PypiConfig
@@ -38,7 +38,6 @@ SECTIONS = (
     "proxy",
     "advisories",
     "follow",
-    "follow_api",
 )
 
 
@@ -53,7 +52,6 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     advisories: AdvisoriesConfig | None = None  # None: no [advisories], none carried
     follow: FollowConfig | None = None  # None: no [follow], a mirror of its own
-    follow_api: FollowApiConfig = field(default_factory=FollowApiConfig)
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
@@ -68,6 +66,7 @@ class Config:
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths resolve against `base`."""
+    follow_config = follow.read(data, base)  # first: it names a secret put in the file
     for key in data:
         if key not in SECTIONS:
             raise ConfigError(
@@ -79,7 +78,6 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     devpi_config = devpi.read(data.get("devpi", {}), base, storage_config)
     hub_only = "pypi" not in data and has_models
     pypi_config = pypi.read(data.get("pypi", {}), hub_only, has_models, base)
-    follow_config = follow.read(data, base)
     if follow_config is not None:
         # A site resolves nothing: the centre's manifests are all it serves.
         pypi_config = replace(pypi_config, upstream="")
@@ -94,7 +92,6 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         advisories=advisories.read(data.get("advisories"), base),
         proxy=proxy.read(data.get("proxy", {}), base, storage_config),
         follow=follow_config,
-        follow_api=follow.read_api(data.get("follow_api", {}), base),
         source=source,
     )
 
