@@ -119,8 +119,10 @@ class StoreCentre(Centre):
         self.lie: str | None = None
         self.lose: str | None = None
         self.unmoved = False
+        self.heard: list[int] = []  # the entry the site said it held, at each head
 
-    def head(self, etag: str | None) -> Head | None:
+    def head(self, etag: str | None, held: int) -> Head | None:
+        self.heard.append(held)
         entry = Journal(self.store).head()
         tag = f"{entry.seq}.{entry.sha256}" if entry else "empty"
         if etag == tag:
