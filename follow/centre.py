@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from follow.errors import FollowRefused
 from follow.state import CentreState, sha256_of
 from mirror.core.config.follow import FollowConfig
 from mirror.core.credentials import FOLLOW_TOKEN_ENV, BearerToken
+from mirror.core.errors import DownloadError
 from mirror.core.followers import FOLLOWER_HEADER, FOLLOWER_SEQ_HEADER
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobStore
@@ -61,6 +63,13 @@ class Centre:
             return Head(int(doc["seq"]), str(doc["sha256"]), tag)
         except (ValueError, KeyError, TypeError):
             raise FollowRefused("the centre's journal head is not a head document") from None
+
+    def report(self, held: int, etag: str) -> None:
+        """Tell the centre which entry this site now holds (its list of followers): one
+        more ask for the head, a 304 unless it moved meanwhile. A hint: a failure is
+        the next pull's to notice."""
+        with suppress(DownloadError, FollowRefused):
+            self.head(etag, held)
 
     def entries_after(self, seq: int, until: int) -> list[bytes]:
         """The centre's entries after `seq` up to `until`, their exact bytes, page by page."""

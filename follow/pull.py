@@ -134,6 +134,7 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
     keep_outer(store, held + b"".join(line + b"\n" for line in new))
     _record_policy(store, done, trigger)
     store.put(PULLED, json.dumps({"url": follow.url, "etag": head.etag, "seq": head.seq}).encode())
+    centre.report(head.seq, head.etag)
     return done
 
 

@@ -87,7 +87,8 @@ def test_a_site_of_a_site_serves_the_centres_closure_and_verifies_the_regions_jo
     assert centre_head is not None
     assert followed[-1]["centre_head_sha256"] in {e.sha256 for e in Journal(centre_store).entries()}
     # Each ask for the head said which entry the asker held.
-    assert upper.heard == [-1, region_head.seq]
+    # and after a pull that moved it, where it now is.
+    assert upper.heard == [-1, region_head.seq, region_head.seq, done.seq]
 
 
 def test_the_retry_schedule_doubles_up_to_its_cap_and_resets_on_success() -> None:
