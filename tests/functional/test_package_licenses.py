@@ -16,6 +16,7 @@ from testkit.mirror_env import operator_config
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
+from tfmirror.app import create_app
 
 FOUR = [
     WheelSpec("expr-lib", "1.0", headers=["License-Expression: MIT"]),
@@ -69,6 +70,13 @@ def test_licences_are_read_listed_and_a_denied_release_fails_its_target(
     (summary,) = json.loads(as_json.stdout)["licenses"]
     assert summary["environment"] == "default" and summary["counts"]["BSD-3-Clause"] == 1
 
+    loaded = load_config(str(config))
+    web = create_app(loaded, open_store(loaded.storage)).test_client()
+    (row,) = web.get("/api/status").get_json()["licenses"]
+    assert row["counts"]["MIT"] == 1 and row["outside"] == []
+    page = web.get("/").get_data(as_text=True)
+    assert '<table id="licenses">' in page and "<code>Apache-2.0</code> 1" in page
+
     upstream.add(GPL_RELEASE)  # the newest text-lib is GPL now
     refused = tfmirror(config, "sync", "pypi", "--no-devpi")
     assert refused.returncode == 1
@@ -78,3 +86,13 @@ def test_licences_are_read_listed_and_a_denied_release_fails_its_target(
     assert closure(config) == before  # the last closure is still what is served
     audit = tfmirror(config, "audit", "--licenses")
     assert audit.returncode == 0 and "GPL" not in audit.stdout
+    # Denying what is already served shows on the page and fails audit, by name.
+    strict = config.read_text().replace('["GPL-3.0-only"]', '["Apache-2.0"]')
+    config.write_text(strict)
+    audit = tfmirror(config, "audit", "--licenses")
+    assert audit.returncode == 1
+    assert "text-lib 1.0 (text_lib-1.0-py3-none-any.whl): its licence Apache-2.0" in audit.stdout
+    loaded = load_config(str(config))
+    web = create_app(loaded, open_store(loaded.storage)).test_client()
+    page = web.get("/").get_data(as_text=True)
+    assert '<span class="failed">text-lib 1.0 (text_lib-1.0-py3-none-any.whl)' in page
