@@ -43,6 +43,7 @@ COMMANDS = (
     ("bundle", "bundle", "carry the mirror across an air gap, signed"),
     ("status", "status", "what the status page shows"),
     ("audit", "audit", "known vulnerabilities (OSV advisories) in each environment or a lock"),
+    ("sbom", "sbom", "a CycloneDX SBOM of an environment: files, hashes, licences, advisories"),
     ("history", "history", "every change to what the mirror offers: when, who, why"),
     ("quarantine", "quarantine", "stop offering a release or model fleet-wide, or offer it again"),
     ("snapshot", "snapshot", "hold every closure and model as they are now; list, show, delete"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,11 +16,9 @@ from mirror.advisories.database import Current, load_advisories
 from mirror.advisories.matching import Finding, Matcher
 from mirror.advisories.records import Severity
 from mirror.core.errors import UsageError
-from mirror.core.snapshots import FrozenDocuments
 from mirror.pypi.lockfile import read_lock
-from mirror.pypi.manifest import Manifest, load_all
 from mirror.pypi.package_licenses import LicenseSummary
-from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, must_snapshot, pick_environment
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, closures
 from tfmirror.parts import MirrorParts
 
 LEVELS = [s.label for s in Severity]
@@ -53,20 +50,6 @@ class Scope:
     releases: frozenset[tuple[str, str]]
 
 
-def _manifests(parts: MirrorParts, args: argparse.Namespace) -> dict[str, list[Manifest]]:
-    """Each environment's committed manifests (or a snapshot's): --env's alone if given."""
-    store = parts.store
-    source = FrozenDocuments(must_snapshot(store, args.snapshot)) if args.snapshot else store
-    wanted = pick_environment(parts.config, args.env).name if args.env else None
-    found: dict[str, list[Manifest]] = defaultdict(list)
-    for manifest in load_all(source, wanted):
-        found[manifest.environment].append(manifest)
-    if wanted is not None and wanted not in found:
-        where = f"snapshot {args.snapshot}" if args.snapshot else "the mirror"
-        raise UsageError(f"--env {wanted}: {where} holds no closure of it yet")
-    return dict(sorted(found.items()))
-
-
 def _scopes(parts: MirrorParts, args: argparse.Namespace) -> list[Scope]:
     if args.lock:
         if args.env or args.snapshot:
@@ -79,7 +62,7 @@ def _scopes(parts: MirrorParts, args: argparse.Namespace) -> list[Scope]:
         return [Scope(str(path), frozenset(read_lock(text, str(path))))]
     return [
         Scope(name, frozenset((w.project, w.version) for m in manifests for w in m.files))
-        for name, manifests in _manifests(parts, args).items()
+        for name, manifests in closures(parts.config, parts.store, args.env, args.snapshot).items()
     ]
 
 
@@ -144,7 +127,7 @@ def _licenses(parts: MirrorParts, args: argparse.Namespace) -> int:
     pypi = parts.config.pypi
     summaries = [
         LicenseSummary.of(env, (w for m in ms for w in m.files), pypi.license_policy(env))
-        for env, ms in _manifests(parts, args).items()
+        for env, ms in closures(parts.config, parts.store, args.env, args.snapshot).items()
     ]
     if args.json:
         print(json.dumps({"licenses": [asdict(s) for s in summaries]}, indent=1))
