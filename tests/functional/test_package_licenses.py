@@ -131,6 +131,21 @@ def test_licences_are_read_listed_and_a_denied_release_fails_its_target(
     page = web.get("/").get_data(as_text=True)
     assert '<table id="licenses">' in page and "<code>Apache-2.0</code> 1" in page
 
+    # A manifest the release before wrote has no licences: the next sync fills them in
+    # from the METADATA blobs the store holds, and fetches nothing.
+    store = open_store(load_config(str(config)).storage)
+    (key,) = [k for k in store.list("manifests/pypi/") if k.endswith(".json")]
+    doc = json.loads(store.get(key) or b"")
+    for entry in doc["files"]:
+        del entry["license"]
+    store.put(key, json.dumps(doc).encode())
+    assert set(closure(config).values()) == {(sha, "unknown") for sha, _ in before.values()}
+    hits, served = upstream.file_hits(), upstream.bytes_served
+    filled = tfmirror(config, "sync", "pypi", "--no-devpi")
+    assert filled.returncode == 0 and "0 new" in filled.stdout, filled.stdout + filled.stderr
+    assert closure(config) == before
+    assert (upstream.file_hits(), upstream.bytes_served) == (hits, served)
+
     upstream.add(GPL_RELEASE)  # the newest text-lib is GPL now
     refused = tfmirror(config, "sync", "pypi", "--no-devpi")
     assert refused.returncode == 1

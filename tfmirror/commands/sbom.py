@@ -43,6 +43,7 @@ from mirror.advisories.database import load_advisories
 from mirror.advisories.errors import NoDatabase
 from mirror.advisories.matching import Finding, Matcher
 from mirror.core.licenses import License
+from mirror.core.redact import bounded
 from mirror.pypi.manifest import Manifest
 from mirror.pypi.resolve import Wheel
 from tfmirror.commands.common import EXIT_OK, closures
@@ -164,7 +165,7 @@ def document(
             files.setdefault(wheel.sha256, wheel)
             targets.setdefault(wheel.sha256, []).append(manifest.target.id)
     bom = Bom()
-    bom.metadata.component = Component(
+    bom.metadata.component = root = Component(
         name=environment,
         version=version,
         type=ComponentType.APPLICATION,
@@ -177,12 +178,15 @@ def document(
         refs.setdefault((str(canonicalize_name(wheel.project)), wheel.version), []).append(
             str(made.bom_ref)
         )
+    # The environment offers each file directly: what its index serves is its closure.
+    bom.register_dependency(root, bom.components)
     for vulnerability in vulnerabilities(findings, refs):
         bom.vulnerabilities.add(vulnerability)
     text = JsonV1Dot6(bom).output_as_string(indent=1)
     problem = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if problem is not None:
-        raise SbomInvalid(f"the SBOM does not validate as CycloneDX 1.6: {problem}")
+        why = getattr(problem.data, "message", str(problem)).splitlines()[0]
+        raise SbomInvalid(f"the SBOM does not validate as CycloneDX 1.6: {bounded(why, 300)}")
     return text
 
 
