@@ -12,6 +12,7 @@ COPY hub_cache ./hub_cache
 COPY sync_jobs ./sync_jobs
 COPY verify ./verify
 COPY bundle ./bundle
+COPY follow ./follow
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 tfmirror \
     && mkdir -p /var/lib/devpi /var/cache/tfmirror-proxy \
     && chown tfmirror /var/lib/devpi /var/cache/tfmirror-proxy

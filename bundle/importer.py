@@ -2,7 +2,7 @@
 served changes until the whole bundle verified: blobs are published under their own
 sha256 as they check out (unreferenced, so invisible, and gc spares young ones), and the
 manifests are written only after everything they refer to is in place, behind one commit
-point (`_commit`): a kill before it leaves the store as it was, a kill after it is
+point (bundle.commit): a kill before it leaves the store as it was, a kill after it is
 finished by `recover`, so the store never stays a mix of two bundles."""
 
 from __future__ import annotations
@@ -17,23 +17,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bundle.commit import JOURNAL, Arrival, _imported, _write, apply_commit, commit_arrival
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.errors import BlobsMissing, BundleError
 from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
 from hub_cache.errors import SignatureRefused
 from hub_cache.signatures import check_brought
-from mirror.core.commits import compare_and_set
 from mirror.core.config import HubConfig
 from mirror.core.errors import UsageError
-from mirror.core.import_journal import IMPORTED, OLD_JOURNAL
-from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
-from mirror.core.lease import fence
+from mirror.core.import_journal import IMPORTED
+from mirror.core.journal import OUTER, keep_outer
 from mirror.core.snapshots import SNAPSHOTS, Snapshot, check_name, save_snapshot, snapshot_key
 from mirror.core.storage import BlobStore
-from mirror.pypi.manifest import PYPI_MANIFESTS
 
-JOURNAL = OLD_JOURNAL  # the release before's commit point
 MAX_MANIFEST = 64 * 1024 * 1024
 MAX_JOURNAL = 1024 * 1024 * 1024  # about 3 million entries
 
@@ -47,11 +44,6 @@ class Imported:
     manifests: int
     again: bool = False  # this bundle was the last one imported: nothing new to check
     outer_extends: bool = True  # the outer journal it carried holds all the one held did
-
-
-def _imported(store: BlobStore) -> dict[str, Any]:
-    data = store.get(IMPORTED)
-    return dict(json.loads(data)) if data else {}
 
 
 def last_import(store: BlobStore) -> str | None:
@@ -99,7 +91,7 @@ def recover(store: BlobStore) -> str | None:
     if committed is None or "committing" not in doc:
         return None
     _check_blobs(store, doc["committing"])
-    _apply(store, doc, committed)
+    apply_commit(store, doc, committed)
     # The journal's id: the document's own still names the import before this one.
     return str(doc["committing"]["id"])
 
@@ -243,7 +235,7 @@ def import_bundle(
     if inner_check is not None:
         current = read_manifests(store)
         inner_check(store, {k: v for k, v in manifests.items() if current.get(k) != v})
-    _commit(store, index, manifests, read)
+    commit_arrival(store, Arrival(index.id, index.follows, index.created), manifests, read)
     for snap in snapshots.values():
         # Create-only: one the inner side made under the same name stays as it is.
         save_snapshot(store, snap)
@@ -326,84 +318,3 @@ def _copy_blob(store: BlobStore, reader: PartReader, item: Item) -> int:
             sink.discard()
         raise
     return 0 if known else 1
-
-
-_RECORDED = ("id", "follows", "created", "brought")  # what state/bundle/imported keeps
-
-
-def _commit(
-    store: BlobStore, index: Index, manifests: dict[str, bytes], read: bytes | None
-) -> None:
-    """The inner mirror's manifests become the bundle's: new and changed ones written,
-    ones the outer mirror no longer has removed. The commit point: state/bundle/imported
-    with the journal in it ("committing": the bundle's id, every manifest to write and to
-    delete, the new blobs), written over `read` (what this import saw at its start), so of
-    two imports that overlap (two replicas, or one paused past its lease) the second to
-    commit is refused, never applied over the first. Until the last manifest is written
-    the new blobs are listed by no manifest: gc keeps those the journal lists
-    (mirror.core.import_journal). devpi's offer comes last and is remembered there too
-    ("offered"), so an interrupted one is redone."""
-    fence("pypi")  # an import holds the sync's leases: it commits as a sync does
-    current = read_manifests(store)
-    changed = {k: v for k, v in sorted(manifests.items()) if current.get(k) != v}
-    journal = {
-        "id": index.id,
-        "follows": index.follows,
-        "created": index.created,
-        "brought": sorted(manifests),
-        # Manifests are JSON text; surrogateescape keeps any byte as it came.
-        "write": {k: v.decode("utf-8", "surrogateescape") for k, v in changed.items()},
-        "delete": sorted((current.keys() & _brought(store)) - manifests.keys()),
-        # Listed by no committed manifest until the writes are done: gc keeps them.
-        "blobs": sorted(referenced(changed)),
-    }
-    # The last import stays what the document says until this one is applied.
-    doc = {**(json.loads(read) if read else {}), "committing": journal}
-    committed = json.dumps(doc).encode()
-    if not compare_and_set(store, IMPORTED, committed, read):
-        raise BundleError(
-            f"another import committed while bundle {index.id} was being checked: nothing "
-            "of this one was committed; import it again (it is checked against that one)"
-        )
-    if store.get(JOURNAL) is not None:
-        # One the release before left for this bundle, which recover could not finish
-        # (see import_bundle): this commit replaces it.
-        store.delete(JOURNAL)
-    _apply(store, doc, committed)
-    change = {
-        "event": "bundle imported",
-        "bundle": index.id,
-        "follows": index.follows,
-        "written": sorted(changed),
-        "deleted": journal["delete"],
-    }
-    Journal(store).record([change], actor_for("manual"), f"bundle {index.id} imported")
-
-
-def _brought(store: BlobStore) -> set[str]:
-    """The manifests earlier bundles brought: the only ones a bundle may take away. A
-    model imported by hand on this side (`tfmirror hub import`) is this side's own.
-    An import by the release before kept no such list: then only PyPI manifests, which
-    on an inner mirror nothing but bundles writes."""
-    doc = _imported(store)
-    if isinstance(doc.get("brought"), list):
-        return {str(key) for key in doc["brought"]}
-    return {key for key in read_manifests(store) if key.startswith(PYPI_MANIFESTS + "/")}
-
-
-def _apply(store: BlobStore, doc: dict[str, Any], committed: bytes) -> None:
-    """Idempotent: a crash anywhere in here is finished by running it again. The journal
-    leaves state/bundle/imported only if that is still the commit this applied."""
-    compare_and_set(store, IMPORTED, _write(store, doc["committing"]), committed)
-
-
-def _write(store: BlobStore, journal: dict[str, Any]) -> bytes:
-    """Write and delete the journal's manifests; state/bundle/imported once they are."""
-    for key, text in journal["write"].items():
-        fence("pypi")
-        store.put(key, text.encode("utf-8", "surrogateescape"))
-    for key in journal["delete"]:
-        fence("pypi")
-        store.delete(key)
-    done = {**{k: journal.get(k) for k in _RECORDED}, "offered": False}
-    return json.dumps(done).encode()

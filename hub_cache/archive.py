@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from hub_cache.errors import ArchiveRejected
 from hub_cache.formats import looked_for, recognise
@@ -44,6 +44,9 @@ class ArchiveFacts:
     uncompressed_size: int  # sum of member file sizes
     root_file: str  # the root file that marks its format
     model_format: ModelFormat  # hub_cache.formats; the manifest keeps root_file, which says it
+    # The bytes of the root member the caller asked to keep (`capture`), read in the same
+    # pass; None where there was none, or it was larger than asked for.
+    captured: bytes | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -255,8 +258,21 @@ def _kind_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Capture:
+    """A root member to keep in memory while the archive is checked (a SavedModel's
+    `saved_model.pb`, whose signatures and ops are read next), up to `max_bytes`."""
+
+    name: str
+    max_bytes: int
+
+
 def inspect_archive(
-    reader: BinaryIO, compressed_size: int, caps: ArchiveLimits, extract_to: Path | None = None
+    reader: BinaryIO,
+    compressed_size: int,
+    caps: ArchiveLimits,
+    extract_to: Path | None = None,
+    capture: Capture | None = None,
 ) -> ArchiveFacts:
     """Validate a model archive read from `reader`; extract it into `extract_to` if given.
 
@@ -266,7 +282,7 @@ def inspect_archive(
     try:
         compression, unpacked = _decompressor(reader)
         limits = _Budget(compressed_size, caps)
-        return _walk(_Metered(unpacked, limits), compression, extract_to, limits)
+        return _walk(_Metered(unpacked, limits), compression, extract_to, limits, capture)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         # gzip raises BadGzipFile/EOFError, bz2 OSError, tarfile ReadError: all mean
         # the bytes are not an intact archive.
@@ -277,13 +293,18 @@ def inspect_archive(
 
 
 def _walk(
-    metered: _Metered, compression: str, extract_to: Path | None, limits: _Budget
+    metered: _Metered,
+    compression: str,
+    extract_to: Path | None,
+    limits: _Budget,
+    capture: Capture | None,
 ) -> ArchiveFacts:
     directories: set[str] = {""}
     file_names: set[str] = set()
     files = 0
     size = 0
     root_files: set[str] = set()
+    captured: bytes | None = None
     with tarfile.open(  # type: ignore[call-overload]
         fileobj=metered, mode="r|", tarinfo=_BoundedInfo
     ) as tar:
@@ -314,7 +335,12 @@ def _walk(
             files += 1
             if "/" not in name:
                 root_files.add(name)
-            if extract_to is not None:
+            wanted = capture is not None and name == capture.name
+            if wanted and capture is not None and member.size <= capture.max_bytes:
+                captured = _read_member(tar, member)
+                if extract_to is not None:
+                    _write_new(extract_to / name, captured)
+            elif extract_to is not None:
                 _extract(tar, member, extract_to / name)
         end_of_members = tar.offset
     while metered.read(CHUNK):  # drain: gzip checks its CRC and length at the very end
@@ -328,14 +354,34 @@ def _walk(
     if found is None:
         raise ArchiveRejected(f"no {looked_for()} at the archive root")
     model_format, root_file = found
-    return ArchiveFacts(compression, files, len(directories) - 1, size, root_file, model_format)
+    return ArchiveFacts(
+        compression, files, len(directories) - 1, size, root_file, model_format, captured
+    )
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+def _member_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
     source = tar.extractfile(member)
     if source is None:  # pragma: no cover - isfile() members always have data
         raise ArchiveRejected(f"no data for {member.name!r}")
+    return source
+
+
+def _create(target: Path) -> IO[bytes]:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as out, source:
+    return os.fdopen(fd, "wb")
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    with _create(target) as out, _member_data(tar, member) as source:
         while chunk := source.read(CHUNK):
             out.write(chunk)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    with _member_data(tar, member) as source:
+        return source.read()
+
+
+def _write_new(target: Path, data: bytes) -> None:
+    with _create(target) as out:
+        out.write(data)

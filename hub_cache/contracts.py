@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from hub_cache.errors import NotASavedModel
 from hub_cache.formats import format_of
+from hub_cache.formats.saved_model_ops import keep_ops
+from hub_cache.formats.saved_model_signatures import saved_model_contract
 from mirror.core.config.hub import HubConfig, PinnedContract, contract_policy
 from mirror.core.contract_changes import ContractCheck, compare
 from mirror.core.contracts import Contract, ContractInvalid
@@ -36,6 +39,17 @@ def model_contract(
     if isinstance(found, Contract):
         store.put(f"{CONTRACT_STATE}/{sha256}.json", found.to_bytes())
     return found
+
+
+def keep_graph_facts(store: BlobStore, sha256: str, graph: bytes) -> None:
+    """A SavedModel's contract and ops, read from the `saved_model.pb` its archive check
+    kept in memory (hub_cache.archive.Capture), so neither reads the archive again. A
+    graph that does not parse is left to the reads that follow: they say why."""
+    try:
+        store.put(f"{CONTRACT_STATE}/{sha256}.json", saved_model_contract(graph).to_bytes())
+        keep_ops(store, sha256, graph)
+    except NotASavedModel:
+        return
 
 
 def kept_contract(store: DocumentReader, sha256: str) -> Contract | None:

@@ -13,12 +13,14 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from hub_cache.archive import inspect_archive
-from hub_cache.contracts import check_contract, model_contract
+from hub_cache.archive import Capture, inspect_archive
+from hub_cache.contracts import check_contract, keep_graph_facts, model_contract
 from hub_cache.errors import ArchiveRejected, LicenseUnread, SignatureRefused
 from hub_cache.formats import format_named
 from hub_cache.formats.base import ModelFormat
 from hub_cache.formats.blob_files import seekable_blob
+from hub_cache.formats.saved_model import SAVED_MODEL as SAVED_MODEL_FORMAT
+from hub_cache.formats.saved_model_ops import SAVED_MODEL
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
 from hub_cache.licenses import model_license
 from hub_cache.limits import ArchiveLimits, caps
@@ -155,8 +157,12 @@ def inspect_model(
         # takes a second pass.
         early = wanted is not None and (wanted.checks_folder or signature is not None)
         with store.open_blob(fetched.sha256) as reader:
-            facts = inspect_archive(reader, fetched.size, limits, folder if early else None)
+            facts = inspect_archive(
+                reader, fetched.size, limits, folder if early else None, GRAPH_CAPTURE
+            )
         found = facts.model_format
+        if facts.captured is not None and found is SAVED_MODEL_FORMAT:
+            keep_graph_facts(store, fetched.sha256, facts.captured)
         if wanted is not None and found is not wanted:
             raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
         if not early and (found.checks_folder or signature is not None):
@@ -170,6 +176,11 @@ def inspect_model(
         checked = found.check_folder(folder)
         served = {name: _keep_file(store, path) for name, path in _files_in(folder)}
     return {**facts.as_json(), **checked, "served_files": served, **signed}
+
+
+# A SavedModel's graph is kept from the archive's one checking pass for its contract and
+# ops; one over this is read again later (rare: real graphs are a few MB).
+GRAPH_CAPTURE = Capture(SAVED_MODEL, 256 * 2**20)
 
 
 def _files_in(folder: Path) -> list[tuple[str, Path]]:

@@ -57,11 +57,13 @@ def overdue(config: Config, store: BlobStore, job: str, now: datetime | None = N
 
 
 def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
-    """Jobs with a schedule; a hub-only or inner mirror has no PyPI side to sync."""
+    """Jobs with a schedule; a hub-only or inner mirror has no PyPI side to sync, and a
+    site ([follow]) syncs nothing itself: its follow loop (`up`) pulls instead."""
+    site = config.follow is not None
     return [
         (job, cron)
         for job, cron in config.schedule.jobs
-        if cron and (job != "pypi" or config.pypi.syncs)
+        if cron and (job != "pypi" or config.pypi.syncs) and not (site and job in ("pypi", "hub"))
     ]
 
 

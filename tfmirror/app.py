@@ -16,6 +16,7 @@ def create_app(config: Config | LiveConfig | MirrorParts, store: BlobStore | Non
     """`config`: the mirror's parts (`up`, which shares them with its scheduler), or a
     config to build them from (`store`, if given, is theirs). A LiveConfig where it can
     be reloaded (`up`): pages read it per request."""
+    from follow.api import blueprint as follow_api
     from hub_cache.routes import blueprint as hub_pages
     from mirror.proxy.nginx import entry_point
     from mirror.pypi.simple_pages import blueprint as pypi_pages
@@ -31,5 +32,6 @@ def create_app(config: Config | LiveConfig | MirrorParts, store: BlobStore | Non
     app.register_blueprint(fleet_index)
     app.register_blueprint(hub_pages)
     app.register_blueprint(ops_pages)
+    app.register_blueprint(follow_api)
     json_errors(app)
     return app

@@ -41,6 +41,7 @@ COMMANDS = (
     ("verify", "verify", "re-hash the store, check devpi, prove installs"),
     ("gc", "gc", "remove blobs no manifest references"),
     ("bundle", "bundle", "carry the mirror across an air gap, signed"),
+    ("follow", "follow", "pull what the centre this site follows committed, now"),
     ("status", "status", "what the status page shows"),
     ("audit", "audit", "known vulnerabilities (OSV advisories) in each environment or a lock"),
     ("sbom", "sbom", "a CycloneDX SBOM of an environment: files, hashes, licences, advisories"),

@@ -5,8 +5,10 @@ web app take one `MirrorParts`; nothing else wires these together."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from mirror.core.config import Config
@@ -15,11 +17,14 @@ from mirror.core.runs import Failure, JobFn
 from mirror.core.storage import BlobStore, open_store
 
 if TYPE_CHECKING:
+    from follow.pull import Pull
     from hub_cache.hub_sync import Gate, HubReport
     from mirror.advisories.sync import AdvisoriesReport
     from mirror.devpi.publish import DevpiIndex
     from mirror.pypi.sync import Progress, SyncReport
     from sync_jobs.runner import JobRunner
+
+log = logging.getLogger("tfmirror.devpi")
 
 # What each part needs is imported where the part is built: the jobs bring every job's
 # code (and TensorFlow's probes), which a command that runs none (pip-conf, status) skips.
@@ -44,6 +49,7 @@ class MirrorParts:
     @cached_property
     def jobs(self) -> dict[str, JobFn]:
         """Every package's jobs, each through its package's `register` door."""
+        import follow.jobs
         import hub_cache.jobs
         import mirror.advisories.sync
         import verify.jobs
@@ -54,6 +60,7 @@ class MirrorParts:
         hub_cache.jobs.register(jobs, gate_for=self.gate_for)
         verify.jobs.register(jobs, self.devpi_session, self.keeping_out)
         mirror.advisories.sync.register(jobs)
+        follow.jobs.register(jobs, offer_for=_offer_for, settle=_settle_devpi)
         return jobs
 
     @cached_property
@@ -89,6 +96,14 @@ class MirrorParts:
 
         return offer_manifests(self.config, self.store)
 
+    def follow(self) -> tuple[Pull, int, list[Failure]]:
+        """One pull from the centre by hand (`tfmirror follow`): as `up`'s loop, one record."""
+        from follow.jobs import follow_recorded
+
+        return follow_recorded(
+            self.config, self.store, "manual", self.offer_manifests, _settle_devpi
+        )
+
     def sync_pypi(self, progress: Progress | None = None, devpi: bool = True) -> SyncReport:
         """The PyPI sync by hand (`tfmirror sync`): as the scheduled job's, one record."""
         from tfmirror.jobs import sync_pypi
@@ -106,3 +121,22 @@ class MirrorParts:
         from hub_cache.jobs import sync_hub
 
         return sync_hub(self.config, self.store, "manual", self.gate_for)
+
+
+def _offer_for(config: Config, store: BlobStore) -> Callable[[], tuple[int, list[Failure]]]:
+    """devpi offers what the manifests list, for a run on `config` (a pull's commit)."""
+    from tfmirror.services import offer_manifests
+
+    return partial(offer_manifests, config, store)
+
+
+def _settle_devpi(config: Config, store: BlobStore) -> None:
+    """A running devpi purges what a followed quarantine takes away; one that is down
+    does it as tfmirror next starts it, before it serves."""
+    from mirror.devpi.errors import DevpiError, DevpiStartError
+    from mirror.devpi.publish import settle_running_devpi
+
+    try:
+        settle_running_devpi(config, store)
+    except (DevpiError, DevpiStartError) as exc:
+        log.warning("devpi: could not purge what the centre quarantined yet: %s", exc)

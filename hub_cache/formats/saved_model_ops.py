@@ -74,8 +74,13 @@ def archive_ops(store: BlobStore, sha256: str, max_bytes: int) -> GraphOps:
     cached = store.get(key)
     if cached is not None:
         return GraphOps.from_json(json.loads(cached))
-    found = saved_model_ops(archived_graph(store, sha256, max_bytes))
-    store.put(key, json.dumps(found.as_json()).encode())
+    return keep_ops(store, sha256, archived_graph(store, sha256, max_bytes))
+
+
+def keep_ops(store: BlobStore, sha256: str, graph: bytes) -> GraphOps:
+    """The ops of `graph`, the `saved_model.pb` of the archive in blob `sha256`, kept."""
+    found = saved_model_ops(graph)
+    store.put(f"{OPS_STATE}/{sha256}.json", json.dumps(found.as_json()).encode())
     return found
 
 

@@ -9,7 +9,7 @@ index's host and to no other."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -58,3 +58,27 @@ class Credentials:
             if known == origin:
                 return user, password
         return None
+
+
+# A followed centre's read token: a site sends it, the centre asks for it. Secrets come
+# from the environment only, never from the config file.
+FOLLOW_TOKEN_ENV = "TFMIRROR_FOLLOW_TOKEN"
+FOLLOW_API_TOKEN_ENV = "TFMIRROR_FOLLOW_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """A read token sent as `Authorization: Bearer` to one origin (a followed centre's)
+    and to no other: a redirect elsewhere goes without it. Never in a repr or a log."""
+
+    url: str  # the origin it is for, as configured
+    token: str = field(repr=False)
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        if not self.token:
+            return {}
+        try:
+            same = _origin(urlsplit(url)) == _origin(urlsplit(self.url))
+        except ValueError:
+            return {}
+        return {"Authorization": f"Bearer {self.token}"} if same else {}

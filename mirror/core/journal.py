@@ -200,6 +200,23 @@ class Journal:
         return lines[seq - first] if seq - first < len(lines) else None
 
     # -- reading ----------------------------------------------------------------------
+    def head(self) -> Entry | None:
+        """The newest entry, or None for an empty journal (what a follower watches)."""
+        end, _ = self._tip()
+        raw = self._raw(end - 1) if end else None
+        return None if raw is None else Entry(end - 1, hashlib.sha256(raw).hexdigest(), raw)
+
+    def after(self, seq: int, count: int) -> list[Entry]:
+        """Up to `count` entries after entry `seq` (-1: from the first), oldest first:
+        a page of what a follower lacks, read by number, not by walking the journal."""
+        out = []
+        for n in range(seq + 1, seq + 1 + count):
+            raw = self._raw(n)
+            if raw is None:
+                break
+            out.append(Entry(n, hashlib.sha256(raw).hexdigest(), raw))
+        return out
+
     def entries(self) -> Iterator[Entry]:
         """Every entry, oldest first: the sealed segments, then the entries after them."""
         seq = 0
@@ -311,6 +328,20 @@ def _link(seq: int, raw: bytes, prev: str) -> Broken | None:
         return Broken(
             seq, f"does not name entry {seq - 1} as it is now (that entry was changed or removed)"
         )
+    return None
+
+
+def extends(held: bytes, lines: list[bytes]) -> Broken | None:
+    """`lines` continue the journal `held` (as lines): numbered on from its end, the
+    first naming its last entry by sha256, each the one before. The first that does not,
+    or None. Only the new entries are walked: the held ones were when they came."""
+    kept = held.splitlines()
+    prev = hashlib.sha256(kept[-1]).hexdigest() if kept else GENESIS
+    for seq, raw in enumerate(lines, start=len(kept)):
+        broken = _link(seq, raw, prev)
+        if broken is not None:
+            return broken
+        prev = hashlib.sha256(raw).hexdigest()
     return None
 
 

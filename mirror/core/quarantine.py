@@ -207,6 +207,50 @@ def remove_rule(store: BlobStore, spec: str, model: bool) -> QuarantineRule | No
     return removed[0] if removed else None
 
 
+def adopt_rules(
+    store: BlobStore, rules: list[QuarantineRule]
+) -> tuple[list[QuarantineRule], list[QuarantineRule]]:
+    """Another mirror's rules (a followed centre's) become this one's, whole: what this
+    side's devpi already purged stays marked so, every other rule waits for this side's
+    own purge, and the projects of rules lifted are noted for devpi to re-read. Returns
+    the rules put in force and those lifted."""
+    added: list[QuarantineRule] = []
+    lifted: list[QuarantineRule] = []
+
+    def change(raw: bytes | None) -> bytes | None:
+        held = {(r.spec, r.model): r for r in _parse(raw)}
+        wanted = {(r.spec, r.model) for r in rules}
+        added[:] = [r for r in rules if (r.spec, r.model) not in held]
+        lifted[:] = [r for key, r in held.items() if key not in wanted]
+        kept = [
+            replace(
+                r,
+                devpi_purged=(mine := held.get((r.spec, r.model))) is not None
+                and mine.devpi_purged,
+            )
+            for r in rules
+        ]
+        refresh = {*_refresh_of(raw), *(p for r in lifted if (p := r.project) is not None)}
+        new = _dump(kept, refresh)
+        return None if new == raw else new
+
+    update_document(store, QUARANTINE, change)
+    return added, lifted
+
+
+def parse_rules(raw: bytes) -> list[QuarantineRule]:
+    """The rules of a quarantine document another mirror sent; ValueError if it is not
+    one (an unreadable document must not read as "no rules": that would lift them all)."""
+    try:
+        doc = json.loads(raw)
+        rows = doc["rules"]
+        if not isinstance(rows, list):
+            raise TypeError("rules is not a list")
+        return [QuarantineRule(**{**row, "blobs": tuple(row.get("blobs", ()))}) for row in rows]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a quarantine document ({type(exc).__name__})") from None
+
+
 def mark_purged(store: BlobStore, projects: set[str], refreshed: Iterable[str] = ()) -> None:
     """Note that devpi's copies of these projects are gone, and that it re-read the
     pages of `refreshed`."""

@@ -30,7 +30,7 @@ import requests.adapters
 import urllib3
 from urllib3.exceptions import ReadTimeoutError
 
-from mirror.core.credentials import Credentials
+from mirror.core.credentials import BearerToken, Credentials
 from mirror.core.errors import DownloadError, HostRefused
 from mirror.core.hosts import HostPolicy
 from mirror.core.redact import redact_url, shown
@@ -63,6 +63,8 @@ class FetchPolicy:
     hosts: HostPolicy = field(default_factory=HostPolicy)
     # The configured upstreams' logins: stored URLs carry none (mirror.core.credentials).
     credentials: Credentials = field(default_factory=Credentials)
+    # A followed centre's read token (mirror.core.credentials): sent to its origin only.
+    bearer: BearerToken | None = None
 
 
 _local = threading.local()
@@ -361,12 +363,13 @@ def _open(
             raise DownloadError(f"refused {redact_url(url)}: {exc}") from None
         clock.check()
         timeout = min(policy.timeout, max(clock.left(), 0.001))
+        sent = {**(headers or {}), **(policy.bearer.headers_for(url) if policy.bearer else {})}
         answer = (via or session()).get(
             url,
             stream=True,
             timeout=timeout,
             allow_redirects=False,
-            headers=headers,
+            headers=sent or None,
             auth=policy.credentials.for_url(url),
         )
         if answer.status_code not in REDIRECTS or "Location" not in answer.headers:
@@ -491,6 +494,27 @@ def fetch_document(url: str, policy: FetchPolicy, max_bytes: int) -> bytes:
             if answer.status_code != 200:
                 raise DownloadError(f"HTTP {answer.status_code}")
             return _read_capped(answer, clock, max_bytes)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise DownloadError(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
+
+
+def fetch_unless(
+    url: str, policy: FetchPolicy, max_bytes: int, etag: str | None
+) -> tuple[bytes, str] | None:
+    """A small document and its ETag, as `fetch_document` reads one; None when the
+    server answers 304 to `etag` (a conditional GET: nothing moved since)."""
+    clock = _Deadline(policy.deadline)
+    headers = {"Accept": "application/json"}
+    if etag:
+        headers["If-None-Match"] = f'"{etag}"'
+    try:
+        with _open(url, policy, clock, headers) as answer:
+            if answer.status_code == 304 and etag:
+                return None
+            if answer.status_code != 200:
+                raise DownloadError(f"HTTP {answer.status_code}")
+            tag = answer.headers.get("ETag", "").removeprefix("W/").strip('"')
+            return _read_capped(answer, clock, max_bytes), tag
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise DownloadError(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
 

@@ -12,15 +12,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
+from hub_cache.contracts import kept_contract
+from hub_cache.formats.saved_model_ops import archive_ops
+from hub_cache.hub_sync import Commit, ModelStatus, publish_model
 from hub_cache.models import load_model
-from mirror.core.config import load_config
+from mirror.core.config import load_config, parse_config
 from mirror.core.journal import Journal
 from mirror.core.snapshots import read_promotion
-from mirror.core.storage import open_store
+from mirror.core.storage import LocalStore, open_store
+from mirror.core.upstream import copy_local
 from testkit.servers import free_port
 from tests.support.archives import tar_of_dir
 from tests.support.cli import tfmirror
@@ -107,6 +111,36 @@ def test_contracts_read_without_tensorflow_are_what_tensorflow_loads_and_compare
     wrote = tfmirror(config, "hub", "contract", handles["v1"], "--write", str(pinned))
     assert wrote.returncode == 0, wrote.stderr
     assert json.loads(pinned.read_text())["signatures"] == expected["v1"]
+
+
+class CountingStore(LocalStore):
+    """Counts how often a blob is opened: each open of a model archive is a pass over it."""
+
+    opened = 0
+
+    def open_blob(self, sha256: str) -> BinaryIO:
+        self.opened += 1
+        return super().open_blob(sha256)
+
+
+def test_a_savedmodel_is_checked_and_its_contract_and_ops_read_in_one_pass(
+    made: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    models, expected = made
+    (tmp_path / "m.tar.gz").write_bytes(tar_of_dir(models / "v1"))
+    store = CountingStore(tmp_path / "store")
+    hub = parse_config({}, tmp_path).hub
+    fetched = copy_local(store, tmp_path / "m.tar.gz", 0)
+    published = publish_model(
+        store, "https://tfhub.dev/google/m/1", "google/m/1", fetched, hub, Commit("t", "test")
+    )
+    assert published.status is ModelStatus.NEW, published.reason
+    # Before: the archive was read once to check it and again for saved_model.pb.
+    assert store.opened == 1
+    kept = kept_contract(store, fetched.sha256)
+    assert kept is not None and kept.as_json()["signatures"] == expected["v1"]
+    ops = archive_ops(store, fetched.sha256, 2**30)  # kept too: no read
+    assert store.opened == 1 and "MatMul" in ops.ops
 
 
 def test_a_pinned_contract_blocks_a_breaking_version_or_reports_it(

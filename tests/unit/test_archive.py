@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache.archive import inspect_archive
+from hub_cache.archive import Capture, inspect_archive
 from hub_cache.errors import ArchiveRejected
 from hub_cache.limits import ArchiveLimits
 from tests.support.archives import (
@@ -33,6 +33,25 @@ def test_good_archive_facts(compress: bool) -> None:
     assert facts.uncompressed_size == sum(len(v) for v in FAKE_MODEL.values())
     assert facts.root_file == "saved_model.pb"
     assert facts.compression == ("gzip" if compress else "none")
+
+
+def test_the_graph_is_kept_from_the_checking_pass_and_still_extracted(tmp_path: Path) -> None:
+    data = tar_bytes(FAKE_MODEL)
+    graph = FAKE_MODEL["saved_model.pb"]
+    kept = inspect_archive(io.BytesIO(data), len(data), CAPS, None, Capture("saved_model.pb", 1024))
+    assert kept.captured == graph
+    out = tmp_path / "out"
+    out.mkdir()
+    both = inspect_archive(io.BytesIO(data), len(data), CAPS, out, Capture("saved_model.pb", 1024))
+    assert both.captured == graph and (out / "saved_model.pb").read_bytes() == graph
+    # Over what the caller keeps in memory: not kept (read again later), still extracted.
+    small = Capture("saved_model.pb", len(graph) - 1)
+    (tmp_path / "o2").mkdir()
+    over = inspect_archive(io.BytesIO(data), len(data), CAPS, tmp_path / "o2", small)
+    assert over.captured is None
+    assert (tmp_path / "o2" / "saved_model.pb").read_bytes() == graph
+    # The facts a manifest keeps say nothing of it.
+    assert "captured" not in kept.as_json()
 
 
 @pytest.mark.parametrize("kind", sorted(MALICIOUS_KINDS))

@@ -2,6 +2,7 @@
 imports inside functions (grimp reads every import statement in a module).
 
     composition root   tfmirror (the command, the web app, the jobs' wiring)
+    following          follow (a site's pull, with the bundle's commit)
     jobs and proofs    sync_jobs | verify | bundle
     the sides          mirror.pypi | mirror.devpi | mirror.proxy | hub_cache   (peers)
     core               mirror.core                   (imports nothing of ours)
@@ -18,7 +19,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tfmirror", "mirror", "hub_cache", "sync_jobs", "verify", "bundle")
+PACKAGES = ("tfmirror", "mirror", "hub_cache", "sync_jobs", "verify", "bundle", "follow")
 
 
 def test_the_layers_contract_holds() -> None:

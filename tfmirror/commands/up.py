@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from mirror.pypi.lockfile import render_pip_conf
 from mirror.pypi.manifest import migrate_layout
 from mirror.pypi.stored_urls import scrub_credentials
 from sync_jobs import scheduler
-from sync_jobs.runner import RunResult
+from sync_jobs.runner import JobRunner, RunResult
 from tfmirror.app import create_app
 from tfmirror.commands.common import (
     EXIT_FAILED,
@@ -89,9 +90,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
         # (if overdue) then run in the background. On a thread: a stop during a long
         # first sync is heard at once.
         starting = threading.Thread(
-            target=lambda: outcomes.update(
-                scheduler.catch_up(config, runner, only=("pypi", "hub"))
-            ),
+            target=lambda: outcomes.update(_catch_up(config, runner)),
             name="catch-up",
             daemon=True,
         )
@@ -108,6 +107,8 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             reloader.attach(sched)
             sched.start()
             scheduler.add_startup_jobs(sched, config, runner)
+            if config.follow is not None:
+                _follow_loop(runner, stop, config.follow.interval)
             while not stop.wait_for(lambda: reloader.requested or down() is not None):
                 if down() is not None:
                     break
@@ -124,6 +125,26 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             drop_scratch()  # its venvs and sockets: the job's own cleanup will never run
     failed = failure is not None or RunResult.FAILED in outcomes.values()
     return _farewell(stop, still, EXIT_FAILED if failed else EXIT_OK)
+
+
+def _catch_up(config: Config, runner: JobRunner) -> dict[str, RunResult]:
+    """The syncs due at start; on a site ([follow]), one pull from the centre instead."""
+    if config.follow is not None:
+        return {"follow": runner.run("follow", "startup")}
+    return scheduler.catch_up(config, runner, only=("pypi", "hub"))
+
+
+def _follow_loop(runner: JobRunner, stop: StopRequest, interval: float) -> None:
+    """A site pulls from its centre every `interval` seconds, through the runner (its
+    lease: of two replicas sharing a store, one pulls), until `up` stops."""
+
+    def loop() -> None:
+        due = [time.monotonic() + interval]
+        while not stop.wait_for(lambda: time.monotonic() >= due[0]):
+            runner.run("follow", "schedule")
+            due[0] = time.monotonic() + interval
+
+    threading.Thread(target=loop, name="follow", daemon=True).start()
 
 
 def _proxy(config: Config) -> NginxProcess | None:

@@ -13,9 +13,10 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror.core.config import advisories, devpi, hub, proxy, pypi, schedule, storage, web
+from mirror.core.config import advisories, devpi, follow, hub, proxy, pypi, schedule, storage, web
 from mirror.core.config.advisories import AdvisoriesConfig
 from mirror.core.config.devpi import DevpiConfig
+from mirror.core.config.follow import FollowConfig
 from mirror.core.config.hub import HubConfig
 from mirror.core.config.proxy import ProxyConfig
 from mirror.core.config.pypi import PypiConfig
@@ -27,7 +28,17 @@ from mirror.core.model_forms import TFJS
 
 ENV_CONFIG = "TFMIRROR_CONFIG"
 LOCAL_CONFIG = "tfmirror.toml"
-SECTIONS = ("storage", "devpi", "pypi", "web", "hub", "schedule", "proxy", "advisories")
+SECTIONS = (
+    "storage",
+    "devpi",
+    "pypi",
+    "web",
+    "hub",
+    "schedule",
+    "proxy",
+    "advisories",
+    "follow",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     advisories: AdvisoriesConfig | None = None  # None: no [advisories], none carried
+    follow: FollowConfig | None = None  # None: no [follow], a mirror of its own
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
@@ -54,6 +66,7 @@ class Config:
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths resolve against `base`."""
+    follow_config = follow.read(data, base)  # first: it names a secret put in the file
     for key in data:
         if key not in SECTIONS:
             raise ConfigError(
@@ -65,6 +78,9 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     devpi_config = devpi.read(data.get("devpi", {}), base, storage_config)
     hub_only = "pypi" not in data and has_models
     pypi_config = pypi.read(data.get("pypi", {}), hub_only, has_models, base)
+    if follow_config is not None:
+        # A site resolves nothing: the centre's manifests are all it serves.
+        pypi_config = replace(pypi_config, upstream="")
     validate(devpi_config, pypi_config, hub_config)
     return Config(
         storage=storage_config,
@@ -75,6 +91,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         schedule=_schedule(data, base),
         advisories=advisories.read(data.get("advisories"), base),
         proxy=proxy.read(data.get("proxy", {}), base, storage_config),
+        follow=follow_config,
         source=source,
     )
 

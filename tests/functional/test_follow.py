@@ -1,0 +1,239 @@
+"""A site follows a centre over HTTP: two real tfmirror processes on loopback (the
+centre's `serve`, the site's `follow` and `up`), real devpi on the site, pip in a clean
+venv; what a centre serves wrong is refused and the site serves on what it had."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bundle.contents import read_manifests
+from mirror.core.config import load_config
+from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
+from mirror.core.storage import open_store
+from mirror.core.web_server import WebServer
+from mirror.devpi.server import DevpiProcess
+from mirror.proxy.nginx import entry_point
+from testkit.mirror_env import operator_config
+from testkit.servers import free_port, make_venv, pip_install, read_banner
+from testkit.upstream import Upstream
+from testkit.wheels import WheelSpec
+from tests.support.cli import tfmirror
+from tfmirror.app import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLE = "https://tfhub.dev/google/tfmirror-test/keras/1"
+TOKEN = "follow-read-token-7c1e"
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not answering (yet)
+
+
+def wait_until(check: Any, seconds: float = 120) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@contextmanager
+def running(config: Path, command: str) -> Iterator[subprocess.Popen[str]]:
+    """`tfmirror COMMAND` in a process of its own until the block ends, then SIGTERM;
+    `up`'s output is read (its banner), a front's access log is not kept."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if command == "up" else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def held(config: Path) -> dict[str, bytes]:
+    return read_manifests(open_store(load_config(str(config)).storage))
+
+
+@pytest.fixture
+def centre(
+    tmp_path: Path,
+    upstream: Upstream,
+    saved_models: tuple[Path, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Path, str]]:
+    """A centre that synced alpha 1.0 (+ beta) and imported one model, its front served
+    by `tfmirror serve` in a process of its own, asking for a read token; the sites the
+    test starts send it (both from the environment, as secrets are)."""
+    monkeypatch.setenv(FOLLOW_API_TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(FOLLOW_TOKEN_ENV, TOKEN)
+    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
+    upstream.add(WheelSpec("beta", "1.0", noise=200_000))
+    (tmp_path / "centre").mkdir()
+    extra = "\n[proxy]\nenabled = false\n"
+    config = operator_config(tmp_path / "centre", upstream.index_url, ["alpha"], extra=extra)
+    synced = tfmirror(config, "sync", "pypi")
+    assert synced.returncode == 0, synced.stderr
+    models, _ = saved_models
+    imported = tfmirror(config, "hub", "import", str(models / "keras"), "--handle", HANDLE)
+    assert imported.returncode == 0, imported.stderr
+    url = load_config(str(config)).web.base_url
+    with running(config, "serve"):
+        assert wait_until(lambda: status(f"{url}/healthz") == 200), "the centre never served"
+        yield config, url
+
+
+def site_config(tmp_path: Path, centre_url: str, interval: int = 30) -> Path:
+    """A site: its own store, devpi and front, no requirements or models of its own."""
+    folder = tmp_path / "site"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tfmirror.toml"
+    path.write_text(
+        f'[storage]\npath = "data"\n'
+        f'[devpi]\nurl = "http://127.0.0.1:{free_port()}"\nindex = "fleet/pypi"\n'
+        f"[web]\nport = {free_port()}\n[proxy]\nenabled = false\n"
+        f'[follow]\nurl = "{centre_url}"\ninterval = {interval}\n'
+    )
+    return path
+
+
+def runs(config: Path) -> list[dict[str, Any]]:
+    store = open_store(load_config(str(config)).storage)
+    keys = sorted(k for k in store.list("runs/follow/") if k.rsplit("/", 1)[-1][:1].isdigit())
+    return [json.loads(store.get(k) or b"{}") for k in keys]
+
+
+def blob_path(config: Path, sha256: str) -> Path:
+    path = open_store(load_config(str(config)).storage).local_path(sha256)
+    assert path is not None
+    return path
+
+
+def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
+    centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
+) -> None:
+    centre_config, centre_url = centre
+    site = site_config(tmp_path, centre_url)
+
+    pulled = tfmirror(site, "follow")
+    assert pulled.returncode == 0, pulled.stderr
+    assert held(site) == held(centre_config)  # the closure and the model, byte for byte
+    assert any(k.startswith("manifests/hub/") for k in held(site))
+    verified = tfmirror(site, "history", "--outer", "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    own = tfmirror(site, "history", "--json")
+    assert own.returncode == 0 and "followed" in own.stdout, own.stdout + own.stderr
+
+    # Nothing changed at the centre: a 304, no blob fetched, nothing written.
+    before = held(site)
+    again = tfmirror(site, "follow")
+    assert again.returncode == 0, again.stderr
+    assert "has not moved" in again.stdout
+    assert runs(site)[-1]["counts"].get("new_blobs", 0) == 0
+    assert held(site) == before
+
+    # A token the centre does not know gets nothing.
+    stranger = site_config(tmp_path / "other", centre_url)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(FOLLOW_TOKEN_ENV, "wrong")
+        refused = tfmirror(stranger, "follow")
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr, refused.stderr
+
+    # pip installs at the site from what the pull brought, in a clean venv.
+    config = load_config(str(site))
+    venv = make_venv(tmp_path / "venv")
+    with (
+        WebServer(create_app(config), config.web.host, config.web.port),
+        DevpiProcess(config.devpi),
+    ):
+        pip = pip_install(venv, entry_point(config, proxied=False).index_url, "alpha")
+        assert pip.returncode == 0, pip.stderr
+        old_name = "alpha-1.0-py3-none-any.whl"
+        old_sha = upstream.files[old_name].sha256
+        file_url = f"{config.web.base_url}/files/{old_sha}/{old_name}"
+        assert status(file_url) == 200
+
+        # A byte flipped in a centre blob: refused, named; the site serves what it had.
+        upstream.add(WheelSpec("alpha", "2.0", requires=["beta"]))
+        assert tfmirror(centre_config, "sync", "pypi").returncode == 0
+        new_name = "alpha-2.0-py3-none-any.whl"
+        new = upstream.files[new_name]
+        path = blob_path(centre_config, new.sha256)
+        good = path.read_bytes()
+        path.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+        flipped = tfmirror(site, "follow")
+        assert flipped.returncode == 1, flipped.stdout
+        assert new.sha256 in flipped.stderr and "sha256 mismatch" in flipped.stderr
+        assert held(site) == before
+        assert runs(site)[-1]["outcome"] == "failed"
+        assert status(file_url) == 200
+        assert open_store(config.storage).blob_size(new.sha256) is None
+
+        # Put right, and a quarantine at the centre: the next pull brings both.
+        path.write_bytes(good)
+        quarantined = tfmirror(centre_config, "quarantine", "add", "alpha==1.0", "--reason", "CVE")
+        assert quarantined.returncode == 0, quarantined.stderr
+        caught_up = tfmirror(site, "follow")
+        assert caught_up.returncode == 0, caught_up.stderr
+        assert "quarantine rules changed" in caught_up.stdout
+        assert held(site) == held(centre_config)
+        assert status(file_url) == 410
+        new_url = f"{config.web.base_url}/files/{new.sha256}/{new_name}"
+        assert status(new_url) == 200
+
+
+def test_a_site_defining_its_own_requirements_is_a_config_error(tmp_path: Path) -> None:
+    site = site_config(tmp_path, "http://127.0.0.1:9")
+    site.write_text(site.read_text() + '[pypi]\nrequirements = ["alpha"]\n')
+    done = tfmirror(site, "follow")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "[follow]" in done.stderr, done.stderr
+
+
+def test_up_on_a_site_runs_the_follow_loop_and_a_takedown_at_the_centre_reaches_it(
+    centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
+) -> None:
+    centre_config, centre_url = centre
+    site = site_config(tmp_path, centre_url, interval=1)
+    config = load_config(str(site))
+    with running(site, "up") as up:
+        banner = read_banner(up)
+        assert "follow sync at start: ok" in banner, banner
+        name = "alpha-1.0-py3-none-any.whl"
+        file_url = f"{config.web.base_url}/files/{upstream.files[name].sha256}/{name}"
+        assert status(file_url) == 200
+        quarantined = tfmirror(centre_config, "quarantine", "add", "alpha", "--reason", "CVE")
+        assert quarantined.returncode == 0, quarantined.stderr
+        # The loop pulls every second; bounded, and no timing asserted beyond that.
+        assert wait_until(lambda: status(file_url) == 410, 120)
+    assert up.returncode == 0
+    assert held(site) == held(centre_config)
+    verified = tfmirror(site, "history", "--outer", "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
