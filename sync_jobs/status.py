@@ -37,6 +37,7 @@ from mirror.core.storage import BlobStore
 from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
+from mirror.pypi.package_licenses import LicenseSummary
 from mirror.pypi.upstream_status import read_statuses
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
@@ -274,6 +275,8 @@ class Status:
     # Where a process that reloads its config serves the page (`up`): the last reload,
     # a refused config's one-line error, what changed that needs a restart.
     config: ConfigNote | None = None
+    # Per environment: files per licence and those outside its policy (live closures).
+    licenses: list[LicenseSummary] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -466,4 +469,15 @@ def collect_status(
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
         config=config_note,
+        licenses=_licenses(config, manifests),
     )
+
+
+def _licenses(config: Config, manifests: list[Manifest]) -> list[LicenseSummary]:
+    by_env: dict[str, list[Manifest]] = {}
+    for manifest in manifests:
+        by_env.setdefault(manifest.environment, []).append(manifest)
+    return [
+        LicenseSummary.of(env, (w for m in ms for w in m.files), config.pypi.license_policy(env))
+        for env, ms in sorted(by_env.items())
+    ]
