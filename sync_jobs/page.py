@@ -23,6 +23,7 @@ BUTTONS = {
     "verify": "Verify now",
     "gc": "Collect garbage now",
     "snapshot": "Snapshot now",
+    "advisories": "Sync advisories now",
 }
 
 

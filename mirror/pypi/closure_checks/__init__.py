@@ -12,10 +12,11 @@ from mirror.pypi.closure_checks.check import (
     SyncView,
     Verdict,
 )
+from mirror.pypi.closure_checks.licenses import Licenses
 from mirror.pypi.closure_checks.quarantined import Quarantined
 from mirror.pypi.closure_checks.upstream_removals import UpstreamRemovals
 
 # Upstream's word first: the rules it writes are the quarantine the next one reads.
-CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Quarantined)
+CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Quarantined, Licenses)
 
 __all__ = ["CLOSURE_CHECKS", "CheckFactory", "ClosureCheck", "Finding", "SyncView", "Verdict"]
