@@ -22,6 +22,9 @@ FOLLOWERS = "state/follow/followers.json"
 FOLLOWER_HEADER = "X-Tfmirror-Follower"
 FOLLOWER_SEQ_HEADER = "X-Tfmirror-Follower-Seq"
 KEPT = 64  # followers remembered: a misbehaving client cannot grow the document
+# An idle follower polling every interval rewrites its sighting at most this often (on
+# S3, each write is a PUT): its "last seen" is then at most this old.
+REWRITE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ def note_follower(store: BlobStore, name: str, seq: str, address: str, now: str)
     if not FOLLOWER_NAME.match(name) or not re.fullmatch(r"-1|\d{1,15}", seq):
         return False
     doc = _read(store)
+    last = doc.get(name, {})
+    if last.get("seq") == int(seq) and last.get("address") == address[:64]:
+        seen = utc_moment(last.get("seen"))
+        moment = utc_moment(now)
+        if seen and moment and (moment - seen).total_seconds() < REWRITE_SECONDS:
+            return True  # nothing new: an idle site's poll costs the store nothing
     doc[name] = {"seq": int(seq), "seen": now, "address": address[:64]}
     kept = sorted(doc.items(), key=lambda item: str(item[1].get("seen", "")), reverse=True)
     store.put(FOLLOWERS, json.dumps(dict(sorted(kept[:KEPT])), sort_keys=True).encode())

@@ -22,6 +22,7 @@ from mirror.core.follow_status import SiteFollow, failed, pulled, read_follow_st
 from mirror.core.followers import (
     FOLLOWER_HEADER,
     FOLLOWER_SEQ_HEADER,
+    FOLLOWERS,
     KEPT,
     note_follower,
     read_followers,
@@ -174,6 +175,16 @@ def test_a_centre_keeps_its_last_followers_with_their_lag(tmp_path: Path) -> Non
     # site-b lacks entries 1 and 2: 2 behind, for as long as entry 1 has existed.
     assert rows["site-b"].entries_behind == 2
     assert rows["site-b"].lag_seconds == pytest.approx(40.0, abs=1.0)
+
+    # An idle follower's poll (same entry, same address) rewrites nothing for a minute.
+    before = store.get(FOLLOWERS)
+    assert note_follower(store, "site-a", "2", "10.0.0.1", "2026-12-01T12:00:59Z")
+    assert store.get(FOLLOWERS) == before
+    assert note_follower(store, "site-a", "2", "10.0.0.1", "2026-12-01T12:01:00Z")
+    assert store.get(FOLLOWERS) != before
+    moved = store.get(FOLLOWERS)
+    assert note_follower(store, "site-a", "3", "10.0.0.1", "2026-12-01T12:01:01Z")  # moved on
+    assert store.get(FOLLOWERS) != moved
 
     # Bounded: the longest unseen are dropped first.
     for n in range(KEPT + 5):
