@@ -19,6 +19,8 @@ from hub_cache.compat_matrix import Pair, read_matrix
 from hub_cache.contracts import served_check
 from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config, HubConfig
+from mirror.core.follow_status import SiteFollow, read_follow_status
+from mirror.core.followers import Follower, read_followers
 from mirror.core.handles import handle_version
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
@@ -275,6 +277,8 @@ class Status:
     # Where a process that reloads its config serves the page (`up`): the last reload,
     # a refused config's one-line error, what changed that needs a restart.
     config: ConfigNote | None = None
+    follow: SiteFollow | None = None  # a site: its centre, lag, and an outage's one line
+    followers: list[Follower] = field(default_factory=list)  # a centre: who follows it
     # Per environment: files per licence and those outside its policy (live closures).
     licenses: list[LicenseSummary] = field(default_factory=list)
 
@@ -470,7 +474,16 @@ def collect_status(
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
         config=config_note,
         licenses=_licenses(config, manifests),
+        **_following(config, store),
     )
+
+
+def _following(config: Config, store: BlobStore) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    site = read_follow_status(store) if config.follow is not None else None
+    if config.follow is not None and (site is None or site.url != config.follow.url):
+        site = SiteFollow(config.follow.url)  # not pulled from this centre yet
+    return {"follow": site.at(now) if site else None, "followers": read_followers(store, now)}
 
 
 def _licenses(config: Config, manifests: list[Manifest]) -> list[LicenseSummary]:
