@@ -3,7 +3,8 @@
 answer per interval), the entries after a number, the state document (follow.state),
 one followed document by key, one blob by sha256. With TFMIRROR_FOLLOW_API_TOKEN set in
 the centre's environment, each asks for it as a bearer token (compared in constant time,
-never logged)."""
+never logged). A site serves the same API from what it holds, so a site can be followed
+in turn (centre -> region -> site)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from flask import Blueprint, Response, abort, request
 from follow.state import followed_key, sha256_of, state_of
 from mirror.core.context import app_store
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV
+from mirror.core.followers import FOLLOWER_HEADER, FOLLOWER_SEQ_HEADER, note_follower
 from mirror.core.journal import Journal
+from mirror.core.runs import utcnow
 from mirror.pypi.simple_pages import blob_response
 
 blueprint = Blueprint("follow_api", __name__)
@@ -45,6 +48,12 @@ def _json(doc: object, etag: str | None = None) -> Response:
 
 @blueprint.get("/api/follow/head")
 def head() -> Response:
+    """Each site asks this every interval, saying who it is and what it holds: the centre
+    remembers it (mirror.core.followers) for its status page."""
+    name = request.headers.get(FOLLOWER_HEADER)
+    if name is not None:
+        seq = request.headers.get(FOLLOWER_SEQ_HEADER, "-1")
+        note_follower(app_store(), name, seq, request.remote_addr or "", utcnow())
     entry = Journal(app_store()).head()
     etag = f"{entry.seq}.{entry.sha256}" if entry else "empty"
     if etag in request.if_none_match:

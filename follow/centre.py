@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
@@ -14,6 +16,8 @@ from follow.errors import FollowRefused
 from follow.state import CentreState, sha256_of
 from mirror.core.config.follow import FollowConfig
 from mirror.core.credentials import FOLLOW_TOKEN_ENV, BearerToken
+from mirror.core.errors import DownloadError
+from mirror.core.followers import FOLLOWER_HEADER, FOLLOWER_SEQ_HEADER
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import Fetched, FetchPolicy, fetch_unless, fetch_verified
@@ -44,10 +48,13 @@ class Centre:
     def __init__(self, follow: FollowConfig, policy: FetchPolicy | None = None) -> None:
         self.url = follow.url
         self.policy = policy or policy_for(follow)
+        self.name = follow.name or socket.gethostname()[:64]
 
-    def head(self, etag: str | None) -> Head | None:
-        """The journal's head; None when it has not moved from `etag` (a 304)."""
-        got = fetch_unless(f"{self.url}/api/follow/head", self.policy, 4096, etag)
+    def head(self, etag: str | None, held: int) -> Head | None:
+        """The journal's head; None when it has not moved from `etag` (a 304). The ask
+        says who this site is and which entry it holds: the centre lists its followers."""
+        say = {FOLLOWER_HEADER: self.name, FOLLOWER_SEQ_HEADER: str(held)}
+        got = fetch_unless(f"{self.url}/api/follow/head", self.policy, 4096, etag, say)
         if got is None:
             return None
         body, tag = got
@@ -56,6 +63,13 @@ class Centre:
             return Head(int(doc["seq"]), str(doc["sha256"]), tag)
         except (ValueError, KeyError, TypeError):
             raise FollowRefused("the centre's journal head is not a head document") from None
+
+    def report(self, held: int, etag: str) -> None:
+        """Tell the centre which entry this site now holds (its list of followers): one
+        more ask for the head, a 304 unless it moved meanwhile. A hint: a failure is
+        the next pull's to notice."""
+        with suppress(DownloadError, FollowRefused):
+            self.head(etag, held)
 
     def entries_after(self, seq: int, until: int) -> list[bytes]:
         """The centre's entries after `seq` up to `until`, their exact bytes, page by page."""

@@ -11,3 +11,15 @@ class FollowRefused(TfmirrorError):
     the site serves what it had. The message names what and why."""
 
     label = "pull refused"
+
+
+class BlobsMissing(FollowRefused):
+    """A pull that stopped midway: the centre named blobs it did not deliver (it went
+    down, or served wrong bytes). Those it did deliver stay stored: the next pull takes
+    them as held and asks only for the rest."""
+
+    def __init__(self, message: str, centre_seq: int, blobs: int, size: int) -> None:
+        super().__init__(message)
+        self.centre_seq = centre_seq
+        self.blobs = blobs
+        self.size = size

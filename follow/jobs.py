@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from bundle.runs import Offer, finish_offer
 from follow.centre import Centre
-from follow.errors import FollowRefused
-from follow.pull import Pull, pull
+from follow.errors import BlobsMissing, FollowRefused
+from follow.pull import Pull, held_seq, pull
 from mirror.core.config import Config
 from mirror.core.errors import DownloadError, UsageError
-from mirror.core.runs import Failure, JobFn, RunRecord, record_crash
+from mirror.core.follow_status import failed, pulled
+from mirror.core.redact import shown
+from mirror.core.runs import Failure, JobFn, RunRecord, record_crash, utcnow
 from mirror.core.storage import BlobStore
 
 JOB = "follow"
@@ -36,12 +38,14 @@ def follow_recorded(
     try:
         done = pull(store, follow, Centre(follow), trigger)
     except (FollowRefused, DownloadError) as exc:
+        _failed(store, follow.url, exc)
         failure = Failure("centre", follow.url, str(exc))
         record.finish(store, False, {}, 0, [failure.as_json()], {"centre": follow.url})
         raise
     except Exception as exc:
         record_crash(store, JOB, trigger, exc)
         raise
+    pulled(store, follow.url, done.seq, utcnow())
     held, failures = finish_offer(store, offer)
     if done.quarantine_changed:
         settle(config, store)
@@ -56,6 +60,22 @@ def follow_recorded(
     errors = [f.as_json() for f in failures]
     record.finish(store, not failures, counts, done.bytes, errors, extra)
     return done, held, failures
+
+
+def _failed(store: BlobStore, url: str, exc: FollowRefused | DownloadError) -> None:
+    """The site's view after a failed pull: unreachable (no answer, or not the one
+    asked for) or refused, with what a pull cut short still lacked."""
+    missing = (exc.blobs, exc.size) if isinstance(exc, BlobsMissing) else (0, 0)
+    failed(
+        store,
+        url,
+        utcnow(),
+        shown(str(exc), 300),
+        held_seq=held_seq(store, url),
+        unreachable=isinstance(exc, DownloadError),
+        centre_seq=exc.centre_seq if isinstance(exc, BlobsMissing) else None,
+        missing=missing,
+    )
 
 
 def register(jobs: dict[str, JobFn], offer_for: OfferFor, settle: Settle) -> None:

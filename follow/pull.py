@@ -17,7 +17,7 @@ from bundle.commit import Arrival, brought, commit_arrival
 from bundle.contents import read_manifests
 from bundle.errors import BundleError
 from follow.centre import Centre, Head
-from follow.errors import FollowRefused
+from follow.errors import BlobsMissing, FollowRefused
 from follow.state import CentreState, differs, followed_key, sha256_of
 from hub_cache.models import HUB_MANIFESTS, ModelManifest
 from mirror.core.config.follow import FollowConfig
@@ -66,6 +66,12 @@ def _pulled(store: BlobStore) -> dict[str, Any]:
         return {}
 
 
+def held_seq(store: BlobStore, url: str) -> int:
+    """The centre entry the last whole pull from `url` brought (-1: none yet)."""
+    last = _pulled(store)
+    return int(last.get("seq", -1)) if last.get("url") == url else -1
+
+
 def blob_sizes(manifests: Mapping[str, bytes]) -> dict[str, int | None]:
     """Each blob these manifests refer to, with the size they give it (None: none given,
     as for a wheel's METADATA file). Refuses (ValueError) a manifest that does not parse."""
@@ -85,7 +91,7 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
     last = _pulled(store)
     read = store.get(IMPORTED)  # the commit goes over this, or not at all
     etag = str(last["etag"]) if last.get("url") == follow.url and last.get("etag") else None
-    head = centre.head(etag)
+    head = centre.head(etag, held_seq(store, follow.url))
     if head is None:
         done.unchanged, done.seq = True, int(last.get("seq", -1))
         return done
@@ -114,7 +120,7 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
             sizes.update({sha: sizes.get(sha) for sha in snap.blobs})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FollowRefused(f"a manifest the centre serves does not parse ({exc})") from None
-    _fetch(store, centre, sizes, done)
+    _fetch(store, centre, sizes, done, head.seq)
     gone = (local.keys() & brought(store)) - state.manifests.keys()
     if docs or gone:
         wanted = {k: docs.get(k) or local[k] for k in state.manifests}
@@ -128,6 +134,7 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
     keep_outer(store, held + b"".join(line + b"\n" for line in new))
     _record_policy(store, done, trigger)
     store.put(PULLED, json.dumps({"url": follow.url, "etag": head.etag, "seq": head.seq}).encode())
+    centre.report(head.seq, head.etag)
     return done
 
 
@@ -177,26 +184,32 @@ def _new_snapshots(store: BlobStore, centre: Centre, state: CentreState) -> list
     return out
 
 
-def _fetch(store: BlobStore, centre: Centre, sizes: Mapping[str, int | None], done: Pull) -> None:
+def _fetch(
+    store: BlobStore, centre: Centre, sizes: Mapping[str, int | None], done: Pull, seq: int
+) -> None:
     """Every blob this site lacks, once, PARALLEL at a time; the first that fails refuses
     the pull (the others already stored stay, unreferenced: gc's after its grace)."""
     # Re-stamped, not only looked for: gc spares a young blob until the commit lists it.
     missing = sorted(sha for sha in sizes if not store.touch_blob(sha))
-    failures: list[str] = []
+    failures: dict[str, str] = {}
 
     def one(sha: str) -> int:
         try:
             return centre.blob(store, sha, sizes[sha]).size
         except DownloadError as exc:
-            failures.append(f"blob {sha}: {exc}")
+            failures[sha] = f"blob {sha}: {exc}"
             return 0
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         moved = list(pool.map(one, missing))
     if failures:
-        raise FollowRefused(
-            f"{failures[0]} (of {len(failures)} the centre could not deliver as its "
-            "manifests name them): nothing of this pull was committed"
+        first = failures[min(failures)]
+        raise BlobsMissing(
+            f"{first} (of {len(failures)} the centre could not deliver as its "
+            "manifests name them): nothing of this pull was committed",
+            seq,
+            len(failures),
+            sum(sizes[sha] or 0 for sha in failures),
         )
     done.new_blobs, done.bytes = len(missing), sum(moved)
 
@@ -220,7 +233,9 @@ def _commit(
         again="the next pull tries again",
         lease="follow",
         trigger=trigger,
-        facts={"centre": follow.url, "centre_head": head.seq},
+        # The centre's head by number and sha256: a site of this site, which keeps this
+        # journal as its outer one, can match each pull to the centre's own journal.
+        facts={"centre": follow.url, "centre_head": head.seq, "centre_head_sha256": head.sha256},
     )
     try:
         commit_arrival(store, arrival, manifests, read)

@@ -34,6 +34,7 @@ class _StatusCollector:
         yield from self._licenses()
         yield from self._advisories()
         yield from self._verification()
+        yield from self._follow()
 
     def _jobs(self) -> Iterator[Metric]:
         def job_gauge(name: str, text: str, *labels: str) -> GaugeMetricFamily:
@@ -187,6 +188,37 @@ class _StatusCollector:
         )
         checked.add_metric([], verification.get("bytes_checked", 0))
         yield from (ok, problems, checked)
+
+    def _follow(self) -> Iterator[Metric]:
+        """A site: its lag behind its centre; a centre: each follower's."""
+        site, followers = self.status.follow, self.status.followers
+        if site is not None:
+            for name, text, value in (
+                ("lag_seconds", "Seconds since the last good pull, while behind", site.lag_seconds),
+                ("entries_behind", "Centre journal entries not held here", site.entries_behind),
+                (
+                    "last_success_timestamp_seconds",
+                    "End of the last pull that succeeded",
+                    _ts(site.last_success) or 0.0,
+                ),
+                ("centre_reachable", "0 while the centre does not answer", not site.unreachable),
+            ):
+                gauge = GaugeMetricFamily(f"tfmirror_follow_{name}", text, labels=["centre"])
+                gauge.add_metric([site.url], float(value))
+                yield gauge
+        if followers:
+            behind = GaugeMetricFamily(
+                "tfmirror_follower_entries_behind", "A follower's lag", labels=["follower"]
+            )
+            lag = GaugeMetricFamily(
+                "tfmirror_follower_lag_seconds",
+                "Age of the oldest entry it lacks",
+                labels=["follower"],
+            )
+            for f in followers:
+                behind.add_metric([f.name], f.entries_behind)
+                lag.add_metric([f.name], f.lag_seconds)
+            yield from (behind, lag)
 
 
 def render_metrics(status: Status) -> bytes:

@@ -23,6 +23,7 @@ BUTTONS = {
     "verify": "Verify now",
     "gc": "Collect garbage now",
     "snapshot": "Snapshot now",
+    "advisories": "Sync advisories now",
 }
 
 
@@ -106,6 +107,10 @@ def render_text(status: Status) -> str:
     """`tfmirror status`: the page's facts as plain text."""
     state, _, why = headline(status).partition(": ")
     lines = ["tfmirror: " + (state if status.healthy else f"{state.upper()}: {why}")]
+    if status.follow is not None:
+        f = status.follow
+        behind = f"{f.entries_behind} entries behind, at entry {f.held_seq}"
+        lines.append("  " + (f.notice or f"following {f.url}: {behind}"))
     for job in status.jobs:
         last = job.last_run
         line = f"  {job.job:6} {job.schedule:16} "

@@ -19,6 +19,8 @@ from hub_cache.compat_matrix import Pair, read_matrix
 from hub_cache.contracts import served_check
 from hub_cache.models import ModelManifest, load_models
 from mirror.core.config import Config, HubConfig
+from mirror.core.follow_status import SiteFollow, read_follow_status
+from mirror.core.followers import Follower, read_followers
 from mirror.core.handles import handle_version
 from mirror.core.journal import Journal
 from mirror.core.live_config import ConfigNote
@@ -37,6 +39,7 @@ from mirror.core.storage import BlobStore
 from mirror.pypi.cooldown import Held, read_held
 from mirror.pypi.lag import read_lag
 from mirror.pypi.manifest import Manifest, load_all
+from mirror.pypi.package_licenses import LicenseSummary
 from mirror.pypi.upstream_status import read_statuses
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
@@ -277,6 +280,10 @@ class Status:
     config: ConfigNote | None = None
     # By environment: what the advisory database says of its closure (empty: none synced).
     advisories: dict[str, list[KnownVulnerability]] = field(default_factory=dict)
+    follow: SiteFollow | None = None  # a site: its centre, lag, and an outage's one line
+    followers: list[Follower] = field(default_factory=list)  # a centre: who follows it
+    # Per environment: files per licence and those outside its policy (live closures).
+    licenses: list[LicenseSummary] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -424,7 +431,12 @@ def collect_status(
 ) -> Status:
     """`base_url`: where the fleet reaches the mirror; its indexes are under it (what
     `tfmirror pip-conf` prints)."""
-    jobs = [_job(config, store, job, cron) for job, cron in config.schedule.jobs]
+    jobs = [
+        _job(config, store, job, cron)
+        for job, cron in config.schedule.jobs
+        # The advisories job is a job of this mirror only where [advisories] says so.
+        if job != "advisories" or config.advisories is not None
+    ]
     if read_index(store, BUNDLE_JOB, "latest.json") is not None:
         jobs.append(_job(config, store, BUNDLE_JOB, ""))  # only where bundles are made or read
     manifests = load_all(store)
@@ -465,4 +477,24 @@ def collect_status(
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
         config=config_note,
         advisories=known_vulnerabilities(config, store, manifests),
+        licenses=_licenses(config, manifests),
+        **_following(config, store),
     )
+
+
+def _following(config: Config, store: BlobStore) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    site = read_follow_status(store) if config.follow is not None else None
+    if config.follow is not None and (site is None or site.url != config.follow.url):
+        site = SiteFollow(config.follow.url)  # not pulled from this centre yet
+    return {"follow": site.at(now) if site else None, "followers": read_followers(store, now)}
+
+
+def _licenses(config: Config, manifests: list[Manifest]) -> list[LicenseSummary]:
+    by_env: dict[str, list[Manifest]] = {}
+    for manifest in manifests:
+        by_env.setdefault(manifest.environment, []).append(manifest)
+    return [
+        LicenseSummary.of(env, (w for m in ms for w in m.files), config.pypi.license_policy(env))
+        for env, ms in sorted(by_env.items())
+    ]

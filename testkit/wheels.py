@@ -23,6 +23,8 @@ class WheelSpec:
     requires_python: str = ""
     source: str = ""  # more of the package's __init__.py (runs on import)
     extra_files: dict[str, str] = field(default_factory=dict)  # more files: path -> text
+    # More METADATA header lines, e.g. "License-Expression: MIT" or a Classifier.
+    headers: list[str] = field(default_factory=list)
 
     @property
     def module(self) -> str:
@@ -37,6 +39,7 @@ class WheelSpec:
         if self.requires_python:
             lines.append(f"Requires-Python: {self.requires_python}")
         lines += [f"Requires-Dist: {r}" for r in self.requires]
+        lines += self.headers
         return ("\n".join(lines) + "\n").encode()
 
 

@@ -44,6 +44,7 @@ COMMANDS = (
     ("follow", "follow", "pull what the centre this site follows committed, now"),
     ("status", "status", "what the status page shows"),
     ("audit", "audit", "known vulnerabilities (OSV advisories) in each environment or a lock"),
+    ("sbom", "sbom", "a CycloneDX SBOM of an environment: files, hashes, licences, advisories"),
     ("history", "history", "every change to what the mirror offers: when, who, why"),
     ("quarantine", "quarantine", "stop offering a release or model fleet-wide, or offer it again"),
     ("snapshot", "snapshot", "hold every closure and model as they are now; list, show, delete"),

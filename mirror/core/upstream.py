@@ -499,12 +499,17 @@ def fetch_document(url: str, policy: FetchPolicy, max_bytes: int) -> bytes:
 
 
 def fetch_unless(
-    url: str, policy: FetchPolicy, max_bytes: int, etag: str | None
+    url: str,
+    policy: FetchPolicy,
+    max_bytes: int,
+    etag: str | None,
+    say: Mapping[str, str] | None = None,
 ) -> tuple[bytes, str] | None:
     """A small document and its ETag, as `fetch_document` reads one; None when the
-    server answers 304 to `etag` (a conditional GET: nothing moved since)."""
+    server answers 304 to `etag` (a conditional GET: nothing moved since). `say`: more
+    headers, none of them secret (a follower's name)."""
     clock = _Deadline(policy.deadline)
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **(say or {})}
     if etag:
         headers["If-None-Match"] = f'"{etag}"'
     try:

@@ -14,8 +14,10 @@ from email.parser import BytesParser
 from typing import BinaryIO
 
 from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.licenses import License
 from mirror.core.storage import BlobStore, HashingWriter, open_seekable
 from mirror.pypi.errors import MetadataError
+from mirror.pypi.package_licenses import license_of
 from mirror.pypi.resolve import Wheel
 
 # The largest METADATA on PyPI is a few hundred KB (a long description); this is ample.
@@ -27,6 +29,7 @@ _METADATA = re.compile(r"([^/]+)\.dist-info/METADATA")
 class CoreMetadata:
     sha256: str
     requires_python: str | None
+    license: License
 
 
 def _member(infos: list[zipfile.ZipInfo], filename: str) -> zipfile.ZipInfo:
@@ -94,4 +97,4 @@ def extract(store: BlobStore, wheel: Wheel, declared: str | None = None) -> Core
     except (MetadataError, StoreError):
         sink.discard()
         raise
-    return CoreMetadata(sha, requires_python(data))
+    return CoreMetadata(sha, requires_python(data), license_of(data))

@@ -12,14 +12,16 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mirror.core.errors import StoreError
+from mirror.core.errors import BlobNotFound, StoreError
+from mirror.core.licenses import License
 from mirror.core.redact import bounded, shown
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore, open_seekable
 from mirror.core.timestamps import rfc3339_utc
 from mirror.core.upstream import ProjectPages
-from mirror.pypi.core_metadata import extract
+from mirror.pypi.core_metadata import MAX_METADATA, extract
 from mirror.pypi.errors import MetadataError, WheelRefused
+from mirror.pypi.package_licenses import license_of
 from mirror.pypi.resolve import Wheel
 from mirror.pypi.wheel_contents import check_wheel
 
@@ -101,6 +103,7 @@ def settle(
         facts |= {
             "metadata_sha256": known.metadata_sha256,
             "requires_python": known.requires_python,
+            "license": known.license or _recorded_license(store, known.metadata_sha256),
         }
     else:
         # A new file: read as an installer reads its zip before any index offers it.
@@ -108,8 +111,32 @@ def settle(
             check_wheel(blob, wheel.filename, contents=False)
         declared = _declared_metadata(entry) if entry is not None else None
         metadata = extract(store, wheel, declared)
-        facts |= {"metadata_sha256": metadata.sha256, "requires_python": metadata.requires_python}
+        facts |= {
+            "metadata_sha256": metadata.sha256,
+            "requires_python": metadata.requires_python,
+            "license": metadata.license,
+        }
     return dataclasses.replace(wheel, **facts)
+
+
+def _recorded_license(store: BlobStore, metadata_sha256: str) -> License:
+    """A file a manifest of the release before licences lists: its licence read from the
+    METADATA blob the mirror already holds (no wheel opened, nothing fetched)."""
+    try:
+        with store.open_blob(metadata_sha256) as f:
+            return license_of(f.read(MAX_METADATA + 1))
+    except BlobNotFound:
+        return License.unknown("its METADATA blob is missing")
+
+
+def _sdists_licensed(settled: dict[str, Wheel]) -> None:
+    """An sdist kept beside the wheel built from it has that wheel's licence: the built
+    wheel's METADATA is what the build made of the sdist's."""
+    built = {w.built_from.sdist_sha256: w for w in settled.values() if w.built_from is not None}
+    for sha, sdist in list(settled.items()):
+        wheel = built.get(sha)
+        if not sdist.is_wheel and sdist.license is None and wheel is not None:
+            settled[sha] = dataclasses.replace(sdist, license=wheel.license)
 
 
 def settle_all(
@@ -136,4 +163,5 @@ def settle_all(
                 failures.append(outcome)
             else:
                 settled[wheel.sha256] = outcome
+    _sdists_licensed(settled)
     return settled, failures

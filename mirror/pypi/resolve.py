@@ -24,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mirror.core.children import die_with_parent, scrubbed_env
 from mirror.core.config import Target
+from mirror.core.licenses import License
 from mirror.core.redact import bounded, scrub_url
 from mirror.core.timestamps import rfc3339_utc
 from mirror.pypi.errors import ResolveError
@@ -87,6 +88,9 @@ class Wheel:
     yanked: bool | str = False  # upstream's: True, or the reason given
     role: Role = Role.CLOSURE
     built_from: BuiltFrom | None = None
+    # Read from its METADATA at sync (mirror.pypi.package_licenses); None: a manifest
+    # written before licences were recorded, until the next sync fills it in.
+    license: License | None = None
 
     @property
     def is_wheel(self) -> bool:
@@ -111,6 +115,8 @@ class Wheel:
             doc["role"] = str(self.role)
         if self.built_from is not None:
             doc["built_from"] = self.built_from.as_json()
+        if self.license is not None:
+            doc["license"] = self.license.as_json()
         return doc
 
     @classmethod
@@ -130,7 +136,13 @@ class Wheel:
             yanked=yanked if isinstance(yanked, (bool, str)) else bool(yanked),
             role=Role(doc.get("role", Role.CLOSURE)),
             built_from=BuiltFrom.from_json(built) if isinstance(built, dict) else None,
+            license=License.from_json(doc["license"]) if "license" in doc else None,
         )
+
+    @property
+    def licensed(self) -> License:
+        """Its licence; one not recorded yet reads as unknown."""
+        return self.license or License.from_json(None)
 
 
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")

@@ -19,6 +19,7 @@ from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.functional.test_bundle import tfmirror
 from tests.support.osv_records import RECORDS, export
+from tfmirror.app import create_app
 
 
 class OsvExport(LoopbackHttpServer):
@@ -65,6 +66,9 @@ def test_an_export_over_http_is_stored_journaled_and_audit_names_what_it_affects
         assert broken.returncode == 1 and "stays in force" in broken.stdout
 
     store = open_store(load_config(str(config)).storage)
+    # Configured, the job is one of the status page's, with its own button and record.
+    page = create_app(load_config(str(config)), store).test_client().get("/").get_data(True)
+    assert 'data-job="advisories"' in page and "Sync advisories now" in page
     changes = [c for e in Journal(store).entries() for c in e.doc["changes"]]
     (entry,) = [c for c in changes if c["event"] == "advisories updated"]
     assert entry["sha256"] == hashlib.sha256(good).hexdigest() and entry["records"] == 4

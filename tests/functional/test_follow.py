@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +83,14 @@ def held(config: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def centre(
+def centre_config(
     tmp_path: Path,
     upstream: Upstream,
     saved_models: tuple[Path, dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[Path, str]]:
-    """A centre that synced alpha 1.0 (+ beta) and imported one model, its front served
-    by `tfmirror serve` in a process of its own, asking for a read token; the sites the
-    test starts send it (both from the environment, as secrets are)."""
+) -> Path:
+    """A centre that synced alpha 1.0 (+ beta) and imported one model, asking for a read
+    token; the sites the test starts send it (both from the environment, as secrets are)."""
     monkeypatch.setenv(FOLLOW_API_TOKEN_ENV, TOKEN)
     monkeypatch.setenv(FOLLOW_TOKEN_ENV, TOKEN)
     upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
@@ -104,13 +103,20 @@ def centre(
     models, _ = saved_models
     imported = tfmirror(config, "hub", "import", str(models / "keras"), "--handle", HANDLE)
     assert imported.returncode == 0, imported.stderr
+    return config
+
+
+@pytest.fixture
+def centre(centre_config: Path) -> Iterator[tuple[Path, str]]:
+    """That centre, its front served by `tfmirror serve` in a process of its own."""
+    config = centre_config
     url = load_config(str(config)).web.base_url
     with running(config, "serve"):
         assert wait_until(lambda: status(f"{url}/healthz") == 200), "the centre never served"
         yield config, url
 
 
-def site_config(tmp_path: Path, centre_url: str, interval: int = 30) -> Path:
+def site_config(tmp_path: Path, centre_url: str, interval: int = 30, more: str = "") -> Path:
     """A site: its own store, devpi and front, no requirements or models of its own."""
     folder = tmp_path / "site"
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,7 +125,7 @@ def site_config(tmp_path: Path, centre_url: str, interval: int = 30) -> Path:
         f'[storage]\npath = "data"\n'
         f'[devpi]\nurl = "http://127.0.0.1:{free_port()}"\nindex = "fleet/pypi"\n'
         f"[web]\nport = {free_port()}\n[proxy]\nenabled = false\n"
-        f'[follow]\nurl = "{centre_url}"\ninterval = {interval}\n'
+        f'[follow]\nurl = "{centre_url}"\ninterval = {interval}\n{more}'
     )
     return path
 
@@ -237,3 +243,94 @@ def test_up_on_a_site_runs_the_follow_loop_and_a_takedown_at_the_centre_reaches_
     assert held(site) == held(centre_config)
     verified = tfmirror(site, "history", "--outer", "--verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def get_json(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            doc: dict[str, Any] = json.loads(answer.read())
+            return doc
+    except OSError:
+        return {}  # not answering (yet)
+
+
+def page(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""
+
+
+def test_a_region_and_its_site_serve_through_a_centre_outage_and_catch_up(
+    centre_config: Path, upstream: Upstream, tmp_path: Path
+) -> None:
+    """centre -> region (`up`, pulling every second) -> site (`follow`): the chain holds
+    the centre's closure; the centre stopped, the region says so in one line, serves
+    what it holds and feeds its own site; the centre back, the region catches up."""
+    centre_url = load_config(str(centre_config)).web.base_url
+    quick = 'backoff_max = 1\nname = "region"\n'
+    region = site_config(tmp_path / "region", centre_url, interval=1, more=quick)
+    region_url = load_config(str(region)).web.base_url
+    leaf = site_config(tmp_path / "leaf", region_url, more='name = "leaf"\n')
+    name = "alpha-1.0-py3-none-any.whl"
+    file_url = f"{region_url}/files/{upstream.files[name].sha256}/{name}"
+    centre = ExitStack()
+    centre.enter_context(running(centre_config, "serve"))
+    assert wait_until(lambda: status(f"{centre_url}/healthz") == 200), "the centre never served"
+    with centre, running(region, "up") as up:
+        banner = read_banner(up)
+        assert "follow sync at start: ok" in banner, banner
+        assert status(file_url) == 200
+        pulled = tfmirror(leaf, "follow")
+        assert pulled.returncode == 0, pulled.stderr
+        assert held(leaf) == held(centre_config)
+        verified = tfmirror(leaf, "history", "--outer", "--verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        # Each lists its followers, by the name each pull gave.
+        assert wait_until(
+            lambda: (
+                "region"
+                in {f["name"] for f in get_json(f"{centre_url}/api/status").get("followers", [])}
+            ),
+            30,
+        )
+        followers = get_json(f"{region_url}/api/status")["followers"]
+        assert [(f["name"], f["entries_behind"]) for f in followers] == [("leaf", 0)]
+
+        # The centre stops: the region says so, and serves on what it holds.
+        centre.close()
+        notice = f"following {centre_url}: centre unreachable since "
+
+        def says_down() -> bool:
+            doc = get_json(f"{region_url}/api/status").get("follow") or {}
+            return bool(doc.get("unreachable")) and str(doc.get("notice")).startswith(notice)
+
+        assert wait_until(says_down, 120)
+        assert notice in page(f"{region_url}/")
+        assert "serving what was pulled at " in page(f"{region_url}/")
+        assert status(file_url) == 200
+        metrics = page(f"{region_url}/metrics")
+        assert f'tfmirror_follow_centre_reachable{{centre="{centre_url}"}} 0.0' in metrics
+        again = tfmirror(leaf, "follow")  # the region still feeds its own site
+        assert again.returncode == 0, again.stderr
+
+        # The centre syncs alpha 2.0 while no one reaches it, then comes back.
+        upstream.add(WheelSpec("alpha", "2.0", requires=["beta"]))
+        assert tfmirror(centre_config, "sync", "pypi").returncode == 0
+        new_name = "alpha-2.0-py3-none-any.whl"
+        new_url = f"{region_url}/files/{upstream.files[new_name].sha256}/{new_name}"
+        assert status(new_url) == 404
+        with running(centre_config, "serve"):
+            assert wait_until(lambda: status(new_url) == 200, 120), "the region never caught up"
+            assert wait_until(
+                lambda: (
+                    (get_json(f"{region_url}/api/status").get("follow") or {}).get("notice") == ""
+                ),
+                30,
+            )
+            assert held(region) == held(centre_config)
+            caught_up = tfmirror(leaf, "follow")
+            assert caught_up.returncode == 0, caught_up.stderr
+            assert held(leaf) == held(centre_config)
+    assert up.returncode == 0

@@ -119,8 +119,10 @@ class StoreCentre(Centre):
         self.lie: str | None = None
         self.lose: str | None = None
         self.unmoved = False
+        self.heard: list[int] = []  # the entry the site said it held, at each head
 
-    def head(self, etag: str | None) -> Head | None:
+    def head(self, etag: str | None, held: int) -> Head | None:
+        self.heard.append(held)
         entry = Journal(self.store).head()
         tag = f"{entry.seq}.{entry.sha256}" if entry else "empty"
         if etag == tag:
@@ -194,6 +196,7 @@ def test_a_pull_brings_the_manifests_blobs_and_journal_and_a_second_asks_nothing
     assert read_manifests(site) == read_manifests(centre_store)
     assert site.get(OUTER) == b"".join(line + b"\n" for line in _lines(centre_store))
     assert any(e.doc["changes"][0]["event"] == "followed" for e in Journal(site).entries())
+    centre.unmoved = False  # the first pull's report of where it ended was a 304 too
     again = pull(site, FOLLOW, centre, "manual")
     assert again.unchanged and centre.unmoved and len(centre.blobs_asked) == 2
 

@@ -2,16 +2,17 @@
 environment's closure, now or as a snapshot holds it) or against a lock file a CI image
 was built from. Exit 1 when an advisory at or above `--min-severity` affects something
 and no waiver in force ([[advisories.waivers]]) covers it, 0 when none does, 2 for a
-usage error. Nothing is withheld here: the sync does that (mirror.advisories.policy)."""
+usage error. Nothing is withheld here: the sync does that (mirror.advisories.policy).
+`--licenses` lists each environment's licences instead (files per SPDX id, and those
+outside its policy: exit 1 when there is one); it needs no advisory database."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mirror.advisories.database import Current, load_advisories
@@ -21,10 +22,9 @@ from mirror.advisories.records import Severity
 from mirror.core.config import Config
 from mirror.core.config.advisories import Waiver
 from mirror.core.errors import UsageError
-from mirror.core.snapshots import FrozenDocuments
 from mirror.pypi.lockfile import read_lock
-from mirror.pypi.manifest import load_all
-from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, must_snapshot, pick_environment
+from mirror.pypi.package_licenses import LicenseSummary
+from tfmirror.commands.common import EXIT_FAILED, EXIT_OK, closures
 from tfmirror.parts import MirrorParts
 
 LEVELS = [s.label for s in Severity]
@@ -35,6 +35,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", metavar="NAME", help="the closures a snapshot holds")
     parser.add_argument("--lock", metavar="FILE", help="a requirements lock (name==version)")
     parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument(
+        "--licenses",
+        action="store_true",
+        help="each environment's licences and the files outside its licence policy",
+    )
     parser.add_argument(
         "--min-severity",
         choices=LEVELS,
@@ -61,16 +66,10 @@ def _scopes(parts: MirrorParts, args: argparse.Namespace) -> list[Scope]:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--lock {args.lock}: cannot read it ({exc})") from None
         return [Scope(str(path), frozenset(read_lock(text, str(path))))]
-    store = parts.store
-    source = FrozenDocuments(must_snapshot(store, args.snapshot)) if args.snapshot else store
-    wanted = pick_environment(parts.config, args.env).name if args.env else None
-    releases: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for manifest in load_all(source, wanted):
-        releases[manifest.environment].update((w.project, w.version) for w in manifest.files)
-    if wanted is not None and wanted not in releases:
-        where = f"snapshot {args.snapshot}" if args.snapshot else "the mirror"
-        raise UsageError(f"--env {wanted}: {where} holds no closure of it yet")
-    return [Scope(name, frozenset(found)) for name, found in sorted(releases.items())]
+    return [
+        Scope(name, frozenset((w.project, w.version) for m in manifests for w in m.files))
+        for name, manifests in closures(parts.config, parts.store, args.env, args.snapshot).items()
+    ]
 
 
 def _waivers(config: Config) -> tuple[Waiver, ...]:
@@ -140,7 +139,34 @@ def _text(
     return "\n".join(lines)
 
 
+def _license_lines(summaries: list[LicenseSummary]) -> list[str]:
+    lines = []
+    for summary in summaries:
+        lines.append(f"{summary.environment}: {sum(summary.counts.values())} files")
+        lines += [f"  {n:5d}  {name}" for name, n in summary.counts.items()]
+        lines.append(f"  outside the licence policy: {len(summary.outside) or 'none'}")
+        lines += [f"    {line}" for line in summary.outside]
+    return lines
+
+
+def _licenses(parts: MirrorParts, args: argparse.Namespace) -> int:
+    if args.lock:
+        raise UsageError("--licenses reads the mirrored files' metadata; drop --lock")
+    pypi = parts.config.pypi
+    summaries = [
+        LicenseSummary.of(env, (w for m in ms for w in m.files), pypi.license_policy(env))
+        for env, ms in closures(parts.config, parts.store, args.env, args.snapshot).items()
+    ]
+    if args.json:
+        print(json.dumps({"licenses": [asdict(s) for s in summaries]}, indent=1))
+    else:
+        print("\n".join(_license_lines(summaries)))
+    return EXIT_FAILED if any(s.outside for s in summaries) else EXIT_OK
+
+
 def run(parts: MirrorParts, args: argparse.Namespace) -> int:
+    if args.licenses:
+        return _licenses(parts, args)
     threshold = Severity[args.min_severity.upper()]
     scopes = _scopes(parts, args)
     current, records = load_advisories(parts.store)

@@ -1,5 +1,5 @@
 """What the commands share: exit codes, argument types, picking an environment and
-target, a snapshot by name, forwarding a stop to a child."""
+target, a snapshot by name, the closures a command reads, forwarding a stop to a child."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from mirror.core.config import (
 )
 from mirror.core.errors import UsageError
 from mirror.core.runs import Failure
-from mirror.core.snapshots import Snapshot, check_name, load_snapshot
+from mirror.core.snapshots import FrozenDocuments, Snapshot, check_name, load_snapshot
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import listen_problem, tfmirror_serves
+from mirror.pypi.manifest import Manifest, load_all
 
 EXIT_OK, EXIT_FAILED = 0, 1  # and 2, a UsageError's (tfmirror.cli)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -142,3 +143,19 @@ def must_snapshot(store: BlobStore, name: str) -> Snapshot:
     if found is None:
         raise UsageError(f"snapshot {name!r} does not exist (see: tfmirror snapshot list)")
     return found
+
+
+def closures(
+    config: Config, store: BlobStore, env: str | None, snapshot: str | None
+) -> dict[str, list[Manifest]]:
+    """Each environment's committed manifests, live or as `snapshot` holds them; `env`'s
+    alone where given (a usage error if there is none of it yet)."""
+    source = FrozenDocuments(must_snapshot(store, snapshot)) if snapshot else store
+    wanted = pick_environment(config, env).name if env else None
+    found: dict[str, list[Manifest]] = {}
+    for manifest in load_all(source, wanted):
+        found.setdefault(manifest.environment, []).append(manifest)
+    if wanted is not None and wanted not in found:
+        where = f"snapshot {snapshot}" if snapshot else "the mirror"
+        raise UsageError(f"--env {wanted}: {where} holds no closure of it yet")
+    return dict(sorted(found.items()))

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from bundle.importer import pending
 from bundle.runs import resume
 from mirror.core.config import Config
+from mirror.core.config.follow import FollowConfig
+from mirror.core.follow_status import retry_delay
 from mirror.core.scratch import drop_scratch
 from mirror.core.stopping import StopRequest
 from mirror.core.storage import drop_unfinished_writes
@@ -108,7 +110,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             sched.start()
             scheduler.add_startup_jobs(sched, config, runner)
             if config.follow is not None:
-                _follow_loop(runner, stop, config.follow.interval)
+                _follow_loop(runner, stop, config.follow, outcomes.get("follow", RunResult.OK))
             while not stop.wait_for(lambda: reloader.requested or down() is not None):
                 if down() is not None:
                     break
@@ -134,15 +136,23 @@ def _catch_up(config: Config, runner: JobRunner) -> dict[str, RunResult]:
     return scheduler.catch_up(config, runner, only=("pypi", "hub"))
 
 
-def _follow_loop(runner: JobRunner, stop: StopRequest, interval: float) -> None:
+def _follow_loop(
+    runner: JobRunner, stop: StopRequest, follow: FollowConfig, first: RunResult
+) -> None:
     """A site pulls from its centre every `interval` seconds, through the runner (its
-    lease: of two replicas sharing a store, one pulls), until `up` stops."""
+    lease: of two replicas sharing a store, one pulls), until `up` stops; after a failed
+    pull sooner, backing off (retry_delay) until one succeeds."""
 
     def loop() -> None:
-        due = [time.monotonic() + interval]
+        failures = 1 if first is RunResult.FAILED else 0
+        due = [time.monotonic() + retry_delay(failures, follow.interval, follow.backoff_max)]
         while not stop.wait_for(lambda: time.monotonic() >= due[0]):
-            runner.run("follow", "schedule")
-            due[0] = time.monotonic() + interval
+            result = runner.run("follow", "schedule")
+            if result is RunResult.FAILED:
+                failures += 1
+            elif result is RunResult.OK:
+                failures = 0
+            due[0] = time.monotonic() + retry_delay(failures, follow.interval, follow.backoff_max)
 
     threading.Thread(target=loop, name="follow", daemon=True).start()
 

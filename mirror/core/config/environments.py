@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.core.config.forms import DURATION, REQUIREMENTS
+from mirror.core.config.hub import LICENSES, LICENSES_EXAMPLE
 from mirror.core.config.keys import Check, Form, Section, key
 from mirror.core.config.targets import TARGETS, TARGETS_EXAMPLE, Target
 from mirror.core.errors import ConfigError
@@ -44,6 +45,10 @@ class Environment:
     # environment's own, else [pypi]'s).
     advisories: str = key("report", '"block"', ADVISORY_MODE)
     advisory_min_severity: str = key("high", '"high"', ADVISORY_SEVERITY)
+    # This environment's package licence policy, in place of [pypi]'s where set.
+    allowed_licenses: tuple[str, ...] | None = key(None, LICENSES_EXAMPLE, form=LICENSES)
+    denied_licenses: tuple[str, ...] | None = key(None, '["GPL-3.0-only"]', form=LICENSES)
+    allow_unknown_license: bool | None = key(None, "true", form=Form(bool))
 
 
 def read(name: str, raw: Any, inner: bool, base: Path) -> Environment:

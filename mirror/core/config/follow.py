@@ -5,6 +5,7 @@ token a site sends and a centre asks for are secrets: they come from the environ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from mirror.core.config.keys import SECONDS, Check, key, plain, read_table
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
 from mirror.core.errors import ConfigError
 
+# How a site names itself to its centre (mirror.core.followers): a header's worth.
+FOLLOWER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _URL_EXAMPLE = '"http://central.internal:8000"'
 
 
@@ -33,6 +36,19 @@ class FollowConfig:
     # The centre's promoted snapshot is this site's too; false: the site promotes itself.
     follow_promotion: bool = key(True, "true")
     interval: float = key(30.0, "30", SECONDS)  # seconds between two pulls under `up`
+    # After a failed pull `up` tries again sooner than `interval`, then less and less
+    # often (2 s, 4 s, 8 s ... up to this), and at `interval` again once one succeeds.
+    backoff_max: float = key(300.0, "300", SECONDS)
+    # How this site names itself to its centre (its list of followers); "": the host name.
+    name: str = key(
+        "",
+        '"site-berlin"',
+        Check(
+            lambda name: not name or FOLLOWER_NAME.match(name) is not None,
+            "a follower's name is letters, digits, '.', '_' or '-' (at most 64), "
+            'e.g. name = "site-berlin"',
+        ),
+    )
 
 
 def read(data: Mapping[str, Any], base: Path) -> FollowConfig | None:

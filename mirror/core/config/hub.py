@@ -86,7 +86,7 @@ def _licenses(s: Section, name: str, raw: Any) -> tuple[str, ...] | None:
                 else 'write SPDX ids such as "Apache-2.0" (spdx.org/licenses), or '
                 "LicenseRef-Name for one SPDX does not list"
             )
-            where = _where(s) if s.name.startswith("hub.") else "[hub]"
+            where = _where(s) if s.name.startswith("hub.") else f"[{s.name}]"
             raise ConfigError(f"{where} {name}: {text!r} is no SPDX id or expression; {fix}")
     return tuple(raw)
 

@@ -20,8 +20,10 @@ from mirror.core.config.environments import (
     own_settings,
 )
 from mirror.core.config.forms import DURATION, HOSTS, HOSTS_EXAMPLE, REQUIREMENTS
+from mirror.core.config.hub import LICENSES, LICENSES_EXAMPLE
 from mirror.core.config.keys import RETRIES, SECONDS, Check, Section, key, plain
 from mirror.core.config.targets import TARGETS, TARGETS_EXAMPLE, Target
+from mirror.core.licenses import LicensePolicy
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
 DEFAULT_REQUIREMENTS = ("tensorflow", "tensorflow-hub")
@@ -93,6 +95,12 @@ class PypiConfig:
     build_backends: tuple[str, ...] = key(
         DEFAULT_BUILD_BACKENDS, '["setuptools", "hatchling"]', form=REQUIREMENTS
     )
+    # The licences a mirrored file may have (SPDX ids or expressions; none: any not
+    # denied), those it may not, and whether one whose licence is not known may; each
+    # environment may set its own. A closure holding a file outside it is not committed.
+    allowed_licenses: tuple[str, ...] = key((), LICENSES_EXAMPLE, form=LICENSES)
+    denied_licenses: tuple[str, ...] = key((), '["GPL-3.0-only"]', form=LICENSES)
+    allow_unknown_license: bool = key(False, "true")
 
     @property
     def enabled(self) -> bool:
@@ -123,6 +131,18 @@ class PypiConfig:
 
     def environment(self, name: str) -> Environment | None:
         return next((env for env in self.environments if env.name == name), None)
+
+    def license_policy(self, name: str) -> LicensePolicy:
+        """The licence policy of environment `name`: its own keys, else [pypi]'s."""
+        env = self.environment(name)
+        allowed = env.allowed_licenses if env else None
+        denied = env.denied_licenses if env else None
+        unknown = env.allow_unknown_license if env else None
+        return LicensePolicy(
+            self.allowed_licenses if allowed is None else allowed,
+            self.denied_licenses if denied is None else denied,
+            self.allow_unknown_license if unknown is None else unknown,
+        )
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from mirror.pypi.closure_checks.check import (
     SyncView,
     Verdict,
 )
+from mirror.pypi.closure_checks.licenses import Licenses
 from mirror.pypi.closure_checks.quarantined import Quarantined
 from mirror.pypi.closure_checks.upstream_removals import UpstreamRemovals
 
 # Upstream's word and the advisories first: the rules they write are the quarantine the
-# last one reads.
-CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Advisories, Quarantined)
+# next one reads; licences last.
+CLOSURE_CHECKS: tuple[CheckFactory, ...] = (UpstreamRemovals, Advisories, Quarantined, Licenses)
 
 __all__ = ["CLOSURE_CHECKS", "CheckFactory", "ClosureCheck", "Finding", "SyncView", "Verdict"]
