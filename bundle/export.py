@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bundle.contents import read_manifests, referenced
 from bundle.errors import BundleError
 from bundle.layout import CHUNK, INDEX, SIGNATURE, Index, Item, PartWriter
+from mirror.advisories.database import CURRENT, database_blobs
 from mirror.core.errors import BlobNotFound
 from mirror.core.journal import OUTER, Journal, as_lines
 from mirror.core.snapshots import Snapshot, snapshot_key, snapshot_names
@@ -108,6 +109,9 @@ def export(
     held = referenced(manifests) | {
         sha for raw in snapshots.values() for sha in Snapshot.from_bytes(raw).blobs
     }
+    # The advisory database in force, so the inner side matches and blocks by the same.
+    advisories = store.get(CURRENT)
+    held |= database_blobs(store)
     wanted = held - have
     now = datetime.now(UTC)
     index = Index(f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", follows, now.isoformat())
@@ -122,6 +126,10 @@ def export(
         index.items.append(
             Item("journal", OUTER, hashlib.sha256(journal).hexdigest(), len(journal))
         )
+    if advisories is not None:
+        writer.write(advisories)
+        sha = hashlib.sha256(advisories).hexdigest()
+        index.items.append(Item("advisories", CURRENT, sha, len(advisories)))
     for name, raw in sorted(snapshots.items()):
         writer.write(raw)
         item_name = snapshot_key(name)

@@ -24,15 +24,17 @@ from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
 from hub_cache.errors import SignatureRefused
 from hub_cache.signatures import check_brought
+from mirror.advisories.database import CURRENT, Current
 from mirror.core.config import HubConfig
 from mirror.core.errors import UsageError
 from mirror.core.import_journal import IMPORTED
-from mirror.core.journal import OUTER, keep_outer
+from mirror.core.journal import OUTER, Journal, actor_for, keep_outer
 from mirror.core.snapshots import SNAPSHOTS, Snapshot, check_name, save_snapshot, snapshot_key
 from mirror.core.storage import BlobStore
 
 MAX_MANIFEST = 64 * 1024 * 1024
 MAX_JOURNAL = 1024 * 1024 * 1024  # about 3 million entries
+MAX_ADVISORIES = 64 * 1024  # advisories/current.json names two blobs and some counts
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def import_bundle(
     manifests: dict[str, bytes] = {}
     outer_journal: bytes | None = None
     snapshots: dict[str, Snapshot] = {}
+    advisories: tuple[Current, bytes] | None = None
     new_blobs = moved = 0
     try:
         for item in index.items:
@@ -217,6 +220,8 @@ def import_bundle(
             elif item.kind == "snapshot":
                 snap = _read_snapshot(reader, item)
                 snapshots[snap.name] = snap
+            elif item.kind == "advisories":
+                advisories = _read_advisories(reader, item)
             else:
                 raise BundleError(f"the index lists an item of unknown kind {item.kind!r}")
         reader.finish()
@@ -226,6 +231,8 @@ def import_bundle(
     # than its grace, and gc holds another lease than an import; young, it is spared
     # until the commit below lists it (the sync does the same, mirror.pypi.sync).
     needed = referenced(manifests) | {sha for snap in snapshots.values() for sha in snap.blobs}
+    if advisories is not None:
+        needed |= {advisories[0].archive_sha256, advisories[0].records_sha256}
     missing = [sha for sha in needed if not store.touch_blob(sha)]
     if missing:
         raise BundleError(
@@ -239,6 +246,8 @@ def import_bundle(
     for snap in snapshots.values():
         # Create-only: one the inner side made under the same name stays as it is.
         save_snapshot(store, snap)
+    if advisories is not None:
+        _take_advisories(store, index.id, *advisories)
     # Kept as the outer side wrote it, broken, cut short or rewritten: `history --outer
     # --verify` says which (the bundle is signed: the outer side did send it).
     extends = outer_journal is None or keep_outer(store, outer_journal)
@@ -256,6 +265,35 @@ def _read_journal(reader: PartReader, item: Item) -> bytes:
     if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
         raise BundleError("the journal does not match its sha256 in the index")
     return data
+
+
+def _read_advisories(reader: PartReader, item: Item) -> tuple[Current, bytes]:
+    """The outer side's `advisories/current.json`: which database blobs are in force."""
+    if item.name != CURRENT or item.size > MAX_ADVISORIES:
+        raise BundleError(f"the index lists an advisory database {item.name[:80]!r} it cannot be")
+    data = reader.read(item.size)
+    if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
+        raise BundleError("the advisory database does not match its sha256 in the index")
+    try:
+        current = Current.from_bytes(data)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BundleError("the advisory database's document is not one") from None
+    return current, data
+
+
+def _take_advisories(store: BlobStore, bundle_id: str, current: Current, data: bytes) -> None:
+    """The outer side's database becomes this side's (its blobs are stored and checked
+    by then), journaled as the outer side's sync journals a new one."""
+    if store.get(CURRENT) == data:
+        return
+    store.put(CURRENT, data)
+    change = {
+        "event": "advisories updated",
+        "sha256": current.archive_sha256,
+        "records": current.records,
+        "source": f"bundle {bundle_id}",
+    }
+    Journal(store).record([change], actor_for("manual"), f"bundle {bundle_id} imported")
 
 
 def _read_snapshot(reader: PartReader, item: Item) -> Snapshot:

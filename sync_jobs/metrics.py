@@ -32,6 +32,7 @@ class _StatusCollector:
         yield from self._model_fit()
         yield from self._contracts()
         yield from self._licenses()
+        yield from self._advisories()
         yield from self._verification()
         yield from self._follow()
 
@@ -158,6 +159,21 @@ class _StatusCollector:
         ):
             licenses.add_metric([license], served)
         yield licenses
+
+    def _advisories(self) -> Iterator[Metric]:
+        # Every severity of every environment, zeros too: an alert can say "> 0".
+        if not self.status.advisories:
+            return
+        advisories = GaugeMetricFamily(
+            "tfmirror_advisories",
+            "Known vulnerabilities in each environment's closure, by severity (waived ones too)",
+            labels=["environment", "severity"],
+        )
+        for env, rows in sorted(self.status.advisories.items()):
+            counts = Counter(r.severity for r in rows)
+            for severity in ("unknown", "low", "medium", "high", "critical"):
+                advisories.add_metric([env, severity], counts[severity])
+        yield advisories
 
     def _verification(self) -> Iterator[Metric]:
         verification = self.status.verification

@@ -43,6 +43,7 @@ from mirror.pypi.package_licenses import LicenseSummary
 from mirror.pypi.upstream_status import read_statuses
 from sync_jobs.holdings import difference, holdings, quarantined_holdings
 from sync_jobs.scheduler import next_run
+from sync_jobs.vulnerabilities import KnownVulnerability, known_vulnerabilities
 
 RECENT_CHANGES = 10  # journal entries on the page
 # Jobs whose proof the health rests on: until one has finished once, health is
@@ -277,6 +278,8 @@ class Status:
     # Where a process that reloads its config serves the page (`up`): the last reload,
     # a refused config's one-line error, what changed that needs a restart.
     config: ConfigNote | None = None
+    # By environment: what the advisory database says of its closure (empty: none synced).
+    advisories: dict[str, list[KnownVulnerability]] = field(default_factory=dict)
     follow: SiteFollow | None = None  # a site: its centre, lag, and an outage's one line
     followers: list[Follower] = field(default_factory=list)  # a centre: who follows it
     # Per environment: files per licence and those outside its policy (live closures).
@@ -473,6 +476,7 @@ def collect_status(
         store=store.describe(),
         devpi_index=f"{base_url}/{config.devpi.index}/+simple/",
         config=config_note,
+        advisories=known_vulnerabilities(config, store, manifests),
         licenses=_licenses(config, manifests),
         **_following(config, store),
     )

@@ -91,9 +91,11 @@ class MirrorParts:
         return services_for_sync(config, store)
 
     def offer_manifests(self) -> tuple[int, list[Failure]]:
-        """devpi offers what the manifests list (after a bundle import)."""
-        from tfmirror.services import offer_manifests
+        """devpi offers what the manifests list (after a bundle import), less what the
+        advisory database the bundle brought has every environment here block."""
+        from tfmirror.services import offer_manifests, withhold_advised
 
+        withhold_advised(self.config, self.store)
         return offer_manifests(self.config, self.store)
 
     def follow(self) -> tuple[Pull, int, list[Failure]]:

@@ -6,10 +6,13 @@ for the duration, so `tfmirror sync pypi` works alone as well as beside `tfmirro
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from mirror.advisories.policy import Screen
 from mirror.core.config import Config
+from mirror.core.journal import Journal, actor_for
 from mirror.core.runs import Failure
 from mirror.core.storage import BlobStore
 from mirror.core.web_server import WebServer, answers
@@ -17,6 +20,7 @@ from mirror.devpi.client import DevpiClient
 from mirror.devpi.errors import DevpiError, DevpiStartError
 from mirror.devpi.publish import DevpiIndex, devpi_index
 from mirror.devpi.server import DevpiProcess, user_password
+from mirror.pypi.closure_checks.advisories import withhold
 from mirror.pypi.manifest import load_all
 from mirror.pypi.simple_pages import simple_pages_app
 from tfmirror import fleet_index
@@ -57,6 +61,19 @@ def services_for_sync(config: Config, store: BlobStore) -> Iterator[DevpiIndex]:
             app.register_blueprint(fleet_index.blueprint)
             stack.enter_context(WebServer(app, config.web.host, config.web.port))
         yield DevpiIndex(client, store, config.devpi_mirror_url)
+
+
+def withhold_advised(config: Config, store: BlobStore) -> None:
+    """What the advisory database in force has every environment here block, withheld
+    as the outer sync withholds it (an inner mirror runs no sync: a bundle brings the
+    closures and the database they were checked by)."""
+    screen = Screen.load(store, config, time.time())
+    if screen is None:
+        return
+    files = [w for m in load_all(store) for w in m.files]
+    changes = withhold(store, screen, files, actor_for("manual"))
+    if changes:
+        Journal(store).record(changes, actor_for("manual"), "advisories after a bundle import")
 
 
 def offer_manifests(config: Config, store: BlobStore) -> tuple[int, list[Failure]]:

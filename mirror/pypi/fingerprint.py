@@ -45,7 +45,10 @@ class Fingerprint:
     until: float | None = None
 
 
-def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
+def inputs_digest(
+    env: Environment, target: Target, pypi: PypiConfig, advisories: str | None = None
+) -> str:
+    """`advisories`: what the closure is resolved around (mirror.advisories.policy)."""
     try:
         uv = version("uv")
     except PackageNotFoundError:
@@ -64,6 +67,8 @@ def inputs_digest(env: Environment, target: Target, pypi: PypiConfig) -> str:
     if env.min_age:  # only when set: a fingerprint from before the cooldown stays valid
         doc["min_age"] = env.min_age
         doc["cooldown_exempt"] = list(pypi.cooldown_exempt)
+    if advisories:  # only with a database: a fingerprint from before one stays valid
+        doc["advisories"] = advisories
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

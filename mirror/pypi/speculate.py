@@ -27,6 +27,7 @@ from packaging.version import Version
 from mirror.core.config import Target
 from mirror.core.errors import DownloadError, LeaseLost
 from mirror.core.lease import fence
+from mirror.core.quarantine import filename_facts
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import Fetched, FetchPolicy, ProjectPages, fetch_verified
 from mirror.pypi.cooldown import Cooldown
@@ -49,6 +50,8 @@ class Closure:
     constraints: tuple[str, ...]
     target: Target
     cooldown: Cooldown | None = None  # a release it holds back is no guess
+    # A release its advisory policy blocks is no guess either: (project, version) -> True.
+    blocked: Callable[[str, str], bool] | None = None
 
 
 class SpeculativePrefetch:
@@ -87,7 +90,7 @@ class SpeculativePrefetch:
                 wheel
                 for c in closures
                 for wheel in guess_top_wheels(
-                    c.requirements, (c.target,), pages, c.constraints, c.cooldown
+                    c.requirements, (c.target,), pages, c.constraints, c.cooldown, c.blocked
                 )
             ]
             for wheel in guesses:
@@ -208,6 +211,7 @@ def guess_top_wheels(
     pages: ProjectPages,
     constraints: tuple[str, ...] = (),
     cooldown: Cooldown | None = None,
+    blocked: Callable[[str, str], bool] | None = None,
 ) -> list[Wheel]:
     """For each target, the wheel each plain top-level requirement most likely locks to
     within the constraints (best effort: a requirement with a marker or an unreadable
@@ -228,10 +232,17 @@ def guess_top_wheels(
             files = doc["files"] if doc else []
             if cooldown is not None:
                 files = [e for e in files if cooldown.holds(project, e) is None]
+            if blocked is not None:
+                files = [e for e in files if not _blocked(blocked, project, e)]
             guess = _best_wheel(req, project, files, target)
             if guess is not None:
                 guesses.append(guess)
     return guesses
+
+
+def _blocked(blocked: Callable[[str, str], bool], project: str, entry: dict[str, Any]) -> bool:
+    facts = filename_facts(str(entry.get("filename", "")))
+    return facts is not None and blocked(project, facts[1])
 
 
 def _best_wheel(

@@ -13,12 +13,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from mirror.advisories.matching import Finding
+from mirror.advisories.policy import Screen, why_blocked
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.credentials import Credentials
 from mirror.core.errors import LeaseLost, ServiceError, StoreError
@@ -32,6 +34,7 @@ from mirror.core.sandbox import SandboxLimits
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
+from mirror.pypi.advisory_avoidance import avoid
 from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
@@ -160,6 +163,7 @@ class _Plan:
     held: list[Held] = field(default_factory=list)  # what the cooldown kept out
     changes: list[dict[str, Any]] = field(default_factory=list)  # for the journal
     quarantine: Quarantine = field(default_factory=Quarantine)  # as the sync began
+    screen: Screen | None = None  # the advisory database and policies; None: none synced
 
     @property
     def known(self) -> dict[str, Wheel]:
@@ -188,13 +192,17 @@ class PypiSync:
         store: BlobStore,
         index: PackageIndex | None,
         progress: Progress | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.index = index
         self.progress = progress or Progress()
         self.policy = fetch_policy(config.pypi)
-        self._began = time.time()
+        # The wall clock the cooldown cuts by and a waiver's last day is judged by
+        # (a test moves it); durations are time.monotonic()'s.
+        self.clock = clock
+        self._began = clock()
         self._trigger = "manual"
 
     def _cooldown(self, env: Environment) -> Cooldown:
@@ -203,7 +211,7 @@ class PypiSync:
     def run(self, trigger: str = "manual") -> SyncReport:
         """One sync, as its steps. A file that fails fails alone: its closures keep
         their last commit, and every other step goes on."""
-        self._began = time.time()  # every resolve and guess cuts the cooldown here
+        self._began = self.clock()  # every resolve and guess cuts the cooldown here
         self._trigger = trigger
         with ThreadPoolExecutor(3, thread_name_prefix="side") as side:
             run = self._begin(trigger, side)
@@ -239,6 +247,7 @@ class PypiSync:
                 s.environment.constraints,
                 s.target,
                 self._cooldown(s.environment),
+                _blocked_in(run.plan.screen, s.environment.name),
             )
             for s in slots(self.config.pypi)
         ]
@@ -258,6 +267,7 @@ class PypiSync:
             run.report.timings["scrubbed_documents"] = float(len(scrubbed))
         run.plan.committed = {m.where: m for m in load_all(self.store)}
         run.plan.quarantine = read_quarantine(self.store)
+        run.plan.screen = Screen.load(self.store, self.config, self._began)
         # The pages of what is mirrored already are read while the closure resolves:
         # most will be asked for again (TFX's 264 took 6 s after its resolve, 8 at once).
         run.side.submit(read_digests, run.pages, {w.project for w in run.plan.known.values()})
@@ -304,15 +314,26 @@ class PypiSync:
     ) -> None:
         pypi = self.config.pypi
         env, target = slot.environment, slot.target
-        inputs = inputs_digest(env, target, pypi)
+        advised = plan.screen.digest(env.name) if plan.screen is not None else None
+        inputs = inputs_digest(env, target, pypi, advised)
         old = plan.committed.get(slot.id)
         known = load_fingerprint(self.store, env.name, target.id)
-        if old is not None and still_current(known, inputs, pages, {w.project for w in old.files}):
+        screen = plan.screen
+        releases = {(w.project, w.version) for w in old.files} if old is not None else set()
+        if (
+            old is not None
+            and still_current(known, inputs, pages, {w.project for w in old.files})
+            and not (screen and screen.blocked(env.name, releases))  # a new advisory: resolve
+        ):
             log.info("%s: inputs and upstream pages unchanged; closure kept", slot.id)
             wheels = list(old.files)
         else:
             try:
                 wheels = builds.resolve(env, target)
+                if screen is not None:  # around what the environment's policy blocks
+                    avoided = avoid(screen, env, wheels, pages, lambda e: builds.resolve(e, target))
+                    wheels, env = avoided.wheels, avoided.environment
+                    plan.changes += _left_out(slot, old, avoided.left_out)
             except ResolveError as exc:
                 # A pin only a too-young release meets says when it will be taken.
                 why = explain(str(exc), builds.held())
@@ -370,6 +391,7 @@ class PypiSync:
             [*plan.known.values(), *(w for ws in plan.wheels.values() for w in ws)],
             actor_for(self._trigger),
             partial(self._still_leader, run.report),
+            plan.screen,
         )
         run.checks = [make(self.config.pypi) for make in CLOSURE_CHECKS]
         for check in run.checks:
@@ -577,3 +599,29 @@ class PypiSync:
         except (ServiceError, StoreError) as exc:
             report.failures.append(Failure("devpi", self.index.url, str(exc)))
         report.timings["devpi"] = time.monotonic() - t0
+
+
+def _blocked_in(screen: Screen | None, environment: str) -> Callable[[str, str], bool] | None:
+    """What the environment's policy keeps out, as a prefetch asks: no guess fetches it."""
+    if screen is None:
+        return None
+    return lambda project, version: bool(screen.blocked(environment, [(project, version)]))
+
+
+def _left_out(slot: Slot, old: Manifest | None, left_out: list[Finding]) -> list[dict[str, Any]]:
+    """The journal's word on each release the closure held and leaves for an advisory
+    (what enters instead is the closure change itself): once, when it leaves."""
+    held = {(w.project, w.version) for w in old.files} if old is not None else set()
+    return [
+        {
+            "event": "left for an advisory",
+            "environment": slot.environment.name,
+            "target": slot.target.id,
+            "project": f.project,
+            "version": f.version,
+            "advisory": f.advisory.id,
+            "reason": why_blocked(f),
+        }
+        for f in left_out
+        if (f.project, f.version) in held
+    ]

@@ -1,7 +1,8 @@
 """`tfmirror audit`: the advisories in force against what the mirror offers (each
 environment's closure, now or as a snapshot holds it) or against a lock file a CI image
-was built from. Exit 1 when an advisory at or above `--min-severity` affects something,
-0 when none does, 2 for a usage error. Report only: nothing is withheld here.
+was built from. Exit 1 when an advisory at or above `--min-severity` affects something
+and no waiver in force ([[advisories.waivers]]) covers it, 0 when none does, 2 for a
+usage error. Nothing is withheld here: the sync does that (mirror.advisories.policy).
 `--licenses` lists each environment's licences instead (files per SPDX id, and those
 outside its policy: exit 1 when there is one); it needs no advisory database."""
 
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mirror.advisories.database import Current, load_advisories
 from mirror.advisories.matching import Finding, Matcher
+from mirror.advisories.policy import Policy, day_of
 from mirror.advisories.records import Severity
+from mirror.core.config import Config
+from mirror.core.config.advisories import Waiver
 from mirror.core.errors import UsageError
 from mirror.pypi.lockfile import read_lock
 from mirror.pypi.package_licenses import LicenseSummary
@@ -66,7 +72,24 @@ def _scopes(parts: MirrorParts, args: argparse.Namespace) -> list[Scope]:
     ]
 
 
-def _json(current: Current, found: dict[str, list[Finding]], threshold: Severity) -> str:
+def _waivers(config: Config) -> tuple[Waiver, ...]:
+    return config.advisories.waivers if config.advisories is not None else ()
+
+
+def waived(config: Config) -> Callable[[Finding], Waiver | None]:
+    """The waiver in force today that covers a finding (in any scope: a waiver names
+    projects, not environments)."""
+    today = day_of(time.time())
+    policy = Policy("audit", "report", Severity.UNKNOWN, _waivers(config), today)
+    return policy.waiver
+
+
+def _json(
+    current: Current,
+    found: dict[str, list[Finding]],
+    threshold: Severity,
+    waiver: Callable[[Finding], Waiver | None],
+) -> str:
     doc = {
         "database": {
             "sha256": current.archive_sha256,
@@ -85,6 +108,7 @@ def _json(current: Current, found: dict[str, list[Finding]], threshold: Severity
                     "score": f.advisory.score,
                     "fixed_in": list(f.fixed_in),
                     "summary": f.advisory.summary,
+                    "waived_until": w.until.isoformat() if (w := waiver(f)) else None,
                 }
                 for f in findings
             ]
@@ -94,7 +118,9 @@ def _json(current: Current, found: dict[str, list[Finding]], threshold: Severity
     return json.dumps(doc, indent=1)
 
 
-def _text(current: Current, found: dict[str, list[Finding]]) -> str:
+def _text(
+    current: Current, found: dict[str, list[Finding]], waiver: Callable[[Finding], Waiver | None]
+) -> str:
     lines = [
         f"advisory database {current.archive_sha256[:12]} ({current.records} PyPI advisories, "
         f"fetched {current.fetched_at})"
@@ -104,9 +130,11 @@ def _text(current: Current, found: dict[str, list[Finding]]) -> str:
         for f in findings:
             fixed = ", ".join(f.fixed_in) or "no fix listed"
             score = f" {f.advisory.score:g}" if f.advisory.score is not None else ""
+            w = waiver(f)
+            note = f"  waived until {w.until.isoformat()}: {w.reason}" if w else ""
             lines.append(
                 f"  {f.advisory.id}  {f.project} {f.version}  {f.severity.label}{score}  "
-                f"fixed in {fixed}"
+                f"fixed in {fixed}{note}"
             )
     return "\n".join(lines)
 
@@ -144,6 +172,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     current, records = load_advisories(parts.store)
     matcher = Matcher(records.entries)
     found = {scope.name: matcher.match(scope.releases) for scope in scopes}
-    print(_json(current, found, threshold) if args.json else _text(current, found))
-    over = any(f.severity >= threshold for findings in found.values() for f in findings)
+    waiver = waived(parts.config)
+    print(_json(current, found, threshold, waiver) if args.json else _text(current, found, waiver))
+    over = any(f.severity >= threshold and waiver(f) is None for fs in found.values() for f in fs)
     return EXIT_FAILED if over else EXIT_OK

@@ -5,11 +5,16 @@ absent, the mirror carries no advisories."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from mirror.core.config.forms import HOSTS, HOSTS_EXAMPLE
 from mirror.core.config.keys import RETRIES, SECONDS, Check, Form, Section, key, read_table
+from mirror.core.errors import ConfigError
+from mirror.core.redact import bounded
 
 OSV_PYPI = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 
@@ -23,6 +28,59 @@ def _source(s: Section, name: str, value: str) -> str:
 
 def _positive(unit: str) -> Check:
     return Check(lambda n: n > 0, f"must be a positive number of {unit}")
+
+
+def _until(s: Section, name: str, value: Any) -> date:
+    """A TOML date (until = 2027-03-01) or the same as a string; the key is required."""
+    day: date | None = value if isinstance(value, date) and value != date.min else None
+    if isinstance(value, str):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            day = None
+    shown = "(missing)" if value == date.min else value
+    s.check(name, day is not None, shown, 'give the last day it applies, e.g. until = "2027-03-01"')
+    assert day is not None
+    return day
+
+
+def _projects(s: Section, name: str, raw: Any) -> tuple[str, ...]:
+    for project in raw:
+        s.check(name, isinstance(project, str) and bool(project), project, "list project names")
+    s.check(name, bool(raw), raw, 'list the projects it covers, e.g. projects = ["keras"]')
+    return tuple(canonicalize_name(p) for p in raw)
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """An advisory accepted for some projects until a day: it does not block them, and
+    stops applying by itself the day after `until`."""
+
+    id: str = key(
+        "",
+        '"GHSA-xxxx-xxxx-xxxx"',
+        Check(bool, "name the advisory it waives, by its id or an alias"),
+    )
+    projects: tuple[str, ...] = key((), '["keras"]', form=Form(list, _projects))
+    # required: date.min, the absent value, is refused by _until
+    until: date = key(date.min, '"2027-03-01"', form=Form(object, _until))  # noqa: RUF009
+    reason: str = key("", '"no untrusted archives are loaded"', Check(bool, "say why"))
+
+    def covers(self, advisory: str, aliases: tuple[str, ...], project: str) -> bool:
+        return (self.id == advisory or self.id in aliases) and project in self.projects
+
+
+def _waivers(s: Section, name: str, raw: Any) -> tuple[Waiver, ...]:
+    waivers = []
+    for i, table in enumerate(raw):
+        where = f"advisories.waivers[{i}]"
+        waiver = read_table(Waiver, where, table, s.base)
+        if waiver.id.startswith("MAL-"):
+            raise ConfigError(  # the check above names the key; this says why
+                f"[{where}] id = {bounded(waiver.id, 80)!r}: a malicious release cannot be waived"
+            )
+        waivers.append(waiver)
+    return tuple(waivers)
 
 
 @dataclass(frozen=True)
@@ -44,6 +102,8 @@ class AdvisoriesConfig:
     deadline: float = key(900.0, "900", SECONDS)  # the whole download, retries included
     # internal hosts a redirect may lead to
     allow_hosts: tuple[str, ...] = key((), HOSTS_EXAMPLE, form=HOSTS)
+    # [[advisories.waivers]]: advisories accepted for some projects until a day
+    waivers: tuple[Waiver, ...] = key((), '[{id = "GHSA-...", ...}]', form=Form(list, _waivers))
 
     @property
     def is_url(self) -> bool:

@@ -10,13 +10,20 @@ from typing import Any
 
 from mirror.core.config.forms import DURATION, REQUIREMENTS
 from mirror.core.config.hub import LICENSES, LICENSES_EXAMPLE
-from mirror.core.config.keys import Form, Section, key
+from mirror.core.config.keys import Check, Form, Section, key
 from mirror.core.config.targets import TARGETS, TARGETS_EXAMPLE, Target
 from mirror.core.errors import ConfigError
 from mirror.core.redact import bounded
 
 DEFAULT_ENVIRONMENT = "default"
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# What a known vulnerability does to an environment's closure (README "Known
+# vulnerabilities and licences"): "report" it, or "block" the affected releases.
+ADVISORY_MODE = Check(lambda v: v in ("report", "block"), 'use "report" or "block"')
+SEVERITIES = ("low", "medium", "high", "critical")
+ADVISORY_SEVERITY = Check(lambda v: v in SEVERITIES, f"use one of {', '.join(SEVERITIES)}")
+# Keys an environment may set for itself, else it takes [pypi]'s.
+INHERITED = ("min_age", "advisories", "advisory_min_severity")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,10 @@ class Environment:
     # The cooldown: a release younger than this many seconds is not taken (0: off);
     # the environment's own min_age, else [pypi] min_age.
     min_age: float = key(0.0, '"7d"', form=DURATION)
+    # Known vulnerabilities: "report" or "block" those at or above the severity (the
+    # environment's own, else [pypi]'s).
+    advisories: str = key("report", '"block"', ADVISORY_MODE)
+    advisory_min_severity: str = key("high", '"high"', ADVISORY_SEVERITY)
     # This environment's package licence policy, in place of [pypi]'s where set.
     allowed_licenses: tuple[str, ...] | None = key(None, LICENSES_EXAMPLE, form=LICENSES)
     denied_licenses: tuple[str, ...] | None = key(None, '["GPL-3.0-only"]', form=LICENSES)
@@ -73,6 +84,7 @@ def _environments(s: Section, name: str, raw: Any) -> tuple[Environment, ...]:
 ENVIRONMENTS = Form(dict, _environments)
 
 
-def own_min_age(s: Section) -> set[str]:
-    """The environments of [pypi] `s` that set their own min_age."""
-    return {str(n) for n, table in dict(s.raw["environments"]).items() if "min_age" in table}
+def own_settings(s: Section) -> dict[str, set[str]]:
+    """For each INHERITED key, the environments of [pypi] `s` that set their own."""
+    tables = dict(s.raw["environments"]).items()
+    return {name: {str(n) for n, table in tables if name in table} for name in INHERITED}

@@ -11,10 +11,13 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from mirror.core.config.environments import (
+    ADVISORY_MODE,
+    ADVISORY_SEVERITY,
     DEFAULT_ENVIRONMENT,
     ENVIRONMENTS,
+    INHERITED,
     Environment,
-    own_min_age,
+    own_settings,
 )
 from mirror.core.config.forms import DURATION, HOSTS, HOSTS_EXAMPLE, REQUIREMENTS
 from mirror.core.config.hub import LICENSES, LICENSES_EXAMPLE
@@ -61,6 +64,9 @@ class PypiConfig:
     min_age: float = key(0.0, '"7d"', form=DURATION)
     # Releases the cooldown lets through at once (an urgent fix): "urllib3==2.8.1".
     cooldown_exempt: tuple[str, ...] = key((), '["urllib3==2.8.1"]', form=REQUIREMENTS)
+    # each environment's default (Environment.advisories, .advisory_min_severity)
+    advisories: str = key("report", '"block"', ADVISORY_MODE)
+    advisory_min_severity: str = key("high", '"high"', ADVISORY_SEVERITY)
     workers: int = key(8, "8", Check(lambda n: 1 <= n <= 64, "use 1 to 64"))
     timeout: float = key(60.0, "60", SECONDS)
     retries: int = key(4, "4", RETRIES)
@@ -192,12 +198,12 @@ def validate(
         default = Environment(DEFAULT_ENVIRONMENT, top.requirements, top.targets, own)
         environments.insert(0, default)
     _check_index_names(s, environments)
-    own_age = own_min_age(s)
+    set_own = own_settings(s)
     environments = [
         replace(
             env,
             constraints=(*top.constraints, *env.constraints),
-            min_age=env.min_age if env.name in own_age else pypi.min_age,
+            **{k: getattr(env if env.name in set_own[k] else pypi, k) for k in INHERITED},
         )
         for env in environments
     ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from mirror.advisories.policy import Screen
 from mirror.core.config import PypiConfig
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import ProjectPages
@@ -39,6 +40,7 @@ class SyncView:
     files: Sequence[Wheel]  # every file committed before or resolved now
     actor: str  # who the journal says made a change
     leading: Callable[[], bool]  # the run still holds its lease: write shared state only then
+    screen: Screen | None = None  # the advisory database and policies; None: no database
 
 
 class ClosureCheck(Protocol):
