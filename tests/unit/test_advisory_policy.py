@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 
 from mirror.advisories.matching import Finding, Matcher
-from mirror.advisories.policy import Policy, expired, why_blocked
+from mirror.advisories.policy import Policy, Screen, expired, why_blocked
 from mirror.advisories.records import Severity, parse_record
 from mirror.core.config import Config, parse_config
 from mirror.core.config.advisories import Waiver
 from mirror.core.errors import ConfigError
+from mirror.core.quarantine import add_rules, new_rule, read_quarantine
+from mirror.core.storage import LocalStore
+from mirror.pypi.closure_checks.advisories import withhold
+from mirror.pypi.resolve import Wheel
 from tests.support.osv_records import GHSA, LAST_AFFECTED, MALICIOUS, PYSEC
 
 RECORDS = [parse_record(r, r["id"]) for r in (GHSA, PYSEC, LAST_AFFECTED, MALICIOUS)]
@@ -162,3 +166,21 @@ def test_the_cli_exits_2_with_one_line_on_a_bad_waiver(tmp_path: Path) -> None:
         "[advisories.waivers[0]] until = 'next spring': give the last day it applies, "
         'e.g. until = "2027-03-01"'
     )
+
+
+def test_a_file_withheld_for_another_reason_stays_under_that_rule(tmp_path: Path) -> None:
+    # Before: the advisory rule replaced upstream's (and upstream's it, next sync), one
+    # journal entry a sync for as long as both held.
+    store = LocalStore(tmp_path)
+    name = "evil_lib-6.6.6-py3-none-any.whl"
+    evil = Wheel("evil-lib", "6.6.6", name, f"https://files.example/{name}", "0" * 64, 10)
+    add_rules(store, [new_rule(name, "removed upstream", "sync", False, "upstream")])
+    screen = Screen(MATCHER, {"serving": policy("report")}, "db")
+    assert withhold(store, screen, [evil], "sync") == []
+    assert withhold(store, screen, [evil], "sync") == []
+    (rule,) = read_quarantine(store).rules
+    assert (rule.source, rule.reason) == ("upstream", "removed upstream")
+    # Not withheld otherwise: the advisory's own rule, once.
+    other = LocalStore(tmp_path / "other")
+    assert [c["event"] for c in withhold(other, screen, [evil], "sync")] == ["withheld"]
+    assert withhold(other, screen, [evil], "sync") == []

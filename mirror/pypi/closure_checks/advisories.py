@@ -83,7 +83,12 @@ def withhold(
     nothing blocks any more lifted; the journal's changes. The sync runs it, and an
     inner mirror after a bundle brings closures and the database they were checked by."""
     wanted = _wanted(screen, files, actor)
-    changes = [as_change(r, "withheld") for r in add_rules(store, list(wanted.values()))]
+    # A file already withheld for another reason (upstream removed it, an operator's
+    # rule) stays under that rule: replacing it would flip the two back and forth, one
+    # journal entry a sync.
+    others = {r.spec for r in read_quarantine(store).rules if r.source != SOURCE}
+    added = add_rules(store, [r for name, r in wanted.items() if name not in others])
+    changes = [as_change(r, "withheld") for r in added]
     for rule in read_quarantine(store).rules:
         stale = rule.source == SOURCE and rule.spec not in wanted
         if stale and _lifted(screen, rule.spec) and remove_rule(store, rule.spec, False):
