@@ -24,7 +24,7 @@ from bundle.keys import verifies
 from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
 from hub_cache.errors import SignatureRefused
 from hub_cache.signatures import check_brought
-from mirror.advisories.database import CURRENT, Current
+from mirror.advisories.database import CURRENT, Current, parse_current, take_database
 from mirror.core.config import HubConfig
 from mirror.core.errors import UsageError
 from mirror.core.import_journal import IMPORTED
@@ -275,8 +275,8 @@ def _read_advisories(reader: PartReader, item: Item) -> tuple[Current, bytes]:
     if len(data) != item.size or hashlib.sha256(data).hexdigest() != item.sha256:
         raise BundleError("the advisory database does not match its sha256 in the index")
     try:
-        current = Current.from_bytes(data)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        current = parse_current(data)
+    except ValueError:
         raise BundleError("the advisory database's document is not one") from None
     return current, data
 
@@ -284,16 +284,9 @@ def _read_advisories(reader: PartReader, item: Item) -> tuple[Current, bytes]:
 def _take_advisories(store: BlobStore, bundle_id: str, current: Current, data: bytes) -> None:
     """The outer side's database becomes this side's (its blobs are stored and checked
     by then), journaled as the outer side's sync journals a new one."""
-    if store.get(CURRENT) == data:
-        return
-    store.put(CURRENT, data)
-    change = {
-        "event": "advisories updated",
-        "sha256": current.archive_sha256,
-        "records": current.records,
-        "source": f"bundle {bundle_id}",
-    }
-    Journal(store).record([change], actor_for("manual"), f"bundle {bundle_id} imported")
+    change = take_database(store, data, f"bundle {bundle_id}")
+    if change is not None:
+        Journal(store).record([change], actor_for("manual"), f"bundle {bundle_id} imported")
 
 
 def _read_snapshot(reader: PartReader, item: Item) -> Snapshot:

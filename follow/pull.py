@@ -20,6 +20,7 @@ from follow.centre import Centre, Head
 from follow.errors import BlobsMissing, FollowRefused
 from follow.state import CentreState, differs, followed_key, sha256_of
 from hub_cache.models import HUB_MANIFESTS, ModelManifest
+from mirror.advisories.database import CURRENT, parse_current, take_database
 from mirror.core.config.follow import FollowConfig
 from mirror.core.errors import DownloadError
 from mirror.core.import_journal import IMPORTED
@@ -48,6 +49,7 @@ class Pull:
     snapshots: list[str] = field(default_factory=list)
     quarantine_changed: bool = False
     promotion: str | None = None  # the snapshot now promoted, if that changed
+    advisories: dict[str, Any] | None = None  # the journal change, if the database changed
 
     def summary(self) -> str:
         if self.unchanged:
@@ -111,8 +113,10 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
     docs = {k: centre.document(k, state.manifests[k]) for k in differs(local, state.manifests)}
     snapshots = _new_snapshots(store, centre, state)
     done.documents = len(policy) + len(docs) + len(snapshots)
+    database = _database(policy.get(CURRENT))
     try:
         sizes = blob_sizes(docs)
+        sizes.update({sha: None for sha in database if sha not in sizes})
         for snap in snapshots:
             sizes.update(
                 {k: v for k, v in blob_sizes(_encoded(snap.manifests)).items() if k not in sizes}
@@ -131,6 +135,8 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
             done.snapshots.append(snap.name)
     if follow.follow_promotion and PROMOTED in policy:
         done.promotion = _promote(store, policy[PROMOTED])
+    if database:
+        done.advisories = take_database(store, policy[CURRENT], f"followed {follow.url}")
     keep_outer(store, held + b"".join(line + b"\n" for line in new))
     _record_policy(store, done, trigger)
     store.put(PULLED, json.dumps({"url": follow.url, "etag": head.etag, "seq": head.seq}).encode())
@@ -267,8 +273,22 @@ def _promote(store: BlobStore, data: bytes) -> str:
     return promotion.snapshot
 
 
+def _database(data: bytes | None) -> tuple[str, ...]:
+    """The blobs of the centre's advisory database, where it changed: fetched and checked
+    as any blob before the document naming them is written."""
+    if data is None:
+        return ()
+    try:
+        current = parse_current(data)
+    except ValueError as exc:
+        raise FollowRefused(f"{CURRENT}: {exc}") from None
+    return (current.archive_sha256, current.records_sha256)
+
+
 def _record_policy(store: BlobStore, done: Pull, trigger: str) -> None:
     changes: list[dict[str, Any]] = []
+    if done.advisories is not None:
+        changes.append(done.advisories)
     if done.snapshots:
         changes.append({"event": "snapshots followed", "snapshots": done.snapshots})
     if done.promotion is not None:

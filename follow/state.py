@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub_cache.models import HUB_MANIFESTS
+from mirror.advisories.database import CURRENT
 from mirror.core.journal import Journal
 from mirror.core.quarantine import QUARANTINE
 from mirror.core.snapshots import PROMOTED, SNAPSHOTS
@@ -20,7 +21,9 @@ from mirror.pypi.manifest import PYPI_MANIFESTS
 
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,200}$")
 _SNAPSHOT = re.compile(r"^snapshots/[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json$")
-POLICY = (PROMOTED, QUARANTINE)  # the documents followed beside manifests and snapshots
+# The documents followed beside manifests and snapshots: the promotion, the quarantine,
+# and the advisory database in force (a site's `audit` answers by the centre's).
+POLICY = (PROMOTED, QUARANTINE, CURRENT)
 
 
 def followed_key(key: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from mirror.core.errors import BlobNotFound
 from mirror.core.storage import BlobStore
 
 CURRENT = "advisories/current.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 FORMAT = 1
 
 
@@ -42,6 +44,35 @@ class Current:
         doc = json.loads(data)
         doc.pop("format", None)
         return cls(**doc)
+
+
+def parse_current(data: bytes) -> Current:
+    """Another mirror's `advisories/current.json` (a bundle's, a centre's); ValueError
+    for one that is not one."""
+    try:
+        current = Current.from_bytes(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not an advisory database document ({str(exc)[:120]})") from None
+    for sha in (current.archive_sha256, current.records_sha256):
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise ValueError(f"names {str(sha)[:80]!r}, which is no sha256")
+    return current
+
+
+def take_database(store: BlobStore, data: bytes, source: str) -> dict[str, Any] | None:
+    """Another mirror's database in force here (its blobs stored and checked by then):
+    `advisories/current.json` as that mirror wrote it. The journal change to record, as
+    a sync records a new database; None when this side holds it already."""
+    if store.get(CURRENT) == data:
+        return None
+    current = parse_current(data)
+    store.put(CURRENT, data)
+    return {
+        "event": "advisories updated",
+        "sha256": current.archive_sha256,
+        "records": current.records,
+        "source": source,
+    }
 
 
 def read_current(store: BlobStore) -> Current | None:

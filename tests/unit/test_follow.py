@@ -16,6 +16,7 @@ from follow.centre import Centre, Head
 from follow.errors import FollowRefused
 from follow.pull import pull
 from follow.state import CentreState, differs, followed_key, sha256_of, state_of
+from mirror.advisories.database import CURRENT, Current
 from mirror.core.config import Target, parse_config
 from mirror.core.config.follow import FollowConfig
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
@@ -317,3 +318,30 @@ def test_the_read_token_comes_from_the_environment_and_goes_to_the_centre_only(
         "Authorization": "Bearer s3cr3t-t0ken"
     }
     assert policy.bearer.headers_for("http://storage.test/blob") == {}
+
+
+def test_the_centres_advisory_database_is_followed_with_its_blobs_checked(
+    sides: tuple[LocalStore, LocalStore, StoreCentre],
+) -> None:
+    centre_store, site, centre = sides
+    export, records = _put_blob(centre_store, b"PK export"), _put_blob(centre_store, b"[]")
+    current = Current(export, records, 0, 1, 0, "https://osv.example/PyPI/all.zip", "t")
+    centre_store.put(CURRENT, current.to_bytes())
+    Journal(centre_store).record([{"event": "advisories updated"}], "sync")
+    # A blob of it the centre cannot deliver: nothing of the pull is taken.
+    centre.lose = records
+    with pytest.raises(FollowRefused, match=records):
+        pull(site, FOLLOW, centre, "manual")
+    assert site.get(CURRENT) is None and read_manifests(site) == {}
+    centre.lose = None
+    done = pull(site, FOLLOW, centre, "manual")
+    assert site.get(CURRENT) == centre_store.get(CURRENT)
+    assert site.touch_blob(export) and site.touch_blob(records)  # gc keeps them too
+    assert done.advisories is not None and done.advisories["source"] == f"followed {FOLLOW.url}"
+    events = [c["event"] for e in Journal(site).entries() for c in e.doc["changes"]]
+    assert events.count("advisories updated") == 1
+    # A document naming something that is no sha256 is refused before anything is asked.
+    centre_store.put(CURRENT, current.to_bytes().replace(records.encode(), b"../../etc/x"))
+    Journal(centre_store).record([{"event": "advisories updated"}], "sync")
+    with pytest.raises(FollowRefused, match="no sha256"):
+        pull(site, FOLLOW, centre, "manual")
