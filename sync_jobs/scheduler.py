@@ -62,7 +62,7 @@ def scheduled_jobs(config: Config) -> list[tuple[str, str]]:
     site = config.follow is not None
     return [
         (job, cron)
-        for job, cron in config.schedule.jobs
+        for job, cron in config.jobs
         if cron and (job != "pypi" or config.pypi.syncs) and not (site and job in ("pypi", "hub"))
     ]
 

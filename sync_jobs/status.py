@@ -431,12 +431,7 @@ def collect_status(
 ) -> Status:
     """`base_url`: where the fleet reaches the mirror; its indexes are under it (what
     `tfmirror pip-conf` prints)."""
-    jobs = [
-        _job(config, store, job, cron)
-        for job, cron in config.schedule.jobs
-        # The advisories job is a job of this mirror only where [advisories] says so.
-        if job != "advisories" or config.advisories is not None
-    ]
+    jobs = [_job(config, store, job, cron) for job, cron in config.jobs]
     if read_index(store, BUNDLE_JOB, "latest.json") is not None:
         jobs.append(_job(config, store, BUNDLE_JOB, ""))  # only where bundles are made or read
     manifests = load_all(store)

@@ -55,6 +55,16 @@ class Config:
     source: Path | None = None  # the file it came from; None for the embedded default
 
     @property
+    def jobs(self) -> tuple[tuple[str, str], ...]:
+        """This mirror's jobs, each with its cron ("" for not scheduled): the advisories
+        job only where [advisories] names a source to refresh."""
+        return tuple(
+            (job, cron)
+            for job, cron in self.schedule.jobs
+            if job != "advisories" or self.advisories is not None
+        )
+
+    @property
     def devpi_mirror_url(self) -> str:
         return self.devpi.mirror_url or f"{self.web.base_url}/simple/"
 
@@ -97,8 +107,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
 
 
 def _schedule(data: Mapping[str, Any], base: Path) -> ScheduleConfig:
-    """[schedule], with the advisories job unscheduled where there is no [advisories]:
-    a config without the section runs and shows the jobs it did before."""
+    """[schedule], with the advisories job unscheduled where there is no [advisories]
+    (nor is it one of this mirror's jobs then: Config.jobs)."""
     read = schedule.read(data.get("schedule", {}), base)
     if "advisories" in data:
         return read
