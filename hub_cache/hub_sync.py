@@ -22,7 +22,7 @@ from hub_cache.formats.blob_files import seekable_blob
 from hub_cache.formats.saved_model import SAVED_MODEL as SAVED_MODEL_FORMAT
 from hub_cache.formats.saved_model_ops import SAVED_MODEL
 from hub_cache.formats.tflite import TFLITE_ARCHIVE_KEY
-from hub_cache.licenses import model_license
+from hub_cache.licenses import model_license, refused_license
 from hub_cache.limits import ArchiveLimits, caps
 from hub_cache.models import ModelManifest, commit_models, load_model, refuse_model
 from hub_cache.signatures import verify_folder
@@ -161,10 +161,10 @@ def inspect_model(
                 reader, fetched.size, limits, folder if early else None, GRAPH_CAPTURE
             )
         found = facts.model_format
-        if facts.captured is not None and found is SAVED_MODEL_FORMAT:
-            keep_graph_facts(store, fetched.sha256, facts.captured)
         if wanted is not None and found is not wanted:
             raise ArchiveRejected(f"asked for a {wanted.name} model, got a {found.name} archive")
+        if facts.captured is not None and found is SAVED_MODEL_FORMAT:
+            keep_graph_facts(store, fetched.sha256, facts.captured)
         if not early and (found.checks_folder or signature is not None):
             with store.open_blob(fetched.sha256) as reader:
                 inspect_archive(reader, fetched.size, limits, extract_to=folder)
@@ -230,7 +230,7 @@ def publish_model(
     if old is not None and old.sha256 == fetched.sha256:
         commit_models(store, alias_writes(store, old, commit.aliases), commit.actor, commit.reason)
         return ModelOutcome(handle, ModelStatus.UNCHANGED, fetched.url, bytes=fetched.size)
-    entry = next((m for m in hub.models if m.handle == handle), None)
+    entry = next((m for m in hub.models if m.handle == handle), None)  # None: an import
     signed_by = entry.signed_by if entry is not None else None
     signature = SignatureCheck(signed_by, hub.timeout) if signed_by is not None else None
     try:
@@ -259,9 +259,8 @@ def publish_model(
         signer=signer if isinstance(signer, dict) else {},
     )
     contract = model_contract(store, manifest.sha256, facts, caps(hub).max_uncompressed)
-    pinned = next((m for m in hub.models if m.handle == handle and m.contract), None)
-    if pinned is not None and pinned.contract is not None:
-        check = check_contract(contract, pinned.contract, contract_policy(pinned, hub))
+    if entry is not None and entry.contract is not None:
+        check = check_contract(contract, entry.contract, contract_policy(entry, hub))
         if check.blocks:
             # As a gate's refusal: the blob stays until gc, nothing serves it.
             refuse_model(
@@ -326,13 +325,10 @@ class HubSync:
         license = self._license(model, policy)
         if isinstance(license, str):
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, license)
-        refused = license_policy(model, self.config.hub).refusal(license)
+        # Before the download: a model the policy refuses costs no bandwidth, and the
+        # version served before stays.
+        refused = refused_license(self.store, model, self.config.hub, license, actor_for(trigger))
         if refused is not None:
-            # Before the download: a model the policy refuses costs no bandwidth, and
-            # the version served before stays.
-            refuse_model(
-                self.store, model.handle, model.path, "", "license", refused, actor_for(trigger)
-            )
             return ModelOutcome(model.handle, ModelStatus.FAILED, shown, f"refused: {refused}")
         try:
             if model.source and not model.source.startswith(("http://", "https://")):

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from hub_cache.formats.keras import KERAS_FILE_KEY
 from hub_cache.hub_sync import Commit, Gate, ModelOutcome, ModelStatus, publish_model
-from hub_cache.models import refuse_model
+from hub_cache.licenses import refused_license
 from mirror.core.config import HubConfig, HubModel
-from mirror.core.config.hub import license_policy
 from mirror.core.errors import DownloadError
 from mirror.core.handles import handle_path
 from mirror.core.journal import actor_for
@@ -63,9 +62,8 @@ def import_model(
     named = license_name or entry.license
     why = "none given; pass --license or set license in its [hub] models entry"
     license = License.named(named, FROM_CONFIG) if named else License.unknown(why)
-    refused = license_policy(entry, hub).refusal(license)
+    refused = refused_license(store, entry, hub, license, actor_for("manual"))
     if refused is not None:
-        refuse_model(store, handle, path, "", "license", refused, actor_for("manual"))
         return ModelOutcome(handle, ModelStatus.FAILED, f"import:{source}", f"refused: {refused}")
     # A .tflite or .keras file by its name; an archive or folder is whatever model it holds.
     suffix = source.suffix.lower() if source.is_file() else ""

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 
 from hub_cache.errors import LicenseUnread
-from mirror.core.config import Config, HubModel
+from hub_cache.models import refuse_model
+from mirror.core.config import Config, HubConfig, HubModel
+from mirror.core.config.hub import license_policy
 from mirror.core.errors import DownloadError
 from mirror.core.licenses import FROM_CONFIG, FROM_KAGGLE, License
+from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, fetch_document
 
 # Kaggle's answer for one model instance is a few KB (its overview in markdown).
@@ -48,3 +51,14 @@ def model_license(config: Config, model: HubModel, policy: FetchPolicy, auth: st
     if model.license:
         return License.named(model.license, FROM_CONFIG)
     return License.unknown(why)
+
+
+def refused_license(
+    store: BlobStore, model: HubModel, hub: HubConfig, license: License, actor: str
+) -> str | None:
+    """Why `model`'s licence policy refuses `license` (journaled, once per reason, as
+    `model refused`), or None. Checked before its bytes are fetched or packed."""
+    refused = license_policy(model, hub).refusal(license)
+    if refused is not None:
+        refuse_model(store, model.handle, model.path, "", "license", refused, actor)
+    return refused
