@@ -488,14 +488,9 @@ def fetch_document(url: str, policy: FetchPolicy, max_bytes: int) -> bytes:
     (each hop's host checked, the deadline, the URL's login never shown) and at most
     `max_bytes`, refused by its declared Content-Length before a byte is read. One
     attempt: its caller decides what a failure means."""
-    clock = _Deadline(policy.deadline)
-    try:
-        with _open(url, policy, clock, {"Accept": "application/json"}) as answer:
-            if answer.status_code != 200:
-                raise DownloadError(f"HTTP {answer.status_code}")
-            return _read_capped(answer, clock, max_bytes)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise DownloadError(f"{type(exc).__name__}: {shown(str(exc), 200)}") from None
+    found = fetch_unless(url, policy, max_bytes, None)
+    assert found is not None  # asked with no ETag: a 304 is refused as any non-200
+    return found[0]
 
 
 def fetch_unless(
