@@ -160,6 +160,20 @@ class LicensePolicy:
     def applies(self) -> bool:
         return bool(self.allowed or self.denied)
 
+    def own(
+        self,
+        allowed: tuple[str, ...] | None,
+        denied: tuple[str, ...] | None,
+        allow_unknown: bool | None,
+    ) -> LicensePolicy:
+        """This policy with a model's or an environment's own keys in place of these,
+        where it sets them (None: not set)."""
+        return LicensePolicy(
+            self.allowed if allowed is None else allowed,
+            self.denied if denied is None else denied,
+            self.allow_unknown if allow_unknown is None else allow_unknown,
+        )
+
     def refusal(self, license: License) -> str | None:
         """Why a model with `license` is not published, or None."""
         if not self.applies:

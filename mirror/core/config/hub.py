@@ -268,10 +268,8 @@ def contract_policy(model: HubModel, hub: HubConfig) -> str:
 
 def license_policy(model: HubModel, hub: HubConfig) -> LicensePolicy:
     """The licence policy `model` is published under: its entry's keys, else [hub]'s."""
-    allowed = hub.allowed_licenses if model.allowed_licenses is None else model.allowed_licenses
-    denied = hub.denied_licenses if model.denied_licenses is None else model.denied_licenses
-    unknown = model.allow_unknown_license
-    return LicensePolicy(allowed, denied, hub.allow_unknown_license if unknown is None else unknown)
+    hub_wide = LicensePolicy(hub.allowed_licenses, hub.denied_licenses, hub.allow_unknown_license)
+    return hub_wide.own(model.allowed_licenses, model.denied_licenses, model.allow_unknown_license)
 
 
 def read(raw: Any, base: Path, storage: StorageConfig) -> HubConfig:

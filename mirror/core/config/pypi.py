@@ -134,15 +134,13 @@ class PypiConfig:
 
     def license_policy(self, name: str) -> LicensePolicy:
         """The licence policy of environment `name`: its own keys, else [pypi]'s."""
-        env = self.environment(name)
-        allowed = env.allowed_licenses if env else None
-        denied = env.denied_licenses if env else None
-        unknown = env.allow_unknown_license if env else None
-        return LicensePolicy(
-            self.allowed_licenses if allowed is None else allowed,
-            self.denied_licenses if denied is None else denied,
-            self.allow_unknown_license if unknown is None else unknown,
+        pypi = LicensePolicy(
+            self.allowed_licenses, self.denied_licenses, self.allow_unknown_license
         )
+        env = self.environment(name)
+        if env is None:
+            return pypi
+        return pypi.own(env.allowed_licenses, env.denied_licenses, env.allow_unknown_license)
 
 
 @dataclass(frozen=True)
