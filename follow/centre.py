@@ -20,7 +20,13 @@ from mirror.core.errors import DownloadError
 from mirror.core.followers import FOLLOWER_HEADER, FOLLOWER_SEQ_HEADER
 from mirror.core.hosts import HostPolicy
 from mirror.core.storage import BlobStore
-from mirror.core.upstream import Fetched, FetchPolicy, fetch_unless, fetch_verified
+from mirror.core.upstream import (
+    Fetched,
+    FetchPolicy,
+    fetch_document,
+    fetch_unless,
+    fetch_verified,
+)
 
 MAX_DOCUMENT = 64 * 1024 * 1024  # a manifest, a snapshot, the state, a journal page
 MAX_UNSIZED_BLOB = 64 * 1024 * 1024  # a blob no manifest gives a size for (METADATA)
@@ -76,25 +82,23 @@ class Centre:
         lines: list[bytes] = []
         while seq + len(lines) < until:
             url = f"{self.url}/api/follow/journal?after={seq + len(lines)}"
-            got = fetch_unless(url, self.policy, MAX_DOCUMENT, None)
-            page = got[0].splitlines() if got else []
+            page = fetch_document(url, self.policy, MAX_DOCUMENT).splitlines()
             if not page:
                 break
             lines += page
         return lines
 
     def state(self) -> CentreState:
-        got = fetch_unless(f"{self.url}/api/follow/state", self.policy, MAX_DOCUMENT, None)
+        got = fetch_document(f"{self.url}/api/follow/state", self.policy, MAX_DOCUMENT)
         try:
-            return CentreState.from_json(json.loads(got[0] if got else b""))
+            return CentreState.from_json(json.loads(got))
         except (ValueError, KeyError, TypeError) as exc:
             raise FollowRefused(f"the centre's state document is refused: {exc}") from None
 
     def document(self, key: str, sha256: str) -> bytes:
         """One followed document, refused unless its bytes hash to what the state said."""
         url = f"{self.url}/api/follow/doc?key={quote(key, safe='/')}"
-        got = fetch_unless(url, self.policy, MAX_DOCUMENT, None)
-        data = got[0] if got else b""
+        data = fetch_document(url, self.policy, MAX_DOCUMENT)
         if sha256_of(data) != sha256:
             raise FollowRefused(
                 f"{key} arrived as other bytes than the centre's state names "
