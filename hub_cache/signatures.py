@@ -20,7 +20,7 @@ from cryptography import x509
 
 from hub_cache.archive import inspect_archive
 from hub_cache.errors import ArchiveRejected, SignatureRefused
-from hub_cache.limits import ArchiveLimits, caps
+from hub_cache.limits import caps
 from hub_cache.models import HUB_MANIFESTS, ModelManifest
 from mirror.core.config.hub import HubConfig
 from mirror.core.config.signatures import CERTIFICATE, KEY, SignedBy
@@ -184,35 +184,29 @@ def verify_folder(folder: Path, signed_by: SignedBy, timeout: float) -> dict[str
             shutil.move(held, carried)
 
 
-def verify_stored(
-    store: BlobStore,
-    sha256: str,
-    size: int,
-    signed_by: SignedBy,
-    limits: ArchiveLimits,
-    timeout: float,
-) -> dict[str, str]:
-    """The same check of a model archive kept in the store (`tfmirror verify`)."""
+def verify_kept(store: BlobStore, model: ModelManifest, hub: HubConfig) -> dict[str, str] | None:
+    """The check of a model kept in the store, with the trust material its entry in `hub`
+    names now: its signer; None where its entry requires no signature (an alias serves
+    its main model's blob, checked under that one). SignatureRefused or ArchiveRejected
+    where it does not verify. `tfmirror verify`, and an inner side's bundle import."""
+    entry = next((m for m in hub.models if m.handle == model.handle), None)
+    if entry is None or entry.signed_by is None or model.alias_of:
+        return None
     with scratch_dir("tfmirror-model-") as folder:
-        with store.open_blob(sha256) as reader:
-            inspect_archive(reader, size, limits, extract_to=folder)
-        return verify_folder(folder, signed_by, timeout)
+        with store.open_blob(model.sha256) as reader:
+            inspect_archive(reader, model.size, caps(hub), extract_to=folder)
+        return verify_folder(folder, entry.signed_by, hub.timeout)
 
 
 def check_brought(store: BlobStore, manifests: Mapping[str, bytes], hub: HubConfig) -> None:
     """The inner side's own check of models a bundle brings: each whose entry here says
     `signed_by` is verified with this side's trust material before the import commits
     (SignatureRefused names the first that does not verify; nothing is imported)."""
-    required = {m.handle: m.signed_by for m in hub.models if m.signed_by is not None}
-    limits = caps(hub)
     for key, data in sorted(manifests.items()):
         if not key.startswith(HUB_MANIFESTS + "/"):
             continue
         model = ModelManifest.from_bytes(data)
-        signed_by = required.get(model.handle)
-        if signed_by is None or model.alias_of:
-            continue
         try:
-            verify_stored(store, model.sha256, model.size, signed_by, limits, hub.timeout)
+            verify_kept(store, model, hub)
         except (SignatureRefused, ArchiveRejected) as exc:
             raise SignatureRefused(f"{model.handle}: {exc}") from None

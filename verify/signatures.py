@@ -6,9 +6,8 @@ when it published it (hub_cache.signatures). A mismatch is a verify failure."""
 from __future__ import annotations
 
 from hub_cache.errors import ArchiveRejected, SignatureRefused
-from hub_cache.limits import caps
 from hub_cache.models import load_models
-from hub_cache.signatures import verify_stored
+from hub_cache.signatures import verify_kept
 from mirror.core.config import Config
 from mirror.core.errors import BlobNotFound
 from mirror.core.storage import BlobStore
@@ -16,19 +15,14 @@ from verify.models import ModelCheck
 
 
 def check_signatures(config: Config, store: BlobStore) -> list[ModelCheck]:
-    required = {m.handle: m.signed_by for m in config.hub.models if m.signed_by is not None}
     checks = []
     for model in load_models(store):
-        signed_by = required.get(model.handle)
-        if signed_by is None or model.alias_of:  # an alias serves its main model's blob
-            continue
         try:
-            signer = verify_stored(
-                store, model.sha256, model.size, signed_by, caps(config.hub), config.hub.timeout
-            )
+            signer = verify_kept(store, model, config.hub)
         except (SignatureRefused, ArchiveRejected, BlobNotFound) as exc:
             checks.append(ModelCheck(model.path, model.handle, False, str(exc)))
             continue
-        detail = f"signed by {signer['signer']} ({signer['method']}, {signer['signature']})"
-        checks.append(ModelCheck(model.path, model.handle, True, detail))
+        if signer is not None:
+            detail = f"signed by {signer['signer']} ({signer['method']}, {signer['signature']})"
+            checks.append(ModelCheck(model.path, model.handle, True, detail))
     return checks
