@@ -100,8 +100,9 @@ def save_follow_status(store: BlobStore, status: SiteFollow) -> None:
 
 def pulled(store: BlobStore, url: str, held_seq: int, when: str) -> SiteFollow:
     """After a pull that succeeded: the site holds the centre's head."""
-    status = SiteFollow(url, held_seq=held_seq, centre_seq=held_seq, last_success=when)
-    status = replace(status, last_attempt=when)
+    status = SiteFollow(
+        url, held_seq=held_seq, centre_seq=held_seq, last_success=when, last_attempt=when
+    )
     save_follow_status(store, status)
     return status
 
