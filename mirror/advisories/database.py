@@ -98,7 +98,9 @@ def records_bytes(records: Iterable[Record]) -> bytes:
     for record in records:
         a = record.advisory
         number = len(advisories)
-        advisories.append([a.id, list(a.aliases), a.modified, a.summary, int(a.severity), a.score])
+        advisories.append(
+            [a.id, list(a.aliases), a.modified, a.summary, int(a.severity), a.score, a.vector]
+        )
         for entry in record.affected:
             projects[entry.project].append([number, _event_docs(entry), list(entry.versions)])
     doc = {"format": FORMAT, "advisories": advisories, "projects": projects}
@@ -124,8 +126,11 @@ class StoredRecords:
     def _advisory(self, number: int) -> Advisory:
         found = self._decoded.get(number)
         if found is None:
-            ident, aliases, modified, summary, severity, score = self._advisories[number]
-            found = Advisory(ident, tuple(aliases), modified, summary, Severity(severity), score)
+            # A database the last release stored has no vector (six fields, not seven).
+            ident, aliases, modified, summary, severity, score, *vector = self._advisories[number]
+            found = Advisory(
+                ident, tuple(aliases), modified, summary, Severity(severity), score, *vector
+            )
             self._decoded[number] = found
         return found
 

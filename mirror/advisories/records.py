@@ -64,6 +64,7 @@ class Advisory:
     summary: str
     severity: Severity
     score: float | None  # the CVSS base score, where a vector gives one
+    vector: str = ""  # the CVSS vector that score came from (a database before it: none)
 
 
 @dataclass(frozen=True)
@@ -146,36 +147,39 @@ def _affected(entry: Any, where: str) -> Affected | None:
     return Affected(canonicalize_name(name), tuple(ranges), versions)
 
 
-def _scored(vector: str) -> tuple[float, Severity] | None:
+def _scored(vector: str) -> tuple[float, Severity, str] | None:
     try:
         if vector.startswith("CVSS:4"):
             v4 = CVSS4(vector)
-            return float(v4.base_score), Severity.named(v4.severity)
+            return float(v4.base_score), Severity.named(v4.severity), vector
         if vector.startswith("CVSS:3"):
             v3 = CVSS3(vector)
-            return float(v3.scores()[0]), Severity.named(v3.severities()[0])
+            return float(v3.scores()[0]), Severity.named(v3.severities()[0]), vector
         v2 = CVSS2(vector)
-        return float(v2.scores()[0]), Severity.named(v2.severities()[0])
+        return float(v2.scores()[0]), Severity.named(v2.severities()[0]), vector
     except (CVSSError, KeyError, ValueError):
         return None
 
 
-def _severity(doc: dict[str, Any], record_id: str, where: str) -> tuple[Severity, float | None]:
-    best: tuple[float, Severity] | None = None
+def _severity(
+    doc: dict[str, Any], record_id: str, where: str
+) -> tuple[Severity, float | None, str]:
+    """The severity, and the highest CVSS score and its vector where the record has one."""
+    best: tuple[float, Severity, str] | None = None
     for entry in _list(doc, "severity", where):
         if isinstance(entry, dict) and isinstance(entry.get("score"), str):
             scored = _scored(entry["score"])
             if scored is not None and (best is None or scored[0] > best[0]):
                 best = scored
     if record_id.startswith("MAL-"):
-        return Severity.CRITICAL, best[0] if best else None
+        return Severity.CRITICAL, best[0] if best else None, best[2] if best else ""
     if best is not None:
-        return best[1], best[0]
+        return best[1], best[0], best[2]
     specific = doc.get("database_specific")
     named = specific.get("severity") if isinstance(specific, dict) else None
     if isinstance(named, str) and named.upper() in {*Severity.__members__, "MODERATE"}:
-        return Severity.named(named), None
-    return Severity.UNKNOWN, None
+        return Severity.named(named), None, ""
+    return Severity.UNKNOWN, None, ""
 
 
 def parse_record(doc: Any, where: str) -> Record | None:
@@ -190,7 +194,7 @@ def parse_record(doc: Any, where: str) -> Record | None:
     affected = tuple(a for e in _list(doc, "affected", where) if (a := _affected(e, where)))
     if not affected:
         return None
-    severity, score = _severity(doc, record_id, where)
+    severity, score, vector = _severity(doc, record_id, where)
     aliases = tuple(a for a in _list(doc, "aliases", where) if isinstance(a, str))
     advisory = Advisory(
         record_id,
@@ -199,5 +203,6 @@ def parse_record(doc: Any, where: str) -> Record | None:
         _str(doc, "summary", where)[:300],
         severity,
         score,
+        vector,
     )
     return Record(advisory, affected)

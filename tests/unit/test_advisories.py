@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirror.advisories.archive import Caps, read_archive
-from mirror.advisories.database import load_advisories, read_current
+from mirror.advisories.database import StoredRecords, load_advisories, read_current, records_bytes
 from mirror.advisories.errors import ArchiveRefused
 from mirror.advisories.matching import Matcher
 from mirror.advisories.records import Severity, parse_record
@@ -49,6 +49,18 @@ def test_a_ghsa_range_matches_below_its_fix_under_any_spelling_of_the_name() -> 
     assert finding.severity is Severity.HIGH
     assert finding.advisory.score == 8.8  # from the vector, by the cvss library
     assert finding.fixed_in == ("1.2.0",)
+
+
+def test_the_stored_database_keeps_the_vector_and_reads_one_stored_without() -> None:
+    parsed = read_archive(io.BytesIO(data := export(RECORDS)), len(data), CAPS)
+    stored = StoredRecords(records_bytes(parsed.records))
+    ((advisory, _),) = stored.entries("tiny-lib")
+    assert advisory.vector.startswith("CVSS:3.1/") and advisory.score == 8.8
+    # The last release stored six fields per advisory: it reads, with no vector.
+    doc = json.loads(records_bytes(parsed.records))
+    doc["advisories"] = [a[:6] for a in doc["advisories"]]
+    ((older, _),) = StoredRecords(json.dumps(doc).encode()).entries("tiny-lib")
+    assert older.vector == "" and older.score == 8.8
 
 
 def test_an_explicit_versions_list_matches_those_versions_only() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from cyclonedx.model.vulnerability import (
     Vulnerability,
     VulnerabilityAnalysis,
     VulnerabilityRating,
+    VulnerabilityScoreSource,
     VulnerabilitySeverity,
     VulnerabilitySource,
 )
@@ -42,10 +43,12 @@ from packaging.utils import canonicalize_name
 from mirror.advisories.database import load_advisories
 from mirror.advisories.errors import NoDatabase
 from mirror.advisories.matching import Finding, Matcher
+from mirror.core.config.advisories import Waiver
 from mirror.core.licenses import License
 from mirror.core.redact import bounded
 from mirror.pypi.manifest import Manifest
 from mirror.pypi.resolve import Wheel
+from tfmirror.commands.audit import waived
 from tfmirror.commands.common import EXIT_OK, closures
 from tfmirror.errors import SbomInvalid
 from tfmirror.parts import MirrorParts
@@ -113,14 +116,45 @@ def component(wheel: Wheel, targets: list[str]) -> Component:
     )
 
 
-def analysis(finding: Finding) -> VulnerabilityAnalysis:
-    """VEX: every advisory in force affects what the environment offers. The hook for
-    waivers ([[advisories.waivers]]): a waived one is `not_affected`, with its reason."""
-    return VulnerabilityAnalysis(state=ImpactAnalysisState.EXPLOITABLE)
+def analysis(waiver: Waiver | None) -> VulnerabilityAnalysis:
+    """VEX: an advisory in force affects what the environment offers (`exploitable`, the
+    nearest CycloneDX state); one a waiver in force covers is `not_affected`, the waiver
+    saying until when and why."""
+    if waiver is None:
+        return VulnerabilityAnalysis(state=ImpactAnalysisState.EXPLOITABLE)
+    return VulnerabilityAnalysis(
+        state=ImpactAnalysisState.NOT_AFFECTED,
+        detail=f"waived until {waiver.until.isoformat()}: {waiver.reason}",
+    )
+
+
+# The CVSS version a vector names, as CycloneDX names the rating's method.
+_METHODS = (
+    ("CVSS:4", VulnerabilityScoreSource.CVSS_V4),
+    ("CVSS:3.1", VulnerabilityScoreSource.CVSS_V3_1),
+    ("CVSS:3", VulnerabilityScoreSource.CVSS_V3),
+)
+
+
+def rating(finding: Finding) -> VulnerabilityRating:
+    advisory = finding.advisory
+    method = None
+    if advisory.vector:
+        prefixed = (m for prefix, m in _METHODS if advisory.vector.startswith(prefix))
+        method = next(prefixed, VulnerabilityScoreSource.CVSS_V2)
+    return VulnerabilityRating(
+        source=OSV,
+        score=Decimal(str(advisory.score)) if advisory.score is not None else None,
+        severity=VulnerabilitySeverity(advisory.severity.label),
+        method=method,
+        vector=advisory.vector or None,
+    )
 
 
 def vulnerabilities(
-    findings: Iterable[Finding], refs: dict[tuple[str, str], list[str]]
+    findings: Iterable[Finding],
+    refs: dict[tuple[str, str], list[str]],
+    waiver: Callable[[Finding], Waiver | None],
 ) -> list[Vulnerability]:
     """One per advisory, affecting each file of each release it matched."""
     by_id: dict[str, list[Finding]] = {}
@@ -129,11 +163,6 @@ def vulnerabilities(
     out = []
     for ident, matched in sorted(by_id.items()):
         advisory = matched[0].advisory
-        rating = VulnerabilityRating(
-            source=OSV,
-            score=Decimal(str(advisory.score)) if advisory.score is not None else None,
-            severity=VulnerabilitySeverity(advisory.severity.label),
-        )
         affects = [BomTarget(ref=r) for f in matched for r in refs[(f.project, f.version)]]
         out.append(
             Vulnerability(
@@ -146,16 +175,20 @@ def vulnerabilities(
                 recommendation=(
                     f"upgrade to {', '.join(matched[0].fixed_in)}" if matched[0].fixed_in else None
                 ),
-                ratings=[rating],
+                ratings=[rating(matched[0])],
                 affects=affects,
-                analysis=analysis(matched[0]),
+                analysis=analysis(waiver(matched[0])),
             )
         )
     return out
 
 
 def document(
-    environment: str, manifests: list[Manifest], findings: list[Finding], version: str
+    environment: str,
+    manifests: list[Manifest],
+    findings: list[Finding],
+    version: str,
+    waiver: Callable[[Finding], Waiver | None] = lambda finding: None,
 ) -> str:
     """The environment's SBOM, as CycloneDX 1.6 JSON, validated."""
     targets: dict[str, list[str]] = {}
@@ -180,7 +213,7 @@ def document(
         )
     # The environment offers each file directly: what its index serves is its closure.
     bom.register_dependency(root, bom.components)
-    for vulnerability in vulnerabilities(findings, refs):
+    for vulnerability in vulnerabilities(findings, refs, waiver):
         bom.vulnerabilities.add(vulnerability)
     text = JsonV1Dot6(bom).output_as_string(indent=1)
     problem = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
@@ -201,9 +234,8 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
     except NoDatabase as exc:
         findings = []
         print(f"tfmirror sbom: no vulnerabilities listed: {exc}", file=sys.stderr)
-    text = document(
-        environment, manifests, findings, f"snapshot {args.snapshot}" if args.snapshot else "live"
-    )
+    version = f"snapshot {args.snapshot}" if args.snapshot else "live"
+    text = document(environment, manifests, findings, version, waived(parts.config))
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
