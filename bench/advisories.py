@@ -30,7 +30,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror.advisories.database import load_advisories
+from mirror.advisories.database import forget_last_read, load_advisories
 from mirror.advisories.matching import Matcher
 from mirror.advisories.sync import sync_advisories
 from mirror.core.config.load import parse_config
@@ -140,6 +140,7 @@ def peer(export: Path, scopes: Iterable[set[tuple[str, str]]]) -> int:
 
 
 def ours(store: LocalStore, scopes: Iterable[set[tuple[str, str]]]) -> int:
+    forget_last_read()  # a sync reads the records once: time that read, not the kept copy
     _, records = load_advisories(store)
     matcher = Matcher(records.entries)
     return sum(len(matcher.match(scope)) for scope in scopes)
@@ -199,6 +200,15 @@ def main() -> None:
             f"tfmirror {ours_s:.3f} s, plain loop {peer_s:.3f} s, "
             f"ratio {peer_s / ours_s:.1f}x (target < 2 s)"
         )
+
+        # The status page matches every environment on each scrape, in a process that
+        # keeps the records it read last: a scrape after the first reads no blob.
+        first_s, _ = timed(ours, store, scopes)
+        load_advisories(store)
+        kept_s, _ = timed(
+            lambda: sum(len(Matcher(load_advisories(store)[1].entries).match(s)) for s in scopes)
+        )
+        print(f"status page's matching: first scrape {first_s:.3f} s, later scrapes {kept_s:.3f} s")
 
         lock = work / "requirements.lock"
         lock.write_text(
