@@ -233,10 +233,10 @@ def test_report_mode_refuses_nothing_and_block_is_the_default(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"licenses": "deny"}, "[pypi] licenses = 'deny': use \"block\" or \"report\""),
+        ({"licenses": "deny"}, '[pypi] licenses = \'deny\': use "block" or "report"'),
         (
             {"environments": {"lab": {"requirements": ["x"], "licenses": "fail"}}},
-            "[pypi.environments.lab] licenses = 'fail': use \"block\" or \"report\"",
+            '[pypi.environments.lab] licenses = \'fail\': use "block" or "report"',
         ),
     ],
 )
