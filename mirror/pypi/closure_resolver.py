@@ -43,7 +43,7 @@ from mirror.pypi.build_sandbox import (
     why_stopped,
 )
 from mirror.pypi.cooldown import Cooldown, Held
-from mirror.pypi.core_metadata import metadata_in_store
+from mirror.pypi.core_metadata import MAX_METADATA, metadata_in_store
 from mirror.pypi.errors import MetadataError, ResolveError, SandboxResolveError
 from mirror.pypi.interpreters import Interpreter, find_interpreter, host_interpreter
 from mirror.pypi.local_index import LocalIndex
@@ -139,19 +139,22 @@ class ClosureResolver:
 
     def license_of(self, wheel: Wheel) -> License:
         """A resolved file's licence, from what is known of it: a manifest's record, else
-        the METADATA the resolver read through the local index (no second fetch), else,
-        for a wheel built here, the one in the store."""
+        the METADATA blob it lists, else the METADATA the resolver read through the local
+        index (no second fetch), else, for a wheel built here, the one in the store."""
         known = self.files.get(wheel.sha256)
         if known is not None and known.license is not None:
             return known.license
         if not wheel.is_wheel:
             return License.unknown("an sdist: its licence is its built wheel's")
         try:
-            metadata = (
-                None if wheel.url.startswith("file:") else self.index().core_metadata(wheel.sha256)
-            )
-            if metadata is None:
+            if wheel.metadata_sha256 and self.store.has_blob(wheel.metadata_sha256):
+                with self.store.open_blob(wheel.metadata_sha256) as blob:
+                    metadata = blob.read(MAX_METADATA + 1)  # a manifest's: PEP 658's copy
+            elif wheel.url.startswith("file:"):
                 metadata = metadata_in_store(self.store, wheel)
+            else:
+                read = self.index().core_metadata(wheel.sha256)
+                metadata = read if read is not None else metadata_in_store(self.store, wheel)
         except (MetadataError, StoreError, DownloadError, Refused) as exc:
             return License.unknown(f"its METADATA could not be read ({exc})")
         return license_of(metadata)

@@ -169,9 +169,14 @@ def test_the_policy_refuses_a_closure_naming_project_version_and_licence(tmp_pat
             {"environments": {"lab": {"requirements": ["x"], "allowed_licenses": ["nope!"]}}},
             "[pypi.environments.lab] allowed_licenses: 'nope!' is no SPDX id",
         ),
+        ({"licenses": "deny"}, '[pypi] licenses = \'deny\': use "block" or "report"'),
+        (
+            {"environments": {"lab": {"requirements": ["x"], "licenses": "fail"}}},
+            '[pypi.environments.lab] licenses = \'fail\': use "block" or "report"',
+        ),
     ],
 )
-def test_a_policy_that_names_no_spdx_id_is_a_config_error(
+def test_a_policy_or_mode_the_mirror_cannot_read_is_a_config_error(
     tmp_path: Path, table: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -228,21 +233,3 @@ def test_report_mode_refuses_nothing_and_block_is_the_default(tmp_path: Path) ->
     config = parse_config({"pypi": {**pypi, "licenses": "report"}}, tmp_path)
     modes = {env.name: env.licenses for env in config.pypi.environments}
     assert modes == {"strict": "report", "open": "report"}
-
-
-@pytest.mark.parametrize(
-    ("table", "message"),
-    [
-        ({"licenses": "deny"}, '[pypi] licenses = \'deny\': use "block" or "report"'),
-        (
-            {"environments": {"lab": {"requirements": ["x"], "licenses": "fail"}}},
-            '[pypi.environments.lab] licenses = \'fail\': use "block" or "report"',
-        ),
-    ],
-)
-def test_a_bad_licence_mode_is_one_line_naming_the_key(
-    tmp_path: Path, table: dict[str, object], message: str
-) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_config({"pypi": {"upstream": "", **table}}, tmp_path)
-    assert str(caught.value) == message
