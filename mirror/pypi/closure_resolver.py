@@ -27,7 +27,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from mirror.core.config import Environment, Target
-from mirror.core.errors import Refused
+from mirror.core.errors import DownloadError, Refused, StoreError
+from mirror.core.licenses import License
 from mirror.core.quarantine import Quarantine
 from mirror.core.sandbox import available
 from mirror.core.sandbox_files import read_inside
@@ -42,9 +43,11 @@ from mirror.pypi.build_sandbox import (
     why_stopped,
 )
 from mirror.pypi.cooldown import Cooldown, Held
-from mirror.pypi.errors import ResolveError, SandboxResolveError
+from mirror.pypi.core_metadata import MAX_METADATA, metadata_in_store
+from mirror.pypi.errors import MetadataError, ResolveError, SandboxResolveError
 from mirror.pypi.interpreters import Interpreter, find_interpreter, host_interpreter
 from mirror.pypi.local_index import LocalIndex
+from mirror.pypi.package_licenses import license_of
 from mirror.pypi.resolve import (
     Role,
     Wheel,
@@ -133,6 +136,28 @@ class ClosureResolver:
         index = self.index()
         wheels = resolve_target(requirements, target, index.url(cooldown), constraints, find_links)
         return [index.upstream(wheel) for wheel in wheels]
+
+    def license_of(self, wheel: Wheel) -> License:
+        """A resolved file's licence, from what is known of it: a manifest's record, else
+        the METADATA blob it lists, else the METADATA the resolver read through the local
+        index (no second fetch), else, for a wheel built here, the one in the store."""
+        known = self.files.get(wheel.sha256)
+        if known is not None and known.license is not None:
+            return known.license
+        if not wheel.is_wheel:
+            return License.unknown("an sdist: its licence is its built wheel's")
+        try:
+            if wheel.metadata_sha256 and self.store.has_blob(wheel.metadata_sha256):
+                with self.store.open_blob(wheel.metadata_sha256) as blob:
+                    metadata = blob.read(MAX_METADATA + 1)  # a manifest's: PEP 658's copy
+            elif wheel.url.startswith("file:"):
+                metadata = metadata_in_store(self.store, wheel)
+            else:
+                read = self.index().core_metadata(wheel.sha256)
+                metadata = read if read is not None else metadata_in_store(self.store, wheel)
+        except (MetadataError, StoreError, DownloadError, Refused) as exc:
+            return License.unknown(f"its METADATA could not be read ({exc})")
+        return license_of(metadata)
 
     # -- the closure -------------------------------------------------------------------
     def resolve(self, env: Environment, target: Target) -> list[Wheel]:

@@ -66,7 +66,8 @@ def read_metadata(wheel_file: BinaryIO, filename: str) -> bytes:
     return data
 
 
-def _read(store: BlobStore, wheel: Wheel) -> bytes:
+def metadata_in_store(store: BlobStore, wheel: Wheel) -> bytes:
+    """The METADATA of a wheel the store holds; raises MetadataError."""
     try:
         with open_seekable(store, wheel.sha256) as blob:
             return read_metadata(blob, wheel.filename)
@@ -84,7 +85,7 @@ def requires_python(metadata: bytes) -> str | None:
 
 def extract(store: BlobStore, wheel: Wheel, declared: str | None = None) -> CoreMetadata:
     """Store the wheel's METADATA as a blob; `declared` is upstream's sha256 for it."""
-    data = _read(store, wheel)
+    data = metadata_in_store(store, wheel)
     sink = HashingWriter(store.new_blob())
     try:
         sink.write(data)

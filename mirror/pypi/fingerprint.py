@@ -69,6 +69,10 @@ def inputs_digest(
         doc["cooldown_exempt"] = list(pypi.cooldown_exempt)
     if advisories:  # only with a database: a fingerprint from before one stays valid
         doc["advisories"] = advisories
+    policy = pypi.license_policy(env.name)
+    if policy.applies:  # only with a policy: a fingerprint from before one stays valid
+        doc["licenses"] = [env.licenses, *map(list, (policy.allowed, policy.denied))]
+        doc["allow_unknown_license"] = policy.allow_unknown
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

@@ -334,6 +334,17 @@ class LocalIndex:
             self._read_metadata(taken, pending)
         return pending.result()
 
+    def core_metadata(self, sha256: str) -> bytes | None:
+        """A listed wheel's METADATA as resolvers read it here: upstream's PEP 658 file
+        (fetched once into the store) or the one made from the wheel's ranges (kept for
+        this index's life); None for a file no page listed."""
+        found = self.fetch(sha256, metadata=True)
+        if found is None:
+            return self.metadata_of(sha256, ahead=True)
+        with self.store.open_blob(found[0]) as blob:
+            data: bytes = blob.read(MAX_METADATA + 1)
+            return data
+
     def _read_metadata(self, taken: Taken, into: Future[bytes]) -> None:
         began = time.monotonic()
         try:

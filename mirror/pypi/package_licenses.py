@@ -7,6 +7,7 @@ mirror.core.licenses, which also holds the policy files are checked against."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ FIELD_NAMES = {
     "new bsd": "BSD-3-Clause",
     "new bsd license": "BSD-3-Clause",
     "3-clause bsd": "BSD-3-Clause",
+    "modified bsd": "BSD-3-Clause",
+    "revised bsd": "BSD-3-Clause",
+    "2-clause bsd": "BSD-2-Clause",
     "bsd 3-clause": "BSD-3-Clause",
     "bsd-3": "BSD-3-Clause",
     "simplified bsd": "BSD-2-Clause",
@@ -68,18 +72,29 @@ FIELD_NAMES = {
     "apache license, version 2.0": "Apache-2.0",
     "apache license version 2.0": "Apache-2.0",
     "apache software license 2.0": "Apache-2.0",
+    "apache v2": "Apache-2.0",
+    "apache license v2": "Apache-2.0",
+    "apache license v2.0": "Apache-2.0",
+    "mozilla public license 2.0": "MPL-2.0",
     "psf": "PSF-2.0",
     "psf license": "PSF-2.0",
     "mpl 2.0": "MPL-2.0",
     "mpl-2": "MPL-2.0",
     "gplv2": "GPL-2.0-only",
     "gplv3": "GPL-3.0-only",
+    "gpl v3": "GPL-3.0-only",
+    "gnu gplv3": "GPL-3.0-only",
+    "gnu gpl v3": "GPL-3.0-only",
+    "gpl v2": "GPL-2.0-only",
     "gplv3+": "GPL-3.0-or-later",
     "lgplv3": "LGPL-3.0-only",
     "lgplv3+": "LGPL-3.0-or-later",
     "public domain": "LicenseRef-Public-Domain",
 }
 SHOWN = 200  # of a `License` field that holds a whole licence text
+# "The MIT License", "3-Clause BSD License", "ISC License": a name with its article or
+# the word licence around it reads as the name without them, when that reads at all.
+_WRAPPING = re.compile(r"^(?:the\s+)?(.+?)(?:\s+licen[cs]e)?$", re.IGNORECASE)
 
 
 def _field(headers: Message, name: str) -> str:
@@ -96,6 +111,16 @@ def _from_classifiers(classifiers: list[str]) -> License | None:
     return License("; ".join(named), " OR ".join(dict.fromkeys(ids)), FROM_CLASSIFIER)
 
 
+def _field_spdx(text: str) -> str:
+    """The SPDX id the `License` field's text names, "" where none reads."""
+    bare = _WRAPPING.match(text)
+    for name in dict.fromkeys([text, bare.group(1) if bare else text]):
+        spdx = FIELD_NAMES.get(name.lower()) or spdx_of(name)
+        if spdx:
+            return spdx
+    return ""
+
+
 def license_of(metadata: bytes) -> License:
     """The licence a file's METADATA declares."""
     headers = BytesParser().parsebytes(metadata, headersonly=True)
@@ -103,7 +128,7 @@ def license_of(metadata: bytes) -> License:
     if expression:
         return License(expression, spdx_of(expression), FROM_EXPRESSION)
     text = _field(headers, "License")
-    spdx = (FIELD_NAMES.get(text.lower()) or spdx_of(text)) if text else ""
+    spdx = _field_spdx(text) if text else ""
     if spdx:
         return License(text, spdx, FROM_LICENSE_FIELD)
     classified = _from_classifiers([str(c) for c in headers.get_all("Classifier") or []])

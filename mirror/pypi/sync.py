@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from mirror.advisories.matching import Finding
-from mirror.advisories.policy import Screen, why_blocked
+from mirror.advisories.policy import Screen
 from mirror.core.config import Config, Environment, PypiConfig, Target
 from mirror.core.credentials import Credentials
 from mirror.core.errors import LeaseLost, ServiceError, StoreError
@@ -34,7 +33,8 @@ from mirror.core.sandbox import SandboxLimits
 from mirror.core.sizes import human_bytes
 from mirror.core.storage import BlobStore
 from mirror.core.upstream import FetchPolicy, ProjectPages
-from mirror.pypi.advisory_avoidance import avoid
+from mirror.pypi.advisory_avoidance import Advisories
+from mirror.pypi.avoidance import Refused, Source, avoid, refused_by
 from mirror.pypi.build_backends import resolve_backends
 from mirror.pypi.build_sandbox import BuildPolicy
 from mirror.pypi.changes import closure_changes
@@ -56,6 +56,7 @@ from mirror.pypi.fingerprint import (
     still_current,
 )
 from mirror.pypi.lag import record_lag
+from mirror.pypi.licence_avoidance import Licences
 from mirror.pypi.manifest import (
     Manifest,
     delete_manifest,
@@ -318,22 +319,25 @@ class PypiSync:
         inputs = inputs_digest(env, target, pypi, advised)
         old = plan.committed.get(slot.id)
         known = load_fingerprint(self.store, env.name, target.id)
-        screen = plan.screen
-        releases = {(w.project, w.version) for w in old.files} if old is not None else set()
+        sources = _sources(plan.screen, pypi, builds)
         if (
             old is not None
             and still_current(known, inputs, pages, {w.project for w in old.files})
-            and not (screen and screen.blocked(env.name, releases))  # a new advisory: resolve
+            and not refused_by(sources, env, old.files)  # a new advisory: resolve
         ):
             log.info("%s: inputs and upstream pages unchanged; closure kept", slot.id)
             wheels = list(old.files)
         else:
             try:
                 wheels = builds.resolve(env, target)
-                if screen is not None:  # around what the environment's policy blocks
-                    avoided = avoid(screen, env, wheels, pages, lambda e: builds.resolve(e, target))
-                    wheels, env = avoided.wheels, avoided.environment
-                    plan.changes += _left_out(slot, old, avoided.left_out)
+                # around what the environment's policy keeps out
+                avoided = avoid(sources, env, wheels, pages, lambda e: builds.resolve(e, target))
+                wheels, env = avoided.wheels, avoided.environment
+                plan.changes += _left_out(slot, old, avoided.left_out)
+                report.notes += [
+                    f"{slot.id}: resolved around {r.named()}"
+                    for r in {r.named(): r for r in avoided.left_out}.values()
+                ]
             except ResolveError as exc:
                 # A pin only a too-young release meets says when it will be taken.
                 why = explain(str(exc), builds.held())
@@ -608,20 +612,29 @@ def _blocked_in(screen: Screen | None, environment: str) -> Callable[[str, str],
     return lambda project, version: bool(screen.blocked(environment, [(project, version)]))
 
 
-def _left_out(slot: Slot, old: Manifest | None, left_out: list[Finding]) -> list[dict[str, Any]]:
-    """The journal's word on each release the closure held and leaves for an advisory
-    (what enters instead is the closure change itself): once, when it leaves."""
+def _sources(screen: Screen | None, pypi: PypiConfig, builds: ClosureResolver) -> list[Source]:
+    """What each closure is resolved around: the advisories (with a database), licences."""
+    licences = Licences(pypi, builds.license_of)
+    return [Advisories(screen), licences] if screen is not None else [licences]
+
+
+def _left_out(slot: Slot, old: Manifest | None, left_out: list[Refused]) -> list[dict[str, Any]]:
+    """The journal's word on each release the closure held and leaves for an advisory or
+    its licence (what enters instead is the closure change itself): once, when it leaves."""
     held = {(w.project, w.version) for w in old.files} if old is not None else set()
+    said = {
+        (r.project, r.version, json.dumps(r.journal, sort_keys=True)): r
+        for r in left_out
+        if (r.project, r.version) in held
+    }
     return [
         {
-            "event": "left for an advisory",
+            "event": r.journal["event"],
             "environment": slot.environment.name,
             "target": slot.target.id,
-            "project": f.project,
-            "version": f.version,
-            "advisory": f.advisory.id,
-            "reason": why_blocked(f),
+            "project": r.project,
+            "version": r.version,
+            **{k: v for k, v in r.journal.items() if k != "event"},
         }
-        for f in left_out
-        if (f.project, f.version) in held
+        for r in said.values()
     ]

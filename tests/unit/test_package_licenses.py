@@ -169,12 +169,67 @@ def test_the_policy_refuses_a_closure_naming_project_version_and_licence(tmp_pat
             {"environments": {"lab": {"requirements": ["x"], "allowed_licenses": ["nope!"]}}},
             "[pypi.environments.lab] allowed_licenses: 'nope!' is no SPDX id",
         ),
+        ({"licenses": "deny"}, '[pypi] licenses = \'deny\': use "block" or "report"'),
+        (
+            {"environments": {"lab": {"requirements": ["x"], "licenses": "fail"}}},
+            '[pypi.environments.lab] licenses = \'fail\': use "block" or "report"',
+        ),
     ],
 )
-def test_a_policy_that_names_no_spdx_id_is_a_config_error(
+def test_a_policy_or_mode_the_mirror_cannot_read_is_a_config_error(
     tmp_path: Path, table: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"pypi": {"upstream": "", **table}}, tmp_path)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "spdx"),
+    [
+        ("3-Clause BSD License", "BSD-3-Clause"),
+        ("BSD 3-Clause", "BSD-3-Clause"),
+        ("BSD 3-Clause License", "BSD-3-Clause"),
+        ("Modified BSD License", "BSD-3-Clause"),
+        ("2-Clause BSD License", "BSD-2-Clause"),
+        ("Apache License, Version 2.0", "Apache-2.0"),
+        ("Apache Software License", "Apache-2.0"),
+        ("Apache-2.0 license", "Apache-2.0"),
+        ("Apache License v2.0", "Apache-2.0"),
+        ("MIT License", "MIT"),
+        ("The MIT License", "MIT"),
+        ("ISC License", "ISC"),
+        ("Mozilla Public License 2.0", "MPL-2.0"),
+        ("GNU General Public License v3 (GPLv3)", "GPL-3.0-only"),
+        ("GNU GPLv3", "GPL-3.0-only"),
+        ("The Unlicense", "Unlicense"),
+        ("see LICENSE.txt", ""),  # names none: the classifiers decide, else it stays as given
+        ("Proprietary License", ""),
+    ],
+)
+def test_free_text_license_fields_read_as_spdx_ids(text: str, spdx: str) -> None:
+    found = license_of(WheelSpec("x", "1", headers=[f"License: {text}"]).metadata())
+    assert (found.spdx, found.name) == (spdx, text)
+
+
+def test_report_mode_refuses_nothing_and_block_is_the_default(tmp_path: Path) -> None:
+    pypi = {
+        "upstream": "",
+        "denied_licenses": ["GPL-3.0-only"],
+        "allow_unknown_license": True,
+        "environments": {
+            "strict": {"requirements": ["x"], "targets": []},
+            "open": {"requirements": ["x"], "targets": [], "licenses": "report"},
+        },
+    }
+    config = parse_config({"pypi": pypi}, tmp_path)
+    modes = {env.name: env.licenses for env in config.pypi.environments}
+    assert modes == {"strict": "block", "open": "report"}
+    check = Licenses(config.pypi)
+    assert [f.reason.split(" (")[0] for f in check.review("strict/t", CLOSURE)] == ["gpl-lib 2.0"]
+    assert check.review("open/t", CLOSURE) == []
+    # [pypi]'s mode is every environment's that sets none.
+    config = parse_config({"pypi": {**pypi, "licenses": "report"}}, tmp_path)
+    modes = {env.name: env.licenses for env in config.pypi.environments}
+    assert modes == {"strict": "report", "open": "report"}

@@ -20,10 +20,13 @@ _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # What a known vulnerability does to an environment's closure (README "Known
 # vulnerabilities and licences"): "report" it, or "block" the affected releases.
 ADVISORY_MODE = Check(lambda v: v in ("report", "block"), 'use "report" or "block"')
+# What a licence outside the policy does to it: "block" (resolve around the release, or
+# fail the target naming it: the default, so a policy stays enforced) or "report" it.
+LICENSE_MODE = Check(lambda v: v in ("report", "block"), 'use "block" or "report"')
 SEVERITIES = ("low", "medium", "high", "critical")
 ADVISORY_SEVERITY = Check(lambda v: v in SEVERITIES, f"use one of {', '.join(SEVERITIES)}")
 # Keys an environment may set for itself, else it takes [pypi]'s.
-INHERITED = ("min_age", "advisories", "advisory_min_severity")
+INHERITED = ("min_age", "advisories", "advisory_min_severity", "licenses")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,10 @@ class Environment:
     # environment's own, else [pypi]'s).
     advisories: str = key("report", '"block"', ADVISORY_MODE)
     advisory_min_severity: str = key("high", '"high"', ADVISORY_SEVERITY)
-    # This environment's package licence policy, in place of [pypi]'s where set.
+    # This environment's package licence policy, in place of [pypi]'s where set, and
+    # what a file outside it does: "block" or "report" (the environment's own, else
+    # [pypi]'s).
+    licenses: str = key("block", '"report"', LICENSE_MODE)
     allowed_licenses: tuple[str, ...] | None = key(None, LICENSES_EXAMPLE, form=LICENSES)
     denied_licenses: tuple[str, ...] | None = key(None, '["GPL-3.0-only"]', form=LICENSES)
     allow_unknown_license: bool | None = key(None, "true", form=Form(bool))

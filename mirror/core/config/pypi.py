@@ -16,6 +16,7 @@ from mirror.core.config.environments import (
     DEFAULT_ENVIRONMENT,
     ENVIRONMENTS,
     INHERITED,
+    LICENSE_MODE,
     Environment,
     own_settings,
 )
@@ -97,7 +98,9 @@ class PypiConfig:
     )
     # The licences a mirrored file may have (SPDX ids or expressions; none: any not
     # denied), those it may not, and whether one whose licence is not known may; each
-    # environment may set its own. A closure holding a file outside it is not committed.
+    # environment may set its own. "block": the resolver steps around a release outside
+    # it, and a target no release fits fails naming it; "report": shown, not enforced.
+    licenses: str = key("block", '"report"', LICENSE_MODE)
     allowed_licenses: tuple[str, ...] = key((), LICENSES_EXAMPLE, form=LICENSES)
     denied_licenses: tuple[str, ...] = key((), '["GPL-3.0-only"]', form=LICENSES)
     allow_unknown_license: bool = key(False, "true")
