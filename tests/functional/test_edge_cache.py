@@ -99,69 +99,71 @@ def test_a_rack_installs_through_its_edge_cache_with_one_fetch_per_file_and_the_
         site_port = urlsplit(site_nginx).port
         assert site_port is not None
         # The rack's link to the site: every request takes a while to cross it.
-        with Relay(site_port, request_delay=0.5) as link:
-            with edge_cache(link.url, tmp_path / "rack-host") as edge:
-                index = f"{edge}{index_path}"
-                health = requests.get(f"{edge}{HEALTH_PATH}", timeout=10)
-                assert health.status_code == 200 and health.text.startswith("ok ")
+        with (
+            Relay(site_port, request_delay=0.5) as link,
+            edge_cache(link.url, tmp_path / "rack-host") as edge,
+        ):
+            index = f"{edge}{index_path}"
+            health = requests.get(f"{edge}{HEALTH_PATH}", timeout=10)
+            assert health.status_code == 200 and health.text.startswith("ok ")
 
-                # pip through the edge; the page's links are relative, so they lead
-                # back to the edge, not to the site.
-                venv = make_venv(tmp_path / "venv1")
-                installed = pip_install(venv, index, "alpha")
-                assert installed.returncode == 0, installed.stderr
-                first = requests.get(f"{index}alpha/", timeout=10)
-                again = requests.get(f"{index}alpha/", timeout=10)
-                assert (first.headers["X-Cache-Status"], again.headers["X-Cache-Status"]) == (
-                    "MISS",
-                    "HIT",
-                )
-                beta_url = wheel_url(f"{index}beta/", "beta-1.0")
-                assert beta_url.startswith(f"{edge}/")
+            # pip through the edge; the page's links are relative, so they lead
+            # back to the edge, not to the site.
+            venv = make_venv(tmp_path / "venv1")
+            installed = pip_install(venv, index, "alpha")
+            assert installed.returncode == 0, installed.stderr
+            first = requests.get(f"{index}alpha/", timeout=10)
+            again = requests.get(f"{index}alpha/", timeout=10)
+            assert (first.headers["X-Cache-Status"], again.headers["X-Cache-Status"]) == (
+                "MISS",
+                "HIT",
+            )
+            beta_url = wheel_url(f"{index}beta/", "beta-1.0")
+            assert beta_url.startswith(f"{edge}/")
 
-                # A rack asks for a wheel the edge never fetched, all at once.
-                gamma_url = wheel_url(f"{index}gamma/", "gamma-1.0")
-                start = threading.Barrier(RACK)
+            # A rack asks for a wheel the edge never fetched, all at once.
+            gamma_url = wheel_url(f"{index}gamma/", "gamma-1.0")
+            start = threading.Barrier(RACK)
 
-                def fetch(_: int) -> tuple[int, str]:
-                    start.wait()
-                    answer = requests.get(gamma_url, timeout=60)
-                    return answer.status_code, hashlib.sha256(answer.content).hexdigest()
+            def fetch(_: int) -> tuple[int, str]:
+                start.wait()
+                answer = requests.get(gamma_url, timeout=60)
+                return answer.status_code, hashlib.sha256(answer.content).hexdigest()
 
-                with ThreadPoolExecutor(RACK) as pool:
-                    answers = list(pool.map(fetch, range(RACK)))
-                assert answers == [(200, gamma.sha256)] * RACK
-                assert pip_install(venv, index, "gamma").returncode == 0  # pip's own page
+            with ThreadPoolExecutor(RACK) as pool:
+                answers = list(pool.map(fetch, range(RACK)))
+            assert answers == [(200, gamma.sha256)] * RACK
+            assert pip_install(venv, index, "gamma").returncode == 0  # pip's own page
 
-                # Quarantined at the site: the edge's kept 200 gives way to the site's
-                # 410 within the page lifetime (the site's own page cache's too).
-                delta_url = wheel_url(f"{index}delta/", "delta-1.0")
-                assert requests.get(delta_url, timeout=10).status_code == 200
-                assert requests.get(delta_url, timeout=10).headers["X-Cache-Status"] == "HIT"
-                rule = new_rule("delta", "CVE-2026-0042", "ops@site", blobs=(delta.sha256,))
-                add_rules(store, [rule])
-                assert offer_manifests(config, store)[1] == []  # the site's devpi purged
-                assert within(
-                    PAGE_SECONDS + 10,
-                    lambda: requests.get(delta_url, timeout=10).status_code == 410,
-                )
-                assert "CVE-2026-0042" in requests.get(delta_url, timeout=10).text
+            # Quarantined at the site: the edge's kept 200 gives way to the site's
+            # 410 within the page lifetime (the site's own page cache's too).
+            delta_url = wheel_url(f"{index}delta/", "delta-1.0")
+            assert requests.get(delta_url, timeout=10).status_code == 200
+            assert requests.get(delta_url, timeout=10).headers["X-Cache-Status"] == "HIT"
+            rule = new_rule("delta", "CVE-2026-0042", "ops@site", blobs=(delta.sha256,))
+            add_rules(store, [rule])
+            assert offer_manifests(config, store)[1] == []  # the site's devpi purged
+            assert within(
+                PAGE_SECONDS + 10,
+                lambda: requests.get(delta_url, timeout=10).status_code == 410,
+            )
+            assert "CVE-2026-0042" in requests.get(delta_url, timeout=10).text
 
-                # The site goes away (its link first: nothing answers the edge).
-                link.cut()
-                gamma_path = urlsplit(gamma_url).path
-                assert requests.get(gamma_url, timeout=30).status_code == 200
-                # The quarantine the edge learned stands with the site gone.
-                assert requests.get(delta_url, timeout=30).status_code == 410
+            # The site goes away (its link first: nothing answers the edge).
+            link.cut()
+            gamma_path = urlsplit(gamma_url).path
+            assert requests.get(gamma_url, timeout=30).status_code == 200
+            # The quarantine the edge learned stands with the site gone.
+            assert requests.get(delta_url, timeout=30).status_code == 410
 
-                fresh = make_venv(tmp_path / "venv2")
-                offline = pip_install(fresh, index, "alpha", "gamma")
-                assert offline.returncode == 0, offline.stderr
-                never = pip_install(fresh, index, "epsilon")
-                assert never.returncode != 0
-                said = requests.get(f"{index}epsilon/", timeout=30)
-                assert said.status_code == 502
-                assert f"the site {link.url} is unreachable" in said.text
-                assert f"{index_path}epsilon/ is not kept here" in said.text
+            fresh = make_venv(tmp_path / "venv2")
+            offline = pip_install(fresh, index, "alpha", "gamma")
+            assert offline.returncode == 0, offline.stderr
+            never = pip_install(fresh, index, "epsilon")
+            assert never.returncode != 0
+            said = requests.get(f"{index}epsilon/", timeout=30)
+            assert said.status_code == 502
+            assert f"the site {link.url} is unreachable" in said.text
+            assert f"{index_path}epsilon/ is not kept here" in said.text
     # The site's nginx, stopped, has written its log: the rack's burst was one fetch.
     assert site_fetches(site_log, gamma_path) == 1

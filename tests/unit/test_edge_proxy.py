@@ -21,7 +21,7 @@ def _location(text: str, opening: str) -> str:
     return block[: block.index("}")]
 
 
-def test_the_edge_keeps_every_answer_for_the_page_lifetime_and_serves_it_stale_when_the_site_is_down(
+def test_every_answer_is_fresh_for_the_page_lifetime_and_served_stale_with_the_site_down(
     tmp_path: Path,
 ) -> None:
     config = parse_config({"proxy": {"page_cache_seconds": 7}}, tmp_path)
