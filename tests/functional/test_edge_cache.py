@@ -148,6 +148,9 @@ def test_a_rack_installs_through_its_edge_cache_with_one_fetch_per_file_and_the_
                 lambda: requests.get(delta_url, timeout=10).status_code == 410,
             )
             assert "CVE-2026-0042" in requests.get(delta_url, timeout=10).text
+            # A kept file past the page lifetime costs the site a 304, not its bytes.
+            kept = requests.get(beta_url, timeout=10)
+            assert kept.status_code == 200 and kept.headers["X-Cache-Status"] == "REVALIDATED"
 
             # The site goes away (its link first: nothing answers the edge).
             link.cut()

@@ -48,12 +48,12 @@ def test_every_answer_is_fresh_for_the_page_lifetime_and_served_stale_with_the_s
     # The site's ten-year max-age on files does not make them fresh here.
     files = _location(server, r"location ~ /\+f/ {")
     assert "proxy_cache tfmirror_edge_files;" in files
-    assert 'proxy_cache_key "$request_uri";' in files
+    assert 'proxy_cache_key "$uri$is_args$args";' in files  # pip's %2Bf is +f
     assert "proxy_ignore_headers Cache-Control Expires Set-Cookie;" in files
     hub = _location(server, "location ^~ /hub/ {")
     assert "proxy_cache tfmirror_edge_files;" in hub
     pages = _location(server, r"location ~ /\+simple/ {")
-    assert 'proxy_cache_key "$request_uri $http_accept";' in pages
+    assert 'proxy_cache_key "$uri$is_args$args $http_accept";' in pages
     assert "proxy_cache_background_update on;" in pages
     assert 'proxy_set_header Accept-Encoding "";' in pages
     # Status, API: the site's as they are now. Health: the edge's own, as the entry point's.
