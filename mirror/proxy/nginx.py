@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -51,6 +52,20 @@ class ProxyError(TfmirrorError):
     label = "proxy"
 
 
+class NginxPlan(Protocol):
+    """What running an nginx needs of its plan: the entry point's (ProxyPlan) or a rack's
+    edge cache's (mirror.proxy.edge)."""
+
+    @property
+    def listen(self) -> str: ...
+    @property
+    def workdir(self) -> Path: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def template(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ProxyPlan:
     """Everything the generated nginx config depends on."""
@@ -77,9 +92,12 @@ class ProxyPlan:
     file_cache_mb: int = FILE_CACHE_MB
 
     @property
+    def template(self) -> str:
+        return "nginx.conf.j2"
+
+    @property
     def worker_connections(self) -> int:
-        # A proxied request holds two descriptors (client and upstream).
-        return max(512, self.open_files // 2)
+        return worker_connections(self.open_files)
 
     @property
     def open_file_seconds(self) -> int:
@@ -103,7 +121,26 @@ class ProxyPlan:
         return f"listen {self.listen}; devpi {self.devpi}; fronts {', '.join(self.fronts)}{names}"
 
 
-def _host_port(url: str) -> str:
+def worker_connections(open_files: int) -> int:
+    # A proxied request holds two descriptors (client and upstream).
+    return max(512, open_files // 2)
+
+
+def worker_user() -> str | None:
+    """nginx's worker user when started as root: ours, who owns the files it sends."""
+    return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+
+
+def mime_types() -> str:
+    return next((m for m in MIME_TYPES if Path(m).is_file()), "")
+
+
+def open_files() -> int:
+    """Descriptors per worker: what this machine's hard limit allows, up to 65536."""
+    return min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def host_port(url: str) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = parts.hostname or "127.0.0.1"
@@ -120,20 +157,18 @@ def plan_for(
     serverdir = devpi_serverdir or config.devpi.serverdir
     local = config.storage.backend == "local"
     blob_root = config.storage.path / BLOB_PREFIX if local else None
-    run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
-    mime = next((m for m in MIME_TYPES if Path(m).is_file()), "")
     return ProxyPlan(
         listen=f"{host or proxy.host}:{port or proxy.port}",
         workdir=proxy.workdir.resolve(),
-        devpi=_host_port(config.devpi.url),
+        devpi=host_port(config.devpi.url),
         index=config.devpi.index,
-        fronts=tuple(_host_port(u) for u in config.front_urls),
+        fronts=tuple(host_port(u) for u in config.front_urls),
         devpi_serverdir=serverdir.resolve() if serverdir else None,
         blob_root=blob_root.resolve() if blob_root else None,
         page_cache_seconds=proxy.page_cache_seconds,
-        run_as=run_as,
-        mime_types=mime,
-        open_files=min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+        run_as=worker_user(),
+        mime_types=mime_types(),
+        open_files=open_files(),
         instance=instance_id(proxy.workdir.resolve()),
         answer_for=proxy.answer_for,
         tls_listen=f"{host or proxy.host}:{proxy.tls_port}" if proxy.answer_for else "",
@@ -193,7 +228,7 @@ def nginx_answers(config: Config) -> bool:
     return instance is not None and answers_as(config.proxy.base_url, instance, 5)
 
 
-def render(plan: ProxyPlan) -> str:
+def render(plan: NginxPlan) -> str:
     env = Environment(
         loader=PackageLoader("mirror.proxy", "templates"),
         undefined=StrictUndefined,
@@ -203,7 +238,7 @@ def render(plan: ProxyPlan) -> str:
     )
     # Without mime.types every file nginx sends is application/octet-stream: right for
     # wheels and archives, which is all it sends itself.
-    return env.get_template("nginx.conf.j2").render(plan=plan)
+    return env.get_template(plan.template).render(plan=plan)
 
 
 def nginx_binary(name: str) -> str | None:
@@ -260,7 +295,7 @@ def entry_point(config: Config, proxied: bool | None = None) -> EntryPoint:
 class NginxProcess:
     """nginx with a generated config, in the foreground as our child; `with` stops it."""
 
-    def __init__(self, nginx: str, plan: ProxyPlan) -> None:
+    def __init__(self, nginx: str, plan: NginxPlan) -> None:
         self.nginx = nginx
         self.plan = plan
         self.conf = plan.workdir / "nginx.conf"

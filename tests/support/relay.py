@@ -8,14 +8,18 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import Self
 
 from testkit.servers import free_port
 
 
 class Relay:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, request_delay: float = 0) -> None:
         self.target = ("127.0.0.1", target_port)
+        # Each request held this long before it reaches the target (a slow link): requests
+        # a test makes at once are surely in flight together.
+        self.request_delay = request_delay
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
@@ -91,6 +95,8 @@ class Relay:
             while data := src.recv(65536):
                 if upload and self._spend(len(data)):
                     return
+                if upload and self.request_delay:
+                    time.sleep(self.request_delay)
                 dst.sendall(data)
         except OSError:
             pass
