@@ -67,7 +67,7 @@ class Tier:
     def get(self, path: str) -> tuple[int, str]:
         done = self.lab.run(
             self.ns,
-            ["curl", "-s", "-m", "10", "-w", "\n%{http_code}", f"{self.front}{path}"],
+            ["curl", "-sL", "-m", "10", "-w", "\n%{http_code}", f"{self.front}{path}"],
             capture_output=True,
             text=True,
             errors="replace",  # a file's bytes: only its status is looked at
