@@ -170,7 +170,6 @@ def test_a_region_and_its_site_follow_the_centre_over_slow_links(
 
         # A quarantine at the centre: 410 at both tiers.
         one = file_path(upstream, "alpha-1.0-py3-none-any.whl")
-        assert all(t.status(one) == 200 for t in both)
         taken = centre.tfmirror("quarantine", "add", "alpha==1.0", "--reason", "CVE-2026-7")
         assert taken.returncode == 0, taken.stderr
         assert wait_until(lambda: all(t.status(one) == 410 for t in both), 120)
