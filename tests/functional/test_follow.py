@@ -4,82 +4,37 @@ venv; what a centre serves wrong is refused and the site serves on what it had."
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bundle.contents import read_manifests
 from mirror.core.config import load_config
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
 from mirror.proxy.nginx import entry_point
-from testkit.mirror_env import operator_config
-from testkit.servers import free_port, make_venv, pip_install, read_banner
+from testkit.servers import make_venv, pip_install, read_banner
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
 from tests.support.cli import tfmirror
+from tests.support.follow import (
+    TOKEN,
+    blob_path,
+    get_json,
+    held,
+    make_centre,
+    page,
+    running,
+    runs,
+    site_config,
+    status,
+    wait_until,
+)
 from tfmirror.app import create_app
-
-ROOT = Path(__file__).resolve().parents[2]
-HANDLE = "https://tfhub.dev/google/tfmirror-test/keras/1"
-TOKEN = "follow-read-token-7c1e"
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0  # not answering (yet)
-
-
-def wait_until(check: Any, seconds: float = 120) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-@contextmanager
-def running(config: Path, command: str) -> Iterator[subprocess.Popen[str]]:
-    """`tfmirror COMMAND` in a process of its own until the block ends, then SIGTERM;
-    `up`'s output is read (its banner), a front's access log is not kept."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfmirror.cli", "--config", str(config), command],
-        cwd=ROOT,
-        stdout=subprocess.PIPE if command == "up" else subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def held(config: Path) -> dict[str, bytes]:
-    return read_manifests(open_store(load_config(str(config)).storage))
 
 
 @pytest.fixture
@@ -93,17 +48,8 @@ def centre_config(
     token; the sites the test starts send it (both from the environment, as secrets are)."""
     monkeypatch.setenv(FOLLOW_API_TOKEN_ENV, TOKEN)
     monkeypatch.setenv(FOLLOW_TOKEN_ENV, TOKEN)
-    upstream.add(WheelSpec("alpha", "1.0", requires=["beta"]))
-    upstream.add(WheelSpec("beta", "1.0", noise=200_000))
-    (tmp_path / "centre").mkdir()
-    extra = "\n[proxy]\nenabled = false\n"
-    config = operator_config(tmp_path / "centre", upstream.index_url, ["alpha"], extra=extra)
-    synced = tfmirror(config, "sync", "pypi")
-    assert synced.returncode == 0, synced.stderr
     models, _ = saved_models
-    imported = tfmirror(config, "hub", "import", str(models / "keras"), "--handle", HANDLE)
-    assert imported.returncode == 0, imported.stderr
-    return config
+    return make_centre(tmp_path / "centre", upstream, models, extra="\n[proxy]\nenabled = false\n")
 
 
 @pytest.fixture
@@ -114,32 +60,6 @@ def centre(centre_config: Path) -> Iterator[tuple[Path, str]]:
     with running(config, "serve"):
         assert wait_until(lambda: status(f"{url}/healthz") == 200), "the centre never served"
         yield config, url
-
-
-def site_config(tmp_path: Path, centre_url: str, interval: int = 30, more: str = "") -> Path:
-    """A site: its own store, devpi and front, no requirements or models of its own."""
-    folder = tmp_path / "site"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tfmirror.toml"
-    path.write_text(
-        f'[storage]\npath = "data"\n'
-        f'[devpi]\nurl = "http://127.0.0.1:{free_port()}"\nindex = "fleet/pypi"\n'
-        f"[web]\nport = {free_port()}\n[proxy]\nenabled = false\n"
-        f'[follow]\nurl = "{centre_url}"\ninterval = {interval}\n{more}'
-    )
-    return path
-
-
-def runs(config: Path) -> list[dict[str, Any]]:
-    store = open_store(load_config(str(config)).storage)
-    keys = sorted(k for k in store.list("runs/follow/") if k.rsplit("/", 1)[-1][:1].isdigit())
-    return [json.loads(store.get(k) or b"{}") for k in keys]
-
-
-def blob_path(config: Path, sha256: str) -> Path:
-    path = open_store(load_config(str(config)).storage).local_path(sha256)
-    assert path is not None
-    return path
 
 
 def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
@@ -243,23 +163,6 @@ def test_up_on_a_site_runs_the_follow_loop_and_a_takedown_at_the_centre_reaches_
     assert held(site) == held(centre_config)
     verified = tfmirror(site, "history", "--outer", "--verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-
-
-def get_json(url: str) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            doc: dict[str, Any] = json.loads(answer.read())
-            return doc
-    except OSError:
-        return {}  # not answering (yet)
-
-
-def page(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return str(answer.read().decode())
-    except OSError:
-        return ""
 
 
 def test_a_region_and_its_site_serve_through_a_centre_outage_and_catch_up(
