@@ -101,7 +101,12 @@ class JobRunner:
 
     @overload
     def run(
-        self, job: str, trigger: str = "schedule", only_if: Callable[[], bool] | None = None
+        self,
+        job: str,
+        trigger: str = "schedule",
+        only_if: Callable[[], bool] | None = None,
+        *,
+        retries: int | None = None,
     ) -> RunResult: ...
 
     @overload
@@ -117,13 +122,15 @@ class JobRunner:
         *,
         work: Callable[[], T] | None = None,
         wait: bool = False,
+        retries: int | None = None,
     ) -> RunResult | T:
         """Run `job` here, now, if no one else is.
 
         Without `work` (the scheduler): the job's registered function, retried with
-        backoff; BUSY while another holder has the lease. `only_if` is checked again
-        once the lease is held: another scheduler may have run the job between our
-        decision to run it and our turn.
+        backoff ([schedule] retries, or `retries`: 0 for a caller that backs off itself,
+        as a site's follow loop does); BUSY while another holder has the lease. `only_if`
+        is checked again once the lease is held: another scheduler may have run the job
+        between our decision to run it and our turn.
 
         With `work` (a command, which prints what the run found): that call instead,
         once, and what it returns; JobBusy while another holder has the lease (or, with
@@ -146,7 +153,7 @@ class JobRunner:
             if only_if is not None and not only_if():
                 lease.release()
                 return RunResult.SKIPPED
-            return self._run_leased(lease, trigger)
+            return self._run_leased(lease, trigger, retries)
 
     def start(self, job: str, trigger: str = "manual") -> None:
         """Run `job` on a thread of its own (the admin endpoint); JobBusy, naming the
@@ -183,12 +190,12 @@ class JobRunner:
                 )
             yield
 
-    def _run_leased(self, lease: Lease, trigger: str) -> RunResult:
+    def _run_leased(self, lease: Lease, trigger: str, retries: int | None = None) -> RunResult:
         job = lease.job
         config = self.config  # the whole run, its retries too, on one config
         with self._keep(lease, trigger):
             schedule = config.schedule
-            for attempt in range(schedule.retries + 1):
+            for attempt in range((schedule.retries if retries is None else retries) + 1):
                 if attempt:
                     wait = schedule.retry_backoff * 2 ** (attempt - 1)
                     log.warning("%s failed; retry %d in %.0f s", job, attempt, wait)

@@ -208,7 +208,12 @@ def test_a_region_and_its_site_follow_the_centre_over_slow_links(
         assert held(region.config) == before
         assert region.status(file_path(upstream, three_name)) == 404
         assert all(t.status(two) == 200 for t in both)
+
+        # Put right at the centre: both tiers catch up at their next pulls.
         blob.write_bytes(good)
+        three_path = file_path(upstream, three_name)
+        caught_up = wait_until(lambda: all(t.status(three_path) == 200 for t in both), 120)
+        assert caught_up, (region.follow(), site.follow(), [t.status(three_path) for t in both])
 
     # Each tier's journal re-walks the one above it (the site's outer one is the region's,
     # whose `followed` entries name the centre's head).

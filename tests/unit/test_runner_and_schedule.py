@@ -178,3 +178,14 @@ def test_keeping_jobs_out_holds_their_leases_and_does_not_show_them_running(
     # In a bundle's stead (`keep_out`), they show as running while it works.
     assert runner.keep_out(("pypi",), lambda: runner.running()) == {"pypi"}
     assert runner.run("pypi") == "ok"
+
+
+def test_a_caller_that_backs_off_itself_asks_for_no_retries(tmp_path: Path) -> None:
+    # A site's follow loop retries a failed pull in seconds; the runner's own retries
+    # (a minute, then two) would hold the loop and its lease that long.
+    config, store = setup(tmp_path, retries=2)
+    waits: list[float] = []
+    outcomes = [False, True]
+    runner = JobRunner(config, store, {"pypi": recorded_job(outcomes)}, sleep=waits.append)
+    assert runner.run("pypi", "schedule", retries=0) == "failed"
+    assert waits == [] and outcomes == [True]

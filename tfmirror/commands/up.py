@@ -132,7 +132,7 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
 def _catch_up(config: Config, runner: JobRunner) -> dict[str, RunResult]:
     """The syncs due at start; on a site ([follow]), one pull from the centre instead."""
     if config.follow is not None:
-        return {"follow": runner.run("follow", "startup")}
+        return {"follow": runner.run("follow", "startup", retries=0)}  # the loop retries
     return scheduler.catch_up(config, runner, only=("pypi", "hub"))
 
 
@@ -147,7 +147,9 @@ def _follow_loop(
         failures = 1 if first is RunResult.FAILED else 0
         due = [time.monotonic() + retry_delay(failures, follow.interval, follow.backoff_max)]
         while not stop.wait_for(lambda: time.monotonic() >= due[0]):
-            result = runner.run("follow", "schedule")
+            # Not the runner's retries ([schedule] retry_backoff: a minute, then two):
+            # this loop's backoff is the site's retry, seconds after a failed pull.
+            result = runner.run("follow", "schedule", retries=0)
             if result is RunResult.FAILED:
                 failures += 1
             elif result is RunResult.OK:
