@@ -18,7 +18,18 @@ from follow.pull import pull
 from mirror.core.config import parse_config
 from mirror.core.config.follow import FollowConfig
 from mirror.core.errors import ConfigError
-from mirror.core.follow_status import SiteFollow, failed, pulled, read_follow_status, retry_delay
+from mirror.core.follow_status import (
+    FOLLOW_STATUS,
+    PULLED,
+    Pulled,
+    SiteFollow,
+    failed,
+    pulled,
+    read_follow_status,
+    read_pulled,
+    retry_delay,
+    save_pulled,
+)
 from mirror.core.followers import (
     FOLLOWER_HEADER,
     FOLLOWER_SEQ_HEADER,
@@ -109,22 +120,24 @@ def test_the_retry_schedule_doubles_up_to_its_cap_and_resets_on_success() -> Non
     assert retry_delay(3, 30, 5) == 5
 
 
+def _pull_ended(store: BlobStore, url: str, seq: int, when: str) -> None:
+    """What a pull that succeeded leaves: its record of the entry held, then the status."""
+    save_pulled(store, Pulled(url, f"{seq}.etag", seq, ()))
+    pulled(store, url, seq, when)
+
+
 def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_succeeds(
     tmp_path: Path,
 ) -> None:
     store = LocalStore(tmp_path)
     url = "http://centre.test:8000"
-    pulled(store, url, 7, _iso(T0))
+    _pull_ended(store, url, 7, _iso(T0))
     caught_up = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(seconds=90))
     assert (caught_up.entries_behind, caught_up.lag_seconds, caught_up.notice) == (0, 0.0, "")
 
     # The centre stops answering: the site serves what it had and counts the time.
-    failed(
-        store, url, _iso(T0 + timedelta(minutes=1)), "ConnectionError", held_seq=7, unreachable=True
-    )
-    failed(
-        store, url, _iso(T0 + timedelta(minutes=2)), "ConnectionError", held_seq=7, unreachable=True
-    )
+    failed(store, url, _iso(T0 + timedelta(minutes=1)), "ConnectionError", unreachable=True)
+    failed(store, url, _iso(T0 + timedelta(minutes=2)), "ConnectionError", unreachable=True)
     down = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(minutes=5))
     assert down.failures == 2 and down.lag_seconds == 300.0
     assert down.notice == (
@@ -138,7 +151,6 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
         url,
         _iso(T0 + timedelta(minutes=6)),
         "blob ab: HTTP 404",
-        held_seq=7,
         unreachable=False,
         centre_seq=10,
         missing=(3, 3_000_000),
@@ -148,7 +160,7 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
     assert "pulls failing since 2026-12-01T12:01:00Z (blob ab: HTTP 404)" in cut.notice
     assert cut.notice.endswith("3 blobs (3.0 MB) not fetched yet"), cut.notice
 
-    pulled(store, url, 10, _iso(T0 + timedelta(minutes=7)))
+    _pull_ended(store, url, 10, _iso(T0 + timedelta(minutes=7)))
     again = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(minutes=8))
     assert (again.entries_behind, again.lag_seconds, again.failures, again.notice) == (
         0,
@@ -156,6 +168,28 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
         0,
         "",
     )
+
+
+def test_the_entry_held_has_one_record_and_the_last_releases_documents_still_read(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    url = "http://centre.test:8000"
+    # As the release before wrote them: a held_seq in status.json too, no snapshot list.
+    store.put(PULLED, json.dumps({"url": url, "etag": "12.ab", "seq": 12}).encode())
+    old = {"url": url, "held_seq": 9, "centre_seq": 12, "last_success": _iso(T0)}
+    store.put(FOLLOW_STATUS, json.dumps(old).encode())
+    assert read_pulled(store) == Pulled(url, "12.ab", 12, None)
+    status = read_follow_status(store)
+    # pulled.json, written by the pull itself, is the entry held: the copy is ignored.
+    assert status is not None and (status.held_seq, status.centre_seq) == (12, 12)
+    assert status.at(T0).entries_behind == 0
+    # Written now, status.json keeps no copy; another centre's pulled.json holds nothing.
+    pulled(store, url, 12, _iso(T0))
+    assert "held_seq" not in json.loads(store.get(FOLLOW_STATUS) or b"{}")
+    save_pulled(store, Pulled("http://other.test:8000", "3.cd", 3, ()))
+    moved = read_follow_status(store)
+    assert moved is not None and moved.held_seq == -1
 
 
 def test_a_centre_keeps_its_last_followers_with_their_lag(tmp_path: Path) -> None:
