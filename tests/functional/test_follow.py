@@ -21,6 +21,7 @@ import pytest
 from bundle.contents import read_manifests
 from mirror.core.config import load_config
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
+from mirror.core.snapshots import snapshot_names
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
@@ -136,6 +137,10 @@ def runs(config: Path) -> list[dict[str, Any]]:
     return [json.loads(store.get(k) or b"{}") for k in keys]
 
 
+def snapshots(config: Path) -> list[str]:
+    return snapshot_names(open_store(load_config(str(config)).storage))
+
+
 def blob_path(config: Path, sha256: str) -> Path:
     path = open_store(load_config(str(config)).storage).local_path(sha256)
     assert path is not None
@@ -147,10 +152,13 @@ def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
 ) -> None:
     centre_config, centre_url = centre
     site = site_config(tmp_path, centre_url)
+    snapped = tfmirror(centre_config, "snapshot", "create", "held-1")
+    assert snapped.returncode == 0, snapped.stderr
 
     pulled = tfmirror(site, "follow")
     assert pulled.returncode == 0, pulled.stderr
     assert held(site) == held(centre_config)  # the closure and the model, byte for byte
+    assert snapshots(site) == ["held-1"]
     assert any(k.startswith("manifests/hub/") for k in held(site))
     verified = tfmirror(site, "history", "--outer", "--verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -206,9 +214,13 @@ def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
         path.write_bytes(good)
         quarantined = tfmirror(centre_config, "quarantine", "add", "alpha==1.0", "--reason", "CVE")
         assert quarantined.returncode == 0, quarantined.stderr
+        dropped = tfmirror(centre_config, "snapshot", "delete", "held-1")  # and a deletion
+        assert dropped.returncode == 0, dropped.stderr
         caught_up = tfmirror(site, "follow")
         assert caught_up.returncode == 0, caught_up.stderr
         assert "quarantine rules changed" in caught_up.stdout
+        assert "snapshots deleted as at the centre: held-1" in caught_up.stdout
+        assert snapshots(site) == []
         assert held(site) == held(centre_config)
         assert status(file_url) == 410
         new_url = f"{config.web.base_url}/files/{new.sha256}/{new_name}"
