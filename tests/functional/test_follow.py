@@ -21,6 +21,7 @@ import pytest
 from bundle.contents import read_manifests
 from mirror.core.config import load_config
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
+from mirror.core.journal import Journal
 from mirror.core.snapshots import snapshot_names
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
@@ -30,6 +31,7 @@ from testkit.mirror_env import operator_config
 from testkit.servers import free_port, make_venv, pip_install, read_banner
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
+from tests.support.centre_gate import CentreGate
 from tests.support.cli import tfmirror
 from tfmirror.app import create_app
 
@@ -346,3 +348,62 @@ def test_a_region_and_its_site_serve_through_a_centre_outage_and_catch_up(
             assert caught_up.returncode == 0, caught_up.stderr
             assert held(leaf) == held(centre_config)
     assert up.returncode == 0
+
+
+def followed_heads(config: Path) -> list[int]:
+    """The centre head of each pull the site's journal records as committed."""
+    journal = Journal(open_store(load_config(str(config)).storage))
+    return [
+        int(change["centre_head"])
+        for entry in journal.entries()
+        for change in entry.doc["changes"]
+        if change.get("event") == "followed"
+    ]
+
+
+def test_two_replicas_of_a_site_share_its_store_and_lease_and_one_pulls(
+    centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
+) -> None:
+    """Two `up` on one site store (each its own front and devpi), both pulling every
+    second through a gate that counts the centre's blob answers and slows them, so a
+    pull is still streaming when the other replica's turn comes: each commit at the
+    centre is pulled once (one `followed` entry, each blob asked for once), and both
+    replicas serve it."""
+    _, centre_url = centre
+    shared = tmp_path / "site-store"
+    with CentreGate(centre_url) as gate, ExitStack() as replicas:
+        gate.pace = 400_000  # bytes a second: the new wheel streams for ~4 s
+        configs = []
+        for name in ("replica-a", "replica-b"):
+            config = site_config(tmp_path / name, gate.url, interval=1)
+            text = config.read_text().replace('path = "data"', f'path = "{shared}"')
+            # Each replica its own devpi, beside its config; the store is the shared one.
+            text = text.replace('index = "fleet/pypi"', 'index = "fleet/pypi"\nserverdir = "devpi"')
+            config.write_text(text)
+            configs.append(config)
+        ups = [replicas.enter_context(running(config, "up")) for config in configs]
+        for up in ups:
+            banner = read_banner(up)
+            assert "follow sync at start: " in banner, banner
+        fronts = [load_config(str(config)).web.base_url for config in configs]
+        old, new = "alpha-1.0-py3-none-any.whl", "alpha-2.0-py3-none-any.whl"
+        for front in fronts:
+            old_url = f"{front}/files/{upstream.files[old].sha256}/{old}"
+            assert wait_until(lambda url=old_url: status(url) == 200, 60)
+
+        upstream.add(WheelSpec("alpha", "2.0", requires=["beta"], noise=1_500_000))
+        synced = tfmirror(centre[0], "sync", "pypi")
+        assert synced.returncode == 0, synced.stderr
+        for front in fronts:
+            new_url = f"{front}/files/{upstream.files[new].sha256}/{new}"
+            assert wait_until(lambda url=new_url: status(url) == 200, 120), new_url
+    assert [up.returncode for up in ups] == [0, 0]
+
+    # Two commits at the centre (the first closure, then alpha 2.0): two pulls between
+    # two replicas, no blob asked for twice, no pull refused as a second one's commit.
+    heads = followed_heads(configs[0])
+    assert len(heads) == 2 and len(set(heads)) == 2, heads
+    assert upstream.files[new].sha256 in gate.asked
+    assert set(gate.asked.values()) == {1} and gate.delivered == gate.asked, gate.asked
+    outcomes = {run["outcome"] for run in runs(configs[0])}
+    assert outcomes == {"ok"}, outcomes
