@@ -407,3 +407,31 @@ def test_two_replicas_of_a_site_share_its_store_and_lease_and_one_pulls(
     assert set(gate.asked.values()) == {1} and gate.delivered == gate.asked, gate.asked
     outcomes = {run["outcome"] for run in runs(configs[0])}
     assert outcomes == {"ok"}, outcomes
+
+
+def test_a_site_killed_mid_pull_resumes_and_fetches_no_stored_blob_again(
+    centre: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`tfmirror follow` SIGKILLed while blobs stream (a gate slows the centre's blob
+    answers): the next pull asks only for the blobs not yet stored whole, and commits."""
+    centre_config, centre_url = centre
+    with CentreGate(centre_url) as gate:
+        site = site_config(tmp_path, gate.url)
+        gate.pace = 100_000  # bytes a second: beta's 200 kB stream for ~2 s
+        cmd = [sys.executable, "-m", "tfmirror.cli", "--config", str(site), "follow"]
+        first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert wait_until(lambda: len(gate.asked) > len(gate.delivered) > 0, 120)
+        finally:
+            first.kill()
+            first.communicate(timeout=30)
+        stored = set(gate.delivered)
+        cut = set(gate.asked) - stored
+        assert cut and held(site) == {}  # killed mid-stream, nothing committed
+
+        gate.pace = None
+        resumed = tfmirror(site, "follow")  # the dead process's lease holds nothing up
+        assert resumed.returncode == 0, resumed.stderr
+        assert held(site) == held(centre_config)
+    assert all(gate.asked[sha] == 1 for sha in stored), gate.asked
+    assert set(gate.delivered.values()) == {1}, gate.delivered  # nothing crossed twice
