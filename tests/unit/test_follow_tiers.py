@@ -40,10 +40,12 @@ from mirror.core.followers import (
 )
 from mirror.core.journal import OUTER, Journal, verify_outer
 from mirror.core.quarantine import add_rules, new_rule, read_quarantine
+from mirror.core.snapshots import snapshot_names
 from mirror.core.storage import BlobStore, LocalStore
 from mirror.core.upstream import Fetched
 from tests.unit.test_follow import FOLLOW, StoreCentre, _commit_closure
 from tfmirror.app import create_app
+from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
 REGION = FollowConfig(url="http://region.test:8000")
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -101,6 +103,21 @@ def test_a_site_of_a_site_serves_the_centres_closure_and_verifies_the_regions_jo
     # Each ask for the head said which entry the asker held.
     # and after a pull that moved it, where it now is.
     assert upper.heard == [-1, region_head.seq, region_head.seq, done.seq]
+
+
+def test_a_snapshot_deleted_at_the_centre_is_deleted_down_the_chain(tmp_path: Path) -> None:
+    centre_store = LocalStore(tmp_path / "centre")
+    region, leaf = LocalStore(tmp_path / "region"), LocalStore(tmp_path / "leaf")
+    _commit_closure(centre_store, "alpha-1.0-py3-none-any.whl")
+    take_snapshot(centre_store, "s1", "ops")
+    centre, upper = StoreCentre(centre_store), StoreCentre(region)
+    pull(region, FOLLOW, centre, "manual")
+    pull(leaf, REGION, upper, "manual")
+    assert snapshot_names(leaf) == ["s1"]
+    drop_snapshot(centre_store, "s1", "ops")
+    assert pull(region, FOLLOW, centre, "manual").snapshots_deleted == ["s1"]
+    assert pull(leaf, REGION, upper, "manual").snapshots_deleted == ["s1"]
+    assert snapshot_names(region) == snapshot_names(leaf) == []
 
 
 def test_the_retry_schedule_doubles_up_to_its_cap_and_resets_on_success() -> None:
