@@ -11,7 +11,7 @@ from collections.abc import Callable
 from bundle.runs import Offer, finish_offer
 from follow.centre import Centre
 from follow.errors import BlobsMissing, FollowRefused
-from follow.pull import Pull, held_seq, pull
+from follow.pull import Pull, kept_line, pull
 from mirror.core.config import Config
 from mirror.core.errors import DownloadError, UsageError
 from mirror.core.follow_status import failed, pulled
@@ -56,7 +56,13 @@ def follow_recorded(
         "new_blobs": done.new_blobs,
         "devpi_new": held,
     }
-    extra = {"centre": follow.url, "centre_head": done.seq, "unchanged": done.unchanged}
+    extra = {
+        "centre": follow.url,
+        "centre_head": done.seq,
+        "unchanged": done.unchanged,
+        "snapshots_deleted": done.snapshots_deleted,
+        "snapshots_kept": done.snapshots_kept,
+    }
     errors = [f.as_json() for f in failures]
     record.finish(store, not failures, counts, done.bytes, errors, extra)
     return done, held, failures
@@ -71,7 +77,6 @@ def _failed(store: BlobStore, url: str, exc: FollowRefused | DownloadError) -> N
         url,
         utcnow(),
         shown(str(exc), 300),
-        held_seq=held_seq(store, url),
         unreachable=isinstance(exc, DownloadError),
         centre_seq=exc.centre_seq if isinstance(exc, BlobsMissing) else None,
         missing=missing,
@@ -90,6 +95,8 @@ def register(jobs: dict[str, JobFn], offer_for: OfferFor, settle: Settle) -> Non
             log.warning("follow: %s", exc)
             return False
         log.info("follow: %s", done.summary())
+        for name in done.snapshots_kept:
+            log.warning("follow: %s", kept_line(name))
         return not failures
 
     jobs[JOB] = follow_job

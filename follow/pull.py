@@ -23,17 +23,28 @@ from hub_cache.models import HUB_MANIFESTS, ModelManifest
 from mirror.advisories.database import CURRENT, parse_current, take_database
 from mirror.core.config.follow import FollowConfig
 from mirror.core.errors import DownloadError
+from mirror.core.follow_status import Pulled, read_pulled, save_pulled
 from mirror.core.import_journal import IMPORTED
 from mirror.core.journal import OUTER, Journal, actor_for, extends, keep_outer
 from mirror.core.quarantine import QUARANTINE, adopt_rules, as_change, parse_rules
 from mirror.core.runs import utcnow
-from mirror.core.snapshots import PROMOTED, Promotion, Snapshot, save_promotion, save_snapshot
+from mirror.core.snapshots import (
+    PROMOTED,
+    Promotion,
+    Snapshot,
+    delete_snapshot,
+    read_promotion,
+    save_promotion,
+    save_snapshot,
+    snapshot_key,
+    snapshot_names,
+)
 from mirror.core.storage import BlobStore
 from mirror.pypi.manifest import PYPI_MANIFESTS, Manifest
 
-PULLED = "state/follow/pulled.json"  # the head the last whole pull brought, and its ETag
 PARALLEL = 4  # blobs fetched at once: the centre's link, not its disks, is the limit
 JOURNAL_PAGES_MAX = 1_000_000  # entries one pull takes (a new site catching up)
+SNAPSHOTS_FOLLOWED = "snapshots followed"  # the journal event naming snapshots taken
 
 
 @dataclass
@@ -46,7 +57,9 @@ class Pull:
     manifests: int = 0  # manifests written
     new_blobs: int = 0
     bytes: int = 0
-    snapshots: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)  # taken from the centre
+    snapshots_deleted: list[str] = field(default_factory=list)  # as the centre deleted them
+    snapshots_kept: list[str] = field(default_factory=list)  # deleted there, promoted here
     quarantine_changed: bool = False
     promotion: str | None = None  # the snapshot now promoted, if that changed
     advisories: dict[str, Any] | None = None  # the journal change, if the database changed
@@ -58,20 +71,6 @@ class Pull:
             f"{self.url}: at entry {self.seq}; {self.entries} journal entries, "
             f"{self.manifests} manifests, {self.new_blobs} new blobs"
         )
-
-
-def _pulled(store: BlobStore) -> dict[str, Any]:
-    raw = store.get(PULLED)
-    try:
-        return dict(json.loads(raw)) if raw else {}
-    except (ValueError, TypeError):
-        return {}
-
-
-def held_seq(store: BlobStore, url: str) -> int:
-    """The centre entry the last whole pull from `url` brought (-1: none yet)."""
-    last = _pulled(store)
-    return int(last.get("seq", -1)) if last.get("url") == url else -1
 
 
 def blob_sizes(manifests: Mapping[str, bytes]) -> dict[str, int | None]:
@@ -90,12 +89,12 @@ def blob_sizes(manifests: Mapping[str, bytes]) -> dict[str, int | None]:
 
 def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -> Pull:
     done = Pull(follow.url)
-    last = _pulled(store)
+    last = read_pulled(store)
     read = store.get(IMPORTED)  # the commit goes over this, or not at all
-    etag = str(last["etag"]) if last.get("url") == follow.url and last.get("etag") else None
-    head = centre.head(etag, held_seq(store, follow.url))
+    ours = last.url == follow.url
+    head = centre.head(last.etag if ours and last.etag else None, last.held(follow.url))
     if head is None:
-        done.unchanged, done.seq = True, int(last.get("seq", -1))
+        done.unchanged, done.seq = True, last.seq
         return done
     held = store.get(OUTER) or b""
     new = _journal(centre, head, held)
@@ -135,11 +134,14 @@ def pull(store: BlobStore, follow: FollowConfig, centre: Centre, trigger: str) -
             done.snapshots.append(snap.name)
     if follow.follow_promotion and PROMOTED in policy:
         done.promotion = _promote(store, policy[PROMOTED])
+    # After the promotion: the centre may have moved its fleet off a snapshot and then
+    # deleted it, and this site, following, has just done the same.
+    taken = _drop_snapshots(store, _taken_snapshots(store, last, ours), state, done)
     if database:
         done.advisories = take_database(store, policy[CURRENT], f"followed {follow.url}")
     keep_outer(store, held + b"".join(line + b"\n" for line in new))
     _record_policy(store, done, trigger)
-    store.put(PULLED, json.dumps({"url": follow.url, "etag": head.etag, "seq": head.seq}).encode())
+    save_pulled(store, Pulled(follow.url, head.etag, head.seq, tuple(taken)))
     centre.report(head.seq, head.etag)
     return done
 
@@ -190,6 +192,47 @@ def _new_snapshots(store: BlobStore, centre: Centre, state: CentreState) -> list
     return out
 
 
+def kept_line(name: str) -> str:
+    return (
+        f"snapshot {name} was deleted at the centre but this site's fleet is on it: "
+        "kept until this site promotes another"
+    )
+
+
+def _taken_snapshots(store: BlobStore, last: Pulled, ours: bool) -> set[str]:
+    """The snapshots this site took from its centre: pulled.json's list, or, for one of
+    the release before (no list), every name the site's journal says a pull took."""
+    if not ours:
+        return set()  # another centre's (or none yet): none of this one's
+    if last.snapshots is not None:
+        return set(last.snapshots)
+    return {
+        str(name)
+        for entry in Journal(store).entries()
+        for change in entry.doc.get("changes", [])
+        if change.get("event") == SNAPSHOTS_FOLLOWED
+        for name in change.get("snapshots", [])
+    }
+
+
+def _drop_snapshots(store: BlobStore, taken: set[str], state: CentreState, done: Pull) -> list[str]:
+    """Delete each snapshot taken from the centre that the centre no longer has, except
+    the one this site's fleet is on (a site that promotes on its own may hold it): that
+    one stays, still listed as taken, and goes at the first pull after the site promotes
+    another. A snapshot the site made itself is never the centre's to delete. Returns
+    the names still taken."""
+    promoted = read_promotion(store).snapshot
+    for name in sorted(taken):
+        if snapshot_key(name) in state.snapshots:
+            continue
+        if name == promoted:
+            done.snapshots_kept.append(name)
+        elif delete_snapshot(store, name):
+            done.snapshots_deleted.append(name)
+    held = set(snapshot_names(store))
+    return sorted(((taken & held) | set(done.snapshots)) - set(done.snapshots_deleted))
+
+
 def _fetch(
     store: BlobStore, centre: Centre, sizes: Mapping[str, int | None], done: Pull, seq: int
 ) -> None:
@@ -227,12 +270,11 @@ def _commit(
     trigger: str,
     manifests: dict[str, bytes],
     read: bytes | None,
-    last: Mapping[str, Any],
+    last: Pulled,
 ) -> None:
-    previous = last.get("seq")
     arrival = Arrival(
         id=f"follow-{head.seq}",
-        follows=None if previous is None else f"follow-{previous}",
+        follows=f"follow-{last.seq}" if last.url else None,  # "": no pull before
         created=utcnow(),  # the commit's own time: no bundle's ever compares to it
         what="pull",
         event="followed",
@@ -290,7 +332,10 @@ def _record_policy(store: BlobStore, done: Pull, trigger: str) -> None:
     if done.advisories is not None:
         changes.append(done.advisories)
     if done.snapshots:
-        changes.append({"event": "snapshots followed", "snapshots": done.snapshots})
+        changes.append({"event": SNAPSHOTS_FOLLOWED, "snapshots": done.snapshots})
+    for name in done.snapshots_deleted:
+        # The event a centre's own deletion journals: a site of this site takes it too.
+        changes.append({"event": "snapshot deleted", "snapshot": name, "followed": True})
     if done.promotion is not None:
         changes.append({"event": "promotion followed", "snapshot": done.promotion or "live"})
     Journal(store).record(changes, actor_for(trigger), "followed from the centre")

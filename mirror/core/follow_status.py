@@ -1,8 +1,13 @@
 """A site's view of its centre, kept after every pull (state/follow/status.json): whom
-it follows, the centre's head as last seen and the entry the site holds, the last pull
-that succeeded, and since when pulls fail (the centre unreachable, or a pull refused
-midway, with the blobs it still lacked). The status page, /api/status and /metrics read
-it; `up`'s follow loop spaces its retries by `retry_delay`."""
+it follows, the centre's head as last seen, the last pull that succeeded, and since when
+pulls fail (the centre unreachable, or a pull refused midway, with the blobs it still
+lacked). The status page, /api/status and /metrics read it; `up`'s follow loop spaces
+its retries by `retry_delay`.
+
+The centre entry the site holds has one record, what the last whole pull wrote
+(state/follow/pulled.json, `Pulled`): the status derives its `held_seq` from it when
+read, so the two can never disagree (a status.json of the release before, which kept
+its own copy, reads the same: that copy is ignored)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from mirror.core.storage import BlobStore
 from mirror.core.timestamps import utc_moment
 
 FOLLOW_STATUS = "state/follow/status.json"
+PULLED = "state/follow/pulled.json"  # the head the last whole pull brought, and its ETag
 FIRST_RETRY = 2.0  # seconds after the first failed pull; doubling after each further one
 
 
@@ -28,9 +34,47 @@ def retry_delay(failures: int, interval: float, cap: float) -> float:
 
 
 @dataclass(frozen=True)
+class Pulled:
+    """What the last whole pull brought, written as its last step: from which centre,
+    the head's ETag (the next pull's conditional GET), the centre entry the site now
+    holds, and the snapshots taken from that centre (the only ones a deletion at the
+    centre takes away; None: a pulled.json of the release before, which kept no list)."""
+
+    url: str = ""
+    etag: str = ""
+    seq: int = -1
+    snapshots: tuple[str, ...] | None = None
+
+    def held(self, url: str) -> int:
+        """The centre entry this site holds of `url` (-1: none yet, or another centre's)."""
+        return self.seq if self.url == url else -1
+
+
+def read_pulled(store: BlobStore) -> Pulled:
+    raw = store.get(PULLED)
+    try:
+        doc = json.loads(raw) if raw else {}
+        names = doc.get("snapshots")
+        return Pulled(
+            url=str(doc.get("url", "")),
+            etag=str(doc.get("etag") or ""),
+            seq=int(doc.get("seq", -1)),
+            snapshots=None if names is None else tuple(str(n) for n in names),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return Pulled()
+
+
+def save_pulled(store: BlobStore, pulled: Pulled) -> None:
+    doc: dict[str, Any] = {"url": pulled.url, "etag": pulled.etag, "seq": pulled.seq}
+    if pulled.snapshots is not None:
+        doc["snapshots"] = sorted(pulled.snapshots)
+    store.put(PULLED, json.dumps(doc).encode())
+
+
+@dataclass(frozen=True)
 class SiteFollow:
     url: str  # the centre, as configured (a base URL: never credentials)
-    held_seq: int = -1  # the centre's entry this site holds and serves up to
     centre_seq: int = -1  # the centre's head as last seen
     last_success: str = ""  # the end of the last pull that left the site at that head
     last_attempt: str = ""
@@ -40,7 +84,9 @@ class SiteFollow:
     failures: int = 0  # failed pulls in a row
     missing_blobs: int = 0  # blobs a pull that failed midway still lacked
     missing_bytes: int = 0
-    # As of the reading (`at`), not stored: see `at`.
+    # Not stored: the entry held is pulled.json's (read_follow_status), the rest is as
+    # of the reading (`at`).
+    held_seq: int = -1  # the centre's entry this site holds and serves up to
     entries_behind: int = 0
     lag_seconds: float = 0.0
     notice: str = ""
@@ -79,6 +125,10 @@ class SiteFollow:
         return f"following {self.url}: {what}, {served}{missing}"
 
 
+# Derived when read, never taken from status.json (the release before wrote held_seq).
+_DERIVED = ("held_seq", "entries_behind", "lag_seconds", "notice")
+
+
 def read_follow_status(store: BlobStore) -> SiteFollow | None:
     raw = store.get(FOLLOW_STATUS)
     try:
@@ -87,24 +137,22 @@ def read_follow_status(store: BlobStore) -> SiteFollow | None:
         return None
     if not isinstance(doc, dict):
         return None
-    known = {f.name for f in fields(SiteFollow)}
-    return SiteFollow(**{k: v for k, v in doc.items() if k in known})
+    kept = {f.name for f in fields(SiteFollow)} - set(_DERIVED)
+    status = SiteFollow(**{k: v for k, v in doc.items() if k in kept})
+    return replace(status, held_seq=read_pulled(store).held(status.url))
 
 
 def save_follow_status(store: BlobStore, status: SiteFollow) -> None:
     doc: dict[str, Any] = asdict(status)
-    for computed in ("entries_behind", "lag_seconds", "notice"):
-        doc.pop(computed)
+    for derived in _DERIVED:
+        doc.pop(derived)
     store.put(FOLLOW_STATUS, json.dumps(doc, sort_keys=True).encode())
 
 
-def pulled(store: BlobStore, url: str, held_seq: int, when: str) -> SiteFollow:
-    """After a pull that succeeded: the site holds the centre's head."""
-    status = SiteFollow(
-        url, held_seq=held_seq, centre_seq=held_seq, last_success=when, last_attempt=when
-    )
+def pulled(store: BlobStore, url: str, centre_seq: int, when: str) -> None:
+    """After a pull that succeeded: the site holds the centre's head, `centre_seq`."""
+    status = SiteFollow(url, centre_seq=centre_seq, last_success=when, last_attempt=when)
     save_follow_status(store, status)
-    return status
 
 
 def failed(
@@ -113,15 +161,14 @@ def failed(
     when: str,
     error: str,
     *,
-    held_seq: int,
     unreachable: bool,
     centre_seq: int | None = None,
     missing: tuple[int, int] = (0, 0),
-) -> SiteFollow:
+) -> None:
     """After a pull that failed: what the site held stays; the failure is counted."""
     last = read_follow_status(store)
     if last is None or last.url != url:
-        last = SiteFollow(url, held_seq=held_seq, centre_seq=held_seq)
+        last = SiteFollow(url, centre_seq=read_pulled(store).held(url))
     status = replace(
         last,
         last_attempt=when,
@@ -134,4 +181,3 @@ def failed(
         missing_bytes=missing[1],
     )
     save_follow_status(store, status)
-    return status

@@ -4,6 +4,8 @@ venv; what a centre serves wrong is refused and the site serves on what it had."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +15,8 @@ import pytest
 
 from mirror.core.config import load_config
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
+from mirror.core.journal import Journal
+from mirror.core.snapshots import snapshot_names
 from mirror.core.storage import open_store
 from mirror.core.web_server import WebServer
 from mirror.devpi.server import DevpiProcess
@@ -20,8 +24,10 @@ from mirror.proxy.nginx import entry_point
 from testkit.servers import make_venv, pip_install, read_banner
 from testkit.upstream import Upstream
 from testkit.wheels import WheelSpec
+from tests.support.centre_gate import CentreGate
 from tests.support.cli import tfmirror
 from tests.support.follow import (
+    ROOT,
     TOKEN,
     blob_path,
     get_json,
@@ -62,15 +68,22 @@ def centre(centre_config: Path) -> Iterator[tuple[Path, str]]:
         yield config, url
 
 
+def snapshots(config: Path) -> list[str]:
+    return snapshot_names(open_store(load_config(str(config)).storage))
+
+
 def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
     centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
 ) -> None:
     centre_config, centre_url = centre
     site = site_config(tmp_path, centre_url)
+    snapped = tfmirror(centre_config, "snapshot", "create", "held-1")
+    assert snapped.returncode == 0, snapped.stderr
 
     pulled = tfmirror(site, "follow")
     assert pulled.returncode == 0, pulled.stderr
     assert held(site) == held(centre_config)  # the closure and the model, byte for byte
+    assert snapshots(site) == ["held-1"]
     assert any(k.startswith("manifests/hub/") for k in held(site))
     verified = tfmirror(site, "history", "--outer", "--verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -126,9 +139,13 @@ def test_a_site_follows_the_centre_verifies_every_byte_and_takes_its_takedowns(
         path.write_bytes(good)
         quarantined = tfmirror(centre_config, "quarantine", "add", "alpha==1.0", "--reason", "CVE")
         assert quarantined.returncode == 0, quarantined.stderr
+        dropped = tfmirror(centre_config, "snapshot", "delete", "held-1")  # and a deletion
+        assert dropped.returncode == 0, dropped.stderr
         caught_up = tfmirror(site, "follow")
         assert caught_up.returncode == 0, caught_up.stderr
         assert "quarantine rules changed" in caught_up.stdout
+        assert "snapshots deleted as at the centre: held-1" in caught_up.stdout
+        assert snapshots(site) == []
         assert held(site) == held(centre_config)
         assert status(file_url) == 410
         new_url = f"{config.web.base_url}/files/{new.sha256}/{new_name}"
@@ -237,3 +254,90 @@ def test_a_region_and_its_site_serve_through_a_centre_outage_and_catch_up(
             assert caught_up.returncode == 0, caught_up.stderr
             assert held(leaf) == held(centre_config)
     assert up.returncode == 0
+
+
+def followed_heads(config: Path) -> list[int]:
+    """The centre head of each pull the site's journal records as committed."""
+    journal = Journal(open_store(load_config(str(config)).storage))
+    return [
+        int(change["centre_head"])
+        for entry in journal.entries()
+        for change in entry.doc["changes"]
+        if change.get("event") == "followed"
+    ]
+
+
+def test_two_replicas_of_a_site_share_its_store_and_lease_and_one_pulls(
+    centre: tuple[Path, str], upstream: Upstream, tmp_path: Path
+) -> None:
+    """Two `up` on one site store (each its own front and devpi), both pulling every
+    second through a gate that counts the centre's blob answers and slows them, so a
+    pull is still streaming when the other replica's turn comes: each commit at the
+    centre is pulled once (one `followed` entry, each blob asked for once), and both
+    replicas serve it."""
+    _, centre_url = centre
+    shared = tmp_path / "site-store"
+    with CentreGate(centre_url) as gate, ExitStack() as replicas:
+        gate.pace = 400_000  # bytes a second: the new wheel streams for ~4 s
+        configs = []
+        for name in ("replica-a", "replica-b"):
+            config = site_config(tmp_path / name, gate.url, interval=1)
+            text = config.read_text().replace('path = "data"', f'path = "{shared}"')
+            # Each replica its own devpi, beside its config; the store is the shared one.
+            text = text.replace('index = "fleet/pypi"', 'index = "fleet/pypi"\nserverdir = "devpi"')
+            config.write_text(text)
+            configs.append(config)
+        ups = [replicas.enter_context(running(config, "up")) for config in configs]
+        for up in ups:
+            banner = read_banner(up)
+            assert "follow sync at start: " in banner, banner
+        fronts = [load_config(str(config)).web.base_url for config in configs]
+        old, new = "alpha-1.0-py3-none-any.whl", "alpha-2.0-py3-none-any.whl"
+        for front in fronts:
+            old_url = f"{front}/files/{upstream.files[old].sha256}/{old}"
+            assert wait_until(lambda url=old_url: status(url) == 200, 60)
+
+        upstream.add(WheelSpec("alpha", "2.0", requires=["beta"], noise=1_500_000))
+        synced = tfmirror(centre[0], "sync", "pypi")
+        assert synced.returncode == 0, synced.stderr
+        for front in fronts:
+            new_url = f"{front}/files/{upstream.files[new].sha256}/{new}"
+            assert wait_until(lambda url=new_url: status(url) == 200, 120), new_url
+    assert [up.returncode for up in ups] == [0, 0]
+
+    # Two commits at the centre (the first closure, then alpha 2.0): two pulls between
+    # two replicas, no blob asked for twice, no pull refused as a second one's commit.
+    heads = followed_heads(configs[0])
+    assert len(heads) == 2 and len(set(heads)) == 2, heads
+    assert upstream.files[new].sha256 in gate.asked
+    assert set(gate.asked.values()) == {1} and gate.delivered == gate.asked, gate.asked
+    outcomes = {run["outcome"] for run in runs(configs[0])}
+    assert outcomes == {"ok"}, outcomes
+
+
+def test_a_site_killed_mid_pull_resumes_and_fetches_no_stored_blob_again(
+    centre: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`tfmirror follow` SIGKILLed while blobs stream (a gate slows the centre's blob
+    answers): the next pull asks only for the blobs not yet stored whole, and commits."""
+    centre_config, centre_url = centre
+    with CentreGate(centre_url) as gate:
+        site = site_config(tmp_path, gate.url)
+        gate.pace = 100_000  # bytes a second: beta's 200 kB stream for ~2 s
+        cmd = [sys.executable, "-m", "tfmirror.cli", "--config", str(site), "follow"]
+        first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert wait_until(lambda: len(gate.asked) > len(gate.delivered) > 0, 120)
+        finally:
+            first.kill()
+            first.communicate(timeout=30)
+        stored = set(gate.delivered)
+        cut = set(gate.asked) - stored
+        assert cut and held(site) == {}  # killed mid-stream, nothing committed
+
+        gate.pace = None
+        resumed = tfmirror(site, "follow")  # the dead process's lease holds nothing up
+        assert resumed.returncode == 0, resumed.stderr
+        assert held(site) == held(centre_config)
+    assert all(gate.asked[sha] == 1 for sha in stored), gate.asked
+    assert set(gate.delivered.values()) == {1}, gate.delivered  # nothing crossed twice

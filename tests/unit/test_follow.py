@@ -21,13 +21,16 @@ from mirror.core.config import Target, parse_config
 from mirror.core.config.follow import FollowConfig
 from mirror.core.credentials import FOLLOW_API_TOKEN_ENV, FOLLOW_TOKEN_ENV
 from mirror.core.errors import ConfigError, DownloadError
+from mirror.core.follow_status import PULLED, read_pulled
 from mirror.core.journal import OUTER, Journal, extends
 from mirror.core.quarantine import QUARANTINE, add_rules, new_rule, read_quarantine
+from mirror.core.snapshots import Promotion, read_promotion, save_promotion, snapshot_names
 from mirror.core.storage import BlobStore, LocalStore
 from mirror.core.upstream import Fetched
 from mirror.pypi.manifest import Manifest
 from mirror.pypi.resolve import Wheel
 from tfmirror.app import create_app
+from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
 FOLLOW = FollowConfig(url="http://centre.test:8000")
 
@@ -345,3 +348,69 @@ def test_the_centres_advisory_database_is_followed_with_its_blobs_checked(
     Journal(centre_store).record([{"event": "advisories updated"}], "sync")
     with pytest.raises(FollowRefused, match="no sha256"):
         pull(site, FOLLOW, centre, "manual")
+
+
+def test_a_snapshot_deleted_at_the_centre_is_deleted_at_the_site_but_not_its_own(
+    sides: tuple[LocalStore, LocalStore, StoreCentre],
+) -> None:
+    centre_store, site, centre = sides
+    for name in ("s1", "s2", "s3"):
+        take_snapshot(centre_store, name, "ops")
+    save_promotion(centre_store, Promotion("s1"))
+    Journal(centre_store).record([{"event": "snapshot promoted", "snapshot": "s1"}], "ops")
+    pull(site, FOLLOW, centre, "manual")
+    assert snapshot_names(site) == ["s1", "s2", "s3"] and read_promotion(site).snapshot == "s1"
+    take_snapshot(site, "mine", "site-ops")  # the site's own: never the centre's to delete
+
+    # The centre moves its fleet to live and deletes s1 and s2 between two pulls: the
+    # site follows the promotion first, then deletes both, journaled as its own changes.
+    save_promotion(centre_store, Promotion(""))
+    drop_snapshot(centre_store, "s1", "ops")
+    drop_snapshot(centre_store, "s2", "ops")
+    done = pull(site, FOLLOW, centre, "manual")
+    assert (done.promotion, done.snapshots_deleted) == ("", ["s1", "s2"])
+    assert snapshot_names(site) == ["mine", "s3"] and read_promotion(site).snapshot == ""
+    deleted = [
+        change
+        for entry in Journal(site).entries()
+        for change in entry.doc["changes"]
+        if change["event"] == "snapshot deleted"
+    ]
+    assert deleted == [
+        {"event": "snapshot deleted", "snapshot": n, "followed": True} for n in ("s1", "s2")
+    ]
+
+
+def test_a_site_promoting_on_its_own_keeps_a_deleted_snapshot_its_fleet_is_on(
+    sides: tuple[LocalStore, LocalStore, StoreCentre],
+) -> None:
+    centre_store, site, centre = sides
+    own = FollowConfig(url=FOLLOW.url, follow_promotion=False)
+    take_snapshot(centre_store, "s1", "ops")
+    pull(site, own, centre, "manual")
+    save_promotion(site, Promotion("s1"))  # this site's fleet is held on the centre's s1
+    drop_snapshot(centre_store, "s1", "ops")
+    done = pull(site, own, centre, "manual")
+    assert (done.snapshots_deleted, done.snapshots_kept) == ([], ["s1"])
+    assert snapshot_names(site) == ["s1"]
+    # Promoted elsewhere, the next pull that finds the centre moved deletes it.
+    save_promotion(site, Promotion(""))
+    _commit_closure(centre_store, "alpha-2.0-py3-none-any.whl")
+    assert pull(site, own, centre, "manual").snapshots_deleted == ["s1"]
+    assert snapshot_names(site) == []
+
+
+def test_a_pulled_record_of_the_last_release_finds_the_taken_snapshots_in_the_journal(
+    sides: tuple[LocalStore, LocalStore, StoreCentre],
+) -> None:
+    centre_store, site, centre = sides
+    take_snapshot(centre_store, "s1", "ops")
+    pull(site, FOLLOW, centre, "manual")
+    take_snapshot(site, "mine", "site-ops")
+    last = read_pulled(site)
+    assert last.snapshots == ("s1",)
+    # As the release before wrote it: no list of the snapshots taken.
+    site.put(PULLED, json.dumps({"url": last.url, "etag": last.etag, "seq": last.seq}).encode())
+    drop_snapshot(centre_store, "s1", "ops")
+    assert pull(site, FOLLOW, centre, "manual").snapshots_deleted == ["s1"]
+    assert snapshot_names(site) == ["mine"] and read_pulled(site).snapshots == ()

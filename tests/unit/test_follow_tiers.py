@@ -18,7 +18,18 @@ from follow.pull import pull
 from mirror.core.config import parse_config
 from mirror.core.config.follow import FollowConfig
 from mirror.core.errors import ConfigError
-from mirror.core.follow_status import SiteFollow, failed, pulled, read_follow_status, retry_delay
+from mirror.core.follow_status import (
+    FOLLOW_STATUS,
+    PULLED,
+    Pulled,
+    SiteFollow,
+    failed,
+    pulled,
+    read_follow_status,
+    read_pulled,
+    retry_delay,
+    save_pulled,
+)
 from mirror.core.followers import (
     FOLLOWER_HEADER,
     FOLLOWER_SEQ_HEADER,
@@ -29,10 +40,12 @@ from mirror.core.followers import (
 )
 from mirror.core.journal import OUTER, Journal, verify_outer
 from mirror.core.quarantine import add_rules, new_rule, read_quarantine
+from mirror.core.snapshots import snapshot_names
 from mirror.core.storage import BlobStore, LocalStore
 from mirror.core.upstream import Fetched
 from tests.unit.test_follow import FOLLOW, StoreCentre, _commit_closure
 from tfmirror.app import create_app
+from tfmirror.snapshotting import drop_snapshot, take_snapshot
 
 REGION = FollowConfig(url="http://region.test:8000")
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -92,6 +105,21 @@ def test_a_site_of_a_site_serves_the_centres_closure_and_verifies_the_regions_jo
     assert upper.heard == [-1, region_head.seq, region_head.seq, done.seq]
 
 
+def test_a_snapshot_deleted_at_the_centre_is_deleted_down_the_chain(tmp_path: Path) -> None:
+    centre_store = LocalStore(tmp_path / "centre")
+    region, leaf = LocalStore(tmp_path / "region"), LocalStore(tmp_path / "leaf")
+    _commit_closure(centre_store, "alpha-1.0-py3-none-any.whl")
+    take_snapshot(centre_store, "s1", "ops")
+    centre, upper = StoreCentre(centre_store), StoreCentre(region)
+    pull(region, FOLLOW, centre, "manual")
+    pull(leaf, REGION, upper, "manual")
+    assert snapshot_names(leaf) == ["s1"]
+    drop_snapshot(centre_store, "s1", "ops")
+    assert pull(region, FOLLOW, centre, "manual").snapshots_deleted == ["s1"]
+    assert pull(leaf, REGION, upper, "manual").snapshots_deleted == ["s1"]
+    assert snapshot_names(region) == snapshot_names(leaf) == []
+
+
 def test_the_retry_schedule_doubles_up_to_its_cap_and_resets_on_success() -> None:
     assert retry_delay(0, 30, 300) == 30
     assert [retry_delay(n, 30, 300) for n in range(1, 10)] == [
@@ -109,22 +137,24 @@ def test_the_retry_schedule_doubles_up_to_its_cap_and_resets_on_success() -> Non
     assert retry_delay(3, 30, 5) == 5
 
 
+def _pull_ended(store: BlobStore, url: str, seq: int, when: str) -> None:
+    """What a pull that succeeded leaves: its record of the entry held, then the status."""
+    save_pulled(store, Pulled(url, f"{seq}.etag", seq, ()))
+    pulled(store, url, seq, when)
+
+
 def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_succeeds(
     tmp_path: Path,
 ) -> None:
     store = LocalStore(tmp_path)
     url = "http://centre.test:8000"
-    pulled(store, url, 7, _iso(T0))
+    _pull_ended(store, url, 7, _iso(T0))
     caught_up = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(seconds=90))
     assert (caught_up.entries_behind, caught_up.lag_seconds, caught_up.notice) == (0, 0.0, "")
 
     # The centre stops answering: the site serves what it had and counts the time.
-    failed(
-        store, url, _iso(T0 + timedelta(minutes=1)), "ConnectionError", held_seq=7, unreachable=True
-    )
-    failed(
-        store, url, _iso(T0 + timedelta(minutes=2)), "ConnectionError", held_seq=7, unreachable=True
-    )
+    failed(store, url, _iso(T0 + timedelta(minutes=1)), "ConnectionError", unreachable=True)
+    failed(store, url, _iso(T0 + timedelta(minutes=2)), "ConnectionError", unreachable=True)
     down = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(minutes=5))
     assert down.failures == 2 and down.lag_seconds == 300.0
     assert down.notice == (
@@ -138,7 +168,6 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
         url,
         _iso(T0 + timedelta(minutes=6)),
         "blob ab: HTTP 404",
-        held_seq=7,
         unreachable=False,
         centre_seq=10,
         missing=(3, 3_000_000),
@@ -148,7 +177,7 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
     assert "pulls failing since 2026-12-01T12:01:00Z (blob ab: HTTP 404)" in cut.notice
     assert cut.notice.endswith("3 blobs (3.0 MB) not fetched yet"), cut.notice
 
-    pulled(store, url, 10, _iso(T0 + timedelta(minutes=7)))
+    _pull_ended(store, url, 10, _iso(T0 + timedelta(minutes=7)))
     again = (read_follow_status(store) or SiteFollow(url)).at(T0 + timedelta(minutes=8))
     assert (again.entries_behind, again.lag_seconds, again.failures, again.notice) == (
         0,
@@ -156,6 +185,28 @@ def test_a_site_behind_or_cut_off_says_so_with_its_lag_and_clears_when_a_pull_su
         0,
         "",
     )
+
+
+def test_the_entry_held_has_one_record_and_the_last_releases_documents_still_read(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    url = "http://centre.test:8000"
+    # As the release before wrote them: a held_seq in status.json too, no snapshot list.
+    store.put(PULLED, json.dumps({"url": url, "etag": "12.ab", "seq": 12}).encode())
+    old = {"url": url, "held_seq": 9, "centre_seq": 12, "last_success": _iso(T0)}
+    store.put(FOLLOW_STATUS, json.dumps(old).encode())
+    assert read_pulled(store) == Pulled(url, "12.ab", 12, None)
+    status = read_follow_status(store)
+    # pulled.json, written by the pull itself, is the entry held: the copy is ignored.
+    assert status is not None and (status.held_seq, status.centre_seq) == (12, 12)
+    assert status.at(T0).entries_behind == 0
+    # Written now, status.json keeps no copy; another centre's pulled.json holds nothing.
+    pulled(store, url, 12, _iso(T0))
+    assert "held_seq" not in json.loads(store.get(FOLLOW_STATUS) or b"{}")
+    save_pulled(store, Pulled("http://other.test:8000", "3.cd", 3, ()))
+    moved = read_follow_status(store)
+    assert moved is not None and moved.held_seq == -1
 
 
 def test_a_centre_keeps_its_last_followers_with_their_lag(tmp_path: Path) -> None:

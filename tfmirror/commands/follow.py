@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from follow.jobs import JOB
+from follow.pull import kept_line
 from mirror.core.errors import UsageError
 from mirror.core.sizes import human_bytes
 from tfmirror.commands.common import report_offer, wait_flag
@@ -29,4 +30,8 @@ def run(parts: MirrorParts, args: argparse.Namespace) -> int:
             print("quarantine rules changed at the centre: taken")
         if done.promotion is not None:
             print(f"promoted as the centre: {done.promotion or 'live'}")
+        if done.snapshots_deleted:
+            print(f"snapshots deleted as at the centre: {', '.join(done.snapshots_deleted)}")
+        for name in done.snapshots_kept:
+            print(kept_line(name))
     return report_offer(held, failures)
