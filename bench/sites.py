@@ -2,9 +2,9 @@
 namespaces, a one-way delay and a rate limit), against curl over the same link.
 
   pull  From the end of a sync at the centre (its commit) until the site (`tfmirror up`,
-        pulling every second) serves the last file, against `curl --parallel` (4 at a
-        time, as the pull) of the same blobs from the centre's follow API over the same
-        link, written to disk, in the same run. Prints both and the ratio (goal <= 1.1x).
+        pulling every second) serves the largest new file on its live index (the manifest
+        committed), against `curl --parallel` (4 at a time, as the pull) of the same blobs
+        from the centre's follow API over the same link, written to disk, in the same run. Prints both and the ratio (goal <= 1.1x).
   idle  The follow loop's cost when nothing changes: over `--idle-seconds`, the requests
         the centre answered (its gunicorn access log) and the bytes it sent on the link
         (the link's counters, TCP and all), as requests per minute and bytes per hour.
@@ -37,6 +37,7 @@ from pathlib import Path
 from bundle.contents import read_manifests, referenced
 from mirror.core.config import load_config
 from mirror.core.storage import LocalStore
+from mirror.pypi.manifest import load_all
 from testkit.netns import Lab, unavailable
 from testkit.servers import free_port
 from testkit.upstream import Upstream
@@ -111,7 +112,11 @@ def pull(sites: Sites) -> None:
     committed = time.monotonic()
     new = {sha: size for sha, size in blobs_of(sites.centre).items() if sha not in before}
     last = max(new, key=lambda sha: new[sha])
-    probe = f"/api/follow/blob/{last}"
+    # Served as the fleet sees it: the file on the site's live index (its manifest
+    # committed), not the blob alone (stored as it arrives, before the commit).
+    centre_store = LocalStore(load_config(str(sites.centre)).storage.path)
+    name = next(w.filename for m in load_all(centre_store) for w in m.files if w.sha256 == last)
+    probe = f"/files/{last}/{name}"
     while not sites.site_serves(probe):
         if time.monotonic() - committed > 3600:
             raise SystemExit("the site did not serve the commit within an hour")
