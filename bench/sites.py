@@ -4,7 +4,8 @@ namespaces, a one-way delay and a rate limit), against curl over the same link.
   pull  From the end of a sync at the centre (its commit) until the site (`tfmirror up`,
         pulling every second) serves the largest new file on its live index (the manifest
         committed), against `curl --parallel` (4 at a time, as the pull) of the same blobs
-        from the centre's follow API over the same link, written to disk, in the same run. Prints both and the ratio (goal <= 1.1x).
+        from the centre's follow API over the same link, written to disk, in the same run.
+        Prints both and the ratio (goal <= 1.1x).
   idle  The follow loop's cost when nothing changes: over `--idle-seconds`, the requests
         the centre answered (its gunicorn access log) and the bytes it sent on the link
         (the link's counters, TCP and all), as requests per minute and bytes per hour.
@@ -81,12 +82,25 @@ class Sites:
 
     def link_bytes_sent(self) -> int:
         """Bytes the centre's end of the link has sent (headers and TCP included)."""
-        out = self.lab.run(
-            self.centre_ns, ["ip", "-s", "link", "show", "wan1a"], capture_output=True, text=True
-        ).stdout
-        lines = out.splitlines()
-        tx = next(i for i, line in enumerate(lines) if line.strip().startswith("TX:"))
-        return int(lines[tx + 1].split()[0])
+        return link_tx_bytes(self.lab, self.centre_ns, 1)
+
+
+def link_tx_bytes(lab: Lab, ns: str, link: int) -> int:
+    """Bytes ns's end of the lab's `link`-th link (from 1) has sent, TCP and all."""
+    out = lab.run(ns, ["ip", "-s", "link", "show", f"wan{link}a"], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    tx = next(i for i, line in enumerate(lines) if line.strip().startswith("TX:"))
+    return int(lines[tx + 1].split()[0])
+
+
+def centre_toml(port: int, requirements: str, index: str) -> str:
+    """A centre on all its addresses (its sites reach it over their links), no nginx."""
+    return (
+        f'[storage]\npath = "data"\n[devpi]\nserverdir = ""\n'
+        f'[web]\nhost = "0.0.0.0"\nport = {port}\n[proxy]\nenabled = false\n'
+        f'[pypi]\nupstream = "{index}"\nrequirements = {requirements}\n'
+        '[[pypi.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
 
 
 def blobs_of(config: Path) -> dict[str, int]:
@@ -197,12 +211,7 @@ def main() -> None:
                     upstream = stack.enter_context(Upstream())
                 upstream.add(WheelSpec("alpha", "1.0"))
                 requirements, index = '["alpha"]', upstream.index_url
-            centre.write_text(
-                f'[storage]\npath = "data"\n[devpi]\nserverdir = ""\n'
-                f'[web]\nhost = "0.0.0.0"\nport = {port}\n[proxy]\nenabled = false\n'
-                f'[pypi]\nupstream = "{index}"\nrequirements = {requirements}\n'
-                '[[pypi.targets]]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
-            )
+            centre.write_text(centre_toml(port, requirements, index))
             cli = [sys.executable, "-m", "tfmirror.cli", "--config", str(centre)]
             if upstream is not None:  # alpha: what the site holds before the timed commit
                 sync = [*cli, "sync", "pypi", "--no-devpi"]
