@@ -25,6 +25,7 @@ timed span starts at its end, as for the generated set). Needs root (namespaces)
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -103,6 +104,17 @@ def centre_toml(port: int, requirements: str, index: str) -> str:
     )
 
 
+def pull_seconds(site: Path) -> float:
+    """How long the site's last pull that fetched blobs took, by its run record."""
+    store = LocalStore(load_config(str(site)).storage.path)
+    took = 0.0
+    for key in sorted(k for k in store.list("runs/follow/") if k.rsplit("/", 1)[-1][:1].isdigit()):
+        record = json.loads(store.get(key) or b"{}")
+        if record.get("counts", {}).get("new_blobs"):
+            took = float(record["seconds"])
+    return took
+
+
 def blobs_of(config: Path) -> dict[str, int]:
     store = LocalStore(load_config(str(config)).storage.path)
     return {sha: store.blob_size(sha) or 0 for sha in referenced(read_manifests(store))}
@@ -145,6 +157,13 @@ def pull(sites: Sites) -> None:
         sites.lab.run(sites.site_ns, argv, check=True, stderr=subprocess.DEVNULL)
         peer = time.monotonic() - began
     mb = total / 1e6
+    pulled = pull_seconds(sites.site)
+    print(
+        f"pull  the site's pull itself (its run record: head to commit and devpi's offer) "
+        f"{pulled:.2f} s; the rest of the span is the wait for its next interval and the "
+        "front's first page of the new manifest",
+        flush=True,
+    )
     print(
         f"pull  {len(new)} blobs, {mb:.0f} MB: commit at the centre -> served at the site "
         f"{ours:.2f} s ({mb / ours:.1f} MB/s); curl --parallel 4 of the same blobs over the "
