@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.contents import read_manifests, referenced
 from bundle.errors import BundleError
-from bundle.layout import CHUNK, INDEX, SIGNATURE, Index, Item, PartWriter
+from bundle.layout import CHUNK, INDEX, JOURNAL_TAIL, SIGNATURE, Index, Item, PartWriter
 from mirror.advisories.database import CURRENT, database_blobs
 from mirror.core.errors import BlobNotFound
 from mirror.core.journal import OUTER, Journal, as_lines
@@ -80,6 +80,20 @@ def snapshots_carried(store: BlobStore, bundle_id: str) -> set[str]:
     return {str(n) for doc in _chain(store, bundle_id) for n in doc.get("snapshots", [])}  # type: ignore[attr-defined]
 
 
+def journal_carried(store: BlobStore, bundle_id: str, lines: list[bytes]) -> int:
+    """How many of the journal's entries (`lines`) the inner side holds after importing
+    `bundle_id`, if they are still the entries it carried; 0 (carry it whole) when the
+    journal was cut short or its last carried entry rewritten since, or when an export
+    of the release before recorded no count."""
+    doc = _record(store, bundle_id)
+    count, last = doc.get("journal_entries"), doc.get("journal_last")
+    if not isinstance(count, int) or not isinstance(last, str) or not 0 < count <= len(lines):
+        return 0
+    if hashlib.sha256(lines[count - 1].rstrip(b"\n")).hexdigest() != last:
+        return 0
+    return count
+
+
 def last_export(store: BlobStore) -> str | None:
     data = store.get(LAST_EXPORT)
     return data.decode().strip() if data else None
@@ -119,9 +133,19 @@ def export(
     for name, data in sorted(manifests.items()):
         writer.write(data)
         index.items.append(Item("manifest", name, hashlib.sha256(data).hexdigest(), len(data)))
-    # The outer mirror's journal, whole: the inner side verifies its history.
-    journal = as_lines(Journal(store))
-    if journal:
+    # The outer mirror's journal: the inner side verifies its history. Only the entries
+    # after those the bundle it follows carried, when that one's last entry is still
+    # here as it was (the first new entry names it by sha256, so the inner side checks
+    # the tail against what it holds); else whole, so it sees what was cut or rewritten.
+    lines = as_lines(Journal(store)).splitlines(keepends=True)
+    start = journal_carried(store, follows, lines) if follows else 0
+    journal = b"".join(lines[start:])
+    if start:
+        writer.write(journal)
+        index.items.append(
+            Item(JOURNAL_TAIL, str(start), hashlib.sha256(journal).hexdigest(), len(journal))
+        )
+    elif journal:
         writer.write(journal)
         index.items.append(
             Item("journal", OUTER, hashlib.sha256(journal).hexdigest(), len(journal))
@@ -146,6 +170,10 @@ def export(
         "blobs": sorted(wanted),
         "referenced": sorted(held),
         "snapshots": sorted(snapshots),
+        # The journal as the inner side holds it after this import: its entries, and
+        # the last one's sha256 (what the next bundle's tail must continue).
+        "journal_entries": len(lines),
+        "journal_last": hashlib.sha256(lines[-1].rstrip(b"\n")).hexdigest() if lines else "",
     }
     store.put(f"{EXPORTS}/{index.id}.json", json.dumps(record).encode())
     store.put(LAST_EXPORT, index.id.encode())

@@ -21,7 +21,16 @@ from bundle.commit import JOURNAL, Arrival, _imported, _write, apply_commit, com
 from bundle.contents import MANIFESTS, read_manifests, referenced
 from bundle.errors import BlobsMissing, BundleError
 from bundle.keys import verifies
-from bundle.layout import CHUNK, INDEX, MAX_INDEX, SIGNATURE, Index, Item, PartReader
+from bundle.layout import (
+    CHUNK,
+    INDEX,
+    JOURNAL_TAIL,
+    MAX_INDEX,
+    SIGNATURE,
+    Index,
+    Item,
+    PartReader,
+)
 from hub_cache.errors import SignatureRefused
 from hub_cache.signatures import check_brought
 from mirror.advisories.database import CURRENT, Current, parse_current, take_database
@@ -217,6 +226,8 @@ def import_bundle(
                 moved += item.size
             elif item.kind == "journal":
                 outer_journal = _read_journal(reader, item)
+            elif item.kind == JOURNAL_TAIL:
+                outer_journal = _continued(store, item, _read_journal(reader, item))
             elif item.kind == "snapshot":
                 snap = _read_snapshot(reader, item)
                 snapshots[snap.name] = snap
@@ -242,22 +253,43 @@ def import_bundle(
     if inner_check is not None:
         current = read_manifests(store)
         inner_check(store, {k: v for k, v in manifests.items() if current.get(k) != v})
+    # Kept as the outer side wrote it, broken, cut short or rewritten: `history --outer
+    # --verify` says which (the bundle is signed: the outer side did send it). Before the
+    # commit: once the commit names this bundle, an import of it again does nothing, so
+    # a journal kept after it could be lost to a crash between the two.
+    extends = outer_journal is None or keep_outer(store, outer_journal)
     commit_arrival(store, Arrival(index.id, index.follows, index.created), manifests, read)
     for snap in snapshots.values():
         # Create-only: one the inner side made under the same name stays as it is.
         save_snapshot(store, snap)
     if advisories is not None:
         _take_advisories(store, index.id, *advisories)
-    # Kept as the outer side wrote it, broken, cut short or rewritten: `history --outer
-    # --verify` says which (the bundle is signed: the outer side did send it).
-    extends = outer_journal is None or keep_outer(store, outer_journal)
     return Imported(
         index.id, index.follows, new_blobs, moved, len(manifests), outer_extends=extends
     )
 
 
+def _continued(store: BlobStore, item: Item, tail: bytes) -> bytes:
+    """The outer journal held here with a bundle's tail of it after: refused unless
+    this mirror holds exactly the entries the tail follows (the bundles in order), or
+    holds the tail already (this bundle, again, after an import that died)."""
+    if not item.name.isdigit():
+        raise BundleError(f"the index lists a journal tail after {item.name[:80]!r}")
+    after = int(item.name)
+    held = store.get(OUTER) or b""
+    lines = held.splitlines(keepends=True)
+    if len(lines) == after:
+        return held + tail
+    if len(lines) > after and b"".join(lines[after:]) == tail:
+        return held
+    raise BundleError(
+        f"the bundle carries the outer journal from entry {after}, but this mirror holds "
+        f"{len(lines)} of its entries: import the bundles in order, or a --full one"
+    )
+
+
 def _read_journal(reader: PartReader, item: Item) -> bytes:
-    if item.name != OUTER:
+    if item.kind == "journal" and item.name != OUTER:
         raise BundleError(f"the index lists a journal named {item.name[:80]!r}")
     if item.size > MAX_JOURNAL:
         raise BundleError(f"the journal declares {item.size} bytes, over {MAX_JOURNAL}")

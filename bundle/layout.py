@@ -21,13 +21,17 @@ SIGNATURE = "bundle.sig"
 FORMAT = 1
 MAX_INDEX = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
+# An incremental bundle carries only the outer journal's new entries: an inner side of
+# a release before this one refuses the kind by name (import a --full bundle there).
+JOURNAL_TAIL = "journal_tail"
 
 
 @dataclass(frozen=True)
 class Item:
     # "manifest" (name: its store key), "blob" (name: its sha256), "journal" (the
-    # outer mirror's, as lines: mirror.core.journal.OUTER) or "snapshot" (name: its
-    # store key; each carried once along a chain of bundles)
+    # outer mirror's, as lines: mirror.core.journal.OUTER), JOURNAL_TAIL (its entries
+    # after the first N, which the bundle it follows carried; name: N) or "snapshot"
+    # (name: its store key; each carried once along a chain of bundles)
     kind: str
     name: str
     sha256: str

@@ -29,6 +29,7 @@ from bundle.importer import (
 )
 from bundle.runs import export_recorded, import_recorded, resume
 from hub_cache.models import ModelManifest, load_models, model_key, save_model
+from mirror.core.journal import OUTER, Journal, as_lines, verify_outer
 from mirror.core.runs import Failure
 from mirror.core.storage import HashingWriter, LocalStore, blob_key
 from tests.support.runner import runner_over
@@ -421,3 +422,65 @@ def test_recovery_writes_no_manifest_whose_blob_is_missing_and_a_reimport_repair
     assert not done.again and done.new_blobs >= 1
     assert read_manifests(inner) == outer_manifests and not committing(inner)
     assert listed_but_missing(inner) == []
+
+
+def journal_items(bundle: Path) -> list[tuple[str, str]]:
+    index = json.loads((bundle / "bundle.json").read_text())
+    return [(i["kind"], i["name"]) for i in index["items"] if i["kind"].startswith("journal")]
+
+
+def test_an_incremental_bundle_carries_only_the_journal_entries_the_inner_side_lacks(
+    tmp_path: Path,
+) -> None:
+    outer, inner = LocalStore(tmp_path / "outer"), LocalStore(tmp_path / "inner")
+    key = Ed25519PrivateKey.generate()
+    journal = Journal(outer)
+    for n in range(3):
+        journal.record([{"event": "e", "n": n}], "ops")
+    export(outer, key, tmp_path / "b1", full=True)
+    assert journal_items(tmp_path / "b1") == [("journal", OUTER)]
+    import_bundle(inner, tmp_path / "b1", key.public_key())
+    for n in range(3, 5):
+        journal.record([{"event": "e", "n": n}], "ops")
+    export(outer, key, tmp_path / "b2")
+    # Entries 3 and 4 only: the first names entry 2, which the inner side holds.
+    assert journal_items(tmp_path / "b2") == [("journal_tail", "3")]
+    index = json.loads((tmp_path / "b2" / "bundle.json").read_text())
+    (tail,) = [i for i in index["items"] if i["kind"] == "journal_tail"]
+    assert tail["size"] == len(b"".join(e.raw + b"\n" for e in list(journal.entries())[3:]))
+    import_bundle(inner, tmp_path / "b2", key.public_key())
+    assert inner.get(OUTER) == as_lines(journal)
+    assert verify_outer(inner) == (5, None)
+
+    # An inner side that does not hold what the tail follows refuses the bundle whole.
+    other = LocalStore(tmp_path / "other")
+    import_bundle(other, tmp_path / "b1", key.public_key())
+    other.put(OUTER, b"".join(e.raw + b"\n" for e in list(journal.entries())[:2]))
+    before = read_manifests(other)
+    with pytest.raises(BundleError, match="from entry 3, but this mirror holds 2 of its"):
+        import_bundle(other, tmp_path / "b2", key.public_key())
+    assert read_manifests(other) == before and last_import(other) != "b2"
+
+
+def test_an_outer_journal_rewritten_since_the_last_bundle_travels_whole(
+    tmp_path: Path,
+) -> None:
+    outer, inner = LocalStore(tmp_path / "outer"), LocalStore(tmp_path / "inner")
+    key = Ed25519PrivateKey.generate()
+    journal = Journal(outer)
+    for n in range(2):
+        journal.record([{"event": "e", "n": n}], "ops")
+    export(outer, key, tmp_path / "b1", full=True)
+    import_bundle(inner, tmp_path / "b1", key.public_key())
+    last = "journal/entries/000000000001.json"
+    raw = outer.get(last)
+    assert raw is not None
+    outer.put(last, raw.replace(b'"n": 1', b'"n": 7').replace(b'"n":1', b'"n":7'))
+    assert outer.get(last) != raw
+    journal.record([{"event": "e", "n": 2}], "ops")
+    export(outer, key, tmp_path / "b2")
+    # Its last carried entry is no longer as it was: whole, so the inner side sees it.
+    assert journal_items(tmp_path / "b2") == [("journal", OUTER)]
+    import_bundle(inner, tmp_path / "b2", key.public_key())
+    count, broken = verify_outer(inner) or (0, None)
+    assert count == 3 and broken is not None and broken.seq == 1
