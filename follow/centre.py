@@ -30,6 +30,11 @@ from mirror.core.upstream import (
 
 MAX_DOCUMENT = 64 * 1024 * 1024  # a manifest, a snapshot, the state, a journal page
 MAX_UNSIZED_BLOB = 64 * 1024 * 1024  # a blob no manifest gives a size for (METADATA)
+# The head is asked every interval and answers a few bytes: a centre that does not
+# answer it within this is down as far as the site's page is concerned (the loop
+# retries with its own backoff), where a blob's 60 s and four retries would hide an
+# outage for minutes.
+HEAD_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,12 @@ class Centre:
         """The journal's head; None when it has not moved from `etag` (a 304). The ask
         says who this site is and which entry it holds: the centre lists its followers."""
         say = {FOLLOWER_HEADER: self.name, FOLLOWER_SEQ_HEADER: str(held)}
-        got = fetch_unless(f"{self.url}/api/follow/head", self.policy, 4096, etag, say)
+        quick = replace(
+            self.policy,
+            timeout=min(self.policy.timeout, HEAD_TIMEOUT),
+            retries=min(self.policy.retries, 1),
+        )
+        got = fetch_unless(f"{self.url}/api/follow/head", quick, 4096, etag, say)
         if got is None:
             return None
         body, tag = got

@@ -414,3 +414,22 @@ def test_a_pulled_record_of_the_last_release_finds_the_taken_snapshots_in_the_jo
     drop_snapshot(centre_store, "s1", "ops")
     assert pull(site, FOLLOW, centre, "manual").snapshots_deleted == ["s1"]
     assert snapshot_names(site) == ["mine"] and read_pulled(site).snapshots == ()
+
+
+def test_the_head_is_asked_with_a_short_timeout_so_an_outage_shows_within_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A link cut mid-request drops packets: at a blob's 60 s and four retries the site's
+    # page would say nothing for minutes.
+    asked: list[tuple[float, int]] = []
+
+    def hung(url: str, policy: object, *args: object) -> None:
+        asked.append((policy.timeout, policy.retries))  # type: ignore[attr-defined]
+        raise DownloadError(url, "timed out")
+
+    monkeypatch.setattr("follow.centre.fetch_unless", hung)
+    centre = Centre(FOLLOW)
+    with pytest.raises(DownloadError):
+        centre.head(None, 0)
+    assert asked == [(10.0, 1)]
+    assert (centre.policy.timeout, centre.policy.retries) == (60.0, 4)  # blobs keep theirs
