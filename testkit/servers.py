@@ -4,6 +4,7 @@ loopback HTTP server the fake upstreams are built on."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,9 +17,23 @@ from typing import Self
 
 import requests
 
+# Below Linux's ephemeral range (32768-60999): a port picked now is bound later by a
+# child (a devpi, a front), and meanwhile any outgoing connection could be given it as
+# its own local port (one was: a site's devpi failed with "Address already in use").
+_PORTS = range(20000, 32000)
+_PICK = random.Random()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    for _ in range(200):
+        port = _PICK.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that range all taken: any port the kernel gives
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
