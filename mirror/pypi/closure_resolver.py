@@ -43,8 +43,9 @@ from mirror.pypi.build_sandbox import (
     why_stopped,
 )
 from mirror.pypi.cooldown import Cooldown, Held
-from mirror.pypi.core_metadata import MAX_METADATA, metadata_in_store
+from mirror.pypi.core_metadata import metadata_in_store
 from mirror.pypi.errors import MetadataError, ResolveError, SandboxResolveError
+from mirror.pypi.file_facts import recorded_license
 from mirror.pypi.interpreters import Interpreter, find_interpreter, host_interpreter
 from mirror.pypi.local_index import LocalIndex
 from mirror.pypi.package_licenses import license_of
@@ -148,9 +149,8 @@ class ClosureResolver:
             return License.unknown("an sdist: its licence is its built wheel's")
         try:
             if wheel.metadata_sha256 and self.store.has_blob(wheel.metadata_sha256):
-                with self.store.open_blob(wheel.metadata_sha256) as blob:
-                    metadata = blob.read(MAX_METADATA + 1)  # a manifest's: PEP 658's copy
-            elif wheel.url.startswith("file:"):
+                return recorded_license(self.store, wheel.metadata_sha256)  # a manifest's
+            if wheel.url.startswith("file:"):
                 metadata = metadata_in_store(self.store, wheel)
             else:
                 read = self.index().core_metadata(wheel.sha256)

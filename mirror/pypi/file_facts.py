@@ -103,7 +103,7 @@ def settle(
         facts |= {
             "metadata_sha256": known.metadata_sha256,
             "requires_python": known.requires_python,
-            "license": known.license or _recorded_license(store, known.metadata_sha256),
+            "license": known.license or recorded_license(store, known.metadata_sha256),
         }
     else:
         # A new file: read as an installer reads its zip before any index offers it.
@@ -119,7 +119,7 @@ def settle(
     return dataclasses.replace(wheel, **facts)
 
 
-def _recorded_license(store: BlobStore, metadata_sha256: str) -> License:
+def recorded_license(store: BlobStore, metadata_sha256: str) -> License:
     """A file a manifest of the release before licences lists: its licence read from the
     METADATA blob the mirror already holds (no wheel opened, nothing fetched)."""
     try:
