@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urljoin
 
-from bench.sites import ROOT, centre_toml, link_tx_bytes
+from bench.sites import ROOT, centre_toml, link_tx_bytes, serves
 from mirror.core.config import load_config
 from mirror.core.storage import LocalStore
 from mirror.proxy.nginx import nginx_binary
@@ -53,11 +53,6 @@ def curl(lab: Lab, ns: str, *args: str, timeout: float = 600) -> subprocess.Comp
         ns, ["curl", "-s", *args], capture_output=True, text=True, timeout=timeout
     )
     return done
-
-
-def serves(lab: Lab, ns: str, url: str) -> bool:
-    done = curl(lab, ns, "-o", "/dev/null", "-w", "%{http_code}", "-I", url, timeout=30)
-    return done.stdout.strip() == "200"
 
 
 def wait_for(check: Callable[[], bool], what: str, seconds: float = 600) -> None:

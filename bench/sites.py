@@ -73,17 +73,23 @@ class Sites:
 
     def site_serves(self, path: str) -> bool:
         url = f"{load_config(str(self.site)).web.base_url}{path}"
-        done = self.lab.run(
-            self.site_ns,
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", url],
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout.strip() == "200"
+        return serves(self.lab, self.site_ns, url, timeout=300)
 
     def link_bytes_sent(self) -> int:
         """Bytes the centre's end of the link has sent (headers and TCP included)."""
         return link_tx_bytes(self.lab, self.centre_ns, 1)
+
+
+def serves(lab: Lab, ns: str, url: str, timeout: float = 30) -> bool:
+    """A HEAD of `url` from inside ns answers 200."""
+    done = lab.run(
+        ns,
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", url],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return bool(done.stdout.strip() == "200")
 
 
 def link_tx_bytes(lab: Lab, ns: str, link: int) -> int:
